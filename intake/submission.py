@@ -1,0 +1,76 @@
+"""The Submission: one complaint as it arrived, whatever the channel."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    """How a complaint reached us."""
+
+    WEB = "web"
+    EMAIL = "email"
+    PHONE = "phone"
+    CALL_LOG = "call_log"
+    LETTER = "letter"
+    VISIT = "visit"
+
+
+class Kind(StrEnum):
+    """What the citizen wants: 投诉 / 建议 / 咨询 / 表扬."""
+
+    COMPLAINT = "complaint"
+    SUGGESTION = "suggestion"
+    INQUIRY = "inquiry"
+    PRAISE = "praise"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file that came with a submission; the bytes stay in memory until stored."""
+
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True)
+class Contact:
+    """Who complained; every part is optional, citizens may stay anonymous."""
+
+    name: str = ""
+    phone: str = ""
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A complaint as it arrived: registering the same (channel, external_id) twice is a no-op."""
+
+    channel: Channel
+    external_id: str
+    received_at: datetime
+    body: str
+    subject: str = ""
+    kind: Kind = Kind.COMPLAINT
+    contact: Contact = field(default_factory=Contact)
+    attachments: tuple[Attachment, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.external_id:
+            raise ValueError("a submission needs an external id (form token, Message-ID, call id)")
+        if not self.body.strip():
+            raise ValueError("a submission needs a body")
+        if self.received_at.tzinfo is None:
+            raise ValueError("received_at must be timezone-aware")

@@ -1,0 +1,176 @@
+"""Shared fixtures: a real database (SQLite or PostgreSQL, by MINSHENG_TEST_DB), settings
+pointing at a temporary instance folder, the app, and signed-in clients.
+
+The schema and the staff accounts are built once per test run; each test then gets its own
+copy (SQLite: a copy of the file) or an emptied set of case tables (PostgreSQL: TRUNCATE, which
+the append-only triggers on the audit log do not block).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tomllib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+REQUIRE_ALL = os.environ.get("MINSHENG_REQUIRE_ALL") == "1"
+DB_KIND = os.environ.get("MINSHENG_TEST_DB", "sqlite")
+PG_URL = os.environ.get("MINSHENG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+CASE_TABLES = (
+    "case_events",
+    "case_replies",
+    "return_visits",
+    "attachments",
+    "cases",
+    "counters",
+    "throttle_marks",
+)
+
+
+def need(condition: object, reason: str) -> None:
+    """Skip when a component is missing on a developer's machine; fail in CI."""
+    if not condition:
+        if REQUIRE_ALL:
+            pytest.fail(f"required component missing: {reason}")
+        pytest.skip(reason)
+
+
+def password_of(username: str) -> str:
+    return f"pw-{username}-secret"
+
+
+def base_config() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))
+
+
+def make_settings(tmp: Path, url: str, **sections: dict[str, Any]) -> Any:
+    from web.settings import settings_from_dict
+
+    raw = base_config()
+    raw["database"] = {"url": url}
+    raw["app"] = {**raw["app"], "instance_dir": str(tmp / "instance"), "secret_key": "test-key"}
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    return settings_from_dict(raw, base_dir=ROOT, source="test config")
+
+
+def _pg_url(schema: str) -> str:
+    return f"{PG_URL}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database with the schema, the demo departments and staff with known passwords."""
+    from web.auth import hash_password
+    from web.cli import _initialise
+    from web.runtime import Runtime
+
+    tmp = tmp_path_factory.mktemp("template")
+    schema = None
+    if DB_KIND == "postgresql":
+        import psycopg
+
+        try:
+            with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+                schema = f"t_{uuid.uuid4().hex[:12]}"
+                conn.execute(f"CREATE SCHEMA {schema}")
+        except psycopg.OperationalError as e:
+            need(False, f"PostgreSQL at {PG_URL} unreachable: {e}")
+        url = _pg_url(schema)
+    else:
+        url = f"sqlite:///{tmp}/template.db"
+    rt = Runtime.build(make_settings(tmp, url))
+    _initialise(rt)
+    from triage.models import User
+
+    with rt.sessions() as s, s.begin():
+        for user in s.query(User):
+            user.password_hash = hash_password(password_of(user.username))
+    rt.engine.dispose()
+    yield url
+    if schema:
+        import psycopg
+
+        with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def db_url(template_db: str, tmp_path: Path) -> str:
+    if template_db.startswith("sqlite"):
+        target = tmp_path / "test.db"
+        shutil.copy(template_db.split("///", 1)[1], target)
+        return f"sqlite:///{target}"
+    from sqlalchemy import create_engine
+
+    engine = create_engine(template_db)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(CASE_TABLES)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return template_db
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Any:
+    return make_settings(tmp_path, db_url)
+
+
+@pytest.fixture
+def app(settings: Any) -> Iterator[Any]:
+    from web import create_app
+
+    app = create_app(settings, TESTING=True)
+    yield app
+    app.extensions["minsheng"].engine.dispose()
+
+
+@pytest.fixture
+def runtime(app: Any) -> Any:
+    return app.extensions["minsheng"]
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    m = _CSRF.search(html)
+    assert m, "page has no CSRF token"
+    return m.group(1)
+
+
+def login(client: Any, username: str) -> Any:
+    page = client.get("/login").get_data(as_text=True)
+    r = client.post(
+        "/login",
+        data={
+            "csrf_token": csrf_from(page),
+            "username": username,
+            "password": password_of(username),
+        },
+    )
+    assert r.status_code == 302, f"login of {username} failed: {r.status_code}"
+    return client
+
+
+@pytest.fixture
+def login_as(app: Any) -> Any:
+    """login_as('supervisor') → a test client signed in as that user."""
+
+    def _login(username: str) -> Any:
+        return login(app.test_client(), username)
+
+    return _login

@@ -1,0 +1,1 @@
+"""The domain: cases, routing, supervision rules and figures. Knows nothing of Flask."""

@@ -1,0 +1,265 @@
+"""Use cases on cases: register a submission, dispatch, send back, rework.
+
+They take an open SQLAlchemy session and flush, never commit: the request or the CLI command
+that called them owns the transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from intake.submission import Submission
+from triage.attachments import AttachmentStore
+from triage.deadlines import Deadlines
+from triage.models import Actor, Attachment, Case, Counter, Department, IllegalTransition, Status
+
+QUERY_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read out on the phone
+QUERY_CODE_LENGTH = 6
+
+
+class SuggestionLike(Protocol):
+    label: str
+    confidence: float
+    alternatives: Sequence[tuple[str, float]]
+    model_version: str
+
+
+class Router(Protocol):
+    """Anything that suggests a department code for a complaint: a model or keyword rules."""
+
+    version: str
+    threshold: float
+
+    def suggest(self, subject: str, body: str) -> SuggestionLike: ...
+
+
+class HazardLike(Protocol):
+    urgent: bool
+    reasons: Sequence[str]
+
+
+@dataclass(frozen=True)
+class IntakePolicy:
+    """What registration needs to know besides the submission itself."""
+
+    deadlines: Deadlines
+    router: Router
+    detect_hazard: Callable[[str, str], HazardLike]
+    attachments: AttachmentStore
+    tracking_prefix: str = "MS"
+    auto_route: bool = True
+    # None: use the threshold the model chose for the target precision.
+    auto_route_threshold: float | None = None
+
+    @property
+    def threshold(self) -> float:
+        if self.auto_route_threshold is not None:
+            return self.auto_route_threshold
+        return self.router.threshold
+
+
+@dataclass(frozen=True)
+class Registration:
+    case: Case
+    created: bool
+    # Shown once on the receipt; only its hash is stored.
+    query_code: str | None = None
+
+
+def next_counter(session: Session, name: str) -> int:
+    """Atomically increments the named counter; the row lock serialises concurrent callers."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(Counter).values(name=name, value=0).on_conflict_do_nothing())
+    return session.execute(
+        update(Counter)
+        .where(Counter.name == name)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+
+
+def new_tracking_number(session: Session, prefix: str, year: int) -> str:
+    return f"{prefix}-{year}-{next_counter(session, f'tracking-{year}'):06d}"
+
+
+def new_query_code() -> str:
+    return "".join(secrets.choice(QUERY_CODE_ALPHABET) for _ in range(QUERY_CODE_LENGTH))
+
+
+def hash_query_code(code: str, salt: bytes | None = None) -> str:
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(normalise_query_code(code).encode(), salt=salt, n=2**12, r=8, p=1)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def normalise_query_code(code: str) -> str:
+    return "".join(code.split()).upper()
+
+
+def check_query_code(stored: str, code: str) -> bool:
+    try:
+        scheme, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    candidate = hash_query_code(code, bytes.fromhex(salt)).split("$")[2]
+    return hmac.compare_digest(candidate, digest)
+
+
+def find_by_external_id(session: Session, channel: str, external_id: str) -> Case | None:
+    return session.scalar(
+        select(Case).where(Case.channel == channel, Case.external_id == external_id)
+    )
+
+
+def register(
+    session: Session, submission: Submission, policy: IntakePolicy, now: datetime
+) -> Registration:
+    """Turns a submission into a case, once: the same (channel, external id) again is a no-op."""
+    existing = find_by_external_id(session, submission.channel, submission.external_id)
+    if existing is not None:
+        return Registration(existing, created=False)
+
+    calendar = policy.deadlines.calendar
+    year = calendar.local(submission.received_at).year
+    code = new_query_code()
+    hazard = policy.detect_hazard(submission.subject, submission.body)
+    suggestion = policy.router.suggest(submission.subject, submission.body)
+    departments = {d.code: d for d in session.scalars(select(Department)).all()}
+    suggested = departments.get(suggestion.label)
+
+    case = Case(
+        tracking_number=new_tracking_number(session, policy.tracking_prefix, year),
+        query_code_hash=hash_query_code(code),
+        channel=str(submission.channel),
+        external_id=submission.external_id,
+        kind=str(submission.kind),
+        status=Status.RECEIVED,
+        subject=submission.subject.strip()[:300],
+        body=submission.body.strip(),
+        contact_name=submission.contact.name.strip()[:100],
+        contact_phone=submission.contact.phone.strip()[:40],
+        contact_email=submission.contact.email.strip()[:200],
+        received_at=submission.received_at,
+        created_at=now,
+        suggested_department=suggested,
+        confidence=float(suggestion.confidence) if suggested else None,
+        alternatives=[
+            [label, round(float(p), 4)]
+            for label, p in suggestion.alternatives
+            if label in departments
+        ],
+        model_version=suggestion.model_version,
+        urgent=bool(hazard.urgent),
+        urgent_reasons=list(hazard.reasons),
+        triage_due_at=policy.deadlines.triage_due(submission.received_at, hazard.urgent),
+    )
+    session.add(case)
+    for item in submission.attachments:
+        policy.attachments.put(item.sha256, item.data)
+        case.attachments.append(
+            Attachment(
+                sha256=item.sha256,
+                filename=item.filename[:255],
+                content_type=item.content_type[:100],
+                size=item.size,
+                created_at=now,
+            )
+        )
+    case.record(
+        "received",
+        f"citizen ({submission.channel})",
+        submission.received_at,
+        public=True,
+        channel=str(submission.channel),
+        attachments=len(submission.attachments),
+    )
+    case.record(
+        "suggested",
+        f"model {suggestion.model_version}",
+        now,
+        department=suggested.code if suggested else None,
+        confidence=round(float(suggestion.confidence), 4),
+        alternatives=case.alternatives,
+    )
+    if hazard.urgent:
+        case.record("flagged_urgent", "system", now, reasons=list(hazard.reasons))
+
+    confident = suggested is not None and suggestion.confidence >= policy.threshold
+    if policy.auto_route and confident and suggested is not None and suggested.active:
+        case.assign(
+            suggested,
+            f"model {suggestion.model_version}",
+            now,
+            policy.deadlines.handling_due(now, suggested.code, case.urgent),
+            reason=f"routed by model {suggestion.model_version} "
+            f"with confidence {suggestion.confidence:.2f}",
+            auto=True,
+            confidence=float(suggestion.confidence),
+        )
+    else:
+        why = (
+            "no department suggested"
+            if suggested is None
+            else f"confidence {suggestion.confidence:.2f} below {policy.threshold:.2f}"
+        )
+        case.queue(now, reason=why)
+    session.flush()
+    return Registration(case, created=True, query_code=code)
+
+
+def assign_case(
+    case: Case,
+    department: Department,
+    actor: Actor,
+    deadlines: Deadlines,
+    now: datetime,
+    reason: str = "",
+) -> None:
+    """A supervisor dispatches a queued case, or transfers an assigned one."""
+    if not department.active:
+        raise IllegalTransition(f"department {department.code} is inactive")
+    due = deadlines.handling_due(now, department.code, case.urgent)
+    if case.status in (Status.ASSIGNED, Status.IN_PROGRESS):
+        case.transfer(department, actor, now, due, reason)
+        return
+    if (
+        case.suggested_department_id is not None
+        and department.id != case.suggested_department_id
+        and not reason
+    ):
+        reason = "suggestion overridden"
+    case.assign(department, actor, now, due, reason=reason)
+
+
+def send_back_deadline(case: Case, deadlines: Deadlines) -> datetime | None:
+    if case.assigned_at is None:
+        return None
+    return deadlines.send_back_deadline(case.assigned_at)
+
+
+def send_back_case(
+    case: Case, actor: Actor, deadlines: Deadlines, now: datetime, reason: str
+) -> None:
+    deadline = send_back_deadline(case, deadlines)
+    if deadline is None:
+        raise IllegalTransition("the case is not assigned to a department")
+    case.send_back(actor, now, reason, deadline)
+
+
+def rework_case(case: Case, actor: Actor, deadlines: Deadlines, now: datetime, reason: str) -> None:
+    case.rework(actor, now, reason, deadlines.rework_due(now))

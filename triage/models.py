@@ -1,0 +1,592 @@
+"""The persistent domain: departments, users, cases and their append-only event log.
+
+Every change of a case is one method on `Case`. The method checks that the change is legal in
+the case's current status (raising `IllegalTransition` otherwise), changes the case and
+appends a `CaseEvent` saying who did what, when and why. Events are never updated or deleted:
+the ORM refuses it, and database triggers (see the migrations) refuse it too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+)
+
+from intake.submission import Kind
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC on every database, hands out aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    SUPERVISOR = "supervisor"
+    OPERATOR = "operator"
+    HANDLER = "handler"
+    OBSERVER = "observer"
+
+
+class Status(StrEnum):
+    """The case life cycle of DOMAIN.md."""
+
+    RECEIVED = "received"
+    TRIAGE = "triage"
+    ASSIGNED = "assigned"
+    IN_PROGRESS = "in_progress"
+    REPLIED = "replied"
+    VISITED = "visited"
+    CLOSED = "closed"
+    MERGED = "merged"
+    REJECTED = "rejected"
+
+
+OPEN_STATUSES = frozenset(
+    {Status.RECEIVED, Status.TRIAGE, Status.ASSIGNED, Status.IN_PROGRESS, Status.REPLIED}
+    | {Status.VISITED}
+)
+FINAL_STATUSES = frozenset({Status.CLOSED, Status.MERGED, Status.REJECTED})
+
+
+class Satisfaction(StrEnum):
+    SATISFIED = "satisfied"
+    BASIC = "basic"
+    UNSATISFIED = "unsatisfied"
+
+
+class IllegalTransition(ValueError):
+    """A change that the case's status or the rules do not allow; the message says why."""
+
+
+class Department(Base):
+    __tablename__ = "departments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    def __repr__(self) -> str:
+        return f"<Department {self.code}>"
+
+
+class User(Base):
+    """A staff member. Duck-types the Flask-Login user protocol so the web layer can use it."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(20))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    password_hash: Mapped[str] = mapped_column(String(300), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    department: Mapped[Department | None] = relationship()
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.username
+
+    def __repr__(self) -> str:
+        return f"<User {self.username} {self.role}>"
+
+
+class Counter(Base):
+    """Named sequences, such as the tracking numbers of one year."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CaseEvent(Base):
+    """One line of the audit log: who did what to which case, when, and why."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(40))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_name: Mapped[str] = mapped_column(String(200), default="")
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str | None] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    actor: Mapped[User | None] = relationship()
+
+
+class Attachment(Base):
+    """Metadata of a stored file; the bytes live on disk under their SHA-256."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CaseReply(Base):
+    """A department's written reply to the citizen."""
+
+    __tablename__ = "case_replies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    body: Mapped[str] = mapped_column(Text)
+
+    author: Mapped[User | None] = relationship()
+    department: Mapped[Department | None] = relationship()
+
+
+class ReturnVisit(Base):
+    """The call back to the complainant after the reply (回访)."""
+
+    __tablename__ = "return_visits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    visitor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reached: Mapped[bool] = mapped_column(Boolean)
+    solved: Mapped[bool | None] = mapped_column(Boolean)
+    satisfaction: Mapped[str | None] = mapped_column(String(20))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    visitor: Mapped[User | None] = relationship()
+
+
+class ThrottleMark(Base):
+    """A failed attempt (login, tracking lookup) by a client, for slowing down guessing."""
+
+    __tablename__ = "throttle_marks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+Actor = User | str | None
+
+
+def _actor_fields(actor: Actor) -> tuple[int | None, str]:
+    if isinstance(actor, User):
+        return actor.id, actor.label
+    return None, actor or "system"
+
+
+class Case(Base):
+    """One complaint, suggestion, inquiry or praise, from receipt to close (工单)."""
+
+    __tablename__ = "cases"
+    __table_args__ = (UniqueConstraint("channel", "external_id", name="uq_cases_channel_external"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracking_number: Mapped[str] = mapped_column(String(30), unique=True)
+    query_code_hash: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(20), default=Kind.COMPLAINT)
+    status: Mapped[str] = mapped_column(String(20), default=Status.RECEIVED, index=True)
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    body: Mapped[str] = mapped_column(Text)
+    contact_name: Mapped[str] = mapped_column(String(100), default="")
+    contact_phone: Mapped[str] = mapped_column(String(40), default="")
+    contact_email: Mapped[str] = mapped_column(String(200), default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
+    suggested_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    alternatives: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    model_version: Mapped[str] = mapped_column(String(60), default="")
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    urgent_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    triage_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    rejection_reason: Mapped[str] = mapped_column(Text, default="")
+    sent_back_count: Mapped[int] = mapped_column(Integer, default=0)
+    rework_count: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    department: Mapped[Department | None] = relationship(foreign_keys=[department_id])
+    suggested_department: Mapped[Department | None] = relationship(
+        foreign_keys=[suggested_department_id]
+    )
+    merged_into: Mapped[Case | None] = relationship(remote_side=[id])
+    events: Mapped[list[CaseEvent]] = relationship(order_by=CaseEvent.id)
+    attachments: Mapped[list[Attachment]] = relationship(order_by=Attachment.id)
+    replies: Mapped[list[CaseReply]] = relationship(order_by=CaseReply.id)
+    visits: Mapped[list[ReturnVisit]] = relationship(order_by=ReturnVisit.id)
+
+    # Two supervisors acting on the same case at once: the second write fails instead of
+    # silently undoing the first.
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+    def __repr__(self) -> str:
+        return f"<Case {self.tracking_number} {self.status}>"
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @property
+    def latest_reply(self) -> CaseReply | None:
+        return self.replies[-1] if self.replies else None
+
+    @property
+    def latest_visit(self) -> ReturnVisit | None:
+        return self.visits[-1] if self.visits else None
+
+    def is_overdue(self, now: datetime) -> bool:
+        if self.status in (Status.RECEIVED, Status.TRIAGE):
+            return self.triage_due_at is not None and now > self.triage_due_at
+        if self.status in (Status.ASSIGNED, Status.IN_PROGRESS):
+            return self.due_at is not None and now > self.due_at
+        return False
+
+    # -- changing ------------------------------------------------------------------------
+
+    def _require(self, action: str, allowed: set[Status] | frozenset[Status]) -> None:
+        if self.status not in allowed:
+            raise IllegalTransition(
+                f"cannot {action} case {self.tracking_number}: it is {self.status}, "
+                f"not {' or '.join(sorted(allowed))}"
+            )
+
+    @staticmethod
+    def _require_reason(action: str, reason: str) -> str:
+        reason = (reason or "").strip()
+        if not reason:
+            raise IllegalTransition(f"{action} needs a reason")
+        return reason
+
+    def record(
+        self,
+        action: str,
+        actor: Actor,
+        at: datetime,
+        *,
+        to_status: Status | None = None,
+        reason: str = "",
+        public: bool = False,
+        **detail: Any,
+    ) -> CaseEvent:
+        """Append an event, moving the case to `to_status` if given."""
+        actor_id, actor_name = _actor_fields(actor)
+        from_status = self.status
+        if to_status is not None:
+            self.status = to_status
+        ev = CaseEvent(
+            at=at,
+            action=action,
+            actor_id=actor_id,
+            actor_name=actor_name,
+            from_status=from_status,
+            to_status=self.status,
+            reason=reason,
+            detail=detail,
+            public=public,
+        )
+        self.events.append(ev)
+        return ev
+
+    def queue(self, at: datetime, reason: str = "") -> None:
+        """Put a received case in the supervisors' triage queue."""
+        self._require("queue", {Status.RECEIVED})
+        self.record("queued", "system", at, to_status=Status.TRIAGE, reason=reason)
+
+    def assign(
+        self,
+        department: Department,
+        actor: Actor,
+        at: datetime,
+        due_at: datetime,
+        *,
+        reason: str = "",
+        auto: bool = False,
+        confidence: float | None = None,
+    ) -> None:
+        """Dispatch (派单) the case to a department with its handling deadline."""
+        self._require("assign", {Status.RECEIVED, Status.TRIAGE})
+        self.department = department
+        self.department_id = department.id
+        self.assigned_at = at
+        self.due_at = due_at
+        self.record(
+            "auto_assigned" if auto else "assigned",
+            actor,
+            at,
+            to_status=Status.ASSIGNED,
+            reason=reason,
+            public=True,
+            department=department.code,
+            due_at=due_at.isoformat(),
+            **({"confidence": round(confidence, 4)} if confidence is not None else {}),
+        )
+
+    def transfer(
+        self, department: Department, actor: Actor, at: datetime, due_at: datetime, reason: str
+    ) -> None:
+        """A supervisor moves an assigned case to another department (转办)."""
+        self._require("transfer", {Status.ASSIGNED, Status.IN_PROGRESS})
+        reason = self._require_reason("a transfer", reason)
+        if department.id == self.department_id:
+            raise IllegalTransition("the case is already with that department")
+        previous = self.department.code if self.department else None
+        self.department = department
+        self.department_id = department.id
+        self.assigned_at = at
+        self.due_at = due_at
+        self.record(
+            "transferred",
+            actor,
+            at,
+            to_status=Status.ASSIGNED,
+            reason=reason,
+            public=True,
+            department=department.code,
+            previous=previous,
+            due_at=due_at.isoformat(),
+        )
+
+    def start(self, actor: Actor, at: datetime) -> None:
+        """The department takes the case up (办理中)."""
+        self._require("start work on", {Status.ASSIGNED})
+        self.record("started", actor, at, to_status=Status.IN_PROGRESS, public=True)
+
+    def reply(self, actor: Actor, at: datetime, text: str) -> CaseReply:
+        """The department's written reply to the citizen (答复)."""
+        self._require("reply to", {Status.ASSIGNED, Status.IN_PROGRESS})
+        text = (text or "").strip()
+        if not text:
+            raise IllegalTransition("a reply needs a text")
+        reply = CaseReply(
+            at=at,
+            body=text,
+            author_id=actor.id if isinstance(actor, User) else None,
+            department_id=self.department_id,
+        )
+        self.replies.append(reply)
+        self.replied_at = at
+        self.record("replied", actor, at, to_status=Status.REPLIED, public=True)
+        return reply
+
+    def send_back(self, actor: Actor, at: datetime, reason: str, deadline: datetime) -> None:
+        """The department returns a misrouted case to triage (退回), within the window."""
+        self._require("send back", {Status.ASSIGNED, Status.IN_PROGRESS})
+        reason = self._require_reason("sending a case back", reason)
+        if at > deadline:
+            raise IllegalTransition(
+                f"the send-back window closed at {deadline.isoformat(timespec='minutes')}; "
+                "ask a supervisor to transfer the case instead"
+            )
+        previous = self.department.code if self.department else None
+        self.department = None
+        self.department_id = None
+        self.due_at = None
+        self.assigned_at = None
+        self.sent_back_count += 1
+        self.record(
+            "sent_back", actor, at, to_status=Status.TRIAGE, reason=reason, department=previous
+        )
+
+    def record_visit(
+        self,
+        actor: Actor,
+        at: datetime,
+        *,
+        reached: bool,
+        solved: bool | None,
+        satisfaction: Satisfaction | None,
+        note: str = "",
+    ) -> ReturnVisit:
+        """The return visit (回访): reached or not, solved or not, how satisfied."""
+        self._require("record a return visit for", {Status.REPLIED})
+        if reached and (solved is None or satisfaction is None):
+            raise IllegalTransition("a reached citizen's visit needs 'solved' and a satisfaction")
+        if not reached:
+            solved, satisfaction = None, None
+        visit = ReturnVisit(
+            at=at,
+            reached=reached,
+            solved=solved,
+            satisfaction=str(satisfaction) if satisfaction else None,
+            note=(note or "").strip(),
+            visitor_id=actor.id if isinstance(actor, User) else None,
+        )
+        self.visits.append(visit)
+        self.record(
+            "visited",
+            actor,
+            at,
+            to_status=Status.VISITED,
+            reason=visit.note,
+            reached=reached,
+            solved=solved,
+            satisfaction=visit.satisfaction,
+        )
+        return visit
+
+    def rework(self, actor: Actor, at: datetime, reason: str, due_at: datetime) -> None:
+        """Send the case back to its department after an unsatisfying visit (重办)."""
+        self._require("rework", {Status.VISITED})
+        reason = self._require_reason("rework", reason)
+        self.rework_count += 1
+        self.due_at = due_at
+        self.record(
+            "reworked",
+            actor,
+            at,
+            to_status=Status.IN_PROGRESS,
+            reason=reason,
+            public=True,
+            due_at=due_at.isoformat(),
+        )
+
+    def close(self, actor: Actor, at: datetime, reason: str = "") -> None:
+        """Sign the case off (办结): only after a reply and a return visit."""
+        self._require("close", {Status.VISITED})
+        visit = self.latest_visit
+        if not self.replies or visit is None:
+            raise IllegalTransition("a case closes only after a reply and a return visit")
+        if visit.satisfaction == Satisfaction.UNSATISFIED or visit.solved is False:
+            reason = self._require_reason("closing a case the citizen is unhappy with", reason)
+        self.closed_at = at
+        self.record("closed", actor, at, to_status=Status.CLOSED, reason=reason, public=True)
+
+    def reject(self, actor: Actor, at: datetime, reason: str) -> None:
+        """Mark the case invalid (无效): spam, abuse, not a government matter."""
+        self._require("reject", {Status.RECEIVED, Status.TRIAGE})
+        reason = self._require_reason("rejecting a case", reason)
+        self.rejection_reason = reason
+        self.closed_at = at
+        self.record("rejected", actor, at, to_status=Status.REJECTED, reason=reason, public=True)
+
+    def merge_into(self, target: Case, actor: Actor, at: datetime, reason: str = "") -> None:
+        """Fold this case into another about the same issue (合并)."""
+        self._require(
+            "merge",
+            {Status.RECEIVED, Status.TRIAGE, Status.ASSIGNED, Status.IN_PROGRESS},
+        )
+        if target is self or target.id == self.id:
+            raise IllegalTransition("a case cannot be merged into itself")
+        if target.status in FINAL_STATUSES:
+            raise IllegalTransition(
+                f"cannot merge into {target.tracking_number}: it is {target.status}"
+            )
+        self.merged_into = target
+        self.closed_at = at
+        self.record(
+            "merged",
+            actor,
+            at,
+            to_status=Status.MERGED,
+            reason=reason,
+            public=True,
+            into=target.tracking_number,
+        )
+        target.record(
+            "merged_in", actor, at, reason=reason, source=self.tracking_number, public=False
+        )
+
+
+@event.listens_for(Session, "before_flush")
+def _events_are_append_only(session: Session, flush_context: Any, instances: Any) -> None:
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, CaseEvent) and (obj in session.deleted or session.is_modified(obj)):
+            raise IllegalTransition("the audit log is append-only: events cannot change")

@@ -1,0 +1,138 @@
+"""The Flask application: public pages, the board, auth. One database session per request,
+committed once when the view has succeeded."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request, session
+from flask_babel import Babel
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.orm import Session
+
+from triage.models import User
+from web.runtime import Runtime
+from web.settings import Settings, load_settings
+
+LOCALES = ("zh", "en")
+csrf = CSRFProtect()
+babel = Babel()
+login_manager = LoginManager()
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["minsheng"]
+
+
+def db() -> Session:
+    """The request's session; the request commits it once at the end."""
+    if "db" not in g:
+        g.db = runtime().sessions()
+    return g.db
+
+
+def select_locale() -> str:
+    lang = request.args.get("lang") or session.get("lang") or request.cookies.get("lang")
+    if lang in LOCALES:
+        return lang
+    return runtime().settings.app.default_locale
+
+
+def create_app(
+    config: Settings | str | os.PathLike[str] | None = None, **flask_config: Any
+) -> Flask:
+    settings = config if isinstance(config, Settings) else load_settings(config)
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.config.update(
+        SECRET_KEY=settings.secret_key(),
+        MAX_CONTENT_LENGTH=int(
+            settings.attachments.max_files * settings.attachments.max_file_mb * 1024 * 1024
+            + 1024 * 1024
+        ),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.app.session_cookie_secure,
+        SESSION_COOKIE_NAME="minsheng_session",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=settings.app.session_cookie_secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        WTF_CSRF_TIME_LIMIT=None,
+        BABEL_DEFAULT_LOCALE=settings.app.default_locale,
+        BABEL_DEFAULT_TIMEZONE=settings.app.timezone,
+        BABEL_TRANSLATION_DIRECTORIES=os.path.join(os.path.dirname(__file__), "translations"),
+    )
+    app.config.update(flask_config)
+    app.extensions["minsheng"] = Runtime.build(settings)
+
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.session_protection = "strong"
+
+    from web import auth, board, citizen, i18n
+
+    app.register_blueprint(citizen.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(board.bp)
+    i18n.init_app(app)
+
+    @login_manager.user_loader
+    def _load_user(user_id: str) -> User | None:
+        user = db().get(User, int(user_id))
+        return user if user is not None and user.active else None
+
+    @app.after_request
+    def _commit_and_harden(response: Response) -> Response:
+        s: Session | None = g.get("db")
+        if s is not None:
+            if response.status_code < 400:
+                s.commit()
+            else:
+                s.rollback()
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+            "script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Permissions-Policy", "geolocation=(), microphone=()")
+        if settings.app.session_cookie_secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    _register_error_pages(app)
+
+    @app.teardown_request
+    def _close(exc: BaseException | None) -> None:
+        s: Session | None = g.pop("db", None)
+        if s is not None:
+            if exc is not None:
+                s.rollback()
+            s.close()
+
+    return app
+
+
+def _register_error_pages(app: Flask) -> None:
+    from flask import render_template
+    from flask_babel import gettext as _
+    from werkzeug.exceptions import HTTPException
+
+    messages = {
+        403: lambda: _("Your role may not do this."),
+        404: lambda: _("There is nothing here, or you may not see it."),
+        413: lambda: _("The upload is too large."),
+        429: lambda: _("Too many attempts. Please wait a few minutes."),
+    }
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException) -> tuple[str, int]:
+        code = e.code or 500
+        message = messages.get(code, lambda: e.description or "")()
+        return render_template("error.html", code=code, title=e.name, message=message), code

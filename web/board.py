@@ -1,0 +1,453 @@
+"""The board: the triage queue, case lists and the case page with its actions.
+
+Every view checks the signed-in user's rights through `triage.access`: a case a user may not
+see is a 404 to them, by link or by typed URL alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.wrappers import Response
+from wtforms.fields.choices import SelectChoice
+
+from triage.access import Action, can, can_view, sees_all_cases, sees_personal_data
+from triage.cases import assign_case, rework_case, send_back_case, send_back_deadline
+from triage.models import (
+    Attachment,
+    Case,
+    Department,
+    IllegalTransition,
+    Role,
+    Satisfaction,
+    Status,
+)
+from triage.privacy import mask_email, mask_name, mask_phone, mask_text
+from web import db, runtime
+from web.forms import (
+    ActionForm,
+    AssignForm,
+    CloseForm,
+    MergeForm,
+    ReasonForm,
+    ReplyForm,
+    VisitForm,
+)
+
+bp = Blueprint("board", __name__, url_prefix="/board")
+PAGE_SIZE = 50
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _departments() -> list[Department]:
+    return list(
+        db().scalars(select(Department).where(Department.active.is_(True)).order_by(Department.id))
+    )
+
+
+def _assign_form(case: Case, departments: list[Department]) -> AssignForm:
+    form = AssignForm(prefix=f"c{case.id}")
+    form.department.choices = [SelectChoice(d.code, d.name) for d in departments]
+    if case.department is not None:
+        form.department.data = case.department.code
+    elif case.suggested_department is not None:
+        form.department.data = case.suggested_department.code
+    return form
+
+
+def visible_cases(query: Select[tuple[Case]]) -> Select[tuple[Case]]:
+    """Restricts a case query to what the current user may see."""
+    if sees_all_cases(current_user):
+        return query
+    if current_user.role == Role.HANDLER and current_user.department_id is not None:
+        return query.where(Case.department_id == current_user.department_id)
+    return query.where(False)
+
+
+def load_case(number: str) -> Case:
+    case = db().scalar(
+        select(Case)
+        .where(Case.tracking_number == number)
+        .options(
+            selectinload(Case.events),
+            selectinload(Case.replies),
+            selectinload(Case.visits),
+            selectinload(Case.attachments),
+        )
+    )
+    if case is None or not can_view(current_user, case):
+        abort(404)
+    return case
+
+
+class CaseView:
+    """What a template may show of a case for the current user: masked for observers."""
+
+    def __init__(self, case: Case, masked: bool) -> None:
+        self.case = case
+        self.masked = masked
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.case, name)
+
+    @property
+    def contact_name(self) -> str:
+        return mask_name(self.case.contact_name) if self.masked else self.case.contact_name
+
+    @property
+    def contact_phone(self) -> str:
+        return mask_phone(self.case.contact_phone) if self.masked else self.case.contact_phone
+
+    @property
+    def contact_email(self) -> str:
+        return mask_email(self.case.contact_email) if self.masked else self.case.contact_email
+
+    @property
+    def body(self) -> str:
+        return mask_text(self.case.body) if self.masked else self.case.body
+
+    @property
+    def subject(self) -> str:
+        return mask_text(self.case.subject) if self.masked else self.case.subject
+
+    @property
+    def excerpt(self) -> str:
+        text = self.body.replace("\n", " ")
+        return text[:80] + ("…" if len(text) > 80 else "")
+
+
+def _view(case: Case) -> CaseView:
+    return CaseView(case, masked=not sees_personal_data(current_user))
+
+
+@bp.get("/")
+@login_required
+def home() -> Response:
+    if can(current_user, Action.TRIAGE):
+        return redirect(url_for("board.queue"))
+    return redirect(url_for("board.cases"))
+
+
+@bp.get("/queue")
+@login_required
+def queue() -> str:
+    if not can(current_user, Action.TRIAGE):
+        abort(403)
+    cases = (
+        db()
+        .scalars(
+            select(Case)
+            .where(Case.status.in_([Status.RECEIVED, Status.TRIAGE]))
+            .order_by(Case.urgent.desc(), Case.received_at)
+            .options(selectinload(Case.suggested_department))
+            .limit(200)
+        )
+        .all()
+    )
+    departments = _departments()
+    by_code = {d.code: d for d in departments}
+    rows = [(_view(c), _assign_form(c, departments)) for c in cases]
+    return render_template(
+        "board/queue.html",
+        rows=rows,
+        by_code=by_code,
+        now=_now(),
+        problem=runtime().routers.problem,
+    )
+
+
+@bp.get("/cases")
+@login_required
+def cases() -> str:
+    status = request.args.get("status", "")
+    department = request.args.get("department", "")
+    q = request.args.get("q", "").strip()
+    page = max(1, request.args.get("page", 1, type=int))
+    query = visible_cases(select(Case))
+    if status == "open":
+        query = query.where(Case.status.notin_([Status.CLOSED, Status.MERGED, Status.REJECTED]))
+    elif status in set(Status):
+        query = query.where(Case.status == status)
+    if department and sees_all_cases(current_user):
+        query = query.join(Department, Case.department_id == Department.id).where(
+            Department.code == department
+        )
+    if q:
+        like = f"%{q}%"
+        query = query.where(
+            or_(Case.tracking_number.ilike(like), Case.subject.ilike(like), Case.body.ilike(like))
+        )
+    total = db().scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = (
+        db()
+        .scalars(
+            query.order_by(Case.received_at.desc())
+            .options(selectinload(Case.department))
+            .offset((page - 1) * PAGE_SIZE)
+            .limit(PAGE_SIZE)
+        )
+        .all()
+    )
+    return render_template(
+        "board/cases.html",
+        rows=[_view(c) for c in rows],
+        total=total,
+        page=page,
+        pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE),
+        status=status,
+        department=department,
+        q=q,
+        departments=_departments() if sees_all_cases(current_user) else [],
+        statuses=list(Status),
+        now=_now(),
+    )
+
+
+@bp.get("/cases/<number>")
+@login_required
+def case(number: str) -> str:
+    c = load_case(number)
+    departments = _departments()
+    deadlines = runtime().settings.deadlines()
+    forms = {
+        "assign": _assign_form(c, departments),
+        "reject": ReasonForm(prefix="reject"),
+        "merge": MergeForm(prefix="merge"),
+        "reply": ReplyForm(prefix="reply"),
+        "send_back": ReasonForm(prefix="sendback"),
+        "visit": VisitForm(prefix="visit"),
+        "rework": ReasonForm(prefix="rework"),
+        "close": CloseForm(prefix="close"),
+        "action": ActionForm(),
+    }
+    by_code = {d.code: d for d in departments}
+    return render_template(
+        "board/case.html",
+        case=_view(c),
+        forms=forms,
+        by_code=by_code,
+        may_triage=can(current_user, Action.TRIAGE, c),
+        may_handle=can(current_user, Action.HANDLE, c),
+        may_visit=can(current_user, Action.VISIT, c),
+        send_back_until=send_back_deadline(c, deadlines),
+        now=_now(),
+        Status=Status,
+    )
+
+
+@bp.get("/attachments/<int:attachment_id>")
+@login_required
+def attachment(attachment_id: int) -> Response:
+    att = db().get(Attachment, attachment_id)
+    if att is None:
+        abort(404)
+    c = db().get(Case, att.case_id)
+    if c is None or not can_view(current_user, c) or not sees_personal_data(current_user):
+        abort(404)
+    path = runtime().attachments.path(att.sha256)
+    if not path.exists():
+        abort(404)
+    return send_file(
+        path,
+        mimetype=att.content_type,
+        as_attachment=not att.content_type.startswith("image/"),
+        download_name=att.filename,
+    )
+
+
+def _act(number: str, action: Action, change: Callable[[Case], str]) -> Response:
+    """Runs one change on a case the user may act on, then returns to the case page.
+
+    `change` returns the message to show on success; an illegal change is shown as an error
+    and nothing is saved.
+    """
+    c = load_case(number)
+    if not can(current_user, action, c):
+        abort(403)
+    s = db()
+    try:
+        message = change(c)
+        s.flush()
+    except IllegalTransition as e:
+        s.rollback()
+        flash(str(e), "error")
+    except StaleDataError:
+        s.rollback()
+        flash(_("Someone else changed this case at the same time. Please look again."), "error")
+    else:
+        flash(message, "info")
+    return redirect(url_for("board.case", number=number))
+
+
+def _form_error(form: object) -> IllegalTransition:
+    errors = [
+        f"{getattr(form, name).label.text}: {', '.join(errs)}" for name, errs in form.errors.items()
+    ]  # type: ignore[attr-defined]
+    return IllegalTransition("; ".join(errors) or _("The form was incomplete."))
+
+
+@bp.post("/cases/<number>/assign")
+@login_required
+def assign(number: str) -> Response:
+    departments = _departments()
+
+    def change(c: Case) -> str:
+        form = _assign_form(c, departments)
+        if not form.validate_on_submit():
+            raise _form_error(form)
+        dept = next((d for d in departments if d.code == form.department.data), None)
+        if dept is None:
+            raise IllegalTransition(_("Unknown department."))
+        assign_case(
+            c, dept, current_user, runtime().settings.deadlines(), _now(), form.reason.data or ""
+        )
+        return _("Case %(n)s dispatched to %(d)s.", n=c.tracking_number, d=dept.name)
+
+    response = _act(number, Action.TRIAGE, change)
+    if request.form.get("back") == "queue":
+        return redirect(url_for("board.queue"))
+    return response
+
+
+@bp.post("/cases/<number>/reject")
+@login_required
+def reject(number: str) -> Response:
+    def change(c: Case) -> str:
+        form = ReasonForm(prefix="reject")
+        if not form.validate_on_submit():
+            raise IllegalTransition(_("Rejecting a case needs a reason."))
+        c.reject(current_user, _now(), form.reason.data)
+        return _("Case marked invalid.")
+
+    return _act(number, Action.TRIAGE, change)
+
+
+@bp.post("/cases/<number>/merge")
+@login_required
+def merge(number: str) -> Response:
+    def change(c: Case) -> str:
+        form = MergeForm(prefix="merge")
+        if not form.validate_on_submit():
+            raise _form_error(form)
+        target = db().scalar(
+            select(Case).where(Case.tracking_number == form.target.data.strip().upper())
+        )
+        if target is None:
+            raise IllegalTransition(_("No case %(n)s.", n=form.target.data))
+        c.merge_into(target, current_user, _now(), form.reason.data or "")
+        return _("Merged into %(n)s.", n=target.tracking_number)
+
+    return _act(number, Action.TRIAGE, change)
+
+
+@bp.post("/cases/<number>/start")
+@login_required
+def start(number: str) -> Response:
+    def change(c: Case) -> str:
+        if not ActionForm().validate_on_submit():
+            raise IllegalTransition(_("The form expired; please try again."))
+        c.start(current_user, _now())
+        return _("You are handling this case now.")
+
+    return _act(number, Action.HANDLE, change)
+
+
+@bp.post("/cases/<number>/reply")
+@login_required
+def reply(number: str) -> Response:
+    def change(c: Case) -> str:
+        form = ReplyForm(prefix="reply")
+        if not form.validate_on_submit():
+            raise IllegalTransition(_("A reply needs a text."))
+        c.reply(current_user, _now(), form.text.data)
+        return _("Reply sent.")
+
+    return _act(number, Action.HANDLE, change)
+
+
+@bp.post("/cases/<number>/send-back")
+@login_required
+def send_back(number: str) -> Response:
+    def change(c: Case) -> str:
+        form = ReasonForm(prefix="sendback")
+        if not form.validate_on_submit():
+            raise IllegalTransition(_("Sending a case back needs a reason."))
+        send_back_case(c, current_user, runtime().settings.deadlines(), _now(), form.reason.data)
+        return _("Case sent back to the efficiency office.")
+
+    c_before = load_case(number)
+    response = _act(number, Action.HANDLE, change)
+    # After a send-back the handler no longer sees the case.
+    if c_before.department_id is None:
+        return redirect(url_for("board.cases"))
+    return response
+
+
+@bp.post("/cases/<number>/visit")
+@login_required
+def visit(number: str) -> Response:
+    def change(c: Case) -> str:
+        form = VisitForm(prefix="visit")
+        if not form.validate_on_submit():
+            raise _form_error(form)
+        reached = form.reached.data == "yes"
+        if reached and (not form.solved.data or not form.satisfaction.data):
+            raise IllegalTransition(
+                _("When the citizen was reached, say whether it is solved and how satisfied.")
+            )
+        c.record_visit(
+            current_user,
+            _now(),
+            reached=reached,
+            solved=(form.solved.data == "yes") if reached else None,
+            satisfaction=Satisfaction(form.satisfaction.data) if reached else None,
+            note=form.note.data or "",
+        )
+        return _("Return visit recorded.")
+
+    return _act(number, Action.VISIT, change)
+
+
+@bp.post("/cases/<number>/rework")
+@login_required
+def rework(number: str) -> Response:
+    def change(c: Case) -> str:
+        form = ReasonForm(prefix="rework")
+        if not form.validate_on_submit():
+            raise IllegalTransition(_("Rework needs a reason."))
+        rework_case(c, current_user, runtime().settings.deadlines(), _now(), form.reason.data)
+        return _("Case sent back to the department for rework.")
+
+    return _act(number, Action.VISIT, change)
+
+
+@bp.post("/cases/<number>/close")
+@login_required
+def close(number: str) -> Response:
+    def change(c: Case) -> str:
+        form = CloseForm(prefix="close")
+        if not form.validate_on_submit():
+            raise _form_error(form)
+        c.close(current_user, _now(), form.reason.data or "")
+        return _("Case closed.")
+
+    return _act(number, Action.VISIT, change)

@@ -1,0 +1,168 @@
+"""The public pages: home, the complaint form with its receipt, and progress lookup."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.wrappers import Response
+
+from intake.files import sniff_type
+from intake.submission import Attachment, Channel, Contact, Kind, Submission
+from triage.cases import check_query_code, find_by_external_id, register
+from triage.models import Case, Department
+from web import db, runtime
+from web.forms import ComplaintForm, TrackForm
+from web.throttle import clear, client_key, failures, mark_failure, retry_after
+
+bp = Blueprint("citizen", __name__)
+
+
+@bp.get("/")
+def home() -> str:
+    departments = (
+        db()
+        .scalars(select(Department).where(Department.active.is_(True)).order_by(Department.id))
+        .all()
+    )
+    return render_template("citizen/home.html", departments=departments)
+
+
+class AttachmentRefused(ValueError):
+    pass
+
+
+def _read_attachments(files: list) -> tuple[Attachment, ...]:
+    """Reads the uploads, refusing too many, too big or the wrong type, with a clear reason."""
+    limits = runtime().settings.attachments
+    uploads = [f for f in files if f and f.filename]
+    if len(uploads) > limits.max_files:
+        raise AttachmentRefused(
+            _("At most %(n)d files, please; you chose %(m)d.", n=limits.max_files, m=len(uploads))
+        )
+    max_bytes = int(limits.max_file_mb * 1024 * 1024)
+    result = []
+    for f in uploads:
+        data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise AttachmentRefused(
+                _(
+                    "%(name)s is larger than %(mb)s MB.",
+                    name=f.filename,
+                    mb=f"{limits.max_file_mb:g}",
+                )
+            )
+        if not data:
+            raise AttachmentRefused(_("%(name)s is empty.", name=f.filename))
+        kind = sniff_type(data)
+        if kind not in limits.allowed_types:
+            raise AttachmentRefused(
+                _("%(name)s is not a photo or PDF we can accept.", name=f.filename)
+            )
+        result.append(Attachment(filename=f.filename, content_type=kind, data=data))
+    return tuple(result)
+
+
+@bp.route("/complain", methods=["GET", "POST"])
+def complain() -> Response | str | tuple[str, int]:
+    form = ComplaintForm()
+    if request.method == "GET":
+        form.token.data = secrets.token_urlsafe(16)
+    if not form.validate_on_submit():
+        status = 400 if request.method == "POST" else 200
+        return render_template(
+            "citizen/complain.html", form=form, limits=runtime().settings.attachments
+        ), status
+    token = (form.token.data or "").strip() or secrets.token_urlsafe(16)
+    try:
+        attachments = _read_attachments(request.files.getlist(form.attachments.name))
+    except AttachmentRefused as e:
+        form.attachments.errors = [str(e)]
+        return render_template(
+            "citizen/complain.html", form=form, limits=runtime().settings.attachments
+        ), 400
+    now = datetime.now(UTC)
+    submission = Submission(
+        channel=Channel.WEB,
+        external_id=f"form:{token[:200]}",
+        received_at=now,
+        kind=Kind(form.kind.data),
+        subject=form.subject.data.strip(),
+        body=form.body.data.strip(),
+        contact=Contact(
+            name=form.name.data or "", phone=form.phone.data or "", email=form.email.data or ""
+        ),
+        attachments=attachments,
+    )
+    s = db()
+    try:
+        reg = register(s, submission, runtime().intake_policy(), now)
+        s.commit()
+    except IntegrityError:
+        # The same form sent twice at once: the other request made the case.
+        s.rollback()
+        case = find_by_external_id(s, Channel.WEB, submission.external_id)
+        if case is None:
+            raise
+        reg = None
+    receipts = session.get("receipts", {})
+    if reg is not None and reg.created:
+        receipts[reg.case.tracking_number] = reg.query_code
+        session["receipts"] = dict(list(receipts.items())[-5:])
+        tracking = reg.case.tracking_number
+    else:
+        tracking = (reg.case if reg else case).tracking_number
+    return redirect(url_for("citizen.receipt", number=tracking))
+
+
+@bp.get("/receipt/<number>")
+def receipt(number: str) -> str:
+    """Shows the receipt to the browser that submitted; the code is known only to it."""
+    receipts = session.get("receipts", {})
+    if number not in receipts:
+        abort(404)
+    case = db().scalar(select(Case).where(Case.tracking_number == number))
+    if case is None:
+        abort(404)
+    return render_template("citizen/receipt.html", case=case, query_code=receipts[number])
+
+
+@bp.route("/track", methods=["GET", "POST"])
+def track() -> str | tuple[str, int]:
+    form = TrackForm()
+    if request.method == "GET" and request.args.get("number"):
+        form.tracking_number.data = request.args["number"]
+    if not form.validate_on_submit():
+        return render_template("citizen/track.html", form=form, case=None)
+    settings = runtime().settings.tracking
+    window = timedelta(minutes=settings.window_minutes)
+    s = db()
+    now = datetime.now(UTC)
+    key = client_key()
+    if failures(s, "track", key, now, window) >= settings.max_failures:
+        wait = retry_after(s, "track", key, now, window)
+        flash(
+            _(
+                "Too many attempts. Please try again in %(minutes)d minutes.",
+                minutes=max(1, (wait + 59) // 60),
+            ),
+            "error",
+        )
+        return render_template("citizen/track.html", form=form, case=None), 429
+    number = form.tracking_number.data.strip().upper()
+    case = s.scalar(select(Case).where(Case.tracking_number == number))
+    if case is None or not check_query_code(case.query_code_hash, form.query_code.data):
+        mark_failure(s, "track", key, now)
+        s.commit()
+        # Equal answer and similar time whether the number exists or not.
+        time.sleep(0.3)
+        flash(_("No case matches this tracking number and query code."), "error")
+        return render_template("citizen/track.html", form=form, case=None), 404
+    clear(s, "track", key)
+    timeline = [e for e in case.events if e.public]
+    return render_template("citizen/track.html", form=form, case=case, timeline=timeline)

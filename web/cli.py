@@ -1,0 +1,270 @@
+"""The `minsheng` command: set up, load the demo, serve, export, manage accounts.
+
+Every command takes `--config PATH` (default ./config.toml, or env MINSHENG_CONFIG). Each
+command opens one transaction and commits it once at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from flask.cli import FlaskGroup
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from triage.directory import DepartmentSpec, UserSpec, sync_departments, sync_users
+from triage.export import iter_records, write_csv, write_jsonl
+from triage.models import Role, User
+from web.db import upgrade
+from web.runtime import Runtime
+from web.settings import ConfigError, Settings, load_settings
+
+
+def _remember_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        os.environ["MINSHENG_CONFIG"] = value
+
+
+config_option = click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    expose_value=False,
+    is_eager=True,
+    callback=_remember_config,
+    help="Config file (default ./config.toml or $MINSHENG_CONFIG).",
+)
+
+
+def settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@contextmanager
+def transaction(rt: Runtime) -> Iterator[Session]:
+    """One session for the command, committed once if the command succeeds."""
+    session = rt.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _create_app() -> Any:
+    from web import create_app
+
+    try:
+        return create_app()
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.group(
+    cls=FlaskGroup,
+    create_app=_create_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+)
+@config_option
+def main() -> None:
+    """Minsheng (民声): public-supervision feedback for local government."""
+
+
+def _hash(password: str) -> str:
+    from web.auth import hash_password
+
+    return hash_password(password)
+
+
+def _initialise(rt: Runtime) -> list[str]:
+    upgrade(rt.engine)
+    s = rt.settings
+
+    def initial_password(user: User) -> str:
+        password = secrets.token_urlsafe(12)
+        user.password_hash = _hash(password)
+        return f"initial password {password}"
+
+    with transaction(rt) as session:
+        changes = sync_departments(
+            session,
+            [DepartmentSpec(d.code, d.name, d.name_en, d.email) for d in s.departments],
+        )
+        changes += sync_users(
+            session,
+            [UserSpec(u.username, u.role, u.name, u.department) for u in s.users],
+            initial_password,
+        )
+    return changes
+
+
+@main.command()
+@config_option
+def init() -> None:
+    """Create or upgrade the database schema and load departments and users from the config."""
+    rt = Runtime.build(settings())
+    changes = _initialise(rt)
+    click.echo(f"database ready: {rt.engine.url.render_as_string(hide_password=True)}")
+    for line in changes:
+        click.echo(f"  {line}")
+    if not changes:
+        click.echo("  departments and users already match the config")
+
+
+@main.command()
+@config_option
+@click.option("--no-model", is_flag=True, help="Do not train the demo routing model.")
+def demo(no_model: bool) -> None:
+    """Load the demo: demo passwords, a model trained on demo messages, demo cases."""
+    from web.demo import DEMO_PASSWORD, load_demo
+
+    rt = Runtime.build(settings())
+    _initialise(rt)
+    if not no_model and rt.routers.store.current_version() is None:
+        version = _train_demo_model(rt)
+        click.echo(f"demo routing model {version} trained and deployed")
+    with transaction(rt) as session:
+        users = session.scalars(select(User).order_by(User.id)).all()
+        for user in users:
+            user.password_hash = _hash(DEMO_PASSWORD)
+        created = load_demo(session, rt.intake_policy())
+        logins = [(u.username, u.role, u.department.name if u.department else "") for u in users]
+    click.echo(f"{created} demo cases loaded")
+    click.echo(f"demo logins (password for all: {DEMO_PASSWORD}):")
+    for username, role, dept in logins:
+        click.echo(f"  {username:<14} {role:<11} {dept}")
+
+
+def _train_demo_model(rt: Runtime) -> str:
+    from triage.routing import load_examples, map_labels, train_model
+
+    from web.demo import DEMO_TRAINING
+
+    examples = map_labels(load_examples(DEMO_TRAINING), rt.settings.label_map)
+    model = train_model(examples, target_precision=rt.settings.classifier.target_precision, folds=3)
+    rt.routers.store.save(model)
+    rt.routers.store.deploy(model.version)
+    return model.version
+
+
+@main.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve Minsheng with the built-in threaded server (use gunicorn in production)."""
+    from werkzeug.serving import run_simple
+
+    app = _create_app()
+    click.echo(f"Minsheng on http://{host}:{port}/  (staff sign in at /login)")
+    run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+@main.group()
+def export() -> None:
+    """Export data."""
+
+
+@export.command("cases")
+@config_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (default: standard output).",
+)
+@click.option(
+    "--unmasked", is_flag=True, help="Include citizens' names, phones and emails unmasked."
+)
+def export_cases(fmt: str, output: Path | None, unmasked: bool) -> None:
+    """Every case with its routing, status, deadlines and event count."""
+    rt = Runtime.build(settings())
+    tz = rt.settings.work_calendar().timezone
+    writer = write_jsonl if fmt == "jsonl" else write_csv
+    with transaction(rt) as session:
+        records = iter_records(session, tz, masked=not unmasked)
+        if output is None:
+            n = writer(records, sys.stdout)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as fh:
+                n = writer(records, fh)
+    click.echo(f"{n} cases exported", err=True)
+
+
+@main.group()
+def user() -> None:
+    """Manage staff accounts."""
+
+
+@user.command("add")
+@config_option
+@click.argument("username")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--department", help="Department code (required for handlers).")
+@click.option("--name", default="")
+def user_add(username: str, role: str, department: str | None, name: str) -> None:
+    """Add a staff account; prints its initial password once."""
+    from triage.models import Department
+
+    rt = Runtime.build(settings())
+    password = secrets.token_urlsafe(12)
+    with transaction(rt) as session:
+        if session.scalar(select(User).where(User.username == username)):
+            raise click.ClickException(f"user {username} exists already")
+        dept = None
+        if department:
+            dept = session.scalar(select(Department).where(Department.code == department))
+            if dept is None:
+                raise click.ClickException(f"unknown department {department!r}")
+        if role == Role.HANDLER and dept is None:
+            raise click.ClickException("a handler needs --department")
+        session.add(
+            User(
+                username=username,
+                role=role,
+                department=dept,
+                display_name=name,
+                password_hash=_hash(password),
+            )
+        )
+    click.echo(f"user {username} added; initial password: {password}")
+
+
+@user.command("set-password")
+@config_option
+@click.argument("username")
+@click.password_option()
+def user_set_password(username: str, password: str) -> None:
+    """Set a staff account's password."""
+    rt = Runtime.build(settings())
+    with transaction(rt) as session:
+        account = session.scalar(select(User).where(User.username == username))
+        if account is None:
+            raise click.ClickException(f"no user {username}")
+        account.password_hash = _hash(password)
+    click.echo(f"password of {username} changed")
+
+
+def _register_extensions() -> None:
+    from web import cli_triage
+
+    main.add_command(cli_triage.triage)
+
+
+_register_extensions()

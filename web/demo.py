@@ -1,0 +1,150 @@
+"""The demo: cases written for the demo, walked through the life cycle by the demo users,
+and a routing model trained on the demo's own training messages."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from intake.submission import Channel, Contact, Kind, Submission
+from triage.cases import IntakePolicy, assign_case, register, send_back_case
+from triage.models import Case, Department, Role, Satisfaction, Status, User
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_CASES = DEMO_DIR / "cases.jsonl"
+DEMO_TRAINING = DEMO_DIR / "training.jsonl"
+DEMO_PASSWORD = "minsheng-demo"
+
+
+@dataclass(frozen=True)
+class DemoCase:
+    external_id: str
+    channel: str
+    kind: str
+    subject: str
+    body: str
+    contact_name: str
+    contact_phone: str
+    contact_email: str
+    days_ago: int
+    department: str | None
+    stage: str
+    reply: str
+    visit: dict[str, Any] | None
+    reason: str
+
+
+def load_demo_cases(path: Path = DEMO_CASES) -> list[DemoCase]:
+    with path.open(encoding="utf-8") as fh:
+        return [DemoCase(**json.loads(line)) for line in fh if line.strip()]
+
+
+def _actors(session: Session) -> tuple[User | str, dict[int, User | str]]:
+    users = session.scalars(select(User)).all()
+    supervisor: User | str = next(
+        (u for u in users if u.role == Role.SUPERVISOR), "demo supervisor"
+    )
+    handlers: dict[int, User | str] = {}
+    for u in users:
+        if u.role == Role.HANDLER and u.department_id is not None:
+            handlers.setdefault(u.department_id, u)
+    return supervisor, handlers
+
+
+def load_demo(session: Session, policy: IntakePolicy, now: datetime | None = None) -> int:
+    """Registers the demo cases and moves each to its stage; returns how many were new.
+
+    Idempotent: a demo case already registered is left as it is.
+    """
+    now = now or datetime.now(UTC)
+    deadlines = policy.deadlines
+    departments = {d.code: d for d in session.scalars(select(Department))}
+    supervisor, handlers = _actors(session)
+    created = 0
+    for demo in load_demo_cases():
+        received = now - timedelta(days=demo.days_ago, hours=3)
+        submission = Submission(
+            channel=Channel(demo.channel),
+            external_id=f"demo:{demo.external_id}",
+            received_at=received,
+            kind=Kind(demo.kind),
+            subject=demo.subject,
+            body=demo.body,
+            contact=Contact(demo.contact_name, demo.contact_phone, demo.contact_email),
+        )
+        reg = register(session, submission, policy, received + timedelta(minutes=2))
+        if not reg.created:
+            continue
+        created += 1
+        _advance(reg.case, demo, departments, supervisor, handlers, deadlines, received)
+        session.flush()
+    return created
+
+
+def _advance(
+    case: Case,
+    demo: DemoCase,
+    departments: dict[str, Department],
+    supervisor: User | str,
+    handlers: dict[int, User | str],
+    deadlines: Any,
+    received: datetime,
+) -> None:
+    """Moves a freshly registered demo case along the life cycle to its demo stage."""
+    t = received + timedelta(hours=2)
+    if demo.stage == "triage" or demo.department is None:
+        return
+    dept = departments[demo.department]
+    if demo.stage == "rejected":
+        if case.status == Status.TRIAGE:
+            case.reject(supervisor, t, demo.reason or "invalid")
+        return
+    if case.status in (Status.RECEIVED, Status.TRIAGE):
+        assign_case(case, dept, supervisor, deadlines, t)
+    elif case.department_id != dept.id:
+        case.transfer(
+            dept,
+            supervisor,
+            t,
+            deadlines.handling_due(t, dept.code, case.urgent),
+            "demo: transferred to the right department",
+        )
+    handler = handlers.get(dept.id, f"{dept.name} handler")
+    if demo.stage == "returned":
+        send_back_case(
+            case,
+            handler,
+            deadlines,
+            t + timedelta(hours=3),
+            demo.reason or "not our responsibility",
+        )
+        return
+    if demo.stage == "assigned":
+        return
+    case.start(handler, t + timedelta(hours=4))
+    if demo.stage == "in_progress":
+        return
+    case.reply(handler, t + timedelta(days=2), demo.reply or "已处理。")
+    if demo.stage == "replied":
+        return
+    v = demo.visit or {"reached": True, "solved": True, "satisfaction": "satisfied", "note": ""}
+    case.record_visit(
+        supervisor,
+        t + timedelta(days=3),
+        reached=bool(v["reached"]),
+        solved=v.get("solved") if v["reached"] else None,
+        satisfaction=Satisfaction(v["satisfaction"]) if v["reached"] else None,
+        note=v.get("note", ""),
+    )
+    if demo.stage == "visited":
+        return
+    unhappy = v.get("satisfaction") == "unsatisfied" or v.get("solved") is False
+    case.close(
+        supervisor, t + timedelta(days=4), "demo: reviewed by the supervisor" if unhappy else ""
+    )

@@ -1,0 +1,126 @@
+"""The forms of every page; Flask-WTF adds the CSRF token to each."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from flask_wtf.file import MultipleFileField
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
+
+KIND_CHOICES = [
+    SelectChoice("complaint", _l("Complaint")),
+    SelectChoice("suggestion", _l("Suggestion")),
+    SelectChoice("inquiry", _l("Inquiry")),
+    SelectChoice("praise", _l("Praise")),
+]
+
+
+class ComplaintForm(FlaskForm):
+    token = HiddenField()
+    kind = SelectField(_l("Kind"), choices=KIND_CHOICES, default="complaint")
+    subject = StringField(
+        _l("Subject"),
+        validators=[DataRequired(_l("Please give a short subject.")), Length(max=200)],
+    )
+    body = TextAreaField(
+        _l("What happened"),
+        validators=[
+            DataRequired(_l("Please describe the problem.")),
+            Length(min=5, max=5000, message=_l("Between 5 and 5000 characters, please.")),
+        ],
+    )
+    name = StringField(_l("Name (optional)"), validators=[Optional(), Length(max=100)])
+    phone = StringField(
+        _l("Phone (optional)"),
+        validators=[
+            Optional(),
+            Regexp(r"^[0-9+\-() ]{5,20}$", message=_l("Digits only, e.g. 13800138000.")),
+        ],
+    )
+    email = StringField(
+        _l("Email (optional)"),
+        validators=[Optional(), Email(message=_l("Not an email address.")), Length(max=200)],
+    )
+    attachments = MultipleFileField(_l("Photos or documents (optional)"))
+
+
+class TrackForm(FlaskForm):
+    tracking_number = StringField(
+        _l("Tracking number"), validators=[DataRequired(), Length(max=30)]
+    )
+    query_code = StringField(_l("Query code"), validators=[DataRequired(), Length(max=20)])
+
+
+class LoginForm(FlaskForm):
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=80)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=200)])
+    remember = BooleanField(_l("Stay signed in"))
+
+
+class ChangePasswordForm(FlaskForm):
+    current = PasswordField(_l("Current password"), validators=[DataRequired()])
+    new = PasswordField(
+        _l("New password"),
+        validators=[DataRequired(), Length(min=10, message=_l("At least 10 characters."))],
+    )
+
+
+class AssignForm(FlaskForm):
+    department = SelectField(_l("Department"), validators=[DataRequired()])
+    reason = StringField(_l("Reason (optional)"), validators=[Optional(), Length(max=500)])
+
+
+class ReasonForm(FlaskForm):
+    reason = TextAreaField(_l("Reason"), validators=[DataRequired(), Length(max=2000)])
+
+
+class ReplyForm(FlaskForm):
+    text = TextAreaField(_l("Reply to the citizen"), validators=[DataRequired(), Length(max=10000)])
+
+
+class VisitForm(FlaskForm):
+    reached = RadioField(
+        _l("Citizen reached"),
+        choices=[SelectChoice("yes", _l("Reached")), SelectChoice("no", _l("Not reached"))],
+        validators=[DataRequired()],
+    )
+    solved = RadioField(
+        _l("Problem solved"),
+        choices=[SelectChoice("yes", _l("Solved")), SelectChoice("no", _l("Not solved"))],
+        validators=[Optional()],
+    )
+    satisfaction = RadioField(
+        _l("Satisfaction"),
+        choices=[
+            SelectChoice("satisfied", _l("Satisfied")),
+            SelectChoice("basic", _l("Basically satisfied")),
+            SelectChoice("unsatisfied", _l("Unsatisfied")),
+        ],
+        validators=[Optional()],
+    )
+    note = TextAreaField(_l("Note"), validators=[Optional(), Length(max=2000)])
+
+
+class CloseForm(FlaskForm):
+    reason = TextAreaField(_l("Note (required if the citizen is unhappy)"), validators=[Optional()])
+
+
+class MergeForm(FlaskForm):
+    target = StringField(
+        _l("Merge into tracking number"), validators=[DataRequired(), Length(max=30)]
+    )
+    reason = StringField(_l("Reason"), validators=[Optional(), Length(max=500)])
+
+
+class ActionForm(FlaskForm):
+    """A button with nothing but the CSRF token."""

@@ -1,0 +1,263 @@
+"""config.toml → one validated, typed Settings object.
+
+Parsed once at start-up. A wrong or unknown key stops start-up with a message that names the
+key and the file. Relative paths are resolved against the folder of the config file; the
+environment may override the database URL (MINSHENG_DATABASE_URL) and the secret key
+(MINSHENG_SECRET_KEY).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from triage.calendar import WorkCalendar
+from triage.deadlines import Deadlines, TimeLimits
+from triage.models import Role
+
+DEFAULT_CONFIG = "config.toml"
+
+
+class ConfigError(RuntimeError):
+    """The config file is missing, unreadable or invalid; the message says where."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AppSettings(Section):
+    office_name: str = "机关效能建设办公室"
+    office_name_en: str = "Efficiency Office"
+    secret_key: str = ""
+    instance_dir: str = "instance"
+    timezone: str = "Asia/Shanghai"
+    default_locale: Literal["zh", "en"] = "zh"
+    base_url: str = "http://127.0.0.1:5000"
+    session_cookie_secure: bool = False
+    tracking_prefix: Annotated[str, Field(pattern=r"^[A-Z]{1,6}$")] = "MS"
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite:///instance/minsheng.db"
+
+
+class CalendarSettings(Section):
+    extra_holidays: list[date] = []
+    extra_workdays: list[date] = []
+
+
+class TimeLimitSettings(Section):
+    triage_working_days: Annotated[int, Field(ge=0)] = 1
+    handling_working_days: Annotated[int, Field(ge=1)] = 5
+    urgent_triage_hours: Annotated[int, Field(ge=1)] = 1
+    urgent_handling_hours: Annotated[int, Field(ge=1)] = 2
+    extension_max_working_days: Annotated[int, Field(ge=0)] = 10
+    send_back_working_days: Annotated[int, Field(ge=0)] = 2
+    return_visit_working_days: Annotated[int, Field(ge=1)] = 3
+    rework_working_days: Annotated[int, Field(ge=1)] = 5
+
+
+class AttachmentSettings(Section):
+    max_files: Annotated[int, Field(ge=0, le=20)] = 5
+    max_file_mb: Annotated[float, Field(gt=0, le=100)] = 10
+    allowed_types: list[str] = [
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/webp",
+        "image/heic",
+        "application/pdf",
+    ]
+
+
+class TrackingSettings(Section):
+    max_failures: Annotated[int, Field(ge=1)] = 5
+    window_minutes: Annotated[int, Field(ge=1)] = 15
+
+
+class ClassifierSettings(Section):
+    model_dir: str = "instance/models"
+    auto_route: bool = True
+    # Leave unset to use the threshold the model chose for target_precision.
+    auto_route_threshold: Annotated[float | None, Field(ge=0, le=1)] = None
+    target_precision: Annotated[float, Field(gt=0, le=1)] = 0.97
+    duplicate_window_days: Annotated[int, Field(ge=0)] = 30
+    hazard_terms: list[str] = []
+
+
+class MailSettings(Section):
+    sender: str = "minsheng@localhost"
+    server: str = "127.0.0.1"
+    port: int = 25
+    use_tls: bool = False
+    use_ssl: bool = False
+    username: str = ""
+    password: str = ""
+
+
+class IntakeSettings(Section):
+    web_form: bool = True
+
+
+class DepartmentSettings(Section):
+    code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+    name: str
+    name_en: str = ""
+    email: str = ""
+    labels: list[str] = []
+    keywords: list[str] = []
+    handling_working_days: Annotated[int | None, Field(ge=1)] = None
+
+
+class UserSettings(Section):
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{2,80}$")]
+    name: str = ""
+    role: Role
+    department: str | None = None
+
+
+class Settings(Section):
+    app: AppSettings = AppSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    calendar: CalendarSettings = CalendarSettings()
+    time_limits: TimeLimitSettings = TimeLimitSettings()
+    attachments: AttachmentSettings = AttachmentSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    classifier: ClassifierSettings = ClassifierSettings()
+    mail: MailSettings = MailSettings()
+    intake: IntakeSettings = IntakeSettings()
+    departments: list[DepartmentSettings] = []
+    users: list[UserSettings] = []
+    # Where the file was read from; relative paths are resolved against its folder.
+    base_dir: Path = Path(".")
+    source: str = "<defaults>"
+
+    @field_validator("departments")
+    @classmethod
+    def _unique_departments(cls, v: list[DepartmentSettings]) -> list[DepartmentSettings]:
+        seen: dict[str, str] = {}
+        for d in v:
+            if d.code in seen:
+                raise ValueError(f"department code {d.code!r} appears twice")
+            seen[d.code] = d.code
+            for label in d.labels:
+                if label in seen and seen[label] != d.code:
+                    raise ValueError(f"label {label!r} is mapped to two departments")
+                seen[label] = d.code
+        return v
+
+    @model_validator(mode="after")
+    def _users_in_known_departments(self) -> Settings:
+        codes = {d.code for d in self.departments}
+        for i, u in enumerate(self.users):
+            if u.role == Role.HANDLER and not u.department:
+                raise ValueError(f"users.{i} ({u.username}): a handler needs a department")
+            if u.department and u.department not in codes:
+                raise ValueError(f"users.{i} ({u.username}): unknown department {u.department!r}")
+        return self
+
+    # -- derived -------------------------------------------------------------------------
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def instance_path(self) -> Path:
+        return self.path(self.app.instance_dir)
+
+    @property
+    def database_url(self) -> str:
+        url = os.environ.get("MINSHENG_DATABASE_URL") or self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.path(url[len(prefix) :]))
+        return url
+
+    @property
+    def model_path(self) -> Path:
+        return self.path(self.classifier.model_dir)
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        """Classifier label → department code."""
+        return {label: d.code for d in self.departments for label in d.labels}
+
+    @property
+    def keyword_map(self) -> dict[str, list[str]]:
+        return {d.code: list(d.keywords) for d in self.departments if d.keywords}
+
+    def work_calendar(self) -> WorkCalendar:
+        return WorkCalendar.build(
+            self.app.timezone, self.calendar.extra_holidays, self.calendar.extra_workdays
+        )
+
+    def deadlines(self) -> Deadlines:
+        limits = TimeLimits(
+            **self.time_limits.model_dump(),
+            handling_by_department={
+                d.code: d.handling_working_days for d in self.departments if d.handling_working_days
+            },
+        )
+        return Deadlines(self.work_calendar(), limits)
+
+    def secret_key(self) -> str:
+        """From the environment or config; else generated once and kept in the instance dir."""
+        key = os.environ.get("MINSHENG_SECRET_KEY") or self.app.secret_key
+        if key:
+            return key
+        path = self.instance_path / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key")
+        else:
+            lines.append(f"  {where}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def resolve_config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    return Path(path or os.environ.get("MINSHENG_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Reads and validates the config file; raises ConfigError naming the file and key."""
+    config_path = resolve_config_path(path)
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"{config_path}: config file not found") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{config_path}: not valid TOML: {e}") from e
+    return settings_from_dict(raw, base_dir=config_path.resolve().parent, source=str(config_path))
+
+
+def settings_from_dict(
+    raw: dict[str, object], base_dir: Path = Path("."), source: str = "<dict>"
+) -> Settings:
+    for reserved in ("base_dir", "source"):
+        if reserved in raw:
+            raise ConfigError(f"{source}: {reserved}: unknown key")
+    try:
+        return Settings.model_validate({**raw, "base_dir": base_dir, "source": source})
+    except ValidationError as e:
+        raise ConfigError(_describe(e, source)) from e
