@@ -111,7 +111,7 @@ def iter_records(
         if not cases:
             return
         ids = [c.id for c in cases]
-        n = dict(session.execute(counts.where(CaseEvent.case_id.in_(ids))).tuples().all())
+        n = {cid: k for cid, k in session.execute(counts.where(CaseEvent.case_id.in_(ids)))}
         for c in cases:
             yield case_record(c, n.get(c.id, 0), tz, masked)
         last_id = ids[-1]

@@ -1,0 +1,91 @@
+"""The `minsheng` command as an operator uses it: init, export, config errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import ROOT
+from tests.integration.helpers import submit_complaint
+from web.cli import main
+
+EXPORT_FIELDS = {
+    "tracking_number",
+    "channel",
+    "kind",
+    "status",
+    "department",
+    "suggested_department",
+    "confidence",
+    "received_at",
+    "due_at",
+    "closed_at",
+    "subject",
+    "body",
+    "events",
+}
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, db_url: str) -> Path:
+    text = (ROOT / "config.toml").read_text(encoding="utf-8")
+    text = text.replace('url = "sqlite:///instance/minsheng.db"', f'url = "{db_url}"')
+    text = text.replace('instance_dir = "instance"', f'instance_dir = "{tmp_path / "inst"}"')
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run(*args: str) -> Any:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result
+
+
+def test_init_is_safe_to_run_again(config_file: Path) -> None:
+    first = run("init", "--config", str(config_file))
+    assert first.exit_code == 0, first.output
+    again = run("init", "--config", str(config_file))
+    assert again.exit_code == 0
+    assert "already match the config" in again.output
+
+
+def test_export_has_every_case_with_its_fields(
+    config_file: Path, client: Any, login_as: Any
+) -> None:
+    numbers = [submit_complaint(client, f"第{i}条投诉：路灯不亮，晚上很危险")[0] for i in range(3)]
+    out = run("export", "cases", "--format", "jsonl", "--config", str(config_file))
+    assert out.exit_code == 0, out.output
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [r["tracking_number"] for r in records] == numbers
+    for r in records:
+        assert r.keys() >= EXPORT_FIELDS
+        assert r["channel"] == "web" and r["kind"] == "complaint" and r["status"] == "triage"
+        assert r["events"] == 3 and r["received_at"].endswith("+08:00")
+        assert r["contact_phone"] == "138****5678"  # masked unless --unmasked
+
+    target = config_file.parent / "cases.csv"
+    out = run(
+        "export", "cases", "--format", "csv", "--output", str(target), "--config", str(config_file)
+    )
+    assert out.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
+    assert [r["tracking_number"] for r in rows] == numbers
+    assert rows[0].keys() >= EXPORT_FIELDS
+    unmasked = run("export", "cases", "--unmasked", "--config", str(config_file))
+    assert "13812345678" in unmasked.stdout
+
+
+def test_unknown_config_key_stops_with_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[app]\ntimezone = "Asia/Shanghai"\ntimzone = "typo"\n', encoding="utf-8")
+    out = CliRunner().invoke(main, ["init", "--config", str(bad)])
+    assert out.exit_code != 0
+    assert "bad.toml" in out.output and "app.timzone: unknown key" in out.output
+    missing = CliRunner().invoke(main, ["init", "--config", str(tmp_path / "nope.toml")])
+    assert missing.exit_code != 0 and "config file not found" in missing.output

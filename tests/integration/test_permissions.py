@@ -1,0 +1,129 @@
+"""Each role sees and does only what it may: a department only its own cases, by link or URL;
+an external supervisor sees masked data and can act on nothing; CSRF guards every form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import csrf_from
+from tests.integration.helpers import post_form, submit_complaint
+from triage.models import Case, Status
+
+
+@pytest.fixture
+def assigned_case(client: Any, login_as: Any, runtime: Any) -> str:
+    """A case assigned to the urban department, with the citizen's contact data."""
+    number, _ = submit_complaint(client, "翠湖小区3栋电梯坏了一个月，物业不修，联系我13812345678。")
+    with runtime.sessions() as s:
+        case_id = s.scalar(select(Case.id).where(Case.tracking_number == number))
+    supervisor = login_as("supervisor")
+    r = post_form(
+        supervisor,
+        f"/board/cases/{number}",
+        f"/board/cases/{number}/assign",
+        {f"c{case_id}-department": "urban"},
+    )
+    assert r.status_code == 302
+    return number
+
+
+def test_handler_of_another_department_gets_404(assigned_case: str, login_as: Any) -> None:
+    other = login_as("transport")
+    assert other.get(f"/board/cases/{assigned_case}").status_code == 404
+    assert assigned_case not in other.get("/board/cases").get_data(as_text=True)
+    own = login_as("urban")
+    assert own.get(f"/board/cases/{assigned_case}").status_code == 200
+    assert assigned_case in own.get("/board/cases").get_data(as_text=True)
+
+
+def test_handler_of_another_department_cannot_act(
+    assigned_case: str, login_as: Any, runtime: Any
+) -> None:
+    other = login_as("transport")
+    token = csrf_from(other.get("/board/cases").get_data(as_text=True))
+    for action, data in [
+        ("reply", {"reply-text": "不是我们的"}),
+        ("send-back", {"sendback-reason": "x"}),
+        ("start", {}),
+    ]:
+        r = other.post(f"/board/cases/{assigned_case}/{action}", data={"csrf_token": token, **data})
+        assert r.status_code == 404, action
+    with runtime.sessions() as s:
+        case = s.scalar(select(Case).where(Case.tracking_number == assigned_case))
+        assert case.status == Status.ASSIGNED and not case.replies
+
+
+def test_handler_cannot_dispatch_or_close(assigned_case: str, login_as: Any) -> None:
+    handler = login_as("urban")
+    token = csrf_from(handler.get(f"/board/cases/{assigned_case}").get_data(as_text=True))
+    assert handler.get("/board/queue").status_code == 403
+    for action in ("assign", "reject", "merge", "visit", "close", "rework"):
+        r = handler.post(f"/board/cases/{assigned_case}/{action}", data={"csrf_token": token})
+        assert r.status_code == 403, action
+
+
+def test_observer_sees_masked_data_and_cannot_act(
+    assigned_case: str, login_as: Any, runtime: Any
+) -> None:
+    observer = login_as("observer")
+    page = observer.get(f"/board/cases/{assigned_case}").get_data(as_text=True)
+    assert "翠湖小区3栋电梯" in page
+    assert "13812345678" not in page and "138****5678" in page
+    assert "王小明" not in page and "王*" in page
+    assert 'id="reply-form"' not in page and 'id="assign-form"' not in page
+    token = csrf_from(page)
+    for action in ("assign", "reply", "reject", "visit", "close", "start"):
+        r = observer.post(f"/board/cases/{assigned_case}/{action}", data={"csrf_token": token})
+        assert r.status_code == 403, action
+    with runtime.sessions() as s:
+        assert s.scalar(select(Case.status).where(Case.tracking_number == assigned_case)) == (
+            Status.ASSIGNED
+        )
+
+
+def test_board_needs_sign_in(client: Any, assigned_case: str) -> None:
+    for url in ("/board/queue", "/board/cases", f"/board/cases/{assigned_case}"):
+        r = client.get(url)
+        assert r.status_code == 302 and "/login" in r.headers["Location"]
+
+
+def test_post_without_csrf_token_is_refused(
+    assigned_case: str, login_as: Any, runtime: Any, client: Any
+) -> None:
+    handler = login_as("urban")
+    r = handler.post(f"/board/cases/{assigned_case}/reply", data={"reply-text": "伪造的答复"})
+    assert r.status_code == 400
+    r = client.post(
+        "/complain", data={"subject": "x", "body": "没有令牌的投诉内容", "kind": "complaint"}
+    )
+    assert r.status_code == 400
+    r = client.post("/login", data={"username": "admin", "password": "pw-admin-secret"})
+    assert r.status_code == 400
+    with runtime.sessions() as s:
+        case = s.scalar(select(Case).where(Case.tracking_number == assigned_case))
+        assert not case.replies
+        assert s.scalar(select(Case).where(Case.body == "没有令牌的投诉内容")) is None
+
+
+def test_wrong_password_is_refused_and_repeated_failures_slow_down(app: Any) -> None:
+    c = app.test_client()
+    for _ in range(10):
+        token = csrf_from(c.get("/login").get_data(as_text=True))
+        r = c.post("/login", data={"csrf_token": token, "username": "admin", "password": "nope"})
+        assert r.status_code == 401
+    token = csrf_from(c.get("/login").get_data(as_text=True))
+    r = c.post(
+        "/login", data={"csrf_token": token, "username": "admin", "password": "pw-admin-secret"}
+    )
+    assert r.status_code == 429
+
+
+def test_security_headers_and_cookie_flags(client: Any) -> None:
+    r = client.get("/complain")
+    assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    session_cookie = next(c for c in r.headers.getlist("Set-Cookie") if "minsheng_session=" in c)
+    assert "HttpOnly" in session_cookie and "SameSite=Lax" in session_cookie
