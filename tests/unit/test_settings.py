@@ -53,7 +53,7 @@ def test_mistakes_are_named(change: object, message: str) -> None:
 def test_broken_toml_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[app\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="c.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"c\.toml: not valid TOML"):
         load_settings(path)
 
 
