@@ -11,7 +11,7 @@ import hmac
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import select, update
@@ -22,7 +22,16 @@ from sqlalchemy.orm import Session
 from intake.submission import Submission
 from triage.attachments import AttachmentStore
 from triage.deadlines import Deadlines
-from triage.models import Actor, Attachment, Case, Counter, Department, IllegalTransition, Status
+from triage.models import (
+    OPEN_STATUSES,
+    Actor,
+    Attachment,
+    Case,
+    Counter,
+    Department,
+    IllegalTransition,
+    Status,
+)
 
 QUERY_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read out on the phone
 QUERY_CODE_LENGTH = 6
@@ -49,6 +58,9 @@ class HazardLike(Protocol):
     reasons: Sequence[str]
 
 
+FindSimilar = Callable[[str, Sequence[tuple[int, str]]], list[tuple[int, float]]]
+
+
 @dataclass(frozen=True)
 class IntakePolicy:
     """What registration needs to know besides the submission itself."""
@@ -61,6 +73,8 @@ class IntakePolicy:
     auto_route: bool = True
     # None: use the threshold the model chose for the target precision.
     auto_route_threshold: float | None = None
+    find_similar: FindSimilar | None = None
+    duplicate_window_days: int = 30
 
     @property
     def threshold(self) -> float:
@@ -168,6 +182,7 @@ def register(
         urgent_reasons=list(hazard.reasons),
         triage_due_at=policy.deadlines.triage_due(submission.received_at, hazard.urgent),
     )
+    case.similar = similar_open_cases(session, case, policy)
     session.add(case)
     for item in submission.attachments:
         policy.attachments.put(item.sha256, item.data)
@@ -198,6 +213,8 @@ def register(
     )
     if hazard.urgent:
         case.record("flagged_urgent", "system", now, reasons=list(hazard.reasons))
+    if case.similar:
+        case.record("similar_found", "system", now, cases=case.similar)
 
     confident = suggested is not None and suggestion.confidence >= policy.threshold
     if policy.auto_route and confident and suggested is not None and suggested.active:
@@ -222,6 +239,29 @@ def register(
     return Registration(case, created=True, query_code=code)
 
 
+def case_text(subject: str, body: str) -> str:
+    return f"{subject}\n{body}" if subject else body
+
+
+def similar_open_cases(session: Session, case: Case, policy: IntakePolicy) -> list[list[object]]:
+    """Open cases of the last N days that look like the same issue: [[number, score], …]."""
+    if policy.find_similar is None or policy.duplicate_window_days <= 0:
+        return []
+    since = case.received_at - timedelta(days=policy.duplicate_window_days)
+    rows = session.execute(
+        select(Case.id, Case.tracking_number, Case.subject, Case.body).where(
+            Case.status.in_(OPEN_STATUSES), Case.received_at >= since
+        )
+    ).all()
+    if not rows:
+        return []
+    numbers = {r.id: r.tracking_number for r in rows}
+    found = policy.find_similar(
+        case_text(case.subject, case.body), [(r.id, case_text(r.subject, r.body)) for r in rows]
+    )
+    return [[numbers[i], round(float(score), 3)] for i, score in found if i in numbers]
+
+
 def assign_case(
     case: Case,
     department: Department,
@@ -237,13 +277,19 @@ def assign_case(
     if case.status in (Status.ASSIGNED, Status.IN_PROGRESS):
         case.transfer(department, actor, now, due, reason)
         return
-    if (
-        case.suggested_department_id is not None
-        and department.id != case.suggested_department_id
-        and not reason
-    ):
+    corrected = (
+        case.suggested_department is not None and department.id != case.suggested_department_id
+    )
+    if corrected and not reason:
         reason = "suggestion overridden"
-    case.assign(department, actor, now, due, reason=reason)
+    case.assign(
+        department,
+        actor,
+        now,
+        due,
+        reason=reason,
+        corrected_from=case.suggested_department.code if corrected else None,
+    )
 
 
 def send_back_deadline(case: Case, deadlines: Deadlines) -> datetime | None:

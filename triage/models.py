@@ -289,6 +289,8 @@ class Case(Base):
     model_version: Mapped[str] = mapped_column(String(60), default="")
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     urgent_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Open cases that looked like the same issue at registration: [[tracking number, score]].
+    similar: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
     triage_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -400,8 +402,13 @@ class Case(Base):
         reason: str = "",
         auto: bool = False,
         confidence: float | None = None,
+        corrected_from: str | None = None,
     ) -> None:
-        """Dispatch (派单) the case to a department with its handling deadline."""
+        """Dispatch (派单) the case to a department with its handling deadline.
+
+        `corrected_from` names the suggested department a supervisor overrode: a label for
+        the next retraining.
+        """
         self._require("assign", {Status.RECEIVED, Status.TRIAGE})
         self.department = department
         self.department_id = department.id
@@ -417,6 +424,7 @@ class Case(Base):
             department=department.code,
             due_at=due_at.isoformat(),
             **({"confidence": round(confidence, 4)} if confidence is not None else {}),
+            **({"corrected_from": corrected_from} if corrected_from else {}),
         )
 
     def transfer(

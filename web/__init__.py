@@ -73,11 +73,12 @@ def create_app(
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
 
-    from web import auth, board, citizen, i18n
+    from web import auth, board, citizen, i18n, operator
 
     app.register_blueprint(citizen.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(board.bp)
+    app.register_blueprint(operator.bp)
     i18n.init_app(app)
 
     @login_manager.user_loader

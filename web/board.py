@@ -144,6 +144,8 @@ def _view(case: Case) -> CaseView:
 def home() -> Response:
     if can(current_user, Action.TRIAGE):
         return redirect(url_for("board.queue"))
+    if current_user.role == Role.OPERATOR:
+        return redirect(url_for("operator.new_call"))
     return redirect(url_for("board.cases"))
 
 

@@ -124,3 +124,22 @@ class MergeForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     """A button with nothing but the CSRF token."""
+
+
+class PhoneCallForm(FlaskForm):
+    """An operator's note of a citizen's call (来电记录)."""
+
+    call_id = StringField(
+        _l("Call id (from the phone system, optional)"), validators=[Optional(), Length(max=100)]
+    )
+    kind = SelectField(_l("Kind"), choices=KIND_CHOICES, default="complaint")
+    subject = StringField(_l("Subject"), validators=[DataRequired(), Length(max=200)])
+    body = TextAreaField(_l("What the caller said"), validators=[DataRequired(), Length(max=5000)])
+    name = StringField(_l("Caller's name"), validators=[Optional(), Length(max=100)])
+    phone = StringField(
+        _l("Caller's phone"),
+        validators=[
+            Optional(),
+            Regexp(r"^[0-9+\-() ]{5,20}$", message=_l("Digits only, e.g. 13800138000.")),
+        ],
+    )

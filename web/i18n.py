@@ -66,6 +66,7 @@ ACTION_LABELS = {
     "rejected": _l("Marked invalid"),
     "merged": _l("Merged into another case"),
     "merged_in": _l("Another case merged into this one"),
+    "similar_found": _l("Possible duplicates found"),
 }
 
 

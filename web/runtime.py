@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from triage.routing import IncompatibleModel, KeywordRouter, ModelStore
+from triage.similarity import similar_cases
 from triage.urgency import detect_hazard
 
 from triage.attachments import AttachmentStore
@@ -94,6 +95,8 @@ class Runtime:
             tracking_prefix=self.settings.app.tracking_prefix,
             auto_route=self.settings.classifier.auto_route,
             auto_route_threshold=self.settings.classifier.auto_route_threshold,
+            find_similar=similar_cases,
+            duplicate_window_days=self.settings.classifier.duplicate_window_days,
         )
 
     @property

@@ -67,6 +67,7 @@ def upgrade() -> None:
     sa.Column('model_version', sa.String(length=60), nullable=False),
     sa.Column('urgent', sa.Boolean(), nullable=False),
     sa.Column('urgent_reasons', sa.JSON(), nullable=False),
+    sa.Column('similar', sa.JSON(), nullable=False),
     sa.Column('triage_due_at', sa.DateTime(), nullable=True),
     sa.Column('due_at', sa.DateTime(), nullable=True),
     sa.Column('assigned_at', sa.DateTime(), nullable=True),

@@ -127,3 +127,25 @@ def test_security_headers_and_cookie_flags(client: Any) -> None:
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     session_cookie = next(c for c in r.headers.getlist("Set-Cookie") if "minsheng_session=" in c)
     assert "HttpOnly" in session_cookie and "SameSite=Lax" in session_cookie
+
+
+def test_operator_logs_a_phone_call_once(login_as: Any, runtime: Any) -> None:
+    operator = login_as("operator")
+    data = {
+        "call_id": "CALL-20261126-0042",
+        "kind": "inquiry",
+        "subject": "社保转移",
+        "body": "来电人询问外地社保如何转入本区",
+        "name": "赵先生",
+        "phone": "13700001234",
+    }
+    first = post_form(operator, "/board/calls/new", "/board/calls/new", data)
+    again = post_form(operator, "/board/calls/new", "/board/calls/new", data)
+    assert first.status_code == again.status_code == 302
+    assert first.headers["Location"] == again.headers["Location"]
+    with runtime.sessions() as s:
+        cases = s.scalars(select(Case).where(Case.channel == "phone")).all()
+        assert len(cases) == 1 and cases[0].kind == "inquiry"
+        assert cases[0].external_id == "CALL-20261126-0042"
+    handler = login_as("urban")
+    assert handler.get("/board/calls/new").status_code == 403
