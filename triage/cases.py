@@ -23,6 +23,7 @@ from intake.submission import Submission
 from triage.attachments import AttachmentStore
 from triage.deadlines import Deadlines
 from triage.models import (
+    N_,
     OPEN_STATUSES,
     Actor,
     Attachment,
@@ -272,7 +273,7 @@ def assign_case(
 ) -> None:
     """A supervisor dispatches a queued case, or transfers an assigned one."""
     if not department.active:
-        raise IllegalTransition(f"department {department.code} is inactive")
+        raise IllegalTransition(N_("Department %(code)s is inactive."), code=department.code)
     due = deadlines.handling_due(now, department.code, case.urgent)
     if case.status in (Status.ASSIGNED, Status.IN_PROGRESS):
         case.transfer(department, actor, now, due, reason)
@@ -303,7 +304,7 @@ def send_back_case(
 ) -> None:
     deadline = send_back_deadline(case, deadlines)
     if deadline is None:
-        raise IllegalTransition("the case is not assigned to a department")
+        raise IllegalTransition(N_("The case is not assigned to a department."))
     case.send_back(actor, now, reason, deadline)
 
 

@@ -107,8 +107,22 @@ class Satisfaction(StrEnum):
     UNSATISFIED = "unsatisfied"
 
 
+def N_(message: str) -> str:
+    """Marks a message for translation; the web layer translates it when it shows it."""
+    return message
+
+
 class IllegalTransition(ValueError):
-    """A change that the case's status or the rules do not allow; the message says why."""
+    """A change that the case's status or the rules do not allow; the message says why.
+
+    Keeps the untranslated template and its parameters so that the web layer can show the
+    message in the user's language; `str()` gives the English text.
+    """
+
+    def __init__(self, template: str, **params: object) -> None:
+        self.template = template
+        self.params = params
+        super().__init__(template % params if params else template)
 
 
 class Department(Base):
@@ -344,17 +358,20 @@ class Case(Base):
     # -- changing ------------------------------------------------------------------------
 
     def _require(self, action: str, allowed: set[Status] | frozenset[Status]) -> None:
+        """`action` is a past participle ("dispatched"): the web layer translates it."""
         if self.status not in allowed:
             raise IllegalTransition(
-                f"cannot {action} case {self.tracking_number}: it is {self.status}, "
-                f"not {' or '.join(sorted(allowed))}"
+                N_("Case %(number)s cannot be %(action)s: it is %(status)s."),
+                number=self.tracking_number,
+                action=action,
+                status=self.status,
             )
 
     @staticmethod
-    def _require_reason(action: str, reason: str) -> str:
+    def _require_reason(reason: str) -> str:
         reason = (reason or "").strip()
         if not reason:
-            raise IllegalTransition(f"{action} needs a reason")
+            raise IllegalTransition(N_("Please give a reason."))
         return reason
 
     def record(
@@ -389,7 +406,7 @@ class Case(Base):
 
     def queue(self, at: datetime, reason: str = "") -> None:
         """Put a received case in the supervisors' triage queue."""
-        self._require("queue", {Status.RECEIVED})
+        self._require("queued", {Status.RECEIVED})
         self.record("queued", "system", at, to_status=Status.TRIAGE, reason=reason)
 
     def assign(
@@ -409,7 +426,7 @@ class Case(Base):
         `corrected_from` names the suggested department a supervisor overrode: a label for
         the next retraining.
         """
-        self._require("assign", {Status.RECEIVED, Status.TRIAGE})
+        self._require("dispatched", {Status.RECEIVED, Status.TRIAGE})
         self.department = department
         self.department_id = department.id
         self.assigned_at = at
@@ -431,10 +448,10 @@ class Case(Base):
         self, department: Department, actor: Actor, at: datetime, due_at: datetime, reason: str
     ) -> None:
         """A supervisor moves an assigned case to another department (转办)."""
-        self._require("transfer", {Status.ASSIGNED, Status.IN_PROGRESS})
-        reason = self._require_reason("a transfer", reason)
+        self._require("transferred", {Status.ASSIGNED, Status.IN_PROGRESS})
+        reason = self._require_reason(reason)
         if department.id == self.department_id:
-            raise IllegalTransition("the case is already with that department")
+            raise IllegalTransition(N_("The case is already with that department."))
         previous = self.department.code if self.department else None
         self.department = department
         self.department_id = department.id
@@ -454,15 +471,15 @@ class Case(Base):
 
     def start(self, actor: Actor, at: datetime) -> None:
         """The department takes the case up (办理中)."""
-        self._require("start work on", {Status.ASSIGNED})
+        self._require("started", {Status.ASSIGNED})
         self.record("started", actor, at, to_status=Status.IN_PROGRESS, public=True)
 
     def reply(self, actor: Actor, at: datetime, text: str) -> CaseReply:
         """The department's written reply to the citizen (答复)."""
-        self._require("reply to", {Status.ASSIGNED, Status.IN_PROGRESS})
+        self._require("replied", {Status.ASSIGNED, Status.IN_PROGRESS})
         text = (text or "").strip()
         if not text:
-            raise IllegalTransition("a reply needs a text")
+            raise IllegalTransition(N_("A reply needs a text."))
         reply = CaseReply(
             at=at,
             body=text,
@@ -476,12 +493,15 @@ class Case(Base):
 
     def send_back(self, actor: Actor, at: datetime, reason: str, deadline: datetime) -> None:
         """The department returns a misrouted case to triage (退回), within the window."""
-        self._require("send back", {Status.ASSIGNED, Status.IN_PROGRESS})
-        reason = self._require_reason("sending a case back", reason)
+        self._require("sent back", {Status.ASSIGNED, Status.IN_PROGRESS})
+        reason = self._require_reason(reason)
         if at > deadline:
             raise IllegalTransition(
-                f"the send-back window closed at {deadline.isoformat(timespec='minutes')}; "
-                "ask a supervisor to transfer the case instead"
+                N_(
+                    "The send-back window closed at %(deadline)s; "
+                    "ask a supervisor to transfer the case instead."
+                ),
+                deadline=deadline,
             )
         previous = self.department.code if self.department else None
         self.department = None
@@ -504,9 +524,11 @@ class Case(Base):
         note: str = "",
     ) -> ReturnVisit:
         """The return visit (回访): reached or not, solved or not, how satisfied."""
-        self._require("record a return visit for", {Status.REPLIED})
+        self._require("visited", {Status.REPLIED})
         if reached and (solved is None or satisfaction is None):
-            raise IllegalTransition("a reached citizen's visit needs 'solved' and a satisfaction")
+            raise IllegalTransition(
+                N_("When the citizen was reached, say whether it is solved and how satisfied.")
+            )
         if not reached:
             solved, satisfaction = None, None
         visit = ReturnVisit(
@@ -532,8 +554,8 @@ class Case(Base):
 
     def rework(self, actor: Actor, at: datetime, reason: str, due_at: datetime) -> None:
         """Send the case back to its department after an unsatisfying visit (重办)."""
-        self._require("rework", {Status.VISITED})
-        reason = self._require_reason("rework", reason)
+        self._require("reworked", {Status.VISITED})
+        reason = self._require_reason(reason)
         self.rework_count += 1
         self.due_at = due_at
         self.record(
@@ -548,19 +570,19 @@ class Case(Base):
 
     def close(self, actor: Actor, at: datetime, reason: str = "") -> None:
         """Sign the case off (办结): only after a reply and a return visit."""
-        self._require("close", {Status.VISITED})
+        self._require("closed", {Status.VISITED})
         visit = self.latest_visit
         if not self.replies or visit is None:
-            raise IllegalTransition("a case closes only after a reply and a return visit")
+            raise IllegalTransition(N_("A case closes only after a reply and a return visit."))
         if visit.satisfaction == Satisfaction.UNSATISFIED or visit.solved is False:
-            reason = self._require_reason("closing a case the citizen is unhappy with", reason)
+            reason = self._require_reason(reason)
         self.closed_at = at
         self.record("closed", actor, at, to_status=Status.CLOSED, reason=reason, public=True)
 
     def reject(self, actor: Actor, at: datetime, reason: str) -> None:
         """Mark the case invalid (无效): spam, abuse, not a government matter."""
-        self._require("reject", {Status.RECEIVED, Status.TRIAGE})
-        reason = self._require_reason("rejecting a case", reason)
+        self._require("rejected", {Status.RECEIVED, Status.TRIAGE})
+        reason = self._require_reason(reason)
         self.rejection_reason = reason
         self.closed_at = at
         self.record("rejected", actor, at, to_status=Status.REJECTED, reason=reason, public=True)
@@ -568,14 +590,16 @@ class Case(Base):
     def merge_into(self, target: Case, actor: Actor, at: datetime, reason: str = "") -> None:
         """Fold this case into another about the same issue (合并)."""
         self._require(
-            "merge",
+            "merged",
             {Status.RECEIVED, Status.TRIAGE, Status.ASSIGNED, Status.IN_PROGRESS},
         )
         if target is self or target.id == self.id:
-            raise IllegalTransition("a case cannot be merged into itself")
+            raise IllegalTransition(N_("A case cannot be merged into itself."))
         if target.status in FINAL_STATUSES:
             raise IllegalTransition(
-                f"cannot merge into {target.tracking_number}: it is {target.status}"
+                N_("Cannot merge into %(number)s: it is %(status)s."),
+                number=target.tracking_number,
+                status=target.status,
             )
         self.merged_into = target
         self.closed_at = at
@@ -597,4 +621,4 @@ class Case(Base):
 def _events_are_append_only(session: Session, flush_context: Any, instances: Any) -> None:
     for obj in list(session.dirty) + list(session.deleted):
         if isinstance(obj, CaseEvent) and (obj in session.deleted or session.is_modified(obj)):
-            raise IllegalTransition("the audit log is append-only: events cannot change")
+            raise IllegalTransition(N_("The audit log is append-only: events cannot change."))

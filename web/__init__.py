@@ -125,15 +125,28 @@ def _register_error_pages(app: Flask) -> None:
     from flask_babel import gettext as _
     from werkzeug.exceptions import HTTPException
 
-    messages = {
-        403: lambda: _("Your role may not do this."),
-        404: lambda: _("There is nothing here, or you may not see it."),
-        413: lambda: _("The upload is too large."),
-        429: lambda: _("Too many attempts. Please wait a few minutes."),
+    pages = {
+        400: (
+            lambda: _("Request not accepted"),
+            lambda: _("The form was not accepted; it may have expired. Reload it and try again."),
+        ),
+        403: (lambda: _("Not allowed"), lambda: _("Your role may not do this.")),
+        404: (
+            lambda: _("Not found"),
+            lambda: _("There is nothing here, or you may not see it."),
+        ),
+        405: (lambda: _("Not allowed"), lambda: _("This address does not take this request.")),
+        413: (lambda: _("Too large"), lambda: _("The upload is too large.")),
+        429: (
+            lambda: _("Too many attempts"),
+            lambda: _("Too many attempts. Please wait a few minutes."),
+        ),
     }
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> tuple[str, int]:
         code = e.code or 500
-        message = messages.get(code, lambda: e.description or "")()
-        return render_template("error.html", code=code, title=e.name, message=message), code
+        title, message = pages.get(
+            code, (lambda: _("Something went wrong"), lambda: _("Please try again later."))
+        )
+        return render_template("error.html", code=code, title=title(), message=message()), code

@@ -49,6 +49,7 @@ from web.forms import (
     ReplyForm,
     VisitForm,
 )
+from web.i18n import department_name, error_text
 
 bp = Blueprint("board", __name__, url_prefix="/board")
 PAGE_SIZE = 50
@@ -66,7 +67,7 @@ def _departments() -> list[Department]:
 
 def _assign_form(case: Case, departments: list[Department]) -> AssignForm:
     form = AssignForm(prefix=f"c{case.id}")
-    form.department.choices = [SelectChoice(d.code, d.name) for d in departments]
+    form.department.choices = [SelectChoice(d.code, department_name(d)) for d in departments]
     if case.department is not None:
         form.department.data = case.department.code
     elif case.suggested_department is not None:
@@ -291,7 +292,7 @@ def _act(number: str, action: Action, change: Callable[[Case], str]) -> Response
         s.flush()
     except IllegalTransition as e:
         s.rollback()
-        flash(str(e), "error")
+        flash(error_text(e), "error")
     except StaleDataError:
         s.rollback()
         flash(_("Someone else changed this case at the same time. Please look again."), "error")
@@ -322,7 +323,7 @@ def assign(number: str) -> Response:
         assign_case(
             c, dept, current_user, runtime().settings.deadlines(), _now(), form.reason.data or ""
         )
-        return _("Case %(n)s dispatched to %(d)s.", n=c.tracking_number, d=dept.name)
+        return _("Case %(n)s dispatched to %(d)s.", n=c.tracking_number, d=department_name(dept))
 
     response = _act(number, Action.TRIAGE, change)
     if request.form.get("back") == "queue":

@@ -6,9 +6,11 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, redirect, request, session
-from flask_babel import format_datetime, get_locale
+from flask_babel import format_datetime, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
+
+from triage.models import Department, IllegalTransition
 
 bp = Blueprint("i18n", __name__)
 
@@ -70,6 +72,36 @@ ACTION_LABELS = {
 }
 
 
+# The participles that IllegalTransition messages use for the refused change.
+REFUSED_ACTIONS = {
+    "queued": _l("queued"),
+    "dispatched": _l("dispatched"),
+    "transferred": _l("transferred"),
+    "started": _l("started"),
+    "replied": _l("replied to"),
+    "sent back": _l("sent back"),
+    "visited": _l("given a return visit"),
+    "reworked": _l("sent for rework"),
+    "closed": _l("closed"),
+    "rejected": _l("marked invalid"),
+    "merged": _l("merged"),
+}
+
+
+def error_text(error: IllegalTransition) -> str:
+    """The refusal in the user's language, with statuses and times localised."""
+    params: dict[str, object] = {}
+    for key, value in error.params.items():
+        if key == "status":
+            value = STATUS_LABELS.get(str(value), value)
+        elif key == "action":
+            value = REFUSED_ACTIONS.get(str(value), value)
+        elif isinstance(value, datetime):
+            value = local_time(value)
+        params[key] = value
+    return gettext(error.template, **params) if params else gettext(error.template)
+
+
 def local_time(value: datetime | None, fmt: str = "yyyy-MM-dd HH:mm") -> str:
     if value is None:
         return ""
@@ -101,9 +133,19 @@ def switch(code: str) -> Response:
     return response
 
 
+def department_name(department: Department | None) -> str:
+    """The department's name in the user's language (Chinese when no English name is set)."""
+    if department is None:
+        return "—"
+    if str(get_locale() or "zh") == "en" and department.name_en:
+        return department.name_en
+    return department.name
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.add_template_filter(local_time, "local_time")
+    app.add_template_filter(department_name, "dept_name")
 
     @app.context_processor
     def _labels() -> dict[str, object]:

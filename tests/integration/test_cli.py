@@ -58,7 +58,9 @@ def test_init_is_safe_to_run_again(config_file: Path) -> None:
 def test_export_has_every_case_with_its_fields(
     config_file: Path, client: Any, login_as: Any
 ) -> None:
-    numbers = [submit_complaint(client, f"第{i}条投诉：路灯不亮，晚上很危险")[0] for i in range(3)]
+    bodies = ["明德路的路灯坏了三个星期，晚上很危险", "翠湖小区门口垃圾一周没人清运",
+              "青松街道菜市场周末占道经营，车辆无法通行"]
+    numbers = [submit_complaint(client, body)[0] for body in bodies]
     out = run("export", "cases", "--format", "jsonl", "--config", str(config_file))
     assert out.exit_code == 0, out.output
     records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
