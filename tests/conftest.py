@@ -34,6 +34,9 @@ CASE_TABLES = (
     "counters",
     "throttle_marks",
 )
+# Restored before each PostgreSQL test, since a test may change accounts or departments.
+DIRECTORY_TABLES = ("departments", "users")
+_directory_rows: dict[str, list[dict[str, Any]]] = {}
 
 
 def need(condition: object, reason: str) -> None:
@@ -95,6 +98,11 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with rt.sessions() as s, s.begin():
         for user in s.query(User):
             user.password_hash = hash_password(password_of(user.username))
+    with rt.engine.connect() as conn:
+        for table in DIRECTORY_TABLES:
+            _directory_rows[table] = [
+                dict(r._mapping) for r in conn.execute(text(f"SELECT * FROM {table}"))
+            ]
     rt.engine.dispose()
     yield url
     if schema:
@@ -113,8 +121,24 @@ def db_url(template_db: str, tmp_path: Path) -> str:
     from sqlalchemy import create_engine
 
     engine = create_engine(template_db)
+    tables = CASE_TABLES + DIRECTORY_TABLES
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(CASE_TABLES)} RESTART IDENTITY CASCADE"))
+        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        for table in DIRECTORY_TABLES:
+            rows = _directory_rows[table]
+            columns = list(rows[0])
+            conn.execute(
+                text(
+                    f"INSERT INTO {table} ({', '.join(columns)}) "
+                    f"VALUES ({', '.join(':' + c for c in columns)})"
+                ),
+                rows,
+            )
+            conn.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
+                )
+            )
     engine.dispose()
     return template_db
 

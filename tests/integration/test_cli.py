@@ -8,10 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
-from tests.conftest import ROOT
 from tests.integration.helpers import submit_complaint
 from web.cli import main
 
@@ -32,16 +30,6 @@ EXPORT_FIELDS = {
 }
 
 
-@pytest.fixture
-def config_file(tmp_path: Path, db_url: str) -> Path:
-    text = (ROOT / "config.toml").read_text(encoding="utf-8")
-    text = text.replace('url = "sqlite:///instance/minsheng.db"', f'url = "{db_url}"')
-    text = text.replace('instance_dir = "instance"', f'instance_dir = "{tmp_path / "inst"}"')
-    path = tmp_path / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def run(*args: str) -> Any:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return result
@@ -58,8 +46,11 @@ def test_init_is_safe_to_run_again(config_file: Path) -> None:
 def test_export_has_every_case_with_its_fields(
     config_file: Path, client: Any, login_as: Any
 ) -> None:
-    bodies = ["明德路的路灯坏了三个星期，晚上很危险", "翠湖小区门口垃圾一周没人清运",
-              "青松街道菜市场周末占道经营，车辆无法通行"]
+    bodies = [
+        "明德路的路灯坏了三个星期，晚上很危险",
+        "翠湖小区门口垃圾一周没人清运",
+        "青松街道菜市场周末占道经营，车辆无法通行",
+    ]
     numbers = [submit_complaint(client, body)[0] for body in bodies]
     out = run("export", "cases", "--format", "jsonl", "--config", str(config_file))
     assert out.exit_code == 0, out.output
