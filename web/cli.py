@@ -72,8 +72,16 @@ def _create_app() -> Any:
         raise click.ClickException(str(e)) from e
 
 
+class MinshengGroup(FlaskGroup):
+    """Flask's CLI group without its --app/--env-file/--debug options: the config decides."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.params = [p for p in self.params if p.name not in ("env_file", "app", "debug")]
+
+
 @click.group(
-    cls=FlaskGroup,
+    cls=MinshengGroup,
     create_app=_create_app,
     add_default_commands=False,
     add_version_option=False,

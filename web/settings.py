@@ -245,7 +245,9 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     try:
         raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
-        raise ConfigError(f"{config_path}: config file not found") from e
+        raise ConfigError(
+            f"{config_path}: config file not found (give --config PATH or set MINSHENG_CONFIG)"
+        ) from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{config_path}: not valid TOML: {e}") from e
     return settings_from_dict(raw, base_dir=config_path.resolve().parent, source=str(config_path))
