@@ -28,8 +28,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True}
-DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 
 
 def _has_chinese_font() -> bool:
