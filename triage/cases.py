@@ -141,24 +141,40 @@ def find_by_external_id(session: Session, channel: str, external_id: str) -> Cas
     )
 
 
+def derived_query_code(secret: str, external_id: str) -> str:
+    """A query code that the same form always gets: a double-clicked submit, answered twice,
+    shows the same code on both receipts. Unguessable without the secret."""
+    digest = hmac.new(secret.encode(), external_id.encode(), hashlib.sha256).digest()
+    return "".join(QUERY_CODE_ALPHABET[b % len(QUERY_CODE_ALPHABET)] for b in digest)[
+        :QUERY_CODE_LENGTH
+    ]
+
+
 def register(
-    session: Session, submission: Submission, policy: IntakePolicy, now: datetime
+    session: Session,
+    submission: Submission,
+    policy: IntakePolicy,
+    now: datetime,
+    query_code: str | None = None,
 ) -> Registration:
-    """Turns a submission into a case, once: the same (channel, external id) again is a no-op."""
+    """Turns a submission into a case, once: the same (channel, external id) again is a no-op.
+
+    The query code is random unless given (see `derived_query_code`).
+    """
     existing = find_by_external_id(session, submission.channel, submission.external_id)
     if existing is not None:
         return Registration(existing, created=False)
 
     calendar = policy.deadlines.calendar
     year = calendar.local(submission.received_at).year
-    code = new_query_code()
+    code = query_code or new_query_code()
     hazard = policy.detect_hazard(submission.subject, submission.body)
     suggestion = policy.router.suggest(submission.subject, submission.body)
     departments = {d.code: d for d in session.scalars(select(Department)).all()}
     suggested = departments.get(suggestion.label)
 
     case = Case(
-        tracking_number=new_tracking_number(session, policy.tracking_prefix, year),
+        tracking_number="",
         query_code_hash=hash_query_code(code),
         channel=str(submission.channel),
         external_id=submission.external_id,
@@ -184,7 +200,6 @@ def register(
         triage_due_at=policy.deadlines.triage_due(submission.received_at, hazard.urgent),
     )
     case.similar = similar_open_cases(session, case, policy)
-    session.add(case)
     for item in submission.attachments:
         policy.attachments.put(item.sha256, item.data)
         case.attachments.append(
@@ -236,6 +251,10 @@ def register(
             else f"confidence {suggestion.confidence:.2f} below {policy.threshold:.2f}"
         )
         case.queue(now, reason=why)
+    # The counter row stays locked until the transaction commits, so the number is taken
+    # last: concurrent submissions wait for each other only as long as necessary.
+    case.tracking_number = new_tracking_number(session, policy.tracking_prefix, year)
+    session.add(case)
     session.flush()
     return Registration(case, created=True, query_code=code)
 

@@ -66,6 +66,11 @@ def create_app(
     )
     app.config.update(flask_config)
     app.extensions["minsheng"] = Runtime.build(settings)
+    if settings.app.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.app.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale)

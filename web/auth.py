@@ -64,7 +64,8 @@ def login() -> Response | str:
     if form.validate_on_submit():
         now = datetime.now(UTC)
         session = db()
-        key = client_key()
+        # Per address and username: one client guessing cannot lock everybody out.
+        key = client_key(form.username.data.strip().lower())
         if failures(session, "login", key, now, LOGIN_WINDOW) >= LOGIN_MAX_FAILURES:
             wait = retry_after(session, "login", key, now, LOGIN_WINDOW)
             flash(

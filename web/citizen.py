@@ -6,7 +6,17 @@ import secrets
 import time
 from datetime import UTC, datetime, timedelta
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +24,7 @@ from werkzeug.wrappers import Response
 
 from intake.files import sniff_type
 from intake.submission import Attachment, Channel, Contact, Kind, Submission
-from triage.cases import check_query_code, find_by_external_id, register
+from triage.cases import check_query_code, derived_query_code, find_by_external_id, register
 from triage.models import Case, Department
 from web import db, runtime
 from web.forms import ComplaintForm, TrackForm
@@ -100,8 +110,11 @@ def complain() -> Response | str | tuple[str, int]:
         attachments=attachments,
     )
     s = db()
+    code = derived_query_code(current_app.config["SECRET_KEY"], submission.external_id)
     try:
-        reg = register(s, submission, runtime().intake_policy(), now)
+        tracking = register(
+            s, submission, runtime().intake_policy(), now, code
+        ).case.tracking_number
         s.commit()
     except IntegrityError:
         # The same form sent twice at once: the other request made the case.
@@ -109,14 +122,10 @@ def complain() -> Response | str | tuple[str, int]:
         case = find_by_external_id(s, Channel.WEB, submission.external_id)
         if case is None:
             raise
-        reg = None
+        tracking = case.tracking_number
     receipts = session.get("receipts", {})
-    if reg is not None and reg.created:
-        receipts[reg.case.tracking_number] = reg.query_code
-        session["receipts"] = dict(list(receipts.items())[-5:])
-        tracking = reg.case.tracking_number
-    else:
-        tracking = (reg.case if reg else case).tracking_number
+    receipts[tracking] = code
+    session["receipts"] = dict(list(receipts.items())[-5:])
     return redirect(url_for("citizen.receipt", number=tracking))
 
 

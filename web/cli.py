@@ -120,7 +120,7 @@ def _initialise(rt: Runtime) -> list[str]:
     return changes
 
 
-@main.command()
+@main.command(with_appcontext=False)
 @config_option
 def init() -> None:
     """Create or upgrade the database schema and load departments and users from the config."""
@@ -133,7 +133,7 @@ def init() -> None:
         click.echo("  departments and users already match the config")
 
 
-@main.command()
+@main.command(with_appcontext=False)
 @config_option
 @click.option("--no-model", is_flag=True, help="Do not train the demo routing model.")
 def demo(no_model: bool) -> None:
@@ -159,7 +159,6 @@ def demo(no_model: bool) -> None:
 
 def _train_demo_model(rt: Runtime) -> str:
     from triage.routing import load_examples, map_labels, train_model
-
     from web.demo import DEMO_TRAINING
 
     examples = map_labels(load_examples(DEMO_TRAINING), rt.settings.label_map)
@@ -169,7 +168,7 @@ def _train_demo_model(rt: Runtime) -> str:
     return model.version
 
 
-@main.command()
+@main.command(with_appcontext=False)
 @config_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -187,7 +186,7 @@ def export() -> None:
     """Export data."""
 
 
-@export.command("cases")
+@export.command("cases", with_appcontext=False)
 @config_option
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
@@ -220,7 +219,7 @@ def user() -> None:
     """Manage staff accounts."""
 
 
-@user.command("add")
+@user.command("add", with_appcontext=False)
 @config_option
 @click.argument("username")
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
@@ -254,7 +253,7 @@ def user_add(username: str, role: str, department: str | None, name: str) -> Non
     click.echo(f"user {username} added; initial password: {password}")
 
 
-@user.command("set-password")
+@user.command("set-password", with_appcontext=False)
 @config_option
 @click.argument("username")
 @click.password_option()

@@ -41,6 +41,9 @@ class AppSettings(Section):
     default_locale: Literal["zh", "en"] = "zh"
     base_url: str = "http://127.0.0.1:5000"
     session_cookie_secure: bool = False
+    # How many reverse proxies (nginx …) stand in front: their X-Forwarded-* headers are
+    # trusted, so rate limits see the citizen's address rather than the proxy's.
+    trusted_proxies: Annotated[int, Field(ge=0, le=5)] = 0
     tracking_prefix: Annotated[str, Field(pattern=r"^[A-Z]{1,6}$")] = "MS"
 
 
@@ -214,14 +217,21 @@ class Settings(Section):
         if key:
             return key
         path = self.instance_path / "secret_key"
-        if path.exists():
-            return path.read_text().strip()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_hex(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key)
-        return key
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Written aside, then linked into place: several workers starting at once on a
+            # fresh instance folder all end up reading the one key that won.
+            tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_text().strip()
 
 
 def _describe(err: ValidationError, source: str) -> str:

@@ -149,3 +149,23 @@ def test_operator_logs_a_phone_call_once(login_as: Any, runtime: Any) -> None:
         assert cases[0].external_id == "CALL-20261126-0042"
     handler = login_as("urban")
     assert handler.get("/board/calls/new").status_code == 403
+
+
+def test_behind_a_proxy_one_guesser_does_not_lock_out_others(tmp_path: Any, db_url: str) -> None:
+    from tests.conftest import make_settings, password_of
+    from web import create_app
+
+    app = create_app(make_settings(tmp_path, db_url, app={"trusted_proxies": 1}), TESTING=True)
+
+    def attempt(client: Any, ip: str, password: str) -> int:
+        token = csrf_from(client.get("/login").get_data(as_text=True))
+        return client.post(
+            "/login",
+            data={"csrf_token": token, "username": "admin", "password": password},
+            headers={"X-Forwarded-For": ip},
+        ).status_code
+
+    guesser = app.test_client()
+    assert [attempt(guesser, "203.0.113.9", "guess") for _ in range(11)][-1] == 429
+    assert attempt(app.test_client(), "198.51.100.7", password_of("admin")) == 302
+    app.extensions["minsheng"].engine.dispose()

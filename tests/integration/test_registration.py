@@ -156,9 +156,16 @@ def test_form_refuses_bad_attachments_with_a_clear_message(client: Any, runtime:
     assert r.status_code == 200 and "MS-2026-" in r.get_data(as_text=True)
 
 
-def test_double_submit_of_one_form_makes_one_case(client: Any, runtime: Any) -> None:
-    page = client.get("/complain").get_data(as_text=True)
+def test_double_submit_of_one_form_makes_one_case_and_both_get_the_receipt(
+    app: Any, runtime: Any
+) -> None:
+    first_tab = app.test_client()
+    page = first_tab.get("/complain").get_data(as_text=True)
     token = re.search(r'name="token"[^>]*value="([^"]+)"', page).group(1)
+    # A double click: the second request carries the cookie from before the first answer.
+    second_tab = app.test_client()
+    cookie = first_tab.get_cookie("minsheng_session")
+    second_tab.set_cookie("minsheng_session", cookie.value)
     data = {
         "csrf_token": csrf_from(page),
         "token": token,
@@ -166,9 +173,13 @@ def test_double_submit_of_one_form_makes_one_case(client: Any, runtime: Any) -> 
         "subject": "噪音",
         "body": "楼下酒吧每晚唱歌到凌晨两点",
     }
-    first = client.post("/complain", data=data)
-    second = client.post("/complain", data=data)
-    assert first.headers["Location"] == second.headers["Location"]
+    first = first_tab.post("/complain", data=data, follow_redirects=True)
+    second = second_tab.post("/complain", data=data, follow_redirects=True)
+    assert first.status_code == second.status_code == 200
+    code = re.compile(r'id="query-code">([^<]+)<')
+    assert code.search(first.get_data(as_text=True)).group(1) == code.search(
+        second.get_data(as_text=True)
+    ).group(1)
     with runtime.sessions() as s:
         assert len(s.scalars(select(Case)).all()) == 1
 
