@@ -86,7 +86,8 @@ class TrackingSettings(Section):
 
 
 class ClassifierSettings(Section):
-    model_dir: str = "instance/models"
+    # Empty: <instance_dir>/models.
+    model_dir: str = ""
     auto_route: bool = True
     # Leave unset to use the threshold the model chose for target_precision.
     auto_route_threshold: Annotated[float | None, Field(ge=0, le=1)] = None
@@ -186,6 +187,8 @@ class Settings(Section):
 
     @property
     def model_path(self) -> Path:
+        if not self.classifier.model_dir:
+            return self.instance_path / "models"
         return self.path(self.classifier.model_dir)
 
     @property
