@@ -68,6 +68,8 @@ def _departments() -> list[Department]:
 def _assign_form(case: Case, departments: list[Department]) -> AssignForm:
     form = AssignForm(prefix=f"c{case.id}")
     form.department.choices = [SelectChoice(d.code, department_name(d)) for d in departments]
+    if form.is_submitted():
+        return form
     if case.department is not None:
         form.department.data = case.department.code
     elif case.suggested_department is not None:

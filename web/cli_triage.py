@@ -13,6 +13,8 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
+
+from triage.models import Case, Status
 from triage.routing import (
     DataError,
     Example,
@@ -23,8 +25,6 @@ from triage.routing import (
     should_deploy,
     train_model,
 )
-
-from triage.models import Case, Status
 from web.cli import config_option, settings, transaction
 from web.runtime import Runtime
 
@@ -72,12 +72,14 @@ def case_examples(rt: Runtime) -> list[Example]:
 
 
 def _summary(model: RoutingModel) -> str:
-    m = model.metadata.get("metrics", {})
+    cv = model.metadata.get("cv") or {}
+    ar = model.metadata.get("auto_route") or {}
+    if not cv:
+        return "too few examples per department for cross-validation; it will not auto-route"
     return (
-        f"macro-F1 {m.get('macro_f1', 0):.3f}, top-3 {m.get('top3_accuracy', 0):.3f}, "
-        f"auto-route threshold {model.threshold:.3f} "
-        f"(coverage {m.get('auto_route', {}).get('coverage', 0):.2f} at precision "
-        f"{m.get('auto_route', {}).get('precision', 0):.3f})"
+        f"cross-validated macro-F1 {cv.get('macro_f1', 0):.3f}, "
+        f"top-3 {cv.get('top3_accuracy', 0):.3f}, auto-route threshold {model.threshold:.3f} "
+        f"(coverage {ar.get('coverage') or 0:.2f} at precision {ar.get('precision') or 0:.3f})"
     )
 
 

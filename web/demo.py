@@ -4,7 +4,7 @@ and a routing model trained on the demo's own training messages."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,14 @@ def load_demo(session: Session, policy: IntakePolicy, now: datetime | None = Non
             body=demo.body,
             contact=Contact(demo.contact_name, demo.contact_phone, demo.contact_email),
         )
-        reg = register(session, submission, policy, received + timedelta(minutes=2))
+        # Cases meant to wait for a supervisor are kept from the model's automatic routing.
+        waits = demo.stage in ("triage", "rejected", "returned")
+        reg = register(
+            session,
+            submission,
+            replace(policy, auto_route=False) if waits else policy,
+            received + timedelta(minutes=2),
+        )
         if not reg.created:
             continue
         created += 1
@@ -98,13 +105,12 @@ def _advance(
 ) -> None:
     """Moves a freshly registered demo case along the life cycle to its demo stage."""
     t = received + timedelta(hours=2)
+    if demo.stage == "rejected":
+        case.reject(supervisor, t, demo.reason or "invalid")
+        return
     if demo.stage == "triage" or demo.department is None:
         return
     dept = departments[demo.department]
-    if demo.stage == "rejected":
-        if case.status == Status.TRIAGE:
-            case.reject(supervisor, t, demo.reason or "invalid")
-        return
     if case.status in (Status.RECEIVED, Status.TRIAGE):
         assign_case(case, dept, supervisor, deadlines, t)
     elif case.department_id != dept.id:

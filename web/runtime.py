@@ -10,12 +10,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from triage.routing import IncompatibleModel, KeywordRouter, ModelStore
-from triage.similarity import similar_cases
-from triage.urgency import detect_hazard
 
 from triage.attachments import AttachmentStore
 from triage.cases import IntakePolicy, Router
+from triage.routing import IncompatibleModel, KeywordRouter, ModelStore
+from triage.similarity import similar_cases
+from triage.urgency import detect_hazard
 from web.db import make_engine, session_factory
 from web.settings import Settings
 

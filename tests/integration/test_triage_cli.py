@@ -80,7 +80,7 @@ def test_train_deploys_and_retrain_keeps_a_better_model(config_file: Path, tmp_p
     models = tmp_path / "inst" / "models"
     version = next(p.name for p in models.iterdir() if (p / "metadata.json").exists())
     meta = json.loads((models / version / "metadata.json").read_text(encoding="utf-8"))
-    assert {"version", "labels", "metrics"} <= meta.keys()
+    assert {"version", "labels", "cv", "threshold", "libraries", "data"} <= meta.keys()
     assert "safety" in meta["labels"]
     # Retraining on the few demo cases alone cannot beat a model trained on 240 messages.
     assert invoke("demo", "--no-model", "--config", str(config_file)).exit_code == 0
@@ -106,9 +106,7 @@ def test_model_from_another_sklearn_version_falls_back_to_keywords(
     assert provider.get().version != "keywords"
     meta_path = next((tmp_path / "inst" / "models").glob("*/metadata.json"))
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    versions = meta.get("library_versions") or meta.get("versions") or {}
-    key = "sklearn" if "sklearn" in versions else "scikit-learn"
-    versions[key] = "0.1.0"
+    meta["libraries"]["scikit-learn"] = "0.1.0"
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
     provider = RouterProvider(settings)
     assert provider.get().version == "keywords"
