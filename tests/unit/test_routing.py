@@ -1,0 +1,333 @@
+"""Tests of the routing classifier: data loading, training, threshold, evaluation, model store."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sklearn
+
+from triage.routing import (
+    NEVER,
+    DataError,
+    Example,
+    IncompatibleModel,
+    KeywordRouter,
+    ModelStore,
+    RoutingModel,
+    Suggestion,
+    choose_threshold,
+    complaint_title,
+    evaluate,
+    load_examples,
+    map_labels,
+    should_deploy,
+    train_model,
+)
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+TEDDY = SHARED / "teddy2020c" / "train.jsonl"
+
+# Small synthetic complaints: each department has its own words, mixed with common filler.
+TOPICS = {
+    "housing": ["物业", "小区", "拆迁", "房产证", "电梯", "业主"],
+    "labour": ["工资", "拖欠", "社保", "养老保险", "劳动合同", "加班"],
+    "schools": ["学校", "老师", "学生", "入学", "补课", "学费"],
+    "transport": ["公交", "出租车", "道路", "红绿灯", "驾驶", "站台"],
+}
+FILLER = ["我们", "请求", "尽快", "处理", "领导", "反映", "问题", "一直", "没有", "解决"]
+
+
+def synthetic_examples(n_per_label: int = 30, seed: int = 0) -> list[Example]:
+    rng = random.Random(seed)
+    examples = []
+    for label, words in TOPICS.items():
+        for _ in range(n_per_label):
+            body = "".join(rng.choice(words if rng.random() < 0.5 else FILLER) for _ in range(20))
+            subject = "".join(rng.choice(words) for _ in range(3)) if rng.random() < 0.5 else ""
+            examples.append(Example(subject, body, label))
+    rng.shuffle(examples)
+    return examples
+
+
+@pytest.fixture(scope="module")
+def model() -> RoutingModel:
+    return train_model(synthetic_examples(), folds=3)
+
+
+def require_shared() -> None:
+    if not TEDDY.exists():
+        if os.environ.get("MINSHENG_REQUIRE_ALL") == "1":
+            pytest.fail(f"shared data missing at {TEDDY} and MINSHENG_REQUIRE_ALL=1")
+        pytest.skip(f"shared data not found at {TEDDY}")
+
+
+# Loading data
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_load_examples_reads_rows_and_skips_blank_lines(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "a.jsonl",
+        [
+            json.dumps({"subject": "噪音", "body": "楼下施工", "label": "环境保护", "id": 1}),
+            "",
+            json.dumps({"body": "工资拖欠", "label": "劳动和社会保障"}),
+        ],
+    )
+    assert load_examples(path) == [
+        Example("噪音", "楼下施工", "环境保护"),
+        Example("", "工资拖欠", "劳动和社会保障"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('["a"]', "expected a JSON object"),
+        ('{"subject": "a", "label": "x"}', "'body' must be a string, it is missing"),
+        ('{"body": "a", "label": 3}', "'label' must be a string, it is a int"),
+        ('{"body": "a", "label": " "}', "'label' is empty"),
+        ('{"subject": "", "body": " ", "label": "x"}', "subject and body are both empty"),
+    ],
+)
+def test_load_examples_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:
+    good = json.dumps({"body": "ok", "label": "x"})
+    path = write_lines(tmp_path / "bad.jsonl", [good, line])
+    with pytest.raises(DataError) as error:
+        load_examples(path)
+    assert f"{path}:2: " in str(error.value)
+    assert message in str(error.value)
+
+
+def test_map_labels_replaces_labels_and_reports_unknown_ones() -> None:
+    examples = [Example("", "a", "教育文体"), Example("", "b", "交通运输"), Example("", "c", "x")]
+    examples.append(Example("", "d", "x"))
+    with pytest.raises(DataError, match=r"'x' \(2 rows\)"):
+        map_labels(examples, {"教育文体": "EDU", "交通运输": "TRANS"})
+    mapped = map_labels(examples[:2], {"教育文体": "EDU", "交通运输": "TRANS"})
+    assert [e.label for e in mapped] == ["EDU", "TRANS"]
+    assert mapped[0].body == "a"
+
+
+def test_title_is_subject_or_first_sentence_of_body() -> None:
+    assert complaint_title("小区停水", "整整三天了") == "小区停水"
+    assert complaint_title("", "K市公交车乱收费尊敬的领导：您好！我每天坐车") == "K市公交车乱收费"
+    assert complaint_title("", "学校何时开学？家长都很着急") == "学校何时开学？"
+    assert len(complaint_title("", "很长" * 100)) == 40
+
+
+# Threshold
+
+
+def test_choose_threshold_keeps_largest_share_at_target_precision() -> None:
+    confidence = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6])
+    correct = np.array([True, True, True, False, True, False])
+    assert choose_threshold(confidence, correct, 0.75) == 0.7  # 4 of 5 right
+    assert choose_threshold(confidence, correct, 1.0) == 0.9
+    assert choose_threshold(confidence, ~correct, 0.97) == NEVER
+
+
+def test_choose_threshold_does_not_split_ties() -> None:
+    confidence = np.array([0.9, 0.8, 0.8, 0.8])
+    correct = np.array([True, True, False, False])
+    assert choose_threshold(confidence, correct, 0.6) == 0.9
+
+
+# Training and suggestions
+
+
+def test_train_model_learns_and_records_metadata(model: RoutingModel) -> None:
+    meta = model.metadata
+    assert model.labels == tuple(sorted(TOPICS))
+    assert meta["labels"] == sorted(TOPICS)
+    assert meta["cv"]["folds"] == 3
+    assert meta["cv"]["macro_f1"] > 0.8
+    assert set(meta["cv"]["per_label"]["labour"]) == {"precision", "recall", "f1", "support"}
+    assert meta["data"]["examples"] == 120
+    assert len(meta["data"]["sha256"]) == 64
+    assert meta["version"].endswith(meta["data"]["sha256"][:6])
+    assert meta["libraries"]["scikit-learn"] == sklearn.__version__
+    assert {"python", "numpy", "jieba"} <= set(meta["libraries"])
+    assert 0 < model.threshold <= NEVER
+    assert meta["auto_route"]["threshold"] == round(model.threshold, 4)
+
+
+def test_suggestion_has_label_confidence_and_top3(model: RoutingModel) -> None:
+    suggestion = model.suggest("拖欠工资", "公司拖欠我们三个月工资，社保也没有交")
+    assert isinstance(suggestion, Suggestion)
+    assert suggestion.label == "labour"
+    assert suggestion.model_version == model.version
+    assert len(suggestion.alternatives) == 3
+    assert suggestion.alternatives[0] == (suggestion.label, suggestion.confidence)
+    probabilities = [p for _, p in suggestion.alternatives]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert 0.5 < suggestion.confidence <= 1.0
+
+
+def test_suggest_many_matches_suggest_and_handles_empty_text(model: RoutingModel) -> None:
+    pairs = [("公交", "站台太远"), ("", "学校补课收费"), ("", "")]
+    many = model.suggest_many(pairs)
+    assert [s.label for s in many[:2]] == ["transport", "schools"]
+    assert many[0] == model.suggest(*pairs[0])
+    assert model.suggest_many([]) == []
+
+
+def test_train_model_reports_progress() -> None:
+    seen = []
+    train_model(synthetic_examples(10), folds=2, progress=lambda *a: seen.append(a))
+    assert seen[0] == ("cross-validation", 0, 2)
+    assert ("cross-validation", 2, 2) in seen
+    assert seen[-1] == ("fit", 1, 1)
+
+
+def test_tiny_data_trains_but_never_auto_routes() -> None:
+    examples = [Example("", "工资拖欠", "labour"), Example("", "公交晚点", "transport")]
+    model = train_model(examples)
+    assert model.threshold == NEVER
+    assert model.metadata["cv"] is None
+    assert model.suggest("", "工资").label == "labour"
+
+
+def test_one_label_is_an_error() -> None:
+    with pytest.raises(DataError, match="two labels"):
+        train_model([Example("", "a", "x"), Example("", "b", "x")])
+
+
+def test_english_words_count() -> None:
+    rng = random.Random(1)
+    words = {
+        "mortgage": ["mortgage", "escrow", "foreclosure", "servicer"],
+        "debt": ["collector", "debt", "calls", "owed"],
+    }
+    examples = [
+        Example("", " ".join(rng.choice([*w, "the", "my", "bank"]) for _ in range(12)), label)
+        for label, w in words.items()
+        for _ in range(15)
+    ]
+    model = train_model(examples, folds=3)
+    assert model.suggest("", "The debt collector calls me every day").label == "debt"
+    assert model.suggest("", "My escrow account and the servicer").label == "mortgage"
+
+
+def test_single_suggestion_is_fast(model: RoutingModel) -> None:
+    model.suggest("热身", "第一次")
+    started = time.perf_counter()
+    for _ in range(20):
+        model.suggest("小区物业", "电梯坏了一个月没人修，业主很不满意" * 5)
+    assert (time.perf_counter() - started) / 20 < 0.05  # 20 ms on an idle machine
+
+
+# Evaluation
+
+
+def test_evaluate_returns_the_cli_figures() -> None:
+    train, test = synthetic_examples(25, seed=1), synthetic_examples(5, seed=2)
+    report = evaluate(train, test)
+    assert set(report) == {
+        "n_train",
+        "n_test",
+        "accuracy",
+        "macro_f1",
+        "top3_accuracy",
+        "per_label",
+        "auto_route",
+        "train_seconds",
+        "predict_per_second",
+    }
+    assert (report["n_train"], report["n_test"]) == (100, 20)
+    assert report["accuracy"] > 0.8
+    assert set(report["auto_route"]) == {"threshold", "coverage", "precision"}
+    assert report["per_label"]["housing"]["support"] == 5
+    json.dumps(report)
+
+
+# Keyword fallback
+
+
+def test_keyword_router_shares_and_never_routes() -> None:
+    router = KeywordRouter(
+        {"EDU": ["学校", "老师"], "LAB": ["工资", "Salary"], "ENV": ["噪音"]}, default_label="GEN"
+    )
+    suggestion = router.suggest("学校拖欠老师工资", "")
+    assert suggestion.label == "EDU"
+    assert suggestion.alternatives == (("EDU", 2 / 3), ("LAB", 1 / 3))
+    assert suggestion.model_version == "keywords"
+    assert router.threshold > 1
+    assert router.suggest("", "SALARY unpaid").label == "LAB"
+    nothing = router.suggest("", "你好")
+    assert (nothing.label, nothing.confidence) == ("GEN", 0.0)
+    assert KeywordRouter({}).suggest("", "x").label == ""
+
+
+# Model store
+
+
+def test_store_saves_deploys_and_loads(tmp_path: Path, model: RoutingModel) -> None:
+    store = ModelStore(tmp_path / "models")
+    assert store.current_version() is None
+    assert store.versions() == []
+    with pytest.raises(FileNotFoundError):
+        store.load()
+    path = store.save(model)
+    assert (path / "model.joblib").is_file()
+    assert json.loads((path / "metadata.json").read_text("utf-8"))["version"] == model.version
+    with pytest.raises(FileExistsError):
+        store.save(model)
+    store.deploy(model.version)
+    assert store.current_version() == model.version
+    loaded = store.load()
+    assert loaded.version == model.version
+    assert loaded.threshold == model.threshold
+    pair = ("", "学校老师补课收费")
+    assert loaded.suggest(*pair) == model.suggest(*pair)
+    assert [m["version"] for m in store.versions()] == [model.version]
+    with pytest.raises(FileNotFoundError):
+        store.deploy("no-such-version")
+
+
+def test_store_refuses_model_of_other_sklearn_minor(tmp_path: Path, model: RoutingModel) -> None:
+    store = ModelStore(tmp_path)
+    path = store.save(model)
+    meta = json.loads((path / "metadata.json").read_text("utf-8"))
+    meta["libraries"]["scikit-learn"] = "1.2.0"
+    (path / "metadata.json").write_text(json.dumps(meta), "utf-8")
+    with pytest.raises(IncompatibleModel, match=rf"1\.2\.0.*{sklearn.__version__}"):
+        store.load(model.version)
+
+
+def test_should_deploy_compares_cv_macro_f1() -> None:
+    old = {"version": "old", "labels": ["a", "b"], "cv": {"macro_f1": 0.9}}
+    better = {"version": "new", "labels": ["a", "b"], "cv": {"macro_f1": 0.91}}
+    worse = {"version": "new", "labels": ["a", "b"], "cv": {"macro_f1": 0.85}}
+    assert should_deploy(better, None)[0]
+    assert should_deploy(better, old) == (True, "cross-validated macro-F1 0.910 ≥ 0.900 of old")
+    ok, reason = should_deploy(worse, old)
+    assert not ok
+    assert "0.850 < 0.900" in reason
+    assert should_deploy({**worse, "labels": ["a", "b", "c"]}, old)[0]
+    assert not should_deploy({**better, "cv": None}, old)[0]
+
+
+# Shared data
+
+
+def test_shared_data_subsample_reaches_useful_accuracy() -> None:
+    require_shared()
+    examples = load_examples(TEDDY)
+    rng = random.Random(0)
+    rng.shuffle(examples)
+    report = evaluate(examples[:800], examples[800:1200])
+    assert report["macro_f1"] > 0.75
+    assert report["top3_accuracy"] > 0.95
+    assert report["predict_per_second"] > 200
