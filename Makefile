@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 translations: $(STAMP)
-	$(BIN)/pybabel compile --use-fuzzy -d web/translations -D messages >/dev/null
+	$(BIN)/pybabel compile --use-fuzzy -d web/translations -D messages >/dev/null 2>&1
 
 # Debian packages the tests need: a real browser with Chinese fonts, and dovecot for IMAP.
 system-packages: $(SYSTEM_STAMP)
@@ -35,7 +35,6 @@ $(SYSTEM_STAMP):
 	@mkdir -p $(VENV) && touch $(SYSTEM_STAMP)
 
 run: install
-	$(BIN)/minsheng init
 	$(BIN)/minsheng demo
 	@echo "Sign in at http://$(HOST):$(PORT)/login with a login above; the public pages are at http://$(HOST):$(PORT)/"
 	$(BIN)/minsheng serve --host $(HOST) --port $(PORT)

@@ -239,18 +239,22 @@ def register(
             f"model {suggestion.model_version}",
             now,
             policy.deadlines.handling_due(now, suggested.code, case.urgent),
-            reason=f"routed by model {suggestion.model_version} "
-            f"with confidence {suggestion.confidence:.2f}",
             auto=True,
             confidence=float(suggestion.confidence),
         )
     else:
-        why = (
-            "no department suggested"
-            if suggested is None
-            else f"confidence {suggestion.confidence:.2f} below {policy.threshold:.2f}"
+        if suggested is None:
+            why = "no_suggestion"
+        elif not policy.auto_route:
+            why = "auto_route_off"
+        else:
+            why = "below_threshold"
+        case.queue(
+            now,
+            why=why,
+            confidence=round(float(suggestion.confidence), 4),
+            threshold=round(policy.threshold, 4),
         )
-        case.queue(now, reason=why)
     # The counter row stays locked until the transaction commits, so the number is taken
     # last: concurrent submissions wait for each other only as long as necessary.
     case.tracking_number = new_tracking_number(session, policy.tracking_prefix, year)
@@ -300,8 +304,6 @@ def assign_case(
     corrected = (
         case.suggested_department is not None and department.id != case.suggested_department_id
     )
-    if corrected and not reason:
-        reason = "suggestion overridden"
     case.assign(
         department,
         actor,

@@ -404,10 +404,10 @@ class Case(Base):
         self.events.append(ev)
         return ev
 
-    def queue(self, at: datetime, reason: str = "") -> None:
-        """Put a received case in the supervisors' triage queue."""
+    def queue(self, at: datetime, **detail: Any) -> None:
+        """Put a received case in the supervisors' triage queue; `detail` says why."""
         self._require("queued", {Status.RECEIVED})
-        self.record("queued", "system", at, to_status=Status.TRIAGE, reason=reason)
+        self.record("queued", "system", at, to_status=Status.TRIAGE, **detail)
 
     def assign(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -98,14 +98,19 @@ def _hash(password: str) -> str:
     return hash_password(password)
 
 
-def _initialise(rt: Runtime) -> list[str]:
+def _initial_password(user: User) -> str:
+    password = secrets.token_urlsafe(12)
+    user.password_hash = _hash(password)
+    return f"initial password {password}"
+
+
+def _initialise(
+    rt: Runtime, new_password: Callable[[User], str | None] = _initial_password
+) -> list[str]:
+    """Schema up to date, departments and users as configured; `new_password` sets the
+    password of each new user and returns what to tell the admin."""
     upgrade(rt.engine)
     s = rt.settings
-
-    def initial_password(user: User) -> str:
-        password = secrets.token_urlsafe(12)
-        user.password_hash = _hash(password)
-        return f"initial password {password}"
 
     with transaction(rt) as session:
         changes = sync_departments(
@@ -115,7 +120,7 @@ def _initialise(rt: Runtime) -> list[str]:
         changes += sync_users(
             session,
             [UserSpec(u.username, u.role, u.name, u.department) for u in s.users],
-            initial_password,
+            new_password,
         )
     return changes
 
@@ -141,14 +146,16 @@ def demo(no_model: bool) -> None:
     from web.demo import DEMO_PASSWORD, load_demo
 
     rt = Runtime.build(settings())
-    _initialise(rt)
+    # One hash for everybody: they all get the same demo password anyway.
+    demo_hash = _hash(DEMO_PASSWORD)
+    _initialise(rt, lambda user: None)
     if not no_model and rt.routers.store.current_version() is None:
         version = _train_demo_model(rt)
         click.echo(f"demo routing model {version} trained and deployed")
     with transaction(rt) as session:
         users = session.scalars(select(User).order_by(User.id)).all()
         for user in users:
-            user.password_hash = _hash(DEMO_PASSWORD)
+            user.password_hash = demo_hash
         created = load_demo(session, rt.intake_policy())
         logins = [(u.username, u.role, u.department.name if u.department else "") for u in users]
     click.echo(f"{created} demo cases loaded")

@@ -204,3 +204,44 @@ def evaluate_command(
 
 def load_target_precision() -> float:
     return settings().classifier.target_precision
+
+
+@triage.command("hot-issues")
+@config_option
+@click.option("--days", default=30, show_default=True, help="Cases received in the last N days.")
+@click.option("--min-size", default=3, show_default=True, help="Smallest group to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one issue a line.")
+def hot_issues_command(days: int, min_size: int, as_json: bool) -> None:
+    """Groups of recent cases about the same local problem, largest first."""
+    from datetime import UTC, datetime, timedelta
+
+    from triage.cases import case_text
+    from triage.similarity import hot_issues
+
+    rt = Runtime.build(settings())
+    since = datetime.now(UTC) - timedelta(days=days)
+    with transaction(rt) as session:
+        rows = session.execute(
+            select(Case.id, Case.tracking_number, Case.subject, Case.body)
+            .where(Case.received_at >= since, Case.status != Status.REJECTED)
+            .order_by(Case.id)
+        ).all()
+    numbers = {r.id: r.tracking_number for r in rows}
+    issues = hot_issues([(r.id, case_text(r.subject, r.body)) for r in rows], min_size=min_size)
+    for issue in issues:
+        cases = [numbers[i] for i in issue.case_ids]
+        if as_json:
+            record = {
+                "size": issue.size,
+                "label": issue.label,
+                "keywords": list(issue.keywords),
+                "cases": cases,
+            }
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            click.echo(f"{issue.size:>4}  {issue.label}  [{' '.join(issue.keywords)}]")
+            click.echo(f"      {', '.join(cases)}")
+    if not as_json:
+        click.echo(
+            f"{len(issues)} hot issues among {len(rows)} cases of the last {days} days", err=True
+        )

@@ -10,7 +10,7 @@ from flask_babel import format_datetime, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
-from triage.models import Department, IllegalTransition
+from triage.models import CaseEvent, Department, IllegalTransition
 
 bp = Blueprint("i18n", __name__)
 
@@ -133,6 +133,37 @@ def switch(code: str) -> Response:
     return response
 
 
+QUEUE_REASONS = {
+    "no_suggestion": _l("no department could be suggested"),
+    "auto_route_off": _l("automatic routing is switched off"),
+}
+
+
+def actor_label(event: CaseEvent) -> str:
+    """Who did it: a staff member's name as recorded, or the system, model or citizen."""
+    name = event.actor_name or ""
+    if event.actor_id is not None:
+        return name
+    if name.startswith("model "):
+        return gettext("model %(version)s", version=name.removeprefix("model "))
+    if name.startswith("citizen"):
+        return gettext("citizen")
+    if name == "system":
+        return gettext("system")
+    return name
+
+
+def queue_reason(detail: dict[str, object]) -> str:
+    why = str(detail.get("why", ""))
+    if why == "below_threshold":
+        return gettext(
+            "confidence %(confidence)s is below the auto-route threshold %(threshold)s",
+            confidence=f"{float(detail.get('confidence') or 0):.0%}",
+            threshold=f"{float(detail.get('threshold') or 0):.0%}",
+        )
+    return str(QUEUE_REASONS.get(why, ""))
+
+
 def department_name(department: Department | None) -> str:
     """The department's name in the user's language (Chinese when no English name is set)."""
     if department is None:
@@ -146,6 +177,8 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.add_template_filter(local_time, "local_time")
     app.add_template_filter(department_name, "dept_name")
+    app.add_template_filter(actor_label, "actor_label")
+    app.add_template_filter(queue_reason, "queue_reason")
 
     @app.context_processor
     def _labels() -> dict[str, object]:

@@ -78,7 +78,7 @@ def test_confident_suggestion_routes_automatically(runtime: Any) -> None:
         assert case.status == Status.ASSIGNED and case.department.code == "urban"
         ev = case.events[-1]
         assert ev.action == "auto_assigned" and ev.actor_name.startswith("model ")
-        assert "confidence" in ev.reason
+        assert ev.detail["confidence"] == pytest.approx(case.confidence, abs=1e-4)
         # Five working days from Thursday 26 November: Thursday 3 December.
         assert case.due_at == datetime(2026, 12, 3, 15, 59, 59, tzinfo=UTC)
 

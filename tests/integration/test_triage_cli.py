@@ -146,3 +146,18 @@ def test_supervisor_correction_is_a_label_for_retraining(
     assert [(e.body, e.label) for e in examples] == [
         ("小区里的篮球场晚上灯光太亮，影响休息", target)
     ]
+
+
+def test_hot_issues_groups_complaints_about_one_problem(config_file: Path, client: Any) -> None:
+    for who in ("三楼住户", "五楼住户", "对门邻居"):
+        submit_complaint(
+            client,
+            f"我是明德路126号{who}，楼下夜归人酒吧每晚乐队演出到凌晨两点，噪音扰民，无法入睡。",
+            subject="夜归人酒吧噪音扰民",
+        )
+    submit_complaint(client, "社保卡补办要跑三次，能否网上办理？", subject="社保卡补办")
+    out = invoke("triage", "hot-issues", "--json", "--config", str(config_file))
+    assert out.exit_code == 0, out.output
+    issues = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(issues) == 1 and issues[0]["size"] == 3
+    assert all(n.startswith("MS-") for n in issues[0]["cases"])
