@@ -77,7 +77,9 @@ class ChangePasswordForm(FlaskForm):
 
 class AssignForm(FlaskForm):
     department = SelectField(_l("Department"), validators=[DataRequired()])
-    reason = StringField(_l("Reason (optional)"), validators=[Optional(), Length(max=500)])
+    reason = StringField(
+        _l("Reason (required for a transfer)"), validators=[Optional(), Length(max=500)]
+    )
 
 
 class ReasonForm(FlaskForm):
