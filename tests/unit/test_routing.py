@@ -158,7 +158,7 @@ def test_train_model_learns_and_records_metadata(model: RoutingModel) -> None:
     assert len(meta["data"]["sha256"]) == 64
     assert meta["version"].endswith(meta["data"]["sha256"][:6])
     assert meta["libraries"]["scikit-learn"] == sklearn.__version__
-    assert {"python", "numpy", "jieba"} <= set(meta["libraries"])
+    assert {"python", "numpy", "rjieba"} <= set(meta["libraries"])
     assert 0 < model.threshold <= NEVER
     assert meta["auto_route"]["threshold"] == round(model.threshold, 4)
 
