@@ -17,6 +17,8 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
 
+PHONE = Regexp(r"^[0-9+\-() ]{5,20}$", message=_l("Digits only, e.g. 13800138000."))
+
 KIND_CHOICES = [
     SelectChoice("complaint", _l("Complaint")),
     SelectChoice("suggestion", _l("Suggestion")),
@@ -42,10 +44,7 @@ class ComplaintForm(FlaskForm):
     name = StringField(_l("Name (optional)"), validators=[Optional(), Length(max=100)])
     phone = StringField(
         _l("Phone (optional)"),
-        validators=[
-            Optional(),
-            Regexp(r"^[0-9+\-() ]{5,20}$", message=_l("Digits only, e.g. 13800138000.")),
-        ],
+        validators=[Optional(), PHONE],
     )
     email = StringField(
         _l("Email (optional)"),
@@ -140,8 +139,5 @@ class PhoneCallForm(FlaskForm):
     name = StringField(_l("Caller's name"), validators=[Optional(), Length(max=100)])
     phone = StringField(
         _l("Caller's phone"),
-        validators=[
-            Optional(),
-            Regexp(r"^[0-9+\-() ]{5,20}$", message=_l("Digits only, e.g. 13800138000.")),
-        ],
+        validators=[Optional(), PHONE],
     )

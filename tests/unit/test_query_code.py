@@ -1,0 +1,35 @@
+"""Query codes: short, readable on the phone, stored only as a hash."""
+
+from __future__ import annotations
+
+from triage.cases import (
+    QUERY_CODE_ALPHABET,
+    check_query_code,
+    derived_query_code,
+    hash_query_code,
+    new_query_code,
+)
+
+
+def test_codes_avoid_letters_that_sound_or_look_alike() -> None:
+    codes = {new_query_code() for _ in range(200)}
+    assert len(codes) == 200
+    assert all(len(c) == 6 and set(c) <= set(QUERY_CODE_ALPHABET) for c in codes)
+    assert not set("01ILO") & set(QUERY_CODE_ALPHABET)
+
+
+def test_stored_hash_checks_the_code_as_typed_or_read_out() -> None:
+    stored = hash_query_code("AB3DEF")
+    assert "AB3DEF" not in stored
+    assert check_query_code(stored, "AB3DEF")
+    assert check_query_code(stored, " ab3 def ")
+    assert not check_query_code(stored, "AB3DEG")
+    assert not check_query_code("garbage", "AB3DEF")
+
+
+def test_derived_code_is_stable_per_form_and_secret() -> None:
+    a = derived_query_code("secret", "form:abc")
+    assert a == derived_query_code("secret", "form:abc")
+    assert a != derived_query_code("secret", "form:abd")
+    assert a != derived_query_code("other", "form:abc")
+    assert len(a) == 6 and set(a) <= set(QUERY_CODE_ALPHABET)
