@@ -33,6 +33,3 @@ class AttachmentStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return target
-
-    def read(self, sha256: str) -> bytes:
-        return self.path(sha256).read_bytes()

@@ -337,10 +337,6 @@ class Case(Base):
     # -- reading -------------------------------------------------------------------------
 
     @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_STATUSES
-
-    @property
     def latest_reply(self) -> CaseReply | None:
         return self.replies[-1] if self.replies else None
 

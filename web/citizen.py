@@ -80,6 +80,8 @@ def _read_attachments(files: list) -> tuple[Attachment, ...]:
 
 @bp.route("/complain", methods=["GET", "POST"])
 def complain() -> Response | str | tuple[str, int]:
+    if not runtime().settings.intake.web_form:
+        abort(404)
     form = ComplaintForm()
     if request.method == "GET":
         form.token.data = secrets.token_urlsafe(16)
