@@ -399,10 +399,10 @@ def send_back(number: str) -> Response:
         send_back_case(c, current_user, runtime().settings.deadlines(), _now(), form.reason.data)
         return _("Case sent back to the efficiency office.")
 
-    c_before = load_case(number)
     response = _act(number, Action.HANDLE, change)
-    # After a send-back the handler no longer sees the case.
-    if c_before.department_id is None:
+    case = db().scalar(select(Case).where(Case.tracking_number == number))
+    if case is not None and not can_view(current_user, case):
+        # Sent back: the case is no longer the handler's to see.
         return redirect(url_for("board.cases"))
     return response
 
