@@ -1,4 +1,8 @@
-"""The whole path of a case through the web app, as each role sees it."""
+"""The whole path of a case through the web app, as each role sees it.
+
+No model is deployed in these tests, so the keyword rules suggest and every case waits in
+the triage queue.
+"""
 
 from __future__ import annotations
 
@@ -19,19 +23,18 @@ def _case(runtime: Any, number: str) -> Case:
 
 def test_complaint_from_form_to_close(client: Any, login_as: Any, runtime: Any) -> None:
     number, code = submit_complaint(client, "明德路12号楼道里堆满杂物，堵住了消防通道，物业不管。")
-    assert _case(runtime, number).status in (Status.TRIAGE, Status.ASSIGNED)
+    assert _case(runtime, number).status == Status.TRIAGE
 
     supervisor = login_as("supervisor")
     queue = supervisor.get("/board/queue").get_data(as_text=True)
-    if _case(runtime, number).status == Status.TRIAGE:
-        assert number in queue
-        r = post_form(
-            supervisor,
-            "/board/queue",
-            f"/board/cases/{number}/assign",
-            {f"c{_case(runtime, number).id}-department": "urban", "back": "queue"},
-        )
-        assert r.status_code == 302
+    assert number in queue
+    r = post_form(
+        supervisor,
+        "/board/queue",
+        f"/board/cases/{number}/assign",
+        {f"c{_case(runtime, number).id}-department": "urban", "back": "queue"},
+    )
+    assert r.status_code == 302 and r.headers["Location"].endswith("/board/queue")
     case = _case(runtime, number)
     assert case.status == Status.ASSIGNED and case.department.code == "urban"
     assert case.due_at is not None
@@ -86,44 +89,42 @@ def test_complaint_from_form_to_close(client: Any, login_as: Any, runtime: Any) 
     assert "王小明" not in html and "13812345678" not in html
 
 
-def test_supervisor_overrides_and_rejects(client: Any, login_as: Any, runtime: Any) -> None:
+def test_supervisor_rejects_only_with_a_reason(client: Any, login_as: Any, runtime: Any) -> None:
     number, _ = submit_complaint(client, "这是一条测试广告，加微信领取优惠券。", subject="广告")
     supervisor = login_as("supervisor")
+    assert _case(runtime, number).status == Status.TRIAGE
+    r = post_form(
+        supervisor,
+        f"/board/cases/{number}",
+        f"/board/cases/{number}/reject",
+        {"reject-reason": ""},
+    )
+    html = supervisor.get(r.headers["Location"]).get_data(as_text=True)
+    assert any("理由" in f for f in flashes(html))
+    assert _case(runtime, number).status == Status.TRIAGE
+    post_form(
+        supervisor,
+        f"/board/cases/{number}",
+        f"/board/cases/{number}/reject",
+        {"reject-reason": "广告信息"},
+    )
     case = _case(runtime, number)
-    if case.status == Status.TRIAGE:
-        r = post_form(
-            supervisor,
-            f"/board/cases/{number}",
-            f"/board/cases/{number}/reject",
-            {"reject-reason": ""},
-        )
-        html = supervisor.get(r.headers["Location"]).get_data(as_text=True)
-        assert any("reason" in f.lower() or "理由" in f for f in flashes(html))
-        assert _case(runtime, number).status == Status.TRIAGE
-        post_form(
-            supervisor,
-            f"/board/cases/{number}",
-            f"/board/cases/{number}/reject",
-            {"reject-reason": "广告信息"},
-        )
-        case = _case(runtime, number)
-        assert case.status == Status.REJECTED and case.rejection_reason == "广告信息"
-        assert case.events[-1].actor_name == "效能办 李督查"
+    assert case.status == Status.REJECTED and case.rejection_reason == "广告信息"
+    assert case.events[-1].actor_name == "效能办 李督查"
 
 
 def test_handler_sends_a_misrouted_case_back(client: Any, login_as: Any, runtime: Any) -> None:
     number, _ = submit_complaint(client, "公交站台的顶棚破了，下雨没法等车。", subject="站台破损")
     supervisor = login_as("supervisor")
     case = _case(runtime, number)
-    if case.status == Status.TRIAGE:
-        post_form(
-            supervisor,
-            f"/board/cases/{number}",
-            f"/board/cases/{number}/assign",
-            {f"c{case.id}-department": "urban"},
-        )
-    dept = _case(runtime, number).department.code
-    handler = login_as(dept)
+    post_form(
+        supervisor,
+        f"/board/cases/{number}",
+        f"/board/cases/{number}/assign",
+        {f"c{case.id}-department": "urban"},
+    )
+    assert _case(runtime, number).department.code == "urban"
+    handler = login_as("urban")
     r = post_form(
         handler,
         f"/board/cases/{number}",
