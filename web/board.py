@@ -126,11 +126,20 @@ class CaseView:
 
     @property
     def body(self) -> str:
-        return mask_text(self.case.body) if self.masked else self.case.body
+        return self.shown(self.case.body)
 
     @property
     def subject(self) -> str:
-        return mask_text(self.case.subject) if self.masked else self.case.subject
+        return self.shown(self.case.subject)
+
+    def shown(self, text: str) -> str:
+        """Free text written about the case (replies, notes, reasons), masked if need be."""
+        if not self.masked:
+            return text
+        name = self.case.contact_name.strip()
+        if len(name) >= 2:
+            text = text.replace(name, mask_name(name))
+        return mask_text(text)
 
     @property
     def excerpt(self) -> str:

@@ -68,6 +68,13 @@ def test_handler_cannot_dispatch_or_close(assigned_case: str, login_as: Any) -> 
 def test_observer_sees_masked_data_and_cannot_act(
     assigned_case: str, login_as: Any, runtime: Any
 ) -> None:
+    handler = login_as("urban")
+    post_form(
+        handler,
+        f"/board/cases/{assigned_case}",
+        f"/board/cases/{assigned_case}/reply",
+        {"reply-text": "已电话联系王小明（13812345678），电梯已修复。"},
+    )
     observer = login_as("observer")
     page = observer.get(f"/board/cases/{assigned_case}").get_data(as_text=True)
     assert "翠湖小区3栋电梯" in page
