@@ -87,7 +87,7 @@ def test_observer_sees_masked_data_and_cannot_act(
         assert r.status_code == 403, action
     with runtime.sessions() as s:
         assert s.scalar(select(Case.status).where(Case.tracking_number == assigned_case)) == (
-            Status.ASSIGNED
+            Status.REPLIED
         )
 
 
