@@ -247,10 +247,15 @@ def _idf(df: np.ndarray, n: int) -> np.ndarray:
 
 
 def _scale_rows(matrix: sp.csr_matrix, weight: float) -> sp.csr_matrix:
-    """L2-normalise each row, then multiply by the block's weight."""
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(weight / norms) @ matrix)
+    """L2-normalise each row in place, then multiply by the block's weight."""
+    lengths = np.diff(matrix.indptr)
+    squares = np.zeros(matrix.shape[0])
+    nonempty = lengths > 0
+    if nonempty.any():
+        squares[nonempty] = np.add.reduceat(matrix.data**2, matrix.indptr[:-1][nonempty])
+    squares[~nonempty] = 1.0
+    matrix.data *= np.repeat(weight / np.sqrt(squares), lengths)
+    return matrix
 
 
 @dataclass(frozen=True)
@@ -290,27 +295,38 @@ class Analysis:
 
 
 def analyze(pairs: Sequence[Sequence[str]], *, words: bool = True) -> Analysis:
-    """Normalise, cut into character n-grams and segment into words."""
+    """Normalise, cut into character n-grams and segment into words.
+
+    Words get ids in a table of this batch's distinct tokens; punctuation and spaces are in it
+    too and dropped when a vocabulary is learnt (``fit``) or looked up (``transform``), which
+    tests each distinct token once instead of every occurrence.
+    """
     texts = [normalize_text(complaint_text(s or "", b or "")) for s, b in pairs]
     titles = [normalize_text(complaint_title(s or "", b or "")) for s, b in pairs]
     char_codes, char_owners = ngram_codes(texts, 3)
     title_codes, title_owners = ngram_codes(titles, 3)
     table: dict[str, int] = {}
-    ids: list[int] = []
-    owners: list[int] = []
+    ids = np.zeros(0, dtype=np.int64)
+    owners = np.zeros(0, dtype=np.int64)
     if words:
-        for row, text in enumerate(texts):
-            for word in segment(text):
-                ids.append(table.setdefault(word, len(table)))
-                owners.append(row)
+        cut = rjieba.cut
+        tokens = [cut(text) for text in texts]
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        add = table.setdefault
+        ids = np.fromiter(
+            (add(w, len(table)) for row in tokens for w in row),
+            dtype=np.int64,
+            count=int(lengths.sum()),
+        )
+        owners = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
     return Analysis(
         len(texts),
         char_codes,
         char_owners,
         title_codes,
         title_owners,
-        np.array(ids, dtype=np.int64),
-        np.array(owners, dtype=np.int64),
+        ids,
+        owners,
         tuple(table),
     )
 
@@ -382,7 +398,10 @@ class ComplaintFeatures(TransformerMixin, BaseEstimator):
         codes, df = _document_frequency(analysis.title_codes, analysis.title_owners)
         self.title_vocabulary_, self.title_idf_ = codes, _idf(df, n)
         ids, df = _document_frequency(analysis.word_ids, analysis.word_owners)
-        keep = df >= self.min_df
+        is_word = np.fromiter(
+            (bool(_WORD.search(analysis.words[i])) for i in ids), dtype=bool, count=len(ids)
+        )
+        keep = (df >= self.min_df) & is_word
         self.word_vocabulary_ = {analysis.words[i]: c for c, i in enumerate(ids[keep])}
         self.word_idf_ = _idf(df[keep], n)
         return self

@@ -67,7 +67,8 @@ def load_demo(session: Session, policy: IntakePolicy, now: datetime | None = Non
     departments = {d.code: d for d in session.scalars(select(Department))}
     supervisor, handlers = _actors(session)
     created = 0
-    for demo in load_demo_cases():
+    # Oldest first, as they would have arrived: a later complaint finds its earlier duplicate.
+    for demo in sorted(load_demo_cases(), key=lambda d: -d.days_ago):
         received = now - timedelta(days=demo.days_ago, hours=3)
         submission = Submission(
             channel=Channel(demo.channel),

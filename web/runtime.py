@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -95,7 +96,9 @@ class Runtime:
             tracking_prefix=self.settings.app.tracking_prefix,
             auto_route=self.settings.classifier.auto_route,
             auto_route_threshold=self.settings.classifier.auto_route_threshold,
-            find_similar=similar_cases,
+            find_similar=partial(
+                similar_cases, min_score=self.settings.classifier.duplicate_min_score
+            ),
             duplicate_window_days=self.settings.classifier.duplicate_window_days,
         )
 
