@@ -5,7 +5,8 @@ merge them; ``hot_issues`` groups a month's cases about the same local problem f
 monthly report. Both compare texts by the cosine of their TF-IDF character bigram
 profiles, which needs no word segmentation and survives the small rewordings of people who
 complain about the same thing. Profiles are hashed into a fixed number of buckets and cached
-per text, so comparing a complaint with the open cases of the last weeks stays fast.
+per text, and the candidates of the last few calls are kept run together as sparse matrices, so
+comparing each new complaint with the open cases of the last weeks takes milliseconds.
 """
 
 from __future__ import annotations
@@ -104,6 +105,75 @@ def _matrix(texts: Sequence[str]) -> sp.csr_matrix:
     return sp.csr_matrix((values, indices, indptr), shape=(len(texts), _BUCKETS))
 
 
+class _Candidates:
+    """Candidate texts run together once, so that comparing new complaints with the same
+    open cases costs two sparse products instead of rebuilding their profiles.
+
+    Buckets are renumbered to the ones that occur (``buckets``), which keeps the weight
+    vectors small enough to stay in the processor's cache.
+    """
+
+    def __init__(self, texts: Sequence[str]):
+        profiles = _profiles(texts)
+        lengths = np.fromiter((len(p[0]) for p in profiles), dtype=np.int64, count=len(profiles))
+        indptr = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        if indptr[-1]:
+            indices = np.concatenate([p[0] for p in profiles])
+            tf = np.concatenate([p[1] for p in profiles])
+        else:
+            indices, tf = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        df = np.bincount(indices, minlength=_BUCKETS)
+        self.buckets = np.flatnonzero(df)
+        self.df = df[self.buckets]
+        self.column = np.full(_BUCKETS, -1, dtype=np.int32)
+        self.column[self.buckets] = np.arange(len(self.buckets), dtype=np.int32)
+        shape = (len(texts), len(self.buckets))
+        compact = self.column[indices]
+        self.tf = sp.csr_matrix((tf, compact, indptr), shape=shape)
+        self.tf2 = sp.csr_matrix((tf * tf, compact, indptr), shape=shape)
+        self.size = len(texts)
+
+    def scores(self, query: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Cosine of the query's TF-IDF profile with each candidate's (idf of all of them)."""
+        buckets, tf = query
+        n = self.size + 1
+        columns = self.column[buckets]
+        known = columns >= 0
+        df = self.df.astype(np.float64)
+        df[columns[known]] += 1.0  # the query counts too
+        idf = (np.log((1 + n) / (1 + df)) + 1.0).astype(np.float32)
+        query_idf = np.full(len(buckets), np.float32(math.log((1 + n) / 2) + 1.0))
+        query_idf[known] = idf[columns[known]]
+        query_weight = tf * query_idf
+        query_norm = float(np.sqrt(np.dot(query_weight, query_weight)))
+        norms = np.sqrt(self.tf2 @ (idf * idf))
+        weights = np.zeros(len(idf), dtype=np.float32)
+        weights[columns[known]] = query_weight[known] * idf[columns[known]]
+        dots = self.tf @ weights
+        norms[norms == 0] = 1.0
+        return dots / (norms * (query_norm or 1.0))
+
+
+_CANDIDATE_SETS = 4
+_candidate_cache: OrderedDict[tuple[str, ...], _Candidates] = OrderedDict()
+
+
+def _candidates(texts: tuple[str, ...]) -> _Candidates:
+    """The run-together candidates, kept for the last few distinct candidate lists."""
+    with _cache_lock:
+        found = _candidate_cache.get(texts)
+        if found is not None:
+            _candidate_cache.move_to_end(texts)
+            return found
+    found = _Candidates(texts)
+    with _cache_lock:
+        _candidate_cache[texts] = found
+        while len(_candidate_cache) > _CANDIDATE_SETS:
+            _candidate_cache.popitem(last=False)
+    return found
+
+
 def similar_cases(
     text: str,
     candidates: Sequence[tuple[int, str]],
@@ -111,21 +181,18 @@ def similar_cases(
     min_score: float = DUPLICATE_SCORE,
     limit: int = 5,
 ) -> list[tuple[int, float]]:
-    """The candidates (case id, text) most like ``text``: (case id, cosine), best first."""
+    """The candidates (case id, text) most like ``text``: (case id, cosine), best first.
+
+    The idf comes from the text and the candidates together. The candidates are run together
+    once and kept (for the last few candidate lists), so comparing each new complaint with the
+    same open cases stays fast.
+    """
     if not candidates or not text.strip():
         return []
-    indptr, indices, values = _weighted([text, *(c[1] for c in candidates)])
-    query = np.zeros(_BUCKETS, dtype=np.float32)
-    query[indices[: indptr[1]]] = values[: indptr[1]]
-    start = indptr[1]
-    products = query[indices[start:]] * values[start:]
-    lengths = np.diff(indptr[1:])
-    scores = np.zeros(len(candidates), dtype=np.float32)
-    nonempty = lengths > 0
-    scores[nonempty] = np.add.reduceat(products, indptr[1:-1][nonempty] - start)
-    best = np.flatnonzero(scores >= min_score)
+    scores = _candidates(tuple(c[1] for c in candidates)).scores(_profiles([text])[0])
+    best = np.flatnonzero(scores >= min_score - 1e-6)
     best = best[np.argsort(-scores[best], kind="stable")][:limit]
-    return [(candidates[i][0], round(float(scores[i]), 4)) for i in best]
+    return [(candidates[i][0], round(min(float(scores[i]), 1.0), 4)) for i in best]
 
 
 @dataclass(frozen=True)

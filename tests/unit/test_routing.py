@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import sklearn
 
+from triage import routing
 from triage.routing import (
     NEVER,
+    ComplaintFeatures,
     DataError,
     Example,
     IncompatibleModel,
@@ -138,6 +140,18 @@ def test_choose_threshold_keeps_largest_share_at_target_precision() -> None:
     assert choose_threshold(confidence, ~correct, 0.97) == NEVER
 
 
+def test_choose_threshold_with_lower_bound_is_more_cautious() -> None:
+    rng = np.random.default_rng(0)
+    confidence = rng.random(2000)
+    correct = rng.random(2000) < 0.9 + 0.1 * confidence  # more confident, more often right
+    plain = choose_threshold(confidence, correct, 0.97)
+    cautious = choose_threshold(confidence, correct, 0.97, z=0.5)
+    assert plain < cautious < NEVER
+    routed = confidence >= cautious
+    assert correct[routed].mean() > 0.97
+    assert choose_threshold(confidence, correct, 0.97, z=0.0) == plain
+
+
 def test_choose_threshold_does_not_split_ties() -> None:
     confidence = np.array([0.9, 0.8, 0.8, 0.8])
     correct = np.array([True, True, False, False])
@@ -186,9 +200,41 @@ def test_suggest_many_matches_suggest_and_handles_empty_text(model: RoutingModel
 def test_train_model_reports_progress() -> None:
     seen = []
     train_model(synthetic_examples(10), folds=2, progress=lambda *a: seen.append(a))
-    assert seen[0] == ("cross-validation", 0, 2)
-    assert ("cross-validation", 2, 2) in seen
+    # Two cross-validation runs (different splits) of two folds each, then the final fit.
+    cv = [done for stage, done, total in seen if stage == "cross-validation" and total == 4]
+    assert cv == [0, 1, 2, 3, 4]
     assert seen[-1] == ("fit", 1, 1)
+
+
+def test_features_fitted_in_one_pass_match_fit_then_transform() -> None:
+    pairs = [(e.subject, e.body) for e in synthetic_examples(10)] + [("", "物业。，！ hello")] * 2
+    one_pass = ComplaintFeatures()
+    matrix = one_pass.fit_transform(pairs)
+    two_pass = ComplaintFeatures().fit(pairs)
+    assert (abs(matrix - two_pass.transform(pairs)) > 1e-12).nnz == 0
+    assert list(one_pass.get_feature_names_out()) == list(two_pass.get_feature_names_out())
+    assert "words:hello" in one_pass.get_feature_names_out()
+    assert not {"words:。", "words:，", "words: "} & set(one_pass.get_feature_names_out())
+
+
+def test_hash_index_finds_the_same_columns_as_binary_search() -> None:
+    rng = np.random.default_rng(0)
+    vocabulary = np.unique(rng.integers(1, 1 << 62, 5000, dtype=np.int64).astype(np.uint64))
+    codes = np.concatenate([vocabulary[::3], rng.integers(1, 1 << 62, 3000).astype(np.uint64)])
+    index = routing._CodeIndex(vocabulary)
+    assert (index.lookup(codes) == routing._columns(vocabulary, codes)).all()
+    assert (routing._CodeIndex(vocabulary[:0]).lookup(codes) == -1).all()
+
+
+def test_large_sets_use_fewer_folds_and_one_cross_validation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(routing, "LARGE", 100)
+    seen = []
+    model = train_model(synthetic_examples(30), progress=lambda *a: seen.append(a))
+    assert model.metadata["cv"]["folds"] == routing.LARGE_FOLDS == 3
+    assert ("cross-validation", 3, 3) in seen
+    assert model.metadata["cv"]["macro_f1"] > 0.8
 
 
 def test_tiny_data_trains_but_never_auto_routes() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from triage.similarity import HotIssue, hot_issues, similar_cases
+from triage.similarity import HotIssue, _matrix, hot_issues, similar_cases
 
 VOTES = Path(__file__).resolve().parents[3] / "shared" / "data" / "teddy2020c" / "with_votes.jsonl"
 
@@ -42,6 +42,23 @@ def test_similar_cases_respects_min_score_and_limit() -> None:
 def test_similar_cases_handles_empty_and_one_character_candidates() -> None:
     found = similar_cases(NOISE, [(7, ""), (8, "夜"), *CASES], min_score=0.3)
     assert [case_id for case_id, _ in found] == [1, 4]
+
+
+def test_similar_cases_scores_are_the_cosines_of_the_tfidf_profiles() -> None:
+    candidates = [*CASES, (6, "星城小区夜宵摊"), (7, "")]
+    matrix = _matrix([NOISE, *(text for _, text in candidates)])
+    cosines = (matrix[1:] @ matrix[0].T).toarray().ravel()
+    found = dict(similar_cases(NOISE, candidates, min_score=0.0, limit=10))
+    for (case_id, _), cosine in zip(candidates, cosines, strict=True):
+        if cosine > 0:
+            assert found[case_id] == pytest.approx(cosine, abs=2e-4)
+
+
+def test_similar_cases_notices_a_changed_candidate_list() -> None:
+    first = similar_cases(NOISE, CASES, min_score=0.3)
+    assert similar_cases(NOISE, list(CASES), min_score=0.3) == first  # kept, same answer
+    changed = [(1, "公司拖欠工资"), *CASES[1:]]
+    assert [case_id for case_id, _ in similar_cases(NOISE, changed, min_score=0.3)] == [4]
 
 
 def test_similar_cases_is_fast_for_many_candidates() -> None:
