@@ -55,20 +55,16 @@ def test_evaluate_prints_one_json_object(tmp_path: Path) -> None:
 
 
 def test_train_names_an_unmapped_label_and_a_bad_line(config_file: Path, tmp_path: Path) -> None:
-    bad_label = tmp_path / "bad.jsonl"
-    bad_label.write_text(
-        '{"subject": "", "body": "有人在河里电鱼", "label": "农业农村"}\n', encoding="utf-8"
-    )
-    out = CliRunner().invoke(
-        main, ["triage", "train", "--data", str(bad_label), "--config", str(config_file)]
-    )
+    def train_on(name: str, text: str) -> Any:
+        data = tmp_path / name
+        data.write_text(text, encoding="utf-8")
+        args = ["triage", "train", "--data", str(data), "--config", str(config_file)]
+        return CliRunner().invoke(main, args)
+
+    out = train_on("bad.jsonl", '{"subject": "", "body": "有人在河里电鱼", "label": "农业农村"}\n')
     assert out.exit_code != 0 and "农业农村" in out.output
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text(
-        '{"subject": "", "body": "路灯坏了", "label": "城乡建设"}\n{oops\n', encoding="utf-8"
-    )
-    out = CliRunner().invoke(
-        main, ["triage", "train", "--data", str(broken), "--config", str(config_file)]
+    out = train_on(
+        "broken.jsonl", '{"subject": "", "body": "路灯坏了", "label": "城乡建设"}\n{oops\n'
     )
     assert out.exit_code != 0 and "broken.jsonl:2" in out.output
 
