@@ -8,6 +8,7 @@ the ORM refuses it, and database triggers (see the migrations) refuse it too.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -66,6 +67,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_session_token() -> str:
+    return secrets.token_hex(16)
 
 
 class Base(DeclarativeBase):
@@ -153,6 +158,9 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Part of every session and "stay signed in" cookie; a new one signs out every device
+    # (on sign-out and on a password change).
+    session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
 
     department: Mapped[Department | None] = relationship()
 
@@ -251,6 +259,8 @@ class ReturnVisit(Base):
     solved: Mapped[bool | None] = mapped_column(Boolean)
     satisfaction: Mapped[str | None] = mapped_column(String(20))
     note: Mapped[str] = mapped_column(Text, default="")
+    # Set when the citizen called back is the complainant of a case merged into this one.
+    citizen_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
 
     visitor: Mapped[User | None] = relationship()
 
@@ -313,6 +323,13 @@ class Case(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     rejection_reason: Mapped[str] = mapped_column(Text, default="")
+    # The public side of a rejection: a code from the configured list, the text the citizen
+    # reads, and the outside body the complaint belongs to (不属于受理范围 / 转外单位).
+    rejection_code: Mapped[str] = mapped_column(String(40), default="")
+    public_reason: Mapped[str] = mapped_column(Text, default="")
+    referred_to: Mapped[str] = mapped_column(String(200), default="")
+    # Subject and body as masked views show them: what observers may search.
+    masked_text: Mapped[str] = mapped_column(Text, default="")
     sent_back_count: Mapped[int] = mapped_column(Integer, default=0)
     rework_count: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -325,7 +342,9 @@ class Case(Base):
     events: Mapped[list[CaseEvent]] = relationship(order_by=CaseEvent.id)
     attachments: Mapped[list[Attachment]] = relationship(order_by=Attachment.id)
     replies: Mapped[list[CaseReply]] = relationship(order_by=CaseReply.id)
-    visits: Mapped[list[ReturnVisit]] = relationship(order_by=ReturnVisit.id)
+    visits: Mapped[list[ReturnVisit]] = relationship(
+        order_by=ReturnVisit.id, foreign_keys=[ReturnVisit.case_id]
+    )
 
     # Two supervisors acting on the same case at once: the second write fails instead of
     # silently undoing the first.

@@ -1,13 +1,77 @@
-"""Masking of personal data where the public or external supervisors look."""
+"""Masking of personal data where the public, external supervisors or exports look.
+
+Two kinds of personal data are masked in free text:
+
+- the complainant's own name, phone and email, wherever they appear (a letter signed with
+  the name, the phone repeated in the body, a reply that quotes the email);
+- anything that looks like a Chinese mobile or landline number, an 18-digit ID-card number,
+  an international number or an email address, as people really write them: with spaces,
+  hyphens, dots or brackets between the digits, a ``+86`` / ``0086`` prefix, full-width
+  digits (``１３８…``) or a full-width ``＠``, internationalised domains and non-ASCII local
+  parts (``张伟@例子.中国``).
+
+Masking keeps enough to recognise a number one already knows (``138****5678``) and never
+enough to recover one: the middle digits of a phone, twelve digits of an ID card, everything
+but the first character of an email's local part.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Iterable
 
-_MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
-_ID_CARD = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9A-Za-z])")
-_LANDLINE = re.compile(r"(?<!\d)(0\d{2,3}-?)(\d{3,4})(\d{4})(?!\d)")
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*(@[A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+__all__ = [
+    "mask_email",
+    "mask_name",
+    "mask_phone",
+    "mask_text",
+    "masked_case_text",
+    "phone_digits",
+]
+
+# A run of digits (any script's: Python's \d matches full-width ones) with at most two
+# separators between neighbours, optionally led by + or ＋.
+_SEPARATORS = " \t\u00a0\u3000-\u2010\u2011\u2012\u2013\u2014\uff0d.\u00b7()\uff08\uff09/"
+_NUMBER = re.compile(
+    r"(?<![\d.])[+\uff0b]?\(?\d(?:[" + re.escape(_SEPARATORS) + r"]{0,2}\d){5,24}(?:[Xx\uff38\uff58])?(?!\d)"
+)
+_PHONE_WORDS = re.compile(
+    r"(?:电话|手机|座机|联系|致电|拨打|来电|号码|热线|tel|phone|mobile|call|fax|传真)[^\d\n]{0,6}$",
+    re.IGNORECASE,
+)
+# Local part: anything but white space, @ and the punctuation that surrounds addresses in
+# running text; domain: labels of letters or digits of any script, joined by dots or 。.
+_EMAIL = re.compile(
+    r"[^\s@\uff20<>()（）\[\]{},，;；:：\"'“”‘’「」『』《》、]+"
+    r"[@\uff20]"
+    r"(?:[\w\-]+[.\u3002\uff0e])+[^\W\d_]{2,}",
+)
+_MASK = "*"
+
+
+def _digits(text: str) -> str:
+    """The digits of ``text`` as ASCII (full-width ones too), and a final X of an ID card."""
+    out = []
+    for ch in text:
+        if ch.isdigit():
+            out.append(str(unicodedata.digit(ch, 0)))
+        elif ch in "Xx\uff38\uff58":
+            out.append("X")
+    return "".join(out)
+
+
+def phone_digits(phone: str) -> str:
+    """A phone as typed → its digits (ASCII), without a +86 / 0086 / 86 prefix on a mobile.
+
+    ``"+86 139-1234-5678"`` → ``"13912345678"``; ``"(010) 8765 4321"`` → ``"01087654321"``.
+    """
+    digits = _digits(unicodedata.normalize("NFKC", phone)).replace("X", "")
+    for prefix in ("0086", "86"):
+        rest = digits[len(prefix) :]
+        if digits.startswith(prefix) and len(rest) == 11 and rest.startswith("1"):
+            return rest
+    return digits
 
 
 def mask_name(name: str) -> str:
@@ -15,23 +79,130 @@ def mask_name(name: str) -> str:
     name = name.strip()
     if not name:
         return ""
-    return name[0] + "*" * max(1, min(len(name) - 1, 3))
+    return name[0] + _MASK * max(1, min(len(name) - 1, 3))
+
+
+def _mask_digits(digits: str) -> str:
+    """At least four digits hidden, and never more than the first three and last four shown."""
+    n = len(digits)
+    if n < 7:
+        return _MASK * n
+    if n >= 17:  # an ID card: the region code stays, birth date and serial go
+        return digits[:6] + _MASK * (n - 6)
+    head = 3 if n >= 11 else 0
+    tail = min(4, n - head - 4)
+    return digits[:head] + _MASK * (n - head - tail) + digits[n - tail :]
 
 
 def mask_phone(phone: str) -> str:
-    digits = re.sub(r"\D", "", phone)
-    if len(digits) < 7:
-        return "*" * len(digits)
-    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+    """13912345678 → 139****5678, in whatever form the phone was typed."""
+    return _mask_digits(phone_digits(phone))
 
 
 def mask_email(email: str) -> str:
-    return _EMAIL.sub(r"\1***\2", email.strip())
+    """zhang.wei@example.cn → z***@example.cn."""
+    email = email.strip()
+    at = max(email.rfind("@"), email.rfind("\uff20"))
+    if at <= 0:
+        return mask_name(email) if email else ""
+    return email[0] + "***" + email[at:]
 
 
-def mask_text(text: str) -> str:
-    """Masks mobile numbers, ID card numbers, landlines and emails inside free text."""
-    text = _ID_CARD.sub(lambda m: m.group(1) + "*" * 12, text)
-    text = _MOBILE.sub(r"\1****\3", text)
-    text = _LANDLINE.sub(lambda m: m.group(1) + "*" * len(m.group(2)) + m.group(3), text)
-    return _EMAIL.sub(r"\1***\2", text)
+def _is_id_card(digits: str) -> bool:
+    return len(digits) == 18 and digits[:17].isdigit() and digits[6:8] in ("18", "19", "20")
+
+
+def _personal_number(digits: str, context: str, international: bool) -> bool:
+    """Whether a run of digits in text is a phone or ID-card number worth masking."""
+    bare = digits.replace("X", "")
+    if "X" in digits:
+        return _is_id_card(digits)
+    national = phone_digits(bare)
+    if len(national) == 11 and national[0] == "1" and national[1] in "3456789":
+        return True  # mobile
+    if national.startswith("0") and 10 <= len(national) <= 12:
+        return True  # landline with area code
+    if len(bare) >= 15 or (international and len(bare) >= 8):
+        return True  # ID card, bank card, international number: never shown
+    if 7 <= len(bare) <= 14 and _PHONE_WORDS.search(context):
+        return True  # a local landline or foreign number that the text calls a phone
+    return False
+
+
+def _mask_numbers(text: str, own_phones: frozenset[str]) -> str:
+    def replace(m: re.Match[str]) -> str:
+        raw = m.group(0)
+        digits = _digits(raw)
+        context = text[max(0, m.start() - 12) : m.start()]
+        bare = digits.replace("X", "")
+        own = bool(own_phones) and (
+            phone_digits(bare) in own_phones or any(bare.endswith(p) for p in own_phones)
+        )
+        international = raw[0] in "+\uff0b"
+        if not own and not _personal_number(digits, context, international):
+            return raw
+        if "X" in digits:
+            return _mask_digits(digits)
+        national = phone_digits(bare)
+        prefix = "+" if international and national == bare else ""
+        return prefix + _mask_digits(national)
+
+    return _NUMBER.sub(replace, text)
+
+
+def _name_parts(name: str) -> list[str]:
+    """The complainant's name and the parts of it that identify them on their own."""
+    name = " ".join(unicodedata.normalize("NFKC", name).split())
+    if not name:
+        return []
+    parts = [name]
+    if re.search(r"[\u3400-\u9fff]", name):
+        compact = name.replace(" ", "")
+        parts.append(compact)
+        if len(compact) >= 3:
+            parts.append(compact[1:])  # the given name: 王小明 → 小明
+    else:
+        # Surname and given names, not initials ("E. Lindqvist" → "Lindqvist").
+        parts += [p.strip(".,") for p in re.split(r"[\s.,]+", name) if len(p.strip(".,")) >= 3]
+    return sorted({p for p in parts if len(p) >= 2}, key=len, reverse=True)
+
+
+def _mask_names(text: str, names: Iterable[str]) -> str:
+    for name in names:
+        for part in _name_parts(name):
+            if re.search(r"[\u3400-\u9fff]", part):
+                pattern = re.escape(part)
+            else:
+                pattern = r"(?<![^\W\d_])" + re.escape(part).replace(r"\ ", r"\s+") + r"(?![^\W\d_])"
+            text = re.sub(pattern, lambda m: mask_name(m.group(0)), text, flags=re.IGNORECASE)
+    return text
+
+
+def mask_text(
+    text: str,
+    *,
+    names: Iterable[str] = (),
+    phones: Iterable[str] = (),
+    emails: Iterable[str] = (),
+) -> str:
+    """Masks personal data inside free text (see the module's docstring).
+
+    ``names``, ``phones`` and ``emails`` are the complainant's own: masked wherever they
+    appear, in any spacing or width. Anything that looks like a phone, ID-card number or
+    email address is masked whoever it belongs to.
+    """
+    if not text:
+        return text
+    own_phones = frozenset(d for d in (phone_digits(p) for p in phones) if len(d) >= 5)
+    for email in emails:
+        email = email.strip()
+        if email:
+            text = re.sub(re.escape(email), mask_email(email), text, flags=re.IGNORECASE)
+    text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    text = _mask_numbers(text, own_phones)
+    return _mask_names(text, names)
+
+
+def masked_case_text(subject: str, body: str, name: str, phone: str, email: str) -> str:
+    """Subject and body as masked views show them: all that observers may search."""
+    return mask_text(f"{subject}\n{body}", names=[name], phones=[phone], emails=[email])
