@@ -294,13 +294,25 @@ def assign_case(
     now: datetime,
     reason: str = "",
 ) -> None:
-    """A supervisor dispatches a queued case, or transfers an assigned one."""
+    """A supervisor dispatches a queued case, or transfers an assigned one.
+
+    A department that sent the case back gets it again only with a reason: otherwise the
+    case would bounce between the queue and the department that already said it is not its.
+    """
     if not department.active:
         raise IllegalTransition(N_("Department %(code)s is inactive."), code=department.code)
     due = deadlines.handling_due(now, department.code, case.urgent)
     if case.status in (Status.ASSIGNED, Status.IN_PROGRESS):
         case.transfer(department, actor, now, due, reason)
         return
+    if department.code in case.returned_by and not (reason or "").strip():
+        raise IllegalTransition(
+            N_(
+                "%(department)s sent this case back; give a reason to dispatch it "
+                "there again."
+            ),
+            department=department.name,
+        )
     corrected = (
         case.suggested_department is not None and department.id != case.suggested_department_id
     )
@@ -314,10 +326,30 @@ def assign_case(
     )
 
 
+def citizens_to_call(session: Session, case: Case) -> list[Case]:
+    """The cases merged into `case`, directly or through another merged case, oldest first:
+    their complainants are called back with `case`'s return visit."""
+    found: list[Case] = []
+    frontier = [case.id]
+    seen = {case.id}
+    while frontier:
+        merged = session.scalars(
+            select(Case).where(Case.merged_into_id.in_(frontier)).order_by(Case.id)
+        ).all()
+        frontier = [c.id for c in merged if c.id not in seen]
+        seen.update(frontier)
+        found.extend(c for c in merged if c.id in frontier)
+    return sorted(found, key=lambda c: c.id)
+
+
 def send_back_deadline(case: Case, deadlines: Deadlines) -> datetime | None:
+    """Until when the department may send the case back; None if it is not dispatched.
+
+    In hours for an urgent case, and never after the case's handling deadline.
+    """
     if case.assigned_at is None:
         return None
-    return deadlines.send_back_deadline(case.assigned_at)
+    return deadlines.send_back_deadline(case.assigned_at, case.urgent, case.due_at)
 
 
 def send_back_case(
@@ -330,4 +362,4 @@ def send_back_case(
 
 
 def rework_case(case: Case, actor: Actor, deadlines: Deadlines, now: datetime, reason: str) -> None:
-    case.rework(actor, now, reason, deadlines.rework_due(now))
+    case.rework(actor, now, reason, deadlines.rework_due(now, case.urgent))

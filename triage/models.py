@@ -36,6 +36,7 @@ from sqlalchemy.orm import (
 )
 
 from intake.submission import Kind
+from triage.rejection import RejectionReason
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -360,8 +361,42 @@ class Case(Base):
         return self.replies[-1] if self.replies else None
 
     @property
+    def own_visits(self) -> list[ReturnVisit]:
+        """Return visits to this case's own complainant (not to merged cases' citizens)."""
+        return [v for v in self.visits if v.citizen_case_id is None]
+
+    @property
     def latest_visit(self) -> ReturnVisit | None:
-        return self.visits[-1] if self.visits else None
+        own = self.own_visits
+        return own[-1] if own else None
+
+    def visits_of(self, citizen_case: Case) -> list[ReturnVisit]:
+        """Return visits to the complainant of `citizen_case`, a case merged into this one."""
+        return [v for v in self.visits if v.citizen_case_id == citizen_case.id]
+
+    @property
+    def merge_target(self) -> Case | None:
+        """The open case that carries this one on: the end of the chain of merges, or None.
+
+        X merged into Y, Y later merged into Z: X's target is Z.
+        """
+        target, seen = self.merged_into, {id(self)}
+        while target is not None and target.merged_into is not None and id(target) not in seen:
+            seen.add(id(target))
+            target = target.merged_into
+        return target
+
+    @property
+    def send_backs(self) -> list[CaseEvent]:
+        """The departments' send-back events (退回), oldest first: who returned it and why."""
+        return [e for e in self.events if e.action == "sent_back"]
+
+    @property
+    def returned_by(self) -> frozenset[str]:
+        """Codes of the departments that have sent this case back."""
+        return frozenset(
+            str(e.detail.get("department")) for e in self.send_backs if e.detail.get("department")
+        )
 
     def is_overdue(self, now: datetime) -> bool:
         if self.status in (Status.RECEIVED, Status.TRIAGE):
@@ -538,22 +573,10 @@ class Case(Base):
         satisfaction: Satisfaction | None,
         note: str = "",
     ) -> ReturnVisit:
-        """The return visit (回访): reached or not, solved or not, how satisfied."""
+        """The return visit (回访) to this case's complainant: reached or not, solved or not,
+        how satisfied. Moves the case to VISITED."""
         self._require("visited", {Status.REPLIED})
-        if reached and (solved is None or satisfaction is None):
-            raise IllegalTransition(
-                N_("When the citizen was reached, say whether it is solved and how satisfied.")
-            )
-        if not reached:
-            solved, satisfaction = None, None
-        visit = ReturnVisit(
-            at=at,
-            reached=reached,
-            solved=solved,
-            satisfaction=str(satisfaction) if satisfaction else None,
-            note=(note or "").strip(),
-            visitor_id=actor.id if isinstance(actor, User) else None,
-        )
+        visit = self._new_visit(actor, at, reached, solved, satisfaction, note)
         self.visits.append(visit)
         self.record(
             "visited",
@@ -562,10 +585,78 @@ class Case(Base):
             to_status=Status.VISITED,
             reason=visit.note,
             reached=reached,
-            solved=solved,
+            solved=visit.solved,
             satisfaction=visit.satisfaction,
         )
         return visit
+
+    def record_citizen_visit(
+        self,
+        citizen_case: Case,
+        actor: Actor,
+        at: datetime,
+        *,
+        reached: bool,
+        solved: bool | None,
+        satisfaction: Satisfaction | None,
+        note: str = "",
+    ) -> ReturnVisit:
+        """The return visit to the complainant of `citizen_case`, a case merged into this one.
+
+        Allowed once this case is replied (REPLIED or VISITED); its status does not change.
+        The visit is logged on both cases: here with the note, on the merged case publicly
+        and without the note, so that its citizen sees on the tracking page that they were
+        called back.
+        """
+        self._require("visited", {Status.REPLIED, Status.VISITED})
+        if citizen_case.status != Status.MERGED or citizen_case.merge_target is not self:
+            raise IllegalTransition(
+                N_("Case %(source)s is not merged into %(number)s."),
+                source=citizen_case.tracking_number,
+                number=self.tracking_number,
+            )
+        visit = self._new_visit(actor, at, reached, solved, satisfaction, note)
+        visit.citizen_case_id = citizen_case.id
+        self.visits.append(visit)
+        outcome = {
+            "reached": reached,
+            "solved": visit.solved,
+            "satisfaction": visit.satisfaction,
+        }
+        self.record(
+            "citizen_visited",
+            actor,
+            at,
+            reason=visit.note,
+            citizen_case=citizen_case.tracking_number,
+            **outcome,
+        )
+        citizen_case.record("visited", actor, at, public=True, on=self.tracking_number, **outcome)
+        return visit
+
+    @staticmethod
+    def _new_visit(
+        actor: Actor,
+        at: datetime,
+        reached: bool,
+        solved: bool | None,
+        satisfaction: Satisfaction | None,
+        note: str,
+    ) -> ReturnVisit:
+        if reached and (solved is None or satisfaction is None):
+            raise IllegalTransition(
+                N_("When the citizen was reached, say whether it is solved and how satisfied.")
+            )
+        if not reached:
+            solved, satisfaction = None, None
+        return ReturnVisit(
+            at=at,
+            reached=reached,
+            solved=solved,
+            satisfaction=str(satisfaction) if satisfaction else None,
+            note=(note or "").strip(),
+            visitor_id=actor.id if isinstance(actor, User) else None,
+        )
 
     def rework(self, actor: Actor, at: datetime, reason: str, due_at: datetime) -> None:
         """Send the case back to its department after an unsatisfying visit (重办)."""
@@ -594,13 +685,43 @@ class Case(Base):
         self.closed_at = at
         self.record("closed", actor, at, to_status=Status.CLOSED, reason=reason, public=True)
 
-    def reject(self, actor: Actor, at: datetime, reason: str) -> None:
-        """Mark the case invalid (无效): spam, abuse, not a government matter."""
+    def reject(
+        self,
+        actor: Actor,
+        at: datetime,
+        reason: str,
+        *,
+        outcome: RejectionReason | None = None,
+        public_reason: str = "",
+        referred_to: str = "",
+    ) -> None:
+        """Do not accept the case (未予受理 / 无效): spam, a duplicate, not ours to handle …
+
+        `reason` is internal (the supervisors' record); `outcome` is the public reason from
+        the configured list, `public_reason` an optional explanation for the citizen, and
+        `referred_to` the outside body the citizen should turn to, required when the
+        outcome says so.
+        """
         self._require("rejected", {Status.RECEIVED, Status.TRIAGE})
         reason = self._require_reason(reason)
+        referred_to = " ".join((referred_to or "").split())
+        if outcome is not None and outcome.refer and not referred_to:
+            raise IllegalTransition(N_("Name the body the citizen should turn to."))
         self.rejection_reason = reason
+        self.rejection_code = outcome.code if outcome is not None else ""
+        self.public_reason = (public_reason or "").strip()
+        self.referred_to = referred_to if outcome is not None and outcome.refer else ""
         self.closed_at = at
-        self.record("rejected", actor, at, to_status=Status.REJECTED, reason=reason, public=True)
+        self.record(
+            "rejected",
+            actor,
+            at,
+            to_status=Status.REJECTED,
+            reason=reason,
+            public=True,
+            **({"code": self.rejection_code} if self.rejection_code else {}),
+            **({"referred_to": self.referred_to} if self.referred_to else {}),
+        )
 
     def merge_into(self, target: Case, actor: Actor, at: datetime, reason: str = "") -> None:
         """Fold this case into another about the same issue (合并)."""

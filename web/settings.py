@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from triage.calendar import WorkCalendar
 from triage.deadlines import Deadlines, TimeLimits
 from triage.models import Role
+from triage.rejection import RejectionReason
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -65,6 +66,10 @@ class TimeLimitSettings(Section):
     send_back_working_days: Annotated[int, Field(ge=0)] = 2
     return_visit_working_days: Annotated[int, Field(ge=1)] = 3
     rework_working_days: Annotated[int, Field(ge=1)] = 5
+    # An urgent hazard's clocks run in hours; a send-back window also ends by the deadline.
+    urgent_send_back_hours: Annotated[int, Field(ge=0)] = 1
+    urgent_return_visit_hours: Annotated[int, Field(ge=1)] = 24
+    urgent_rework_hours: Annotated[int, Field(ge=1)] = 2
 
 
 class AttachmentSettings(Section):
@@ -122,6 +127,39 @@ class DepartmentSettings(Section):
     handling_working_days: Annotated[int | None, Field(ge=1)] = None
 
 
+class RejectionReasonSettings(Section):
+    """A public reason for not accepting a complaint, as the citizen reads it."""
+
+    code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+    label: Annotated[str, Field(min_length=1, max_length=100)]
+    label_en: Annotated[str, Field(max_length=100)] = ""
+    # The supervisor must name the outside body the citizen should turn to.
+    refer: bool = False
+
+
+DEFAULT_REJECTION_REASONS = [
+    RejectionReasonSettings(code="spam", label="广告或恶意信息", label_en="Advertising or abuse"),
+    RejectionReasonSettings(
+        code="duplicate", label="重复反映，已另案办理", label_en="Already handled in another case"
+    ),
+    RejectionReasonSettings(
+        code="not_enough_information",
+        label="诉求内容不清，无法办理",
+        label_en="Not enough information to act on",
+    ),
+    RejectionReasonSettings(
+        code="not_government", label="不属于政府职责范围", label_en="Not a government matter"
+    ),
+    RejectionReasonSettings(
+        code="not_ours",
+        label="不属于本办受理范围",
+        label_en="Not ours to handle",
+        refer=True,
+    ),
+    RejectionReasonSettings(code="other", label="其他原因", label_en="Other reason"),
+]
+
+
 class UserSettings(Section):
     username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{2,80}$")]
     name: str = ""
@@ -141,6 +179,7 @@ class Settings(Section):
     intake: IntakeSettings = IntakeSettings()
     departments: list[DepartmentSettings] = []
     users: list[UserSettings] = []
+    rejection_reasons: list[RejectionReasonSettings] = DEFAULT_REJECTION_REASONS
     # Where the file was read from; relative paths are resolved against its folder.
     base_dir: Path = Path(".")
     source: str = "<defaults>"
@@ -157,6 +196,17 @@ class Settings(Section):
                 if label in seen and seen[label] != d.code:
                     raise ValueError(f"label {label!r} is mapped to two departments")
                 seen[label] = d.code
+        return v
+
+    @field_validator("rejection_reasons")
+    @classmethod
+    def _rejection_reasons(cls, v: list[RejectionReasonSettings]) -> list[RejectionReasonSettings]:
+        if not v:
+            raise ValueError("give at least one public reason for rejecting a complaint")
+        codes = [r.code for r in v]
+        for code in codes:
+            if codes.count(code) > 1:
+                raise ValueError(f"rejection reason {code!r} appears twice")
         return v
 
     @model_validator(mode="after")
@@ -201,6 +251,13 @@ class Settings(Section):
     @property
     def keyword_map(self) -> dict[str, list[str]]:
         return {d.code: list(d.keywords) for d in self.departments if d.keywords}
+
+    def rejection_outcomes(self) -> dict[str, RejectionReason]:
+        """The configured public reasons for rejecting a complaint, by code, in order."""
+        return {
+            r.code: RejectionReason(r.code, r.label, r.label_en, r.refer)
+            for r in self.rejection_reasons
+        }
 
     def work_calendar(self) -> WorkCalendar:
         return WorkCalendar.build(
