@@ -22,3 +22,26 @@ def sniff_type(data: bytes) -> str:
     if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heim"):
         return "image/heic"
     return "application/octet-stream"
+
+
+_EXTENSIONS = {
+    "image/jpeg": (".jpg", ".jpeg", ".jpe"),
+    "image/png": (".png",),
+    "image/gif": (".gif",),
+    "image/webp": (".webp",),
+    "image/heic": (".heic", ".heif"),
+    "application/pdf": (".pdf",),
+    "application/zip": (".zip",),
+}
+
+
+def name_for_type(filename: str, content_type: str) -> str:
+    """The file name, ending in an extension of what the content really is.
+
+    ``"photo.jpg.html"`` holding a PNG → ``"photo.jpg.html.png"``: whoever downloads it opens
+    what it is, not what its name claims.
+    """
+    extensions = _EXTENSIONS.get(content_type)
+    if not extensions or filename.lower().endswith(extensions):
+        return filename
+    return filename + extensions[0]

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from intake.normalise import clean_filename, clean_line, clean_text
+
 
 class Channel(StrEnum):
     """How a complaint reached us."""
@@ -30,11 +32,18 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True)
 class Attachment:
-    """A file that came with a submission; the bytes stay in memory until stored."""
+    """A file that came with a submission; the bytes stay in memory until stored.
+
+    The file name is cleaned on creation (`clean_filename`): no folders, control or bidi
+    characters.
+    """
 
     filename: str
     content_type: str
     data: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "filename", clean_filename(self.filename))
 
     @property
     def sha256(self) -> str:
@@ -47,11 +56,18 @@ class Attachment:
 
 @dataclass(frozen=True)
 class Contact:
-    """Who complained; every part is optional, citizens may stay anonymous."""
+    """Who complained; every part is optional, citizens may stay anonymous.
+
+    Cleaned on creation (`clean_line`); the channel validates the phone and email.
+    """
 
     name: str = ""
     phone: str = ""
     email: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("name", "phone", "email"):
+            object.__setattr__(self, name, clean_line(getattr(self, name)))
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,10 @@ class Submission:
     attachments: tuple[Attachment, ...] = ()
 
     def __post_init__(self) -> None:
+        # One boundary for every channel: what is stored is what was meant (see normalise).
+        object.__setattr__(self, "external_id", clean_line(self.external_id))
+        object.__setattr__(self, "subject", clean_line(self.subject))
+        object.__setattr__(self, "body", clean_text(self.body))
         if not self.external_id:
             raise ValueError("a submission needs an external id (form token, Message-ID, call id)")
         if not self.body.strip():

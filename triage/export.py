@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import IO, Any
@@ -12,8 +13,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from intake.submission import Channel
 from triage.models import Case, CaseEvent
-from triage.privacy import mask_email, mask_name, mask_phone
+from triage.privacy import mask_email, mask_name, mask_phone, mask_text
 
 FIELDS = (
     "tracking_number",
@@ -52,12 +54,32 @@ def _time(value: datetime | None, tz: ZoneInfo) -> str | None:
     return value.astimezone(tz).isoformat(timespec="seconds") if value else None
 
 
+def _external_id(case: Case) -> str | None:
+    """The id the channel gave the case, unless it is a secret: a web form's token is what
+    lets its browser see the receipt, so it never leaves the database."""
+    if case.channel == Channel.WEB:
+        return None
+    return case.external_id
+
+
 def case_record(case: Case, events: int, tz: ZoneInfo, masked: bool = True) -> dict[str, Any]:
+    """One case as a flat record; ``masked``: personal data masked, in free text too."""
     visit = case.latest_visit
+
+    def text(value: str) -> str:
+        if not masked:
+            return value
+        return mask_text(
+            value,
+            names=[case.contact_name],
+            phones=[case.contact_phone],
+            emails=[case.contact_email],
+        )
+
     return {
         "tracking_number": case.tracking_number,
         "channel": case.channel,
-        "external_id": case.external_id,
+        "external_id": _external_id(case),
         "kind": case.kind,
         "status": case.status,
         "department": case.department.code if case.department else None,
@@ -83,8 +105,8 @@ def case_record(case: Case, events: int, tz: ZoneInfo, masked: bool = True) -> d
         "contact_name": mask_name(case.contact_name) if masked else case.contact_name,
         "contact_phone": mask_phone(case.contact_phone) if masked else case.contact_phone,
         "contact_email": mask_email(case.contact_email) if masked else case.contact_email,
-        "subject": case.subject,
-        "body": case.body,
+        "subject": text(case.subject),
+        "body": text(case.body),
         "events": events,
     }
 
@@ -126,16 +148,37 @@ def write_jsonl(records: Iterable[dict[str, Any]], out: IO[str]) -> int:
     return n
 
 
+# A cell starting with one of these is a formula to Excel and LibreOffice (OWASP, "CSV
+# injection"); full-width forms too, since spreadsheet apps on Chinese systems fold them.
+_FORMULA_START = tuple("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell that a spreadsheet shows as text and never runs.
+
+    Lists and dicts become JSON; a string that a spreadsheet would read as a formula gets a
+    leading apostrophe (``=HYPERLINK(…)`` → ``'=HYPERLINK(…)``); control characters go.
+    Numbers, booleans and None stay as they are.
+    """
+    if isinstance(value, list | dict):
+        value = json.dumps(value, ensure_ascii=False)
+    if not isinstance(value, str):
+        return value
+    value = _CONTROL.sub("", value)
+    if value.lstrip(" ").startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def write_csv(records: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    """CSV as Excel on Chinese Windows opens it: UTF-8 with a byte-order mark, CRLF line
+    ends, every cell safe (`csv_cell`). Returns the number of records written."""
+    out.write("\ufeff")
     writer = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()
     n = 0
     for r in records:
-        writer.writerow(
-            {
-                k: json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v
-                for k, v in r.items()
-            }
-        )
+        writer.writerow({k: csv_cell(v) for k, v in r.items()})
         n += 1
     return n

@@ -34,7 +34,9 @@ __all__ = [
 # separators between neighbours, optionally led by + or ＋.
 _SEPARATORS = " \t\u00a0\u3000-\u2010\u2011\u2012\u2013\u2014\uff0d.\u00b7()\uff08\uff09/"
 _NUMBER = re.compile(
-    r"(?<![\d.])[+\uff0b]?\(?\d(?:[" + re.escape(_SEPARATORS) + r"]{0,2}\d){5,24}(?:[Xx\uff38\uff58])?(?!\d)"
+    r"(?<![\d.])[+\uff0b]?\(?\d(?:["
+    + re.escape(_SEPARATORS)
+    + r"]{0,2}\d){5,24}(?:[Xx\uff38\uff58])?(?!\d)"
 )
 _PHONE_WORDS = re.compile(
     r"(?:电话|手机|座机|联系|致电|拨打|来电|号码|热线|tel|phone|mobile|call|fax|传真)[^\d\n]{0,6}$",
@@ -108,6 +110,23 @@ def mask_email(email: str) -> str:
     return email[0] + "***" + email[at:]
 
 
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_ASCII_TAIL = re.compile(r"[A-Za-z0-9._%+\-]+$")
+
+
+def _mask_found_email(m: re.Match[str]) -> str:
+    """An address found in running text; Chinese run into an ASCII address (邮箱lisi@qq.com)
+    is the sentence, not the address."""
+    found = m.group(0)
+    at = max(found.rfind("@"), found.rfind("\uff20"))
+    local = found[:at]
+    if _CJK.search(local):
+        tail = _ASCII_TAIL.search(local)
+        if tail and tail.start() > 0:
+            return local[: tail.start()] + mask_email(found[tail.start() :])
+    return mask_email(found)
+
+
 def _is_id_card(digits: str) -> bool:
     return len(digits) == 18 and digits[:17].isdigit() and digits[6:8] in ("18", "19", "20")
 
@@ -124,9 +143,8 @@ def _personal_number(digits: str, context: str, international: bool) -> bool:
         return True  # landline with area code
     if len(bare) >= 15 or (international and len(bare) >= 8):
         return True  # ID card, bank card, international number: never shown
-    if 7 <= len(bare) <= 14 and _PHONE_WORDS.search(context):
-        return True  # a local landline or foreign number that the text calls a phone
-    return False
+    # A local landline or foreign number that the text calls a phone.
+    return 7 <= len(bare) <= 14 and bool(_PHONE_WORDS.search(context))
 
 
 def _mask_numbers(text: str, own_phones: frozenset[str]) -> str:
@@ -173,7 +191,9 @@ def _mask_names(text: str, names: Iterable[str]) -> str:
             if re.search(r"[\u3400-\u9fff]", part):
                 pattern = re.escape(part)
             else:
-                pattern = r"(?<![^\W\d_])" + re.escape(part).replace(r"\ ", r"\s+") + r"(?![^\W\d_])"
+                pattern = (
+                    r"(?<![^\W\d_])" + re.escape(part).replace(r"\ ", r"\s+") + r"(?![^\W\d_])"
+                )
             text = re.sub(pattern, lambda m: mask_name(m.group(0)), text, flags=re.IGNORECASE)
     return text
 
@@ -198,7 +218,7 @@ def mask_text(
         email = email.strip()
         if email:
             text = re.sub(re.escape(email), mask_email(email), text, flags=re.IGNORECASE)
-    text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    text = _EMAIL.sub(_mask_found_email, text)
     text = _mask_numbers(text, own_phones)
     return _mask_names(text, names)
 

@@ -5,7 +5,8 @@
 - cases.rejection_code / public_reason / referred_to: what the citizen is told of a
   rejection, and the outside body a complaint belongs to (转外单位).
 - cases.masked_text: subject and body as masked views show them, which is all that users
-  who see masked data may search. Filled here for existing cases.
+  who see masked data may search. Filled here for existing cases, whose phones are also
+  brought to the canonical form the forms now store (so that a search by phone finds them).
 - return_visits.citizen_case_id: a return visit to the complainant of a merged case.
 
 Revision ID: 0002
@@ -25,11 +26,17 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("session_token", sa.String(64), nullable=False, server_default=""))
+        batch.add_column(
+            sa.Column("session_token", sa.String(64), nullable=False, server_default="")
+        )
     with op.batch_alter_table("cases") as batch:
-        batch.add_column(sa.Column("rejection_code", sa.String(40), nullable=False, server_default=""))
+        batch.add_column(
+            sa.Column("rejection_code", sa.String(40), nullable=False, server_default="")
+        )
         batch.add_column(sa.Column("public_reason", sa.Text(), nullable=False, server_default=""))
-        batch.add_column(sa.Column("referred_to", sa.String(200), nullable=False, server_default=""))
+        batch.add_column(
+            sa.Column("referred_to", sa.String(200), nullable=False, server_default="")
+        )
         batch.add_column(sa.Column("masked_text", sa.Text(), nullable=False, server_default=""))
     with op.batch_alter_table("return_visits") as batch:
         batch.add_column(sa.Column("citizen_case_id", sa.Integer(), nullable=True))
@@ -44,6 +51,7 @@ def upgrade() -> None:
             users.update().where(users.c.id == user_id).values(session_token=secrets.token_hex(16))
         )
 
+    from intake.normalise import PhoneError, normalise_phone
     from triage.privacy import masked_case_text
 
     cases = sa.table(
@@ -64,13 +72,18 @@ def upgrade() -> None:
         if not rows:
             break
         for r in rows:
+            try:
+                phone = normalise_phone(r.contact_phone) if r.contact_phone else ""
+            except PhoneError:
+                phone = r.contact_phone  # kept as typed: a person can still read it
             bind.execute(
                 cases.update()
                 .where(cases.c.id == r.id)
                 .values(
+                    contact_phone=phone,
                     masked_text=masked_case_text(
                         r.subject, r.body, r.contact_name, r.contact_phone, r.contact_email
-                    )
+                    ),
                 )
             )
         last = rows[-1].id

@@ -15,6 +15,14 @@ def submit_complaint(
     client: Any, body: str, subject: str = "楼道堵塞", **extra: Any
 ) -> tuple[str, str]:
     """Submits the public form; returns (tracking number, query code) from the receipt."""
+    number, code, _url = submit_complaint_with_receipt(client, body, subject, **extra)
+    return number, code
+
+
+def submit_complaint_with_receipt(
+    client: Any, body: str, subject: str = "楼道堵塞", **extra: Any
+) -> tuple[str, str, str]:
+    """Submits the public form; returns tracking number, query code and the receipt's URL."""
     page = client.get("/complain").get_data(as_text=True)
     token = re.search(r'name="token"[^>]*value="([^"]+)"', page)
     data = {
@@ -35,7 +43,8 @@ def submit_complaint(
     assert r.status_code == 200, html[:2000]
     number = re.search(r'id="tracking-number">([^<]+)<', html).group(1)
     code = re.search(r'id="query-code">([^<]+)<', html).group(1)
-    return number, code
+    url = r.request.path + "?" + r.request.query_string.decode()
+    return number, code, url
 
 
 def post_form(client: Any, page_url: str, action_url: str, data: dict[str, Any]) -> Any:

@@ -20,7 +20,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 from tests.conftest import ROOT, csrf_from
-from tests.integration.helpers import submit_complaint
+from tests.integration.helpers import submit_complaint, submit_complaint_with_receipt
 
 TRANSLATIONS = ROOT / "web" / "translations"
 ZH_PO = TRANSLATIONS / "zh" / "LC_MESSAGES" / "messages.po"
@@ -126,8 +126,10 @@ def test_form_errors_are_chinese(client: Any) -> None:
 
 
 def test_receipt_is_chinese(client: Any) -> None:
-    number, _code = submit_complaint(client, "小区门口的路灯坏了一个多月，晚上出行很不安全。")
-    page = _get(client, f"/receipt/{number}")  # the session remembers its own receipts
+    _number, _code, url = submit_complaint_with_receipt(
+        client, "小区门口的路灯坏了一个多月，晚上出行很不安全。"
+    )
+    page = _get(client, url)
     _assert_chinese(
         page,
         ("感谢您的反映", "受理编号", "查询码", "查询进度"),

@@ -20,3 +20,73 @@ def test_numbers_inside_free_text() -> None:
         assert secret not in masked
     assert "139****5678" in masked and "320412" in masked and "l***@qq.com" in masked
     assert mask_text("明德路126号的酒吧每晚唱到2点") == "明德路126号的酒吧每晚唱到2点"
+
+
+# Every common way of writing a Chinese mobile: spaces, hyphens, dots, country prefix,
+# brackets, full-width digits, and the number run into Chinese text on both sides.
+MOBILE_WRITINGS = [
+    "139 1234 5678",
+    "139-1234-5678",
+    "139.1234.5678",
+    "+86 139 1234 5678",
+    "+86-13912345678",
+    "(+86)13912345678",
+    "0086 139 1234 5678",
+    "８６ １３９１２３４５６７８",
+    "１３９１２３４５６７８",
+    "１３９－１２３４－５６７８",
+    "139 12345678",
+]
+
+
+def test_mobile_numbers_are_masked_however_they_are_written() -> None:
+    for writing in MOBILE_WRITINGS:
+        masked = mask_text(f"请打我电话{writing}谢谢")
+        digits = "".join(ch for ch in masked if ch.isdigit())
+        assert "1234" not in digits.replace("5678", ""), (writing, masked)
+        assert masked.startswith("请打我电话") and masked.endswith("谢谢"), masked
+
+
+def test_landlines_id_cards_and_international_numbers() -> None:
+    cases = {
+        "座机010-8765 4321": "87654321",
+        "(0571) 8765-4321": "87654321",
+        "电话：8765 4321": "8765",
+        "tel 87654321": "8765",
+        "身份证 110101 19900307 1234": "19900307",
+        "身份证１１０１０１１９９００３０７１２３Ｘ": "１９９００３０７",
+        "call me on +44 20 7946 0958": "7946",
+    }
+    for text, secret in cases.items():
+        assert secret not in mask_text(text), (text, mask_text(text))
+
+
+def test_emails_with_unicode_local_parts_and_domains() -> None:
+    for email in ("张伟@例子.中国", "zhang.wei@example.com", "王＠例子。中国", "o'brien@müller.de"):
+        masked = mask_text(f"邮箱：{email}，谢谢")
+        local = email.split("@")[0].split("＠")[0]
+        assert local not in masked or len(local) == 1, (email, masked)
+        assert "***" in masked
+
+
+def test_the_complainants_own_data_is_masked_wherever_it_appears() -> None:
+    body = "The fire exit is locked again.\nBest regards,\nE. Lindqvist\nLINDQVIST, Erik"
+    masked = mask_text(body, names=["E. Lindqvist"])
+    assert "Lindqvist" not in masked and "LINDQVIST" not in masked
+    assert "The fire exit is locked again." in masked
+    assert "小明" not in mask_text("我是王小明，小明的电话在上面", names=["王小明"])
+    # The complainant's own phone, even where it is too short to look like one.
+    assert "4567" not in mask_text("打 12-34-567 找我", phones=["1234567"])
+    assert "wang" not in mask_text("Write to WANG@Example.com", emails=["wang@example.com"])
+
+
+def test_what_is_not_personal_stays() -> None:
+    for text in (
+        "受理编号 MS-2026-000123",
+        "2026年10月15日下午3点",
+        "罚款12345678元",
+        "明德路126号3栋2单元",
+        "订单号 20231015",
+        "No. 5 Bridge Street, Room 1203",
+    ):
+        assert mask_text(text) == text

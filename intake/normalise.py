@@ -1,0 +1,91 @@
+"""Text as people really type it, made safe and comparable at the boundary.
+
+Every channel passes what a citizen or an operator typed through these functions before it
+is validated or stored: Unicode NFKC (full-width digits and letters become ASCII, so
+``１３８００１３８０００`` is a phone number), no control characters (NUL, ESC and the rest of C0
+and C1 break HTML, CSV and headers) and no bidirectional overrides (which make
+``gpj.exe`` read as ``exe.jpg``). Line breaks and tabs in free text stay.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+__all__ = [
+    "PhoneError",
+    "clean_filename",
+    "clean_line",
+    "clean_text",
+    "normalise_phone",
+]
+
+# C0 and C1 controls but tab and line feed; DEL; the bidirectional embeddings, overrides and
+# isolates; zero-width and BOM characters that hide inside identifiers.
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
+)
+_LINE_BREAKS = re.compile(r"\r\n?|[\u2028\u2029\x85]")
+
+
+def clean_text(value: str) -> str:
+    """NFKC, line breaks as ``\\n``, no control or bidi characters, outer white space gone."""
+    value = _LINE_BREAKS.sub("\n", value or "")
+    value = unicodedata.normalize("NFKC", value)
+    return _UNSAFE.sub("", value).strip()
+
+
+def clean_line(value: str) -> str:
+    """As `clean_text`, for one-line fields: inner runs of white space become one space."""
+    return " ".join(clean_text(value).split())
+
+
+def clean_filename(name: str, fallback: str = "attachment") -> str:
+    """A file name safe to store and to send back in a Content-Disposition header.
+
+    Drops folders (``../../x`` → ``x``), control and bidi characters, and the characters
+    Windows refuses; keeps Chinese. ``"a.png\\x00.html"`` → ``"a.png.html"``.
+    """
+    name = clean_line(name).replace("\\", "/").rsplit("/", 1)[-1]
+    name = re.sub(r'[<>:"|?*]', "_", name).strip(" .")
+    return name[:200] or fallback
+
+
+class PhoneError(ValueError):
+    """Not a phone number; the message says why (English; the web layer has its own)."""
+
+
+def normalise_phone(value: str) -> str:
+    """A phone as typed → its canonical form, or PhoneError.
+
+    Accepts a Chinese mobile (``138 0013 8000``, ``+86-138…``, full-width digits), a landline
+    with or without area code (``010-8765 4321``, ``(0571)87654321``, ``87654321``), or an
+    international number with its ``+`` or ``00`` prefix. Returns digits only for Chinese
+    numbers (``13800138000``, ``01087654321``, ``87654321``) and ``+`` and digits for others.
+    """
+    text = clean_line(value)
+    if not text:
+        raise PhoneError("empty")
+    if re.search(r"[^\d\s+\-().]", text):
+        raise PhoneError("only digits, spaces, +, - and brackets")
+    digits = re.sub(r"\D", "", text)
+    international = text.lstrip().startswith("+") or digits.startswith("00")
+    if digits.startswith("00"):
+        digits = digits[2:]
+    if international and digits.startswith("86"):
+        digits, international = digits[2:], False
+    if international:
+        if not 7 <= len(digits) <= 15:
+            raise PhoneError("an international number has 7 to 15 digits after the +")
+        return "+" + digits
+    if len(digits) == 11 and digits[0] == "1":
+        if digits[1] not in "3456789":
+            raise PhoneError("not a Chinese mobile number")
+        return digits
+    if digits.startswith("0"):
+        if not 10 <= len(digits) <= 12:
+            raise PhoneError("a landline has a 3- or 4-digit area code and 7 or 8 digits")
+        return digits
+    if len(digits) in (7, 8) and digits[0] not in "01":
+        return digits
+    raise PhoneError("too few or too many digits for a phone number")

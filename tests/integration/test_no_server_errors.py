@@ -1,0 +1,82 @@
+"""No input a user can type produces a 500: every route, every role, odd values everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from werkzeug.routing import IntegerConverter
+
+from tests.conftest import csrf_from
+from tests.integration.helpers import submit_complaint
+
+ODD_TEXT = [
+    "MS-2026-000001",
+    "x" * 5000,
+    "../../etc/passwd",
+    "%",
+    "'; DROP TABLE cases; --",
+    "\u202e\u200b",
+    "１２３",
+    "😀",
+    "-1",
+]
+ODD_INTS = [0, 1, 2**31, 2**63, 10**20]
+ODD_ARGS = {
+    "page": "99999999999999999999",
+    "q": "%_\\",
+    "status": "nonsense",
+    "department": "x" * 300,
+    "number": "１２３",
+    "next": "//evil.example/",
+    "lang": "xx",
+}
+
+
+def _urls(app: Any) -> list[tuple[str, str]]:
+    urls = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        methods = sorted(m for m in rule.methods if m in ("GET", "POST"))
+        variables = list(rule.arguments)
+        if not variables:
+            urls += [(m, rule.rule) for m in methods]
+            continue
+        for i in range(max(len(ODD_TEXT), len(ODD_INTS))):
+            values = {}
+            for name in variables:
+                if isinstance(rule._converters[name], IntegerConverter):
+                    values[name] = str(ODD_INTS[i % len(ODD_INTS)])
+                else:
+                    values[name] = ODD_TEXT[i % len(ODD_TEXT)]
+            path = rule.rule
+            for name, value in values.items():
+                path = path.replace(f"<{name}>", value)
+                path = path.replace(f"<int:{name}>", value)
+            urls += [(m, path) for m in methods]
+    return urls
+
+
+def test_every_route_with_odd_input_answers_without_a_server_error(
+    app: Any, client: Any, login_as: Any
+) -> None:
+    submit_complaint(client, "明德路路灯坏了三个星期")
+    clients = {"anonymous": app.test_client()}
+    clients |= {role: login_as(role) for role in ("supervisor", "urban", "observer", "operator")}
+    failures = []
+    for role, c in clients.items():
+        token = csrf_from(c.get("/complain").get_data(as_text=True))
+        for method, url in _urls(app):
+            if url.startswith("/logout"):
+                continue
+            if method == "GET":
+                r = c.get(url, query_string=ODD_ARGS)
+            else:
+                r = c.post(
+                    url,
+                    data={"csrf_token": token, **{k: v for k, v in ODD_ARGS.items()}},
+                    query_string={"back": "queue"},
+                )
+            if r.status_code >= 500:
+                failures.append((role, method, url[:80], r.status_code))
+    assert failures == []

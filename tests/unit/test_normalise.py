@@ -1,0 +1,70 @@
+"""Input as people really type it: cleaned once at the boundary, phones validated."""
+
+from __future__ import annotations
+
+import pytest
+
+from intake.files import name_for_type
+from intake.normalise import PhoneError, clean_filename, clean_line, clean_text, normalise_phone
+from intake.submission import Attachment, Channel, Contact, Submission
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("１３８００１３８０００", "13800138000"),
+        ("138 0013 8000", "13800138000"),
+        ("+86 138-0013-8000", "13800138000"),
+        ("0086 13800138000", "13800138000"),
+        ("010-8765 4321", "01087654321"),
+        ("(0571) 87654321", "057187654321"),
+        ("８７６５４３２１", "87654321"),
+        ("+44 20 7946 0958", "+442079460958"),
+        ("0044 20 7946 0958", "+442079460958"),
+    ],
+)
+def test_phones_as_people_type_them(typed: str, stored: str) -> None:
+    assert normalise_phone(typed) == stored
+
+
+@pytest.mark.parametrize(
+    "typed", ["-----", "( ) ( )", "12345", "+1", "1234567890123456", "12800138000", "电话", "0"]
+)
+def test_things_that_are_not_phones(typed: str) -> None:
+    with pytest.raises(PhoneError):
+        normalise_phone(typed)
+
+
+def test_control_and_bidi_characters_go_line_breaks_stay() -> None:
+    assert clean_text("路灯\x00不亮\x1b[31m\r\n第二行\u202e") == "路灯不亮[31m\n第二行"
+    assert clean_line("  a\tb \n c  ") == "a b c"
+    assert clean_text("a    ") == "a"
+    assert clean_line("ＭＳ－２０２６－０００１２３") == "MS-2026-000123"
+
+
+def test_file_names_cannot_hide_what_they_are() -> None:
+    assert clean_filename("a.png\x00.html") == "a.png.html"
+    assert clean_filename("photo\u202egnp.exe") == "photognp.exe"
+    assert clean_filename("../../etc/passwd") == "passwd"
+    assert clean_filename("C:\\Users\\x\\照片.jpg") == "照片.jpg"
+    assert clean_filename("\x00\u202e") == "attachment"
+    assert name_for_type("photo.jpg.html", "image/png") == "photo.jpg.html.png"
+    assert name_for_type("照片.JPG", "image/jpeg") == "照片.JPG"
+
+
+def test_every_channel_is_cleaned_at_the_submission() -> None:
+    from datetime import UTC, datetime
+
+    s = Submission(
+        channel=Channel.EMAIL,
+        external_id="<a@b>\x00",
+        received_at=datetime(2026, 11, 30, tzinfo=UTC),
+        subject="  噪音\x1b  扰民 ",
+        body="酒吧\u202e每晚唱歌\r\n到两点\x00",
+        contact=Contact(name="王\x00小明", phone="１３８００１３８０００"),
+        attachments=(Attachment("x\x00.png", "image/png", b"\x89PNG"),),
+    )
+    assert s.subject == "噪音 扰民"
+    assert s.body == "酒吧每晚唱歌\n到两点"
+    assert s.contact.name == "王小明" and s.contact.phone == "13800138000"
+    assert s.attachments[0].filename == "x.png" and s.external_id == "<a@b>"
