@@ -30,6 +30,7 @@ CASE_TABLES = (
     "case_replies",
     "return_visits",
     "attachments",
+    "duplicate_signatures",
     "cases",
     "counters",
     "throttle_marks",

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from intake.submission import Submission
+from triage import duplicate_index
 from triage.attachments import AttachmentStore
 from triage.deadlines import Deadlines
 from triage.models import (
@@ -268,13 +269,22 @@ def case_text(subject: str, body: str) -> str:
 
 
 def similar_open_cases(session: Session, case: Case, policy: IntakePolicy) -> list[list[object]]:
-    """Open cases of the last N days that look like the same issue: [[number, score], …]."""
+    """Open cases of the last N days that look like the same issue: [[number, score], …].
+
+    The duplicate index names a short list of candidates (a bounded read, however many cases
+    are open); only their texts are loaded and scored. The lookup also chooses the new
+    case's own index rows, written when the case is flushed.
+    """
     if policy.find_similar is None or policy.duplicate_window_days <= 0:
         return []
     since = case.received_at - timedelta(days=policy.duplicate_window_days)
+    found = duplicate_index.look_up(session, case_text(case.subject, case.body), since)
+    duplicate_index.remember_signature(session, case, found.signature)
+    if not found.case_ids:
+        return []
     rows = session.execute(
         select(Case.id, Case.tracking_number, Case.subject, Case.body).where(
-            Case.status.in_(OPEN_STATUSES), Case.received_at >= since
+            Case.id.in_(found.case_ids), Case.status.in_(OPEN_STATUSES), Case.received_at >= since
         )
     ).all()
     if not rows:

@@ -758,3 +758,19 @@ def _events_are_append_only(session: Session, flush_context: Any, instances: Any
     for obj in list(session.dirty) + list(session.deleted):
         if isinstance(obj, CaseEvent) and (obj in session.deleted or session.is_modified(obj)):
             raise IllegalTransition(N_("The audit log is append-only: events cannot change."))
+
+
+class DuplicateSignature(Base):
+    """One of the few hashed grams an open case is found by as a possible duplicate; kept and
+    read by `triage.duplicate_index`. The primary key is the lookup order: a hash, then the
+    newest cases first."""
+
+    __tablename__ = "duplicate_signatures"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012
+
+    hash: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # Minutes since 1970 UTC: a small integer keeps the index small on SQLite too.
+    received_minute: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True, index=True
+    )

@@ -1,0 +1,282 @@
+"""Candidate duplicates found through an index, so that a new complaint costs the same with a
+hundred open cases as with a million.
+
+Each open case keeps a *signature*: at most ``SIGNATURE_SIZE`` hashed character bigrams (and
+Latin words) of its text, the rarest among the open cases of the window when it was
+registered. They are rows of ``duplicate_signatures`` (hash, received minute, case id), the
+primary key being the lookup order. A new text looks up the hashes of its own grams (at most
+``QUERY_GRAMS``), reading at most ``ROWS_PER_GRAM + 1`` rows per hash, newest first: a hash
+with more rows than that is in too many open cases to tell them apart (letter boilerplate,
+"小区", "业主") and is ignored. Cases are ranked by the grams they share with the new text,
+each weighted by its rarity (log((ROWS_PER_GRAM + 1) / rows)), and the best ``CANDIDATES``
+are handed to the similarity scoring. The same lookup gives the new case's own signature:
+its grams with the fewest rows.
+
+So a lookup reads at most QUERY_GRAMS x (ROWS_PER_GRAM + 1) index entries, whatever the
+number of open cases, in one statement on either database.
+
+The index is kept by the session itself, in the transaction that changes the case: a new
+open case gets its rows when it is flushed (the signature that ``look_up`` chose, or one
+chosen by hash alone when registration did no lookup), and a case that reaches a final status
+(closed, merged, rejected) loses them. The reader still checks each candidate's status and
+receipt time against the cases table, so rows left behind by a change made outside the ORM
+cannot make a closed case a duplicate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import unicodedata
+import zlib
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, event, insert, text
+from sqlalchemy.orm import Session, attributes
+
+from triage.models import FINAL_STATUSES, OPEN_STATUSES, Case, DuplicateSignature
+
+__all__ = [
+    "CANDIDATES",
+    "QUERY_GRAMS",
+    "ROWS_PER_GRAM",
+    "SIGNATURE_SIZE",
+    "Lookup",
+    "SignatureBuilder",
+    "gram_hashes",
+    "look_up",
+    "minute_of",
+    "remember_signature",
+]
+
+SIGNATURE_SIZE = 24
+"""Index rows per case."""
+
+QUERY_GRAMS = 256
+"""Distinct grams of a new text looked up at most (the ones with the smallest hashes)."""
+
+ROWS_PER_GRAM = 64
+"""Index rows read per gram; a gram in more open cases of the window is ignored."""
+
+CANDIDATES = 50
+"""Cases handed to the similarity scoring at most."""
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_RUNS = re.compile(rf"[{_CJK}]+|[a-z0-9]+")
+# Function characters: a bigram with one of them says little about what the complaint is about.
+_FUNCTION_CHARS = frozenset(
+    "的了是我你他她它们在和与及就也都这那个么吗呢吧啊呀哦嗯之其而或被把让给向于以"
+)
+_ENGLISH_STOP_WORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "the and for with that this are was were have has had not you your they them their "
+        "from our but all any can will would there here been being into about which when what "
+        "who she his her its also very than then just",
+    )
+)
+_PENDING = "duplicate_index.pending"
+
+
+def _stem(word: str) -> str:
+    """A crude English stem, enough for "locked" to meet "lock" and "exits" to meet "exit"."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def _grams(text: str) -> set[str]:
+    text = unicodedata.normalize("NFKC", text).lower()
+    grams: set[str] = set()
+    for run in _RUNS.findall(text):
+        if run[0] >= "\u3400":
+            grams.update(
+                a + b
+                for a, b in itertools.pairwise(run)
+                if a not in _FUNCTION_CHARS and b not in _FUNCTION_CHARS
+            )
+        elif len(run) >= 2 and run not in _ENGLISH_STOP_WORDS:
+            grams.add(_stem(run))
+    return grams
+
+
+def gram_hashes(text: str, limit: int = QUERY_GRAMS) -> list[int]:
+    """The text's distinct gram hashes (signed 32-bit), smallest first, at most ``limit``.
+
+    Grams are CJK character bigrams without function characters, and Latin words and numbers
+    of two characters or more (English ones crudely stemmed), after NFKC and lower-casing.
+    Keeping the smallest hashes is a sample that two texts draw alike.
+    """
+    hashes = {_signed(zlib.crc32(g.encode())) for g in _grams(text)}
+    return sorted(hashes)[:limit]
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def minute_of(moment: datetime) -> int:
+    """Whole minutes since 1970-01-01 UTC; ``moment`` must be aware."""
+    return int(moment.timestamp()) // 60
+
+
+def choose_signature(hashes: Sequence[int], rows: dict[int, int]) -> list[int]:
+    """The ``SIGNATURE_SIZE`` hashes with the fewest index rows (ties: smallest hash)."""
+    return sorted(hashes, key=lambda h: (min(rows.get(h, 0), ROWS_PER_GRAM + 1), h))[
+        :SIGNATURE_SIZE
+    ]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the index says about a new text.
+
+    ``case_ids``: open cases of the window sharing its rarer grams, most alike first (at most
+    ``CANDIDATES``; their status and time are to be checked against the cases table).
+    ``signature``: the hashes to store for the new text. ``rows``: index entries read per
+    hash looked up (absent: none; ``ROWS_PER_GRAM + 1``: the hash was ignored as too common).
+    """
+
+    case_ids: list[int]
+    signature: list[int]
+    rows: dict[int, int]
+
+    @property
+    def rows_read(self) -> int:
+        return sum(self.rows.values())
+
+
+def look_up(session: Session, text_: str, since: datetime, limit: int = CANDIDATES) -> Lookup:
+    """Candidates for near-duplicates of ``text_`` among cases received at or after ``since``
+    (aware), in one statement that reads a bounded number of index entries."""
+    hashes = gram_hashes(text_)
+    if not hashes:
+        return Lookup([], [], {})
+    postings = _postings(session, hashes, minute_of(since))
+    rows = {h: len(ids) for h, ids in postings.items()}
+    scores: Counter[int] = Counter()
+    for ids in postings.values():
+        if len(ids) > ROWS_PER_GRAM:
+            continue  # in too many cases to tell them apart: boilerplate
+        weight = math.log((ROWS_PER_GRAM + 1) / len(ids))
+        for case_id in ids:
+            scores[case_id] += weight
+    best = sorted(scores.items(), key=lambda item: (-item[1], -item[0]))[:limit]
+    return Lookup(
+        case_ids=[case_id for case_id, _ in best],
+        signature=choose_signature(hashes, rows),
+        rows=rows,
+    )
+
+
+_SQLITE_POSTINGS = text(
+    "SELECT q.value AS hash, ("
+    " SELECT group_concat(case_id) FROM ("
+    "  SELECT case_id FROM duplicate_signatures"
+    "  WHERE hash = q.value AND received_minute >= :since"
+    "  ORDER BY received_minute DESC LIMIT :rows)"
+    ") AS case_ids FROM json_each(:hashes) AS q"
+)
+_POSTGRES_POSTINGS = text(
+    "SELECT q.hash, p.case_id FROM unnest(CAST(:hashes AS integer[])) AS q(hash)"
+    " CROSS JOIN LATERAL ("
+    "  SELECT case_id FROM duplicate_signatures"
+    "  WHERE hash = q.hash AND received_minute >= :since"
+    "  ORDER BY received_minute DESC LIMIT :rows) AS p"
+)
+
+
+def _postings(session: Session, hashes: list[int], since_minute: int) -> dict[int, list[int]]:
+    """For each hash, the newest ``ROWS_PER_GRAM + 1`` case ids at most (absent: none)."""
+    params: dict[str, Any] = {"since": since_minute, "rows": ROWS_PER_GRAM + 1}
+    found: dict[int, list[int]] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        for h, case_id in session.execute(_POSTGRES_POSTINGS, {**params, "hashes": hashes}):
+            found.setdefault(h, []).append(case_id)
+        return found
+    for h, ids in session.execute(_SQLITE_POSTINGS, {**params, "hashes": json.dumps(hashes)}):
+        if ids:
+            found[h] = [int(i) for i in ids.split(",")]
+    return found
+
+
+def remember_signature(session: Session, case: Case, signature: Sequence[int]) -> None:
+    """Stores ``signature`` for the not yet flushed ``case``: its rows are written when it is."""
+    session.info.setdefault(_PENDING, {})[case] = list(signature)
+
+
+@event.listens_for(Session, "after_flush")
+def _keep_index(session: Session, flush_context: Any) -> None:
+    """New open cases get their rows, cases that reached a final status lose theirs."""
+    pending: dict[Case, list[int]] = session.info.pop(_PENDING, {})
+    rows = []
+    for obj in session.new:
+        if isinstance(obj, Case) and obj.status in OPEN_STATUSES and obj.id is not None:
+            signature = pending.get(obj)
+            if signature is None:
+                signature = gram_hashes(_case_text(obj))[:SIGNATURE_SIZE]
+            minute = minute_of(obj.received_at)
+            rows += [{"hash": h, "received_minute": minute, "case_id": obj.id} for h in signature]
+    if rows:
+        session.execute(insert(DuplicateSignature), rows)
+    ended = [
+        obj.id
+        for obj in session.dirty
+        if isinstance(obj, Case)
+        and obj.status in FINAL_STATUSES
+        and attributes.get_history(obj, "status").added
+    ]
+    if ended:
+        session.execute(
+            delete(DuplicateSignature).where(DuplicateSignature.case_id.in_(ended)),
+            execution_options={"synchronize_session": False},
+        )
+
+
+def _case_text(case: Case) -> str:
+    return f"{case.subject or ''}\n{case.body or ''}"
+
+
+class SignatureBuilder:
+    """Chooses signatures as registrations would have, for many cases in order of receipt,
+    counting index rows in memory: for filling the index of existing cases in bulk.
+
+    ``add(minute, text)`` → the signature; rows older than ``window_days`` before ``minute``
+    stop counting, as they would in the lookup.
+    """
+
+    def __init__(self, window_days: int = 30):
+        self.window = window_days * 24 * 60
+        self.rows: Counter[int] = Counter()
+        self.recent: deque[tuple[int, list[int]]] = deque()
+
+    def add(self, minute: int, text_: str) -> list[int]:
+        while self.recent and self.recent[0][0] < minute - self.window:
+            for h in self.recent.popleft()[1]:
+                self.rows[h] -= 1
+        signature = choose_signature(gram_hashes(text_), self.rows)
+        for h in signature:
+            self.rows[h] += 1
+        self.recent.append((minute, signature))
+        return signature
+
+
+def signature_rows(
+    builder: SignatureBuilder, cases: Iterable[tuple[int, datetime, str]]
+) -> list[dict[str, int]]:
+    """Index rows for (case id, received at, text) triples, in the order given."""
+    rows = []
+    for case_id, received_at, text_ in cases:
+        minute = minute_of(received_at)
+        rows += [
+            {"hash": h, "received_minute": minute, "case_id": case_id}
+            for h in builder.add(minute, text_)
+        ]
+    return rows
