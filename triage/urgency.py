@@ -1,21 +1,39 @@
 """Urgent safety hazards: complaints that skip the triage queue and get hour-level limits.
 
-A complaint is urgent when it reports a gas or chemical leak, a fire hazard, a risk of
+A complaint is urgent when it reports a present gas or chemical leak, a fire hazard, a risk of
 collapse, explosives or poison, or live electricity, in Chinese or English. Detection is by
 phrase rules, not by the classifier: the cases are rare, the cost of missing one is high, and
-a supervisor must be able to read why a case was flagged. A phrase preceded by a negation in
-the same clause ("没有安全隐患", "no gas leak") or followed by a note that it has been dealt
-with ("火灾隐患已排除") does not count.
+a supervisor must be able to read why a case was flagged.
+
+How a phrase is read:
+
+- A rule matches a hazard phrase, often an object and what it does with a short gap between
+  (``燃气管道在漏``, ``the fire exit is being blocked``). The object and the predicate are
+  named groups ``o`` and ``p`` so that a negation can be checked where it would govern.
+- A negation cancels the phrase only when it governs it: directly before the phrase, its
+  object or its predicate, with nothing between but the words that link a negation to its
+  object (``没有燃气泄漏``, ``未发现漏气``, ``不存在火灾隐患``, ``no smell of gas``, ``did not
+  find any exposed wires``). A negation of another verb (``物业没来处理燃气泄漏``, ``nobody came
+  to fix the gas leak``) does not, nor does a question (``会不会塌``, ``有没有人管``).
+  Words of precaution (``防止``, ``预防``, ``prevent``) count as negations.
+- A note right after the phrase that it was dealt with (``…已排除``, ``…has been fixed``)
+  cancels it.
+- Known ordinary uses of hazard words (personal data ``泄露``, a tyre ``漏气``, ``信息爆炸``,
+  ``explosion of complaints``) are masked before matching.
+- A message asking for compensation or accountability for an accident placed in the past
+  (``去年…燃气爆炸…赔偿``) is not urgent, unless it says the danger is still there.
+- Overlapping matches are one mention: the longest is kept, so a reason never repeats part
+  of another.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["HAZARD_PATTERNS", "HazardFlag", "detect_hazard"]
+__all__ = ["HAZARD_PATTERNS", "HazardFlag", "HazardMatch", "detect_hazard", "find_hazards"]
 
 
 @dataclass(frozen=True)
@@ -26,75 +44,216 @@ class HazardFlag:
     reasons: tuple[str, ...]
 
 
-_NOT_PERIOD = r"[^。！？!?\n]"
-_ANY = _NOT_PERIOD + "{0,10}?"
+@dataclass(frozen=True)
+class HazardMatch:
+    """One hazard phrase found: ``start``/``end`` index the normalised text (see
+    ``find_hazards``), ``phrase`` is what a supervisor is shown."""
+
+    start: int
+    end: int
+    category: str
+    phrase: str
+
+
+_SENTENCE = r"[^。！？!?\n]"
+_CLAUSE = r"[^。！？!?\n,，;；：:]"
+
+
+def _gap(n: int) -> str:
+    """Up to ``n`` characters within one clause, as few as possible."""
+    return f"{_CLAUSE}{{0,{n}}}?"
+
+
+def _sentence_gap(n: int) -> str:
+    return f"{_SENTENCE}{{0,{n}}}?"
+
+
+def _words(alternatives: str) -> str:
+    """A regex group of the whitespace-separated alternatives; ``_`` in one stands for spaces."""
+    return "(?:" + "|".join(w.replace("_", r"\s+") for w in alternatives.split()) + ")"
+
+
+# Chinese vocabulary shared by several rules.
+_GAS = _words("燃气 煤气 天然气 液化石油气 液化气 沼气 管道气 瓦斯")
+# "漏" of gas, not 漏水 (water), 漏缴/漏抄/漏收 (a missed payment or reading), 漏洞 …
+_LEAK = _words(
+    "泄漏 泄露 外泄 漏气 漏出 漏了 在漏 漏(?![水雨缴交抄收算发报登记录税费掉洞油网缝风斗勺])"
+)
+_EXIT = _words(
+    "消防通道 消防车道 消防通路 消防出口 消防门 消防栓 安全出口 安全通道 疏散通道 逃生通道 "
+    "逃生出口 逃生门 应急通道 生命通道 紧急出口"
+)
+_BLOCKED = _words(
+    "堵塞 堵死 被堵 堵住 堵着 堵了 被占 占用 占道 占了 封堵 封死 被封 锁死 被锁 上锁 锁住 锁着 "
+    "锁了 堆满 堆放 堆着 堆了 停满 停放 停着 停了 被挡 挡住 挡着 不通 焊死"
+)
+_EBIKE = _words("电动自行车 电动摩托车? 电动车 电瓶车 电摩 锂电池 电瓶 电池")
+_INDOOR = _words(
+    "楼道 走廊 楼梯间? 过道 室内 屋内 屋里 家里 家中 入户 上楼 电梯 大厅 门厅 地下室 宿舍 房间 回家"
+)
+_STRUCTURE = _words(
+    "承重墙 挡土墙 外墙 内墙 围墙 墙体 墙面 墙 楼(?![市盘主价长道层下上里外]) 楼体 楼房 房子 "
+    "房屋 房顶 屋顶 屋面 天花板 吊顶 顶棚 楼板 横梁 大梁 柱子 立柱 阳台 楼梯 台阶 桥梁 桥面 大桥 "
+    "桥 路面 地面 地基 广告牌 招牌 围挡 脚手架 塔吊 雨棚 护坡 边坡 大树 树"
+)
+# Not 坍塌/垮塌/倒塌/塌陷/塌方 here: those have rules of their own, read whole.
+_GIVES_WAY = _words(
+    "开裂 裂缝 裂开 裂了 裂成 裂出 倾斜 歪了 下沉 沉降 变形 要塌 快塌 会塌 塌了 塌下 塌掉 "
+    "(?<![坍垮倒])塌(?![陷方]) 倒了 要倒 快倒 会倒 倒下 垮了 要垮 快垮 晃得 摇晃 晃动 松动"
+)
+_FALLS_OFF = _words("脱落 掉下来 掉下 掉落 坠落 (?<!被)砸(?:到|伤|中|在|下|死)")
+_POWER = _words(
+    "高压线 电线杆 电线 电缆 线杆 电杆 变压器 配电箱 配电柜 电表箱 电箱 电闸 插座 插排 插线板 "
+    "充电桩 空开"
+)
+_POWER_FAULT = _words(
+    "裸露 脱落 断落 断了 垂落 垂下 垂到 垂得 下垂 耷拉 掉下 掉了 掉在 落地 倒了 倒下 倾斜 歪了 "
+    "打火 冒火 冒烟 火花 着火 起火 烧焦 烧了 短路 漏电"
+)
+
+# English vocabulary. Auxiliaries may sit between a subject and its verb, negations may not:
+# "the fire exit is not blocked" simply does not match.
+_AUX = (
+    _words(
+        "is are was were be been being has have had keeps? kept got gets getting remains? "
+        "remained stays? stayed still always often constantly again now just already completely "
+        "totally partly partially badly seriously visibly started starting starts began begun "
+        "going_to about_to"
+    )
+    + r"\s+"
+)
+_AUX = f"(?:{_AUX})*"
+_GAS_THING_EN = (
+    r"(?:\s+"
+    + _words(
+        "pipes? lines? mains? tanks? cylinders? bottles? meters? stoves? cookers? hobs? "
+        "heaters? boilers? valves? canisters? supply"
+    )
+    + ")?"
+)
+_EXIT_EN = _words(
+    "fire_(?:exit|escape|door|lane|route|stair(?:s|case|well)?)s? emergency_(?:exit|door)s? "
+    "escape_routes?"
+)
+_STRUCTURE_EN = _words(
+    "buildings? house houses home flats? roofs? ceilings? walls? floors? bridges? balcon(?:y|ies) "
+    r"stair\w* roads? pavements? sidewalks? scaffold\w* hoardings? billboards? trees? chimneys? "
+    "awnings? canop(?:y|ies) tunnels? embankments? slopes? hillsides? facades? tiles?"
+)
+_BLOCKED_EN = _words(
+    "blocked locked obstructed chained padlocked jammed bolted barred sealed welded_shut "
+    "nailed_shut boarded_up"
+)
+_BLOCKING_EN = _words(
+    r"block\w* lock(?:s|ed|ing)? obstruct\w* chain(?:s|ed|ing)? padlock\w* "
+    r"park\w*_(?:in|on|across) stor\w*_(?:in|at)"
+)
+_GIVING_WAY_EN = _words(
+    r"collaps\w* caving_in caved_in cave_in falling_down fell_down fall_down coming_down "
+    r"came_down crumbl\w* giving_way gave_way sagging cracking leaning tilting subsiding sinking "
+    "falling_apart falling_off fell_off"
+)
+_POWER_EN = _words(
+    "wires? wiring cables? sockets? outlets? plugs? power_(?:lines?|cables?) fuse_?box(?:es)? "
+    "breaker_box(?:es)? meter_box(?:es)? transformers? junction_box(?:es)? switchboards? "
+    "electrical_panels?"
+)
+_POWER_FAULT_EN = _words(
+    "sparking sparks smoking burning arcing melting smouldering smoldering on_fire exposed "
+    "hanging_(?:down|loose|low) dangling down fallen snapped live"
+)
 
 # Each pattern matches a phrase that, in a complaint, reports a present danger. Broad words
-# that are ordinary in complaints ("安全隐患", "泄露" of personal data, "爆炸" of information)
+# that are ordinary in complaints ("安全隐患", bare "爆炸" of information, "滑坡" of quality)
 # are left out or tied to what makes them dangerous.
 HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
     "gas or chemical leak": (
-        r"(?:燃气|煤气|天然气|液化气|沼气|管道气)" + _NOT_PERIOD + r"{0,4}?(?:泄漏|泄露|外泄|漏气)",
+        rf"(?P<o>{_GAS}){_gap(8)}(?P<p>{_LEAK})",
+        # "天然气管道被挖断了，正在泄漏": the leak is told in the next clause.
+        rf"(?P<o>{_GAS}){_sentence_gap(20)}"
+        r"(?P<p>泄漏|漏气|(?:正在|还在|仍在|一直|不停地?|又在?|往外)漏(?![水雨]))",
+        rf"(?P<o>{_GAS}){_gap(6)}(?P<p>破了|破裂|断了|裂了|爆了|挖断|挖破|被挖|爆管)",
         r"漏气",
-        r"(?:闻到|有|一股)" + _NOT_PERIOD + r"{0,4}?(?:燃气|煤气|天然气|液化气)味",
-        r"(?:化学品|化工|危化品|危险品|有毒气体|氨气|氯气|硫化氢|液氨)"
-        + _NOT_PERIOD
-        + r"{0,4}?(?:泄漏|泄露|外泄)",
+        rf"(?P<o>{_GAS})的?(?P<p>味道?|气味|臭味|异味)",
+        rf"(?P<o>{_GAS}){_sentence_gap(20)}(?P<p>闻到{_gap(5)}(?:气味|味道|异味|臭味))",
+        rf"(?P<o>{_GAS}(?:泄漏)?报警器){_gap(4)}(?P<p>响|叫|报警|鸣)",
+        r"(?P<o>化学品|化工|危化品|危险品|有毒气体|氨气|氯气|硫化氢|液氨|硫酸|盐酸|储罐|油罐)"
+        + _gap(6)
+        + r"(?P<p>泄漏|泄露|外泄|漏了|在漏|漏出|溢出)",
         r"危险化学品",
         r"危化品",
         r"危险品",
         r"易燃易爆",
-        r"gas leak(?:s|ing|age)?",
-        r"(?:smell|smells|smelled|odou?r) of gas",
-        r"chemical (?:leak|spill)s?",
-        r"hazardous (?:material|chemical|substance)s?",
-        r"carbon monoxide",
+        rf"\bgas{_GAS_THING_EN}\s+{_AUX}(?P<p>leak(?:s|ed|ing|age)?)\b",
+        r"\bleak(?:s|ed|ing|age)?\s+(?:of\s+)?(?:natural\s+|cooking\s+|lpg\s+)?gas\b",
+        r"\b(?P<p>smell\w*|odou?rs?|stench|whiff|reek\w*)(?:\s+(?:strongly|badly|heavily|faintly))?"
+        r"\s+(?:of\s+|like\s+)?(?:natural\s+|cooking\s+|leaking\s+)?gas\b",
+        r"\bgas\s+(?:smell|odou?r|fumes)s?\b",
+        r"\bchemical\s+(?:leak|spill)\w*",
+        r"\bhazardous\s+(?:material|chemical|substance)s?",
+        r"\bcarbon\s+monoxide\b",
     ),
     "fire hazard": (
         r"火灾隐患",
-        r"消防隐患",
-        r"消防(?:通道|车道)" + _NOT_PERIOD + r"{0,6}?(?:堵塞|堵死|被堵|堵住|被占|占用|占道|封堵)",
-        r"(?:堵塞|堵死|占用|封堵|堵住)" + _NOT_PERIOD + r"{0,4}?消防(?:通道|车道)",
-        r"(?:安全出口|疏散通道|逃生通道)"
-        + _NOT_PERIOD
-        + r"{0,6}?(?:堵塞|堵死|被堵|被锁|锁死|上锁|被占|占用)",
-        r"私拉(?:乱接)?电线",
+        r"消防(?:安全)?隐患",
+        rf"(?P<o>{_EXIT}){_gap(8)}(?P<p>{_BLOCKED})",
+        r"(?P<p>堵塞|堵死|占用|封堵|堵住|锁住|锁死|堵了|挡住|占了|焊死|(?:堆|停|放|摆)(?:在|到|满了?))"
+        rf"{_gap(4)}(?P<o>{_EXIT})",
         r"私拉乱接",
+        r"(?:私拉|乱拉|乱接)(?:乱接)?电线",
         r"飞线充电",
-        r"(?:电动车|电瓶车|电动自行车)" + _ANY + r"(?:楼道|走廊|楼梯间?|室内|屋内|入户|上楼)"
-        r"" + _NOT_PERIOD + r"{0,6}?充电",
-        r"(?:楼道|走廊|楼梯间|室内)" + _ANY + r"(?:电动车|电瓶车)" + _NOT_PERIOD + r"{0,6}?充电",
-        r"fire hazards?",
-        r"fire (?:exit|escape|door)s? (?:is |are |was |were )?(?:blocked|locked|obstructed)",
-        r"(?:blocked|locked|obstructed) fire (?:exit|escape|door)s?",
-        r"(?:exposed|bare|live|sparking) (?:wiring|wires|wire)",
+        rf"(?:拉|接|扯){_gap(2)}(?:电线|插线板|插排|接线板){_gap(12)}(?P<p>充电)",
+        rf"(?P<o>{_EBIKE}){_gap(12)}{_INDOOR}{_gap(10)}(?P<p>充电)",
+        rf"{_INDOOR}{_gap(12)}(?P<o>{_EBIKE}){_gap(10)}(?P<p>充电)",
+        r"(?P<p>着火(?!点)|起火(?!原因)|失火|发生火灾|火势)",
+        r"\bfire\s+hazards?\b",
+        # "The 消防通道 at our compound is blocked": a place may follow the exit.
+        rf"(?P<o>\b{_EXIT_EN}|{_EXIT})(?:\s+(?:at|in|of|on|near|behind|by)(?:\s+[\w'-]+){{1,3}}?)?"
+        rf"\s+{_AUX}(?P<p>{_BLOCKED_EN})\b",
+        rf"\b(?P<p>{_BLOCKING_EN})"
+        r"\s+(?:(?:the|a|an|our|their|its|both|all|every|main|only|rear|back|front|side|[\w']+'s)\s+)*"
+        + _EXIT_EN,
+        r"\b(?:on\s+fire|caught\s+fire|catch(?:es|ing)?\s+fire|fire\s+broke\s+out|in\s+flames|ablaze)\b",
+        r"\b(?:smoke|sparks|flames)\s+(?:is\s+|are\s+|were\s+|was\s+)?"
+        r"(?:coming|pouring|billowing|shooting)\s+(?:out\s+of|from)\b",
     ),
     "collapse": (
         r"坍塌",
         r"塌陷",
         r"塌方",
         r"垮塌",
-        # Not the renovation programme for old houses (危房改造) or its subsidies.
-        r"危房(?!改造|改建|补|拆|户|政策|指标|申请|项目)",
-        r"(?:墙体|墙面|楼体|房屋|楼房|承重墙|桥梁|桥面|大桥)"
-        + _NOT_PERIOD
-        + r"{0,4}?(?:开裂|裂缝|倾斜)",
-        r"脚手架" + _NOT_PERIOD + r"{0,8}?(?:倒|塌|松动|摇晃|不稳|坠落|掉落)",
+        r"倒塌",
         r"山体滑坡",
         r"泥石流",
-        r"(?:building|house|roof|ceiling|wall|floor|bridge|balcony|stair\w*) (?:has |is |was )?"
-        r"(?:collaps\w*|caving in|caved in)",
-        r"sinkholes?",
-        r"structural (?:damage|crack|cracks|failure)",
+        rf"(?P<o>山|坡|土坡|边坡|护坡|山体){_gap(3)}(?P<p>滑坡|塌|垮|崩)",
+        # Not the renovation programme for old houses (危房改造) or its subsidies.
+        r"危房(?!改造|改建|补|拆|户|政策|指标|申请|项目)",
+        # The gap holds no second structure word, so that 老楼墙体开裂 reads as 墙体开裂.
+        rf"(?P<o>{_STRUCTURE})(?:(?!{_STRUCTURE}){_CLAUSE}){{0,4}}?(?P<p>{_GIVES_WAY})",
+        r"(?P<o>外墙砖|外墙|瓷砖|墙砖|广告牌|招牌|空调外机|玻璃|雨棚|天花板|吊顶|楼板|水泥块|石块|墙体)"
+        rf"{_gap(4)}(?P<p>{_FALLS_OFF})",
+        rf"\b(?P<o>{_STRUCTURE_EN})\s+{_AUX}(?P<p>{_GIVING_WAY_EN})",
+        r"\b(?:large|big|huge|deep|wide|serious|major|long|growing|widening)\s+cracks?\s+"
+        r"(?:in|on|across|along|through)\s+(?:the\s+|our\s+|a\s+|my\s+|this\s+|that\s+)?"
+        rf"(?:[\w-]+\s+){{0,2}}?{_STRUCTURE_EN}",
+        r"\bsinkholes?\b",
+        r"\bstructural\s+(?:damage|crack|cracks|failure)\b",
+        r"\b(?:landslide|mudslide|rockfall)s?\b(?!\s+(?:victory|win))",
     ),
     "explosion": (
         r"(?<!信息)(?<!知识)(?<!人口)爆炸(?!性)",
         r"爆燃",
         r"炸药",
         r"雷管",
-        r"非法(?:储存|存放|生产)" + _NOT_PERIOD + r"{0,4}?(?:烟花|爆竹|鞭炮)",
-        r"explosions?",
-        r"explosives?",
+        r"非法(?:储存|存放|生产)" + _gap(4) + r"(?:烟花|爆竹|鞭炮)",
+        r"(?P<o>煤气罐|液化气罐|气罐|煤气瓶|液化气瓶|钢瓶|锅炉|高压锅|压力锅|电瓶|电池|充电宝|热水器)"
+        + _gap(3)
+        + r"(?P<p>炸了|爆了|要炸|要爆|炸开|爆开)",
+        r"\bexplosions?\b",
+        r"\bexplosives?\b",
+        r"\b(?P<o>"
+        + _words(r"tanks? cylinders? boilers? bottles? transformers? batter(?:y|ies) pipes? gas")
+        + r")\s+(?:has\s+|had\s+|just\s+)?(?P<p>exploded|blew\s+up)\b",
     ),
     "poison": (
         # Not bare "毒气": in complaints it is mostly a factory's fumes, a pollution case.
@@ -102,32 +261,98 @@ HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
         r"(?:食物|集体|一氧化碳)中毒",
         r"放射源",
         r"放射性物质",
-        r"toxic (?:gas|fumes|waste|chemicals?)",
-        r"poisoning",
-        r"asbestos",
+        r"\btoxic\s+(?:gas|fumes|waste|chemicals?)\b",
+        r"\bpoisoning\b",
+        r"\basbestos\b",
     ),
     "electricity": (
         r"漏电",
-        r"电线" + _NOT_PERIOD + r"{0,4}?(?:裸露|脱落|断落|垂落)",
-        r"(?:高压线|电线杆)" + _NOT_PERIOD + r"{0,6}?(?:倒|断|垂|下垂|倾斜)",
         r"触电",
-        r"downed power lines?",
+        r"被电(?:了|到|击|伤)",
+        rf"(?P<o>{_POWER}){_gap(6)}(?P<p>{_POWER_FAULT})",
+        rf"\b(?P<o>{_POWER_EN})\s+{_AUX}(?P<p>{_POWER_FAULT_EN})\b",
+        r"\b(?:exposed|bare|live|sparking|dangling|fallen|downed|hanging|snapped)\s+"
+        r"(?:electric(?:al)?\s+|power\s+|high[- ]voltage\s+)?"
+        r"(?:wiring|wires?|cables?|power\s+lines?)\b",
+        r"\belectric(?:al)?\s+shocks?\b",
+        r"\belectrocut\w*",
     ),
 }
 
-# Words that, shortly before a phrase in the same clause, deny it or make it a precaution.
-_NEGATION_BEFORE = re.compile(
-    r"(?:没有|没|无|不存在|并无|未发现|没发现|未|排除|消除|杜绝|防止|预防|避免|谨防|"
-    r"\bno\b|\bnot\b|\bnever\b|\bwithout\b|\bfree of\b|\bno sign of\b|\bprevent\w*)"
+# Ordinary uses of hazard words; a match overlapping one of these is not a hazard.
+_BENIGN = re.compile(
+    "|".join(
+        (
+            r"(?:信息|隐私|数据|资料|号码|地址|个人)" + _gap(4) + r"(?:泄露|泄漏|外泄)",
+            r"(?:泄露|泄漏|外泄)了?"
+            + _gap(4)
+            + r"(?:信息|隐私|数据|资料|号码|电话|地址|客户|个人)",
+            r"(?:轮胎|车胎|胎|气球|篮球|足球|排球|皮球|球|气垫|充气\w?|窗户?|门窗|门缝|漏风)"
+            + _gap(3)
+            + r"漏气",
+            r"定时炸弹",
+            r"\bexplosion\s+of\b(?!\s+(?:an?\s+|the\s+)?(?:gas|boiler|tank|cylinder|bomb|fireworks?))",
+            r"\b(?:population|information|data|price|social\s+media)\s+explosion\b",
+        )
+    ),
+    re.IGNORECASE,
 )
-# Phrases right after that say the hazard is past.
-_RESOLVED_AFTER = re.compile(
-    r"^[^。！？!?\n,，;；]{0,4}(?:已|已经)(?:排除|消除|整改|处理|解决|修复)"
-)
-_CLAUSE_END = re.compile(r"[。！？!?\n,，;；]")
-_WINDOW = 8
 
-_COMPILED = tuple(
+# Negations, and words of precaution, that can govern a hazard phrase. 有无 asks, it does not deny.
+_NEGATION = re.compile(
+    r"(?:并没有|并不|并无|并未|从来没有|从没有|从没|从未|没有|毫无|绝无|决无|尚无|暂无|均无|未曾|"
+    r"不再|禁止|严禁|不得|不准|不要|不能|切勿|杜绝|排除了?|已经?(?:消除|整改)|防止|预防|避免|谨防|以防|防范|"
+    r"以免|免得|没|(?<!有)无|未|不|非|别|"
+    r"\bno\b|\bnot\b|n't\b|\bnever\b|\bwithout\b|\bnobody\b|\bno\s+one\b|\bnone\b|\bcannot\b|"
+    r"\bfree\s+of\b|\bprevent\w*|\bavoid\w*|\bin\s+case\s+of\b|\bguard\w*\s+against\b)"
+)
+# Words that may stand between a negation and what it negates (没有|发现|任何 燃气泄漏).
+_LINK = re.compile(
+    r"(?:\s|有|发现|出现|存在|任何|什么|明显|过|再次|再|检测到|检测出|检查出|查出|查到|闻到|看到|听到|"
+    r"见到|见|到|出|发生|造成|产生|引起|一点|丝毫|的|啥|可能|会|是|在|被|了|那么|这种|这样的|还|一丝|"
+    r"半点|迹象|大的|太大|多大|严重|存放|堆放|储存|携带|寄|邮寄|运输|使用|私自|违规|随意|让|许|允许|"
+    r"能|得|要|"
+    r"\b(?:a|an|the|any|some|signs?|traces?|evidence|indications?|hints?|risk|danger|of|there|is|are|"
+    r"was|were|be|been|being|longer|more|further|real|actual|obvious|visible|apparent|detectable|"
+    r"serious|such|kind|found|find|detect\w*|notic\w*|see|seen|saw|have|has|had|do|does|did|will|"
+    r"would|can|could|should|may|might|yet|ever|really|actually|currently|at\s+all|indeed)\b)*"
+)
+_ASKING_VERBS = "是会有能要可算该属存漏塌倒危安"
+_CLAUSE_END = re.compile(r"[。！？!?\n,，;；：:]")
+_LOOK_BACK = 24
+
+# A note right after a phrase that it has been dealt with.
+_RESOLVED_AFTER = re.compile(
+    r"(?:"
+    r"[^。！？!?\n]{0,8}?(?:已经|已|都已|均已)(?:被|经|得到|全部|基本)?"
+    r"(?:排除|消除|整改|处理|解决|修复|修好|清理|清走|清除|疏通|拆除|加固|挪走|移走|关闭|更换|封堵|维修)"
+    r"|[^。！？!?\n,，]{0,6}?(?<![没未不])(?:修好了|处理好了|处理完了|解决了|修复了|排除了|清走了|疏通了|清理干净了)"
+    r"|\s*(?:(?:has|have|had)\s+(?:now\s+|already\s+|finally\s+)?been|was|were|is|are|got|has\s+now\s+been)\s+"
+    r"(?:now\s+|already\s+|finally\s+|quickly\s+|all\s+|properly\s+)?"
+    r"(?:fixed|repaired|resolved|sealed|stopped|cleared|removed|dealt\s+with|sorted|handled|unblocked|"
+    r"filled|taken\s+care\s+of|made\s+safe|reopened)"
+    r")"
+)
+
+# An accident placed in the past, reported for compensation or accountability.
+_AFTERMATH = re.compile(
+    r"赔偿|理赔|补偿|赔付|索赔|赔款|赔钱|不赔|工伤|保险|追责|问责|责任人|"
+    r"\bcompensat\w*|\binsur\w*|\bclaim\w*|\breimburs\w*|\brefuses?\s+to\s+pay\b|\bdamages\b|\bliab\w*"
+)
+_PAST_TIME = re.compile(
+    r"去年|前年|上个?月|上周|上次|上回|当年|那年|那次|当时|曾经|"
+    r"[\d一二两三四五六七八九十几半]+\s*(?:个)?(?:年|月|周|星期)(?:前|以前)|\d{4}\s*年|\d{1,2}\s*月\s*\d{1,2}\s*[日号]|"
+    r"\blast\s+(?:year|month|week|spring|summer|autumn|fall|winter|time)\b|\bin\s+(?:19|20)\d\d\b|"
+    r"\b\w+\s+(?:years?|months?|weeks?)\s+ago\b"
+)
+_ACCIDENT_AFTER = re.compile(r".{0,2}(?:事故|事件|案)")
+_STILL_THERE = re.compile(
+    r"还在|仍在|仍然在|依然在|一直在|又在|至今还在|还没修|隐患还|"
+    r"\bstill\s+(?:leak|smell|block|spark|crack|burn|there|hang|collaps|fall|lock|dangerous|unsafe)\w*|"
+    r"\bagain\b|\bkeeps?\s+\w+ing\b"
+)
+
+_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (category, re.compile(pattern, re.IGNORECASE))
     for category, patterns in HAZARD_PATTERNS.items()
     for pattern in patterns
@@ -135,36 +360,124 @@ _COMPILED = tuple(
 
 
 def _normalize(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).lower()
+    text = unicodedata.normalize("NFKC", text).lower()
+    return text.replace("\u2019", "'").replace("\u2018", "'")
 
 
-def _negated(text: str, start: int, end: int) -> bool:
-    before = text[max(0, start - _WINDOW) : start]
-    clause_starts = [m.end() for m in _CLAUSE_END.finditer(before)]
-    if clause_starts:
-        before = before[clause_starts[-1] :]
-    if _NEGATION_BEFORE.search(before):
+def _clause_start(text: str, index: int) -> int:
+    start = max(0, index - _LOOK_BACK)
+    for end in _CLAUSE_END.finditer(text, start, index):
+        start = end.end()
+    return start
+
+
+def _is_question(text: str, neg_start: int) -> bool:
+    """``会不会``, ``是不是``, ``有没有``: a negation between a word and itself asks.
+
+    Only for the verbs that ask this way: ``检查没查出`` is a plain negation.
+    """
+    return (
+        text[neg_start] in "不没"
+        and 0 < neg_start < len(text) - 1
+        and text[neg_start - 1] == text[neg_start + 1]
+        and text[neg_start - 1] in _ASKING_VERBS
+    )
+
+
+def _governed(text: str, index: int) -> bool:
+    """Whether a negation in the same clause governs what starts at ``index``."""
+    start = _clause_start(text, index)
+    for neg in _NEGATION.finditer(text, start, index):
+        between = text[neg.end() : index]
+        if _LINK.fullmatch(between) and not _is_question(text, neg.start()):
+            return True
+    return False
+
+
+def _cancelled(text: str, match: re.Match[str]) -> bool:
+    heads = {match.start()}
+    for group in ("o", "p"):
+        if group in match.re.groupindex and match.start(group) >= 0:
+            heads.add(match.start(group))
+    if any(_governed(text, head) for head in heads):
         return True
-    return bool(_RESOLVED_AFTER.search(text[end : end + 12]))
+    return bool(_RESOLVED_AFTER.match(text, match.end()))
+
+
+def _sentence(text: str, start: int, end: int) -> str:
+    left = max(text.rfind(c, 0, start) for c in "。！？!?\n")
+    rights = [i for i in (text.find(c, end) for c in "。！？!?\n") if i >= 0]
+    return text[left + 1 : min(rights, default=len(text))]
+
+
+def _in_the_past(text: str, match: HazardMatch) -> bool:
+    sentence = _sentence(text, match.start, match.end)
+    if _STILL_THERE.search(sentence):
+        return False
+    return bool(_PAST_TIME.search(sentence) or _ACCIDENT_AFTER.match(text, match.end))
+
+
+def _phrase(text: str, match: re.Match[str]) -> str:
+    phrase = match.group(0)
+    if _CLAUSE_END.search(phrase) and "o" in match.re.groupindex and match.start("o") >= 0:
+        # A phrase that runs over clauses is shown by its two ends.
+        return f"{match.group('o')}…{text[match.start('p') : match.end()]}"
+    return re.sub(r"\s+", " ", phrase)
+
+
+def _candidates(
+    text: str, rules: Sequence[tuple[str, re.Pattern[str]]]
+) -> list[tuple[re.Match[str], str]]:
+    benign = [m.span() for m in _BENIGN.finditer(text)]
+    found = []
+    for category, pattern in rules:
+        for match in pattern.finditer(text):
+            start, end = match.span()
+            if end > start and not any(s < end and start < e for s, e in benign):
+                found.append((match, category))
+    return found
+
+
+def _longest_first(found: list[tuple[re.Match[str], str]]) -> list[tuple[re.Match[str], str]]:
+    """Of overlapping matches keep the longest (then the earliest): one mention, one reason."""
+    kept: list[tuple[re.Match[str], str]] = []
+    for match, category in sorted(found, key=lambda f: (f[0].start() - f[0].end(), f[0].start())):
+        if all(match.end() <= k.start() or k.end() <= match.start() for k, _ in kept):
+            kept.append((match, category))
+    return sorted(kept, key=lambda f: f[0].start())
+
+
+def find_hazards(
+    subject: str, body: str, extra_terms: Iterable[str] = ()
+) -> tuple[HazardMatch, ...]:
+    """The hazard phrases a complaint reports, in order of appearance, never overlapping.
+
+    Offsets index ``subject + "\\n" + body`` after NFKC normalisation and lower-casing.
+    ``extra_terms`` are literal phrases (configuration) read like the built-in ones.
+    """
+    text = _normalize(f"{subject}\n{body}")
+    rules = list(_RULES)
+    rules += [
+        ("extra", re.compile(re.escape(_normalize(term.strip()))))
+        for term in extra_terms
+        if term.strip()
+    ]
+    live = [
+        HazardMatch(m.start(), m.end(), category, _phrase(text, m))
+        for m, category in _longest_first(_candidates(text, rules))
+        if not _cancelled(text, m)
+    ]
+    if live and _AFTERMATH.search(text) and all(_in_the_past(text, h) for h in live):
+        return ()
+    return tuple(live)
 
 
 def detect_hazard(subject: str, body: str, extra_terms: Iterable[str] = ()) -> HazardFlag:
     """Flag a complaint that reports an urgent safety hazard; ``extra_terms`` add phrases.
 
     The reasons are the phrases found (as they read after normalising full-width characters
-    and case), in order of appearance, without repeats.
+    and case), in order of appearance, without repeats; no two of them come from overlapping
+    text.
     """
-    text = _normalize(f"{subject}\n{body}")
-    found: list[tuple[int, str]] = []
-    patterns = list(_COMPILED)
-    patterns += [
-        ("extra", re.compile(re.escape(_normalize(term.strip()))))
-        for term in extra_terms
-        if term.strip()
-    ]
-    for _category, pattern in patterns:
-        for match in pattern.finditer(text):
-            if not _negated(text, match.start(), match.end()):
-                found.append((match.start(), match.group(0)))
-    reasons = tuple(dict.fromkeys(phrase for _, phrase in sorted(found)))
+    reasons = tuple(dict.fromkeys(h.phrase for h in find_hazards(subject, body, extra_terms)))
     return HazardFlag(bool(reasons), reasons)
