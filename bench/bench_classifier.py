@@ -45,11 +45,11 @@ from triage.routing import (  # noqa: E402
     ComplaintFeatures,
     Example,
     ModelStore,
-    _metrics,
     load_examples,
     make_pipeline,
     train_model,
 )
+from triage.routing.metrics import metrics  # noqa: E402
 
 Factory = Callable[[], Pipeline]
 
@@ -90,15 +90,15 @@ def nested_cv(
         columns = [classes.index(label) for label in model.labels]
         probabilities[np.ix_(test, columns)] = fold
         routed_threshold[test] = model.threshold
-    metrics = _metrics(labels, probabilities, classes)
+    figures = metrics(labels, probabilities, classes)
     # Each outer fold has its own threshold: count routed cases fold by fold.
     predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
     routed = probabilities.max(axis=1) >= routed_threshold
     correct = predicted == labels
     return {
-        "macro_f1": metrics["macro_f1"],
-        "accuracy": metrics["accuracy"],
-        "top3": metrics["top3_accuracy"],
+        "macro_f1": figures["macro_f1"],
+        "accuracy": figures["accuracy"],
+        "top3": figures["top3_accuracy"],
         "coverage": float(routed.mean()),
         "precision": float(correct[routed].mean()) if routed.any() else None,
         "train_s": float(np.mean(seconds)),

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
+import sys
 import time
+import types
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sklearn
+from sklearn.pipeline import Pipeline
 
-from triage import routing
 from triage.routing import (
     NEVER,
+    Calibration,
     ComplaintFeatures,
     DataError,
     Example,
@@ -25,12 +31,16 @@ from triage.routing import (
     Suggestion,
     choose_threshold,
     complaint_title,
+    cross_validate,
     evaluate,
     load_examples,
+    make_pipeline,
     map_labels,
     should_deploy,
     train_model,
 )
+from triage.routing import training as routing_training
+from triage.routing.features import _CodeIndex, _columns, analyze, count
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 TEDDY = SHARED / "teddy2020c" / "train.jsonl"
@@ -221,18 +231,18 @@ def test_hash_index_finds_the_same_columns_as_binary_search() -> None:
     rng = np.random.default_rng(0)
     vocabulary = np.unique(rng.integers(1, 1 << 62, 5000, dtype=np.int64).astype(np.uint64))
     codes = np.concatenate([vocabulary[::3], rng.integers(1, 1 << 62, 3000).astype(np.uint64)])
-    index = routing._CodeIndex(vocabulary)
-    assert (index.lookup(codes) == routing._columns(vocabulary, codes)).all()
-    assert (routing._CodeIndex(vocabulary[:0]).lookup(codes) == -1).all()
+    index = _CodeIndex(vocabulary)
+    assert (index.lookup(codes) == _columns(vocabulary, codes)).all()
+    assert (_CodeIndex(vocabulary[:0]).lookup(codes) == -1).all()
 
 
 def test_large_sets_use_fewer_folds_and_one_cross_validation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(routing, "LARGE", 100)
+    monkeypatch.setattr(routing_training, "LARGE", 100)
     seen = []
     model = train_model(synthetic_examples(30), progress=lambda *a: seen.append(a))
-    assert model.metadata["cv"]["folds"] == routing.LARGE_FOLDS == 3
+    assert model.metadata["cv"]["folds"] == routing_training.LARGE_FOLDS == 3
     assert ("cross-validation", 3, 3) in seen
     assert model.metadata["cv"]["macro_f1"] > 0.8
 
@@ -272,6 +282,104 @@ def test_single_suggestion_is_fast(model: RoutingModel) -> None:
     for _ in range(20):
         model.suggest("小区物业", "电梯坏了一个月没人修，业主很不满意" * 5)
     assert (time.perf_counter() - started) / 20 < 0.05  # 20 ms on an idle machine
+
+
+# The threshold's cross-validation: features fitted within each fold
+
+
+def marked_examples(n_per_label: int = 15) -> tuple[list[Example], np.ndarray]:
+    """Synthetic complaints, each with a character in its subject that no other one has.
+
+    The characters (CJK Extension A) are title features that only a feature step fitted on
+    that complaint can know; returned with their n-gram codes (a 1-gram's code is its code
+    point).
+    """
+    examples = synthetic_examples(n_per_label)
+    marks = [chr(0x3400 + i) for i in range(len(examples))]
+    marked = [Example(m + e.subject, e.body, e.label) for m, e in zip(marks, examples, strict=True)]
+    return marked, np.array([ord(m) for m in marks], dtype=np.uint64)
+
+
+def recording(
+    factory: Callable[[], Pipeline] = make_pipeline,
+) -> tuple[Callable[[], Pipeline], list[Pipeline]]:
+    """A pipeline factory that keeps every pipeline it makes, and the list it keeps them in."""
+    made: list[Pipeline] = []
+
+    def make() -> Pipeline:
+        pipeline = factory()
+        made.append(pipeline)
+        return pipeline
+
+    return make, made
+
+
+def seen_by(pipeline: Pipeline, marks: np.ndarray) -> np.ndarray:
+    """Which complaints' own characters the pipeline's fitted feature step knows."""
+    return np.isin(marks, pipeline.named_steps["features"].title_vocabulary_)
+
+
+def held_out_by(made: list[Pipeline], marks: np.ndarray) -> list[np.ndarray]:
+    """For each fitted feature step that lacks some complaints, the indices of those."""
+    fitted = [p for p in made if hasattr(p.named_steps["features"], "title_vocabulary_")]
+    return [np.flatnonzero(~seen_by(p, marks)) for p in fitted if not seen_by(p, marks).all()]
+
+
+def test_threshold_folds_fit_features_without_their_held_out_complaints() -> None:
+    examples, marks = marked_examples()
+    make, made = recording()
+    model = train_model(examples, folds=3, pipeline_factory=make)
+    assert model.pipeline in made
+    assert seen_by(model.pipeline, marks).all()
+    # In each cross-validation run (the threshold is chosen on their scores) every complaint
+    # was left out of the feature step of exactly one fold, about a third of them each time.
+    held_out = held_out_by(made, marks)
+    times = np.bincount(np.concatenate([np.zeros(0, dtype=np.int64), *held_out]), minlength=60)
+    assert (times == routing_training.REPEATS).all()
+    assert all(15 <= len(h) <= 25 for h in held_out)
+
+
+def test_out_of_fold_scores_are_those_of_a_pipeline_never_shown_the_fold() -> None:
+    examples, marks = marked_examples()
+    pairs = [(e.subject, e.body) for e in examples]
+    labels = np.array([e.label for e in examples])
+    sgd = functools.partial(make_pipeline, solver="sgd")  # deterministic
+    make, made = recording(sgd)
+    scores, classes = cross_validate(examples, folds=3, pipeline_factory=make)
+    scored = np.zeros(len(examples), dtype=int)
+    for test in held_out_by(made, marks):
+        scored[test] += 1
+        train = np.setdiff1d(np.arange(len(examples)), test)
+        # What scikit-learn's own Pipeline.fit on the other folds' texts alone gives.
+        fresh = sgd().fit([pairs[i] for i in train], labels[train])
+        assert list(fresh.classes_) == classes
+        expected = fresh.decision_function([pairs[i] for i in test])
+        assert np.allclose(scores[test], expected, rtol=0, atol=1e-9)
+        # Features fitted on all complaints first (vocabulary and idf of the held-out fold
+        # included) score the fold measurably otherwise: this test would see the leak.
+        leaky = ComplaintFeatures().fit(pairs)
+        svm = sgd().steps[-1][1].fit(leaky.transform([pairs[i] for i in train]), labels[train])
+        leaked = svm.decision_function(leaky.transform([pairs[i] for i in test]))
+        assert np.abs(leaked - expected).max() > 1e-3
+    assert (scored == 1).all()
+
+
+def test_features_fitted_on_counted_rows_are_those_of_the_texts_alone() -> None:
+    pairs = [(e.subject, e.body) for e in synthetic_examples(10)] + [("", "物业。，！ hello")]
+    counted = count(analyze(pairs))
+    part, rest = np.arange(0, len(pairs), 2), np.arange(1, len(pairs), 2)
+    from_rows = ComplaintFeatures()
+    matrix = from_rows.fit_transform_counts(counted.rows(part))
+    alone = ComplaintFeatures()
+    expected = alone.fit_transform([pairs[i] for i in part])
+    # The same features; the words may come in another order, so match columns by name.
+    names, expected_names = from_rows.get_feature_names_out(), alone.get_feature_names_out()
+    assert sorted(names) == sorted(expected_names)
+    column = {name: i for i, name in enumerate(expected_names)}
+    order = [column[name] for name in names]
+    assert abs(matrix - expected[:, order]).max() < 1e-12
+    held_out = from_rows.transform_counts(counted.rows(rest))
+    assert abs(held_out - from_rows.transform([pairs[i] for i in rest])).max() < 1e-12
 
 
 # Evaluation
@@ -349,6 +457,37 @@ def test_store_refuses_model_of_other_sklearn_minor(tmp_path: Path, model: Routi
     meta["libraries"]["scikit-learn"] = "1.2.0"
     (path / "metadata.json").write_text(json.dumps(meta), "utf-8")
     with pytest.raises(IncompatibleModel, match=rf"1\.2\.0.*{sklearn.__version__}"):
+        store.load(model.version)
+
+
+def test_model_saved_before_the_package_split_still_loads(
+    tmp_path: Path, model: RoutingModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Saved as the single-module classifier saved models: its classes named by the old path.
+    monkeypatch.setattr(ComplaintFeatures, "__module__", "triage.routing")
+    monkeypatch.setattr(Calibration, "__module__", "triage.routing")
+    store = ModelStore(tmp_path)
+    path = store.save(model)
+    monkeypatch.undo()
+    pickled = zlib.decompress((path / "model.joblib").read_bytes())
+    assert b"triage.routing\x94\x8c\x11ComplaintFeatures" in pickled
+    assert b"triage.routing.features" not in pickled
+    loaded = store.load(model.version)
+    pair = ("", "学校老师补课收费")
+    assert loaded.suggest(*pair) == model.suggest(*pair)
+
+
+def test_model_naming_code_that_is_gone_is_refused_with_the_reason(
+    tmp_path: Path, model: RoutingModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = types.ModuleType("triage.routing_gone")
+    gone.ComplaintFeatures = ComplaintFeatures  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "triage.routing_gone", gone)
+    monkeypatch.setattr(ComplaintFeatures, "__module__", "triage.routing_gone")
+    store = ModelStore(tmp_path)
+    store.save(model)
+    monkeypatch.undo()
+    with pytest.raises(IncompatibleModel, match=r"refers to code .*routing_gone.*retrain it"):
         store.load(model.version)
 
 
