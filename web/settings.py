@@ -86,8 +86,26 @@ class AttachmentSettings(Section):
 
 
 class TrackingSettings(Section):
-    max_failures: Annotated[int, Field(ge=1)] = 5
-    window_minutes: Annotated[int, Field(ge=1)] = 15
+    """Limits on wrong progress lookups (受理编号 + 查询码), each over a sliding window.
+
+    Three limits, so that a guesser is stopped and a neighbour behind the same address is
+    not: one address guessing one number, everybody guessing one number, one address
+    guessing across numbers (generous: a household or a carrier's NAT shares an address).
+    """
+
+    # Wrong codes for one tracking number from one address.
+    max_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    window_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
+    # Wrong codes for one tracking number from all addresses together.
+    number_max_failures: Annotated[int, Field(ge=1, le=1000)] = 10
+    number_window_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+    # Wrong lookups from one address, whatever the number.
+    client_max_failures: Annotated[int, Field(ge=1, le=10000)] = 30
+    client_window_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
+    # Warn the citizen when this many attempts or fewer are left.
+    warn_when_left: Annotated[int, Field(ge=0, le=1000)] = 3
+    # Shown with the lock message: the office's hotline, e.g. "12345".
+    hotline: str = "12345"
 
 
 class ClassifierSettings(Section):
