@@ -99,7 +99,7 @@ _STRUCTURE = _words(
 # Not 坍塌/垮塌/倒塌/塌陷/塌方 here: those have rules of their own, read whole.
 _GIVES_WAY = _words(
     "开裂 裂缝 裂开 裂了 裂成 裂出 倾斜 歪了 下沉 沉降 变形 要塌 快塌 会塌 塌了 塌下 塌掉 "
-    "(?<![坍垮倒])塌(?![陷方]) 倒了 要倒 快倒 会倒 倒下 垮了 要垮 快垮 晃得 摇晃 晃动 松动"
+    "(?<![坍垮倒])塌(?![陷方]) 倒了 要倒 快倒 会倒 倒下 垮了 要垮 快垮 晃得 摇晃 晃动 松动 摇摇欲坠"
 )
 _FALLS_OFF = _words("脱落 掉下来 掉下 掉落 坠落 (?<!被)砸(?:到|伤|中|在|下|死)")
 _POWER = _words(
@@ -118,11 +118,17 @@ _AUX = (
         "is are was were be been being has have had keeps? kept got gets getting remains? "
         "remained stays? stayed still always often constantly again now just already completely "
         "totally partly partially badly seriously visibly started starting starts began begun "
-        "going_to about_to"
+        "going_to about_to likely_to could might may will would can that which"
     )
     + r"\s+"
 )
 _AUX = f"(?:{_AUX})*"
+# "the wall next to the school is leaning": a short place may follow the subject.
+_PLACE_EN = (
+    r"(?:\s+"
+    + _words("at in of on near behind by next_to outside above over along beside under")
+    + r"(?:\s+[\w'-]+){1,3}?)?"
+)
 _GAS_THING_EN = (
     r"(?:\s+"
     + _words(
@@ -151,7 +157,7 @@ _BLOCKING_EN = _words(
 _GIVING_WAY_EN = _words(
     r"collaps\w* caving_in caved_in cave_in falling_down fell_down fall_down coming_down "
     r"came_down crumbl\w* giving_way gave_way sagging cracking leaning tilting subsiding sinking "
-    "falling_apart falling_off fell_off"
+    "falling_apart falling_off fell_off fall_off falling_in fell_in fall_in"
 )
 _POWER_EN = _words(
     "wires? wiring cables? sockets? outlets? plugs? power_(?:lines?|cables?) fuse_?box(?:es)? "
@@ -160,7 +166,7 @@ _POWER_EN = _words(
 )
 _POWER_FAULT_EN = _words(
     "sparking sparks smoking burning arcing melting smouldering smoldering on_fire exposed "
-    "hanging_(?:down|loose|low) dangling down fallen snapped live"
+    "hanging_(?:down|loose|low|from|out|over|across) dangling down fallen snapped live"
 )
 
 # Each pattern matches a phrase that, in a complaint, reports a present danger. Broad words
@@ -168,13 +174,19 @@ _POWER_FAULT_EN = _words(
 # are left out or tied to what makes them dangerous.
 HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
     "gas or chemical leak": (
-        rf"(?P<o>{_GAS}){_gap(8)}(?P<p>{_LEAK})",
+        rf"(?P<o>{_GAS}|\bgas\b){_gap(8)}(?P<p>{_LEAK})",
+        rf"(?P<o>{_GAS})\s*{_AUX}(?P<p>leak(?:s|ed|ing|age)?)\b",
+        rf"(?P<o>{_GAS}(?:泄漏)?(?:报警器|报警装置|探测器))\s*{_AUX}"
+        r"(?P<p>going\s+off|went\s+off|goes\s+off|beeping|sounding|ringing)",
+        r"\b(?P<o>(?:gas|carbon\s+monoxide|co)(?:\s+leak)?\s+(?:detector|alarm|sensor)s?)\s+"
+        rf"{_AUX}(?P<p>going\s+off|went\s+off|goes\s+off|beeping|sounding|ringing)",
         # "天然气管道被挖断了，正在泄漏": the leak is told in the next clause.
         rf"(?P<o>{_GAS}){_sentence_gap(20)}"
         r"(?P<p>泄漏|漏气|(?:正在|还在|仍在|一直|不停地?|又在?|往外)漏(?![水雨]))",
         rf"(?P<o>{_GAS}){_gap(6)}(?P<p>破了|破裂|断了|裂了|爆了|挖断|挖破|被挖|爆管)",
         r"漏气",
         rf"(?P<o>{_GAS})的?(?P<p>味道?|气味|臭味|异味)",
+        rf"(?P<o>{_GAS}){_gap(8)}(?P<p>气味|味道|臭味|异味|味儿)",
         rf"(?P<o>{_GAS}){_sentence_gap(20)}(?P<p>闻到{_gap(5)}(?:气味|味道|异味|臭味))",
         rf"(?P<o>{_GAS}(?:泄漏)?报警器){_gap(4)}(?P<p>响|叫|报警|鸣)",
         r"(?P<o>化学品|化工|危化品|危险品|有毒气体|氨气|氯气|硫化氢|液氨|硫酸|盐酸|储罐|油罐)"
@@ -184,7 +196,7 @@ HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
         r"危化品",
         r"危险品",
         r"易燃易爆",
-        rf"\bgas{_GAS_THING_EN}\s+{_AUX}(?P<p>leak(?:s|ed|ing|age)?)\b",
+        rf"\bgas{_GAS_THING_EN}{_PLACE_EN}\s+{_AUX}(?P<p>leak(?:s|ed|ing|age)?)\b",
         r"\bleak(?:s|ed|ing|age)?\s+(?:of\s+)?(?:natural\s+|cooking\s+|lpg\s+)?gas\b",
         r"\b(?P<p>smell\w*|odou?rs?|stench|whiff|reek\w*)(?:\s+(?:strongly|badly|heavily|faintly))?"
         r"\s+(?:of\s+|like\s+)?(?:natural\s+|cooking\s+|leaking\s+)?gas\b",
@@ -205,11 +217,20 @@ HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
         rf"(?:拉|接|扯){_gap(2)}(?:电线|插线板|插排|接线板){_gap(12)}(?P<p>充电)",
         rf"(?P<o>{_EBIKE}){_gap(12)}{_INDOOR}{_gap(10)}(?P<p>充电)",
         rf"{_INDOOR}{_gap(12)}(?P<o>{_EBIKE}){_gap(10)}(?P<p>充电)",
-        r"(?P<p>着火(?!点)|起火(?!原因)|失火|发生火灾|火势)",
+        # Not 引起火灾 (cause a fire) nor 两起火灾 (起 counting fires), nor a chimney's 浓烟.
+        r"(?P<p>着火(?!点)|(?<![引一两三几多\d])起火(?!原因|灾)|失火|发生火灾|火势|烧起来|燃起来|火光冲天)",
+        rf"{_INDOOR}{_gap(8)}(?P<p>充电)的?{_gap(2)}(?P<o>{_EBIKE})",
+        rf"(?P<o>{_EXIT_EN}){_gap(4)}(?P<p>{_BLOCKED})",
+        r"\b(?P<o>e-?bikes?|electric\s+(?:bikes?|scooters?|bicycles?)|(?:e-?bike\s+|scooter\s+)?batter(?:y|ies))"
+        r"\s+(?:(?:are|is|being|left|kept)\s+)*(?P<p>charg\w*|plugged\s+in)\s+(?:in|inside|on|at)\s+"
+        r"(?:the\s+|our\s+|their\s+)?(?:hallway|corridor|stair\w*|lobby|lift|elevator|landing|flat|"
+        r"apartment|basement|building)s?\b",
+        r"\b(?P<p>charg\w*)\s+(?:their\s+|the\s+|his\s+|her\s+)?(?P<o>e-?bikes?|electric\s+(?:bikes?|scooters?))"
+        r"\s+(?:in|inside|on|at)\s+(?:the\s+|our\s+)?(?:hallway|corridor|stair\w*|lobby|lift|elevator|"
+        r"landing|flat|apartment|basement|building)s?\b",
         r"\bfire\s+hazards?\b",
         # "The 消防通道 at our compound is blocked": a place may follow the exit.
-        rf"(?P<o>\b{_EXIT_EN}|{_EXIT})(?:\s+(?:at|in|of|on|near|behind|by)(?:\s+[\w'-]+){{1,3}}?)?"
-        rf"\s+{_AUX}(?P<p>{_BLOCKED_EN})\b",
+        rf"(?P<o>\b{_EXIT_EN}|{_EXIT}){_PLACE_EN}\s*{_AUX}(?P<p>{_BLOCKED_EN})\b",
         rf"\b(?P<p>{_BLOCKING_EN})"
         r"\s+(?:(?:the|a|an|our|their|its|both|all|every|main|only|rear|back|front|side|[\w']+'s)\s+)*"
         + _EXIT_EN,
@@ -228,14 +249,17 @@ HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
         rf"(?P<o>山|坡|土坡|边坡|护坡|山体){_gap(3)}(?P<p>滑坡|塌|垮|崩)",
         # Not the renovation programme for old houses (危房改造) or its subsidies.
         r"危房(?!改造|改建|补|拆|户|政策|指标|申请|项目)",
+        r"危楼(?!改造|改建|补|拆|政策|项目)",
         # The gap holds no second structure word, so that 老楼墙体开裂 reads as 墙体开裂.
         rf"(?P<o>{_STRUCTURE})(?:(?!{_STRUCTURE}){_CLAUSE}){{0,4}}?(?P<p>{_GIVES_WAY})",
         r"(?P<o>外墙砖|外墙|瓷砖|墙砖|广告牌|招牌|空调外机|玻璃|雨棚|天花板|吊顶|楼板|水泥块|石块|墙体)"
         rf"{_gap(4)}(?P<p>{_FALLS_OFF})",
-        rf"\b(?P<o>{_STRUCTURE_EN})\s+{_AUX}(?P<p>{_GIVING_WAY_EN})",
+        rf"\b(?P<o>{_STRUCTURE_EN}){_PLACE_EN}\s+{_AUX}(?P<p>{_GIVING_WAY_EN})",
         r"\b(?:large|big|huge|deep|wide|serious|major|long|growing|widening)\s+cracks?\s+"
         r"(?:in|on|across|along|through)\s+(?:the\s+|our\s+|a\s+|my\s+|this\s+|that\s+)?"
         rf"(?:[\w-]+\s+){{0,2}}?{_STRUCTURE_EN}",
+        rf"\b(?P<o>{_STRUCTURE_EN}){_PLACE_EN}\s+{_AUX}(?:in\s+danger|at\s+risk)\s+of\s+"
+        r"(?P<p>collaps\w*|falling\s+down|caving\s+in)",
         r"\bsinkholes?\b",
         r"\bstructural\s+(?:damage|crack|cracks|failure)\b",
         r"\b(?:landslide|mudslide|rockfall)s?\b(?!\s+(?:victory|win))",
@@ -269,8 +293,12 @@ HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
         r"漏电",
         r"触电",
         r"被电(?:了|到|击|伤)",
+        rf"(?P<o>路灯|灯杆|栏杆|护栏|铁门|铁栏|扶手|外壳|水管|井盖|墙|电梯|广告牌|信号灯){_gap(6)}"
+        r"(?P<p>带电|漏电|麻手|电人)",
+        r"\bsparks?\s+(?:from|in|at|on)\s+(?:the\s+|a\s+|our\s+)?(?:sockets?|outlets?|plugs?|wires?|wiring|"
+        r"cables?|fuse\s*box(?:es)?|meters?|transformers?|switch(?:es)?)\b",
         rf"(?P<o>{_POWER}){_gap(6)}(?P<p>{_POWER_FAULT})",
-        rf"\b(?P<o>{_POWER_EN})\s+{_AUX}(?P<p>{_POWER_FAULT_EN})\b",
+        rf"\b(?P<o>{_POWER_EN}){_PLACE_EN}\s+{_AUX}(?P<p>{_POWER_FAULT_EN})\b",
         r"\b(?:exposed|bare|live|sparking|dangling|fallen|downed|hanging|snapped)\s+"
         r"(?:electric(?:al)?\s+|power\s+|high[- ]voltage\s+)?"
         r"(?:wiring|wires?|cables?|power\s+lines?)\b",
@@ -290,7 +318,17 @@ _BENIGN = re.compile(
             r"(?:轮胎|车胎|胎|气球|篮球|足球|排球|皮球|球|气垫|充气\w?|窗户?|门窗|门缝|漏风)"
             + _gap(3)
             + r"漏气",
+            r"(?:高压锅|压力锅|锅盖|保温杯|真空|包装|密封圈|袋子?)" + _gap(3) + r"漏气",
             r"定时炸弹",
+            r"(?:信息|知识|人口|消息|流量|订单|数据|舆论|话题|粉丝)爆炸|爆炸(?:头|性|式|新闻)",
+            r"(?:信任|信心|诚信|信誉|人设|形象|道德|市场|股市|楼市|房价|价格|经济|体系|制度)"
+            + _gap(2)
+            + r"(?:坍塌|崩塌|垮塌|倒塌|塌方)",
+            r"塌方式",
+            rf"{_GAS}(?:泄漏)?(?:报警器|报警装置|探测器|检测仪)(?!{_gap(4)}(?:响|叫|报警|鸣|going|beep|ring))",
+            r"\b(?:gas|carbon\s+monoxide|co)(?:\s+leak)?\s+(?:detector|alarm|sensor)s?\b"
+            r"(?!\s+(?:is\s+|are\s+|was\s+|keeps\s+|kept\s+|has\s+been\s+)*"
+            r"(?:going\s+off|went\s+off|goes\s+off|beeping|sounding|ringing))",
             r"\bexplosion\s+of\b(?!\s+(?:an?\s+|the\s+)?(?:gas|boiler|tank|cylinder|bomb|fireworks?))",
             r"\b(?:population|information|data|price|social\s+media)\s+explosion\b",
         )
@@ -310,7 +348,7 @@ _NEGATION = re.compile(
 _LINK = re.compile(
     r"(?:\s|有|发现|出现|存在|任何|什么|明显|过|再次|再|检测到|检测出|检查出|查出|查到|闻到|看到|听到|"
     r"见到|见|到|出|发生|造成|产生|引起|一点|丝毫|的|啥|可能|会|是|在|被|了|那么|这种|这样的|还|一丝|"
-    r"半点|迹象|大的|太大|多大|严重|存放|堆放|储存|携带|寄|邮寄|运输|使用|私自|违规|随意|让|许|允许|"
+    r"半点|迹象|意外|大的|太大|多大|严重|存放|堆放|储存|携带|寄|邮寄|运输|使用|私自|违规|随意|让|许|允许|"
     r"能|得|要|"
     r"\b(?:a|an|the|any|some|signs?|traces?|evidence|indications?|hints?|risk|danger|of|there|is|are|"
     r"was|were|be|been|being|longer|more|further|real|actual|obvious|visible|apparent|detectable|"
@@ -318,7 +356,7 @@ _LINK = re.compile(
     r"would|can|could|should|may|might|yet|ever|really|actually|currently|at\s+all|indeed)\b)*"
 )
 _ASKING_VERBS = "是会有能要可算该属存漏塌倒危安"
-_CLAUSE_END = re.compile(r"[。！？!?\n,，;；：:]")
+_CLAUSE_END = re.compile(r"[。！？!?\n,，;；：:]|\.(?=\s)")
 _LOOK_BACK = 24
 
 # A note right after a phrase that it has been dealt with.
@@ -327,6 +365,7 @@ _RESOLVED_AFTER = re.compile(
     r"[^。！？!?\n]{0,8}?(?:已经|已|都已|均已)(?:被|经|得到|全部|基本)?"
     r"(?:排除|消除|整改|处理|解决|修复|修好|清理|清走|清除|疏通|拆除|加固|挪走|移走|关闭|更换|封堵|维修)"
     r"|[^。！？!?\n,，]{0,6}?(?<![没未不])(?:修好了|处理好了|处理完了|解决了|修复了|排除了|清走了|疏通了|清理干净了)"
+    r"|\s*(?:now\s+|finally\s+)?(?:fixed|repaired|resolved|sorted)\b"
     r"|\s*(?:(?:has|have|had)\s+(?:now\s+|already\s+|finally\s+)?been|was|were|is|are|got|has\s+now\s+been)\s+"
     r"(?:now\s+|already\s+|finally\s+|quickly\s+|all\s+|properly\s+)?"
     r"(?:fixed|repaired|resolved|sealed|stopped|cleared|removed|dealt\s+with|sorted|handled|unblocked|"
@@ -336,11 +375,12 @@ _RESOLVED_AFTER = re.compile(
 
 # An accident placed in the past, reported for compensation or accountability.
 _AFTERMATH = re.compile(
-    r"赔偿|理赔|补偿|赔付|索赔|赔款|赔钱|不赔|工伤|保险|追责|问责|责任人|"
-    r"\bcompensat\w*|\binsur\w*|\bclaim\w*|\breimburs\w*|\brefuses?\s+to\s+pay\b|\bdamages\b|\bliab\w*"
+    r"赔|补偿|工伤|保险|追责|问责|责任人|损失|"
+    r"\bcompensat\w*|\binsur\w*|\bclaim\w*|\breimburs\w*|\brefuses?\s+to\s+pay\b|\bdamages\b|\bliab\w*|"
+    r"\bpay\s+for\b|\brefund\w*"
 )
 _PAST_TIME = re.compile(
-    r"去年|前年|上个?月|上周|上次|上回|当年|那年|那次|当时|曾经|"
+    r"去年|前年|上个?月|上周|上星期|上次|上回|当年|那年|那次|那天|当时|曾经|事发|前几天|前些天|前段时间|"
     r"[\d一二两三四五六七八九十几半]+\s*(?:个)?(?:年|月|周|星期)(?:前|以前)|\d{4}\s*年|\d{1,2}\s*月\s*\d{1,2}\s*[日号]|"
     r"\blast\s+(?:year|month|week|spring|summer|autumn|fall|winter|time)\b|\bin\s+(?:19|20)\d\d\b|"
     r"\b\w+\s+(?:years?|months?|weeks?)\s+ago\b"
