@@ -6,61 +6,27 @@ command opens one transaction and commits it once at the end.
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 from flask.cli import FlaskGroup
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from triage.directory import DepartmentSpec, UserSpec, sync_departments, sync_users
 from triage.export import iter_records, write_csv, write_jsonl
 from triage.models import Role, User
+from web.cli_common import config_option, settings, transaction
+from web.cli_triage import triage as triage_commands
 from web.db import upgrade
 from web.runtime import Runtime
-from web.settings import ConfigError, Settings, load_settings
+from web.settings import ConfigError
 
-
-def _remember_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if value:
-        os.environ["MINSHENG_CONFIG"] = value
-
-
-config_option = click.option(
-    "--config",
-    type=click.Path(dir_okay=False),
-    expose_value=False,
-    is_eager=True,
-    callback=_remember_config,
-    help="Config file (default ./config.toml or $MINSHENG_CONFIG).",
-)
-
-
-def settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from e
-
-
-@contextmanager
-def transaction(rt: Runtime) -> Iterator[Session]:
-    """One session for the command, committed once if the command succeeds."""
-    session = rt.sessions()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+# config_option, settings and transaction live in web.cli_common, so that the command groups
+# need not import each other; they stay importable from here for code that imports them so.
 
 
 def _create_app() -> Any:
@@ -275,10 +241,4 @@ def user_set_password(username: str, password: str) -> None:
     click.echo(f"password of {username} changed")
 
 
-def _register_extensions() -> None:
-    from web import cli_triage
-
-    main.add_command(cli_triage.triage)
-
-
-_register_extensions()
+main.add_command(triage_commands)

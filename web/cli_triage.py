@@ -25,7 +25,7 @@ from triage.routing import (
     should_deploy,
     train_model,
 )
-from web.cli import config_option, settings, transaction
+from web.cli_common import config_option, settings, transaction
 from web.runtime import Runtime
 
 # Cases whose department is settled: a department has them and kept them.
