@@ -64,8 +64,10 @@ def _gap(n: int) -> str:
     return f"{_CLAUSE}{{0,{n}}}?"
 
 
-def _sentence_gap(n: int) -> str:
-    return f"{_SENTENCE}{{0,{n}}}?"
+def _sentence_gap(n: int, without: str = "") -> str:
+    """Up to ``n`` characters within one sentence; none of them starts ``without``."""
+    char = f"(?:(?!{without}){_SENTENCE})" if without else _SENTENCE
+    return f"{char}{{0,{n}}}?"
 
 
 def _words(alternatives: str) -> str:
@@ -77,7 +79,8 @@ def _words(alternatives: str) -> str:
 _GAS = _words("燃气 煤气 天然气 液化石油气 液化气 沼气 管道气 瓦斯")
 # "漏" of gas, not 漏水 (water), 漏缴/漏抄/漏收 (a missed payment or reading), 漏洞 …
 _LEAK = _words(
-    "泄漏 泄露 外泄 漏气 漏出 漏了 在漏 漏(?![水雨缴交抄收算发报登记录税费掉洞油网缝风斗勺])"
+    "泄漏 泄露 外泄 漏气 漏出 漏了 在漏 漏(?![水雨缴交抄收算发报登记录税费掉洞油网缝风斗勺]) "
+    "往外冒 冒出来 冒气"
 )
 _EXIT = _words(
     "消防通道 消防车道 消防通路 消防出口 消防门 消防栓 安全出口 安全通道 疏散通道 逃生通道 "
@@ -99,12 +102,13 @@ _STRUCTURE = _words(
 # Not 坍塌/垮塌/倒塌/塌陷/塌方 here: those have rules of their own, read whole.
 _GIVES_WAY = _words(
     "开裂 裂缝 裂开 裂了 裂成 裂出 倾斜 歪了 下沉 沉降 变形 要塌 快塌 会塌 塌了 塌下 塌掉 "
-    "(?<![坍垮倒])塌(?![陷方]) 倒了 要倒 快倒 会倒 倒下 垮了 要垮 快垮 晃得 摇晃 晃动 松动 摇摇欲坠"
+    "(?<![坍垮倒])塌(?![陷方]) 倒了 要倒 快倒 会倒 倒下 垮了 要垮 快垮 晃得 摇晃 晃动 松动 "
+    "摇摇欲坠 摇摇晃晃"
 )
-_FALLS_OFF = _words("脱落 掉下来 掉下 掉落 坠落 (?<!被)砸(?:到|伤|中|在|下|死)")
+_FALLS_OFF = _words("脱落 掉下来 掉下 掉落 坠落 往下掉 掉了 掉渣 (?<!被)砸(?:到|伤|中|在|下|死)")
 _POWER = _words(
-    "高压线 电线杆 电线 电缆 线杆 电杆 变压器 配电箱 配电柜 电表箱 电箱 电闸 插座 插排 插线板 "
-    "充电桩 空开"
+    "高压线 电线杆 电线 电缆 线杆 电杆 变压器 配电房 电井 配电箱 配电柜 电表箱 电箱 电闸 插座 "
+    "插排 插线板 充电桩 空开"
 )
 _POWER_FAULT = _words(
     "裸露 脱落 断落 断了 垂落 垂下 垂到 垂得 下垂 耷拉 掉下 掉了 掉在 落地 倒了 倒下 倾斜 歪了 "
@@ -139,10 +143,12 @@ _GAS_THING_EN = (
 )
 _EXIT_EN = _words(
     "fire_(?:exit|escape|door|lane|route|stair(?:s|case|well)?)s? emergency_(?:exit|door)s? "
+    "(?:back|rear|side|only)_exits? "
     "escape_routes?"
 )
 _STRUCTURE_EN = _words(
-    "buildings? house houses home flats? roofs? ceilings? walls? floors? bridges? balcon(?:y|ies) "
+    "buildings? house houses home flats? roofs? ceilings? walls? floors? "
+    "(?:foot|rail|road)?bridges? balcon(?:y|ies) "
     r"stair\w* roads? pavements? sidewalks? scaffold\w* hoardings? billboards? trees? chimneys? "
     "awnings? canop(?:y|ies) tunnels? embankments? slopes? hillsides? facades? tiles?"
 )
@@ -157,7 +163,7 @@ _BLOCKING_EN = _words(
 _GIVING_WAY_EN = _words(
     r"collaps\w* caving_in caved_in cave_in falling_down fell_down fall_down coming_down "
     r"came_down crumbl\w* giving_way gave_way sagging cracking leaning tilting subsiding sinking "
-    "falling_apart falling_off fell_off fall_off falling_in fell_in fall_in"
+    "falling_apart falling_off fell_off fall_off falling_in fell_in fall_in fallen_(?:down|in|off)"
 )
 _POWER_EN = _words(
     "wires? wiring cables? sockets? outlets? plugs? power_(?:lines?|cables?) fuse_?box(?:es)? "
@@ -166,7 +172,8 @@ _POWER_EN = _words(
 )
 _POWER_FAULT_EN = _words(
     "sparking sparks smoking burning arcing melting smouldering smoldering on_fire exposed "
-    "hanging_(?:down|loose|low|from|out|over|across) dangling down fallen snapped live"
+    "hanging_(?:down|loose|low|from|out|over|across) dangling down fallen snapped live "
+    "c[oa]me_down coming_down fell(?:_down)? falling_down lying_(?:on|in|across)"
 )
 
 # Each pattern matches a phrase that, in a complaint, reports a present danger. Broad words
@@ -181,13 +188,14 @@ HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
         r"\b(?P<o>(?:gas|carbon\s+monoxide|co)(?:\s+leak)?\s+(?:detector|alarm|sensor)s?)\s+"
         rf"{_AUX}(?P<p>going\s+off|went\s+off|goes\s+off|beeping|sounding|ringing)",
         # "天然气管道被挖断了，正在泄漏": the leak is told in the next clause.
-        rf"(?P<o>{_GAS}){_sentence_gap(20)}"
+        # The gap holds no second gas word: 宣传燃气安全，预防燃气泄漏 reads from the nearest.
+        rf"(?P<o>{_GAS}){_sentence_gap(20, _GAS)}"
         r"(?P<p>泄漏|漏气|(?:正在|还在|仍在|一直|不停地?|又在?|往外)漏(?![水雨]))",
         rf"(?P<o>{_GAS}){_gap(6)}(?P<p>破了|破裂|断了|裂了|爆了|挖断|挖破|被挖|爆管)",
         r"漏气",
         rf"(?P<o>{_GAS})的?(?P<p>味道?|气味|臭味|异味)",
         rf"(?P<o>{_GAS}){_gap(8)}(?P<p>气味|味道|臭味|异味|味儿)",
-        rf"(?P<o>{_GAS}){_sentence_gap(20)}(?P<p>闻到{_gap(5)}(?:气味|味道|异味|臭味))",
+        rf"(?P<o>{_GAS}){_sentence_gap(20, _GAS)}(?P<p>闻到{_gap(5)}(?:气味|味道|异味|臭味))",
         rf"(?P<o>{_GAS}(?:泄漏)?报警器){_gap(4)}(?P<p>响|叫|报警|鸣)",
         r"(?P<o>化学品|化工|危化品|危险品|有毒气体|氨气|氯气|硫化氢|液氨|硫酸|盐酸|储罐|油罐)"
         + _gap(6)
@@ -198,6 +206,9 @@ HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
         r"易燃易爆",
         rf"\bgas{_GAS_THING_EN}{_PLACE_EN}\s+{_AUX}(?P<p>leak(?:s|ed|ing|age)?)\b",
         r"\bleak(?:s|ed|ing|age)?\s+(?:of\s+)?(?:natural\s+|cooking\s+|lpg\s+)?gas\b",
+        r"\b(?P<p>burst|broken|ruptured|cracked|damaged|severed|split)\s+gas\s+(?:pipe|line|main|hose)s?\b",
+        rf"\b(?P<o>gas\s+(?:pipe|line|main|hose)s?){_PLACE_EN}\s+{_AUX}"
+        r"(?P<p>burst|broken|ruptured|cracked|damaged|severed|split)\b",
         r"\b(?P<p>smell\w*|odou?rs?|stench|whiff|reek\w*)(?:\s+(?:strongly|badly|heavily|faintly))?"
         r"\s+(?:of\s+|like\s+)?(?:natural\s+|cooking\s+|leaking\s+)?gas\b",
         r"\bgas\s+(?:smell|odou?r|fumes)s?\b",
@@ -217,6 +228,8 @@ HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
         rf"(?:拉|接|扯){_gap(2)}(?:电线|插线板|插排|接线板){_gap(12)}(?P<p>充电)",
         rf"(?P<o>{_EBIKE}){_gap(12)}{_INDOOR}{_gap(10)}(?P<p>充电)",
         rf"{_INDOOR}{_gap(12)}(?P<o>{_EBIKE}){_gap(10)}(?P<p>充电)",
+        # "楼梯口停满了电瓶车，晚上都在那里充电": the charging is told in the next clause.
+        rf"{_INDOOR}{_gap(12)}(?P<o>{_EBIKE}){_sentence_gap(16, _EBIKE)}(?P<p>充电)(?!桩|站|柜|费)",
         # Not 引起火灾 (cause a fire) nor 两起火灾 (起 counting fires), nor a chimney's 浓烟.
         r"(?P<p>着火(?!点)|(?<![引一两三几多\d])起火(?!原因|灾)|失火|发生火灾|火势|烧起来|燃起来|火光冲天)",
         rf"{_INDOOR}{_gap(8)}(?P<p>充电)的?{_gap(2)}(?P<o>{_EBIKE})",
@@ -260,7 +273,9 @@ HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
         rf"(?:[\w-]+\s+){{0,2}}?{_STRUCTURE_EN}",
         rf"\b(?P<o>{_STRUCTURE_EN}){_PLACE_EN}\s+{_AUX}(?:in\s+danger|at\s+risk)\s+of\s+"
         r"(?P<p>collaps\w*|falling\s+down|caving\s+in)",
+        rf"\b(?:collapsing|collapsed|crumbling|sagging|leaning|caved-in|caving)\s+{_STRUCTURE_EN}",
         r"\bsinkholes?\b",
+        r"塌(?:了|出|下去)(?:一个|个|一)?大?(?:洞|坑|口子)",
         r"\bstructural\s+(?:damage|crack|cracks|failure)\b",
         r"\b(?:landslide|mudslide|rockfall)s?\b(?!\s+(?:victory|win))",
     ),
@@ -302,6 +317,8 @@ HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
         r"\b(?:exposed|bare|live|sparking|dangling|fallen|downed|hanging|snapped)\s+"
         r"(?:electric(?:al)?\s+|power\s+|high[- ]voltage\s+)?"
         r"(?:wiring|wires?|cables?|power\s+lines?)\b",
+        r"\b(?:sparking|smoking|burning|melting|scorched)\s+(?:electric(?:al)?\s+)?"
+        r"(?:sockets?|outlets?|plugs?|switch(?:es)?|fuse\s*box(?:es)?|meters?|transformers?)\b",
         r"\belectric(?:al)?\s+shocks?\b",
         r"\belectrocut\w*",
     ),
@@ -312,13 +329,18 @@ _BENIGN = re.compile(
     "|".join(
         (
             r"(?:信息|隐私|数据|资料|号码|地址|个人)" + _gap(4) + r"(?:泄露|泄漏|外泄)",
+            r"(?:公司|客服|员工|营业厅|部门|平台|银行|物业|中介|单位)泄露",
             r"(?:泄露|泄漏|外泄)了?"
-            + _gap(4)
+            + _gap(10)
             + r"(?:信息|隐私|数据|资料|号码|电话|地址|客户|个人)",
-            r"(?:轮胎|车胎|胎|气球|篮球|足球|排球|皮球|球|气垫|充气\w?|窗户?|门窗|门缝|漏风)"
+            r"(?:轮胎|车胎|胎|气球|篮球|足球|排球|皮球|球|气垫|充气\w?|泳圈|救生圈|床垫|玩具|窗户?|门窗|门缝|漏风)"
             + _gap(3)
             + r"漏气",
             r"(?:高压锅|压力锅|锅盖|保温杯|真空|包装|密封圈|袋子?)" + _gap(3) + r"漏气",
+            # Paint or wallpaper coming off is a repair, not something falling on people.
+            r"(?:涂料|油漆|漆皮?|墙皮|腻子|粉刷|墙纸|壁纸)"
+            + _gap(3)
+            + r"(?:脱落|掉了|掉落|往下掉|掉渣|起皮|开裂)",
             r"定时炸弹",
             r"(?:信息|知识|人口|消息|流量|订单|数据|舆论|话题|粉丝)爆炸|爆炸(?:头|性|式|新闻)",
             r"(?:信任|信心|诚信|信誉|人设|形象|道德|市场|股市|楼市|房价|价格|经济|体系|制度)"
@@ -366,7 +388,7 @@ _RESOLVED_AFTER = re.compile(
     r"(?:排除|消除|整改|处理|解决|修复|修好|清理|清走|清除|疏通|拆除|加固|挪走|移走|关闭|更换|封堵|维修)"
     r"|[^。！？!?\n,，]{0,6}?(?<![没未不])(?:修好了|处理好了|处理完了|解决了|修复了|排除了|清走了|疏通了|清理干净了)"
     r"|\s*(?:now\s+|finally\s+)?(?:fixed|repaired|resolved|sorted)\b"
-    r"|\s*(?:(?:has|have|had)\s+(?:now\s+|already\s+|finally\s+)?been|was|were|is|are|got|has\s+now\s+been)\s+"
+    r"|(?:\s+(?:at|in|on|near|by|outside)(?:\s+[\w'-]+){1,3}?)?\s*(?:(?:has|have|had)\s+(?:now\s+|already\s+|finally\s+)?been|was|were|is|are|got|has\s+now\s+been)\s+"
     r"(?:now\s+|already\s+|finally\s+|quickly\s+|all\s+|properly\s+)?"
     r"(?:fixed|repaired|resolved|sealed|stopped|cleared|removed|dealt\s+with|sorted|handled|unblocked|"
     r"filled|taken\s+care\s+of|made\s+safe|reopened)"
@@ -375,7 +397,7 @@ _RESOLVED_AFTER = re.compile(
 
 # An accident placed in the past, reported for compensation or accountability.
 _AFTERMATH = re.compile(
-    r"赔|补偿|工伤|保险|追责|问责|责任人|损失|"
+    r"赔|补偿|工伤|保险|追责|追究|问责|责任人|损失|讨(?:个)?说法|维权|"
     r"\bcompensat\w*|\binsur\w*|\bclaim\w*|\breimburs\w*|\brefuses?\s+to\s+pay\b|\bdamages\b|\bliab\w*|"
     r"\bpay\s+for\b|\brefund\w*"
 )

@@ -297,3 +297,36 @@ def test_the_banner_shows_the_longest_phrase_once() -> None:
     assert detect_hazard("", "楼下燃气泄漏").reasons == ("燃气泄漏",)
     assert detect_hazard("", "煤气罐漏气").reasons == ("煤气罐漏气",)
     assert detect_hazard("", "the gas pipe is leaking").reasons == ("gas pipe is leaking",)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "a sparking socket behind the fridge",
+        "the crumbling balcony above the shop entrance",
+        "a ruptured gas main outside the library",
+        "the power cable came down in the wind",
+        "the rear exit of the gym is chained shut",
+        "half of the footbridge has fallen down",
+        "路边的天然气管道往外冒",
+        "阳台上的瓷砖往下掉",
+        "走廊里停着一排电动车，天天晚上在那儿充电",
+    ],
+)
+def test_adjective_forms_and_told_across_clauses_are_caught(body: str) -> None:
+    assert detect_hazard("", body).urgent, body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "卧室的墙皮掉了一大块",
+        "外墙的油漆脱落得很难看",
+        "快递公司泄露了我的收件地址和电话",
+        "儿童泳圈漏气，商家拒绝退货",
+        "建议社区多做宣传，预防燃气泄漏",
+        "The gas leak at the bakery was repaired this morning",
+    ],
+)
+def test_finishes_data_leaks_inflatables_and_precautions_are_not_urgent(body: str) -> None:
+    assert not detect_hazard("", body).urgent, detect_hazard("", body)
