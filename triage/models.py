@@ -178,7 +178,9 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """What the session and the "stay signed in" cookie carry: "<id>:<session token>",
+        so that renewing the token revokes every cookie issued before."""
+        return f"{self.id}:{self.session_token}"
 
     @property
     def label(self) -> str:

@@ -3,6 +3,7 @@ committed once when the view has succeeded."""
 
 from __future__ import annotations
 
+import hmac
 import os
 from datetime import timedelta
 from typing import Any
@@ -58,6 +59,9 @@ def create_app(
         SESSION_COOKIE_NAME="minsheng_session",
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SECURE=settings.app.session_cookie_secure,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_NAME="minsheng_remember",
+        REMEMBER_COOKIE_DURATION=timedelta(days=14),
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
         WTF_CSRF_TIME_LIMIT=None,
         BABEL_DEFAULT_LOCALE=settings.app.default_locale,
@@ -88,8 +92,17 @@ def create_app(
 
     @login_manager.user_loader
     def _load_user(user_id: str) -> User | None:
-        user = db().get(User, int(user_id))
-        return user if user is not None and user.active else None
+        # "<id>:<session token>" (User.get_id): a cookie issued before the last sign-out or
+        # password change carries an old token and signs nobody in.
+        number, _sep, token = str(user_id).partition(":")
+        if not (number.isascii() and number.isdigit() and token and len(number) <= 10):
+            return None
+        if int(number) >= 2**31:
+            return None
+        user = db().get(User, int(number))
+        if user is None or not user.active:
+            return None
+        return user if hmac.compare_digest(user.session_token, token) else None
 
     @app.after_request
     def _commit_and_harden(response: Response) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from flask import (
     Blueprint,
@@ -26,9 +26,9 @@ from intake.files import sniff_type
 from intake.submission import Attachment, Channel, Contact, Kind, Submission
 from triage.cases import check_query_code, derived_query_code, find_by_external_id, register
 from triage.models import Case, Department
-from web import db, runtime
+from web import db, runtime, throttle
 from web.forms import ComplaintForm, TrackForm
-from web.throttle import clear, client_key, failures, mark_failure, retry_after
+from web.i18n import local_time
 
 bp = Blueprint("citizen", __name__)
 
@@ -145,35 +145,69 @@ def receipt(number: str) -> str:
 
 @bp.route("/track", methods=["GET", "POST"])
 def track() -> str | tuple[str, int]:
+    started = time.monotonic()
     form = TrackForm()
     if request.method == "GET" and request.args.get("number"):
         form.tracking_number.data = request.args["number"]
     if not form.validate_on_submit():
         return render_template("citizen/track.html", form=form, case=None)
     settings = runtime().settings.tracking
-    window = timedelta(minutes=settings.window_minutes)
-    s = db()
-    now = datetime.now(UTC)
-    key = client_key()
-    if failures(s, "track", key, now, window) >= settings.max_failures:
-        wait = retry_after(s, "track", key, now, window)
-        flash(
-            _(
-                "Too many attempts. Please try again in %(minutes)d minutes.",
-                minutes=max(1, (wait + 59) // 60),
-            ),
-            "error",
-        )
-        return render_template("citizen/track.html", form=form, case=None), 429
     number = form.tracking_number.data.strip().upper()
+    # Counted before it is judged, so that guesses sent all at once cannot overtake the count.
+    attempt = throttle.begin(
+        runtime().sessions, throttle.tracking_limits(settings, number), datetime.now(UTC)
+    )
+    if attempt.refused is not None:
+        flash(_track_locked_message(attempt, settings.hotline), "error")
+        return render_template("citizen/track.html", form=form, case=None), 429
+    s = db()
     case = s.scalar(select(Case).where(Case.tracking_number == number))
     if case is None or not check_query_code(case.query_code_hash, form.query_code.data):
-        mark_failure(s, "track", key, now)
-        s.commit()
-        # Equal answer and similar time whether the number exists or not.
-        time.sleep(0.3)
+        # Equal answer and equal time whether the number exists or not.
+        time.sleep(max(0.0, TRACK_FAILURE_SECONDS - (time.monotonic() - started)))
         flash(_("No case matches this tracking number and query code."), "error")
+        if attempt.remaining <= settings.warn_when_left:
+            flash(
+                _(
+                    "Attempts left for this tracking number: %(n)d. After that, lookups of it "
+                    "pause for a while.",
+                    n=attempt.remaining,
+                )
+                if attempt.remaining
+                else _("That was the last attempt for now: lookups of this number pause."),
+                "warning",
+            )
         return render_template("citizen/track.html", form=form, case=None), 404
-    clear(s, "track", key)
+    # A right code does not count, and clears nobody's failures but its own mark.
+    throttle.succeeded(s, attempt)
     timeline = [e for e in case.events if e.public]
     return render_template("citizen/track.html", form=form, case=case, timeline=timeline)
+
+
+TRACK_FAILURE_SECONDS = 0.3
+"""Every failed lookup answers after this long from the start of the request."""
+
+
+def _track_locked_message(attempt: throttle.Attempt, hotline: str) -> str:
+    until = local_time(attempt.retry_at, "HH:mm") if attempt.retry_at else ""
+    kind = attempt.refused.kind if attempt.refused else ""
+    if kind == "track:number":
+        return _(
+            "This tracking number has had too many wrong query codes and is locked for now to "
+            "protect it. Try again after %(time)s, or call the hotline %(hotline)s.",
+            time=until,
+            hotline=hotline,
+        )
+    if kind == "track:client":
+        return _(
+            "Too many wrong lookups from your network. Try again after %(time)s, or call the "
+            "hotline %(hotline)s.",
+            time=until,
+            hotline=hotline,
+        )
+    return _(
+        "Too many wrong query codes for this tracking number. Try again after %(time)s, or "
+        "call the hotline %(hotline)s.",
+        time=until,
+        hotline=hotline,
+    )

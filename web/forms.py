@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
 from wtforms import (
@@ -15,7 +16,17 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
+from wtforms.validators import (
+    DataRequired,
+    Email,
+    EqualTo,
+    Length,
+    Optional,
+    Regexp,
+    ValidationError,
+)
+
+from web.passwords import WeakPassword, check_password
 
 PHONE = Regexp(r"^[0-9+\-() ]{5,20}$", message=_l("Digits only, e.g. 13800138000."))
 
@@ -67,11 +78,20 @@ class LoginForm(FlaskForm):
 
 
 class ChangePasswordForm(FlaskForm):
-    current = PasswordField(_l("Current password"), validators=[DataRequired()])
-    new = PasswordField(
-        _l("New password"),
-        validators=[DataRequired(), Length(min=10, message=_l("At least 10 characters."))],
+    """The signed-in user's own password: the one policy of web.passwords applies."""
+
+    current = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=200)])
+    new = PasswordField(_l("New password"), validators=[DataRequired()])
+    repeat = PasswordField(
+        _l("New password again"),
+        validators=[DataRequired(), EqualTo("new", message=_l("The two new passwords differ."))],
     )
+
+    def validate_new(self, field: PasswordField) -> None:
+        try:
+            check_password(field.data or "", current_user.username)
+        except WeakPassword as e:
+            raise ValidationError(str(e)) from e
 
 
 class AssignForm(FlaskForm):

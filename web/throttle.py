@@ -1,54 +1,187 @@
-"""Slowing down guessing: failed attempts are counted per client in the database, so the
-limit holds across all workers of a production run."""
+"""Slowing down guessing (sign-in passwords, tracking query codes) across every worker.
+
+An attempt is recorded before it is judged: `begin()` inserts one mark per limit and commits
+it in a transaction of its own, then counts the marks in each window, its own included. A
+mark committed before its count means that of any number of attempts arriving at once, at
+most `max_attempts` see a count within the limit and are judged; the others are refused
+unjudged and their marks withdrawn. A failed attempt keeps its marks until they age out of
+the window; a successful one withdraws only its own (`succeeded()`), never other people's.
+
+Keys are hashes (of the secret key and the client address, username or tracking number):
+the table keeps no address or username in clear.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app, request
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from triage.models import ThrottleMark
+from web.settings import TrackingSettings
+
+# Marks older than this are useless to every limit; they are pruned as attempts come in.
+KEEP = timedelta(days=1)
+PRUNE_BATCH = 500
 
 
-def client_key(extra: str = "") -> str:
-    """A hash of the client address (and e.g. the username): no addresses kept in clear."""
-    raw = f"{current_app.config['SECRET_KEY']}|{request.remote_addr}|{extra}"
+@dataclass(frozen=True)
+class Limit:
+    """At most `max_attempts` unsuccessful attempts of `kind` for `key` within `window`."""
+
+    kind: str  # at most 20 characters, e.g. "track:pair"
+    key: str  # a hash from `key_of`, 64 hex digits
+    max_attempts: int
+    window: timedelta
+
+
+@dataclass
+class Attempt:
+    """One recorded attempt: its marks and what the limits said of it.
+
+    `refused` is the first limit it exceeded (None: go on and judge it); `retry_at` when that
+    limit lets the next attempt through; `remaining` how many more failures the tightest limit
+    allows after this one, should this one fail.
+    """
+
+    mark_ids: list[int]
+    refused: Limit | None = None
+    retry_at: datetime | None = None
+    remaining: int = 0
+
+
+def client_address() -> str:
+    """The client's address as a limit should see it: an IPv6 client is its /64 network,
+    since one household or phone is handed a whole /64 and can pick any address in it."""
+    raw = request.remote_addr or ""
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def key_of(*parts: str) -> str:
+    """A keyed hash of `parts` (64 hex digits): no address or username is kept in clear."""
+    raw = "|".join((current_app.config["SECRET_KEY"], *parts))
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def failures(session: Session, kind: str, key: str, now: datetime, window: timedelta) -> int:
+def client_key(extra: str = "") -> str:
+    """The key of this client (and e.g. a username or tracking number with it)."""
+    return key_of("client", client_address(), extra)
+
+
+def tracking_limits(settings: TrackingSettings, number: str) -> list[Limit]:
+    """The three limits of a progress lookup of `number` (as typed, normalised) by this
+    client: this client on this number, everybody on this number, this client on any."""
+    return [
+        Limit(
+            "track:pair",
+            client_key(f"number|{number}"),
+            settings.max_failures,
+            timedelta(minutes=settings.window_minutes),
+        ),
+        Limit(
+            "track:number",
+            key_of("number", number),
+            settings.number_max_failures,
+            timedelta(minutes=settings.number_window_minutes),
+        ),
+        Limit(
+            "track:client",
+            client_key(),
+            settings.client_max_failures,
+            timedelta(minutes=settings.client_window_minutes),
+        ),
+    ]
+
+
+def begin(sessions: sessionmaker[Session], limits: Sequence[Limit], now: datetime) -> Attempt:
+    """Records an attempt under every limit, then refuses it if any limit is exceeded.
+
+    Uses sessions of its own, committed at once: call it before the request's own session has
+    written anything (on SQLite that session would hold the only write lock).
+    """
+    with sessions() as s, s.begin():
+        marks = [ThrottleMark(kind=lim.kind, key=lim.key, at=now) for lim in limits]
+        s.add_all(marks)
+        s.flush()
+        ids = [m.id for m in marks]
+    _prune(sessions, now)
+    attempt = Attempt(mark_ids=ids, remaining=min(lim.max_attempts for lim in limits))
+    with sessions() as s, s.begin():
+        for lim in limits:
+            count = _count(s, lim, now)
+            attempt.remaining = min(attempt.remaining, max(0, lim.max_attempts - count))
+            if count > lim.max_attempts and attempt.refused is None:
+                attempt.refused = lim
+        if attempt.refused is not None:
+            # Not judged, so not a guess: it must not hold the lock any longer.
+            s.execute(delete(ThrottleMark).where(ThrottleMark.id.in_(ids)))
+            attempt.retry_at = _free_at(s, attempt.refused, now, exclude=ids)
+            attempt.remaining = 0
+    return attempt
+
+
+def succeeded(session: Session, attempt: Attempt) -> None:
+    """Withdraws this attempt's own marks: a right answer costs nothing (others' stay)."""
+    if attempt.mark_ids:
+        session.execute(delete(ThrottleMark).where(ThrottleMark.id.in_(attempt.mark_ids)))
+
+
+def _count(s: Session, lim: Limit, now: datetime) -> int:
     return (
-        session.scalar(
+        s.scalar(
             select(func.count())
             .select_from(ThrottleMark)
             .where(
-                ThrottleMark.kind == kind, ThrottleMark.key == key, ThrottleMark.at > now - window
+                ThrottleMark.kind == lim.kind,
+                ThrottleMark.key == lim.key,
+                ThrottleMark.at > now - lim.window,
             )
         )
         or 0
     )
 
 
-def retry_after(session: Session, kind: str, key: str, now: datetime, window: timedelta) -> int:
-    """Seconds until the oldest failure in the window expires."""
-    oldest = session.scalar(
-        select(func.min(ThrottleMark.at)).where(
-            ThrottleMark.kind == kind, ThrottleMark.key == key, ThrottleMark.at > now - window
+def _free_at(s: Session, lim: Limit, now: datetime, exclude: list[int]) -> datetime:
+    """When enough marks have aged out of the window for one more attempt to be judged."""
+    times = s.scalars(
+        select(ThrottleMark.at)
+        .where(
+            ThrottleMark.kind == lim.kind,
+            ThrottleMark.key == lim.key,
+            ThrottleMark.at > now - lim.window,
+            ThrottleMark.id.not_in(exclude),
         )
-    )
-    if oldest is None:
-        return 0
-    return max(1, int((oldest + window - now).total_seconds()))
+        .order_by(ThrottleMark.at)
+    ).all()
+    # One more is judged when at most max_attempts - 1 marks remain in the window.
+    expiring = len(times) - lim.max_attempts + 1
+    if expiring <= 0:
+        return now
+    return times[expiring - 1] + lim.window
 
 
-def mark_failure(session: Session, kind: str, key: str, now: datetime) -> None:
-    session.add(ThrottleMark(kind=kind, key=key, at=now))
-    # Old marks are useless; prune them as we go rather than from a cron job.
-    session.execute(delete(ThrottleMark).where(ThrottleMark.at < now - timedelta(days=1)))
-
-
-def clear(session: Session, kind: str, key: str) -> None:
-    session.execute(delete(ThrottleMark).where(ThrottleMark.kind == kind, ThrottleMark.key == key))
+def _prune(sessions: sessionmaker[Session], now: datetime) -> None:
+    """Deletes a batch of marks too old for any limit. Rows another worker is deleting at the
+    same moment are skipped (PostgreSQL), so two prunes never wait for or deadlock on each
+    other."""
+    with sessions() as s, s.begin():
+        old = select(ThrottleMark.id).where(ThrottleMark.at < now - KEEP).limit(PRUNE_BATCH)
+        if s.get_bind().dialect.name == "postgresql":
+            old = old.with_for_update(skip_locked=True)
+        ids = s.scalars(old).all()
+        if ids:
+            s.execute(delete(ThrottleMark).where(ThrottleMark.id.in_(ids)))

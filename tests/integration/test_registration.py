@@ -199,7 +199,7 @@ def test_progress_lookup_is_generic_and_slows_down_guessing(client: Any) -> None
     wrong_number = lookup("MS-2026-999999", code)
     assert wrong_code.status_code == wrong_number.status_code == 404
     assert errors(wrong_code) == errors(wrong_number) and errors(wrong_code)
-    for _ in range(3):
+    for _ in range(4):
         lookup(number, "ZZZZZZ")
-    # Now even the right code has to wait.
+    # Five wrong codes for this number from this address: now even the right code waits.
     assert lookup(number, code).status_code == 429
