@@ -206,7 +206,8 @@ HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
         r"易燃易爆",
         rf"\bgas{_GAS_THING_EN}{_PLACE_EN}\s+{_AUX}(?P<p>leak(?:s|ed|ing|age)?)\b",
         r"\bleak(?:s|ed|ing|age)?\s+(?:of\s+)?(?:natural\s+|cooking\s+|lpg\s+)?gas\b",
-        r"\b(?P<p>burst|broken|ruptured|cracked|damaged|severed|split)\s+gas\s+(?:pipe|line|main|hose)s?\b",
+        r"\b(?P<p>burst|broken|ruptured|cracked|damaged|severed|split)\s+gas\s+(?:pipe|line|main|"
+        r"hose)s?\b",
         rf"\b(?P<o>gas\s+(?:pipe|line|main|hose)s?){_PLACE_EN}\s+{_AUX}"
         r"(?P<p>burst|broken|ruptured|cracked|damaged|severed|split)\b",
         r"\b(?P<p>smell\w*|odou?rs?|stench|whiff|reek\w*)(?:\s+(?:strongly|badly|heavily|faintly))?"
@@ -234,20 +235,25 @@ HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
         r"(?P<p>着火(?!点)|(?<![引一两三几多\d])起火(?!原因|灾)|失火|发生火灾|火势|烧起来|燃起来|火光冲天)",
         rf"{_INDOOR}{_gap(8)}(?P<p>充电)的?{_gap(2)}(?P<o>{_EBIKE})",
         rf"(?P<o>{_EXIT_EN}){_gap(4)}(?P<p>{_BLOCKED})",
-        r"\b(?P<o>e-?bikes?|electric\s+(?:bikes?|scooters?|bicycles?)|(?:e-?bike\s+|scooter\s+)?batter(?:y|ies))"
-        r"\s+(?:(?:are|is|being|left|kept)\s+)*(?P<p>charg\w*|plugged\s+in)\s+(?:in|inside|on|at)\s+"
+        r"\b(?P<o>e-?bikes?|electric\s+(?:bikes?|scooters?|bicycles?)|(?:e-?bike\s+|"
+        r"scooter\s+)?batter(?:y|ies))"
+        r"\s+(?:(?:are|is|being|left|kept)\s+)*(?P<p>charg\w*|plugged\s+in)\s+(?:in|inside|on|"
+        r"at)\s+"
         r"(?:the\s+|our\s+|their\s+)?(?:hallway|corridor|stair\w*|lobby|lift|elevator|landing|flat|"
         r"apartment|basement|building)s?\b",
-        r"\b(?P<p>charg\w*)\s+(?:their\s+|the\s+|his\s+|her\s+)?(?P<o>e-?bikes?|electric\s+(?:bikes?|scooters?))"
-        r"\s+(?:in|inside|on|at)\s+(?:the\s+|our\s+)?(?:hallway|corridor|stair\w*|lobby|lift|elevator|"
+        r"\b(?P<p>charg\w*)\s+(?:their\s+|the\s+|his\s+|her\s+)?(?P<o>e-?bikes?|"
+        r"electric\s+(?:bikes?|scooters?))"
+        r"\s+(?:in|inside|on|at)\s+(?:the\s+|our\s+)?(?:hallway|corridor|stair\w*|lobby|lift|"
+        r"elevator|"
         r"landing|flat|apartment|basement|building)s?\b",
         r"\bfire\s+hazards?\b",
         # "The 消防通道 at our compound is blocked": a place may follow the exit.
         rf"(?P<o>\b{_EXIT_EN}|{_EXIT}){_PLACE_EN}\s*{_AUX}(?P<p>{_BLOCKED_EN})\b",
         rf"\b(?P<p>{_BLOCKING_EN})"
-        r"\s+(?:(?:the|a|an|our|their|its|both|all|every|main|only|rear|back|front|side|[\w']+'s)\s+)*"
-        + _EXIT_EN,
-        r"\b(?:on\s+fire|caught\s+fire|catch(?:es|ing)?\s+fire|fire\s+broke\s+out|in\s+flames|ablaze)\b",
+        r"\s+(?:(?:the|a|an|our|their|its|both|all|every|main|only|rear|back|front|side|"
+        r"[\w']+'s)\s+)*" + _EXIT_EN,
+        r"\b(?:on\s+fire|caught\s+fire|catch(?:es|ing)?\s+fire|fire\s+broke\s+out|in\s+flames|"
+        r"ablaze)\b",
         r"\b(?:smoke|sparks|flames)\s+(?:is\s+|are\s+|were\s+|was\s+)?"
         r"(?:coming|pouring|billowing|shooting)\s+(?:out\s+of|from)\b",
     ),
@@ -310,7 +316,8 @@ HAZARD_PATTERNS: dict[str, tuple[str, ...]] = {
         r"被电(?:了|到|击|伤)",
         rf"(?P<o>路灯|灯杆|栏杆|护栏|铁门|铁栏|扶手|外壳|水管|井盖|墙|电梯|广告牌|信号灯){_gap(6)}"
         r"(?P<p>带电|漏电|麻手|电人)",
-        r"\bsparks?\s+(?:from|in|at|on)\s+(?:the\s+|a\s+|our\s+)?(?:sockets?|outlets?|plugs?|wires?|wiring|"
+        r"\bsparks?\s+(?:from|in|at|on)\s+(?:the\s+|a\s+|our\s+)?(?:sockets?|outlets?|plugs?|"
+        r"wires?|wiring|"
         r"cables?|fuse\s*box(?:es)?|meters?|transformers?|switch(?:es)?)\b",
         rf"(?P<o>{_POWER}){_gap(6)}(?P<p>{_POWER_FAULT})",
         rf"\b(?P<o>{_POWER_EN}){_PLACE_EN}\s+{_AUX}(?P<p>{_POWER_FAULT_EN})\b",
@@ -351,7 +358,8 @@ _BENIGN = re.compile(
             r"\b(?:gas|carbon\s+monoxide|co)(?:\s+leak)?\s+(?:detector|alarm|sensor)s?\b"
             r"(?!\s+(?:is\s+|are\s+|was\s+|keeps\s+|kept\s+|has\s+been\s+)*"
             r"(?:going\s+off|went\s+off|goes\s+off|beeping|sounding|ringing))",
-            r"\bexplosion\s+of\b(?!\s+(?:an?\s+|the\s+)?(?:gas|boiler|tank|cylinder|bomb|fireworks?))",
+            r"\bexplosion\s+of\b(?!\s+(?:an?\s+|the\s+)?(?:gas|boiler|tank|cylinder|bomb|"
+            r"fireworks?))",
             r"\b(?:population|information|data|price|social\s+media)\s+explosion\b",
         )
     ),
@@ -372,7 +380,8 @@ _LINK = re.compile(
     r"见到|见|到|出|发生|造成|产生|引起|一点|丝毫|的|啥|可能|会|是|在|被|了|那么|这种|这样的|还|一丝|"
     r"半点|迹象|意外|大的|太大|多大|严重|存放|堆放|储存|携带|寄|邮寄|运输|使用|私自|违规|随意|让|许|允许|"
     r"能|得|要|"
-    r"\b(?:a|an|the|any|some|signs?|traces?|evidence|indications?|hints?|risk|danger|of|there|is|are|"
+    r"\b(?:a|an|the|any|some|signs?|traces?|evidence|indications?|hints?|risk|danger|of|there|is|"
+    r"are|"
     r"was|were|be|been|being|longer|more|further|real|actual|obvious|visible|apparent|detectable|"
     r"serious|such|kind|found|find|detect\w*|notic\w*|see|seen|saw|have|has|had|do|does|did|will|"
     r"would|can|could|should|may|might|yet|ever|really|actually|currently|at\s+all|indeed)\b)*"
@@ -388,9 +397,11 @@ _RESOLVED_AFTER = re.compile(
     r"(?:排除|消除|整改|处理|解决|修复|修好|清理|清走|清除|疏通|拆除|加固|挪走|移走|关闭|更换|封堵|维修)"
     r"|[^。！？!?\n,，]{0,6}?(?<![没未不])(?:修好了|处理好了|处理完了|解决了|修复了|排除了|清走了|疏通了|清理干净了)"
     r"|\s*(?:now\s+|finally\s+)?(?:fixed|repaired|resolved|sorted)\b"
-    r"|(?:\s+(?:at|in|on|near|by|outside)(?:\s+[\w'-]+){1,3}?)?\s*(?:(?:has|have|had)\s+(?:now\s+|already\s+|finally\s+)?been|was|were|is|are|got|has\s+now\s+been)\s+"
+    r"|(?:\s+(?:at|in|on|near|by|outside)(?:\s+[\w'-]+){1,3}?)?\s*(?:(?:has|have|had)\s+(?:now\s+|"
+    r"already\s+|finally\s+)?been|was|were|is|are|got|has\s+now\s+been)\s+"
     r"(?:now\s+|already\s+|finally\s+|quickly\s+|all\s+|properly\s+)?"
-    r"(?:fixed|repaired|resolved|sealed|stopped|cleared|removed|dealt\s+with|sorted|handled|unblocked|"
+    r"(?:fixed|repaired|resolved|sealed|stopped|cleared|removed|dealt\s+with|sorted|handled|"
+    r"unblocked|"
     r"filled|taken\s+care\s+of|made\s+safe|reopened)"
     r")"
 )
@@ -398,7 +409,8 @@ _RESOLVED_AFTER = re.compile(
 # An accident placed in the past, reported for compensation or accountability.
 _AFTERMATH = re.compile(
     r"赔|补偿|工伤|保险|追责|追究|问责|责任人|损失|讨(?:个)?说法|维权|"
-    r"\bcompensat\w*|\binsur\w*|\bclaim\w*|\breimburs\w*|\brefuses?\s+to\s+pay\b|\bdamages\b|\bliab\w*|"
+    r"\bcompensat\w*|\binsur\w*|\bclaim\w*|\breimburs\w*|\brefuses?\s+to\s+pay\b|\bdamages\b|"
+    r"\bliab\w*|"
     r"\bpay\s+for\b|\brefund\w*"
 )
 _PAST_TIME = re.compile(
@@ -410,7 +422,8 @@ _PAST_TIME = re.compile(
 _ACCIDENT_AFTER = re.compile(r".{0,2}(?:事故|事件|案)")
 _STILL_THERE = re.compile(
     r"还在|仍在|仍然在|依然在|一直在|又在|至今还在|还没修|隐患还|"
-    r"\bstill\s+(?:leak|smell|block|spark|crack|burn|there|hang|collaps|fall|lock|dangerous|unsafe)\w*|"
+    r"\bstill\s+(?:leak|smell|block|spark|crack|burn|there|hang|collaps|fall|lock|dangerous|"
+    r"unsafe)\w*|"
     r"\bagain\b|\bkeeps?\s+\w+ing\b"
 )
 
