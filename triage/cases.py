@@ -317,10 +317,7 @@ def assign_case(
         return
     if department.code in case.returned_by and not (reason or "").strip():
         raise IllegalTransition(
-            N_(
-                "%(department)s sent this case back; give a reason to dispatch it "
-                "there again."
-            ),
+            N_("%(department)s sent this case back; give a reason to dispatch it there again."),
             department=department.name,
         )
     corrected = (

@@ -28,7 +28,13 @@ from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
 from triage.access import Action, can, can_view, sees_all_cases, sees_personal_data
-from triage.cases import assign_case, rework_case, send_back_case, send_back_deadline
+from triage.cases import (
+    assign_case,
+    citizens_to_call,
+    rework_case,
+    send_back_case,
+    send_back_deadline,
+)
 from triage.models import (
     Attachment,
     Case,
@@ -40,6 +46,8 @@ from triage.models import (
 )
 from triage.privacy import mask_email, mask_name, mask_phone, mask_text
 from web import db, runtime
+from web.case_path import citizens_to_call as citizen_rows
+from web.case_path import reject_form, visit_form
 from web.forms import (
     ActionForm,
     AssignForm,
@@ -47,7 +55,6 @@ from web.forms import (
     MergeForm,
     ReasonForm,
     ReplyForm,
-    VisitForm,
 )
 from web.i18n import department_name, error_text
 
@@ -66,14 +73,29 @@ def _departments() -> list[Department]:
 
 
 def _assign_form(case: Case, departments: list[Department]) -> AssignForm:
+    """The dispatch (or transfer) form, with the suggestion chosen unless the suggested
+    department is one that sent the case back: then nothing is chosen, the supervisor picks."""
     form = AssignForm(prefix=f"c{case.id}")
-    form.department.choices = [SelectChoice(d.code, department_name(d)) for d in departments]
-    if form.is_submitted():
-        return form
+    returned = case.returned_by
+    choices = [
+        SelectChoice(
+            d.code,
+            _("%(d)s (sent it back)", d=department_name(d))
+            if d.code in returned
+            else department_name(d),
+        )
+        for d in departments
+    ]
+    chosen = None
     if case.department is not None:
-        form.department.data = case.department.code
-    elif case.suggested_department is not None:
-        form.department.data = case.suggested_department.code
+        chosen = case.department.code
+    elif case.suggested_department is not None and case.suggested_department.code not in returned:
+        chosen = case.suggested_department.code
+    if chosen is None:
+        choices.insert(0, SelectChoice("", _("— choose a department —")))
+    form.department.choices = choices
+    if not form.is_submitted() and chosen is not None:
+        form.department.data = chosen
     return form
 
 
@@ -172,7 +194,7 @@ def queue() -> str:
             select(Case)
             .where(Case.status.in_([Status.RECEIVED, Status.TRIAGE]))
             .order_by(Case.urgent.desc(), Case.received_at)
-            .options(selectinload(Case.suggested_department))
+            .options(selectinload(Case.suggested_department), selectinload(Case.events))
             .limit(200)
         )
         .all()
@@ -242,13 +264,14 @@ def case(number: str) -> str:
     c = load_case(number)
     departments = _departments()
     deadlines = runtime().settings.deadlines()
+    merged = citizens_to_call(db(), c)
     forms = {
         "assign": _assign_form(c, departments),
-        "reject": ReasonForm(prefix="reject"),
+        "reject": reject_form(),
         "merge": MergeForm(prefix="merge"),
         "reply": ReplyForm(prefix="reply"),
         "send_back": ReasonForm(prefix="sendback"),
-        "visit": VisitForm(prefix="visit"),
+        "visit": visit_form(c, merged, offered_only=True),
         "rework": ReasonForm(prefix="rework"),
         "close": CloseForm(prefix="close"),
         "action": ActionForm(),
@@ -263,6 +286,8 @@ def case(number: str) -> str:
         may_handle=can(current_user, Action.HANDLE, c),
         may_visit=can(current_user, Action.VISIT, c),
         send_back_until=send_back_deadline(c, deadlines),
+        citizens=citizen_rows(c, merged, masked=not sees_personal_data(current_user)),
+        visit_citizens={m.id: m.tracking_number for m in merged},
         now=_now(),
         Status=Status,
     )
@@ -346,11 +371,18 @@ def assign(number: str) -> Response:
 @login_required
 def reject(number: str) -> Response:
     def change(c: Case) -> str:
-        form = ReasonForm(prefix="reject")
+        form = reject_form()
         if not form.validate_on_submit():
-            raise IllegalTransition(_("Rejecting a case needs a reason."))
-        c.reject(current_user, _now(), form.reason.data)
-        return _("Case marked invalid.")
+            raise _form_error(form)
+        c.reject(
+            current_user,
+            _now(),
+            form.reason.data,
+            outcome=runtime().settings.rejection_outcomes().get(form.outcome.data),
+            public_reason=form.public_reason.data or "",
+            referred_to=form.referred_to.data or "",
+        )
+        return _("Case not accepted; the citizen sees the public reason.")
 
     return _act(number, Action.TRIAGE, change)
 
@@ -420,7 +452,8 @@ def send_back(number: str) -> Response:
 @login_required
 def visit(number: str) -> Response:
     def change(c: Case) -> str:
-        form = VisitForm(prefix="visit")
+        merged = citizens_to_call(db(), c)
+        form = visit_form(c, merged, offered_only=False)
         if not form.validate_on_submit():
             raise _form_error(form)
         reached = form.reached.data == "yes"
@@ -428,14 +461,17 @@ def visit(number: str) -> Response:
             raise IllegalTransition(
                 _("When the citizen was reached, say whether it is solved and how satisfied.")
             )
-        c.record_visit(
-            current_user,
-            _now(),
-            reached=reached,
-            solved=(form.solved.data == "yes") if reached else None,
-            satisfaction=Satisfaction(form.satisfaction.data) if reached else None,
-            note=form.note.data or "",
-        )
+        outcome = {
+            "reached": reached,
+            "solved": (form.solved.data == "yes") if reached else None,
+            "satisfaction": Satisfaction(form.satisfaction.data) if reached else None,
+            "note": form.note.data or "",
+        }
+        citizen = next((m for m in merged if m.tracking_number == form.citizen.data), None)
+        if citizen is not None:
+            c.record_citizen_visit(citizen, current_user, _now(), **outcome)
+            return _("Return visit to the citizen of %(n)s recorded.", n=citizen.tracking_number)
+        c.record_visit(current_user, _now(), **outcome)
         return _("Return visit recorded.")
 
     return _act(number, Action.VISIT, change)

@@ -29,6 +29,7 @@ from triage.models import Case, Department
 from web import db, runtime, throttle
 from web.forms import ComplaintForm, TrackForm
 from web.i18n import local_time
+from web.tracking import tracking_view
 
 bp = Blueprint("citizen", __name__)
 
@@ -180,8 +181,7 @@ def track() -> str | tuple[str, int]:
         return render_template("citizen/track.html", form=form, case=None), 404
     # A right code does not count, and clears nobody's failures but its own mark.
     throttle.succeeded(s, attempt)
-    timeline = [e for e in case.events if e.public]
-    return render_template("citizen/track.html", form=form, case=case, timeline=timeline)
+    return render_template("citizen/track.html", form=form, **tracking_view(case))
 
 
 TRACK_FAILURE_SECONDS = 0.3

@@ -4,7 +4,7 @@ and a routing model trained on the demo's own training messages."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from intake.submission import Channel, Contact, Kind, Submission
 from triage.cases import IntakePolicy, assign_case, register, send_back_case
 from triage.models import Case, Department, Role, Satisfaction, Status, User
+from triage.rejection import RejectionReason
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_CASES = DEMO_DIR / "cases.jsonl"
@@ -38,6 +39,9 @@ class DemoCase:
     reply: str
     visit: dict[str, Any] | None
     reason: str
+    # For a rejected case: the code of the public reason ([[rejection_reasons]] in config).
+    outcome: str = ""
+    public_reason: str = ""
 
 
 def load_demo_cases(path: Path = DEMO_CASES) -> list[DemoCase]:
@@ -79,14 +83,10 @@ def load_demo(session: Session, policy: IntakePolicy, now: datetime | None = Non
             body=demo.body,
             contact=Contact(demo.contact_name, demo.contact_phone, demo.contact_email),
         )
-        # Cases meant to wait for a supervisor are kept from the model's automatic routing.
-        waits = demo.stage in ("triage", "rejected", "returned")
-        reg = register(
-            session,
-            submission,
-            replace(policy, auto_route=False) if waits else policy,
-            received + timedelta(minutes=2),
-        )
+        # Every demo case meets the policy as configured: a case the model routes by itself
+        # says so, and one that waits says truly why (switching automatic routing off for
+        # some of them made their timelines claim it was off).
+        reg = register(session, submission, policy, received + timedelta(minutes=2))
         if not reg.created:
             continue
         created += 1
@@ -107,7 +107,19 @@ def _advance(
     """Moves a freshly registered demo case along the life cycle to its demo stage."""
     t = received + timedelta(hours=2)
     if demo.stage == "rejected":
-        case.reject(supervisor, t, demo.reason or "invalid")
+        if case.department is not None and case.assigned_at is not None:
+            # Routed by the model after all: the department returns it first, within the
+            # window (an hour for an urgent case).
+            returned_by = handlers.get(case.department.id, f"{case.department.name} handler")
+            t = case.assigned_at + timedelta(minutes=30)
+            send_back_case(case, returned_by, deadlines, t, "非本部门职责，疑似无效信息")
+        case.reject(
+            supervisor,
+            t + timedelta(minutes=30),
+            demo.reason or "invalid",
+            outcome=RejectionReason(demo.outcome or "other", ""),
+            public_reason=demo.public_reason,
+        )
         return
     if demo.stage == "triage" or demo.department is None:
         return
@@ -128,7 +140,8 @@ def _advance(
             case,
             handler,
             deadlines,
-            t + timedelta(hours=3),
+            # Within the window, which is an hour for an urgent hazard.
+            (case.assigned_at or t) + timedelta(minutes=40),
             demo.reason or "not our responsibility",
         )
         return

@@ -95,9 +95,12 @@ class ChangePasswordForm(FlaskForm):
 
 
 class AssignForm(FlaskForm):
-    department = SelectField(_l("Department"), validators=[DataRequired()])
+    department = SelectField(
+        _l("Department"), validators=[DataRequired(_l("Choose a department."))]
+    )
     reason = StringField(
-        _l("Reason (required for a transfer)"), validators=[Optional(), Length(max=500)]
+        _l("Reason (required for a transfer or to re-send it where it came back from)"),
+        validators=[Optional(), Length(max=500)],
     )
 
 
@@ -109,7 +112,30 @@ class ReplyForm(FlaskForm):
     text = TextAreaField(_l("Reply to the citizen"), validators=[DataRequired(), Length(max=10000)])
 
 
+class RejectForm(FlaskForm):
+    """Not accepting a complaint: a public reason for the citizen, an internal one for us."""
+
+    outcome = SelectField(
+        _l("Reason shown to the citizen"),
+        validators=[DataRequired(_l("Choose the reason the citizen will read."))],
+    )
+    public_reason = TextAreaField(
+        _l("Explanation for the citizen (optional, shown on the tracking page)"),
+        validators=[Optional(), Length(max=1000)],
+    )
+    referred_to = StringField(
+        _l("Body the citizen should turn to (required for “not ours to handle”)"),
+        validators=[Optional(), Length(max=200)],
+    )
+    reason = TextAreaField(
+        _l("Internal reason (not shown to the citizen)"),
+        validators=[DataRequired(_l("Give the internal reason.")), Length(max=2000)],
+    )
+
+
 class VisitForm(FlaskForm):
+    # Empty: the case's own complainant; else the tracking number of a case merged into it.
+    citizen = SelectField(_l("Citizen called back"), default="", validators=[Optional()])
     reached = RadioField(
         _l("Citizen reached"),
         choices=[SelectChoice("yes", _l("Reached")), SelectChoice("no", _l("Not reached"))],

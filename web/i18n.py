@@ -68,6 +68,7 @@ ACTION_LABELS = {
     "rejected": _l("Marked invalid"),
     "merged": _l("Merged into another case"),
     "merged_in": _l("Another case merged into this one"),
+    "citizen_visited": _l("Return visit to the citizen of a merged case"),
     "similar_found": _l("Possible duplicates found"),
 }
 
@@ -139,6 +140,18 @@ QUEUE_REASONS = {
 }
 
 
+# The citizen as the actor of an event, by channel: reads on after the action's label
+# ("Received from the citizen (web form)").
+CITIZEN_ACTORS = {
+    "web": _l("from the citizen (web form)"),
+    "email": _l("from the citizen (email)"),
+    "phone": _l("from the citizen (phone call)"),
+    "call_log": _l("from the citizen (call centre log)"),
+    "letter": _l("from the citizen (letter)"),
+    "visit": _l("from the citizen (in person)"),
+}
+
+
 def actor_label(event: CaseEvent) -> str:
     """Who did it: a staff member's name as recorded, or the system, model or citizen."""
     name = event.actor_name or ""
@@ -147,7 +160,10 @@ def actor_label(event: CaseEvent) -> str:
     if name.startswith("model "):
         return gettext("model %(version)s", version=name.removeprefix("model "))
     if name.startswith("citizen"):
-        return gettext("citizen")
+        # Recorded as "citizen (<channel>)" at registration.
+        channel = name.removeprefix("citizen").strip(" ()")
+        label = CITIZEN_ACTORS.get(channel or str(event.detail.get("channel", "")))
+        return str(label) if label is not None else gettext("from the citizen")
     if name == "system":
         return gettext("system")
     return name
@@ -155,6 +171,9 @@ def actor_label(event: CaseEvent) -> str:
 
 def queue_reason(detail: dict[str, object]) -> str:
     why = str(detail.get("why", ""))
+    if why == "below_threshold" and float(detail.get("threshold") or 0) > 1:
+        # Keyword rules, or a model that reached its target precision at no threshold.
+        return gettext("the current routing never dispatches automatically")
     if why == "below_threshold":
         return gettext(
             "confidence %(confidence)s is below the auto-route threshold %(threshold)s",
@@ -162,6 +181,19 @@ def queue_reason(detail: dict[str, object]) -> str:
             threshold=f"{float(detail.get('threshold') or 0):.0%}",
         )
     return str(QUEUE_REASONS.get(why, ""))
+
+
+def rejection_label(code: str) -> str:
+    """The public reason of a rejection in the user's language; "" for no or an unknown code
+    (a code no longer in the config: the citizen still reads the supervisor's text)."""
+    from web import runtime
+
+    outcome = runtime().settings.rejection_outcomes().get(code or "")
+    if outcome is None:
+        return ""
+    if str(get_locale() or "zh") == "en" and outcome.label_en:
+        return outcome.label_en
+    return outcome.label
 
 
 def department_name(department: Department | None) -> str:
@@ -179,6 +211,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(department_name, "dept_name")
     app.add_template_filter(actor_label, "actor_label")
     app.add_template_filter(queue_reason, "queue_reason")
+    app.add_template_filter(rejection_label, "rejection_label")
 
     @app.context_processor
     def _labels() -> dict[str, object]:

@@ -97,7 +97,7 @@ def test_supervisor_rejects_only_with_a_reason(client: Any, login_as: Any, runti
         supervisor,
         f"/board/cases/{number}",
         f"/board/cases/{number}/reject",
-        {"reject-reason": ""},
+        {"reject-reason": "", "reject-outcome": ""},
     )
     html = supervisor.get(r.headers["Location"]).get_data(as_text=True)
     assert any("理由" in f for f in flashes(html))
@@ -106,10 +106,11 @@ def test_supervisor_rejects_only_with_a_reason(client: Any, login_as: Any, runti
         supervisor,
         f"/board/cases/{number}",
         f"/board/cases/{number}/reject",
-        {"reject-reason": "广告信息"},
+        {"reject-reason": "广告信息", "reject-outcome": "spam"},
     )
     case = _case(runtime, number)
     assert case.status == Status.REJECTED and case.rejection_reason == "广告信息"
+    assert case.rejection_code == "spam"
     assert case.events[-1].actor_name == "效能办 李督查"
 
 

@@ -8,7 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from triage.calendar import WorkCalendar
+from triage.cases import assign_case
+from triage.deadlines import Deadlines, TimeLimits
 from triage.models import Case, Department, IllegalTransition, Satisfaction, Status, User
+from triage.rejection import RejectionReason
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 URBAN = Department(id=1, code="urban", name="住建局")
@@ -211,3 +215,128 @@ def test_public_events_are_the_ones_a_citizen_may_see() -> None:
     case.send_back(HANDLER, NOW, "内部原因：人手不足", NOW + timedelta(days=2))
     public = [e.action for e in case.events if e.public]
     assert public == ["assigned"]
+
+
+# -- public rejection reasons ------------------------------------------------------------
+
+SPAM = RejectionReason("spam", "广告或恶意信息", "Advertising or abuse")
+NOT_OURS = RejectionReason("not_ours", "不属于本办受理范围", "Not ours to handle", refer=True)
+
+
+def test_rejection_keeps_the_internal_reason_apart_from_the_public_one() -> None:
+    case = make_case(Status.TRIAGE)
+    case.reject(SUPERVISOR, NOW, "同一号码第五次发广告", outcome=SPAM, public_reason=" 商业广告 ")
+    assert (case.rejection_code, case.public_reason, case.referred_to) == ("spam", "商业广告", "")
+    assert case.rejection_reason == "同一号码第五次发广告"
+    assert case.events[-1].public and case.events[-1].detail == {"code": "spam"}
+
+
+def test_not_ours_needs_the_outside_body() -> None:
+    case = make_case(Status.TRIAGE)
+    with pytest.raises(IllegalTransition, match="turn to"):
+        case.reject(SUPERVISOR, NOW, "供电不归政府", outcome=NOT_OURS, referred_to="   ")
+    assert case.status == Status.TRIAGE and not case.events
+    case.reject(SUPERVISOR, NOW, "供电不归政府", outcome=NOT_OURS, referred_to=" 国网  供电公司 ")
+    assert case.referred_to == "国网 供电公司"
+    assert case.events[-1].detail["referred_to"] == "国网 供电公司"
+
+
+def test_an_outside_body_is_kept_only_for_a_referral() -> None:
+    case = make_case(Status.TRIAGE)
+    case.reject(SUPERVISOR, NOW, "广告", outcome=SPAM, referred_to="某公司")
+    assert case.referred_to == ""
+
+
+# -- merged cases' citizens --------------------------------------------------------------
+
+
+def merged_pair(target_status: Status = Status.REPLIED) -> tuple[Case, Case]:
+    """(target Y, source X): X merged into Y while Y was assigned, Y then at target_status."""
+    y = prepared(target_status)
+    x = Case(id=11, tracking_number="MS-2026-000011", status=Status.TRIAGE, body="楼道杂物")
+    status = y.status
+    y.status = Status.ASSIGNED
+    x.merge_into(y, SUPERVISOR, NOW, "同一问题")
+    y.status = status
+    return y, x
+
+
+def test_merged_citizen_visit_is_logged_on_both_without_moving_either() -> None:
+    y, x = merged_pair()
+    visit = y.record_citizen_visit(
+        x,
+        SUPERVISOR,
+        NOW,
+        reached=True,
+        solved=True,
+        satisfaction=Satisfaction.BASIC,
+        note="李女士基本满意，电话13900001111",
+    )
+    assert visit.citizen_case_id == x.id and visit in y.visits
+    assert y.status == Status.REPLIED and x.status == Status.MERGED
+    assert y.latest_visit is None and y.own_visits == [] and y.visits_of(x) == [visit]
+    assert y.events[-1].action == "citizen_visited" and not y.events[-1].public
+    assert y.events[-1].detail["citizen_case"] == x.tracking_number
+    seen_by_x = x.events[-1]
+    assert (seen_by_x.action, seen_by_x.public, seen_by_x.reason) == ("visited", True, "")
+    assert "13900001111" not in str(seen_by_x.detail)
+
+
+def test_merged_citizen_visit_allowed_when_replied_or_visited_only() -> None:
+    for status in (Status.REPLIED, Status.VISITED):
+        y, x = merged_pair(status)
+        y.record_citizen_visit(x, SUPERVISOR, NOW, reached=False, solved=None, satisfaction=None)
+        assert y.status == status
+    for status in (Status.ASSIGNED, Status.IN_PROGRESS, Status.CLOSED):
+        y, x = merged_pair(status)
+        with pytest.raises(IllegalTransition, match="cannot be"):
+            y.record_citizen_visit(
+                x, SUPERVISOR, NOW, reached=False, solved=None, satisfaction=None
+            )
+
+
+def test_only_a_case_merged_here_gets_its_citizen_visited() -> None:
+    y, _ = merged_pair()
+    other = Case(id=12, tracking_number="MS-2026-000012", status=Status.TRIAGE, body="路灯")
+    with pytest.raises(IllegalTransition, match="not merged into"):
+        y.record_citizen_visit(
+            other, SUPERVISOR, NOW, reached=False, solved=None, satisfaction=None
+        )
+    assert y.visits == []
+
+
+def test_closing_needs_the_own_complainants_visit() -> None:
+    y, x = merged_pair()
+    y.record_citizen_visit(
+        x, SUPERVISOR, NOW, reached=True, solved=True, satisfaction=Satisfaction.SATISFIED
+    )
+    y.status = Status.VISITED  # as if forced: the merged citizen's visit is not Y's own
+    with pytest.raises(IllegalTransition, match="return visit"):
+        y.close(SUPERVISOR, NOW)
+
+
+def test_merge_target_follows_the_chain() -> None:
+    y, x = merged_pair(Status.ASSIGNED)
+    z = Case(id=13, tracking_number="MS-2026-000013", status=Status.ASSIGNED, body="同一问题")
+    y.merge_into(z, SUPERVISOR, NOW)
+    assert x.merge_target is z and y.merge_target is z and z.merge_target is None
+
+
+# -- re-dispatch after a send-back -------------------------------------------------------
+
+
+def test_redispatch_to_the_returning_department_needs_a_reason() -> None:
+    deadlines = Deadlines(WorkCalendar.build("Asia/Shanghai"), TimeLimits())
+    URBAN.active = TRANSPORT.active = True
+    case = make_case(Status.TRIAGE)
+    assign_case(case, URBAN, SUPERVISOR, deadlines, NOW)
+    case.send_back(HANDLER, NOW, "应由交通局处理", NOW + timedelta(days=2))
+    assert case.returned_by == {"urban"}
+    with pytest.raises(IllegalTransition, match="sent this case back"):
+        assign_case(case, URBAN, SUPERVISOR, deadlines, NOW, "  ")
+    assert case.status == Status.TRIAGE
+    assign_case(case, URBAN, SUPERVISOR, deadlines, NOW, "经核实仍属住建")
+    assert case.department is URBAN and case.events[-1].reason == "经核实仍属住建"
+    case.send_back(HANDLER, NOW, "确实不归我们", NOW + timedelta(days=2))
+    assign_case(case, TRANSPORT, SUPERVISOR, deadlines, NOW)  # elsewhere: no reason needed
+    assert case.department is TRANSPORT
