@@ -168,16 +168,7 @@ def track() -> str | tuple[str, int]:
         time.sleep(max(0.0, TRACK_FAILURE_SECONDS - (time.monotonic() - started)))
         flash(_("No case matches this tracking number and query code."), "error")
         if attempt.remaining <= settings.warn_when_left:
-            flash(
-                _(
-                    "Attempts left for this tracking number: %(n)d. After that, lookups of it "
-                    "pause for a while.",
-                    n=attempt.remaining,
-                )
-                if attempt.remaining
-                else _("That was the last attempt for now: lookups of this number pause."),
-                "warning",
-            )
+            flash(_track_warning(attempt), "warning")
         return render_template("citizen/track.html", form=form, case=None), 404
     # A right code does not count, and clears nobody's failures but its own mark.
     throttle.succeeded(s, attempt)
@@ -186,6 +177,25 @@ def track() -> str | tuple[str, int]:
 
 TRACK_FAILURE_SECONDS = 0.3
 """Every failed lookup answers after this long from the start of the request."""
+
+
+def _track_warning(attempt: throttle.Attempt) -> str:
+    """Said before the lock, so that nobody is locked out without warning."""
+    per_network = attempt.tightest is not None and attempt.tightest.kind == "track:client"
+    if attempt.remaining == 0:
+        if per_network:
+            return _("That was the last attempt for now: lookups from your network pause.")
+        return _("That was the last attempt for now: lookups of this number pause.")
+    if per_network:
+        return _(
+            "Wrong lookups left from your network: %(n)d. After that, lookups pause for a while.",
+            n=attempt.remaining,
+        )
+    return _(
+        "Attempts left for this tracking number: %(n)d. After that, lookups of it pause for "
+        "a while.",
+        n=attempt.remaining,
+    )
 
 
 def _track_locked_message(attempt: throttle.Attempt, hotline: str) -> str:

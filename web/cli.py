@@ -65,8 +65,10 @@ def _hash(password: str) -> str:
 
 
 def _initial_password(user: User) -> str:
+    from web.passwords import set_password
+
     password = secrets.token_urlsafe(12)
-    user.password_hash = _hash(password)
+    set_password(user, password)
     return f"initial password {password}"
 
 
@@ -110,6 +112,7 @@ def init() -> None:
 def demo(no_model: bool) -> None:
     """Load the demo: demo passwords, a model trained on demo messages, demo cases."""
     from web.demo import DEMO_PASSWORD, load_demo
+    from web.passwords import renew_session_token
 
     rt = Runtime.build(settings())
     # One hash for everybody: they all get the same demo password anyway.
@@ -122,6 +125,8 @@ def demo(no_model: bool) -> None:
         users = session.scalars(select(User).order_by(User.id)).all()
         for user in users:
             user.password_hash = demo_hash
+            # A reloaded demo signs out whoever was signed in with the old passwords.
+            renew_session_token(user)
         created = load_demo(session, rt.intake_policy())
         logins = [(u.username, u.role, u.department.name if u.department else "") for u in users]
     click.echo(f"{created} demo cases loaded")
@@ -201,6 +206,7 @@ def user() -> None:
 def user_add(username: str, role: str, department: str | None, name: str) -> None:
     """Add a staff account; prints its initial password once."""
     from triage.models import Department
+    from web.passwords import set_password
 
     rt = Runtime.build(settings())
     password = secrets.token_urlsafe(12)
@@ -214,15 +220,10 @@ def user_add(username: str, role: str, department: str | None, name: str) -> Non
                 raise click.ClickException(f"unknown department {department!r}")
         if role == Role.HANDLER and dept is None:
             raise click.ClickException("a handler needs --department")
-        session.add(
-            User(
-                username=username,
-                role=role,
-                department=dept,
-                display_name=name,
-                password_hash=_hash(password),
-            )
-        )
+        account = User(username=username, role=role, department=dept, display_name=name)
+        # The same policy as every other way of setting a password (a random one passes).
+        set_password(account, password)
+        session.add(account)
     click.echo(f"user {username} added; initial password: {password}")
 
 
@@ -231,14 +232,20 @@ def user_add(username: str, role: str, department: str | None, name: str) -> Non
 @click.argument("username")
 @click.password_option()
 def user_set_password(username: str, password: str) -> None:
-    """Set a staff account's password."""
+    """Set a staff account's password (the policy of the web form applies); signs the
+    account out everywhere."""
+    from web.passwords import WeakPassword, set_password
+
     rt = Runtime.build(settings())
     with transaction(rt) as session:
         account = session.scalar(select(User).where(User.username == username))
         if account is None:
             raise click.ClickException(f"no user {username}")
-        account.password_hash = _hash(password)
-    click.echo(f"password of {username} changed")
+        try:
+            set_password(account, password)
+        except WeakPassword as e:
+            raise click.ClickException(f"password not accepted: {e}") from e
+    click.echo(f"password of {username} changed; its sessions are signed out")
 
 
 main.add_command(triage_commands)

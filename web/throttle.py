@@ -47,13 +47,14 @@ class Attempt:
 
     `refused` is the first limit it exceeded (None: go on and judge it); `retry_at` when that
     limit lets the next attempt through; `remaining` how many more failures the tightest limit
-    allows after this one, should this one fail.
+    (`tightest`) allows after this one, should this one fail.
     """
 
     mark_ids: list[int]
     refused: Limit | None = None
     retry_at: datetime | None = None
     remaining: int = 0
+    tightest: Limit | None = None
 
 
 def client_address() -> str:
@@ -119,11 +120,13 @@ def begin(sessions: sessionmaker[Session], limits: Sequence[Limit], now: datetim
         s.flush()
         ids = [m.id for m in marks]
     _prune(sessions, now)
-    attempt = Attempt(mark_ids=ids, remaining=min(lim.max_attempts for lim in limits))
+    attempt = Attempt(mark_ids=ids, remaining=max(lim.max_attempts for lim in limits))
     with sessions() as s, s.begin():
         for lim in limits:
             count = _count(s, lim, now)
-            attempt.remaining = min(attempt.remaining, max(0, lim.max_attempts - count))
+            if attempt.tightest is None or lim.max_attempts - count < attempt.remaining:
+                attempt.tightest = lim
+                attempt.remaining = max(0, lim.max_attempts - count)
             if count > lim.max_attempts and attempt.refused is None:
                 attempt.refused = lim
         if attempt.refused is not None:

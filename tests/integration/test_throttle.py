@@ -111,8 +111,12 @@ def test_guessing_one_number_from_many_addresses_is_limited(client: Any) -> None
 
 def test_one_address_enumerating_many_numbers_is_limited(client: Any) -> None:
     own, own_code = submit_complaint(client, "路口红绿灯时间太短，老人过马路来不及。")
-    statuses = [lookup(client, f"MS-2026-{900000 + i}", WRONG).status_code for i in range(40)]
+    answers = [lookup(client, f"MS-2026-{900000 + i}", WRONG) for i in range(40)]
+    statuses = [r.status_code for r in answers]
     assert statuses.count(404) == 30 and statuses.count(429) == 10
+    # Warned before, in terms of the network rather than of one number.
+    assert "您所在网络还可错误查询3次" in " ".join(flashes(answers[26].get_data(as_text=True)))
+    assert "您所在网络" in " ".join(flashes(answers[30].get_data(as_text=True)))
     # The same household from another address still gets through, and so would anyone else.
     assert lookup(client, own, own_code, ip="203.0.113.5").status_code == 200
 
