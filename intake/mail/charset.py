@@ -1,0 +1,328 @@
+"""Bytes of mail text → the str a person can read, whatever charset label came with them.
+
+Chinese mail arrives in GB2312, GBK, GB18030, Big5 and UTF-8, often labelled wrongly or not at
+all. `decode_text` trusts a label only as far as the bytes agree with it: it decodes the bytes
+strictly in the declared charset and in the likely others (UTF-8, GB18030, Big5), scores each
+result by how plausible it is as text (common Chinese characters, Latin letters inside words)
+and keeps the best. GB2312 and GBK labels are read as GB18030, their superset, because clients
+label GBK bytes ``gb2312``. Replacement characters (U+FFFD) appear only when no candidate
+decodes the bytes cleanly.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = ["Decoded", "codec_for_label", "decode_text", "plausibility"]
+
+GB = "gb18030"
+BIG5 = "big5"
+UTF8 = "utf-8"
+WESTERN = "cp1252"
+
+# Labels seen in mail that Python does not know, or knows as something narrower than what the
+# senders really write: keys are labels lower-cased with everything but letters and digits gone.
+_ALIASES: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "gb2312",
+            "gb231280",
+            "gbk",
+            "cp936",
+            "ms936",
+            "windows936",
+            "euccn",
+            "csgb2312",
+            "chinese",
+            "gb18030",
+            "isoir58",
+            "gb",
+            "gb2312charset",
+            "gbkcharset",
+            "936",
+        ),
+        GB,
+    ),
+    **dict.fromkeys(
+        ("big5", "big5hkscs", "cp950", "cnbig5", "csbig5", "big5charset", "chinesebig5", "950"),
+        BIG5,
+    ),
+    **dict.fromkeys(("utf8", "utf", "unicode11utf8", "unicode20utf8", "utf8charset"), UTF8),
+    **dict.fromkeys(
+        (
+            "usascii",
+            "ascii",
+            "ansix341968",
+            "iso88591",
+            "latin1",
+            "l1",
+            "cp1252",
+            "windows1252",
+            "iso885915",
+            "ansi",
+            "cp819",
+            "ibm819",
+            "usascii7",
+            "7bit",
+            "8bit",
+            "default",
+        ),
+        WESTERN,
+    ),
+    **dict.fromkeys(("kscharset", "ksc56011987", "ksc5601", "euckr", "cp949", "uhc"), "cp949"),
+    **dict.fromkeys(("shiftjis", "sjis", "mskanji", "cp932", "windows31j", "xsjis"), "cp932"),
+    "iso88598i": "iso8859-8",
+    "iso88596i": "iso8859-6",
+    "windows874": "cp874",
+    "utf7": "utf-7",
+    "hzgb2312": "hz",
+}
+# Multi-byte charsets whose strict decoding is evidence enough: bytes in another charset
+# almost never decode cleanly in these (unlike GB18030 and Big5, which accept most pairs).
+_TRUSTED_STRICT = frozenset({"cp932", "shift_jis", "euc_jp", "cp949", "euc_kr", "utf-7", "hz"})
+_STATEFUL_ASCII = frozenset({"utf-7", "hz", "iso2022_jp", "iso2022_jp_2", "iso2022_kr"})
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """Text decoded from bytes: ``charset`` is the codec used; ``defects`` say what was repaired."""
+
+    text: str
+    charset: str
+    defects: tuple[str, ...] = ()
+
+
+def label_key(label: str) -> str:
+    """A charset label as written in mail → lower-case letters and digits only.
+
+    ``charset="charset="GB2312""`` has already been cut to ``GB2312`` by the header parser;
+    here ``GB2312_CHARSET`` → ``gb2312charset`` and ``x-gbk`` → ``xgbk``.
+    """
+    return re.sub(r"[^a-z0-9]", "", label.lower())
+
+
+@lru_cache(maxsize=256)
+def codec_for_label(label: str | None) -> str | None:
+    """The Python codec to read text labelled ``label``, or None when the label is unusable.
+
+    ``gb2312``/``gbk``/``x-gbk``/``GB2312_CHARSET`` → ``gb18030``; ``us-ascii`` and
+    ``iso-8859-1`` → ``cp1252`` (what such senders really use); unknown → None.
+    """
+    if not label:
+        return None
+    key = label_key(label)
+    for candidate in (key, key.removeprefix("x"), key.removesuffix("charset")):
+        if candidate in _ALIASES:
+            return _ALIASES[candidate]
+    try:
+        name = codecs.lookup(label.strip().strip("\"'")).name
+    except (LookupError, ValueError):
+        return None
+    # Codecs that are not text encodings (rot13, base64, zlib…) are not charsets.
+    if name.endswith("_codec") or name in {"rot-13", "mbcs"}:
+        return None
+    return {"euc_kr": "cp949", "shift_jis": "cp932", "big5hkscs": BIG5}.get(name, name)
+
+
+def _table(encoding: str, leads: range, trails: range, stop: bytes = b"") -> frozenset[str]:
+    chars = set()
+    for lead in leads:
+        for trail in trails:
+            pair = bytes((lead, trail))
+            if stop and pair > stop:
+                break
+            try:
+                chars.add(pair.decode(encoding))
+            except UnicodeDecodeError:
+                continue
+    return frozenset(chars)
+
+
+# The characters people write most: GB2312 level 1 (3,755 hanzi) and Big5's frequent block
+# (5,401). Bytes read in the wrong one of GB and Big5 land mostly outside both, in rare
+# characters, symbols, kana and private use, which is what tells the two apart.
+_COMMON = _table("gb2312", range(0xB0, 0xD8), range(0xA1, 0xFF)) | _table(
+    "big5", range(0xA4, 0xC7), tuple(range(0x40, 0x7F)) + tuple(range(0xA1, 0xFF)), b"\xc6\x7e"
+)
+# Level 2 and Big5's less frequent block: real but rarer, worth less.
+_RARE_OK = (
+    _table("gb2312", range(0xD8, 0xF8), range(0xA1, 0xFF))
+    | _table("big5", range(0xC9, 0xFA), tuple(range(0x40, 0x7F)) + tuple(range(0xA1, 0xFF)))
+) - _COMMON
+_PUNCT = frozenset(
+    "，。、；：？！“”‘’（）《》〈〉【】「」『』—…·～￥％＃＠＆＊＋－＝／＼｜"
+    "０１２３４５６７８９　\u2014\u2026\u00b7\u3000\u00a0"
+)
+
+
+def _char_class(chars: frozenset[str]) -> re.Pattern[str]:
+    return re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]")
+
+
+_COMMON_RE = _char_class(_COMMON | _PUNCT)
+_RARE_RE = _char_class(_RARE_OK)
+_LATIN = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
+_LATIN_IN_WORD_RE = re.compile(f"(?<=[A-Za-z])[{_LATIN}]|[{_LATIN}](?=[A-Za-z])")
+_BAD_RE = re.compile("[\ue000-\uf8ff\x80-\x9f\ufffd]")
+_HIGH_BYTES = re.compile(rb"[\x80-\xff]")
+
+
+def plausibility(text: str, codec: str, high_bytes: int, *, any_script: bool = False) -> float:
+    """How much of the non-ASCII input ``text`` explains as writing, -1.0 … 1.0.
+
+    The share of the ``high_bytes`` (bytes ≥ 0x80 in the source) that became common Chinese
+    characters or punctuation (full weight), rarer hanzi (a third), or Latin letters next to an
+    ASCII letter, as in ``café`` (full weight). With ``any_script`` (a declared Cyrillic,
+    Greek… single-byte charset), any letter next to a letter counts. Private-use, C1 control
+    and replacement characters count against. A text with no high bytes is fully plausible.
+    """
+    if high_bytes == 0:
+        return 1.0
+    wide = 3 if codec == UTF8 else 2 if codec in _MULTIBYTE else 1
+    latin = 2 if wide > 1 else 1
+    words = _LETTER_IN_WORD_RE if any_script else _LATIN_IN_WORD_RE
+    good = wide * (
+        len(_COMMON_RE.findall(text)) + len(_RARE_RE.findall(text)) / 3 - len(_BAD_RE.findall(text))
+    ) + latin * len(words.findall(text))
+    return max(-1.0, min(1.0, good / high_bytes))
+
+
+_LETTER = r"(?![\x00-\x7f])[^\W\d_]"
+_LETTER_IN_WORD_RE = re.compile(rf"(?<=[^\W\d_]){_LETTER}|{_LETTER}(?=[^\W\d_])")
+# A GBK pair spells a two-byte UTF-8 sequence (U+0080–U+07FF) by chance: 谢谢 → "лл".
+_TWO_BYTE_NON_LATIN = re.compile("[\u0250-\u07ff]")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+_MOJIBAKE = re.compile(
+    "[^\x00-\xff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6"
+    "\u02dc\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a"
+    "\u20ac\u2122]"
+)
+
+
+def _repair_mojibake(text: str) -> tuple[str, str] | None:
+    """Chinese text that was once read as Windows-1252 and saved as UTF-8, put right.
+
+    ``"ÖÐÎÄ"`` (GBK bytes of 中文 shown as Latin-1) → ``("中文", "gb18030")``; None when the
+    text is not that (it has characters outside Windows-1252, or the bytes are not Chinese).
+    """
+    if _MOJIBAKE.search(text) or len(_NON_ASCII.findall(text)) < 4:
+        return None
+    try:
+        data = text.encode(WESTERN)
+    except UnicodeEncodeError:
+        try:
+            data = text.encode("latin-1")
+        except UnicodeEncodeError:
+            return None
+    high = len(_HIGH_BYTES.findall(data))
+    for codec in (GB, BIG5):
+        try:
+            fixed = data.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        if plausibility(fixed, codec, high) >= 0.9:
+            return fixed, codec
+    return None
+
+
+_MULTIBYTE = frozenset({GB, BIG5, "cp949", "cp932", "euc_jp"})
+
+
+def _decode(data: bytes, codec: str) -> str:
+    """``data`` in ``codec``, strictly when it can be, else with U+FFFD for what cannot."""
+    wider = ("cp950", "big5hkscs") if codec == BIG5 else ("latin-1",) if codec == WESTERN else ()
+    for attempt in (codec, *wider):
+        try:
+            return data.decode(attempt)
+        except UnicodeDecodeError:
+            continue
+        except LookupError:
+            break
+    try:
+        return data.decode(codec, "replace")
+    except LookupError:
+        return data.decode(WESTERN, "replace")
+
+
+def decode_text(data: bytes, label: str | None = None, *, context: str = "text") -> Decoded:
+    """``data`` in the charset it is really in, with ``label`` (as declared) as a hint.
+
+    Order of evidence: pure ASCII is ASCII (unless labelled UTF-7, HZ or ISO-2022, which are
+    written in ASCII bytes); valid UTF-8 with non-ASCII bytes is UTF-8; a Japanese or Korean
+    label whose charset decodes the bytes cleanly is believed; otherwise the declared
+    charset, GB18030, Big5 and (unless the label is Chinese) Windows-1252 are each tried and
+    scored with `plausibility` (a replacement character counts against), the declared one
+    with a small head start, and the best kept. ``context`` names the place in the defects
+    (``"body"``, ``"Subject"``). Never raises.
+    """
+    codec = codec_for_label(label)
+    defects: list[str] = []
+    if label and codec is None:
+        defects.append(f"{context}: unknown charset {label!r}")
+    if data.isascii():
+        if codec in _STATEFUL_ASCII or (codec is None and b"\x1b$" in data):
+            try:
+                return Decoded(
+                    data.decode(codec or "iso2022_jp"), codec or "iso2022_jp", tuple(defects)
+                )
+            except UnicodeDecodeError:
+                pass
+        return Decoded(data.decode("ascii"), "ascii", tuple(defects))
+
+    if codec in _TRUSTED_STRICT or (codec or "").startswith("iso2022"):
+        try:
+            return Decoded(data.decode(codec or ""), codec or "", tuple(defects))
+        except (UnicodeDecodeError, LookupError):
+            pass
+    high = len(_HIGH_BYTES.findall(data))
+    try:
+        utf8 = data.decode(UTF8)
+    except UnicodeDecodeError:
+        pass
+    else:
+        # GBK pairs can spell valid UTF-8 by chance (谢谢 → "лл"): text that reads only as
+        # Cyrillic, Greek… in UTF-8 and as common Chinese in GB18030 is GB18030.
+        non_ascii = _NON_ASCII.findall(utf8)
+        if non_ascii and all(_TWO_BYTE_NON_LATIN.match(char) for char in non_ascii):
+            gb = _decode(data, GB)
+            if plausibility(gb, GB, high) >= 0.9:
+                defects.append(f"{context}: bytes valid as UTF-8 but read as gb18030")
+                return Decoded(gb, GB, tuple(defects))
+        repaired = _repair_mojibake(utf8)
+        if repaired is not None:
+            defects.append(f"{context}: {repaired[1]} text once misread as Latin-1, repaired")
+            return Decoded(repaired[0], repaired[1], tuple(defects))
+        if codec not in (None, UTF8, WESTERN):
+            defects.append(f"{context}: declared {label}, bytes are UTF-8")
+        elif codec is None:
+            defects.append(f"{context}: {'no' if not label else 'unusable'} charset, read as utf-8")
+        return Decoded(utf8, UTF8, tuple(defects))
+
+    candidates = [c for c in (codec, GB, BIG5, UTF8) if c]
+    if codec not in (GB, BIG5):
+        candidates.append(WESTERN)
+    best: tuple[float, str, str] | None = None
+    for order, candidate in enumerate(dict.fromkeys(candidates)):
+        text = _decode(data, candidate)
+        native = candidate == codec and codec not in _MULTIBYTE and codec not in (WESTERN, UTF8)
+        score = plausibility(text, candidate, high, any_script=native)
+        score += 0.1 if candidate == codec else 0.0
+        # Earlier candidates win ties: declared, then GB (this is a Chinese mailbox), then Big5.
+        score -= order * 0.001
+        if best is None or score > best[0]:
+            best = (score, candidate, text)
+        if score >= 0.95:
+            break
+    assert best is not None
+    _, chosen, text = best
+    if codec is None:
+        defects.append(f"{context}: {'no' if not label else 'unusable'} charset, read as {chosen}")
+    elif chosen != codec:
+        defects.append(f"{context}: declared {label}, bytes are {chosen}")
+    replaced = text.count("\ufffd")
+    if replaced:
+        defects.append(f"{context}: {replaced} undecodable byte sequence(s) replaced")
+    return Decoded(text, chosen, tuple(defects))

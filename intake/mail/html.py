@@ -1,0 +1,168 @@
+"""HTML mail → plain text a person can read, with links kept as ``text (url)``.
+
+Uses the standard library's `html.parser`, which never raises on broken markup. Scripts,
+styles, the head and comments are dropped; block elements and ``<br>`` become line breaks;
+table cells are separated by a space; ``<blockquote>`` lines get a ``> `` prefix, so quoted
+earlier mail is trimmed like in plain text. Also finds the charset an HTML part declares in a
+``<meta>`` tag, for parts whose Content-Type has none.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+__all__ = ["html_charset", "html_to_text", "looks_like_html"]
+
+_BLOCK = frozenset(
+    [
+        "address",
+        "article",
+        "aside",
+        "dd",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "tbody",
+        "thead",
+        "tfoot",
+        "tr",
+        "ul",
+        "center",
+    ]
+)
+_DROP = frozenset({"script", "style", "head", "title", "noscript", "template", "xml", "o:p"})
+_META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:+\-]+)", re.IGNORECASE)
+_HTML_START = re.compile(r"\A\s*(<!doctype\s+html|<html|<head|<body|<div|<p[\s>]|<table)", re.I)
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self.current: list[str] = []
+        self.drop_depth = 0
+        self.pre_depth = 0
+        self.quote_depth = 0
+        self.link: tuple[str, int] | None = None  # (href, index in current where text starts)
+
+    def _break(self) -> None:
+        line = "".join(self.current)
+        if not self.pre_depth:
+            line = " ".join(line.split())
+        self.lines.append("> " * self.quote_depth + line if line else line)
+        self.current = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _DROP:
+            self.drop_depth += 1
+            return
+        if tag == "br":
+            self._break()
+        elif tag in _BLOCK or tag == "blockquote":
+            if self.current:
+                self._break()
+            if tag == "pre":
+                self.pre_depth += 1
+            if tag == "blockquote":
+                self.quote_depth += 1
+        elif tag in ("td", "th"):
+            self.current.append(" ")
+        elif tag == "a":
+            href = dict(attrs).get("href") or ""
+            self.link = (href.strip(), len(self.current))
+        elif tag == "img":
+            alt = (dict(attrs).get("alt") or "").strip()
+            if alt:
+                self.current.append(f"[{alt}]")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _DROP:
+            return
+        self.handle_starttag(tag, attrs)
+        if tag == "a":
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _DROP:
+            self.drop_depth = max(0, self.drop_depth - 1)
+            return
+        if tag == "a" and self.link is not None:
+            href, start = self.link
+            self.link = None
+            label = " ".join("".join(self.current[start:]).split())
+            if href.lower().startswith("mailto:"):
+                href = href[7:].split("?", 1)[0]
+            if href and not href.startswith("#") and not href.lower().startswith("javascript:"):
+                if not label:
+                    self.current.append(href)
+                elif href.rstrip("/") not in label and label.rstrip("/") not in href:
+                    self.current.append(f" ({href})")
+            return
+        if tag in _BLOCK or tag == "blockquote":
+            if self.current:
+                self._break()
+            if tag == "pre":
+                self.pre_depth = max(0, self.pre_depth - 1)
+            if tag == "blockquote":
+                self.quote_depth = max(0, self.quote_depth - 1)
+            if tag in ("p", "div", "table", "blockquote", "h1", "h2", "h3") and self.lines:
+                self.lines.append("")
+
+    def handle_data(self, data: str) -> None:
+        if self.drop_depth:
+            return
+        # Mail HTML is indented source: its newlines are spaces, except inside <pre>.
+        self.current.append(data if self.pre_depth else data.replace("\n", " "))
+
+    def handle_comment(self, data: str) -> None:
+        return
+
+    def text(self) -> str:
+        if self.current:
+            self._break()
+        out = "\n".join(line.replace("\xa0", " ").rstrip() for line in self.lines)
+        return re.sub(r"\n{3,}", "\n\n", out).strip()
+
+
+def html_to_text(html: str) -> str:
+    """An HTML document or fragment → plain text; never raises on broken markup."""
+    parser = _TextExtractor()
+    try:
+        parser.feed(html)
+        parser.close()
+    except (AssertionError, ValueError, IndexError):  # pragma: no cover - html.parser's bugs
+        pass
+    return parser.text()
+
+
+def html_charset(data: bytes) -> str | None:
+    """The charset an HTML document declares in a ``<meta>`` tag in its first 4 KiB, or None."""
+    found = _META_CHARSET.search(data[:4096])
+    return found.group(1).decode("ascii") if found else None
+
+
+def looks_like_html(text: str) -> bool:
+    """Whether a part labelled as plain text (or not labelled) is really an HTML document."""
+    return bool(_HTML_START.match(text[:200]))
