@@ -67,8 +67,8 @@ MAX_DEPTH = 40
 """MIME nesting deeper than this is not followed (a defect says so): no recursion bombs."""
 MAX_PARTS = 500
 """Parts beyond this many are ignored (a defect says so)."""
-NO_TEXT = "（邮件无正文）"
-"""The case text of a mail that has attachments but no text and no subject."""
+NO_TEXT = "(邮件无正文,见附件)"
+"""The case text of a mail that has attachments but no text and no subject (as stored: NFKC)."""
 
 DEFAULT_ATTACHMENT_TYPES = frozenset(
     {
@@ -430,7 +430,7 @@ class _Walker:
 
         if maintype == "multipart" or (isinstance(payload, list) and maintype != "message"):
             if not isinstance(payload, list):
-                self._recover_multipart(part, out, depth)
+                self._recover_multipart(part, subtype, out, depth)
                 return
             children = [child for child in payload if isinstance(child, Message)]
             if subtype == "alternative":
@@ -529,7 +529,7 @@ class _Walker:
             return
         self.walk(child, out, depth + 1, "multipart/report")
 
-    def _recover_multipart(self, part: Message, out: _Collected, depth: int) -> None:
+    def _recover_multipart(self, part: Message, subtype: str, out: _Collected, depth: int) -> None:
         payload = _raw_payload(part)
         raw = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else b""
         counts: dict[bytes, int] = {}
@@ -538,8 +538,14 @@ class _Walker:
                 counts[found.group(1)] = counts.get(found.group(1), 0) + 1
         boundary = max(counts, key=lambda b: counts[b], default=None)
         if boundary is not None and counts[boundary] >= 2:
+            kind = subtype.encode() if re.fullmatch(r"[a-z0-9.+\-]+", subtype) else b"mixed"
             rebuilt = message_from_bytes(
-                b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\r\n\r\n' + raw,
+                b"Content-Type: multipart/"
+                + kind
+                + b'; boundary="'
+                + boundary
+                + b'"\r\n\r\n'
+                + raw,
                 policy=compat32,
             )
             if rebuilt.is_multipart():
@@ -771,9 +777,9 @@ def parse_message(
         if fallback:
             full = "\n\n".join(t.strip() for t in fallback)
             defects.append("no text of its own: forwarded or attached text used")
-    full = clean_text(full)
     if not headers and _readable_share(full) < 0.7:
         raise UnparseableMail("no headers and no readable text: not a mail message")
+    full = clean_text(full)
     body = trim_reply(full) if full else ""
     if out.html_only and full:
         defects.append("HTML only: converted to text")

@@ -141,17 +141,16 @@ def _table(encoding: str, leads: range, trails: range, stop: bytes = b"") -> fro
     return frozenset(chars)
 
 
-# The characters people write most: GB2312 level 1 (3,755 hanzi) and Big5's frequent block
-# (5,401). Bytes read in the wrong one of GB and Big5 land mostly outside both, in rare
-# characters, symbols, kana and private use, which is what tells the two apart.
-_COMMON = _table("gb2312", range(0xB0, 0xD8), range(0xA1, 0xFF)) | _table(
-    "big5", range(0xA4, 0xC7), tuple(range(0x40, 0x7F)) + tuple(range(0xA1, 0xFF)), b"\xc6\x7e"
-)
-# Level 2 and Big5's less frequent block: real but rarer, worth less.
-_RARE_OK = (
-    _table("gb2312", range(0xD8, 0xF8), range(0xA1, 0xFF))
-    | _table("big5", range(0xC9, 0xFA), tuple(range(0x40, 0x7F)) + tuple(range(0xA1, 0xFF)))
-) - _COMMON
+# The characters people write most, by the charset that writes them: GB2312 level 1 (3,755
+# simplified hanzi) for GB, Big5's frequent block (5,401 traditional) for Big5. Bytes read in
+# the wrong one of the two land mostly outside it, in rare characters, symbols, kana and
+# private use, which is what tells them apart; Latin-1 letters read as GBK land in GBK's
+# extension, which neither block holds.
+_BOTH_TRAILS = tuple(range(0x40, 0x7F)) + tuple(range(0xA1, 0xFF))
+_GB_L1 = _table("gb2312", range(0xB0, 0xD8), range(0xA1, 0xFF))
+_GB_L2 = _table("gb2312", range(0xD8, 0xF8), range(0xA1, 0xFF))
+_BIG5_FREQUENT = _table("big5", range(0xA4, 0xC7), _BOTH_TRAILS, b"\xc6\x7e")
+_BIG5_RARE = _table("big5", range(0xC9, 0xFA), _BOTH_TRAILS)
 _PUNCT = frozenset(
     "，。、；：？！“”‘’（）《》〈〉【】「」『』—…·～￥％＃＠＆＊＋－＝／＼｜"
     "０１２３４５６７８９　\u2014\u2026\u00b7\u3000\u00a0"
@@ -162,8 +161,16 @@ def _char_class(chars: frozenset[str]) -> re.Pattern[str]:
     return re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]")
 
 
-_COMMON_RE = _char_class(_COMMON | _PUNCT)
-_RARE_RE = _char_class(_RARE_OK)
+# (common, rare) characters per family of codec; rare ones count a third.
+_GB_SETS = (_char_class(_GB_L1 | _PUNCT), _char_class((_GB_L2 | _BIG5_FREQUENT) - _GB_L1))
+_BIG5_SETS = (
+    _char_class(_BIG5_FREQUENT | _PUNCT),
+    _char_class(_BIG5_RARE - _BIG5_FREQUENT),
+)
+_ANY_SETS = (
+    _char_class(_GB_L1 | _BIG5_FREQUENT | _PUNCT),
+    _char_class((_GB_L2 | _BIG5_RARE) - _GB_L1 - _BIG5_FREQUENT),
+)
 _LATIN = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
 _LATIN_IN_WORD_RE = re.compile(f"(?<=[A-Za-z])[{_LATIN}]|[{_LATIN}](?=[A-Za-z])")
 _BAD_RE = re.compile("[\ue000-\uf8ff\x80-\x9f\ufffd]")
@@ -173,21 +180,45 @@ _HIGH_BYTES = re.compile(rb"[\x80-\xff]")
 def plausibility(text: str, codec: str, high_bytes: int, *, any_script: bool = False) -> float:
     """How much of the non-ASCII input ``text`` explains as writing, -1.0 … 1.0.
 
-    The share of the ``high_bytes`` (bytes ≥ 0x80 in the source) that became common Chinese
-    characters or punctuation (full weight), rarer hanzi (a third), or Latin letters next to an
-    ASCII letter, as in ``café`` (full weight). With ``any_script`` (a declared Cyrillic,
-    Greek… single-byte charset), any letter next to a letter counts. Private-use, C1 control
-    and replacement characters count against. A text with no high bytes is fully plausible.
+    The share of the ``high_bytes`` (bytes ≥ 0x80 in the source) that became characters
+    commonly written in ``codec`` (GB2312 level 1 for GB18030, Big5's frequent block for Big5,
+    either for UTF-8) or CJK punctuation (full weight), rarer hanzi (a third), or Latin letters
+    next to an ASCII letter, as in ``café`` (full weight). With ``any_script`` (a declared
+    Cyrillic, Greek… single-byte charset), any letter next to a letter counts. Private-use,
+    C1 control and replacement characters count against. No high bytes: fully plausible.
     """
     if high_bytes == 0:
         return 1.0
-    wide = 3 if codec == UTF8 else 2 if codec in _MULTIBYTE else 1
-    latin = 2 if wide > 1 else 1
+    common, rare = _GB_SETS if codec == GB else _BIG5_SETS if codec == BIG5 else _ANY_SETS
     words = _LETTER_IN_WORD_RE if any_script else _LATIN_IN_WORD_RE
-    good = wide * (
-        len(_COMMON_RE.findall(text)) + len(_RARE_RE.findall(text)) / 3 - len(_BAD_RE.findall(text))
-    ) + latin * len(words.findall(text))
+    good = (
+        _weight(common.findall(text), codec)
+        + _weight(rare.findall(text), codec) / 3
+        + _weight(words.findall(text), codec)
+        - _weight(_BAD_RE.findall(text), codec)
+    )
     return max(-1.0, min(1.0, good / high_bytes))
+
+
+def _weight(chars: list[str], codec: str) -> int:
+    if not chars:
+        return 0
+    if codec == UTF8:
+        return sum(len(char.encode(UTF8, "surrogatepass")) for char in chars)
+    if codec not in _MULTIBYTE:
+        return len(chars)
+    return sum(_high_bytes_of(char, codec) for char in chars)
+
+
+@lru_cache(maxsize=65536)
+def _high_bytes_of(char: str, codec: str) -> int:
+    """How many bytes ≥ 0x80 ``char`` takes in ``codec`` (Big5's trail bytes may be ASCII)."""
+    for attempt in (codec, "big5hkscs") if codec == BIG5 else (codec,):
+        try:
+            return sum(1 for byte in char.encode(attempt) if byte >= 0x80)
+        except (UnicodeEncodeError, LookupError):
+            continue
+    return 1
 
 
 _LETTER = r"(?![\x00-\x7f])[^\W\d_]"

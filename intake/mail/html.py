@@ -127,7 +127,8 @@ class _TextExtractor(HTMLParser):
                 self.pre_depth = max(0, self.pre_depth - 1)
             if tag == "blockquote":
                 self.quote_depth = max(0, self.quote_depth - 1)
-            if tag in ("p", "div", "table", "blockquote", "h1", "h2", "h3") and self.lines:
+            # Paragraphs get a blank line after them; <div>s are lines (QQ Mail, Foxmail).
+            if tag in ("p", "table", "blockquote", "h1", "h2", "h3") and self.lines:
                 self.lines.append("")
 
     def handle_data(self, data: str) -> None:
