@@ -31,6 +31,7 @@ CASE_TABLES = (
     "return_visits",
     "attachments",
     "duplicate_signatures",
+    "outbox",
     "cases",
     "counters",
     "throttle_marks",

@@ -1,0 +1,586 @@
+"""The outbox: mail to send, queued in the transaction of the change that caused it, then
+claimed, sent and retried by `minsheng outbox send` (web/mail.py) on any number of machines.
+
+The life of one mail::
+
+    enqueue ──► queued ──claim──► sending ──mark_sent──► sent
+                  ▲                  │
+                  └──mark_failed─────┤ (attempts < max_attempts: back to queued, later)
+                                     └──mark_failed──► failed (after max_attempts, or a
+                                                       permanent refusal such as 550)
+
+What is stored is the complete RFC 5322 message, built once at enqueue time (`build_message`
+makes one: text, HTML, inline CID images as multipart/related, attachments), compressed with
+zlib. A retry sends exactly the bytes of the first try, with the same Message-ID, so a mail
+client that got both copies shows one. The envelope recipients (To, Cc and Bcc) are kept in
+their own column; the Bcc header itself is removed before the message is stored.
+
+Several senders at once, on several machines, never send a mail twice: `claim` moves due
+rows to `sending` in one statement (PostgreSQL: the rows are picked with `FOR UPDATE SKIP
+LOCKED`, so two senders skip each other's rows instead of waiting; SQLite serialises writers,
+and the statement takes the write lock before it reads), and the claim is committed before
+the mail is sent. A claim is a lease: a sender that dies mid-send holds the mail until
+`claim_expires_at`, after which `claim` hands it to another sender.
+
+The one window left is at-least-once, not exactly-once: a sender that dies (or loses the
+database) after the SMTP server accepted the message and before `mark_sent` is committed
+leaves the mail in `sending`; when the lease expires another sender sends it again, with the
+same Message-ID. No protocol can close that window between two systems that do not share a
+transaction; it is kept small by committing `mark_sent` right after the server's "250" and
+doing nothing else in between.
+
+Every step is recorded on the mail's case, when it has one, as an event (`mail_queued`,
+`mail_sent`, `mail_deferred` for a failed try that will be retried, `mail_failed`) whose
+reason names the recipients; the case's status never changes. Functions here flush and never
+commit: the caller owns the transaction.
+
+Example (the acknowledgment of an email case)::
+
+    msg = build_message(
+        sender=settings.mail.sender, to=[case.contact_email],
+        subject=f"已受理：{case.tracking_number}", text=body,
+        in_reply_to=submission.external_id, auto_submitted="auto-replied",
+    )
+    enqueue(session, msg, case=case, kind="acknowledgment", now=now)
+    # ... committed with the case; `minsheng outbox send` delivers it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from triage.models import Base, Case, UTCDateTime, utcnow
+
+ACTOR = "system"
+
+
+class MailStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class MailKind(StrEnum):
+    """What a mail is for; a free string in the table, these are the ones the project sends."""
+
+    ACKNOWLEDGMENT = "acknowledgment"
+    NOTIFICATION = "notification"
+    REMINDER = "reminder"
+    DIGEST = "digest"
+    REPORT = "report"
+
+
+class OutboxError(ValueError):
+    """A message that cannot be queued (no sender, no recipient); the message says why."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When to try a failed mail again, and when to give up.
+
+    The n-th failed try (n ≥ 1) waits `min(max_seconds, base_seconds · 2^(n-1))` seconds;
+    the `max_attempts`-th failed try marks the mail failed.
+    """
+
+    max_attempts: int = 10
+    base_seconds: float = 60.0
+    max_seconds: float = 3600.0
+
+    def delay(self, attempts: int) -> timedelta:
+        exponent = max(0, attempts - 1)
+        # Capped before the power: a large exponent would overflow a float.
+        seconds = self.max_seconds if exponent >= 62 else self.base_seconds * 2**exponent
+        return timedelta(seconds=min(self.max_seconds, seconds))
+
+
+class OutgoingMail(Base):
+    """One mail in the outbox: the finished message, its envelope, and its sending state."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        # The sender's query: due rows of the two live statuses, oldest first. Sent rows pile
+        # up under another status prefix and are never read by it.
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    # Envelope: everyone the server is asked to deliver to (To, Cc and Bcc), bare addresses.
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    # The To header's addresses, for the timeline and lists (Bcc is never shown).
+    to_display: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    # zlib-compressed RFC 5322 bytes; `raw` gives them back.
+    message: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(10), default=MailStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Queued: when it may be tried (again). Sending: equal to claim_expires_at, so that one
+    # condition ("due") finds both new work and claims left by a dead sender.
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def raw(self) -> bytes:
+        """The message exactly as it goes to the SMTP server."""
+        return zlib.decompress(self.message)
+
+    def __repr__(self) -> str:
+        return f"<OutgoingMail {self.id} {self.kind} {self.status} attempts={self.attempts}>"
+
+
+# -- building and queueing -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InlineImage:
+    """An image the HTML shows as `<img src="cid:{cid}">` (the cid without angle brackets)."""
+
+    cid: str
+    data: bytes
+    subtype: str = "png"
+
+
+@dataclass(frozen=True)
+class FileAttachment:
+    filename: str
+    data: bytes
+    content_type: str = "application/octet-stream"
+
+
+def _cte(text: str) -> str:
+    # Base64 keeps Chinese 7-bit clean (no 8BITMIME needed) at a third more bytes;
+    # quoted-printable would triple them.
+    return "7bit" if text.isascii() and max(map(len, text.splitlines() or [""])) < 900 else "base64"
+
+
+def build_message(
+    *,
+    sender: str,
+    to: Sequence[str],
+    subject: str,
+    text: str,
+    html: str | None = None,
+    cc: Sequence[str] = (),
+    bcc: Sequence[str] = (),
+    reply_to: str | None = None,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    inline_images: Sequence[InlineImage] = (),
+    attachments: Sequence[FileAttachment] = (),
+    auto_submitted: str = "auto-generated",
+) -> EmailMessage:
+    """A finished message for `enqueue`: text, optionally HTML with inline images, files.
+
+    Structure: text/plain alone; or multipart/alternative (text, HTML); inline images make
+    the HTML part multipart/related (what mail clients need to show `cid:` images in place);
+    attachments wrap it all in multipart/mixed. Addresses may carry display names
+    ("王小明 <wang@example.com>"); Chinese subjects, names and file names are encoded as the
+    RFC says. `in_reply_to` / `references` are Message-IDs with or without angle brackets
+    (the acknowledgment of an email passes the citizen's). `auto_submitted` is
+    "auto-generated" for machine mail and "auto-replied" for an automatic answer to a mail
+    (RFC 3834), so that the other side's auto-responders do not answer; "" leaves it out.
+    Message-ID and Date are added by `enqueue`.
+    """
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    if cc:
+        msg["Cc"] = ", ".join(cc)
+    if bcc:
+        msg["Bcc"] = ", ".join(bcc)
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    msg["Subject"] = subject
+    if in_reply_to:
+        msg["In-Reply-To"] = _angle(in_reply_to)
+    refs = [_angle(r) for r in references if r]
+    if in_reply_to and _angle(in_reply_to) not in refs:
+        refs.append(_angle(in_reply_to))
+    if refs:
+        msg["References"] = " ".join(refs)
+    if auto_submitted:
+        msg["Auto-Submitted"] = auto_submitted
+    msg.set_content(text, cte=_cte(text))
+    if html is not None:
+        msg.add_alternative(html, subtype="html", cte=_cte(html))
+        html_part = msg.get_payload()[-1] if msg.is_multipart() else msg
+        for image in inline_images:
+            html_part.add_related(
+                image.data, "image", image.subtype, cid=_angle(image.cid), disposition="inline"
+            )
+    elif inline_images:
+        raise OutboxError("inline images need an HTML body that shows them")
+    for f in attachments:
+        maintype, _, subtype = f.content_type.partition("/")
+        msg.add_attachment(f.data, maintype, subtype or "octet-stream", filename=f.filename)
+    return msg
+
+
+def _angle(message_id: str) -> str:
+    message_id = message_id.strip()
+    return message_id if message_id.startswith("<") else f"<{message_id}>"
+
+
+def _bare(addresses: Iterable[str]) -> list[str]:
+    return [addr for _, addr in getaddresses(list(addresses)) if addr]
+
+
+def enqueue(
+    session: Session,
+    message: EmailMessage,
+    *,
+    case: Case | None = None,
+    kind: str,
+    now: datetime,
+) -> OutgoingMail:
+    """Queues `message` to be sent as soon as a sender runs; returns the flushed row.
+
+    The message must have a From and at least one recipient (To, Cc or Bcc). Added when
+    missing: Message-ID (in the sender's domain; kept by every retry), Date (`now`) and
+    Auto-Submitted: auto-generated. The Bcc header is removed (its addresses stay in the
+    envelope). With `case`, a `mail_queued` event is recorded on it. Flushes, never commits:
+    the mail is sent only if the caller's transaction commits, so a change that is rolled
+    back sends nothing. Raises OutboxError for a message without sender or recipient.
+
+    Message-IDs are unique in the outbox: a caller that sets its own (say one derived from
+    the case, for an acknowledgment) gets an IntegrityError at the flush if it queues the
+    same mail twice, which makes queueing idempotent across a re-run.
+    """
+    _, sender = parseaddr(str(message.get("From", "")))
+    if not sender or "@" not in sender:
+        raise OutboxError("the message has no From address")
+    recipients = _bare(str(v) for h in ("To", "Cc", "Bcc") for v in message.get_all(h, []))
+    if not recipients:
+        raise OutboxError("the message has no recipient")
+    del message["Bcc"]
+    if "Message-ID" not in message:
+        message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[1])
+    if "Date" not in message:
+        message["Date"] = format_datetime(now)
+    if "Auto-Submitted" not in message:
+        message["Auto-Submitted"] = "auto-generated"
+    raw = message.as_bytes()
+    to_display = ", ".join(_bare(str(v) for v in message.get_all("To", [])))
+    mail = OutgoingMail(
+        case_id=case.id if case is not None else None,
+        kind=kind,
+        recipients=list(dict.fromkeys(r.lower() for r in recipients)),
+        to_display=to_display,
+        subject=str(message.get("Subject", "")),
+        message_id=str(message["Message-ID"]).strip(),
+        message=zlib.compress(raw, 6),
+        size=len(raw),
+        status=MailStatus.QUEUED,
+        attempts=0,
+        next_attempt_at=now,
+        last_error="",
+        created_at=now,
+    )
+    session.add(mail)
+    session.flush()
+    if case is not None:
+        case.record(
+            "mail_queued",
+            ACTOR,
+            now,
+            reason=_who(mail),
+            mail_id=mail.id,
+            kind=kind,
+            message_id=mail.message_id,
+        )
+        session.flush()
+    return mail
+
+
+def _who(mail: OutgoingMail) -> str:
+    """The recipients as the timeline shows them: the To header's, else the envelope's."""
+    return mail.to_display or ", ".join(mail.recipients)
+
+
+# -- sending state -------------------------------------------------------------------------
+
+
+def _due(now: datetime) -> Any:
+    return OutgoingMail.status.in_([MailStatus.QUEUED, MailStatus.SENDING]) & (
+        OutgoingMail.next_attempt_at <= now
+    )
+
+
+def claim(
+    session: Session, now: datetime, *, worker: str, limit: int, lease: timedelta
+) -> list[OutgoingMail]:
+    """Takes up to `limit` due mails for `worker`, oldest due first; commit before sending.
+
+    Due: queued with `next_attempt_at <= now`, or sending under a lease that expired (its
+    sender died). Each claimed mail becomes `sending`, owned by `worker` until `now + lease`,
+    and its `attempts` grows by one now, so that a mail whose sending kills the sender still
+    ends as failed after max_attempts. One statement, so two senders never claim the same row:
+    PostgreSQL locks the picked rows with FOR UPDATE SKIP LOCKED (another sender skips them);
+    SQLite takes its single write lock before reading. The lease must outlast one send.
+    """
+    expires = now + lease
+    picked = (
+        select(OutgoingMail.id)
+        .where(_due(now))
+        .order_by(OutgoingMail.next_attempt_at, OutgoingMail.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(
+        session.scalars(
+            update(OutgoingMail)
+            .where(OutgoingMail.id.in_(picked), _due(now))
+            .values(
+                status=MailStatus.SENDING,
+                claimed_by=worker,
+                claim_expires_at=expires,
+                next_attempt_at=expires,
+                attempts=OutgoingMail.attempts + 1,
+            )
+            .returning(OutgoingMail.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if not ids:
+        return []
+    rows = session.scalars(
+        select(OutgoingMail)
+        .where(OutgoingMail.id.in_(ids))
+        .order_by(OutgoingMail.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(rows)
+
+
+def _case(session: Session, mail: OutgoingMail) -> Case | None:
+    return session.get(Case, mail.case_id) if mail.case_id is not None else None
+
+
+def mark_sent(
+    session: Session,
+    mail: OutgoingMail,
+    *,
+    now: datetime,
+    refused: dict[str, str] | None = None,
+) -> bool:
+    """Records that the SMTP server accepted `mail`; commit at once (see the module's note).
+
+    Idempotent: returns False, changing nothing, if the mail is already sent (a second sender
+    that took over an expired lease got there first). Otherwise the mail is sent whoever held
+    the claim, since it is out of our hands now. `refused`: recipients the server refused
+    while accepting the others (address → the server's answer), noted on the case event.
+    """
+    done = session.execute(
+        update(OutgoingMail)
+        .where(OutgoingMail.id == mail.id, OutgoingMail.status != MailStatus.SENT)
+        .values(
+            status=MailStatus.SENT,
+            sent_at=now,
+            claimed_by=None,
+            claim_expires_at=None,
+            last_error="; ".join(f"{a}: {e}" for a, e in (refused or {}).items()),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(mail)
+    if not done:
+        return False
+    case = _case(session, mail)
+    if case is not None:
+        extra = {"refused": refused} if refused else {}
+        case.record(
+            "mail_sent",
+            ACTOR,
+            now,
+            reason=_who(mail),
+            mail_id=mail.id,
+            kind=mail.kind,
+            attempts=mail.attempts,
+            **extra,
+        )
+        session.flush()
+    return True
+
+
+def mark_failed(
+    session: Session,
+    mail: OutgoingMail,
+    error: str,
+    *,
+    worker: str,
+    now: datetime,
+    policy: RetryPolicy,
+    permanent: bool = False,
+) -> MailStatus | None:
+    """Records a failed try by `worker`: queued again after the backoff, or failed for good.
+
+    Failed for good when `permanent` (the server refused the message or every recipient
+    with a 5xx answer) or when this was try number `policy.max_attempts` or later. Returns
+    the new status, or None if `worker` no longer holds the claim (its lease expired and
+    another sender took the mail over: that sender decides). Records `mail_deferred` or
+    `mail_failed` on the case, with the error as the reason.
+    """
+    error = " ".join(error.split())[:2000] or "unknown error"
+    final = permanent or mail.attempts >= policy.max_attempts
+    status = MailStatus.FAILED if final else MailStatus.QUEUED
+    next_at = now if final else now + policy.delay(mail.attempts)
+    done = session.execute(
+        update(OutgoingMail)
+        .where(
+            OutgoingMail.id == mail.id,
+            OutgoingMail.status == MailStatus.SENDING,
+            OutgoingMail.claimed_by == worker,
+        )
+        .values(
+            status=status,
+            next_attempt_at=next_at,
+            claimed_by=None,
+            claim_expires_at=None,
+            last_error=error,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(mail)
+    if not done:
+        return None
+    case = _case(session, mail)
+    if case is not None:
+        detail: dict[str, Any] = {"mail_id": mail.id, "kind": mail.kind, "attempts": mail.attempts}
+        if not final:
+            detail["next_attempt_at"] = next_at.isoformat()
+        case.record(
+            "mail_failed" if final else "mail_deferred",
+            ACTOR,
+            now,
+            reason=f"{_who(mail)}: {error}",
+            **detail,
+        )
+        session.flush()
+    return status
+
+
+def renew(
+    session: Session, mail: OutgoingMail, *, worker: str, now: datetime, lease: timedelta
+) -> bool:
+    """Extends `worker`'s claim on `mail` to `now + lease`; False if the claim was lost."""
+    expires = now + lease
+    done = session.execute(
+        update(OutgoingMail)
+        .where(
+            OutgoingMail.id == mail.id,
+            OutgoingMail.status == MailStatus.SENDING,
+            OutgoingMail.claimed_by == worker,
+        )
+        .values(claim_expires_at=expires, next_attempt_at=expires)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(mail)
+    return bool(done)
+
+
+def requeue(session: Session, mail: OutgoingMail, *, now: datetime) -> bool:
+    """Puts a failed mail back in the queue with a fresh count of tries (an operator fixed
+    what made it fail); False if it is not failed. Recorded on its case as `mail_queued`."""
+    done = session.execute(
+        update(OutgoingMail)
+        .where(OutgoingMail.id == mail.id, OutgoingMail.status == MailStatus.FAILED)
+        .values(status=MailStatus.QUEUED, attempts=0, next_attempt_at=now, last_error="")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(mail)
+    if not done:
+        return False
+    case = _case(session, mail)
+    if case is not None:
+        case.record(
+            "mail_queued",
+            ACTOR,
+            now,
+            reason=_who(mail),
+            mail_id=mail.id,
+            kind=mail.kind,
+            message_id=mail.message_id,
+            requeued=True,
+        )
+        session.flush()
+    return True
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def outbox_counts(session: Session, now: datetime | None = None) -> dict[str, int]:
+    """What supervisors watch: {"queued", "retrying", "due", "sending", "failed"}.
+
+    `retrying` and `due` are parts of `queued`: mails that failed at least once, and mails
+    whose time has come (with `now`; else 0). Sent mails are not counted: they pile up
+    forever and say nothing about the outbox's health.
+    """
+    counts = dict.fromkeys(("queued", "retrying", "due", "sending", "failed"), 0)
+    live = (MailStatus.QUEUED, MailStatus.SENDING, MailStatus.FAILED)
+    rows = session.execute(
+        select(OutgoingMail.status, func.count())
+        .where(OutgoingMail.status.in_(live))
+        .group_by(OutgoingMail.status)
+    )
+    for status, n in rows:
+        counts[str(status)] = int(n)
+    if counts["queued"]:
+        queued = OutgoingMail.status == MailStatus.QUEUED
+        counts["retrying"] = int(
+            session.scalar(
+                select(func.count())
+                .select_from(OutgoingMail)
+                .where(queued, OutgoingMail.attempts > 0)
+            )
+            or 0
+        )
+        if now is not None:
+            counts["due"] = int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(OutgoingMail)
+                    .where(queued, OutgoingMail.next_attempt_at <= now)
+                )
+                or 0
+            )
+    return counts
+
+
+def list_mails(
+    session: Session, *, status: str | None = None, limit: int = 50
+) -> list[OutgoingMail]:
+    """The newest mails, or the newest of one status, for an operator."""
+    query = select(OutgoingMail).order_by(OutgoingMail.id.desc()).limit(limit)
+    if status:
+        query = query.where(OutgoingMail.status == status)
+    return list(session.scalars(query))
