@@ -705,6 +705,15 @@ class Case(Base):
         outcome says so.
         """
         self._require("rejected", {Status.RECEIVED, Status.TRIAGE})
+        if any(e.action == "merged_in" for e in self.events):
+            # Their citizens follow this case: rejecting it would cut them off again.
+            raise IllegalTransition(
+                N_(
+                    "Other cases were merged into %(number)s and their citizens wait for its "
+                    "answer: it cannot be rejected."
+                ),
+                number=self.tracking_number,
+            )
         reason = self._require_reason(reason)
         referred_to = " ".join((referred_to or "").split())
         if outcome is not None and outcome.refer and not referred_to:

@@ -23,7 +23,8 @@ STATUS_LABELS = {
     "visited": _l("Return visit done"),
     "closed": _l("Closed"),
     "merged": _l("Merged"),
-    "rejected": _l("Invalid"),
+    # Not only spam: "not ours to handle, turn to …" is a rejection too.
+    "rejected": _l("Not accepted"),
 }
 KIND_LABELS = {
     "complaint": _l("Complaint"),
@@ -65,11 +66,17 @@ ACTION_LABELS = {
     "visited": _l("Return visit recorded"),
     "reworked": _l("Sent back for rework"),
     "closed": _l("Closed"),
-    "rejected": _l("Marked invalid"),
+    "rejected": _l("Not accepted as a case"),
     "merged": _l("Merged into another case"),
     "merged_in": _l("Another case merged into this one"),
     "citizen_visited": _l("Return visit to the citizen of a merged case"),
     "similar_found": _l("Possible duplicates found"),
+    # The outbox (triage/outbox.py): the event's reason names the recipients, which the
+    # case page masks for external supervisors like any free text.
+    "mail_queued": _l("Mail queued for sending"),
+    "mail_sent": _l("Mail sent"),
+    "mail_deferred": _l("Mail not sent yet, will retry"),
+    "mail_failed": _l("Mail could not be sent"),
 }
 
 

@@ -224,3 +224,31 @@ def test_merge_chain_leads_to_the_last_case(client: Any, login_as: Any, runtime:
         supervisor.get(f"/board/cases/{z}").get_data(as_text=True), "citizens-to-call"
     )
     assert x in callers and y in callers and X_NAME in callers
+
+
+def test_a_case_with_merged_citizens_is_not_rejected(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    y, _ = submit_complaint(client, "幸福路12号门口井盖缺失，很危险。", subject="井盖缺失")
+    x, x_code = submit_complaint(
+        client, "幸福路井盖丢了，晚上看不见。", subject="井盖", name=X_NAME
+    )
+    supervisor = login_as("supervisor")
+    post_form(
+        supervisor,
+        f"/board/cases/{x}",
+        f"/board/cases/{x}/merge",
+        {"merge-target": y, "merge-reason": ""},
+    )
+    page = supervisor.get(f"/board/cases/{y}").get_data(as_text=True)
+    assert 'id="reject-form"' not in page
+    r = post_form(
+        supervisor,
+        f"/board/cases/{y}",
+        f"/board/cases/{y}/reject",
+        {"reject-outcome": "duplicate", "reject-reason": "重复"},
+    )
+    said = flashes(supervisor.get(r.headers["Location"]).get_data(as_text=True))
+    assert any(y in f for f in said), said
+    assert _case(runtime, y).status == Status.TRIAGE
+    assert "status-triage" in _section(_track(client, x, x_code), "merged-into")

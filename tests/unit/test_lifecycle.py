@@ -340,3 +340,12 @@ def test_redispatch_to_the_returning_department_needs_a_reason() -> None:
     case.send_back(HANDLER, NOW, "确实不归我们", NOW + timedelta(days=2))
     assign_case(case, TRANSPORT, SUPERVISOR, deadlines, NOW)  # elsewhere: no reason needed
     assert case.department is TRANSPORT
+
+
+def test_a_case_others_were_merged_into_cannot_be_rejected() -> None:
+    target = make_case(Status.TRIAGE)
+    source = Case(id=11, tracking_number="MS-2026-000011", status=Status.TRIAGE, body="同一问题")
+    source.merge_into(target, SUPERVISOR, NOW)
+    with pytest.raises(IllegalTransition, match="merged into"):
+        target.reject(SUPERVISOR, NOW, "广告", outcome=SPAM)
+    assert target.status == Status.TRIAGE and not target.rejection_code
