@@ -1,35 +1,390 @@
 """Near-duplicate complaints and hot issues.
 
-``similar_cases`` finds open cases that say the same as a new complaint, so a supervisor can
-merge them; ``hot_issues`` groups a month's cases about the same local problem for the
-monthly report. Both compare texts by the cosine of their TF-IDF character bigram
-profiles, which needs no word segmentation and survives the small rewordings of people who
-complain about the same thing. Profiles are hashed into a fixed number of buckets and cached
-per text, and the candidates of the last few calls are kept run together as sparse matrices, so
-comparing each new complaint with the open cases of the last weeks takes milliseconds.
+``similar_cases`` finds open cases that report the same problem as a new complaint, so a
+supervisor can merge them. Two complaints report the same problem when they name the same
+place (estate, street, building, shop) *and* the same problem or object (noise from a bar, a
+broken lift), in whatever words: so a pair's score is the geometric mean of a *place*
+agreement and a *problem* agreement, each computed from the two texts alone, after letter
+boilerplate (greetings, self-introductions, closings) is removed. The score of a pair
+therefore does not depend on which other candidates are compared; the candidates come from
+``triage.duplicate_index``. The word lists are in ``triage.similarity_terms``.
+
+``hot_issues`` groups a month's cases about the same local problem for the monthly report, by
+the cosine of TF-IDF character-bigram profiles whose idf comes from that month's cases.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 import threading
+import unicodedata
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import rjieba
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from triage import similarity_terms as terms
 from triage.routing import ngram_codes, normalize_text, segment
 
-__all__ = ["HotIssue", "hot_issues", "similar_cases"]
+__all__ = ["HotIssue", "duplicate_score", "hot_issues", "similar_cases"]
 
-DUPLICATE_SCORE = 0.5
-"""Cosine from which two complaints are taken to report the same thing."""
+DUPLICATE_SCORE = 0.46
+"""Score from which two complaints are taken to report the same problem: the threshold with
+the highest recall at precision >= 0.9 on the labelled pairs of bench/bench_duplicates.py."""
 
 HOT_ISSUE_SCORE = 0.3
 """Cosine from which two complaints are taken to concern the same local problem."""
+
+UNKNOWN_PLACE = 0.4
+"""Place agreement of a pair whose places cannot be compared: one names none, or they are
+named in different scripts (松涛路 and Songtao Road)."""
+
+_PLACE_SHARE = 0.4  # exponent of the place agreement; the problem's is 1 - this
+_WEIGHT_GENERIC = 0.15  # a bigram of a generic complaint word, relative to 1 for any other
+_WEIGHT_NUMBER = 0.7  # a building or route number, relative to 1 for a bigram of a name
+_MAX_CHARS = 4000  # the start of a long text says what it is about
+
+_CLOSING_QUOTES = frozenset('”"」』》)）')
+_CONCEPT_PRIOR = 1.0  # one shared concept is weak evidence: 2 × shared / (total + prior)
+_CONCEPT_PLACE_WEIGHT = 0.4
+_CONCEPT_ATTRIBUTE_WEIGHT = 0.5
+_CONCEPT_WEIGHTS = {
+    **{c: _CONCEPT_ATTRIBUTE_WEIGHT for c in terms.ATTRIBUTE_CONCEPTS},
+    **{c: _CONCEPT_PLACE_WEIGHT for c in terms.PLACE_CONCEPTS},
+}
+_CJK_RUN = re.compile(rf"[{terms.CJK}]+")
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+_SENTENCE_END = re.compile(r"[.!?\n:;(\"“]\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    """What a complaint says, once its letter boilerplate is gone.
+
+    ``places``: bigrams of place names ("n:松涛"), English names ("e:maple"), and numbers of
+    buildings, routes and houses ("#b8", "#r26"), each with its weight; ``scripts``: the
+    scripts those places are written in ("zh", "en", "#"); ``concepts``: the problems and
+    objects of ``similarity_terms.CONCEPTS`` it mentions; ``content``: its other Chinese
+    character bigrams and English word stems, with weights, L2-normalised.
+    """
+
+    places: dict[str, float]
+    scripts: frozenset[str]
+    concepts: frozenset[str]
+    content: dict[str, float]
+
+
+def _strip_boilerplate(text: str) -> str:
+    """The text without greetings, self-introductions (their estate kept) and closings."""
+    for pattern in terms.OPENINGS:
+        text = pattern.sub(" ", text, count=1)
+    # 住 keeps the fact that this is where the writer lives (see _numbered_places).
+    text = terms.SELF_INTRODUCTION.sub(
+        lambda m: " 住 " + terms.INTRODUCTION_FILLER.sub("", m.group("who")) + " ", text
+    )
+    for pattern in terms.CLOSINGS:
+        text = pattern.sub(" ", text)
+    return text
+
+
+def _stem(word: str) -> str:
+    """A lower-case English word without its plural, -ing or -ed ending (crudely)."""
+    word = terms.ENGLISH_ABBREVIATIONS.get(word, word)
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 5 and word.endswith("ing"):
+        return word[:-3]
+    if len(word) > 4 and word.endswith("ed"):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("es") and word[-3] in "sxh":
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us")):
+        return word[:-1]
+    return word
+
+
+def _concept_forms() -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]:
+    """Each concept with its Chinese forms and its English forms as stemmed " word " keys."""
+    table = []
+    for concept, forms in terms.CONCEPTS.items():
+        chinese = tuple(f for f in forms if not f.isascii())
+        english = []
+        for form in forms:
+            if form.isascii():
+                prefix = form.endswith("*")
+                words = [_stem(w) for w in form.rstrip("*").split()]
+                english.append(" " + " ".join(words) + ("" if prefix else " "))
+        table.append((concept, chinese, tuple(english)))
+    return tuple(table)
+
+
+_CONCEPT_FORMS = _concept_forms()
+_CHINESE_CONCEPT_FORMS = frozenset(f for _, chinese, _ in _CONCEPT_FORMS for f in chinese)
+# Parts of speech that end a name read leftwards: prepositions, conjunctions, particles,
+# pronouns, locatives, verbs, measure words, time words, punctuation …
+_NOT_NAME_TAGS = terms.words("p c u uj ul uz ug ud uv r f v vn vd q t x ad y e o s")
+
+
+def _place_word(token: str) -> str | None:
+    """The place word a token is or ends with (路, 小区, 酒吧; 路上 counts as 路), if any."""
+    if token in terms.PLACE_WORDS:
+        return token
+    if len(token) > 1 and token[:-1] in terms.PLACE_WORDS and token[-1] in terms.PLACE_SIDES:
+        return token[:-1]
+    for length in (3, 2, 1):
+        if len(token) > length and token[-length:] in terms.PLACE_WORDS:
+            return token[-length:]
+    return None
+
+
+def _may_name(word: str, tag: str) -> bool:
+    """Whether a word (with jieba's part of speech) may be part of a place's name."""
+    return not (
+        tag in _NOT_NAME_TAGS
+        or (tag == "m" and not word.startswith("第"))
+        or (len(word) == 1 and word in terms.FUNCTION_CHARACTERS)
+        or word in terms.GENERIC_WORDS
+        or word in _CHINESE_CONCEPT_FORMS
+        or word in terms.PLACE_WORDS
+        or not _CJK_RUN.fullmatch(word)
+    )
+
+
+def _place_names(text: str) -> tuple[set[str], str]:
+    """Chinese place names of a lower-cased text, and the text with them blanked out.
+
+    A name is what stands before a place word (路, 小区, 酒吧 …): up to four characters of
+    whole words, read leftwards until a function or generic word; or a short quoted or
+    bracketed name (“蓝调”, (阳光水岸)). Words come from jieba's segmentation.
+    """
+    names: set[str] = set()
+    spans: list[tuple[int, int]] = []
+    tokens: list[tuple[str, str, int]] = []  # word, part of speech, start
+    position = 0
+    for word, tag in rjieba.tag(text):
+        tokens.append((word, tag, position))
+        position += len(word)
+    for i, (token, _, start) in enumerate(tokens):
+        suffix = _place_word(token)
+        if suffix is None:
+            continue
+        end = start + len(token)
+        own = token[: len(token) - len(suffix)] if token.endswith(suffix) else ""
+        j = i - 1
+        if not own and j >= 0 and tokens[j][0] in _CLOSING_QUOTES:
+            spans.append((start, end))  # “蓝调”酒吧: the quoted name is read below
+            continue
+        if not own and j >= 0 and tokens[j][0][-1:] + token[:1] in terms.NOT_PLACES:
+            continue
+        if own and not _may_name(own, "n"):
+            continue
+        name, name_start = own, start
+        while j >= 0 and len(name) < 4:
+            word, tag, word_start = tokens[j]
+            if not _may_name(word, tag) or len(name) + len(word) > 4:
+                break
+            name, name_start = word + name, word_start
+            j -= 1
+        if len(name) >= 2:
+            names.add(name)
+            spans.append((name_start, end))
+    for pattern in (terms.QUOTED, terms.BRACKETED):
+        for match in pattern.finditer(text):
+            quoted = match.group(1).strip()
+            if quoted and (len(quoted) <= 8 or quoted.isascii()):
+                names.add(quoted)
+                spans.append(match.span(1))
+    if not spans:
+        return names, text
+    chars = list(text)
+    for start, end in spans:
+        chars[start:end] = " " * (end - start)
+    return names, "".join(chars)
+
+
+def _numbered_places(text: str) -> set[str]:
+    """Numbered buildings, routes, houses …: "#b8", "#r26". Not where the clause says the
+    writer lives (我住3栋): two neighbours reporting one bar live in different buildings."""
+    keys = set()
+    for pattern, kind in terms.NUMBERED:
+        for match in pattern.finditer(text):
+            clause = terms.CLAUSE_START.split(text[: match.start()])[-1]
+            if not terms.RESIDENCE.search(clause):
+                keys.add(f"#{kind}{int(match.group(1))}")
+    return keys
+
+
+@functools.lru_cache(maxsize=50_000)
+def _profile(text: str) -> _Profile:
+    """The profile of one complaint text (cached: open cases are compared again and again)."""
+    cased = _strip_boilerplate(unicodedata.normalize("NFKC", text[:_MAX_CHARS]))
+    lower = cased.lower()
+    places: dict[str, float] = {}
+    scripts: set[str] = set()
+    names, unnamed = _place_names(lower)
+    for name in names:
+        for run in _CJK_RUN.findall(name):
+            for i in range(len(run) - 1):
+                if run[i : i + 2] not in terms.GENERIC_BIGRAMS:
+                    places["n:" + run[i : i + 2]] = 1.0
+                    scripts.add("zh")
+    for key in _numbered_places(lower):
+        places[key] = _WEIGHT_NUMBER
+        scripts.add("#")
+
+    content: Counter[str] = Counter()
+    for run in _CJK_RUN.findall(unnamed):
+        for i in range(len(run) - 1):
+            content["z:" + run[i : i + 2]] += 1
+    weights: dict[str, float] = {}
+    for key, count in content.items():
+        bigram = key[2:]
+        if bigram[0] in terms.FUNCTION_CHARACTERS and bigram[1] in terms.FUNCTION_CHARACTERS:
+            continue
+        weight = _WEIGHT_GENERIC if bigram in terms.GENERIC_BIGRAMS else 1.0
+        weights[key] = weight * (1.0 + math.log(count))
+
+    # English: names are capitalised words inside a sentence or next to another one.
+    stems: list[str] = []
+    previous_capital = False
+    for match in _LATIN_WORD.finditer(cased):
+        word = match.group(0)
+        lower_word = word.lower()
+        stem = _stem(lower_word)
+        stems.append(stem)
+        capital = word[0].isupper() and lower_word not in terms.ENGLISH_STOP
+        if lower_word in terms.ENGLISH_STOP or len(stem) < 2:
+            previous_capital = False
+            continue
+        starts_sentence = _SENTENCE_END.search(cased, 0, match.start()) is not None or (
+            match.start() == 0 or not cased[: match.start()].strip()
+        )
+        following = cased[match.end() : match.end() + 2].lstrip()[:1]
+        if capital and (not starts_sentence or previous_capital or following.isupper()):
+            places["e:" + stem] = 1.0
+            scripts.add("en")
+        else:
+            weights["e:" + stem] = 1.0
+        previous_capital = capital
+
+    joined = " " + " ".join(stems) + " "
+    concepts = frozenset(
+        concept
+        for concept, chinese, english in _CONCEPT_FORMS
+        if any(f in unnamed for f in chinese) or any(f in joined for f in english)
+    )
+    norm = math.sqrt(sum(v * v for v in weights.values())) or 1.0
+    return _Profile(
+        places,
+        frozenset(scripts),
+        concepts,
+        {k: v / norm for k, v in weights.items()},
+    )
+
+
+def _cosine(p: dict[str, float], q: dict[str, float]) -> float:
+    """Cosine of two weighted sets."""
+    if not p or not q:
+        return 0.0
+    if len(p) > len(q):
+        p, q = q, p
+    dot = sum(v * q[k] for k, v in p.items() if k in q)
+    if not dot:
+        return 0.0
+    return dot / math.sqrt(sum(v * v for v in p.values()) * sum(v * v for v in q.values()))
+
+
+_NUMBER_MISMATCH = 0.35  # building 8 is not building 2 of the same estate
+
+
+def _different_numbers(p: dict[str, float], q: dict[str, float]) -> bool:
+    """Both name a building (or route, house …) number and share none of that kind."""
+    for kind in "bruhl":
+        mine = {k for k in p if k.startswith("#" + kind)}
+        theirs = {k for k in q if k.startswith("#" + kind)}
+        if mine and theirs and not mine & theirs:
+            return True
+    return False
+
+
+def _place_agreement(p: _Profile, q: _Profile) -> float:
+    """How far two complaints name the same places (0-1), or UNKNOWN_PLACE."""
+    if not p.scripts & q.scripts:
+        # Nothing to compare: the same wording is then the best sign of the same place.
+        return max(UNKNOWN_PLACE, _content_cosine(p, q))
+    agreement = _cosine(p.places, q.places)
+    if _different_numbers(p.places, q.places):
+        agreement *= _NUMBER_MISMATCH
+    return agreement
+
+
+def _concept_weight(concepts: frozenset[str]) -> float:
+    return sum(_CONCEPT_WEIGHTS.get(c, 1.0) for c in concepts)
+
+
+def _problem_agreement(p: _Profile, q: _Profile) -> float:
+    """How far two complaints name the same problems and objects (0-1)."""
+    shared = _concept_weight(p.concepts & q.concepts)
+    total = _concept_weight(p.concepts) + _concept_weight(q.concepts)
+    dice = 2 * shared / (total + _CONCEPT_PRIOR) if shared else 0.0
+    return max(dice, _content_cosine(p, q))
+
+
+def _content_cosine(p: _Profile, q: _Profile) -> float:
+    """Cosine of the two texts' other bigrams and words (their weights are normalised)."""
+    return sum(v * q.content[k] for k, v in p.content.items() if k in q.content)
+
+
+def _pair_score(p: _Profile, q: _Profile) -> float:
+    """Weighted geometric mean: both must agree, and the problem a little more."""
+    return _place_agreement(p, q) ** _PLACE_SHARE * _problem_agreement(p, q) ** (1 - _PLACE_SHARE)
+
+
+def duplicate_score(a: str, b: str) -> float:
+    """How likely two complaint texts report the same problem: 0-1, symmetric.
+
+    A function of the two texts alone (no corpus statistics), so the same pair scores the
+    same whatever else is compared.
+    """
+    if not a.strip() or not b.strip():
+        return 0.0
+    return round(min(_pair_score(_profile(a), _profile(b)), 1.0), 4)
+
+
+def similar_cases(
+    text: str,
+    candidates: Sequence[tuple[int, str]],
+    *,
+    min_score: float = DUPLICATE_SCORE,
+    limit: int = 5,
+) -> list[tuple[int, float]]:
+    """The candidates (case id, text) most like ``text``: (case id, score), best first.
+
+    Scores are ``duplicate_score`` of ``text`` and each candidate, independent of the other
+    candidates; those under ``min_score`` are left out, at most ``limit`` are returned, ties
+    in the order given.
+    """
+    if not candidates or not text.strip():
+        return []
+    query = _profile(text)
+    scored = []
+    for position, (case_id, candidate) in enumerate(candidates):
+        if not candidate.strip():
+            continue
+        score = round(min(_pair_score(query, _profile(candidate)), 1.0), 4)
+        if score >= min_score - 1e-9:
+            scored.append((-score, position, case_id))
+    scored.sort()
+    return [(case_id, -negative) for negative, _, case_id in scored[:limit]]
+
+
+# Hot issues --------------------------------------------------------------------------------
 
 _BUCKETS = 1 << 20
 _UNIGRAM_LIMIT = np.uint64(1 << 21)  # codes below this are single characters
@@ -100,99 +455,9 @@ def _weighted(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _matrix(texts: Sequence[str]) -> sp.csr_matrix:
-    """Rows of L2-normalised TF-IDF profiles; idf from these texts."""
+    """Rows of L2-normalised TF-IDF profiles; idf from these texts (for ``hot_issues``)."""
     indptr, indices, values = _weighted(texts)
     return sp.csr_matrix((values, indices, indptr), shape=(len(texts), _BUCKETS))
-
-
-class _Candidates:
-    """Candidate texts run together once, so that comparing new complaints with the same
-    open cases costs two sparse products instead of rebuilding their profiles.
-
-    Buckets are renumbered to the ones that occur (``buckets``), which keeps the weight
-    vectors small enough to stay in the processor's cache.
-    """
-
-    def __init__(self, texts: Sequence[str]):
-        profiles = _profiles(texts)
-        lengths = np.fromiter((len(p[0]) for p in profiles), dtype=np.int64, count=len(profiles))
-        indptr = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        if indptr[-1]:
-            indices = np.concatenate([p[0] for p in profiles])
-            tf = np.concatenate([p[1] for p in profiles])
-        else:
-            indices, tf = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
-        df = np.bincount(indices, minlength=_BUCKETS)
-        self.buckets = np.flatnonzero(df)
-        self.df = df[self.buckets]
-        self.column = np.full(_BUCKETS, -1, dtype=np.int32)
-        self.column[self.buckets] = np.arange(len(self.buckets), dtype=np.int32)
-        shape = (len(texts), len(self.buckets))
-        compact = self.column[indices]
-        self.tf = sp.csr_matrix((tf, compact, indptr), shape=shape)
-        self.tf2 = sp.csr_matrix((tf * tf, compact, indptr), shape=shape)
-        self.size = len(texts)
-
-    def scores(self, query: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        """Cosine of the query's TF-IDF profile with each candidate's (idf of all of them)."""
-        buckets, tf = query
-        n = self.size + 1
-        columns = self.column[buckets]
-        known = columns >= 0
-        df = self.df.astype(np.float64)
-        df[columns[known]] += 1.0  # the query counts too
-        idf = (np.log((1 + n) / (1 + df)) + 1.0).astype(np.float32)
-        query_idf = np.full(len(buckets), np.float32(math.log((1 + n) / 2) + 1.0))
-        query_idf[known] = idf[columns[known]]
-        query_weight = tf * query_idf
-        query_norm = float(np.sqrt(np.dot(query_weight, query_weight)))
-        norms = np.sqrt(self.tf2 @ (idf * idf))
-        weights = np.zeros(len(idf), dtype=np.float32)
-        weights[columns[known]] = query_weight[known] * idf[columns[known]]
-        dots = self.tf @ weights
-        norms[norms == 0] = 1.0
-        return dots / (norms * (query_norm or 1.0))
-
-
-_CANDIDATE_SETS = 4
-_candidate_cache: OrderedDict[tuple[str, ...], _Candidates] = OrderedDict()
-
-
-def _candidates(texts: tuple[str, ...]) -> _Candidates:
-    """The run-together candidates, kept for the last few distinct candidate lists."""
-    with _cache_lock:
-        found = _candidate_cache.get(texts)
-        if found is not None:
-            _candidate_cache.move_to_end(texts)
-            return found
-    found = _Candidates(texts)
-    with _cache_lock:
-        _candidate_cache[texts] = found
-        while len(_candidate_cache) > _CANDIDATE_SETS:
-            _candidate_cache.popitem(last=False)
-    return found
-
-
-def similar_cases(
-    text: str,
-    candidates: Sequence[tuple[int, str]],
-    *,
-    min_score: float = DUPLICATE_SCORE,
-    limit: int = 5,
-) -> list[tuple[int, float]]:
-    """The candidates (case id, text) most like ``text``: (case id, cosine), best first.
-
-    The idf comes from the text and the candidates together. The candidates are run together
-    once and kept (for the last few candidate lists), so comparing each new complaint with the
-    same open cases stays fast.
-    """
-    if not candidates or not text.strip():
-        return []
-    scores = _candidates(tuple(c[1] for c in candidates)).scores(_profiles([text])[0])
-    best = np.flatnonzero(scores >= min_score - 1e-6)
-    best = best[np.argsort(-scores[best], kind="stable")][:limit]
-    return [(candidates[i][0], round(min(float(scores[i]), 1.0), 4)) for i in best]
 
 
 @dataclass(frozen=True)

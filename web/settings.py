@@ -116,8 +116,8 @@ class ClassifierSettings(Section):
     auto_route_threshold: Annotated[float | None, Field(ge=0, le=1)] = None
     target_precision: Annotated[float, Field(gt=0, le=1)] = 0.97
     duplicate_window_days: Annotated[int, Field(ge=0)] = 30
-    # Cosine of character-bigram profiles from which a case is listed as a possible duplicate.
-    duplicate_min_score: Annotated[float, Field(gt=0, le=1)] = 0.4
+    # triage.similarity.duplicate_score from which a case is listed as a possible duplicate.
+    duplicate_min_score: Annotated[float, Field(gt=0, le=1)] = 0.46
     hazard_terms: list[str] = []
 
 
