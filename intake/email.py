@@ -27,7 +27,6 @@ keeps the raw message for the audit trail. Every repair is listed in `ParsedMail
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import re
@@ -42,7 +41,13 @@ from urllib.parse import unquote_to_bytes
 
 from intake.files import name_for_type, sniff_type
 from intake.mail.charset import decode_text
-from intake.mail.headers import decode_header, message_ids, parse_address, parse_date
+from intake.mail.headers import (
+    decode_header,
+    lenient_b64decode,
+    message_ids,
+    parse_address,
+    parse_date,
+)
 from intake.mail.html import html_charset, html_to_text, looks_like_html
 from intake.mail.signals import SPAM_THRESHOLD, loop_reasons, spam_signals
 from intake.mail.trim import trim_reply
@@ -67,6 +72,12 @@ MAX_DEPTH = 40
 """MIME nesting deeper than this is not followed (a defect says so): no recursion bombs."""
 MAX_PARTS = 500
 """Parts beyond this many are ignored (a defect says so)."""
+MAX_TEXT_BYTES = 1024 * 1024
+"""A text part is read up to this many bytes (a defect says when it was cut): no complaint is
+longer."""
+MAX_HTML_BYTES = 256 * 1024
+"""An HTML part is converted up to this many bytes: mail HTML past that is layout and
+advertising, and converting it would take the parser seconds."""
 NO_TEXT = "(邮件无正文,见附件)"
 """The case text of a mail that has attachments but no text and no subject (as stored: NFKC)."""
 
@@ -219,25 +230,14 @@ def _raw_header(part: Message, name: str) -> str:
     return ""
 
 
+_PARAM = re.compile(r'(?:[^;"]|"(?:\\.|[^"\\])*(?:"|$))+|(?<=;)(?=;|$)')
+
+
 def _split_params(value: str) -> list[str]:
-    pieces, current, quoted, escaped = [], [], False, False
-    for char in value:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\" and quoted:
-            escaped = True
-            current.append(char)
-        elif char == '"':
-            quoted = not quoted
-            current.append(char)
-        elif char == ";" and not quoted:
-            pieces.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    pieces.append("".join(current))
-    return pieces
+    """``a; b="x;y"; c`` → ``["a", " b=\"x;y\"", " c"]``: split on semicolons outside quotes."""
+    if '"' not in value:
+        return value.split(";")
+    return _PARAM.findall(value) or [value]
 
 
 def _unquote(value: str) -> str:
@@ -278,7 +278,8 @@ def _params(value: str) -> tuple[str, dict[str, str]]:
             encoded, text = sections[index]
             if encoded and index == 0 and text.count("'") >= 2:
                 charset, _, text = text.split("'", 2)
-            data += unquote_to_bytes(text) if encoded else text.encode("ascii", "surrogateescape")
+            raw_text = text.encode("utf-8", "surrogateescape")
+            data += unquote_to_bytes(raw_text) if encoded else raw_text
         params[name] = decode_text(data, charset or None, context=name).text
     return main, params
 
@@ -310,8 +311,6 @@ def _charset_label(params: dict[str, str]) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Part bodies
 
-_BASE64_BYTES = re.compile(rb"[^A-Za-z0-9+/=\s]")
-
 
 def _raw_payload(part: Message) -> object:
     # get_payload() decodes 8-bit text with the declared charset, U+FFFD for the rest; the
@@ -323,7 +322,7 @@ def _payload_bytes(part: Message, defects: list[str]) -> bytes:
     payload = _raw_payload(part)
     if isinstance(payload, list):
         return b""
-    raw = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else b""
+    raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
     cte = _raw_header(part, "content-transfer-encoding").strip().strip("\"'").lower()
     cte = re.split(r"[;\s]", cte, maxsplit=1)[0] if cte else ""
     if cte == "base64":
@@ -338,24 +337,24 @@ def _payload_bytes(part: Message, defects: list[str]) -> bytes:
     return raw
 
 
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n\t "
+_SPACE_INSIDE_LINE = re.compile(rb"\S[ \t]+\S")
+
+
 def _base64(raw: bytes, defects: list[str]) -> bytes:
     stripped = raw.strip()
     if not stripped:
         return b""
-    invalid = len(_BASE64_BYTES.findall(stripped))
-    spaced = sum(1 for line in stripped.splitlines() if b" " in line.strip())
-    if not stripped.isascii() or invalid > len(stripped) // 50 or spaced > 1:
+    invalid = len(stripped.translate(None, _BASE64_ALPHABET))
+    # Base64 has no spaces inside a line; text does, and raw 8-bit bytes are not base64.
+    if invalid > len(stripped) // 50 or len(_SPACE_INSIDE_LINE.findall(stripped[:4096])) > 1:
         defects.append("base64 declared over raw bytes: read as is")
         return raw
-    clean = re.sub(rb"[^A-Za-z0-9+/=]", b"", stripped)
     try:
-        return binascii.a2b_base64(clean)
+        return binascii.a2b_base64(stripped)
     except binascii.Error:
-        letters = clean.replace(b"=", b"")
-        usable = len(letters) // 4 * 4 + (len(letters) % 4 if len(letters) % 4 > 1 else 0)
-        letters = letters[:usable]
         defects.append("broken base64 repaired")
-        return base64.b64decode(letters + b"=" * (-len(letters) % 4))
+        return lenient_b64decode(stripped)
 
 
 def _readable_share(text: str) -> float:
@@ -487,6 +486,10 @@ class _Walker:
         self, data: bytes, subtype: str, label: str | None, defects: list[str]
     ) -> tuple[str, bool]:
         sniffed_html = subtype == "plain" and looks_like_html(data[:200].decode("latin-1"))
+        limit = MAX_HTML_BYTES if subtype == "html" or sniffed_html else MAX_TEXT_BYTES
+        if len(data) > limit:
+            data = _cut(data, limit)
+            defects.append(f"text part longer than {limit} bytes: the rest not read")
         if subtype == "html" or sniffed_html:
             if subtype != "html":
                 defects.append("HTML labelled as plain text")
@@ -531,7 +534,7 @@ class _Walker:
 
     def _recover_multipart(self, part: Message, subtype: str, out: _Collected, depth: int) -> None:
         payload = _raw_payload(part)
-        raw = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else b""
+        raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
         counts: dict[bytes, int] = {}
         for found in re.finditer(rb"^--([!-~][ -~]{0,69}?)(--)?[ \t]*\r?$", raw, re.M):
             if b'"' not in found.group(1):
@@ -589,6 +592,18 @@ class _Walker:
         out.attachments.append(
             Attachment(filename=name_for_type(name, kind), content_type=kind, data=data)
         )
+
+
+def _cut(data: bytes, limit: int) -> bytes:
+    """``data`` cut to at most ``limit`` bytes at a line end or an ASCII byte, never inside a
+    multi-byte character."""
+    line_end = data.rfind(b"\n", 0, limit)
+    if line_end > limit // 2:
+        return data[: line_end + 1]
+    for end in range(limit, max(limit - 64, 0), -1):
+        if data[end - 1] < 0x80:
+            return data[:end]
+    return data[:limit]
 
 
 def _content_kind(data: bytes, declared: str, name: str) -> str:
@@ -672,6 +687,7 @@ def _bounce(ctype: str, out: _Collected, sender: str, subject: str, text: str) -
 
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_NOT_A_HEADER = re.compile(rb"\n(?![ \t]|[\x21-\x39\x3b-\x7e]+[ \t]*:|\r?$)")
 
 
 def _repair_header_block(raw: bytes, defects: list[str]) -> bytes:
@@ -683,6 +699,8 @@ def _repair_header_block(raw: bytes, defects: list[str]) -> bytes:
     """
     end = _BLANK_LINE.search(raw)
     block = raw[: end.start()] if end else raw
+    if not _NOT_A_HEADER.search(block):
+        return raw
     lines = block.split(b"\n")
     # A boundary line also ends the headers (mail that lost the blank line before its body).
     stop = next((i for i, line in enumerate(lines) if line.startswith(b"--")), len(lines))

@@ -7,7 +7,6 @@ raw GBK subject reads as Chinese rather than as escapes or question marks.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,6 +17,7 @@ from intake.mail.charset import codec_for_label, decode_text
 __all__ = [
     "decode_header",
     "header_bytes",
+    "lenient_b64decode",
     "message_ids",
     "parse_address",
     "parse_date",
@@ -29,23 +29,30 @@ _FOLD = re.compile(r"\r?\n[ \t]*")
 _ID = re.compile(r"<([^<>\s]+)>")
 _BARE_ID = re.compile(r"[^<>\s,;\"]+@[^<>\s,;\"]+")
 _ADDRESS = re.compile(r"[A-Za-z0-9._%+\-=/!#$&'*^`{|}~]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+_SIMPLE_MAILBOX = re.compile(
+    r'\s*(?:"?([^"<>,;@]*?)"?\s*<([\w.+\-=]+@[\w\-]+(?:\.[\w\-]+)+)>|([\w.+\-=]+@[\w\-]+(?:\.[\w\-]+)+))\s*',
+    re.ASCII,
+)
 CHINA = timezone(timedelta(hours=8))
 
 
 def header_bytes(value: str) -> bytes:
     """A header value from the stdlib parser back as the bytes that were sent."""
-    return value.encode("ascii", "surrogateescape")
+    return value.encode("utf-8", "surrogateescape")
+
+
+def lenient_b64decode(data: bytes) -> bytes:
+    """Base64 → bytes, whatever the padding: characters outside the alphabet are dropped, a
+    lone trailing character (half a byte) is dropped, missing ``=`` are added."""
+    letters = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+    if len(letters) % 4 == 1:
+        letters = letters[:-1]
+    return binascii.a2b_base64(letters + b"=" * (-len(letters) % 4))
 
 
 def _word_bytes(encoding: str, payload: str) -> bytes:
     if encoding in "bB":
-        payload = re.sub(r"[^A-Za-z0-9+/]", "", payload)
-        payload += "=" * (-len(payload) % 4)
-        try:
-            return base64.b64decode(payload)
-        except (binascii.Error, ValueError):
-            # A stray character count that no padding fixes: drop the incomplete group.
-            return base64.b64decode(payload[: len(payload) // 4 * 4] or "")
+        return lenient_b64decode(header_bytes(payload))
     raw = header_bytes(payload.replace("_", " "))
     return binascii.a2b_qp(raw)
 
@@ -61,6 +68,8 @@ def decode_header(value: str | None, *, context: str = "header") -> tuple[str, t
     if not value:
         return "", ()
     value = _FOLD.sub(" ", value)
+    if "=?" not in value and value.isascii():
+        return value, ()
     defects: list[str] = []
     pieces: list[tuple[str | None, bytes]] = []  # (charset label or None for plain, bytes)
     position = 0
@@ -104,6 +113,12 @@ def parse_address(value: str | None) -> tuple[str, str, tuple[str, ...]]:
     if not value:
         return "", "", ()
     value = _FOLD.sub(" ", value)
+    simple = _SIMPLE_MAILBOX.fullmatch(value)
+    if simple:  # the usual `Name <a@b>` or `a@b`: no need for the full address parser
+        name, address = simple.group(1) or "", simple.group(2) or simple.group(3)
+        decoded, name_defects = decode_header(name.strip(), context="From")
+        decoded = decoded.strip()
+        return ("" if decoded == address else decoded), address.lower(), name_defects
     try:
         pairs = getaddresses([value])
     except (ValueError, IndexError, TypeError):

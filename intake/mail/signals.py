@@ -44,7 +44,7 @@ SPAM_PHRASES: tuple[str, ...] = (
     "100% free",
     "limited time offer",
 )
-_PHRASES = re.compile("|".join(re.escape(p) for p in SPAM_PHRASES), re.IGNORECASE)
+_LOWER_PHRASES = tuple(dict.fromkeys(p.lower() for p in SPAM_PHRASES))
 _URL = re.compile(r"https?://[^\s<>()\"'，。）]+|www\.[^\s<>()\"'，。）]+", re.IGNORECASE)
 
 
@@ -129,9 +129,8 @@ def spam_signals(
     elif links and sum(len(link) for link in links) * 2 >= len(text.strip()):
         points += 1
         reasons.append("mostly links")
-    found = list(
-        dict.fromkeys(m.group(0).lower() for m in _PHRASES.finditer(subject + "\n" + text))
-    )
+    lowered = (subject + "\n" + text).lower()
+    found = [phrase for phrase in _LOWER_PHRASES if phrase in lowered]
     for phrase in found[:3]:
         points += 2
         reasons.append(f"spam phrase: {phrase}")
