@@ -47,7 +47,7 @@ from triage.models import (
 from triage.privacy import mask_email, mask_name, mask_phone, mask_text
 from web import db, runtime
 from web.case_path import citizens_to_call as citizen_rows
-from web.case_path import reject_form, visit_form
+from web.case_path import reject_form, shown_with_merged, visit_form
 from web.forms import (
     ActionForm,
     AssignForm,
@@ -277,9 +277,11 @@ def case(number: str) -> str:
         "action": ActionForm(),
     }
     by_code = {d.code: d for d in departments}
+    view = _view(c)
     return render_template(
         "board/case.html",
-        case=_view(c),
+        case=view,
+        shown=shown_with_merged(view.shown, merged, view.masked),
         forms=forms,
         by_code=by_code,
         may_triage=can(current_user, Action.TRIAGE, c),

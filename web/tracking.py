@@ -5,13 +5,19 @@ department, the reply, the public timeline and, for a rejected complaint, the pu
 Free texts are masked with the case's own contact (a leaked code shows no phone number).
 A merged case also shows the case it was merged into, since that is where its problem is
 handled; that case's texts are masked with *its* complainant's contact, who is someone else.
+Texts of a case that others were merged into are also masked with the merged cases'
+contacts: a reply that names one complainant is read by all of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.orm import object_session
+
+from triage.cases import citizens_to_call
 from triage.models import Case, CaseEvent, Department, Status
 from triage.privacy import mask_text
 
@@ -37,37 +43,45 @@ class PublicCase:
         return self.due_at is not None and self.status in (Status.ASSIGNED, Status.IN_PROGRESS)
 
 
-def _masked(case: Case, text: str) -> str:
-    return mask_text(
-        text,
-        names=[case.contact_name],
-        phones=[case.contact_phone],
-        emails=[case.contact_email],
-    )
+def public_case(case: Case, merged: Sequence[Case] = ()) -> PublicCase:
+    """The public side of `case`, masked with its complainant's contact and those of the
+    cases `merged` into it."""
+    people = [case, *merged]
 
+    def masked(text: str) -> str:
+        return mask_text(
+            text,
+            names=[c.contact_name for c in people],
+            phones=[c.contact_phone for c in people],
+            emails=[c.contact_email for c in people],
+        )
 
-def public_case(case: Case) -> PublicCase:
-    """The public side of `case`, masked with its own complainant's contact."""
     reply = case.latest_reply
+    rejected = case.status == Status.REJECTED
     return PublicCase(
         number=case.tracking_number,
         status=case.status,
-        subject=_masked(case, case.subject),
+        subject=masked(case.subject),
         department=case.department,
         due_at=case.due_at,
-        reply=_masked(case, reply.body) if reply is not None else "",
+        reply=masked(reply.body) if reply is not None else "",
         timeline=[e for e in case.events if e.public],
-        rejection_code=case.rejection_code if case.status == Status.REJECTED else "",
-        public_reason=_masked(case, case.public_reason) if case.status == Status.REJECTED else "",
-        referred_to=case.referred_to if case.status == Status.REJECTED else "",
+        rejection_code=case.rejection_code if rejected else "",
+        public_reason=masked(case.public_reason) if rejected else "",
+        referred_to=case.referred_to if rejected else "",
     )
 
 
 def tracking_view(case: Case) -> dict[str, PublicCase | None]:
     """The template context of the tracking page for a case found by number and code:
     `case`, and `target`, the case it was merged into (None unless merged)."""
+    session = object_session(case)
+
+    def merged_into(c: Case) -> list[Case]:
+        return citizens_to_call(session, c) if session is not None else []
+
     target = case.merge_target if case.status == Status.MERGED else None
     return {
-        "case": public_case(case),
-        "target": public_case(target) if target is not None else None,
+        "case": public_case(case, merged_into(case)),
+        "target": public_case(target, merged_into(target)) if target is not None else None,
     }

@@ -14,7 +14,7 @@ from triage.models import Case, ReturnVisit, Status
 
 Y_NAME, Y_PHONE = "王小明", "13812345678"
 X_NAME, X_PHONE = "李秀英", "13900001111"
-REPLY = "已联系投诉人王小明（电话 138 1234 5678），物业已于当日清理楼道，消防通道恢复畅通。"
+REPLY = "已联系投诉人王小明（电话 138 1234 5678）和李秀英，物业已于当日清理楼道，消防通道恢复畅通。"
 
 
 def _case(runtime: Any, number: str) -> Case:
@@ -114,6 +114,8 @@ def test_merged_citizen_sees_the_target_status_timeline_and_masked_reply(
     # Y's own citizen sees Y's reply unmasked by the merge, and no merged section.
     own_page = _track(client, y, y_code)
     assert "merged-into" not in own_page and "物业已于当日清理楼道" in own_page
+    # ... with the merged citizen's name masked: the reply is read by both.
+    assert X_NAME not in own_page and "李**" in own_page
 
 
 def test_merged_citizen_is_called_back_with_the_target(
@@ -141,6 +143,9 @@ def test_merged_citizen_is_called_back_with_the_target(
         note=f"{X_NAME}表示基本满意，留电话{X_PHONE}",
     )
     assert x in said
+    observer = login_as("observer").get(f"/board/cases/{y}").get_data(as_text=True)
+    assert "表示基本满意" in observer
+    assert X_NAME not in observer and X_PHONE not in observer
     case = _case(runtime, y)
     assert case.status == Status.REPLIED  # X's citizen's visit does not move Y on
     with runtime.sessions() as s:
