@@ -155,7 +155,8 @@ def parse_date(value: str | None, now: datetime, *, max_age_days: int = 90) -> d
     """The Date header as an aware datetime, or None when missing, garbled or not sane.
 
     Sane: not more than a day after ``now`` and not more than ``max_age_days`` before it
-    (a forged or badly set clock). A date without a zone is taken as China time (UTC+8).
+    (a forged or badly set clock). A date without a zone is taken as China time (UTC+8);
+    ``-0000`` as UTC.
     """
     if not value:
         return None
@@ -166,7 +167,9 @@ def parse_date(value: str | None, now: datetime, *, max_age_days: int = 90) -> d
     if sent is None:
         return None
     if sent.tzinfo is None:
-        sent = sent.replace(tzinfo=CHINA)
+        # "-0000" is UTC from a sender that will not say where it is; no zone at all is
+        # most likely a Chinese client writing local time.
+        sent = sent.replace(tzinfo=UTC if "-0000" in value else CHINA)
     try:
         sent.astimezone(UTC)
     except (OverflowError, ValueError):

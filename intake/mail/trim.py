@@ -38,14 +38,20 @@ _HEADER_OTHER = re.compile(
     r"\s*\**\s*[:：]",
     re.IGNORECASE,
 )
+_DEVICE = (
+    r"iPhone|iPad|iPod|Android|手机|手機|安卓|设备|設備|平板|电脑|電腦|Mac|Mate|Phone|Pad|华为|"
+    r"小米|荣耀|OPPO|vivo|三星|Galaxy|Redmi|红米|一加|魅族"
+)
 _SIGNATURE = re.compile(
     r"^\s*(?:"
     r"--\s?"
-    r"|(?:发自|來自|来自|从)我的\s*.{0,24}"
+    # "发自我的iPhone", "来自我的华为 Mate 60": a short line that names a device, so that
+    # "来自我的邻居家的噪音……" stays.
+    rf"|(?:发自|來自|来自|从|從|寄自)我的(?=.{{0,36}}$)(?=.*(?:{_DEVICE})).*"
     r"|(?:从|從)我的\s*.{0,24}(?:发送|傳送)"
     r"|发自(?:网易邮箱大师|手机QQ邮箱|QQ邮箱|腾讯企业邮|Outlook|Foxmail|.{0,12}邮箱.{0,6})"
-    r"|Sent from my\s.{1,60}"
-    r"|Sent from (?:Mail|Outlook|Yahoo Mail|Gmail|my mobile).{0,60}"
+    r"|Sent from my\s.{1,40}"
+    r"|Sent from (?:Mail|Outlook|Yahoo Mail|Gmail|my mobile).{0,40}"
     r"|Get Outlook for\s.{1,30}"
     r")\s*$",
     re.IGNORECASE,

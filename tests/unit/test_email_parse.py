@@ -293,6 +293,9 @@ def test_received_time_from_a_sane_date_header() -> None:
     # No zone: China time.
     parsed = parse(mail(b"x", date="2 Mar 2026 15:58:00"))
     assert parsed.submission.received_at == datetime(2026, 3, 2, 7, 58, tzinfo=UTC)
+    # -0000: UTC from a sender that does not say where it is.
+    parsed = parse(mail(b"x", date="Mon, 02 Mar 2026 07:58:00 -0000"))
+    assert parsed.submission.received_at == datetime(2026, 3, 2, 7, 58, tzinfo=UTC)
     # In the future, long past, or garbage: the fetch time.
     for date in ("Thu, 01 Jan 2037 00:00:00 +0000", "Sat, 01 Jan 2000 00:00:00 +0000", "昨天"):
         assert parse(mail(b"x", date=date)).submission.received_at == NOW
@@ -379,6 +382,33 @@ def test_quoted_mail_and_signatures_are_trimmed(tail: str) -> None:
     assert parsed.full_text == clean_text(REPLY + tail)
 
 
+def test_lines_that_only_look_like_signatures_stay() -> None:
+    text = "来自我的邻居家的噪音每晚都有。\n从我的窗户能看到工地。\n--\n以上情况属实。"
+    # "--" alone cuts (a signature marker); the two lines above it stay.
+    assert (
+        body_of(mail(text.encode("gbk")))
+        == "来自我的邻居家的噪音每晚都有。\n从我的窗户能看到工地。"
+    )
+
+
+def test_qq_and_outlook_html_replies_are_trimmed() -> None:
+    qq = (
+        f"<div>{REPLY}</div><div><br></div>"
+        '<div style="font-size:12px;color:#000">------------------&nbsp;原始邮件&nbsp;'
+        '------------------</div><div><b>发件人:</b>&nbsp;"效能办"&lt;xfb@example.gov.cn&gt;;'
+        "</div><div><b>发送时间:</b>&nbsp;2026年3月1日</div><div>您的投诉已受理。</div>"
+    )
+    outlook = (
+        f'<p class="MsoNormal">{REPLY}<o:p></o:p></p>'
+        '<div style="border:none;border-top:solid #E1E1E1 1.0pt"><p class="MsoNormal">'
+        "<b>发件人:</b> 效能办 &lt;xfb@example.gov.cn&gt;<br><b>发送时间:</b> 2026年3月1日 10:00"
+        "<br><b>收件人:</b> 张三<br><b>主题:</b> 已受理</p></div><p>您的投诉已受理。</p>"
+    )
+    for html in (qq, outlook):
+        raw = mail(html.encode("gbk"), "Content-Type: text/html; charset=gbk")
+        assert body_of(raw) == clean_text(REPLY)
+
+
 def test_inline_reply_keeps_the_new_lines_only() -> None:
     text = "> 请问具体地址？\n人民路12号。\n> 营业时间？\n每天晚上到凌晨两点。"
     assert body_of(mail(text.encode("gbk"))) == "人民路12号。\n每天晚上到凌晨两点。"
@@ -452,6 +482,21 @@ def test_delivery_status_report_names_the_mail_that_bounced() -> None:
     assert parsed.bounce.recipient == "nobody@example.cn"
     assert (parsed.bounce.status, parsed.bounce.action) == ("5.1.1", "failed")
     assert parsed.auto_reply
+
+
+def test_bounce_without_a_delivery_status_part() -> None:
+    text = (
+        "Hi. This is the qmail-send program at mx.example.cn.\n"
+        "I'm afraid I wasn't able to deliver your message to the following addresses.\n\n"
+        "<nobody@example.cn>:\nSorry, no mailbox here by that name.\n\n"
+        "--- Below this line is a copy of the message.\n\n"
+        "Message-ID: <ack-2026-000043@minsheng.example.gov.cn>\nSubject: ack\n"
+    )
+    raw = mail(text.encode(), "From: MAILER-DAEMON@mx.example.cn", "Subject: failure notice")
+    parsed = parse(raw)
+    assert parsed.bounce is not None
+    assert parsed.bounce.original_message_id == "ack-2026-000043@minsheng.example.gov.cn"
+    assert parsed.bounce.recipient == "nobody@example.cn"
 
 
 def test_spam_signals_add_up_with_reasons() -> None:
