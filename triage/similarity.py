@@ -60,7 +60,7 @@ _CONCEPT_WEIGHTS = {
 }
 _CJK_RUN = re.compile(rf"[{terms.CJK}]+")
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
-_SENTENCE_END = re.compile(r"[.!?\n:;(\"“]\s*$")
+_SENTENCE_END = frozenset('.!?\n:;("“')  # right before a word: it starts a sentence
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +220,7 @@ def _numbered_places(text: str) -> set[str]:
     return keys
 
 
-@functools.lru_cache(maxsize=50_000)
+@functools.lru_cache(maxsize=2048)  # a profile takes about 30 KiB
 def _profile(text: str) -> _Profile:
     """The profile of one complaint text (cached: open cases are compared again and again)."""
     cased = _strip_boilerplate(unicodedata.normalize("NFKC", text[:_MAX_CHARS]))
@@ -253,18 +253,22 @@ def _profile(text: str) -> _Profile:
     # English: names are capitalised words inside a sentence or next to another one.
     stems: list[str] = []
     previous_capital = False
+    previous_end = 0
     for match in _LATIN_WORD.finditer(cased):
         word = match.group(0)
         lower_word = word.lower()
         stem = _stem(lower_word)
         stems.append(stem)
+        gap = cased[previous_end : match.start()]
+        tail = gap.rstrip(" \t")[-1:]
+        starts_sentence = (previous_end == 0 and not gap.strip()) or (
+            tail != "" and tail in _SENTENCE_END
+        )
+        previous_end = match.end()
         capital = word[0].isupper() and lower_word not in terms.ENGLISH_STOP
         if lower_word in terms.ENGLISH_STOP or len(stem) < 2:
             previous_capital = False
             continue
-        starts_sentence = _SENTENCE_END.search(cased, 0, match.start()) is not None or (
-            match.start() == 0 or not cased[: match.start()].strip()
-        )
         following = cased[match.end() : match.end() + 2].lstrip()[:1]
         if capital and (not starts_sentence or previous_capital or following.isupper()):
             places["e:" + stem] = 1.0

@@ -194,6 +194,13 @@ def test_similar_cases_is_fast_for_a_short_list_of_candidates() -> None:
     assert time.perf_counter() - started < 0.1  # candidates cached: about 3 ms
 
 
+def test_long_texts_are_scored_quickly() -> None:
+    letter = "Dear Sir, The Fire Exit at Riverside Cinema is Locked again. " * 400
+    started = time.perf_counter()
+    assert duplicate_score(letter, FIRE_EXIT + "长安街" * 3000) > 0
+    assert time.perf_counter() - started < 0.5  # about 30 ms: linear in the length
+
+
 def test_hot_issues_group_cases_about_one_problem() -> None:
     items = [
         (10, "星城小区东门夜宵摊噪音扰民，凌晨三点还在营业，油烟很大"),
