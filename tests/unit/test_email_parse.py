@@ -558,6 +558,20 @@ def test_attachments_kept_with_safe_names() -> None:
         ("噪音记录.png", "image/png", PNG),
         ("pic.gif.png", "image/png", PNG),
     ]
+    # A raw GBK name, and an RFC 2231 name continued across sections mid-character.
+    halves = "".join(f"%{b:02X}" for b in "夜间施工.jpg".encode("gbk"))
+    raw = _mixed(
+        _attachment(
+            'Content-Type: image/jpeg\r\nContent-Disposition: attachment; filename="', JPEG
+        ).replace(b'filename="', b'filename="' + "工地照片.jpg".encode("gbk") + b'"'),
+        _attachment(
+            "Content-Type: image/jpeg\r\nContent-Disposition: attachment;"
+            f"\r\n filename*0*=gbk''{halves[:9]};\r\n filename*1*={halves[9:]}",
+            JPEG,
+        ),
+    )
+    names = [a.filename for a in parse(raw).submission.attachments]
+    assert names == ["工地照片.jpg", "夜间施工.jpg"]
     assert parsed.submission.body == clean_text(COMPLAINT)
 
 
