@@ -186,12 +186,18 @@ def test_merged_citizen_may_be_called_after_the_target_was_visited(
     form = re.search(r'<form[^>]*id="visit-form".*?</form>', page, flags=re.S)
     assert form, "no visit form for the merged citizen once the case is visited"
     assert f'value="{x}"' in form.group(0) and 'value=""' not in form.group(0)
+    # Closing now would leave X's citizen without a call: the close form says so.
+    warning = re.search(r'<p[^>]*id="not-called-back"[^>]*>(.*?)</p>', page, flags=re.S)
+    assert warning and x in warning.group(1) and "尚未回访" in warning.group(1)
     _visit(supervisor, y, citizen=x, reached="no", solved="", satisfaction="")
     visits = _case(runtime, y).visits
     assert [(v.citizen_case_id is not None, v.reached) for v in visits] == [
         (False, True),
         (True, False),
     ]
+    # Called, although not reached: the warning is gone.
+    page = supervisor.get(f"/board/cases/{y}").get_data(as_text=True)
+    assert 'id="not-called-back"' not in page and 'id="close-form"' in page
     # Y's own complainant cannot be visited twice through the form.
     said = _visit(supervisor, y)
     assert "回访" in said and _case(runtime, y).status == Status.VISITED

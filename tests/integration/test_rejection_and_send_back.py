@@ -168,6 +168,7 @@ def test_sent_back_case_shows_why_and_is_not_sent_back_with_one_click(
 
     row = _queue_row(supervisor, number)
     assert typed(why) in row and "区交通运输局" in row
+    assert "不属于本办受理范围？" in row and "#reject-form" in row
     # Nothing is pre-selected: the suggestion is the department that returned it.
     assert not re.search(r"<option selected", row)
     assert re.search(r'<option selected value=""', row) is None
