@@ -191,7 +191,9 @@ def plausibility(text: str, codec: str = "", *, any_script: bool = False) -> flo
     if non_ascii == 0:
         return 1.0
     common, rare = _GB_SETS if codec == GB else _BIG5_SETS if codec == BIG5 else _ANY_SETS
-    good = len(sample) - len(sample.translate(common))
+    good: float = len(sample) - len(sample.translate(common))
+    if good >= non_ascii:
+        return 1.0
     good += (len(sample) - len(sample.translate(rare))) / 3
     if _ANY_LETTER.search(sample) if any_script else _ANY_LATIN.search(sample):
         words = _LETTER_IN_WORD_RE if any_script else _LATIN_IN_WORD_RE
