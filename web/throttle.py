@@ -4,8 +4,10 @@ An attempt is recorded before it is judged: `begin()` inserts one mark per limit
 it in a transaction of its own, then counts the marks in each window, its own included. A
 mark committed before its count means that of any number of attempts arriving at once, at
 most `max_attempts` see a count within the limit and are judged; the others are refused
-unjudged and their marks withdrawn. A failed attempt keeps its marks until they age out of
-the window; a successful one withdraws only its own (`succeeded()`), never other people's.
+unjudged and their marks withdrawn. (Of a burst arriving at the same instant, fewer than
+the limit may be judged, never more: the refused withdraw their marks, so later attempts get
+the rest.) A failed attempt keeps its marks until they age out of the window; a successful
+one withdraws only its own (`succeeded()`), never other people's.
 
 Keys are hashes (of the secret key and the client address, username or tracking number):
 the table keeps no address or username in clear.
