@@ -34,6 +34,7 @@ from triage.models import (
     IllegalTransition,
     Status,
 )
+from triage.privacy import masked_case_text
 
 QUERY_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read out on the phone
 QUERY_CODE_LENGTH = 6
@@ -199,6 +200,9 @@ def register(
         urgent=bool(hazard.urgent),
         urgent_reasons=list(hazard.reasons),
         triage_due_at=policy.deadlines.triage_due(submission.received_at, hazard.urgent),
+    )
+    case.masked_text = masked_case_text(
+        case.subject, case.body, case.contact_name, case.contact_phone, case.contact_email
     )
     case.similar = similar_open_cases(session, case, policy)
     for item in submission.attachments:

@@ -5,20 +5,33 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request, session
+from flask import Flask, Response, abort, current_app, g, request, session
 from flask_babel import Babel
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session
+from werkzeug.routing import IntegerConverter
 
 from triage.models import User
 from web.runtime import Runtime
 from web.settings import Settings, load_settings
 
 LOCALES = ("zh", "en")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+class DatabaseId(IntegerConverter):
+    """An integer path segment within the range of a database integer column."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 csrf = CSRFProtect()
 babel = Babel()
 login_manager = LoginManager()
@@ -47,6 +60,9 @@ def create_app(
 ) -> Flask:
     settings = config if isinstance(config, Settings) else load_settings(config)
     app = Flask(__name__, instance_path=str(settings.instance_path))
+    # Every <int:…> in a URL is a database id: one too large for the column is "not found",
+    # not an overflow in the driver.
+    app.url_map.converters["int"] = DatabaseId
     app.config.update(
         SECRET_KEY=settings.secret_key(),
         MAX_CONTENT_LENGTH=int(
@@ -126,6 +142,15 @@ def create_app(
         return response
 
     _register_error_pages(app)
+
+    @app.before_request
+    def _refuse_control_characters() -> None:
+        # No page has an address or parameter with control characters, and PostgreSQL
+        # refuses NUL in any text: refuse them before they reach a query.
+        if _CONTROL.search(request.path):
+            abort(404)
+        if any(_CONTROL.search(v) for v in request.args.values()):
+            abort(400)
 
     @app.teardown_request
     def _close(exc: BaseException | None) -> None:

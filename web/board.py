@@ -21,12 +21,13 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
+from intake.normalise import clean_line
 from triage.access import Action, can, can_view, sees_all_cases, sees_personal_data
 from triage.cases import (
     assign_case,
@@ -45,6 +46,7 @@ from triage.models import (
     Status,
 )
 from triage.privacy import mask_email, mask_name, mask_phone, mask_text
+from triage.search import case_search
 from web import db, runtime
 from web.case_path import citizens_to_call as citizen_rows
 from web.case_path import reject_form, shown_with_merged, visit_form
@@ -97,6 +99,11 @@ def _assign_form(case: Case, departments: list[Department]) -> AssignForm:
     if not form.is_submitted() and chosen is not None:
         form.department.data = chosen
     return form
+
+
+def _page_number(raw: str) -> int:
+    """A page number as typed in the address bar: anything odd is page 1, never an error."""
+    return int(raw) if raw.isdigit() and 0 < len(raw) <= 9 and int(raw) > 0 else 1
 
 
 def visible_cases(query: Select[tuple[Case]]) -> Select[tuple[Case]]:
@@ -158,10 +165,12 @@ class CaseView:
         """Free text written about the case (replies, notes, reasons), masked if need be."""
         if not self.masked:
             return text
-        name = self.case.contact_name.strip()
-        if len(name) >= 2:
-            text = text.replace(name, mask_name(name))
-        return mask_text(text)
+        return mask_text(
+            text,
+            names=[self.case.contact_name],
+            phones=[self.case.contact_phone],
+            emails=[self.case.contact_email],
+        )
 
     @property
     def excerpt(self) -> str:
@@ -216,8 +225,8 @@ def queue() -> str:
 def cases() -> str:
     status = request.args.get("status", "")
     department = request.args.get("department", "")
-    q = request.args.get("q", "").strip()
-    page = max(1, request.args.get("page", 1, type=int))
+    q = clean_line(request.args.get("q", ""))[:200]
+    page = _page_number(request.args.get("page", ""))
     query = visible_cases(select(Case))
     if status == "open":
         query = query.where(Case.status.notin_([Status.CLOSED, Status.MERGED, Status.REJECTED]))
@@ -228,11 +237,9 @@ def cases() -> str:
             Department.code == department
         )
     if q:
-        like = f"%{q}%"
-        query = query.where(
-            or_(Case.tracking_number.ilike(like), Case.subject.ilike(like), Case.body.ilike(like))
-        )
+        query = query.where(case_search(q, masked=not sees_personal_data(current_user)))
     total = db().scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = min(page, max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE))
     rows = (
         db()
         .scalars(
@@ -341,7 +348,8 @@ def _act(number: str, action: Action, change: Callable[[Case], str]) -> Response
 
 def _form_error(form: object) -> IllegalTransition:
     errors = [
-        f"{getattr(form, name).label.text}: {', '.join(errs)}" for name, errs in form.errors.items()
+        f"{getattr(form, name).label.text}: {', '.join(map(str, errs))}"
+        for name, errs in form.errors.items()
     ]  # type: ignore[attr-defined]
     return IllegalTransition("; ".join(errors) or _("The form was incomplete."))
 

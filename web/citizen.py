@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import (
     Blueprint,
     abort,
     current_app,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
+    send_from_directory,
     session,
     url_for,
 )
@@ -22,7 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
-from intake.files import sniff_type
+from intake.files import name_for_type, sniff_type
+from intake.normalise import clean_filename
 from intake.submission import Attachment, Channel, Contact, Kind, Submission
 from triage.cases import check_query_code, derived_query_code, find_by_external_id, register
 from triage.models import Case, Department
@@ -44,6 +50,17 @@ def home() -> str:
     return render_template("citizen/home.html", departments=departments)
 
 
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers and bots ask for it on every site; the icon is the SVG the pages link."""
+    return send_from_directory(
+        current_app.static_folder or "static",
+        "favicon.svg",
+        mimetype="image/svg+xml",
+        max_age=86400,
+    )
+
+
 class AttachmentRefused(ValueError):
     pass
 
@@ -59,6 +76,7 @@ def _read_attachments(files: list) -> tuple[Attachment, ...]:
     max_bytes = int(limits.max_file_mb * 1024 * 1024)
     result = []
     for f in uploads:
+        f.filename = clean_filename(f.filename)
         data = f.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise AttachmentRefused(
@@ -75,8 +93,45 @@ def _read_attachments(files: list) -> tuple[Attachment, ...]:
             raise AttachmentRefused(
                 _("%(name)s is not a photo or PDF we can accept.", name=f.filename)
             )
-        result.append(Attachment(filename=f.filename, content_type=kind, data=data))
+        name = name_for_type(clean_filename(f.filename), kind)
+        result.append(Attachment(filename=name, content_type=kind, data=data))
     return tuple(result)
+
+
+RECEIPT_MINUTES = 30
+"""How long after submitting the receipt page still shows the query code."""
+
+
+def _browser_id() -> str:
+    """A random id of this browser, kept in its session from the first visit to the form."""
+    if "browser" not in session:
+        session["browser"] = secrets.token_urlsafe(16)
+    return session["browser"]
+
+
+def _sign(*parts: str) -> str:
+    key = current_app.config["SECRET_KEY"].encode()
+    digest = hmac.new(key, "|".join(parts).encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
+def _new_form_token() -> str:
+    """A form token bound to this browser: another browser cannot use it to see a receipt."""
+    nonce = secrets.token_urlsafe(16)
+    return f"{nonce}.{_sign('form', _browser_id(), nonce)}"
+
+
+def _form_token_of_this_browser(token: str) -> bool:
+    nonce, _dot, signature = token.partition(".")
+    browser = session.get("browser")
+    if not nonce or not signature or not browser:
+        return False
+    return hmac.compare_digest(signature, _sign("form", browser, nonce))
+
+
+def receipt_key(external_id: str) -> str:
+    """What the receipt's address carries to prove that its holder sent the form."""
+    return _sign("receipt", external_id)
 
 
 @bp.route("/complain", methods=["GET", "POST"])
@@ -85,13 +140,17 @@ def complain() -> Response | str | tuple[str, int]:
         abort(404)
     form = ComplaintForm()
     if request.method == "GET":
-        form.token.data = secrets.token_urlsafe(16)
+        form.token.data = _new_form_token()
     if not form.validate_on_submit():
         status = 400 if request.method == "POST" else 200
         return render_template(
             "citizen/complain.html", form=form, limits=runtime().settings.attachments
         ), status
-    token = (form.token.data or "").strip() or secrets.token_urlsafe(16)
+    token = form.token.data or ""
+    if not _form_token_of_this_browser(token):
+        # A token made for another browser (or none): this is a complaint of its own, and
+        # never a way to that browser's receipt.
+        token = secrets.token_urlsafe(16)
     try:
         attachments = _read_attachments(request.files.getlist(form.attachments.name))
     except AttachmentRefused as e:
@@ -105,8 +164,8 @@ def complain() -> Response | str | tuple[str, int]:
         external_id=f"form:{token[:200]}",
         received_at=now,
         kind=Kind(form.kind.data),
-        subject=form.subject.data.strip(),
-        body=form.body.data.strip(),
+        subject=form.subject.data,
+        body=form.body.data,
         contact=Contact(
             name=form.name.data or "", phone=form.phone.data or "", email=form.email.data or ""
         ),
@@ -126,22 +185,38 @@ def complain() -> Response | str | tuple[str, int]:
         if case is None:
             raise
         tracking = case.tracking_number
-    receipts = session.get("receipts", {})
-    receipts[tracking] = code
-    session["receipts"] = dict(list(receipts.items())[-5:])
-    return redirect(url_for("citizen.receipt", number=tracking))
+    # The receipt's address, not the session, says who may see it: two forms sent at once
+    # from one browser each get theirs (the session would keep only one).
+    return redirect(
+        url_for("citizen.receipt", number=tracking, key=receipt_key(submission.external_id))
+    )
 
 
 @bp.get("/receipt/<number>")
-def receipt(number: str) -> str:
-    """Shows the receipt to the browser that submitted; the code is known only to it."""
-    receipts = session.get("receipts", {})
-    if number not in receipts:
-        abort(404)
+def receipt(number: str) -> Response:
+    """The receipt, for whoever holds its address (the browser that sent the form).
+
+    The query code shows for `RECEIPT_MINUTES` after submitting; then the page says to use
+    the one written down. Never cached, never sent on as a referrer.
+    """
     case = db().scalar(select(Case).where(Case.tracking_number == number))
-    if case is None:
+    key = request.args.get("key", "")
+    if (
+        case is None
+        or case.channel != Channel.WEB
+        or not hmac.compare_digest(key.encode(), receipt_key(case.external_id).encode())
+    ):
         abort(404)
-    return render_template("citizen/receipt.html", case=case, query_code=receipts[number])
+    shown_until = case.received_at + timedelta(minutes=RECEIPT_MINUTES)
+    code = None
+    if datetime.now(UTC) < shown_until:
+        code = derived_query_code(current_app.config["SECRET_KEY"], case.external_id)
+    response = make_response(
+        render_template("citizen/receipt.html", case=case, query_code=code, shown_until=shown_until)
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @bp.route("/track", methods=["GET", "POST"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -16,19 +18,60 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import (
-    DataRequired,
-    Email,
-    EqualTo,
-    Length,
-    Optional,
-    Regexp,
-    ValidationError,
-)
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, ValidationError
 
+from intake.normalise import PhoneError, clean_line, clean_text, normalise_phone
 from web.passwords import WeakPassword, check_password
 
-PHONE = Regexp(r"^[0-9+\-() ]{5,20}$", message=_l("Digits only, e.g. 13800138000."))
+
+class Form(FlaskForm):
+    """Every form of Minsheng: what people type is cleaned before it is validated.
+
+    One-line fields get `clean_line`, text areas `clean_text` (NFKC, no control or bidi
+    characters, outer white space gone), so lengths count what is stored and full-width
+    digits are digits. Passwords and files are left as they are.
+    """
+
+    class Meta:
+        def bind_field(self, form: Any, unbound_field: Any, options: dict[str, Any]) -> Any:
+            field_class = unbound_field.field_class
+            clean = None
+            if issubclass(field_class, TextAreaField):
+                clean = clean_text
+            elif issubclass(field_class, StringField | HiddenField) and not issubclass(
+                field_class, PasswordField
+            ):
+                clean = clean_line
+            if clean is not None:
+                options["filters"] = (
+                    *options.get("filters", ()),
+                    lambda v, clean=clean: clean(v) if isinstance(v, str) else v,
+                )
+            return unbound_field.bind(form=form, **options)
+
+
+class PhoneNumber:
+    """A Chinese mobile, a landline (with or without area code) or an international number;
+    the field's data becomes the canonical form (`normalise_phone`)."""
+
+    def __call__(self, form: Any, field: Any) -> None:
+        if not field.data:
+            return
+        try:
+            field.data = normalise_phone(field.data)
+        except PhoneError as e:
+            raise ValidationError(
+                _l(
+                    "Not a phone number: give a mobile (13800138000), a landline with area "
+                    "code (010-87654321) or an international number (+44 20 7946 0958)."
+                )
+            ) from e
+
+
+PHONE = PhoneNumber()
+
+# Four Chinese characters make a complaint (路灯不亮); counted after cleaning.
+BODY_MIN = 4
 
 KIND_CHOICES = [
     SelectChoice("complaint", _l("Complaint")),
@@ -38,46 +81,56 @@ KIND_CHOICES = [
 ]
 
 
-class ComplaintForm(FlaskForm):
+class ComplaintForm(Form):
     token = HiddenField()
     kind = SelectField(_l("Kind"), choices=KIND_CHOICES, default="complaint")
     subject = StringField(
         _l("Subject"),
-        validators=[DataRequired(_l("Please give a short subject.")), Length(max=200)],
+        validators=[
+            DataRequired(_l("Please give a short subject.")),
+            Length(min=2, max=200, message=_l("Between 2 and 200 characters, please.")),
+        ],
     )
     body = TextAreaField(
         _l("What happened"),
         validators=[
             DataRequired(_l("Please describe the problem.")),
-            Length(min=5, max=5000, message=_l("Between 5 and 5000 characters, please.")),
+            Length(min=BODY_MIN, max=5000, message=_l("Between 4 and 5000 characters, please.")),
         ],
     )
-    name = StringField(_l("Name (optional)"), validators=[Optional(), Length(max=100)])
+    name = StringField(
+        _l("Name (optional)"),
+        validators=[Optional(), Length(max=100, message=_l("At most 100 characters."))],
+    )
     phone = StringField(
         _l("Phone (optional)"),
         validators=[Optional(), PHONE],
     )
     email = StringField(
         _l("Email (optional)"),
-        validators=[Optional(), Email(message=_l("Not an email address.")), Length(max=200)],
+        validators=[
+            Optional(),
+            Email(message=_l("Not an email address.")),
+            Length(max=200, message=_l("At most 200 characters.")),
+        ],
     )
     attachments = MultipleFileField(_l("Photos or documents (optional)"))
 
 
-class TrackForm(FlaskForm):
+class TrackForm(Form):
     tracking_number = StringField(
         _l("Tracking number"), validators=[DataRequired(), Length(max=30)]
     )
     query_code = StringField(_l("Query code"), validators=[DataRequired(), Length(max=20)])
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     username = StringField(_l("Username"), validators=[DataRequired(), Length(max=80)])
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=200)])
     remember = BooleanField(_l("Stay signed in"))
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(Form):
     """The signed-in user's own password: the one policy of web.passwords applies."""
 
     current = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=200)])
@@ -94,7 +147,7 @@ class ChangePasswordForm(FlaskForm):
             raise ValidationError(str(e)) from e
 
 
-class AssignForm(FlaskForm):
+class AssignForm(Form):
     department = SelectField(
         _l("Department"), validators=[DataRequired(_l("Choose a department."))]
     )
@@ -104,15 +157,15 @@ class AssignForm(FlaskForm):
     )
 
 
-class ReasonForm(FlaskForm):
+class ReasonForm(Form):
     reason = TextAreaField(_l("Reason"), validators=[DataRequired(), Length(max=2000)])
 
 
-class ReplyForm(FlaskForm):
+class ReplyForm(Form):
     text = TextAreaField(_l("Reply to the citizen"), validators=[DataRequired(), Length(max=10000)])
 
 
-class RejectForm(FlaskForm):
+class RejectForm(Form):
     """Not accepting a complaint: a public reason for the citizen, an internal one for us."""
 
     outcome = SelectField(
@@ -133,7 +186,7 @@ class RejectForm(FlaskForm):
     )
 
 
-class VisitForm(FlaskForm):
+class VisitForm(Form):
     # Empty: the case's own complainant; else the tracking number of a case merged into it.
     citizen = SelectField(_l("Citizen called back"), default="", validators=[Optional()])
     reached = RadioField(
@@ -158,31 +211,47 @@ class VisitForm(FlaskForm):
     note = TextAreaField(_l("Note"), validators=[Optional(), Length(max=2000)])
 
 
-class CloseForm(FlaskForm):
+class CloseForm(Form):
     reason = TextAreaField(_l("Note (required if the citizen is unhappy)"), validators=[Optional()])
 
 
-class MergeForm(FlaskForm):
+class MergeForm(Form):
     target = StringField(
         _l("Merge into tracking number"), validators=[DataRequired(), Length(max=30)]
     )
     reason = StringField(_l("Reason"), validators=[Optional(), Length(max=500)])
 
 
-class ActionForm(FlaskForm):
+class ActionForm(Form):
     """A button with nothing but the CSRF token."""
 
 
-class PhoneCallForm(FlaskForm):
+class PhoneCallForm(Form):
     """An operator's note of a citizen's call (来电记录)."""
 
     call_id = StringField(
-        _l("Call id (from the phone system, optional)"), validators=[Optional(), Length(max=100)]
+        _l("Call id (from the phone system, optional)"),
+        validators=[Optional(), Length(max=100, message=_l("At most 100 characters."))],
     )
     kind = SelectField(_l("Kind"), choices=KIND_CHOICES, default="complaint")
-    subject = StringField(_l("Subject"), validators=[DataRequired(), Length(max=200)])
-    body = TextAreaField(_l("What the caller said"), validators=[DataRequired(), Length(max=5000)])
-    name = StringField(_l("Caller's name"), validators=[Optional(), Length(max=100)])
+    subject = StringField(
+        _l("Subject"),
+        validators=[
+            DataRequired(_l("Please give a short subject.")),
+            Length(min=2, max=200, message=_l("Between 2 and 200 characters, please.")),
+        ],
+    )
+    body = TextAreaField(
+        _l("What the caller said"),
+        validators=[
+            DataRequired(_l("Please write down what the caller said.")),
+            Length(min=BODY_MIN, max=5000, message=_l("Between 4 and 5000 characters, please.")),
+        ],
+    )
+    name = StringField(
+        _l("Caller's name"),
+        validators=[Optional(), Length(max=100, message=_l("At most 100 characters."))],
+    )
     phone = StringField(
         _l("Caller's phone"),
         validators=[Optional(), PHONE],
