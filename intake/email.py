@@ -473,6 +473,8 @@ class _Walker:
             is_file = True
         if maintype == "text" and not is_file and subtype not in ("calendar", "x-vcard", "vcard"):
             text, was_html = self._text(data, subtype, _charset_label(params), out.defects)
+            if params.get("format", "").lower() == "flowed" and not was_html:
+                text = _unflow(text, delsp=params.get("delsp", "").lower() == "yes")
             if text.strip():
                 out.texts.append(text)
                 out.html_only = was_html and not any(out.texts[:-1])
@@ -592,6 +594,27 @@ class _Walker:
         out.attachments.append(
             Attachment(filename=name_for_type(name, kind), content_type=kind, data=data)
         )
+
+
+def _unflow(text: str, *, delsp: bool) -> str:
+    """format=flowed text (RFC 3676, iOS and Thunderbird) → its paragraphs, one per line.
+
+    A line ending in a space continues on the next (with ``delsp=yes`` that space was added
+    by the sender and goes); a leading space was stuffed and goes; ``-- `` stays a line.
+    """
+    out: list[str] = []
+    joining = False
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line.startswith(" "):
+            line = line[1:]
+        soft = line.endswith(" ") and line != "-- "
+        piece = line[:-1] if soft and delsp else line
+        if joining and out:
+            out[-1] += piece
+        else:
+            out.append(piece)
+        joining = soft
+    return "\n".join(out)
 
 
 def _cut(data: bytes, limit: int) -> bytes:

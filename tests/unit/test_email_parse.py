@@ -196,6 +196,17 @@ def test_base64_and_quoted_printable_bodies() -> None:
     assert body_of(raw) == clean_text(COMPLAINT)
 
 
+def test_format_flowed_lines_are_joined() -> None:
+    flowed = "我家楼下的烧烤店每天营业到 \r\n凌晨两点，油烟和噪音严重 \r\n扰民。\r\n请尽快处理。"
+    raw = mail(flowed.encode(), "Content-Type: text/plain; charset=utf-8; format=flowed; delsp=yes")
+    assert body_of(raw) == clean_text(
+        "我家楼下的烧烤店每天营业到凌晨两点，油烟和噪音严重扰民。\n请尽快处理。"
+    )
+    english = "The street light on Renmin Road \r\nhas been out for weeks.\r\n"
+    raw = mail(english.encode(), "Content-Type: text/plain; format=flowed")
+    assert body_of(raw) == "The street light on Renmin Road has been out for weeks."
+
+
 def test_header_line_that_lost_its_fold_keeps_the_headers_after_it() -> None:
     raw = mail(
         COMPLAINT.encode("gbk"),
