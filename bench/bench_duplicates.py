@@ -15,7 +15,7 @@ character bigrams with the idf of the candidate list, kept below as the baseline
 * precision and recall at the configured threshold (``[classifier] duplicate_min_score``),
   for all pairs, per kind and per batch;
 * cross-validated precision and recall: in each of 5 folds the threshold is chosen on the
-  other 4 (the highest recall at precision >= 0.90), and the fold is scored with it;
+  other 4 (the best F1 at precision >= 0.90), and the fold is scored with it;
 * the threshold that rule chooses on the whole set (the source of the configured default);
 * time per pair (both texts analysed, nothing cached) and per cached candidate;
 * that a pair's score does not change when 49 other candidates are compared with it;
@@ -109,26 +109,29 @@ def rates(tp: int, fp: int, fn: int) -> tuple[float, float]:
 
 
 def choose_threshold(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """The threshold with the highest recall at precision >= TARGET_PRECISION (the middle of
-    the widest such range of thresholds, so that it does not sit on one pair's score)."""
+    """The threshold with the best F1 among those with precision >= TARGET_PRECISION: the
+    middle of the range of thresholds that give it, so that it does not sit on one pair's
+    score. (The highest recall alone picks the edge where precision just holds.)"""
     candidates = sorted(set(round(s, 4) for s in scores) | {0.0, 1.0})
     best: list[float] = []
-    best_recall = -1.0
+    best_f1 = -1.0
     for threshold in candidates:
         tp, fp, fn, _ = counts(scores, labels, threshold)
         precision, recall = rates(tp, fp, fn)
-        if precision < TARGET_PRECISION:
+        if precision < TARGET_PRECISION or tp == 0:
             continue
-        if recall > best_recall + 1e-12:
-            best, best_recall = [threshold], recall
-        elif abs(recall - best_recall) <= 1e-12:
+        f1 = 2 * precision * recall / (precision + recall)
+        if f1 > best_f1 + 1e-12:
+            best, best_f1 = [threshold], f1
+        elif abs(f1 - best_f1) <= 1e-12:
             best.append(threshold)
     if not best:
         return 1.0
-    # The range of thresholds with that recall runs up to the next distinct score.
-    upper = [s for s in candidates if s > best[-1]]
-    top = upper[0] if upper else best[-1]
-    return round((best[0] + top) / 2, 3)
+    # A threshold t counts the scores >= t: any t above the score below best[0] and up to
+    # best[-1] gives the best counts.
+    lower = [s for s in candidates if s < best[0]]
+    bottom = lower[-1] if lower else best[0]
+    return round((bottom + best[-1]) / 2, 3)
 
 
 def cross_validated(

@@ -36,7 +36,7 @@ __all__ = ["HotIssue", "duplicate_score", "hot_issues", "similar_cases"]
 
 DUPLICATE_SCORE = 0.46
 """Score from which two complaints are taken to report the same problem: the threshold with
-the highest recall at precision >= 0.9 on the labelled pairs of bench/bench_duplicates.py."""
+the best F1 at precision >= 0.9 on the labelled pairs of bench/bench_duplicates.py."""
 
 HOT_ISSUE_SCORE = 0.3
 """Cosine from which two complaints are taken to concern the same local problem."""
