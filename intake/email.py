@@ -505,7 +505,9 @@ class _Walker:
             text = re.sub(r"<[^>]{1,40}>", "", text).replace("<<", "<")
         return text, False
 
-    def _alternative(self, children: list[Message], out: _Collected, depth: int, ctype: str):
+    def _alternative(
+        self, children: list[Message], out: _Collected, depth: int, ctype: str
+    ) -> None:
         # Plain text first (what the sender wrote, no markup to undo), then the rest in order.
         def rank(child: Message) -> int:
             kind = _content_type(child)[0]
@@ -516,6 +518,9 @@ class _Walker:
             candidate = _Collected()
             self.walk(child, candidate, depth + 1, ctype)
             if candidate.texts:
+                # Files of the versions passed over are not kept: give back their share.
+                self.kept -= len(tried.attachments)
+                self.total_bytes -= sum(a.size for a in tried.attachments)
                 out.absorb(candidate)
                 return
             tried.absorb(candidate)
@@ -854,15 +859,18 @@ def parse_message(
         header, subject, full, has_attachments=bool(out.attachments), sender=sender
     )
 
-    submission = Submission(
-        channel=Channel.EMAIL,
-        external_id=message_id or f"sha256:{digest}",
-        received_at=sent or now,
-        body=body,
-        subject=subject,
-        contact=Contact(name=name, email=sender),
-        attachments=tuple(out.attachments),
-    )
+    try:
+        submission = Submission(
+            channel=Channel.EMAIL,
+            external_id=message_id or f"sha256:{digest}",
+            received_at=sent or now,
+            body=body,
+            subject=subject,
+            contact=Contact(name=name, email=sender),
+            attachments=tuple(out.attachments),
+        )
+    except ValueError as exc:  # pragma: no cover - every field is checked above
+        raise UnparseableMail(f"no submission can be made of it: {exc}") from exc
     return ParsedMail(
         submission=submission,
         raw_sha256=digest,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from email.utils import getaddresses, parsedate_to_datetime
 
 from intake.mail.charset import codec_for_label, decode_text
+from intake.normalise import clean_line
 
 __all__ = [
     "decode_header",
@@ -147,7 +148,9 @@ def message_ids(value: str | None) -> list[str]:
         return []
     value = _FOLD.sub(" ", value)
     found = _ID.findall(value) or _BARE_ID.findall(value)
-    ids = [i.strip() for i in found if 0 < len(i.strip()) <= 250]
+    # Cleaned as Submission cleans its external id, so that a reply's ids match stored ones.
+    ids = [clean_line(i) for i in found]
+    ids = [i for i in ids if 0 < len(i) <= 250]
     return list(dict.fromkeys(ids))
 
 
