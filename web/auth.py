@@ -115,6 +115,9 @@ def login() -> Response | str | tuple[str, int]:
     account = user if user is not None and user.active else None
     if account is not None and verify_password(account, form.password.data):
         throttle.succeeded(session, attempt)
+        if not account.session_token:
+            # An account made outside Minsheng (SQL, an old backup) still gets a token.
+            renew_session_token(account)
         account.last_login_at = now
         login_user(account, remember=form.remember.data)
         target = request.args.get("next")

@@ -9,7 +9,10 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from sqlalchemy import select, update
+
 from tests.conftest import csrf_from, password_of
+from triage.models import User
 
 SESSION = "minsheng_session"
 REMEMBER = "minsheng_remember"
@@ -186,3 +189,23 @@ def test_get_logout_shows_a_sign_out_button_and_does_not_sign_out(app: Any) -> N
     # Signed out, /logout just leads home.
     again = client.get("/logout")
     assert again.status_code == 302 and again.headers["Location"].endswith("/")
+
+
+def test_cookies_of_the_old_form_sign_nobody_in(app: Any, runtime: Any) -> None:
+    """Before session tokens, the cookies carried the bare user id; such a cookie, valid
+    and signed with the right key, must not sign anybody in any more."""
+    from flask_login.utils import encode_cookie
+
+    with runtime.sessions() as s:
+        admin_id = s.scalar(select(User.id).where(User.username == "admin"))
+    with app.test_request_context():
+        old_remember = encode_cookie(str(admin_id))
+    assert not signed_in(browser_with(app, **{REMEMBER: old_remember}))
+
+
+def test_an_account_without_a_token_still_signs_in_and_stays(app: Any, runtime: Any) -> None:
+    with runtime.sessions() as s, s.begin():
+        s.execute(update(User).where(User.username == "urban").values(session_token=""))
+    client = sign_in(app, "urban", remember=False)
+    assert signed_in(client)
+    assert signed_in(client)
