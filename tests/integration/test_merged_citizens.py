@@ -100,6 +100,8 @@ def test_merged_citizen_sees_the_target_status_timeline_and_masked_reply(
     target = _section(page, "merged-into")
     assert y in target
     assert "status-replied" in target  # Y's status, not X's
+    assert "消防通道被堵" in own  # X's own subject; Y's (another citizen's words) is not shown
+    assert "楼道堵塞" not in target
     assert "区住房和城乡建设局" in target
     reply = re.search(r'<blockquote class="reply">(.*?)</blockquote>', target, flags=re.S)
     assert reply, "the merged citizen does not see the reply"

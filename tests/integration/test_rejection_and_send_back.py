@@ -108,7 +108,8 @@ def test_not_ours_names_the_outside_body(client: Any, login_as: Any, runtime: An
     case = _case(runtime, number)
     assert case.status == Status.REJECTED and case.referred_to == typed("国网民声供电公司（95598）")
 
-    public = _public(_track(client, number, code))
+    page = _track(client, number, code)
+    public = _public(page)
     assert typed("请向国网民声供电公司（95598）反映") in public
     assert "不属于本办受理范围" in public
     # The public text is masked with the case's own contact, however it is written.
@@ -209,3 +210,18 @@ def test_sent_back_case_goes_elsewhere_with_one_click(
     assert "公交站台归交通局管理" in row
     _dispatch(supervisor, runtime, number, "transport")
     assert _case(runtime, number).department.code == "transport"
+
+
+def test_public_texts_are_shown_as_text(client: Any, login_as: Any, runtime: Any) -> None:
+    number, code = submit_complaint(client, "隔壁工厂排放的事不知道找谁。", subject="排放")
+    _reject(
+        login_as("supervisor"),
+        number,
+        outcome="not_ours",
+        reason="属市级",
+        referred_to='<img src=x onerror="alert(1)">市生态环境局',
+        public_reason="<script>alert(2)</script>请联系市局",
+    )
+    page = _track(client, number, code)
+    assert "<script>alert(2)" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;" in page and "&lt;img src=x" in page
