@@ -125,6 +125,44 @@ def _concept_forms() -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]
 
 
 _CONCEPT_FORMS = _concept_forms()
+
+
+def _form_matcher(forms: dict[str, set[str]]) -> tuple[re.Pattern[str], dict[str, frozenset[str]]]:
+    """One pattern that finds a form starting at every position (longest first), and the
+    concepts of each form together with those of the shorter forms it begins with."""
+    ordered = sorted(forms, key=len, reverse=True)
+    pattern = re.compile("(?=(" + "|".join(map(re.escape, ordered)) + "))")
+    concepts = {
+        form: frozenset(c for other in forms if form.startswith(other) for c in forms[other])
+        for form in forms
+    }
+    return pattern, concepts
+
+
+def _matchers() -> tuple[tuple[re.Pattern[str], dict[str, frozenset[str]]], ...]:
+    chinese: dict[str, set[str]] = {}
+    english: dict[str, set[str]] = {}
+    for concept, chinese_forms, english_forms in _CONCEPT_FORMS:
+        for form in chinese_forms:
+            chinese.setdefault(form, set()).add(concept)
+        for form in english_forms:
+            english.setdefault(form, set()).add(concept)
+    return _form_matcher(chinese), _form_matcher(english)
+
+
+(_CHINESE_CONCEPTS, _CHINESE_OF), (_ENGLISH_CONCEPTS, _ENGLISH_OF) = _matchers()
+
+
+def _concepts(chinese: str, english: str) -> frozenset[str]:
+    """Concepts named in a text's Chinese (names blanked out) or its " stemmed words "."""
+    found: set[str] = set()
+    for match in _CHINESE_CONCEPTS.finditer(chinese):
+        found |= _CHINESE_OF[match.group(1)]
+    for match in _ENGLISH_CONCEPTS.finditer(english):
+        found |= _ENGLISH_OF[match.group(1)]
+    return frozenset(found)
+
+
 _CHINESE_CONCEPT_FORMS = frozenset(f for _, chinese, _ in _CONCEPT_FORMS for f in chinese)
 # Parts of speech that end a name read leftwards: prepositions, conjunctions, particles,
 # pronouns, locatives, verbs, measure words, time words, punctuation …
@@ -278,11 +316,7 @@ def _profile(text: str) -> _Profile:
         previous_capital = capital
 
     joined = " " + " ".join(stems) + " "
-    concepts = frozenset(
-        concept
-        for concept, chinese, english in _CONCEPT_FORMS
-        if any(f in unnamed for f in chinese) or any(f in joined for f in english)
-    )
+    concepts = _concepts(unnamed, joined)
     norm = math.sqrt(sum(v * v for v in weights.values())) or 1.0
     return _Profile(
         places,
