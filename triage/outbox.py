@@ -288,7 +288,9 @@ def enqueue(
         message["Date"] = format_datetime(now)
     if "Auto-Submitted" not in message:
         message["Auto-Submitted"] = "auto-generated"
-    raw = message.as_bytes()
+    # CRLF as SMTP has it: smtplib sends bytes as they are, and a server reads an LF-only
+    # message as one line far over its limit.
+    raw = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
     to_display = ", ".join(_bare(str(v) for v in message.get_all("To", [])))
     mail = OutgoingMail(
         case_id=case.id if case is not None else None,
@@ -343,9 +345,10 @@ def claim(
     Due: queued with `next_attempt_at <= now`, or sending under a lease that expired (its
     sender died). Each claimed mail becomes `sending`, owned by `worker` until `now + lease`,
     and its `attempts` grows by one now, so that a mail whose sending kills the sender still
-    ends as failed after max_attempts. One statement, so two senders never claim the same row:
-    PostgreSQL locks the picked rows with FOR UPDATE SKIP LOCKED (another sender skips them);
-    SQLite takes its single write lock before reading. The lease must outlast one send.
+    ends as failed after max_attempts. Two senders never claim the same row: PostgreSQL
+    locks the picked rows with FOR UPDATE SKIP LOCKED (another sender skips them, instead of
+    waiting) and then updates them; SQLite does it in one UPDATE, which takes its single
+    write lock before it reads. The lease must outlast one send.
     """
     expires = now + lease
     picked = (
@@ -353,12 +356,23 @@ def claim(
         .where(_due(now))
         .order_by(OutgoingMail.next_attempt_at, OutgoingMail.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
+    if session.get_bind().dialect.name == "sqlite":
+        # One statement: SQLite takes its write lock before the subquery reads, so no other
+        # sender can claim the same rows between reading and writing.
+        target: Any = OutgoingMail.id.in_(picked)
+    else:
+        # Locked first, in a statement of its own: PostgreSQL may run a LIMIT subquery inside
+        # an UPDATE more than once (a rescan returns further rows), claiming more than
+        # `limit`. The locks last until the caller commits.
+        locked = list(session.scalars(picked.with_for_update(skip_locked=True)))
+        if not locked:
+            return []
+        target = OutgoingMail.id.in_(locked)
     ids = list(
         session.scalars(
             update(OutgoingMail)
-            .where(OutgoingMail.id.in_(picked), _due(now))
+            .where(target, _due(now))
             .values(
                 status=MailStatus.SENDING,
                 claimed_by=worker,
