@@ -249,3 +249,14 @@ def user_set_password(username: str, password: str) -> None:
 
 
 main.add_command(triage_commands)
+
+
+def _register_extensions() -> None:
+    """Command groups of their own modules (web/cli_*.py); they import web.cli_common,
+    never this module, so the import here closes no circle."""
+    from web.cli_outbox import outbox
+
+    main.add_command(outbox)
+
+
+_register_extensions()

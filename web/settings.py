@@ -122,13 +122,50 @@ class ClassifierSettings(Section):
 
 
 class MailSettings(Section):
+    """The SMTP server the outbox sends through (web/mail.py), and how it retries."""
+
     sender: str = "minsheng@localhost"
     server: str = "127.0.0.1"
-    port: int = 25
+    port: Annotated[int, Field(ge=1, le=65535)] = 25
+    # STARTTLS on a plain port (587), or TLS from the start (465); not both.
     use_tls: bool = False
     use_ssl: bool = False
     username: str = ""
     password: str = ""
+    # The name of an environment variable holding the password (instead of `password`).
+    password_env: str = ""
+    # Tries before a mail is marked failed; the n-th failed try waits
+    # min(retry_max_seconds, retry_base_seconds · 2^(n-1)) before the next.
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 10
+    retry_base_seconds: Annotated[float, Field(gt=0)] = 60
+    retry_max_seconds: Annotated[float, Field(gt=0)] = 3600
+    # Per network operation with the SMTP server. A sender's claim on a mail lasts ten times
+    # this: a sender that dies mid-send holds its mail that long.
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MailSettings:
+        if self.use_tls and self.use_ssl:
+            raise ValueError("use_tls (STARTTLS) and use_ssl (TLS from the start): choose one")
+        if self.password and self.password_env:
+            raise ValueError("give password or password_env, not both")
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("retry_max_seconds is below retry_base_seconds")
+        if "@" not in self.sender:
+            raise ValueError(f"sender {self.sender!r} is not a mail address")
+        return self
+
+    def smtp_password(self) -> str:
+        """The password: from the environment variable `password_env` when set; raises
+        ConfigError naming the variable when it is not in the environment."""
+        if not self.password_env:
+            return self.password
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(
+                f"mail.password_env: environment variable {self.password_env} is not set"
+            )
+        return value
 
 
 class IntakeSettings(Section):
