@@ -171,7 +171,7 @@ _ANY_SETS = (
 )
 SAMPLE = 400
 """Characters of a text that `plausibility` looks at: enough to tell charsets apart."""
-_LATIN = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
+_LATIN = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u017f"
 _LATIN_IN_WORD_RE = re.compile(f"(?<=[A-Za-z])[{_LATIN}]|[{_LATIN}](?=[A-Za-z])")
 _BAD_RE = re.compile("[\ue000-\uf8ff\x80-\x9f\ufffd]")
 
@@ -187,7 +187,7 @@ def plausibility(text: str, codec: str = "", *, any_script: bool = False) -> flo
     against. Only the first `SAMPLE` characters are looked at; pure ASCII scores 1.0.
     """
     sample = text[:SAMPLE]
-    non_ascii = len(sample) - len(sample.encode("ascii", "ignore"))
+    non_ascii = _non_ascii(sample)
     if non_ascii == 0:
         return 1.0
     common, rare = _GB_SETS if codec == GB else _BIG5_SETS if codec == BIG5 else _ANY_SETS
@@ -202,14 +202,18 @@ def plausibility(text: str, codec: str = "", *, any_script: bool = False) -> flo
     return max(-1.0, min(1.0, good / non_ascii))
 
 
-_ANY_LATIN = re.compile("[\u00c0-\u024f]")
+def _non_ascii(text: str) -> int:
+    return len(text) - len(text.encode("ascii", "ignore"))
+
+
+_ANY_LATIN = re.compile(f"[{_LATIN}]")
 _ANY_LETTER = re.compile("(?![\\x00-\\x7f])[^\\W\\d_]")
 
 
 _LETTER = r"(?![\x00-\x7f])[^\W\d_]"
 _LETTER_IN_WORD_RE = re.compile(rf"(?<=[^\W\d_]){_LETTER}|{_LETTER}(?=[^\W\d_])")
 # A GBK pair spells a two-byte UTF-8 sequence (U+0080–U+07FF) by chance: 谢谢 → "лл".
-_OUTSIDE_TWO_BYTE_NON_LATIN = re.compile("[^\x00-\x7f\u0250-\u07ff]")
+_OUTSIDE_TWO_BYTE = re.compile("[^\x00-\u07ff]")
 _NON_ASCII = re.compile("[^\x00-\x7f]")
 _MOJIBAKE = re.compile(
     "[^\x00-\xff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6"
@@ -297,11 +301,12 @@ def decode_text(data: bytes, label: str | None = None, *, context: str = "text")
     except UnicodeDecodeError:
         pass
     else:
-        # GBK pairs can spell valid UTF-8 by chance (谢谢 → "лл"): text that reads only as
-        # Cyrillic, Greek… in UTF-8 and as common Chinese in GB18030 is GB18030.
-        if not _OUTSIDE_TWO_BYTE_NON_LATIN.search(utf8):
+        # GBK pairs can spell valid UTF-8 by chance (谢谢 → "лл", 什么 → "ʲô"): text with no
+        # three-byte (CJK) sequence that reads better as common Chinese in GB18030 is GB18030.
+        if not _OUTSIDE_TWO_BYTE.search(utf8):
             gb = _decode(data, GB)
-            if plausibility(gb, GB) >= 0.9:
+            gb_score = plausibility(gb, GB)
+            if gb_score >= 0.9 and gb_score > plausibility(utf8, UTF8):
                 defects.append(f"{context}: bytes valid as UTF-8 but read as gb18030")
                 return Decoded(gb, GB, tuple(defects))
         repaired = _repair_mojibake(utf8, codec)
@@ -314,6 +319,14 @@ def decode_text(data: bytes, label: str | None = None, *, context: str = "text")
             defects.append(f"{context}: {'no' if not label else 'unusable'} charset, read as utf-8")
         return Decoded(utf8, UTF8, tuple(defects))
 
+    if codec == BIG5:
+        # GB2312 pairs are valid Big5 too, and a short GB text can read as common Big5
+        # characters; Big5 text read as GB almost never comes out as common simplified
+        # characters throughout. So a Big5 label yields to a GB reading that does.
+        gb = _decode(data, GB)
+        if plausibility(gb, GB) >= 0.9 and _non_ascii(gb[:SAMPLE]) >= 4:
+            defects.append(f"{context}: declared {label}, bytes are {GB}")
+            return Decoded(gb, GB, tuple(defects))
     candidates = [c for c in (codec, GB, BIG5, UTF8) if c]
     if codec not in (GB, BIG5):
         candidates.append(WESTERN)

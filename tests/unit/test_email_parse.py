@@ -121,6 +121,22 @@ def test_big5_labelled_gb2312_and_unlabelled_short_gbk() -> None:
     assert body_of(mail("谢谢".encode("gbk"))) == "谢谢"
 
 
+@pytest.mark.parametrize("text", ["谢谢", "什么", "为什么", "缺钱", "浅谈"])
+def test_short_gbk_texts_that_happen_to_be_valid_utf8(text: str) -> None:
+    # 什么 in GBK is the UTF-8 of "ʲô": a Chinese mailbox reads what reads as Chinese.
+    assert body_of(mail(text.encode("gbk"))) == text
+    subject = b"Subject: " + text.encode("gbk")
+    assert parse(mail(b"x", subject)).submission.subject == text
+
+
+def test_big5_label_over_gb_text_with_rarer_characters() -> None:
+    text = "潇楚南路长明灯浪费能源"  # 潇 is outside GB2312's common level
+    raw = mail(text.encode("gbk"), "Content-Type: text/plain; charset=big5")
+    assert body_of(raw) == text
+    raw = mail(TRADITIONAL.encode("big5"), "Content-Type: text/plain; charset=big5")
+    assert body_of(raw) == clean_text(TRADITIONAL)
+
+
 def test_western_text_stays_western() -> None:
     text = "Bitte prüfen Sie die Straßenbeleuchtung, sie ist völlig ausgefallen."
     raw = mail(text.encode("latin-1"), "Content-Type: text/plain; charset=iso-8859-1")
