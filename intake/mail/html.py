@@ -75,6 +75,10 @@ class _TextExtractor(HTMLParser):
         self.current = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":
+            # Whatever was left open before the body (an unclosed <head> or <style>) ends here.
+            self.drop_depth = 0
+            return
         if tag in _DROP:
             self.drop_depth += 1
             return

@@ -349,6 +349,12 @@ def test_html_only_mail_becomes_text_with_links_kept() -> None:
     )
 
 
+def test_html_with_an_unclosed_head_still_shows_its_body() -> None:
+    html = f"<html><head><title>投诉</title><meta charset=utf-8><body><p>{COMPLAINT}</p></html>"
+    raw = mail(html.encode("utf-8"), "Content-Type: text/html; charset=utf-8")
+    assert body_of(raw) == clean_text(COMPLAINT)
+
+
 def test_html_charset_from_its_meta_tag() -> None:
     html = '<html><head><meta http-equiv="Content-Type" content="text/html; charset=gb2312">'
     html += f"</head><body>{COMPLAINT}</body></html>"
