@@ -854,7 +854,9 @@ def parse_message(
         )
 
     bounce = _bounce(top_type, out, sender, subject, full)
-    loops = loop_reasons(header, sender, own_addresses, is_bounce=bounce is not None)
+    loops = loop_reasons(
+        header, sender, own_addresses, is_bounce=bounce is not None, subject=subject
+    )
     score, spam_reasons = spam_signals(
         header, subject, full, has_attachments=bool(out.attachments), sender=sender
     )

@@ -17,6 +17,12 @@ SPAM_THRESHOLD = 5.0
 """Points from which a message goes to the "suspected spam" list (never deleted)."""
 
 _ROBOT_SENDERS = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|mailerdaemon)@", re.I)
+_AUTO_SUBJECT = re.compile(
+    r"\s*(?:自动回复|自動回覆|自动答复|自動回復|假期自动回复|"
+    r"Automatic reply|Auto(?:matic)?[ -]?reply|Auto(?:matic)? response|"
+    r"Out of (?:the )?Office|Abwesenheitsnotiz)",
+    re.IGNORECASE,
+)
 _NO_REPLY = re.compile(r"^(?:no-?reply|do-?not-?reply|bounces?)[+\-@._]", re.I)
 
 # Phrases that in a complaints mailbox only spam uses. Each found adds points, once.
@@ -54,6 +60,7 @@ def loop_reasons(
     own_addresses: Iterable[str] = (),
     *,
     is_bounce: bool = False,
+    subject: str = "",
 ) -> list[str]:
     """Why answering this mail could start a mail loop; empty when it is safe to answer.
 
@@ -61,7 +68,8 @@ def loop_reasons(
     address. Reasons: Auto-Submitted other than ``no`` (RFC 3834), Precedence bulk/list/junk,
     X-Loop, X-Autoreply/X-Autorespond, an Exchange auto-reply (X-Auto-Response-Suppress with
     an auto-reply subject), List-Id (mailing list), a null Return-Path, mailer-daemon or
-    postmaster senders, no-reply senders, a delivery-status report, and mail from one of
+    postmaster senders, no-reply senders, a delivery-status report, an auto-reply
+    ``subject`` ("自动回复：", "Automatic reply:", "Out of Office"), and mail from one of
     ``own_addresses`` (compared without case).
     """
     reasons: list[str] = []
@@ -86,6 +94,8 @@ def loop_reasons(
         reasons.append(f"sent from a no-reply address ({sender})")
     if is_bounce:
         reasons.append("delivery-status report (bounce)")
+    if _AUTO_SUBJECT.match(subject):
+        reasons.append(f"auto-reply subject ({subject[:40]})")
     own = {a.strip().lower() for a in own_addresses if a.strip()}
     if sender and sender.lower() in own:
         reasons.append(f"sent from our own address ({sender})")

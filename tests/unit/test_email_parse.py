@@ -476,6 +476,11 @@ def test_quoted_html_reply_is_trimmed() -> None:
         ("From: MAILER-DAEMON@mx.example.cn", "sent by mailer-daemon"),
         ("From: postmaster@example.cn", "sent by postmaster"),
         ("From: 效能办 <xfb@example.gov.cn>", "sent from our own address (xfb@example.gov.cn)"),
+        ("Subject: 自动回复：您的邮件已收到", "auto-reply subject (自动回复:您的邮件已收到)"),
+        (
+            "Subject: Automatic reply: Out of office",
+            "auto-reply subject (Automatic reply: Out of office)",
+        ),
     ],
 )
 def test_mail_that_must_not_be_answered(header: str, reason: str) -> None:
