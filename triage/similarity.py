@@ -3,7 +3,7 @@
 ``similar_cases`` finds open cases that report the same problem as a new complaint, so a
 supervisor can merge them. Two complaints report the same problem when they name the same
 place (estate, street, building, shop) *and* the same problem or object (noise from a bar, a
-broken lift), in whatever words: so a pair's score is the geometric mean of a *place*
+broken lift), in whatever words: so a pair's score is a weighted geometric mean of a *place*
 agreement and a *problem* agreement, each computed from the two texts alone, after letter
 boilerplate (greetings, self-introductions, closings) is removed. The score of a pair
 therefore does not depend on which other candidates are compared; the candidates come from
