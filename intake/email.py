@@ -78,8 +78,8 @@ longer."""
 MAX_HTML_BYTES = 256 * 1024
 """An HTML part is converted up to this many bytes: mail HTML past that is layout and
 advertising, and converting it would take the parser seconds."""
-NO_TEXT = "(邮件无正文,见附件)"
-"""The case text of a mail that has attachments but no text and no subject (as stored: NFKC)."""
+NO_TEXT = "（邮件无正文，见附件）"
+"""The case text of a mail that has attachments but no text and no subject."""
 
 DEFAULT_ATTACHMENT_TYPES = frozenset(
     {
@@ -454,6 +454,9 @@ class _Walker:
             out.skipped += inner.skipped
             out.tnef = out.tnef or inner.tnef
             out.defects += inner.defects
+            return
+        if ctype == "message/partial":
+            out.defects.append("message/partial: one fragment of a larger message, not joined")
             return
         if ctype in ("message/delivery-status", "message/global-delivery-status"):
             out.status.update(_delivery_status(part))
