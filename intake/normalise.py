@@ -2,7 +2,8 @@
 
 Every channel passes what a citizen or an operator typed through these functions before it
 is validated or stored: Unicode NFKC (full-width digits and letters become ASCII, so
-``１３８００１３８０００`` is a phone number), no control characters (NUL, ESC and the rest of C0
+``１３８００１３８０００`` is a phone number; Chinese punctuation such as ``，`` and ``！`` stays
+as written), no control characters (NUL, ESC and the rest of C0
 and C1 break HTML, CSV and headers) and no bidirectional overrides (which make
 ``gpj.exe`` read as ``exe.jpg``). Line breaks and tabs in free text stay.
 """
@@ -17,6 +18,7 @@ __all__ = [
     "clean_filename",
     "clean_line",
     "clean_text",
+    "nfkc",
     "normalise_phone",
 ]
 
@@ -28,11 +30,26 @@ _UNSAFE = re.compile(
 _LINE_BREAKS = re.compile(r"\r\n?|[\u2028\u2029\x85]")
 
 
+# The full-width punctuation of Chinese text (GB/T 15834), which NFKC would turn into ASCII.
+_CHINESE_PUNCTUATION = "！，（）：；？～"
+_KEEP = re.compile(f"([{_CHINESE_PUNCTUATION}])")
+
+
+def nfkc(value: str) -> str:
+    """Unicode NFKC (full-width letters and digits become ASCII), but Chinese punctuation
+    (，！？：；（）～) stays as Chinese readers write it."""
+    if not any(ch in _CHINESE_PUNCTUATION for ch in value):
+        return unicodedata.normalize("NFKC", value)
+    return "".join(
+        part if part in _CHINESE_PUNCTUATION else unicodedata.normalize("NFKC", part)
+        for part in _KEEP.split(value)
+    )
+
+
 def clean_text(value: str) -> str:
-    """NFKC, line breaks as ``\\n``, no control or bidi characters, outer white space gone."""
+    """`nfkc`, line breaks as ``\\n``, no control or bidi characters, outer white space gone."""
     value = _LINE_BREAKS.sub("\n", value or "")
-    value = unicodedata.normalize("NFKC", value)
-    return _UNSAFE.sub("", value).strip()
+    return _UNSAFE.sub("", nfkc(value)).strip()
 
 
 def clean_line(value: str) -> str:
@@ -63,7 +80,7 @@ def normalise_phone(value: str) -> str:
     international number with its ``+`` or ``00`` prefix. Returns digits only for Chinese
     numbers (``13800138000``, ``01087654321``, ``87654321``) and ``+`` and digits for others.
     """
-    text = clean_line(value)
+    text = unicodedata.normalize("NFKC", clean_line(value))
     if not text:
         raise PhoneError("empty")
     if re.search(r"[^\d\s+\-().]", text):

@@ -40,6 +40,9 @@ def test_control_and_bidi_characters_go_line_breaks_stay() -> None:
     assert clean_line("  a\tb \n c  ") == "a b c"
     assert clean_text("a    ") == "a"
     assert clean_line("ＭＳ－２０２６－０００１２３") == "MS-2026-000123"
+    # Chinese punctuation stays as Chinese readers write it; full-width letters do not.
+    assert clean_text("路灯坏了，怎么办？（急！）：５０％") == "路灯坏了，怎么办？（急！）：50%"
+    assert normalise_phone("（010）8765 4321") == "01087654321"
 
 
 def test_file_names_cannot_hide_what_they_are() -> None:
