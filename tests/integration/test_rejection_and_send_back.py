@@ -5,11 +5,11 @@ sent back shows why in the queue and does not go back where it came from with on
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Any
 
 from sqlalchemy import select
 
+from intake.normalise import clean_text
 from tests.conftest import csrf_from
 from tests.integration.helpers import flashes, post_form, submit_complaint
 from triage.models import Case, Status
@@ -18,8 +18,8 @@ INTERNAL = "内部备注：该号码本月已提交同类广告五次，已报�
 
 
 def typed(text: str) -> str:
-    """What is stored of text typed into a form (NFKC: full-width punctuation as ASCII)."""
-    return unicodedata.normalize("NFKC", text)
+    """What is stored of text typed into a form (cleaned at the boundary)."""
+    return clean_text(text)
 
 
 def _case(runtime: Any, number: str) -> Case:
