@@ -16,11 +16,11 @@ client that got both copies shows one. The envelope recipients (To, Cc and Bcc) 
 their own column; the Bcc header itself is removed before the message is stored.
 
 Several senders at once, on several machines, never send a mail twice: `claim` moves due
-rows to `sending` in one statement (PostgreSQL: the rows are picked with `FOR UPDATE SKIP
-LOCKED`, so two senders skip each other's rows instead of waiting; SQLite serialises writers,
-and the statement takes the write lock before it reads), and the claim is committed before
-the mail is sent. A claim is a lease: a sender that dies mid-send holds the mail until
-`claim_expires_at`, after which `claim` hands it to another sender.
+rows to `sending` atomically (PostgreSQL: the rows are locked with `FOR UPDATE SKIP LOCKED`,
+so two senders skip each other's rows instead of waiting, then updated in the same
+transaction; SQLite: one UPDATE, which takes the single write lock before it reads), and the
+claim is committed before the mail is sent. A claim is a lease: a sender that dies mid-send
+holds the mail until `claim_expires_at`, after which `claim` hands it to another sender.
 
 The one window left is at-least-once, not exactly-once: a sender that dies (or loses the
 database) after the SMTP server accepted the message and before `mark_sent` is committed
@@ -51,8 +51,15 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
+from email.charset import BASE64, Charset
+from email.encoders import encode_base64
+from email.header import Header, decode_header, make_header
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.image import MIMEImage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, getaddresses, make_msgid, parseaddr
 from enum import StrEnum
 from typing import Any
 
@@ -176,10 +183,36 @@ class FileAttachment:
     content_type: str = "application/octet-stream"
 
 
-def _cte(text: str) -> str:
-    # Base64 keeps Chinese 7-bit clean (no 8BITMIME needed) at a third more bytes;
-    # quoted-printable would triple them.
-    return "7bit" if text.isascii() and max(map(len, text.splitlines() or [""])) < 900 else "base64"
+def _text_part(text: str, subtype: str) -> MIMEText:
+    # ASCII stays 7-bit; anything else is UTF-8 in base64, 7-bit clean (no 8BITMIME needed)
+    # at a third more bytes, where quoted-printable would triple Chinese.
+    if text.isascii():
+        part = MIMEText(text, subtype, "us-ascii")
+    else:
+        # An explicit Charset: the registry's entry for utf-8 is global state that libraries
+        # change (Flask-Mail makes it 8bit on import).
+        utf8 = Charset("utf-8")
+        utf8.body_encoding = BASE64
+        part = MIMEText(text, subtype, utf8)
+    del part["MIME-Version"]
+    return part
+
+
+def _encoded(value: str) -> str | Header:
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def _address_list(addresses: Sequence[str]) -> str:
+    """ "王小明 <wang@example.com>, b@example.com" with names encoded as headers need."""
+    parsed = getaddresses(list(addresses))
+    bad = [addr or name for name, addr in parsed if "@" not in addr]
+    if bad or not parsed:
+        raise OutboxError(f"not a mail address: {', '.join(bad) or '(none)'}")
+    return ", ".join(formataddr((name, addr), "utf-8") for name, addr in parsed)
+
+
+def _filename_params(filename: str) -> Any:
+    return filename if filename.isascii() else ("utf-8", "", filename)
 
 
 def build_message(
@@ -197,52 +230,80 @@ def build_message(
     inline_images: Sequence[InlineImage] = (),
     attachments: Sequence[FileAttachment] = (),
     auto_submitted: str = "auto-generated",
-) -> EmailMessage:
+) -> Message:
     """A finished message for `enqueue`: text, optionally HTML with inline images, files.
 
     Structure: text/plain alone; or multipart/alternative (text, HTML); inline images make
     the HTML part multipart/related (what mail clients need to show `cid:` images in place);
     attachments wrap it all in multipart/mixed. Addresses may carry display names
-    ("王小明 <wang@example.com>"); Chinese subjects, names and file names are encoded as the
-    RFC says. `in_reply_to` / `references` are Message-IDs with or without angle brackets
-    (the acknowledgment of an email passes the citizen's). `auto_submitted` is
-    "auto-generated" for machine mail and "auto-replied" for an automatic answer to a mail
-    (RFC 3834), so that the other side's auto-responders do not answer; "" leaves it out.
-    Message-ID and Date are added by `enqueue`.
+    ("王小明 <wang@example.com>"); Chinese subjects and names are RFC 2047 words, Chinese file
+    names RFC 2231 parameters. `in_reply_to` / `references` are Message-IDs with or without
+    angle brackets (the acknowledgment of an email passes the citizen's). `auto_submitted`
+    is "auto-generated" for machine mail and "auto-replied" for an automatic answer to a
+    mail (RFC 3834), so that the other side's auto-responders do not answer; "" leaves it
+    out. Message-ID and Date are added by `enqueue`. Raises OutboxError for an address
+    without "@" or inline images without HTML.
+
+    Built with the standard library's compat32 classes, not `EmailMessage`: those parse
+    every header as it is set and cost several milliseconds a mail, and an acknowledgment
+    is built inside the transaction that registers each incoming email.
     """
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = ", ".join(to)
+    if inline_images and html is None:
+        raise OutboxError("inline images need an HTML body that shows them")
+    body: Message = _text_part(text, "plain")
+    if html is not None:
+        html_part: Message = _text_part(html, "html")
+        if inline_images:
+            related = MIMEMultipart("related")
+            related.attach(html_part)
+            for image in inline_images:
+                img = MIMEImage(image.data, image.subtype)
+                img["Content-ID"] = _angle(image.cid)
+                img.add_header("Content-Disposition", "inline")
+                related.attach(img)
+            html_part = related
+        alternative = MIMEMultipart("alternative")
+        alternative.attach(body)
+        alternative.attach(html_part)
+        body = alternative
+    if attachments:
+        mixed = MIMEMultipart("mixed")
+        mixed.attach(body)
+        for f in attachments:
+            maintype, _, subtype = f.content_type.partition("/")
+            part = MIMEBase(maintype or "application", subtype or "octet-stream")
+            part.set_payload(f.data)
+            encode_base64(part)
+            part.set_param("name", _filename_params(f.filename))
+            part.add_header(
+                "Content-Disposition", "attachment", filename=_filename_params(f.filename)
+            )
+            mixed.attach(part)
+        body = mixed
+    for part in body.walk():
+        if part is not body:
+            del part["MIME-Version"]
+    if "MIME-Version" not in body:
+        body["MIME-Version"] = "1.0"
+    body["From"] = _address_list([sender])
+    body["To"] = _address_list(to)
     if cc:
-        msg["Cc"] = ", ".join(cc)
+        body["Cc"] = _address_list(cc)
     if bcc:
-        msg["Bcc"] = ", ".join(bcc)
+        body["Bcc"] = _address_list(bcc)
     if reply_to:
-        msg["Reply-To"] = reply_to
-    msg["Subject"] = subject
+        body["Reply-To"] = _address_list([reply_to])
+    body["Subject"] = _encoded(subject)
     if in_reply_to:
-        msg["In-Reply-To"] = _angle(in_reply_to)
+        body["In-Reply-To"] = _angle(in_reply_to)
     refs = [_angle(r) for r in references if r]
     if in_reply_to and _angle(in_reply_to) not in refs:
         refs.append(_angle(in_reply_to))
     if refs:
-        msg["References"] = " ".join(refs)
+        body["References"] = " ".join(refs)
     if auto_submitted:
-        msg["Auto-Submitted"] = auto_submitted
-    msg.set_content(text, cte=_cte(text))
-    if html is not None:
-        msg.add_alternative(html, subtype="html", cte=_cte(html))
-        html_part = msg.get_payload()[-1] if msg.is_multipart() else msg
-        for image in inline_images:
-            html_part.add_related(
-                image.data, "image", image.subtype, cid=_angle(image.cid), disposition="inline"
-            )
-    elif inline_images:
-        raise OutboxError("inline images need an HTML body that shows them")
-    for f in attachments:
-        maintype, _, subtype = f.content_type.partition("/")
-        msg.add_attachment(f.data, maintype, subtype or "octet-stream", filename=f.filename)
-    return msg
+        body["Auto-Submitted"] = auto_submitted
+    return body
 
 
 def _angle(message_id: str) -> str:
@@ -256,7 +317,7 @@ def _bare(addresses: Iterable[str]) -> list[str]:
 
 def enqueue(
     session: Session,
-    message: EmailMessage,
+    message: Message,
     *,
     case: Case | None = None,
     kind: str,
@@ -267,7 +328,9 @@ def enqueue(
     The message must have a From and at least one recipient (To, Cc or Bcc). Added when
     missing: Message-ID (in the sender's domain; kept by every retry), Date (`now`) and
     Auto-Submitted: auto-generated. The Bcc header is removed (its addresses stay in the
-    envelope). With `case`, a `mail_queued` event is recorded on it. Flushes, never commits:
+    envelope). `message` is a `build_message` result or any `email.message.Message` (an
+    `EmailMessage` too). With `case`, a `mail_queued` event is recorded on it. Flushes, never
+    commits:
     the mail is sent only if the caller's transaction commits, so a change that is rolled
     back sends nothing. Raises OutboxError for a message without sender or recipient.
 
@@ -297,7 +360,7 @@ def enqueue(
         kind=kind,
         recipients=list(dict.fromkeys(r.lower() for r in recipients)),
         to_display=to_display,
-        subject=str(message.get("Subject", "")),
+        subject=str(make_header(decode_header(message.get("Subject", "")))),
         message_id=str(message["Message-ID"]).strip(),
         message=zlib.compress(raw, 6),
         size=len(raw),
