@@ -1,7 +1,10 @@
 """Signing in and out, changing one's password, and the role checks every board view uses.
 
-Sign-in is limited per (address, username) and per address across usernames (password
-spraying), counted before the password is checked (web.throttle). A failed sign-in costs the
+Sign-in is limited per (address, username), per address across usernames (password
+spraying) and per username across addresses (guessing from many machines), counted before the
+password is checked (web.throttle). The last limit does not apply in a browser that has
+signed in with that username before (a signed "known device" cookie), so guessers spread over
+many addresses cannot lock the owner out. A failed sign-in costs the
 same hash work and answers after the same time whether the username exists or not. Signing
 out and changing the password renew the account's session token, which every session and
 "stay signed in" cookie carries (User.get_id), so cookies issued before stop working.
@@ -9,6 +12,9 @@ out and changing the password renew the account's session token, which every ses
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -34,12 +40,10 @@ __all__ = ["hash_password", "requires", "verify_password"]
 bp = Blueprint("auth", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
-LOGIN_WINDOW = timedelta(minutes=15)
-# Wrong passwords for one username from one address.
-LOGIN_MAX_FAILURES = 10
-# Wrong sign-ins from one address, whatever the username: stops spraying one password over
-# many accounts while an office behind one address still signs in.
-LOGIN_MAX_FAILURES_PER_CLIENT = 30
+# The sign-in limits are configuration ([sign_in]); this one is not worth a setting.
+PASSWORD_CHANGE_WINDOW = timedelta(minutes=15)
+DEVICE_COOKIE = "minsheng_device"
+DEVICE_COOKIE_DAYS = 180
 # Wrong current passwords on the change-password form, per account.
 PASSWORD_CHANGE_MAX_FAILURES = 5
 # Every failed sign-in answers this long after the view started: longer than the hash work,
@@ -75,21 +79,71 @@ def requires(action: Action) -> Callable[[F], F]:
     return decorator
 
 
-def _login_limits(username: str) -> list[throttle.Limit]:
-    return [
+def _login_limits(username: str, known_device: bool) -> list[throttle.Limit]:
+    """This address with this username; this address with any (spraying); this username
+    from anywhere (guessing from many machines), except in a browser it signed in from."""
+    settings = runtime().settings.sign_in
+    limits = [
         throttle.Limit(
             "login:pair",
             throttle.client_key(f"user|{username.lower()}"),
-            LOGIN_MAX_FAILURES,
-            LOGIN_WINDOW,
+            settings.max_failures,
+            timedelta(minutes=settings.window_minutes),
         ),
         throttle.Limit(
-            "login:client", throttle.client_key(), LOGIN_MAX_FAILURES_PER_CLIENT, LOGIN_WINDOW
+            "login:client",
+            throttle.client_key(),
+            settings.client_max_failures,
+            timedelta(minutes=settings.client_window_minutes),
         ),
     ]
+    if not known_device:
+        limits.append(
+            throttle.Limit(
+                "login:account",
+                throttle.key_of("account", username.lower()),
+                settings.account_max_failures,
+                timedelta(minutes=settings.account_window_minutes),
+            )
+        )
+    return limits
+
+
+def _device_signature(username: str, nonce: str) -> str:
+    key = current_app.config["SECRET_KEY"].encode()
+    message = f"device|{username.lower()}|{nonce}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+
+
+def _known_device(username: str) -> bool:
+    """True if this browser has signed in with `username` before (its cookie says so)."""
+    nonce, _dot, signature = request.cookies.get(DEVICE_COOKIE, "").partition(".")
+    if not nonce or not signature:
+        return False
+    return hmac.compare_digest(signature, _device_signature(username, nonce))
+
+
+def _remember_device(response: Response, username: str) -> Response:
+    nonce = secrets.token_urlsafe(12)
+    response.set_cookie(
+        DEVICE_COOKIE,
+        f"{nonce}.{_device_signature(username, nonce)}",
+        max_age=int(timedelta(days=DEVICE_COOKIE_DAYS).total_seconds()),
+        path=url_for("auth.login"),
+        httponly=True,
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+        samesite="Lax",
+    )
+    return response
 
 
 def _wait_message(attempt: throttle.Attempt) -> str:
+    if attempt.refused is not None and attempt.refused.kind == "login:account":
+        return _(
+            "Too many wrong passwords for this username from many places. It is locked until "
+            "%(time)s, except in browsers that have signed in with it before.",
+            time=local_time(attempt.retry_at, "HH:mm") if attempt.retry_at else "",
+        )
     return _(
         "Too many failed sign-ins. Try again after %(time)s.",
         time=local_time(attempt.retry_at, "HH:mm") if attempt.retry_at else "",
@@ -106,7 +160,8 @@ def login() -> Response | str | tuple[str, int]:
         )
     username = form.username.data.strip()
     now = datetime.now(UTC)
-    attempt = throttle.begin(runtime().sessions, _login_limits(username), now)
+    limits = _login_limits(username, known_device=_known_device(username))
+    attempt = throttle.begin(runtime().sessions, limits, now)
     if attempt.refused is not None:
         flash(_wait_message(attempt), "error")
         return render_template("auth/login.html", form=form), 429
@@ -121,7 +176,8 @@ def login() -> Response | str | tuple[str, int]:
         account.last_login_at = now
         login_user(account, remember=form.remember.data)
         target = request.args.get("next")
-        return redirect(_same_site(target) if target else url_for("board.home"))
+        response = redirect(_same_site(target) if target else url_for("board.home"))
+        return _remember_device(response, account.username)
     if account is None:
         verify_password(None, form.password.data)
     # Padded from the start of the view, not slept after: the answer comes at the same moment
@@ -162,7 +218,7 @@ def change_password() -> Response | str | tuple[str, int]:
         "password:user",
         throttle.key_of("user", str(user.id)),
         PASSWORD_CHANGE_MAX_FAILURES,
-        LOGIN_WINDOW,
+        PASSWORD_CHANGE_WINDOW,
     )
     attempt = throttle.begin(runtime().sessions, [limit], datetime.now(UTC))
     if attempt.refused is not None:

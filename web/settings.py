@@ -108,6 +108,21 @@ class TrackingSettings(Section):
     hotline: str = "12345"
 
 
+class SignInSettings(Section):
+    """Limits on wrong staff passwords, each over a sliding window (see web/auth.py)."""
+
+    # Wrong passwords for one username from one address.
+    max_failures: Annotated[int, Field(ge=1, le=1000)] = 10
+    window_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
+    # Wrong sign-ins from one address, whatever the username (password spraying).
+    client_max_failures: Annotated[int, Field(ge=1, le=10000)] = 30
+    client_window_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
+    # Wrong passwords for one username from all addresses, except from browsers that have
+    # signed in with it before.
+    account_max_failures: Annotated[int, Field(ge=1, le=100000)] = 50
+    account_window_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+
+
 class ClassifierSettings(Section):
     # Empty: <instance_dir>/models.
     model_dir: str = ""
@@ -229,6 +244,7 @@ class Settings(Section):
     time_limits: TimeLimitSettings = TimeLimitSettings()
     attachments: AttachmentSettings = AttachmentSettings()
     tracking: TrackingSettings = TrackingSettings()
+    sign_in: SignInSettings = SignInSettings()
     classifier: ClassifierSettings = ClassifierSettings()
     mail: MailSettings = MailSettings()
     intake: IntakeSettings = IntakeSettings()

@@ -158,6 +158,45 @@ def test_a_right_password_does_not_clear_earlier_failures(app: Any) -> None:
     assert sign_in(other, "admin", password_of("admin")).status_code == 429
 
 
+def test_guessing_one_account_from_many_addresses_stops_guessers_not_its_owner(
+    tmp_path: Any, db_url: str
+) -> None:
+    from tests.conftest import make_settings
+    from web import create_app
+
+    app = create_app(
+        make_settings(tmp_path, db_url, sign_in={"account_max_failures": 8}), TESTING=True
+    )
+    owner = app.test_client()
+    first = sign_in(owner, "admin", password_of("admin"), ip="192.0.2.50")
+    assert first.status_code == 302
+    device = next(
+        h for h in first.headers.getlist("Set-Cookie") if h.startswith("minsheng_device=")
+    )
+    assert "HttpOnly" in device and "Path=/login" in device
+
+    # A guesser with a new address for every guess (a botnet, or rotating proxies).
+    statuses = [
+        sign_in(app.test_client(), "admin", f"guess-{i}-2026", ip=f"198.51.100.{i}").status_code
+        for i in range(12)
+    ]
+    assert statuses == [401] * 8 + [429] * 4
+    # A browser that never signed in as admin waits, even with the right password ...
+    stranger = sign_in(app.test_client(), "admin", password_of("admin"), ip="203.0.113.9")
+    assert stranger.status_code == 429
+    assert "曾用该用户名登录过的浏览器不受影响" in " ".join(
+        flashes(stranger.get_data(as_text=True))
+    )
+    forged = app.test_client()
+    forged.set_cookie("minsheng_device", "abc.0123456789abcdef0123456789abcdef", path="/login")
+    assert sign_in(forged, "admin", password_of("admin"), ip="203.0.113.9").status_code == 429
+    # ... while the owner's browser signs in, even from another network.
+    assert sign_in(owner, "admin", password_of("admin"), ip="203.0.113.10").status_code == 302
+    # The owner's own typos are judged (and counted per address), not refused.
+    assert sign_in(owner, "admin", "still-guessing-1", ip="203.0.113.10").status_code == 401
+    app.extensions["minsheng"].engine.dispose()
+
+
 def test_failed_sign_in_takes_as_long_whether_the_user_exists_or_not(
     app: Any, runtime: Any
 ) -> None:
