@@ -67,7 +67,9 @@ def test_export_has_every_case_with_its_fields(
         "export", "cases", "--format", "csv", "--output", str(target), "--config", str(config_file)
     )
     assert out.exit_code == 0
-    rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
+    # UTF-8 with a byte-order mark, as Excel on Chinese Windows needs it.
+    assert target.read_bytes().startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8-sig"))))
     assert [r["tracking_number"] for r in rows] == numbers
     assert rows[0].keys() >= EXPORT_FIELDS
     unmasked = run("export", "cases", "--unmasked", "--config", str(config_file))
