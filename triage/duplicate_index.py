@@ -3,17 +3,19 @@ hundred open cases as with a million.
 
 Each open case keeps a *signature*: at most ``SIGNATURE_SIZE`` hashed character bigrams (and
 Latin words) of its text, the rarest among the open cases of the window when it was
-registered. They are rows of ``duplicate_signatures`` (hash, received minute, case id), the
+registered, which find independent reports naming the same place or thing; and ``BANDS``
+MinHash-LSH keys, which find rewordings of the same letter even when each of its words is
+common. They are rows of ``duplicate_signatures`` (hash, received minute, case id), the
 primary key being the lookup order. A new text looks up the hashes of its own grams (at most
-``QUERY_GRAMS``), reading at most ``ROWS_PER_GRAM + 1`` rows per hash, newest first: a hash
-with more rows than that is in too many open cases to tell them apart (letter boilerplate,
-"小区", "业主") and is ignored. Cases are ranked by the grams they share with the new text,
-each weighted by its rarity (log((ROWS_PER_GRAM + 1) / rows)), and the best ``CANDIDATES``
-are handed to the similarity scoring. The same lookup gives the new case's own signature:
-its grams with the fewest rows.
+``QUERY_GRAMS``) and its band keys, reading at most ``ROWS_PER_GRAM + 1`` rows per hash,
+newest first: a hash with more rows than that is in too many open cases to tell them apart
+(letter boilerplate, "小区", "业主") and is ignored. Cases are ranked by the hashes they share
+with the new text, each weighted by its rarity (log((ROWS_PER_GRAM + 1) / rows)), and the
+best ``CANDIDATES`` are handed to the similarity scoring. The same lookup gives the new
+case's own signature: its grams with the fewest rows, and its bands.
 
-So a lookup reads at most QUERY_GRAMS x (ROWS_PER_GRAM + 1) index entries, whatever the
-number of open cases, in one statement on either database.
+So a lookup reads at most (QUERY_GRAMS + BANDS) x (ROWS_PER_GRAM + 1) index entries, whatever
+the number of open cases, in one statement on either database.
 
 The index is kept by the session itself, in the transaction that changes the case: a new
 open case gets its rows when it is flushed (the signature that ``look_up`` chose, or one
@@ -37,18 +39,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete, event, insert, text
 from sqlalchemy.orm import Session, attributes
 
 from triage.models import FINAL_STATUSES, OPEN_STATUSES, Case, DuplicateSignature
 
 __all__ = [
+    "BANDS",
+    "BAND_WIDTH",
     "CANDIDATES",
     "QUERY_GRAMS",
+    "ROWS_PER_CASE",
     "ROWS_PER_GRAM",
     "SIGNATURE_SIZE",
     "Lookup",
     "SignatureBuilder",
+    "band_keys",
     "gram_hashes",
     "look_up",
     "minute_of",
@@ -56,7 +63,16 @@ __all__ = [
 ]
 
 SIGNATURE_SIZE = 24
-"""Index rows per case."""
+"""Rarest grams stored per case."""
+
+BANDS = 8
+"""MinHash bands stored per case besides its rarest grams (so at most 32 rows a case)."""
+
+BAND_WIDTH = 3
+"""Min-hashes per band: two texts share a band with probability J**3 (J: their Jaccard)."""
+
+ROWS_PER_CASE = SIGNATURE_SIZE + BANDS
+"""Index rows of one case at most."""
 
 QUERY_GRAMS = 256
 """Distinct grams of a new text looked up at most (the ones with the smallest hashes)."""
@@ -118,6 +134,25 @@ def gram_hashes(text: str, limit: int = QUERY_GRAMS) -> list[int]:
     return sorted(hashes)[:limit]
 
 
+# Fixed, so that every process and every release draws the same hash functions.
+_SALTS = np.random.default_rng(20261130).integers(0, 2**63, BANDS * BAND_WIDTH, dtype=np.uint64)
+_MULTIPLIERS = np.random.default_rng(6).integers(
+    0, 2**63, BANDS * BAND_WIDTH, dtype=np.uint64
+) | np.uint64(1)
+
+
+def band_keys(hashes: Sequence[int]) -> list[int]:
+    """MinHash-LSH keys of a set of gram hashes: ``BANDS`` keys, each the hash of
+    ``BAND_WIDTH`` min-hashes. Near-verbatim rewordings share several, whatever words they
+    are made of; unrelated texts almost never share one."""
+    if len(hashes) < BAND_WIDTH:
+        return []
+    grams = np.array(hashes, dtype=np.int64).view(np.uint64)[:, None]
+    with np.errstate(over="ignore"):
+        mins = ((grams ^ _SALTS) * _MULTIPLIERS).min(axis=0).reshape(BANDS, BAND_WIDTH)
+    return [_signed(zlib.crc32(bytes([band]) + mins[band].tobytes())) for band in range(BANDS)]
+
+
 def _signed(value: int) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
@@ -159,7 +194,8 @@ def look_up(session: Session, text_: str, since: datetime, limit: int = CANDIDAT
     hashes = gram_hashes(text_)
     if not hashes:
         return Lookup([], [], {})
-    postings = _postings(session, hashes, minute_of(since))
+    bands = band_keys(hashes)
+    postings = _postings(session, hashes + bands, minute_of(since))
     rows = {h: len(ids) for h, ids in postings.items()}
     scores: Counter[int] = Counter()
     for ids in postings.values():
@@ -171,7 +207,7 @@ def look_up(session: Session, text_: str, since: datetime, limit: int = CANDIDAT
     best = sorted(scores.items(), key=lambda item: (-item[1], -item[0]))[:limit]
     return Lookup(
         case_ids=[case_id for case_id, _ in best],
-        signature=choose_signature(hashes, rows),
+        signature=choose_signature(hashes, rows) + bands,
         rows=rows,
     )
 
@@ -215,13 +251,14 @@ def remember_signature(session: Session, case: Case, signature: Sequence[int]) -
 @event.listens_for(Session, "after_flush")
 def _keep_index(session: Session, flush_context: Any) -> None:
     """New open cases get their rows, cases that reached a final status lose theirs."""
-    pending: dict[Case, list[int]] = session.info.pop(_PENDING, {})
+    pending: dict[Case, list[int]] = session.info.get(_PENDING, {})
     rows = []
     for obj in session.new:
         if isinstance(obj, Case) and obj.status in OPEN_STATUSES and obj.id is not None:
-            signature = pending.get(obj)
+            signature = pending.pop(obj, None)
             if signature is None:
-                signature = gram_hashes(_case_text(obj))[:SIGNATURE_SIZE]
+                hashes = gram_hashes(_case_text(obj))
+                signature = hashes[:SIGNATURE_SIZE] + band_keys(hashes)
             minute = minute_of(obj.received_at)
             rows += [{"hash": h, "received_minute": minute, "case_id": obj.id} for h in signature]
     if rows:
@@ -261,7 +298,8 @@ class SignatureBuilder:
         while self.recent and self.recent[0][0] < minute - self.window:
             for h in self.recent.popleft()[1]:
                 self.rows[h] -= 1
-        signature = choose_signature(gram_hashes(text_), self.rows)
+        hashes = gram_hashes(text_)
+        signature = choose_signature(hashes, self.rows) + band_keys(hashes)
         for h in signature:
             self.rows[h] += 1
         self.recent.append((minute, signature))

@@ -1,6 +1,6 @@
 """duplicate index: a few hashed grams per open case, to find near-duplicates without a scan
 
-- duplicate_signatures (hash, received_minute, case_id): at most 24 rows per open case, the
+- duplicate_signatures (hash, received_minute, case_id): at most 32 rows per open case, the
   primary key in lookup order (SQLite: WITHOUT ROWID, so the table is that index), plus an
   index on case_id for removing a case's rows when it closes. See triage/duplicate_index.py.
 - Filled here for the cases open now, in batches, choosing each signature as registration

@@ -16,9 +16,10 @@ from tests.conftest import DB_KIND, PG_URL, make_settings
 from triage import duplicate_index
 from triage.cases import register
 from triage.duplicate_index import (
+    BANDS,
     CANDIDATES,
+    ROWS_PER_CASE,
     ROWS_PER_GRAM,
-    SIGNATURE_SIZE,
     SignatureBuilder,
     gram_hashes,
     signature_rows,
@@ -158,7 +159,7 @@ def test_a_new_complaint_lists_the_earlier_open_one_about_the_same_thing(runtime
         found = [e for e in shown.events if e.action == "similar_found"]
         assert found and found[0].detail["cases"][0][0] == first.tracking_number
     # Each case is indexed by a bounded number of rows.
-    assert 0 < index_rows(runtime, first.id) <= SIGNATURE_SIZE
+    assert 0 < index_rows(runtime, first.id) <= ROWS_PER_CASE
 
 
 def test_the_duplicate_is_found_through_the_index_not_a_scan(runtime: Any) -> None:
@@ -230,7 +231,7 @@ def test_registration_without_duplicate_search_still_indexes_the_case(runtime: A
     policy = replace(runtime.intake_policy(), find_similar=None)
     with runtime.sessions() as s, s.begin():
         first = register(s, submission("c1", *STREET_LIGHT, NOW - timedelta(days=1)), policy, NOW)
-    assert 0 < index_rows(runtime, first.case.id) <= SIGNATURE_SIZE
+    assert 0 < index_rows(runtime, first.case.id) <= ROWS_PER_CASE
     again = register_text(runtime, "c2", STREET_LIGHT_AGAIN)
     assert listed_numbers(again) == [first.case.tracking_number]
 
@@ -275,6 +276,7 @@ def _register_counted(runtime: Any, external_id: str, words: tuple[str, str]) ->
     with spy, runtime.sessions() as s, s.begin():
         case = register(s, submission(external_id, *words), policy, NOW).case
         spy.similar = listed_numbers(case)  # type: ignore[attr-defined]
+        spy.case_id = case.id  # type: ignore[attr-defined]
     return spy
 
 
@@ -310,7 +312,7 @@ def test_a_gram_shared_by_very_many_cases_does_not_load_them_all(runtime: Any) -
         )
         assert count == 1500
         found = duplicate_index.look_up(s, text_, NOW - timedelta(days=30))
-    assert found.rows_read <= len(gram_hashes(text_)) * (ROWS_PER_GRAM + 1)
+    assert found.rows_read <= (len(gram_hashes(text_)) + BANDS) * (ROWS_PER_GRAM + 1)
     assert found.rows[shared] == ROWS_PER_GRAM + 1  # read up to the cap, then ignored
     assert len(found.case_ids) <= CANDIDATES
     assert ids[17] in found.case_ids  # the case it repeats is still among the candidates
@@ -318,6 +320,19 @@ def test_a_gram_shared_by_very_many_cases_does_not_load_them_all(runtime: Any) -
     spy = _register_counted(runtime, "n1", (subject, body))
     assert spy.candidates and max(spy.candidates) <= CANDIDATES
     assert "FILL-0000017" in spy.similar  # type: ignore[attr-defined]
+    # The new case is indexed by the rarest of its grams (and its MinHash bands).
+    with runtime.sessions() as s:
+        stored = set(
+            s.scalars(
+                select(DuplicateSignature.hash).where(
+                    DuplicateSignature.case_id == spy.case_id  # type: ignore[attr-defined]
+                )
+            )
+        )
+    assert stored == set(found.signature)
+    grams = set(gram_hashes(text_))
+    chosen, left = stored & grams, grams - stored
+    assert max(found.rows.get(h, 0) for h in chosen) <= min(found.rows.get(h, 0) for h in left)
 
 
 # -- the migration ------------------------------------------------------------------------------
@@ -389,7 +404,7 @@ def test_upgrading_a_database_with_cases_indexes_the_open_ones(
             ).all()
         )
     assert per_case["OLD-1"] == 0  # closed: not indexed
-    assert all(0 < n <= SIGNATURE_SIZE for number, n in per_case.items() if number != "OLD-1")
+    assert all(0 < n <= ROWS_PER_CASE for number, n in per_case.items() if number != "OLD-1")
     engine.dispose()
 
     rt = Runtime.build(make_settings(tmp_path, empty_url))
