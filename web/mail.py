@@ -26,6 +26,7 @@ import os
 import secrets
 import smtplib
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,7 +75,8 @@ def claim_lease(mail: MailSettings) -> timedelta:
 
 class TimedConnection(flask_mail.Connection):
     """Flask-Mail's connection with a timeout on every socket operation (it has none, and
-    a server that accepts the connection and then says nothing would hang the sender)."""
+    a server that accepts the connection and then says nothing would hang the sender), and
+    with the server's certificate verified (SSL or STARTTLS)."""
 
     def __init__(self, mail: Any, timeout: float) -> None:
         super().__init__(mail)
@@ -83,14 +85,17 @@ class TimedConnection(flask_mail.Connection):
     def configure_host(self) -> smtplib.SMTP | smtplib.SMTP_SSL:
         m = self.mail
         host: smtplib.SMTP | smtplib.SMTP_SSL
+        # Certificates verified against the system's CAs (or $SSL_CERT_FILE): smtplib's own
+        # default context, which Flask-Mail uses, accepts any certificate.
+        context = ssl.create_default_context()
         if m.use_ssl:
-            host = smtplib.SMTP_SSL(m.server, m.port, timeout=self.timeout)
+            host = smtplib.SMTP_SSL(m.server, m.port, timeout=self.timeout, context=context)
         else:
             host = smtplib.SMTP(m.server, m.port, timeout=self.timeout)
         try:
             host.set_debuglevel(int(m.debug))
             if m.use_tls:
-                host.starttls()
+                host.starttls(context=context)
             if m.username and m.password:
                 host.login(m.username, m.password)
         except BaseException:

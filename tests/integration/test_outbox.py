@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,7 +27,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, inspect, select
 
 from intake.submission import Channel, Contact, Submission
-from tests.conftest import DB_KIND, PG_URL, make_settings
+from tests.conftest import DB_KIND, PG_URL, make_settings, need
 from triage.cases import register
 from triage.models import Case, CaseEvent
 from triage.outbox import (
@@ -398,6 +399,124 @@ def test_a_recipient_the_server_refuses_for_good_fails_at_once(runtime: Any, smt
     assert failed.status == MailStatus.FAILED and failed.attempts == 1
     assert "550" in failed.last_error and "no such user" in failed.last_error
     assert mail_events(runtime, case_id)[-1][0] == "mail_failed"
+
+
+# -- TLS, login, settings ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: (certificate, key)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    need(shutil.which("openssl"), "openssl is not installed")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def tls_server(smtp_port: int, certificate: tuple[Path, Path], logins: list[Any]) -> Any:
+    """STARTTLS required, then AUTH with xiaonengban / s3cret-pw; returns its Recorder."""
+    import ssl
+
+    from aiosmtpd.smtp import AuthResult
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        logins.append((data.login, data.password))
+        return AuthResult(success=(data.login, data.password) == (b"xiaonengban", b"s3cret-pw"))
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    recorder = Recorder()
+    controller = aiosmtpd_controller.Controller(
+        recorder,
+        hostname="127.0.0.1",
+        port=smtp_port,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_required=True,
+    )
+    controller.start()
+    recorder.controller = controller  # type: ignore[attr-defined]
+    return recorder
+
+
+def tls_sender(runtime: Any, tmp_path: Path, clock: Clock, **mail: Any) -> OutboxSender:
+    settings = make_settings(
+        tmp_path,
+        runtime.settings.database.url,
+        mail={**runtime.settings.mail.model_dump(), "use_tls": True, "timeout_seconds": 2, **mail},
+    )
+    return OutboxSender(settings, runtime.sessions, clock=clock)
+
+
+def test_starttls_and_login_with_the_password_from_the_environment(
+    runtime: Any, smtp_port: int, certificate: tuple[Path, Path], tmp_path: Path, monkeypatch: Any
+) -> None:
+    logins: list[Any] = []
+    server = tls_server(smtp_port, certificate, logins)
+    try:
+        clock = Clock()
+        [mail_id] = queue_plain(runtime, clock, 1)
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trust the test's own CA
+        monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret-pw")
+        sent = tls_sender(
+            runtime,
+            tmp_path,
+            clock,
+            username="xiaonengban",
+            password="",
+            password_env="TEST_SMTP_PASSWORD",
+        ).send_due()
+        assert sent.sent == 1, sent
+        assert logins == [(b"xiaonengban", b"s3cret-pw")]
+        assert len(server.received) == 1
+
+        # A wrong password or an untrusted certificate is not the mail's fault: it waits.
+        clock.advance(1)
+        [second] = queue_plain(runtime, clock, 1)
+        monkeypatch.setenv("TEST_SMTP_PASSWORD", "wrong")
+        refused = tls_sender(
+            runtime, tmp_path, clock, username="xiaonengban", password_env="TEST_SMTP_PASSWORD"
+        ).send_due()
+        assert (refused.sent, refused.retried, refused.failed) == (0, 1, 0)
+        assert refused.server_error.startswith(f"SMTP server 127.0.0.1:{smtp_port}")
+        assert logins[1] == (b"xiaonengban", b"wrong")
+        monkeypatch.delenv("SSL_CERT_FILE")
+        clock.advance(3600)
+        untrusted = tls_sender(
+            runtime, tmp_path, clock, username="xiaonengban", password="s3cret-pw"
+        ).send_due()
+        assert untrusted.retried == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.server_error
+        waiting = mail(runtime, second)
+        assert waiting.status == MailStatus.QUEUED and waiting.attempts == 2
+        assert mail(runtime, mail_id).status == MailStatus.SENT
+        assert len(server.received) == 1
+    finally:
+        server.controller.stop()
+
+
+def test_mail_settings_are_checked_when_read(tmp_path: Path, monkeypatch: Any) -> None:
+    from web.settings import ConfigError
+
+    url = f"sqlite:///{tmp_path}/x.db"
+    with pytest.raises(ConfigError, match=r"mail\.retries: unknown key"):
+        make_settings(tmp_path, url, mail={"retries": 3})
+    with pytest.raises(ConfigError, match="choose one"):
+        make_settings(tmp_path, url, mail={"use_tls": True, "use_ssl": True})
+    with pytest.raises(ConfigError, match="max_attempts"):
+        make_settings(tmp_path, url, mail={"max_attempts": 0})
+    monkeypatch.delenv("NO_SUCH_SMTP_PASSWORD", raising=False)
+    settings = make_settings(tmp_path, url, mail={"password_env": "NO_SUCH_SMTP_PASSWORD"})
+    with pytest.raises(ConfigError, match="NO_SUCH_SMTP_PASSWORD is not set"):
+        OutboxSender(settings, None)  # type: ignore[arg-type]
 
 
 # -- several senders ----------------------------------------------------------------------------
