@@ -653,6 +653,26 @@ def outbox_counts(session: Session, now: datetime | None = None) -> dict[str, in
     return counts
 
 
+def case_of_reply(session: Session, message_ids: Iterable[str]) -> int | None:
+    """The case whose mail a reply answers: `message_ids` are the reply's In-Reply-To and
+    References (with or without angle brackets, newest last); the id of the case of the
+    newest one that is ours, or None. Served by the unique index on Message-ID."""
+    wanted = [_angle(m) for m in message_ids if m and m.strip()]
+    if not wanted:
+        return None
+    found = dict(
+        session.execute(
+            select(OutgoingMail.message_id, OutgoingMail.case_id).where(
+                OutgoingMail.message_id.in_(wanted), OutgoingMail.case_id.is_not(None)
+            )
+        ).all()
+    )
+    for message_id in reversed(wanted):
+        if message_id in found:
+            return int(found[message_id])
+    return None
+
+
 def list_mails(
     session: Session, *, status: str | None = None, limit: int = 50
 ) -> list[OutgoingMail]:

@@ -36,6 +36,7 @@ from triage.outbox import (
     MailStatus,
     OutgoingMail,
     build_message,
+    case_of_reply,
     claim,
     enqueue,
     outbox_counts,
@@ -268,6 +269,20 @@ def test_a_queued_mail_reaches_the_server_with_its_headers_and_chinese_text(
 
     again = sender(runtime, clock).send_due()
     assert again.sent == 0 and len(server.received) == 1  # a sent mail is never sent again
+
+
+def test_a_reply_to_an_acknowledgment_finds_its_case(runtime: Any) -> None:
+    clock = Clock()
+    case_id = email_case(runtime, clock)
+    other = email_case(runtime, clock, 2)
+    mail_id = queue_ack(runtime, clock, case_id)
+    queue_ack(runtime, clock, other)
+    ours = mail(runtime, mail_id).message_id
+    with runtime.sessions() as s:
+        # As a mail client writes them: the thread's earlier ids, then ours, maybe bare.
+        assert case_of_reply(s, ["<elsewhere@example.com>", ours.strip("<>")]) == case_id
+        assert case_of_reply(s, ["<elsewhere@example.com>"]) is None
+        assert case_of_reply(s, []) is None
 
 
 def test_the_monthly_report_shape_html_with_inline_charts_and_a_spreadsheet(
