@@ -130,7 +130,7 @@ def list_command(status: str | None, limit: int, as_json: bool) -> None:
         when = r["sent_at"] or r["next_attempt_at"]
         click.echo(
             f"#{r['id']:<6} {r['status']:<8} tries {r['attempts']:<3} {r['kind']:<15} "
-            f"{r['case'] or '-':<15} {when[:19]}  {r['to']}  {r['subject']}"
+            f"{r['case'] or '-':<15} {when[:19].replace('T', ' ')} UTC  {r['to']}  {r['subject']}"
         )
         if r["last_error"]:
             click.echo(f"        {r['last_error']}")
