@@ -10,9 +10,11 @@ earlier mail is trimmed like in plain text. Also finds the charset an HTML part 
 from __future__ import annotations
 
 import re
+import time
+from html import unescape
 from html.parser import HTMLParser
 
-__all__ = ["html_charset", "html_to_text", "looks_like_html"]
+__all__ = ["html_charset", "html_to_text", "looks_like_html", "strip_tags"]
 
 _BLOCK = frozenset(
     [
@@ -151,15 +153,73 @@ class _TextExtractor(HTMLParser):
         return re.sub(r"\n{3,}", "\n\n", out).strip()
 
 
+CHUNK = 16 * 1024
+MAX_PENDING = 32 * 1024
+BUDGET_SECONDS = 0.5
+
+
 def html_to_text(html: str) -> str:
-    """An HTML document or fragment → plain text; never raises on broken markup."""
+    """An HTML document or fragment → plain text; never raises on broken markup.
+
+    `html.parser` rescans an unclosed comment or tag for every ``<`` after it, which makes
+    crafted mail (``"<!--" * 60000``) take minutes. So the document is fed in chunks, and
+    when more than `MAX_PENDING` characters wait for a construct to close, or the parse
+    takes longer than `BUDGET_SECONDS`, the rest is read by `strip_tags` instead.
+    """
     parser = _TextExtractor()
+    deadline = time.perf_counter() + BUDGET_SECONDS
+    rest = ""
     try:
-        parser.feed(html)
+        for start in range(0, len(html), CHUNK):
+            parser.feed(html[start : start + CHUNK])
+            if len(parser.rawdata) > MAX_PENDING or time.perf_counter() > deadline:
+                rest = parser.rawdata + html[start + CHUNK :]
+                break
+        else:
+            if len(parser.rawdata) > CHUNK:
+                rest = parser.rawdata
+        if rest:
+            parser.rawdata = ""
         parser.close()
     except (AssertionError, ValueError, IndexError):  # pragma: no cover - html.parser's bugs
         pass
-    return parser.text()
+    text = parser.text()
+    return f"{text}\n{strip_tags(rest)}".strip() if rest else text
+
+
+_SKIP_BLOCK = re.compile(r"<(script|style|head|title)\b[^>]*>", re.IGNORECASE)
+_LINE_TAG = re.compile(r"<(?:br|/?p|/?div|/?tr|/?li|/?h[1-6]|/?table)\b[^<>]{0,1000}>", re.I)
+_ANY_TAG = re.compile(r"<[!?/]?[A-Za-z][^<>]{0,1000}>")
+
+
+def strip_tags(html: str) -> str:
+    """HTML → text by removing tags, in linear time: the fallback for markup `html.parser`
+    would take too long over. Comments, scripts and styles go (an unclosed one takes the rest
+    of the document with it, as in a browser); entities are decoded."""
+    lowered = html.lower()
+    pieces: list[str] = []
+    position = 0
+    comment = lowered.find("<!--")
+    block = _SKIP_BLOCK.search(html)
+    while comment >= 0 or block is not None:
+        if block is None or (0 <= comment < block.start()):
+            pieces.append(html[position:comment])
+            end = lowered.find("-->", comment + 4)
+            position = end + 3 if end >= 0 else len(html)
+        else:
+            pieces.append(html[position : block.start()])
+            end = lowered.find(f"</{block.group(1).lower()}", block.end())
+            close = lowered.find(">", end) if end >= 0 else -1
+            position = close + 1 if close >= 0 else len(html)
+        if comment >= 0 and comment < position:
+            comment = lowered.find("<!--", position)
+        if block is not None and block.start() < position:
+            block = _SKIP_BLOCK.search(html, position)
+    pieces.append(html[position:])
+    text = _LINE_TAG.sub("\n", "".join(pieces))
+    text = unescape(_ANY_TAG.sub("", text)).replace("\xa0", " ")
+    lines = (" ".join(line.split()) for line in text.split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def html_charset(data: bytes) -> str | None:

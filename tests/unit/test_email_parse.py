@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -353,6 +354,19 @@ def test_html_with_an_unclosed_head_still_shows_its_body() -> None:
     html = f"<html><head><title>投诉</title><meta charset=utf-8><body><p>{COMPLAINT}</p></html>"
     raw = mail(html.encode("utf-8"), "Content-Type: text/html; charset=utf-8")
     assert body_of(raw) == clean_text(COMPLAINT)
+
+
+@pytest.mark.parametrize(
+    "trap", ["<!--" * 60000, "<a " * 80000, '<a href="' + "x" * 250000, "<" * 100000]
+)
+def test_crafted_html_is_read_in_time(trap: str) -> None:
+    """html.parser alone takes minutes over these (it rescans an unclosed construct)."""
+    html = f"<p>{COMPLAINT}</p>{trap}"
+    raw = mail(html.encode(), "Content-Type: text/html; charset=utf-8")
+    started = time.perf_counter()
+    body = parse(raw).submission.body
+    assert time.perf_counter() - started < 10
+    assert body.startswith(clean_text(COMPLAINT))
 
 
 def test_html_charset_from_its_meta_tag() -> None:
