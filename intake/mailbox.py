@@ -168,8 +168,13 @@ class FetchedMessage:
     size: int
 
 
+_BYTES_REPR = re.compile(r"""^b(['"])(.*)\1$""", re.DOTALL)
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
+    # imaplib and IMAPClient put the server's bytes in the message: show them as text.
+    text = _BYTES_REPR.sub(r"\2", text)
     if isinstance(exc, socket.timeout | TimeoutError):
         return f"timed out ({text})"
     return text
@@ -247,7 +252,7 @@ class Mailbox:
                 client.login(config.username, password)
             except LoginError as exc:
                 raise MailboxLoginError(
-                    f"IMAP server {where} refused login for {config.username!r}: {_describe(exc)}"
+                    f"IMAP server {where} refused login for {config.username}: {_describe(exc)}"
                 ) from exc
             stage = f"select folder {config.folder!r}"
             self._client = client
@@ -427,12 +432,24 @@ class Mailbox:
 
         MOVE where the server has it; else COPY, \\Deleted and UID EXPUNGE (plain EXPUNGE if
         the server lacks UIDPLUS, which also removes other messages already marked \\Deleted).
-        Only after the caller has committed what it did with them.
+        Only after the caller has committed what it did with them. A folder that has gone
+        missing is created again.
         """
         targets = [uids] if isinstance(uids, int) else list(uids)
         if not targets:
             return
-        destination = self.server_folder(folder)
+        try:
+            self._move(targets, self.server_folder(folder))
+        except MailboxDisconnected:
+            raise
+        except MailboxError as exc:
+            if "TRYCREATE" not in str(exc).upper():
+                raise
+            # The folder went missing since ensure_folders (a person deleted it): recreate.
+            self.ensure_folder(folder)
+            self._move(targets, self.server_folder(folder))
+
+    def _move(self, targets: list[int], destination: str) -> None:
         client = self.client
         if client.has_capability("MOVE"):
             self._call("UID MOVE", lambda: client.move(targets, destination))
@@ -464,6 +481,9 @@ class Mailbox:
     def _new_since_last_look(self) -> bool:
         """Whether a UID above the highest seen so far is in the folder (one UID SEARCH)."""
         since = self._highest_uid + 1
+        # NOOP first: a server shows a session new mail only when it syncs it (dovecot at
+        # command ends), and SEARCH alone does not.
+        self._call("NOOP", lambda: self.client.noop())
         found = self._call(
             "UID SEARCH", lambda: self.client.search(["UID", f"{since}:*", "NOT", "DELETED"])
         )
@@ -498,7 +518,6 @@ class Mailbox:
                     return False
             else:
                 time.sleep(step)
-            self._call("NOOP", lambda: self.client.noop())
             if self._new_since_last_look():
                 return True
 

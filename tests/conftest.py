@@ -39,6 +39,8 @@ CASE_TABLES = (
 # Restored before each PostgreSQL test, since a test may change accounts or departments.
 DIRECTORY_TABLES = ("departments", "users")
 _directory_rows: dict[str, list[dict[str, Any]]] = {}
+# Dovecot on loopback for IMAP tests: the mailserver and mailserver_module fixtures.
+pytest_plugins = ["tests.mailserver"]
 
 
 def need(condition: object, reason: str) -> None:

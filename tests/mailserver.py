@@ -31,6 +31,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,6 +71,7 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 {ssl_lines}disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
 first_valid_uid = 1
 mail_location = maildir:{root}/mail/%u
 passdb {{
@@ -88,6 +90,12 @@ service imap-login {{
     port = {ssl_port if tls else 0}
   }}
 }}
+# No growing delay for an address after failed logins: tests fail logins on purpose.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 {extra}
 """
 
@@ -104,6 +112,7 @@ class MailServer:
         self.username = USERNAME
         self.password = PASSWORD
         self._process: subprocess.Popen[bytes] | None = None
+        self._life = threading.RLock()  # a test may stop it from a timer thread
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o755)  # the auth process runs as the dovecot user and must read users
         for sub in ("run", "state", "mail"):
@@ -131,7 +140,11 @@ class MailServer:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
-        """Start dovecot and wait (≤ 10 s) until it accepts connections."""
+        """Start dovecot and wait (≤ 10 s) until it greets a connection."""
+        with self._life:
+            self._start()
+
+    def _start(self) -> None:
         if self.running:
             return
         log = open(self.root / "dovecot.stderr", "ab")  # noqa: SIM115 - the child keeps it
@@ -146,25 +159,41 @@ class MailServer:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 break
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((self.host, self.port), 0.2),
-            ):
+            if self._greets():
                 return
             time.sleep(0.02)
-        self.stop()
+        self._stop()
         raise RuntimeError(f"dovecot did not start:\n{self.log()}")
 
+    def _greets(self) -> bool:
+        """Whether the server answers a connection with its "* OK" greeting."""
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection((self.host, self.port), 0.5) as sock,
+        ):
+            sock.settimeout(2)
+            return sock.recv(100).startswith(b"* OK")
+        return False
+
     def stop(self) -> None:
-        """SIGTERM to the master and wait for it to exit (1–3 s); connections drop."""
+        """SIGTERM to dovecot's processes, wait for the master to exit (1–3 s); clients get
+        BYE and the connection closes."""
+        with self._life:
+            self._stop()
+
+    def _stop(self) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGTERM)
+        # The whole group: the master alone leaves the imap processes serving their clients
+        # (and the log process running), so nobody would notice the server going.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=5)
 
     def log(self) -> str:
