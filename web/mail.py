@@ -228,9 +228,7 @@ class OutboxSender:
                     self._fail(mail, "the sender stopped during the last try", True, result)
                     continue
                 try:
-                    if connection is None:
-                        connection = self.connect()
-                    refused = self._deliver(connection, mail)
+                    connection, refused = self._transmit(connection, mail)
                 except ServerUnavailable as e:
                     result.server_error = str(e)
                     self._fail(mail, str(e), False, result)
@@ -250,6 +248,32 @@ class OutboxSender:
             mails = claim(session, self.clock(), worker=self.worker, limit=1, lease=self.lease)
             session.commit()
             return mails[0] if mails else None
+
+    def _transmit(
+        self, connection: TimedConnection | None, mail: OutgoingMail
+    ) -> tuple[TimedConnection, dict[str, str]]:
+        """Sends over `connection` (opened if None); returns it and the refused recipients.
+
+        A reused connection that the server has closed meanwhile (idle, or a limit of mails
+        per connection: "421", or a bare disconnect) is opened again once for the same mail:
+        not a failed try of the mail.
+        """
+        if connection is None:
+            connection = self.connect()
+            return connection, self._deliver(connection, mail)
+        try:
+            return connection, self._deliver(connection, mail)
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException) as e:
+            closed = isinstance(e, smtplib.SMTPServerDisconnected) or e.smtp_code == 421
+            if not closed:
+                raise
+        _close(connection)
+        fresh = self.connect()
+        try:
+            return fresh, self._deliver(fresh, mail)
+        except BaseException:
+            _close(fresh)
+            raise
 
     def _deliver(self, connection: TimedConnection, mail: OutgoingMail) -> dict[str, str]:
         assert connection.host is not None

@@ -401,6 +401,24 @@ def test_a_mail_that_keeps_failing_ends_failed_and_shows_so_on_its_case(
     assert "邮件发送失败" in page
 
 
+def test_a_server_that_closes_the_connection_after_two_mails_gets_them_all(
+    runtime: Any, smtp_port: int
+) -> None:
+    recorder = Recorder()
+    controller = aiosmtpd_controller.Controller(
+        recorder, hostname="127.0.0.1", port=smtp_port, command_call_limit={"MAIL": 2, "*": 50}
+    )
+    controller.start()
+    try:
+        clock = Clock()
+        queue_plain(runtime, clock, 5)
+        result = sender(runtime, clock).send_due()
+    finally:
+        controller.stop()
+    assert (result.sent, result.retried, result.failed) == (5, 0, 0)
+    assert len(set(recorder.message_ids())) == 5
+
+
 def test_a_recipient_the_server_refuses_for_good_fails_at_once(runtime: Any, smtp: Any) -> None:
     recorder = Recorder()
     recorder.refuse.add(CITIZEN)
