@@ -35,6 +35,8 @@ _SIMPLE_MAILBOX = re.compile(
     re.ASCII,
 )
 CHINA = timezone(timedelta(hours=8))
+MAX_HEADER_CHARS = 32 * 1024
+"""Header values are read up to this many characters: no subject or name is longer."""
 
 
 def header_bytes(value: str) -> bytes:
@@ -65,31 +67,35 @@ def decode_header(value: str | None, *, context: str = "header") -> tuple[str, t
     character split across two words comes out whole; white space between encoded words is
     dropped (RFC 2047 §6.2). Text outside encoded words, including raw 8-bit bytes, is decoded
     with `decode_text` (no label: UTF-8, GB18030, Big5 by plausibility). Unfolds lines.
+    Only the first `MAX_HEADER_CHARS` characters are read.
     """
     if not value:
         return "", ()
-    value = _FOLD.sub(" ", value)
+    value = _FOLD.sub(" ", value[:MAX_HEADER_CHARS])
     if "=?" not in value and value.isascii():
         return value, ()
     defects: list[str] = []
-    pieces: list[tuple[str | None, bytes]] = []  # (charset label or None for plain, bytes)
+    # (charset label, or None for text outside encoded words; its byte strings)
+    pieces: list[tuple[str | None, list[bytes]]] = []
     position = 0
     for match in _ENCODED_WORD.finditer(value):
         between = value[position : match.start()]
         after_word = bool(pieces) and pieces[-1][0] is not None
         if between and not (after_word and not between.strip()):
-            pieces.append((None, header_bytes(between)))
+            pieces.append((None, [header_bytes(between)]))
         label = match.group(1).split("*", 1)[0]
         data = _word_bytes(match.group(2), match.group(3))
-        if pieces and pieces[-1][0] is not None and _same_charset(pieces[-1][0], label):
-            pieces[-1] = (pieces[-1][0], pieces[-1][1] + data)
+        previous = pieces[-1][0] if pieces else None
+        if previous is not None and _same_charset(previous, label):
+            pieces[-1][1].append(data)
         else:
-            pieces.append((label, data))
+            pieces.append((label, [data]))
         position = match.end()
     if value[position:]:
-        pieces.append((None, header_bytes(value[position:])))
+        pieces.append((None, [header_bytes(value[position:])]))
     text: list[str] = []
-    for label, data in pieces:
+    for label, chunks in pieces:
+        data = b"".join(chunks)
         decoded = decode_text(data, label, context=context)
         if label is None and not data.isascii():
             defects.append(f"{context}: raw 8-bit bytes, read as {decoded.charset}")
