@@ -520,6 +520,8 @@ class _Walker:
         for child in sorted(children, key=rank):
             candidate = _Collected()
             self.walk(child, candidate, depth + 1, ctype)
+            if candidate.texts and all(_PLACEHOLDER.match(t) for t in candidate.texts):
+                candidate.texts = []  # "this is an HTML message": the HTML version has the text
             if candidate.texts:
                 # Files of the versions passed over are not kept: give back their share.
                 self.kept -= len(tried.attachments)
@@ -623,6 +625,15 @@ def _unflow(text: str, *, delsp: bool) -> str:
             out.append(piece)
         joining = soft
     return "\n".join(out)
+
+
+_PLACEHOLDER = re.compile(
+    r"\s*(?:此邮件为HTML格式|这是一封HTML格式的邮件|您的邮件客户端不支持HTML|"
+    r"This is an HTML (?:message|email)|This is a multi-part message in MIME format|"
+    r"To view this (?:message|email),? (?:please )?use an HTML|"
+    r"Your (?:email|mail) (?:client|program) (?:does not|doesn't) support HTML)[^\n]{0,120}\s*$",
+    re.IGNORECASE,
+)
 
 
 def _cut(data: bytes, limit: int) -> bytes:

@@ -4,7 +4,9 @@ A reply carries the mail it answers (``>`` lines, ``-----原始邮件-----``, "�
 "On … wrote:", Outlook's ``From:``/``发件人:`` block) and a signature (``-- ``,
 "发自我的iPhone", "Sent from my …"). The case shows what the citizen wrote now; the raw message,
 quotes and all, is kept by the caller for the audit trail. When cutting would leave nothing
-(a bare forward), the text is kept whole.
+(a bare forward), the text is kept whole; so is a forward ("---------- Forwarded message
+----------", "-------- 转发邮件信息 --------"), whose forwarded part is what the citizen wants
+read.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ _SIGNATURE = re.compile(
     r")\s*$",
     re.IGNORECASE,
 )
+_FORWARD = re.compile(
+    r"^\s*(?:-{2,}\s*(?:Forwarded message|Original forwarded message|转发邮件信息|转发的邮件|"
+    r"转发邮件|轉寄郵件)\s*-{2,}|Begin forwarded message\s*:)\s*$",
+    re.IGNORECASE,
+)
 _QUOTED = re.compile(r"^\s*[>＞]")
 
 
@@ -68,6 +75,8 @@ def _two_line_attribution(lines: list[str], index: int) -> bool:
 
 def _cut_index(lines: list[str]) -> int | None:
     for index, line in enumerate(lines):
+        if _FORWARD.match(line):
+            return None  # a forward: what follows is what the citizen wants us to read
         if _SEPARATOR.match(line) or _ATTRIBUTION.match(line) or _SIGNATURE.match(line):
             return index
         if _two_line_attribution(lines, index):

@@ -461,6 +461,27 @@ def test_inline_reply_keeps_the_new_lines_only() -> None:
     assert body_of(mail(text.encode("gbk"))) == "人民路12号。\n每天晚上到凌晨两点。"
 
 
+def test_a_forward_with_a_note_is_kept_whole() -> None:
+    text = (
+        "请处理下面这封邮件。\n\n---------- Forwarded message ---------\n"
+        "From: 王五 <wangwu@example.cn>\nDate: 2026年3月1日\nSubject: 噪音\nTo: 张三\n\n"
+        "工地夜间施工，噪音很大。"
+    )
+    assert body_of(mail(text.encode("gbk"))) == clean_text(text)
+
+
+def test_placeholder_plain_part_gives_way_to_the_html() -> None:
+    body = (
+        b"--b1\r\nContent-Type: text/plain; charset=gbk\r\n\r\n"
+        + "此邮件为HTML格式，请使用支持HTML的客户端查看。".encode("gbk")
+        + b"\r\n--b1\r\nContent-Type: text/html; charset=gbk\r\n\r\n<p>"
+        + COMPLAINT.encode("gbk")
+        + b"</p>\r\n--b1--\r\n"
+    )
+    raw = mail(body, 'Content-Type: multipart/alternative; boundary="b1"')
+    assert body_of(raw) == clean_text(COMPLAINT)
+
+
 def test_a_bare_forward_is_kept_whole() -> None:
     text = "-----原始邮件-----\n发件人: 王五\n主题: 噪音\n\n工地夜间施工，噪音很大。"
     assert body_of(mail(text.encode("gbk"))) == clean_text(text)
