@@ -410,6 +410,8 @@ REPLY = "补充一下：烧烤店昨晚又营业到三点。"
         "\n\n在 2026年3月1日 10:00，效能办 <xfb@example.gov.cn> 写道：\n"
         "> 您的投诉已受理。\n> 受理编号 …",
         "\n\nOn Sun, Mar 1, 2026 at 10:00 AM 效能办 <xfb@example.gov.cn>\nwrote:\n\n> Received.",
+        "\n\n效能办 <xfb@example.gov.cn> 于2026年3月1日周日 上午10:00写道：\n\n> 您的投诉已受理。",
+        '\n\n在 2026-03-01 10:00:00，"效能办" <xfb@example.gov.cn> 写道：\n> 已受理',
         "\n\n________________________________\n发件人: 效能办 <xfb@example.gov.cn>\n"
         "发送时间: 2026年3月1日 10:00\n收件人: 张三\n主题: 已受理\n\n受理编号 …",
         "\n\nFrom: xfb@example.gov.cn\nDate: Sun, 1 Mar 2026 10:00\nTo: zhangsan@example.cn\n"
