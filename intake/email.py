@@ -171,13 +171,22 @@ class Bounce:
 class ParsedMail:
     """One parsed mail.
 
-    ``submission``: channel email, ``external_id`` = `message_id` or, when the mail has none,
-    ``sha256:<raw_sha256>``; body = the new text (quotes and signature trimmed).
-    ``message_id``/``in_reply_to``/``references``: ids without ``<>`` (empty when missing).
-    ``full_text``: the body before trimming. ``auto_reply``/``loop_reasons``: never send an
-    acknowledgment when true. ``spam_score``/``spam_reasons``: see `intake.mail.signals`.
-    ``defects``: what was repaired, one English line each, for the audit trail.
-    ``tnef``: a winmail.dat was found (kept as is among the attachments).
+    - ``submission``: channel email; ``external_id`` = `message_id` or, when the mail has
+      none, ``sha256:<raw_sha256>``; ``received_at`` = the sane Date or the fetch time; body =
+      the new text (quotes and signature trimmed), else the subject, else `NO_TEXT` when only
+      files came; contact = From name and address; attachments within the limits.
+    - ``raw_sha256``: hex SHA-256 of the raw bytes (with the Message-ID, the duplicate key).
+    - ``message_id``, ``in_reply_to``, ``references`` (tuples, oldest reference first): ids
+      without ``<>``, cleaned like external ids; ``thread_ids`` combines them for threading.
+    - ``sender``/``reply_to``: lower-case addresses ("" when missing); ``date_header``: the
+      Date when sane, else None.
+    - ``full_text``: the body before trimming; ``quotes_trimmed``: whether anything was cut.
+    - ``loop_reasons`` (``auto_reply``, ``loop_reason``): never acknowledge when non-empty.
+    - ``bounce``: the delivery-status report this mail is, or None.
+    - ``spam_score``/``spam_reasons`` (``likely_spam``): see `intake.mail.signals`.
+    - ``defects``: what was repaired, one English line each, for the audit trail.
+    - ``tnef``: a winmail.dat was found (kept as is among the attachments).
+    - ``skipped_attachments``: files not kept, each with its reason.
     """
 
     submission: Submission
