@@ -162,7 +162,7 @@ def _deleter(chars: frozenset[str]) -> dict[int, None]:
 
 
 # (common, rare) characters per family of codec, as str.translate tables that delete them
-# (counting by deletion is the fastest count Python offers); rare ones count a third.
+# (a count by deletion runs in C, about ten times faster than findall); rare ones count a third.
 _GB_SETS = (_deleter(_GB_L1 | _PUNCT), _deleter((_GB_L2 | _BIG5_FREQUENT) - _GB_L1))
 _BIG5_SETS = (_deleter(_BIG5_FREQUENT | _PUNCT), _deleter(_BIG5_RARE - _BIG5_FREQUENT))
 _ANY_SETS = (
@@ -207,10 +207,8 @@ def _non_ascii(text: str) -> int:
 
 
 _ANY_LATIN = re.compile(f"[{_LATIN}]")
-_ANY_LETTER = re.compile("(?![\\x00-\\x7f])[^\\W\\d_]")
-
-
-_LETTER = r"(?![\x00-\x7f])[^\W\d_]"
+_LETTER = r"(?![\x00-\x7f])[^\W\d_]"  # a non-ASCII letter of any script
+_ANY_LETTER = re.compile(_LETTER)
 _LETTER_IN_WORD_RE = re.compile(rf"(?<=[^\W\d_]){_LETTER}|{_LETTER}(?=[^\W\d_])")
 # A GBK pair spells a two-byte UTF-8 sequence (U+0080–U+07FF) by chance: 谢谢 → "лл".
 _OUTSIDE_TWO_BYTE = re.compile("[^\x00-\u07ff]")
