@@ -257,7 +257,7 @@ class Mailbox:
             stage = f"select folder {config.folder!r}"
             self._client = client
             self._learn_namespace()
-            info = client.select_folder(config.folder)
+            info = client.select_folder(self.server_folder(config.folder))
         except MailboxError:
             self._drop(client)
             self._client = None
@@ -433,7 +433,9 @@ class Mailbox:
         MOVE where the server has it; else COPY, \\Deleted and UID EXPUNGE (plain EXPUNGE if
         the server lacks UIDPLUS, which also removes other messages already marked \\Deleted).
         Only after the caller has committed what it did with them. A folder that has gone
-        missing is created again.
+        missing is created again. Each call is one round trip, and dovecot takes about 8 ms
+        for a MOVE however many UIDs it names: move a committed batch in one call (about
+        0.3 ms a message), not message by message (at most about 120 a second).
         """
         targets = [uids] if isinstance(uids, int) else list(uids)
         if not targets:
@@ -597,11 +599,12 @@ def watch(
     is called after every wait, mail or not (at least every `config.idle_timeout` seconds):
     the place to renew a lease or record that the mailbox was looked at.
 
-    When the connection drops (socket error, IMAP abort, BYE), in the handler or while
-    waiting, waits `backoff[i]` seconds (the last value repeats) and reconnects; the delay
-    resets after a connection that worked. A login refused on the very first connection and
-    a MailboxConfigError are raised (a configuration error, not an outage); any other
-    exception from the handler is raised too, for the caller to decide.
+    When the connection drops (socket error, IMAP abort, BYE) or the server refuses a
+    command (any MailboxError), in the handler or while waiting, waits `backoff[i]` seconds
+    (the last value repeats) and reconnects; the delay resets after a connection that
+    worked. A login refused on the very first connection and a MailboxConfigError are raised
+    (a configuration error, not an outage); any other exception from the handler is raised
+    too, for the caller to decide (a database outage, a bug).
     """
     delays = list(backoff) or [1.0]
     failures = 0
@@ -622,11 +625,13 @@ def watch(
                 # Handle on every wake-up, not only on news: it also retries messages a
                 # previous round left in the folder.
                 handler(mailbox)
-        except MailboxLoginError:
+        except MailboxConfigError:
+            raise
+        except MailboxLoginError as exc:
             if not ever_connected:
                 raise
-            _log_retry(config, "login refused", failures, delays)
-        except (MailboxConnectError, MailboxDisconnected) as exc:
+            _log_retry(config, str(exc), failures, delays)
+        except MailboxError as exc:  # dropped, or a command refused (NO): start afresh
             _log_retry(config, str(exc), failures, delays)
         finally:
             mailbox.close()
@@ -638,7 +643,8 @@ def watch(
 
 def _log_retry(config: MailboxConfig, reason: str, failures: int, delays: list[float]) -> None:
     delay = delays[min(failures, len(delays) - 1)]
-    log.warning("IMAP %s: %s; reconnecting in %s s", config.where, reason, delay)
+    where = "" if config.where in reason else f"{config.where}: "
+    log.warning("IMAP %s%s; reconnecting in %s s", where, reason, delay)
 
 
 _APPENDUID = re.compile(rb"APPENDUID (\d+) (\d+)")

@@ -247,6 +247,26 @@ def test_watch_survives_the_server_going_away(mailserver: MailServer) -> None:
     assert ticks
 
 
+def test_watch_starts_afresh_when_the_server_refuses_a_command(mailserver: MailServer) -> None:
+    mailserver.append("INBOX", MESSAGES[0])
+    stop = threading.Event()
+    moved = Recorder()
+    calls = 0
+
+    def handler(mailbox: Mailbox) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the server says NO to the first move: a name it cannot create
+            mailbox.move(mailbox.pending(), "bad\x00name")
+        moved(mailbox)
+        stop.set()
+
+    watch(mailserver.config(), handler, stop_event=stop, backoff=(0.1,))
+    assert calls == 2
+    assert moved.seen == MESSAGES[:1]
+    assert mailserver.folder_uids("Processed") != []
+
+
 def test_watch_gives_up_at_once_on_a_wrong_password(mailserver: MailServer) -> None:
     stop = threading.Event()
     with pytest.raises(MailboxLoginError):
