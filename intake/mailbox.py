@@ -7,9 +7,14 @@ handler on start and whenever mail arrives, reconnecting with backoff when the s
                            starttls=True)
     with Mailbox(config) as mailbox:
         mailbox.ensure_folders()
-        for message in mailbox.fetch(mailbox.pending()):
-            register_and_commit(message.raw)             # the caller's work, in its database
-            mailbox.move(message.uid, config.processed_folder)
+        while uids := mailbox.pending():              # oldest first, batch_size at a time
+            moves = defaultdict(list)                 # folder -> UIDs
+            for message in mailbox.fetch(uids):
+                folder = register(message)            # the caller's work: processed_folder,
+                moves[folder].append(message.uid)     # quarantine_folder or spam_folder
+            session.commit()                          # first commit ...
+            for folder, done in moves.items():
+                mailbox.move(done, folder)            # ... then move, one command a folder
 
 The contract the caller must keep, so that a crash at any point loses nothing and duplicates
 nothing:
@@ -18,6 +23,10 @@ nothing:
    and a person reading the mailbox sees what the machine has not yet handled).
 2. Register the message **and commit** the database transaction.
 3. Only then `move` it (to the processed, quarantine or spam folder) or `flag` it.
+
+Every fetched message must leave the folder (processed, quarantine or spam), or `pending()`
+hands it back in every round; when registering itself fails (the database is down), end the
+round without moving anything.
 
 A crash between 2 and 3 leaves the message in the watched folder: it is fetched again on the
 next run, and the caller recognises it (Message-ID plus a hash of the raw bytes) and only
@@ -33,8 +42,8 @@ translated to the server's separator and given its personal namespace prefix whe
 Errors: everything this module raises is a `MailboxError`. `MailboxConnectError` (cannot reach
 the server, TLS failed, login refused; the message names host, port and reason) and
 `MailboxDisconnected` (the connection dropped: socket error, IMAP abort, BYE) are the two a
-caller tells apart; `watch` retries both (except a login refusal on its very first connection,
-which is a configuration error and is raised).
+caller tells apart; `watch` retries every MailboxError (except a login refusal on its very
+first connection and a MailboxConfigError, configuration errors that it raises).
 """
 
 from __future__ import annotations
@@ -92,8 +101,9 @@ class MailboxDisconnected(MailboxError):
 class MailboxConfig:
     """The `[intake.imap]` table of the configuration.
 
-    `ssl` is implicit TLS (usually port 993); `starttls` upgrades a plain connection (usually
-    port 143) and fails if the server cannot; neither is plain text, for loopback and tests only.
+    `ssl` is implicit TLS (usually port 993), the default unless `starttls` is set;
+    `starttls` upgrades a plain connection (usually port 143) and fails if the server cannot;
+    `ssl = false` without `starttls` is plain text, for loopback and tests only.
     `port` 0 means the usual port for the chosen mode. `ca_file` is a PEM bundle to trust
     instead of the system's (for a server with an internal certificate). Timeouts are seconds:
     `connect_timeout` for the TCP and TLS handshake, `read_timeout` for every command,
@@ -104,7 +114,7 @@ class MailboxConfig:
     host: str
     username: str
     port: int = 0
-    ssl: bool = True
+    ssl: bool | None = None  # None: True unless starttls
     starttls: bool = False
     password: str | None = None
     password_env: str | None = None
@@ -120,14 +130,18 @@ class MailboxConfig:
     batch_size: int = 200
 
     def __post_init__(self) -> None:
-        if self.ssl and self.starttls:
+        if self.ssl is True and self.starttls:
             raise MailboxConfigError("[intake.imap]: choose one of ssl and starttls, not both")
         if self.batch_size < 1:
             raise MailboxConfigError("[intake.imap] batch_size must be at least 1")
 
     @property
     def effective_port(self) -> int:
-        return self.port or (993 if self.ssl else 143)
+        return self.port or (993 if self.implicit_tls else 143)
+
+    @property
+    def implicit_tls(self) -> bool:
+        return self.ssl if self.ssl is not None else not self.starttls
 
     @property
     def where(self) -> str:
@@ -234,8 +248,8 @@ class Mailbox:
             client = IMAPClient(
                 config.host,
                 port=config.effective_port,
-                ssl=config.ssl,
-                ssl_context=self._tls_context() if config.ssl else None,
+                ssl=config.implicit_tls,
+                ssl_context=self._tls_context() if config.implicit_tls else None,
                 timeout=SocketTimeout(config.connect_timeout, config.read_timeout),
             )
         except (OSError, IMAPClientError) as exc:

@@ -13,12 +13,14 @@ import pytest
 
 from intake.mailbox import (
     Mailbox,
+    MailboxConfig,
     MailboxConfigError,
     MailboxConnectError,
     MailboxDisconnected,
     MailboxLoginError,
     watch,
 )
+from tests.conftest import need
 from tests.mailserver import MailServer, free_port, need_dovecot
 
 
@@ -295,8 +297,7 @@ def test_a_dropped_connection_is_reported_as_such(mailserver: MailServer) -> Non
 
 
 def test_tls_and_starttls_with_a_trusted_certificate(mailserver: MailServer) -> None:
-    if not mailserver.tls:
-        pytest.skip("openssl is not installed")
+    need(mailserver.tls, "openssl is not installed (dovecot-core brings it)")
     mailserver.append("INBOX", MESSAGES[0])
     implicit = mailserver.config(port=mailserver.ssl_port, ssl=True)
     with Mailbox(implicit, ssl_context=mailserver.ssl_context()) as mailbox:
@@ -353,3 +354,11 @@ def test_without_idle_and_move_it_polls_and_copies(plain_server: MailServer) -> 
     [(raw, flags)] = plain_server.messages("Processed").values()
     assert raw == MESSAGES[0]
     assert b"\\Deleted" not in flags
+
+
+def test_ports_and_tls_follow_the_usual_defaults() -> None:
+    assert MailboxConfig(host="imap.example.cn", username="u").where == "u@imap.example.cn:993"
+    starttls = MailboxConfig(host="imap.example.cn", username="u", starttls=True)
+    assert (starttls.implicit_tls, starttls.effective_port) == (False, 143)
+    with pytest.raises(MailboxConfigError, match="ssl and starttls"):
+        MailboxConfig(host="imap.example.cn", username="u", ssl=True, starttls=True)
