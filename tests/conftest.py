@@ -26,6 +26,10 @@ REQUIRE_ALL = os.environ.get("MINSHENG_REQUIRE_ALL") == "1"
 DB_KIND = os.environ.get("MINSHENG_TEST_DB", "sqlite")
 PG_URL = os.environ.get("MINSHENG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CASE_TABLES = (
+    "case_messages",
+    "incoming_mail",
+    "leases",
+    "intake_health",
     "case_events",
     "case_replies",
     "return_visits",

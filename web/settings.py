@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from intake.email import AttachmentLimits
+from intake.mailbox import MailboxConfig
 from triage.calendar import WorkCalendar
 from triage.deadlines import Deadlines, TimeLimits
 from triage.models import Role
@@ -183,8 +185,73 @@ class MailSettings(Section):
         return value
 
 
+# Office files and plain text come by mail more than through the web form; `[attachments]`
+# types plus these are kept from mail (checked against the content, not the name).
+EMAIL_EXTRA_ATTACHMENT_TYPES = [
+    "text/plain",
+    "application/msword",
+    "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+]
+
+
+class ImapSettings(Section):
+    """`[intake.imap]`: the complaints mailbox `minsheng intake mail` reads (absent: none).
+
+    The connection keys are `intake.mailbox.MailboxConfig`'s, with the same meaning.
+    """
+
+    host: Annotated[str, Field(min_length=1)]
+    username: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=0, le=65535)] = 0
+    # None: TLS from the start (993) unless starttls (143) is set.
+    ssl: bool | None = None
+    starttls: bool = False
+    password: str | None = None
+    password_env: str | None = None
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+    spam_folder: str = "Spam"
+    ca_file: str | None = None
+    connect_timeout: Annotated[float, Field(gt=0, le=600)] = 15.0
+    read_timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    idle_timeout: Annotated[float, Field(gt=0, le=29 * 60)] = 300.0
+    poll_interval: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    batch_size: Annotated[int, Field(ge=1, le=5000)] = 200
+    # The mailbox's own addresses besides `username` and `[mail] sender`: mail from them is
+    # never acknowledged (no loops).
+    own_addresses: list[str] = []
+    # False: register mail but send no acknowledgments.
+    acknowledge: bool = True
+    # Attachment types kept from mail besides `[attachments] allowed_types`.
+    extra_attachment_types: list[str] = EMAIL_EXTRA_ATTACHMENT_TYPES
+    # How long a `--watch` holds the mailbox without renewing; another machine's watcher
+    # takes over this long after the holder died.
+    lease_seconds: Annotated[float, Field(ge=5, le=3600)] = 60.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ImapSettings:
+        if self.ssl is True and self.starttls:
+            raise ValueError("choose one of ssl and starttls, not both")
+        if self.password is not None and self.password_env:
+            raise ValueError("give password or password_env, not both")
+        if self.password is None and not self.password_env:
+            raise ValueError("give password or password_env")
+        return self
+
+    @property
+    def mailbox_name(self) -> str:
+        """How rows, the lease and the health panel name this mailbox: user@host/folder."""
+        return f"{self.username}@{self.host}/{self.folder}"
+
+
 class IntakeSettings(Section):
     web_form: bool = True
+    imap: ImapSettings | None = None
 
 
 class DepartmentSettings(Section):
@@ -343,6 +410,29 @@ class Settings(Section):
             },
         )
         return Deadlines(self.work_calendar(), limits)
+
+    def mailbox_config(self) -> MailboxConfig | None:
+        """`[intake.imap]` as the mailbox module takes it; None when no mailbox is set."""
+        imap = self.intake.imap
+        if imap is None:
+            return None
+        keys = set(MailboxConfig.__dataclass_fields__)
+        values = {k: v for k, v in imap.model_dump().items() if k in keys}
+        if imap.ca_file:
+            values["ca_file"] = str(self.path(imap.ca_file))
+        return MailboxConfig(**values)
+
+    def email_attachment_limits(self) -> AttachmentLimits:
+        """`[attachments]` for mail: as many files, as large, of its types plus
+        `[intake.imap] extra_attachment_types`; together at most max_files × max_file_mb."""
+        extra = self.intake.imap.extra_attachment_types if self.intake.imap else []
+        max_bytes = int(self.attachments.max_file_mb * 1024 * 1024)
+        return AttachmentLimits(
+            max_count=self.attachments.max_files,
+            max_bytes=max_bytes,
+            max_total_bytes=max_bytes * max(1, self.attachments.max_files),
+            allowed_types=frozenset(self.attachments.allowed_types) | frozenset(extra),
+        )
 
     def secret_key(self) -> str:
         """From the environment or config; else generated once and kept in the instance dir."""
