@@ -286,6 +286,7 @@ def fill(rt: Runtime, n: int, planted: int) -> Fill:
             cur.executemany(sql, rows())
         raw.commit()
         result.cases_per_s = n / (time.perf_counter() - t)
+        print(f"  cases inserted: {result.cases_per_s:,.0f}/s", flush=True)
 
         cur.execute("SELECT min(id) FROM cases WHERE external_id = 'bench-0'")
         first_id = cur.fetchone()[0]
@@ -300,6 +301,7 @@ def fill(rt: Runtime, n: int, planted: int) -> Fill:
             minutes.extend([minute] * len(signature))
             ids.extend([first_id + i] * len(signature))
         result.signatures_s = time.perf_counter() - t
+        print(f"  signatures chosen in {result.signatures_s:.0f} s", flush=True)
         del builder
 
         # In primary-key order, with the case_id index built afterwards: the way a bulk
@@ -342,6 +344,7 @@ def fill(rt: Runtime, n: int, planted: int) -> Fill:
         )
         raw.commit()
         result.index_rows_per_s = len(h) / (time.perf_counter() - t)
+        print(f"  {len(h):,} index rows inserted: {result.index_rows_per_s:,.0f}/s", flush=True)
         if dialect == "postgresql":
             driver = raw.driver_connection
             driver.autocommit = True  # VACUUM runs outside a transaction

@@ -52,6 +52,7 @@ __all__ = [
     "QUERY_GRAMS",
     "ROWS_PER_CASE",
     "ROWS_PER_GRAM",
+    "SHINGLE",
     "SIGNATURE_SIZE",
     "Lookup",
     "SignatureBuilder",
@@ -69,7 +70,12 @@ BANDS = 8
 """MinHash bands stored per case besides its rarest grams (so at most 32 rows a case)."""
 
 BAND_WIDTH = 3
-"""Min-hashes per band: two texts share a band with probability J**3 (J: their Jaccard)."""
+"""Min-hashes per band: two texts share a band with probability J**3, J being the Jaccard
+similarity of their shingle sets."""
+
+SHINGLE = 4
+"""Characters per shingle of the bands: long enough that a shingle spanning two words (the
+end of a place name, the start of an object) is specific to the pair."""
 
 ROWS_PER_CASE = SIGNATURE_SIZE + BANDS
 """Index rows of one case at most."""
@@ -141,15 +147,35 @@ _MULTIPLIERS = np.random.default_rng(6).integers(
 ) | np.uint64(1)
 
 
-def band_keys(hashes: Sequence[int]) -> list[int]:
-    """MinHash-LSH keys of a set of gram hashes: ``BANDS`` keys, each the hash of
-    ``BAND_WIDTH`` min-hashes. Near-verbatim rewordings share several, whatever words they
-    are made of; unrelated texts almost never share one."""
+def _shingles(text: str) -> set[str]:
+    text = unicodedata.normalize("NFKC", text).lower()
+    shingles: set[str] = set()
+    words: list[str] = []
+    for run in _RUNS.findall(text):
+        if run[0] >= "\u3400":
+            shingles.update(run[i : i + SHINGLE] for i in range(max(1, len(run) - SHINGLE + 1)))
+        else:
+            words.append(run)
+    shingles.update(" ".join(pair) for pair in itertools.pairwise(words))
+    if len(words) == 1:
+        shingles.add(words[0])
+    return shingles
+
+
+def band_keys(text: str) -> list[int]:
+    """The text's ``BANDS`` MinHash-LSH keys, each the hash of ``BAND_WIDTH`` min-hashes of
+    its shingles (``SHINGLE`` consecutive CJK characters, or two consecutive Latin words).
+
+    Rewordings of the same letter share several, whatever words they are made of; unrelated
+    texts rarely share one, and the ones letters of the same template share are in too many
+    cases to count.
+    """
+    hashes = sorted({_signed(zlib.crc32(s.encode())) for s in _shingles(text)})[:QUERY_GRAMS]
     if len(hashes) < BAND_WIDTH:
         return []
-    grams = np.array(hashes, dtype=np.int64).view(np.uint64)[:, None]
+    values = np.array(hashes, dtype=np.int64).view(np.uint64)[:, None]
     with np.errstate(over="ignore"):
-        mins = ((grams ^ _SALTS) * _MULTIPLIERS).min(axis=0).reshape(BANDS, BAND_WIDTH)
+        mins = ((values ^ _SALTS) * _MULTIPLIERS).min(axis=0).reshape(BANDS, BAND_WIDTH)
     return [_signed(zlib.crc32(bytes([band]) + mins[band].tobytes())) for band in range(BANDS)]
 
 
@@ -194,7 +220,7 @@ def look_up(session: Session, text_: str, since: datetime, limit: int = CANDIDAT
     hashes = gram_hashes(text_)
     if not hashes:
         return Lookup([], [], {})
-    bands = band_keys(hashes)
+    bands = band_keys(text_)
     postings = _postings(session, hashes + bands, minute_of(since))
     rows = {h: len(ids) for h, ids in postings.items()}
     scores: Counter[int] = Counter()
@@ -257,8 +283,8 @@ def _keep_index(session: Session, flush_context: Any) -> None:
         if isinstance(obj, Case) and obj.status in OPEN_STATUSES and obj.id is not None:
             signature = pending.pop(obj, None)
             if signature is None:
-                hashes = gram_hashes(_case_text(obj))
-                signature = hashes[:SIGNATURE_SIZE] + band_keys(hashes)
+                case_text = _case_text(obj)
+                signature = gram_hashes(case_text)[:SIGNATURE_SIZE] + band_keys(case_text)
             minute = minute_of(obj.received_at)
             rows += [{"hash": h, "received_minute": minute, "case_id": obj.id} for h in signature]
     if rows:
@@ -298,8 +324,7 @@ class SignatureBuilder:
         while self.recent and self.recent[0][0] < minute - self.window:
             for h in self.recent.popleft()[1]:
                 self.rows[h] -= 1
-        hashes = gram_hashes(text_)
-        signature = choose_signature(hashes, self.rows) + band_keys(hashes)
+        signature = choose_signature(gram_hashes(text_), self.rows) + band_keys(text_)
         for h in signature:
             self.rows[h] += 1
         self.recent.append((minute, signature))
