@@ -63,10 +63,10 @@ __all__ = [
     "remember_signature",
 ]
 
-SIGNATURE_SIZE = 24
+SIGNATURE_SIZE = 22
 """Rarest grams stored per case."""
 
-BANDS = 8
+BANDS = 10
 """MinHash bands stored per case besides its rarest grams (so at most 32 rows a case)."""
 
 BAND_WIDTH = 3
