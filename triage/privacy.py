@@ -30,24 +30,35 @@ __all__ = [
     "phone_digits",
 ]
 
-# A run of digits (any script's: Python's \d matches full-width ones) with at most two
-# separators between neighbours, optionally led by + or ＋.
-_SEPARATORS = " \t\u00a0\u3000-\u2010\u2011\u2012\u2013\u2014\uff0d.\u00b7()\uff08\uff09/"
+# A run of digits (any script's: Python's \d matches full-width ones) with at most three
+# separators between neighbours, optionally led by + or ＋. Weak separators join the parts
+# of one number (138 0013 8000); strong ones may also separate two numbers
+# (13800138000/13900139000), so a run with them is judged part by part first.
+_WEAK_SEPARATORS = (
+    " \t\n\r\u00a0\u2007\u202f\u3000-\u2010\u2011\u2012\u2013\u2014\u2212\uff0d"
+    ".\u00b7()\uff08\uff09_~\uff5e"
+)
+_STRONG_SEPARATORS = "/\u3001,\uff0c;\uff1b"
+_STRONG = re.compile("[" + re.escape(_STRONG_SEPARATORS) + "]")
 _NUMBER = re.compile(
-    r"(?<![\d.])[+\uff0b]?\(?\d(?:["
-    + re.escape(_SEPARATORS)
-    + r"]{0,2}\d){5,24}(?:[Xx\uff38\uff58])?(?!\d)"
+    r"(?<!\d)(?<!\d[.,])[+\uff0b]?\d(?:["
+    + re.escape(_WEAK_SEPARATORS + _STRONG_SEPARATORS)
+    + r"]{0,3}\d){4,40}(?:[Xx\uff38\uff58])?(?!\d)"
 )
 _PHONE_WORDS = re.compile(
-    r"(?:电话|手机|座机|联系|致电|拨打|来电|号码|热线|tel|phone|mobile|call|fax|传真)[^\d\n]{0,6}$",
+    r"(?:电话|手机|座机|联系|致电|拨打|来电|号码|热线|tel|phone|mobile|call|fax|传真|"
+    r"whatsapp|微信|wechat|qq)[^\d\n]{0,6}$",
     re.IGNORECASE,
 )
+_ACCOUNT_WORDS = re.compile(r"(?:qq|微信|wechat|vx|wx)[^\d\n]{0,6}$", re.IGNORECASE)
+# Country codes of Hong Kong, Macao and Taiwan, often written without the +.
+_NEAR_COUNTRIES = ("852", "853", "886")
 # Local part: anything but white space, @ and the punctuation that surrounds addresses in
 # running text; domain: labels of letters or digits of any script, joined by dots or 。.
 _EMAIL = re.compile(
     r"[^\s@\uff20<>()（）\[\]{},，;；:：\"'“”‘’「」『』《》、]+"
-    r"[@\uff20]"
-    r"(?:[\w\-]+[.\u3002\uff0e])+[^\W\d_]{2,}",
+    r"[ \t]?[@\uff20][ \t]?"
+    r"(?:[\w\-]+[ \t]?[.\u3002\uff0e][ \t]?)+[^\W\d_]{2,}",
 )
 _MASK = "*"
 
@@ -89,8 +100,10 @@ def _mask_digits(digits: str) -> str:
     n = len(digits)
     if n < 7:
         return _MASK * n
-    if n >= 17:  # an ID card: the region code stays, birth date and serial go
+    if n in (15, 17, 18):  # an ID card: the region code stays, birth date and serial go
         return digits[:6] + _MASK * (n - 6)
+    if n > 18:  # several numbers run together, or a card number: nothing to recognise
+        return digits[:3] + _MASK * (n - 3)
     head = 3 if n >= 11 else 0
     tail = min(4, n - head - 4)
     return digits[:head] + _MASK * (n - head - tail) + digits[n - tail :]
@@ -132,7 +145,7 @@ def _is_id_card(digits: str) -> bool:
 
 
 def _personal_number(digits: str, context: str, international: bool) -> bool:
-    """Whether a run of digits in text is a phone or ID-card number worth masking."""
+    """Whether a run of digits in text is a phone, account or ID-card number worth masking."""
     bare = digits.replace("X", "")
     if "X" in digits:
         return _is_id_card(digits)
@@ -143,29 +156,98 @@ def _personal_number(digits: str, context: str, international: bool) -> bool:
         return True  # landline with area code
     if len(bare) >= 15 or (international and len(bare) >= 8):
         return True  # ID card, bank card, international number: never shown
+    if bare.startswith(_NEAR_COUNTRIES) and 11 <= len(bare) <= 13:
+        return True  # Hong Kong, Macao, Taiwan without the +
+    if 5 <= len(bare) <= 12 and _ACCOUNT_WORDS.search(context):
+        return True  # QQ or WeChat number
     # A local landline or foreign number that the text calls a phone.
     return 7 <= len(bare) <= 14 and bool(_PHONE_WORDS.search(context))
 
 
-def _mask_numbers(text: str, own_phones: frozenset[str]) -> str:
-    def replace(m: re.Match[str]) -> str:
-        raw = m.group(0)
-        digits = _digits(raw)
-        context = text[max(0, m.start() - 12) : m.start()]
-        bare = digits.replace("X", "")
-        own = bool(own_phones) and (
+def _mask_numbers(text: str, own_phones: frozenset[str], generic: bool = True) -> str:
+    def is_own(bare: str) -> bool:
+        return bool(own_phones) and (
             phone_digits(bare) in own_phones or any(bare.endswith(p) for p in own_phones)
         )
-        international = raw[0] in "+\uff0b"
-        if not own and not _personal_number(digits, context, international):
-            return raw
+
+    def masked(raw: str, context: str) -> str | None:
+        """The masked form of one number, or None when it is not personal."""
+        digits = _digits(raw)
+        bare = digits.replace("X", "")
+        international = raw[:1] in "+\uff0b"
+        if not is_own(bare) and not (generic and _personal_number(digits, context, international)):
+            return None
         if "X" in digits:
             return _mask_digits(digits)
         national = phone_digits(bare)
         prefix = "+" if international and national == bare else ""
         return prefix + _mask_digits(national)
 
+    def replace(m: re.Match[str]) -> str:
+        raw = m.group(0)
+        context = text[max(0, m.start() - 12) : m.start()]
+        if _STRONG.search(raw):
+            # Two numbers in a list (13800138000/13900139000), or one written with commas.
+            pieces = _STRONG.split(raw)
+            separators = _STRONG.findall(raw)
+            done = [masked(p, context) if _digits(p) else None for p in pieces]
+            if any(d is not None for d in done):
+                out = [d if d is not None else p for p, d in zip(pieces, done, strict=True)]
+                return "".join(
+                    part + (separators[i] if i < len(separators) else "")
+                    for i, part in enumerate(out)
+                )
+        whole = masked(raw, context)
+        return raw if whole is None else whole
+
     return _NUMBER.sub(replace, text)
+
+
+# Two-character surnames, whose bearers' given names start at the third character.
+_COMPOUND_SURNAMES = frozenset(
+    [
+        "欧阳",
+        "司马",
+        "上官",
+        "诸葛",
+        "东方",
+        "皇甫",
+        "尉迟",
+        "公孙",
+        "慕容",
+        "令狐",
+        "长孙",
+        "宇文",
+        "司徒",
+        "夏侯",
+        "轩辕",
+        "端木",
+        "澹台",
+        "闻人",
+        "南宫",
+        "万俟",
+        "独孤",
+        "钟离",
+        "赫连",
+        "申屠",
+        "太史",
+        "濮阳",
+        "呼延",
+        "西门",
+        "第五",
+        "公羊",
+        "左丘",
+        "拓跋",
+        "百里",
+        "东郭",
+    ]
+)
+# The middle dot of transcribed names (阿卜杜·热合曼) in its many look-alikes.
+_NAME_DOTS = "·•・‧∙⋅.．・ "
+_CJK_NAME = re.compile(r"[\u3400-\u9fff]")
+# Between two characters of a Chinese name in running text: nothing, spaces, a line break,
+# or a middle dot of any kind.
+_CJK_GAP = "[\\s" + re.escape(_NAME_DOTS) + "]{0,2}"
 
 
 def _name_parts(name: str) -> list[str]:
@@ -174,27 +256,38 @@ def _name_parts(name: str) -> list[str]:
     if not name:
         return []
     parts = [name]
-    if re.search(r"[\u3400-\u9fff]", name):
-        compact = name.replace(" ", "")
+    if _CJK_NAME.search(name):
+        words = [w for w in re.split("[" + re.escape(_NAME_DOTS) + "]+", name) if w]
+        compact = "".join(words)
         parts.append(compact)
-        if len(compact) >= 3:
-            parts.append(compact[1:])  # the given name: 王小明 → 小明
+        if len(words) > 1:
+            parts += [w for w in words if len(w) >= 2]  # 阿卜杜·热合曼 → 阿卜杜, 热合曼
+        elif len(compact) >= 3:
+            surname = 2 if compact[:2] in _COMPOUND_SURNAMES else 1
+            if len(compact) - surname >= 2:
+                parts.append(compact[surname:])  # the given name: 王小明 → 小明
     else:
         # Surname and given names, not initials ("E. Lindqvist" → "Lindqvist").
         parts += [p.strip(".,") for p in re.split(r"[\s.,]+", name) if len(p.strip(".,")) >= 3]
     return sorted({p for p in parts if len(p) >= 2}, key=len, reverse=True)
 
 
+def _name_pattern(part: str) -> str:
+    if _CJK_NAME.search(part):
+        chars = [re.escape(c) for c in part if c not in _NAME_DOTS]
+        return _CJK_GAP.join(chars)
+    return r"(?<![^\W\d_])" + re.escape(part).replace(r"\ ", r"\s+") + r"(?![^\W\d_])"
+
+
 def _mask_names(text: str, names: Iterable[str]) -> str:
     for name in names:
         for part in _name_parts(name):
-            if re.search(r"[\u3400-\u9fff]", part):
-                pattern = re.escape(part)
-            else:
-                pattern = (
-                    r"(?<![^\W\d_])" + re.escape(part).replace(r"\ ", r"\s+") + r"(?![^\W\d_])"
-                )
-            text = re.sub(pattern, lambda m: mask_name(m.group(0)), text, flags=re.IGNORECASE)
+            text = re.sub(
+                _name_pattern(part),
+                lambda m: mask_name(re.sub(r"\s", "", m.group(0))),
+                text,
+                flags=re.IGNORECASE,
+            )
     return text
 
 
@@ -204,12 +297,15 @@ def mask_text(
     names: Iterable[str] = (),
     phones: Iterable[str] = (),
     emails: Iterable[str] = (),
+    generic: bool = True,
 ) -> str:
     """Masks personal data inside free text (see the module's docstring).
 
-    ``names``, ``phones`` and ``emails`` are the complainant's own: masked wherever they
-    appear, in any spacing or width. Anything that looks like a phone, ID-card number or
-    email address is masked whoever it belongs to.
+    ``names``, ``phones`` and ``emails`` are the complainants' own: masked wherever they
+    appear, in any spacing or width. With ``generic`` (the default: observers, exports,
+    anyone who is not the complainant), anything that looks like a phone, ID-card number or
+    email address is masked too, whoever it belongs to; without it (a complainant reading
+    the office's reply) only the given people's data is, so an office number stays readable.
     """
     if not text:
         return text
@@ -217,9 +313,11 @@ def mask_text(
     for email in emails:
         email = email.strip()
         if email:
-            text = re.sub(re.escape(email), mask_email(email), text, flags=re.IGNORECASE)
-    text = _EMAIL.sub(_mask_found_email, text)
-    text = _mask_numbers(text, own_phones)
+            pattern = r"[ \t]?[@\uff20][ \t]?".join(re.escape(p) for p in email.split("@", 1))
+            text = re.sub(pattern, mask_email(email), text, flags=re.IGNORECASE)
+    if generic:
+        text = _EMAIL.sub(_mask_found_email, text)
+    text = _mask_numbers(text, own_phones, generic)
     return _mask_names(text, names)
 
 

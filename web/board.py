@@ -173,6 +173,19 @@ class CaseView:
         )
 
     @property
+    def urgent_reasons(self) -> list[str]:
+        """The phrases that made the case urgent: pieces of the text, so masked like it."""
+        return [self.shown(r) for r in self.case.urgent_reasons]
+
+    @property
+    def referred_to(self) -> str:
+        return self.shown(self.case.referred_to)
+
+    @property
+    def public_reason(self) -> str:
+        return self.shown(self.case.public_reason)
+
+    @property
     def excerpt(self) -> str:
         text = self.body.replace("\n", " ")
         return text[:80] + ("…" if len(text) > 80 else "")

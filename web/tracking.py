@@ -54,6 +54,8 @@ def public_case(case: Case, merged: Sequence[Case] = ()) -> PublicCase:
             names=[c.contact_name for c in people],
             phones=[c.contact_phone for c in people],
             emails=[c.contact_email for c in people],
+            # The office's own numbers in its reply are for the citizen to call.
+            generic=False,
         )
 
     reply = case.latest_reply
