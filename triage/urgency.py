@@ -551,8 +551,11 @@ def detect_hazard(subject: str, body: str, extra_terms: Iterable[str] = ()) -> H
     """Flag a complaint that reports an urgent safety hazard; ``extra_terms`` add phrases.
 
     The reasons are the phrases found (as they read after normalising full-width characters
-    and case), in order of appearance, without repeats; no two of them come from overlapping
-    text.
+    and case), in order of appearance: the first of each kind of hazard, so a letter that
+    names the same gas leak five ways shows it once. `find_hazards` gives every match.
     """
-    reasons = tuple(dict.fromkeys(h.phrase for h in find_hazards(subject, body, extra_terms)))
+    first: dict[str, str] = {}
+    for h in find_hazards(subject, body, extra_terms):
+        first.setdefault(h.category if h.category != "extra" else h.phrase, h.phrase)
+    reasons = tuple(dict.fromkeys(first.values()))
     return HazardFlag(bool(reasons), reasons)

@@ -330,3 +330,12 @@ def test_adjective_forms_and_told_across_clauses_are_caught(body: str) -> None:
 )
 def test_finishes_data_leaks_inflatables_and_precautions_are_not_urgent(body: str) -> None:
     assert not detect_hazard("", body).urgent, detect_hazard("", body)
+
+
+def test_the_banner_names_each_kind_of_hazard_once() -> None:
+    flag = detect_hazard(
+        "燃气泄漏", "楼道里燃气泄漏，闻到很重的燃气味，燃气泄露已经三天，消防通道也被堵死了"
+    )
+    assert flag.urgent
+    assert flag.reasons[0] == "燃气泄漏" and len(flag.reasons) == 2
+    assert "消防通道" in flag.reasons[1]
