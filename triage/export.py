@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo
@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from intake.submission import Channel
+from triage.mail_intake import messages_by_case
 from triage.models import Case, CaseEvent
 from triage.privacy import mask_email, mask_name, mask_phone, mask_text
 
@@ -46,6 +47,8 @@ FIELDS = (
     "contact_email",
     "subject",
     "body",
+    "message_id",
+    "messages",
     "events",
 )
 
@@ -54,16 +57,33 @@ def _time(value: datetime | None, tz: ZoneInfo) -> str | None:
     return value.astimezone(tz).isoformat(timespec="seconds") if value else None
 
 
-def _external_id(case: Case) -> str | None:
+def _external_id(case: Case, text: Callable[[str], str]) -> str | None:
     """The id the channel gave the case, unless it is a secret: a web form's token is what
-    lets its browser see the receipt, so it never leaves the database."""
+    lets its browser see the receipt, so it never leaves the database. Other ids are masked
+    like free text (phone systems build call ids from the caller's number)."""
     if case.channel == Channel.WEB:
+        return None
+    return text(case.external_id)
+
+
+def _message_id(case: Case) -> str | None:
+    """The Message-ID an email case came with (None for other channels and for mail that
+    had none, whose id is a hash of its bytes)."""
+    if case.channel != Channel.EMAIL or case.external_id.startswith(("sha256:", "incoming:")):
         return None
     return case.external_id
 
 
-def case_record(case: Case, events: int, tz: ZoneInfo, masked: bool = True) -> dict[str, Any]:
-    """One case as a flat record; ``masked``: personal data masked, in free text too."""
+def case_record(
+    case: Case,
+    events: int,
+    tz: ZoneInfo,
+    masked: bool = True,
+    messages: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One case as a flat record; ``masked``: personal data masked, in free text too.
+    ``messages``: the texts of later messages on the case (threaded replies, bounces),
+    oldest first."""
     visit = case.latest_visit
 
     def text(value: str) -> str:
@@ -79,7 +99,7 @@ def case_record(case: Case, events: int, tz: ZoneInfo, masked: bool = True) -> d
     return {
         "tracking_number": case.tracking_number,
         "channel": case.channel,
-        "external_id": _external_id(case),
+        "external_id": _external_id(case, text),
         "kind": case.kind,
         "status": case.status,
         "department": case.department.code if case.department else None,
@@ -90,7 +110,7 @@ def case_record(case: Case, events: int, tz: ZoneInfo, masked: bool = True) -> d
         "alternatives": case.alternatives,
         "model_version": case.model_version,
         "urgent": case.urgent,
-        "urgent_reasons": case.urgent_reasons,
+        "urgent_reasons": [text(r) for r in case.urgent_reasons],
         "received_at": _time(case.received_at, tz),
         "triage_due_at": _time(case.triage_due_at, tz),
         "assigned_at": _time(case.assigned_at, tz),
@@ -107,6 +127,8 @@ def case_record(case: Case, events: int, tz: ZoneInfo, masked: bool = True) -> d
         "contact_email": mask_email(case.contact_email) if masked else case.contact_email,
         "subject": text(case.subject),
         "body": text(case.body),
+        "message_id": _message_id(case),
+        "messages": [text(m) for m in messages],
         "events": events,
     }
 
@@ -134,8 +156,10 @@ def iter_records(
             return
         ids = [c.id for c in cases]
         n = {cid: k for cid, k in session.execute(counts.where(CaseEvent.case_id.in_(ids)))}
+        later = messages_by_case(session, ids)
         for c in cases:
-            yield case_record(c, n.get(c.id, 0), tz, masked)
+            texts = [m.text for m in later.get(c.id, [])]
+            yield case_record(c, n.get(c.id, 0), tz, masked, texts)
         last_id = ids[-1]
         session.expunge_all()
 

@@ -40,10 +40,12 @@ Leases (`take_lease`): one `--watch` per mailbox across machines. Health (`recor
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -64,9 +66,21 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from intake.email import AttachmentLimits
-from triage.cases import IntakePolicy
-from triage.models import Actor, Base, Case, UTCDateTime, _actor_fields
+from intake.email import AttachmentLimits, Bounce, ParsedMail, UnparseableMail, parse_message
+from intake.mail.headers import decode_header
+from intake.normalise import clean_line, clean_text
+from intake.submission import Channel, Contact, Submission
+from triage.cases import IntakePolicy, derived_query_code, register
+from triage.models import N_, Actor, Base, Case, UTCDateTime, _actor_fields
+from triage.outbox import (
+    MailKind,
+    OutboxError,
+    OutgoingMail,
+    build_message,
+    case_of_reply,
+    enqueue,
+    outbox_counts,
+)
 
 # -- tables ----------------------------------------------------------------------------------
 
@@ -257,6 +271,98 @@ COUNTS = ("seen", "registered", "threaded", "suspected_spam", "quarantined", "du
 
 # -- ingesting -------------------------------------------------------------------------------
 
+_COUNT_OF = {
+    Outcome.REGISTERED: "registered",
+    Outcome.AUTO_REPLY: "registered",
+    Outcome.THREADED: "threaded",
+    Outcome.SUSPECTED_SPAM: "suspected_spam",
+    Outcome.QUARANTINED: "quarantined",
+    Outcome.DUPLICATE: "duplicates",
+}
+ACTOR = "system"
+
+
+def _count(mail: IncomingMail) -> str:
+    if mail.outcome == Outcome.BOUNCE:
+        return "threaded" if mail.case_id is not None else "quarantined"
+    return _COUNT_OF[Outcome(mail.outcome)]
+
+
+def _result(mail: IncomingMail, *, outcome: Outcome | None = None, ack: bool = False) -> Ingested:
+    return Ingested(
+        outcome=outcome or Outcome(mail.outcome),
+        folder=mail.folder,
+        count="duplicates" if outcome == Outcome.DUPLICATE else _count(mail),
+        mail_id=mail.id,
+        case_id=mail.case_id,
+        acknowledged=ack,
+    )
+
+
+def _find(session: Session, message_id: str, digest: str) -> IncomingMail | None:
+    return session.scalar(
+        select(IncomingMail).where(
+            IncomingMail.message_id == message_id, IncomingMail.raw_sha256 == digest
+        )
+    )
+
+
+def _new_row(
+    session: Session,
+    raw: bytes,
+    *,
+    mailbox: str,
+    now: datetime,
+    digest: str,
+    outcome: Outcome,
+    parsed: ParsedMail | None = None,
+    reason: str = "",
+    status: ListStatus = ListStatus.DONE,
+    case_id: int | None = None,
+) -> IncomingMail:
+    mail = IncomingMail(
+        mailbox=mailbox[:200],
+        message_id=(parsed.message_id if parsed else "")[:255],
+        raw_sha256=digest,
+        received_at=now,
+        sent_at=parsed.date_header if parsed else None,
+        sender=(parsed.sender if parsed else _rough_sender(raw))[:200],
+        subject=parsed.submission.subject if parsed else _rough_subject(raw),
+        outcome=outcome,
+        status=status,
+        reason=reason,
+        defects=list(parsed.defects) if parsed else [],
+        case_id=case_id,
+        size=len(raw),
+        raw_message=zlib.compress(raw, 6),
+    )
+    session.add(mail)
+    session.flush()
+    return mail
+
+
+_HEADER_LINE = re.compile(rb"^(from|subject):[ \t]*(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def _rough_header(raw: bytes, name: bytes) -> str:
+    """A header of a message the parser gave up on, for the list: best effort, never raises."""
+    for match in _HEADER_LINE.finditer(raw[:16384]):
+        if match.group(1).lower() == name:
+            try:
+                value, _ = decode_header(match.group(2).decode("latin-1"), context="list")
+            except Exception:  # a list label only: the raw bytes are what is kept
+                value = match.group(2).decode("utf-8", "replace")
+            return clean_line(value)
+    return ""
+
+
+def _rough_sender(raw: bytes) -> str:
+    return _rough_header(raw, b"from")
+
+
+def _rough_subject(raw: bytes) -> str:
+    return _rough_header(raw, b"subject")[:500]
+
 
 def ingest(
     session: Session,
@@ -274,7 +380,264 @@ def ingest(
     intact. Raises only on a database or programming error: every message, readable or not,
     gets an outcome.
     """
-    raise NotImplementedError
+    raw = bytes(raw)
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        parsed = parse_message(
+            raw, received_at=now, limits=policy.limits, own_addresses=policy.own_addresses
+        )
+    except UnparseableMail as exc:
+        seen = _find(session, "", digest)
+        if seen is not None:
+            return _result(seen, outcome=Outcome.DUPLICATE)
+        mail = _new_row(
+            session,
+            raw,
+            mailbox=mailbox,
+            now=now,
+            digest=digest,
+            outcome=Outcome.QUARANTINED,
+            reason=exc.reason,
+            status=ListStatus.PENDING,
+        )
+        return _result(mail)
+
+    seen = _find(session, parsed.message_id[:255], digest)
+    if seen is not None:
+        return _result(seen, outcome=Outcome.DUPLICATE)
+
+    def row(outcome: Outcome, **kw: Any) -> IncomingMail:
+        return _new_row(
+            session,
+            raw,
+            mailbox=mailbox,
+            now=now,
+            digest=digest,
+            outcome=outcome,
+            parsed=parsed,
+            **kw,
+        )
+
+    if parsed.bounce is not None:
+        bounce = parsed.bounce
+        ids = [i for i in (bounce.original_message_id, *parsed.thread_ids) if i]
+        case = _case_by_ids(session, ids)
+        reason = " ".join(
+            x for x in (bounce.action, bounce.status, bounce.recipient, bounce.diagnostic) if x
+        )
+        if case is None:
+            mail = row(Outcome.BOUNCE, reason=reason or "bounce", status=ListStatus.PENDING)
+            return _result(mail)
+        mail = row(Outcome.BOUNCE, reason=reason or "bounce", case_id=case.id)
+        text = _bounce_text(bounce, parsed)
+        _add_message(session, case, mail, parsed, kind="bounce", text=text, now=now)
+        return _result(mail)
+
+    case = _thread_target(session, parsed, policy)
+    if case is not None:
+        mail = row(Outcome.THREADED, reason="; ".join(parsed.loop_reasons), case_id=case.id)
+        kind = "auto_reply" if parsed.auto_reply else "reply"
+        _add_message(session, case, mail, parsed, kind=kind, text=parsed.submission.body, now=now)
+        return _result(mail)
+
+    if parsed.likely_spam:
+        mail = row(
+            Outcome.SUSPECTED_SPAM,
+            reason=f"score {parsed.spam_score:g}: " + "; ".join(parsed.spam_reasons),
+            status=ListStatus.PENDING,
+        )
+        return _result(mail)
+
+    return _register(session, parsed, policy, now, row)
+
+
+def _register(
+    session: Session,
+    parsed: ParsedMail,
+    policy: MailIntakePolicy,
+    now: datetime,
+    row: Any,
+    *,
+    released_from: IncomingMail | None = None,
+) -> Ingested:
+    submission = parsed.submission
+    code = derived_query_code(policy.query_secret, submission.external_id)
+    registration = register(session, submission, policy.intake, now, query_code=code)
+    case = registration.case
+    if not registration.created:
+        if released_from is not None:
+            released_from.case_id = case.id
+            return _result(released_from)
+        mail = row(
+            Outcome.DUPLICATE,
+            reason=f"Message-ID already registered as {case.tracking_number}",
+            case_id=case.id,
+        )
+        return _result(mail, outcome=Outcome.DUPLICATE)
+    loops = list(parsed.loop_reasons)
+    recipient = parsed.reply_to or parsed.sender
+    if not loops and recipient.lower() in policy.own_addresses:
+        loops.append("Reply-To is our own address")
+    outcome = Outcome.AUTO_REPLY if loops else Outcome.REGISTERED
+    if released_from is not None:
+        mail = released_from
+        mail.case_id = case.id
+    else:
+        mail = row(outcome, reason="; ".join(loops), case_id=case.id)
+    ack = False
+    if not loops and policy.acknowledge and recipient and "@" in recipient:
+        ack = acknowledge(session, case, parsed, policy, code, now) is not None
+    elif loops:
+        case.record("not_acknowledged", ACTOR, now, reason="; ".join(loops))
+    return _result(mail, ack=ack)
+
+
+def _bounce_text(bounce: Bounce, parsed: ParsedMail) -> str:
+    lines = [
+        f"退信：发往 {bounce.recipient or '（未知地址）'} 的邮件未能送达"
+        + (f"（{bounce.status}）" if bounce.status else "")
+    ]
+    if bounce.diagnostic:
+        lines.append(bounce.diagnostic)
+    return "\n".join(lines)
+
+
+def _case_by_ids(session: Session, ids: Sequence[str]) -> Case | None:
+    """The case one of these Message-IDs belongs to: a mail of ours (the outbox), or the
+    case's own first mail; the newest id first."""
+    ids = [i for i in ids if i]
+    if not ids:
+        return None
+    case_id = case_of_reply(session, list(reversed(ids)))
+    if case_id is not None:
+        return session.get(Case, case_id)
+    found = dict(
+        session.execute(
+            select(Case.external_id, Case.id).where(
+                Case.channel == Channel.EMAIL, Case.external_id.in_([i[:255] for i in ids])
+            )
+        ).all()
+    )
+    for i in ids:
+        if i[:255] in found:
+            return session.get(Case, found[i[:255]])
+    return None
+
+
+def tracking_pattern(prefix: str) -> re.Pattern[str]:
+    """A tracking number (``MS-2026-000123``) of this prefix anywhere in a subject."""
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(prefix)}-(\d{{4}})-(\d{{6}})(?!\d)")
+
+
+def _thread_target(session: Session, parsed: ParsedMail, policy: MailIntakePolicy) -> Case | None:
+    case = _case_by_ids(session, parsed.thread_ids)
+    if case is not None and case.external_id != parsed.submission.external_id:
+        return case
+    prefix = policy.intake.tracking_prefix
+    match = tracking_pattern(prefix).search(parsed.submission.subject.upper())
+    if match and parsed.sender:
+        case = session.scalar(select(Case).where(Case.tracking_number == match.group(0)))
+        # A tracking number is not secret: only its citizen's address threads by it.
+        if case is not None and case.contact_email.lower() == parsed.sender.lower():
+            return case
+    return None
+
+
+def _add_message(
+    session: Session,
+    case: Case,
+    mail: IncomingMail,
+    parsed: ParsedMail,
+    *,
+    kind: str,
+    text: str,
+    now: datetime,
+) -> CaseMessage:
+    message = CaseMessage(
+        case_id=case.id,
+        incoming_mail_id=mail.id,
+        at=parsed.submission.received_at,
+        direction="in",
+        kind=kind,
+        sender=parsed.sender[:200],
+        subject=parsed.submission.subject,
+        text=text,
+    )
+    session.add(message)
+    session.flush()
+    case.record(
+        "message_added",
+        f"citizen ({Channel.EMAIL})" if kind != "bounce" else ACTOR,
+        now,
+        reason=parsed.sender,
+        kind=kind,
+        message_id=parsed.message_id,
+        case_message_id=message.id,
+    )
+    session.flush()
+    return message
+
+
+def acknowledgment_message_id(case: Case, sender: str) -> str:
+    """The Message-ID of a case's acknowledgment: one per case, so queueing it is idempotent."""
+    domain = sender.rsplit("@", 1)[-1].strip(" >") or "localhost"
+    return f"<ack.{case.tracking_number}@{domain}>"
+
+
+def acknowledgment_text(
+    case: Case, policy: MailIntakePolicy, query_code: str, subject: str
+) -> tuple[str, str]:
+    """(subject, text) of the Chinese acknowledgment of an email case."""
+    calendar = policy.intake.deadlines.calendar
+    when = calendar.local(case.received_at).strftime("%Y年%m月%d日 %H:%M")
+    name = case.contact_name or "您"
+    link = f"{policy.track_url}?number={case.tracking_number}"
+    about = f"“{subject}”" if subject else ""
+    text = (
+        f"{name}好：\n\n"
+        f"您于{when}发来的邮件{about}已收到并受理。\n\n"
+        f"受理编号：{case.tracking_number}\n"
+        f"查询码：{query_code}\n\n"
+        f"请凭受理编号和查询码查询办理进度：\n{link}\n\n"
+        "如需补充情况，请直接回复本邮件，并保留邮件主题中的受理编号。\n"
+        "本邮件由系统自动发送。\n\n"
+        f"{policy.office_name}\n"
+    )
+    title = f"已受理（受理编号 {case.tracking_number}）"
+    if subject:
+        title += f"：{subject[:60]}"
+    return title, text
+
+
+def acknowledge(
+    session: Session,
+    case: Case,
+    parsed: ParsedMail,
+    policy: MailIntakePolicy,
+    query_code: str,
+    now: datetime,
+) -> OutgoingMail | None:
+    """Queues the acknowledgment of an email case (once: None when it is queued already or
+    the recipient's address is unusable)."""
+    message_id = acknowledgment_message_id(case, policy.sender)
+    if session.scalar(select(OutgoingMail.id).where(OutgoingMail.message_id == message_id)):
+        return None
+    recipient = parsed.reply_to or parsed.sender
+    title, text = acknowledgment_text(case, policy, query_code, parsed.submission.subject)
+    try:
+        msg = build_message(
+            sender=policy.sender,
+            to=[recipient],
+            subject=title,
+            text=text,
+            in_reply_to=parsed.message_id or None,
+            references=parsed.references[-5:],
+            auto_submitted="auto-replied",
+        )
+    except OutboxError:
+        return None
+    msg["Message-ID"] = message_id
+    return enqueue(session, msg, case=case, kind=MailKind.ACKNOWLEDGMENT, now=now)
 
 
 def quarantine_raw(
@@ -282,10 +645,35 @@ def quarantine_raw(
 ) -> Ingested:
     """Keeps a message that `ingest` failed on (a bug, not the mail) on the quarantine list,
     raw bytes intact; a second call with the same bytes returns the first row."""
-    raise NotImplementedError
+    raw = bytes(raw)
+    digest = hashlib.sha256(raw).hexdigest()
+    seen = session.scalar(select(IncomingMail).where(IncomingMail.raw_sha256 == digest).limit(1))
+    if seen is not None:
+        return _result(seen, outcome=Outcome.DUPLICATE)
+    mail = _new_row(
+        session,
+        raw,
+        mailbox=mailbox,
+        now=now,
+        digest=digest,
+        outcome=Outcome.QUARANTINED,
+        reason=reason[:2000],
+        status=ListStatus.PENDING,
+    )
+    return _result(mail)
 
 
 # -- the supervisors' lists (web pages) -----------------------------------------------------
+
+_QUARANTINE_OUTCOMES = (Outcome.QUARANTINED, Outcome.BOUNCE)
+
+
+def _list_filter(which: str) -> Any:
+    if which == "quarantine":
+        return (IncomingMail.outcome.in_(_QUARANTINE_OUTCOMES)) & IncomingMail.case_id.is_(None)
+    if which == "spam":
+        return IncomingMail.outcome == Outcome.SUSPECTED_SPAM
+    raise ValueError(f"no list {which!r}: quarantine or spam")
 
 
 def pending_mail(
@@ -295,17 +683,36 @@ def pending_mail(
     time; ``before_id`` pages on (ids below it). Quarantine holds outcome quarantined and
     bounces whose case is unknown; spam holds suspected_spam. Raises ValueError for another
     ``which``."""
-    raise NotImplementedError
+    query = (
+        select(IncomingMail)
+        .where(IncomingMail.status == ListStatus.PENDING, _list_filter(which))
+        .order_by(IncomingMail.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(IncomingMail.id < before_id)
+    return list(session.scalars(query))
 
 
 def pending_counts(session: Session) -> dict[str, int]:
     """{"quarantine": n, "spam": n}: pending rows on each list."""
-    raise NotImplementedError
+    counts = {}
+    for which in ("quarantine", "spam"):
+        counts[which] = int(
+            session.scalar(
+                select(func.count())
+                .select_from(IncomingMail)
+                .where(IncomingMail.status == ListStatus.PENDING, _list_filter(which))
+            )
+            or 0
+        )
+    return counts
 
 
 def raw_of(session: Session, mail_id: int) -> bytes | None:
     """The raw message of an `incoming_mail` row byte for byte (for download), or None."""
-    raise NotImplementedError
+    data = session.scalar(select(IncomingMail.raw_message).where(IncomingMail.id == mail_id))
+    return zlib.decompress(data) if data is not None else None
 
 
 class ListActionError(ValueError):
@@ -318,11 +725,34 @@ class ListActionError(ValueError):
         super().__init__(template % params if params else template)
 
 
+def _pending(session: Session, mail_id: int, which: str) -> IncomingMail:
+    mail = session.get(IncomingMail, mail_id, with_for_update=True)
+    if mail is None:
+        raise ListActionError(N_("No message %(id)s."), id=mail_id)
+    in_list = session.scalar(
+        select(func.count())
+        .select_from(IncomingMail)
+        .where(IncomingMail.id == mail_id, _list_filter(which))
+    )
+    if not in_list or mail.status != ListStatus.PENDING:
+        raise ListActionError(N_("Message %(id)s is not waiting on this list."), id=mail_id)
+    return mail
+
+
+def _handled(mail: IncomingMail, status: ListStatus, actor: Actor, now: datetime) -> None:
+    mail.status = status
+    mail.handled_by = _actor_fields(actor)[1][:200]
+    mail.handled_at = now
+
+
 def confirm_spam(session: Session, mail_id: int, *, actor: Actor, now: datetime) -> IncomingMail:
     """A supervisor confirms a suspected spam: status confirmed_spam, handled_by/at set. The row
     and its raw bytes stay (never deleted). Raises ListActionError unless it is a pending
     suspected spam."""
-    raise NotImplementedError
+    mail = _pending(session, mail_id, "spam")
+    _handled(mail, ListStatus.CONFIRMED_SPAM, actor, now)
+    session.flush()
+    return mail
 
 
 def release_spam(
@@ -332,7 +762,20 @@ def release_spam(
     looked like spam (acknowledged unless a loop guard says no), status released. Returns the
     case (an existing one when its Message-ID was registered meanwhile). Raises
     ListActionError unless it is a pending suspected spam."""
-    raise NotImplementedError
+    mail = _pending(session, mail_id, "spam")
+    parsed = parse_message(
+        mail.raw,
+        received_at=mail.received_at,
+        limits=policy.limits,
+        own_addresses=policy.own_addresses,
+    )
+    result = _register(session, parsed, policy, now, None, released_from=mail)
+    _handled(mail, ListStatus.RELEASED, actor, now)
+    case = session.get(Case, result.case_id)
+    assert case is not None
+    case.record("released_from_spam", actor, now, incoming_mail_id=mail.id)
+    session.flush()
+    return case
 
 
 def make_case_of_quarantined(
@@ -353,21 +796,66 @@ def make_case_of_quarantined(
     made_case and the case id, so the raw message stays attached to the case. No
     acknowledgment is sent. Raises ListActionError unless it is pending on the quarantine
     list, or when the body is empty."""
-    raise NotImplementedError
+    mail = _pending(session, mail_id, "quarantine")
+    if not clean_text(body).strip():
+        raise ListActionError(N_("Give the text of the complaint."))
+    submission = Submission(
+        channel=Channel.EMAIL,
+        external_id=f"incoming:{mail.raw_sha256}",
+        received_at=mail.received_at,
+        body=body,
+        subject=subject,
+        contact=Contact(name=contact_name, email=contact_email),
+    )
+    code = derived_query_code(policy.query_secret, submission.external_id)
+    case = register(session, submission, policy.intake, now, query_code=code).case
+    mail.case_id = case.id
+    _handled(mail, ListStatus.MADE_CASE, actor, now)
+    case.record("made_from_quarantine", actor, now, incoming_mail_id=mail.id)
+    session.flush()
+    return case
 
 
 def case_messages_of(session: Session, case_id: int) -> list[CaseMessage]:
     """The later messages on a case, oldest first (for the case page and the export)."""
-    raise NotImplementedError
+    return list(
+        session.scalars(
+            select(CaseMessage)
+            .where(CaseMessage.case_id == case_id)
+            .order_by(CaseMessage.at, CaseMessage.id)
+        )
+    )
+
+
+def messages_by_case(session: Session, case_ids: Sequence[int]) -> dict[int, list[CaseMessage]]:
+    """`case_messages_of` for many cases in one query (the export)."""
+    out: dict[int, list[CaseMessage]] = {}
+    if not case_ids:
+        return out
+    for message in session.scalars(
+        select(CaseMessage)
+        .where(CaseMessage.case_id.in_(list(case_ids)))
+        .order_by(CaseMessage.case_id, CaseMessage.at, CaseMessage.id)
+    ):
+        out.setdefault(message.case_id, []).append(message)
+    return out
 
 
 def mail_of_case(session: Session, case_id: int) -> list[IncomingMail]:
     """The incoming mails attached to a case (its first mail, replies, bounces), oldest first:
     the raw messages of its audit trail."""
-    raise NotImplementedError
+    return list(
+        session.scalars(
+            select(IncomingMail).where(IncomingMail.case_id == case_id).order_by(IncomingMail.id)
+        )
+    )
 
 
 # -- leader lease and health ---------------------------------------------------------------
+
+
+def _insert(session: Session) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 def take_lease(session: Session, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
@@ -375,18 +863,47 @@ def take_lease(session: Session, name: str, holder: str, *, now: datetime, ttl: 
     ``holder`` has it. It is taken when nobody holds it, when its holder's lease expired,
     or when ``holder`` already holds it; one UPDATE … RETURNING decides, so two processes
     never both get it. Commit right after (the lease counts from the commit)."""
-    raise NotImplementedError
+    expires = now + ttl
+    session.execute(
+        _insert(session)(Lease)
+        .values(name=name, holder=holder, expires_at=now, acquired_at=now)
+        .on_conflict_do_nothing()
+    )
+    got = session.execute(
+        update(Lease)
+        .where(Lease.name == name, (Lease.expires_at <= now) | (Lease.holder == holder))
+        .values(
+            holder=holder,
+            expires_at=expires,
+            acquired_at=case_when_acquired(holder, now),
+        )
+        .returning(Lease.holder)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    return got == holder
+
+
+def case_when_acquired(holder: str, now: datetime) -> Any:
+    """acquired_at stays while the same holder renews; a new holder starts it afresh."""
+    from sqlalchemy import case as sql_case
+
+    return sql_case((Lease.holder == holder, Lease.acquired_at), else_=now)
 
 
 def release_lease(session: Session, name: str, holder: str) -> None:
     """Gives the lease up at once if ``holder`` holds it (a clean stop), so another watcher
     need not wait for it to expire."""
-    raise NotImplementedError
+    session.execute(
+        update(Lease)
+        .where(Lease.name == name, Lease.holder == holder)
+        .values(expires_at=datetime(1970, 1, 1, tzinfo=UTC))
+        .execution_options(synchronize_session=False)
+    )
 
 
 def lease_holder(session: Session, name: str, now: datetime) -> str | None:
     """Who holds the lease now, or None when nobody's lease is live."""
-    raise NotImplementedError
+    return session.scalar(select(Lease.holder).where(Lease.name == name, Lease.expires_at > now))
 
 
 def record_fetch(
@@ -394,7 +911,24 @@ def record_fetch(
 ) -> None:
     """Records a look at ``mailbox``: without ``error`` a successful fetch (last_success_at =
     now, waiting = messages left); with it the error (last_error, last_error_at)."""
-    raise NotImplementedError
+    session.execute(
+        _insert(session)(IntakeHealth)
+        .values(mailbox=mailbox, last_error="", waiting=0, updated_at=now)
+        .on_conflict_do_nothing()
+    )
+    values: dict[str, Any] = {"updated_at": now}
+    if error:
+        values.update(last_error=error[:2000], last_error_at=now)
+    else:
+        values.update(last_success_at=now)
+        if waiting is not None:
+            values["waiting"] = waiting
+    session.execute(
+        update(IntakeHealth)
+        .where(IntakeHealth.mailbox == mailbox)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def intake_health(session: Session, mailbox: str | None, now: datetime) -> dict[str, Any]:
@@ -407,12 +941,26 @@ def intake_health(session: Session, mailbox: str | None, now: datetime) -> dict[
     - ``quarantined`` / ``suspected_spam``: pending rows on each list;
     - ``outbox_queued`` / ``outbox_failed``: from `triage.outbox.outbox_counts`.
     """
-    raise NotImplementedError
+    health = session.get(IntakeHealth, mailbox) if mailbox else None
+    lease = session.get(Lease, lease_name(mailbox)) if mailbox else None
+    live = lease is not None and lease.expires_at > now
+    lists = pending_counts(session)
+    outbox = outbox_counts(session, now)
+    return {
+        "mailbox": mailbox,
+        "last_success_at": health.last_success_at if health else None,
+        "last_error": health.last_error if health else "",
+        "last_error_at": health.last_error_at if health else None,
+        "waiting": health.waiting if health and health.last_success_at else None,
+        "watcher": lease.holder if live and lease else None,
+        "watcher_until": lease.expires_at if live and lease else None,
+        "quarantined": lists["quarantine"],
+        "suspected_spam": lists["spam"],
+        "outbox_queued": outbox["queued"],
+        "outbox_failed": outbox["failed"],
+    }
 
 
 def lease_name(mailbox: str) -> str:
     """The lease of the `--watch` of one mailbox."""
     return f"intake.mail:{mailbox}"
-
-
-_UNUSED = (func, select, update, pg_insert, sqlite_insert, re, _actor_fields)

