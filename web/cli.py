@@ -155,6 +155,8 @@ def serve(host: str, port: int) -> None:
     from werkzeug.serving import run_simple
 
     app = _create_app()
+    # Files left by a crash of the last run: old enough that no request can still own them.
+    sweep_attachments(app.extensions["minsheng"], grace_seconds=3600)
     click.echo(f"Minsheng on http://{host}:{port}/  (staff sign in at /login)")
     run_simple(host, port, app, threaded=True, use_reloader=False)
 
@@ -204,15 +206,24 @@ def user() -> None:
 @click.option("--department", help="Department code (required for handlers).")
 @click.option("--name", default="")
 def user_add(username: str, role: str, department: str | None, name: str) -> None:
-    """Add a staff account; prints its initial password once."""
+    """Add a staff account; prints its initial password once. The username is stored in its
+    normal form (lower-case, half-width) and must differ from every other one ignoring case."""
+    from triage.directory import BadUsername, find_user, normalise_username
     from triage.models import Department
     from web.passwords import set_password
 
+    try:
+        username = normalise_username(username)
+    except BadUsername as e:
+        raise click.ClickException(str(e)) from e
     rt = Runtime.build(settings())
     password = secrets.token_urlsafe(12)
     with transaction(rt) as session:
-        if session.scalar(select(User).where(User.username == username)):
-            raise click.ClickException(f"user {username} exists already")
+        existing = find_user(session, username)
+        if existing is not None:
+            raise click.ClickException(
+                f"user {existing.username} exists already (usernames ignore case)"
+            )
         dept = None
         if department:
             dept = session.scalar(select(Department).where(Department.code == department))
@@ -234,18 +245,76 @@ def user_add(username: str, role: str, department: str | None, name: str) -> Non
 def user_set_password(username: str, password: str) -> None:
     """Set a staff account's password (the policy of the web form applies); signs the
     account out everywhere."""
+    from triage.directory import find_user
     from web.passwords import WeakPassword, set_password
 
     rt = Runtime.build(settings())
     with transaction(rt) as session:
-        account = session.scalar(select(User).where(User.username == username))
+        account = find_user(session, username)
         if account is None:
             raise click.ClickException(f"no user {username}")
+        username = account.username
         try:
             set_password(account, password)
         except WeakPassword as e:
             raise click.ClickException(f"password not accepted: {e}") from e
     click.echo(f"password of {username} changed; its sessions are signed out")
+
+
+@main.group()
+def attachments() -> None:
+    """Attachment files on disk."""
+
+
+def sweep_attachments(rt: Runtime, grace_seconds: float, dry_run: bool = False) -> Any:
+    """Removes attachment files that no case names (left by a crash between writing a file
+    and committing its case); see `AttachmentStore.sweep`."""
+    from triage.models import Attachment
+
+    def known(hashes: Any) -> set[str]:
+        with rt.sessions() as session:
+            wanted = list(hashes)
+            return set(
+                session.scalars(select(Attachment.sha256).where(Attachment.sha256.in_(wanted)))
+            )
+
+    return rt.attachments.sweep(known, grace_seconds=grace_seconds, dry_run=dry_run)
+
+
+@attachments.command("sweep", with_appcontext=False)
+@config_option
+@click.option(
+    "--grace-minutes",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Leave files younger than this: they may belong to a submission still being saved.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
+def attachments_sweep(grace_minutes: float, dry_run: bool, as_json: bool) -> None:
+    """Remove attachment files that no case names (after a crash); safe to run any time."""
+    import json
+
+    rt = Runtime.build(settings())
+    result = sweep_attachments(rt, grace_minutes * 60, dry_run)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "kept": result.kept,
+                    "orphans": len(result.orphans),
+                    "partial": result.partial,
+                    "dry_run": dry_run,
+                }
+            )
+        )
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{result.kept} files kept; {verb} {len(result.orphans)} without a case "
+        f"and {result.partial} unfinished writes"
+    )
 
 
 main.add_command(triage_commands)
@@ -254,8 +323,10 @@ main.add_command(triage_commands)
 def _register_extensions() -> None:
     """Command groups of their own modules (web/cli_*.py); they import web.cli_common,
     never this module, so the import here closes no circle."""
+    from web.cli_intake import intake
     from web.cli_outbox import outbox
 
+    main.add_command(intake)
     main.add_command(outbox)
 
 
