@@ -24,8 +24,12 @@ __all__ = [
 
 # C0 and C1 controls but tab and line feed; DEL; the bidirectional embeddings, overrides and
 # isolates; zero-width and BOM characters that hide inside identifiers.
+# Also the characters that look like nothing (soft hyphen, Hangul and braille blanks, the
+# Arabic letter mark, tag characters), which would let an empty complaint pass for text.
 _UNSAFE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5"
+    "\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\u2800\u3164\ufeff\uffa0"
+    "\ufff9-\ufffb\U000e0000-\U000e007f]"
 )
 _LINE_BREAKS = re.compile(r"\r\n?|[\u2028\u2029\x85]")
 
@@ -65,44 +69,67 @@ def clean_filename(name: str, fallback: str = "attachment") -> str:
     """
     name = clean_line(name).replace("\\", "/").rsplit("/", 1)[-1]
     name = re.sub(r'[<>:"|?*]', "_", name).strip(" .")
-    return name[:200] or fallback
+    if len(name) > 200:
+        stem, dot, extension = name.rpartition(".")
+        if dot and 0 < len(extension) <= 10:
+            name = stem[: 199 - len(extension)] + "." + extension  # keep what the file is
+        else:
+            name = name[:200]
+    return name or fallback
 
 
 class PhoneError(ValueError):
     """Not a phone number; the message says why (English; the web layer has its own)."""
 
 
+_EXTENSION = re.compile(r"\s*(?:转|分机|ext\.?|x|#|-)\s*(\d{1,6})\s*$", re.IGNORECASE)
+
+
 def normalise_phone(value: str) -> str:
     """A phone as typed → its canonical form, or PhoneError.
 
     Accepts a Chinese mobile (``138 0013 8000``, ``+86-138…``, full-width digits), a landline
-    with or without area code (``010-8765 4321``, ``(0571)87654321``, ``87654321``), or an
-    international number with its ``+`` or ``00`` prefix. Returns digits only for Chinese
-    numbers (``13800138000``, ``01087654321``, ``87654321``) and ``+`` and digits for others.
+    with or without area code (``010-8765 4321``, ``(0571)87654321``, ``87654321``,
+    ``+86 10 8765 4321``) and with an extension (``010-87654321-8021``, ``…转8021``), a
+    company's service number (``400-810-5678``), or an international number with its ``+``
+    or ``00`` prefix (a trunk ``(0)`` after the country code is dropped). Returns digits only
+    for Chinese numbers (``13800138000``, ``01087654321``, ``87654321``), an extension after
+    a ``-`` (``01087654321-8021``), and ``+`` and digits for others (``+442079460958``).
     """
     text = unicodedata.normalize("NFKC", clean_line(value))
     if not text:
         raise PhoneError("empty")
+    extension = ""
+    found = _EXTENSION.search(text)
+    if found and len(re.sub(r"\D", "", text[: found.start()])) >= 10:
+        extension, text = found.group(1), text[: found.start()]
     if re.search(r"[^\d\s+\-().]", text):
         raise PhoneError("only digits, spaces, +, - and brackets")
+    text = re.sub(r"^(\s*(?:\+|00)\s*\d{1,3})\s*\(0\)", r"\1", text)  # +44 (0)20 …
     digits = re.sub(r"\D", "", text)
     international = text.lstrip().startswith("+") or digits.startswith("00")
     if digits.startswith("00"):
         digits = digits[2:]
     if international and digits.startswith("86"):
         digits, international = digits[2:], False
+        if not (len(digits) == 11 and digits[0] == "1") and not digits.startswith("0"):
+            digits = "0" + digits  # +86 10 8765 4321: a landline written internationally
     if international:
         if not 7 <= len(digits) <= 15:
             raise PhoneError("an international number has 7 to 15 digits after the +")
-        return "+" + digits
+        return "+" + digits + (f"-{extension}" if extension else "")
     if len(digits) == 11 and digits[0] == "1":
         if digits[1] not in "3456789":
             raise PhoneError("not a Chinese mobile number")
+        if extension:
+            raise PhoneError("a mobile number has no extension")
         return digits
+    if len(digits) == 10 and digits.startswith(("400", "800")):
+        return digits  # a company's service number
     if digits.startswith("0"):
         if not 10 <= len(digits) <= 12:
             raise PhoneError("a landline has a 3- or 4-digit area code and 7 or 8 digits")
-        return digits
+        return digits + (f"-{extension}" if extension else "")
     if len(digits) in (7, 8) and digits[0] not in "01":
-        return digits
+        return digits + (f"-{extension}" if extension else "")
     raise PhoneError("too few or too many digits for a phone number")

@@ -8,6 +8,7 @@ transaction could still be open.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -115,4 +116,12 @@ class AttachmentStore:
                 pending = []
         if pending:
             settle(pending)
+        if not dry_run:
+            self._remove_empty_folders()
         return SweepResult(kept, tuple(sorted(orphans)), partial)
+
+    def _remove_empty_folders(self) -> None:
+        for level in ("??/??", "??"):
+            for folder in self.root.glob(level):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty; a file written meanwhile keeps it

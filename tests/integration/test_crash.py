@@ -201,3 +201,5 @@ def test_the_sweep_removes_only_old_files_without_a_case(
     done = _sweep(config_file, "--grace-minutes", "0")
     assert done == {"kept": 1, "orphans": 1, "partial": 0, "dry_run": False}
     assert _rows_and_files(db_url, store_root) == (rows, rows)
+    # The folders of removed files go too; those of kept files stay.
+    assert len([p for p in store_root.glob("??/??") if p.is_dir()]) == 1

@@ -60,6 +60,8 @@ def test_lengths_count_what_is_stored(client: Any, runtime: Any) -> None:
     assert r.status_code == 400 and "4" in _errors(r)
     r = _post(client, body="\u3000\u3000路灯\x00\u3000", subject="  \x1b ")
     assert r.status_code == 400
+    r = _post(client, body="\u3164\u3164\u3164\u3164\u2800\u2800")
+    assert r.status_code == 400  # looks like nothing, is nothing
     assert _post(client, body="路灯不亮", subject="路灯").status_code == 302
     with runtime.sessions() as s:
         assert s.scalars(select(Case.body)).all() == ["路灯不亮"]

@@ -21,6 +21,13 @@ from intake.submission import Attachment, Channel, Contact, Submission
         ("８７６５４３２１", "87654321"),
         ("+44 20 7946 0958", "+442079460958"),
         ("0044 20 7946 0958", "+442079460958"),
+        ("+44 (0)20 7946 0958", "+442079460958"),
+        ("+86 10 8765 4321", "01087654321"),
+        ("+86 571 8765 4321", "057187654321"),
+        ("010-87654321-8021", "01087654321-8021"),
+        ("010-87654321转8021", "01087654321-8021"),
+        ("(0571) 8765-4321 ext. 12", "057187654321-12"),
+        ("400-810-5678", "4008105678"),
     ],
 )
 def test_phones_as_people_type_them(typed: str, stored: str) -> None:
@@ -28,7 +35,19 @@ def test_phones_as_people_type_them(typed: str, stored: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "typed", ["-----", "( ) ( )", "12345", "+1", "1234567890123456", "12800138000", "电话", "0"]
+    "typed",
+    [
+        "-----",
+        "( ) ( )",
+        "12345",
+        "95588",
+        "+1",
+        "1234567890123456",
+        "12800138000",
+        "电话",
+        "0",
+        "13800138000-12",
+    ],
 )
 def test_things_that_are_not_phones(typed: str) -> None:
     with pytest.raises(PhoneError):
@@ -39,6 +58,9 @@ def test_control_and_bidi_characters_go_line_breaks_stay() -> None:
     assert clean_text("路灯\x00不亮\x1b[31m\r\n第二行\u202e") == "路灯不亮[31m\n第二行"
     assert clean_line("  a\tb \n c  ") == "a b c"
     assert clean_text("a    ") == "a"
+    # Characters that look like nothing do not make an empty text look written.
+    for blank in ("\u3164" * 4, "\u2800" * 4, "\u00ad\u061c", "\U000e0041\U000e0042", "\u115f"):
+        assert clean_text(blank) == "", repr(blank)
     assert clean_line("ＭＳ－２０２６－０００１２３") == "MS-2026-000123"
     # Chinese punctuation stays as Chinese readers write it; full-width letters do not.
     assert clean_text("路灯坏了，怎么办？（急！）：５０％") == "路灯坏了，怎么办？（急！）：50%"
@@ -51,6 +73,8 @@ def test_file_names_cannot_hide_what_they_are() -> None:
     assert clean_filename("../../etc/passwd") == "passwd"
     assert clean_filename("C:\\Users\\x\\照片.jpg") == "照片.jpg"
     assert clean_filename("\x00\u202e") == "attachment"
+    long_name = clean_filename("照" * 500 + ".png")
+    assert len(long_name) == 200 and long_name.endswith("照.png")
     assert name_for_type("photo.jpg.html", "image/png") == "photo.jpg.html.png"
     assert name_for_type("照片.JPG", "image/jpeg") == "照片.JPG"
 
