@@ -90,3 +90,48 @@ def test_what_is_not_personal_stays() -> None:
         "No. 5 Bridge Street, Room 1203",
     ):
         assert mask_text(text) == text
+
+
+def test_numbers_written_with_any_separator_or_across_lines() -> None:
+    for text in (
+        "联系人139   1234   0002",
+        "另一位139\n1234\n0001",
+        "138_0013_8000",
+        "138~0013~8000",
+        "138、0013、8000",
+        "138，0013，8000",
+        "010−87654321",
+        "010～87654321",
+        "经办人电话.13698765432",
+        "Tel.13912345679",
+        "联系方式...13912345670",
+        "香港 852-2345-6789",
+        "QQ号 123456789",
+        "加微信 wx 98765432",
+    ):
+        masked = mask_text(text)
+        digits = "".join(ch for ch in masked if ch.isdigit())
+        assert len(digits) <= 7 and "*" in masked, (text, masked)
+
+
+def test_a_list_of_numbers_is_masked_number_by_number() -> None:
+    assert mask_text("13800138000/13900139000") == "138****8000/139****9000"
+    assert mask_text("13800138000、0571-87654321") == "138****8000、057*****4321"
+    # Lists that are not phones stay as they are.
+    for text in ("第1、2、3、4、5条", "金额1,234,567元", "2023，10，15", "价格 12.5, 13.5"):
+        assert mask_text(text) == text
+
+
+def test_names_however_they_are_spaced_dotted_or_shortened() -> None:
+    assert "热合曼" not in mask_text("阿卜杜热合曼、阿卜杜•热合曼、热合曼", names=["阿卜杜·热合曼"])
+    assert "伟" not in mask_text("张 伟，张\u3000伟，张\n伟", names=["张伟"])
+    assert "小明" not in mask_text("小明敬上", names=["欧阳小明"])
+    assert mask_text("李 娜女士", names=["李娜"]) == "李*女士"
+    assert "lina" not in mask_text("邮箱 lina @ example.com", emails=["lina@example.com"])
+
+
+def test_the_complainant_keeps_the_offices_numbers() -> None:
+    reply = "王小明您好，已修复。如有疑问请致电 0571-87654321 或经办人 13698765432。"
+    own = mask_text(reply, names=["王小明"], phones=["13912345678"], generic=False)
+    assert "0571-87654321" in own and "13698765432" in own and "王小明" not in own
+    assert "13698765432" not in mask_text(reply)
