@@ -1,14 +1,67 @@
-"""Departments and staff accounts, kept in step with the configuration."""
+"""Departments and staff accounts, kept in step with the configuration, and the one rule for
+usernames that every way of making or naming an account goes through."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from triage.models import Department, Role, User
+
+USERNAME = re.compile(r"[a-z0-9_.-]{2,80}")
+"""A username as stored: 2 to 80 ASCII letters, digits, `_`, `.` or `-`, lower-case."""
+
+
+class BadUsername(ValueError):
+    """A name that cannot be a username; str() says why (English: the CLI and the config)."""
+
+
+def username_key(text: str) -> str:
+    """The form in which usernames are compared: NFKC (full-width is half-width), control
+    and format characters dropped, outer white space stripped, lower-case. For a name typed
+    at sign-in, which may be anything; `normalise_username` for a name to store."""
+    kept = "".join(c for c in unicodedata.normalize("NFKC", text) if not _control(c))
+    return kept.strip().lower()
+
+
+def normalise_username(text: str) -> str:
+    """The username to store for `text` (as typed on the command line or in the config):
+    its `username_key`, provided `text` has no control characters and the key is 2 to 80 of
+    `a-z 0-9 _ . -`. `Obs`, `OBS` and `ｏｂｓ` are all `obs`.
+
+    Raises BadUsername otherwise, e.g. for `mal\x1bicious` or `王伟`.
+    """
+    if any(_control(c) for c in text):
+        raise BadUsername("a username may not contain control characters")
+    key = username_key(text)
+    if not USERNAME.fullmatch(key):
+        raise BadUsername(
+            f"{key!r} is not a username: use 2 to 80 letters a-z, digits, '_', '.' or '-'"
+        )
+    return key
+
+
+def find_user(session: Session, text: str) -> User | None:
+    """The account a typed username names, compared as `username_key` (so `Admin` is
+    `admin`). Of accounts that differ only in case (made before this rule), the one spelt
+    exactly as typed, else the oldest."""
+    key = username_key(text)
+    if not key:
+        return None
+    found = session.scalars(
+        select(User).where(func.lower(User.username) == key).order_by(User.id)
+    ).all()
+    typed = unicodedata.normalize("NFKC", text).strip()
+    return next((u for u in found if u.username == typed), found[0] if found else None)
+
+
+def _control(c: str) -> bool:
+    return unicodedata.category(c) in ("Cc", "Cf")
 
 
 @dataclass(frozen=True)
@@ -60,19 +113,35 @@ def sync_users(
     new_password: Callable[[User], str | None],
 ) -> list[str]:
     """Creates missing configured users and updates role and department of existing ones.
+    Usernames are matched ignoring case (`normalise_username`); a new one is stored in its
+    normal form. A configured name equal to an earlier one ignoring case is skipped, and
+    said so in the changes.
 
     `new_password(user)` is called for each created user; it sets the password and may
     return a text to show the admin once (e.g. a generated initial password).
+
+    Raises BadUsername for a configured name that cannot be a username.
     """
     departments = {d.code: d for d in session.scalars(select(Department))}
-    users = {u.username: u for u in session.scalars(select(User))}
+    users: dict[str, User] = {}
+    for existing in session.scalars(select(User).order_by(User.id)):
+        users.setdefault(username_key(existing.username), existing)
     changes: list[str] = []
+    configured: dict[str, str] = {}
     for spec in specs:
+        name = normalise_username(spec.username)
+        if name in configured:
+            changes.append(
+                f"user {spec.username} skipped: the same username as {configured[name]}"
+                " (usernames ignore case)"
+            )
+            continue
+        configured[name] = spec.username
         dept = departments.get(spec.department) if spec.department else None
-        user = users.get(spec.username)
+        user = users.get(name)
         if user is None:
             user = User(
-                username=spec.username,
+                username=name,
                 display_name=spec.name,
                 role=str(spec.role),
                 department=dept,

@@ -1,13 +1,15 @@
 """Signing in and out, changing one's password, and the role checks every board view uses.
 
-Sign-in is limited per (address, username), per address across usernames (password
-spraying) and per username across addresses (guessing from many machines), counted before the
-password is checked (web.throttle). The last limit does not apply in a browser that has
-signed in with that username before (a signed "known device" cookie), so guessers spread over
-many addresses cannot lock the owner out. A failed sign-in costs the
-same hash work and answers after the same time whether the username exists or not. Signing
-out and changing the password renew the account's session token, which every session and
-"stay signed in" cookie carries (User.get_id), so cookies issued before stop working.
+Usernames are compared ignoring case and width (triage.directory.username_key). Sign-in is
+limited per (address, username), per address across usernames (password spraying) and per
+username across addresses (guessing from many machines), counted before the password is
+checked (web.throttle). The last two do not apply in a browser that has signed in with that
+username before (a signed "known device" cookie), so guessers spread over many addresses
+cannot lock the owner out, nor a sprayer behind an office's one address its colleagues.
+A failed sign-in costs the same hash work and answers after the same time whether the
+username exists or not. Signing out and changing the password renew the account's session
+token, which every session and "stay signed in" cookie carries (User.get_id), so cookies
+issued before stop working.
 """
 
 from __future__ import annotations
@@ -24,16 +26,16 @@ from typing import Any, TypeVar
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import select
 from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response
 
 from triage.access import Action, can
+from triage.directory import find_user, username_key
 from triage.models import User
 from web import db, runtime, throttle
 from web.forms import ChangePasswordForm, LoginForm
 from web.i18n import _same_site, local_time
-from web.passwords import hash_password, renew_session_token, set_password
+from web.passwords import candidates, hash_password, renew_session_token, set_password
 
 __all__ = ["hash_password", "requires", "verify_password"]
 
@@ -56,11 +58,12 @@ _DUMMY_HASH = hash_password("not-a-real-password")
 
 
 def verify_password(user: User | None, password: str) -> bool:
-    """True if `password` is `user`'s; always does one full hash check, even for None."""
-    if user is None or not user.password_hash:
-        check_password_hash(_DUMMY_HASH, password)
-        return False
-    return check_password_hash(user.password_hash, password)
+    """True if `password` (in its NFKC form, or as typed for hashes stored before) is
+    `user`'s. Does the same hash work whatever the answer and even for None: one check per
+    form of the password, none skipped."""
+    stored = user.password_hash if user is not None and user.password_hash else None
+    results = [check_password_hash(stored or _DUMMY_HASH, p) for p in candidates(password)]
+    return stored is not None and any(results)
 
 
 def requires(action: Action) -> Callable[[F], F]:
@@ -80,38 +83,40 @@ def requires(action: Action) -> Callable[[F], F]:
 
 
 def _login_limits(username: str, known_device: bool) -> list[throttle.Limit]:
-    """This address with this username; this address with any (spraying); this username
-    from anywhere (guessing from many machines), except in a browser it signed in from."""
+    """This address with this username (`username_key`); unless this browser has signed in
+    with it before, also this address with any username (spraying) and this username from
+    anywhere (guessing from many machines). So a colleague behind the same office address,
+    or the owner, is not locked out by somebody else's guessing."""
     settings = runtime().settings.sign_in
     limits = [
         throttle.Limit(
             "login:pair",
-            throttle.client_key(f"user|{username.lower()}"),
+            throttle.client_key(f"user|{username}"),
             settings.max_failures,
             timedelta(minutes=settings.window_minutes),
-        ),
-        throttle.Limit(
-            "login:client",
-            throttle.client_key(),
-            settings.client_max_failures,
-            timedelta(minutes=settings.client_window_minutes),
-        ),
+        )
     ]
     if not known_device:
-        limits.append(
+        limits += [
+            throttle.Limit(
+                "login:client",
+                throttle.client_key(),
+                settings.client_max_failures,
+                timedelta(minutes=settings.client_window_minutes),
+            ),
             throttle.Limit(
                 "login:account",
-                throttle.key_of("account", username.lower()),
+                throttle.key_of("account", username),
                 settings.account_max_failures,
                 timedelta(minutes=settings.account_window_minutes),
-            )
-        )
+            ),
+        ]
     return limits
 
 
 def _device_signature(username: str, nonce: str) -> str:
     key = current_app.config["SECRET_KEY"].encode()
-    message = f"device|{username.lower()}|{nonce}".encode()
+    message = f"device|{username_key(username)}|{nonce}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
 
@@ -144,6 +149,12 @@ def _wait_message(attempt: throttle.Attempt) -> str:
             "%(time)s, except in browsers that have signed in with it before.",
             time=local_time(attempt.retry_at, "HH:mm") if attempt.retry_at else "",
         )
+    if attempt.refused is not None and attempt.refused.kind == "login:client":
+        return _(
+            "Too many failed sign-ins from your network. Try again after %(time)s; browsers "
+            "that have signed in with your username before are not affected.",
+            time=local_time(attempt.retry_at, "HH:mm") if attempt.retry_at else "",
+        )
     return _(
         "Too many failed sign-ins. Try again after %(time)s.",
         time=local_time(attempt.retry_at, "HH:mm") if attempt.retry_at else "",
@@ -158,7 +169,9 @@ def login() -> Response | str | tuple[str, int]:
         return render_template("auth/login.html", form=form), (
             400 if request.method == "POST" else 200
         )
-    username = form.username.data.strip()
+    # One spelling of a username for the limits, the device cookie and the account: `Admin`
+    # (a phone keyboard's capital) and `ａｄｍｉｎ` are `admin`.
+    username = username_key(form.username.data)
     now = datetime.now(UTC)
     limits = _login_limits(username, known_device=_known_device(username))
     attempt = throttle.begin(runtime().sessions, limits, now)
@@ -166,7 +179,7 @@ def login() -> Response | str | tuple[str, int]:
         flash(_wait_message(attempt), "error")
         return render_template("auth/login.html", form=form), 429
     session = db()
-    user = session.scalar(select(User).where(User.username == username))
+    user = find_user(session, form.username.data)
     account = user if user is not None and user.active else None
     if account is not None and verify_password(account, form.password.data):
         throttle.succeeded(session, attempt)
@@ -177,7 +190,7 @@ def login() -> Response | str | tuple[str, int]:
         login_user(account, remember=form.remember.data)
         target = request.args.get("next")
         response = redirect(_same_site(target) if target else url_for("board.home"))
-        return _remember_device(response, account.username)
+        return _remember_device(response, username)
     if account is None:
         verify_password(None, form.password.data)
     # Padded from the start of the view, not slept after: the answer comes at the same moment

@@ -30,7 +30,13 @@ from werkzeug.wrappers import Response
 from intake.files import name_for_type, sniff_type
 from intake.normalise import clean_filename
 from intake.submission import Attachment, Channel, Contact, Kind, Submission
-from triage.cases import check_query_code, derived_query_code, find_by_external_id, register
+from triage.cases import (
+    check_query_code,
+    derived_query_code,
+    find_by_external_id,
+    normalise_tracking_number,
+    register,
+)
 from triage.models import Case, Department
 from web import db, runtime, throttle
 from web.forms import ComplaintForm, TrackForm
@@ -220,22 +226,42 @@ def receipt(number: str) -> Response:
 
 
 @bp.route("/track", methods=["GET", "POST"])
-def track() -> str | tuple[str, int]:
+def track() -> Response:
+    """Progress lookup by tracking number and query code, limited per web.throttle.
+
+    Any spelling of the number (`normalise_tracking_number`) and of the code counts as the
+    same; one that cannot be a tracking number is a form error and costs no attempt. A right
+    answer marks the browser as holding the number (`throttle.remember_tracking_number`).
+    """
     started = time.monotonic()
     form = TrackForm()
     if request.method == "GET" and request.args.get("number"):
         form.tracking_number.data = request.args["number"]
     if not form.validate_on_submit():
-        return render_template("citizen/track.html", form=form, case=None)
+        return _track_page(form, 400 if request.method == "POST" else 200)
     settings = runtime().settings.tracking
-    number = form.tracking_number.data.strip().upper()
+    number = normalise_tracking_number(
+        form.tracking_number.data, runtime().settings.app.tracking_prefix
+    )
+    if number is None:
+        form.tracking_number.errors = [
+            _(
+                "This is not a tracking number: it looks like %(example)s.",
+                example=f"{runtime().settings.app.tracking_prefix}-{datetime.now(UTC).year}-000123",
+            )
+        ]
+        return _track_page(form, 400)
+    form.tracking_number.data = number
     # Counted before it is judged, so that guesses sent all at once cannot overtake the count.
+    known = throttle.knows_tracking_number(number)
     attempt = throttle.begin(
-        runtime().sessions, throttle.tracking_limits(settings, number), datetime.now(UTC)
+        runtime().sessions,
+        throttle.tracking_limits(settings, number, known_browser=known),
+        datetime.now(UTC),
     )
     if attempt.refused is not None:
         flash(_track_locked_message(attempt, settings.hotline), "error")
-        return render_template("citizen/track.html", form=form, case=None), 429
+        return _track_page(form, 429)
     s = db()
     case = s.scalar(select(Case).where(Case.tracking_number == number))
     if case is None or not check_query_code(case.query_code_hash, form.query_code.data):
@@ -244,10 +270,21 @@ def track() -> str | tuple[str, int]:
         flash(_("No case matches this tracking number and query code."), "error")
         if attempt.remaining <= settings.warn_when_left:
             flash(_track_warning(attempt), "warning")
-        return render_template("citizen/track.html", form=form, case=None), 404
+        return _track_page(form, 404)
     # A right code does not count, and clears nobody's failures but its own mark.
     throttle.succeeded(s, attempt)
-    return render_template("citizen/track.html", form=form, **tracking_view(case))
+    response = _track_page(form, 200, **tracking_view(case))
+    return throttle.remember_tracking_number(response, case.tracking_number)
+
+
+def _track_page(form: TrackForm, status: int, **context: object) -> Response:
+    """The tracking page: the query code is never written back into it, and no answer of
+    /track is kept in a cache (a shared computer's back button or a proxy would show it)."""
+    form.query_code.data = ""
+    context.setdefault("case", None)
+    response = make_response(render_template("citizen/track.html", form=form, **context), status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 TRACK_FAILURE_SECONDS = 0.3
@@ -279,20 +316,24 @@ def _track_locked_message(attempt: throttle.Attempt, hotline: str) -> str:
     if kind == "track:number":
         return _(
             "This tracking number has had too many wrong query codes and is locked for now to "
-            "protect it. Try again after %(time)s, or call the hotline %(hotline)s.",
+            "protect it. The browser that submitted it, or one that looked it up before, can "
+            "still look it up. Otherwise try again after %(time)s, or call the hotline "
+            "%(hotline)s, who can tell you the progress of your case.",
             time=until,
             hotline=hotline,
         )
     if kind == "track:client":
         return _(
-            "Too many wrong lookups from your network. Try again after %(time)s, or call the "
-            "hotline %(hotline)s.",
+            "Too many wrong lookups from your network. A browser that submitted a case, or "
+            "looked it up before, can still look that case up. Otherwise try again after "
+            "%(time)s, or call the hotline %(hotline)s, who can tell you the progress of your "
+            "case.",
             time=until,
             hotline=hotline,
         )
     return _(
         "Too many wrong query codes for this tracking number. Try again after %(time)s, or "
-        "call the hotline %(hotline)s.",
+        "call the hotline %(hotline)s, who can tell you the progress of your case.",
         time=until,
         hotline=hotline,
     )

@@ -1,11 +1,18 @@
 """One password policy and one way to set a password, for every place that sets one: the
 web form, `minsheng user add` and `minsheng user set-password`.
 
+Passwords are compared in their NFKC form: `１２３４５６７８９０` typed with a Chinese input
+method's full-width mode is `1234567890`, so the policy judges it as that, the hash is of
+that, and sign-in accepts either width. (Hashes stored before this were of the password as
+typed; `candidates` lets those still sign in.)
+
 Setting a password also renews the account's session token, so every session and "stay
 signed in" cookie issued before stops working (a changed password shuts out whoever had it).
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 from flask_babel import gettext as _
 from werkzeug.security import generate_password_hash
@@ -72,10 +79,24 @@ class WeakPassword(ValueError):
     """The password breaks the policy; str() is the reason, in the user's language."""
 
 
+def normalise_password(password: str) -> str:
+    """The form of a password that is judged and hashed: NFKC (full-width is half-width)."""
+    return unicodedata.normalize("NFKC", password)
+
+
+def candidates(password: str) -> list[str]:
+    """What to check a typed password against a stored hash as: its NFKC form and, if that
+    differs, the password as typed (hashes stored before passwords were normalised)."""
+    normal = normalise_password(password)
+    return [normal] if normal == password else [normal, password]
+
+
 def check_password(password: str, username: str = "") -> None:
     """Raises WeakPassword unless `password` follows the policy: 10 to 200 characters, not
     built on the username, at least 4 different characters, not a run of the keyboard or the
-    alphabet, not a well-known weak password."""
+    alphabet, not a well-known weak password. Judged on the NFKC forms of both."""
+    password = normalise_password(password)
+    username = normalise_password(username)
     if len(password) < MIN_LENGTH:
         raise WeakPassword(_("At least %(n)d characters, please.", n=MIN_LENGTH))
     if len(password) > MAX_LENGTH:
@@ -91,8 +112,8 @@ def check_password(password: str, username: str = "") -> None:
 
 
 def hash_password(password: str) -> str:
-    """The stored form of a password (werkzeug's default: scrypt)."""
-    return generate_password_hash(password)
+    """The stored form of a password: werkzeug's default (scrypt) of its NFKC form."""
+    return generate_password_hash(normalise_password(password))
 
 
 def set_password(user: User, password: str) -> None:

@@ -11,19 +11,27 @@ one withdraws only its own (`succeeded()`), never other people's.
 
 Keys are hashes (of the secret key and the client address, username or tracking number):
 the table keeps no address or username in clear.
+
+Known browsers: a browser that has proved it holds a tracking number (it submitted the case,
+or once looked it up with the right code) carries a signed HttpOnly cookie for that number
+(`remember_tracking_number`). For that number it is exempt from the limits that strangers can
+exhaust for it: everybody on this number, and this address on any number (a whole office
+behind one NAT). Its own wrong codes still count per (address, number).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app, request
+from flask import current_app, request, url_for
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.wrappers import Response
 
 from triage.models import ThrottleMark
 from web.settings import TrackingSettings
@@ -85,16 +93,22 @@ def client_key(extra: str = "") -> str:
     return key_of("client", client_address(), extra)
 
 
-def tracking_limits(settings: TrackingSettings, number: str) -> list[Limit]:
-    """The three limits of a progress lookup of `number` (as typed, normalised) by this
-    client: this client on this number, everybody on this number, this client on any."""
+def tracking_limits(
+    settings: TrackingSettings, number: str, known_browser: bool = False
+) -> list[Limit]:
+    """The limits of a progress lookup of `number` (canonical) by this client: this client on
+    this number; unless this browser is known to hold the number (`knows_tracking_number`),
+    also everybody on this number and this client on any number."""
+    pair = Limit(
+        "track:pair",
+        client_key(f"number|{number}"),
+        settings.max_failures,
+        timedelta(minutes=settings.window_minutes),
+    )
+    if known_browser:
+        return [pair]
     return [
-        Limit(
-            "track:pair",
-            client_key(f"number|{number}"),
-            settings.max_failures,
-            timedelta(minutes=settings.window_minutes),
-        ),
+        pair,
         Limit(
             "track:number",
             key_of("number", number),
@@ -108,6 +122,42 @@ def tracking_limits(settings: TrackingSettings, number: str) -> list[Limit]:
             timedelta(minutes=settings.client_window_minutes),
         ),
     ]
+
+
+TRACKING_COOKIE_PREFIX = "minsheng_track_"
+# Browsers keep a cookie at most 400 days (Chrome caps it there); a case is looked up for
+# months after it was submitted.
+TRACKING_COOKIE_DAYS = 400
+
+
+def _tracking_signature(number: str) -> str:
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, f"tracking|{number}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def remember_tracking_number(response: Response, number: str) -> Response:
+    """Marks the browser that gets `response` as holding tracking number `number`
+    (canonical, e.g. `MS-2026-000038`): a signed, HttpOnly cookie of its own per number,
+    sent only to /track, so that guessers elsewhere cannot lock this browser out of that
+    case. Call it when the browser has proved it holds the number: on submitting the case
+    (receipt) or on a lookup with the right code. One cookie per number, so two cases
+    submitted at once from one browser both keep theirs."""
+    response.set_cookie(
+        TRACKING_COOKIE_PREFIX + number,
+        _tracking_signature(number),
+        max_age=int(timedelta(days=TRACKING_COOKIE_DAYS).total_seconds()),
+        path=url_for("citizen.track"),
+        httponly=True,
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+        samesite="Lax",
+    )
+    return response
+
+
+def knows_tracking_number(number: str) -> bool:
+    """True if this request's browser has proved before that it holds `number` (canonical)."""
+    value = request.cookies.get(TRACKING_COOKIE_PREFIX + number, "")
+    return bool(value) and hmac.compare_digest(value, _tracking_signature(number))
 
 
 def begin(sessions: sessionmaker[Session], limits: Sequence[Limit], now: datetime) -> Attempt:
