@@ -36,6 +36,7 @@ from triage.cases import (
     send_back_case,
     send_back_deadline,
 )
+from triage.mail_intake import case_messages_of, mail_of_case
 from triage.models import (
     Attachment,
     Case,
@@ -59,6 +60,7 @@ from web.forms import (
     ReplyForm,
 )
 from web.i18n import department_name, error_text
+from web.mail_lists import health_panel
 
 bp = Blueprint("board", __name__, url_prefix="/board")
 PAGE_SIZE = 50
@@ -230,6 +232,7 @@ def queue() -> str:
         by_code=by_code,
         now=_now(),
         problem=runtime().routers.problem,
+        intake=health_panel(),
     )
 
 
@@ -312,6 +315,10 @@ def case(number: str) -> str:
         visit_citizens={m.id: m.tracking_number for m in merged},
         now=_now(),
         Status=Status,
+        messages=case_messages_of(db(), c.id),
+        # Raw mail carries the citizen's full headers: only those who triage download it.
+        raw_mails=mail_of_case(db(), c.id) if can(current_user, Action.TRIAGE) else [],
+        mask_sender=mask_email if view.masked else None,
     )
 
 

@@ -77,6 +77,8 @@ ACTION_LABELS = {
     "mail_sent": _l("Mail sent"),
     "mail_deferred": _l("Mail not sent yet, will retry"),
     "mail_failed": _l("Mail could not be sent"),
+    # Email intake (triage/mail_intake.py): a threaded reply or a bounce; reason = sender.
+    "message_added": _l("Message from the citizen added"),
 }
 
 
