@@ -486,7 +486,8 @@ def _register(
         mail = row(outcome, reason="; ".join(loops), case_id=case.id)
     ack = False
     if not loops and policy.acknowledge and recipient and "@" in recipient:
-        ack = acknowledge(session, case, parsed, policy, code, now) is not None
+        # A case made just now has no acknowledgment yet: no need to look for one.
+        ack = acknowledge(session, case, parsed, policy, code, now, check=False) is not None
     elif loops:
         case.record("not_acknowledged", ACTOR, now, reason="; ".join(loops))
     return _result(mail, ack=ack)
@@ -616,11 +617,16 @@ def acknowledge(
     policy: MailIntakePolicy,
     query_code: str,
     now: datetime,
+    *,
+    check: bool = True,
 ) -> OutgoingMail | None:
     """Queues the acknowledgment of an email case (once: None when it is queued already or
-    the recipient's address is unusable)."""
+    the recipient's address is unusable). ``check=False`` skips looking for an earlier one
+    (for a case created in this transaction)."""
     message_id = acknowledgment_message_id(case, policy.sender)
-    if session.scalar(select(OutgoingMail.id).where(OutgoingMail.message_id == message_id)):
+    if check and session.scalar(
+        select(OutgoingMail.id).where(OutgoingMail.message_id == message_id)
+    ):
         return None
     recipient = parsed.reply_to or parsed.sender
     title, text = acknowledgment_text(case, policy, query_code, parsed.submission.subject)

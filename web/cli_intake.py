@@ -215,6 +215,10 @@ def mail(mode: str, as_json: bool) -> None:
             _record(rt, name, error=str(exc))
             _report(counts, as_json)
             raise click.ClickException(str(exc)) from exc
+        except OperationalError as exc:
+            # Nothing of the failed batch was kept or moved: the next run takes it again.
+            _report(counts, as_json)
+            raise click.ClickException(f"database unavailable: {exc}") from exc
         _report(counts, as_json)
         return
     _watch(rt, imap, config, policy, counts, as_json)
@@ -269,7 +273,12 @@ def _watch(
         with rt.sessions() as session, session.begin():
             return take_lease(session, lease_name(name), holder, now=utcnow(), ttl=ttl)
 
+    prepared: set[int] = set()
+
     def handler(mailbox: Mailbox) -> None:
+        if id(mailbox) not in prepared:  # once per connection
+            mailbox.ensure_folders()
+            prepared.add(id(mailbox))
         before = dict(counts)
         run_round(mailbox, rt, policy, name, counts, lease=(holder, ttl), stop=stop)
         if counts != before:

@@ -288,9 +288,9 @@ def test_every_message_of_the_mime_corpus_ends_in_exactly_one_place(
     with rt.sessions() as s:
         for m in s.scalars(select(IncomingMail)):
             assert hashlib.sha256(m.raw).hexdigest() == m.raw_sha256
-    registered = [c for c in cases(rt)]
+    registered = cases(rt)
     assert counts["registered"] == len(registered)
-    assert all("\ufffd" not in c.body or c.channel != "email" for c in registered) or True
+    assert all(c.body.strip() for c in registered)
     again = run_once(intake_config)
     assert again["seen"] == 0
 
@@ -447,7 +447,8 @@ def test_loop_guards_register_but_send_no_acknowledgment(
     assert counts["seen"] == len(LOOP_HEADERS) + 1
     acks = outbox(rt)
     assert len(acks) == 1 and acks[0].recipients == [CITIZEN]
-    assert "公交站牌" in cases(rt)[acks[0].case_id - cases(rt)[0].id].body
+    acknowledged = {c.id: c.body for c in cases(rt)}[acks[0].case_id]
+    assert "公交站牌" in acknowledged
     with rt.sessions() as s:
         outcomes = Counter(s.scalars(select(IncomingMail.outcome)))
     assert outcomes[Outcome.REGISTERED] == 1
