@@ -79,6 +79,9 @@ ACTION_LABELS = {
     "mail_failed": _l("Mail could not be sent"),
     # Email intake (triage/mail_intake.py): a threaded reply or a bounce; reason = sender.
     "message_added": _l("Message from the citizen added"),
+    "made_from_quarantine": _l("Registered from a quarantined mail"),
+    "released_from_spam": _l("Released from the suspected-spam list"),
+    "not_acknowledged": _l("No acknowledgment sent (automatic or looping mail)"),
 }
 
 

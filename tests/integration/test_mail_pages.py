@@ -209,6 +209,7 @@ def test_make_a_case_of_a_quarantined_mail_with_the_supervisors_text(
     number = re.search(r"MS-\d{4}-\d{6}", r.request.path).group(0)  # type: ignore[union-attr]
     assert any(number in f for f in flashes(html))
     assert "莲花路3号门前井盖丢失，夜间危险（据原始邮件整理）。" in html
+    assert "据隔离邮件登记" in html  # the timeline says where the case came from
     with runtime.sessions() as s:
         case = s.scalar(select(Case).where(Case.tracking_number == number))
         assert case is not None and case.subject == "莲花路井盖丢失"
@@ -285,6 +286,8 @@ def test_spam_confirm_keeps_it_and_release_makes_exactly_one_case(
     with runtime.sessions() as s:
         number = s.get(Case, released.case_id).tracking_number  # type: ignore[union-attr]
     assert f'href="/board/cases/{number}"' in html  # the released one links to its case
+    case_page = sup.get(f"/board/cases/{number}").get_data(as_text=True)
+    assert "从疑似垃圾邮件中放行" in case_page and "另一封" in case_page
 
 
 # -- who may -------------------------------------------------------------------------------
@@ -366,7 +369,7 @@ def test_the_queue_shows_the_intake_health_with_links_to_the_lists(
     assert re.search(r'id="intake-spam"><a href="/board/mail/spam">1</a>', panel)
     assert re.search(r'id="intake-outbox">1 / 0<', panel)
     assert "mx1:4242" in panel
-    assert "从未" not in panel.split('id="intake-last-fetch"')[1].split("</dd>")[0]
+    assert "从未" not in panel.split('id="intake-last-fetch"')[1].split("</td>")[0]
     assert 'href="/board/mail/quarantine"' in html.split("</nav>")[0]  # the nav link
 
 
