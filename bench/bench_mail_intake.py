@@ -152,6 +152,10 @@ def main() -> None:
         stages.wrap(triage.mail_intake, "register", "register (triage.cases), of which:")
         stages.wrap(triage.cases, "hash_query_code", "  query code hash (scrypt)")
         stages.wrap(triage.cases, "similar_open_cases", "  similar open cases")
+        stages.wrap(triage.cases, "masked_case_text", "  masked text")
+        stages.wrap(triage.cases, "new_tracking_number", "  tracking number (counter row)")
+        router = type(policy.intake.router)
+        stages.wrap(router, "suggest", f"  routing suggestion ({router.__name__})")
         stages.wrap(triage.mail_intake, "acknowledge", "acknowledgment (build + outbox)")
         start = time.perf_counter()
         with Mailbox(config) as mailbox:
