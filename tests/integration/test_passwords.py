@@ -105,3 +105,68 @@ def test_user_add_gives_a_password_that_follows_the_policy(
     assert login_status(app, "zhaolei", password) == 302
     with runtime.sessions() as s:
         assert s.scalar(select(User.role).where(User.username == "zhaolei")) == "observer"
+
+
+FULL_WIDTH_GOOD = "Ｌａｎｔｅｒｎ－ｒｉｖｅｒ－２０２６"  # GOOD typed in full-width mode
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("１２３４５６７８９０", "too easy to guess"),
+        ("ｑｗｅｒｔｙｕｉｏｐ", "too easy to guess"),
+        ("ＡＤＭＩＮ１２３４５６", "must not contain the username"),
+        ("ａａａａａａａａａａａａ", "different characters"),
+    ],
+)
+def test_the_policy_judges_full_width_as_half_width(
+    config_file: Path, app: Any, password: str, reason: str
+) -> None:
+    out = run("user", "set-password", "admin", "--password", password, "--config", str(config_file))
+    assert out.exit_code != 0
+    assert reason in out.output
+    assert login_status(app, "admin", password_of("admin")) == 302
+
+
+def test_a_password_signs_in_typed_in_either_width(config_file: Path, app: Any) -> None:
+    out = run(
+        "user", "set-password", "urban", "--password", FULL_WIDTH_GOOD, "--config", str(config_file)
+    )
+    assert out.exit_code == 0, out.output
+    assert login_status(app, "urban", GOOD) == 302
+    assert login_status(app, "urban", FULL_WIDTH_GOOD) == 302
+    assert login_status(app, "urban", GOOD.lower()) == 401
+
+
+def test_the_web_form_judges_full_width_as_half_width(app: Any) -> None:
+    client = app.test_client()
+    assert login_status_with(client, "urban", password_of("urban")) == 302
+    page = client.get("/account/password").get_data(as_text=True)
+    r = client.post(
+        "/account/password",
+        data={
+            "csrf_token": csrf_from(page),
+            "current": password_of("urban"),
+            "new": "１２３４５６７８９０",
+            "repeat": "１２３４５６７８９０",
+        },
+    )
+    assert r.status_code == 400
+    assert "该密码太容易被猜到" in r.get_data(as_text=True)
+    assert login_status(app, "urban", password_of("urban")) == 302
+
+
+def test_a_hash_stored_before_normalising_still_signs_in(app: Any, runtime: Any) -> None:
+    """Hashes made before passwords were normalised are of the password as typed."""
+    from werkzeug.security import generate_password_hash
+
+    with runtime.sessions() as s, s.begin():
+        user = s.scalar(select(User).where(User.username == "urban"))
+        user.password_hash = generate_password_hash(FULL_WIDTH_GOOD)
+    assert login_status(app, "urban", FULL_WIDTH_GOOD) == 302
+
+
+def login_status_with(client: Any, username: str, password: str) -> int:
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    data = {"csrf_token": token, "username": username, "password": password}
+    return client.post("/login", data=data).status_code
