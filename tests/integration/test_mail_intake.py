@@ -306,25 +306,107 @@ def gb2312_subject() -> str:
     return "=?gb2312?b?" + base64.b64encode(GB2312_SUBJECT.encode("gb2312")).decode() + "?="
 
 
-CHINESE_MAILS = {
-    # charset=gb2312 over GBK bytes (镕 is not in GB2312)
+GB18030_TEXT = "刘䶮反映：小区电梯三天两头坏，物业不管，老人上下楼非常困难。"  # 䶮: 4 bytes
+SPLIT_SUBJECT = "电梯故障请尽快维修"
+
+
+def split_words(text: str, charset: str, step: int) -> str:
+    """RFC 2047 words cut every `step` bytes: in the middle of a character."""
+    data = text.encode(charset)
+    return " ".join(
+        f"=?{charset}?B?{base64.b64encode(data[i : i + step]).decode()}?="
+        for i in range(0, len(data), step)
+    )
+
+
+def with_header(raw: bytes, old: bytes, new: bytes) -> bytes:
+    assert old in raw
+    return raw.replace(old, new, 1)
+
+
+HTML = (
+    "<html><body><p>路灯不亮</p><p>详见 <a href='http://example.com/photo'>照片</a></p>"
+    "</body></html>"
+)
+
+# name: (raw message, the case text a person reads, the subject or None to skip)
+CHINESE_MAILS: dict[str, tuple[bytes, str, str | None]] = {
+    # charset=gb2312 over GBK bytes (镕 is not in GB2312), subject an RFC 2047 gb2312 word
     "gb2312_label_over_gbk": (
-        mail(GBK_TEXT, charset="gbk", subject="x").replace(b"charset=gbk", b"charset=gb2312"),
+        with_header(
+            mail(GBK_TEXT, charset="gbk", subject="x"), b"charset=gbk", b"charset=gb2312"
+        ).replace(b"Subject: x\r\n", f"Subject: {gb2312_subject()}\r\n".encode()),
         GBK_TEXT,
+        GB2312_SUBJECT,
     ),
-    "no_charset_gbk": (mail(GBK_TEXT.encode("gbk"), charset=None), GBK_TEXT),
+    "gb2312_label_over_gb18030": (
+        with_header(mail(GB18030_TEXT, charset="gb18030"), b"charset=gb18030", b"charset=gb2312"),
+        GB18030_TEXT,
+        None,
+    ),
+    "no_charset_gbk": (mail(GBK_TEXT.encode("gbk"), charset=None), GBK_TEXT, None),
     "x_gbk_label": (
-        mail(GBK_TEXT, charset="gbk").replace(b"charset=gbk", b"charset=x-gbk"),
+        with_header(mail(GBK_TEXT, charset="gbk"), b"charset=gbk", b"charset=x-gbk"),
         GBK_TEXT,
+        None,
+    ),
+    "GB2312_CHARSET_label": (
+        with_header(mail(GBK_TEXT, charset="gbk"), b"charset=gbk", b"charset=GB2312_CHARSET"),
+        GBK_TEXT,
+        None,
+    ),
+    "nested_charset_label": (
+        with_header(
+            mail("楼道灯坏了一个月。", charset="gbk"),
+            b"charset=gbk",
+            b'charset="charset="GB2312""',
+        ),
+        "楼道灯坏了一个月。",
+        None,
     ),
     "utf8_label_over_gb18030": (
         mail(GBK_TEXT.encode("gb18030"), charset="utf-8"),
         GBK_TEXT,
+        None,
     ),
-    "big5": (mail(BIG5_TEXT, charset="big5"), BIG5_TEXT),
+    "big5_label_over_gbk": (
+        with_header(mail(GBK_TEXT, charset="gbk"), b"charset=gbk", b"charset=big5"),
+        GBK_TEXT,
+        None,
+    ),
+    "big5": (mail(BIG5_TEXT, charset="big5"), BIG5_TEXT, None),
     "base64_gbk": (
         mail(base64.encodebytes(GBK_TEXT.encode("gbk")), charset="gbk", encoding="base64"),
         GBK_TEXT,
+        None,
+    ),
+    "split_rfc2047_subject": (
+        mail("正文：电梯又停了。", subject="x").replace(
+            b"Subject: x\r\n", f"Subject: {split_words(SPLIT_SUBJECT, 'gbk', 5)}\r\n".encode()
+        ),
+        "正文：电梯又停了。",
+        SPLIT_SUBJECT,
+    ),
+    "raw_8bit_gbk_subject": (
+        mail("正文内容：电梯又停了。", charset="gbk", subject="x").replace(
+            b"Subject: x\r\n", b"Subject: " + SPLIT_SUBJECT.encode("gbk") + b"\r\n"
+        ),
+        "正文内容：电梯又停了。",
+        SPLIT_SUBJECT,
+    ),
+    "html_only_gb2312": (
+        with_header(mail(HTML.encode("gbk"), charset="gb2312"), b"text/plain", b"text/html"),
+        "路灯不亮\n\n详见 照片 (http://example.com/photo)",
+        None,
+    ),
+    "multipart_boundary_never_appears": (
+        with_header(
+            mail("没有分隔线的正文，楼下餐馆油烟扰民。", charset="gbk"),
+            b"Content-Type: text/plain; charset=gbk",
+            b'Content-Type: multipart/mixed; boundary="XYZ"',
+        ),
+        "没有分隔线的正文，楼下餐馆油烟扰民。",
+        None,
     ),
 }
 
@@ -333,8 +415,7 @@ CHINESE_MAILS = {
 def test_chinese_mail_becomes_a_case_with_the_text_a_person_reads(
     name: str, rt: Runtime, mailserver: Any, intake_config: Path
 ) -> None:
-    raw, expected = CHINESE_MAILS[name]
-    raw = raw.replace(b"Subject: x\r\n", f"Subject: {gb2312_subject()}\r\n".encode())
+    raw, expected, subject = CHINESE_MAILS[name]
     mailserver.append("INBOX", raw)
 
     counts = run_once(intake_config)
@@ -344,9 +425,41 @@ def test_chinese_mail_becomes_a_case_with_the_text_a_person_reads(
     assert case.body == expected
     assert case.channel == "email" and case.contact_email == CITIZEN
     assert case.contact_name == "王小明"
-    if name == "gb2312_label_over_gbk":
-        assert case.subject == GB2312_SUBJECT
+    if subject is not None:
+        assert case.subject == subject
     assert mailserver.folder_uids("Processed") == [1]
+
+
+def test_a_photo_attached_to_a_mail_is_kept_with_its_case(
+    rt: Runtime, mailserver: Any, intake_config: Path
+) -> None:
+    png = (
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06"
+        b"\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01"
+        b"\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82"
+    )
+    name = "=?gbk?b?" + base64.b64encode("现场照片.png".encode("gbk")).decode() + "?="
+    body = (
+        b"--B\r\nContent-Type: text/plain; charset=gbk\r\n\r\n"
+        + "井盖丢了，见附件照片。".encode("gbk")
+        + b"\r\n--B\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n"
+        + f'Content-Disposition: attachment; filename="{name}"\r\n\r\n'.encode()
+        + base64.encodebytes(png)
+        + b"\r\n--B--\r\n"
+    )
+    raw = with_header(
+        mail(body, charset=None),
+        b"Content-Type: text/plain",
+        b'Content-Type: multipart/mixed; boundary="B"',
+    )
+    mailserver.append("INBOX", raw)
+    assert run_once(intake_config)["registered"] == 1
+    with rt.sessions() as s:
+        case = s.scalars(select(Case)).one()
+        assert case.body == "井盖丢了，见附件照片。"
+        (attachment,) = case.attachments
+        assert attachment.filename == "现场照片.png" and attachment.size == len(png)
+    assert rt.attachments.path(attachment.sha256).read_bytes() == png
 
 
 # -- acknowledgment, threading --------------------------------------------------------------
@@ -829,3 +942,77 @@ def test_upgrading_a_database_with_email_cases_lets_replies_thread_to_them(
         assert s.scalar(select(func.count()).select_from(Case)) == 1
         assert [m.text for m in s.scalars(select(CaseMessage))] == ["升级以后补充的情况。"]
     runtime.engine.dispose()
+
+
+# -- the lease and the settings -------------------------------------------------------------
+
+
+def test_one_lease_holder_at_a_time_even_when_several_race_for_it(runtime: Any) -> None:
+    import threading
+
+    from triage.mail_intake import release_lease, take_lease
+
+    name = lease_name("box")
+    ttl = timedelta(seconds=60)
+    start = datetime.now(UTC)
+
+    def take(holder: str, now: datetime) -> bool:
+        with runtime.sessions() as s, s.begin():
+            return take_lease(s, name, holder, now=now, ttl=ttl)
+
+    assert take("a", start)
+    assert not take("b", start + timedelta(seconds=59))  # a's lease is live
+    assert take("a", start + timedelta(seconds=59))  # a renews ...
+    assert not take("b", start + timedelta(seconds=100))  # ... so b still waits
+    assert take("b", start + timedelta(seconds=120))  # a died: b takes over
+    assert not take("a", start + timedelta(seconds=121))  # a, back, cannot renew
+
+    for round_ in range(5):
+        now = start + timedelta(hours=round_ + 1)  # every lease before has run out
+        barrier = threading.Barrier(4)
+        won: list[str] = []
+
+        def race(
+            holder: str, now: datetime = now, barrier: Any = barrier, won: list[str] = won
+        ) -> None:
+            barrier.wait()
+            if take(holder, now):
+                won.append(holder)
+
+        threads = [threading.Thread(target=race, args=(f"w{i}",)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(won) == 1, won
+        with runtime.sessions() as s:
+            assert lease_holder(s, name, now) == won[0]
+
+    with runtime.sessions() as s, s.begin():
+        release_lease(s, name, won[0])
+    with runtime.sessions() as s:
+        assert lease_holder(s, name, now) is None  # given up: the next need not wait
+
+
+def test_the_mailbox_settings_are_checked_when_read(tmp_path: Path) -> None:
+    from tests.conftest import base_config
+    from web.settings import ConfigError, settings_from_dict
+
+    raw = base_config()
+    assert settings_from_dict(raw).mailbox_config() is None  # no mailbox by default
+    good = {"host": "imap.example.gov.cn", "username": "xfb", "password_env": "IMAP_PW"}
+    raw["intake"] = {**raw["intake"], "imap": {**good, "starttls": True}}
+    config = settings_from_dict(raw).mailbox_config()
+    assert config is not None and config.effective_port == 143 and not config.implicit_tls
+    for bad, words in (
+        ({"hostname": "x"}, "unknown key"),
+        ({"password": "p"}, "not both"),
+        ({"ssl": True, "starttls": True}, "not both"),
+        ({"batch_size": 0}, "batch_size"),
+    ):
+        raw["intake"]["imap"] = {**good, **bad}
+        with pytest.raises(ConfigError, match=words):
+            settings_from_dict(raw)
+    raw["intake"]["imap"] = {"host": "h", "username": "u"}
+    with pytest.raises(ConfigError, match="password"):
+        settings_from_dict(raw)
