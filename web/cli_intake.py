@@ -116,9 +116,11 @@ def run_round(
     """
     folders = _folders(mailbox.config)
     while not (stop is not None and stop.is_set()):
-        uids = mailbox.pending()
-        if not uids:
+        # The whole folder's UIDs (one SEARCH either way): the health shows how many wait.
+        waiting = mailbox.pending(limit=1_000_000_000)
+        if not waiting:
             break
+        uids = waiting[: mailbox.config.batch_size]
         moves: dict[Folder, list[int]] = defaultdict(list)
         session = rt.sessions()
         try:
@@ -130,7 +132,7 @@ def run_round(
                     raise LeaseLost(f"another watcher holds {name}")
             # A write first: it opens the transaction (SQLite's driver opens one only on a
             # write, and a savepoint opened outside one would commit on release).
-            record_fetch(session, name, now=now, waiting=len(uids))
+            record_fetch(session, name, now=now, waiting=len(waiting))
             batch = {"seen": 0}
             batch.update(dict.fromkeys(COUNTS[1:], 0))
             for message in mailbox.fetch(uids):
