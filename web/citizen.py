@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from flask import (
@@ -135,6 +136,15 @@ def _form_token_of_this_browser(token: str) -> bool:
     return hmac.compare_digest(signature, _sign("form", browser, nonce))
 
 
+RECEIPT_COOKIE_DAYS = 7
+"""How long a browser keeps the right to see its receipt (without the code, after a while)."""
+
+
+def receipt_cookie(number: str) -> str:
+    """The cookie that proves this browser sent case `number`'s form."""
+    return f"minsheng_receipt_{number}"
+
+
 def receipt_key(external_id: str) -> str:
     """What the receipt's address carries to prove that its holder sent the form."""
     return _sign("receipt", external_id)
@@ -178,6 +188,17 @@ def complain() -> Response | str | tuple[str, int]:
         attachments=attachments,
     )
     s = db()
+    earlier = find_by_external_id(s, Channel.WEB, submission.external_id)
+    if earlier is not None and (earlier.subject, earlier.body) != (
+        submission.subject,
+        submission.body,
+    ):
+        # The form was sent before and then changed (back, edit, send): a complaint of its
+        # own, not a repeat of the first; sent twice in its new form, still one case.
+        content = hashlib.sha256(f"{submission.subject}\n{submission.body}".encode())
+        submission = replace(
+            submission, external_id=f"{submission.external_id}#{content.hexdigest()[:16]}"
+        )
     code = derived_query_code(current_app.config["SECRET_KEY"], submission.external_id)
     try:
         tracking = register(
@@ -191,22 +212,33 @@ def complain() -> Response | str | tuple[str, int]:
         if case is None:
             raise
         tracking = case.tracking_number
-    # The receipt's address, not the session, says who may see it: two forms sent at once
-    # from one browser each get theirs (the session would keep only one).
-    return redirect(
-        url_for("citizen.receipt", number=tracking, key=receipt_key(submission.external_id))
+    # A cookie of this receipt's own, not the session, says who may see it: two forms sent
+    # at once from one browser each get theirs (each answer would rewrite the one session),
+    # and no key appears in an address, a log or a browser's history.
+    response = redirect(url_for("citizen.receipt", number=tracking))
+    response.set_cookie(
+        receipt_cookie(tracking),
+        receipt_key(submission.external_id),
+        max_age=RECEIPT_COOKIE_DAYS * 86400,
+        path=url_for("citizen.receipt", number=tracking),
+        secure=runtime().settings.app.session_cookie_secure,
+        httponly=True,
+        samesite="Lax",
     )
+    # The browser that sent the case may always look it up, whatever others guessed.
+    throttle.remember_tracking_number(response, tracking)
+    return response
 
 
 @bp.get("/receipt/<number>")
 def receipt(number: str) -> Response:
-    """The receipt, for whoever holds its address (the browser that sent the form).
+    """The receipt, for the browser that sent the form (it holds the receipt's cookie).
 
     The query code shows for `RECEIPT_MINUTES` after submitting; then the page says to use
     the one written down. Never cached, never sent on as a referrer.
     """
     case = db().scalar(select(Case).where(Case.tracking_number == number))
-    key = request.args.get("key", "")
+    key = request.cookies.get(receipt_cookie(number), "")
     if (
         case is None
         or case.channel != Channel.WEB

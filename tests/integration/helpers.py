@@ -43,8 +43,7 @@ def submit_complaint_with_receipt(
     assert r.status_code == 200, html[:2000]
     number = re.search(r'id="tracking-number">([^<]+)<', html).group(1)
     code = re.search(r'id="query-code">([^<]+)<', html).group(1)
-    url = r.request.path + "?" + r.request.query_string.decode()
-    return number, code, url
+    return number, code, r.request.path
 
 
 def post_form(client: Any, page_url: str, action_url: str, data: dict[str, Any]) -> Any:

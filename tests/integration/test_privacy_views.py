@@ -172,16 +172,13 @@ def test_two_forms_sent_at_once_from_one_browser_both_get_their_receipt(app: Any
     browser = app.test_client()
     first = browser.get("/complain").get_data(as_text=True)
     second = browser.get("/complain").get_data(as_text=True)
-    # Both requests leave with the same cookie, as two tabs submitting at the same moment.
-    tab = app.test_client()
-    tab.set_cookie("minsheng_session", browser.get_cookie("minsheng_session").value)
+    session_before = browser.get_cookie("minsheng_session").value
     answers = []
-    for client, page, body in (
-        (browser, first, "明德路路灯不亮"),
-        (tab, second, "翠湖小区电梯坏了"),
-    ):
+    for page, body in ((first, "明德路路灯不亮"), (second, "翠湖小区电梯坏了")):
+        # Both requests carry the cookies of before either answer, as two tabs at once.
+        browser.set_cookie("minsheng_session", session_before)
         answers.append(
-            client.post(
+            browser.post(
                 "/complain",
                 data={
                     "csrf_token": csrf_from(page),
@@ -192,13 +189,44 @@ def test_two_forms_sent_at_once_from_one_browser_both_get_their_receipt(app: Any
                 },
             )
         )
-    # Each receipt opens in the browser, whatever the session kept.
-    receipts = {browser.get(a.headers["Location"]).get_data(as_text=True) for a in answers}
+    for answer in answers:
+        assert answer.status_code == 302
+        # Neither answer rewrites the session: nothing one writes can undo the other.
+        assert not any(
+            h.startswith("minsheng_session=") for h in answer.headers.getlist("Set-Cookie")
+        )
+        assert "key=" not in answer.headers["Location"]  # no secret in addresses or logs
+    receipts = [browser.get(a.headers["Location"]).get_data(as_text=True) for a in answers]
     numbers = {re.search(r'id="tracking-number">([^<]+)<', h).group(1) for h in receipts}
     codes = {re.search(r'id="query-code">([^<]+)<', h).group(1) for h in receipts}
     assert len(numbers) == 2 and len(codes) == 2
-    # Without the receipt's key, nobody sees it.
+    # Another browser, without the receipt's cookie, sees nothing.
     assert app.test_client().get(f"/receipt/{numbers.pop()}").status_code == 404
+
+
+def test_a_form_sent_again_after_editing_is_a_new_complaint(app: Any, runtime: Any) -> None:
+    browser = app.test_client()
+    page = browser.get("/complain").get_data(as_text=True)
+    data = {
+        "csrf_token": csrf_from(page),
+        "token": re.search(r'name="token"[^>]*value="([^"]+)"', page).group(1),
+        "kind": "complaint",
+        "subject": "噪音",
+        "body": "楼下酒吧每晚唱歌到凌晨两点",
+    }
+    numbers = []
+    for body in (
+        "楼下酒吧每晚唱歌到凌晨两点",
+        "改一下：楼下酒吧每晚唱到三点",
+        "改一下：楼下酒吧每晚唱到三点",
+    ):
+        r = browser.post("/complain", data={**data, "body": body})
+        numbers.append(r.headers["Location"].rsplit("/", 1)[1])
+    assert numbers[0] != numbers[1] and numbers[1] == numbers[2]
+    with runtime.sessions() as s:
+        assert sorted(s.scalars(select(Case.body))) == sorted(
+            ["楼下酒吧每晚唱歌到凌晨两点", "改一下：楼下酒吧每晚唱到三点"]
+        )
 
 
 def test_the_receipt_stops_showing_the_code(client: Any, runtime: Any) -> None:
@@ -215,3 +243,60 @@ def test_the_receipt_stops_showing_the_code(client: Any, runtime: Any) -> None:
         )
     later = client.get(url).get_data(as_text=True)
     assert number in later and code not in later
+
+
+def test_urgent_reasons_and_call_ids_are_masked_too(
+    client: Any, login_as: Any, config_file: Path, tmp_path: Path
+) -> None:
+    number, _ = submit_complaint(
+        client,
+        "我叫张伟。安全出口被张伟家堵死了。楼道里13800138001电动车在充电。",
+        subject="消防隐患",
+        name="张伟",
+        phone="13800138001",
+    )
+    page = _case_page(login_as("observer"), number)
+    assert "安全出口" in page and "张伟" not in page and "13800138001" not in page
+    operator = login_as("operator")
+    form = operator.get("/board/calls/new").get_data(as_text=True)
+    r = operator.post(
+        "/board/calls/new",
+        data={
+            "csrf_token": csrf_from(form),
+            "call_id": "13800138002-20261130-0001",
+            "kind": "complaint",
+            "subject": "路灯",
+            "body": "明德路路灯不亮",
+            "phone": "13800138002",
+        },
+    )
+    assert r.status_code == 302
+    out = tmp_path / "cases.jsonl"
+    result = CliRunner().invoke(
+        main, ["export", "cases", "--config", str(config_file), "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    for secret in ("13800138001", "13800138002", "张伟"):
+        assert secret not in text, secret
+    assert "安全出口" in text
+
+
+def test_the_submitting_browser_looks_its_case_up_whatever_others_guessed(app: Any) -> None:
+    citizen = app.test_client()
+    number, code = submit_complaint(citizen, "明德路路灯坏了三个星期")
+    for i in range(12):  # strangers from several addresses lock the number
+        stranger = app.test_client()
+        page = stranger.get("/track").get_data(as_text=True)
+        stranger.post(
+            "/track",
+            data={"csrf_token": csrf_from(page), "tracking_number": number, "query_code": "ZZZZZZ"},
+            environ_base={"REMOTE_ADDR": f"127.0.9.{i}"},
+        )
+    fresh = app.test_client()
+    page = fresh.get("/track").get_data(as_text=True)
+    data = {"csrf_token": csrf_from(page), "tracking_number": number, "query_code": code}
+    assert fresh.post("/track", data=data).status_code == 429
+    page = citizen.get("/track").get_data(as_text=True)
+    r = citizen.post("/track", data={**data, "csrf_token": csrf_from(page)})
+    assert r.status_code == 200 and number in r.get_data(as_text=True)
