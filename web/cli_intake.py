@@ -30,6 +30,7 @@ import secrets
 import signal
 import socket
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -38,8 +39,9 @@ from typing import Any
 
 import click
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
-from intake.mailbox import Mailbox, MailboxConfig, MailboxError, watch
+from intake.mailbox import FetchedMessage, Mailbox, MailboxConfig, MailboxError, watch
 from triage.mail_intake import (
     COUNTS,
     Folder,
@@ -96,6 +98,93 @@ def new_counts() -> dict[str, int]:
     return dict.fromkeys(COUNTS, 0)
 
 
+MAX_TRANSACTION_SECONDS = 2.0
+"""A batch taking longer is committed and moved in parts: SQLite has one writer, and a
+citizen submitting the web form waits for the intake's transaction to end."""
+
+
+class _Part:
+    """One transaction of a batch: the messages ingested in it and where they go."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        name: str,
+        lease: tuple[str, timedelta] | None,
+        clock: Callable[[], datetime],
+        waiting: int,
+    ) -> None:
+        self.rt, self.name, self.lease, self.clock, self.waiting = rt, name, lease, clock, waiting
+        self.session: Session | None = None
+        self.opened = 0.0
+        self.counts = dict.fromkeys(COUNTS, 0)
+        self.moves: dict[Folder, list[int]] = defaultdict(list)
+
+    def _open(self) -> Session:
+        session = self.rt.sessions()
+        self.session, self.opened = session, time.monotonic()
+        now = self.clock()
+        if self.lease is not None:
+            holder, ttl = self.lease
+            if not take_lease(session, lease_name(self.name), holder, now=now, ttl=ttl):
+                raise LeaseLost(f"another watcher holds {self.name}")
+        # A write first: it opens the transaction (SQLite's driver opens one only on a
+        # write, and a savepoint opened outside one would commit on release).
+        record_fetch(session, self.name, now=now, waiting=self.waiting)
+        return session
+
+    def ingest(self, message: FetchedMessage, policy: MailIntakePolicy) -> None:
+        session = self.session or self._open()
+        self.counts["seen"] += 1
+        try:
+            with session.begin_nested():
+                result = ingest(
+                    session, message.raw, mailbox=self.name, policy=policy, now=self.clock()
+                )
+            self.counts[result.count] += 1
+        except OperationalError:
+            raise  # the database is gone: this part waits for the next run
+        except Exception as exc:
+            log.exception("intake of message UID %s failed; quarantined", message.uid)
+            with session.begin_nested():
+                result = quarantine_raw(
+                    session,
+                    message.raw,
+                    mailbox=self.name,
+                    reason=f"intake failed: {type(exc).__name__}: {exc}",
+                    now=self.clock(),
+                )
+            self.counts["errors"] += 1
+        self.moves[result.folder].append(message.uid)
+
+    @property
+    def age(self) -> float:
+        return time.monotonic() - self.opened if self.session is not None else 0.0
+
+    def finish(self, mailbox: Mailbox, counts: dict[str, int]) -> None:
+        """Commit, then move: one MOVE per folder."""
+        if self.session is None:
+            return
+        try:
+            self.session.commit()
+        finally:
+            self.abort()
+        for key, n in self.counts.items():
+            counts[key] += n
+        self.waiting -= self.counts["seen"]
+        self.counts = dict.fromkeys(COUNTS, 0)
+        folders = _folders(mailbox.config)
+        moves, self.moves = self.moves, defaultdict(list)
+        for folder, done in moves.items():
+            mailbox.move(done, folders[folder])
+
+    def abort(self) -> None:
+        if self.session is not None:
+            self.session.rollback()
+            self.session.close()
+            self.session = None
+
+
 def run_round(
     mailbox: Mailbox,
     rt: Runtime,
@@ -109,64 +198,27 @@ def run_round(
 ) -> None:
     """Handles batches until the folder is empty (or `stop` is set between batches).
 
-    With `lease` ((holder, ttl)) each batch's transaction renews the lease first and raises
-    LeaseLost, registering nothing, when another watcher holds it. Adds to `counts`.
-    Raises MailboxError when the server fails (what was committed stays; the rest is
-    fetched again) and database errors as they come (nothing of the batch is kept).
+    Each batch is committed, then moved, in one transaction, or in several when it takes
+    longer than MAX_TRANSACTION_SECONDS. With `lease` ((holder, ttl)) each transaction
+    renews the lease first and raises LeaseLost, registering nothing, when another watcher
+    holds it. Adds to `counts`. Raises MailboxError when the server fails (what was
+    committed stays; the rest is fetched again) and database errors as they come (nothing
+    of the open transaction is kept).
     """
-    folders = _folders(mailbox.config)
     while not (stop is not None and stop.is_set()):
         # The whole folder's UIDs (one SEARCH either way): the health shows how many wait.
         waiting = mailbox.pending(limit=1_000_000_000)
         if not waiting:
             break
-        uids = waiting[: mailbox.config.batch_size]
-        moves: dict[Folder, list[int]] = defaultdict(list)
-        session = rt.sessions()
+        part = _Part(rt, name, lease, clock, len(waiting))
         try:
-            now = clock()
-            if lease is not None:
-                holder, ttl = lease
-                if not take_lease(session, lease_name(name), holder, now=now, ttl=ttl):
-                    session.rollback()
-                    raise LeaseLost(f"another watcher holds {name}")
-            # A write first: it opens the transaction (SQLite's driver opens one only on a
-            # write, and a savepoint opened outside one would commit on release).
-            record_fetch(session, name, now=now, waiting=len(waiting))
-            batch = {"seen": 0}
-            batch.update(dict.fromkeys(COUNTS[1:], 0))
-            for message in mailbox.fetch(uids):
-                batch["seen"] += 1
-                try:
-                    with session.begin_nested():
-                        result = ingest(
-                            session, message.raw, mailbox=name, policy=policy, now=clock()
-                        )
-                    batch[result.count] += 1
-                except OperationalError:
-                    raise  # the database is gone: the whole batch waits for the next run
-                except Exception as exc:
-                    log.exception("intake of message UID %s failed; quarantined", message.uid)
-                    with session.begin_nested():
-                        result = quarantine_raw(
-                            session,
-                            message.raw,
-                            mailbox=name,
-                            reason=f"intake failed: {type(exc).__name__}: {exc}",
-                            now=clock(),
-                        )
-                    batch["errors"] += 1
-                moves[result.folder].append(message.uid)
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+            for message in mailbox.fetch(waiting[: mailbox.config.batch_size]):
+                part.ingest(message, policy)
+                if part.age > MAX_TRANSACTION_SECONDS:
+                    part.finish(mailbox, counts)
+            part.finish(mailbox, counts)
         finally:
-            session.close()
-        for key, n in batch.items():
-            counts[key] += n
-        for folder, done in moves.items():
-            mailbox.move(done, folders[folder])
+            part.abort()
     _record(rt, name, waiting=0)
 
 
@@ -373,8 +425,6 @@ class _LeaseKeeper(threading.Thread):
     _last = 0.0
 
     def _due(self) -> bool:
-        import time
-
         now = time.monotonic()
         if now - self._last >= self.beat:
             self._last = now
