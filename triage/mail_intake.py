@@ -46,6 +46,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import formataddr
 from enum import StrEnum
 from typing import Any
 
@@ -591,11 +592,11 @@ def acknowledgment_text(
     """(subject, text) of the Chinese acknowledgment of an email case."""
     calendar = policy.intake.deadlines.calendar
     when = calendar.local(case.received_at).strftime("%Y年%m月%d日 %H:%M")
-    name = case.contact_name or "您"
+    greeting = f"{case.contact_name}您好：" if case.contact_name else "您好："
     link = f"{policy.track_url}?number={case.tracking_number}"
     about = f"“{subject}”" if subject else ""
     text = (
-        f"{name}好：\n\n"
+        f"{greeting}\n\n"
         f"您于{when}发来的邮件{about}已收到并受理。\n\n"
         f"受理编号：{case.tracking_number}\n"
         f"查询码：{query_code}\n\n"
@@ -633,7 +634,7 @@ def acknowledge(
     try:
         msg = build_message(
             sender=policy.sender,
-            to=[recipient],
+            to=[formataddr((case.contact_name, recipient)) if case.contact_name else recipient],
             subject=title,
             text=text,
             in_reply_to=parsed.message_id or None,
