@@ -1016,3 +1016,30 @@ def test_the_mailbox_settings_are_checked_when_read(tmp_path: Path) -> None:
     raw["intake"]["imap"] = {"host": "h", "username": "u"}
     with pytest.raises(ConfigError, match="password"):
         settings_from_dict(raw)
+
+
+@pytest.mark.slow
+def test_watch_survives_the_server_going_away_and_shows_it_on_the_health(
+    rt: Runtime, mailserver: Any, intake_config: Path
+) -> None:
+    name = rt.settings.intake.imap.mailbox_name  # type: ignore[union-attr]
+    proc = minsheng(intake_config, "intake", "mail", "--watch", "--json")
+    try:
+        mailserver.append("INBOX", mail("第一封：河道垃圾成堆。"))
+        wait_for(lambda: len(mailserver.folder_uids("Processed")) == 1, 30, "the first mail")
+        mailserver.stop()
+
+        def error_shown() -> bool:
+            with rt.sessions() as s:
+                return bool(intake_health(s, name, datetime.now(UTC))["last_error"])
+
+        wait_for(error_shown, 30, "the outage on the health panel")
+        mailserver.start()
+        mailserver.append("INBOX", mail("第二封：河道垃圾还在。"))
+        wait_for(lambda: len(mailserver.folder_uids("Processed")) == 2, 60, "the second mail")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["registered"] == 2
+    assert len(cases(rt)) == 2
