@@ -296,7 +296,9 @@ def track() -> Response:
         return _track_page(form, 429)
     s = db()
     case = s.scalar(select(Case).where(Case.tracking_number == number))
-    if case is None or not check_query_code(case.query_code_hash, form.query_code.data):
+    if case is None or not check_query_code(
+        case.query_code_hash, form.query_code.data, current_app.config["SECRET_KEY"].encode()
+    ):
         # Equal answer and equal time whether the number exists or not.
         time.sleep(max(0.0, TRACK_FAILURE_SECONDS - (time.monotonic() - started)))
         flash(_("No case matches this tracking number and query code."), "error")

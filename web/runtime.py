@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -100,7 +100,13 @@ class Runtime:
                 similar_cases, min_score=self.settings.classifier.duplicate_min_score
             ),
             duplicate_window_days=self.settings.classifier.duplicate_window_days,
+            query_code_key=self.secret,
         )
+
+    @cached_property
+    def secret(self) -> bytes:
+        """The application's secret key (read once: it may live in a file)."""
+        return self.settings.secret_key().encode()
 
     @property
     def instance_path(self) -> Path:

@@ -33,3 +33,13 @@ def test_derived_code_is_stable_per_form_and_secret() -> None:
     assert a != derived_query_code("secret", "form:abd")
     assert a != derived_query_code("other", "form:abc")
     assert len(a) == 6 and set(a) <= set(QUERY_CODE_ALPHABET)
+
+
+def test_keyed_hashes_need_the_key_and_old_scrypt_hashes_still_open() -> None:
+    key = b"application-secret"
+    stored = hash_query_code("AB3DEF", key=key)
+    assert stored.startswith("hmac$")
+    assert check_query_code(stored, "ab3-def", key)
+    assert not check_query_code(stored, "AB3DEF", b"another-secret")
+    assert not check_query_code(stored, "AB3DEF")  # no key: no way to check
+    assert check_query_code(hash_query_code("AB3DEF"), "AB3DEF", key)  # scrypt, from before
