@@ -152,6 +152,24 @@ def db_url(template_db: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def empty_url(tmp_path: Path) -> Iterator[str]:
+    """A database of the kind under test with no schema at all: for upgrading migrations."""
+    if DB_KIND != "postgresql":
+        yield f"sqlite:///{tmp_path}/upgrade.db"
+        return
+    import psycopg
+
+    schema = f"u_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield _pg_url(schema)
+    finally:
+        with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Any:
     return make_settings(tmp_path, db_url)
 

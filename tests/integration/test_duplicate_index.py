@@ -3,8 +3,7 @@ sees listed as a possible duplicate, and what a submission costs as open cases p
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from sqlalchemy import Connection, event, func, insert, select, text
 
 from intake.submission import Channel, Contact, Submission
-from tests.conftest import DB_KIND, PG_URL, make_settings
+from tests.conftest import make_settings
 from triage import duplicate_index
 from triage.cases import register
 from triage.duplicate_index import (
@@ -336,24 +335,6 @@ def test_a_gram_shared_by_very_many_cases_does_not_load_them_all(runtime: Any) -
 
 
 # -- the migration ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def empty_url(tmp_path: Any) -> Iterator[str]:
-    """A database with no schema at all, of the kind under test."""
-    if DB_KIND != "postgresql":
-        yield f"sqlite:///{tmp_path}/upgrade.db"
-        return
-    import psycopg
-
-    schema = f"u_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_upgrading_a_database_with_cases_indexes_the_open_ones(

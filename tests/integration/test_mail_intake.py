@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, inspect, select
 
 from intake.mailbox import Mailbox
-from tests.conftest import DB_KIND, PG_URL, SHARED_DATA, need
+from tests.conftest import SHARED_DATA, need
 from triage.cases import check_query_code
 from triage.export import case_record
 from triage.mail_intake import (
@@ -867,23 +867,6 @@ def test_the_export_has_the_message_id_and_the_later_messages_masked(
     assert record["messages"] == ["我是王小明，电话13812345678，路灯还是没修。"]
     assert "13812345678" not in masked["messages"][0] and "路灯还是没修" in masked["messages"][0]
     assert case_record is not None
-
-
-@pytest.fixture
-def empty_url(tmp_path: Path) -> Iterator[str]:
-    if DB_KIND != "postgresql":
-        yield f"sqlite:///{tmp_path}/upgrade.db"
-        return
-    import psycopg
-
-    schema = f"m_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_upgrading_a_database_with_email_cases_lets_replies_thread_to_them(

@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, inspect, select
 
 from intake.submission import Channel, Contact, Submission
-from tests.conftest import DB_KIND, PG_URL, make_settings, need
+from tests.conftest import make_settings, need
 from triage.cases import register
 from triage.models import Case, CaseEvent
 from triage.outbox import (
@@ -737,23 +737,6 @@ def test_watch_sends_as_mail_arrives_and_stops_cleanly_on_sigterm(
 
 
 # -- the migration ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def empty_url(tmp_path: Path) -> Iterator[str]:
-    if DB_KIND != "postgresql":
-        yield f"sqlite:///{tmp_path}/upgrade.db"
-        return
-    import psycopg
-
-    schema = f"o_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_upgrading_a_database_with_cases_adds_an_outbox_they_can_send_through(
