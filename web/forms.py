@@ -81,26 +81,29 @@ KIND_CHOICES = [
 ]
 
 
+# What the citizen's form and the operator's call form ask of the same fields.
+SUBJECT_RULES = [
+    DataRequired(_l("Please give a short subject.")),
+    Length(min=2, max=200, message=_l("Between 2 and 200 characters, please.")),
+]
+BODY_LENGTH = Length(min=BODY_MIN, max=5000, message=_l("Between 4 and 5000 characters, please."))
+AT_MOST_100 = Length(max=100, message=_l("At most 100 characters."))
+
+
 class ComplaintForm(Form):
     token = HiddenField()
     kind = SelectField(_l("Kind"), choices=KIND_CHOICES, default="complaint")
-    subject = StringField(
-        _l("Subject"),
-        validators=[
-            DataRequired(_l("Please give a short subject.")),
-            Length(min=2, max=200, message=_l("Between 2 and 200 characters, please.")),
-        ],
-    )
+    subject = StringField(_l("Subject"), validators=SUBJECT_RULES)
     body = TextAreaField(
         _l("What happened"),
         validators=[
             DataRequired(_l("Please describe the problem.")),
-            Length(min=BODY_MIN, max=5000, message=_l("Between 4 and 5000 characters, please.")),
+            BODY_LENGTH,
         ],
     )
     name = StringField(
         _l("Name (optional)"),
-        validators=[Optional(), Length(max=100, message=_l("At most 100 characters."))],
+        validators=[Optional(), AT_MOST_100],
     )
     phone = StringField(
         _l("Phone (optional)"),
@@ -231,26 +234,20 @@ class PhoneCallForm(Form):
 
     call_id = StringField(
         _l("Call id (from the phone system, optional)"),
-        validators=[Optional(), Length(max=100, message=_l("At most 100 characters."))],
+        validators=[Optional(), AT_MOST_100],
     )
     kind = SelectField(_l("Kind"), choices=KIND_CHOICES, default="complaint")
-    subject = StringField(
-        _l("Subject"),
-        validators=[
-            DataRequired(_l("Please give a short subject.")),
-            Length(min=2, max=200, message=_l("Between 2 and 200 characters, please.")),
-        ],
-    )
+    subject = StringField(_l("Subject"), validators=SUBJECT_RULES)
     body = TextAreaField(
         _l("What the caller said"),
         validators=[
             DataRequired(_l("Please write down what the caller said.")),
-            Length(min=BODY_MIN, max=5000, message=_l("Between 4 and 5000 characters, please.")),
+            BODY_LENGTH,
         ],
     )
     name = StringField(
         _l("Caller's name"),
-        validators=[Optional(), Length(max=100, message=_l("At most 100 characters."))],
+        validators=[Optional(), AT_MOST_100],
     )
     phone = StringField(
         _l("Caller's phone"),
