@@ -252,7 +252,7 @@ def _numbered_places(text: str) -> set[str]:
     keys = set()
     for pattern, kind in terms.NUMBERED:
         for match in pattern.finditer(text):
-            clause = terms.CLAUSE_START.split(text[: match.start()])[-1]
+            clause = terms.CLAUSE_START.split(text[max(0, match.start() - 200) : match.start()])[-1]
             if not terms.RESIDENCE.search(clause):
                 keys.add(f"#{kind}{int(match.group(1))}")
     return keys

@@ -117,15 +117,17 @@ NOT_PLACES = words(
 QUOTED = re.compile(r"[“\"「『《]([^”\"」』》\n]{1,16})[”\"」』》]")
 BRACKETED = re.compile(rf"[(（]\s*([{CJK}]{{2,8}})\s*[)）]")
 
+# A number starts where a run of digits starts and has at most six digits: unbounded runs
+# made a text of digits cost quadratic time.
 NUMBERED = (
-    (re.compile(r"(\d+)\s*(?:号楼|栋|幢|号院)"), "b"),
-    (re.compile(r"(\d+)\s*单元"), "u"),
-    (re.compile(r"(\d+)\s*路"), "r"),
-    (re.compile(r"(\d+)\s*号线"), "l"),
-    (re.compile(r"(\d+)\s*号(?![楼线院])"), "h"),
-    (re.compile(r"\b(?:building|block|tower|bldg\.?)\s*(?:no\.?\s*)?(\d+)\b", re.I), "b"),
-    (re.compile(r"\b(?:bus|route)\s*(?:no\.?\s*)?(\d+)\b", re.I), "r"),
-    (re.compile(r"\bline\s*(?:no\.?\s*)?(\d+)\b", re.I), "l"),
+    (re.compile(r"(?<!\d)(\d{1,6})\s*(?:号楼|栋|幢|号院)"), "b"),
+    (re.compile(r"(?<!\d)(\d{1,6})\s*单元"), "u"),
+    (re.compile(r"(?<!\d)(\d{1,6})\s*路"), "r"),
+    (re.compile(r"(?<!\d)(\d{1,6})\s*号线"), "l"),
+    (re.compile(r"(?<!\d)(\d{1,6})\s*号(?![楼线院])"), "h"),
+    (re.compile(r"\b(?:building|block|tower|bldg\.?)\s*(?:no\.?\s*)?(\d{1,6})\b", re.I), "b"),
+    (re.compile(r"\b(?:bus|route)\s*(?:no\.?\s*)?(\d{1,6})\b", re.I), "r"),
+    (re.compile(r"\bline\s*(?:no\.?\s*)?(\d{1,6})\b", re.I), "l"),
 )
 """Numbers that name something (building, entrance, bus route, metro line, house)."""
 

@@ -235,3 +235,16 @@ def test_hot_issues_on_shared_messages_with_votes() -> None:
     assert all(issue.size >= 3 and len(issue.keywords) > 0 for issue in issues)
     # Groups stay small: the threshold does not chain unrelated complaints together.
     assert issues[0].size < 40
+
+
+def test_hostile_texts_cost_little_and_never_fail() -> None:
+    import time
+
+    from triage.similarity import duplicate_score
+
+    # A text of digits cost 0.7 s a pair before (quadratic), and "bus" followed by 5,000
+    # digits raised ValueError (int() refuses more than 4,300 digits): a 500 on the form.
+    for text in ("1" * 5000, "bus " + "1" * 5000, "line " + "9" * 5000, "1号楼" * 1000):
+        started = time.perf_counter()
+        assert 0.0 <= duplicate_score(text, text[::-1]) <= 1.0
+        assert time.perf_counter() - started < 0.5, text[:8]
