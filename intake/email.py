@@ -33,7 +33,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from email.policy import compat32
@@ -172,7 +172,8 @@ class ParsedMail:
     """One parsed mail.
 
     - ``submission``: channel email; ``external_id`` = `message_id` or, when the mail has
-      none, ``sha256:<raw_sha256>``; ``received_at`` = the sane Date or the fetch time; body =
+      none, ``sha256:<raw_sha256>``; ``received_at`` = the Date when within 3 days before the
+      fetch (`DATE_TRUST_WINDOW`), else the fetch time; body =
       the new text (quotes and signature trimmed), else the subject, else `NO_TEXT` when only
       files came; contact = From name and address; attachments within the limits.
     - ``raw_sha256``: hex SHA-256 of the raw bytes (with the Message-ID, the duplicate key).
@@ -774,6 +775,10 @@ def _repair_header_block(raw: bytes, defects: list[str]) -> bytes:
     return b"\n".join(lines + rest) + raw[len(block) :]
 
 
+DATE_TRUST_WINDOW = timedelta(days=3)
+"""How far before the fetch a Date header may set a case's received time."""
+
+
 def parse_message(
     raw: bytes,
     *,
@@ -783,9 +788,12 @@ def parse_message(
 ) -> ParsedMail:
     """Raw RFC 5322 message bytes (as fetched with ``BODY.PEEK[]``) → `ParsedMail`.
 
-    ``received_at`` (timezone-aware; default now, UTC) is when the mail was fetched: the
-    submission's time is the Date header when that is sane (not over a day after, nor over
-    90 days before, ``received_at``), else ``received_at``. ``limits`` bound the attachments
+    ``received_at`` (timezone-aware; default now, UTC) is when the mail was fetched. The
+    submission's time, which the deadlines count from, is the fetch time unless the Date
+    header lies within `DATE_TRUST_WINDOW` (3 days) before it (a mailbox read after an
+    outage): the sender writes the Date, so a backdated one must not make a case overdue
+    on arrival. ``date_header`` keeps the Date when sane (not over a day after, nor over
+    90 days before, the fetch) for display. ``limits`` bound the attachments
     kept (default `AttachmentLimits()`); ``own_addresses`` are the mailbox's own addresses
     (mail from them is a loop). Raises `UnparseableMail` (with a ``reason``) only when the
     bytes hold nothing readable; raises ValueError for a naive ``received_at``.
@@ -888,7 +896,9 @@ def parse_message(
         submission = Submission(
             channel=Channel.EMAIL,
             external_id=message_id or f"sha256:{digest}",
-            received_at=sent or now,
+            received_at=sent
+            if sent is not None and now - DATE_TRUST_WINDOW <= sent <= now
+            else now,
             body=body,
             subject=subject,
             contact=Contact(name=name, email=sender),

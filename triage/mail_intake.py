@@ -41,12 +41,12 @@ Leases (`take_lease`): one `--watch` per mailbox across machines. Health (`recor
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from email.utils import formataddr
 from enum import StrEnum
 from typing import Any
 
@@ -236,6 +236,10 @@ class MailIntakePolicy:
     - ``office_name``: who signs the acknowledgment.
     - ``limits``: attachment limits (mapped from ``[attachments]``).
     - ``acknowledge``: False sends no acknowledgments at all.
+    - ``ack_limit``/``ack_window``: at most this many acknowledgments to one address within
+      the window (``[intake.imap] acknowledgments_per_address_per_day``); beyond it the case
+      is registered without one, and its timeline says why (a forged Reply-To cannot make
+      us mail a third party over and over, a naive auto-responder cannot loop).
     """
 
     intake: IntakePolicy
@@ -246,6 +250,8 @@ class MailIntakePolicy:
     own_addresses: frozenset[str] = frozenset()
     limits: AttachmentLimits = field(default_factory=AttachmentLimits)
     acknowledge: bool = True
+    ack_limit: int = 3
+    ack_window: timedelta = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -406,6 +412,11 @@ def ingest(
     seen = _find(session, parsed.message_id[:255], digest)
     if seen is not None:
         return _result(seen, outcome=Outcome.DUPLICATE)
+    if parsed.message_id and _message_id_taken(session, parsed.message_id):
+        # Another mail under a Message-ID we have seen (a sender's bug, or someone reusing
+        # it to have a complaint dropped): its own case, the hash telling the two apart.
+        external_id = f"{parsed.message_id[:180]}#{digest[:16]}"
+        parsed = replace(parsed, submission=replace(parsed.submission, external_id=external_id))
 
     def row(outcome: Outcome, **kw: Any) -> IncomingMail:
         return _new_row(
@@ -435,6 +446,15 @@ def ingest(
         return _result(mail)
 
     case = _thread_target(session, parsed, policy)
+    if case is not None and parsed.likely_spam:
+        mail = row(
+            Outcome.SUSPECTED_SPAM,
+            reason=f"score {parsed.spam_score:g}: "
+            + "; ".join(parsed.spam_reasons)
+            + f" (would thread to {case.tracking_number})",
+            status=ListStatus.PENDING,
+        )
+        return _result(mail)
     if case is not None:
         mail = row(Outcome.THREADED, reason="; ".join(parsed.loop_reasons), case_id=case.id)
         kind = "auto_reply" if parsed.auto_reply else "reply"
@@ -449,7 +469,54 @@ def ingest(
         )
         return _result(mail)
 
+    automatic = list(parsed.loop_reasons)
+    if not automatic and (parsed.reply_to or parsed.sender).lower() in policy.own_addresses:
+        automatic.append("Reply-To is our own address")
+    if automatic:
+        # Auto-replies, lists and our own mail are not complaints; a supervisor may release.
+        mail = row(
+            Outcome.SUSPECTED_SPAM,
+            reason="automatic mail: " + "; ".join(automatic),
+            status=ListStatus.PENDING,
+        )
+        return _result(mail)
+
     return _register(session, parsed, policy, now, row)
+
+
+def _message_id_taken(session: Session, message_id: str) -> bool:
+    """Whether a mail or an email case already has this Message-ID."""
+    mid = message_id[:255]
+    if session.scalar(select(IncomingMail.id).where(IncomingMail.message_id == mid).limit(1)):
+        return True
+    return (
+        session.scalar(
+            select(Case.id).where(Case.channel == Channel.EMAIL, Case.external_id == mid).limit(1)
+        )
+        is not None
+    )
+
+
+MAX_REFUSED_LISTED = 50
+
+
+def record_refused(case: Case, parsed: ParsedMail, now: datetime) -> None:
+    """An ``attachments_refused`` event on ``case`` naming each file the parser did not keep
+    and why (reason: one ``name: why`` per line, at most `MAX_REFUSED_LISTED`, then a count),
+    so the handler knows something came that they cannot see. Nothing when none was refused."""
+    skipped = parsed.skipped_attachments
+    if not skipped:
+        return
+    lines = [f"{a.filename or '（无文件名）'}: {a.reason}" for a in skipped[:MAX_REFUSED_LISTED]]
+    if len(skipped) > MAX_REFUSED_LISTED:
+        lines.append(f"…… {len(skipped) - MAX_REFUSED_LISTED} more")
+    case.record(
+        "attachments_refused",
+        ACTOR,
+        now,
+        reason=f"{len(skipped)} attachment(s) refused:\n" + "\n".join(lines),
+        count=len(skipped),
+    )
 
 
 def _register(
@@ -475,10 +542,18 @@ def _register(
             case_id=case.id,
         )
         return _result(mail, outcome=Outcome.DUPLICATE)
+    record_refused(case, parsed, now)
     loops = list(parsed.loop_reasons)
     recipient = parsed.reply_to or parsed.sender
     if not loops and recipient.lower() in policy.own_addresses:
         loops.append("Reply-To is our own address")
+    if not loops and recipient and policy.acknowledge:
+        sent = acknowledgments_to(session, recipient, now - policy.ack_window)
+        if sent >= policy.ack_limit:
+            loops.append(
+                f"{sent} acknowledgments to {recipient} within {policy.ack_window} "
+                f"(limit {policy.ack_limit})"
+            )
     outcome = Outcome.AUTO_REPLY if loops else Outcome.REGISTERED
     if released_from is not None:
         mail = released_from
@@ -492,6 +567,22 @@ def _register(
     elif loops:
         case.record("not_acknowledged", ACTOR, now, reason="; ".join(loops))
     return _result(mail, ack=ack)
+
+
+def acknowledgments_to(session: Session, address: str, since: datetime) -> int:
+    """How many acknowledgments were queued to ``address`` (bare, any case) since ``since``."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(OutgoingMail)
+            .where(
+                OutgoingMail.kind == MailKind.ACKNOWLEDGMENT,
+                OutgoingMail.created_at >= since,
+                func.lower(OutgoingMail.to_display) == address.lower(),
+            )
+        )
+        or 0
+    )
 
 
 def _bounce_text(bounce: Bounce, parsed: ParsedMail) -> str:
@@ -567,37 +658,58 @@ def _add_message(
     )
     session.add(message)
     session.flush()
+    contact = case.contact_email.lower()
+    other = kind != "bounce" and bool(contact) and parsed.sender.lower() != contact
+    reason = parsed.sender
+    if other:
+        # Whoever knows a thread id can write to the case: warn the department.
+        reason = (
+            f"{parsed.sender or '（无发件地址）'}"
+            "（注意：来自另一地址，非投诉人邮箱 / from another address）"
+        )
     case.record(
         "message_added",
         f"citizen ({Channel.EMAIL})" if kind != "bounce" else ACTOR,
         now,
-        reason=parsed.sender,
+        reason=reason,
         kind=kind,
         message_id=parsed.message_id,
         case_message_id=message.id,
+        from_other_address=other,
     )
+    if kind != "bounce":
+        record_refused(case, parsed, now)
     session.flush()
     return message
 
 
-def acknowledgment_message_id(case: Case, sender: str) -> str:
-    """The Message-ID of a case's acknowledgment: one per case, so queueing it is idempotent."""
+def acknowledgment_message_id(case: Case, sender: str, secret: str) -> str:
+    """The Message-ID of a case's acknowledgment, ``<ack.{24 hex}@{sender's domain}>``: one
+    per case, so queueing it is idempotent, and keyed with the application's ``secret`` (HMAC-
+    SHA256 of the tracking number) because a reply naming it is threaded into the case: a
+    tracking number is sequential, so an id made of it would let anyone write to any case."""
     domain = sender.rsplit("@", 1)[-1].strip(" >") or "localhost"
-    return f"<ack.{case.tracking_number}@{domain}>"
+    tag = hmac.new(
+        secret.encode(), f"ack:{case.tracking_number}".encode(), hashlib.sha256
+    ).hexdigest()[:24]
+    return f"<ack.{tag}@{domain}>"
 
 
 def acknowledgment_text(
     case: Case, policy: MailIntakePolicy, query_code: str, subject: str
 ) -> tuple[str, str]:
-    """(subject, text) of the Chinese acknowledgment of an email case."""
+    """(subject, text) of the Chinese acknowledgment of an email case.
+
+    Nothing the sender wrote is echoed (no display name, no subject; ``subject`` is ignored):
+    the acknowledgment goes to whatever Reply-To the mail names, so an echo would let anyone
+    have the office mail their text to a third party."""
+    del subject
     calendar = policy.intake.deadlines.calendar
     when = calendar.local(case.received_at).strftime("%Y年%m月%d日 %H:%M")
-    greeting = f"{case.contact_name}您好：" if case.contact_name else "您好："
     link = f"{policy.track_url}?number={case.tracking_number}"
-    about = f"“{subject}”" if subject else ""
     text = (
-        f"{greeting}\n\n"
-        f"您于{when}发来的邮件{about}已收到并受理。\n\n"
+        "您好：\n\n"
+        f"您于{when}发来的邮件已收到并受理。\n\n"
         f"受理编号：{case.tracking_number}\n"
         f"查询码：{query_code}\n\n"
         f"请凭受理编号和查询码查询办理进度：\n{link}\n\n"
@@ -605,10 +717,7 @@ def acknowledgment_text(
         "本邮件由系统自动发送。\n\n"
         f"{policy.office_name}\n"
     )
-    title = f"已受理（受理编号 {case.tracking_number}）"
-    if subject:
-        title += f"：{subject[:60]}"
-    return title, text
+    return f"已受理（受理编号 {case.tracking_number}）", text
 
 
 def acknowledge(
@@ -624,7 +733,7 @@ def acknowledge(
     """Queues the acknowledgment of an email case (once: None when it is queued already or
     the recipient's address is unusable). ``check=False`` skips looking for an earlier one
     (for a case created in this transaction)."""
-    message_id = acknowledgment_message_id(case, policy.sender)
+    message_id = acknowledgment_message_id(case, policy.sender, policy.query_secret)
     if check and session.scalar(
         select(OutgoingMail.id).where(OutgoingMail.message_id == message_id)
     ):
@@ -634,7 +743,7 @@ def acknowledge(
     try:
         msg = build_message(
             sender=policy.sender,
-            to=[formataddr((case.contact_name, recipient)) if case.contact_name else recipient],
+            to=[recipient],
             subject=title,
             text=text,
             in_reply_to=parsed.message_id or None,

@@ -83,6 +83,7 @@ def mail_policy(rt: Runtime) -> MailIntakePolicy:
         own_addresses=frozenset(a for a in own if "@" in a),
         limits=s.email_attachment_limits(),
         acknowledge=imap.acknowledge if imap is not None else True,
+        ack_limit=imap.acknowledgments_per_address_per_day if imap is not None else 3,
     )
 
 

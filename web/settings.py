@@ -227,6 +227,9 @@ class ImapSettings(Section):
     own_addresses: list[str] = []
     # False: register mail but send no acknowledgments.
     acknowledge: bool = True
+    # At most this many acknowledgments to one address in 24 hours; beyond it a case is
+    # registered without one (a forged Reply-To or a naive auto-responder cannot loop us).
+    acknowledgments_per_address_per_day: Annotated[int, Field(ge=0, le=1000)] = 3
     # Attachment types kept from mail besides `[attachments] allowed_types`.
     extra_attachment_types: list[str] = EMAIL_EXTRA_ATTACHMENT_TYPES
     # How long a `--watch` holds the mailbox without renewing; another machine's watcher

@@ -6,6 +6,7 @@ and duplicate nothing."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -52,7 +53,7 @@ from web.cli import main
 from web.cli_intake import mail_policy
 from web.mail import OutboxSender
 from web.runtime import Runtime
-from web.settings import load_settings
+from web.settings import ImapSettings, load_settings
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 
@@ -142,7 +143,10 @@ def write_config(config_file: Path, mailserver: Any, smtp_port: int, **imap: Any
 
 @pytest.fixture
 def intake_config(config_file: Path, mailserver: Any, smtp_port: int) -> Path:
-    return write_config(config_file, mailserver, smtp_port)
+    # Most tests send many mails from one citizen: the per-address limit is tested on its own.
+    return write_config(
+        config_file, mailserver, smtp_port, acknowledgments_per_address_per_day=1000
+    )
 
 
 @pytest.fixture
@@ -1027,3 +1031,200 @@ def test_watch_survives_the_server_going_away_and_shows_it_on_the_health(
     assert proc.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["registered"] == 2
     assert len(cases(rt)) == 2
+
+
+# -- what a stranger, a spammer or a robot can do with the intake (issue #7 review) -----------
+
+
+def take(rt: Runtime, raw: bytes, now: datetime | None = None, **policy: Any) -> Any:
+    """One message through `ingest` as `intake mail` takes it, committed; ``policy``
+    overrides fields of the configured `MailIntakePolicy`."""
+    with rt.sessions() as s:
+        settings = dataclasses.replace(mail_policy(rt), **policy)
+        result = ingest(s, raw, mailbox="test", policy=settings, now=now or datetime.now(UTC))
+        s.commit()
+    return result
+
+
+def events_of(rt: Runtime, case_id: int, action: str) -> list[CaseEvent]:
+    with rt.sessions() as s:
+        return list(
+            s.scalars(
+                select(CaseEvent)
+                .where(CaseEvent.case_id == case_id, CaseEvent.action == action)
+                .order_by(CaseEvent.id)
+            )
+        )
+
+
+def test_a_guessed_acknowledgment_id_threads_nothing_into_a_case(
+    rt: Runtime, mailserver: Any, intake_config: Path
+) -> None:
+    first = take(rt, mail("莲花路路灯坏了，请修理。"))
+    (case,) = cases(rt)
+    (ack,) = outbox(rt)
+    # unguessable: no tracking number in it, 24 hex digits keyed with the secret
+    assert case.tracking_number not in ack.message_id
+    tag = ack.message_id.split("ack.", 1)[1].split("@", 1)[0]
+    assert len(tag) == 24 and int(tag, 16) >= 0
+
+    guessed = f"<ack.{case.tracking_number}@example.gov.cn>"
+    forged = mail(
+        "我是当事人，撤回投诉，请直接办结",
+        subject="撤回",
+        sender="陌生人 <stranger@example.net>",
+        headers={"In-Reply-To": guessed, "References": guessed},
+    )
+    result = take(rt, forged)
+    assert result.outcome == Outcome.REGISTERED and result.case_id != first.case_id
+    with rt.sessions() as s:
+        assert case_messages_of(s, case.id) == []
+
+    # whoever holds the real id (a leaked mail) is threaded, but the department is warned
+    leaked = mail(
+        "我是当事人，撤回投诉。",
+        subject="撤回",
+        sender="stranger@example.net",
+        headers={"In-Reply-To": ack.message_id},
+    )
+    assert take(rt, leaked).outcome == Outcome.THREADED
+    (added,) = events_of(rt, case.id, "message_added")
+    assert "from another address" in added.reason and "stranger@example.net" in added.reason
+    own = mail("补充：第三根灯杆也坏了。", headers={"In-Reply-To": ack.message_id})
+    assert take(rt, own).outcome == Outcome.THREADED
+    assert "another address" not in events_of(rt, case.id, "message_added")[1].reason
+
+    # spam naming the real id goes to the suspected-spam list, not into the case
+    spam = mail(SPAM, subject="代开发票", headers={"In-Reply-To": ack.message_id})
+    assert take(rt, spam).outcome == Outcome.SUSPECTED_SPAM
+    with rt.sessions() as s:
+        assert len(case_messages_of(s, case.id)) == 2
+        assert len(pending_mail(s, "spam")) == 1
+
+
+def test_the_acknowledgment_echoes_nothing_and_one_address_gets_at_most_three_a_day(
+    rt: Runtime, mailserver: Any, intake_config: Path, smtp: Any
+) -> None:
+    server = smtp()
+    advert = "低价代开发票请加微信 fapiao888"
+    raw = mail(
+        "随便写点什么，莲花路路灯不亮。",
+        subject=advert,
+        sender=f"{advert} <attacker@example.net>",
+        headers={"Reply-To": "victim@example.org"},
+    )
+    assert take(rt, raw).acknowledged
+    assert send_outbox(rt).sent == 1
+    (ack,) = server.messages()
+    (case,) = cases(rt)
+    assert subject_of(ack) == f"已受理（受理编号 {case.tracking_number}）"
+    assert "fapiao888" not in text_of(ack) and "fapiao888" not in str(ack["To"])
+    assert text_of(ack).startswith("您好：")
+    assert ack["To"] == "victim@example.org"
+
+    # a naive auto-responder answering each mail: cases, but no more acknowledgments
+    # (3 a day is the default of [intake.imap] acknowledgments_per_address_per_day)
+    assert ImapSettings.model_fields["acknowledgments_per_address_per_day"].default == 3
+    for i in range(6):
+        robot = mail(
+            f"您的来信已收到，编号 A{i}", subject="您的来信已收到", sender="robot@naive.example"
+        )
+        take(rt, robot, ack_limit=3)
+    robot_cases = [c for c in cases(rt) if c.contact_email == "robot@naive.example"]
+    assert len(robot_cases) == 6
+    assert sum(m.recipients == ["robot@naive.example"] for m in outbox(rt)) == 3
+    refused = [e for c in robot_cases for e in events_of(rt, c.id, "not_acknowledged")]
+    assert len(refused) == 3 and all("limit 3" in e.reason for e in refused)
+    # a day later the address gets acknowledgments again
+    later = datetime.now(UTC) + timedelta(hours=25)
+    again = mail("又一封来信", sender="robot@naive.example")
+    assert take(rt, again, now=later, ack_limit=3).acknowledged
+
+
+def test_another_mail_under_a_known_message_id_is_its_own_case(
+    rt: Runtime, mailserver: Any, intake_config: Path
+) -> None:
+    original = mail("莲花路路灯坏了。", message_id="<same@mail.example.com>")
+    other = mail("幸福小区垃圾没人清运。", message_id="<same@mail.example.com>")
+    first, second = take(rt, original), take(rt, other)
+    assert first.outcome == second.outcome == Outcome.REGISTERED
+    assert take(rt, original).outcome == Outcome.DUPLICATE  # the same bytes again
+    a, b = cases(rt)
+    assert "路灯" in a.body and "垃圾" in b.body
+    assert a.external_id == "same@mail.example.com"
+    assert b.external_id == f"same@mail.example.com#{hashlib.sha256(other).hexdigest()[:16]}"
+
+
+def dated(raw: bytes, when: datetime) -> bytes:
+    head, rest = raw.split(b"\r\nDate: ", 1)
+    _old_date, tail = rest.split(b"\r\n", 1)
+    new = when.strftime("%a, %d %b %Y %H:%M:%S +0000").encode()
+    return head + b"\r\nDate: " + new + b"\r\n" + tail
+
+
+def test_a_backdated_mail_is_not_overdue_on_arrival(
+    rt: Runtime, mailserver: Any, intake_config: Path
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    take(rt, dated(mail("84天前的来信：路灯坏了。"), now - timedelta(days=84)), now=now)
+    take(rt, dated(mail("停机两天后读到的来信。"), now - timedelta(days=2)), now=now)
+    backdated, after_outage = cases(rt)
+    assert backdated.received_at == now
+    assert after_outage.received_at == now - timedelta(days=2)
+    assert not backdated.is_overdue(now)
+    assert backdated.triage_due_at is not None and backdated.triage_due_at > now
+
+
+AUTOMATIC = {
+    "out_of_office": ({"Auto-Submitted": "auto-replied"}, f"王小明 <{CITIZEN}>"),
+    "precedence_bulk": ({"Precedence": "bulk"}, "news@example.com"),
+    "list_id": ({"List-Id": "<news.example.com>"}, "news@example.com"),
+    "our_own_address": ({}, OFFICE),
+}
+
+
+def test_automatic_mail_goes_to_the_suspected_spam_list_and_can_be_released(
+    rt: Runtime, mailserver: Any, intake_config: Path
+) -> None:
+    for i, (headers, sender) in enumerate(AUTOMATIC.values()):
+        mailserver.append("INBOX", mail(f"第{i}封：自动回复", sender=sender, headers=headers))
+    counts = run_once(intake_config)
+    assert counts["suspected_spam"] == len(AUTOMATIC) and counts["registered"] == 0
+    assert cases(rt) == [] and outbox(rt) == []
+    with rt.sessions() as s:
+        listed = pending_mail(s, "spam")
+        assert all(m.reason.startswith("automatic mail") for m in listed)
+        case = release_spam(
+            s, listed[0].id, actor="supervisor", now=datetime.now(UTC), policy=mail_policy(rt)
+        )
+        s.commit()
+        assert case.id is not None
+    assert outbox(rt) == []  # released, but still never acknowledged
+
+
+def with_attachment(raw_body: str, name: str, content_type: str, data: bytes) -> bytes:
+    boundary = "b0undary"
+    head = mail("x").split(b"\r\nMIME-Version", 1)[0]
+    parts = (
+        f"\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary={boundary}\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode(raw_body.encode()).decode()
+        + f"\r\n--{boundary}\r\nContent-Type: {content_type}; name={name}\r\n"
+        f"Content-Disposition: attachment; filename={name}\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode(data).decode()
+        + f"\r\n--{boundary}--\r\n"
+    )
+    return head + parts.encode()
+
+
+def test_a_refused_attachment_is_named_on_the_case(
+    rt: Runtime, mailserver: Any, intake_config: Path
+) -> None:
+    raw = with_attachment(
+        "照片和程序都附上了。", "setup.exe", "application/x-msdownload", b"MZ" + bytes(500)
+    )
+    result = take(rt, raw)
+    (event,) = events_of(rt, result.case_id, "attachments_refused")
+    assert "setup.exe" in event.reason and "type not accepted" in event.reason
