@@ -82,6 +82,7 @@ ACTION_LABELS = {
     "made_from_quarantine": _l("Registered from a quarantined mail"),
     "released_from_spam": _l("Released from the suspected-spam list"),
     "not_acknowledged": _l("No acknowledgment sent (automatic or looping mail)"),
+    "attachments_refused": _l("Attachments of the mail not kept (see the reason)"),
 }
 
 
