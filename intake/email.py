@@ -28,6 +28,7 @@ keeps the raw message for the audit trail. Every repair is listed in `ParsedMail
 from __future__ import annotations
 
 import binascii
+import codecs
 import hashlib
 import re
 import unicodedata
@@ -365,6 +366,26 @@ def _base64(raw: bytes, defects: list[str]) -> bytes:
     except binascii.Error:
         defects.append("broken base64 repaired")
         return lenient_b64decode(stripped)
+
+
+def _text_bytes(data: bytes) -> bool:
+    """Whether bytes without any header are text in a charset a citizen writes in (UTF-8,
+    GB18030, Big5) with hardly any control characters. A lenient decoder reads random bytes
+    as printable mojibake, so `_readable_share` alone lets binary garbage through."""
+    sample = data[:65536]
+    for codec in ("utf-8", "gb18030", "big5"):
+        try:
+            # final=False: a character cut at the end of the sample is not an error
+            text = codecs.getincrementaldecoder(codec)().decode(sample, final=False)
+        except UnicodeDecodeError:
+            continue
+        control = sum(
+            1
+            for char in text[:8000]
+            if unicodedata.category(char) == "Cc" and char not in "\n\r\t\f"
+        )
+        return control <= max(2, len(text[:8000]) // 100)
+    return False
 
 
 def _readable_share(text: str) -> float:
@@ -854,7 +875,7 @@ def parse_message(
         if fallback:
             full = "\n\n".join(t.strip() for t in fallback)
             defects.append("no text of its own: forwarded or attached text used")
-    if not headers and _readable_share(full) < 0.7:
+    if not headers and (_readable_share(full) < 0.7 or not _text_bytes(source)):
         raise UnparseableMail("no headers and no readable text: not a mail message")
     full = clean_text(full)
     body = trim_reply(full) if full else ""

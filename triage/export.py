@@ -66,12 +66,16 @@ def _external_id(case: Case, text: Callable[[str], str]) -> str | None:
     return text(case.external_id)
 
 
-def _message_id(case: Case) -> str | None:
+_REUSED_ID = re.compile(r"#[0-9a-f]{16}$")
+
+
+def _message_id(case: Case, text: Callable[[str], str]) -> str | None:
     """The Message-ID an email case came with (None for other channels and for mail that
-    had none, whose id is a hash of its bytes)."""
+    had none, whose id is a hash of its bytes), without the hash that tells a reused id's
+    second mail apart; masked like free text (ids often carry the sender's address)."""
     if case.channel != Channel.EMAIL or case.external_id.startswith(("sha256:", "incoming:")):
         return None
-    return case.external_id
+    return text(_REUSED_ID.sub("", case.external_id))
 
 
 def case_record(
@@ -127,7 +131,7 @@ def case_record(
         "contact_email": mask_email(case.contact_email) if masked else case.contact_email,
         "subject": text(case.subject),
         "body": text(case.body),
-        "message_id": _message_id(case),
+        "message_id": _message_id(case, text),
         "messages": [text(m) for m in messages],
         "events": events,
     }

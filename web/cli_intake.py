@@ -268,11 +268,11 @@ def mail(mode: str, as_json: bool) -> None:
                 run_round(mailbox, rt, policy, name, counts)
         except MailboxError as exc:
             _record(rt, name, error=str(exc))
-            _report(counts, as_json)
+            _report(counts, as_json, error=str(exc))
             raise click.ClickException(str(exc)) from exc
         except OperationalError as exc:
             # Nothing of the failed batch was kept or moved: the next run takes it again.
-            _report(counts, as_json)
+            _report(counts, as_json, error=f"database unavailable: {exc}")
             raise click.ClickException(f"database unavailable: {exc}") from exc
         _report(counts, as_json)
         return
@@ -438,9 +438,16 @@ class _LeaseKeeper(threading.Thread):
         self.join(timeout=5)
 
 
-def _report(counts: dict[str, int], as_json: bool) -> None:
+def _report(counts: dict[str, int], as_json: bool, *, error: str = "") -> None:
+    """Prints the counts (one JSON object with ``--json``). When the run failed as a whole
+    (the server or the database), ``error`` says why: the JSON gets an ``"error"`` key
+    after the counts (a script must not read ``"errors": 0`` as success) and the command
+    exits non-zero; ``errors`` stays the number of messages that failed."""
     if as_json:
-        click.echo(json.dumps({k: counts[k] for k in COUNTS}))
+        report: dict[str, object] = {k: counts[k] for k in COUNTS}
+        if error:
+            report["error"] = error
+        click.echo(json.dumps(report, ensure_ascii=False))
         return
     click.echo(
         "seen {seen}: registered {registered}, threaded {threaded}, suspected spam "

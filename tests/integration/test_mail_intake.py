@@ -848,7 +848,8 @@ def test_the_health_shows_the_last_fetch_and_what_waits_on_the_lists(
 def test_the_export_has_the_message_id_and_the_later_messages_masked(
     rt: Runtime, mailserver: Any, intake_config: Path, smtp: Any
 ) -> None:
-    mailserver.append("INBOX", mail("路灯坏了。", message_id="<orig-1@mail.example.com>"))
+    mid = "<wang.13812345678@mail.example.com>"  # ids often carry the sender's name or number
+    mailserver.append("INBOX", mail("路灯坏了。", message_id=mid))
     run_once(intake_config)
     (ack,) = outbox(rt)
     mailserver.append(
@@ -867,7 +868,8 @@ def test_the_export_has_the_message_id_and_the_later_messages_masked(
     with rt.sessions() as s:
         (record,) = list(iter_records(s, ZoneInfo("Asia/Shanghai"), masked=False))
         (masked,) = list(iter_records(s, ZoneInfo("Asia/Shanghai"), masked=True))
-    assert record["message_id"] == "orig-1@mail.example.com"
+    assert record["message_id"] == "wang.13812345678@mail.example.com"
+    assert "13812345678" not in masked["message_id"] and "wang" not in masked["message_id"]
     assert record["messages"] == ["我是王小明，电话13812345678，路灯还是没修。"]
     assert "13812345678" not in masked["messages"][0] and "路灯还是没修" in masked["messages"][0]
     assert case_record is not None
@@ -1228,3 +1230,16 @@ def test_a_refused_attachment_is_named_on_the_case(
     result = take(rt, raw)
     (event,) = events_of(rt, result.case_id, "attachments_refused")
     assert "setup.exe" in event.reason and "type not accepted" in event.reason
+
+
+def test_a_failed_login_is_an_error_in_the_json_and_the_exit_code(
+    config_file: Path, mailserver: Any, smtp_port: int
+) -> None:
+    config = write_config(config_file, mailserver, smtp_port, password="not-the-password")
+    result = CliRunner().invoke(
+        main, ["intake", "mail", "--once", "--json", "--config", str(config)]
+    )
+    assert result.exit_code != 0
+    (line,) = [x for x in result.output.splitlines() if x.startswith("{")]
+    report = json.loads(line)
+    assert report["error"] and report["seen"] == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
 import re
 import time
 from collections import Counter
@@ -327,6 +328,19 @@ def test_received_time_from_a_sane_date_header() -> None:
     # In the future, long past, or garbage: the fetch time.
     for date in ("Thu, 01 Jan 2037 00:00:00 +0000", "Sat, 01 Jan 2000 00:00:00 +0000", "昨天"):
         assert parse(mail(b"x", date=date)).submission.received_at == NOW
+
+
+def test_a_backdated_date_does_not_set_the_received_time() -> None:
+    # The deadlines count from the received time: 84 days back would be overdue on arrival.
+    parsed = parse(mail(b"x", date="Mon, 08 Dec 2025 08:30:00 +0000"))
+    assert parsed.submission.received_at == NOW
+    assert parsed.date_header == datetime(2025, 12, 8, 8, 30, tzinfo=UTC)  # still shown
+    # A mailbox read after a 2-day outage keeps the day it was sent.
+    parsed = parse(mail(b"x", date="Sat, 28 Feb 2026 08:30:00 +0000"))
+    assert parsed.submission.received_at == datetime(2026, 2, 28, 8, 30, tzinfo=UTC)
+    # A few minutes ahead of our clock: the fetch time, never a time after it.
+    parsed = parse(mail(b"x", date="Mon, 02 Mar 2026 08:35:00 +0000"))
+    assert parsed.submission.received_at == NOW
 
 
 # ---------------------------------------------------------------------------------------------
@@ -715,6 +729,8 @@ def test_photo_only_mail_gets_a_placeholder_text_or_its_subject() -> None:
         (b"", "empty message"),
         (b"  \r\n\r\n ", "empty message"),
         (b"\x00\x01\x02\x03\xff\xfe" * 50, "no headers and no readable text: not a mail message"),
+        # 5,000 random bytes: a lenient decoder reads them as printable mojibake
+        (random.Random(7).randbytes(5000), "no headers and no readable text: not a mail message"),
         (b"From: a@b.cn\r\nTo: c@d.cn\r\n\r\n", "no text, no subject and no attachment"),
     ],
 )
@@ -797,3 +813,10 @@ def test_decode_text_reports_what_it_repaired() -> None:
     assert decoded.charset == "gb18030"
     assert decoded.defects == ("body: declared us-ascii, bytes are gb18030",)
     assert decode_text(b"plain", None).defects == ()
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "gbk"])
+def test_headerless_chinese_text_is_still_read(charset: str) -> None:
+    text = "小区门口的路灯坏了一个月了，晚上很黑，请尽快修理。\r\n"
+    parsed = parse(text.encode(charset) * 3)
+    assert "路灯坏了" in parsed.submission.body
