@@ -12,27 +12,38 @@ Outcomes (`IncomingMail.outcome`) and where the message goes on the server:
 outcome        what happened                                  folder       --json count
 ============== ============================================== ============ ===============
 registered     a new case; acknowledged through the outbox    processed    registered
-auto_reply     a new case, but no acknowledgment (loop guard) processed    registered
+auto_reply     a new case, but no acknowledgment (a released  processed    registered
+               automatic mail, or the per-address limit)
 threaded       a reply added to its case (`case_messages`)    processed    threaded
 bounce         a delivery report attached to the case whose   processed    threaded
                mail bounced (`case_messages`, kind bounce)
 bounce         ... whose case cannot be found: status pending quarantine   quarantined
-suspected_spam on the suspected-spam list, status pending     spam         suspected_spam
+suspected_spam on the suspected-spam list, status pending:    spam         suspected_spam
+               likely spam (threaded or not), or automatic
+               mail (auto-reply, list, bulk, our own address)
+               that threads to no case
 quarantined    cannot be parsed, status pending; raw kept     quarantine   quarantined
-duplicate      seen before (same Message-ID, another copy)    processed    duplicates
+duplicate      seen before (same Message-ID and same bytes)   processed    duplicates
 ============== ============================================== ============ ===============
 
 A message already in `incoming_mail` (same Message-ID and SHA-256 of the raw bytes: a run
 that committed and died before the move) makes no new row: `ingest` returns outcome
-``duplicate`` with the folder of the first time, so the re-run only moves it.
+``duplicate`` with the folder of the first time, so the re-run only moves it. Another mail
+under a Message-ID already seen is its own case, external id ``<id>#<16 hex of its hash>``.
 
 The raw message is kept, zlib-compressed, in every row (the audit trail, the quarantine's
 download, the source a released spam is registered from).
 
 Threading: a reply is recognised by In-Reply-To/References naming our acknowledgment (any
-mail of the outbox with a case) or the case's own Message-ID, or by a tracking number
+mail of the outbox with a case; the acknowledgment's id is keyed with the secret, see
+`acknowledgment_message_id`) or the case's own Message-ID, or by a tracking number
 (``MS-2026-000123``) in the subject when the sender is the case's contact address (a
-tracking number is not secret; a Message-ID is unguessable).
+tracking number is not secret). A threaded message from another address than the case's is
+marked so in its ``message_added`` event (reason and ``from_other_address``).
+
+Acknowledgments echo nothing the sender wrote and go to one address at most
+``ack_limit`` times per ``ack_window``; files the parser refused are named in an
+``attachments_refused`` event on the case.
 
 Leases (`take_lease`): one `--watch` per mailbox across machines. Health (`record_fetch`,
 `intake_health`): what the board shows.

@@ -551,7 +551,7 @@ LOOP_HEADERS = {
 }
 
 
-def test_loop_guards_register_but_send_no_acknowledgment(
+def test_automatic_and_looping_mail_is_neither_registered_nor_acknowledged(
     rt: Runtime, mailserver: Any, intake_config: Path
 ) -> None:
     for i, (_name, (headers, sender)) in enumerate(sorted(LOOP_HEADERS.items())):
@@ -570,6 +570,7 @@ def test_loop_guards_register_but_send_no_acknowledgment(
     with rt.sessions() as s:
         outcomes = Counter(s.scalars(select(IncomingMail.outcome)))
     assert outcomes[Outcome.REGISTERED] == 1
+    assert counts["suspected_spam"] == len(LOOP_HEADERS) and len(cases(rt)) == 1
 
 
 def dsn(original_id: str, recipient: str) -> bytes:
