@@ -1244,3 +1244,23 @@ def test_a_failed_login_is_an_error_in_the_json_and_the_exit_code(
     (line,) = [x for x in result.output.splitlines() if x.startswith("{")]
     report = json.loads(line)
     assert report["error"] and report["seen"] == 0
+
+
+def test_the_case_page_names_refused_files_and_warns_of_another_sender(
+    runtime: Any, login_as: Any
+) -> None:
+    raw = with_attachment(
+        "照片和程序都附上了。", "setup.exe", "application/x-msdownload", b"MZ" + bytes(500)
+    )
+    first = take(runtime, raw)
+    with runtime.sessions() as s:
+        number = s.get(Case, first.case_id).tracking_number
+        ack_id = s.scalar(
+            select(OutgoingMail.message_id).where(OutgoingMail.case_id == first.case_id)
+        )
+    other = mail("我是当事人，撤回投诉。", sender="x@example.net", headers={"In-Reply-To": ack_id})
+    assert take(runtime, other).outcome == Outcome.THREADED
+
+    html = login_as("supervisor").get(f"/board/cases/{number}").get_data(as_text=True)
+    assert "setup.exe" in html and "type not accepted" in html
+    assert "来自另一地址" in html and "撤回投诉" in html
