@@ -633,8 +633,14 @@ def tracking_pattern(prefix: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Za-z0-9]){re.escape(prefix)}-(\d{{4}})-(\d{{6}})(?!\d)")
 
 
+_GUESSABLE_ACK = re.compile(r"^ack\.[A-Za-z0-9]+-\d{4}-\d{6}@", re.IGNORECASE)
+
+
 def _thread_target(session: Session, parsed: ParsedMail, policy: MailIntakePolicy) -> Case | None:
-    case = _case_by_ids(session, parsed.thread_ids)
+    # Acknowledgments queued before their ids were keyed carry the tracking number: a stranger
+    # can guess those, so they thread nothing (a citizen's reply then opens a case).
+    ids = [i for i in parsed.thread_ids if not _GUESSABLE_ACK.match(i)]
+    case = _case_by_ids(session, ids)
     if case is not None and case.external_id != parsed.submission.external_id:
         return case
     prefix = policy.intake.tracking_prefix

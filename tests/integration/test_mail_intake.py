@@ -1097,6 +1097,18 @@ def test_a_guessed_acknowledgment_id_threads_nothing_into_a_case(
     assert take(rt, own).outcome == Outcome.THREADED
     assert "another address" not in events_of(rt, case.id, "message_added")[1].reason
 
+    # an acknowledgment queued before the upgrade has the old, guessable id: it threads nothing
+    with rt.sessions() as s:
+        old = s.get(OutgoingMail, ack.id)
+        old.message_id = guessed  # type: ignore[union-attr]
+        s.commit()
+    again = mail("撤回投诉。", sender="stranger@example.net", headers={"In-Reply-To": guessed})
+    assert take(rt, again).outcome == Outcome.REGISTERED
+    with rt.sessions() as s:
+        old = s.get(OutgoingMail, ack.id)
+        old.message_id = ack.message_id  # type: ignore[union-attr]
+        s.commit()
+
     # spam naming the real id goes to the suspected-spam list, not into the case
     spam = mail(SPAM, subject="代开发票", headers={"In-Reply-To": ack.message_id})
     assert take(rt, spam).outcome == Outcome.SUSPECTED_SPAM
