@@ -405,20 +405,7 @@ def ingest(
             raw, received_at=now, limits=policy.limits, own_addresses=policy.own_addresses
         )
     except UnparseableMail as exc:
-        seen = _find(session, "", digest)
-        if seen is not None:
-            return _result(seen, outcome=Outcome.DUPLICATE)
-        mail = _new_row(
-            session,
-            raw,
-            mailbox=mailbox,
-            now=now,
-            digest=digest,
-            outcome=Outcome.QUARANTINED,
-            reason=exc.reason,
-            status=ListStatus.PENDING,
-        )
-        return _result(mail)
+        return quarantine_raw(session, raw, mailbox=mailbox, reason=exc.reason, now=now)
 
     seen = _find(session, parsed.message_id[:255], digest)
     if seen is not None:
