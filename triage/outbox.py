@@ -373,17 +373,25 @@ def enqueue(
     session.add(mail)
     session.flush()
     if case is not None:
-        case.record(
-            "mail_queued",
-            ACTOR,
-            now,
-            reason=_who(mail),
-            mail_id=mail.id,
-            kind=kind,
-            message_id=mail.message_id,
-        )
-        session.flush()
+        _record_queued(session, case, mail, now)
     return mail
+
+
+def _record_queued(
+    session: Session, case: Case, mail: OutgoingMail, now: datetime, **detail: Any
+) -> None:
+    """The case's timeline says the mail waits to be sent (`mail_queued`)."""
+    case.record(
+        "mail_queued",
+        ACTOR,
+        now,
+        reason=_who(mail),
+        mail_id=mail.id,
+        kind=mail.kind,
+        message_id=mail.message_id,
+        **detail,
+    )
+    session.flush()
 
 
 def _who(mail: OutgoingMail) -> str:
@@ -598,17 +606,7 @@ def requeue(session: Session, mail: OutgoingMail, *, now: datetime) -> bool:
         return False
     case = _case(session, mail)
     if case is not None:
-        case.record(
-            "mail_queued",
-            ACTOR,
-            now,
-            reason=_who(mail),
-            mail_id=mail.id,
-            kind=mail.kind,
-            message_id=mail.message_id,
-            requeued=True,
-        )
-        session.flush()
+        _record_queued(session, case, mail, now, requeued=True)
     return True
 
 

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from sqlalchemy import create_engine, select
 from intake.submission import Attachment as Upload
 from intake.submission import Channel, Submission
 from tests.conftest import ROOT, csrf_from
+from tests.mailserver import free_port
 from triage.cases import register
 from triage.models import Attachment
 from web.cli import main
@@ -80,12 +80,6 @@ def _submit(base: str, i: int) -> int:
         return e.code
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rows_and_files(db_url: str, root: Path) -> tuple[set[str], set[str]]:
     engine = create_engine(db_url)
     try:
@@ -108,7 +102,7 @@ def _sweep(config_file: Path, *extra: str) -> dict[str, Any]:
 def test_sigkill_during_a_burst_loses_no_file_and_the_sweep_removes_orphans(
     config_file: Path, db_url: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = (tmp_path / "serve.log").open("wb")
     binary = Path(sys.executable).with_name("minsheng")

@@ -29,6 +29,7 @@ from sqlalchemy import func, inspect, select
 
 from intake.mailbox import Mailbox
 from tests.conftest import SHARED_DATA, need
+from tests.mailserver import free_port
 from triage.cases import check_query_code
 from triage.export import case_record
 from triage.mail_intake import (
@@ -72,14 +73,6 @@ COUNT_KEYS = [
 
 
 # -- fixtures -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Recorder:

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from sqlalchemy import func, inspect, select
 
 from intake.submission import Channel, Contact, Submission
 from tests.conftest import make_settings, need
+from tests.mailserver import free_port
 from triage.cases import register
 from triage.models import Case, CaseEvent
 from triage.outbox import (
@@ -52,12 +52,6 @@ BODY = (
     "王小明您好：\n\n您反映的“莲花路路灯不亮”已受理，受理编号 {number}。\n"
     "请凭受理编号和查询码在网站查询办理进度。\n\n机关效能建设办公室"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Recorder:
