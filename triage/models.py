@@ -299,6 +299,8 @@ class Case(Base):
     query_code_hash: Mapped[str] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(String(20))
     external_id: Mapped[str] = mapped_column(String(255))
+    # The API key (triage/api_keys.py) of an outside system that filed it through Open311.
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     kind: Mapped[str] = mapped_column(String(20), default=Kind.COMPLAINT)
     status: Mapped[str] = mapped_column(String(20), default=Status.RECEIVED, index=True)
     subject: Mapped[str] = mapped_column(String(300), default="")
@@ -785,3 +787,7 @@ class DuplicateSignature(Base):
     case_id: Mapped[int] = mapped_column(
         ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+
+
+# `Case.api_key_id` refers to the api_keys table: it must be known wherever cases are used.
+from triage import api_keys as _api_keys  # noqa: E402, F401
