@@ -4,9 +4,11 @@ Chinese mail arrives in GB2312, GBK, GB18030, Big5 and UTF-8, often labelled wro
 all. `decode_text` trusts a label only as far as the bytes agree with it: it decodes the bytes
 strictly in the declared charset and in the likely others (UTF-8, GB18030, Big5), scores each
 result by how plausible it is as text (common Chinese characters, Latin letters inside words)
-and keeps the best. GB2312 and GBK labels are read as GB18030, their superset, because clients
-label GBK bytes ``gb2312``. Replacement characters (U+FFFD) appear only when no candidate
-decodes the bytes cleanly.
+and keeps the best; a GB18030 reading made only of hanzi has a head start (`GB_PRIOR`), as
+this is a Chinese mailbox and GBK-only name characters (镕, 喆) read as rare Big5 ones too;
+a Big5 label is always weighed against GB18030. GB2312 and GBK labels are read as GB18030,
+their superset, because clients label GBK bytes ``gb2312``. Replacement characters (U+FFFD)
+appear only when no candidate decodes the bytes cleanly.
 """
 
 from __future__ import annotations
@@ -161,9 +163,23 @@ def _deleter(chars: frozenset[str]) -> dict[int, None]:
     return dict.fromkeys(map(ord, chars))
 
 
+# Hanzi that GBK and GB18030 add to GB2312: rare in text, but common in people's names
+# (镕, 喆, 堃, 昇, 嬛), so in a name or a short subject they may be all the non-ASCII there is.
+# GB18030's four-byte ideographs (CJK extension A, 䶮) are added by range in `_GB_EXT_RE`.
+_GB_EXT = (
+    frozenset(
+        char
+        for char in _table("gbk", range(0x81, 0xFF), _BOTH_TRAILS + tuple(range(0x80, 0xA1)))
+        if "\u4e00" <= char <= "\u9fff"
+    )
+    - _GB_L1
+    - _GB_L2
+)
+_GB_EXT_RE = re.compile("[\u3400-\u4dbf\U00020000-\U0002ffff]")
+
 # (common, rare) characters per family of codec, as str.translate tables that delete them
 # (a count by deletion runs in C, about ten times faster than findall); rare ones count a third.
-_GB_SETS = (_deleter(_GB_L1 | _PUNCT), _deleter((_GB_L2 | _BIG5_FREQUENT) - _GB_L1))
+_GB_SETS = (_deleter(_GB_L1 | _PUNCT), _deleter((_GB_L2 | _BIG5_FREQUENT | _GB_EXT) - _GB_L1))
 _BIG5_SETS = (_deleter(_BIG5_FREQUENT | _PUNCT), _deleter(_BIG5_RARE - _BIG5_FREQUENT))
 _ANY_SETS = (
     _deleter(_GB_L1 | _BIG5_FREQUENT | _PUNCT),
@@ -172,7 +188,8 @@ _ANY_SETS = (
 SAMPLE = 400
 """Characters of a text that `plausibility` looks at: enough to tell charsets apart."""
 _LATIN = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u017f"
-_LATIN_IN_WORD_RE = re.compile(f"(?<=[A-Za-z])[{_LATIN}]|[{_LATIN}](?=[A-Za-z])")
+_LATIN_WORD_RE = re.compile(f"[A-Za-z{_LATIN}]*[{_LATIN}][A-Za-z{_LATIN}]*")
+_ASCII_LETTER = re.compile("[A-Za-z]")
 _BAD_RE = re.compile("[\ue000-\uf8ff\x80-\x9f\ufffd]")
 
 
@@ -181,10 +198,12 @@ def plausibility(text: str, codec: str = "", *, any_script: bool = False) -> flo
 
     The share of non-ASCII characters that are commonly written in ``codec`` (GB2312 level 1
     for GB18030, Big5's frequent block for Big5, either otherwise) or CJK punctuation (full
-    weight), rarer hanzi (a third), or Latin letters next to an ASCII letter, as in ``café``
-    (full weight). With ``any_script`` (a declared Cyrillic, Greek… single-byte charset), any
-    letter next to a letter counts. Private-use, C1 control and replacement characters count
-    against. Only the first `SAMPLE` characters are looked at; pure ASCII scores 1.0.
+    weight), rarer hanzi (a third; for GB18030 also the hanzi GBK and GB18030 add to GB2312),
+    or Latin letters in a word of ASCII letters, as in ``prüfen`` (full weight,
+    `_latin_in_words`). With ``any_script`` (a declared Cyrillic, Greek… single-byte
+    charset), any letter next to a letter counts. Private-use, C1 control and replacement
+    characters count against. Only the first `SAMPLE` characters are looked at; pure ASCII
+    scores 1.0.
     """
     sample = text[:SAMPLE]
     non_ascii = _non_ascii(sample)
@@ -195,11 +214,45 @@ def plausibility(text: str, codec: str = "", *, any_script: bool = False) -> flo
     if good >= non_ascii:
         return 1.0
     good += (len(sample) - len(sample.translate(rare))) / 3
-    if _ANY_LETTER.search(sample) if any_script else _ANY_LATIN.search(sample):
-        words = _LETTER_IN_WORD_RE if any_script else _LATIN_IN_WORD_RE
-        good += len(words.findall(sample))
+    if codec == GB:
+        good += len(_GB_EXT_RE.findall(sample)) / 3
+    if any_script:
+        if _ANY_LETTER.search(sample):
+            good += len(_LETTER_IN_WORD_RE.findall(sample))
+    elif _ANY_LATIN.search(sample):
+        good += _latin_in_words(sample)
     good -= len(_BAD_RE.findall(sample))
     return max(-1.0, min(1.0, good / non_ascii))
+
+
+GB_PRIOR = 0.15
+"""Head start of a GB18030 reading made only of hanzi and Chinese punctuation."""
+_HANZI = _deleter(_GB_L1 | _GB_L2 | _GB_EXT | _PUNCT)
+
+
+def _all_hanzi(text: str) -> bool:
+    """Whether every non-ASCII character of the sample of ``text`` is a hanzi that GB18030
+    writes (GB2312, GBK, extension A and B) or Chinese punctuation, and there is one."""
+    sample = text[:SAMPLE]
+    rest = _GB_EXT_RE.sub("", sample.translate(_HANZI))
+    return _non_ascii(rest) == 0 and rest != sample
+
+
+def _latin_in_words(text: str) -> int:
+    """How many accented Latin letters of ``text`` sit in words that look like words.
+
+    A word counts when it has at least three letters, an ASCII one among them, and the case
+    of a word (``prüfen``, ``Müller``, ``ÉCOLE``). A GBK character whose second byte is an
+    ASCII letter reads in Windows-1252 as an accented letter and that letter (镕 → ``éF``,
+    赟 → ``ÚS``): two letters, often in mixed case, which this does not count.
+    """
+    count = 0
+    for word in _LATIN_WORD_RE.findall(text):
+        if len(word) < 3 or word.isascii() or not _ASCII_LETTER.search(word):
+            continue
+        if word.islower() or word.isupper() or (word[0].isupper() and word[1:].islower()):
+            count += _non_ascii(word)
+    return count
 
 
 def _non_ascii(text: str) -> int:
@@ -336,10 +389,17 @@ def decode_text(data: bytes, label: str | None = None, *, context: str = "text")
         score += 0.1 if candidate == codec else 0.0
         # Earlier candidates win ties: declared, then GB (this is a Chinese mailbox), then Big5.
         score -= order * 0.001
-        if best is None or score > best[0]:
-            best = (score, candidate, text)
-        # A declared charset that reads well is believed; a guess must read very well.
-        if score >= (0.8 if candidate == codec else 0.95):
+        # A Chinese mailbox: bytes that read in GB18030 as nothing but hanzi and Chinese
+        # punctuation are GB18030 unless another reading is clearly commoner writing (a lone
+        # GBK name such as 镕 reads as a rare Big5 character too). Only for the ranking: a
+        # reading must still earn the early stop on its own.
+        believed = best is not None and best[1] == codec and best[0] >= 0.8
+        prior = GB_PRIOR if candidate == GB and not believed and _all_hanzi(text) else 0.0
+        if best is None or score + prior > best[0]:
+            best = (score + prior, candidate, text)
+        # A declared charset that reads well is believed; a guess must read very well. Big5
+        # is declared over GB bytes so often that its reading is always weighed against GB's.
+        if score >= (0.8 if candidate == codec != BIG5 else 0.95):
             break
     assert best is not None
     _, chosen, text = best
