@@ -78,6 +78,7 @@ class UserSpec:
     role: Role
     name: str = ""
     department: str | None = None
+    head: bool = False
 
 
 def sync_departments(session: Session, specs: Iterable[DepartmentSpec]) -> list[str]:
@@ -145,20 +146,23 @@ def sync_users(
                 display_name=spec.name,
                 role=str(spec.role),
                 department=dept,
+                head=spec.head,
             )
             session.add(user)
             session.flush()
             shown = new_password(user)
             changes.append(f"user {spec.username} added" + (f": {shown}" if shown else ""))
             continue
-        if (user.role, user.department_id, user.display_name) != (
+        if (user.role, user.department_id, user.display_name, user.head) != (
             str(spec.role),
             dept.id if dept else None,
             spec.name or user.display_name,
+            spec.head,
         ):
             user.role = str(spec.role)
             user.department = dept
             user.display_name = spec.name or user.display_name
+            user.head = spec.head
             changes.append(f"user {spec.username} updated")
     session.flush()
     return changes

@@ -113,6 +113,42 @@ class Satisfaction(StrEnum):
     UNSATISFIED = "unsatisfied"
 
 
+class VisitChannel(StrEnum):
+    """How a return visit asked the citizen."""
+
+    PHONE = "phone"
+    SMS = "sms"
+    WEB = "web"
+    VISIT = "visit"
+
+
+class ReplyState(StrEnum):
+    """A reply waits for the head's sign-off, went out, or was returned by the head."""
+
+    PENDING_SIGN_OFF = "pending_sign_off"
+    SENT = "sent"
+    RETURNED = "returned"
+
+
+class RequestState(StrEnum):
+    """An extension request's decision."""
+
+    PENDING = "pending"
+    GRANTED = "granted"
+    REFUSED = "refused"
+
+
+class SpotCheckResult(StrEnum):
+    PENDING = "pending"
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+class ObservationState(StrEnum):
+    OPEN = "open"
+    ANSWERED = "answered"
+
+
 def N_(message: str) -> str:
     """Marks a message for translation; the web layer translates it when it shows it."""
     return message
@@ -162,6 +198,9 @@ class User(Base):
     # Part of every session and "stay signed in" cookie; a new one signs out every device
     # (on sign-out and on a password change).
     session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
+    # The department's head (负责人): signs replies off where the config asks it, receives
+    # escalations and the department's digest.
+    head: Mapped[bool] = mapped_column(Boolean, default=False)
 
     department: Mapped[Department | None] = relationship()
 
@@ -244,8 +283,15 @@ class CaseReply(Base):
     department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     body: Mapped[str] = mapped_column(Text)
+    # Self-check (自律): where the config asks it, a reply waits for the department head's
+    # sign-off before it goes out. ReplyState values.
+    state: Mapped[str] = mapped_column(String(20), default="sent")
+    signed_off_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    signed_off_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sign_off_note: Mapped[str] = mapped_column(Text, default="")
 
-    author: Mapped[User | None] = relationship()
+    author: Mapped[User | None] = relationship(foreign_keys=[author_id])
+    signed_off_by: Mapped[User | None] = relationship(foreign_keys=[signed_off_by_id])
     department: Mapped[Department | None] = relationship()
 
 
@@ -264,8 +310,116 @@ class ReturnVisit(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     # Set when the citizen called back is the complainant of a case merged into this one.
     citizen_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    # How the citizen was asked (VisitChannel values) and whether the visit counts (有效回访):
+    # one that did not reach the citizen does not.
+    channel: Mapped[str] = mapped_column(String(10), default="phone")
+    valid: Mapped[bool] = mapped_column(Boolean, default=False)
 
     visitor: Mapped[User | None] = relationship()
+
+
+class ExtensionRequest(Base):
+    """A department's request to move its handling deadline (延期申请), and the decision."""
+
+    __tablename__ = "extension_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    # The deadline the department proposes, and the one it had when it asked.
+    proposed_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    previous_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(10), default=RequestState.PENDING)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_reason: Mapped[str] = mapped_column(Text, default="")
+    granted_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    requested_by: Mapped[User | None] = relationship(foreign_keys=[requested_by_id])
+    decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])
+
+
+class CaseFinding(Base):
+    """A finding of the last supervision tick on an open case (see triage/rules): which rule,
+    which of the four combinations (1-4, DOMAIN.md), how severe, and since when it holds.
+    Replaced at every tick; the history is in the case's events and the outbox."""
+
+    __tablename__ = "case_findings"
+    __table_args__ = (UniqueConstraint("case_id", "rule", name="uq_case_findings_case_rule"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(40), index=True)
+    combination: Mapped[int] = mapped_column(Integer)
+    severity: Mapped[str] = mapped_column(String(10))
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SpotCheckDraw(Base):
+    """One random draw of recently closed cases for unannounced checks (不定期抽查): the seed,
+    the window and the population it drew from, so that the draw can be re-done."""
+
+    __tablename__ = "spot_check_draws"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    drawn_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    drawn_by: Mapped[str] = mapped_column(String(200), default="system")
+    seed: Mapped[str] = mapped_column(String(64))
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    population: Mapped[int] = mapped_column(Integer)
+    sample_size: Mapped[int] = mapped_column(Integer)
+    # Tracking numbers of the sample, in draw order.
+    sample: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    checks: Mapped[list[SpotCheck]] = relationship(order_by="SpotCheck.id")
+
+
+class SpotCheck(Base):
+    """The verification of one drawn case: a call or a visit, passed or failed."""
+
+    __tablename__ = "spot_checks"
+    __table_args__ = (UniqueConstraint("draw_id", "case_id", name="uq_spot_checks_draw_case"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    draw_id: Mapped[int] = mapped_column(ForeignKey("spot_check_draws.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    result: Mapped[str] = mapped_column(String(10), default=SpotCheckResult.PENDING, index=True)
+    method: Mapped[str] = mapped_column(String(10), default="")
+    checked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    draw: Mapped[SpotCheckDraw] = relationship(back_populates="checks")
+    case: Mapped[Case] = relationship()
+    checked_by: Mapped[User | None] = relationship()
+
+
+class Observation(Base):
+    """An external supervisor's observation (效能监督员) on a case or on a department, and the
+    supervisors' answer; an unanswered one is a finding."""
+
+    __tablename__ = "observations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    observer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(10), default=ObservationState.OPEN, index=True)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    answered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    observer: Mapped[User | None] = relationship(foreign_keys=[observer_id])
+    answered_by: Mapped[User | None] = relationship(foreign_keys=[answered_by_id])
+    case: Mapped[Case | None] = relationship()
+    department: Mapped[Department | None] = relationship()
 
 
 class ThrottleMark(Base):
@@ -337,6 +491,12 @@ class Case(Base):
     masked_text: Mapped[str] = mapped_column(Text, default="")
     sent_back_count: Mapped[int] = mapped_column(Integer, default=0)
     rework_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The handling deadline a granted extension (延期) moved `due_at` to, and how many were
+    # granted.
+    extended_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    extension_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The worst finding of the last supervision tick, for lists: "" / "at_risk" / "overdue".
+    risk: Mapped[str] = mapped_column(String(10), default="", index=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     department: Mapped[Department | None] = relationship(foreign_keys=[department_id])
@@ -350,6 +510,10 @@ class Case(Base):
     visits: Mapped[list[ReturnVisit]] = relationship(
         order_by=ReturnVisit.id, foreign_keys=[ReturnVisit.case_id]
     )
+    extension_requests: Mapped[list[ExtensionRequest]] = relationship(
+        order_by="ExtensionRequest.id"
+    )
+    findings: Mapped[list[CaseFinding]] = relationship(order_by="CaseFinding.id")
 
     # Two supervisors acting on the same case at once: the second write fails instead of
     # silently undoing the first.

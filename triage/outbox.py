@@ -73,6 +73,7 @@ from sqlalchemy import (
     Text,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -130,6 +131,14 @@ class OutgoingMail(Base):
         # The sender's query: due rows of the two live statuses, oldest first. Sent rows pile
         # up under another status prefix and are never read by it.
         Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        # The per-address acknowledgment limit (triage/mail_intake.acknowledgments_to).
+        Index(
+            "ix_outbox_ack_recipient",
+            text("lower(to_display)"),
+            "created_at",
+            postgresql_where=text("kind = 'acknowledgment'"),
+            sqlite_where=text("kind = 'acknowledgment'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

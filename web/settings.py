@@ -74,6 +74,24 @@ class TimeLimitSettings(Section):
     urgent_rework_hours: Annotated[int, Field(ge=1)] = 2
 
 
+class SupervisionSettings(Section):
+    """`[supervision]`: how the four combinations are enforced (see triage/rules)."""
+
+    # Self-check (自律): a department's reply goes out only after its head signs it off.
+    reply_sign_off: bool = False
+    # Extensions (延期) a case may be granted; each at most time_limits.extension_max_working_days.
+    extensions_allowed: Annotated[int, Field(ge=0, le=10)] = 1
+    # Failed return-visit attempts after which a supervisor may close with a recorded reason.
+    visit_attempts_before_close: Annotated[int, Field(ge=1, le=20)] = 3
+    # Unannounced spot checks (不定期抽查): every `spot_check_every_days` days the tick draws
+    # `spot_check_sample` cases closed in the last `spot_check_window_days` days.
+    spot_check_sample: Annotated[int, Field(ge=0, le=1000)] = 5
+    spot_check_window_days: Annotated[int, Field(ge=1, le=366)] = 30
+    spot_check_every_days: Annotated[int, Field(ge=1, le=366)] = 7
+    # Local hour at which the tick sends the daily digest.
+    digest_hour: Annotated[int, Field(ge=0, le=23)] = 8
+
+
 class AttachmentSettings(Section):
     max_files: Annotated[int, Field(ge=0, le=20)] = 5
     max_file_mb: Annotated[float, Field(gt=0, le=100)] = 10
@@ -305,6 +323,8 @@ class UserSettings(Section):
     name: str = ""
     role: Role
     department: str | None = None
+    # A department's head (负责人): signs its replies off, receives its escalations.
+    head: bool = False
 
 
 class Settings(Section):
@@ -312,6 +332,7 @@ class Settings(Section):
     database: DatabaseSettings = DatabaseSettings()
     calendar: CalendarSettings = CalendarSettings()
     time_limits: TimeLimitSettings = TimeLimitSettings()
+    supervision: SupervisionSettings = SupervisionSettings()
     attachments: AttachmentSettings = AttachmentSettings()
     tracking: TrackingSettings = TrackingSettings()
     sign_in: SignInSettings = SignInSettings()
