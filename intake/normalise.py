@@ -3,9 +3,10 @@
 Every channel passes what a citizen or an operator typed through these functions before it
 is validated or stored: Unicode NFKC (full-width digits and letters become ASCII, so
 ``１３８００１３８０００`` is a phone number; Chinese punctuation such as ``，`` and ``！`` stays
-as written), no control characters (NUL, ESC and the rest of C0
-and C1 break HTML, CSV and headers) and no bidirectional overrides (which make
-``gpj.exe`` read as ``exe.jpg``). Line breaks and tabs in free text stay.
+as written), no control characters (NUL, ESC and the rest of C0 and C1 break HTML, CSV and
+headers; a terminal escape sequence such as ESC[31m goes whole, parameters too) and no
+bidirectional overrides (which make ``gpj.exe`` read as ``exe.jpg``). Line breaks and tabs in
+free text stay.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ _UNSAFE = re.compile(
     "\ufff9-\ufffb\U000e0000-\U000e007f]"
 )
 _LINE_BREAKS = re.compile(r"\r\n?|[\u2028\u2029\x85]")
+# Terminal escape sequences, with their parameters, which would be left as "[31m" if only
+# the ESC went: CSI (ESC [ or U+009B, parameters, final letter), OSC and the other strings
+# (ESC ] … ended by BEL, ESC \\ or the line), and short ones such as ESC ( B.
+_ESCAPES = re.compile(
+    "(?:\x1b\\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"
+    "|\x1b[\\]PX^_][^\x07\x1b\n]{0,1024}(?:\x07|\x1b\\\\)?"
+    "|\x1b[\x20-\x2f]{0,2}[\x30-\x7e]"
+)
 
 
 # The full-width punctuation of Chinese text (GB/T 15834), which NFKC would turn into ASCII.
@@ -51,8 +60,11 @@ def nfkc(value: str) -> str:
 
 
 def clean_text(value: str) -> str:
-    """`nfkc`, line breaks as ``\\n``, no control or bidi characters, outer white space gone."""
+    """`nfkc`, line breaks as ``\\n``, no control or bidi characters and no terminal escape
+    sequences (``"\\x1b[31m红\\x1b[0m"`` → ``"红"``), outer white space gone."""
     value = _LINE_BREAKS.sub("\n", value or "")
+    if "\x1b" in value or "\x9b" in value:
+        value = _ESCAPES.sub("", value)
     return _UNSAFE.sub("", nfkc(value)).strip()
 
 

@@ -317,6 +317,38 @@ def _decode(data: bytes, codec: str) -> str:
         return data.decode(WESTERN, "replace")
 
 
+# A terminal's escape sequences, whole: CSI (ESC [ parameters intermediates final, as in
+# ESC[31m), OSC (ESC ] text, ended by BEL or ESC \\ or the line), DCS/SOS/PM/APC strings, and
+# the two- and three-byte ones (ESC ( B, ESC =). A lone ESC goes with the controls.
+_ESCAPE_BYTES = re.compile(
+    rb"\x1b(?:\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"
+    rb"|[\]PX^_][^\x07\x1b\r\n]{0,1024}(?:\x07|\x1b\\)?"
+    rb"|[\x20-\x2f]{0,2}[\x30-\x7e])?"
+)
+# C0 controls but tab, line feed and carriage return, and DEL. No byte of these is part of a
+# character in UTF-8, GB18030, Big5 or the single-byte charsets, so removing them before
+# decoding mends a character a NUL was put inside (which no codec can decode).
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")
+_CONTROL_OR_ESCAPE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _without_controls(data: bytes, codec: str | None, context: str, defects: list[str]) -> bytes:
+    """``data`` without control bytes and terminal escape sequences, where the charset does
+    not use them: UTF-16/32 have NUL bytes in characters, ISO-2022 and unlabelled bytes with
+    ``ESC $`` switch character sets with ESC."""
+    if not _CONTROL_OR_ESCAPE.search(data):
+        return data
+    name = codec or ""
+    if name.startswith(("utf-16", "utf_16", "utf-32", "utf_32", "iso2022")) or (
+        codec is None and re.search(rb"\x1b[$(]", data) and not re.search(rb"\x1b\[", data)
+    ):
+        return data
+    cleaned = _CONTROL_BYTES.sub(b"", _ESCAPE_BYTES.sub(b"", data))
+    if len(cleaned) != len(data):
+        defects.append(f"{context}: control characters and terminal escape sequences removed")
+    return cleaned
+
+
 def decode_text(data: bytes, label: str | None = None, *, context: str = "text") -> Decoded:
     """``data`` in the charset it is really in, with ``label`` (as declared) as a hint.
 
@@ -325,13 +357,15 @@ def decode_text(data: bytes, label: str | None = None, *, context: str = "text")
     label whose charset decodes the bytes cleanly is believed; otherwise the declared
     charset, GB18030, Big5 and (unless the label is Chinese) Windows-1252 are each tried and
     scored with `plausibility` (a replacement character counts against), the declared one
-    with a small head start, and the best kept. ``context`` names the place in the defects
-    (``"body"``, ``"Subject"``). Never raises.
+    with a small head start, and the best kept. Control bytes (NUL…) and terminal escape
+    sequences (ESC[31m) are removed first, where the charset does not use them. ``context``
+    names the place in the defects (``"body"``, ``"Subject"``). Never raises.
     """
     codec = codec_for_label(label)
     defects: list[str] = []
     if label and codec is None:
         defects.append(f"{context}: unknown charset {label!r}")
+    data = _without_controls(data, codec, context, defects)
     if data.isascii():
         if codec in _STATEFUL_ASCII or (codec is None and b"\x1b$" in data):
             try:

@@ -55,7 +55,7 @@ def test_things_that_are_not_phones(typed: str) -> None:
 
 
 def test_control_and_bidi_characters_go_line_breaks_stay() -> None:
-    assert clean_text("路灯\x00不亮\x1b[31m\r\n第二行\u202e") == "路灯不亮[31m\n第二行"
+    assert clean_text("路灯\x00不亮\x1b[31m\r\n第二行\u202e") == "路灯不亮\n第二行"
     assert clean_line("  a\tb \n c  ") == "a b c"
     assert clean_text("a    ") == "a"
     # Characters that look like nothing do not make an empty text look written.
@@ -65,6 +65,26 @@ def test_control_and_bidi_characters_go_line_breaks_stay() -> None:
     # Chinese punctuation stays as Chinese readers write it; full-width letters do not.
     assert clean_text("路灯坏了，怎么办？（急！）：５０％") == "路灯坏了，怎么办？（急！）：50%"
     assert normalise_phone("（010）8765 4321") == "01087654321"
+
+
+@pytest.mark.parametrize(
+    ("typed", "clean"),
+    [
+        ("\x1b[31m红灯\x1b[0m坏了", "红灯坏了"),  # SGR colour, on and off
+        ("\x1b[1;4;38;5;196m加粗\x1b[m", "加粗"),  # several parameters, bare reset
+        ("\x1b[2J\x1b[H清屏后", "清屏后"),  # erase and cursor home
+        ("\x1b]0;窗口标题\x07正文", "正文"),  # OSC ended by BEL
+        ("\x1b]8;;http://x.cn\x1b\\链接\x1b]8;;\x1b\\", "链接"),  # OSC 8 hyperlink, ST
+        ("\x1b(B字符集\x1b=", "字符集"),  # character-set and keypad escapes
+        ("\x9b31m单字节CSI", "单字节CSI"),  # the one-character (C1) CSI
+        ("半截\x1b[31", "半截"),  # a sequence cut off at the end
+        ("\x00路\x07灯\x7f", "路灯"),  # NUL, BEL and DEL
+    ],
+)
+def test_terminal_escape_sequences_go_whole(typed: str, clean: str) -> None:
+    """Text pasted from a terminal: the sequences go with their parameters, no "[31m" left."""
+    assert clean_text(typed) == clean
+    assert clean_line(typed) == clean
 
 
 def test_file_names_cannot_hide_what_they_are() -> None:
