@@ -50,6 +50,17 @@ class WorkCalendar:
                 )
             return day.weekday() < 5
 
+    def knows_year(self, year: int) -> bool:
+        """Whether the holidays of `year` are known: published in the package, or some of
+        its days given in the config. Deadlines in an unknown year count Monday to Friday."""
+        if any(d.year == year for d in self.extra_holidays | self.extra_workdays):
+            return True
+        try:
+            chinese_calendar.is_workday(date(year, 6, 1))
+        except NotImplementedError:
+            return False
+        return True
+
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(self.timezone)
 

@@ -248,7 +248,9 @@ def register(
         model_version=suggestion.model_version,
         urgent=bool(hazard.urgent),
         urgent_reasons=list(hazard.reasons),
-        triage_due_at=policy.deadlines.triage_due(submission.received_at, hazard.urgent),
+        triage_due_at=policy.deadlines.triage_due(
+            submission.received_at, hazard.urgent, kind=str(submission.kind)
+        ),
     )
     case.masked_text = masked_case_text(
         case.subject, case.body, case.contact_name, case.contact_phone, case.contact_email
@@ -292,7 +294,7 @@ def register(
             suggested,
             f"model {suggestion.model_version}",
             now,
-            policy.deadlines.handling_due(now, suggested.code, case.urgent),
+            policy.deadlines.handling_due(now, suggested.code, case.urgent, kind=case.kind),
             auto=True,
             confidence=float(suggestion.confidence),
         )
@@ -364,7 +366,7 @@ def assign_case(
     """
     if not department.active:
         raise IllegalTransition(N_("Department %(code)s is inactive."), code=department.code)
-    due = deadlines.handling_due(now, department.code, case.urgent)
+    due = deadlines.handling_due(now, department.code, case.urgent, kind=case.kind)
     if case.status in (Status.ASSIGNED, Status.IN_PROGRESS):
         case.transfer(department, actor, now, due, reason)
         return
@@ -409,7 +411,13 @@ def send_back_deadline(case: Case, deadlines: Deadlines) -> datetime | None:
     """
     if case.assigned_at is None:
         return None
-    return deadlines.send_back_deadline(case.assigned_at, case.urgent, case.due_at)
+    return deadlines.send_back_deadline(
+        case.assigned_at,
+        case.urgent,
+        case.due_at,
+        kind=case.kind,
+        department=case.department.code if case.department else None,
+    )
 
 
 def send_back_case(
@@ -422,4 +430,6 @@ def send_back_case(
 
 
 def rework_case(case: Case, actor: Actor, deadlines: Deadlines, now: datetime, reason: str) -> None:
-    case.rework(actor, now, reason, deadlines.rework_due(now, case.urgent))
+    department = case.department.code if case.department else None
+    due = deadlines.rework_due(now, case.urgent, kind=case.kind, department=department)
+    case.rework(actor, now, reason, due)

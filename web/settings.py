@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from intake.email import AttachmentLimits
 from intake.mailbox import MailboxConfig
+from intake.submission import Kind
 from triage.calendar import WorkCalendar
-from triage.deadlines import Deadlines, TimeLimits
+from triage.deadlines import LIMIT_NAMES, CommitmentOverride, Deadlines, TimeLimits
 from triage.models import Role
 from triage.rejection import RejectionReason
 
@@ -72,6 +73,48 @@ class TimeLimitSettings(Section):
     urgent_send_back_hours: Annotated[int, Field(ge=0)] = 1
     urgent_return_visit_hours: Annotated[int, Field(ge=1)] = 24
     urgent_rework_hours: Annotated[int, Field(ge=1)] = 2
+    # Reminder to the department before its deadline (0: none), escalation (督办) after it.
+    reminder_before_working_days: Annotated[int, Field(ge=0)] = 1
+    urgent_reminder_before_hours: Annotated[int, Field(ge=0)] = 1
+    escalation_grace_working_days: Annotated[int, Field(ge=0)] = 1
+    urgent_escalation_grace_hours: Annotated[int, Field(ge=0)] = 1
+    # Other limits for some kinds, urgencies or departments ([[time_limits.overrides]]).
+    overrides: list[CommitmentOverrideSettings] = []
+
+
+class CommitmentOverrideSettings(Section):
+    """`[[time_limits.overrides]]`: limits for the cases that match kind, urgent and
+    department (each unset matches any); the most specific match wins."""
+
+    kind: Kind | None = None
+    urgent: bool | None = None
+    department: str | None = None
+    triage_working_days: Annotated[int | None, Field(ge=0)] = None
+    handling_working_days: Annotated[int | None, Field(ge=1)] = None
+    urgent_triage_hours: Annotated[int | None, Field(ge=1)] = None
+    urgent_handling_hours: Annotated[int | None, Field(ge=1)] = None
+    extension_max_working_days: Annotated[int | None, Field(ge=0)] = None
+    send_back_working_days: Annotated[int | None, Field(ge=0)] = None
+    return_visit_working_days: Annotated[int | None, Field(ge=1)] = None
+    rework_working_days: Annotated[int | None, Field(ge=1)] = None
+    urgent_send_back_hours: Annotated[int | None, Field(ge=0)] = None
+    urgent_return_visit_hours: Annotated[int | None, Field(ge=1)] = None
+    urgent_rework_hours: Annotated[int | None, Field(ge=1)] = None
+    reminder_before_working_days: Annotated[int | None, Field(ge=0)] = None
+    urgent_reminder_before_hours: Annotated[int | None, Field(ge=0)] = None
+    escalation_grace_working_days: Annotated[int | None, Field(ge=0)] = None
+    urgent_escalation_grace_hours: Annotated[int | None, Field(ge=0)] = None
+
+    def to_override(self) -> CommitmentOverride:
+        limits = tuple(
+            (name, value) for name in LIMIT_NAMES if (value := getattr(self, name)) is not None
+        )
+        return CommitmentOverride(
+            kind=str(self.kind) if self.kind else None,
+            urgent=self.urgent,
+            department=self.department,
+            limits=limits,
+        )
 
 
 class SupervisionSettings(Section):
@@ -379,6 +422,9 @@ class Settings(Section):
                 raise ValueError(f"users.{i} ({u.username}): a handler needs a department")
             if u.department and u.department not in codes:
                 raise ValueError(f"users.{i} ({u.username}): unknown department {u.department!r}")
+        for i, o in enumerate(self.time_limits.overrides):
+            if o.department and o.department not in codes:
+                raise ValueError(f"time_limits.overrides.{i}: unknown department {o.department!r}")
         return self
 
     # -- derived -------------------------------------------------------------------------
@@ -428,7 +474,8 @@ class Settings(Section):
 
     def deadlines(self) -> Deadlines:
         limits = TimeLimits(
-            **self.time_limits.model_dump(),
+            **self.time_limits.model_dump(exclude={"overrides"}),
+            overrides=tuple(o.to_override() for o in self.time_limits.overrides),
             handling_by_department={
                 d.code: d.handling_working_days for d in self.departments if d.handling_working_days
             },
