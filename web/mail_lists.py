@@ -10,7 +10,6 @@ later messages on the case page instead (web/board.py), never the raw bytes. The
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,9 +23,9 @@ from werkzeug.wrappers import Response
 from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
-from intake.mail.charset import decode_text
 from intake.mail.headers import parse_address
-from intake.normalise import clean_line, clean_text
+from intake.mail.salvage import salvage_text
+from intake.normalise import clean_line
 from triage.access import Action
 from triage.mail_intake import (
     IncomingMail,
@@ -191,22 +190,11 @@ def raw(mail_id: int) -> Response:
     return _raw_response(data, mail_id)
 
 
-_PUNCTUATION = frozenset("，。、；：？！（）“”,.;:?!()-/@")
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
-
-
 def readable_body(raw_bytes: bytes) -> str:
-    """Best-effort text of a message the parser gave up on, for the supervisor to edit: the
-    part after the first blank line, decoded as it most likely is (`decode_text`), cleaned;
-    "" when what comes out is not text a person could read (binary, mostly symbols)."""
-    parts = _BLANK_LINE.split(raw_bytes, maxsplit=1)
-    data = parts[1] if len(parts) == 2 else raw_bytes
-    text = clean_text(decode_text(data[: PREFILL_CHARS * 4], context="body").text)
-    text = text[:PREFILL_CHARS].strip()
-    if not text:
-        return ""
-    readable = sum(1 for ch in text if ch.isalnum() or ch.isspace() or ch in _PUNCTUATION)
-    return text if readable / len(text) >= 0.8 and "\ufffd" not in text else ""
+    """Best-effort text of a message the parser gave up on, for the supervisor to edit
+    (`intake.mail.salvage.salvage_text`): its readable text parts, no MIME boundaries or
+    part headers; "" when nothing in it reads as text."""
+    return salvage_text(raw_bytes, PREFILL_CHARS)
 
 
 def _prefilled(mail: IncomingMail) -> dict[str, str]:

@@ -233,6 +233,57 @@ def test_make_a_case_of_a_quarantined_mail_with_the_supervisors_text(
     assert again.status_code == 200 and case_count(runtime) == 1
 
 
+def test_make_a_case_prefill_of_nested_mime_is_its_text_without_boundaries(
+    runtime: Any, login_as: Any
+) -> None:
+    """A quarantined multipart (mixed > alternative, base64 GBK and quoted-printable HTML,
+    with a forwarded message inside a bounce) offers the text, not the MIME scaffolding."""
+    text = "莲花路3号门前的井盖丢了，朱镕基路口也是，晚上很危险。"
+    inner = (
+        b'Content-Type: multipart/alternative; boundary="alt"\r\n\r\n'
+        b"--alt\r\nContent-Type: text/plain; charset=gb2312\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(text.encode("gbk"))
+        + b"--alt\r\nContent-Type: text/html; charset=gb2312\r\n\r\n<p>"
+        + text.encode("gbk")
+        + b"</p>\r\n--alt--\r\n"
+    )
+    nested = (
+        (
+            f"From: {CITIZEN}\r\nTo: {OFFICE}\r\nSubject: {b64('井盖丢失')}\r\n"
+            "MIME-Version: 1.0\r\n"
+            'Content-Type: multipart/mixed; boundary="mix"\r\n\r\n--mix\r\n'
+        ).encode()
+        + inner
+        + b"--mix--\r\n"
+    )
+    bounce = (
+        bounce_of_unknown()
+        .replace(b"--B\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n", b"")
+        .replace(
+            b"--B\r\nContent-Type: text/rfc822-headers\r\n\r\n" + f"From: {OFFICE}\r\n".encode(),
+            b"--B\r\nContent-Type: message/rfc822\r\n\r\nFrom: " + OFFICE.encode() + b"\r\n"
+            b'Content-Type: multipart/mixed; boundary="mix"\r\n',
+        )
+        .replace(
+            b"Subject: ack\r\n\r\n--B--",
+            b"Subject: ack\r\n\r\n--mix\r\n" + inner + b"--mix--\r\n--B--",
+        )
+    )
+    sup = login_as("supervisor")
+    for raw in (nested, bounce):
+        with runtime.sessions() as s:
+            q = quarantine_raw(
+                s, raw, mailbox=MAILBOX, reason="ingest failed", now=datetime.now(UTC)
+            )
+            s.commit()
+        page = sup.get(f"/board/mail/quarantine/{q.mail_id}").get_data(as_text=True)
+        textarea = re.search(r"<textarea[^>]*>(.*?)</textarea>", page, re.S)
+        assert textarea is not None
+        assert textarea.group(1).strip() == text
+        assert "--mix" not in page and "Content-Type" not in page
+
+
 def test_make_a_case_needs_a_text_and_says_so(runtime: Any, login_as: Any) -> None:
     q = take_in(runtime, GARBLED)
     sup = login_as("supervisor")
