@@ -740,21 +740,30 @@ class Case(Base):
         solved: bool | None,
         satisfaction: Satisfaction | None,
         note: str = "",
+        channel: VisitChannel | str = VisitChannel.PHONE,
     ) -> ReturnVisit:
-        """The return visit (回访) to this case's complainant: reached or not, solved or not,
-        how satisfied. Moves the case to VISITED."""
-        self._require("visited", {Status.REPLIED})
-        visit = self._new_visit(actor, at, reached, solved, satisfaction, note)
+        """The return visit (回访) to this case's complainant by `channel`: reached or not,
+        solved or not, how satisfied.
+
+        A visit that reached the citizen is valid (有效回访) and moves the case to VISITED. One
+        that did not is logged as a failed attempt (event "visited" with valid=false) and the
+        case stays REPLIED, so that the visit can be tried again; after enough failed
+        attempts a supervisor may close it with a reason (`close_without_visit`).
+        """
+        self._require("visited", self._visitable_statuses())
+        visit = self._new_visit(actor, at, reached, solved, satisfaction, note, channel)
         self.visits.append(visit)
         self.record(
             "visited",
             actor,
             at,
-            to_status=Status.VISITED,
+            to_status=Status.VISITED if visit.valid else None,
             reason=visit.note,
             reached=reached,
             solved=visit.solved,
             satisfaction=visit.satisfaction,
+            channel=visit.channel,
+            valid=visit.valid,
         )
         return visit
 
@@ -768,6 +777,7 @@ class Case(Base):
         solved: bool | None,
         satisfaction: Satisfaction | None,
         note: str = "",
+        channel: VisitChannel | str = VisitChannel.PHONE,
     ) -> ReturnVisit:
         """The return visit to the complainant of `citizen_case`, a case merged into this one.
 
@@ -783,13 +793,15 @@ class Case(Base):
                 source=citizen_case.tracking_number,
                 number=self.tracking_number,
             )
-        visit = self._new_visit(actor, at, reached, solved, satisfaction, note)
+        visit = self._new_visit(actor, at, reached, solved, satisfaction, note, channel)
         visit.citizen_case_id = citizen_case.id
         self.visits.append(visit)
         outcome = {
             "reached": reached,
             "solved": visit.solved,
             "satisfaction": visit.satisfaction,
+            "channel": visit.channel,
+            "valid": visit.valid,
         }
         self.record(
             "citizen_visited",
@@ -810,7 +822,12 @@ class Case(Base):
         solved: bool | None,
         satisfaction: Satisfaction | None,
         note: str,
+        channel: VisitChannel | str = VisitChannel.PHONE,
     ) -> ReturnVisit:
+        if channel not in set(VisitChannel):
+            raise IllegalTransition(
+                N_("Unknown way of calling back: %(channel)s."), channel=channel
+            )
         if reached and (solved is None or satisfaction is None):
             raise IllegalTransition(
                 N_("When the citizen was reached, say whether it is solved and how satisfied.")
@@ -824,6 +841,9 @@ class Case(Base):
             satisfaction=str(satisfaction) if satisfaction else None,
             note=(note or "").strip(),
             visitor_id=actor.id if isinstance(actor, User) else None,
+            channel=str(channel),
+            # Only a visit that reached the citizen counts (有效回访).
+            valid=bool(reached),
         )
 
     def rework(self, actor: Actor, at: datetime, reason: str, due_at: datetime) -> None:
@@ -848,6 +868,10 @@ class Case(Base):
         visit = self.latest_visit
         if not self.replies or visit is None:
             raise IllegalTransition(N_("A case closes only after a reply and a return visit."))
+        if not visit.valid:
+            raise IllegalTransition(
+                N_("A case closes only after a valid return visit: one that reached the citizen.")
+            )
         if visit.satisfaction == Satisfaction.UNSATISFIED or visit.solved is False:
             reason = self._require_reason(reason)
         self.closed_at = at
@@ -927,6 +951,170 @@ class Case(Base):
         )
         target.record(
             "merged_in", actor, at, reason=reason, source=self.tracking_number, public=False
+        )
+
+    # -- return visits' validity, spot checks and observations (回访, 抽查, 社会监督) -----------
+
+    def _visitable_statuses(self) -> set[Status]:
+        """REPLIED; also VISITED when its latest visit is not valid (recorded before visits
+        had a validity), so that such a case can still get its valid visit."""
+        latest = self.latest_visit
+        if self.status == Status.VISITED and latest is not None and not latest.valid:
+            return {Status.REPLIED, Status.VISITED}
+        return {Status.REPLIED}
+
+    @property
+    def failed_visit_attempts(self) -> int:
+        """Return visits since the latest reply that did not reach the citizen (own visits
+        only): what `close_without_visit` counts."""
+        since = self.replied_at
+        return sum(
+            1
+            for v in self.own_visits
+            if not v.valid and (since is None or v.at is None or v.at >= since)
+        )
+
+    @property
+    def review_pending(self) -> bool:
+        """An unsatisfied visit was sent to a supervisor's review, not decided yet."""
+        if self.status != Status.VISITED:
+            return False
+        for e in reversed(self.events):
+            if e.action == "review_requested":
+                return True
+            if e.action in ("visited", "reworked", "closed"):
+                return False
+        return False
+
+    def close_without_visit(
+        self, actor: Actor, at: datetime, reason: str, attempts_required: int
+    ) -> None:
+        """A supervisor closes a replied case whose citizen could not be reached (办结, 无法
+        回访) after `attempts_required` failed return visits ([supervision]
+        visit_attempts_before_close), with a recorded reason. Event "closed_without_visit"."""
+        self._require("closed", self._visitable_statuses())
+        reason = self._require_reason(reason)
+        attempts = self.failed_visit_attempts
+        if attempts < attempts_required:
+            raise IllegalTransition(
+                N_(
+                    "Closing without a valid return visit needs %(required)s failed attempts "
+                    "to reach the citizen; %(attempts)s recorded."
+                ),
+                required=attempts_required,
+                attempts=attempts,
+            )
+        self.closed_at = at
+        self.record(
+            "closed_without_visit",
+            actor,
+            at,
+            to_status=Status.CLOSED,
+            reason=reason,
+            public=True,
+            attempts=attempts,
+        )
+
+    def request_review(self, actor: Actor, at: datetime, reason: str) -> None:
+        """Send an unsatisfied (or unsolved) visit to a supervisor's review instead of rework:
+        the reviewer then closes the case with a reason or sends it for rework."""
+        self._require("reviewed", {Status.VISITED})
+        visit = self.latest_visit
+        if visit is None or not (
+            visit.satisfaction == Satisfaction.UNSATISFIED or visit.solved is False
+        ):
+            raise IllegalTransition(
+                N_("Only an unsatisfied or unsolved return visit goes to a supervisor's review.")
+            )
+        if self.review_pending:
+            raise IllegalTransition(N_("This case already waits for a supervisor's review."))
+        reason = self._require_reason(reason)
+        self.record("review_requested", actor, at, reason=reason)
+
+    def mark_drawn(self, draw: SpotCheckDraw, actor: Actor, at: datetime) -> None:
+        """This closed case was drawn for an unannounced check (抽查). Event
+        "spot_check_drawn" {draw_id}."""
+        self.record("spot_check_drawn", actor, at, draw_id=draw.id)
+
+    def _check_pending(self, check: SpotCheck, method: str) -> None:
+        if check.case_id != self.id:
+            raise IllegalTransition(N_("That check is not of this case."))
+        if check.result != SpotCheckResult.PENDING:
+            raise IllegalTransition(N_("This check was already recorded."))
+        if method not in (VisitChannel.PHONE, VisitChannel.VISIT):
+            raise IllegalTransition(N_("A check is a call or a visit."))
+
+    def pass_spot_check(
+        self, check: SpotCheck, actor: Actor, at: datetime, method: str, note: str = ""
+    ) -> None:
+        """The verification call or visit confirmed the case was handled. Event
+        "spot_check_passed" {check_id, method}."""
+        self._check_pending(check, method)
+        check.result = SpotCheckResult.PASSED
+        check.method, check.checked_at = method, at
+        check.checked_by_id = actor.id if isinstance(actor, User) else None
+        check.note = (note or "").strip()
+        self.record(
+            "spot_check_passed", actor, at, reason=check.note, check_id=check.id, method=method
+        )
+
+    def fail_spot_check(
+        self,
+        check: SpotCheck,
+        actor: Actor,
+        at: datetime,
+        method: str,
+        note: str,
+        due_at: datetime,
+    ) -> None:
+        """The verification found the case not handled: it is reopened for rework (重办) with
+        the new deadline `due_at`, and counts against its department. Event
+        "spot_check_failed" {check_id, method, department}."""
+        self._check_pending(check, method)
+        self._require("reopened", {Status.CLOSED})
+        note = self._require_reason(note)
+        check.result = SpotCheckResult.FAILED
+        check.method, check.checked_at, check.note = method, at, note
+        check.checked_by_id = actor.id if isinstance(actor, User) else None
+        self.rework_count += 1
+        self.due_at = due_at
+        self.closed_at = None
+        self.record(
+            "spot_check_failed",
+            actor,
+            at,
+            to_status=Status.IN_PROGRESS,
+            reason=note,
+            public=True,
+            check_id=check.id,
+            method=method,
+            department=self.department.code if self.department else None,
+            due_at=due_at.isoformat(),
+        )
+
+    def note_observation(self, observation: Observation, at: datetime) -> None:
+        """An external supervisor filed an observation on this case. Event
+        "observation_filed" {observation_id}."""
+        observer = observation.observer
+        self.record(
+            "observation_filed",
+            observer if observer is not None else "observer",
+            at,
+            observation_id=observation.id,
+        )
+
+    def answer_observation(self, observation: Observation, actor: Actor, at: datetime) -> None:
+        """A supervisor answered an observation on this case (triage/observations.py fills
+        the answer in). Event "observation_answered" {observation_id}; the answer is the
+        event's reason."""
+        if observation.case_id != self.id or observation.state != ObservationState.ANSWERED:
+            raise IllegalTransition(N_("That observation is not answered on this case."))
+        self.record(
+            "observation_answered",
+            actor,
+            at,
+            reason=observation.answer,
+            observation_id=observation.id,
         )
 
 

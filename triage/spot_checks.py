@@ -1,0 +1,210 @@
+"""Unannounced spot checks (不定期抽查): random samples of recently closed cases, drawn so that
+anyone can re-do the draw and get the same sample, and the supervisors' verification of each.
+
+The population of a draw is every case with a close event ("closed" or
+"closed_without_visit") in the draw's window [window_start, window_end), ordered by tracking
+number. Events are append-only and the window ends when the draw is made, so the same query
+gives the same population at any later time: `redo_draw` re-runs it with the logged seed and
+must give the logged sample. The sample is `random.Random(seed).sample(population, k)`:
+seeded from a string, which Python hashes the same way on every platform and version since 3.2.
+
+Like every use case, these functions flush and never commit.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, object_session, selectinload
+
+from triage.deadlines import Deadlines
+from triage.models import (
+    N_,
+    Actor,
+    Case,
+    CaseEvent,
+    IllegalTransition,
+    SpotCheck,
+    SpotCheckDraw,
+    SpotCheckResult,
+    User,
+)
+
+CLOSE_ACTIONS = ("closed", "closed_without_visit")
+
+
+class SpotCheckPolicy(Protocol):
+    """The `[supervision]` settings a draw needs; `web.settings.SupervisionSettings` is one."""
+
+    @property
+    def spot_check_sample(self) -> int: ...
+    @property
+    def spot_check_window_days(self) -> int: ...
+    @property
+    def spot_check_every_days(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A `SpotCheckPolicy` of its own, for tests and scripts."""
+
+    spot_check_sample: int = 5
+    spot_check_window_days: int = 30
+    spot_check_every_days: int = 7
+
+
+def population(session: Session, window_start: datetime, window_end: datetime) -> list[str]:
+    """Tracking numbers of the cases closed in [window_start, window_end), sorted."""
+    rows = session.scalars(
+        select(Case.tracking_number)
+        .join(CaseEvent, CaseEvent.case_id == Case.id)
+        .where(
+            CaseEvent.action.in_(CLOSE_ACTIONS),
+            CaseEvent.at >= window_start,
+            CaseEvent.at < window_end,
+        )
+        .distinct()
+    ).all()
+    return sorted(rows)
+
+
+def sample_of(numbers: list[str], seed: str, size: int) -> list[str]:
+    """The draw itself: `size` numbers (or all, if fewer) in draw order."""
+    return random.Random(seed).sample(numbers, k=min(size, len(numbers)))
+
+
+def latest_draw(session: Session) -> SpotCheckDraw | None:
+    return session.scalar(
+        select(SpotCheckDraw).order_by(SpotCheckDraw.drawn_at.desc(), SpotCheckDraw.id.desc())
+    )
+
+
+def due_draw(session: Session, now: datetime, policy: SpotCheckPolicy) -> bool:
+    """Whether the schedule calls for a draw at `now`: a sample size above 0 and no draw in the
+    last `spot_check_every_days` days. The supervision tick asks this, then calls `draw`."""
+    if policy.spot_check_sample <= 0:
+        return False
+    last = latest_draw(session)
+    return last is None or now - last.drawn_at >= timedelta(days=policy.spot_check_every_days)
+
+
+def draw(
+    session: Session,
+    now: datetime,
+    policy: SpotCheckPolicy,
+    seed: str | None = None,
+    actor: Actor = "system",
+) -> SpotCheckDraw:
+    """Draws `policy.spot_check_sample` cases closed in the last `spot_check_window_days`
+    days, logs the draw (seed, window, population size, sample) and opens a pending check on
+    each drawn case (event "spot_check_drawn" {draw_id}). An empty population makes an empty
+    draw, logged all the same. `seed` defaults to 16 random hex digits."""
+    seed = (seed or "").strip() or secrets.token_hex(8)
+    if len(seed) > 64:
+        raise IllegalTransition(N_("A seed has at most 64 characters."))
+    start = now - timedelta(days=policy.spot_check_window_days)
+    numbers = population(session, start, now)
+    chosen = sample_of(numbers, seed, policy.spot_check_sample)
+    drawn = SpotCheckDraw(
+        drawn_at=now,
+        drawn_by=actor.label if isinstance(actor, User) else (actor or "system"),
+        seed=seed,
+        window_start=start,
+        window_end=now,
+        population=len(numbers),
+        sample_size=policy.spot_check_sample,
+        sample=chosen,
+    )
+    session.add(drawn)
+    session.flush()
+    cases = {
+        c.tracking_number: c
+        for c in session.scalars(
+            select(Case).where(Case.tracking_number.in_(chosen)).options(selectinload(Case.events))
+        )
+    }
+    for number in chosen:
+        case = cases[number]
+        session.add(SpotCheck(draw_id=drawn.id, case_id=case.id, result=SpotCheckResult.PENDING))
+        case.mark_drawn(drawn, actor, now)
+    session.flush()
+    return drawn
+
+
+def redo_draw(drawn: SpotCheckDraw, session: Session | None = None) -> list[str]:
+    """The sample that `drawn`'s seed gives over its window's population now: equal to
+    `drawn.sample` unless the audit log was tampered with. Raises ValueError if the
+    population's size is not the logged one."""
+    session = session or object_session(drawn)
+    if session is None:
+        raise ValueError("redo_draw needs a session: the draw is not attached to one")
+    numbers = population(session, drawn.window_start, drawn.window_end)
+    if len(numbers) != drawn.population:
+        raise ValueError(
+            f"draw {drawn.id}: population is {len(numbers)}, the draw logged {drawn.population}"
+        )
+    return sample_of(numbers, drawn.seed, drawn.sample_size)
+
+
+def record_check(
+    check: SpotCheck,
+    actor: Actor,
+    now: datetime,
+    *,
+    passed: bool,
+    method: str,
+    note: str,
+    deadlines: Deadlines,
+) -> None:
+    """A supervisor's verification of one drawn case. A failed check reopens the case for
+    rework with a new deadline (`Deadlines.rework_due`); a failure needs a note."""
+    case = check.case
+    if passed:
+        case.pass_spot_check(check, actor, now, method, note)
+    else:
+        case.fail_spot_check(
+            check, actor, now, method, note, deadlines.rework_due(now, case.urgent)
+        )
+
+
+def draws(session: Session, limit: int = 50) -> list[SpotCheckDraw]:
+    """The latest draws, newest first, with their checks and cases loaded."""
+    return list(
+        session.scalars(
+            select(SpotCheckDraw)
+            .order_by(SpotCheckDraw.drawn_at.desc(), SpotCheckDraw.id.desc())
+            .options(
+                selectinload(SpotCheckDraw.checks).selectinload(SpotCheck.case),
+            )
+            .limit(limit)
+        )
+    )
+
+
+def pending_checks(session: Session) -> list[SpotCheck]:
+    """Every check not recorded yet, oldest draw first."""
+    return list(
+        session.scalars(
+            select(SpotCheck)
+            .where(SpotCheck.result == SpotCheckResult.PENDING)
+            .order_by(SpotCheck.draw_id, SpotCheck.id)
+            .options(selectinload(SpotCheck.case))
+        )
+    )
+
+
+def checks_of(session: Session, case: Case) -> list[SpotCheck]:
+    """The checks of one case, oldest first."""
+    return list(
+        session.scalars(
+            select(SpotCheck)
+            .where(SpotCheck.case_id == case.id)
+            .order_by(SpotCheck.id)
+            .options(selectinload(SpotCheck.draw), selectinload(SpotCheck.checked_by))
+        )
+    )
