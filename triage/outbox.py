@@ -601,22 +601,52 @@ def renew(
     return bool(done)
 
 
-def requeue(session: Session, mail: OutgoingMail, *, now: datetime) -> bool:
-    """Puts a failed mail back in the queue with a fresh count of tries (an operator fixed
-    what made it fail); False if it is not failed. Recorded on its case as `mail_queued`."""
+class Retry(StrEnum):
+    """What `requeue` did with a mail an operator asked to retry."""
+
+    REQUEUED = "requeued"  # it had failed: queued again with a fresh count of tries
+    BROUGHT_FORWARD = "brought_forward"  # it waited on its backoff: now due
+    ALREADY_DUE = "already_due"  # queued and due: the next pass sends it
+    SENDING = "sending"  # a sender holds it right now: left alone
+    SENT = "sent"  # sent already: never sent twice
+
+
+def requeue(session: Session, mail: OutgoingMail, *, now: datetime) -> Retry:
+    """An operator's retry (they fixed what made mail fail): a failed mail goes back in the
+    queue with a fresh count of tries, due at ``now`` (recorded on its case as `mail_queued`);
+    a queued mail waiting on its backoff becomes due at ``now``, keeping its tries; others
+    are left as they are. Conditional updates, so a sender claiming or sending the mail
+    meanwhile is never overridden. Returns what was done, from the state it found."""
     done = session.execute(
         update(OutgoingMail)
         .where(OutgoingMail.id == mail.id, OutgoingMail.status == MailStatus.FAILED)
         .values(status=MailStatus.QUEUED, attempts=0, next_attempt_at=now, last_error="")
         .execution_options(synchronize_session=False)
     ).rowcount
+    if done:
+        session.refresh(mail)
+        case = _case(session, mail)
+        if case is not None:
+            _record_queued(session, case, mail, now, requeued=True)
+        return Retry.REQUEUED
+    done = session.execute(
+        update(OutgoingMail)
+        .where(
+            OutgoingMail.id == mail.id,
+            OutgoingMail.status == MailStatus.QUEUED,
+            OutgoingMail.next_attempt_at > now,
+        )
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     session.refresh(mail)
-    if not done:
-        return False
-    case = _case(session, mail)
-    if case is not None:
-        _record_queued(session, case, mail, now, requeued=True)
-    return True
+    if done:
+        return Retry.BROUGHT_FORWARD
+    if mail.status == MailStatus.SENT:
+        return Retry.SENT
+    if mail.status == MailStatus.SENDING and mail.next_attempt_at > now:
+        return Retry.SENDING  # claimed, its lease running
+    return Retry.ALREADY_DUE
 
 
 # -- reading -------------------------------------------------------------------------------

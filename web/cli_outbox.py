@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from datetime import datetime
 from typing import Any
 
 import click
 from sqlalchemy import select
 
 from triage.models import Case, utcnow
-from triage.outbox import MailStatus, OutgoingMail, list_mails, outbox_counts, requeue
+from triage.outbox import MailStatus, OutgoingMail, Retry, list_mails, outbox_counts, requeue
 from web.cli_common import config_option, settings, transaction
 from web.mail import OutboxSender, SendResult
 from web.runtime import Runtime
@@ -25,7 +26,7 @@ from web.settings import ConfigError
 
 @click.group()
 def outbox() -> None:
-    """Outgoing mail: send what is due, list, retry failed mail."""
+    """Outgoing mail: send what is due, list, retry failed or waiting mail."""
 
 
 def _sender(rt: Runtime) -> OutboxSender:
@@ -166,14 +167,42 @@ def _row(mail: OutgoingMail, numbers: dict[int, str]) -> dict[str, Any]:
 @config_option
 @click.argument("mail_ids", nargs=-1, type=int, required=True)
 def retry(mail_ids: tuple[int, ...]) -> None:
-    """Put failed mails back in the queue with a fresh count of tries."""
+    """Send these mails now: failed ones go back in the queue with a fresh count of tries,
+    ones waiting to be tried again are brought forward. One line per mail says what was done;
+    mails that do not exist, were sent or are being sent are named and the exit code is 1."""
     rt = Runtime.build(settings())
     now = utcnow()
+    refused = 0
     with transaction(rt) as session:
-        for mail_id in mail_ids:
+        for mail_id in dict.fromkeys(mail_ids):
             mail = session.get(OutgoingMail, mail_id)
             if mail is None:
-                raise click.ClickException(f"no mail #{mail_id}")
-            if not requeue(session, mail, now=now):
-                raise click.ClickException(f"mail #{mail_id} is {mail.status}, not failed")
-    click.echo(f"{len(mail_ids)} mails queued again")
+                click.echo(f"#{mail_id}: no such mail in the outbox", err=True)
+                refused += 1
+                continue
+            waited_until = mail.next_attempt_at
+            outcome = requeue(session, mail, now=now)
+            line, ok = _retry_line(mail, outcome, waited_until)
+            click.echo(f"#{mail_id}: {line}", err=not ok)
+            refused += not ok
+    if refused:
+        raise click.ClickException(f"{refused} of {len(set(mail_ids))} mails not retried")
+
+
+def _retry_line(mail: OutgoingMail, outcome: Retry, waited_until: datetime) -> tuple[str, bool]:
+    """What `retry` did with one mail, as the operator reads it, and whether that was a retry."""
+    tries = f"{mail.attempts} {'try' if mail.attempts == 1 else 'tries'} so far"
+    if outcome == Retry.REQUEUED:
+        return "failed, queued again with a fresh count of tries; sent on the next pass", True
+    if outcome == Retry.BROUGHT_FORWARD:
+        return (
+            f"was waiting until {waited_until:%Y-%m-%d %H:%M:%S} UTC ({tries}); "
+            "brought forward, sent on the next pass",
+            True,
+        )
+    if outcome == Retry.ALREADY_DUE:
+        return f"already queued and due ({tries}); sent on the next pass", True
+    if outcome == Retry.SENDING:
+        return f"being sent right now by {mail.claimed_by or 'another sender'}; left alone", False
+    sent = f" at {mail.sent_at:%Y-%m-%d %H:%M:%S} UTC" if mail.sent_at else ""
+    return f"already sent{sent}; it is never sent twice", False
