@@ -6,7 +6,7 @@ import csv
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from intake.submission import Channel
 from triage.mail_intake import messages_by_case
-from triage.models import Case, CaseEvent
+from triage.models import Case, CaseEvent, CaseFinding
 from triage.privacy import mask_email, mask_name, mask_phone, mask_text
 
 FIELDS = (
@@ -35,6 +35,8 @@ FIELDS = (
     "triage_due_at",
     "assigned_at",
     "due_at",
+    "extended_to",
+    "overdue",
     "replied_at",
     "closed_at",
     "merged_into",
@@ -42,6 +44,8 @@ FIELDS = (
     "rework_count",
     "satisfaction",
     "solved",
+    "visits",
+    "findings",
     "contact_name",
     "contact_phone",
     "contact_email",
@@ -84,11 +88,17 @@ def case_record(
     tz: ZoneInfo,
     masked: bool = True,
     messages: Sequence[str] = (),
+    findings: Sequence[CaseFinding] = (),
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """One case as a flat record; ``masked``: personal data masked, in free text too.
     ``messages``: the texts of later messages on the case (threaded replies, bounces),
-    oldest first."""
+    oldest first. ``findings``: the case's findings of the last supervision tick, listed as
+    ``{rule, combination, severity, since}``; ``overdue`` is the case's state at ``now``
+    (default: the current time). ``visits`` are the return visits to the case's own
+    complainant, without their notes (free text about the citizen)."""
     visit = case.latest_visit
+    now = now or datetime.now(UTC)
 
     def text(value: str) -> str:
         if not masked:
@@ -119,6 +129,8 @@ def case_record(
         "triage_due_at": _time(case.triage_due_at, tz),
         "assigned_at": _time(case.assigned_at, tz),
         "due_at": _time(case.due_at, tz),
+        "extended_to": _time(case.extended_to, tz),
+        "overdue": case.is_overdue(now),
         "replied_at": _time(case.replied_at, tz),
         "closed_at": _time(case.closed_at, tz),
         "merged_into": case.merged_into.tracking_number if case.merged_into else None,
@@ -126,6 +138,26 @@ def case_record(
         "rework_count": case.rework_count,
         "satisfaction": visit.satisfaction if visit else None,
         "solved": visit.solved if visit else None,
+        "visits": [
+            {
+                "at": _time(v.at, tz),
+                "channel": v.channel,
+                "reached": v.reached,
+                "solved": v.solved,
+                "satisfaction": v.satisfaction,
+                "valid": v.valid,
+            }
+            for v in case.own_visits
+        ],
+        "findings": [
+            {
+                "rule": f.rule,
+                "combination": f.combination,
+                "severity": f.severity,
+                "since": _time(f.since, tz),
+            }
+            for f in sorted(findings, key=lambda f: (f.combination, f.rule))
+        ],
         "contact_name": mask_name(case.contact_name) if masked else case.contact_name,
         "contact_phone": mask_phone(case.contact_phone) if masked else case.contact_phone,
         "contact_email": mask_email(case.contact_email) if masked else case.contact_email,
@@ -138,9 +170,15 @@ def case_record(
 
 
 def iter_records(
-    session: Session, tz: ZoneInfo, masked: bool = True, batch: int = 500
+    session: Session,
+    tz: ZoneInfo,
+    masked: bool = True,
+    batch: int = 500,
+    now: datetime | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Every case, oldest first, in batches so a large database does not fill memory."""
+    """Every case, oldest first, in batches so a large database does not fill memory;
+    ``overdue`` is as of ``now`` (default: the start of the export)."""
+    now = now or datetime.now(UTC)
     counts = select(CaseEvent.case_id, func.count().label("n")).group_by(CaseEvent.case_id)
     last_id = 0
     while True:
@@ -161,9 +199,12 @@ def iter_records(
         ids = [c.id for c in cases]
         n = {cid: k for cid, k in session.execute(counts.where(CaseEvent.case_id.in_(ids)))}
         later = messages_by_case(session, ids)
+        findings: dict[int, list[CaseFinding]] = {}
+        for f in session.scalars(select(CaseFinding).where(CaseFinding.case_id.in_(ids))):
+            findings.setdefault(f.case_id, []).append(f)
         for c in cases:
             texts = [m.text for m in later.get(c.id, [])]
-            yield case_record(c, n.get(c.id, 0), tz, masked, texts)
+            yield case_record(c, n.get(c.id, 0), tz, masked, texts, findings.get(c.id, ()), now)
         last_id = ids[-1]
         session.expunge_all()
 

@@ -325,9 +325,11 @@ def _register_extensions() -> None:
     never this module, so the import here closes no circle."""
     from web.cli_intake import intake
     from web.cli_outbox import outbox
+    from web.cli_supervise import supervise
 
     main.add_command(intake)
     main.add_command(outbox)
+    main.add_command(supervise)
 
 
 _register_extensions()

@@ -133,6 +133,10 @@ class SupervisionSettings(Section):
     spot_check_every_days: Annotated[int, Field(ge=1, le=366)] = 7
     # Local hour at which the tick sends the daily digest.
     digest_hour: Annotated[int, Field(ge=0, le=23)] = 8
+    # The supervisors' addresses (staff accounts carry none): escalations (督办) and the
+    # office's daily digest go there; a department's reminders, escalations and digest go to
+    # its `email`, which its head reads.
+    supervisors_email: list[str] = []
 
 
 class AttachmentSettings(Section):

@@ -1,0 +1,274 @@
+"""The supervision tick on the real database with a real SMTP server (aiosmtpd) catching the
+mail: ticks at chosen times send a reminder once, an escalation once, a digest a day and
+nothing twice; two ticks started at once queue nothing twice; the findings show on the board."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from intake.submission import Channel, Contact, Kind, Submission
+from tests.conftest import make_settings
+from tests.mailserver import free_port
+from triage.cases import assign_case, register
+from triage.export import iter_records
+from triage.models import Case, CaseEvent, CaseFinding, Department, User
+from triage.outbox import OutgoingMail
+from triage.supervision import run_tick
+from web.cli import main
+from web.cli_supervise import supervision_policy
+from web.mail import OutboxSender
+
+aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
+
+BJ = ZoneInfo("Asia/Shanghai")
+SUPERVISORS = "dubanshi@example.gov.cn"
+URBAN = "zhujian@example.gov.cn"
+
+
+def bj(*args: int) -> datetime:
+    return datetime(*args, tzinfo=BJ).astimezone(UTC)  # type: ignore[misc]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.received: list[tuple[list[str], bytes]] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.received.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+    def mails(self) -> list[tuple[list[str], Any]]:
+        return [(to, message_from_bytes(raw, policy=policy.default)) for to, raw in self.received]
+
+    def kinds(self) -> Counter[str]:
+        return Counter(str(m["Message-ID"]).strip("<").split(".", 1)[0] for _, m in self.mails())
+
+    def clear(self) -> None:
+        self.received.clear()
+
+
+@pytest.fixture
+def smtp_port() -> int:
+    return free_port()
+
+
+SUPERVISION = {
+    "supervisors_email": [SUPERVISORS],
+    "digest_hour": 8,
+    "spot_check_sample": 0,
+}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str, smtp_port: int) -> Any:
+    return make_settings(
+        tmp_path,
+        db_url,
+        mail={"sender": "xiaonengban@example.gov.cn", "port": smtp_port, "timeout_seconds": 5},
+        supervision=SUPERVISION,
+    )
+
+
+@pytest.fixture
+def smtp(smtp_port: int) -> Iterator[Recorder]:
+    recorder = Recorder()
+    controller = aiosmtpd_controller.Controller(recorder, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    yield recorder
+    controller.stop()
+
+
+def dispatched_case(runtime: Any, received: datetime, department: str = "urban") -> int:
+    """A web complaint received at `received`, dispatched an hour later by the supervisor."""
+    submission = Submission(
+        channel=Channel.WEB,
+        external_id=f"form-{uuid.uuid4().hex}",
+        received_at=received,
+        subject="莲花路路灯不亮",
+        body="莲花路与金桥街交叉口的路灯坏了两个星期，晚上一片漆黑，请尽快维修。",
+        contact=Contact("王小明", "13812345678", ""),
+        kind=Kind.COMPLAINT,
+    )
+    with runtime.sessions() as s, s.begin():
+        case = register(s, submission, runtime.intake_policy(), received).case
+        supervisor = s.scalar(select(User).where(User.username == "supervisor"))
+        dept = s.scalar(select(Department).where(Department.code == department))
+        at = received.replace(hour=received.hour + 1)
+        if case.department_id is None:
+            assign_case(case, dept, supervisor, runtime.settings.deadlines(), at)
+        return case.id
+
+
+def tick(runtime: Any, now: datetime) -> dict[str, Any]:
+    result = run_tick(runtime.sessions, now, supervision_policy(runtime.settings))
+    sent = OutboxSender(runtime.settings, runtime.sessions).send_due()
+    return {**result.as_dict(), **sent.as_dict()}
+
+
+def findings_of(runtime: Any, case_id: int) -> dict[str, str]:
+    with runtime.sessions() as s:
+        return dict(
+            s.execute(
+                select(CaseFinding.rule, CaseFinding.severity).where(CaseFinding.case_id == case_id)
+            ).all()
+        )
+
+
+def risk_of(runtime: Any, case_id: int) -> str:
+    with runtime.sessions() as s:
+        return s.get(Case, case_id).risk
+
+
+def test_reminder_once_escalation_once_digest_a_day(runtime: Any, smtp: Recorder) -> None:
+    # Monday 23 Nov 2026, dispatched 10:00: due Monday 30 Nov, 23:59:59 (5 working days).
+    case_id = dispatched_case(runtime, bj(2026, 11, 23, 9))
+    with runtime.sessions() as s:
+        case = s.get(Case, case_id)
+        assert case.due_at == bj(2026, 11, 30, 23, 59, 59)
+        number = case.tracking_number
+
+    assert tick(runtime, bj(2026, 11, 24, 7))["reminders"] == 0
+    assert smtp.received == [] and findings_of(runtime, case_id) == {}
+
+    # The morning of the last day, before the digest hour: the reminder, to the department.
+    out = tick(runtime, bj(2026, 11, 30, 7))
+    assert (out["reminders"], out["digests"], out["sent"]) == (1, 0, 1)
+    ((to, reminder),) = smtp.mails()
+    assert to == [URBAN]
+    assert number in str(reminder["Subject"]) and "临期提醒" in str(reminder["Subject"])
+    assert "2026-11-30 23:59" in reminder.get_content()
+    assert findings_of(runtime, case_id) == {"deadline_near": "warning"}
+    assert risk_of(runtime, case_id) == "at_risk"
+    assert tick(runtime, bj(2026, 11, 30, 7, 30))["reminders"] == 0
+
+    # After the digest hour: one digest to the supervisors, one to the department.
+    smtp.clear()
+    out = tick(runtime, bj(2026, 11, 30, 9))
+    assert (out["reminders"], out["digests"]) == (0, 2)
+    digests = {tuple(to): m for to, m in smtp.mails()}
+    assert set(digests) == {(SUPERVISORS,), (URBAN,)}
+    assert number in digests[(SUPERVISORS,)].get_content()
+    assert "风险 1 件" in str(digests[(URBAN,)]["Subject"])
+    assert tick(runtime, bj(2026, 11, 30, 18))["digests"] == 0
+
+    # Overdue on Tuesday: the next day's digest, no escalation within the grace period.
+    smtp.clear()
+    out = tick(runtime, bj(2026, 12, 1, 9))
+    assert (out["escalations"], out["digests"]) == (0, 2)
+    assert findings_of(runtime, case_id) == {"overdue": "critical", "delay_unreported": "warning"}
+    assert risk_of(runtime, case_id) == "overdue"
+
+    # Past the grace period: the escalation (督办) to the department and the supervisors.
+    smtp.clear()
+    out = tick(runtime, bj(2026, 12, 2, 0, 30))
+    assert (out["escalations"], out["digests"], out["sent"]) == (1, 0, 1)
+    ((to, escalation),) = smtp.mails()
+    assert sorted(to) == sorted([URBAN, SUPERVISORS])
+    assert "督办" in str(escalation["Subject"])
+    with runtime.sessions() as s:
+        actions = s.scalars(
+            select(CaseEvent.action).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)
+        ).all()
+    assert actions.count("escalated") == 1
+    assert findings_of(runtime, case_id)["escalated"] == "critical"
+
+    smtp.clear()
+    assert tick(runtime, bj(2026, 12, 2, 1))["escalations"] == 0
+    assert smtp.kinds() == Counter()
+    assert tick(runtime, bj(2026, 12, 2, 10))["digests"] == 2
+    assert smtp.kinds() == Counter({"digest": 2})
+    with runtime.sessions() as s:
+        ids = s.scalars(select(OutgoingMail.message_id)).all()
+    assert len(ids) == len(set(ids)) == 1 + 2 + 2 + 1 + 2
+
+    # The export reads the findings back, masked as ever.
+    with runtime.sessions() as s:
+        (record,) = list(iter_records(s, BJ, masked=True, now=bj(2026, 12, 2, 10)))
+    assert record["overdue"] is True and record["extended_to"] is None
+    assert {f["rule"] for f in record["findings"]} == {"overdue", "delay_unreported", "escalated"}
+    escalated = next(f for f in record["findings"] if f["rule"] == "escalated")
+    assert escalated == {
+        "rule": "escalated",
+        "combination": 1,
+        "severity": "critical",
+        "since": "2026-12-01T23:59:59+08:00",
+    }
+    assert record["contact_phone"] != "13812345678" and "王小明" not in json.dumps(record)
+
+
+def test_two_ticks_at_once_queue_nothing_twice(runtime: Any, smtp: Recorder) -> None:
+    cases = [dispatched_case(runtime, bj(2026, 11, 23, 9)) for _ in range(20)]
+    now = bj(2026, 12, 2, 9)
+    policy = supervision_policy(runtime.settings)
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            barrier.wait()
+            results.append(run_tick(runtime.sessions, now, policy, holder=name))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(f"tick-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sum(r.escalations for r in results) == 20
+    assert sum(r.digests for r in results) == 2
+    # Once more afterwards, as cron would: nothing new.
+    again = run_tick(runtime.sessions, now, policy)
+    assert (again.ran, again.escalations, again.digests) == (True, 0, 0)
+    with runtime.sessions() as s:
+        ids = s.scalars(select(OutgoingMail.message_id)).all()
+        escalated = s.scalars(
+            select(CaseEvent.case_id).where(CaseEvent.action == "escalated")
+        ).all()
+    assert len(ids) == len(set(ids)) == 22
+    assert sorted(escalated) == sorted(cases)
+
+
+def test_the_command_ticks_at_a_chosen_time_and_prints_json(
+    runtime: Any, smtp: Recorder, tmp_path: Path, db_url: str, smtp_port: int
+) -> None:
+    case_id = dispatched_case(runtime, bj(2026, 11, 23, 9))
+    config = tmp_path / "supervise.toml"
+    # What the tick reads; departments and staff are in the database already.
+    text = (
+        f'[app]\ninstance_dir = "{tmp_path / "inst"}"\nsecret_key = "test-key"\n'
+        f'[database]\nurl = "{db_url}"\n'
+        f'[mail]\nsender = "xiaonengban@example.gov.cn"\nport = {smtp_port}\n'
+        f'[supervision]\nsupervisors_email = ["{SUPERVISORS}"]\nspot_check_sample = 0\n'
+    )
+    config.write_text(text, encoding="utf-8")
+    runner = CliRunner()
+    args = ["supervise", "tick", "--config", str(config), "--now", "2026-11-30T07:00+08:00"]
+    r = runner.invoke(main, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert (out["ran"], out["reminders"], out["sent"]) == (True, 1, 1)
+    assert smtp.kinds() == Counter({"reminder": 1})
+    r = runner.invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "queued 0 reminders" in r.output
+    bad = runner.invoke(main, ["supervise", "tick", "--config", str(config), "--now", "09:00"])
+    assert bad.exit_code == 2 and "--now" in bad.output
+    assert risk_of(runtime, case_id) == "at_risk"

@@ -1,0 +1,674 @@
+"""The supervision tick: every open case through the rules engine (triage/rules), its findings
+stored, and what fell due queued in the outbox.
+
+One tick, at `now`:
+
+1. draws the scheduled spot-check sample when one is due (triage/spot_checks.py);
+2. loads every case that is open or still carries a finding, a risk, a pending spot check or
+   an open observation, with the events, replies, visits, checks and observations the rules
+   read: one query each, never one per case;
+3. evaluates each (`triage.rules.evaluate`);
+4. queues the due reminders (to the department's address, before its deadline) and
+   escalations (督办: to the department, whose head reads it, and to the supervisors; an
+   `escalated` event on the case), then the daily digest at or after `digest_hour` local time
+   (to the supervisors: every at-risk and overdue case; to each department: its own);
+5. replaces the findings of each evaluated case (`case_findings`) and sets `cases.risk`.
+
+Nothing is queued twice: every mail's Message-ID is derived from what it is about
+(``reminder.<case id>.<deadline>@domain``, ``escalation.…``, ``digest.<local date>.<to>@…``),
+ids already in the outbox are skipped, and the outbox's unique Message-ID refuses the rest.
+Two ticks at once are safe: `run_tick` holds the ``supervise-tick`` lease (the leases table
+of the mail intake) for the whole tick; a second tick finds it held and does nothing.
+
+Functions here flush and never commit, except `run_tick`, which owns its transactions.
+Sending the outbox is the caller's (web/cli_supervise.py), as it needs the mail settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time as clock
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from triage.mail_intake import release_lease, take_lease
+from triage.models import (
+    OPEN_STATUSES,
+    Case,
+    CaseEvent,
+    CaseFinding,
+    CaseReply,
+    Department,
+    Observation,
+    ObservationState,
+    ReturnVisit,
+    SpotCheck,
+    SpotCheckDraw,
+    SpotCheckResult,
+    utcnow,
+)
+from triage.outbox import MailKind, OutgoingMail, build_message, enqueue
+from triage.rules import (
+    EVENT_ACTIONS,
+    ActionKind,
+    CaseSnapshot,
+    DueAction,
+    Evaluation,
+    ReplySnapshot,
+    Risk,
+    Rule,
+    RulesPolicy,
+    VisitSnapshot,
+    evaluate,
+)
+
+log = logging.getLogger(__name__)
+
+LEASE = "supervise-tick"
+ACTOR = "system"
+CHUNK = 500
+DIGEST_LINES = 200
+
+
+@dataclass(frozen=True)
+class SupervisionPolicy:
+    """What a tick needs besides the database.
+
+    `supervisors`: the supervisors' addresses (escalations, the office's digest);
+    `spot_checks`: the draw schedule, or None to draw nothing; `base_url`: links in mail.
+    """
+
+    rules: RulesPolicy
+    sender: str
+    office_name: str = "机关效能建设办公室"
+    base_url: str = "http://127.0.0.1:5000"
+    digest_hour: int = 8
+    supervisors: tuple[str, ...] = ()
+    # A triage.spot_checks.SpotCheckPolicy (web.settings.SupervisionSettings is one).
+    spot_checks: Any = None
+
+    @property
+    def domain(self) -> str:
+        return self.sender.rsplit("@", 1)[-1]
+
+
+@dataclass
+class TickResult:
+    """What one tick did; `ran` is False when another tick held the lease."""
+
+    now: datetime
+    ran: bool = True
+    evaluated: int = 0
+    findings: int = 0
+    at_risk: int = 0
+    overdue: int = 0
+    reminders: int = 0
+    escalations: int = 0
+    digests: int = 0
+    no_address: int = 0
+    spot_check_draw: int | None = None
+    seconds: float = 0.0
+    holder: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "now": self.now.isoformat(),
+            "ran": self.ran,
+            "evaluated": self.evaluated,
+            "findings": self.findings,
+            "at_risk": self.at_risk,
+            "overdue": self.overdue,
+            "reminders": self.reminders,
+            "escalations": self.escalations,
+            "digests": self.digests,
+            "no_address": self.no_address,
+            "spot_check_draw": self.spot_check_draw,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_tick(
+    sessions: sessionmaker[Session],
+    now: datetime,
+    policy: SupervisionPolicy,
+    *,
+    holder: str | None = None,
+    lease_ttl: timedelta = timedelta(minutes=10),
+) -> TickResult:
+    """One tick in its own transaction, under the tick lease. The lease is counted on the
+    wall clock, not on `now` (a tick at a chosen time must not hold it until then)."""
+    holder = holder or holder_name()
+    started = clock.perf_counter()
+    session = sessions()
+    try:
+        if not take_lease(session, LEASE, holder, now=utcnow(), ttl=lease_ttl):
+            session.commit()
+            return TickResult(now=now, ran=False, holder=holder)
+        session.commit()
+        try:
+            result = tick(session, now, policy)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            release_lease(session, LEASE, holder)
+            session.commit()
+    finally:
+        session.close()
+    result.seconds = clock.perf_counter() - started
+    result.holder = holder
+    return result
+
+
+def tick(session: Session, now: datetime, policy: SupervisionPolicy) -> TickResult:
+    """Evaluates, queues and stores (see the module docstring); flushes, never commits."""
+    result = TickResult(now=now)
+    if policy.spot_checks is not None:
+        result.spot_check_draw = _draw_spot_checks(session, now, policy.spot_checks)
+    snapshots, rows = load_snapshots(session)
+    evaluations = {s.id: evaluate(s, now, policy.rules) for s in snapshots}
+    result.evaluated = len(snapshots)
+    escalated = _act(session, now, policy, evaluations, rows, result)
+    _store(session, now, evaluations, rows, escalated, result)
+    _digest(session, now, policy, evaluations, rows, result)
+    session.flush()
+    return result
+
+
+def _draw_spot_checks(session: Session, now: datetime, schedule: Any) -> int | None:
+    """The scheduled spot-check draw (不定期抽查) when one is due; its id, or None."""
+    from triage.spot_checks import draw, due_draw
+
+    if not due_draw(session, now, schedule):
+        return None
+    return draw(session, now, schedule).id
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """What the tick keeps of a case besides its snapshot: for mail and `cases.risk`."""
+
+    id: int
+    tracking_number: str
+    risk: str
+    department: str | None
+    department_name: str
+    department_email: str
+
+
+def _watched() -> Any:
+    """The cases a tick looks at: open ones, and closed ones that still carry something."""
+    return or_(
+        Case.status.in_([str(s) for s in OPEN_STATUSES]),
+        Case.risk != "",
+        Case.id.in_(select(CaseFinding.case_id)),
+        Case.id.in_(select(SpotCheck.case_id).where(SpotCheck.result == SpotCheckResult.PENDING)),
+        Case.id.in_(
+            select(Observation.case_id).where(
+                Observation.state == ObservationState.OPEN, Observation.case_id.is_not(None)
+            )
+        ),
+    )
+
+
+def load_snapshots(session: Session) -> tuple[list[CaseSnapshot], dict[int, CaseRow]]:
+    """Every watched case as a rules snapshot, in six queries whatever their number."""
+    watched = _watched()
+    ids = select(Case.id).where(watched).scalar_subquery()
+    events: dict[int, list[tuple[str, datetime, Mapping[str, Any]]]] = defaultdict(list)
+    for case_id, action, at, detail, reason in session.execute(
+        select(
+            CaseEvent.case_id, CaseEvent.action, CaseEvent.at, CaseEvent.detail, CaseEvent.reason
+        )
+        .where(CaseEvent.case_id.in_(ids), CaseEvent.action.in_(EVENT_ACTIONS))
+        .order_by(CaseEvent.id)
+    ):
+        detail = dict(detail or {})
+        if reason and "reason" not in detail:
+            detail["reason"] = reason
+        events[case_id].append((action, at, detail))
+    replies: dict[int, list[ReplySnapshot]] = defaultdict(list)
+    for case_id, at, state in session.execute(
+        select(CaseReply.case_id, CaseReply.at, CaseReply.state)
+        .where(CaseReply.case_id.in_(ids))
+        .order_by(CaseReply.id)
+    ):
+        replies[case_id].append(ReplySnapshot(at, state or "sent"))
+    visits: dict[int, list[VisitSnapshot]] = defaultdict(list)
+    for case_id, at, reached, solved, satisfaction, valid, channel in session.execute(
+        select(
+            ReturnVisit.case_id,
+            ReturnVisit.at,
+            ReturnVisit.reached,
+            ReturnVisit.solved,
+            ReturnVisit.satisfaction,
+            ReturnVisit.valid,
+            ReturnVisit.channel,
+        )
+        .where(ReturnVisit.case_id.in_(ids), ReturnVisit.citizen_case_id.is_(None))
+        .order_by(ReturnVisit.id)
+    ):
+        visits[case_id].append(
+            VisitSnapshot(at, bool(reached), solved, satisfaction, bool(valid), channel or "")
+        )
+    checks: dict[int, list[datetime]] = defaultdict(list)
+    for case_id, drawn_at in session.execute(
+        select(SpotCheck.case_id, SpotCheckDraw.drawn_at)
+        .join(SpotCheckDraw, SpotCheck.draw_id == SpotCheckDraw.id)
+        .where(SpotCheck.result == SpotCheckResult.PENDING)
+    ):
+        checks[case_id].append(drawn_at)
+    observations: dict[int, list[datetime]] = defaultdict(list)
+    for case_id, at in session.execute(
+        select(Observation.case_id, Observation.at).where(
+            Observation.state == ObservationState.OPEN, Observation.case_id.is_not(None)
+        )
+    ):
+        observations[case_id].append(at)
+
+    snapshots: list[CaseSnapshot] = []
+    rows: dict[int, CaseRow] = {}
+    for r in session.execute(
+        select(
+            Case.id,
+            Case.tracking_number,
+            Case.status,
+            Case.kind,
+            Case.urgent,
+            Case.received_at,
+            Case.triage_due_at,
+            Case.assigned_at,
+            Case.due_at,
+            Case.extended_to,
+            Case.replied_at,
+            Case.closed_at,
+            Case.rework_count,
+            Case.extension_count,
+            Case.risk,
+            Department.code,
+            Department.name,
+            Department.email,
+        )
+        .outerjoin(Department, Case.department_id == Department.id)
+        .where(watched)
+        .order_by(Case.id)
+    ):
+        snapshots.append(
+            CaseSnapshot(
+                id=r.id,
+                tracking_number=r.tracking_number,
+                status=r.status,
+                kind=r.kind,
+                urgent=bool(r.urgent),
+                department=r.code,
+                received_at=r.received_at,
+                triage_due_at=r.triage_due_at,
+                assigned_at=r.assigned_at,
+                due_at=r.due_at,
+                extended_to=r.extended_to,
+                replied_at=r.replied_at,
+                closed_at=r.closed_at,
+                rework_count=r.rework_count or 0,
+                extension_count=r.extension_count or 0,
+                replies=tuple(replies.get(r.id, ())),
+                visits=tuple(visits.get(r.id, ())),
+                events=tuple(events.get(r.id, ())),
+                open_spot_checks=tuple(checks.get(r.id, ())),
+                open_observations=tuple(observations.get(r.id, ())),
+            )
+        )
+        rows[r.id] = CaseRow(
+            r.id, r.tracking_number, r.risk or "", r.code, r.name or "", r.email or ""
+        )
+    return snapshots, rows
+
+
+# -- storing -------------------------------------------------------------------------------
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _store(
+    session: Session,
+    now: datetime,
+    evaluations: Mapping[int, Evaluation],
+    rows: Mapping[int, CaseRow],
+    escalated: Mapping[int, datetime],
+    result: TickResult,
+) -> None:
+    """Replaces each evaluated case's findings (only the rows that changed are written) and
+    sets `cases.risk` where it changed."""
+    existing: dict[tuple[int, str], tuple[int, str, datetime, dict[str, Any]]] = {}
+    for fid, case_id, rule, severity, since, detail in session.execute(
+        select(
+            CaseFinding.id,
+            CaseFinding.case_id,
+            CaseFinding.rule,
+            CaseFinding.severity,
+            CaseFinding.since,
+            CaseFinding.detail,
+        )
+    ):
+        existing[(case_id, rule)] = (fid, severity, since, dict(detail or {}))
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    keep: set[tuple[int, str]] = set()
+    risks: list[dict[str, Any]] = []
+    for case_id, evaluation in evaluations.items():
+        for f in evaluation.findings:
+            detail = dict(f.detail)
+            if f.rule == Rule.ESCALATED and case_id in escalated:
+                detail["escalated_at"] = escalated[case_id].isoformat()
+            key = (case_id, str(f.rule))
+            keep.add(key)
+            values = {
+                "severity": str(f.severity),
+                "since": f.since,
+                "detail": detail,
+                "combination": f.combination,
+                "evaluated_at": now,
+            }
+            old = existing.get(key)
+            if old is None:
+                inserts.append({"case_id": case_id, "rule": str(f.rule), **values})
+            elif (old[1], old[2], old[3]) != (values["severity"], f.since, detail):
+                updates.append({"id": old[0], **values})
+        result.findings += len(evaluation.findings)
+        risk = evaluation.risk
+        result.at_risk += risk == Risk.AT_RISK
+        result.overdue += risk == Risk.OVERDUE
+        if rows[case_id].risk != risk:
+            risks.append({"b_id": case_id, "b_risk": str(risk)})
+    gone = [fid for key, (fid, *_rest) in existing.items() if key not in keep]
+    for chunk in _chunks(gone):
+        session.execute(delete(CaseFinding).where(CaseFinding.id.in_(chunk)))
+    if inserts:
+        session.execute(insert(CaseFinding), inserts)
+    if updates:
+        session.execute(update(CaseFinding), updates)
+    table = Case.__table__
+    if risks:
+        # Core, not the ORM: a risk is the tick's note and must not bump the case's version
+        # (a supervisor saving the case at the same moment would fail for nothing).
+        session.execute(
+            table.update()  # type: ignore[attr-defined]
+            .where(table.c.id == bindparam("b_id"))  # type: ignore[attr-defined]
+            .values(risk=bindparam("b_risk")),
+            risks,
+        )
+
+
+# -- mail ----------------------------------------------------------------------------------
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def message_id(kind: str, key: str, domain: str) -> str:
+    """The Message-ID of a supervision mail: what it is about decides it, so the same mail
+    can never be queued twice (the outbox's message ids are unique)."""
+    return f"<{kind}.{key}@{domain}>"
+
+
+def _action_id(action: DueAction, policy: SupervisionPolicy) -> str:
+    return message_id(str(action.kind), f"{action.case_id}.{_stamp(action.due)}", policy.domain)
+
+
+def _already_queued(session: Session, ids: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    wanted = list(dict.fromkeys(ids))
+    for chunk in _chunks(wanted):
+        found.update(
+            session.scalars(
+                select(OutgoingMail.message_id).where(OutgoingMail.message_id.in_(chunk))
+            )
+        )
+    return found
+
+
+def _local(policy: SupervisionPolicy, moment: datetime) -> str:
+    return policy.rules.deadlines.calendar.local(moment).strftime("%Y-%m-%d %H:%M")
+
+
+def _link(policy: SupervisionPolicy, number: str) -> str:
+    return f"{policy.base_url.rstrip('/')}/board/cases/{number}"
+
+
+def _title(case: Case) -> str:
+    """The case's subject as masked views show it: mail may be forwarded."""
+    first = (case.masked_text or "").split("\n", 1)[0].strip()
+    return first[:60] or "（无标题）"
+
+
+def _act(
+    session: Session,
+    now: datetime,
+    policy: SupervisionPolicy,
+    evaluations: Mapping[int, Evaluation],
+    rows: Mapping[int, CaseRow],
+    result: TickResult,
+) -> dict[int, datetime]:
+    """Queues the due reminders and escalations; returns {case id: escalated at}."""
+    due = [a for e in evaluations.values() for a in e.actions]
+    if not due:
+        return {}
+    queued = _already_queued(session, (_action_id(a, policy) for a in due))
+    todo = [a for a in due if _action_id(a, policy) not in queued]
+    escalated: dict[int, datetime] = {}
+    cases: dict[int, Case] = {}
+    for chunk in _chunks(sorted({a.case_id for a in todo})):
+        cases.update(
+            (c.id, c)
+            for c in session.scalars(
+                select(Case).where(Case.id.in_(chunk)).options(selectinload(Case.events))
+            )
+        )
+    for action in todo:
+        case = cases[action.case_id]
+        row = rows[action.case_id]
+        mid = _action_id(action, policy)
+        if action.kind == ActionKind.REMINDER:
+            to = [row.department_email] if row.department_email else []
+            if not to:
+                result.no_address += 1
+                continue
+            subject, text = reminder_text(case, row, action, policy)
+            _send(session, case, mid, to, subject, text, MailKind.REMINDER, policy, now)
+            result.reminders += 1
+        else:
+            case.record(
+                "escalated",
+                ACTOR,
+                now,
+                reason="超过办理时限及宽限期，督办",
+                due_at=action.due.isoformat(),
+                department=row.department,
+            )
+            escalated[case.id] = now
+            result.escalations += 1
+            to = ([row.department_email] if row.department_email else []) + list(policy.supervisors)
+            if not to:
+                result.no_address += 1
+                continue
+            subject, text = escalation_text(case, row, action, policy, now)
+            _send(session, case, mid, to, subject, text, "escalation", policy, now)
+    return escalated
+
+
+def _send(
+    session: Session,
+    case: Case | None,
+    mid: str,
+    to: Sequence[str],
+    subject: str,
+    text: str,
+    kind: str,
+    policy: SupervisionPolicy,
+    now: datetime,
+) -> None:
+    message = build_message(
+        sender=policy.sender, to=list(dict.fromkeys(to)), subject=subject, text=text
+    )
+    message["Message-ID"] = mid
+    # Queued on the wall clock, not at the tick's `now`: a tick run for a chosen time (a
+    # missed night, a demonstration) sends its mail now, not when that time comes.
+    enqueue(session, message, case=case, kind=kind, now=min(now, utcnow()))
+
+
+def reminder_text(
+    case: Case, row: CaseRow, action: DueAction, policy: SupervisionPolicy
+) -> tuple[str, str]:
+    """(subject, text) of the reminder to the department before its deadline (催办提醒)."""
+    due = _local(policy, action.due)
+    subject = f"【临期提醒】{case.tracking_number} 将于 {due} 到期"
+    text = (
+        f"{row.department_name or '各位'}：\n\n"
+        f"您部门承办的工单 {case.tracking_number}（{_title(case)}）办理时限为 {due}，"
+        "即将到期。请在时限内答复群众；确需延期的，请在到期前提出延期申请并说明理由。\n\n"
+        f"查看工单：{_link(policy, case.tracking_number)}\n\n"
+        f"{policy.office_name}\n（本邮件由民声系统自动发送）\n"
+    )
+    return subject, text
+
+
+def escalation_text(
+    case: Case, row: CaseRow, action: DueAction, policy: SupervisionPolicy, now: datetime
+) -> tuple[str, str]:
+    """(subject, text) of the escalation (督办) to the department head and the supervisors."""
+    due = _local(policy, action.due)
+    subject = f"【督办】{case.tracking_number} 已超期（时限 {due}）"
+    text = (
+        f"{row.department_name or '有关部门'}负责人：\n\n"
+        f"工单 {case.tracking_number}（{_title(case)}）办理时限为 {due}，至 {_local(policy, now)} "
+        "已超过时限及宽限期，仍未答复。现予督办：请部门负责人督促尽快办理并答复群众，"
+        "并在系统中报告延误原因。\n\n"
+        f"查看工单：{_link(policy, case.tracking_number)}\n\n"
+        f"{policy.office_name}\n（本邮件由民声系统自动发送）\n"
+    )
+    return subject, text
+
+
+# -- the daily digest ----------------------------------------------------------------------
+
+
+def _digest(
+    session: Session,
+    now: datetime,
+    policy: SupervisionPolicy,
+    evaluations: Mapping[int, Evaluation],
+    rows: Mapping[int, CaseRow],
+    result: TickResult,
+) -> None:
+    """Once a day, at or after `digest_hour` local time: the at-risk and overdue cases to the
+    supervisors, and each department's own to that department."""
+    local = policy.rules.deadlines.calendar.local(now)
+    if local.hour < policy.digest_hour:
+        return
+    day = local.date().isoformat()
+    flagged = {cid: e for cid, e in evaluations.items() if e.risk != Risk.NONE}
+    by_department: dict[str, list[int]] = defaultdict(list)
+    for cid in flagged:
+        if rows[cid].department and rows[cid].department_email:
+            by_department[rows[cid].department or ""].append(cid)
+    wanted: dict[str, tuple[list[str], list[int], str]] = {}
+    if policy.supervisors:
+        wanted[message_id("digest", f"{day}.office", policy.domain)] = (
+            list(policy.supervisors),
+            sorted(flagged),
+            "",
+        )
+    for code, ids in by_department.items():
+        email = rows[ids[0]].department_email
+        wanted[message_id("digest", f"{day}.{code}", policy.domain)] = ([email], sorted(ids), code)
+    if not wanted:
+        return
+    queued = _already_queued(session, wanted)
+    todo = {mid: w for mid, w in wanted.items() if mid not in queued}
+    if not todo:
+        return
+    shown = sorted({cid for _, ids, _ in todo.values() for cid in ids[:DIGEST_LINES]})
+    titles: dict[int, str] = {}
+    for chunk in _chunks(shown):
+        for cid, masked in session.execute(
+            select(Case.id, Case.masked_text).where(Case.id.in_(chunk))
+        ):
+            titles[cid] = ((masked or "").split("\n", 1)[0].strip()[:40]) or "（无标题）"
+    for mid, (to, ids, code) in todo.items():
+        subject, text = digest_text(day, ids, code, evaluations, rows, titles, policy)
+        _send(session, None, mid, to, subject, text, MailKind.DIGEST, policy, now)
+        result.digests += 1
+
+
+def digest_text(
+    day: str,
+    ids: Sequence[int],
+    department: str,
+    evaluations: Mapping[int, Evaluation],
+    rows: Mapping[int, CaseRow],
+    titles: Mapping[int, str],
+    policy: SupervisionPolicy,
+) -> tuple[str, str]:
+    """(subject, text) of one day's digest (每日督查简报), for the office or one department."""
+    overdue = [cid for cid in ids if evaluations[cid].risk == Risk.OVERDUE]
+    at_risk = [cid for cid in ids if evaluations[cid].risk == Risk.AT_RISK]
+    name = rows[ids[0]].department_name if department and ids else ""
+    subject = f"【每日督查简报】{day} {name}逾期 {len(overdue)} 件，风险 {len(at_risk)} 件"
+    lines = [f"{name or '各位督查人员'}：", "", f"截至 {day}，{name or '全区'}在办工单中："]
+    if not ids:
+        lines.append("没有逾期或有风险的工单。")
+    for label, group in (("逾期", overdue), ("临期或有风险", at_risk)):
+        if not group:
+            continue
+        lines += ["", f"{label}（{len(group)} 件）："]
+        for cid in group[:DIGEST_LINES]:
+            row = rows[cid]
+            rules = "、".join(
+                RULE_LABELS.get(str(f.rule), str(f.rule)) for f in evaluations[cid].findings
+            )
+            dept = "" if department else f"[{row.department_name or '待分派'}] "
+            lines.append(f"- {row.tracking_number} {dept}{titles.get(cid, '')}：{rules}")
+            lines.append(f"  {_link(policy, row.tracking_number)}")
+        if len(group) > DIGEST_LINES:
+            lines.append(f"……另有 {len(group) - DIGEST_LINES} 件，请登录系统查看。")
+    lines += ["", policy.office_name, "（本邮件由民声系统自动发送）", ""]
+    return subject, "\n".join(lines)
+
+
+RULE_LABELS: Mapping[str, str] = {
+    "not_acknowledged": "未告知受理",
+    "triage_overdue": "分派超时",
+    "deadline_near": "即将到期",
+    "overdue": "已超期",
+    "escalated": "已督办",
+    "extension_pending": "延期待审批",
+    "reply_unsigned": "答复待负责人签发",
+    "delay_unreported": "未报告延误原因",
+    "visit_overdue": "回访超时",
+    "rework_pending": "待重办",
+    "review_pending": "待督查复核",
+    "spot_check_pending": "待抽查核实",
+    "spot_check_failed": "抽查不合格",
+    "observation_open": "监督意见待答复",
+    "calendar_unknown": "节假日未公布",
+}
+"""The rules in Chinese, for mail (the board translates them through the UI catalogue)."""
