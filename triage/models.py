@@ -526,7 +526,9 @@ class Case(Base):
 
     @property
     def latest_reply(self) -> CaseReply | None:
-        return self.replies[-1] if self.replies else None
+        """The latest reply that went out to the citizen (not a draft or a returned one)."""
+        sent = self.sent_replies
+        return sent[-1] if sent else None
 
     @property
     def own_visits(self) -> list[ReturnVisit]:
@@ -692,18 +694,35 @@ class Case(Base):
         self._require("started", {Status.ASSIGNED})
         self.record("started", actor, at, to_status=Status.IN_PROGRESS, public=True)
 
-    def reply(self, actor: Actor, at: datetime, text: str) -> CaseReply:
-        """The department's written reply to the citizen (答复)."""
+    def reply(self, actor: Actor, at: datetime, text: str, *, sign_off: bool = False) -> CaseReply:
+        """The department's written reply to the citizen (答复).
+
+        With `sign_off` (the config's self-check, 自律) a reply by anyone but the head of the
+        case's department is only a draft waiting for the head (`sign_off_reply`); the head's
+        own reply goes out at once, signed by the head.
+        """
         self._require("replied", {Status.ASSIGNED, Status.IN_PROGRESS})
         text = (text or "").strip()
         if not text:
             raise IllegalTransition(N_("A reply needs a text."))
+        if self.pending_draft is not None:
+            raise IllegalTransition(N_("A reply already waits for the head's sign-off."))
         reply = CaseReply(
             at=at,
             body=text,
             author_id=actor.id if isinstance(actor, User) else None,
             department_id=self.department_id,
+            state=ReplyState.SENT,
+            sign_off_note="",
         )
+        if sign_off and not self.is_head_of_department(actor):
+            reply.state = ReplyState.PENDING_SIGN_OFF
+            self.replies.append(reply)
+            self._flush_for_id()
+            self.record("reply_drafted", actor, at, to_status=Status.IN_PROGRESS, reply_id=reply.id)
+            return reply
+        if sign_off:
+            reply.signed_off_by_id, reply.signed_off_at = actor.id, at  # type: ignore[union-attr]
         self.replies.append(reply)
         self.replied_at = at
         self.record("replied", actor, at, to_status=Status.REPLIED, public=True)
@@ -952,6 +971,217 @@ class Case(Base):
         target.record(
             "merged_in", actor, at, reason=reason, source=self.tracking_number, public=False
         )
+
+    # -- extensions, self-check and delay reports (延期, 自律) -------------------------------
+
+    # The statuses in which the department handles the case and its deadline runs.
+    HANDLING = frozenset({Status.ASSIGNED, Status.IN_PROGRESS})
+
+    @property
+    def sent_replies(self) -> list[CaseReply]:
+        """Replies that went out to the citizen, oldest first."""
+        held = (ReplyState.PENDING_SIGN_OFF, ReplyState.RETURNED)
+        return [r for r in self.replies if r.state not in held]
+
+    @property
+    def pending_draft(self) -> CaseReply | None:
+        """The reply waiting for the department head's sign-off, if any (at most one)."""
+        return next((r for r in self.replies if r.state == ReplyState.PENDING_SIGN_OFF), None)
+
+    @property
+    def returned_drafts(self) -> list[CaseReply]:
+        """Drafts the head sent back, with the head's note, oldest first."""
+        return [r for r in self.replies if r.state == ReplyState.RETURNED]
+
+    @property
+    def pending_extension(self) -> ExtensionRequest | None:
+        """The extension request waiting for a supervisor's decision, if any (at most one)."""
+        return next((r for r in self.extension_requests if r.state == RequestState.PENDING), None)
+
+    @property
+    def delay_reports(self) -> list[CaseEvent]:
+        """The department's own reports of its delay (reason = why), oldest first."""
+        return [e for e in self.events if e.action == "delay_reported"]
+
+    def is_head_of_department(self, actor: Actor) -> bool:
+        """Is `actor` the head (负责人) of the department that handles this case?"""
+        return (
+            isinstance(actor, User)
+            and actor.head
+            and actor.role == Role.HANDLER
+            and actor.department_id is not None
+            and actor.department_id == self.department_id
+        )
+
+    def _flush_for_id(self) -> None:
+        """Events name the reply or request they are about by id: flush to get it (a case
+        outside a session, as in the unit tests, records None)."""
+        from sqlalchemy.orm import object_session
+
+        session = object_session(self)
+        if session is not None:
+            session.flush()
+
+    def request_extension(
+        self,
+        actor: Actor,
+        at: datetime,
+        reason: str,
+        proposed_due_at: datetime,
+        *,
+        latest_due_at: datetime,
+        allowed: int,
+    ) -> ExtensionRequest:
+        """The department asks to move its handling deadline (延期申请) to `proposed_due_at`.
+
+        `latest_due_at` is the furthest the policy allows (the current deadline plus
+        `extension_max_working_days`), `allowed` how many extensions a case may be granted.
+        Refused (IllegalTransition) outside handling, without a reason, while another request
+        waits, once `allowed` are granted, or for a date not after the current deadline or
+        beyond `latest_due_at`.
+        """
+        self._require("extended", self.HANDLING)
+        reason = self._require_reason(reason)
+        self._check_extension(proposed_due_at, latest_due_at, allowed)
+        if self.pending_extension is not None:
+            raise IllegalTransition(
+                N_("An extension request already waits for a supervisor's decision.")
+            )
+        request = ExtensionRequest(
+            requested_by_id=actor.id if isinstance(actor, User) else None,
+            requested_at=at,
+            reason=reason,
+            proposed_due_at=proposed_due_at,
+            previous_due_at=self.due_at,
+            state=RequestState.PENDING,
+            decision_reason="",
+        )
+        self.extension_requests.append(request)
+        self._flush_for_id()
+        self.record(
+            "extension_requested",
+            actor,
+            at,
+            reason=reason,
+            request_id=request.id,
+            proposed_due_at=proposed_due_at.isoformat(),
+        )
+        return request
+
+    def _check_extension(self, due_at: datetime, latest_due_at: datetime, allowed: int) -> None:
+        if (self.extension_count or 0) >= allowed:
+            raise IllegalTransition(
+                N_("This case has had the %(allowed)s extension(s) it may have."),
+                allowed=allowed,
+            )
+        if self.due_at is None or due_at <= self.due_at:
+            raise IllegalTransition(
+                N_("The new deadline must be after the current one (%(due)s)."),
+                due=self.due_at,
+            )
+        if due_at > latest_due_at:
+            raise IllegalTransition(
+                N_("The new deadline may be %(latest)s at the latest."), latest=latest_due_at
+            )
+
+    def _decidable(self, request: ExtensionRequest) -> None:
+        if request not in self.extension_requests:
+            raise IllegalTransition(N_("That extension request is not about this case."))
+        if request.state != RequestState.PENDING:
+            raise IllegalTransition(N_("That extension request was already decided."))
+
+    def grant_extension(
+        self,
+        actor: Actor,
+        at: datetime,
+        request: ExtensionRequest,
+        *,
+        latest_due_at: datetime,
+        allowed: int,
+        due_at: datetime | None = None,
+        reason: str = "",
+    ) -> None:
+        """A supervisor grants the request: the handling deadline moves to `due_at` (the
+        proposed date if None; it may be earlier than proposed, never later). Public, so
+        that the citizen sees the new deadline; the reasons stay internal."""
+        self._require("extended", self.HANDLING)
+        self._decidable(request)
+        new_due = due_at if due_at is not None else request.proposed_due_at
+        if new_due > request.proposed_due_at:
+            raise IllegalTransition(
+                N_("A supervisor may shorten the proposed date, not extend it.")
+            )
+        self._check_extension(new_due, latest_due_at, allowed)
+        previous = self.due_at
+        assert previous is not None  # _check_extension refuses a case without a deadline
+        request.state = RequestState.GRANTED
+        request.decided_by_id = actor.id if isinstance(actor, User) else None
+        request.decided_at = at
+        request.decision_reason = (reason or "").strip()
+        request.granted_due_at = new_due
+        self.due_at = new_due
+        self.extended_to = new_due
+        self.extension_count = (self.extension_count or 0) + 1
+        self.record(
+            "extension_granted",
+            actor,
+            at,
+            reason=request.decision_reason,
+            public=True,
+            request_id=request.id,
+            due_at=new_due.isoformat(),
+            previous=previous.isoformat(),
+        )
+
+    def refuse_extension(
+        self, actor: Actor, at: datetime, request: ExtensionRequest, reason: str
+    ) -> None:
+        """A supervisor refuses the request, with a reason; the deadline stays."""
+        self._decidable(request)
+        reason = self._require_reason(reason)
+        request.state = RequestState.REFUSED
+        request.decided_by_id = actor.id if isinstance(actor, User) else None
+        request.decided_at = at
+        request.decision_reason = reason
+        self.record("extension_refused", actor, at, reason=reason, request_id=request.id)
+
+    def _draft_for_head(self, actor: Actor, reply: CaseReply) -> None:
+        self._require("signed off", self.HANDLING)
+        if reply not in self.replies or reply.state != ReplyState.PENDING_SIGN_OFF:
+            raise IllegalTransition(N_("That reply does not wait for a sign-off."))
+        if not self.is_head_of_department(actor):
+            raise IllegalTransition(
+                N_("Only the head of the case's department signs its replies off.")
+            )
+
+    def sign_off_reply(self, actor: Actor, at: datetime, reply: CaseReply) -> None:
+        """The department head signs a draft off (自律): it goes out to the citizen now and
+        the case is replied."""
+        self._draft_for_head(actor, reply)
+        reply.state = ReplyState.SENT
+        reply.signed_off_by_id = actor.id  # type: ignore[union-attr]
+        reply.signed_off_at = at
+        self.replied_at = at
+        self.record(
+            "reply_signed_off", actor, at, to_status=Status.REPLIED, public=True, reply_id=reply.id
+        )
+
+    def return_reply(self, actor: Actor, at: datetime, reply: CaseReply, note: str) -> None:
+        """The department head sends a draft back to be rewritten, with a note why."""
+        self._draft_for_head(actor, reply)
+        note = self._require_reason(note)
+        reply.state = ReplyState.RETURNED
+        reply.sign_off_note = note
+        self.record("reply_returned", actor, at, reason=note, reply_id=reply.id)
+
+    def report_delay(self, actor: Actor, at: datetime, reason: str) -> CaseEvent:
+        """An overdue department reports its delay and why (自律); the report and the
+        supervision findings show the reason. Only while the case is overdue."""
+        self._require("reported late", self.HANDLING)
+        reason = self._require_reason(reason)
+        if not self.is_overdue(at):
+            raise IllegalTransition(N_("The case is not overdue: there is no delay to report."))
+        return self.record("delay_reported", actor, at, reason=reason)
 
     # -- return visits' validity, spot checks and observations (回访, 抽查, 社会监督) -----------
 
