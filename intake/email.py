@@ -521,7 +521,7 @@ class _Walker:
     def _text(
         self, data: bytes, subtype: str, label: str | None, defects: list[str]
     ) -> tuple[str, bool]:
-        sniffed_html = subtype == "plain" and looks_like_html(data[:200].decode("latin-1"))
+        sniffed_html = subtype == "plain" and looks_like_html(data[:4000].decode("latin-1"))
         limit = MAX_HTML_BYTES if subtype == "html" or sniffed_html else MAX_TEXT_BYTES
         if len(data) > limit:
             data = _cut(data, limit)
@@ -796,6 +796,25 @@ def _repair_header_block(raw: bytes, defects: list[str]) -> bytes:
     return b"\n".join(lines + rest) + raw[len(block) :]
 
 
+_LEAKED_PART_HEADER = re.compile(
+    r"^(?:content-(?:type|transfer-encoding|disposition|id)|mime-version)[ \t]*:[^\n]*\n?"
+    r"(?:[ \t]+\S[^\n]*\n?)*",
+    re.IGNORECASE | re.MULTILINE,
+)
+_LEAKED_BOUNDARY = re.compile(
+    r"^--[!-~][ -~]{0,69}\n(?=(?:content-[\w-]+|mime-version)[ \t]*:)", re.IGNORECASE | re.MULTILINE
+)
+
+
+def _without_leaked_mime(text: str) -> str:
+    """``text`` without MIME part headers (``Content-Type: …``) and the boundary lines before
+    them: what a broken boundary leaves in a part's text. No complaint starts a line so."""
+    if "content-" not in text.lower() and "mime-version" not in text.lower():
+        return text
+    text = _LEAKED_PART_HEADER.sub("", _LEAKED_BOUNDARY.sub("", text))
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
 DATE_TRUST_WINDOW = timedelta(days=3)
 """How far before the fetch a Date header may set a case's received time."""
 
@@ -877,7 +896,7 @@ def parse_message(
             defects.append("no text of its own: forwarded or attached text used")
     if not headers and (_readable_share(full) < 0.7 or not _text_bytes(source)):
         raise UnparseableMail("no headers and no readable text: not a mail message")
-    full = clean_text(full)
+    full = _without_leaked_mime(clean_text(full))
     body = trim_reply(full) if full else ""
     if out.html_only and full:
         defects.append("HTML only: converted to text")

@@ -228,6 +228,11 @@ def html_charset(data: bytes) -> str | None:
     return found.group(1).decode("ascii") if found else None
 
 
+_HTML_TAGS = re.compile(r"<br\s*/?>|</(?:p|div|font|span|td|tr|table|body|html)>", re.I)
+
+
 def looks_like_html(text: str) -> bool:
-    """Whether a part labelled as plain text (or not labelled) is really an HTML document."""
-    return bool(_HTML_START.match(text[:200]))
+    """Whether a part labelled as plain text (or not labelled) is really HTML: it starts as
+    a document does, or (a fragment whose start was lost) has three or more line-break or
+    closing tags in its first 4,000 characters."""
+    return bool(_HTML_START.match(text[:200])) or len(_HTML_TAGS.findall(text[:4000])) >= 3
