@@ -107,6 +107,9 @@ def create_app(
     from web import mail_lists
 
     app.register_blueprint(mail_lists.bp)
+    from web import supervision_extensions
+
+    app.register_blueprint(supervision_extensions.bp)
     i18n.init_app(app)
 
     @login_manager.user_loader

@@ -42,6 +42,7 @@ from triage.models import (
     Case,
     Department,
     IllegalTransition,
+    ReplyState,
     Role,
     Satisfaction,
     Status,
@@ -284,6 +285,8 @@ def cases() -> str:
 @bp.get("/cases/<number>")
 @login_required
 def case(number: str) -> str:
+    from web.supervision_extensions import case_context as supervision_panels
+
     c = load_case(number)
     departments = _departments()
     deadlines = runtime().settings.deadlines()
@@ -319,6 +322,7 @@ def case(number: str) -> str:
         # Raw mail carries the citizen's full headers: only those who triage download it.
         raw_mails=mail_of_case(db(), c.id) if can(current_user, Action.TRIAGE) else [],
         mask_sender=mask_email if view.masked else None,
+        **supervision_panels(c),
     )
 
 
@@ -454,7 +458,14 @@ def reply(number: str) -> Response:
         form = ReplyForm(prefix="reply")
         if not form.validate_on_submit():
             raise IllegalTransition(_("A reply needs a text."))
-        c.reply(current_user, _now(), form.text.data)
+        reply = c.reply(
+            current_user,
+            _now(),
+            form.text.data,
+            sign_off=runtime().settings.supervision.reply_sign_off,
+        )
+        if reply.state == ReplyState.PENDING_SIGN_OFF:
+            return _("Reply saved; it goes out when the department head signs it off.")
         return _("Reply sent.")
 
     return _act(number, Action.HANDLE, change)

@@ -83,6 +83,14 @@ ACTION_LABELS = {
     "released_from_spam": _l("Released from the suspected-spam list"),
     "not_acknowledged": _l("No acknowledgment sent (automatic or looping mail)"),
     "attachments_refused": _l("Attachments of the mail not kept (see the reason)"),
+    # Extensions, the head's sign-off and delay reports (web/supervision_extensions.py).
+    "extension_requested": _l("Extension requested"),
+    "extension_granted": _l("Deadline extended"),
+    "extension_refused": _l("Extension refused"),
+    "reply_drafted": _l("Reply drafted, waiting for the head's sign-off"),
+    "reply_signed_off": _l("Department replied (signed off by the head)"),
+    "reply_returned": _l("Draft reply returned by the head"),
+    "delay_reported": _l("Department reported its delay"),
 }
 
 
@@ -99,6 +107,9 @@ REFUSED_ACTIONS = {
     "closed": _l("closed"),
     "rejected": _l("marked invalid"),
     "merged": _l("merged"),
+    "extended": _l("extended"),
+    "signed off": _l("signed off"),
+    "reported late": _l("reported late"),
 }
 
 
