@@ -19,6 +19,8 @@ class Channel(StrEnum):
     CALL_LOG = "call_log"
     LETTER = "letter"
     VISIT = "visit"
+    # Another system (a city app, a neighbouring hotline) through Open311 GeoReport v2.
+    API = "api"
 
 
 class Kind(StrEnum):

@@ -107,6 +107,9 @@ def create_app(
     from web import mail_lists
 
     app.register_blueprint(mail_lists.bp)
+    from web import open311
+
+    open311.init_app(app)
     from web import supervision_extensions
 
     app.register_blueprint(supervision_extensions.bp)

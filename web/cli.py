@@ -323,10 +323,12 @@ main.add_command(triage_commands)
 def _register_extensions() -> None:
     """Command groups of their own modules (web/cli_*.py); they import web.cli_common,
     never this module, so the import here closes no circle."""
+    from web.cli_api_keys import api_key
     from web.cli_intake import intake
     from web.cli_outbox import outbox
     from web.cli_supervise import supervise
 
+    main.add_command(api_key)
     main.add_command(intake)
     main.add_command(outbox)
     main.add_command(supervise)

@@ -39,6 +39,7 @@ CHANNEL_LABELS = {
     "call_log": _l("Call log"),
     "letter": _l("Letter"),
     "visit": _l("Visit"),
+    "api": _l("Open311 API"),
 }
 SATISFACTION_LABELS = {
     "satisfied": _l("Satisfied"),
@@ -83,6 +84,8 @@ ACTION_LABELS = {
     "released_from_spam": _l("Released from the suspected-spam list"),
     "not_acknowledged": _l("No acknowledgment sent (automatic or looping mail)"),
     "attachments_refused": _l("Attachments of the mail not kept (see the reason)"),
+    # Open311 (web/open311/registration.py): the key, the caller's service and place.
+    "api_filed": _l("Filed through the Open311 API"),
     # Extensions, the head's sign-off and delay reports (web/supervision_extensions.py).
     "extension_requested": _l("Extension requested"),
     "extension_granted": _l("Deadline extended"),
@@ -173,6 +176,7 @@ CITIZEN_ACTORS = {
     "call_log": _l("from the citizen (call centre log)"),
     "letter": _l("from the citizen (letter)"),
     "visit": _l("from the citizen (in person)"),
+    "api": _l("from the citizen (through another system, Open311)"),
 }
 
 

@@ -317,6 +317,24 @@ class ImapSettings(Section):
         return f"{self.username}@{self.host}/{self.folder}"
 
 
+class Open311Settings(Section):
+    """`[open311]`: the Open311 GeoReport v2 interface for other systems (web/open311)."""
+
+    enabled: bool = True
+    # Names this deployment to GeoReport clients; a request naming another one is refused.
+    jurisdiction_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{0,100}$")] = ""
+    # Requests (reads and writes together) one API key may make per minute ...
+    requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 60
+    # ... and one client address without a key (reads only).
+    anonymous_requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 60
+    # The same request again (same key, device_id and text) within this many minutes is the
+    # same case: a client retrying after a lost answer. 0: every request is a new case.
+    retry_window_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
+    # Cases in one page of GET requests, unless the client asks for fewer (page_size).
+    page_size: Annotated[int, Field(ge=1, le=1000)] = 50
+    contact: str = ""  # discovery's contact line, e.g. the office's address for developers
+
+
 class IntakeSettings(Section):
     web_form: bool = True
     imap: ImapSettings | None = None
@@ -386,6 +404,7 @@ class Settings(Section):
     classifier: ClassifierSettings = ClassifierSettings()
     mail: MailSettings = MailSettings()
     intake: IntakeSettings = IntakeSettings()
+    open311: Open311Settings = Open311Settings()
     departments: list[DepartmentSettings] = []
     users: list[UserSettings] = []
     rejection_reasons: list[RejectionReasonSettings] = DEFAULT_REJECTION_REASONS

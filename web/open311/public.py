@@ -1,0 +1,106 @@
+"""A case as GeoReport's `requests` shows it to anybody: public fields only, texts masked.
+
+What the public tracking page shows, no more: the status, the department, the public reply
+(`status_notes`, masked with the complainant's contact as the page masks it) and the
+deadline; besides, the description and the address, masked as observers and exports see
+free text (the complainant's name, phone and email, and anything that looks like a phone,
+ID-card number or email address). Never a name, phone, email, account, device or media
+address. A case from another channel is listed too, without a place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from triage.cases import citizens_to_call
+from triage.models import OPEN_STATUSES, Case, CaseEvent, Department, Status
+from triage.privacy import mask_text
+from web.i18n import rejection_label
+from web.open311.registration import FILED_ACTION
+from web.open311.services import Service, service_of_department
+from web.tracking import public_case
+
+
+def w3c(value: datetime | None, zone: ZoneInfo) -> str | None:
+    """A W3C date-time in the office's zone, with its offset: 2026-11-30T09:00:00+08:00."""
+    if value is None:
+        return None
+    return value.astimezone(zone).isoformat(timespec="seconds")
+
+
+def filed_details(session: Session, case_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The detail of each case's `api_filed` event, by case id (one query for a page)."""
+    if not case_ids:
+        return {}
+    rows = session.execute(
+        select(CaseEvent.case_id, CaseEvent.detail).where(
+            CaseEvent.case_id.in_(case_ids), CaseEvent.action == FILED_ACTION
+        )
+    ).all()
+    return {case_id: dict(detail or {}) for case_id, detail in rows}
+
+
+def _department_name(department: Department | None, english: bool) -> str | None:
+    if department is None:
+        return None
+    return department.name_en if english and department.name_en else department.name
+
+
+def listed_request(
+    session: Session,
+    case: Case,
+    services: Sequence[Service],
+    zone: ZoneInfo,
+    english: bool,
+    filed: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The public GeoReport fields of `case`; `filed`: the detail of its api_filed event."""
+    merged = citizens_to_call(session, case)
+    people = [case, *merged]
+
+    def masked(text: str) -> str:
+        return mask_text(
+            text,
+            names=[c.contact_name for c in people],
+            phones=[c.contact_phone for c in people],
+            emails=[c.contact_email for c in people],
+        )
+
+    shown = public_case(case, merged)
+    department = case.department or case.suggested_department
+    service = service_of_department(services, department.code) if department else None
+    open_ = case.status in OPEN_STATUSES
+    notes = shown.reply
+    if case.status == Status.REJECTED:
+        parts = (rejection_label(case.rejection_code), shown.public_reason)
+        notes = " ".join(p for p in parts if p)
+    elif case.status == Status.MERGED and case.merge_target is not None:
+        notes = _("Merged into %(number)s", number=case.merge_target.tracking_number)
+    filed = filed or {}
+    updated = max((e.at for e in case.events), default=case.received_at)
+    return {
+        "service_request_id": case.tracking_number,
+        "status": "open" if open_ else "closed",
+        "status_notes": notes or None,
+        "service_name": service.name if service else None,
+        "service_code": service.code if service else None,
+        "description": masked(case.body),
+        "agency_responsible": _department_name(case.department, english),
+        "service_notice": None,
+        "requested_datetime": w3c(case.received_at, zone),
+        "updated_datetime": w3c(updated, zone),
+        "expected_datetime": w3c(case.due_at, zone) if open_ else None,
+        "address": masked(str(filed["address_string"])) if filed.get("address_string") else None,
+        "address_id": masked(str(filed["address_id"])) if filed.get("address_id") else None,
+        "zipcode": None,
+        "lat": filed.get("lat"),
+        "long": filed.get("long"),
+        "media_url": None,
+    }
