@@ -107,6 +107,10 @@ def create_app(
     from web import mail_lists
 
     app.register_blueprint(mail_lists.bp)
+    from web import observations, supervision_checks
+
+    app.register_blueprint(supervision_checks.bp)
+    app.register_blueprint(observations.bp)
     from web import open311
 
     open311.init_app(app)

@@ -507,12 +507,19 @@ def visit(number: str) -> Response:
             "solved": (form.solved.data == "yes") if reached else None,
             "satisfaction": Satisfaction(form.satisfaction.data) if reached else None,
             "note": form.note.data or "",
+            "channel": form.channel.data or "phone",
         }
         citizen = next((m for m in merged if m.tracking_number == form.citizen.data), None)
         if citizen is not None:
             c.record_citizen_visit(citizen, current_user, _now(), **outcome)
             return _("Return visit to the citizen of %(n)s recorded.", n=citizen.tracking_number)
         c.record_visit(current_user, _now(), **outcome)
+        if not reached:
+            return _(
+                "Attempt %(n)s recorded: the citizen was not reached. The case stays replied; "
+                "try again.",
+                n=c.failed_visit_attempts,
+            )
         return _("Return visit recorded.")
 
     return _act(number, Action.VISIT, change)

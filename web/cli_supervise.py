@@ -141,3 +141,67 @@ def run_command(every: float, no_send: bool, as_json: bool) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@supervise.command("draw")
+@config_option
+@click.option("--seed", default=None, help="Seed of the draw (default: random); logged.")
+@click.option(
+    "--redo",
+    "redo_id",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Re-do the logged draw with this id instead, and say whether the sample is the same.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the draw as one JSON object.")
+def draw_command(seed: str | None, redo_id: int | None, as_json: bool) -> None:
+    """Draw a spot-check sample (不定期抽查) now, whatever the schedule; or re-do a draw.
+
+    JSON: {"draw_id", "seed", "window_start", "window_end", "population", "sample"}, and with
+    --redo also "redone" (the sample drawn again) and "same" (true if it matches the log).
+    """
+    from triage import spot_checks
+    from triage.models import IllegalTransition, SpotCheckDraw
+    from web.cli_common import transaction
+
+    rt = Runtime.build(settings())
+    with transaction(rt) as session:
+        if redo_id is not None:
+            drawn = session.get(SpotCheckDraw, redo_id)
+            if drawn is None:
+                raise click.ClickException(f"no spot-check draw {redo_id}")
+            try:
+                redone: list[str] | None = spot_checks.redo_draw(drawn, session)
+            except ValueError as e:
+                raise click.ClickException(str(e)) from e
+        else:
+            try:
+                drawn = spot_checks.draw(
+                    session, utcnow(), rt.settings.supervision, seed=seed, actor="minsheng cli"
+                )
+            except IllegalTransition as e:
+                raise click.ClickException(str(e)) from e
+            redone = None
+        out: dict[str, Any] = {
+            "draw_id": drawn.id,
+            "seed": drawn.seed,
+            "window_start": drawn.window_start.isoformat(),
+            "window_end": drawn.window_end.isoformat(),
+            "population": drawn.population,
+            "sample": list(drawn.sample),
+        }
+        if redone is not None:
+            out.update(redone=redone, same=redone == list(drawn.sample))
+    if as_json:
+        click.echo(json.dumps(out, ensure_ascii=False))
+        return
+    click.echo(
+        f"draw #{out['draw_id']} (seed {out['seed']}): {len(out['sample'])} of "
+        f"{out['population']} cases closed {out['window_start']} – {out['window_end']}"
+    )
+    for number in out["sample"]:
+        click.echo(f"  {number}")
+    if redone is not None:
+        click.echo("re-done: the same sample" if out["same"] else f"re-done: DIFFERENT {redone}")
+        if not out["same"]:
+            raise SystemExit(1)

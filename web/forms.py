@@ -192,6 +192,17 @@ class RejectForm(Form):
 class VisitForm(Form):
     # Empty: the case's own complainant; else the tracking number of a case merged into it.
     citizen = SelectField(_l("Citizen called back"), default="", validators=[Optional()])
+    channel = RadioField(
+        _l("Called back by"),
+        choices=[
+            SelectChoice("phone", _l("Phone")),
+            SelectChoice("sms", _l("SMS")),
+            SelectChoice("web", _l("Web")),
+            SelectChoice("visit", _l("On-site visit")),
+        ],
+        default="phone",
+        validators=[DataRequired(_l("Say how the citizen was called back."))],
+    )
     reached = RadioField(
         _l("Citizen reached"),
         choices=[SelectChoice("yes", _l("Reached")), SelectChoice("no", _l("Not reached"))],

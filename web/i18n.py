@@ -84,6 +84,14 @@ ACTION_LABELS = {
     "released_from_spam": _l("Released from the suspected-spam list"),
     "not_acknowledged": _l("No acknowledgment sent (automatic or looping mail)"),
     "attachments_refused": _l("Attachments of the mail not kept (see the reason)"),
+    # Return visits, spot checks and observations (web/supervision_checks.py, web/observations.py).
+    "closed_without_visit": _l("Closed without a valid return visit"),
+    "review_requested": _l("Sent to a supervisor's review"),
+    "spot_check_drawn": _l("Drawn for a spot check"),
+    "spot_check_passed": _l("Spot check passed"),
+    "spot_check_failed": _l("Spot check failed: reopened for rework"),
+    "observation_filed": _l("Observation filed by an external supervisor"),
+    "observation_answered": _l("Observation answered"),
     # Open311 (web/open311/registration.py): the key, the caller's service and place.
     "api_filed": _l("Filed through the Open311 API"),
     # Extensions, the head's sign-off and delay reports (web/supervision_extensions.py).
@@ -110,6 +118,8 @@ REFUSED_ACTIONS = {
     "closed": _l("closed"),
     "rejected": _l("marked invalid"),
     "merged": _l("merged"),
+    "reviewed": _l("sent to review"),
+    "reopened": _l("reopened"),
     "extended": _l("extended"),
     "signed off": _l("signed off"),
     "reported late": _l("reported late"),
