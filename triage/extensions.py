@@ -3,7 +3,8 @@ the furthest deadline the policy allows.
 
 A handling deadline ends with a local working day (23:59:59 in the calendar's time zone), so a
 proposed or granted date becomes the end of that day. The furthest is the current deadline
-plus `extension_max_working_days` working days on the official calendar. The checks of the
+plus `extension_max_working_days` working days on the official calendar (the commitment of
+the case's kind, urgency and department, see triage/deadlines.py). The checks of the
 request itself (one pending at a time, how many may be granted, reasons) are on the Case
 methods; these use cases only turn dates and policy into what those methods take.
 """
@@ -29,16 +30,15 @@ def end_of_working_day(deadlines: Deadlines, day: date) -> datetime:
     return datetime.combine(day, time(23, 59, 59), deadlines.calendar.timezone)
 
 
-def latest_extension_due(deadlines: Deadlines, due_at: datetime) -> datetime:
-    """The furthest an extension may move the deadline `due_at`: the end of the
-    `extension_max_working_days`-th working day after it."""
-    return deadlines.calendar.add_working_days(due_at, deadlines.limits.extension_max_working_days)
-
-
-def _latest(case: Case, deadlines: Deadlines) -> datetime:
+def latest_extension_due(deadlines: Deadlines, case: Case) -> datetime:
+    """The furthest an extension may move the case's deadline: the end of the
+    `extension_max_working_days`-th working day after it, by the commitment for the case's
+    kind, urgency and department. Raises IllegalTransition for a case without a deadline."""
     if case.due_at is None:
         raise IllegalTransition(N_("The case has no handling deadline to extend."))
-    return latest_extension_due(deadlines, case.due_at)
+    department = case.department.code if case.department is not None else None
+    commitment = deadlines.commitment(case.kind, bool(case.urgent), department)
+    return deadlines.extension_limit(case.due_at, commitment)
 
 
 def request_extension(
@@ -56,7 +56,7 @@ def request_extension(
         now,
         reason,
         end_of_working_day(deadlines, day),
-        latest_due_at=_latest(case, deadlines),
+        latest_due_at=latest_extension_due(deadlines, case),
         allowed=allowed,
     )
 
@@ -77,7 +77,7 @@ def grant_extension(
         actor,
         now,
         request,
-        latest_due_at=_latest(case, deadlines),
+        latest_due_at=latest_extension_due(deadlines, case),
         allowed=allowed,
         due_at=end_of_working_day(deadlines, day) if day is not None else None,
         reason=reason,

@@ -985,8 +985,17 @@ class Case(Base):
 
     @property
     def pending_draft(self) -> CaseReply | None:
-        """The reply waiting for the department head's sign-off, if any (at most one)."""
-        return next((r for r in self.replies if r.state == ReplyState.PENDING_SIGN_OFF), None)
+        """The reply of the case's department waiting for its head's sign-off, if any (at
+        most one). A draft left by a department the case was transferred away from waits for
+        nobody: it neither blocks the new department's reply nor can be signed."""
+        return next(
+            (
+                r
+                for r in self.replies
+                if r.state == ReplyState.PENDING_SIGN_OFF and r.department_id == self.department_id
+            ),
+            None,
+        )
 
     @property
     def returned_drafts(self) -> list[CaseReply]:
@@ -1147,7 +1156,7 @@ class Case(Base):
 
     def _draft_for_head(self, actor: Actor, reply: CaseReply) -> None:
         self._require("signed off", self.HANDLING)
-        if reply not in self.replies or reply.state != ReplyState.PENDING_SIGN_OFF:
+        if reply is not self.pending_draft:
             raise IllegalTransition(N_("That reply does not wait for a sign-off."))
         if not self.is_head_of_department(actor):
             raise IllegalTransition(

@@ -124,7 +124,7 @@ def case_context(case: Case) -> dict[str, object]:
     if handling and case.due_at is not None:
         tz = deadlines.calendar.timezone
         earliest = case.due_at.astimezone(tz).date() + timedelta(days=1)
-        latest = latest_extension_due(deadlines, case.due_at).astimezone(tz).date()
+        latest = latest_extension_due(deadlines, case).astimezone(tz).date()
     request_form = ExtensionRequestForm(prefix="extension")
     decision_form = ExtensionDecisionForm(prefix="decision")
     for f in (request_form.due_date, decision_form.due_date):
@@ -350,6 +350,7 @@ def drafts() -> str:
             .join(CaseReply, CaseReply.case_id == Case.id)
             .where(
                 Case.department_id == current_user.department_id,
+                CaseReply.department_id == current_user.department_id,
                 CaseReply.state == ReplyState.PENDING_SIGN_OFF,
             )
             .order_by(CaseReply.at)

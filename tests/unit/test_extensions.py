@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from triage.calendar import WorkCalendar
-from triage.deadlines import Deadlines, TimeLimits
+from triage.deadlines import CommitmentOverride, Deadlines, TimeLimits
 from triage.extensions import (
     end_of_working_day,
     grant_extension,
@@ -55,7 +55,7 @@ def test_the_latest_date_counts_working_days_across_national_day() -> None:
     # Due on 30 September; 1-7 October are holidays and Saturday 10 October a make-up day.
     due = datetime(2026, 9, 30, 23, 59, 59, tzinfo=SHANGHAI)
     three = Deadlines(WorkCalendar(), TimeLimits(extension_max_working_days=3))
-    assert latest_extension_due(three, due).date() == date(2026, 10, 10)
+    assert latest_extension_due(three, handled_case(due=due)).date() == date(2026, 10, 10)
 
 
 def test_a_picked_day_is_the_end_of_that_working_day_and_a_holiday_is_refused() -> None:
@@ -98,7 +98,7 @@ def test_a_date_not_after_the_deadline_or_beyond_the_maximum_is_refused(
 
 
 def test_the_maximum_day_itself_is_allowed() -> None:
-    assert latest_extension_due(DEADLINES, DUE).date() == date(2026, 12, 17)
+    assert latest_extension_due(DEADLINES, handled_case()).date() == date(2026, 12, 17)
     ask(handled_case(), date(2026, 12, 17))
 
 
@@ -141,6 +141,20 @@ def test_a_supervisor_may_grant_a_shorter_date_but_not_a_longer_one() -> None:
         grant_extension(case, request, SUPERVISOR, DEADLINES, 1, NOW, day=date(2026, 12, 11))
     grant_extension(case, request, SUPERVISOR, DEADLINES, 1, NOW, day=date(2026, 12, 7))
     assert case.due_at is not None and case.due_at.date() == date(2026, 12, 7)
+
+
+def test_a_departments_own_extension_maximum_applies() -> None:
+    five_for_urban = CommitmentOverride(
+        department="urban", limits=(("extension_max_working_days", 5),)
+    )
+    deadlines = Deadlines(
+        WorkCalendar(),
+        TimeLimits(extension_max_working_days=10, overrides=(five_for_urban,)),
+    )
+    case = handled_case()
+    assert latest_extension_due(deadlines, case).date() == date(2026, 12, 10)
+    with pytest.raises(IllegalTransition, match="at the latest"):
+        request_extension(case, HANDLER, deadlines, 1, NOW, "等待材料", date(2026, 12, 11))
 
 
 def test_two_extensions_when_the_config_allows_them() -> None:

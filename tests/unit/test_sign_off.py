@@ -118,3 +118,15 @@ def test_a_delay_is_reported_only_when_overdue_and_with_a_reason() -> None:
     replied = handled_case(Status.REPLIED)
     with pytest.raises(IllegalTransition):
         replied.report_delay(HANDLER, late, "材料未到")
+
+
+def test_a_draft_left_behind_by_a_transfer_waits_for_nobody() -> None:
+    case = handled_case()
+    draft = case.reply(HANDLER, NOW, "已修复", sign_off=True)
+    transport = Department(id=2, code="transport", name="交通局")
+    case.transfer(transport, SUPERVISOR, NOW, NOW + timedelta(days=5), "属交通局管辖")
+    assert case.pending_draft is None
+    with pytest.raises(IllegalTransition):
+        case.sign_off_reply(OTHER_HEAD, NOW, draft)
+    assert case.reply(OTHER_HEAD, NOW, "交通局已处理", sign_off=True).state == "sent"
+    assert case.latest_reply is not None and case.latest_reply.body == "交通局已处理"
