@@ -38,7 +38,7 @@ def test_shipped_config_is_valid_and_maps_the_data_labels() -> None:
         (lambda c: c["departments"][0].update(code="Urban Dept"), "departments.0.code"),
         (lambda c: c["departments"].append(dict(c["departments"][0])), "appears twice"),
         (lambda c: c["users"].append({"username": "x1", "role": "handler"}), "needs a department"),
-        (lambda c: c["users"].append({"username": "x2", "role": "boss"}), "users.12.role"),
+        (lambda c: c["users"].append({"username": "x2", "role": "boss"}), "users.20.role"),
     ],
     ids=["unknown-key", "unknown-section", "bad-value", "bad-code", "duplicate", "handler", "role"],
 )
