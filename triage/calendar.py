@@ -12,12 +12,25 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
 
 log = logging.getLogger(__name__)
 _warned_years: set[int] = set()
+
+
+@lru_cache(maxsize=65536)
+def _is_workday(calendar: WorkCalendar, day: date) -> bool:
+    # The supervision tick asks about the same few weeks for every open case; the package's
+    # own lookup validates each date and costs tens of microseconds.
+    return calendar._compute_workday(day)
+
+
+@lru_cache(maxsize=256)
+def _knows_year(calendar: WorkCalendar, year: int) -> bool:
+    return calendar._compute_knows_year(year)
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,9 @@ class WorkCalendar:
         return cls(ZoneInfo(tz), frozenset(holidays), frozenset(workdays))
 
     def is_workday(self, day: date) -> bool:
+        return _is_workday(self, day)
+
+    def _compute_workday(self, day: date) -> bool:
         if day in self.extra_workdays:
             return True
         if day in self.extra_holidays:
@@ -53,6 +69,9 @@ class WorkCalendar:
     def knows_year(self, year: int) -> bool:
         """Whether the holidays of `year` are known: published in the package, or some of
         its days given in the config. Deadlines in an unknown year count Monday to Friday."""
+        return _knows_year(self, year)
+
+    def _compute_knows_year(self, year: int) -> bool:
         if any(d.year == year for d in self.extra_holidays | self.extra_workdays):
             return True
         try:

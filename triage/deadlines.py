@@ -122,11 +122,21 @@ class Deadlines:
 
     calendar: WorkCalendar
     limits: TimeLimits
+    _resolved: dict[tuple[str | None, bool, str | None], Commitment] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def commitment(
         self, kind: str | None = None, urgent: bool = False, department: str | None = None
     ) -> Commitment:
         """The limits for a case of this kind, urgency and department (code)."""
+        key = (kind, bool(urgent), department)
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._resolved[key] = self._resolve(kind, bool(urgent), department)
+        return found
+
+    def _resolve(self, kind: str | None, urgent: bool, department: str | None) -> Commitment:
         limits = self.limits
         if department is not None and department in limits.handling_by_department:
             days = limits.handling_by_department[department]

@@ -9,14 +9,17 @@ One tick, at `now`:
    read: one query each, never one per case;
 3. evaluates each (`triage.rules.evaluate`);
 4. queues the due reminders (to the department's address, before its deadline) and
-   escalations (督办: to the department, whose head reads it, and to the supervisors; an
-   `escalated` event on the case), then the daily digest at or after `digest_hour` local time
-   (to the supervisors: every at-risk and overdue case; to each department: its own);
+   escalations (督办: to the department, whose head reads it, and to the supervisors), one
+   mail per department listing its cases, with a `reminded` / `escalated` event on each
+   case; then the daily digest at or after `digest_hour` local time (to the supervisors:
+   every at-risk and overdue case; to each department: its own);
 5. replaces the findings of each evaluated case (`case_findings`) and sets `cases.risk`.
 
-Nothing is queued twice: every mail's Message-ID is derived from what it is about
-(``reminder.<case id>.<deadline>@domain``, ``escalation.…``, ``digest.<local date>.<to>@…``),
-ids already in the outbox are skipped, and the outbox's unique Message-ID refuses the rest.
+Nothing is queued twice: a case's `reminded` / `escalated` event for its deadline stops the
+rules from asking again, and every mail's Message-ID is derived from what it is about
+(``reminder.<department>.<hash of its cases and deadlines>@domain``, ``escalation.…``,
+``digest.<local date>.<office or department>@…``): ids already in the outbox are skipped, and
+the outbox's unique Message-ID refuses the rest.
 Two ticks at once are safe: `run_tick` holds the ``supervise-tick`` lease (the leases table
 of the mail intake) for the whole tick; a second tick finds it held and does nothing.
 
@@ -26,6 +29,7 @@ Sending the outbox is the caller's (web/cli_supervise.py), as it needs the mail 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -37,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, or_, select, update
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from triage.mail_intake import release_lease, take_lease
 from triage.models import (
@@ -206,6 +210,7 @@ class CaseRow:
 
     id: int
     tracking_number: str
+    status: str
     risk: str
     department: str | None
     department_name: str
@@ -334,7 +339,7 @@ def load_snapshots(session: Session) -> tuple[list[CaseSnapshot], dict[int, Case
             )
         )
         rows[r.id] = CaseRow(
-            r.id, r.tracking_number, r.risk or "", r.code, r.name or "", r.email or ""
+            r.id, r.tracking_number, r.status, r.risk or "", r.code, r.name or "", r.email or ""
         )
     return snapshots, rows
 
@@ -402,7 +407,7 @@ def _store(
     for chunk in _chunks(gone):
         session.execute(delete(CaseFinding).where(CaseFinding.id.in_(chunk)))
     if inserts:
-        session.execute(insert(CaseFinding), inserts)
+        session.execute(insert(CaseFinding.__table__), inserts)
     if updates:
         session.execute(update(CaseFinding), updates)
     table = Case.__table__
@@ -430,10 +435,6 @@ def message_id(kind: str, key: str, domain: str) -> str:
     return f"<{kind}.{key}@{domain}>"
 
 
-def _action_id(action: DueAction, policy: SupervisionPolicy) -> str:
-    return message_id(str(action.kind), f"{action.case_id}.{_stamp(action.due)}", policy.domain)
-
-
 def _already_queued(session: Session, ids: Iterable[str]) -> set[str]:
     found: set[str] = set()
     wanted = list(dict.fromkeys(ids))
@@ -454,12 +455,6 @@ def _link(policy: SupervisionPolicy, number: str) -> str:
     return f"{policy.base_url.rstrip('/')}/board/cases/{number}"
 
 
-def _title(case: Case) -> str:
-    """The case's subject as masked views show it: mail may be forwarded."""
-    first = (case.masked_text or "").split("\n", 1)[0].strip()
-    return first[:60] or "（无标题）"
-
-
 def _act(
     session: Session,
     now: datetime,
@@ -468,56 +463,117 @@ def _act(
     rows: Mapping[int, CaseRow],
     result: TickResult,
 ) -> dict[int, datetime]:
-    """Queues the due reminders and escalations; returns {case id: escalated at}."""
+    """Queues the due reminders and escalations, one mail per department and kind listing
+    its cases (a backlog of overdue cases makes one 督办 mail, not hundreds), and records on
+    each case `reminded` or `escalated` {due_at, message_id}: the rules read these, so a case
+    is reminded and escalated once per deadline. Returns {case id: escalated at}."""
     due = [a for e in evaluations.values() for a in e.actions]
     if not due:
         return {}
-    queued = _already_queued(session, (_action_id(a, policy) for a in due))
-    todo = [a for a in due if _action_id(a, policy) not in queued]
+    groups: dict[tuple[str, str], list[DueAction]] = defaultdict(list)
+    for action in due:
+        groups[(str(action.kind), rows[action.case_id].department or "")].append(action)
+    ids = {key: _group_id(key, actions, policy) for key, actions in groups.items()}
+    queued = _already_queued(session, ids.values())
+    todo = {key: actions for key, actions in groups.items() if ids[key] not in queued}
+    titles = _titles(session, sorted({a.case_id for acts in todo.values() for a in acts}))
+    events: list[dict[str, Any]] = []
     escalated: dict[int, datetime] = {}
-    cases: dict[int, Case] = {}
-    for chunk in _chunks(sorted({a.case_id for a in todo})):
-        cases.update(
-            (c.id, c)
-            for c in session.scalars(
-                select(Case).where(Case.id.in_(chunk)).options(selectinload(Case.events))
-            )
-        )
-    for action in todo:
-        case = cases[action.case_id]
-        row = rows[action.case_id]
-        mid = _action_id(action, policy)
-        if action.kind == ActionKind.REMINDER:
-            to = [row.department_email] if row.department_email else []
+    for (kind, code), actions in sorted(todo.items()):
+        actions.sort(key=lambda a: (a.due, a.case_id))
+        mid = ids[(kind, code)]
+        first = rows[actions[0].case_id]
+        listed = [Listed(rows[a.case_id].tracking_number, titles[a.case_id], a) for a in actions]
+        if kind == ActionKind.REMINDER:
+            to = [first.department_email] if first.department_email else []
             if not to:
-                result.no_address += 1
+                result.no_address += len(actions)
                 continue
-            subject, text = reminder_text(case, row, action, policy)
-            _send(session, case, mid, to, subject, text, MailKind.REMINDER, policy, now)
-            result.reminders += 1
-        else:
-            case.record(
-                "escalated",
-                ACTOR,
-                now,
-                reason="超过办理时限及宽限期，督办",
-                due_at=action.due.isoformat(),
-                department=row.department,
+            subject, text = reminder_text(first, listed, policy)
+            _send(session, mid, to, subject, text, MailKind.REMINDER, policy, now)
+            for a in actions:
+                due_at = a.due.isoformat()
+                events.append(
+                    _event(rows[a.case_id], "reminded", now, due_at=due_at, message_id=mid)
+                )
+            result.reminders += len(actions)
+            continue
+        to = ([first.department_email] if first.department_email else []) + list(policy.supervisors)
+        for a in actions:
+            events.append(
+                _event(
+                    rows[a.case_id],
+                    "escalated",
+                    now,
+                    reason="超过办理时限及宽限期，督办",
+                    due_at=a.due.isoformat(),
+                    department=code,
+                    message_id=mid if to else None,
+                )
             )
-            escalated[case.id] = now
-            result.escalations += 1
-            to = ([row.department_email] if row.department_email else []) + list(policy.supervisors)
-            if not to:
-                result.no_address += 1
-                continue
-            subject, text = escalation_text(case, row, action, policy, now)
-            _send(session, case, mid, to, subject, text, "escalation", policy, now)
+            escalated[a.case_id] = now
+        result.escalations += len(actions)
+        if not to:
+            result.no_address += len(actions)
+            continue
+        subject, text = escalation_text(first, listed, policy, now)
+        _send(session, mid, to, subject, text, "escalation", policy, now)
+    for chunk in _chunks(events, 2000):
+        session.execute(insert(CaseEvent.__table__), chunk)
     return escalated
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A case as a reminder or escalation lists it."""
+
+    tracking_number: str
+    title: str
+    action: DueAction
+
+
+def _titles(session: Session, ids: Sequence[int]) -> dict[int, str]:
+    """The cases' subjects as masked views show them (mail may be forwarded), by id."""
+    titles: dict[int, str] = {}
+    for chunk in _chunks(ids):
+        for cid, masked in session.execute(
+            select(Case.id, Case.masked_text).where(Case.id.in_(chunk))
+        ):
+            titles[cid] = (masked or "").split("\n", 1)[0].strip()[:60] or "（无标题）"
+    return titles
+
+
+def _event(
+    row: CaseRow, action: str, at: datetime, reason: str = "", **detail: Any
+) -> dict[str, Any]:
+    """One line of a case's audit log, as `Case.record` writes it for an event that changes
+    nothing else of the case. Written in one INSERT for all the cases of a tick (a first
+    tick over a backlog escalates thousands) instead of loading each case to append it."""
+    return {
+        "case_id": row.id,
+        "at": at,
+        "action": action,
+        "actor_id": None,
+        "actor_name": ACTOR,
+        "from_status": row.status,
+        "to_status": row.status,
+        "reason": reason,
+        "detail": detail,
+        "public": False,
+    }
+
+
+def _group_id(key: tuple[str, str], actions: Sequence[DueAction], policy: SupervisionPolicy) -> str:
+    """``<kind>.<department>.<digest of the cases and deadlines>@domain``: the same mail
+    about the same cases and deadlines has the same id, so it cannot be queued twice."""
+    kind, code = key
+    listed = ",".join(sorted(f"{a.case_id}:{_stamp(a.due)}" for a in actions))
+    digest = hashlib.sha256(listed.encode()).hexdigest()[:20]
+    return message_id(kind, f"{code or 'none'}.{digest}", policy.domain)
 
 
 def _send(
     session: Session,
-    case: Case | None,
     mid: str,
     to: Sequence[str],
     subject: str,
@@ -532,40 +588,73 @@ def _send(
     message["Message-ID"] = mid
     # Queued on the wall clock, not at the tick's `now`: a tick run for a chosen time (a
     # missed night, a demonstration) sends its mail now, not when that time comes.
-    enqueue(session, message, case=case, kind=kind, now=min(now, utcnow()))
+    enqueue(session, message, kind=kind, now=min(now, utcnow()))
+
+
+def _case_lines(listed: Sequence[Listed], policy: SupervisionPolicy) -> list[str]:
+    lines: list[str] = []
+    for item in listed[:DIGEST_LINES]:
+        due = _local(policy, item.action.due)
+        lines.append(f"- {item.tracking_number}（{item.title}），办理时限 {due}")
+        lines.append(f"  {_link(policy, item.tracking_number)}")
+    if len(listed) > DIGEST_LINES:
+        lines.append(f"……另有 {len(listed) - DIGEST_LINES} 件，请登录系统查看。")
+    return lines
 
 
 def reminder_text(
-    case: Case, row: CaseRow, action: DueAction, policy: SupervisionPolicy
+    row: CaseRow, listed: Sequence[Listed], policy: SupervisionPolicy
 ) -> tuple[str, str]:
-    """(subject, text) of the reminder to the department before its deadline (催办提醒)."""
-    due = _local(policy, action.due)
-    subject = f"【临期提醒】{case.tracking_number} 将于 {due} 到期"
-    text = (
-        f"{row.department_name or '各位'}：\n\n"
-        f"您部门承办的工单 {case.tracking_number}（{_title(case)}）办理时限为 {due}，"
-        "即将到期。请在时限内答复群众；确需延期的，请在到期前提出延期申请并说明理由。\n\n"
-        f"查看工单：{_link(policy, case.tracking_number)}\n\n"
-        f"{policy.office_name}\n（本邮件由民声系统自动发送）\n"
-    )
-    return subject, text
+    """(subject, text) of the reminder to a department before its deadlines (临期提醒)."""
+    first = listed[0].action
+    number = listed[0].tracking_number
+    if len(listed) == 1:
+        subject = f"【临期提醒】{number} 将于 {_local(policy, first.due)} 到期"
+    else:
+        subject = f"【临期提醒】{len(listed)} 件工单即将到期"
+    lines = [
+        f"{row.department_name or '各位'}：",
+        "",
+        f"您部门承办的以下 {len(listed)} 件工单即将到期。请在时限内答复群众；"
+        "确需延期的，请在到期前提出延期申请并说明理由。",
+        "",
+        *_case_lines(listed, policy),
+        "",
+        policy.office_name,
+        "（本邮件由民声系统自动发送）",
+        "",
+    ]
+    return subject, "\n".join(lines)
 
 
 def escalation_text(
-    case: Case, row: CaseRow, action: DueAction, policy: SupervisionPolicy, now: datetime
+    row: CaseRow,
+    listed: Sequence[Listed],
+    policy: SupervisionPolicy,
+    now: datetime,
 ) -> tuple[str, str]:
     """(subject, text) of the escalation (督办) to the department head and the supervisors."""
-    due = _local(policy, action.due)
-    subject = f"【督办】{case.tracking_number} 已超期（时限 {due}）"
-    text = (
-        f"{row.department_name or '有关部门'}负责人：\n\n"
-        f"工单 {case.tracking_number}（{_title(case)}）办理时限为 {due}，至 {_local(policy, now)} "
-        "已超过时限及宽限期，仍未答复。现予督办：请部门负责人督促尽快办理并答复群众，"
-        "并在系统中报告延误原因。\n\n"
-        f"查看工单：{_link(policy, case.tracking_number)}\n\n"
-        f"{policy.office_name}\n（本邮件由民声系统自动发送）\n"
-    )
-    return subject, text
+    first = listed[0].action
+    number = listed[0].tracking_number
+    name = row.department_name or "有关部门"
+    if len(listed) == 1:
+        due = _local(policy, first.due)
+        subject = f"【督办】{name} {number} 已超期（时限 {due}）"
+    else:
+        subject = f"【督办】{name} {len(listed)} 件工单已超期"
+    lines = [
+        f"{name}负责人：",
+        "",
+        f"至 {_local(policy, now)}，以下 {len(listed)} 件工单已超过办理时限及宽限期，仍未答复。"
+        "现予督办：请部门负责人督促尽快办理并答复群众，并在系统中报告延误原因。",
+        "",
+        *_case_lines(listed, policy),
+        "",
+        policy.office_name,
+        "（本邮件由民声系统自动发送）",
+        "",
+    ]
+    return subject, "\n".join(lines)
 
 
 # -- the daily digest ----------------------------------------------------------------------
@@ -615,7 +704,7 @@ def _digest(
             titles[cid] = ((masked or "").split("\n", 1)[0].strip()[:40]) or "（无标题）"
     for mid, (to, ids, code) in todo.items():
         subject, text = digest_text(day, ids, code, evaluations, rows, titles, policy)
-        _send(session, None, mid, to, subject, text, MailKind.DIGEST, policy, now)
+        _send(session, mid, to, subject, text, MailKind.DIGEST, policy, now)
         result.digests += 1
 
 

@@ -189,3 +189,104 @@ def test_a_key_is_stored_hashed_checked_and_revoked(runtime: Any) -> None:
         with pytest.raises(ApiKeyError):
             create_key(s, "x" * 101, "cli", NOW)
         assert s.scalar(select(sa.func.count()).select_from(ApiKey)) == 2
+
+
+# -- the command and the administrators' page -----------------------------------------------------
+
+
+def _run(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from web.cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_the_command_makes_lists_and_revokes_keys_and_cases_name_theirs(
+    config_file: Path, client: Any
+) -> None:
+    import json
+
+    made = _run("api-key", "add", "市民App", "--json", "--config", str(config_file))
+    assert made.exit_code == 0, made.output
+    key = json.loads(made.stdout)
+    assert key["name"] == "市民App" and key["key"].startswith(key["prefix"])
+    plain = _run("api-key", "add", "邻区热线", "--config", str(config_file))
+    assert plain.exit_code == 0 and "not shown again" in plain.output
+
+    r = client.post(
+        "/open311/v2/requests.json",
+        data={"api_key": key["key"], "service_code": "transport",
+              "description": "青松路公交站的站牌被撞倒了", "address_string": "青松路公交站"},
+    )  # fmt: skip
+    assert r.status_code == 201, r.get_data(as_text=True)
+    number = r.get_json()[0]["service_request_id"]
+
+    listed = _run("api-key", "list", "--json", "--config", str(config_file))
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert set(rows) == {"市民App", "邻区热线"}
+    assert rows["市民App"]["last_used_at"] is not None and rows["邻区热线"]["last_used_at"] is None
+    assert rows["市民App"]["created_by"] == "cli" and rows["市民App"]["revoked_at"] is None
+    text = _run("api-key", "list", "--config", str(config_file)).output
+    assert key["prefix"] in text and key["key"] not in text
+
+    exported = _run("export", "cases", "--format", "jsonl", "--config", str(config_file))
+    (record,) = [json.loads(line) for line in exported.stdout.splitlines() if line.startswith("{")]
+    assert record["tracking_number"] == number and record["channel"] == "api"
+
+    revoked = _run("api-key", "revoke", key["prefix"], "--config", str(config_file))
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    again = _run("api-key", "revoke", "市民App", "--config", str(config_file))
+    assert again.exit_code != 0  # no active key of that name is left; give its id
+    again = _run("api-key", "revoke", str(key["id"]), "--config", str(config_file))
+    assert "revoked already" in again.output
+    active = _run("api-key", "list", "--active", "--json", "--config", str(config_file))
+    assert [row["name"] for row in json.loads(active.stdout)] == ["邻区热线"]
+    refused = client.get(f"/open311/v2/requests/{number}.json?api_key={key['key']}")
+    assert refused.status_code == 403
+    empty = _run("api-key", "add", "  ", "--config", str(config_file))
+    assert empty.exit_code != 0 and "name" in empty.output
+
+
+def test_only_administrators_manage_keys_on_the_page_and_see_a_new_one_once(
+    login_as: Any, client: Any
+) -> None:
+    import re
+
+    from tests.conftest import csrf_from
+
+    for role in ("supervisor", "observer", "operator"):
+        assert login_as(role).get("/admin/api-keys").status_code == 403
+    assert client.get("/admin/api-keys").status_code in (302, 401)
+    admin = login_as("admin")
+    page = admin.get("/admin/api-keys")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    html = page.get_data(as_text=True)
+    assert 'href="/admin/api-keys"' in html  # in the administrator's navigation
+
+    assert admin.post("/admin/api-keys", data={"name": "无令牌"}).status_code == 400  # CSRF
+    made = admin.post("/admin/api-keys", data={"csrf_token": csrf_from(html), "name": "市民App"})
+    assert made.status_code == 200 and made.headers["Cache-Control"] == "no-store"
+    shown = made.get_data(as_text=True)
+    key = re.search(r'id="new-key-value">([^<]+)<', shown).group(1)
+    assert key.startswith("ms_")
+    later = admin.get("/admin/api-keys").get_data(as_text=True)
+    assert key not in later and key[:9] in later and "市民App" in later
+
+    ok = client.get(f"/open311/v2/services.json?api_key={key}")
+    assert ok.status_code == 200
+    key_id = re.search(r'<tr data-key="(\d+)"', later).group(1)
+    assert admin.post(f"/admin/api-keys/{key_id}/revoke").status_code == 400  # no CSRF token
+    revoked = admin.post(
+        f"/admin/api-keys/{key_id}/revoke",
+        data={"csrf_token": csrf_from(later)},
+        follow_redirects=True,
+    )
+    assert revoked.status_code == 200 and key[:9] in revoked.get_data(as_text=True)
+    assert client.get(f"/open311/v2/services.json?api_key={key}").status_code == 403
+    assert (
+        admin.post(
+            "/admin/api-keys/999999/revoke", data={"csrf_token": csrf_from(later)}
+        ).status_code
+        == 404
+    )

@@ -101,6 +101,13 @@ def test_deadline_near_from_the_morning_of_the_last_day_with_one_reminder() -> N
     assert result.risk == Risk.AT_RISK
     (action,) = result.actions
     assert action.kind == ActionKind.REMINDER and action.due == DUE and action.case_id == 7
+    reminded = assigned(events=(("reminded", bj(2026, 11, 30, 0, 5), {"due_at": DUE.isoformat()}),))
+    again = evaluate(reminded, bj(2026, 11, 30, 9), POLICY)
+    assert again.actions == () and again.findings[0].detail["reminded_at"]
+    # A new deadline (an extension) is reminded again.
+    later = DUE + timedelta(days=3)
+    moved = replace(reminded, due_at=later)
+    assert [a.due for a in evaluate(moved, bj(2026, 12, 3, 9), POLICY).actions] == [later]
 
 
 def test_reminder_two_working_days_before_skips_the_weekend() -> None:

@@ -7,10 +7,11 @@ How each rule reads the case (statuses are Status values):
 not_acknowledged    the citizen's receipt was not acknowledged: the mail intake recorded
                     `not_acknowledged`, or the acknowledgment mail failed (`mail_failed`)
 triage_overdue      received/triage past `triage_due_at` (critical when urgent)
-deadline_near       assigned/in progress, past the reminder time and not yet due → reminder
+deadline_near       assigned/in progress, past the reminder time and not yet due → reminder,
+                    once per deadline (a `reminded` event with that `due_at` says it was sent)
 overdue             assigned/in progress past `due_at`; detail carries a reported delay
 escalated           overdue past the escalation grace period → escalation (督办), once per
-                    deadline (an `escalated` event with that `due` says it was sent)
+                    deadline (an `escalated` event with that `due_at` says it was sent)
 extension_pending   an `extension_requested` without a grant or refusal
 reply_unsigned      a reply waits for the head's sign-off (ReplyState pending_sign_off)
 delay_unreported    overdue and no `delay_reported` since the deadline passed
@@ -53,11 +54,9 @@ EVENT_ACTIONS = frozenset(
     {
         "not_acknowledged",
         "mail_failed",
-        "assigned",
-        "auto_assigned",
-        "transferred",
         "replied",
         "escalated",
+        "reminded",
         "extension_requested",
         "extension_granted",
         "extension_refused",
@@ -66,7 +65,6 @@ EVENT_ACTIONS = frozenset(
         "reworked",
         "review_requested",
         "review_decided",
-        "closed_without_visit",
         "spot_check_failed",
     }
 )
@@ -166,10 +164,11 @@ def _handling(
     if now <= due:
         remind = deadlines.reminder_at(due, commitment)
         if remind is not None and now >= remind:
-            findings.append(
-                Finding(Rule.DEADLINE_NEAR, Severity.WARNING, remind, {"due_at": _iso(due)})
-            )
-            actions.append(DueAction(ActionKind.REMINDER, case.id, due, Rule.DEADLINE_NEAR))
+            reminded = _for_deadline(events, "reminded", due)
+            near = {"due_at": _iso(due), "reminded_at": _iso(reminded[1]) if reminded else None}
+            findings.append(Finding(Rule.DEADLINE_NEAR, Severity.WARNING, remind, near))
+            if reminded is None:
+                actions.append(DueAction(ActionKind.REMINDER, case.id, due, Rule.DEADLINE_NEAR))
         return findings, actions
     delay = next(
         (e for e in reversed(events) if e[0] == "delay_reported" and e[1] >= _start(case, due)),
@@ -186,10 +185,7 @@ def _handling(
         )
     escalate_at = deadlines.escalation_at(due, commitment)
     if now >= escalate_at:
-        sent = next(
-            (e for e in events if e[0] == "escalated" and e[2].get("due_at") == _iso(due)),
-            None,
-        )
+        sent = _for_deadline(events, "escalated", due)
         findings.append(
             Finding(
                 Rule.ESCALATED,
@@ -201,6 +197,12 @@ def _handling(
         if sent is None:
             actions.append(DueAction(ActionKind.ESCALATION, case.id, due, Rule.ESCALATED))
     return findings, actions
+
+
+def _for_deadline(events: tuple[Event, ...], action: str, due: datetime) -> Event | None:
+    """The `reminded` / `escalated` event recorded for this deadline, if any."""
+    iso = _iso(due)
+    return next((e for e in events if e[0] == action and e[2].get("due_at") == iso), None)
 
 
 def _start(case: CaseSnapshot, due: datetime) -> datetime:
