@@ -147,3 +147,27 @@ def test_latin1_words_still_read_as_latin1() -> None:
     valid GBK (ü + l is a GBK pair)."""
     for text in ("Müller", "Bitte prüfen Sie die Straßenbeleuchtung", "ÉCOLE", "Zürich"):
         assert decode_text(text.encode("latin-1")).text == text
+
+
+@pytest.mark.parametrize("name", ["镕.pdf", "陶喆的照片.pdf", "王堃反映材料.pdf"])
+def test_gbk_only_file_names_in_rfc2231_and_rfc2047(name: str) -> None:
+    """``filename*=gbk''%E9%46.pdf`` (RFC 2231) and ``name="=?gb2312?B?…?="`` (RFC 2047,
+    as Outlook and Foxmail write it), both over GBK bytes."""
+    data = name.encode("gbk")
+    percent = "".join(f"%{b:02X}" if b > 0x7E or chr(b) in "%'*; " else chr(b) for b in data)
+    word = "=?gb2312?B?" + base64.b64encode(data).decode() + "?="
+    for disposition in (
+        f"attachment; filename*=gbk''{percent}",
+        f"attachment; filename*=gb2312''{percent}",
+        f'attachment; filename="{word}"',
+    ):
+        raw = (
+            b"From: a@example.cn\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+            b"--b\r\nContent-Type: text/plain; charset=gbk\r\n\r\n"
+            + "见附件".encode("gbk")
+            + b"\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: "
+            + disposition.encode()
+            + b"\r\n\r\n%PDF-1.4\r\n--b--\r\n"
+        )
+        assert [a.filename for a in parse(raw).submission.attachments] == [name], disposition
