@@ -1,25 +1,69 @@
 """Finding cases by what a user types in the search box, limited to what that user sees.
 
-Users who see personal data search subject, body, tracking number and the complainant's
-name, phone and email (a phone in any spacing or width: ``138 0013 8000`` finds
+Users who see personal data search subject, body, replies, tracking number and the
+complainant's name, phone and email (a phone in any spacing or width: ``138 0013 8000`` finds
 ``13800138000``). Users who see cases masked (external supervisors) search only the masked
-text they are shown, so no query can tell them a digit they cannot see. ``%`` and ``_`` are
-literal characters, never wildcards.
+subject and body they are shown and the tracking number, so no query can tell them a digit or
+a name they cannot see. A case is also found by the numbers of the cases merged into it.
+Words separated by spaces must all occur (a phone typed with spaces is one word). ``%`` and
+``_`` are literal characters, never wildcards.
+
+`search_cases` answers through the index of `triage.search_index`: it reads the postings of
+the query's rarest gram (newest cases first, at most `SEARCH_CAP` matches), checks the other
+grams by primary-key lookups, and checks the text itself (`case_search`) unless the query is
+one gram, which the index answers exactly. Results are ranked by the field matched (tracking
+number, contact, subject, body, replies), then newest first. A query with no indexed gram
+(one Chinese character, two letters) is answered by a scan that stops at `SEARCH_CAP` matches.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, false, or_
+from sqlalchemy import ColumnElement, and_, exists, false, func, literal, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from intake.normalise import clean_line
-from triage.models import Case
+from triage.models import Case, CaseReply
 from triage.privacy import phone_digits
+from triage.search_index import (
+    BODY,
+    CONTACT,
+    MASKED_BODY,
+    MASKED_FIELDS,
+    MASKED_SUBJECT,
+    NUMBER,
+    REPLY,
+    STAFF_FIELDS,
+    SUBJECT,
+    SearchGram,
+    run_grams,
+    runs,
+)
 
-__all__ = ["case_search", "like_pattern"]
+__all__ = [
+    "SEARCH_CAP",
+    "SearchResult",
+    "case_search",
+    "excerpt",
+    "highlight",
+    "like_pattern",
+    "search_cases",
+    "search_terms",
+]
 
+SEARCH_CAP = 2000
+"""Matches read per search at most (the newest): beyond, the user is asked to narrow it."""
+
+MAX_TERMS = 8
+MAX_GRAMS = 12
+"""Grams of a long query checked through the index (the text check covers the rest)."""
+
+_RARITY_PROBE = 5000
 _ESCAPE = "\\"
+_PHONE_LIKE = re.compile(r"[\d\s+\-().]+")
 
 
 def like_pattern(text: str) -> str:
@@ -28,17 +72,28 @@ def like_pattern(text: str) -> str:
     return "%" + escaped.replace("_", _ESCAPE + "_") + "%"
 
 
-def case_search(query: str, *, masked: bool) -> ColumnElement[bool]:
-    """A WHERE clause for cases matching ``query`` (as typed; cleaned here).
-
-    ``masked``: the user sees personal data masked, and may search only the masked text.
-    An empty query matches nothing.
-    """
+def search_terms(query: str) -> list[str]:
+    """The words of a query, all of which must occur: split at spaces, except a phone
+    number typed with spaces, which is one word. At most `MAX_TERMS`."""
     q = clean_line(query)
     if not q:
-        return false()
-    pattern = like_pattern(q)
-    number = Case.tracking_number.ilike(pattern, escape=_ESCAPE)
+        return []
+    if _PHONE_LIKE.fullmatch(q) and len(phone_digits(q)) >= 4:
+        return [q]
+    return list(dict.fromkeys(q.split()))[:MAX_TERMS]
+
+
+def _term_clause(term: str, *, masked: bool) -> ColumnElement[bool]:
+    pattern = like_pattern(term)
+    merged = aliased(Case)
+    number = or_(
+        Case.tracking_number.ilike(pattern, escape=_ESCAPE),
+        # A case is also found by the numbers of the cases merged into it.
+        exists().where(
+            merged.merged_into_id == Case.id,
+            merged.tracking_number.ilike(pattern, escape=_ESCAPE),
+        ),
+    )
     if masked:
         return or_(number, Case.masked_text.ilike(pattern, escape=_ESCAPE))
     clauses = [
@@ -47,9 +102,189 @@ def case_search(query: str, *, masked: bool) -> ColumnElement[bool]:
         Case.body.ilike(pattern, escape=_ESCAPE),
         Case.contact_name.ilike(pattern, escape=_ESCAPE),
         Case.contact_email.ilike(pattern, escape=_ESCAPE),
+        Case.replies.any(CaseReply.body.ilike(pattern, escape=_ESCAPE)),
     ]
-    if re.fullmatch(r"[\d\s+\-().]+", q):
-        digits = phone_digits(q)
+    if _PHONE_LIKE.fullmatch(term):
+        digits = phone_digits(term)
         if len(digits) >= 4:
             clauses.append(Case.contact_phone.like(like_pattern(digits), escape=_ESCAPE))
     return or_(*clauses)
+
+
+def case_search(query: str, *, masked: bool) -> ColumnElement[bool]:
+    """A WHERE clause for cases matching ``query`` (as typed; cleaned here), by scanning.
+
+    ``masked``: the user sees personal data masked, and may search only the masked text.
+    An empty query matches nothing. `search_cases` uses it to check the index's candidates.
+    """
+    terms = search_terms(query)
+    if not terms:
+        return false()
+    return and_(*[_term_clause(t, masked=masked) for t in terms])
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Matching case ids, best first, and their number (``capped``: there are more than
+    `SEARCH_CAP`, and only the newest `SEARCH_CAP` were ranked)."""
+
+    case_ids: list[int]
+    capped: bool
+
+    @property
+    def total(self) -> int:
+        return len(self.case_ids)
+
+
+def _rank(fields: int) -> int:
+    for rank, bits in (
+        (5, NUMBER),
+        (4, CONTACT),
+        (3, SUBJECT | MASKED_SUBJECT),
+        (2, BODY | MASKED_BODY),
+        (1, REPLY),
+    ):
+        if fields & bits:
+            return rank
+    return 0
+
+
+def _query_grams(terms: Sequence[str]) -> tuple[list[int], bool]:
+    """The grams to look up, and whether they alone answer the query exactly (one gram that
+    is the whole query)."""
+    grams: list[int] = []
+    exact = len(terms) == 1
+    for term in terms:
+        term_runs = runs(term)
+        if len(term_runs) != 1 or len(term_runs[0]) != len(term.strip()):
+            exact = False
+        for run in term_runs:
+            grams.extend(run_grams(run))
+    grams = list(dict.fromkeys(grams))
+    exact = exact and len(grams) == 1
+    if len(grams) > MAX_GRAMS:
+        step = (len(grams) - 1) / (MAX_GRAMS - 1)
+        grams = [grams[round(i * step)] for i in range(MAX_GRAMS)]
+    return grams, exact
+
+
+def _rarity(session: Session, grams: list[int]) -> list[int]:
+    """Rows of each gram, counted up to `_RARITY_PROBE`, in one statement."""
+    probes = [
+        select(func.count())
+        .select_from(select(literal(1)).where(SearchGram.gram == g).limit(_RARITY_PROBE).subquery())
+        .scalar_subquery()
+        for g in grams
+    ]
+    return list(session.execute(select(*probes)).one())
+
+
+def search_cases(
+    session: Session,
+    query: str,
+    *,
+    masked: bool,
+    where: Sequence[ColumnElement[bool]] = (),
+    cap: int = SEARCH_CAP,
+) -> SearchResult:
+    """The cases matching ``query`` among those satisfying ``where`` (clauses on `Case`),
+    ranked. Reads at most ``cap`` matches; an empty query matches nothing."""
+    terms = search_terms(query)
+    if not terms:
+        return SearchResult([], False)
+    grams, exact = _query_grams(terms)
+    scope = MASKED_FIELDS if masked else STAFF_FIELDS
+    if not grams:
+        ids = session.scalars(
+            select(Case.id)
+            .where(case_search(query, masked=masked), *where)
+            .order_by(Case.id.desc())
+            .limit(cap + 1)
+        ).all()
+        return SearchResult(list(ids[:cap]), len(ids) > cap)
+    counts = _rarity(session, grams)
+    if min(counts) == 0:
+        return SearchResult([], False)
+    grams = [g for _, g in sorted(zip(counts, grams, strict=True))]
+    first, *others = [aliased(SearchGram) for _ in grams]
+    fields = first.fields.op("&")(scope)
+    for other in others:
+        fields = fields.op("&")(other.fields)
+    stmt = select(first.case_id, fields).where(
+        first.gram == grams[0], first.fields.op("&")(scope) != 0
+    )
+    for gram, other in zip(grams[1:], others, strict=True):
+        stmt = stmt.join(
+            other,
+            and_(
+                other.gram == gram,
+                other.case_id == first.case_id,
+                other.fields.op("&")(scope) != 0,
+            ),
+        )
+    checks = list(where) if exact else [*where, case_search(query, masked=masked)]
+    if checks:
+        stmt = stmt.join(Case, Case.id == first.case_id).where(*checks)
+    rows = session.execute(stmt.order_by(first.case_id.desc()).limit(cap + 1)).all()
+    capped = len(rows) > cap
+    ranked = sorted(rows[:cap], key=lambda r: (-_rank(r[1]), -r[0]))
+    return SearchResult([r[0] for r in ranked], capped)
+
+
+# -- showing where it matched ------------------------------------------------------------------
+
+
+def _pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
+    parts = []
+    for term in terms:
+        if _PHONE_LIKE.fullmatch(term) and len(phone_digits(term)) >= 4:
+            # A phone matches however it is spaced in the text.
+            parts.append(r"[\s\-]*".join(re.escape(d) for d in phone_digits(term)))
+        else:
+            parts.append(re.escape(term))
+    if not parts:
+        return None
+    return re.compile("|".join(sorted(parts, key=len, reverse=True)), re.IGNORECASE)
+
+
+def highlight(text: str, terms: Sequence[str]) -> list[tuple[str, bool]]:
+    """``text`` cut into (piece, matched) pairs: the pieces that are a search term (any case)
+    are marked. Plain text: whoever shows it escapes it."""
+    pattern = _pattern(terms)
+    if pattern is None or not text:
+        return [(text, False)] if text else []
+    pieces: list[tuple[str, bool]] = []
+    at = 0
+    for m in pattern.finditer(text):
+        if m.start() == m.end():
+            continue
+        if m.start() > at:
+            pieces.append((text[at : m.start()], False))
+        pieces.append((m.group(), True))
+        at = m.end()
+    if at < len(text):
+        pieces.append((text[at:], False))
+    return pieces
+
+
+def excerpt(
+    texts: Sequence[str], terms: Sequence[str], width: int = 36
+) -> list[tuple[str, bool]] | None:
+    """The first of ``texts`` that holds a term, cut to about ``width`` characters on either
+    side of the first match and highlighted; None when none holds one."""
+    pattern = _pattern(terms)
+    if pattern is None:
+        return None
+    for text in texts:
+        flat = " ".join(text.split())
+        m = pattern.search(flat)
+        if m is None:
+            continue
+        start, end = max(0, m.start() - width), min(len(flat), m.end() + width)
+        pieces = highlight(flat[start:end], terms)
+        if start > 0:
+            pieces.insert(0, ("…", False))
+        if end < len(flat):
+            pieces.append(("…", False))
+        return pieces
+    return None

@@ -21,7 +21,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, false, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
@@ -29,6 +29,7 @@ from wtforms.fields.choices import SelectChoice
 
 from intake.normalise import clean_line
 from triage.access import Action, can, can_view, sees_all_cases, sees_personal_data
+from triage.case_list import CasePage, list_page
 from triage.cases import (
     assign_case,
     citizens_to_call,
@@ -48,7 +49,7 @@ from triage.models import (
     Status,
 )
 from triage.privacy import mask_email, mask_name, mask_phone, mask_text
-from triage.search import case_search
+from triage.search import excerpt, highlight, search_cases, search_terms
 from web import db, runtime
 from web.case_path import citizens_to_call as citizen_rows
 from web.case_path import reject_form, shown_with_merged, visit_form
@@ -237,42 +238,87 @@ def queue() -> str:
     )
 
 
+def _cursor(raw: str) -> int | None:
+    """A case id from a paging link; anything odd is no cursor, never an error."""
+    return int(raw) if raw.isdigit() and 0 < len(raw) <= 9 else None
+
+
+def _list_filters(status: str, department: str) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of a case list: what the user may see, and the filters chosen."""
+    where: list[ColumnElement[bool]] = []
+    if not sees_all_cases(current_user):
+        if current_user.role == Role.HANDLER and current_user.department_id is not None:
+            where.append(Case.department_id == current_user.department_id)
+        else:
+            where.append(false())
+    if status == "open":
+        where.append(Case.status.notin_([Status.CLOSED, Status.MERGED, Status.REJECTED]))
+    elif status in set(Status):
+        where.append(Case.status == status)
+    if department and sees_all_cases(current_user):
+        where.append(
+            Case.department_id
+            == select(Department.id).where(Department.code == department).scalar_subquery()
+        )
+    return where
+
+
 @bp.get("/cases")
 @login_required
 def cases() -> str:
+    """Newest first with keyset paging (``after``/``before`` a case id, ``last``; a typed
+    ``page`` still works), or, with ``q``, search results best first, matches highlighted."""
     status = request.args.get("status", "")
     department = request.args.get("department", "")
     q = clean_line(request.args.get("q", ""))[:200]
-    page = _page_number(request.args.get("page", ""))
-    query = visible_cases(select(Case))
-    if status == "open":
-        query = query.where(Case.status.notin_([Status.CLOSED, Status.MERGED, Status.REJECTED]))
-    elif status in set(Status):
-        query = query.where(Case.status == status)
-    if department and sees_all_cases(current_user):
-        query = query.join(Department, Case.department_id == Department.id).where(
-            Department.code == department
-        )
+    after = _cursor(request.args.get("after", ""))
+    before = _cursor(request.args.get("before", ""))
+    typed = request.args.get("page", "")
+    # After a cursor without a page number (walking back from an uncounted end): unknown.
+    page = _page_number(typed) if typed or (after is None and before is None) else 0
+    where = _list_filters(status, department)
+    masked = not sees_personal_data(current_user)
+    terms: list[str] = []
     if q:
-        query = query.where(case_search(q, masked=not sees_personal_data(current_user)))
-    total = db().scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = min(page, max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE))
-    rows = (
-        db()
-        .scalars(
-            query.order_by(Case.received_at.desc())
-            .options(selectinload(Case.department))
-            .offset((page - 1) * PAGE_SIZE)
-            .limit(PAGE_SIZE)
+        found = search_cases(db(), q, masked=masked, where=where)
+        terms = search_terms(q)
+        pages = max(1, -(-found.total // PAGE_SIZE))
+        page = min(max(1, page), pages)
+        listing = CasePage(
+            found.case_ids[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+            page,
+            found.total,
+            found.capped,
+            page > 1,
+            page < pages,
+            PAGE_SIZE,
         )
-        .all()
-    )
+    else:
+        listing = list_page(
+            db(),
+            where,
+            size=PAGE_SIZE,
+            page=page,
+            after=after,
+            before=before,
+            last=request.args.get("last", "") == "1",
+        )
+    options = [selectinload(Case.department)]
+    if q and not masked:
+        options.append(selectinload(Case.replies))
+    loaded = {
+        c.id: c
+        for c in db().scalars(select(Case).where(Case.id.in_(listing.case_ids)).options(*options))
+    }
+    rows = [_view(loaded[i]) for i in listing.case_ids if i in loaded]
     return render_template(
         "board/cases.html",
-        rows=[_view(c) for c in rows],
-        total=total,
-        page=page,
-        pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE),
+        rows=rows,
+        matches={r.id: _matches(r, terms) for r in rows} if terms else {},
+        listing=listing,
+        total=listing.total,
+        page=listing.number,
+        pages=listing.pages if not q else max(1, -(-listing.total // PAGE_SIZE)),
         status=status,
         department=department,
         q=q,
@@ -280,6 +326,24 @@ def cases() -> str:
         statuses=list(Status),
         now=_now(),
     )
+
+
+def _matches(view: CaseView, terms: list[str]) -> dict[str, object]:
+    """Where a search result matched, as (piece, matched) pairs for the template: the
+    subject, and an excerpt of the body, a reply or the contact when the subject holds none."""
+    subject = view.subject or view.excerpt
+    texts = [view.body]
+    if not view.masked:
+        texts += [r.body for r in view.case.replies]
+        texts.append(" ".join(filter(None, [view.contact_name, view.contact_phone])))
+        texts.append(view.contact_email)
+    marked = highlight(subject, terms)
+    in_subject = any(matched for _, matched in marked)
+    return {
+        "number": highlight(view.tracking_number, terms),
+        "subject": marked,
+        "excerpt": None if in_subject else excerpt(texts, terms),
+    }
 
 
 @bp.get("/cases/<number>")

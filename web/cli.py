@@ -109,8 +109,11 @@ def init() -> None:
 @main.command(with_appcontext=False)
 @config_option
 @click.option("--no-model", is_flag=True, help="Do not train the demo routing model.")
-def demo(no_model: bool) -> None:
-    """Load the demo: demo passwords, a model trained on demo messages, demo cases."""
+@click.option("--volume", type=click.IntRange(min=0), default=0, help="Also add N synthetic cases.")
+@click.option("--months", type=click.IntRange(min=1), default=12, show_default=True)
+def demo(no_model: bool, volume: int, months: int) -> None:
+    """Load the demo: demo passwords, a model trained on demo messages, demo cases; with
+    --volume N, N synthetic cases over the last --months months (web/demo_volume.py)."""
     from web.demo import DEMO_PASSWORD, load_demo
     from web.passwords import renew_session_token
 
@@ -133,6 +136,19 @@ def demo(no_model: bool) -> None:
     click.echo(f"demo logins (password for all: {DEMO_PASSWORD}):")
     for username, role, dept in logins:
         click.echo(f"  {username:<14} {role:<11} {dept}")
+    if volume:
+        from web.demo_volume import add_volume
+
+        with rt.engine.begin() as conn:
+            added = add_volume(
+                conn,
+                volume,
+                months=months,
+                prefix=rt.settings.app.tracking_prefix,
+                label_map=rt.settings.label_map,
+                progress=lambda n: click.echo(f"  {n} synthetic cases", err=True),
+            )
+        click.echo(f"{added} synthetic cases added over {months} months")
 
 
 def _train_demo_model(rt: Runtime) -> str:
@@ -326,11 +342,13 @@ def _register_extensions() -> None:
     from web.cli_api_keys import api_key
     from web.cli_intake import intake
     from web.cli_outbox import outbox
+    from web.cli_search import search
     from web.cli_supervise import supervise
 
     main.add_command(api_key)
     main.add_command(intake)
     main.add_command(outbox)
+    main.add_command(search)
     main.add_command(supervise)
 
 

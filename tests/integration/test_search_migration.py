@@ -1,0 +1,78 @@
+"""Migration 0008 (search index): a database with cases and replies from before it upgrades,
+its cases are found by search at once, and the schema matches the models, on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from triage.models import Base
+from triage.search import search_cases
+from triage.search_index import SearchGram
+from web.db import make_engine, upgrade
+
+
+def test_upgrading_indexes_the_existing_cases(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    upgrade(engine, "0007")
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    with engine.begin() as conn:
+        for n, (subject, body, phone) in enumerate(
+            (
+                ("路灯", "明德路路灯坏了三个星期", "13800138000"),
+                ("噪音", "饭店深夜噪音扰民", "13900139000"),
+            ),
+            start=1,
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO cases (tracking_number, query_code_hash, channel, external_id,"
+                    " kind, status, subject, body, contact_name, contact_phone, contact_email,"
+                    " received_at, created_at, alternatives, model_version, urgent,"
+                    ' urgent_reasons, "similar", rejection_reason, rejection_code,'
+                    " public_reason, referred_to, masked_text, sent_back_count, rework_count,"
+                    " extension_count, risk, version)"
+                    " VALUES (:number, 'x', 'web', :ext, 'complaint', 'replied', :subject,"
+                    " :body, '王小明', :phone, '', :at, :at, '[]', '', :f, '[]', '[]', '', '',"
+                    " '', '', :masked, 0, 0, 0, '', 1)"
+                ),
+                {
+                    "number": f"MS-2026-00000{n}",
+                    "ext": f"w-{n}",
+                    "subject": subject,
+                    "body": body,
+                    "phone": phone,
+                    "masked": f"{subject}\n{body}",
+                    "at": now - timedelta(days=n),
+                    "f": False,
+                },
+            )
+        conn.execute(
+            text("INSERT INTO case_replies (case_id, at, body) VALUES (1, :at, '已更换灯泡。')"),
+            {"at": now},
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        differences = [
+            d
+            for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            if "search_grams" in repr(d)
+        ]
+        assert differences == []
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(SearchGram)) > 20
+
+        def found(q: str, masked: bool = False) -> list[int]:
+            return search_cases(s, q, masked=masked).case_ids
+
+        assert found("路灯") == [1]
+        assert found("噪音扰民") == [2]
+        assert found("灯泡") == [1]  # the reply
+        assert found("13900139000") == [2]
+        assert found("13900139000", masked=True) == []
+        assert found("MS-2026-000002", masked=True) == [2]
+    engine.dispose()

@@ -1,0 +1,350 @@
+"""The search index: every character bigram and word trigram of a case's text, so that a
+search reads the cases holding its terms instead of scanning (``ILIKE``) every case.
+
+Why a posting table rather than FTS5 on SQLite and pg_trgm on PostgreSQL: Chinese queries are
+mostly two characters (噪音, 物业, 停车), which a trigram index cannot serve, so a bigram side
+table was needed on both databases anyway; with it, the same table and the same SQL serve
+every query on both, and what each user may search (staff: personal data too; observers: the
+masked text only) is one bit mask in the same rows instead of two engines kept in step.
+
+``search_grams`` holds one row per (gram, case): ``gram`` is the gram itself packed into an
+integer (no hash, so no collisions: a two-character query is answered exactly by its one
+gram's rows), ``fields`` the bit set of the fields it occurs in (`NUMBER`, `SUBJECT`, ...).
+Grams are, after NFKC and lower-casing:
+
+- a CJK (or kana, hangul) bigram: ``ord(a) << 21 | ord(b)`` (below 2**42);
+- a trigram of a Latin letter or digit run of three or more: ``1 << 62 | a << 14 | b << 7 | c``
+  (ASCII only: the run pattern is ``[a-z0-9]``).
+
+Single CJK characters and Latin runs of one or two are not indexed: a query made only of
+them is answered by a bounded scan (see `triage.search`).
+
+A case has about one row per distinct gram of its text (some 250 for a typical complaint with
+a reply). The primary key (gram, case_id) is the lookup order (SQLite: WITHOUT ROWID, so the
+table is that index); an index on case_id serves the rewrite of one case's rows.
+
+The index is kept by the session itself, in the transaction that changes the text: after a
+flush that adds a case, changes its subject, body, contact, tracking number or merge target,
+or adds or edits a reply, the case's rows are rewritten (`_keep_index`). ``rebuild`` rewrites
+every case's rows in batches (the ``minsheng search reindex`` command and migration 0008).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    ForeignKey,
+    Integer,
+    SmallInteger,
+    column,
+    delete,
+    event,
+    select,
+    table,
+)
+from sqlalchemy.orm import Mapped, Session, attributes, mapped_column
+
+from triage.models import Base, Case, CaseReply
+from triage.privacy import mask_text
+
+__all__ = [
+    "BODY",
+    "CONTACT",
+    "MASKED_BODY",
+    "MASKED_FIELDS",
+    "MASKED_SUBJECT",
+    "NUMBER",
+    "REPLY",
+    "STAFF_FIELDS",
+    "SUBJECT",
+    "CaseText",
+    "SearchGram",
+    "case_rows",
+    "rebuild",
+    "reindex_cases",
+    "text_grams",
+]
+
+NUMBER = 1
+SUBJECT = 2
+BODY = 4
+REPLY = 8
+CONTACT = 16
+MASKED_SUBJECT = 32
+MASKED_BODY = 64
+
+STAFF_FIELDS = NUMBER | SUBJECT | BODY | REPLY | CONTACT
+"""What users who see personal data search."""
+MASKED_FIELDS = NUMBER | MASKED_SUBJECT | MASKED_BODY
+"""What users who see cases masked search: the text as they are shown it, nothing else."""
+
+BATCH = 2000
+"""Cases read and rewritten per statement by `rebuild`."""
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_RUNS = re.compile(rf"[{_CJK}]+|[a-z0-9]+")
+_TRIGRAM = 1 << 62
+_PENDING = "search_index.pending"
+
+
+class SearchGram(Base):
+    """One gram of one case's text, with the fields it occurs in; see the module."""
+
+    __tablename__ = "search_grams"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012
+
+    gram: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    fields: Mapped[int] = mapped_column(SmallInteger)
+
+
+def _normal(text: str) -> str:
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    return text.lower()
+
+
+def runs(text: str) -> list[str]:
+    """The CJK runs and Latin letter-or-digit runs of ``text`` (NFKC, lower case)."""
+    return _RUNS.findall(_normal(text))
+
+
+def run_grams(run: str) -> list[int]:
+    """The grams of one run as `runs` gives it (empty for one CJK character or a Latin run
+    shorter than three)."""
+    if run[0] >= "\u3040":
+        return [a << 21 | b for a, b in itertools.pairwise(map(ord, run))]
+    codes = [ord(c) for c in run]
+    return [
+        _TRIGRAM | a << 14 | b << 7 | c
+        for a, b, c in zip(codes, codes[1:], codes[2:], strict=False)
+    ]
+
+
+def text_grams(text: str) -> set[int]:
+    """The distinct grams of ``text``."""
+    grams: set[int] = set()
+    for run in runs(text):
+        grams.update(run_grams(run))
+    return grams
+
+
+@dataclass(frozen=True)
+class CaseText:
+    """What of a case is searchable: its own text, its replies (drafts included: staff see
+    them) and the tracking numbers of the cases merged into it."""
+
+    case_id: int
+    tracking_number: str
+    subject: str
+    body: str
+    contact_name: str
+    contact_phone: str
+    contact_email: str
+    replies: Sequence[str] = ()
+    merged_numbers: Sequence[str] = ()
+
+
+def case_rows(case: CaseText) -> dict[int, int]:
+    """gram → fields bit set, for one case."""
+    found: dict[int, int] = {}
+    seen: dict[str, set[int]] = {}
+
+    def add(text: str, bit: int) -> None:
+        grams = seen.get(text)
+        if grams is None:
+            grams = seen[text] = text_grams(text)
+        for gram in grams:
+            found[gram] = found.get(gram, 0) | bit
+
+    for number in (case.tracking_number, *case.merged_numbers):
+        add(number, NUMBER)
+    add(case.subject, SUBJECT)
+    add(case.body, BODY)
+    for reply in case.replies:
+        add(reply, REPLY)
+    add(f"{case.contact_name}\n{case.contact_phone}\n{case.contact_email}", CONTACT)
+    personal = {
+        "names": [case.contact_name],
+        "phones": [case.contact_phone],
+        "emails": [case.contact_email],
+    }
+    add(mask_text(case.subject, **personal), MASKED_SUBJECT)
+    add(mask_text(case.body, **personal), MASKED_BODY)
+    return found
+
+
+# -- reading cases in bulk (Core only: also used by migration 0008) --------------------------
+
+_cases = table(
+    "cases",
+    column("id", Integer),
+    column("tracking_number"),
+    column("subject"),
+    column("body"),
+    column("contact_name"),
+    column("contact_phone"),
+    column("contact_email"),
+    column("merged_into_id", Integer),
+)
+_replies = table("case_replies", column("case_id", Integer), column("body"), column("id", Integer))
+_grams = table(
+    "search_grams",
+    column("gram", BigInteger),
+    column("case_id", Integer),
+    column("fields", SmallInteger),
+)
+
+
+def _texts(conn: Connection | Session, ids: Sequence[int] | None, after: int = 0) -> list[CaseText]:
+    """The searchable text of the cases ``ids`` (or of the next `BATCH` cases after id
+    ``after``), in id order."""
+    query = select(_cases).order_by(_cases.c.id)
+    if ids is not None:
+        query = query.where(_cases.c.id.in_(list(ids)))
+    else:
+        query = query.where(_cases.c.id > after).limit(BATCH)
+    rows = conn.execute(query).all()
+    if not rows:
+        return []
+    found = [r.id for r in rows]
+    replies: dict[int, list[str]] = {}
+    for case_id, body in conn.execute(
+        select(_replies.c.case_id, _replies.c.body)
+        .where(_replies.c.case_id.in_(found))
+        .order_by(_replies.c.id)
+    ):
+        replies.setdefault(case_id, []).append(body or "")
+    merged: dict[int, list[str]] = {}
+    for target, number in conn.execute(
+        select(_cases.c.merged_into_id, _cases.c.tracking_number).where(
+            _cases.c.merged_into_id.in_(found)
+        )
+    ):
+        merged.setdefault(target, []).append(number)
+    return [
+        CaseText(
+            case_id=r.id,
+            tracking_number=r.tracking_number or "",
+            subject=r.subject or "",
+            body=r.body or "",
+            contact_name=r.contact_name or "",
+            contact_phone=r.contact_phone or "",
+            contact_email=r.contact_email or "",
+            replies=replies.get(r.id, ()),
+            merged_numbers=merged.get(r.id, ()),
+        )
+        for r in rows
+    ]
+
+
+def index_rows(texts: Iterable[CaseText]) -> Iterator[tuple[int, int, int]]:
+    """(gram, case_id, fields) rows for ``texts``."""
+    for case in texts:
+        for gram, fields in case_rows(case).items():
+            yield gram, case.case_id, fields
+
+
+def write_rows(conn: Connection | Session, rows: Iterable[tuple[int, int, int]]) -> int:
+    """Inserts index rows (COPY on PostgreSQL); returns how many."""
+    rows = sorted(rows)  # in key order: fewer pages of the B-tree touched per batch
+    if not rows:
+        return 0
+    bind = conn.connection() if isinstance(conn, Session) else conn
+    if bind.dialect.name == "postgresql":
+        raw = bind.connection.driver_connection
+        with (
+            raw.cursor() as cur,
+            cur.copy(  # type: ignore[union-attr]
+                "COPY search_grams (gram, case_id, fields) FROM STDIN"
+            ) as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return len(rows)
+    # Plain tuples to the driver: a dict per row cost more than the insert itself.
+    bind.exec_driver_sql("INSERT INTO search_grams (gram, case_id, fields) VALUES (?, ?, ?)", rows)
+    return len(rows)
+
+
+def reindex_cases(conn: Connection | Session, case_ids: Iterable[int]) -> int:
+    """Rewrites the index rows of ``case_ids`` from what the database holds now; returns the
+    number of rows written."""
+    ids = sorted(set(case_ids))
+    written = 0
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start : start + BATCH]
+        conn.execute(delete(_grams).where(_grams.c.case_id.in_(chunk)))
+        written += write_rows(conn, index_rows(_texts(conn, chunk)))
+    return written
+
+
+def rebuild(conn: Connection | Session, progress: Any = None) -> tuple[int, int]:
+    """Rewrites the whole index in batches of `BATCH` cases; returns (cases, rows).
+
+    Idempotent: run twice, the index is the same. ``progress(cases_done)`` is called after
+    each batch if given.
+    """
+    conn.execute(delete(_grams))
+    cases = rows = 0
+    last = 0
+    while True:
+        texts = _texts(conn, None, after=last)
+        if not texts:
+            return cases, rows
+        rows += write_rows(conn, index_rows(texts))
+        cases += len(texts)
+        last = texts[-1].case_id
+        if progress is not None:
+            progress(cases)
+
+
+# -- keeping it with every flush ---------------------------------------------------------------
+
+_CASE_FIELDS = (
+    "tracking_number",
+    "subject",
+    "body",
+    "contact_name",
+    "contact_phone",
+    "contact_email",
+    "merged_into_id",
+    "merged_into",
+)
+
+
+def _changed(obj: Case) -> bool:
+    return any(attributes.get_history(obj, name).added for name in _CASE_FIELDS)
+
+
+@event.listens_for(Session, "after_flush")
+def _keep_index(session: Session, flush_context: Any) -> None:
+    """Rewrites the rows of the cases whose searchable text this flush changed."""
+    ids: set[int] = set()
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, Case) and obj.id is not None:
+            if obj in session.new or _changed(obj):
+                ids.add(obj.id)
+                if obj.merged_into_id is not None:
+                    ids.add(obj.merged_into_id)
+        elif (
+            isinstance(obj, CaseReply)
+            and obj.case_id is not None
+            and (obj in session.new or attributes.get_history(obj, "body").added)
+        ):
+            ids.add(obj.case_id)
+    for obj in session.deleted:
+        if isinstance(obj, CaseReply) and obj.case_id is not None:
+            ids.add(obj.case_id)
+    if ids:
+        reindex_cases(session, ids)
