@@ -301,20 +301,80 @@ def _repair_mojibake(text: str, declared: str | None) -> tuple[str, str] | None:
 _MULTIBYTE = frozenset({GB, BIG5, "cp949", "cp932", "euc_jp"})
 
 
-def _decode(data: bytes, codec: str) -> str:
-    """``data`` in ``codec``, strictly when it can be, else with U+FFFD for what cannot."""
+def _decode(data: bytes, codec: str) -> tuple[str, int]:
+    """``data`` in ``codec`` → (text, stray bytes dropped): strictly when it can be; else, for
+    UTF-8, GB18030 and Big5, with stray bytes dropped (`_resync`) when there are few; else
+    with U+FFFD for what cannot be decoded."""
     wider = ("cp950", "big5hkscs") if codec == BIG5 else ("latin-1",) if codec == WESTERN else ()
     for attempt in (codec, *wider):
         try:
-            return data.decode(attempt)
+            return data.decode(attempt), 0
         except UnicodeDecodeError:
             continue
         except LookupError:
             break
+    if codec in (GB, BIG5, UTF8):
+        resynced = _resync(data, codec)
+        if resynced is not None:
+            return resynced
     try:
-        return data.decode(codec, "replace")
+        return data.decode(codec, "replace"), 0
     except LookupError:
-        return data.decode(WESTERN, "replace")
+        return data.decode(WESTERN, "replace"), 0
+
+
+_INSERTED = (b"\r\n", b"\n", b"\r", b" ", b"\t")
+
+
+def _resync(data: bytes, codec: str) -> tuple[str, int] | None:
+    """``data`` in ``codec`` with the bytes that break it dropped, or None when more than a
+    few do (then it is not in ``codec``).
+
+    A byte put inside a two-byte character (a line break from a client that wraps 8-bit
+    lines by bytes, a stray byte) is dropped and the character read whole; a byte that
+    starts nothing (a character cut off, a stray 0xFF) is dropped. Returns the text and how
+    many bytes were dropped.
+    """
+    # Lone bytes that start nothing are rare in text in the right charset; bytes inside a
+    # character after which it reads whole come once a wrapped line (76 bytes) at most.
+    max_lone, max_inside = max(3, len(data) // 200), max(8, len(data) // 40)
+    out: list[str] = []
+    position = dropped = lone = inside = 0
+    while True:
+        try:
+            out.append(data[position:].decode(codec))
+            return "".join(out), dropped
+        except UnicodeDecodeError as error:
+            start = position + error.start
+            out.append(data[position:start].decode(codec, "replace"))
+            position = position + max(error.end, error.start + 1)
+            mended = _mend(data, start, codec) if codec != UTF8 else None
+            if mended is not None:
+                char, inserted = mended
+                out.append(char)
+                position = start + inserted + 2
+                dropped += inserted
+                inside += 1
+            else:
+                dropped += position - start
+                lone += 1
+            if lone > max_lone or inside > max_inside:
+                return None
+
+
+def _mend(data: bytes, start: int, codec: str) -> tuple[str, int] | None:
+    """The two-byte character at ``start`` read whole around the bytes put inside it (a line
+    break, a space, one stray byte) → (character, bytes inside), or None."""
+    for inserted in (*_INSERTED, data[start + 1 : start + 2]):
+        after = start + 1 + len(inserted)
+        if inserted and data.startswith(inserted, start + 1) and after < len(data):
+            try:
+                return (data[start : start + 1] + data[after : after + 1]).decode(codec), len(
+                    inserted
+                )
+            except UnicodeDecodeError:
+                continue
+    return None
 
 
 # A terminal's escape sequences, whole: CSI (ESC [ parameters intermediates final, as in
@@ -389,7 +449,7 @@ def decode_text(data: bytes, label: str | None = None, *, context: str = "text")
         # GBK pairs can spell valid UTF-8 by chance (谢谢 → "лл", 什么 → "ʲô"): text with no
         # three-byte (CJK) sequence that reads better as common Chinese in GB18030 is GB18030.
         if not _OUTSIDE_TWO_BYTE.search(utf8):
-            gb = _decode(data, GB)
+            gb, _ = _decode(data, GB)
             gb_score = plausibility(gb, GB)
             if gb_score >= 0.9 and gb_score > plausibility(utf8, UTF8):
                 defects.append(f"{context}: bytes valid as UTF-8 but read as gb18030")
@@ -408,19 +468,21 @@ def decode_text(data: bytes, label: str | None = None, *, context: str = "text")
         # GB2312 pairs are valid Big5 too, and a short GB text can read as common Big5
         # characters; Big5 text read as GB almost never comes out as common simplified
         # characters throughout. So a Big5 label yields to a GB reading that does.
-        gb = _decode(data, GB)
-        if plausibility(gb, GB) >= 0.9 and _non_ascii(gb[:SAMPLE]) >= 4:
+        gb, gb_dropped = _decode(data, GB)
+        if plausibility(gb, GB) >= 0.9 and _non_ascii(gb[:SAMPLE]) >= 4 and not gb_dropped:
             defects.append(f"{context}: declared {label}, bytes are {GB}")
             return Decoded(gb, GB, tuple(defects))
     candidates = [c for c in (codec, GB, BIG5, UTF8) if c]
     if codec not in (GB, BIG5):
         candidates.append(WESTERN)
-    best: tuple[float, str, str] | None = None
+    best: tuple[float, str, str, int] | None = None
     for order, candidate in enumerate(dict.fromkeys(candidates)):
-        text = _decode(data, candidate)
+        text, dropped = _decode(data, candidate)
         native = candidate == codec and codec not in _MULTIBYTE and codec not in (WESTERN, UTF8)
         score = plausibility(text, candidate, any_script=native)
         score += 0.1 if candidate == codec else 0.0
+        # A dropped byte counts against as a replacement character would.
+        score -= dropped / max(1, _non_ascii(text[:SAMPLE]))
         # Earlier candidates win ties: declared, then GB (this is a Chinese mailbox), then Big5.
         score -= order * 0.001
         # A Chinese mailbox: bytes that read in GB18030 as nothing but hanzi and Chinese
@@ -430,17 +492,19 @@ def decode_text(data: bytes, label: str | None = None, *, context: str = "text")
         believed = best is not None and best[1] == codec and best[0] >= 0.8
         prior = GB_PRIOR if candidate == GB and not believed and _all_hanzi(text) else 0.0
         if best is None or score + prior > best[0]:
-            best = (score + prior, candidate, text)
+            best = (score + prior, candidate, text, dropped)
         # A declared charset that reads well is believed; a guess must read very well. Big5
         # is declared over GB bytes so often that its reading is always weighed against GB's.
         if score >= (0.8 if candidate == codec != BIG5 else 0.95):
             break
     assert best is not None
-    _, chosen, text = best
+    _, chosen, text, dropped = best
     if codec is None:
         defects.append(f"{context}: {'no' if not label else 'unusable'} charset, read as {chosen}")
     elif chosen != codec:
         defects.append(f"{context}: declared {label}, bytes are {chosen}")
+    if dropped:
+        defects.append(f"{context}: {dropped} stray byte(s) in or between characters dropped")
     replaced = text.count("\ufffd")
     if replaced:
         defects.append(f"{context}: {replaced} undecodable byte sequence(s) replaced")

@@ -16,6 +16,7 @@ from email.message import Message
 from email.policy import compat32
 
 from intake.mail.charset import decode_text
+from intake.mail.readable import unreadable_reason
 from intake.normalise import clean_text
 
 __all__ = ["readable_share", "salvage_text"]
@@ -49,15 +50,17 @@ def salvage_text(raw: bytes, limit: int = 5000) -> str:
 
     The text parts the parser finds (its own text first; forwarded and attached text when it
     has none), each kept only when readable (`readable_share` ≥ `MIN_READABLE`, no U+FFFD),
-    joined by blank lines and cleaned (`clean_text`). When no part reads, the body after the
-    headers with MIME boundary lines, part headers and base64 blocks removed, decoded as it
-    most likely is, under the same test. Never raises.
+    joined by blank lines and cleaned (`clean_text`); "" when the message has MIME parts and
+    none of them reads (its parts are files). When it has no parts at all, or cannot be
+    parsed, the body after the headers with MIME boundary lines, part headers and base64
+    blocks removed, decoded as it most likely is, when it is readable by that test and by
+    `intake.mail.readable.unreadable_reason`. Never raises.
     """
     try:
-        text = _parsed_text(raw, limit)
+        text: str | None = _parsed_text(raw, limit)
     except Exception:  # the fallback below is the point: never fail the page
-        text = ""
-    if not text:
+        text = None
+    if text is None:
         text = _raw_text(raw, limit)
     return text[:limit].strip()
 
@@ -66,7 +69,9 @@ def _readable(text: str) -> bool:
     return bool(text) and "\ufffd" not in text and readable_share(text) >= MIN_READABLE
 
 
-def _parsed_text(raw: bytes, limit: int) -> str:
+def _parsed_text(raw: bytes, limit: int) -> str | None:
+    """The readable text parts, joined; "" when a MIME structure was found with none (its
+    parts are files), None when there is no structure to go by."""
     # Imported here: intake.email imports this package's modules.
     from intake.email import AttachmentLimits, _Collected, _repair_header_block, _Walker
 
@@ -91,6 +96,8 @@ def _parsed_text(raw: bytes, limit: int) -> str:
         if chosen:
             break
     text = "\n\n".join(chosen)
+    if not text and not message.is_multipart():
+        return None
     return text[: limit * 2]
 
 
@@ -134,4 +141,4 @@ def _raw_text(raw: bytes, limit: int) -> str:
     parts = _BLANK_LINE.split(raw, maxsplit=1)
     data = parts[1] if len(parts) == 2 else raw
     text = _without_mime(clean_text(decode_text(data[: limit * 8], context="body").text))
-    return text if _readable(text[:limit]) else ""
+    return text if _readable(text[:limit]) and not unreadable_reason(text[:limit]) else ""

@@ -109,3 +109,52 @@ def test_iso2022_jp_keeps_its_escapes() -> None:
 def test_removal_is_listed_among_the_defects() -> None:
     parsed = parse(message(SPOILED["colour on and off"], "text/plain; charset=gbk"))
     assert "body: control characters and terminal escape sequences removed" in parsed.defects
+
+
+# -- bytes that break a character --------------------------------------------------------------
+
+DAO = gbk("道")  # b"\xb5\xc0"
+BROKEN = {
+    "line feed inside a character": gbk(TEXT).replace(DAO, DAO[:1] + b"\n" + DAO[1:]),
+    "CR LF inside a character": gbk(TEXT).replace(DAO, DAO[:1] + b"\r\n" + DAO[1:]),
+    "space inside a character": gbk(TEXT).replace(DAO, DAO[:1] + b" " + DAO[1:]),
+    "stray 0xFF inside a character": gbk(TEXT).replace(DAO, DAO[:1] + b"\xff" + DAO[1:]),
+    "stray byte before the text": b"\xff" + gbk(TEXT),
+    "stray lead byte at the end": gbk(TEXT) + gbk("道")[:1],
+}
+
+
+@pytest.mark.parametrize("label", ["", "; charset=gb2312", "; charset=big5"])
+@pytest.mark.parametrize("broken", BROKEN.values(), ids=BROKEN.keys())
+def test_a_byte_inside_or_between_characters_is_dropped_not_replaced(
+    broken: bytes, label: str
+) -> None:
+    parsed = parse(message(broken, "text/plain" + label))
+    assert parsed.submission.body == TEXT
+    assert any("stray byte(s) in or between characters dropped" in d for d in parsed.defects)
+
+
+def test_8bit_lines_wrapped_by_bytes_read_whole() -> None:
+    """A client that wraps 8-bit lines every 75 bytes cuts characters in two: each is read
+    whole again, and a wrap that fell between characters stays a line break."""
+    data = gbk(TEXT * 8)
+    wrapped = b"\r\n".join(data[i : i + 75] for i in range(0, len(data), 75))
+    body = parse(message(wrapped, "text/plain; charset=gbk")).submission.body
+    assert "\ufffd" not in body
+    assert body.replace("\n", "") == TEXT * 8
+
+
+def test_stray_bytes_in_big5_and_utf8() -> None:
+    traditional = "社區垃圾兩週沒有清運，請環保局派人處理。"
+    big5 = traditional.encode("big5")
+    spoiled = big5[:7] + b"\r\n" + big5[7:]  # inside 圾
+    assert parse(message(spoiled, "text/plain; charset=big5")).submission.body == traditional
+    utf8 = TEXT.encode()
+    spoiled = utf8[:9] + b"\xff" + utf8[9:]
+    assert parse(message(spoiled, "text/plain; charset=utf-8")).submission.body == TEXT
+
+
+def test_many_broken_bytes_are_not_dropped_silently() -> None:
+    """Bytes that are not in the charset at all are not read by dropping half of them."""
+    decoded = decode_text(bytes(range(0x80, 0x100)) * 4, "gb2312")
+    assert "stray byte" not in " ".join(decoded.defects)

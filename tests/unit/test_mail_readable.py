@@ -85,8 +85,8 @@ def _bench() -> object:
 
 
 def test_benchmark_sample_of_teddy_mail_comes_out_as_the_text_sent() -> None:
-    """200 real citizens' texts in each of the benchmark's 18 structures: every one
-    parsed, readable, and exactly the subject and body that were sent."""
+    """200 real citizens' texts spread over the benchmark's 19 structures: every one
+    parsed, readable, and exactly the subject, name and body that were sent."""
     teddy = SHARED_DATA / "teddy2020c"
     need((teddy / "unlabelled.jsonl").exists(), f"teddy2020c texts not found at {teddy}")
     bench = _bench()
