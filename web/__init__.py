@@ -117,6 +117,10 @@ def create_app(
     from web import supervision_extensions
 
     app.register_blueprint(supervision_extensions.bp)
+    from web import commitments, supervision_findings
+
+    app.register_blueprint(supervision_findings.bp)
+    app.register_blueprint(commitments.bp)
     i18n.init_app(app)
 
     @login_manager.user_loader

@@ -63,6 +63,7 @@ from web.forms import (
 )
 from web.i18n import department_name, error_text
 from web.mail_lists import health_panel
+from web.supervision_findings import findings_by_case
 
 bp = Blueprint("board", __name__, url_prefix="/board")
 PAGE_SIZE = 50
@@ -231,6 +232,7 @@ def queue() -> str:
     return render_template(
         "board/queue.html",
         rows=rows,
+        findings=findings_by_case(db(), [c.id for c in cases]),
         by_code=by_code,
         now=_now(),
         problem=runtime().routers.problem,
@@ -314,6 +316,7 @@ def cases() -> str:
     return render_template(
         "board/cases.html",
         rows=rows,
+        findings=findings_by_case(db(), listing.case_ids),
         matches={r.id: _matches(r, terms) for r in rows} if terms else {},
         listing=listing,
         total=listing.total,

@@ -102,6 +102,9 @@ ACTION_LABELS = {
     "reply_signed_off": _l("Department replied (signed off by the head)"),
     "reply_returned": _l("Draft reply returned by the head"),
     "delay_reported": _l("Department reported its delay"),
+    # The supervision tick (triage/supervision.py).
+    "reminded": _l("Department reminded of the deadline"),
+    "escalated": _l("Escalated (督办) to the department head and the supervisors"),
 }
 
 
