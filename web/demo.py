@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from intake.submission import Channel, Contact, Kind, Submission
 from triage.cases import IntakePolicy, assign_case, register, send_back_case
+from triage.extensions import request_extension
 from triage.models import Case, Department, Role, Satisfaction, Status, User
 from triage.rejection import RejectionReason
 
@@ -55,7 +56,8 @@ def _actors(session: Session) -> tuple[User | str, dict[int, User | str]]:
         (u for u in users if u.role == Role.SUPERVISOR), "demo supervisor"
     )
     handlers: dict[int, User | str] = {}
-    for u in users:
+    # The department's handler writes; its head (负责人) signs off.
+    for u in sorted(users, key=lambda u: (u.head, u.id)):
         if u.role == Role.HANDLER and u.department_id is not None:
             handlers.setdefault(u.department_id, u)
     return supervisor, handlers
@@ -71,6 +73,7 @@ def load_demo(session: Session, policy: IntakePolicy, now: datetime | None = Non
     departments = {d.code: d for d in session.scalars(select(Department))}
     supervisor, handlers = _actors(session)
     created = 0
+    new: list[Case] = []
     # Oldest first, as they would have arrived: a later complaint finds its earlier duplicate.
     for demo in sorted(load_demo_cases(), key=lambda d: -d.days_ago):
         received = now - timedelta(days=demo.days_ago, hours=3)
@@ -92,7 +95,37 @@ def load_demo(session: Session, policy: IntakePolicy, now: datetime | None = Non
         created += 1
         _advance(reg.case, demo, departments, supervisor, handlers, deadlines, received)
         session.flush()
+        new.append(reg.case)
+    _self_discipline(new, handlers, deadlines, now)
+    session.flush()
     return created
+
+
+def _self_discipline(
+    cases: list[Case], handlers: dict[int, User | str], deadlines: Any, now: datetime
+) -> None:
+    """A pending extension request (延期) on an open case in time, and a delay report on an
+    overdue one, so that the supervisors' extensions page has something to decide."""
+    handling = [c for c in cases if c.status == Status.IN_PROGRESS and c.department_id is not None]
+    in_time = next((c for c in handling if not c.is_overdue(now)), None)
+    late = next((c for c in handling if c.is_overdue(now)), None)
+    if in_time is not None and in_time.due_at is not None:
+        day = deadlines.calendar.add_working_days(in_time.due_at, 3)
+        request_extension(
+            in_time,
+            handlers.get(in_time.department_id, "demo handler"),  # type: ignore[arg-type]
+            deadlines,
+            1,
+            now - timedelta(hours=1),
+            "需协调供电公司停电配合施工，预计三个工作日内完成。",
+            deadlines.calendar.local(day).date(),
+        )
+    if late is not None:
+        late.report_delay(
+            handlers.get(late.department_id, "demo handler"),  # type: ignore[arg-type]
+            now - timedelta(minutes=30),
+            "涉及多个部门会商，已约定本周内联合现场核查后答复。",
+        )
 
 
 def _advance(

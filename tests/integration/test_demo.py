@@ -50,6 +50,9 @@ def test_demo_loads_cases_at_every_stage_once(config_file: Path, db_url: str) ->
         returned = [by_id[d.external_id] for d in demo if d.stage == "returned"]
         assert all(c.sent_back_count == 1 and c.department is None for c in returned)
         assert any(c.urgent for c in cases)
+        # Something for the extensions page: a request to decide and a delay reported.
+        actions = {e.action for c in cases for e in c.events}
+        assert {"extension_requested", "delay_reported"} <= actions
     engine.dispose()
 
     again = CliRunner().invoke(main, ["demo", "--config", str(config_file)])
