@@ -330,8 +330,8 @@ def _resync(data: bytes, codec: str) -> tuple[str, int] | None:
     """``data`` in ``codec`` with the bytes that break it dropped, or None when more than a
     few do (then it is not in ``codec``).
 
-    A byte put inside a two-byte character (a line break from a client that wraps 8-bit
-    lines by bytes, a stray byte) is dropped and the character read whole; a byte that
+    A byte put inside a character (a line break from a client that wraps 8-bit lines by
+    bytes, a stray byte) is dropped and the character read whole (`_mend`); a byte that
     starts nothing (a character cut off, a stray 0xFF) is dropped. Returns the text and how
     many bytes were dropped.
     """
@@ -348,11 +348,10 @@ def _resync(data: bytes, codec: str) -> tuple[str, int] | None:
             start = position + error.start
             out.append(data[position:start].decode(codec, "replace"))
             position = position + max(error.end, error.start + 1)
-            mended = _mend(data, start, codec) if codec != UTF8 else None
+            mended = _mend(data, start, codec)
             if mended is not None:
-                char, inserted = mended
+                char, inserted, position = mended
                 out.append(char)
-                position = start + inserted + 2
                 dropped += inserted
                 inside += 1
             else:
@@ -362,18 +361,27 @@ def _resync(data: bytes, codec: str) -> tuple[str, int] | None:
                 return None
 
 
-def _mend(data: bytes, start: int, codec: str) -> tuple[str, int] | None:
-    """The two-byte character at ``start`` read whole around the bytes put inside it (a line
-    break, a space, one stray byte) → (character, bytes inside), or None."""
-    for inserted in (*_INSERTED, data[start + 1 : start + 2]):
-        after = start + 1 + len(inserted)
-        if inserted and data.startswith(inserted, start + 1) and after < len(data):
-            try:
-                return (data[start : start + 1] + data[after : after + 1]).decode(codec), len(
-                    inserted
-                )
-            except UnicodeDecodeError:
+def _mend(data: bytes, start: int, codec: str) -> tuple[str, int, int] | None:
+    """The character at ``start`` read whole around the bytes put inside it (a line break, a
+    space, one stray byte) → (character, bytes inside, where reading goes on), or None.
+    Characters are two bytes in GBK and Big5, up to four in GB18030 and UTF-8."""
+    width = 2 if codec == BIG5 else 4
+    for offset in range(1, width):
+        at = start + offset
+        for inserted in (*_INSERTED, data[at : at + 1]):
+            if not inserted or not data.startswith(inserted, at):
                 continue
+            after = at + len(inserted)
+            for length in range(offset + 1, width + 1):
+                end = after + length - offset
+                if end > len(data):
+                    break
+                try:
+                    char = (data[start:at] + data[after:end]).decode(codec)
+                except UnicodeDecodeError:
+                    continue
+                if len(char) == 1:
+                    return char, len(inserted), end
     return None
 
 

@@ -134,14 +134,28 @@ def test_a_byte_inside_or_between_characters_is_dropped_not_replaced(
     assert any("stray byte(s) in or between characters dropped" in d for d in parsed.defects)
 
 
-def test_8bit_lines_wrapped_by_bytes_read_whole() -> None:
-    """A client that wraps 8-bit lines every 75 bytes cuts characters in two: each is read
-    whole again, and a wrap that fell between characters stays a line break."""
-    data = gbk(TEXT * 8)
-    wrapped = b"\r\n".join(data[i : i + 75] for i in range(0, len(data), 75))
-    body = parse(message(wrapped, "text/plain; charset=gbk")).submission.body
+@pytest.mark.parametrize(
+    ("encoding", "label", "text"),
+    [
+        ("gbk", "; charset=gbk", TEXT),
+        ("gbk", "", TEXT),
+        ("gb18030", "; charset=gb2312", TEXT + "刘䶮"),
+        ("utf-8", "; charset=utf-8", TEXT),
+        ("utf-8", "", TEXT),
+        ("big5", "; charset=big5", "社區垃圾兩週沒有清運，請環保局派人處理。"),
+    ],
+)
+@pytest.mark.parametrize("step", [75, 76, 77])
+def test_8bit_lines_wrapped_by_bytes_read_whole(
+    encoding: str, label: str, text: str, step: int
+) -> None:
+    """A client that wraps 8-bit lines every so many bytes cuts characters in pieces: each
+    is read whole again, and a wrap that fell between characters stays a line break."""
+    data = (text * 8).encode(encoding)
+    wrapped = b"\r\n".join(data[i : i + step] for i in range(0, len(data), step))
+    body = parse(message(wrapped, "text/plain" + label)).submission.body
     assert "\ufffd" not in body
-    assert body.replace("\n", "") == TEXT * 8
+    assert body.replace("\n", "") == text * 8
 
 
 def test_stray_bytes_in_big5_and_utf8() -> None:
