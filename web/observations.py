@@ -91,6 +91,14 @@ def _shown(items: list[Observation]) -> list[ShownObservation]:
 
 
 @bp.app_context_processor
+def _open_observations() -> dict[str, Any]:
+    """How many observations wait for an answer, for the supervisors' menu."""
+    if not current_user.is_authenticated or not observations.may_answer(current_user):
+        return {}
+    return {"open_observations": observations.open_count(db())}
+
+
+@bp.app_context_processor
 def _case_observations() -> dict[str, Any]:
     """The case page's observation panel (board.case only)."""
     if request.endpoint != "board.case" or not current_user.is_authenticated:

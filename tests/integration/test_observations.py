@@ -57,10 +57,12 @@ def test_observer_files_supervisor_answers_observer_reads(
     office = login_as("supervisor")
     listing = _page(office, "/board/observations/")
     assert "该件受理三天仍未分派" in listing and 'class="stack answer-form"' in listing
+    assert 'id="nav-open-observations"' in listing
     assert _page(office, f"/board/cases/{number}").count(f'data-observation="{obs_id}"') == 1
     # The answer names the citizen: the observer must read it masked.
     r = _answer(office, obs_id, "已督促住建局今日派员清理，联系人王小明 13812345678。", "case")
     assert r.status_code == 302 and r.headers["Location"].endswith(f"/board/cases/{number}")
+    assert 'id="nav-open-observations"' not in _page(office, "/board/observations/")
     with runtime.sessions() as s:
         obs = s.get(Observation, obs_id)
         assert obs.state == ObservationState.ANSWERED and obs.answered_by.username == "supervisor"
