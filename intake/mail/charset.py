@@ -336,13 +336,15 @@ def _resync(data: bytes, codec: str) -> tuple[str, int] | None:
     many bytes were dropped.
     """
     # Lone bytes that start nothing are rare in text in the right charset; bytes inside a
-    # character after which it reads whole come once a wrapped line (76 bytes) at most.
-    max_lone, max_inside = max(3, len(data) // 200), max(8, len(data) // 40)
+    # character after which it reads whole come once a wrapped line (76 bytes) at most. Both
+    # are counted against the bytes read so far, so that bytes in another charset (or none)
+    # are given up on within the first few hundred bytes.
+    view = memoryview(data)  # slices without copies: each error costs only what was read
     out: list[str] = []
     position = dropped = lone = inside = 0
     while True:
         try:
-            out.append(data[position:].decode(codec))
+            out.append(str(view[position:], codec))
             return "".join(out), dropped
         except UnicodeDecodeError as error:
             start = position + error.start
@@ -357,7 +359,7 @@ def _resync(data: bytes, codec: str) -> tuple[str, int] | None:
             else:
                 dropped += position - start
                 lone += 1
-            if lone > max_lone or inside > max_inside:
+            if lone > max(3, position // 200) or inside > max(8, position // 40):
                 return None
 
 
@@ -489,8 +491,8 @@ def decode_text(data: bytes, label: str | None = None, *, context: str = "text")
         native = candidate == codec and codec not in _MULTIBYTE and codec not in (WESTERN, UTF8)
         score = plausibility(text, candidate, any_script=native)
         score += 0.1 if candidate == codec else 0.0
-        # A dropped byte counts against as a replacement character would.
-        score -= dropped / max(1, _non_ascii(text[:SAMPLE]))
+        # Dropped bytes count against, in proportion to the whole text they were dropped from.
+        score -= dropped / max(1, _non_ascii(text)) if dropped else 0.0
         # Earlier candidates win ties: declared, then GB (this is a Chinese mailbox), then Big5.
         score -= order * 0.001
         # A Chinese mailbox: bytes that read in GB18030 as nothing but hanzi and Chinese
