@@ -80,7 +80,7 @@ def _parsed_text(raw: bytes, limit: int) -> str | None:
         source = source.split(b"\n", 1)[1]
     message = message_from_bytes(_repair_header_block(source, []), policy=compat32)
     out = _Collected()
-    # Files are not wanted here, only their count and type checks' side effects: keep none.
+    # Files are not wanted here: none is kept (text files still come back as text_files).
     _Walker(AttachmentLimits(max_count=0)).walk(message, out)
     groups = [out.texts, out.forwarded + out.text_files]
     if not any(groups):
