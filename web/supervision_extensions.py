@@ -99,6 +99,7 @@ class SupervisionPanel:
     decided: list[ExtensionRequest]
     may_request: bool
     may_decide: bool
+    may_grant: bool
     earliest: date | None
     latest: date | None
     request_form: ExtensionRequestForm
@@ -141,7 +142,9 @@ def case_context(case: Case) -> dict[str, object]:
         and pending is None
         and (case.extension_count or 0) < _allowed()
         and case.due_at is not None,
-        may_decide=can(current_user, Action.TRIAGE, case) and handling and pending is not None,
+        # A request left waiting when the case was replied can still be refused, not granted.
+        may_decide=can(current_user, Action.TRIAGE, case) and pending is not None,
+        may_grant=can(current_user, Action.TRIAGE, case) and pending is not None and handling,
         earliest=earliest,
         latest=latest,
         request_form=request_form,

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from tests.integration.helpers import flashes, post_form, submit_complaint
 from tests.integration.test_rejection_and_send_back import _track
-from triage.models import Case, ExtensionRequest, RequestState
+from triage.models import Case, ExtensionRequest, RequestState, Status
 
 
 def dispatched(client: Any, login_as: Any, runtime: Any, body: str = "") -> tuple[str, str]:
@@ -184,6 +184,19 @@ def test_refusing_needs_a_reason(client: Any, login_as: Any, runtime: Any) -> No
     assert "尚有五天，无需延期" in page
     # After a refusal the department may ask again.
     assert 'id="extension-form"' in page
+    ask(urban, number, working_days_after(runtime, local_due(runtime, number), 1))
+    # Replied meanwhile: the request can no longer be granted, only refused.
+    r = post_form(
+        urban, f"/board/cases/{number}", f"/board/cases/{number}/reply", {"reply-text": "已修复"}
+    )
+    assert r.status_code == 302 and case_of(runtime, number).status == Status.REPLIED
+    page = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
+    assert 'id="extension-refuse"' in page and 'id="extension-grant"' not in page
+    second = case_of(runtime, number).pending_extension.id
+    status, said = decide(supervisor, number, "grant", second)
+    assert case_of(runtime, number).pending_extension is not None
+    decide(supervisor, number, "refuse", second, reason="已答复，无需延期")
+    assert case_of(runtime, number).pending_extension is None
 
 
 def test_roles_and_departments(client: Any, login_as: Any, runtime: Any) -> None:
