@@ -1,0 +1,333 @@
+"""Benchmark: the board's pages with 100,000 cases (or more), under gunicorn with 4 workers.
+
+Builds a database with the real schema, the config's departments and staff (demo passwords)
+and N synthetic cases (`minsheng demo --volume`'s generator, web/demo_volume.py: about seven
+events each, over 12 months), serves it with gunicorn (4 sync workers, as docs/production.md
+runs it), signs in as a supervisor and as a handler, and requests each page ``--requests``
+times in turn with a trivial page (the sign-in form) between, printing p50 and p95 of each
+beside the trivial page's p95 in the same block, and the number of SQL statements the page
+runs (counted in this process with a SQLAlchemy ``before_cursor_execute`` listener, one
+request through the test client).
+
+Pages: searches (Chinese 2 and 4 characters, a tracking number, a phone number), the case list
+(first page, last page, a typed deep page number, a filtered list), the triage queue and a
+case page.
+
+    .venv/bin/python bench/bench_board.py [--db sqlite|postgresql] [--cases 100000]
+        [--requests 30] [--dir DIR]
+
+SQLite uses DIR/board.db (kept: a second run with the same --dir and --cases reuses it);
+PostgreSQL (MINSHENG_TEST_PG_URL, default postgres@127.0.0.1:5432/test) a schema of its own,
+kept with --dir too (its name is written to DIR/pg_schema).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import tomllib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import event, func, select, text  # noqa: E402
+
+PG_URL = os.environ.get("MINSHENG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+WORKERS = 4
+PASSWORD = "minsheng-demo"
+
+
+def _config(directory: Path, url: str) -> Path:
+    raw = (ROOT / "config.toml").read_text(encoding="utf-8")
+    raw = raw.replace('url = "sqlite:///instance/minsheng.db"', f'url = "{url}"')
+    raw = raw.replace('instance_dir = "instance"', f'instance_dir = "{directory / "instance"}"')
+    tomllib.loads(raw)
+    path = directory / "config.toml"
+    path.write_text(raw, encoding="utf-8")
+    return path
+
+
+def _database(args: argparse.Namespace, directory: Path) -> str:
+    if args.db == "sqlite":
+        return f"sqlite:///{directory / 'board.db'}"
+    import psycopg
+
+    marker = directory / "pg_schema"
+    if marker.exists():
+        schema = marker.read_text().strip()
+    else:
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        marker.write_text(schema)
+    return f"{PG_URL}?options=-csearch_path%3D{schema}"
+
+
+def _prepare(config: Path, cases: int) -> None:
+    """Schema, staff with the demo password, and ``cases`` synthetic cases (if not there)."""
+    os.environ["MINSHENG_CONFIG"] = str(config)
+    from triage.models import Case, User
+    from web.auth import hash_password
+    from web.cli import _initialise
+    from web.demo_volume import add_volume
+    from web.runtime import Runtime
+    from web.settings import load_settings
+
+    rt = Runtime.build(load_settings())
+    _initialise(rt, lambda user: None)
+    with rt.sessions() as s, s.begin():
+        digest = hash_password(PASSWORD)
+        for user in s.scalars(select(User)):
+            user.password_hash = digest
+        have = s.scalar(select(func.count()).select_from(Case)) or 0
+    if have < cases:
+        started = time.monotonic()
+        with rt.engine.begin() as conn:
+            add_volume(
+                conn,
+                cases - have,
+                months=12,
+                prefix=rt.settings.app.tracking_prefix,
+                label_map=rt.settings.label_map,
+                seed=1,
+                progress=lambda n: print(f"  {n} cases written", flush=True),
+            )
+        took = time.monotonic() - started
+        print(f"generated {cases - have} cases in {took:.0f} s ({(cases - have) / took:.0f}/s)")
+    if rt.engine.dialect.name == "postgresql":
+        with rt.engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+    rt.engine.dispose()
+
+
+class Client:
+    """One keep-alive HTTP connection with a cookie, signed in as a user."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.cookie = ""
+        self.cookies: dict[str, str] = {}
+
+    def get(self, path: str) -> tuple[int, str]:
+        headers = {"Cookie": self.cookie} if self.cookie else {}
+        self.conn.request("GET", quote(path, safe="/?=&%"), headers=headers)
+        return self._read()
+
+    def post(self, path: str, data: dict[str, str]) -> tuple[int, str]:
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if self.cookie:
+            headers["Cookie"] = self.cookie
+        self.conn.request("POST", path, body=urlencode(data), headers=headers)
+        return self._read()
+
+    def _read(self) -> tuple[int, str]:
+        r = self.conn.getresponse()
+        body = r.read().decode("utf-8", "replace")
+        for cookie in r.msg.get_all("Set-Cookie") or []:
+            name, _, value = cookie.split(";", 1)[0].partition("=")
+            self.cookies[name] = value
+        self.cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        return r.status, body
+
+    def sign_in(self, username: str) -> None:
+        _, page = self.get("/login")
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        status, _ = self.post(
+            "/login", {"csrf_token": token, "username": username, "password": PASSWORD}
+        )
+        assert status == 302, f"sign-in of {username}: {status}"
+
+
+def _gunicorn(config: Path, directory: Path) -> tuple[subprocess.Popen[bytes], int]:
+    conf = directory / "gunicorn.conf.py"
+    conf.write_text("control_socket_disable = True\n", encoding="utf-8")
+    log = directory / "gunicorn.log"
+    env = {**os.environ, "MINSHENG_CONFIG": str(config), "MINSHENG_SECRET_KEY": uuid.uuid4().hex}
+    env.pop("MINSHENG_DATABASE_URL", None)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "gunicorn"),
+                "-c",
+                str(conf),
+                "-w",
+                str(WORKERS),
+                "-b",
+                "127.0.0.1:0",
+                "--timeout",
+                "120",
+                "web:create_app()",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        logged = log.read_text(errors="replace")
+        if proc.poll() is not None:
+            raise SystemExit(f"gunicorn exited:\n{logged}")
+        port = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", logged)
+        if port and logged.count("Booting worker") >= WORKERS:
+            return proc, int(port.group(1))
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("gunicorn did not start")
+
+
+def _pages(config: Path) -> dict[str, list[tuple[str, str]]]:
+    """(label, path) per user, with a tracking number, a phone and a handler's case taken
+    from the database."""
+    os.environ["MINSHENG_CONFIG"] = str(config)
+    from triage.models import Case, Department, Status
+    from web.runtime import Runtime
+    from web.settings import load_settings
+
+    rt = Runtime.build(load_settings())
+    with rt.sessions() as s:
+        urban = s.scalar(select(Department.id).where(Department.code == "urban"))
+        middle = s.scalar(select(func.max(Case.id))) // 2
+        case = s.scalar(select(Case).where(Case.id >= middle, Case.department_id == urban).limit(1))
+        open_case = s.scalar(
+            select(Case.tracking_number).where(Case.status == Status.TRIAGE).limit(1)
+        )
+        number, phone = case.tracking_number, case.contact_phone
+    rt.engine.dispose()
+    common = [
+        ("search 2 chars 噪音", "/board/cases?q=噪音"),
+        ("search 2 chars 物业", "/board/cases?q=物业"),
+        ("search 4 chars 噪音扰民", "/board/cases?q=噪音扰民"),
+        ("search 4 chars 停车收费", "/board/cases?q=停车收费"),
+        ("search tracking number", f"/board/cases?q={number}"),
+        ("search phone number", f"/board/cases?q={phone}"),
+        ("list first page", "/board/cases"),
+        ("list last page", "/board/cases?last=1"),
+        ("list typed page 1000", "/board/cases?page=1000"),
+        ("case page", f"/board/cases/{number}"),
+    ]
+    return {
+        "supervisor": [
+            *common,
+            ("list filtered open+urban", "/board/cases?status=open&department=urban"),
+            ("list filtered closed p.300", "/board/cases?status=closed&page=300"),
+            ("queue", "/board/queue"),
+            ("case page (in triage)", f"/board/cases/{open_case}"),
+        ],
+        "urban": [*common, ("list filtered open", "/board/cases?status=open")],
+    }
+
+
+def _query_counts(config: Path, pages: dict[str, list[tuple[str, str]]]) -> dict[str, int]:
+    """SQL statements per (user, label): one request each through the test client."""
+    os.environ["MINSHENG_CONFIG"] = str(config)
+    os.environ["MINSHENG_SECRET_KEY"] = "bench"
+    from web import create_app
+
+    app = create_app()
+    engine = app.extensions["minsheng"].engine
+    count = [0]
+
+    def counting(*_: Any) -> None:
+        count[0] += 1
+
+    event.listen(engine, "before_cursor_execute", counting)
+    counts = {}
+    for user, items in pages.items():
+        c = app.test_client()
+        page = c.get("/login").get_data(as_text=True)
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        c.post("/login", data={"csrf_token": token, "username": user, "password": PASSWORD})
+        for label, path in items:
+            c.get(path)  # warm
+            count[0] = 0
+            r = c.get(path)
+            assert r.status_code == 200, (path, r.status_code)
+            counts[(user, label)] = count[0]
+    engine.dispose()
+    return counts  # type: ignore[return-value]
+
+
+def _measure(
+    get: Callable[[str], tuple[int, str]], path: str, n: int
+) -> tuple[list[float], list[float], str]:
+    page_ms, trivial_ms = [], []
+    body = ""
+    for i in range(n + 2):
+        t = time.perf_counter()
+        status, body_ = get(path)
+        dt = (time.perf_counter() - t) * 1000
+        assert status == 200, (path, status)
+        t = time.perf_counter()
+        get("/login")
+        dt_trivial = (time.perf_counter() - t) * 1000
+        if i >= 2:  # the first two warm the workers' caches
+            page_ms.append(dt)
+            trivial_ms.append(dt_trivial)
+        body = body_
+    return page_ms, trivial_ms, body
+
+
+def _pct(values: list[float], p: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--dir", type=Path, default=None)
+    args = parser.parse_args()
+    directory = (args.dir or Path(f"/tmp/bench_board_{args.db}")).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    url = _database(args, directory)
+    config = _config(directory, url)
+    _prepare(config, args.cases)
+    pages = _pages(config)
+    counts = _query_counts(config, pages)
+    proc, port = _gunicorn(config, directory)
+    try:
+        print(
+            f"\n{args.db}, {args.cases} cases, gunicorn {WORKERS} workers, "
+            f"{args.requests} requests per page (ms)"
+        )
+        print(
+            f"{'user':10} {'page':28} {'p50':>7} {'p95':>7} {'trivial p95':>12}"
+            f" {'queries':>8} {'KB':>6}  shown"
+        )
+        for user, items in pages.items():
+            client = Client(port)
+            client.sign_in(user)
+            for label, path in items:
+                page_ms, trivial_ms, body = _measure(client.get, path, args.requests)
+                shown = re.search(r"<small>\(([^)]*)\)</small>", body)
+                print(
+                    f"{user:10} {label:28} {statistics.median(page_ms):7.1f} "
+                    f"{_pct(page_ms, 95):7.1f} {_pct(trivial_ms, 95):12.1f} "
+                    f"{counts[(user, label)]:8d} {len(body.encode()) / 1024:6.0f}  "
+                    f"{shown.group(1) if shown else ''}",
+                    flush=True,
+                )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+if __name__ == "__main__":
+    main()
