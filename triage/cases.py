@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import re
 import secrets
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -98,18 +99,29 @@ class Registration:
     query_code: str | None = None
 
 
+_INCREMENT = (
+    update(Counter)
+    .where(Counter.name == bindparam("counter_name"))
+    .values(value=Counter.value + 1)
+    .returning(Counter.value)
+    .execution_options(synchronize_session=False)
+)
+
+
 def next_counter(session: Session, name: str) -> int:
-    """Atomically increments the named counter; the row lock serialises concurrent callers."""
+    """Atomically increments the named counter; the row lock serialises concurrent callers.
+
+    One UPDATE … RETURNING when the row exists (every call but a year's first); else the row
+    is made (INSERT … ON CONFLICT DO NOTHING: a concurrent first caller may make it too) and
+    the UPDATE repeated."""
+    params = {"counter_name": name}
+    value = session.execute(_INCREMENT, params).scalar_one_or_none()
+    if value is not None:
+        return int(value)
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     session.execute(insert(Counter).values(name=name, value=0).on_conflict_do_nothing())
-    return session.execute(
-        update(Counter)
-        .where(Counter.name == name)
-        .values(value=Counter.value + 1)
-        .returning(Counter.value)
-        .execution_options(synchronize_session=False)
-    ).scalar_one()
+    return int(session.execute(_INCREMENT, params).scalar_one())
 
 
 def new_tracking_number(session: Session, prefix: str, year: int) -> str:
@@ -201,6 +213,30 @@ def derived_query_code(secret: str, external_id: str) -> str:
     ]
 
 
+_DEPARTMENTS = "cases.departments"
+
+
+def _departments(session: Session) -> dict[str, Department]:
+    """The departments by code, read once per transaction (the mail intake registers hundreds
+    of cases in one; each registration read them all again)."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_DEPARTMENTS)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cast("dict[str, Department]", cached[1])
+    departments = {d.code: d for d in session.scalars(select(Department)).all()}
+    session.info[_DEPARTMENTS] = (transaction, departments)
+    return departments
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_departments(session: Session, flush_context: object) -> None:
+    """A department added or deleted in the transaction is read again."""
+    if _DEPARTMENTS in session.info and any(
+        isinstance(obj, Department) for obj in itertools.chain(session.new, session.deleted)
+    ):
+        del session.info[_DEPARTMENTS]
+
+
 def register(
     session: Session,
     submission: Submission,
@@ -221,7 +257,7 @@ def register(
     code = query_code or new_query_code()
     hazard = policy.detect_hazard(submission.subject, submission.body)
     suggestion = policy.router.suggest(submission.subject, submission.body)
-    departments = {d.code: d for d in session.scalars(select(Department)).all()}
+    departments = _departments(session)
     suggested = departments.get(suggestion.label)
 
     case = Case(

@@ -27,6 +27,7 @@ cannot make a closed case a duplicate.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -114,10 +115,16 @@ def _stem(word: str) -> str:
     return word
 
 
+@functools.lru_cache(maxsize=8)
+def _runs(text: str) -> list[str]:
+    """The CJK runs and Latin words or numbers of a text, after NFKC and lower-casing (kept
+    for a few texts: a lookup takes both its grams and its shingles from them)."""
+    return _RUNS.findall(unicodedata.normalize("NFKC", text).lower())
+
+
 def _grams(text: str) -> set[str]:
-    text = unicodedata.normalize("NFKC", text).lower()
     grams: set[str] = set()
-    for run in _RUNS.findall(text):
+    for run in _runs(text):
         if run[0] >= "\u3400":
             grams.update(
                 a + b
@@ -136,7 +143,7 @@ def gram_hashes(text: str, limit: int = QUERY_GRAMS) -> list[int]:
     of two characters or more (English ones crudely stemmed), after NFKC and lower-casing.
     Keeping the smallest hashes is a sample that two texts draw alike.
     """
-    hashes = {_signed(zlib.crc32(g.encode())) for g in _grams(text)}
+    hashes = {(zlib.crc32(g.encode()) ^ _SIGN) - _SIGN for g in _grams(text)}  # _signed
     return sorted(hashes)[:limit]
 
 
@@ -148,10 +155,9 @@ _MULTIPLIERS = np.random.default_rng(6).integers(
 
 
 def _shingles(text: str) -> set[str]:
-    text = unicodedata.normalize("NFKC", text).lower()
     shingles: set[str] = set()
     words: list[str] = []
-    for run in _RUNS.findall(text):
+    for run in _runs(text):
         if run[0] >= "\u3400":
             shingles.update(run[i : i + SHINGLE] for i in range(max(1, len(run) - SHINGLE + 1)))
         else:
@@ -170,7 +176,8 @@ def band_keys(text: str) -> list[int]:
     texts rarely share one, and the ones letters of the same template share are in too many
     cases to count.
     """
-    hashes = sorted({_signed(zlib.crc32(s.encode())) for s in _shingles(text)})[:QUERY_GRAMS]
+    hashes = sorted({(zlib.crc32(s.encode()) ^ _SIGN) - _SIGN for s in _shingles(text)})
+    hashes = hashes[:QUERY_GRAMS]
     if len(hashes) < BAND_WIDTH:
         return []
     values = np.array(hashes, dtype=np.int64).view(np.uint64)[:, None]
@@ -179,7 +186,12 @@ def band_keys(text: str) -> list[int]:
     return [_signed(zlib.crc32(bytes([band]) + mins[band].tobytes())) for band in range(BANDS)]
 
 
+_SIGN = 1 << 31
+
+
 def _signed(value: int) -> int:
+    """An unsigned 32-bit value as the signed one of the same bits (inlined in the loops as
+    ``(value ^ _SIGN) - _SIGN``)."""
     return value - (1 << 32) if value >= 1 << 31 else value
 
 

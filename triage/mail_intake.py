@@ -51,6 +51,7 @@ Leases (`take_lease`): one `--watch` per mailbox across machines. Health (`recor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -70,7 +71,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
+    exists,
     func,
+    literal_column,
     select,
     update,
 )
@@ -317,12 +321,30 @@ def _result(mail: IncomingMail, *, outcome: Outcome | None = None, ack: bool = F
     )
 
 
-def _find(session: Session, message_id: str, digest: str) -> IncomingMail | None:
-    return session.scalar(
-        select(IncomingMail).where(
-            IncomingMail.message_id == message_id, IncomingMail.raw_sha256 == digest
-        )
+_SEEN = select(
+    select(IncomingMail.id)
+    .where(
+        IncomingMail.message_id == bindparam("mid"),
+        IncomingMail.raw_sha256 == bindparam("digest"),
     )
+    .limit(1)
+    .scalar_subquery(),
+    exists().where(IncomingMail.message_id == bindparam("mid")),
+    exists().where(
+        Case.channel == literal_column(f"'{Channel.EMAIL.value}'"),
+        Case.external_id == bindparam("mid"),
+    ),
+)
+
+
+def _seen(session: Session, message_id: str, digest: str) -> tuple[IncomingMail | None, bool]:
+    """(the row of this very message, or None; whether a mail or an email case already has
+    its Message-ID) in one statement, served by the unique indexes on (message_id,
+    raw_sha256) and (channel, external_id). ``message_id`` "" is never taken."""
+    mid = message_id[:255]
+    same, in_mail, in_cases = session.execute(_SEEN, {"mid": mid, "digest": digest}).one()
+    mail = session.get(IncomingMail, same) if same is not None else None
+    return mail, bool(mid) and bool(in_mail or in_cases)
 
 
 def _new_row(
@@ -337,6 +359,7 @@ def _new_row(
     reason: str = "",
     status: ListStatus = ListStatus.DONE,
     case_id: int | None = None,
+    flush: bool = True,
 ) -> IncomingMail:
     mail = IncomingMail(
         mailbox=mailbox[:200],
@@ -355,7 +378,8 @@ def _new_row(
         raw_message=zlib.compress(raw, 6),
     )
     session.add(mail)
-    session.flush()
+    if flush:
+        session.flush()
     return mail
 
 
@@ -407,10 +431,10 @@ def ingest(
     except UnparseableMail as exc:
         return quarantine_raw(session, raw, mailbox=mailbox, reason=exc.reason, now=now)
 
-    seen = _find(session, parsed.message_id[:255], digest)
+    seen, taken = _seen(session, parsed.message_id, digest)
     if seen is not None:
         return _result(seen, outcome=Outcome.DUPLICATE)
-    if parsed.message_id and _message_id_taken(session, parsed.message_id):
+    if taken:
         # Another mail under a Message-ID we have seen (a sender's bug, or someone reusing
         # it to have a complaint dropped): its own case, the hash telling the two apart.
         external_id = f"{parsed.message_id[:180]}#{digest[:16]}"
@@ -482,19 +506,6 @@ def ingest(
     return _register(session, parsed, policy, now, row)
 
 
-def _message_id_taken(session: Session, message_id: str) -> bool:
-    """Whether a mail or an email case already has this Message-ID."""
-    mid = message_id[:255]
-    if session.scalar(select(IncomingMail.id).where(IncomingMail.message_id == mid).limit(1)):
-        return True
-    return (
-        session.scalar(
-            select(Case.id).where(Case.channel == Channel.EMAIL, Case.external_id == mid).limit(1)
-        )
-        is not None
-    )
-
-
 MAX_REFUSED_LISTED = 50
 
 
@@ -545,6 +556,8 @@ def _register(
     recipient = parsed.reply_to or parsed.sender
     if not loops and recipient.lower() in policy.own_addresses:
         loops.append("Reply-To is our own address")
+    if not loops and len(recipient) > MAX_ADDRESS:
+        loops.append(f"address longer than {MAX_ADDRESS} characters")
     if not loops and recipient and policy.acknowledge:
         sent = acknowledgments_to(session, recipient, now - policy.ack_window)
         if sent >= policy.ack_limit:
@@ -557,30 +570,42 @@ def _register(
         mail = released_from
         mail.case_id = case.id
     else:
-        mail = row(outcome, reason="; ".join(loops), case_id=case.id)
+        # Flushed with the acknowledgment, or below: one flush fewer a message.
+        mail = row(outcome, reason="; ".join(loops), case_id=case.id, flush=False)
     ack = False
     if not loops and policy.acknowledge and recipient and "@" in recipient:
         # A case made just now has no acknowledgment yet: no need to look for one.
         ack = acknowledge(session, case, parsed, policy, code, now, check=False) is not None
     elif loops:
         case.record("not_acknowledged", ACTOR, now, reason="; ".join(loops))
+    if mail.id is None:
+        session.flush()
     return _result(mail, ack=ack)
 
 
-def acknowledgments_to(session: Session, address: str, since: datetime) -> int:
-    """How many acknowledgments were queued to ``address`` (bare, any case) since ``since``."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(OutgoingMail)
-            .where(
-                OutgoingMail.kind == MailKind.ACKNOWLEDGMENT,
-                OutgoingMail.created_at >= since,
-                func.lower(OutgoingMail.to_display) == address.lower(),
-            )
-        )
-        or 0
+MAX_ADDRESS = 254
+"""Longest address acknowledged (RFC 5321's path limit); a longer one is not a real mailbox,
+and keeps the index of `acknowledgments_to` small."""
+
+_ACKNOWLEDGMENTS_TO = (
+    select(func.count())
+    .select_from(OutgoingMail)
+    .where(
+        # A literal, not a parameter: the partial index ix_outbox_ack_recipient (WHERE kind =
+        # 'acknowledgment') serves only a query whose kind the planner can see.
+        OutgoingMail.kind == literal_column(f"'{MailKind.ACKNOWLEDGMENT.value}'"),
+        func.lower(OutgoingMail.to_display) == bindparam("address"),
+        OutgoingMail.created_at >= bindparam("since", type_=UTCDateTime()),
     )
+)
+
+
+def acknowledgments_to(session: Session, address: str, since: datetime) -> int:
+    """How many acknowledgments were queued to ``address`` (bare, any case) since ``since``.
+
+    Served by the index on (lower(to_display), created_at) of acknowledgment rows."""
+    found = session.execute(_ACKNOWLEDGMENTS_TO, {"address": address.lower(), "since": since})
+    return int(found.scalar() or 0)
 
 
 def _bounce_text(bounce: Bounce, parsed: ParsedMail) -> str:
@@ -615,6 +640,7 @@ def _case_by_ids(session: Session, ids: Sequence[str]) -> Case | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
 def tracking_pattern(prefix: str) -> re.Pattern[str]:
     """A tracking number (``MS-2026-000123``) of this prefix anywhere in a subject."""
     return re.compile(rf"(?<![A-Za-z0-9]){re.escape(prefix)}-(\d{{4}})-(\d{{6}})(?!\d)")

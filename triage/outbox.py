@@ -382,14 +382,22 @@ def enqueue(
     session.add(mail)
     session.flush()
     if case is not None:
-        _record_queued(session, case, mail, now)
+        # Its event is written by the caller's next flush (the mail intake queues one a mail).
+        _record_queued(session, case, mail, now, flush=False)
     return mail
 
 
 def _record_queued(
-    session: Session, case: Case, mail: OutgoingMail, now: datetime, **detail: Any
+    session: Session,
+    case: Case,
+    mail: OutgoingMail,
+    now: datetime,
+    *,
+    flush: bool = True,
+    **detail: Any,
 ) -> None:
-    """The case's timeline says the mail waits to be sent (`mail_queued`)."""
+    """The case's timeline says the mail waits to be sent (`mail_queued`); flushed unless
+    ``flush`` is False."""
     case.record(
         "mail_queued",
         ACTOR,
@@ -400,7 +408,8 @@ def _record_queued(
         message_id=mail.message_id,
         **detail,
     )
-    session.flush()
+    if flush:
+        session.flush()
 
 
 def _who(mail: OutgoingMail) -> str:

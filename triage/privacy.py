@@ -281,9 +281,18 @@ def _name_pattern(part: str) -> str:
     return r"(?<![^\W\d_])" + re.escape(part).replace(r"\ ", r"\s+") + r"(?![^\W\d_])"
 
 
+def _may_occur(part: str, text: str) -> bool:
+    """False when ``part`` cannot be in ``text``: one of its Chinese characters is not (they
+    have no case and no look-alike in the pattern). Spares compiling a pattern for every
+    complainant's name, which cost more than the rest of the masking."""
+    return all(c in text for c in part if "\u3400" <= c <= "\u9fff")
+
+
 def _mask_names(text: str, names: Iterable[str]) -> str:
     for name in names:
         for part in _name_parts(name):
+            if not _may_occur(part, text):
+                continue
             text = re.sub(
                 _name_pattern(part),
                 lambda m: mask_name(re.sub(r"\s", "", m.group(0))),
@@ -314,7 +323,8 @@ def mask_text(
     own_phones = frozenset(d for d in (phone_digits(p) for p in phones) if len(d) >= 5)
     for email in emails:
         email = email.strip()
-        if email:
+        # Its pattern needs an @ or ＠ in the text: spare compiling it otherwise.
+        if email and ("@" in text or "\uff20" in text):
             pattern = r"[ \t]?[@\uff20][ \t]?".join(re.escape(p) for p in email.split("@", 1))
             text = re.sub(pattern, mask_email(email), text, flags=re.IGNORECASE)
     if generic and ("@" in text or "\uff20" in text):
