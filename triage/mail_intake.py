@@ -1077,11 +1077,31 @@ def record_fetch(
     )
 
 
-def intake_health(session: Session, mailbox: str | None, now: datetime) -> dict[str, Any]:
+STALE_MINIMUM = timedelta(minutes=2)
+"""A watcher is never called stale sooner than this after its last look."""
+
+
+def _stale_after(lease: Lease, now: datetime) -> timedelta:
+    """How long a live watcher may go without looking at its mailbox: twice what its lease
+    has left (its keeper renews the lease every third of its length, so that is between 4/3
+    and 2 lease lengths, and a working watcher looks at least once a third of one: see
+    web/cli_intake.py), and at least `STALE_MINIMUM`."""
+    return max(STALE_MINIMUM, 2 * (lease.expires_at - now))
+
+
+def intake_health(
+    session: Session, mailbox: str | None, now: datetime, *, stale_after: timedelta | None = None
+) -> dict[str, Any]:
     """What the board's intake panel shows, one dict:
 
     - ``mailbox``: the name (None when no mailbox is configured);
     - ``last_success_at`` / ``last_error_at`` (aware UTC or None), ``last_error`` (str);
+    - ``last_attempt_at``: the last look at the mailbox, whether it worked or not (the
+      watcher records one at least every third of its lease; None: never looked);
+    - ``minutes_since_success``: whole minutes since ``last_success_at`` (None: never);
+    - ``stale``: a watcher holds the lease, so the mailbox should be looked at, but has not
+      fetched successfully for longer than ``stale_after`` (by default derived from the
+      lease, see `_stale_after`): it is stuck or keeps failing, and mail is not coming in;
     - ``waiting``: messages left in the folder at the last look (None: never looked);
     - ``watcher``: the holder of the watch lease, or None; ``watcher_until``;
     - ``quarantined`` / ``suspected_spam``: pending rows on each list;
@@ -1092,11 +1112,23 @@ def intake_health(session: Session, mailbox: str | None, now: datetime) -> dict[
     live = lease is not None and lease.expires_at > now
     lists = pending_counts(session)
     outbox = outbox_counts(session, now)
+    success = health.last_success_at if health else None
+    since = now - success if success is not None else None
+    stale = False
+    if live and lease is not None:
+        limit = stale_after if stale_after is not None else _stale_after(lease, now)
+        # A watcher that took the lease just now has not had the time to look yet.
+        stale = (since if since is not None else now - lease.acquired_at) > limit
     return {
         "mailbox": mailbox,
-        "last_success_at": health.last_success_at if health else None,
+        "last_success_at": success,
         "last_error": health.last_error if health else "",
         "last_error_at": health.last_error_at if health else None,
+        "last_attempt_at": health.updated_at if health else None,
+        "minutes_since_success": (
+            max(0, int(since.total_seconds() // 60)) if since is not None else None
+        ),
+        "stale": stale,
         "waiting": health.waiting if health and health.last_success_at else None,
         "watcher": lease.holder if live and lease else None,
         "watcher_until": lease.expires_at if live and lease else None,

@@ -46,7 +46,9 @@ from triage.mail_intake import (
     make_case_of_quarantined,
     pending_mail,
     raw_of,
+    record_fetch,
     release_spam,
+    take_lease,
 )
 from triage.models import Case, CaseEvent
 from triage.outbox import MailStatus, OutgoingMail
@@ -837,6 +839,41 @@ def test_the_health_shows_the_last_fetch_and_what_waits_on_the_lists(
     with rt.sessions() as s:
         health = intake_health(s, name, datetime.now(UTC))
     assert health["last_error"] and health["last_error_at"] >= health["last_success_at"]
+
+
+def test_the_health_calls_stale_only_a_watcher_that_stopped_fetching(rt: Runtime) -> None:
+    name = "stale@test"
+    now = datetime.now(UTC)
+    minute = timedelta(minutes=1)
+    with rt.sessions() as s, s.begin():
+        record_fetch(s, name, now=now - 30 * minute, waiting=0)
+    with rt.sessions() as s:
+        health = intake_health(s, name, now)  # no watcher: a --once run from cron, say
+    assert health["minutes_since_success"] == 30 and not health["stale"]
+    assert health["last_attempt_at"] == now - 30 * minute
+
+    with rt.sessions() as s, s.begin():
+        assert take_lease(s, lease_name(name), "w1", now=now, ttl=minute)
+    with rt.sessions() as s:
+        assert intake_health(s, name, now)["stale"]  # holds the lease, 30 minutes silent
+        # A caller that knows the watcher's timing may say how long it may stay silent.
+        assert not intake_health(s, name, now, stale_after=timedelta(hours=1))["stale"]
+    with rt.sessions() as s, s.begin():
+        record_fetch(s, name, now=now - 2 * minute, error="connection refused")
+    with rt.sessions() as s:
+        failing = intake_health(s, name, now)  # it tries, and fails: still no mail comes in
+    assert failing["stale"] and failing["last_attempt_at"] == now - 2 * minute
+    with rt.sessions() as s, s.begin():
+        record_fetch(s, name, now=now - minute, waiting=0)
+    with rt.sessions() as s:
+        fresh = intake_health(s, name, now)
+    assert not fresh["stale"] and fresh["minutes_since_success"] == 1
+
+    with rt.sessions() as s, s.begin():
+        assert take_lease(s, lease_name("new@test"), "w2", now=now, ttl=10 * minute)
+    with rt.sessions() as s:  # a watcher that took the lease just now has not looked yet
+        assert not intake_health(s, "new@test", now)["stale"]
+        assert intake_health(s, "new@test", now + 3 * minute, stale_after=minute)["stale"]
 
 
 def test_the_export_has_the_message_id_and_the_later_messages_masked(

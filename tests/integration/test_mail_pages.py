@@ -424,6 +424,35 @@ def test_the_queue_shows_the_intake_health_with_links_to_the_lists(
     assert 'href="/board/mail/quarantine"' in html.split("</nav>")[0]  # the nav link
 
 
+def test_the_panel_flags_a_watcher_that_holds_the_mailbox_but_does_not_fetch(
+    runtime: Any, login_as: Any
+) -> None:
+    now = datetime.now(UTC)
+    with runtime.sessions() as s:
+        record_fetch(s, MAILBOX, now=now - timedelta(minutes=10), waiting=0)
+        # Its keeper thread still renews the lease: only the fetching is stuck.
+        assert take_lease(s, lease_name(MAILBOX), "mx1:4242", now=now, ttl=timedelta(seconds=60))
+        s.commit()
+    sup = login_as("supervisor")
+
+    def cell() -> str:
+        html = sup.get("/board/queue").get_data(as_text=True)
+        return html.split('id="intake-last-fetch"')[1].split("</td>")[0]
+
+    def ago(html: str) -> str:
+        return html.split('id="intake-ago">')[1].split("</span>")[0]
+
+    stuck = cell()
+    assert re.search(r"\b10\b", ago(stuck))  # minutes since the last successful fetch
+    assert 'id="intake-stale"' in stuck
+
+    with runtime.sessions() as s:
+        record_fetch(s, MAILBOX, now=datetime.now(UTC), waiting=0)  # it fetched again
+        s.commit()
+    working = cell()
+    assert re.search(r"\b0\b", ago(working)) and 'id="intake-stale"' not in working
+
+
 def test_without_a_mailbox_the_panel_says_intake_is_not_enabled(
     tmp_path: Path, db_url: str, login_as: Any
 ) -> None:
