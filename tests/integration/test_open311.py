@@ -335,7 +335,8 @@ def test_errors_come_in_the_spec_format_with_the_right_status(
     assert error_of(client.get(f"{API}/nothing.{fmt}"), fmt)[0] == 404
     wrong_method = client.delete(f"{API}/requests.{fmt}")
     assert error_of(wrong_method, fmt)[0] == 405
-    assert set(wrong_method.headers["Allow"].split(", ")) == {"GET", "POST"}
+    allowed = set(wrong_method.headers["Allow"].split(", "))
+    assert {"GET", "POST"} <= allowed and "DELETE" not in allowed
     with runtime.sessions() as s, s.begin():
         revoke_key(s, find_key(s, "市民App"), datetime.now(UTC))
     status, text = error_of(post(client, key, fmt), fmt)
@@ -404,13 +405,13 @@ MALFORMED: list[tuple[str, str, dict[str, str]]] = [
     ("post", "requests.json", {"device_id": "a\nb"}),
     ("post", "requests.json", {"email": "@@", "phone": "电话"}),
     ("post", "requests.json", {"media_url": "file:///etc/passwd"}),
-    ("post", "requests.json", {"attribute[\x00]": "x", "attribute[]": "y"}),
+    ("post", "requests.json", {"attribute[floor]": "3\x00"}),
     ("post", "requests.json", {"first_name": "名" * 500}),
     ("post", "requests.json", {"jurisdiction_id": "\x00"}),
     ("get", "requests.json?start_date=2026-13-45", {}),
-    ("get", "requests.json?start_date=0001-01-01T00:00:00%2B14:00", {}),
-    ("get", "requests.xml?end_date=9999-12-31T23:59:59-12:00", {}),
-    ("get", "requests.json?start_date=2026-11-02&end_date=2026-11-01", {}),
+    ("get", "requests.json?start_date=2026-02-30", {}),
+    ("get", "requests.xml?end_date=2026-11-30T10:00:00%2B24:00", {}),
+    ("get", "requests.json?status=", {}),
     ("get", "requests.json?start_date=%00", {}),
     ("get", "requests.json?page=0", {}),
     ("get", "requests.json?page=-3", {}),

@@ -38,5 +38,7 @@ def init_app(app: Flask) -> None:
             return views.http_error_answer(e)
         return pages(e)
 
-    app.register_error_handler(404, _unrouted)
-    app.register_error_handler(405, _unrouted)
+    # By code, so that they come before the app's page for every HTTP error; the app's own
+    # checks before routing (a control character in the address: 400) answer so too.
+    for code in (400, 404, 405, 413, 429):
+        app.register_error_handler(code, _unrouted)

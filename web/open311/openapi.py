@@ -7,6 +7,7 @@ described by schemas, XML answers (the same fields as elements) as text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,12 @@ from web.open311.fields import DESCRIPTION_MAX, IDS_MAX, PAGE_MAX
 from web.open311.services import Service
 
 NULLABLE_STRING = {"type": "string", "nullable": True}
+# The app refuses control characters in every query parameter (web/__init__.py) and in
+# every one-line field; a description may hold line breaks.
+NO_CONTROL = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+LINE = {"type": "string", "pattern": NO_CONTROL}
+_OK = "[^\\u0000-\\u001f\\u007f-\\u009f]"
+SOME_TEXT = f"^{_OK}*[^\\s\\u0000-\\u001f\\u007f-\\u009f]{_OK}*$"
 NULLABLE_NUMBER = {"type": "number", "nullable": True}
 
 
@@ -89,9 +96,11 @@ FORMAT = {
     "description": "The answer's format.",
 }
 JURISDICTION = _query(
-    "jurisdiction_id", {"type": "string"}, "Optional; the configured jurisdiction only."
+    "jurisdiction_id",
+    {"type": "string", "pattern": "^[A-Za-z0-9._-]{0,100}$"},
+    "Optional; the configured jurisdiction only.",
 )
-API_KEY = _query("api_key", {"type": "string"}, "Optional for reading; counted per key.")
+API_KEY = _query("api_key", LINE, "Optional for reading; counted per key.")
 
 SCHEMAS: dict[str, Any] = {
     "Errors": {
@@ -205,22 +214,46 @@ SCHEMAS: dict[str, Any] = {
 
 
 def _new_request_body(codes: list[str]) -> dict[str, Any]:
+    def line(limit: int) -> dict[str, Any]:
+        return {"type": "string", "pattern": NO_CONTROL, "maxLength": limit}
+
+    place = {"type": "string", "pattern": NO_CONTROL}
+    bad = "\\s\\u0000-\\u001f\\u007f-\\u009f"
     properties: dict[str, Any] = {
-        "api_key": {"type": "string"},
-        "jurisdiction_id": {"type": "string"},
+        "api_key": LINE,
+        "jurisdiction_id": JURISDICTION["schema"],
         "service_code": {"type": "string", **({"enum": codes} if codes else {})},
-        "description": {"type": "string", "minLength": 4, "maxLength": DESCRIPTION_MAX},
+        "description": {
+            "type": "string",
+            "minLength": 4,
+            "maxLength": DESCRIPTION_MAX,
+            # At least four characters that are not white space, and no NUL.
+            "pattern": "^[^\\u0000]*(?:\\S[^\\u0000]*){4}$",
+        },
         "lat": {"type": "number", "minimum": -90, "maximum": 90},
         "long": {"type": "number", "minimum": -180, "maximum": 180},
-        "address_string": {"type": "string", "maxLength": 500},
-        "address_id": {"type": "string", "maxLength": 100},
-        "email": {"type": "string", "format": "email"},
-        "device_id": {"type": "string", "maxLength": 100},
-        "account_id": {"type": "string", "maxLength": 100},
-        "first_name": {"type": "string", "maxLength": 50},
-        "last_name": {"type": "string", "maxLength": 50},
-        "phone": {"type": "string", "maxLength": 40},
-        "media_url": {"type": "string", "format": "uri", "maxLength": 1000},
+        "address_string": {**place, "maxLength": 500},
+        "address_id": {**place, "maxLength": 100},
+        "email": {
+            "anyOf": [
+                {"type": "string", "format": "email", "maxLength": 200},
+                {"type": "string", "maxLength": 0},
+            ]
+        },
+        "device_id": line(100),
+        "account_id": line(100),
+        "first_name": line(50),
+        "last_name": line(50),
+        "phone": {
+            "type": "string",
+            "pattern": "^(?:\\+?[0-9][0-9 ()-]{4,30})?$",
+            "description": "A Chinese mobile or landline, or an international number.",
+        },
+        "media_url": {
+            "type": "string",
+            "pattern": f"^(?:https?://[^{bad}/?#]+[^{bad}]*)?$",
+            "maxLength": 1000,
+        },
     }
     return {
         "required": True,
@@ -230,6 +263,19 @@ def _new_request_body(codes: list[str]) -> dict[str, Any]:
                     "type": "object",
                     "required": ["service_code", "description"],
                     "properties": properties,
+                    # A place: lat and long, an address or an address id.
+                    "anyOf": [
+                        {"required": ["lat", "long"]},
+                        {
+                            "required": ["address_string"],
+                            "properties": {"address_string": {"pattern": SOME_TEXT}},
+                        },
+                        {
+                            "required": ["address_id"],
+                            "properties": {"address_id": {"pattern": SOME_TEXT}},
+                        },
+                    ],
+                    # attribute[CODE] fields and any other, ignored.
                     "additionalProperties": {"type": "string"},
                 }
             }
@@ -237,12 +283,16 @@ def _new_request_body(codes: list[str]) -> dict[str, Any]:
     }
 
 
-def openapi_document(server_url: str, services: Sequence[Service]) -> dict[str, Any]:
-    """The description, with `server_url` (…/open311/v2) as its server and the current
-    services' codes as the values of service_code."""
+def openapi_document(
+    server_url: str, services: Sequence[Service], page_size: int
+) -> dict[str, Any]:
+    """The description, with `server_url` (…/open311/v2) as its server, the current
+    services' codes as the values of service_code and `page_size` as the largest page."""
     codes = [s.code for s in services]
     example = codes[0] if codes else "urban"
     date = {"type": "string", "format": "date-time"}
+    one = "(?:" + "|".join(re.escape(c) for c in codes) + ")" if codes else "[^,]+"
+    service_list = {"type": "string", "pattern": f"^(?:{one}(?:,{one})*)?$"}
     read_errors = (400, 403, 404, 413, 429)
     paths: dict[str, Any] = {
         "/discovery.{format}": {
@@ -284,11 +334,11 @@ def openapi_document(server_url: str, services: Sequence[Service]) -> dict[str, 
                     API_KEY,
                     _query(
                         "service_request_id",
-                        {"type": "string"},
+                        LINE,
                         f"Comma-separated tracking numbers (at most {IDS_MAX}); the other "
                         "filters are then ignored.",
                     ),
-                    _query("service_code", {"type": "string"}, "Comma-separated codes."),
+                    _query("service_code", service_list, "Comma-separated codes."),
                     _query("start_date", date, "Received at or after (W3C date-time)."),
                     _query("end_date", date, "Received at or before (W3C date-time)."),
                     _query(
@@ -301,8 +351,8 @@ def openapi_document(server_url: str, services: Sequence[Service]) -> dict[str, 
                     ),
                     _query(
                         "page_size",
-                        {"type": "integer", "minimum": 1},
-                        "Requests per page, at most the configured page size.",
+                        {"type": "integer", "minimum": 1, "maximum": page_size},
+                        f"Requests per page, at most {page_size} (the default).",
                     ),
                 ],
                 {"200": _answer("The requests.", "ServiceRequests")},
@@ -314,13 +364,33 @@ def openapi_document(server_url: str, services: Sequence[Service]) -> dict[str, 
                 "text) within the retry window answers with the same case.",
                 [FORMAT],
                 {
-                    "201": _answer(
-                        "The new case's tracking number, token, query code.", "CreatedRequests"
-                    ),
+                    "201": {
+                        **_answer(
+                            "The new case's tracking number, token, query code.",
+                            "CreatedRequests",
+                        ),
+                        "links": {
+                            "GetRequest": {
+                                "operationId": "getRequest",
+                                "parameters": {
+                                    "service_request_id": "$response.body#/0/service_request_id",
+                                    "format": "json",
+                                },
+                            },
+                            "GetToken": {
+                                "operationId": "getToken",
+                                "parameters": {
+                                    "token": "$response.body#/0/token",
+                                    "format": "json",
+                                },
+                            },
+                        },
+                    },
                     "200": _answer("A retry: the case made the first time.", "CreatedRequests"),
                 },
                 (400, 403, 404, 413, 429),
                 requestBody=_new_request_body(codes),
+                operationId="createRequest",
                 security=[{"ApiKey": []}],
             ),
         },
@@ -335,6 +405,7 @@ def openapi_document(server_url: str, services: Sequence[Service]) -> dict[str, 
                 ],
                 {"200": _answer("A list of one request.", "ServiceRequests")},
                 read_errors,
+                operationId="getRequest",
             )
         },
         "/tokens/{token}.{format}": {
@@ -343,6 +414,7 @@ def openapi_document(server_url: str, services: Sequence[Service]) -> dict[str, 
                 [_path("token", "A token from POST requests."), FORMAT, JURISDICTION, API_KEY],
                 {"200": _answer("A list of one token and its request.", "Tokens")},
                 read_errors,
+                operationId="getToken",
             )
         },
     }

@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from triage.api_keys import ApiKey, verify_key
 from triage.cases import normalise_tracking_number
@@ -249,29 +249,11 @@ def get_token(token: str, fmt: str) -> Response:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    document = openapi_document(request.url_root.rstrip("/") + bp.url_prefix, _services())
+    page_size = runtime().settings.open311.page_size
+    document = openapi_document(
+        request.url_root.rstrip("/") + bp.url_prefix, _services(), page_size
+    )
     return render("json", "openapi", document)
-
-
-_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-
-
-@bp.route("/", defaults={"rest": ""}, methods=_METHODS)
-@bp.route("/<path:rest>", methods=_METHODS)
-def elsewhere(rest: str) -> Response:
-    """Any other address or method under /open311/v2/: 404 or 405 in the API's format."""
-    adapter = current_app.url_map.bind("localhost")
-    allowed = []
-    for method in ("GET", "POST"):
-        try:
-            endpoint, _args = adapter.match(request.path, method=method)
-        except HTTPException:
-            continue
-        if endpoint != "open311.elsewhere":
-            allowed.append(method)
-    if allowed and request.method not in allowed:
-        raise MethodNotAllowed(valid_methods=allowed)
-    raise NotFound()
 
 
 @bp.errorhandler(ApiError)
@@ -285,7 +267,8 @@ def _http_error(e: HTTPException) -> Response:
 
 
 def http_error_answer(e: HTTPException) -> Response:
-    """An HTTP error (404, 405, 413, a 400 of the app's own checks) in the API's format."""
+    """An HTTP error (404, 405, 413, a 400 of the app's own checks) in the API's format.
+    Also answers addresses under /open311/v2/ that no endpoint takes (see init_app)."""
     code = e.code or 500
     descriptions = {
         400: "the request is malformed",
