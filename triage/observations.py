@@ -17,8 +17,9 @@ Like every use case, these functions flush and never commit.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Select, case, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from triage.models import (
@@ -99,9 +100,18 @@ def answer(
     """A supervisor's answer; logged on the case when the observation is on one."""
     if isinstance(actor, User) and not may_answer(actor):
         raise IllegalTransition(N_("Only supervisors answer observations."))
-    if observation.state != ObservationState.OPEN:
+    text = _text(text, N_("Please write the answer."))
+    # Claimed with a conditional UPDATE: of two supervisors answering at once, the second is
+    # refused instead of overwriting the first answer.
+    claimed: Any = session.execute(
+        update(Observation)
+        .where(Observation.id == observation.id, Observation.state == ObservationState.OPEN)
+        .values(answered_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if observation.state != ObservationState.OPEN or claimed.rowcount != 1:
         raise IllegalTransition(N_("This observation was already answered."))
-    observation.answer = _text(text, N_("Please write the answer."))
+    observation.answer = text
     observation.state = ObservationState.ANSWERED
     observation.answered_at = now
     observation.answered_by_id = actor.id if isinstance(actor, User) else None

@@ -17,9 +17,9 @@ import random
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, object_session, selectinload
 
 from triage.deadlines import Deadlines
@@ -162,8 +162,22 @@ def record_check(
     deadlines: Deadlines,
 ) -> None:
     """A supervisor's verification of one drawn case. A failed check reopens the case for
-    rework with a new deadline (`Deadlines.rework_due`); a failure needs a note."""
+    rework with a new deadline (`Deadlines.rework_due`); a failure needs a note.
+
+    Two supervisors recording the same check at once: the second is refused (the check is
+    claimed with a conditional UPDATE, which waits for the first transaction on PostgreSQL).
+    """
     case = check.case
+    session = object_session(check)
+    if session is not None and check.id is not None:
+        claimed: Any = session.execute(
+            update(SpotCheck)
+            .where(SpotCheck.id == check.id, SpotCheck.result == SpotCheckResult.PENDING)
+            .values(checked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:
+            raise IllegalTransition(N_("This check was already recorded."))
     if passed:
         case.pass_spot_check(check, actor, now, method, note)
     else:

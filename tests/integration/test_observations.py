@@ -4,13 +4,24 @@ for observers, with role checks and CSRF."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from tests.conftest import login, password_of
 from tests.integration.helpers import flashes, post_form, submit_complaint
-from triage.models import Case, CaseEvent, Observation, ObservationState, User
+from triage import observations
+from triage.models import (
+    Case,
+    CaseEvent,
+    Department,
+    IllegalTransition,
+    Observation,
+    ObservationState,
+    User,
+)
 from web.auth import hash_password
 
 
@@ -143,3 +154,22 @@ def test_observation_on_a_department_and_who_sees_it(app: Any, runtime: Any, log
     assert r.status_code == 404
     with runtime.sessions() as s:
         assert s.scalar(select(Case)) is None
+
+
+def test_two_supervisors_answering_at_once_keep_the_first_answer(runtime: Any) -> None:
+    now = datetime.now(UTC)
+    with runtime.sessions() as s, s.begin():
+        observer = s.scalar(select(User).where(User.username == "observer"))
+        urban = s.scalar(select(Department).where(Department.code == "urban"))
+        obs_id = observations.file(s, observer, now, "窗口无人", department=urban).id
+    with runtime.sessions() as first, runtime.sessions() as second:
+        mine, theirs = first.get(Observation, obs_id), second.get(Observation, obs_id)
+        boss = first.scalar(select(User).where(User.username == "supervisor"))
+        observations.answer(first, mine, boss, now, "第一份答复")
+        first.commit()
+        other = second.scalar(select(User).where(User.username == "supervisor"))
+        with pytest.raises(IllegalTransition, match="already answered"):
+            observations.answer(second, theirs, other, now, "第二份答复")
+        second.rollback()
+    with runtime.sessions() as s:
+        assert s.get(Observation, obs_id).answer == "第一份答复"
