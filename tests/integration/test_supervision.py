@@ -5,7 +5,12 @@ nothing twice; two ticks started at once queue nothing twice; the findings show 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +29,15 @@ from tests.conftest import make_settings
 from tests.mailserver import free_port
 from triage.cases import assign_case, register
 from triage.export import iter_records
-from triage.models import Case, CaseEvent, CaseFinding, Department, User
+from triage.models import (
+    Case,
+    CaseEvent,
+    CaseFinding,
+    Department,
+    Satisfaction,
+    SpotCheckDraw,
+    User,
+)
 from triage.outbox import OutgoingMail
 from triage.supervision import run_tick
 from web.cli import main
@@ -273,3 +286,81 @@ def test_the_command_ticks_at_a_chosen_time_and_prints_json(
     bad = runner.invoke(main, ["supervise", "tick", "--config", str(config), "--now", "09:00"])
     assert bad.exit_code == 2 and "--now" in bad.output
     assert risk_of(runtime, case_id) == "at_risk"
+
+
+def closed_case(runtime: Any, received: datetime) -> str:
+    """A case dispatched, replied, visited (satisfied) and closed within its first day."""
+    case_id = dispatched_case(runtime, received)
+    with runtime.sessions() as s, s.begin():
+        case = s.get(Case, case_id)
+        handler = s.scalar(select(User).where(User.username == "urban"))
+        supervisor = s.scalar(select(User).where(User.username == "supervisor"))
+        at = received.replace(hour=received.hour + 2)
+        case.start(handler, at)
+        case.reply(handler, at, "路灯已修复。")
+        case.record_visit(
+            supervisor, at, reached=True, solved=True, satisfaction=Satisfaction.SATISFIED
+        )
+        case.close(supervisor, at)
+        return case.tracking_number
+
+
+def test_the_tick_draws_the_spot_check_sample_when_due(
+    runtime: Any, smtp: Recorder, tmp_path: Path, db_url: str, smtp_port: int
+) -> None:
+    numbers = {closed_case(runtime, bj(2026, 11, 16 + i, 9)) for i in range(3)}
+    settings = make_settings(
+        tmp_path,
+        db_url,
+        mail={"sender": "xiaonengban@example.gov.cn", "port": smtp_port},
+        supervision={**SUPERVISION, "spot_check_sample": 2, "spot_check_every_days": 7},
+    )
+    policy = supervision_policy(settings)
+    first = run_tick(runtime.sessions, bj(2026, 11, 30, 9), policy)
+    assert first.spot_check_draw is not None
+    with runtime.sessions() as s:
+        drawn = s.get(SpotCheckDraw, first.spot_check_draw)
+        assert drawn.population == 3 and set(drawn.sample) <= numbers and len(drawn.sample) == 2
+        pending = s.scalars(
+            select(Case.tracking_number)
+            .join(CaseFinding, CaseFinding.case_id == Case.id)
+            .where(CaseFinding.rule == "spot_check_pending")
+        ).all()
+    # The drawn closed cases carry the pending check as a finding; not drawn again in a week.
+    assert sorted(pending) == sorted(drawn.sample)
+    assert run_tick(runtime.sessions, bj(2026, 12, 3, 9), policy).spot_check_draw is None
+    assert run_tick(runtime.sessions, bj(2026, 12, 7, 9), policy).spot_check_draw is not None
+
+
+def test_supervise_run_ticks_until_stopped(tmp_path: Path, db_url: str, smtp_port: int) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'[app]\ninstance_dir = "{tmp_path / "inst"}"\nsecret_key = "test-key"\n'
+        f'[database]\nurl = "{db_url}"\n'
+        f'[mail]\nsender = "xiaonengban@example.gov.cn"\nport = {smtp_port}\n'
+        f"[supervision]\nspot_check_sample = 0\n",
+        encoding="utf-8",
+    )
+    command = str(Path(sys.executable).with_name("minsheng"))
+    proc = subprocess.Popen(
+        [command, "supervise", "run", "--every", "1", "--no-send", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MINSHENG_CONFIG": str(config)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        lines: list[str] = []
+        while len(lines) < 2 and time.monotonic() < deadline:
+            line = proc.stdout.readline() if proc.stdout else ""
+            if line:
+                lines.append(line)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    ticks = [json.loads(line) for line in lines]
+    assert len(ticks) == 2 and all(t["ran"] for t in ticks)
