@@ -673,6 +673,7 @@ class Case(Base):
         if department.id == self.department_id:
             raise IllegalTransition(N_("The case is already with that department."))
         previous = self.department.code if self.department else None
+        self._withdraw_department_requests(actor, at, N_("The case was transferred."))
         self.department = department
         self.department_id = department.id
         self.assigned_at = at
@@ -741,6 +742,7 @@ class Case(Base):
                 deadline=deadline,
             )
         previous = self.department.code if self.department else None
+        self._withdraw_department_requests(actor, at, N_("The case was sent back."))
         self.department = None
         self.department_id = None
         self.due_at = None
@@ -1182,6 +1184,25 @@ class Case(Base):
         reply.state = ReplyState.RETURNED
         reply.sign_off_note = note
         self.record("reply_returned", actor, at, reason=note, reply_id=reply.id)
+
+    def _withdraw_department_requests(self, actor: Actor, at: datetime, why: str) -> None:
+        """The case leaves its department (transfer, send-back): the department's draft
+        waiting for its head and its extension request waiting for a supervisor concern a
+        deadline and a reply it no longer owes, so both end here, logged with `why`."""
+        draft = self.pending_draft
+        if draft is not None:
+            draft.state = ReplyState.RETURNED
+            draft.sign_off_note = why
+            self.record("reply_returned", actor, at, reason=why, reply_id=draft.id, withdrawn=True)
+        request = self.pending_extension
+        if request is not None:
+            request.state = RequestState.REFUSED
+            request.decided_by_id = actor.id if isinstance(actor, User) else None
+            request.decided_at = at
+            request.decision_reason = why
+            self.record(
+                "extension_refused", actor, at, reason=why, request_id=request.id, withdrawn=True
+            )
 
     def report_delay(self, actor: Actor, at: datetime, reason: str) -> CaseEvent:
         """An overdue department reports its delay and why (自律); the report and the

@@ -130,3 +130,30 @@ def test_a_draft_left_behind_by_a_transfer_waits_for_nobody() -> None:
         case.sign_off_reply(OTHER_HEAD, NOW, draft)
     assert case.reply(OTHER_HEAD, NOW, "交通局已处理", sign_off=True).state == "sent"
     assert case.latest_reply is not None and case.latest_reply.body == "交通局已处理"
+
+
+@pytest.mark.parametrize("leave", ["transfer", "send_back"])
+def test_a_case_leaving_its_department_ends_its_draft_and_its_extension_request(
+    leave: str,
+) -> None:
+    case = handled_case()
+    draft = case.reply(HANDLER, NOW, "已修复", sign_off=True)
+    request = case.request_extension(
+        HANDLER,
+        NOW,
+        "需要协调交通局",
+        NOW + timedelta(days=8),
+        latest_due_at=NOW + timedelta(days=20),
+        allowed=1,
+    )
+    if leave == "transfer":
+        transport = Department(id=2, code="transport", name="交通局")
+        case.transfer(transport, SUPERVISOR, NOW, NOW + timedelta(days=5), "属交通局职责")
+    else:
+        case.sent_back_count = 0
+        case.send_back(HANDLER, NOW, "不属本部门", NOW + timedelta(days=1))
+    assert draft.state == ReplyState.RETURNED and draft.sign_off_note
+    assert request.state == "refused" and request.decision_reason
+    assert case.pending_draft is None and case.pending_extension is None
+    assert [e.action for e in case.events[-3:-1]] == ["reply_returned", "extension_refused"]
+    assert all(e.detail.get("withdrawn") for e in case.events[-3:-1])
