@@ -1403,5 +1403,6 @@ class DuplicateSignature(Base):
 
 # `Case.api_key_id` refers to the api_keys table: it must be known wherever cases are used.
 from triage import api_keys as _api_keys  # noqa: E402, F401
+
 # The search index's table, and the flush hook that keeps it, wherever cases change.
 from triage import search_index as _search_index  # noqa: E402, F401
