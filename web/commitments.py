@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import Blueprint, render_template
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import ngettext
 from sqlalchemy import select
 
 from intake.submission import Kind
@@ -38,8 +38,12 @@ class CommitmentRow:
 def amount(value: int, unit: str) -> str:
     """ "5 working days" / "2 hours", in the user's language."""
     if unit == "hours":
-        return ngettext("%(num)s hour", "%(num)s hours", value)
-    return ngettext("%(num)s working day", "%(num)s working days", value)
+        if value == 1:
+            return _("%(num)s hour", num=value)
+        return _("%(num)s hours", num=value)
+    if value == 1:
+        return _("%(num)s working day", num=value)
+    return _("%(num)s working days", num=value)
 
 
 def department_rows(department_code: str) -> list[CommitmentRow]:
