@@ -220,7 +220,8 @@ def _new_request_body(codes: list[str]) -> dict[str, Any]:
     place = {"type": "string", "pattern": NO_CONTROL}
     bad = "\\s\\u0000-\\u001f\\u007f-\\u009f"
     properties: dict[str, Any] = {
-        "api_key": LINE,
+        # Ignored when the query string has one.
+        "api_key": {"type": "string"},
         "jurisdiction_id": JURISDICTION["schema"],
         "service_code": {"type": "string", **({"enum": codes} if codes else {})},
         "description": {
@@ -263,6 +264,11 @@ def _new_request_body(codes: list[str]) -> dict[str, Any]:
                     "type": "object",
                     "required": ["service_code", "description"],
                     "properties": properties,
+                    # lat and long come together.
+                    "allOf": [
+                        {"not": {"required": ["lat"], "not": {"required": ["long"]}}},
+                        {"not": {"required": ["long"], "not": {"required": ["lat"]}}},
+                    ],
                     # A place: lat and long, an address or an address id.
                     "anyOf": [
                         {"required": ["lat", "long"]},
