@@ -147,7 +147,10 @@ def test_a_request_becomes_a_case_on_channel_api_like_any_other(
 
     # Staff see where it came from on the case page.
     html = login_as("supervisor").get(f"/board/cases/{number}").get_data(as_text=True)
-    assert "Open311" in html or "开放" in html or "api" in html
+    filed_line = re.search(r'<li class="event-api_filed">(.*?)</li>', html, flags=re.S)
+    assert filed_line is not None, "the timeline does not show the Open311 filing"
+    assert "Open311" in filed_line.group(1)
+    assert "市生态环境局民声分局" in filed_line.group(1)  # the caller's service, as a hint
 
 
 def test_xml_post_and_an_urgent_hazard_skip_the_queue_as_on_the_form(

@@ -131,7 +131,9 @@ def file_request(
         api_key=key.prefix,
         api_key_name=key.name,
         service_code=new.service.code,
-        service_department=new.service.department_code,
+        # The caller's service as a department: the case page shows it on this event, as it
+        # shows the model's on "suggested".
+        department=new.service.department_code,
         suggested_department=suggested,
         hint_agrees=suggested == new.service.department_code,
         **new.location(),
