@@ -138,6 +138,14 @@ class SupervisionSettings(Section):
     # its `email`, which its head reads.
     supervisors_email: list[str] = []
 
+    @field_validator("supervisors_email")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        for address in v:
+            if "@" not in address or any(c.isspace() for c in address.strip()):
+                raise ValueError(f"{address!r} is not a mail address")
+        return [a.strip() for a in v]
+
 
 class AttachmentSettings(Section):
     max_files: Annotated[int, Field(ge=0, le=20)] = 5

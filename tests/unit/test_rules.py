@@ -8,6 +8,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from triage.calendar import WorkCalendar
 from triage.deadlines import CommitmentOverride, Deadlines, TimeLimits
 from triage.rules import (
@@ -21,7 +23,7 @@ from triage.rules import (
     VisitSnapshot,
     evaluate,
 )
-from web.settings import settings_from_dict
+from web.settings import ConfigError, settings_from_dict
 
 BJ = ZoneInfo("Asia/Shanghai")
 CAL = WorkCalendar.build("Asia/Shanghai")
@@ -309,3 +311,13 @@ def test_config_overrides_and_old_configs() -> None:
     assert d.commitment("inquiry", False, "urban").handling == 2
     assert d.commitment("complaint", True, "urban").handling == 6
     assert d.commitment("complaint", True, None).handling == 2
+
+
+def test_config_errors_name_the_key() -> None:
+    unknown = r"time_limits\.overrides\.0: unknown department 'nowhere'"
+    with pytest.raises(ConfigError, match=unknown):
+        settings_from_dict({"time_limits": {"overrides": [{"department": "nowhere"}]}})
+    with pytest.raises(ConfigError, match=r"time_limits\.overrides\.0\.handling_days: unknown key"):
+        settings_from_dict({"time_limits": {"overrides": [{"handling_days": 3}]}})
+    with pytest.raises(ConfigError, match="supervisors_email"):
+        settings_from_dict({"supervision": {"supervisors_email": ["效能办"]}})
