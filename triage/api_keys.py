@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -128,13 +128,21 @@ def revoke_key(session: Session, key: ApiKey, now: datetime) -> bool:
     return True
 
 
+# `last_used_at` is written at most this often: every call writing the key's row would make
+# the calls of one busy client wait for each other's commits.
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
 def verify_key(session: Session, presented: str, now: datetime | None = None) -> ApiKey | None:
-    """The active key whose secret is `presented`, or None. With `now`, marks it used then."""
+    """The active key whose secret is `presented`, or None. With `now`, marks it used then
+    (to within `LAST_USED_PRECISION`)."""
     if not presented or not presented.startswith(KEY_MARK) or len(presented) > 200:
         return None
     row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(presented)))
     if row is None or row.revoked_at is not None:
         return None
-    if now is not None:
+    if now is not None and (
+        row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION
+    ):
         row.last_used_at = now
     return row

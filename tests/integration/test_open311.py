@@ -202,6 +202,30 @@ def test_a_retry_within_the_window_gets_the_same_case(client: Any, runtime: Any)
     assert later.get_json()[0]["service_request_id"] not in numbers
 
 
+def test_retries_arriving_at_once_make_one_case(app: Any, runtime: Any) -> None:
+    import threading
+
+    key = new_key(runtime)
+    barrier = threading.Barrier(4)
+    answers: list[Any] = []
+
+    def send() -> None:
+        client = app.test_client()
+        barrier.wait()
+        answers.append(post(client, key, device_id="phone-1"))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 201]
+    assert len({a.get_json()[0]["service_request_id"] for a in answers}) == 1
+    assert len({a.get_json()[0]["query_code"] for a in answers}) == 1
+    with runtime.sessions() as s:
+        assert len(s.scalars(select(Case)).all()) == 1
+
+
 # -- reading requests ----------------------------------------------------------------------------
 
 
