@@ -4,7 +4,7 @@ Users who see personal data search subject, body, replies, tracking number and t
 complainant's name, phone and email (a phone in any spacing or width: ``138 0013 8000`` finds
 ``13800138000``). Users who see cases masked (external supervisors) search only the masked
 subject and body they are shown and the tracking number, so no query can tell them a digit or
-a name they cannot see. A case is also found by the numbers of the cases merged into it.
+a name they cannot see. A case is also found by the full number of a case merged into it.
 Words separated by spaces must all occur (a phone typed with spaces is one word). ``%`` and
 ``_`` are literal characters, never wildcards.
 
@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, literal, or_, select
+from sqlalchemy import ColumnElement, and_, false, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from intake.normalise import clean_line
@@ -64,6 +64,7 @@ MAX_GRAMS = 12
 _RARITY_PROBE = 5000
 _ESCAPE = "\\"
 _PHONE_LIKE = re.compile(r"[\d\s+\-().]+")
+_TRACKING_NUMBER = re.compile(r"[A-Za-z]{1,6}-\d{4}-\d{4,9}")
 
 
 def like_pattern(text: str) -> str:
@@ -85,15 +86,17 @@ def search_terms(query: str) -> list[str]:
 
 def _term_clause(term: str, *, masked: bool) -> ColumnElement[bool]:
     pattern = like_pattern(term)
-    merged = aliased(Case)
-    number = or_(
-        Case.tracking_number.ilike(pattern, escape=_ESCAPE),
-        # A case is also found by the numbers of the cases merged into it.
-        exists().where(
-            merged.merged_into_id == Case.id,
-            merged.tracking_number.ilike(pattern, escape=_ESCAPE),
-        ),
-    )
+    number = Case.tracking_number.ilike(pattern, escape=_ESCAPE)
+    if _TRACKING_NUMBER.fullmatch(term):
+        # A case is also found by the full number of a case merged into it (by the unique
+        # index on numbers: never a scan).
+        merged = aliased(Case)
+        number = or_(
+            number,
+            Case.id.in_(
+                select(merged.merged_into_id).where(merged.tracking_number == term.upper())
+            ),
+        )
     if masked:
         return or_(number, Case.masked_text.ilike(pattern, escape=_ESCAPE))
     clauses = [
