@@ -198,9 +198,10 @@ def downgrade() -> None:
         t.drop_constraint(op.f("fk_case_replies_signed_off_by_id_users"), type_="foreignkey")
         for column in ("sign_off_note", "signed_off_at", "signed_off_by_id", "state"):
             t.drop_column(column)
-    with op.batch_alter_table("cases") as t:
-        t.drop_index(op.f("ix_cases_risk"))
-        for column in ("risk", "extension_count", "extended_to"):
-            t.drop_column(column)
+    # Not a batch: on SQLite a batch would copy and drop `cases`, which the rows of every
+    # table referring to it forbid; SQLite drops an unindexed column in place.
+    op.drop_index(op.f("ix_cases_risk"), table_name="cases")
+    for column in ("risk", "extension_count", "extended_to"):
+        op.drop_column("cases", column)
     with op.batch_alter_table("users") as t:
         t.drop_column("head")

@@ -57,3 +57,13 @@ def post_form(client: Any, page_url: str, action_url: str, data: dict[str, Any])
 
 def flashes(html: str) -> list[str]:
     return re.findall(r'<p class="flash [a-z]+"[^>]*>([^<]*)</p>', html)
+
+
+def table_as_of(conn: Any, table: Any) -> Any:
+    """`table` (a model's Table) cut to the columns the connected database has: for filling
+    a database upgraded only to an older revision, where the model's newer columns (and
+    their Python defaults) do not exist yet."""
+    from sqlalchemy import MetaData, Table, inspect
+
+    present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    return Table(table.name, MetaData(), *(c._copy() for c in table.columns if c.name in present))

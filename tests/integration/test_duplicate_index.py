@@ -12,6 +12,7 @@ from sqlalchemy import Connection, event, func, insert, select, text
 
 from intake.submission import Channel, Contact, Submission
 from tests.conftest import make_settings
+from tests.integration.helpers import table_as_of
 from triage import duplicate_index
 from triage.cases import register
 from triage.duplicate_index import (
@@ -349,7 +350,7 @@ def test_upgrading_a_database_with_cases_indexes_the_open_ones(
     upgrade(engine, "0002")
     with engine.begin() as conn:
         conn.execute(
-            insert(Case.__table__),
+            table_as_of(conn, Case.__table__).insert(),
             [
                 {
                     "tracking_number": f"OLD-{i}",

@@ -29,6 +29,7 @@ from sqlalchemy import func, inspect, select
 
 from intake.mailbox import Mailbox
 from tests.conftest import SHARED_DATA, need
+from tests.integration.helpers import table_as_of
 from tests.mailserver import free_port
 from triage.cases import check_query_code
 from triage.export import case_record
@@ -921,7 +922,7 @@ def test_upgrading_a_database_with_email_cases_lets_replies_thread_to_them(
     now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(
-            Case.__table__.insert(),
+            table_as_of(conn, Case.__table__).insert(),
             [
                 {
                     "tracking_number": "MS-2025-000001",

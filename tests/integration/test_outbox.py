@@ -27,6 +27,7 @@ from sqlalchemy import func, inspect, select
 
 from intake.submission import Channel, Contact, Submission
 from tests.conftest import make_settings, need
+from tests.integration.helpers import table_as_of
 from tests.mailserver import free_port
 from triage.cases import register
 from triage.models import Case, CaseEvent
@@ -749,7 +750,7 @@ def test_upgrading_a_database_with_cases_adds_an_outbox_they_can_send_through(
     clock = Clock()
     with engine.begin() as conn:
         conn.execute(
-            Case.__table__.insert(),
+            table_as_of(conn, Case.__table__).insert(),
             [
                 {
                     "tracking_number": "OLD-1",
