@@ -403,6 +403,9 @@ def test_each_key_is_rate_limited_and_so_are_reads_without_one(tmp_path: Any, db
             200,
             429,
         ]
+        # Guessing keys from one address is slowed down like reading without a key.
+        guesses = [client.get(f"{API}/services.json?api_key=ms_guess{i}") for i in range(3)]
+        assert [g.status_code for g in guesses] == [403, 403, 429]
         # The configured jurisdiction, and no other.
         ok = client.get(
             f"{API}/services.json?api_key={quiet}&jurisdiction_id=minsheng.example.gov.cn"

@@ -36,7 +36,10 @@ class NewKeyForm(Form):
     )
 
 
-def _page(form: NewKeyForm, status: int = 200, new_key: str = "", new_row: ApiKey | None = None):
+def _page(
+    form: NewKeyForm, status: int = 200, new_key: str = "", new_row: ApiKey | None = None
+) -> Response:
+    """The page: the form, every key (newest first) and, once, a key just made."""
     response = make_response(
         render_template(
             "open311/keys.html",

@@ -31,7 +31,7 @@ from web.open311.formats import ApiError, format_of_request, render, render_erro
 from web.open311.openapi import openapi_document
 from web.open311.public import filed_details, listed_request
 from web.open311.registration import file_request, number_of_token, request_token
-from web.open311.services import as_spec, services_of
+from web.open311.services import Service, as_spec, services_of
 
 FMT = "<any(json, xml):fmt>"
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
@@ -49,7 +49,7 @@ def _zone() -> ZoneInfo:
     return ZoneInfo(runtime().settings.app.timezone)
 
 
-def _services() -> list:
+def _services() -> list[Service]:
     return services_of(runtime().settings, _english())
 
 
@@ -85,6 +85,29 @@ def _guard(now: datetime, need_key: bool = False) -> ApiKey | None:
             settings.anonymous_requests_per_minute,
             RATE_WINDOW,
         )
+    _count(limit, now)
+    _check_jurisdiction()
+    if not presented:
+        return None
+    key = verify_key(db(), presented, now)
+    if key is None:
+        # Wrong keys count per address too, so that guessing keys (each guess a limit of its
+        # own) is slowed down like reading without one.
+        _count(
+            throttle.Limit(
+                "open311:badkey",
+                throttle.client_key("open311-bad-key"),
+                settings.anonymous_requests_per_minute,
+                RATE_WINDOW,
+            ),
+            now,
+        )
+        raise ApiError(403, "api_key: not a valid key (unknown or revoked)")
+    return key
+
+
+def _count(limit: throttle.Limit, now: datetime) -> None:
+    """Records this call under `limit`; ApiError 429 with Retry-After when over it."""
     attempt = throttle.begin(runtime().sessions, [limit], now)
     if attempt.refused is not None:
         wait = (attempt.retry_at or now) - now
@@ -94,13 +117,6 @@ def _guard(now: datetime, need_key: bool = False) -> ApiKey | None:
             f"too many requests; try again in {seconds} seconds",
             {"Retry-After": str(seconds)},
         )
-    _check_jurisdiction()
-    if not presented:
-        return None
-    key = verify_key(db(), presented, now)
-    if key is None:
-        raise ApiError(403, "api_key: not a valid key (unknown or revoked)")
-    return key
 
 
 @bp.get(f"/discovery.{FMT}")
