@@ -142,21 +142,31 @@ def main() -> None:
         print(f"floor  (fetch + move, no parsing, no database): {n / floor_seconds:7.0f} msg/s")
 
         append_all(server, "INBOX", messages)
-        policy = mail_policy(rt)
-        counts = new_counts()
         import triage.cases
+        import triage.duplicate_index
         import triage.mail_intake
+        import triage.search_index
 
         stages = StageTimer()
+        # Before the policy is made: it holds the similarity scorer it was given.
+        runtime_module = sys.modules["web.runtime"]
+        stages.wrap(runtime_module, "similar_cases", "    of which scoring (similarity)")
+        stages.wrap(runtime_module, "detect_hazard", "  urgency (hazard terms)")
+        policy = mail_policy(rt)
+        counts = new_counts()
         stages.wrap(triage.mail_intake, "parse_message", "parse (intake.email)")
         stages.wrap(triage.mail_intake, "register", "register (triage.cases), of which:")
-        stages.wrap(triage.cases, "hash_query_code", "  query code hash (scrypt)")
+        stages.wrap(triage.cases, "hash_query_code", "  query code hash (keyed)")
         stages.wrap(triage.cases, "similar_open_cases", "  similar open cases")
+        stages.wrap(triage.duplicate_index, "look_up", "    of which index look-up")
         stages.wrap(triage.cases, "masked_case_text", "  masked text")
         stages.wrap(triage.cases, "new_tracking_number", "  tracking number (counter row)")
         router = type(policy.intake.router)
         stages.wrap(router, "suggest", f"  routing suggestion ({router.__name__})")
-        stages.wrap(triage.mail_intake, "acknowledge", "acknowledgment (build + outbox)")
+        stages.wrap(triage.mail_intake, "acknowledge", "acknowledgment (build + outbox), of which:")
+        stages.wrap(triage.mail_intake, "enqueue", "  queueing (flushes the new case with it)")
+        stages.wrap(triage.search_index, "reindex_cases", "  search index rows of new cases")
+        stages.wrap(triage.mail_intake, "acknowledgments_to", "per-address acknowledgment count")
         start = time.perf_counter()
         with Mailbox(config) as mailbox:
             mailbox.ensure_folders()

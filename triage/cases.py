@@ -198,10 +198,13 @@ def check_query_code(stored: str, code: str, key: bytes | None = None) -> bool:
     return hmac.compare_digest(candidate, digest)
 
 
+_BY_EXTERNAL_ID = select(Case).where(
+    Case.channel == bindparam("channel"), Case.external_id == bindparam("external_id")
+)  # built once: registration runs it for every submission
+
+
 def find_by_external_id(session: Session, channel: str, external_id: str) -> Case | None:
-    return session.scalar(
-        select(Case).where(Case.channel == channel, Case.external_id == external_id)
-    )
+    return session.scalar(_BY_EXTERNAL_ID, {"channel": str(channel), "external_id": external_id})
 
 
 def derived_query_code(secret: str, external_id: str) -> str:
@@ -243,10 +246,14 @@ def register(
     policy: IntakePolicy,
     now: datetime,
     query_code: str | None = None,
+    *,
+    flush: bool = True,
 ) -> Registration:
     """Turns a submission into a case, once: the same (channel, external id) again is a no-op.
 
-    The query code is random unless given (see `derived_query_code`).
+    The query code is random unless given (see `derived_query_code`). The new case is
+    flushed (it has its id) unless ``flush`` is False: then it is only added to the session,
+    for a caller that flushes it together with the rows it makes next.
     """
     existing = find_by_external_id(session, submission.channel, submission.external_id)
     if existing is not None:
@@ -351,12 +358,20 @@ def register(
     # last: concurrent submissions wait for each other only as long as necessary.
     case.tracking_number = new_tracking_number(session, policy.tracking_prefix, year)
     session.add(case)
-    session.flush()
+    if flush:
+        session.flush()
     return Registration(case, created=True, query_code=code)
 
 
 def case_text(subject: str, body: str) -> str:
     return f"{subject}\n{body}" if subject else body
+
+
+_CANDIDATES = select(Case.id, Case.tracking_number, Case.subject, Case.body).where(
+    Case.id.in_(bindparam("ids", expanding=True)),
+    Case.status.in_(OPEN_STATUSES),
+    Case.received_at >= bindparam("since"),
+)
 
 
 def similar_open_cases(session: Session, case: Case, policy: IntakePolicy) -> list[list[object]]:
@@ -373,11 +388,7 @@ def similar_open_cases(session: Session, case: Case, policy: IntakePolicy) -> li
     duplicate_index.remember_signature(session, case, found.signature)
     if not found.case_ids:
         return []
-    rows = session.execute(
-        select(Case.id, Case.tracking_number, Case.subject, Case.body).where(
-            Case.id.in_(found.case_ids), Case.status.in_(OPEN_STATUSES), Case.received_at >= since
-        )
-    ).all()
+    rows = session.execute(_CANDIDATES, {"ids": found.case_ids, "since": since}).all()
     if not rows:
         return []
     numbers = {r.id: r.tracking_number for r in rows}

@@ -80,7 +80,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from intake.email import AttachmentLimits, Bounce, ParsedMail, UnparseableMail, parse_message
 from intake.mail.headers import decode_header
@@ -165,6 +165,8 @@ class IncomingMail(Base):
     # What the parser repaired, one English line each.
     defects: Mapped[list[str]] = mapped_column(JSON, default=list)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    # Set by `ingest` for a case registered with it, whose id comes with the same flush.
+    case: Mapped[Case | None] = relationship(Case)
     size: Mapped[int] = mapped_column(Integer, default=0)
     # zlib-compressed raw message, byte for byte as fetched; `raw` gives it back.
     raw_message: Mapped[bytes] = mapped_column(LargeBinary)
@@ -359,6 +361,7 @@ def _new_row(
     reason: str = "",
     status: ListStatus = ListStatus.DONE,
     case_id: int | None = None,
+    case: Case | None = None,
     flush: bool = True,
 ) -> IncomingMail:
     mail = IncomingMail(
@@ -377,6 +380,8 @@ def _new_row(
         size=len(raw),
         raw_message=zlib.compress(raw, 6),
     )
+    if case is not None:
+        mail.case = case
     session.add(mail)
     if flush:
         session.flush()
@@ -539,7 +544,11 @@ def _register(
 ) -> Ingested:
     submission = parsed.submission
     code = derived_query_code(policy.query_secret, submission.external_id)
-    registration = register(session, submission, policy.intake, now, query_code=code)
+    # A new case is flushed with its incoming row and its acknowledgment (one flush, not
+    # two); a released spam's caller needs the case's id at once.
+    registration = register(
+        session, submission, policy.intake, now, query_code=code, flush=released_from is not None
+    )
     case = registration.case
     if not registration.created:
         if released_from is not None:
@@ -559,7 +568,8 @@ def _register(
     if not loops and len(recipient) > MAX_ADDRESS:
         loops.append(f"address longer than {MAX_ADDRESS} characters")
     if not loops and recipient and policy.acknowledge:
-        sent = acknowledgments_to(session, recipient, now - policy.ack_window)
+        with session.no_autoflush:  # counts outbox rows: the new case need not be written
+            sent = acknowledgments_to(session, recipient, now - policy.ack_window)
         if sent >= policy.ack_limit:
             loops.append(
                 f"{sent} acknowledgments to {recipient} within {policy.ack_window} "
@@ -570,8 +580,8 @@ def _register(
         mail = released_from
         mail.case_id = case.id
     else:
-        # Flushed with the acknowledgment, or below: one flush fewer a message.
-        mail = row(outcome, reason="; ".join(loops), case_id=case.id, flush=False)
+        # Flushed with the case and the acknowledgment, or below.
+        mail = row(outcome, reason="; ".join(loops), case=case, flush=False)
     ack = False
     if not loops and policy.acknowledge and recipient and "@" in recipient:
         # A case made just now has no acknowledgment yet: no need to look for one.

@@ -76,7 +76,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from triage.models import Base, Case, UTCDateTime, utcnow
 
@@ -143,6 +143,8 @@ class OutgoingMail(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    # Set by `enqueue`: a case not flushed yet gets its id in the flush that writes the mail.
+    case: Mapped[Case | None] = relationship(Case)
     kind: Mapped[str] = mapped_column(String(40))
     # Envelope: everyone the server is asked to deliver to (To, Cc and Bcc), bare addresses.
     recipients: Mapped[list[str]] = mapped_column(JSON)
@@ -365,7 +367,7 @@ def enqueue(
     raw = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
     to_display = ", ".join(_bare(str(v) for v in message.get_all("To", [])))
     mail = OutgoingMail(
-        case_id=case.id if case is not None else None,
+        case=case,
         kind=kind,
         recipients=list(dict.fromkeys(r.lower() for r in recipients)),
         to_display=to_display,

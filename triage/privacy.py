@@ -281,17 +281,33 @@ def _name_pattern(part: str) -> str:
     return r"(?<![^\W\d_])" + re.escape(part).replace(r"\ ", r"\s+") + r"(?![^\W\d_])"
 
 
-def _may_occur(part: str, text: str) -> bool:
-    """False when ``part`` cannot be in ``text``: one of its Chinese characters is not (they
-    have no case and no look-alike in the pattern). Spares compiling a pattern for every
+# What the name pattern lets stand between two characters: white space (\s is str.isspace,
+# all below U+3001) and the dots.
+_GAPS = str.maketrans(
+    dict.fromkeys([chr(i) for i in range(0x3001) if chr(i).isspace()] + list(_NAME_DOTS))
+)
+
+
+def _may_occur(part: str, squeezed: str) -> bool:
+    """False when ``part`` cannot match in a text whose gaps are removed (``squeezed``): a
+    Chinese name matches with at most two gap characters between its characters, so without
+    gaps its characters stand together. Only for parts whose characters have no case (the
+    pattern ignores case); others may always occur. Spares compiling a pattern for every
     complainant's name, which cost more than the rest of the masking."""
-    return all(c in text for c in part if "\u3400" <= c <= "\u9fff")
+    if not _CJK_NAME.search(part):
+        return True
+    chars = [c for c in part if c not in _NAME_DOTS]
+    if any(c.lower() != c or c.upper() != c for c in chars):
+        return True
+    return "".join(chars) in squeezed
 
 
 def _mask_names(text: str, names: Iterable[str]) -> str:
+    squeezed = ""
     for name in names:
         for part in _name_parts(name):
-            if not _may_occur(part, text):
+            squeezed = squeezed or text.translate(_GAPS)
+            if not _may_occur(part, squeezed):
                 continue
             text = re.sub(
                 _name_pattern(part),
@@ -299,6 +315,7 @@ def _mask_names(text: str, names: Iterable[str]) -> str:
                 text,
                 flags=re.IGNORECASE,
             )
+            squeezed = ""  # the text changed
     return text
 
 
