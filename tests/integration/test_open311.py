@@ -305,6 +305,30 @@ def test_read_back_by_id_token_and_list_public_fields_only_masked(
     assert past == []
 
 
+def test_cases_of_other_channels_are_listed_without_any_text(client: Any, runtime: Any) -> None:
+    web_number, _code = submit_complaint(
+        client, "幸福路12号的饭店夜里排油烟，噪音很大。我是王小明。", subject="饭店噪音"
+    )
+    _dispatch_and_reply(runtime, web_number, "执法队已到幸福路12号现场处理。")
+    key = new_key(runtime)
+    api_number = post(client, key, address_string="幸福路12号")
+    api_number = api_number.get_json()[0]["service_request_id"]
+    _dispatch_and_reply(runtime, api_number, "执法队已到幸福路12号现场处理。")
+
+    (web,) = client.get(f"{API}/requests/{web_number}.json").get_json()
+    assert web["status"] == "open" and web["service_code"] == "environment"
+    assert web["agency_responsible"] == "市生态环境局民声分局" and web["requested_datetime"]
+    for name in ("description", "status_notes", "address", "address_id", "lat", "long"):
+        assert web[name] is None, name
+    (row,) = [r for r in xml_rows(client.get(f"{API}/requests.xml"))
+              if r["service_request_id"] == web_number]  # fmt: skip
+    assert row["description"] == "" and row["status_notes"] == "" and row["status"] == "open"
+
+    (api,) = client.get(f"{API}/requests/{api_number}.json").get_json()
+    assert "饭店" in api["description"] and "138****5678" in api["description"]
+    assert "现场处理" in api["status_notes"] and api["address"] == "幸福路12号"
+
+
 def test_the_list_keeps_to_90_days_and_pages(client: Any, runtime: Any) -> None:
     from intake.submission import Channel, Submission
 

@@ -333,7 +333,8 @@ def openapi_document(
         "/requests.{format}": {
             "get": _operation(
                 "Requests of the last 90 days (or the given window), newest first, a page "
-                "at a time; public fields only, texts masked.",
+                "at a time; public fields only: texts masked, and only for requests filed "
+                "through this API (other channels: status, service, agency, dates).",
                 [
                     FORMAT,
                     JURISDICTION,
@@ -431,7 +432,11 @@ def openapi_document(
             "version": "2",
             "description": "GeoReport v2 (http://wiki.open311.org/GeoReport_v2) for filing and "
             "following complaints. Errors come as [{code, description}] with the same HTTP "
-            "status, in the format the address asks for.",
+            "status, in the format the address asks for. Free text (description, "
+            "status_notes, address, address_id, lat/long, media_url) is given only for "
+            "requests filed through this API, masked (names, phones, emails, ID numbers); "
+            "a case that came by the web form, email or phone is listed with its status, "
+            "service, agency and dates only: its citizen never agreed to publication.",
         },
         "servers": [{"url": server_url}],
         "paths": paths,

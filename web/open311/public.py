@@ -1,11 +1,12 @@
 """A case as GeoReport's `requests` shows it to anybody: public fields only, texts masked.
 
-What the public tracking page shows, no more: the status, the department, the public reply
-(`status_notes`, masked with the complainant's contact as the page masks it) and the
-deadline; besides, the description and the address, masked as observers and exports see
-free text (the complainant's name, phone and email, and anything that looks like a phone,
-ID-card number or email address). Never a name, phone, email, account, device or media
-address. A case from another channel is listed too, without a place.
+Free text only for cases filed through this API (channel `api`), whose callers publish
+them: the description, the public reply (`status_notes`), the address, lat/long and
+`media_url`, the texts masked as observers and exports see free text (the complainant's
+name, phone and email, and anything that looks like a phone, ID-card number or email
+address). A case of any other channel (web form, email, phone) is listed with its status,
+service, department and dates only: its citizen never agreed to publication, and /track
+shows its texts only with the query code. Never a name, phone, email, account or device.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from intake.submission import Channel
 from triage.cases import citizens_to_call
 from triage.models import OPEN_STATUSES, Case, CaseEvent, Department, Status
 from triage.privacy import mask_text
@@ -85,22 +87,33 @@ def listed_request(
         notes = _("Merged into %(number)s", number=case.merge_target.tracking_number)
     filed = filed or {}
     updated = max((e.at for e in case.events), default=case.received_at)
-    return {
+    listed: dict[str, Any] = {
         "service_request_id": case.tracking_number,
         "status": "open" if open_ else "closed",
-        "status_notes": notes or None,
+        "status_notes": None,
         "service_name": service.name if service else None,
         "service_code": service.code if service else None,
-        "description": masked(case.body),
+        "description": None,
         "agency_responsible": _department_name(case.department, english),
         "service_notice": None,
         "requested_datetime": w3c(case.received_at, zone),
         "updated_datetime": w3c(updated, zone),
         "expected_datetime": w3c(case.due_at, zone) if open_ else None,
-        "address": masked(str(filed["address_string"])) if filed.get("address_string") else None,
-        "address_id": masked(str(filed["address_id"])) if filed.get("address_id") else None,
+        "address": None,
+        "address_id": None,
         "zipcode": None,
-        "lat": filed.get("lat"),
-        "long": filed.get("long"),
+        "lat": None,
+        "long": None,
         "media_url": None,
     }
+    if case.channel != Channel.API:
+        return listed
+    listed.update(
+        status_notes=notes or None,
+        description=masked(case.body),
+        address=masked(str(filed["address_string"])) if filed.get("address_string") else None,
+        address_id=masked(str(filed["address_id"])) if filed.get("address_id") else None,
+        lat=filed.get("lat"),
+        long=filed.get("long"),
+    )
+    return listed
