@@ -54,7 +54,14 @@ FIELDS = (
     "message_id",
     "messages",
     "events",
+    "api_address",
+    "api_lat",
+    "api_long",
+    "api_media_url",
 )
+# The action of the event that records what an Open311 client sent beside the description
+# (web/open311/registration.py): the place and the media address.
+API_FILED = "api_filed"
 
 
 def _time(value: datetime | None, tz: ZoneInfo) -> str | None:
@@ -90,13 +97,17 @@ def case_record(
     messages: Sequence[str] = (),
     findings: Sequence[CaseFinding] = (),
     now: datetime | None = None,
+    api_filed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One case as a flat record; ``masked``: personal data masked, in free text too.
     ``messages``: the texts of later messages on the case (threaded replies, bounces),
     oldest first. ``findings``: the case's findings of the last supervision tick, listed as
     ``{rule, combination, severity, since}``; ``overdue`` is the case's state at ``now``
     (default: the current time). ``visits`` are the return visits to the case's own
-    complainant, without their notes (free text about the citizen)."""
+    complainant, without their notes (free text about the citizen). ``api_filed``: the
+    detail of the case's ``api_filed`` event (cases filed through Open311): ``api_address``
+    (the address, or else the address id, masked like free text), ``api_lat`` /
+    ``api_long`` (degrees) and ``api_media_url`` (masked like free text); None otherwise."""
     visit = case.latest_visit
     now = now or datetime.now(UTC)
 
@@ -166,6 +177,18 @@ def case_record(
         "message_id": _message_id(case, text),
         "messages": [text(m) for m in messages],
         "events": events,
+        **_api_fields(api_filed or {}, text),
+    }
+
+
+def _api_fields(filed: dict[str, Any], text: Callable[[str], str]) -> dict[str, Any]:
+    address = str(filed.get("address_string") or filed.get("address_id") or "")
+    media = str(filed.get("media_url") or "")
+    return {
+        "api_address": text(address) if address else None,
+        "api_lat": filed.get("lat"),
+        "api_long": filed.get("long"),
+        "api_media_url": text(media) if media else None,
     }
 
 
@@ -202,9 +225,20 @@ def iter_records(
         findings: dict[int, list[CaseFinding]] = {}
         for f in session.scalars(select(CaseFinding).where(CaseFinding.case_id.in_(ids))):
             findings.setdefault(f.case_id, []).append(f)
+        filed = {
+            cid: dict(detail or {})
+            for cid, detail in session.execute(
+                select(CaseEvent.case_id, CaseEvent.detail).where(
+                    CaseEvent.case_id.in_([c.id for c in cases if c.channel == Channel.API]),
+                    CaseEvent.action == API_FILED,
+                )
+            )
+        }
         for c in cases:
             texts = [m.text for m in later.get(c.id, [])]
-            yield case_record(c, n.get(c.id, 0), tz, masked, texts, findings.get(c.id, ()), now)
+            yield case_record(
+                c, n.get(c.id, 0), tz, masked, texts, findings.get(c.id, ()), now, filed.get(c.id)
+            )
         last_id = ids[-1]
         session.expunge_all()
 

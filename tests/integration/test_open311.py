@@ -153,6 +153,45 @@ def test_a_request_becomes_a_case_on_channel_api_like_any_other(
     assert "市生态环境局民声分局" in filed_line.group(1)  # the caller's service, as a hint
 
 
+def test_staff_see_the_place_media_and_attributes_observers_no_key(
+    client: Any, runtime: Any, login_as: Any
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from triage.export import iter_records
+
+    key = new_key(runtime)
+    media = "https://img.example.com/p.jpg?a=1&b=<x>"
+    r = post(client, key, address_string="幸福路12号 王小明家", media_url=media,
+             **{"attribute[floor]": "3楼"}, **CONTACT)  # fmt: skip
+    number = r.get_json()[0]["service_request_id"]
+
+    html = login_as("supervisor").get(f"/board/cases/{number}").get_data(as_text=True)
+    panel = re.search(r'<section class="open311-filed".*?</section>', html, flags=re.S)
+    assert panel is not None, "the case page shows nothing of what the API sent"
+    panel_html = panel.group(0)
+    assert "幸福路12号 王小明家" in panel_html and "31.2304, 121.4737" in panel_html
+    assert "3楼" in panel_html and key[:8] in panel_html and "市民App" in panel_html
+    link = re.search(r'<a href="([^"]*)" rel="([^"]*)"', panel_html)
+    assert link is not None and link.group(1) == media.replace("&", "&amp;").replace(
+        "<", "&lt;"
+    ).replace(">", "&gt;")
+    assert {"noopener", "noreferrer"} <= set(link.group(2).split())
+    assert "<img" not in panel_html and "<x>" not in html
+
+    seen = login_as("observer").get(f"/board/cases/{number}").get_data(as_text=True)
+    assert "幸福路12号" in seen and "王小明家" not in seen
+    assert key[:8] not in seen and "市民App" not in seen and 'href="https://img' not in seen
+
+    with runtime.sessions() as s:
+        tz = ZoneInfo("Asia/Shanghai")
+        (raw,) = list(iter_records(s, tz, masked=False))
+        (masked,) = list(iter_records(s, tz, masked=True))
+    assert raw["api_address"] == "幸福路12号 王小明家" and raw["api_media_url"] == media
+    assert (raw["api_lat"], raw["api_long"]) == (31.2304, 121.4737)
+    assert masked["api_address"].startswith("幸福路12号") and "王小明" not in masked["api_address"]
+
+
 def test_xml_post_and_an_urgent_hazard_skip_the_queue_as_on_the_form(
     client: Any, runtime: Any
 ) -> None:

@@ -125,7 +125,9 @@ def file_request(
     suggested = case.suggested_department.code if case.suggested_department else None
     case.record(
         FILED_ACTION,
-        f"api key {key.prefix}",
+        # Not the key's prefix: the timeline is shown to observers too; the case page's
+        # Open311 panel shows the key to staff who see personal data.
+        "Open311 API",
         now,
         api_key_id=key.id,
         api_key=key.prefix,
