@@ -12,8 +12,9 @@ Words separated by spaces must all occur (a phone typed with spaces is one word)
 the query's rarest gram (newest cases first, at most `SEARCH_CAP` matches), checks the other
 grams by primary-key lookups, and checks the text itself (`case_search`) unless the query is
 one gram, which the index answers exactly. Results are ranked by the field matched (tracking
-number, contact, subject, body, replies), then newest first. A query with no indexed gram
-(one Chinese character, two letters) is answered by a scan that stops at `SEARCH_CAP` matches.
+number, contact, subject, body, replies), then newest first. A whole tracking number is looked
+up by the unique index on numbers first. A query with no indexed gram (one Chinese character,
+two letters) is answered by a scan that stops at `SEARCH_CAP` matches.
 """
 
 from __future__ import annotations
@@ -196,6 +197,30 @@ def search_cases(
     terms = search_terms(query)
     if not terms:
         return SearchResult([], False)
+    if len(terms) == 1 and _TRACKING_NUMBER.fullmatch(terms[0]):
+        # A whole tracking number names its case (and the case it was merged into): read
+        # through the unique index on numbers, not the grams its digits share with every case.
+        number = terms[0].upper()
+        merged = aliased(Case)
+        named = [
+            i
+            for i in session.scalars(
+                select(Case.id)
+                .where(Case.tracking_number == number)
+                .union_all(select(merged.merged_into_id).where(merged.tracking_number == number))
+            )
+            if i is not None
+        ]
+        found = (
+            session.execute(
+                select(Case.id, Case.tracking_number).where(Case.id.in_(named), *where)
+            ).all()
+            if named
+            else []
+        )
+        if found:
+            # The case of that number first, then the one it went into.
+            return SearchResult([r.id for r in sorted(found, key=lambda r: r[1] != number)], False)
     grams, exact = _query_grams(terms)
     scope = MASKED_FIELDS if masked else STAFF_FIELDS
     if not grams:
