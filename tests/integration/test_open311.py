@@ -368,6 +368,28 @@ def test_cases_of_other_channels_are_listed_without_any_text(client: Any, runtim
     assert "现场处理" in api["status_notes"] and api["address"] == "幸福路12号"
 
 
+def test_service_code_is_the_callers_until_dispatch_then_the_departments(
+    client: Any, runtime: Any
+) -> None:
+    key = new_key(runtime)
+    number = post(client, key, service_code="urban").get_json()[0]["service_request_id"]
+
+    def codes(query: str) -> list[str]:
+        return [
+            r["service_request_id"] for r in client.get(f"{API}/requests.json?{query}").get_json()
+        ]
+
+    (one,) = client.get(f"{API}/requests/{number}.json").get_json()
+    assert one["service_code"] == "urban" and one["service_name"] == "城乡建设"
+    assert codes("service_code=urban") == [number] and codes("service_code=environment") == []
+
+    _dispatch_and_reply(runtime, number, "执法队已到现场处理。")  # to environment
+    (one,) = client.get(f"{API}/requests/{number}.json").get_json()
+    assert one["service_code"] == "environment"
+    assert codes("service_code=environment") == [number] and codes("service_code=urban") == []
+    assert codes("service_code=urban,environment") == [number]
+
+
 def test_the_list_keeps_to_90_days_and_pages(client: Any, runtime: Any) -> None:
     from intake.submission import Channel, Submission
 

@@ -111,7 +111,7 @@ def test_list_filters_default_to_the_last_90_days_and_check_every_value() -> Non
         SERVICES, ZONE, NOW, 50,
     )  # fmt: skip
     assert q.start == datetime(2026, 11, 1, tzinfo=UTC) and q.end is None
-    assert (q.department_codes, q.status, q.page, q.page_size) == (
+    assert (q.service_codes, q.status, q.page, q.page_size) == (
         ("urban", "environment"),
         "closed",
         3,

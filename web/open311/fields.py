@@ -206,12 +206,12 @@ def parse_new_request(form: Mapping[str, str], services: Sequence[Service]) -> N
 @dataclass(frozen=True)
 class ListQuery:
     """GET requests: either `numbers` (service_request_id; then the rest is ignored, as the
-    spec says) or the window [`start`, `end`] with optional departments and status."""
+    spec says) or the window [`start`, `end`] with optional services and status."""
 
     numbers: tuple[str, ...] = ()
     start: datetime | None = None
     end: datetime | None = None
-    department_codes: tuple[str, ...] | None = None
+    service_codes: tuple[str, ...] | None = None
     status: str | None = None  # "open" / "closed" / None (both)
     page: int = 1
     page_size: int = 50
@@ -277,15 +277,15 @@ def parse_list_query(
             raise bad("service_request_id", f"at most {IDS_MAX} at once")
         return ListQuery(numbers=numbers, page=page, page_size=page_size)
 
-    departments: tuple[str, ...] | None = None
+    service_codes: tuple[str, ...] | None = None
     codes = _value(args, "service_code", 1000)
     if codes:
-        by_code = {s.code: s for s in services}
+        known = {s.code for s in services}
         wanted = [c.strip() for c in codes.split(",") if c.strip()]
-        unknown = [c for c in wanted if c not in by_code]
+        unknown = [c for c in wanted if c not in known]
         if unknown:
             raise bad("service_code", f"no such service: {unknown[0][:100]}")
-        departments = tuple(dict.fromkeys(by_code[c].department_code for c in wanted))
+        service_codes = tuple(dict.fromkeys(wanted))
 
     status = _given(args, "status", 20)
     if status is not None:
@@ -305,7 +305,7 @@ def parse_list_query(
     return ListQuery(
         start=start,
         end=end,
-        department_codes=departments,
+        service_codes=service_codes,
         status=status,
         page=page,
         page_size=page_size,

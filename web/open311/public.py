@@ -49,6 +49,23 @@ def filed_details(session: Session, case_ids: Sequence[int]) -> dict[int, dict[s
     return {case_id: dict(detail or {}) for case_id, detail in rows}
 
 
+def service_of_case(
+    case: Case, services: Sequence[Service], filed: dict[str, Any] | None
+) -> Service | None:
+    """The service a case is listed under: the caller's service_code (an api case's hint)
+    until a person dispatches the case; once dispatched, its department's first service;
+    a case of another channel not yet dispatched, the suggested department's."""
+    if case.department is not None:
+        return service_of_department(services, case.department.code)
+    hint = (filed or {}).get("service_code")
+    if case.channel == Channel.API and hint:
+        found = next((s for s in services if s.code == hint), None)
+        if found is not None:
+            return found
+    department = case.suggested_department
+    return service_of_department(services, department.code) if department else None
+
+
 def _department_name(department: Department | None, english: bool) -> str | None:
     if department is None:
         return None
@@ -76,8 +93,8 @@ def listed_request(
         )
 
     shown = public_case(case, merged)
-    department = case.department or case.suggested_department
-    service = service_of_department(services, department.code) if department else None
+    filed = filed or {}
+    service = service_of_case(case, services, filed)
     open_ = case.status in OPEN_STATUSES
     notes = shown.reply
     if case.status == Status.REJECTED:
@@ -85,7 +102,6 @@ def listed_request(
         notes = " ".join(p for p in parts if p)
     elif case.status == Status.MERGED and case.merge_target is not None:
         notes = _("Merged into %(number)s", number=case.merge_target.tracking_number)
-    filed = filed or {}
     updated = max((e.at for e in case.events), default=case.received_at)
     listed: dict[str, Any] = {
         "service_request_id": case.tracking_number,

@@ -10,28 +10,35 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from intake.submission import Channel
 from triage.api_keys import ApiKey, verify_key
 from triage.cases import normalise_tracking_number
-from triage.models import OPEN_STATUSES, Case, Department
+from triage.models import OPEN_STATUSES, Case, CaseEvent, Department
 from web import db, runtime, throttle
 from web.open311 import bp
 from web.open311.fields import parse_list_query, parse_new_request
 from web.open311.formats import ApiError, format_of_request, render, render_error
 from web.open311.openapi import openapi_document
 from web.open311.public import filed_details, listed_request
-from web.open311.registration import file_request, number_of_token, request_token
-from web.open311.services import Service, as_spec, services_of
+from web.open311.registration import (
+    FILED_ACTION,
+    file_request,
+    number_of_token,
+    request_token,
+)
+from web.open311.services import Service, as_spec, service_of_department, services_of
 
 FMT = "<any(json, xml):fmt>"
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
@@ -216,14 +223,8 @@ def list_requests(fmt: str) -> Response:
             q = q.where(Case.received_at >= query.start)
         if query.end is not None:
             q = q.where(Case.received_at <= query.end)
-        if query.department_codes is not None:
-            ids = select(Department.id).where(Department.code.in_(query.department_codes))
-            q = q.where(
-                or_(
-                    Case.department_id.in_(ids),
-                    and_(Case.department_id.is_(None), Case.suggested_department_id.in_(ids)),
-                )
-            )
+        if query.service_codes is not None:
+            q = q.where(_listed_under(query.service_codes, services_))
         if query.status == "open":
             q = q.where(Case.status.in_(OPEN_STATUSES))
         elif query.status == "closed":
@@ -235,6 +236,27 @@ def list_requests(fmt: str) -> Response:
     zone, english = _zone(), _english()
     listed = [listed_request(s, c, services_, zone, english, filed.get(c.id)) for c in cases]
     return render(fmt, "service_requests", listed)
+
+
+def _listed_under(codes: Sequence[str], services_: Sequence[Service]) -> ColumnElement[bool]:
+    """Cases whose listed service (public.service_of_case) is one of `codes`: dispatched
+    ones by their department's first service, api cases not yet dispatched by the caller's
+    service_code, others by the suggested department's first service."""
+    firsts = {s.department_code for s in services_ if s.code in codes}
+    departments = [
+        d for d in firsts if (first := service_of_department(services_, d)) and first.code in codes
+    ]
+    ids = select(Department.id).where(Department.code.in_(departments))
+    hinted = select(CaseEvent.case_id).where(
+        CaseEvent.action == FILED_ACTION,
+        CaseEvent.detail["service_code"].as_string().in_(list(codes)),
+    )
+    waiting = Case.department_id.is_(None)
+    return or_(
+        Case.department_id.in_(ids),
+        and_(waiting, Case.channel == Channel.API, Case.id.in_(hinted)),
+        and_(waiting, Case.channel != Channel.API, Case.suggested_department_id.in_(ids)),
+    )
 
 
 @bp.get(f"/requests/<request_id>.{FMT}")
