@@ -340,6 +340,8 @@ class Open311Settings(Section):
     retry_window_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
     # Cases in one page of GET requests, unless the client asks for fewer (page_size).
     page_size: Annotated[int, Field(ge=1, le=1000)] = 50
+    # A request body (POST requests) over this many KiB is refused (413) before it is read.
+    max_body_kb: Annotated[int, Field(ge=1, le=10_240)] = 64
     contact: str = ""  # discovery's contact line, e.g. the office's address for developers
 
 

@@ -457,6 +457,39 @@ def test_errors_come_in_the_spec_format_with_the_right_status(
         assert s.scalars(select(Case)).all() == []  # no error left a case behind
 
 
+def test_a_body_over_the_limit_is_refused_before_it_is_read(client: Any, runtime: Any) -> None:
+    import io
+
+    key = new_key(runtime)
+    big = {"api_key": key, "service_code": "environment", "description": NOISE,
+           "lat": "31.2", "long": "121.4", "attribute[x]": "路" * 30_000}  # fmt: skip
+    for fmt in ("json", "xml"):
+        status, text = error_of(client.post(f"{API}/requests.{fmt}", data=big), fmt)
+        assert status == 413 and "64 KiB" in text
+    # Without a Content-Length (chunked), reading stops at the limit.
+    body = b"api_key=" + key.encode() + b"&service_code=environment&description=" + b"x" * 70_000
+    r = client.post(
+        f"{API}/requests.json",
+        input_stream=io.BytesIO(body),
+        content_type="application/x-www-form-urlencoded",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},  # as a server passes chunks on
+    )
+    assert error_of(r, "json")[0] == 413
+    with runtime.sessions() as s:
+        assert s.scalars(select(Case)).all() == []
+    small = body[: body.index(b"=x") + 1] + NOISE.encode() + b"&lat=31.2&long=121.4"
+    r = client.post(
+        f"{API}/requests.json",
+        input_stream=io.BytesIO(small),
+        content_type="application/x-www-form-urlencoded",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert r.status_code == 201, r.get_data(as_text=True)
+    assert post(client, key).status_code == 201  # a usual request still goes through
+
+
 def test_the_api_needs_no_csrf_token_but_every_other_form_does(client: Any, runtime: Any) -> None:
     key = new_key(runtime)
     assert post(client, key).status_code == 201  # no csrf_token sent

@@ -8,6 +8,7 @@ client address; creating a request needs a key.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.wsgi import get_content_length
 
 from intake.submission import Channel
 from triage.api_keys import ApiKey, verify_key
@@ -124,6 +126,29 @@ def _count(limit: throttle.Limit, now: datetime) -> None:
             f"too many requests; try again in {seconds} seconds",
             {"Retry-After": str(seconds)},
         )
+
+
+@bp.before_request
+def _limit_body() -> None:
+    """Refuses a body over [open311] max_body_kb (413) before anything reads it: by its
+    Content-Length, or, for a body without one, when reading passes the limit."""
+    limit = runtime().settings.open311.max_body_kb * 1024
+    too_large = ApiError(413, f"the request body is over {limit // 1024} KiB")
+    request.max_content_length = limit
+    environ = request.environ
+    length = get_content_length(environ)
+    if length is not None and length > limit:
+        raise too_large
+    if length is None and environ.get("wsgi.input_terminated"):
+        # A chunked body: werkzeug would cut it at the limit silently and parse the rest.
+        # Read it here, at most one byte past the limit, and hand on what was read.
+        body = environ["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            raise too_large
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ.pop("wsgi.input_terminated", None)
 
 
 @bp.get(f"/discovery.{FMT}")
@@ -312,7 +337,7 @@ def http_error_answer(e: HTTPException) -> Response:
         400: "the request is malformed",
         404: "nothing here: see discovery.json and openapi.json for the endpoints",
         405: "this address does not take this method",
-        413: "the request is too large",
+        413: "the request body is too large",
     }
     headers = {}
     if isinstance(e, MethodNotAllowed) and e.valid_methods:
