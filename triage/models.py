@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -34,6 +35,7 @@ from sqlalchemy.orm import (
     mapped_column,
     relationship,
 )
+from sqlalchemy.orm.attributes import flag_modified
 
 from intake.submission import Kind
 from triage.rejection import RejectionReason
@@ -442,6 +444,20 @@ def _actor_fields(actor: Actor) -> tuple[int | None, str]:
     return None, actor or "system"
 
 
+# Events that only log mail in and out of a case (the outbox, the mail intake): they change
+# no decision, and a sender or intake must not fail because a supervisor acted meanwhile.
+UNVERSIONED_ACTIONS = frozenset(
+    {
+        "mail_queued",
+        "mail_sent",
+        "mail_deferred",
+        "mail_failed",
+        "message_added",
+        "attachments_refused",
+    }
+)
+
+
 class Case(Base):
     """One complaint, suggestion, inquiry or praise, from receipt to close (工单)."""
 
@@ -605,9 +621,19 @@ class Case(Base):
         public: bool = False,
         **detail: Any,
     ) -> CaseEvent:
-        """Append an event, moving the case to `to_status` if given."""
+        """Append an event, moving the case to `to_status` if given.
+
+        Every event except the mail bookkeeping of `UNVERSIONED_ACTIONS` also marks the
+        case's row changed, so that its flush checks and bumps `version`: of two decisions
+        taken at once on the same case (a head signing a draft off while returning it, two
+        extension requests), the second fails with StaleDataError even when it only adds a
+        child row, instead of both being stored.
+        """
         actor_id, actor_name = _actor_fields(actor)
         from_status = self.status
+        if action not in UNVERSIONED_ACTIONS and sa_inspect(self).persistent:
+            # A new case is inserted anyway; a loaded one has `status` in its dict.
+            flag_modified(self, "status")
         if to_status is not None:
             self.status = to_status
         ev = CaseEvent(
