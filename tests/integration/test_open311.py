@@ -226,8 +226,19 @@ def test_a_retry_within_the_window_gets_the_same_case(client: Any, runtime: Any)
     assert len(numbers) == 4
     assert by_account[0] == by_account[1]
     assert anonymous[0][0]["service_request_id"] != anonymous[1][0]["service_request_id"]
+    # A differing contact is another citizen on the same device: a new case and a new code.
+    contact = [post(client, key, device_id="phone-3", **CONTACT).get_json()[0]]
+    for changed_field in ({"phone": "13900001111"}, {"email": "li@example.com"},
+                          {"first_name": "小红"}):  # fmt: skip
+        contact.append(
+            post(client, key, device_id="phone-3", **{**CONTACT, **changed_field}).get_json()[0]
+        )
+    contact.append(post(client, key, device_id="phone-3", **CONTACT).get_json()[0])
+    assert len({c["service_request_id"] for c in contact[:4]}) == 4
+    assert len({c["query_code"] for c in contact[:4]}) == 4
+    assert contact[4] == contact[0]  # the first contact again: a retry
     with runtime.sessions() as s:
-        assert len(s.scalars(select(Case).where(Case.channel == "api")).all()) == 7
+        assert len(s.scalars(select(Case).where(Case.channel == "api")).all()) == 11
 
     # Past the window the same request is a new report.
     with runtime.sessions() as s, s.begin():

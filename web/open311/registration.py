@@ -2,12 +2,12 @@
 channel uses (triage.cases.register): classified, routed and deadlined the same way.
 
 Retries: a client that lost the answer sends the same request again. The same key, the same
-`device_id` (or, without one, `account_id`) and the same service and description within
-`window` give the case made the first time, with the same query code. The external id is
-``api:<key id>:<24 hex of the request's hash>:<window number>``, so two such requests at the
-same moment collide on the (channel, external id) constraint and make one case; the earlier
-one is also found across the edge of a window. Without device_id and account_id nothing
-tells a retry from a second report: each request is a case of its own.
+`device_id` (or, without one, `account_id`) and the same service, description and contact
+(name, phone, email) within `window` give the case made the first time, with the same query
+code. The external id is ``api:<key id>:<24 hex of the request's hash>:<window number>``,
+so two such requests at the same moment collide on the (channel, external id) constraint and
+make one case; the earlier one is also found across the edge of a window. Without device_id
+and account_id nothing tells a retry from a second report: each request is a case of its own.
 
 The key and what the client said beyond the description are recorded on the case: its
 `api_key_id`, and an ``api_filed`` event whose detail holds the key (id, prefix, name),
@@ -58,7 +58,9 @@ def _digest(key: ApiKey, new: NewRequest) -> str | None:
     who = new.device_id or new.account_id
     if not who:
         return None
-    text = "\n".join((who, new.service.code, new.description))
+    # The contact too: the same words from a differing phone, email or name are another
+    # citizen's report (a shared device at a service counter), never a retry.
+    text = "\n".join((who, new.service.code, new.description, new.name, new.phone, new.email))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
