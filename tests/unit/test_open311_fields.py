@@ -199,3 +199,13 @@ def test_the_subject_is_the_first_line_shortened() -> None:
     assert subject_of("路灯坏了\n三天了") == "路灯坏了"
     long = subject_of("很" * 100)
     assert len(long) == 40 and long.endswith("...")
+
+
+def test_a_plus_of_an_offset_that_came_as_a_space_is_read_as_plus() -> None:
+    # `?start_date=2026-11-30T10:00:00+08:00` unencoded: the query string gives a space.
+    args = {"start_date": "2026-11-30T10:00:00 08:00", "end_date": "2026-11-30T12:00:00 0800"}
+    q = parse_list_query(args, SERVICES, ZONE, NOW, 50)
+    assert q.start == datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
+    assert q.end == datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
+    minus = parse_list_query({"start_date": "2026-11-30T10:00:00-05:00"}, SERVICES, ZONE, NOW, 50)
+    assert minus.start == datetime(2026, 11, 30, 15, 0, tzinfo=UTC)

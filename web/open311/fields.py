@@ -42,7 +42,7 @@ _PAGE = re.compile(r"^\d{1,9}$")
 _URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
 _W3C = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
-    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,30}))?)?([Zz]|[+-]\d{2}:?\d{2})?)?$"
+    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,30}))?)?([Zz]|[+\- ]\d{2}:?\d{2})?)?$"
 )
 
 
@@ -219,7 +219,8 @@ class ListQuery:
 
 def parse_datetime(raw: str, name: str, zone: ZoneInfo, end_of_day: bool = False) -> datetime:
     """A W3C / RFC 3339 date-time (``2026-11-30T09:00:00+08:00``, ``…Z``, any fraction of a
-    second, a leap second read as :59) or a date (the start of that local day; with
+    second, a leap second read as :59; ``T10:00:00 08:00`` as +08:00, a "+" that came
+    unencoded in a query string) or a date (the start of that local day; with
     `end_of_day`, its end), as aware UTC. Without an offset: local time of `zone`. A time
     beyond what a datetime holds in UTC (year 1 east of Greenwich) is the earliest or the
     latest datetime; a filter with it simply takes everything before or after."""
@@ -250,7 +251,8 @@ def parse_datetime(raw: str, name: str, zone: ZoneInfo, end_of_day: bool = False
             if hours > 23 or minutes > 59:
                 raise ValueError(offset)
             delta = timedelta(hours=hours, minutes=minutes)
-            value = local.replace(tzinfo=timezone(delta if offset[0] == "+" else -delta))
+            # A space: a "+" of the query string that arrived unencoded (+ means space).
+            value = local.replace(tzinfo=timezone(-delta if offset[0] == "-" else delta))
     except ValueError as e:
         raise bad(name, "a date-time such as 2026-11-30T09:00:00+08:00") from e
     try:
