@@ -244,7 +244,7 @@ def test_the_command_makes_lists_and_revokes_keys_and_cases_name_theirs(
     assert "revoked already" in again.output
     active = _run("api-key", "list", "--active", "--json", "--config", str(config_file))
     assert [row["name"] for row in json.loads(active.stdout)] == ["邻区热线"]
-    refused = client.get(f"/open311/v2/requests/{number}.json?api_key={key['key']}")
+    refused = client.get(f"/open311/v2/requests/{number}.json", headers={"X-Api-Key": key["key"]})
     assert refused.status_code == 403
     empty = _run("api-key", "add", "  ", "--config", str(config_file))
     assert empty.exit_code != 0 and "name" in empty.output
@@ -275,7 +275,7 @@ def test_only_administrators_manage_keys_on_the_page_and_see_a_new_one_once(
     later = admin.get("/admin/api-keys").get_data(as_text=True)
     assert key not in later and key[:9] in later and "市民App" in later
 
-    ok = client.get(f"/open311/v2/services.json?api_key={key}")
+    ok = client.get("/open311/v2/services.json", headers={"X-Api-Key": key})
     assert ok.status_code == 200
     key_id = re.search(r'<tr data-key="(\d+)"', later).group(1)
     assert admin.post(f"/admin/api-keys/{key_id}/revoke").status_code == 400  # no CSRF token
@@ -285,7 +285,7 @@ def test_only_administrators_manage_keys_on_the_page_and_see_a_new_one_once(
         follow_redirects=True,
     )
     assert revoked.status_code == 200 and key[:9] in revoked.get_data(as_text=True)
-    assert client.get(f"/open311/v2/services.json?api_key={key}").status_code == 403
+    assert client.get("/open311/v2/services.json", headers={"X-Api-Key": key}).status_code == 403
     assert (
         admin.post(
             "/admin/api-keys/999999/revoke", data={"csrf_token": csrf_from(later)}

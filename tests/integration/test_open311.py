@@ -451,7 +451,10 @@ def test_errors_come_in_the_spec_format_with_the_right_status(
     assert error_of(post(client, "", fmt), fmt)[0] == 403
     assert error_of(post(client, "ms_wrong", fmt), fmt)[0] == 403
     assert error_of(post(client, key[:-2], fmt), fmt)[0] == 403
-    assert error_of(client.get(f"{API}/requests.{fmt}?api_key=ms_wrong"), fmt)[0] == 403
+    wrong = {"X-Api-Key": "ms_wrong"}
+    assert error_of(client.get(f"{API}/requests.{fmt}", headers=wrong), fmt)[0] == 403
+    status, text = error_of(client.get(f"{API}/requests.{fmt}?api_key={key}"), fmt)
+    assert status == 400 and "X-Api-Key" in text  # never in the address
     assert error_of(client.get(f"{API}/requests/MS-2026-999999.{fmt}"), fmt)[0] == 404
     assert error_of(client.get(f"{API}/requests/nonsense.{fmt}"), fmt)[0] == 404
     assert error_of(client.get(f"{API}/tokens/MS-2026-000001_0000.{fmt}"), fmt)[0] == 404
@@ -522,7 +525,9 @@ def test_each_key_is_rate_limited_and_so_are_reads_without_one(tmp_path: Any, db
     runtime = app.extensions["minsheng"]
     try:
         busy, quiet = new_key(runtime, "busy"), new_key(runtime, "quiet")
-        answers = [client.get(f"{API}/services.json?api_key={busy}") for _ in range(3)]
+        answers = [
+            client.get(f"{API}/services.json", headers={"X-Api-Key": busy}) for _ in range(3)
+        ]
         assert [a.status_code for a in answers] == [200, 200, 200]
         refused = post(client, busy, "xml")
         assert error_of(refused, "xml")[0] == 429 and int(refused.headers["Retry-After"]) >= 1
@@ -533,14 +538,20 @@ def test_each_key_is_rate_limited_and_so_are_reads_without_one(tmp_path: Any, db
             429,
         ]
         # Guessing keys from one address is slowed down like reading without a key.
-        guesses = [client.get(f"{API}/services.json?api_key=ms_guess{i}") for i in range(3)]
+        guesses = [
+            client.get(f"{API}/services.json", headers={"X-Api-Key": f"ms_guess{i}"})
+            for i in range(3)
+        ]
         assert [g.status_code for g in guesses] == [403, 403, 429]
         # The configured jurisdiction, and no other.
         ok = client.get(
-            f"{API}/services.json?api_key={quiet}&jurisdiction_id=minsheng.example.gov.cn"
+            f"{API}/services.json?jurisdiction_id=minsheng.example.gov.cn",
+            headers={"X-Api-Key": quiet},
         )
         assert ok.status_code == 200
-        other = client.get(f"{API}/services.json?api_key={quiet}&jurisdiction_id=elsewhere.gov")
+        other = client.get(
+            f"{API}/services.json?jurisdiction_id=elsewhere.gov", headers={"X-Api-Key": quiet}
+        )
         assert error_of(other, "json")[0] == 404
     finally:
         runtime.engine.dispose()
@@ -589,6 +600,7 @@ MALFORMED: list[tuple[str, str, dict[str, str]]] = [
     ("get", "services/%00.json", {}),
     ("get", "services/urban.html", {}),
     ("get", "requests.json?api_key=%00", {}),
+    ("get", "requests.json?api_key=ms_x", {}),
     ("get", "requests%0A.json", {}),
     ("put", "requests.json", {}),
     ("patch", "services.xml", {}),
@@ -630,3 +642,8 @@ def test_openapi_describes_every_endpoint(client: Any) -> None:
     codes = post_["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
     assert "environment" in codes["properties"]["service_code"]["enum"]
     assert {"201", "400", "403", "429"} <= set(post_["responses"])
+    scheme = doc["components"]["securitySchemes"]["ApiKey"]
+    assert (scheme["in"], scheme["name"]) == ("header", "X-Api-Key")
+    reads = [p for op in doc["paths"].values() for m, o in op.items() if m == "get"
+             for p in o["parameters"]]  # fmt: skip
+    assert not any(p["in"] == "query" and p["name"] == "api_key" for p in reads)

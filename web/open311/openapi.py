@@ -100,7 +100,13 @@ JURISDICTION = _query(
     {"type": "string", "pattern": "^[A-Za-z0-9._-]{0,100}$"},
     "Optional; the configured jurisdiction only.",
 )
-API_KEY = _query("api_key", LINE, "Optional for reading; counted per key.")
+API_KEY = {
+    "name": "X-Api-Key",
+    "in": "header",
+    "required": False,
+    "schema": LINE,
+    "description": "Optional for reading; counted per key. Never in the query string (400).",
+}
 
 SCHEMAS: dict[str, Any] = {
     "Errors": {
@@ -445,9 +451,10 @@ def openapi_document(
             "securitySchemes": {
                 "ApiKey": {
                     "type": "apiKey",
-                    "in": "query",
-                    "name": "api_key",
-                    "description": "In the query string or as the form field api_key.",
+                    "in": "header",
+                    "name": "X-Api-Key",
+                    "description": "In the X-Api-Key header, or as the form field api_key of "
+                    "a POST; a key in the query string is refused (400).",
                 },
             },
         },

@@ -2,7 +2,8 @@
 
 Each endpoint answers in JSON or XML by its address's ending (`.json` / `.xml`); errors come
 in the spec's error format, in the same format (see web/open311/formats.py). Every call is
-counted against a limit first (web/throttle.py): per key when it carries `api_key`, else per
+counted against a limit first (web/throttle.py): per key when it carries one (the
+`X-Api-Key` header, or the form field `api_key` of a POST; never the query string), else per
 client address; creating a request needs a key.
 """
 
@@ -77,7 +78,14 @@ def _guard(now: datetime, need_key: bool = False) -> ApiKey | None:
     settings = runtime().settings.open311
     if not settings.enabled:
         raise ApiError(404, "this office has switched the Open311 interface off")
-    presented = (request.values.get("api_key") or "").strip()
+    if "api_key" in request.args:
+        # In the address a key ends up in server logs, proxies and browser histories.
+        raise ApiError(
+            400,
+            "api_key: not in the query string; send it in the X-Api-Key header "
+            "or as the form field api_key of a POST",
+        )
+    presented = (request.headers.get("X-Api-Key") or request.form.get("api_key") or "").strip()
     if need_key and not presented:
         raise ApiError(403, "api_key: required to create a request; ask the office for one")
     if presented:
