@@ -1327,6 +1327,12 @@ class Case(Base):
             raise IllegalTransition(N_("That check is not of this case."))
         if check.result != SpotCheckResult.PENDING:
             raise IllegalTransition(N_("This check was already recorded."))
+        if self.status != Status.CLOSED:
+            # Reopened since the draw (by another check's failure or otherwise): a result now
+            # would contradict the case's state; the check that reopened it stands.
+            raise IllegalTransition(
+                N_("The case was reopened since it was drawn: this check no longer applies.")
+            )
         if method not in (VisitChannel.PHONE, VisitChannel.VISIT):
             raise IllegalTransition(N_("A check is a call or a visit."))
 

@@ -1,12 +1,19 @@
 """Unannounced spot checks (不定期抽查): random samples of recently closed cases, drawn so that
 anyone can re-do the draw and get the same sample, and the supervisors' verification of each.
 
-The population of a draw is every case with a close event ("closed" or
-"closed_without_visit") in the draw's window [window_start, window_end), ordered by tracking
-number. Events are append-only and the window ends when the draw is made, so the same query
-gives the same population at any later time: `redo_draw` re-runs it with the logged seed and
-must give the logged sample. The sample is `random.Random(seed).sample(population, k)`:
-seeded from a string, which Python hashes the same way on every platform and version since 3.2.
+The population of a draw made at `window_end` is every case that, at `window_end`:
+  - has a close event ("closed" or "closed_without_visit") in [window_start, window_end),
+  - is closed: its last status change (an event whose from_status differs from its
+    to_status) before `window_end` left it CLOSED, so a case reopened by a failed check or
+    rework is not drawn until it is closed again,
+  - has no check pending: no check of an earlier draw that was not recorded by then
+    (`SpotCheck.checked_at` unset or not before `window_end`), so a case is checked once at a
+    time and a draw holds each case once,
+ordered by tracking number. Events are append-only, draws and the time a check was recorded
+are fixed once written, and the window ends when the draw is made, so the same query gives
+the same population at any later time: `redo_draw` re-runs it with the logged seed and must
+give the logged sample. The sample is `random.Random(seed).sample(population, k)`: seeded
+from a string, which Python hashes the same way on every platform and version since 3.2.
 
 Like every use case, these functions flush and never commit.
 """
@@ -19,8 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, object_session, selectinload
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, aliased, object_session, selectinload
 
 from triage.deadlines import Deadlines
 from triage.models import (
@@ -32,6 +39,7 @@ from triage.models import (
     SpotCheck,
     SpotCheckDraw,
     SpotCheckResult,
+    Status,
     User,
 )
 
@@ -59,16 +67,43 @@ class Schedule:
 
 
 def population(session: Session, window_start: datetime, window_end: datetime) -> list[str]:
-    """Tracking numbers of the cases closed in [window_start, window_end), sorted."""
-    rows = session.scalars(
-        select(Case.tracking_number)
-        .join(CaseEvent, CaseEvent.case_id == Case.id)
+    """Tracking numbers of the cases closed in [window_start, window_end), still closed and
+    without a pending check at `window_end` (see the module's docstring), sorted."""
+    closed_in_window = (
+        select(CaseEvent.case_id)
         .where(
             CaseEvent.action.in_(CLOSE_ACTIONS),
             CaseEvent.at >= window_start,
             CaseEvent.at < window_end,
         )
         .distinct()
+        .subquery()
+    )
+    last_change = (
+        select(CaseEvent.case_id, func.max(CaseEvent.id).label("event_id"))
+        .where(
+            CaseEvent.case_id.in_(select(closed_in_window.c.case_id)),
+            CaseEvent.at < window_end,
+            CaseEvent.from_status != CaseEvent.to_status,
+        )
+        .group_by(CaseEvent.case_id)
+        .subquery()
+    )
+    status_event = aliased(CaseEvent)
+    pending_then = (
+        select(SpotCheck.id)
+        .join(SpotCheckDraw, SpotCheckDraw.id == SpotCheck.draw_id)
+        .where(
+            SpotCheck.case_id == Case.id,
+            SpotCheckDraw.drawn_at < window_end,
+            or_(SpotCheck.checked_at.is_(None), SpotCheck.checked_at >= window_end),
+        )
+    )
+    rows = session.scalars(
+        select(Case.tracking_number)
+        .join(last_change, last_change.c.case_id == Case.id)
+        .join(status_event, status_event.id == last_change.c.event_id)
+        .where(status_event.to_status == Status.CLOSED, ~pending_then.exists())
     ).all()
     return sorted(rows)
 

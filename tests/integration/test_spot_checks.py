@@ -18,6 +18,7 @@ from triage.models import (
     Case,
     CaseEvent,
     Department,
+    IllegalTransition,
     SpotCheck,
     SpotCheckDraw,
     SpotCheckResult,
@@ -226,3 +227,85 @@ def test_the_command_draws_and_redoes(runtime: Any, config_file: Any) -> None:
     assert redone["same"] is True and redone["redone"] == drawn["sample"]
     result = runner.invoke(main, [*args, "--redo", "999"])
     assert result.exit_code != 0 and "no spot-check draw 999" in result.output
+
+
+def test_the_population_is_what_is_closed_and_unchecked_when_drawing(runtime: Any) -> None:
+    """A case reopened by a failed check is not drawn; a case whose check is still pending is
+    not drawn again; a check of a case reopened since is refused; and every draw can still be
+    redone after the cases moved on."""
+    a, b, c = make_closed(runtime, [1, 2, 3])
+    deadlines = runtime.settings.deadlines()
+    everything = Schedule(spot_check_sample=10, spot_check_window_days=30)
+    with runtime.sessions() as s, s.begin():
+        first = spot_checks.draw(s, NOW - timedelta(hours=3), everything, seed="one")
+        first_id = first.id
+        assert sorted(first.sample) == [a, b, c]
+        checks = {ch.case.tracking_number: ch for ch in first.checks}
+        spot_checks.record_check(
+            checks[a],
+            "supervisor",
+            NOW - timedelta(hours=2),
+            passed=False,
+            method="phone",
+            note="未解决",
+            deadlines=deadlines,
+        )
+        spot_checks.record_check(
+            checks[b],
+            "supervisor",
+            NOW - timedelta(hours=2),
+            passed=True,
+            method="phone",
+            note="",
+            deadlines=deadlines,
+        )
+    with runtime.sessions() as s, s.begin():
+        second = spot_checks.draw(s, NOW - timedelta(hours=1), everything, seed="two")
+        # a is open again (reopened), c's first check is pending: only b is drawn.
+        assert second.sample == [b] and second.population == 1
+        second_id = second.id
+        # A check left over from before (two pending checks on one case): the newer one
+        # fails and reopens it, the older one may then record nothing.
+        case_b = s.scalar(select(Case).where(Case.tracking_number == b))
+        legacy = SpotCheckDraw(
+            drawn_at=NOW - timedelta(hours=1),
+            drawn_by="system",
+            seed="legacy",
+            window_start=NOW - timedelta(days=30),
+            window_end=NOW - timedelta(hours=1),
+            population=0,
+            sample_size=0,
+            sample=[],
+        )
+        s.add(legacy)
+        s.flush()
+        older = SpotCheck(draw_id=legacy.id, case_id=case_b.id, result=SpotCheckResult.PENDING)
+        s.add(older)
+        s.flush()
+        newer = next(ch for ch in second.checks if ch.case_id == case_b.id)
+        spot_checks.record_check(
+            newer,
+            "supervisor",
+            NOW,
+            passed=False,
+            method="visit",
+            note="杂物仍在",
+            deadlines=deadlines,
+        )
+        for passed in (True, False):
+            with pytest.raises(IllegalTransition, match="reopened"):
+                spot_checks.record_check(
+                    older,
+                    "supervisor",
+                    NOW,
+                    passed=passed,
+                    method="phone",
+                    note="好",
+                    deadlines=deadlines,
+                )
+        s.delete(older)
+        s.delete(legacy)
+    with runtime.sessions() as s:
+        for draw_id in (first_id, second_id):
+            drawn = s.get(SpotCheckDraw, draw_id)
+            assert spot_checks.redo_draw(drawn) == drawn.sample
