@@ -504,6 +504,50 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(client: Any, runtime
     assert post(client, key).status_code == 201  # a usual request still goes through
 
 
+def test_smaller_things_clients_and_browsers_notice(client: Any, runtime: Any) -> None:
+    key = new_key(runtime)
+    media = "https://img.example.com/p.jpg"
+    number = post(client, key, media_url=media).get_json()[0]["service_request_id"]
+
+    xml_answer = client.get(f"{API}/requests/{number}.xml")
+    assert xml_answer.get_data().startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
+    assert xml_rows(xml_answer)[0]["media_url"] == media
+    assert client.get(f"{API}/requests/{number}.json").get_json()[0]["media_url"] == media
+
+    english = client.get(f"{API}/services.json", headers={"Accept-Language": "en-US,en;q=0.9"})
+    by_code = {s["service_code"]: s for s in english.get_json()}
+    assert "working days" in by_code["environment"]["description"]
+    assert by_code["environment"]["service_name"] == "Ecology and Environment Bureau"
+    chinese = client.get(f"{API}/services.json?lang=zh", headers={"Accept-Language": "en"})
+    assert "工作日" in chinese.get_json()[0]["description"]  # ?lang wins
+
+    for path in ("discovery.json", "services.xml", f"requests/{number}.json", "requests.json"):
+        assert client.get(f"{API}/{path}").headers["Access-Control-Allow-Origin"] == "*", path
+    assert "Access-Control-Allow-Origin" not in post(client, key).headers
+    preflight = client.options(f"{API}/requests.json")
+    assert preflight.headers["Access-Control-Allow-Methods"] == "GET"
+    assert "X-Api-Key" in preflight.headers["Access-Control-Allow-Headers"]
+
+    as_json = client.post(
+        f"{API}/requests.json",
+        json={"api_key": key, "service_code": "environment", "description": NOISE},
+    )
+    status, text = error_of(as_json, "json")
+    assert status == 400 and "application/x-www-form-urlencoded" in text
+
+
+def test_a_switched_off_interface_has_no_description_either(tmp_path: Any, db_url: str) -> None:
+    from web import create_app
+
+    app = create_app(make_settings(tmp_path, db_url, open311={"enabled": False}), TESTING=True)
+    try:
+        client = app.test_client()
+        assert client.get(f"{API}/openapi.json").status_code == 404
+        assert client.get(f"{API}/services.json").status_code == 404
+    finally:
+        app.extensions["minsheng"].engine.dispose()
+
+
 def test_the_api_needs_no_csrf_token_but_every_other_form_does(client: Any, runtime: Any) -> None:
     key = new_key(runtime)
     assert post(client, key).status_code == 201  # no csrf_token sent

@@ -1,4 +1,5 @@
-"""The administrators' page of Open311 API keys: list, make (the key shown once), revoke.
+"""The administrators' page of Open311 API keys: list, make (the key shown once, on the page
+the making redirects to), revoke.
 
 The same as `minsheng api-key add | list | revoke` (web/cli_api_keys.py); the domain is
 triage/api_keys.py. Only administrators may open it; every form carries a CSRF token (this
@@ -9,7 +10,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, abort, flash, make_response, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -24,6 +34,8 @@ from web.auth import requires
 from web.forms import ActionForm, Form
 
 bp = Blueprint("api_keys", __name__, url_prefix="/admin/api-keys")
+# The session's entry for a key just made, until the page after the redirect shows it.
+NEW_KEY = "open311_new_key"
 
 
 class NewKeyForm(Form):
@@ -59,6 +71,11 @@ def _page(
 @bp.get("")
 @requires(Action.ADMINISTER)
 def index() -> Response:
+    made = session.pop(NEW_KEY, None)
+    if isinstance(made, dict):
+        row = db().get(ApiKey, made.get("id"))
+        if row is not None:
+            return _page(NewKeyForm(), new_key=str(made.get("secret", "")), new_row=row)
     return _page(NewKeyForm())
 
 
@@ -71,8 +88,10 @@ def add() -> Response:
     made = create_key(
         db(), form.name.data or "", current_user.username, datetime.now(UTC), current_user.id
     )
-    # Shown on this answer only (no redirect): the key is not stored and cannot be shown again.
-    return _page(NewKeyForm(formdata=None), 200, new_key=made.secret, new_row=made.row)
+    # Post/redirect/get, so that reloading the page makes no second key: the key rides in the
+    # session to the next page, which takes it out, and is never shown again.
+    session[NEW_KEY] = {"id": made.row.id, "secret": made.secret}
+    return redirect(url_for("api_keys.index"))
 
 
 @bp.post("/<int:key_id>/revoke")

@@ -38,6 +38,8 @@ ITEM_NAMES = {
 }
 _NOT_IN_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _FORMAT_SUFFIX = re.compile(r"\.(json|xml)$")
+# As the spec's examples write it (ElementTree's own uses single quotes and lower case).
+XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 
 
 class ApiError(Exception):
@@ -83,7 +85,7 @@ def to_xml(root: str, value: Any) -> bytes:
     """`value` under the element `root`, as an XML document (UTF-8, with declaration)."""
     element = ET.Element(root)
     _fill(element, value)
-    return ET.tostring(element, encoding="utf-8", xml_declaration=True)
+    return XML_DECLARATION + ET.tostring(element, encoding="unicode").encode()
 
 
 def render(fmt: str, root: str, value: Any, status: int = 200) -> Response:

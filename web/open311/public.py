@@ -131,5 +131,6 @@ def listed_request(
         address_id=masked(str(filed["address_id"])) if filed.get("address_id") else None,
         lat=filed.get("lat"),
         long=filed.get("long"),
+        media_url=masked(str(filed["media_url"])) if filed.get("media_url") else None,
     )
     return listed

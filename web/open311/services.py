@@ -62,10 +62,13 @@ def services_of(settings: Settings, english: bool = False) -> list[Service]:
         )
         categories = d.labels or [name]
         for category in categories:
+            # The categories are written in Chinese only: in English a department's only
+            # category is named by the department's English name.
+            shown = name if english and d.name_en and len(categories) == 1 else category
             found.append(
                 Service(
                     code=_code(d.code, category, len(categories) > 1),
-                    name=category,
+                    name=shown,
                     department_code=d.code,
                     department_name=name,
                     description=description,

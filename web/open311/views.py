@@ -13,11 +13,12 @@ import io
 import math
 import re
 from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import Response, current_app, request
-from flask_babel import get_locale
+from flask import Response, current_app, g, request
+from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +30,7 @@ from intake.submission import Channel
 from triage.api_keys import ApiKey, verify_key
 from triage.cases import normalise_tracking_number
 from triage.models import OPEN_STATUSES, Case, CaseEvent, Department
-from web import db, runtime, throttle
+from web import LOCALES, db, runtime, throttle
 from web.open311 import bp
 from web.open311.fields import parse_list_query, parse_new_request
 from web.open311.formats import ApiError, format_of_request, render, render_error
@@ -48,6 +49,8 @@ SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 # When this interface last changed, for discovery's changeset.
 CHANGESET = "2026-11-30T00:00:00Z"
 RATE_WINDOW = timedelta(minutes=1)
+# A POST's body: GeoReport's form encoding (multipart too, as some form libraries send).
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _JURISDICTION = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 
@@ -159,6 +162,40 @@ def _limit_body() -> None:
         environ.pop("wsgi.input_terminated", None)
 
 
+@bp.before_request
+def _language() -> None:
+    """The client's Accept-Language chooses the language of names and notices, as ?lang
+    does (which wins); other systems send no language cookie."""
+    if request.args.get("lang") in LOCALES:
+        return
+    best = request.accept_languages.best_match(LOCALES)
+    if best:
+        stack = ExitStack()
+        stack.enter_context(force_locale(best))
+        g.open311_locale = stack
+
+
+@bp.teardown_request
+def _language_done(exc: BaseException | None) -> None:
+    stack = g.pop("open311_locale", None)
+    if stack is not None:
+        stack.close()
+
+
+@bp.after_request
+def _cross_origin(response: Response) -> Response:
+    """Reading is open to web pages of any origin (a city's map, a newspaper's tracker):
+    GET and HEAD answers, and the preflight of a GET with X-Api-Key. Never a POST: creating
+    requests is for servers holding a key."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = "GET"
+        response.headers["Access-Control-Allow-Headers"] = "X-Api-Key"
+        response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
 @bp.get(f"/discovery.{FMT}")
 def discovery(fmt: str) -> Response:
     _guard(datetime.now(UTC))
@@ -200,6 +237,12 @@ def service_definition(code: str, fmt: str) -> Response:
 @bp.post(f"/requests.{FMT}")
 def create_request(fmt: str) -> Response:
     now = datetime.now(UTC)
+    if request.mimetype not in FORM_TYPES:
+        raise ApiError(
+            400,
+            f"Content-Type {request.mimetype or '(none)'}: send the fields as "
+            "application/x-www-form-urlencoded (as GeoReport v2 says)",
+        )
     key = _guard(now, need_key=True)
     assert key is not None
     new = parse_new_request(request.form.to_dict(flat=True), _services())
@@ -320,6 +363,8 @@ def get_token(token: str, fmt: str) -> Response:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
+    if not runtime().settings.open311.enabled:
+        raise ApiError(404, "this office has switched the Open311 interface off")
     page_size = runtime().settings.open311.page_size
     document = openapi_document(
         request.url_root.rstrip("/") + bp.url_prefix, _services(), page_size
