@@ -3,7 +3,10 @@
 An observer files an observation on a case or on a department; supervisors must answer each
 one (an unanswered one is the `observation_open` finding of the rules engine). An observation
 on a case is logged on the case ("observation_filed", "observation_answered", detail
-{observation_id}); one on a department lives in its own row only.
+{observation_id}); one on a department lives in its own row only, and while it waits for an
+answer it is an office-level finding of that department (`department_findings`: the
+supervisors' daily digest and the observations page list it; the tick stores no case
+finding for it).
 
 Who sees what (decided here, enforced by the web layer): supervisors and administrators see
 every observation; an observer sees only their own and the answers to them, never another
@@ -16,6 +19,7 @@ Like every use case, these functions flush and never commit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -167,6 +171,37 @@ def open_count(session: Session) -> int:
         select(func.count(Observation.id)).where(Observation.state == ObservationState.OPEN)
     )
     return count or 0
+
+
+@dataclass(frozen=True)
+class DepartmentFinding:
+    """The `observation_open` finding of a department: observations filed on the department
+    itself (not on one of its cases) that wait for an answer. It belongs to no case, so the
+    tick stores nothing for it: it is read from the observations when shown, in the
+    supervisors' daily digest and on the observations page (office-level findings).
+
+    `open` is how many wait, `since` when the oldest was filed (UTC).
+    """
+
+    department_code: str
+    department_name: str
+    open: int
+    since: datetime
+    rule: str = "observation_open"
+
+
+def department_findings(session: Session) -> list[DepartmentFinding]:
+    """Departments with unanswered observations on them, the longest waiting first."""
+    rows = session.execute(
+        select(
+            Department.code, Department.name, func.count(Observation.id), func.min(Observation.at)
+        )
+        .join(Observation, Observation.department_id == Department.id)
+        .where(Observation.state == ObservationState.OPEN, Observation.case_id.is_(None))
+        .group_by(Department.code, Department.name)
+    ).all()
+    found = [DepartmentFinding(code, name, n, since) for code, name, n, since in rows]
+    return sorted(found, key=lambda f: (f.since, f.department_code))
 
 
 def masked_texts(observation: Observation) -> tuple[str, str]:

@@ -59,6 +59,7 @@ from triage.models import (
     SpotCheckResult,
     utcnow,
 )
+from triage.observations import DepartmentFinding, department_findings
 from triage.outbox import MailKind, OutgoingMail, build_message, enqueue
 from triage.rules import (
     EVENT_ACTIONS,
@@ -702,8 +703,20 @@ def _digest(
             select(Case.id, Case.masked_text).where(Case.id.in_(chunk))
         ):
             titles[cid] = ((masked or "").split("\n", 1)[0].strip()[:40]) or "（无标题）"
+    # Unanswered observations on departments are findings without a case: the office's
+    # digest lists them after the cases.
+    on_departments = department_findings(session)
     for mid, (to, ids, code) in todo.items():
-        subject, text = digest_text(day, ids, code, evaluations, rows, titles, policy)
+        subject, text = digest_text(
+            day,
+            ids,
+            code,
+            evaluations,
+            rows,
+            titles,
+            policy,
+            on_departments=() if code else on_departments,
+        )
         _send(session, mid, to, subject, text, MailKind.DIGEST, policy, now)
         result.digests += 1
 
@@ -716,8 +729,11 @@ def digest_text(
     rows: Mapping[int, CaseRow],
     titles: Mapping[int, str],
     policy: SupervisionPolicy,
+    *,
+    on_departments: Sequence[DepartmentFinding] = (),
 ) -> tuple[str, str]:
-    """(subject, text) of one day's digest (每日督查简报), for the office or one department."""
+    """(subject, text) of one day's digest (每日督查简报), for the office or one department;
+    `on_departments`: the departments' unanswered observations (office digest only)."""
     overdue = [cid for cid in ids if evaluations[cid].risk == Risk.OVERDUE]
     at_risk = [cid for cid in ids if evaluations[cid].risk == Risk.AT_RISK]
     name = rows[ids[0]].department_name if department and ids else ""
@@ -739,6 +755,14 @@ def digest_text(
             lines.append(f"  {_link(policy, row.tracking_number)}")
         if len(group) > DIGEST_LINES:
             lines.append(f"……另有 {len(group) - DIGEST_LINES} 件，请登录系统查看。")
+    if on_departments:
+        waiting = sum(f.open for f in on_departments)
+        lines += ["", f"对部门的监督意见待答复（{waiting} 条）："]
+        for f in on_departments:
+            lines.append(
+                f"- {f.department_name}：{f.open} 条，最早提出于 {_local(policy, f.since)}"
+            )
+        lines.append(f"  {policy.base_url.rstrip('/')}/board/observations/")
     lines += ["", policy.office_name, "（本邮件由民声系统自动发送）", ""]
     return subject, "\n".join(lines)
 

@@ -132,6 +132,10 @@ def index() -> str:
         form=form if observations.may_file(current_user) else None,
         may_answer=observations.may_answer(current_user),
         open_count=sum(1 for o in items if o.state == "open"),
+        # Office-level findings: departments with unanswered observations on them.
+        department_findings=observations.department_findings(db())
+        if observations.may_answer(current_user)
+        else [],
     )
 
 

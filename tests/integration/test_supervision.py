@@ -367,3 +367,34 @@ def test_supervise_run_ticks_until_stopped(tmp_path: Path, db_url: str, smtp_por
     assert proc.returncode == 0, err
     ticks = [json.loads(line) for line in lines]
     assert len(ticks) == 2 and all(t["ran"] for t in ticks)
+
+
+def test_an_unanswered_observation_on_a_department_is_an_office_finding(
+    runtime: Any, smtp: Recorder, login_as: Any
+) -> None:
+    """It has no case: the supervisors' digest lists it after the cases, and the observations
+    page shows the department with how many wait and since when; answered, it is gone."""
+    from triage import observations
+
+    with runtime.sessions() as s, s.begin():
+        observer = s.scalar(select(User).where(User.role == "observer"))
+        urban = s.scalar(select(Department).where(Department.code == "urban"))
+        filed = observations.file(
+            s, observer, bj(2026, 11, 27, 15), "住建局热线长期无人接听", department=urban
+        )
+        filed_id, urban_name = filed.id, urban.name
+    assert tick(runtime, bj(2026, 11, 30, 9))["digests"] == 1
+    ((to, digest),) = smtp.mails()
+    assert to == [SUPERVISORS]
+    text = digest.get_content()
+    assert "对部门的监督意见待答复（1 条）" in text
+    assert f"- {urban_name}：1 条，最早提出于 2026-11-27 15:00" in text
+    page = login_as("supervisor").get("/board/observations/").get_data(as_text=True)
+    assert 'id="department-findings"' in page and 'data-department="urban"' in page
+    with runtime.sessions() as s, s.begin():
+        supervisor = s.scalar(select(User).where(User.username == "supervisor"))
+        observations.answer(
+            s, s.get(observations.Observation, filed_id), supervisor, bj(2026, 11, 30, 10), "已约谈"
+        )
+    page = login_as("supervisor").get("/board/observations/").get_data(as_text=True)
+    assert 'id="department-findings"' not in page
