@@ -751,6 +751,7 @@ class Case(Base):
         if sign_off:
             reply.signed_off_by_id, reply.signed_off_at = actor.id, at  # type: ignore[union-attr]
         self.replies.append(reply)
+        self._withdraw_department_requests(actor, at, N_("The case was replied."))
         self.replied_at = at
         self.record("replied", actor, at, to_status=Status.REPLIED, public=True)
         return reply
@@ -899,6 +900,8 @@ class Case(Base):
         reason = self._require_reason(reason)
         self.rework_count += 1
         self.due_at = due_at
+        # The extended deadline was the old one's: the rework deadline replaces it.
+        self.extended_to = None
         self.record(
             "reworked",
             actor,
@@ -1198,6 +1201,8 @@ class Case(Base):
         reply.state = ReplyState.SENT
         reply.signed_off_by_id = actor.id  # type: ignore[union-attr]
         reply.signed_off_at = at
+        # The draft is sent: what is left to withdraw is a waiting extension request.
+        self._withdraw_department_requests(actor, at, N_("The case was replied."))
         self.replied_at = at
         self.record(
             "reply_signed_off", actor, at, to_status=Status.REPLIED, public=True, reply_id=reply.id
@@ -1212,9 +1217,10 @@ class Case(Base):
         self.record("reply_returned", actor, at, reason=note, reply_id=reply.id)
 
     def _withdraw_department_requests(self, actor: Actor, at: datetime, why: str) -> None:
-        """The case leaves its department (transfer, send-back): the department's draft
-        waiting for its head and its extension request waiting for a supervisor concern a
-        deadline and a reply it no longer owes, so both end here, logged with `why`."""
+        """The case leaves its department (transfer, send-back) or is replied: the
+        department's draft waiting for its head and its extension request waiting for a
+        supervisor concern a deadline and a reply it no longer owes, so both end here, logged
+        with `why`."""
         draft = self.pending_draft
         if draft is not None:
             draft.state = ReplyState.RETURNED
@@ -1370,6 +1376,7 @@ class Case(Base):
         check.checked_by_id = actor.id if isinstance(actor, User) else None
         self.rework_count += 1
         self.due_at = due_at
+        self.extended_to = None
         self.closed_at = None
         self.record(
             "spot_check_failed",

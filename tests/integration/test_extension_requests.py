@@ -185,18 +185,24 @@ def test_refusing_needs_a_reason(client: Any, login_as: Any, runtime: Any) -> No
     # After a refusal the department may ask again.
     assert 'id="extension-form"' in page
     ask(urban, number, working_days_after(runtime, local_due(runtime, number), 1))
-    # Replied meanwhile: the request can no longer be granted, only refused.
+    # Replied meanwhile: the reply withdraws the request, nothing is left to decide.
     r = post_form(
         urban, f"/board/cases/{number}", f"/board/cases/{number}/reply", {"reply-text": "已修复"}
     )
     assert r.status_code == 302 and case_of(runtime, number).status == Status.REPLIED
+    case = case_of(runtime, number)
+    assert case.pending_extension is None
+    assert case.extension_requests[-1].state == RequestState.REFUSED
+    withdrawn = [e for e in case.events if e.detail.get("withdrawn")]
+    assert [e.action for e in withdrawn] == ["extension_refused"]
     page = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
-    assert 'id="extension-refuse"' in page and 'id="extension-grant"' not in page
-    second = case_of(runtime, number).pending_extension.id
-    status, said = decide(supervisor, number, "grant", second)
-    assert case_of(runtime, number).pending_extension is not None
-    decide(supervisor, number, "refuse", second, reason="已答复，无需延期")
-    assert case_of(runtime, number).pending_extension is None
+    assert 'id="extension-refuse"' not in page and 'id="extension-grant"' not in page
+    assert (
+        number
+        not in supervisor.get("/board/extensions")
+        .get_data(as_text=True)
+        .split('id="overdue-delays"')[0]
+    )
 
 
 def test_roles_and_departments(client: Any, login_as: Any, runtime: Any) -> None:

@@ -179,3 +179,46 @@ def test_refusing_needs_a_reason_and_keeps_the_deadline() -> None:
         grant_extension(case, request, SUPERVISOR, DEADLINES, 1, NOW)
     # A refused request is no longer pending: the department may ask again.
     ask(case, date(2026, 12, 9))
+
+
+def test_a_reply_withdraws_the_waiting_request() -> None:
+    case = handled_case()
+    request = ask(case, date(2026, 12, 10))
+    case.reply(HANDLER, NOW, "已更换电缆，路灯恢复。")
+    assert case.status == Status.REPLIED and case.pending_extension is None
+    assert request.state == RequestState.REFUSED
+    withdrawn = [e for e in case.events if e.action == "extension_refused"]
+    assert [e.detail.get("withdrawn") for e in withdrawn] == [True]
+
+
+def test_a_signed_off_draft_withdraws_the_waiting_request() -> None:
+    head = User(id=6, username="urban-head", role="handler", department_id=1, head=True)
+    case = handled_case()
+    draft = case.reply(HANDLER, NOW, "已更换电缆，路灯恢复。", sign_off=True)
+    request = ask(case, date(2026, 12, 10))
+    case.sign_off_reply(head, NOW, draft)
+    assert case.status == Status.REPLIED and request.state == RequestState.REFUSED
+
+
+def test_rework_and_a_failed_spot_check_leave_no_stale_extended_deadline() -> None:
+    from datetime import timedelta
+
+    from triage.models import SpotCheck, SpotCheckResult
+
+    case = handled_case()
+    case.rework_count = 0
+    grant_extension(case, ask(case, date(2026, 12, 10)), SUPERVISOR, DEADLINES, 1, NOW)
+    assert case.extended_to is not None
+    case.reply(HANDLER, NOW, "已处理。")
+    case.record_visit(SUPERVISOR, NOW, reached=True, solved=False, satisfaction="unsatisfied")
+    rework_due = NOW + timedelta(days=7)
+    case.rework(SUPERVISOR, NOW, "群众不满意", rework_due)
+    assert (case.due_at, case.extended_to) == (rework_due, None)
+
+    case.extended_to = case.due_at  # as if extended again, then closed
+    case.reply(HANDLER, NOW, "已再次处理。")
+    case.record_visit(SUPERVISOR, NOW, reached=True, solved=True, satisfaction="satisfied")
+    case.close(SUPERVISOR, NOW)
+    check = SpotCheck(id=1, case_id=case.id, result=SpotCheckResult.PENDING)
+    case.fail_spot_check(check, SUPERVISOR, NOW, "phone", "仍未修好", rework_due)
+    assert (case.status, case.extended_to) == (Status.IN_PROGRESS, None)
