@@ -75,6 +75,7 @@ def test_a_good_request_is_cleaned_and_named_as_at_home() -> None:
         ({"description": ""}, "description"),
         ({"description": "短"}, "description"),
         ({"description": "路" * 4001}, "description"),
+        ({"description": "a\u0301" * 2001}, "description"),  # 4,002 sent, 2,001 after NFC
         ({"description": "路" * 100_000}, "description"),
         ({"description": "路灯坏了\x00"}, "description"),
         ({"lat": "abc"}, "lat"),

@@ -137,7 +137,9 @@ def parse_new_request(form: Mapping[str, str], services: Sequence[Service]) -> N
     raw_description = form.get("description", "") or ""
     if "\x00" in raw_description:
         raise bad("description", "control characters are not allowed")
-    if len(raw_description) > DESCRIPTION_MAX * 2:
+    # As sent, too: the OpenAPI description's maxLength counts what the client sends, and
+    # cleaning (NFKC, control characters) can shorten a text that is over it.
+    if len(raw_description) > DESCRIPTION_MAX:
         raise bad("description", f"at most {DESCRIPTION_MAX} characters")
     description = clean_text(raw_description)
     if not description:

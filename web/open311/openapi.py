@@ -226,7 +226,7 @@ def _new_request_body(codes: list[str]) -> dict[str, Any]:
     place = {"type": "string", "pattern": NO_CONTROL}
     bad = "\\s\\u0000-\\u001f\\u007f-\\u009f"
     properties: dict[str, Any] = {
-        # Ignored when the query string has one.
+        # Ignored when the X-Api-Key header carries one.
         "api_key": {"type": "string"},
         "jurisdiction_id": JURISDICTION["schema"],
         "service_code": {"type": "string", **({"enum": codes} if codes else {})},
