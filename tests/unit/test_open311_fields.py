@@ -202,6 +202,15 @@ def test_the_subject_is_the_first_line_shortened() -> None:
     assert len(long) == 40 and long.endswith("...")
 
 
+def test_a_media_url_is_kept_as_sent() -> None:
+    url = "https://img.example.com/õ¨ｆ.jpg?a=1"  # NFKC would make ¨ a space, ｆ an f
+    new = parse_new_request({**GOOD, "media_url": url}, SERVICES)
+    assert new.media_url == url
+    for wrong in ("https://x.example/\u202eexe.jpg", "javascript:alert(1)", "https://a b"):
+        with pytest.raises(ApiError):
+            parse_new_request({**GOOD, "media_url": wrong}, SERVICES)
+
+
 def test_a_plus_of_an_offset_that_came_as_a_space_is_read_as_plus() -> None:
     # `?start_date=2026-11-30T10:00:00+08:00` unencoded: the query string gives a space.
     args = {"start_date": "2026-11-30T10:00:00 08:00", "end_date": "2026-11-30T12:00:00 0800"}

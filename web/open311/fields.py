@@ -30,12 +30,15 @@ DESCRIPTION_MAX = 4000
 LINE_MAX = 200
 ATTRIBUTES_MAX = 20
 ATTRIBUTE_VALUE_MAX = 500
+MEDIA_URL_MAX = 1000
 # GET requests: the spec's default window, and how many ids one call may name.
 DEFAULT_WINDOW = timedelta(days=90)
 IDS_MAX = 100
 PAGE_MAX = 100_000
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Invisible characters that hide or reorder text (as intake.normalise drops from text).
+_HIDDEN = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 _COORDINATE = re.compile(r"^[+-]?(?:\d{1,20}(?:\.\d{0,20})?|\.\d{1,20})(?:[eE][+-]?\d{1,3})?$")
 _ATTRIBUTE = re.compile(r"^attribute\[([^\[\]\x00-\x1f\x7f-\x9f]{1,100})\](?:\[\])?$")
 _PAGE = re.compile(r"^\d{1,9}$")
@@ -175,9 +178,7 @@ def parse_new_request(form: Mapping[str, str], services: Sequence[Service]) -> N
                 raise bad("phone", "not a phone number") from e
     name = _name(_value(form, "first_name", 50), _value(form, "last_name", 50))
 
-    media_url = _value(form, "media_url", 1000)
-    if media_url and not _URL.match(media_url):
-        raise bad("media_url", "an http or https address")
+    media_url = _media_url(form)
 
     attributes: dict[str, str] = {}
     for key in form:
@@ -203,6 +204,20 @@ def parse_new_request(form: Mapping[str, str], services: Sequence[Service]) -> N
         media_url=media_url,
         attributes=attributes,
     )
+
+
+def _media_url(form: Mapping[str, str]) -> str:
+    """The media address as sent (outer white space gone): not NFKC-normalised like text,
+    which would change the address (``¨`` becomes a space and a diaeresis); characters that
+    hide or reorder text (bidi, zero-width) are refused, since staff open it."""
+    raw = (form.get("media_url", "") or "").strip()
+    if _CONTROL.search(raw) or "\n" in raw or "\r" in raw:
+        raise bad("media_url", "control characters and line breaks are not allowed")
+    if len(raw) > MEDIA_URL_MAX:
+        raise bad("media_url", f"at most {MEDIA_URL_MAX} characters")
+    if raw and (not _URL.match(raw) or _HIDDEN.search(raw)):
+        raise bad("media_url", "an http or https address")
+    return raw
 
 
 @dataclass(frozen=True)
