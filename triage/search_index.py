@@ -42,6 +42,7 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     ForeignKey,
+    Index,
     Integer,
     SmallInteger,
     column,
@@ -106,6 +107,11 @@ class SearchGram(Base):
         ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     fields: Mapped[int] = mapped_column(SmallInteger)
+
+
+# The case lists' order within a department (a handler's list: triage/case_list.py), declared
+# here beside the search index's table: migration 0008 creates both.
+Index("ix_cases_department_received", Case.department_id, Case.received_at, Case.id)
 
 
 def _normal(text: str) -> str:

@@ -6,6 +6,8 @@
   ROWID, so the table is that index), plus an index on case_id to rewrite one case's rows.
   See triage/search_index.py.
 - Filled here for every existing case, in batches of 2,000 cases.
+- ix_cases_department_received (department_id, received_at, id): a department's case list
+  newest first (or oldest, for its last page) read from an index, not sorted per request.
 
 Revision ID: 0008
 Revises: 0007
@@ -36,6 +38,7 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     op.create_index(op.f("ix_search_grams_case_id"), "search_grams", ["case_id"], unique=False)
+    op.create_index("ix_cases_department_received", "cases", ["department_id", "received_at", "id"])
 
     from triage.search_index import rebuild
 
@@ -43,5 +46,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cases_department_received", table_name="cases")
     op.drop_index(op.f("ix_search_grams_case_id"), table_name="search_grams")
     op.drop_table("search_grams")

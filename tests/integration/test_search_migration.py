@@ -60,7 +60,7 @@ def test_upgrading_indexes_the_existing_cases(empty_url: str) -> None:
         differences = [
             d
             for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
-            if "search_grams" in repr(d)
+            if "search_grams" in repr(d) or "ix_cases_department_received" in repr(d)
         ]
         assert differences == []
     with Session(engine) as s:
