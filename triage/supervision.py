@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.mail_intake import release_lease, take_lease
@@ -78,6 +78,8 @@ from triage.rules import (
 log = logging.getLogger(__name__)
 
 LEASE = "supervise-tick"
+# Detail keys the tick's mail sets on a finding (`_act`), kept while the finding lasts.
+MAIL_STAMPS = ("reminded_at", "escalated_at")
 ACTOR = "system"
 CHUNK = 500
 DIGEST_LINES = 200
@@ -233,9 +235,12 @@ def _watched() -> Any:
     )
 
 
-def load_snapshots(session: Session) -> tuple[list[CaseSnapshot], dict[int, CaseRow]]:
-    """Every watched case as a rules snapshot, in six queries whatever their number."""
-    watched = _watched()
+def load_snapshots(
+    session: Session, only: int | None = None
+) -> tuple[list[CaseSnapshot], dict[int, CaseRow]]:
+    """Every watched case as a rules snapshot, in six queries whatever their number; with
+    `only` (a case id), that case alone if it is watched."""
+    watched = _watched() if only is None else and_(_watched(), Case.id == only)
     ids = select(Case.id).where(watched).scalar_subquery()
     events: dict[int, list[tuple[str, datetime, Mapping[str, Any]]]] = defaultdict(list)
     for case_id, action, at, detail, reason in session.execute(
@@ -277,13 +282,13 @@ def load_snapshots(session: Session) -> tuple[list[CaseSnapshot], dict[int, Case
     for case_id, drawn_at in session.execute(
         select(SpotCheck.case_id, SpotCheckDraw.drawn_at)
         .join(SpotCheckDraw, SpotCheck.draw_id == SpotCheckDraw.id)
-        .where(SpotCheck.result == SpotCheckResult.PENDING)
+        .where(SpotCheck.result == SpotCheckResult.PENDING, SpotCheck.case_id.in_(ids))
     ):
         checks[case_id].append(drawn_at)
     observations: dict[int, list[datetime]] = defaultdict(list)
     for case_id, at in session.execute(
         select(Observation.case_id, Observation.at).where(
-            Observation.state == ObservationState.OPEN, Observation.case_id.is_not(None)
+            Observation.state == ObservationState.OPEN, Observation.case_id.in_(ids)
         )
     ):
         observations[case_id].append(at)
@@ -360,20 +365,27 @@ def _store(
     rows: Mapping[int, CaseRow],
     escalated: Mapping[int, datetime],
     result: TickResult,
+    *,
+    only: int | None = None,
 ) -> None:
     """Replaces each evaluated case's findings (only the rows that changed are written) and
-    sets `cases.risk` where it changed."""
+    sets `cases.risk` where it changed. Without `only` every stored finding of a case not
+    evaluated is removed (the case is no longer watched); with `only`, that case's alone.
+
+    When a mail was sent for a finding (a reminder, an escalation) its time stays in the
+    finding's detail (`reminded_at`, `escalated_at`) while the finding lasts."""
     existing: dict[tuple[int, str], tuple[int, str, datetime, dict[str, Any]]] = {}
-    for fid, case_id, rule, severity, since, detail in session.execute(
-        select(
-            CaseFinding.id,
-            CaseFinding.case_id,
-            CaseFinding.rule,
-            CaseFinding.severity,
-            CaseFinding.since,
-            CaseFinding.detail,
-        )
-    ):
+    stored = select(
+        CaseFinding.id,
+        CaseFinding.case_id,
+        CaseFinding.rule,
+        CaseFinding.severity,
+        CaseFinding.since,
+        CaseFinding.detail,
+    )
+    if only is not None:
+        stored = stored.where(CaseFinding.case_id == only)
+    for fid, case_id, rule, severity, since, detail in session.execute(stored):
         existing[(case_id, rule)] = (fid, severity, since, dict(detail or {}))
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
@@ -386,6 +398,10 @@ def _store(
                 detail["escalated_at"] = escalated[case_id].isoformat()
             key = (case_id, str(f.rule))
             keep.add(key)
+            old = existing.get(key)
+            for sent in MAIL_STAMPS:
+                if old is not None and sent in old[3] and sent not in detail:
+                    detail[sent] = old[3][sent]
             values = {
                 "severity": str(f.severity),
                 "since": f.since,
@@ -393,7 +409,6 @@ def _store(
                 "combination": f.combination,
                 "evaluated_at": now,
             }
-            old = existing.get(key)
             if old is None:
                 inserts.append({"case_id": case_id, "rule": str(f.rule), **values})
             elif (old[1], old[2], old[3]) != (values["severity"], f.since, detail):
@@ -411,6 +426,11 @@ def _store(
         session.execute(insert(CaseFinding.__table__), inserts)
     if updates:
         session.execute(update(CaseFinding), updates)
+    # Every finding left was found now, changed or not: the board shows when it was evaluated.
+    stamp = CaseFinding.__table__.update().values(evaluated_at=now)  # type: ignore[attr-defined]
+    if only is not None:
+        stamp = stamp.where(CaseFinding.__table__.c.case_id == only)  # type: ignore[attr-defined]
+    session.execute(stamp)
     table = Case.__table__
     if risks:
         # Core, not the ORM: a risk is the tick's note and must not bump the case's version
@@ -421,6 +441,31 @@ def _store(
             .values(risk=bindparam("b_risk")),
             risks,
         )
+
+
+def evaluate_case(
+    session: Session, case_id: int, now: datetime, rules: RulesPolicy
+) -> Evaluation | None:
+    """Evaluates one case now, with the tick's rules, and stores its findings and risk as the
+    tick would (sending nothing): for the board, right after an action changed the case, so
+    that its findings are not those of the last tick. Flushes first (the action's rows are
+    read back). None, and no findings, when the case is no longer watched (closed with
+    nothing pending). `cases.risk` is written without bumping the case's version."""
+    session.flush()
+    snapshots, rows = load_snapshots(session, only=case_id)
+    evaluations = {snap.id: evaluate(snap, now, rules) for snap in snapshots}
+    result = TickResult(now=now)
+    if case_id in rows:
+        _store(session, now, evaluations, rows, {}, result, only=case_id)
+        return evaluations[case_id]
+    session.execute(delete(CaseFinding).where(CaseFinding.case_id == case_id))
+    table = Case.__table__
+    session.execute(
+        table.update()  # type: ignore[attr-defined]
+        .where(table.c.id == case_id, table.c.risk != "")  # type: ignore[attr-defined]
+        .values(risk="")
+    )
+    return None
 
 
 # -- mail ----------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ from web.forms import (
 )
 from web.i18n import department_name, error_text
 from web.mail_lists import health_panel
-from web.supervision_findings import findings_by_case
+from web.supervision_findings import findings_by_case, refresh_findings
 
 bp = Blueprint("board", __name__, url_prefix="/board")
 PAGE_SIZE = 50
@@ -426,6 +426,7 @@ def _act(number: str, action: Action, change: Callable[[Case], str]) -> Response
     try:
         message = change(c)
         s.flush()
+        refresh_findings(c.id)
     except IllegalTransition as e:
         s.rollback()
         flash(error_text(e), "error")

@@ -31,6 +31,7 @@ from web import db
 from web.board import _departments, _form_error
 from web.forms import Form
 from web.i18n import department_name, error_text
+from web.supervision_findings import refresh_findings
 
 bp = Blueprint("observations", __name__, url_prefix="/board/observations")
 
@@ -194,6 +195,8 @@ def answer(observation_id: int) -> Response:
         if not form.validate_on_submit():
             raise _form_error(form)
         observations.answer(s, observation, current_user, _now(), form.answer.data)
+        if observation.case_id is not None:
+            refresh_findings(observation.case_id)
     except IllegalTransition as e:
         s.rollback()
         flash(error_text(e), "error")

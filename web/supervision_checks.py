@@ -33,6 +33,7 @@ from web import db, runtime
 from web.board import _act, _form_error, _view
 from web.forms import Form
 from web.i18n import error_text
+from web.supervision_findings import refresh_findings
 
 bp = Blueprint("checks", __name__, url_prefix="/board")
 
@@ -238,6 +239,7 @@ def record(check_id: int) -> Response:
             deadlines=runtime().settings.deadlines(),
         )
         s.flush()
+        refresh_findings(check.case_id)
     except IllegalTransition as e:
         s.rollback()
         flash(error_text(e), "error")

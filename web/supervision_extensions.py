@@ -40,6 +40,7 @@ from web import db, runtime
 from web.board import CaseView, load_case, visible_cases
 from web.forms import ActionForm, Form
 from web.i18n import error_text
+from web.supervision_findings import refresh_findings
 
 bp = Blueprint("supervision_extensions", __name__, url_prefix="/board")
 LIST_LIMIT = 200
@@ -171,6 +172,7 @@ def _act(number: str, action: Action, change: object) -> Response:
     try:
         message = change(c)  # type: ignore[operator]
         s.flush()
+        refresh_findings(c.id)
     except IllegalTransition as e:
         s.rollback()
         flash(error_text(e), "error")

@@ -8,7 +8,7 @@ findings of all the cases it lists (`findings_by_case`), never one per row.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, request
@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from triage.models import OPEN_STATUSES, Case, CaseFinding, Role
-from web import db
+from web import db, runtime
 from web.i18n import local_time
 
 bp = Blueprint("supervision_findings", __name__)
@@ -82,6 +82,17 @@ def attention_cases(session: Session, department_id: int) -> list[Case]:
             .limit(ATTENTION_LIMIT)
         )
     )
+
+
+def refresh_findings(case_id: int) -> None:
+    """Re-evaluates one case's findings and risk now, right after a board action changed it,
+    so that the page it returns to does not show the last tick's (a reported delay still
+    listed as unreported). Same rules as the tick (`triage.supervision.evaluate_case`)."""
+    from triage.supervision import evaluate_case
+    from web.cli_supervise import supervision_policy
+
+    rules = supervision_policy(runtime().settings).rules
+    evaluate_case(db(), case_id, datetime.now(UTC), rules)
 
 
 @bp.app_template_filter("rule_label")

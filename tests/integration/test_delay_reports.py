@@ -64,3 +64,29 @@ def test_an_overdue_department_reports_why(client: Any, login_as: Any, runtime: 
     transport = login_as("transport")
     assert number not in transport.get("/board/extensions").get_data(as_text=True)
     assert transport.get(f"/board/cases/{number}").status_code == 404
+
+
+def test_the_findings_after_a_report_are_evaluated_at_once(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """The tick found the overdue case's delay unreported; the department's report takes the
+    finding off the case page at once, without waiting for the next tick, and the panel says
+    when the findings were evaluated."""
+    from triage.supervision import run_tick
+    from web.cli_supervise import supervision_policy
+
+    number, _code = dispatched(client, login_as, runtime)
+    make_overdue(runtime, number)
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    run_tick(runtime.sessions, past, supervision_policy(runtime.settings))
+    urban = login_as("urban")
+    page = urban.get(f"/board/cases/{number}").get_data(as_text=True)
+    assert 'data-rule="delay_unreported"' in page and 'data-rule="overdue"' in page
+    report(urban, number)
+    page = urban.get(f"/board/cases/{number}").get_data(as_text=True)
+    assert 'data-rule="delay_unreported"' not in page and 'data-rule="overdue"' in page
+    assert 'id="findings-evaluated"' in page
+    with runtime.sessions() as s:
+        case = s.scalar(select(Case).where(Case.tracking_number == number))
+        assert {f.rule for f in case.findings} >= {"overdue"}
+        assert all(f.evaluated_at > past for f in case.findings)
