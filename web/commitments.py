@@ -46,6 +46,15 @@ def amount(value: int, unit: str) -> str:
     return _("%(num)s working days", num=value)
 
 
+def extension_text(commitment: Commitment) -> str:
+    """The "extension at most" cell: "不可延期" when `[supervision] extensions_allowed` is 0
+    (the system refuses every request) or the policy allows no working day."""
+    allowed = runtime().settings.supervision.extensions_allowed
+    if allowed <= 0 or commitment.extension_max_working_days <= 0:
+        return _("No extension")
+    return amount(commitment.extension_max_working_days, "working_days")
+
+
 def department_rows(department_code: str) -> list[CommitmentRow]:
     """The department's commitments: kinds with the same limits share a line; urgent safety
     hazards (hours) last."""
@@ -69,4 +78,6 @@ def commitments() -> str:
         select(Department).where(Department.active.is_(True)).order_by(Department.id)
     )
     tables = [(d, department_rows(d.code)) for d in departments]
-    return render_template("citizen/commitments.html", tables=tables, amount=amount)
+    return render_template(
+        "citizen/commitments.html", tables=tables, amount=amount, extension_text=extension_text
+    )

@@ -146,3 +146,18 @@ def test_commitments_page_is_public_and_follows_the_policy(client: Any, runtime:
         assert any(cell.strip().startswith(f"{handling} ") for cell in cells[2:3]), cells[:8]
         urgent = deadlines.commitment("complaint", True, d.code).handling
         assert 'class="urgent"' in section and f"{urgent} " in section
+
+
+def test_commitments_page_says_no_extension_when_none_is_allowed(
+    tmp_path: Any, db_url: str
+) -> None:
+    from tests.conftest import make_settings
+    from web import create_app
+
+    settings = make_settings(tmp_path, db_url, supervision={"extensions_allowed": 0})
+    app = create_app(settings, TESTING=True)
+    html = app.test_client().get("/commitments").get_data(as_text=True)
+    app.extensions["minsheng"].engine.dispose()
+    cells = re.findall(r'<td class="extension">([^<]*)</td>', html)
+    assert cells and set(cells) == {"不可延期"}, cells
+    assert "0 个工作日" not in html
