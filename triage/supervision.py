@@ -188,8 +188,8 @@ def tick(session: Session, now: datetime, policy: SupervisionPolicy) -> TickResu
     snapshots, rows = load_snapshots(session)
     evaluations = {s.id: evaluate(s, now, policy.rules) for s in snapshots}
     result.evaluated = len(snapshots)
-    escalated = _act(session, now, policy, evaluations, rows, result)
-    _store(session, now, evaluations, rows, escalated, result)
+    sent = _act(session, now, policy, evaluations, rows, result)
+    _store(session, now, evaluations, rows, sent, result)
     _digest(session, now, policy, evaluations, rows, result)
     session.flush()
     return result
@@ -363,7 +363,7 @@ def _store(
     now: datetime,
     evaluations: Mapping[int, Evaluation],
     rows: Mapping[int, CaseRow],
-    escalated: Mapping[int, datetime],
+    sent: Mapping[tuple[int, str], datetime],
     result: TickResult,
     *,
     only: int | None = None,
@@ -394,14 +394,16 @@ def _store(
     for case_id, evaluation in evaluations.items():
         for f in evaluation.findings:
             detail = dict(f.detail)
-            if f.rule == Rule.ESCALATED and case_id in escalated:
-                detail["escalated_at"] = escalated[case_id].isoformat()
+            stamp = {Rule.ESCALATED: "escalated_at", Rule.DEADLINE_NEAR: "reminded_at"}.get(f.rule)
+            if stamp is not None and (case_id, stamp) in sent:
+                # The mail went in this very tick, after the rules looked at the events.
+                detail[stamp] = sent[(case_id, stamp)].isoformat()
             key = (case_id, str(f.rule))
             keep.add(key)
             old = existing.get(key)
-            for sent in MAIL_STAMPS:
-                if old is not None and sent in old[3] and sent not in detail:
-                    detail[sent] = old[3][sent]
+            for name in MAIL_STAMPS:
+                if old is not None and name in old[3] and name not in detail:
+                    detail[name] = old[3][name]
             values = {
                 "severity": str(f.severity),
                 "since": f.since,
@@ -512,7 +514,8 @@ def _act(
     """Queues the due reminders and escalations, one mail per department and kind listing
     its cases (a backlog of overdue cases makes one 督办 mail, not hundreds), and records on
     each case `reminded` or `escalated` {due_at, message_id}: the rules read these, so a case
-    is reminded and escalated once per deadline. Returns {case id: escalated at}."""
+    is reminded and escalated once per deadline. Returns {(case id, "reminded_at" or
+    "escalated_at"): now} for the findings' detail."""
     due = [a for e in evaluations.values() for a in e.actions]
     if not due:
         return {}
@@ -524,7 +527,7 @@ def _act(
     todo = {key: actions for key, actions in groups.items() if ids[key] not in queued}
     titles = _titles(session, sorted({a.case_id for acts in todo.values() for a in acts}))
     events: list[dict[str, Any]] = []
-    escalated: dict[int, datetime] = {}
+    sent: dict[tuple[int, str], datetime] = {}
     for (kind, code), actions in sorted(todo.items()):
         actions.sort(key=lambda a: (a.due, a.case_id))
         mid = ids[(kind, code)]
@@ -542,6 +545,7 @@ def _act(
                 events.append(
                     _event(rows[a.case_id], "reminded", now, due_at=due_at, message_id=mid)
                 )
+                sent[(a.case_id, "reminded_at")] = now
             result.reminders += len(actions)
             continue
         to = ([first.department_email] if first.department_email else []) + list(policy.supervisors)
@@ -557,7 +561,7 @@ def _act(
                     message_id=mid if to else None,
                 )
             )
-            escalated[a.case_id] = now
+            sent[(a.case_id, "escalated_at")] = now
         result.escalations += len(actions)
         if not to:
             result.no_address += len(actions)
@@ -566,7 +570,7 @@ def _act(
         _send(session, mid, to, subject, text, "escalation", policy, now)
     for chunk in _chunks(events, 2000):
         session.execute(insert(CaseEvent.__table__), chunk)
-    return escalated
+    return sent
 
 
 @dataclass(frozen=True)
@@ -662,7 +666,7 @@ def reminder_text(
         f"{row.department_name or '各位'}：",
         "",
         f"您部门承办的以下 {len(listed)} 件工单即将到期。请在时限内答复群众；"
-        "确需延期的，请在到期前提出延期申请并说明理由。",
+        "确需延期的，请尽早在系统中提出延期申请并说明理由。",
         "",
         *_case_lines(listed, policy),
         "",

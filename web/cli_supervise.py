@@ -41,6 +41,7 @@ def supervision_policy(s: Settings) -> SupervisionPolicy:
             extensions_allowed=sup.extensions_allowed,
             reply_sign_off=sup.reply_sign_off,
             visit_attempts_before_close=sup.visit_attempts_before_close,
+            send_hour=sup.digest_hour,
         ),
         sender=s.mail.sender,
         office_name=s.app.office_name,

@@ -158,25 +158,32 @@ def test_reminder_once_escalation_once_digest_a_day(runtime: Any, smtp: Recorder
     assert tick(runtime, bj(2026, 11, 24, 7))["reminders"] == 0
     assert smtp.received == [] and findings_of(runtime, case_id) == {}
 
-    # The morning of the last day, before the digest hour: the reminder, to the department.
+    # The morning of the last day, before the digest hour: the deadline is near, but a
+    # working-day reminder waits for the digest hour (nobody reads mail sent at 07:00).
     out = tick(runtime, bj(2026, 11, 30, 7))
-    assert (out["reminders"], out["digests"], out["sent"]) == (1, 0, 1)
-    ((to, reminder),) = smtp.mails()
-    assert to == [URBAN]
-    assert number in str(reminder["Subject"]) and "临期提醒" in str(reminder["Subject"])
-    assert "2026-11-30 23:59" in reminder.get_content()
+    assert (out["reminders"], out["digests"], out["sent"]) == (0, 0, 0)
     assert findings_of(runtime, case_id) == {"deadline_near": "warning"}
     assert risk_of(runtime, case_id) == "at_risk"
-    assert tick(runtime, bj(2026, 11, 30, 7, 30))["reminders"] == 0
 
-    # After the digest hour: one digest to the supervisors, one to the department.
-    smtp.clear()
+    # After the digest hour: the reminder to the department, and one digest to the
+    # supervisors and one to the department.
     out = tick(runtime, bj(2026, 11, 30, 9))
-    assert (out["reminders"], out["digests"]) == (0, 2)
-    digests = {tuple(to): m for to, m in smtp.mails()}
+    assert (out["reminders"], out["digests"]) == (1, 2)
+    reminders = [(to, m) for to, m in smtp.mails() if "临期提醒" in str(m["Subject"])]
+    ((to, reminder),) = reminders
+    assert to == [URBAN] and number in str(reminder["Subject"])
+    assert "2026-11-30 23:59" in reminder.get_content()
+    # The system takes extension requests after the deadline too: no "before the deadline".
+    assert "到期前提出延期" not in reminder.get_content()
+    with runtime.sessions() as s:
+        near = s.scalar(select(CaseFinding).where(CaseFinding.case_id == case_id))
+        # Set by the tick that sent the reminder, not one tick later.
+        assert near.detail["reminded_at"] == bj(2026, 11, 30, 9).isoformat()
+    digests = {tuple(to): m for to, m in smtp.mails() if m not in [r for _t, r in reminders]}
     assert set(digests) == {(SUPERVISORS,), (URBAN,)}
     assert number in digests[(SUPERVISORS,)].get_content()
     assert "风险 1 件" in str(digests[(URBAN,)]["Subject"])
+    assert tick(runtime, bj(2026, 11, 30, 9, 30))["reminders"] == 0
     assert tick(runtime, bj(2026, 11, 30, 18))["digests"] == 0
 
     # Overdue on Tuesday: the next day's digest, no escalation within the grace period.
@@ -186,25 +193,26 @@ def test_reminder_once_escalation_once_digest_a_day(runtime: Any, smtp: Recorder
     assert findings_of(runtime, case_id) == {"overdue": "critical", "delay_unreported": "warning"}
     assert risk_of(runtime, case_id) == "overdue"
 
-    # Past the grace period: the escalation (督办) to the department and the supervisors.
+    # Past the grace period at night: escalated, but the 督办 mail waits for the morning.
     smtp.clear()
     out = tick(runtime, bj(2026, 12, 2, 0, 30))
-    assert (out["escalations"], out["digests"], out["sent"]) == (1, 0, 1)
-    ((to, escalation),) = smtp.mails()
+    assert (out["escalations"], out["digests"], out["sent"]) == (0, 0, 0)
+    assert findings_of(runtime, case_id)["escalated"] == "critical"
+    out = tick(runtime, bj(2026, 12, 2, 10))
+    assert (out["escalations"], out["digests"]) == (1, 2)
+    escalations = [(to, m) for to, m in smtp.mails() if "督办】" in str(m["Subject"])]
+    ((to, _escalation),) = escalations
     assert sorted(to) == sorted([URBAN, SUPERVISORS])
-    assert "督办" in str(escalation["Subject"])
     with runtime.sessions() as s:
         actions = s.scalars(
             select(CaseEvent.action).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)
         ).all()
     assert actions.count("escalated") == 1
-    assert findings_of(runtime, case_id)["escalated"] == "critical"
 
     smtp.clear()
-    assert tick(runtime, bj(2026, 12, 2, 1))["escalations"] == 0
+    assert tick(runtime, bj(2026, 12, 2, 11))["escalations"] == 0
+    assert tick(runtime, bj(2026, 12, 2, 12))["digests"] == 0
     assert smtp.kinds() == Counter()
-    assert tick(runtime, bj(2026, 12, 2, 10))["digests"] == 2
-    assert smtp.kinds() == Counter({"digest": 2})
     with runtime.sessions() as s:
         ids = s.scalars(select(OutgoingMail.message_id)).all()
     assert len(ids) == len(set(ids)) == 1 + 2 + 2 + 1 + 2
@@ -274,12 +282,18 @@ def test_the_command_ticks_at_a_chosen_time_and_prints_json(
     )
     config.write_text(text, encoding="utf-8")
     runner = CliRunner()
-    args = ["supervise", "tick", "--config", str(config), "--now", "2026-11-30T07:00+08:00"]
+    early = ["supervise", "tick", "--config", str(config), "--now", "2026-11-30T07:00+08:00"]
+    r = runner.invoke(main, [*early, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    # Before the digest hour (8 by default) the working-day reminder waits.
+    assert (out["ran"], out["reminders"], out["sent"]) == (True, 0, 0)
+    args = ["supervise", "tick", "--config", str(config), "--now", "2026-11-30T09:00+08:00"]
     r = runner.invoke(main, [*args, "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    assert (out["ran"], out["reminders"], out["sent"]) == (True, 1, 1)
-    assert smtp.kinds() == Counter({"reminder": 1})
+    assert (out["ran"], out["reminders"], out["digests"], out["sent"]) == (True, 1, 2, 3)
+    assert smtp.kinds() == Counter({"reminder": 1, "digest": 2})
     r = runner.invoke(main, args)
     assert r.exit_code == 0, r.output
     assert "queued 0 reminders" in r.output

@@ -321,3 +321,25 @@ def test_config_errors_name_the_key() -> None:
         settings_from_dict({"time_limits": {"overrides": [{"handling_days": 3}]}})
     with pytest.raises(ConfigError, match="supervisors_email"):
         settings_from_dict({"supervision": {"supervisors_email": ["效能办"]}})
+
+
+def test_working_day_mail_waits_for_the_send_hour_and_urgent_mail_does_not() -> None:
+    policy = replace(POLICY, send_hour=8)
+    case = assigned()
+    at_midnight = evaluate(case, bj(2026, 11, 30, 0, 5), policy)
+    # The deadline is near from 00:00, but nobody is mailed before 08:00.
+    assert [f.rule for f in at_midnight.findings] == [Rule.DEADLINE_NEAR]
+    assert at_midnight.actions == ()
+    assert [a.kind for a in evaluate(case, bj(2026, 11, 30, 8), policy).actions] == [
+        ActionKind.REMINDER
+    ]
+    night = DEADLINES.escalation_at(DUE, DEADLINES.commitment("complaint", False, "urban"))
+    late = evaluate(case, night + timedelta(minutes=30), policy)
+    assert Rule.ESCALATED in [f.rule for f in late.findings] and late.actions == ()
+    # Urgent (hour-based) clocks mail at once, at any hour.
+    start = bj(2026, 11, 29, 23, 0)
+    due = DEADLINES.handling_due(start, "safety", True)
+    urgent = assigned(urgent=True, assigned_at=start, due_at=due, department="safety")
+    near = evaluate(urgent, due - timedelta(minutes=30), policy)
+    assert DEADLINES.calendar.local(due - timedelta(minutes=30)).hour < 8
+    assert [a.kind for a in near.actions] == [ActionKind.REMINDER]

@@ -79,6 +79,18 @@ class RulesPolicy:
     extensions_allowed: int = 1
     reply_sign_off: bool = False
     visit_attempts_before_close: int = 3
+    # Reminders and escalations of commitments in working days are not sent before this
+    # local hour ([supervision] digest_hour): "1 working day before" starts at 00:00, and
+    # nobody reads a reminder sent at midnight. Hour-based (urgent) ones go at once.
+    send_hour: int = 0
+
+
+def _sendable(now: datetime, commitment: Any, policy: RulesPolicy) -> bool:
+    """Whether a reminder or escalation of `commitment` may be mailed at `now`: at once when
+    it counts hours, from `policy.send_hour` local time when it counts working days."""
+    if commitment.unit == "hours" or policy.send_hour <= 0:
+        return True
+    return policy.deadlines.calendar.local(now).hour >= policy.send_hour
 
 
 def evaluate(case: CaseSnapshot, now: datetime, policy: RulesPolicy) -> Evaluation:
@@ -167,7 +179,7 @@ def _handling(
             reminded = _for_deadline(events, "reminded", due)
             near = {"due_at": _iso(due), "reminded_at": _iso(reminded[1]) if reminded else None}
             findings.append(Finding(Rule.DEADLINE_NEAR, Severity.WARNING, remind, near))
-            if reminded is None:
+            if reminded is None and _sendable(now, commitment, policy):
                 actions.append(DueAction(ActionKind.REMINDER, case.id, due, Rule.DEADLINE_NEAR))
         return findings, actions
     delay = next(
@@ -194,7 +206,7 @@ def _handling(
                 {"due_at": _iso(due), "escalated_at": _iso(sent[1]) if sent else None},
             )
         )
-        if sent is None:
+        if sent is None and _sendable(now, commitment, policy):
             actions.append(DueAction(ActionKind.ESCALATION, case.id, due, Rule.ESCALATED))
     return findings, actions
 
