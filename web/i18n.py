@@ -210,16 +210,30 @@ def actor_label(event: CaseEvent) -> str:
     return name
 
 
+def _distinct_percents(a: float, b: float) -> tuple[str, str]:
+    """`a` and `b` (fractions) as percentages with the fewest decimals (up to 3) that show
+    them different: 0.8652 and 0.87 read "86.5%" and "87.0%", not "87%" and "87%"."""
+    shown = (f"{a:.0%}", f"{b:.0%}")
+    for decimals in range(4):
+        shown = (f"{a:.{decimals}%}", f"{b:.{decimals}%}")
+        if a == b or shown[0] != shown[1]:
+            break
+    return shown
+
+
 def queue_reason(detail: dict[str, object]) -> str:
     why = str(detail.get("why", ""))
     if why == "below_threshold" and float(detail.get("threshold") or 0) > 1:
         # Keyword rules, or a model that reached its target precision at no threshold.
         return gettext("the current routing never dispatches automatically")
     if why == "below_threshold":
+        confidence, threshold = _distinct_percents(
+            float(detail.get("confidence") or 0), float(detail.get("threshold") or 0)
+        )
         return gettext(
             "confidence %(confidence)s is below the auto-route threshold %(threshold)s",
-            confidence=f"{float(detail.get('confidence') or 0):.0%}",
-            threshold=f"{float(detail.get('threshold') or 0):.0%}",
+            confidence=confidence,
+            threshold=threshold,
         )
     return str(QUEUE_REASONS.get(why, ""))
 

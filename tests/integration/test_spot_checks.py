@@ -309,3 +309,11 @@ def test_the_population_is_what_is_closed_and_unchecked_when_drawing(runtime: An
         for draw_id in (first_id, second_id):
             drawn = s.get(SpotCheckDraw, draw_id)
             assert spot_checks.redo_draw(drawn) == drawn.sample
+
+
+def test_a_scheduled_draw_is_shown_as_the_system_s_in_chinese(runtime: Any, login_as: Any) -> None:
+    make_closed(runtime, [1])
+    with runtime.sessions() as s, s.begin():
+        spot_checks.draw(s, NOW, SCHEDULE)
+    html = _page(login_as("supervisor"), "/board/spot-checks")
+    assert '<small class="drawn-by">系统（定时抽取）</small>' in html
