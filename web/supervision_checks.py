@@ -200,6 +200,11 @@ def draw() -> Response:
         s.rollback()
         flash(error_text(e), "error")
         return redirect(url_for("checks.index"))
+    except StaleDataError:
+        # A drawn case was changed by someone else meanwhile (its version moved on).
+        s.rollback()
+        flash(_("Someone else changed this case at the same time. Please look again."), "error")
+        return redirect(url_for("checks.index"))
     flash(
         _(
             "Drew %(k)s of %(n)s cases closed in the window (seed %(seed)s).",
