@@ -63,6 +63,7 @@ from web.forms import (
 )
 from web.i18n import department_name, error_text
 from web.mail_lists import health_panel
+from web.shown_case import remember_shown_case
 from web.supervision_findings import findings_by_case, refresh_findings
 
 bp = Blueprint("board", __name__, url_prefix="/board")
@@ -133,6 +134,9 @@ def load_case(number: str) -> Case:
     )
     if case is None or not can_view(current_user, case):
         abort(404)
+    # The case page's panels (web/supervision_*.py, web/observations.py) read it from here:
+    # only a case this user may see, loaded once.
+    remember_shown_case(case)
     return case
 
 

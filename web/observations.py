@@ -31,6 +31,7 @@ from web import db
 from web.board import _departments, _form_error
 from web.forms import Form
 from web.i18n import department_name, error_text
+from web.shown_case import shown_case
 from web.supervision_findings import refresh_findings
 
 bp = Blueprint("observations", __name__, url_prefix="/board/observations")
@@ -106,8 +107,7 @@ def _case_observations() -> dict[str, Any]:
         return {}
     if not (observations.may_answer(current_user) or observations.may_file(current_user)):
         return {}
-    number = (request.view_args or {}).get("number", "")
-    case = db().scalar(select(Case).where(Case.tracking_number == number))
+    case = shown_case()
     if case is None:
         return {}
     form = ObservationForm(prefix="obs")

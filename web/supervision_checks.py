@@ -19,7 +19,6 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
-from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 from wtforms import RadioField, StringField, TextAreaField
@@ -33,6 +32,7 @@ from web import db, runtime
 from web.board import _act, _form_error, _view
 from web.forms import Form
 from web.i18n import error_text
+from web.shown_case import shown_case
 from web.supervision_findings import refresh_findings
 
 bp = Blueprint("checks", __name__, url_prefix="/board")
@@ -105,8 +105,7 @@ def _case_panels() -> dict[str, Any]:
     """What the case page's visit and spot-check panels show (board.case only)."""
     if request.endpoint != "board.case" or not current_user.is_authenticated:
         return {}
-    number = (request.view_args or {}).get("number", "")
-    case = db().scalar(select(Case).where(Case.tracking_number == number))
+    case = shown_case()
     if case is None:
         return {}
     may = can(current_user, Action.VISIT, case)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 from triage.models import OPEN_STATUSES, Case, CaseFinding, Role
 from web import db, runtime
 from web.i18n import local_time
+from web.shown_case import shown_case
 
 bp = Blueprint("supervision_findings", __name__)
 
@@ -120,10 +121,9 @@ def _findings_context() -> dict[str, Any]:
     if not current_user.is_authenticated:
         return context
     if request.endpoint == "board.case":
-        number = (request.view_args or {}).get("number", "")
-        case_id = db().scalar(select(Case.id).where(Case.tracking_number == number))
-        if case_id is not None:
-            context["case_findings"] = findings_by_case(db(), [case_id])[case_id]
+        case = shown_case()
+        if case is not None:
+            context["case_findings"] = findings_by_case(db(), [case.id])[case.id]
     elif (
         request.endpoint == "board.cases"
         and current_user.role == Role.HANDLER
