@@ -42,8 +42,14 @@ run: install
 test: install system-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	MINSHENG_TEST_DB=sqlite $(BIN)/pytest -q tests
-	MINSHENG_TEST_DB=postgresql MINSHENG_TEST_PG_URL=$(PG_URL) $(BIN)/pytest -q tests/integration
+	@# The two databases' suites run side by side: much of each waits on mail servers, browsers
+	@# and timed sign-ins. The PostgreSQL log is printed when both have ended.
+	@MINSHENG_TEST_DB=postgresql MINSHENG_TEST_PG_URL=$(PG_URL) $(BIN)/pytest -q -p no:cacheprovider \
+	    tests/integration > .test-postgresql.log 2>&1 & pg=$$!; \
+	MINSHENG_TEST_DB=sqlite $(BIN)/pytest -q tests; sqlite=$$?; \
+	wait $$pg; postgresql=$$?; \
+	echo "--- PostgreSQL: tests/integration ---"; cat .test-postgresql.log; \
+	test $$sqlite -eq 0 && test $$postgresql -eq 0
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
