@@ -325,13 +325,17 @@ def test_read_back_by_id_token_and_list_public_fields_only_masked(
     ]
 
     _dispatch_and_reply(
-        runtime, number, "已联系王小明（13812345678），执法队已到现场处理，可拨打12345咨询。"
+        runtime,
+        number,
+        "已联系王小明（13812345678），执法队已到现场处理，可拨打12345咨询，或找李队长13912345678。",
     )
     (one,) = client.get(f"{API}/requests/{number}.json").get_json()
     assert one["agency_responsible"] == "市生态环境局民声分局"
     assert one["service_code"] == "environment" and one["status"] == "open"  # replied
     assert "执法队已到现场处理" in one["status_notes"] and "12345" in one["status_notes"]
     assert "13812345678" not in one["status_notes"] and "王小明" not in one["status_notes"]
+    # The list is public: any number in the reply is masked, not only the complainant's.
+    assert "13912345678" not in one["status_notes"]
     assert one["updated_datetime"] >= one["requested_datetime"]
 
     listed = client.get(f"{API}/requests.json").get_json()

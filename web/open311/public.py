@@ -125,7 +125,9 @@ def listed_request(
     if case.channel != Channel.API:
         return listed
     listed.update(
-        status_notes=notes or None,
+        # Anyone may read this list, not only the citizen with the query code: the reply and
+        # the rejection reason are masked like the description, office numbers included.
+        status_notes=masked(notes) if notes else None,
         description=masked(case.body),
         address=masked(str(filed["address_string"])) if filed.get("address_string") else None,
         address_id=masked(str(filed["address_id"])) if filed.get("address_id") else None,
