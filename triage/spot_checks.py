@@ -23,13 +23,14 @@ from __future__ import annotations
 import random
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, aliased, object_session, selectinload
 
 from triage.deadlines import Deadlines
+from triage.mail_intake import release_lease, take_lease
 from triage.models import (
     N_,
     Actor,
@@ -66,9 +67,18 @@ class Schedule:
     spot_check_every_days: int = 7
 
 
-def population(session: Session, window_start: datetime, window_end: datetime) -> list[str]:
+def population(
+    session: Session,
+    window_start: datetime,
+    window_end: datetime,
+    before_draw: int | None = None,
+) -> list[str]:
     """Tracking numbers of the cases closed in [window_start, window_end), still closed and
-    without a pending check at `window_end` (see the module's docstring), sorted."""
+    without a pending check at `window_end` (see the module's docstring), sorted.
+
+    A pending check counts when its draw was made at or before `window_end` (a draw of the
+    same instant too) and, with `before_draw` (re-doing that draw), only when its draw came
+    before that one: draws are serialised, so ids give their order."""
     closed_in_window = (
         select(CaseEvent.case_id)
         .where(
@@ -95,10 +105,12 @@ def population(session: Session, window_start: datetime, window_end: datetime) -
         .join(SpotCheckDraw, SpotCheckDraw.id == SpotCheck.draw_id)
         .where(
             SpotCheck.case_id == Case.id,
-            SpotCheckDraw.drawn_at < window_end,
+            SpotCheckDraw.drawn_at <= window_end,
             or_(SpotCheck.checked_at.is_(None), SpotCheck.checked_at >= window_end),
         )
     )
+    if before_draw is not None:
+        pending_then = pending_then.where(SpotCheckDraw.id < before_draw)
     rows = session.scalars(
         select(Case.tracking_number)
         .join(last_change, last_change.c.case_id == Case.id)
@@ -128,6 +140,9 @@ def due_draw(session: Session, now: datetime, policy: SpotCheckPolicy) -> bool:
     return last is None or now - last.drawn_at >= timedelta(days=policy.spot_check_every_days)
 
 
+DRAW_LEASE = "spot-check-draw"
+
+
 def draw(
     session: Session,
     now: datetime,
@@ -142,6 +157,12 @@ def draw(
     seed = (seed or "").strip() or secrets.token_hex(8)
     if len(seed) > 64:
         raise IllegalTransition(N_("A seed has at most 64 characters."))
+    # Draws one at a time: the population leaves out cases with a pending check, which a
+    # draw running beside this one has not committed yet. Taking the lease waits for such
+    # a draw's commit (a row lock on PostgreSQL, the write lock on SQLite) before reading.
+    holder = f"draw-{secrets.token_hex(6)}"
+    if not take_lease(session, DRAW_LEASE, holder, now=datetime.now(UTC), ttl=timedelta(minutes=5)):
+        raise IllegalTransition(N_("Another draw is under way; try again in a moment."))
     start = now - timedelta(days=policy.spot_check_window_days)
     numbers = population(session, start, now)
     chosen = sample_of(numbers, seed, policy.spot_check_sample)
@@ -168,6 +189,7 @@ def draw(
         session.add(SpotCheck(draw_id=drawn.id, case_id=case.id, result=SpotCheckResult.PENDING))
         case.mark_drawn(drawn, actor, now)
     session.flush()
+    release_lease(session, DRAW_LEASE, holder)
     return drawn
 
 
@@ -178,7 +200,7 @@ def redo_draw(drawn: SpotCheckDraw, session: Session | None = None) -> list[str]
     session = session or object_session(drawn)
     if session is None:
         raise ValueError("redo_draw needs a session: the draw is not attached to one")
-    numbers = population(session, drawn.window_start, drawn.window_end)
+    numbers = population(session, drawn.window_start, drawn.window_end, before_draw=drawn.id)
     if len(numbers) != drawn.population:
         raise ValueError(
             f"draw {drawn.id}: population is {len(numbers)}, the draw logged {drawn.population}"

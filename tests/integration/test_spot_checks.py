@@ -96,7 +96,9 @@ def test_a_draw_samples_the_window_and_can_be_redone(runtime: Any) -> None:
         assert spot_checks.redo_draw(drawn) == drawn.sample
         # The sample is the seed's: the same population with another seed draws otherwise
         # (for these numbers; a fixed check, not a probability).
-        population = spot_checks.population(s, drawn.window_start, drawn.window_end)
+        population = spot_checks.population(
+            s, drawn.window_start, drawn.window_end, before_draw=drawn.id
+        )
         assert population == in_window
         assert spot_checks.sample_of(population, "another seed", 3) != drawn.sample
 
@@ -317,3 +319,33 @@ def test_a_scheduled_draw_is_shown_as_the_system_s_in_chinese(runtime: Any, logi
         spot_checks.draw(s, NOW, SCHEDULE)
     html = _page(login_as("supervisor"), "/board/spot-checks")
     assert '<small class="drawn-by">系统（定时抽取）</small>' in html
+
+
+def test_draws_at_the_same_moment_never_check_a_case_twice(runtime: Any) -> None:
+    import threading
+
+    make_closed(runtime, [1, 2, 3, 4, 5, 6])
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def one_draw(n: int) -> None:
+        try:
+            with runtime.sessions() as s:
+                barrier.wait()
+                spot_checks.draw(s, NOW, SCHEDULE, seed=f"same-moment-{n}", actor="supervisor")
+                s.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_draw, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with runtime.sessions() as s:
+        checked = list(s.scalars(select(SpotCheck.case_id)))
+        sizes = [len(d.sample) for d in s.scalars(select(SpotCheckDraw))]
+    # Six closed cases, three of them per draw: the third draw finds none left.
+    assert len(checked) == len(set(checked)) == 6
+    assert sorted(sizes) == [0, 3, 3]
