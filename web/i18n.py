@@ -260,8 +260,22 @@ def department_name(department: Department | None) -> str:
     return department.name
 
 
+# Reasons the system itself writes into the log when a case leaves its department or is
+# replied (triage/models.py _withdraw_department_requests): stored in English, shown translated.
+SYSTEM_REASONS = frozenset(
+    {"The case was transferred.", "The case was replied.", "The case was sent back."}
+)
+
+
+def system_reason(text: str) -> str:
+    """`text` in the user's language when the system wrote it (`SYSTEM_REASONS`); a person's
+    text as it was written."""
+    return gettext(text) if text in SYSTEM_REASONS else text
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.add_template_filter(system_reason, "system_reason")
     app.add_template_filter(local_time, "local_time")
     app.add_template_filter(department_name, "dept_name")
     app.add_template_filter(actor_label, "actor_label")

@@ -157,3 +157,20 @@ def test_a_case_leaving_its_department_ends_its_draft_and_its_extension_request(
     assert case.pending_draft is None and case.pending_extension is None
     assert [e.action for e in case.events[-3:-1]] == ["reply_returned", "extension_refused"]
     assert all(e.detail.get("withdrawn") for e in case.events[-3:-1])
+
+
+def test_the_systems_withdrawal_reasons_are_shown_in_the_users_language() -> None:
+    from flask import Flask
+    from flask_babel import Babel, force_locale
+
+    from web.i18n import SYSTEM_REASONS, system_reason
+
+    app = Flask(__name__, root_path=str(__import__("pathlib").Path("web").resolve()))
+    Babel(app, default_translation_directories="translations")
+    with app.test_request_context(), force_locale("zh"):
+        assert {system_reason(r) for r in SYSTEM_REASONS} == {
+            "工单已转办。",
+            "工单已答复。",
+            "工单已退回。",
+        }
+        assert system_reason("需要协调交通局") == "需要协调交通局"
