@@ -79,6 +79,7 @@ class UserSpec:
     name: str = ""
     department: str | None = None
     head: bool = False
+    email: str = ""
 
 
 def sync_departments(session: Session, specs: Iterable[DepartmentSpec]) -> list[str]:
@@ -147,22 +148,25 @@ def sync_users(
                 role=str(spec.role),
                 department=dept,
                 head=spec.head,
+                email=spec.email,
             )
             session.add(user)
             session.flush()
             shown = new_password(user)
             changes.append(f"user {spec.username} added" + (f": {shown}" if shown else ""))
             continue
-        if (user.role, user.department_id, user.display_name, user.head) != (
+        if (user.role, user.department_id, user.display_name, user.head, user.email) != (
             str(spec.role),
             dept.id if dept else None,
             spec.name or user.display_name,
             spec.head,
+            spec.email,
         ):
             user.role = str(spec.role)
             user.department = dept
             user.display_name = spec.name or user.display_name
             user.head = spec.head
+            user.email = spec.email
             changes.append(f"user {spec.username} updated")
     session.flush()
     return changes

@@ -203,6 +203,9 @@ class User(Base):
     # The department's head (负责人): signs replies off where the config asks it, receives
     # escalations and the department's digest.
     head: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Where the supervision tick writes to this person: a head gets the department's
+    # reminders, escalations and digest, a supervisor the office's ("" for none).
+    email: Mapped[str] = mapped_column(String(200), default="")
 
     department: Mapped[Department | None] = relationship()
 

@@ -54,9 +54,11 @@ from triage.models import (
     Observation,
     ObservationState,
     ReturnVisit,
+    Role,
     SpotCheck,
     SpotCheckDraw,
     SpotCheckResult,
+    User,
     utcnow,
 )
 from triage.observations import DepartmentFinding, department_findings
@@ -218,6 +220,47 @@ class CaseRow:
     department: str | None
     department_name: str
     department_email: str
+
+
+@dataclass(frozen=True)
+class StaffAddresses:
+    """The active staff with an address: heads by department code, and supervisors."""
+
+    heads: Mapping[str, tuple[str, ...]]
+    supervisors: tuple[str, ...]
+
+    def department(self, email: str, code: str | None) -> list[str]:
+        """A department's mail: its own address and its heads'."""
+        return _unique([email, *self.heads.get(code or "", ())])
+
+    def office(self, policy: SupervisionPolicy) -> list[str]:
+        """The office's mail: the configured addresses and the supervisors'."""
+        return _unique([*policy.supervisors, *self.supervisors])
+
+
+def _unique(addresses: Iterable[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for a in addresses:
+        if a and a.lower() not in seen:
+            seen[a.lower()] = a
+    return list(seen.values())
+
+
+def staff_addresses(session: Session) -> StaffAddresses:
+    """One query: active heads (by department) and supervisors that have an email."""
+    heads: dict[str, list[str]] = defaultdict(list)
+    supervisors: list[str] = []
+    rows = session.execute(
+        select(User.role, User.head, User.email, Department.code)
+        .outerjoin(Department, Department.id == User.department_id)
+        .where(User.active.is_(True), User.email != "")
+    )
+    for role, head, email, code in rows:
+        if role == Role.SUPERVISOR:
+            supervisors.append(email)
+        elif head and code:
+            heads[code].append(email)
+    return StaffAddresses({k: tuple(v) for k, v in heads.items()}, tuple(supervisors))
 
 
 def _watched() -> Any:
@@ -526,6 +569,7 @@ def _act(
     queued = _already_queued(session, ids.values())
     todo = {key: actions for key, actions in groups.items() if ids[key] not in queued}
     titles = _titles(session, sorted({a.case_id for acts in todo.values() for a in acts}))
+    staff = staff_addresses(session)
     events: list[dict[str, Any]] = []
     sent: dict[tuple[int, str], datetime] = {}
     for (kind, code), actions in sorted(todo.items()):
@@ -534,7 +578,7 @@ def _act(
         first = rows[actions[0].case_id]
         listed = [Listed(rows[a.case_id].tracking_number, titles[a.case_id], a) for a in actions]
         if kind == ActionKind.REMINDER:
-            to = [first.department_email] if first.department_email else []
+            to = staff.department(first.department_email, code)
             if not to:
                 result.no_address += len(actions)
                 continue
@@ -548,7 +592,7 @@ def _act(
                 sent[(a.case_id, "reminded_at")] = now
             result.reminders += len(actions)
             continue
-        to = ([first.department_email] if first.department_email else []) + list(policy.supervisors)
+        to = _unique([*staff.department(first.department_email, code), *staff.office(policy)])
         for a in actions:
             events.append(
                 _event(
@@ -725,20 +769,19 @@ def _digest(
         return
     day = local.date().isoformat()
     flagged = {cid: e for cid, e in evaluations.items() if e.risk != Risk.NONE}
+    staff = staff_addresses(session)
     by_department: dict[str, list[int]] = defaultdict(list)
     for cid in flagged:
-        if rows[cid].department and rows[cid].department_email:
+        if rows[cid].department:
             by_department[rows[cid].department or ""].append(cid)
     wanted: dict[str, tuple[list[str], list[int], str]] = {}
-    if policy.supervisors:
-        wanted[message_id("digest", f"{day}.office", policy.domain)] = (
-            list(policy.supervisors),
-            sorted(flagged),
-            "",
-        )
+    office = staff.office(policy)
+    if office:
+        wanted[message_id("digest", f"{day}.office", policy.domain)] = (office, sorted(flagged), "")
     for code, ids in by_department.items():
-        email = rows[ids[0]].department_email
-        wanted[message_id("digest", f"{day}.{code}", policy.domain)] = ([email], sorted(ids), code)
+        to = staff.department(rows[ids[0]].department_email, code)
+        if to:
+            wanted[message_id("digest", f"{day}.{code}", policy.domain)] = (to, sorted(ids), code)
     if not wanted:
         return
     queued = _already_queued(session, wanted)

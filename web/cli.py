@@ -87,7 +87,7 @@ def _initialise(
         )
         changes += sync_users(
             session,
-            [UserSpec(u.username, u.role, u.name, u.department, u.head) for u in s.users],
+            [UserSpec(u.username, u.role, u.name, u.department, u.head, u.email) for u in s.users],
             new_password,
         )
     return changes

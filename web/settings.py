@@ -400,6 +400,8 @@ class UserSettings(Section):
     department: str | None = None
     # A department's head (负责人): signs its replies off, receives its escalations.
     head: bool = False
+    # Reminders, escalations and digests to a head or a supervisor go here too.
+    email: Annotated[str, Field(max_length=200, pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$")] = ""
 
 
 class Settings(Section):

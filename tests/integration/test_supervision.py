@@ -412,3 +412,28 @@ def test_an_unanswered_observation_on_a_department_is_an_office_finding(
         )
     page = login_as("supervisor").get("/board/observations/").get_data(as_text=True)
     assert 'id="department-findings"' not in page
+
+
+def test_escalations_and_digests_reach_the_head_and_the_supervisors_themselves(
+    runtime: Any, smtp: Recorder
+) -> None:
+    head, supervisor = "head@urban.example.gov.cn", "zhang.jian@xiaoneng.example.gov.cn"
+    with runtime.sessions() as s, s.begin():
+        s.scalar(select(User).where(User.username == "urban-head")).email = head
+        s.scalar(select(User).where(User.username == "supervisor")).email = supervisor
+    case_id = dispatched_case(runtime, bj(2026, 11, 23, 9))
+    tick(runtime, bj(2026, 11, 30, 9))
+    digests = {m["Subject"]: sorted(to) for to, m in smtp.mails() if "简报" in str(m["Subject"])}
+    assert sorted(digests.values()) == sorted([[SUPERVISORS, supervisor], sorted([URBAN, head])])
+    smtp.clear()
+    tick(runtime, bj(2026, 12, 2, 10))
+    ((to, _m),) = [(to, m) for to, m in smtp.mails() if "督办】" in str(m["Subject"])]
+    assert sorted(to) == sorted([URBAN, head, SUPERVISORS, supervisor])
+    # A deactivated head is written to no more.
+    with runtime.sessions() as s, s.begin():
+        s.scalar(select(User).where(User.username == "urban-head")).active = False
+        assert s.get(Case, case_id) is not None
+    from triage.supervision import staff_addresses
+
+    with runtime.sessions() as s:
+        assert staff_addresses(s).department(URBAN, "urban") == [URBAN]

@@ -91,3 +91,28 @@ def test_upgrading_keeps_visits_and_replies_and_matches_the_models(empty_url: st
         assert (reply.state, reply.signed_off_by_id) == ("sent", None)
         assert s.scalars(select(User)).one().head is False
     engine.dispose()
+
+
+def test_upgrading_gives_staff_an_empty_email(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    upgrade(engine, "0008")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (username, display_name, role, password_hash, active,"
+                " created_at, session_token, head) VALUES ('head', '', 'handler', '', :t, :now,"
+                " 't', :t)"
+            ),
+            {"t": True, "now": datetime.now(UTC).replace(tzinfo=None)},
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        differences = [
+            d
+            for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            if "users" in repr(d)
+        ]
+        assert differences == []
+    with Session(engine) as s:
+        assert s.scalars(select(User)).one().email == ""
+    engine.dispose()
