@@ -13,13 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, render_template
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 from wtforms import DateField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
@@ -37,10 +36,8 @@ from triage.models import (
     Status,
 )
 from web import db, runtime
-from web.board import CaseView, load_case, visible_cases
+from web.board import CaseView, _act, visible_cases
 from web.forms import ActionForm, Form
-from web.i18n import error_text
-from web.supervision_findings import refresh_findings
 
 bp = Blueprint("supervision_extensions", __name__, url_prefix="/board")
 LIST_LIMIT = 200
@@ -161,27 +158,6 @@ def case_context(case: Case) -> dict[str, object]:
         delay_form=DelayForm(prefix="delay"),
     )
     return {"supervision": panel}
-
-
-def _act(number: str, action: Action, change: object) -> Response:
-    """Runs `change(case)` on a case the user may act on, saving it, or shows the refusal."""
-    c = load_case(number)
-    if not can(current_user, action, c):
-        abort(403)
-    s = db()
-    try:
-        message = change(c)  # type: ignore[operator]
-        s.flush()
-        refresh_findings(c.id)
-    except IllegalTransition as e:
-        s.rollback()
-        flash(error_text(e), "error")
-    except StaleDataError:
-        s.rollback()
-        flash(_("Someone else changed this case at the same time. Please look again."), "error")
-    else:
-        flash(message, "info")
-    return redirect(url_for("board.case", number=number))
 
 
 def _request_of(case: Case, request_id: int) -> ExtensionRequest:
