@@ -44,6 +44,6 @@ def alembic_config(engine: Engine) -> AlembicConfig:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
     """Creates or upgrades the schema; safe to run again."""
     command.upgrade(alembic_config(engine), revision)
