@@ -84,10 +84,13 @@ class Submission:
     kind: Kind = Kind.COMPLAINT
     contact: Contact = field(default_factory=Contact)
     attachments: tuple[Attachment, ...] = ()
+    # Where it happened: a place or an address, one line, as given.
+    place: str = ""
 
     def __post_init__(self) -> None:
         # One boundary for every channel: what is stored is what was meant (see normalise).
         object.__setattr__(self, "external_id", clean_line(self.external_id))
+        object.__setattr__(self, "place", clean_line(self.place))
         object.__setattr__(self, "subject", clean_line(self.subject))
         object.__setattr__(self, "body", clean_text(self.body))
         if not self.external_id:

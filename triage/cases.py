@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from intake.submission import Submission
 from triage import duplicate_index
 from triage.attachments import AttachmentStore
+from triage.callers import stamp_caller
 from triage.deadlines import Deadlines
 from triage.models import (
     N_,
@@ -298,6 +299,7 @@ def register(
     case.masked_text = masked_case_text(
         case.subject, case.body, case.contact_name, case.contact_phone, case.contact_email
     )
+    stamp_caller(case, submission.place, policy.query_code_key)
     case.similar = similar_open_cases(session, case, policy)
     for item in submission.attachments:
         policy.attachments.put(item.sha256, item.data)

@@ -517,6 +517,15 @@ class Case(Base):
     # The worst finding of the last supervision tick, for lists: "" / "at_risk" / "overdue".
     risk: Mapped[str] = mapped_column(String(10), default="", index=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # The caller's pseudonymous key (triage/callers.py): the phone's, else the email's; ""
+    # for an anonymous case, None until computed for a case from before migration 0010. The
+    # email's key too when the case has both. Indexed with received_at (triage/callers.py).
+    caller_key: Mapped[str | None] = mapped_column(String(32))
+    caller_alt_key: Mapped[str | None] = mapped_column(String(32))
+    # Where it happened: a place or an address as the citizen or the operator gave it.
+    place: Mapped[str] = mapped_column(String(200), default="")
+    # Repeat calls about the open case (催办): events "urged".
+    urge_count: Mapped[int] = mapped_column(Integer, default=0)
 
     department: Mapped[Department | None] = relationship(foreign_keys=[department_id])
     suggested_department: Mapped[Department | None] = relationship(
@@ -1390,6 +1399,39 @@ class Case(Base):
             public=True,
             check_id=check.id,
             method=method,
+            department=self.department.code if self.department else None,
+            due_at=due_at.isoformat(),
+        )
+
+    def urge(self, actor: Actor, at: datetime, note: str, **detail: Any) -> CaseEvent:
+        """The citizen called again about this open case (催办): counted in `urge_count` and
+        logged as event "urged" (the note as its reason; `detail` e.g. the call's id), seen
+        by the department on the case's timeline."""
+        self._require("urged", OPEN_STATUSES)
+        self.urge_count += 1
+        return self.record(
+            "urged", actor, at, reason=(note or "").strip(), count=self.urge_count, **detail
+        )
+
+    def reopen(self, actor: Actor, at: datetime, reason: str, due_at: datetime) -> None:
+        """The citizen called: the closed case is not solved after all. It goes back to its
+        department for rework (重办) with the new deadline `due_at`; a reason is required.
+        Event "reopened" {department, due_at}."""
+        self._require("reopened", {Status.CLOSED})
+        reason = self._require_reason(reason)
+        if self.department_id is None:
+            raise IllegalTransition(N_("The case has no department to reopen it with."))
+        self.rework_count += 1
+        self.due_at = due_at
+        self.extended_to = None
+        self.closed_at = None
+        self.record(
+            "reopened",
+            actor,
+            at,
+            to_status=Status.IN_PROGRESS,
+            reason=reason,
+            public=True,
             department=self.department.code if self.department else None,
             due_at=due_at.isoformat(),
         )

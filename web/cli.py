@@ -90,6 +90,9 @@ def _initialise(
             [UserSpec(u.username, u.role, u.name, u.department, u.head, u.email) for u in s.users],
             new_password,
         )
+        from triage.callers import backfill_caller_keys
+
+        backfill_caller_keys(session, rt.secret)  # cases from before migration 0010
     return changes
 
 

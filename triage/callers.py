@@ -1,0 +1,229 @@
+"""Who called or wrote before: a caller's pseudonymous key and the cases that share it.
+
+A caller key is a keyed hash (HMAC-SHA256 with a key derived from the application's secret)
+of the caller's canonical phone number (`intake.normalise.normalise_phone`: ``138 0013 8000``,
+``+86 13800138000``, ``0086-138-0013-8000`` and full-width digits are all ``13800138000``)
+or, without a phone, of the e-mail address in lower case. The same caller gets the same key
+on every channel and in every export, so repeat complainants can be counted without the
+number; without the secret the key cannot be turned back into the number (a table of all
+Chinese mobiles hashed without a key would take minutes to build).
+
+A case stores one key in ``cases.caller_key`` (the phone's, else the email's; ``""`` for an
+anonymous case, NULL for a case registered before migration 0010 and not yet backfilled) and
+the email's in ``cases.caller_alt_key`` when it has both, so a later email-only case of the
+same citizen is found too. Both columns are indexed with the received time; history reads
+are bounded (``LIMIT``), whatever the number of cases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Index, bindparam, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from intake.normalise import PhoneError, normalise_phone
+from triage.models import Case
+
+__all__ = [
+    "CallerHistory",
+    "alt_key",
+    "backfill_caller_keys",
+    "caller_history",
+    "caller_key",
+    "caller_keys",
+    "canonical_email",
+    "canonical_phone",
+    "stamp",
+    "stamp_caller",
+]
+
+# The key length in hex digits: 128 bits, no collision among any number of callers.
+KEY_HEX = 32
+_DOMAIN = b"minsheng caller key v1"
+# The longest place or address stored (cases.place).
+PLACE_MAX = 200
+
+# Made by migration 0010: a caller's cases, newest first, read from an index.
+Index("ix_cases_caller_key_received", Case.caller_key, Case.received_at)
+Index("ix_cases_caller_alt_key_received", Case.caller_alt_key, Case.received_at)
+
+
+def _key(secret: bytes | str) -> bytes:
+    raw = secret.encode() if isinstance(secret, str) else secret
+    if not raw:
+        raise ValueError("a caller key needs the application's secret")
+    # A key of its own, so a caller key is never the same HMAC as anything else the secret signs.
+    return hmac.new(raw, _DOMAIN, hashlib.sha256).digest()
+
+
+def canonical_phone(phone: str) -> str | None:
+    """The phone as one caller: `normalise_phone`'s form; for a number it refuses (typed
+    oddly by a call centre), its digits if there are at least 5; else None."""
+    phone = (phone or "").strip()
+    if not phone:
+        return None
+    try:
+        return normalise_phone(phone)
+    except PhoneError:
+        pass
+    # ``0086-138-0013-8000``: the last group reads as an extension; without the separators
+    # the number is plain.
+    squeezed = re.sub(r"[\s\-().]", "", unicodedata.normalize("NFKC", phone))
+    try:
+        return normalise_phone(squeezed)
+    except PhoneError:
+        digits = re.sub(r"\D", "", squeezed)
+        return digits if len(digits) >= 5 else None
+
+
+def canonical_email(email: str) -> str | None:
+    """The address NFKC-normalised, trimmed and in lower case (``Wang@Example.COM`` →
+    ``wang@example.com``); None when there is no ``@`` in it."""
+    email = unicodedata.normalize("NFKC", email or "").strip().lower()
+    return email if "@" in email else None
+
+
+def _hash(kind: str, value: str, secret: bytes | str) -> str:
+    return hmac.new(_key(secret), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:KEY_HEX]
+
+
+def caller_key(phone: str, email: str, secret: bytes | str) -> str | None:
+    """The caller's pseudonymous key: 32 hex digits of HMAC-SHA256 (keyed from `secret`) of
+    the canonical phone, or of the lower-case email when there is no usable phone; None for
+    an anonymous caller. Raises ValueError for an empty secret."""
+    number = canonical_phone(phone)
+    if number is not None:
+        return _hash("tel", number, secret)
+    address = canonical_email(email)
+    if address is not None:
+        return _hash("mail", address, secret)
+    return None
+
+
+def alt_key(phone: str, email: str, secret: bytes | str) -> str | None:
+    """The email's key when the caller gave a usable phone too (stored as
+    ``cases.caller_alt_key``), else None."""
+    address = canonical_email(email)
+    if canonical_phone(phone) is None or address is None:
+        return None
+    return _hash("mail", address, secret)
+
+
+def caller_keys(phone: str, email: str, secret: bytes | str) -> list[str]:
+    """Every key under which this contact's cases may be stored: the phone's and the email's
+    (0 to 2 keys)."""
+    keys = []
+    number = canonical_phone(phone)
+    if number is not None:
+        keys.append(_hash("tel", number, secret))
+    address = canonical_email(email)
+    if address is not None:
+        keys.append(_hash("mail", address, secret))
+    return keys
+
+
+def stamp(case: Case, secret: bytes | str) -> None:
+    """Sets the case's caller keys from its contact (``""`` when anonymous)."""
+    case.caller_key = caller_key(case.contact_phone, case.contact_email, secret) or ""
+    case.caller_alt_key = alt_key(case.contact_phone, case.contact_email, secret)
+
+
+def stamp_caller(case: Case, place: str, secret: bytes | str | None) -> None:
+    """At registration: the case's place (at most 200 characters) and, given the
+    application's secret, its caller keys (without one they stay None until
+    `backfill_caller_keys`)."""
+    case.place = (place or "").strip()[:PLACE_MAX]
+    if secret:
+        stamp(case, secret)
+
+
+@dataclass(frozen=True)
+class CallerHistory:
+    """Other cases of the same caller, newest first: at most `limit` of them (`cases`), and
+    how many there are in all (`total`, counted up to `count_limit`)."""
+
+    cases: list[Case]
+    total: int
+
+    @property
+    def call_number(self) -> int:
+        """Which contact this is, counting the case itself: 第 N 次来电/投诉."""
+        return self.total + 1
+
+
+def _same_caller(keys: Iterable[str]) -> object:
+    keys = [k for k in keys if k]
+    return or_(Case.caller_key.in_(keys), Case.caller_alt_key.in_(keys))
+
+
+def caller_history(
+    session: Session,
+    keys: Iterable[str],
+    *,
+    exclude_id: int | None = None,
+    department_id: int | None = None,
+    limit: int = 10,
+    count_limit: int = 1000,
+) -> CallerHistory:
+    """The cases stored under any of `keys` (see `caller_keys`), newest received first.
+
+    `department_id` (a handler's department) keeps only that department's cases in `cases`;
+    `total` counts them all, so a handler learns that the caller has other cases without
+    seeing them. Reads at most `limit` rows and counts at most `count_limit`, through the
+    indexes on (caller_key, received_at) and (caller_alt_key, received_at).
+    """
+    keys = [k for k in keys if k]
+    if not keys:
+        return CallerHistory([], 0)
+    where = [_same_caller(keys)]
+    if exclude_id is not None:
+        where.append(Case.id != exclude_id)
+    ids = select(Case.id).where(*where).limit(count_limit).subquery()
+    total = int(session.scalar(select(func.count()).select_from(ids)) or 0)
+    shown = select(Case).where(*where)
+    if department_id is not None:
+        shown = shown.where(Case.department_id == department_id)
+    cases = list(
+        session.scalars(shown.order_by(Case.received_at.desc(), Case.id.desc()).limit(limit))
+    )
+    return CallerHistory(cases, total)
+
+
+def backfill_caller_keys(
+    connection: Connection | Session, secret: bytes | str, batch: int = 2000
+) -> int:
+    """Computes the caller keys of the cases that have none yet (registered before migration
+    0010), `batch` cases per statement round; returns how many were set. Safe to run again and
+    concurrently (each run sets the same values); run by ``minsheng init``."""
+    done = 0
+    last_id = 0
+    while True:
+        rows = connection.execute(
+            select(Case.id, Case.contact_phone, Case.contact_email)
+            .where(Case.caller_key.is_(None), Case.id > last_id)
+            .order_by(Case.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return done
+        connection.execute(
+            update(Case.__table__)  # type: ignore[arg-type]
+            .where(Case.__table__.c.id == bindparam("case_id"))
+            .values(caller_key=bindparam("key"), caller_alt_key=bindparam("alt")),
+            [
+                {
+                    "case_id": r.id,
+                    "key": caller_key(r.contact_phone or "", r.contact_email or "", secret) or "",
+                    "alt": alt_key(r.contact_phone or "", r.contact_email or "", secret),
+                }
+                for r in rows
+            ],
+        )
+        done += len(rows)
+        last_id = rows[-1].id
