@@ -333,8 +333,12 @@ def enqueue(
     case: Case | None = None,
     kind: str,
     now: datetime,
+    flush: bool = True,
 ) -> OutgoingMail:
     """Queues `message` to be sent as soon as a sender runs; returns the flushed row.
+
+    With ``flush`` False the row is only added to the session, and the caller, once it has
+    flushed it (with others: the mail intake's batch), records its event: `record_queued`.
 
     The message must have a From and at least one recipient (To, Cc or Bcc). Added when
     missing: Message-ID (in the sender's domain; kept by every retry), Date (`now`) and
@@ -382,11 +386,19 @@ def enqueue(
         created_at=now,
     )
     session.add(mail)
+    if not flush:
+        return mail
     session.flush()
     if case is not None:
         # Its event is written by the caller's next flush (the mail intake queues one a mail).
         _record_queued(session, case, mail, now, flush=False)
     return mail
+
+
+def record_queued(session: Session, case: Case, mail: OutgoingMail, now: datetime) -> None:
+    """The `mail_queued` event of a mail queued with ``enqueue(..., flush=False)`` on its
+    case, once the mail has its id; written by the next flush."""
+    _record_queued(session, case, mail, now, flush=False)
 
 
 def _record_queued(
