@@ -42,6 +42,7 @@ FIELDS = (
     "merged_into",
     "sent_back_count",
     "rework_count",
+    "extension_count",
     "satisfaction",
     "solved",
     "visits",
@@ -150,6 +151,7 @@ def case_record(
         "merged_into": case.merged_into.tracking_number if case.merged_into else None,
         "sent_back_count": case.sent_back_count,
         "rework_count": case.rework_count,
+        "extension_count": case.extension_count,
         "satisfaction": visit.satisfaction if visit else None,
         "solved": visit.solved if visit else None,
         "visits": [

@@ -345,12 +345,14 @@ def _register_extensions() -> None:
     from web.cli_api_keys import api_key
     from web.cli_intake import intake
     from web.cli_outbox import outbox
+    from web.cli_report import report
     from web.cli_search import search
     from web.cli_supervise import supervise
 
     main.add_command(api_key)
     main.add_command(intake)
     main.add_command(outbox)
+    main.add_command(report)
     main.add_command(search)
     main.add_command(supervise)
 

@@ -147,6 +147,53 @@ class SupervisionSettings(Section):
         return [a.strip() for a in v]
 
 
+class ReportSettings(Section):
+    """`[report]`: the monthly figures (triage/report/figures.py, DOMAIN.md "Monthly
+    figures"): the three rates' weights in the composite score, the weight of 基本满意, the
+    month's cut-off day and the star thresholds (星级科室)."""
+
+    # The statistical month ends on this day (1-28): month M runs from the day after it in
+    # M-1 to this day of M, local time. 0: the calendar month.
+    cutoff_day: Annotated[int, Field(ge=0, le=28)] = 0
+    response_weight: Annotated[float, Field(ge=0, le=1)] = 0.1
+    resolution_weight: Annotated[float, Field(ge=0, le=1)] = 0.5
+    satisfaction_weight: Annotated[float, Field(ge=0, le=1)] = 0.4
+    # 基本满意 counts this much of 满意 in the satisfaction rate.
+    basic_satisfied_weight: Annotated[float, Field(ge=0, le=1)] = 0.9
+    # Composite score (0-1) from which a department has 2, 3, 4 and 5 stars; below: 1 star.
+    star_thresholds: list[Annotated[float, Field(ge=0, le=1)]] = [0.6, 0.7, 0.8, 0.9]
+    # Hot issues listed, and the cases of a month clustered at most (above: a 1-in-k sample).
+    hot_issues: Annotated[int, Field(ge=0, le=50)] = 5
+    hot_issue_sample: Annotated[int, Field(ge=100, le=20000)] = 3000
+    # Who gets the monthly report email (`minsheng report monthly --send` without --to, and
+    # the supervision tick), and the local day of the month on which the tick sends the
+    # previous month's report, at or after [supervision] digest_hour (0: the tick never does).
+    recipients: list[str] = []
+    send_day: Annotated[int, Field(ge=0, le=28)] = 3
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipient_addresses(cls, v: list[str]) -> list[str]:
+        for address in v:
+            if "@" not in address or any(c.isspace() for c in address.strip()):
+                raise ValueError(f"{address!r} is not a mail address")
+        return [a.strip() for a in v]
+
+    @field_validator("star_thresholds")
+    @classmethod
+    def _four_rising(cls, v: list[float]) -> list[float]:
+        if len(v) != 4 or any(a >= b for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError("give four rising composite scores: for 2, 3, 4 and 5 stars")
+        return v
+
+    @model_validator(mode="after")
+    def _weights_sum_to_one(self) -> ReportSettings:
+        total = self.response_weight + self.resolution_weight + self.satisfaction_weight
+        if abs(total - 1) > 1e-9:
+            raise ValueError(f"the three weights must add up to 1 (they add up to {total:g})")
+        return self
+
+
 class AttachmentSettings(Section):
     max_files: Annotated[int, Field(ge=0, le=20)] = 5
     max_file_mb: Annotated[float, Field(gt=0, le=100)] = 10
@@ -410,6 +457,7 @@ class Settings(Section):
     calendar: CalendarSettings = CalendarSettings()
     time_limits: TimeLimitSettings = TimeLimitSettings()
     supervision: SupervisionSettings = SupervisionSettings()
+    report: ReportSettings = ReportSettings()
     attachments: AttachmentSettings = AttachmentSettings()
     tracking: TrackingSettings = TrackingSettings()
     sign_in: SignInSettings = SignInSettings()

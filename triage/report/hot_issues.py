@@ -1,0 +1,110 @@
+"""The month's hot issues (热点问题): clusters of similar complaints, with counts, places and a
+masked example.
+
+The clustering is triage.similarity.hot_issues (TF-IDF profiles, cosine ≥ HOT_ISSUE_SCORE,
+connected groups). Its cost grows with the square of the texts clustered, so at most
+[report] hot_issue_sample cases of a month are: all of them in a month with fewer, else every
+k-th by id (k = ⌈cases ÷ sample⌉), and a cluster's count is then its size × k, an estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from intake.submission import Kind
+from triage.models import Case, Status
+from triage.privacy import mask_text
+from triage.similarity import hot_issues as cluster
+
+if TYPE_CHECKING:
+    from triage.report.figures import ReportPolicy
+
+# Praise is no issue; a rejected case (spam, not ours) no complaint about the district.
+_KINDS = (str(Kind.COMPLAINT), str(Kind.SUGGESTION), str(Kind.INQUIRY))
+EXAMPLE_CHARS = 120
+LABEL_CHARS = 40
+MIN_SIZE = 2
+
+
+def hot_issues(
+    session: Session, start: datetime, end: datetime, policy: ReportPolicy
+) -> list[dict[str, Any]]:
+    """Up to [report] hot_issues clusters of the cases received in [start, end) (complaints,
+    suggestions, inquiries; not rejected), largest first: ``{label, count, example,
+    places}``. ``label``: the subject of its most central case (else its distinguishing
+    words), after the cluster's most named place unless the subject names it;
+    ``count``: its cases (see the module for large months); ``example``: the subject and text
+    of its most central case, personal data masked, at most 120 characters; ``places``: up to
+    three most named places (``cases.place``)."""
+    if policy.hot_issues <= 0:
+        return []
+    where = (
+        Case.received_at >= start,
+        Case.received_at < end,
+        Case.kind.in_(_KINDS),
+        Case.status != str(Status.REJECTED),
+    )
+    total = int(session.scalar(select(func.count()).select_from(Case).where(*where)) or 0)
+    if total < MIN_SIZE:
+        return []
+    step = max(1, math.ceil(total / policy.hot_issue_sample))
+    place = getattr(Case, "place", None)
+    columns = [
+        Case.id,
+        Case.subject,
+        Case.body,
+        Case.contact_name,
+        Case.contact_phone,
+        Case.contact_email,
+    ]
+    query = select(*columns, *([place] if place is not None else [])).where(*where)
+    if step > 1:
+        query = query.where(Case.id % step == 0)
+    rows = {
+        r[0]: r for r in session.execute(query.order_by(Case.id).limit(policy.hot_issue_sample))
+    }
+    items = [(cid, f"{r[1]}\n{r[2]}".strip()) for cid, r in rows.items()]
+    out = []
+    for issue in cluster(items, min_size=MIN_SIZE)[: policy.hot_issues]:
+        members = [rows[cid] for cid in issue.case_ids]
+        names = [m[3] for m in members if m[3]]
+        phones = [m[4] for m in members if m[4]]
+        emails = [m[5] for m in members if m[5]]
+
+        def masked(
+            text: str,
+            names: list[str] = names,
+            phones: list[str] = phones,
+            emails: list[str] = emails,
+        ) -> str:
+            return mask_text(text, names=names, phones=phones, emails=emails)
+
+        places = Counter(
+            " ".join(str(m[6]).split()) for m in members if len(m) > 6 and (m[6] or "").strip()
+        )
+        top_places = [masked(p) for p, _ in places.most_common(3)]
+        central = next(
+            (m for m in members if " ".join(f"{m[1]}\n{m[2]}".strip().split())[:60] == issue.label),
+            members[0],
+        )
+        title = " ".join(masked(central[1] or "").split())[:LABEL_CHARS]
+        words = title or "、".join(masked(w) for w in issue.keywords[:3])
+        example = " ".join(
+            masked(f"{central[1]}：{central[2]}" if central[1] else central[2]).split()
+        )
+        place_first = top_places and top_places[0] not in words
+        out.append(
+            {
+                "label": f"{top_places[0]}：{words}" if place_first else words,
+                "count": issue.size * step,
+                "example": example[:EXAMPLE_CHARS],
+                "places": top_places,
+            }
+        )
+    return out
