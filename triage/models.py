@@ -438,6 +438,22 @@ class ThrottleMark(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class ReportSend(Base):
+    """One month's report sent (queued in the outbox): the supervision tick sends a month
+    once (unique month, so a re-run or a second machine's tick never sends it again); a
+    send by hand (`minsheng report monthly --send`) updates the row."""
+
+    __tablename__ = "report_sends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), unique=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    message_id: Mapped[str] = mapped_column(String(255), default="")
+    # "tick" or "manual": who sent it last.
+    sent_by: Mapped[str] = mapped_column(String(20), default="tick")
+
+
 Actor = User | str | None
 
 

@@ -103,6 +103,8 @@ class SupervisionPolicy:
     supervisors: tuple[str, ...] = ()
     # A triage.spot_checks.SpotCheckPolicy (web.settings.SupervisionSettings is one).
     spot_checks: Any = None
+    # A triage.report.delivery.ReportSchedule: the monthly report on its day; None: never.
+    report: Any = None
 
     @property
     def domain(self) -> str:
@@ -124,6 +126,8 @@ class TickResult:
     digests: int = 0
     no_address: int = 0
     spot_check_draw: int | None = None
+    # The month whose report this tick queued (triage/report/delivery.py), if any.
+    report: str | None = None
     seconds: float = 0.0
     holder: str = ""
 
@@ -140,6 +144,7 @@ class TickResult:
             "digests": self.digests,
             "no_address": self.no_address,
             "spot_check_draw": self.spot_check_draw,
+            "report": self.report,
             "seconds": round(self.seconds, 3),
         }
 
@@ -193,6 +198,10 @@ def tick(session: Session, now: datetime, policy: SupervisionPolicy) -> TickResu
     sent = _act(session, now, policy, evaluations, rows, result)
     _store(session, now, evaluations, rows, sent, result)
     _digest(session, now, policy, evaluations, rows, result)
+    if policy.report is not None:
+        from triage.report.delivery import send_due_report
+
+        result.report = send_due_report(session, now, policy.report)
     session.flush()
     return result
 

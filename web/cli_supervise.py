@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from triage.models import utcnow
+from triage.report.delivery import report_schedule
 from triage.rules import RulesPolicy
 from triage.supervision import SupervisionPolicy, TickResult, run_tick
 from web.cli_common import config_option, settings
@@ -49,6 +50,7 @@ def supervision_policy(s: Settings) -> SupervisionPolicy:
         digest_hour=sup.digest_hour,
         supervisors=tuple(sup.supervisors_email),
         spot_checks=sup if sup.spot_check_sample > 0 else None,
+        report=report_schedule(s),
     )
 
 
@@ -92,6 +94,8 @@ def _echo(out: dict[str, Any], as_json: bool) -> None:
     )
     if out.get("spot_check_draw") is not None:
         click.echo(f"spot-check draw #{out['spot_check_draw']}")
+    if out.get("report"):
+        click.echo(f"monthly report {out['report']} queued")
     if "sent" in out:
         click.echo(f"outbox: sent {out['sent']}, retried {out['retried']}, failed {out['failed']}")
         if out.get("server_error"):
