@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from intake.submission import Submission
-from triage import duplicate_index
+from triage import duplicate_index, notifications
 from triage.attachments import AttachmentStore
 from triage.callers import stamp_caller
 from triage.deadlines import Deadlines
@@ -362,6 +362,7 @@ def register(
     session.add(case)
     if flush:
         session.flush()
+    notifications.note_registered(session, case, code, now)
     return Registration(case, created=True, query_code=code)
 
 

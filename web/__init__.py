@@ -121,6 +121,9 @@ def create_app(
 
     app.register_blueprint(supervision_findings.bp)
     app.register_blueprint(commitments.bp)
+    from web import satisfaction
+
+    app.register_blueprint(satisfaction.bp)
     i18n.init_app(app)
 
     @login_manager.user_loader

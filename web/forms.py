@@ -264,3 +264,23 @@ class PhoneCallForm(Form):
         _l("Caller's phone"),
         validators=[Optional(), PHONE],
     )
+
+
+class SatisfactionForm(Form):
+    """The citizen's answer through a reply's satisfaction link (web/satisfaction.py)."""
+
+    solved = RadioField(
+        _l("Has your problem been solved?"),
+        choices=[SelectChoice("yes", _l("Solved")), SelectChoice("no", _l("Not solved"))],
+        validators=[DataRequired(_l("Please say whether your problem was solved."))],
+    )
+    satisfaction = RadioField(
+        _l("How satisfied are you with how it was handled?"),
+        choices=[
+            SelectChoice("satisfied", _l("Satisfied")),
+            SelectChoice("basic", _l("Basically satisfied")),
+            SelectChoice("unsatisfied", _l("Unsatisfied")),
+        ],
+        validators=[DataRequired(_l("Please choose how satisfied you are."))],
+    )
+    comment = TextAreaField(_l("Comment (optional)"), validators=[Optional(), Length(max=2000)])

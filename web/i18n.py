@@ -78,6 +78,11 @@ ACTION_LABELS = {
     "mail_sent": _l("Mail sent"),
     "mail_deferred": _l("Mail not sent yet, will retry"),
     "mail_failed": _l("Mail could not be sent"),
+    # Text messages to citizens who gave only a phone (triage/sms.py); reason = the number.
+    "sms_queued": _l("Text message queued for sending"),
+    "sms_sent": _l("Text message sent"),
+    "sms_deferred": _l("Text message not sent yet, will retry"),
+    "sms_failed": _l("Text message could not be sent"),
     # Email intake (triage/mail_intake.py): a threaded reply or a bounce; reason = sender.
     "message_added": _l("Message from the citizen added"),
     "made_from_quarantine": _l("Registered from a quarantined mail"),

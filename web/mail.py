@@ -39,6 +39,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.models import utcnow
 from triage.outbox import MailStatus, OutgoingMail, RetryPolicy, claim, mark_failed, mark_sent
+from triage.sms import send_due as send_due_sms
+from web.notices import sms_gateway, sms_retry_policy
 from web.settings import MailSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,8 @@ class SendResult:
     failed: int = 0
     server_error: str = ""
     mail_ids: list[int] = field(default_factory=list)
+    # Text messages (triage/sms.py) sent, retried, failed; None when no gateway is set.
+    sms: dict[str, int] | None = None
 
     def add(self, other: SendResult) -> None:
         self.sent += other.sent
@@ -124,6 +128,9 @@ class SendResult:
         self.failed += other.failed
         self.server_error = other.server_error or self.server_error
         self.mail_ids += other.mail_ids
+        if other.sms is not None:
+            mine = self.sms or dict.fromkeys(other.sms, 0)
+            self.sms = {k: mine.get(k, 0) + v for k, v in other.sms.items()}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -131,6 +138,7 @@ class SendResult:
             "retried": self.retried,
             "failed": self.failed,
             "server_error": self.server_error or None,
+            **({"sms": self.sms} if self.sms is not None else {}),
         }
 
 
@@ -195,6 +203,9 @@ class OutboxSender:
         self.clock = clock
         self.policy = retry_policy(settings.mail)
         self.lease = claim_lease(settings.mail)
+        # Text messages go out with the mail, through the `[sms]` gateway when one is set.
+        self.sms_gateway = sms_gateway(settings)
+        self.sms_policy = sms_retry_policy(settings)
 
     def connect(self) -> TimedConnection:
         """An open SMTP session (Flask-Mail's connection); raises ServerUnavailable."""
@@ -241,6 +252,15 @@ class OutboxSender:
                 self._sent(mail, refused, result)
         finally:
             _close(connection)
+        if self.sms_gateway is not None and not stop():
+            sms = send_due_sms(
+                self.sessions,
+                self.sms_gateway,
+                worker=self.worker,
+                now=self.clock,
+                policy=self.sms_policy,
+            )
+            result.sms = {"sent": sms.sent, "retried": sms.retried, "failed": sms.failed}
         return result
 
     def _claim_one(self) -> OutgoingMail | None:

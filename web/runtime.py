@@ -80,6 +80,10 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.attachments = AttachmentStore(self.settings.instance_path / "attachments")
+        # Citizens are told of their case's receipt, reply and close (triage/notifications).
+        from web.notices import configure_sessions
+
+        configure_sessions(self.sessions, self.settings, self.secret)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:

@@ -392,6 +392,134 @@ class Open311Settings(Section):
     contact: str = ""  # discovery's contact line, e.g. the office's address for developers
 
 
+class NotificationSettings(Section):
+    """`[notifications]`: what the citizen is told without asking (triage/notifications.py),
+    by mail when they gave an address, else by SMS (`[sms]`) when they gave a mobile number.
+
+    An email case's receipt is the mail intake's acknowledgment, never a second mail."""
+
+    received: bool = True
+    replied: bool = True
+    closed: bool = True
+    # The reply notice carries a single-use satisfaction link (`[satisfaction]`).
+    satisfaction_link: bool = True
+
+
+class SmsSettings(Section):
+    """`[sms]`: the HTTP gateway text messages go through (triage/sms.py); off unless `url`.
+
+    A request per message: `method` POST sends a JSON body (or a form with `body = "form"`),
+    GET puts the fields in the query. Fields: `phone_field` (the number), `text_field` (the
+    text), `id_field` (a deterministic id per notice, for the gateway to drop repeats).
+    The token, when the gateway needs one, comes from the environment variable `token_env`
+    and goes in the header `token_header` after `token_prefix`. A 2xx answer is delivered;
+    408, 429 and 5xx are tried again with the mail outbox's backoff; other 4xx fail at once.
+    Templates take {office} {tracking_number} {query_code} {link} {reply}; a text longer than
+    `max_length` characters is shortened in {reply} first, then cut."""
+
+    url: str = ""
+    method: Literal["POST", "GET"] = "POST"
+    body: Literal["json", "form"] = "json"
+    headers: dict[str, str] = {}
+    token_env: str = ""
+    token_header: str = "Authorization"
+    token_prefix: str = "Bearer "
+    phone_field: str = "phone"
+    text_field: str = "text"
+    id_field: str = "id"
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 10
+    max_length: Annotated[int, Field(ge=70, le=1000)] = 300
+    received_template: str = (
+        "【{office}】您的诉求已受理，受理编号{tracking_number}，查询码{query_code}。"
+        "查询进度：{link}"
+    )
+    replied_template: str = (
+        "【{office}】您的诉求（{tracking_number}）已答复：{reply} 请评价办理结果：{link}"
+    )
+    closed_template: str = "【{office}】您的诉求（{tracking_number}）已办结。感谢您的监督。"
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} is not an http(s) address")
+        return v
+
+    @field_validator("received_template", "replied_template", "closed_template")
+    @classmethod
+    def _known_fields(cls, v: str) -> str:
+        import string
+
+        known = {"office", "tracking_number", "query_code", "link", "reply"}
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
+        except ValueError as e:
+            raise ValueError(f"not a valid template: {e}") from e
+        unknown = names - known
+        if unknown:
+            raise ValueError(
+                f"unknown field {{{sorted(unknown)[0]}}}; use {', '.join(sorted(known))}"
+            )
+        return v
+
+    def token(self) -> str:
+        """The gateway's token from `token_env`; "" when none is configured. Raises
+        ConfigError naming the variable when it is configured and not set."""
+        if not self.token_env:
+            return ""
+        value = os.environ.get(self.token_env)
+        if value is None:
+            raise ConfigError(f"sms.token_env: environment variable {self.token_env} is not set")
+        return value
+
+
+class SatisfactionSettings(Section):
+    """`[satisfaction]`: the link in the reply notice (web/satisfaction.py): valid this
+    many days, and where an unsatisfied or unsolved answer sends the case: a supervisor's
+    review (`review`, who then closes it with a reason or sends it for rework) or straight
+    back to the department (`rework`)."""
+
+    link_days: Annotated[int, Field(ge=1, le=90)] = 15
+    unsatisfied: Literal["review", "rework"] = "review"
+    # Answers from one client address per hour (a link is single-use anyway).
+    answers_per_hour: Annotated[int, Field(ge=1, le=10000)] = 20
+
+
+class CallMappingSettings(Section):
+    """`[intake.calls.mappings.NAME]`: the header names of one call centre's export (see
+    intake/phone.py ColumnMapping, whose defaults these are). "" for call_id, duration,
+    operator, name, address or kind: the export has no such column (without a call id a
+    call is known by its number and time)."""
+
+    call_id: str = "工单号"
+    phone: Annotated[str, Field(min_length=1)] = "来电号码"
+    called_at: Annotated[str, Field(min_length=1)] = "来电时间"
+    duration: str = "通话时长"
+    body: Annotated[str, Field(min_length=1)] = "诉求内容"
+    operator: str = "话务员"
+    name: str = "姓名"
+    address: str = "地址"
+    kind: str = "诉求类型"
+    # Values of the kind column besides 投诉/建议/咨询/表扬: value → complaint, suggestion,
+    # inquiry or praise.
+    kinds: dict[str, Kind] = {}
+
+
+class CallImportSettings(Section):
+    """`[intake.calls]`: importing call-centre exports (`minsheng intake calls`, the
+    operators' upload page)."""
+
+    # An uploaded file over this size is refused with a message saying so.
+    max_upload_mb: Annotated[float, Field(gt=0, le=500)] = 20.0
+    # Rows registered per transaction: an interrupted import keeps its committed batches.
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 200
+    # Named column mappings; "default" (the headers above) exists unless redefined.
+    mappings: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")], CallMappingSettings
+    ] = {}
+
+
 class IntakeSettings(Section):
     web_form: bool = True
     imap: ImapSettings | None = None
@@ -465,6 +593,9 @@ class Settings(Section):
     mail: MailSettings = MailSettings()
     intake: IntakeSettings = IntakeSettings()
     open311: Open311Settings = Open311Settings()
+    notifications: NotificationSettings = NotificationSettings()
+    sms: SmsSettings = SmsSettings()
+    satisfaction: SatisfactionSettings = SatisfactionSettings()
     departments: list[DepartmentSettings] = []
     users: list[UserSettings] = []
     rejection_reasons: list[RejectionReasonSettings] = DEFAULT_REJECTION_REASONS

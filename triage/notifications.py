@@ -1,0 +1,430 @@
+"""Telling the citizen without being asked: received, replied, closed.
+
+By mail when the citizen gave an address (through the outbox, triage/outbox.py), else by
+SMS when they gave a mobile number and a gateway is configured (triage/sms.py). Each notice
+has a deterministic Message-ID (or SMS id), a keyed hash of what it announces: a re-run, a
+retried request or a re-imported call log never queues it twice. Each shows on the case's
+timeline as the outbox records it (queued, sent, retried, failed).
+
+Where the notices come from, so that every path (web form, operator desk, call import,
+Open311, email, the board, the head's sign-off, the supervisors' pages) is covered without
+each remembering to call us:
+
+- received: `cases.register` calls `note_registered` with the query code, the one moment it
+  is known in clear (only its hash is stored). An email case gets no notice: the mail
+  intake's acknowledgment is its receipt (with the code), or was withheld on purpose.
+- replied and closed: the audit events that every such change writes ("replied",
+  "reply_signed_off" — the reply becomes visible to the citizen only then —, "closed",
+  "closed_without_visit") are picked up after each flush.
+
+The notices are built just before the transaction commits (`before_commit`), in that
+transaction, so a change that is rolled back tells nobody. Sessions notify only when their
+sessionmaker carries a `Notifier` (`configure`): the web app and the `minsheng` commands do;
+a bare session (a test of the domain, a migration) does not.
+
+No loops and no mail to nowhere: no notice to an empty or malformed address, to the office's
+own addresses, or to an address the mail intake found looping (its case has a
+"not_acknowledged" event); every notice is Auto-Submitted: auto-generated. Nothing the
+citizen typed is echoed (not their name, not their text): whoever fills in a form can type
+anybody's address.
+
+The mails are Chinese only, like the acknowledgment and like government mail in China.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event, inspect, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage import satisfaction as satisfaction_links
+from triage.models import Case, CaseEvent, CaseReply, ReplyState
+from triage.outbox import MailKind, OutboxError, OutgoingMail, build_message, enqueue
+from triage.sms import fit, mobile_number, queue_sms
+
+INFO_KEY = "minsheng.notifier"
+_PENDING = "minsheng.notices"
+
+REPLY_ACTIONS = frozenset({"replied", "reply_signed_off"})
+CLOSE_ACTIONS = frozenset({"closed", "closed_without_visit"})
+
+
+@dataclass(frozen=True)
+class SmsTemplates:
+    received: str
+    replied: str
+    closed: str
+    max_length: int = 300
+
+
+@dataclass(frozen=True)
+class Notifier:
+    """What notices need to know, from the config (web/notifications_config.py builds it).
+
+    - ``sender``: the From of the mails (``[mail] sender``); ``own_addresses``: addresses
+      never written to (the sender's, the complaints mailbox's), lower case.
+    - ``secret``: keys the Message-IDs and the satisfaction tokens.
+    - ``base_url``: the public site, for the /track link and the satisfaction link.
+    - ``local``: an aware UTC time → local time, for the dates in the text.
+    - ``received``/``replied``/``closed``: which notices are sent (``[notifications]``);
+      ``satisfaction_link`` and ``link_days`` (``[satisfaction] link_days``).
+    - ``sms``: the templates when a gateway is configured, else None (no SMS).
+    """
+
+    sender: str
+    secret: bytes
+    base_url: str
+    office_name: str
+    hotline: str
+    local: Callable[[datetime], datetime]
+    received: bool = True
+    replied: bool = True
+    closed: bool = True
+    satisfaction_link: bool = True
+    link_days: int = 15
+    own_addresses: frozenset[str] = field(default_factory=frozenset)
+    sms: SmsTemplates | None = None
+
+    @property
+    def track_url(self) -> str:
+        return self.base_url.rstrip("/") + "/track"
+
+    def satisfaction_url(self, token: str) -> str:
+        return f"{self.base_url.rstrip('/')}/satisfaction/{token}"
+
+
+def configure(sessions: sessionmaker[Session], notifier: Notifier) -> None:
+    """Sessions made by `sessions` from now on notify citizens through `notifier`."""
+    sessions.configure(info={INFO_KEY: notifier})
+
+
+def note_registered(session: Session, case: Case, query_code: str, now: datetime) -> None:
+    """A case was just registered with `query_code`: its 'received' notice goes out with the
+    transaction (none for an email case, or when the session does not notify)."""
+    if INFO_KEY in session.info:
+        session.info.setdefault(_PENDING, []).append(("received", case, query_code, now))
+
+
+# -- picking the notices up ----------------------------------------------------------------
+
+
+@event.listens_for(Session, "after_flush")
+def _collect(session: Session, flush_context: Any) -> None:
+    if INFO_KEY not in session.info:
+        return
+    found = [
+        ev
+        for ev in session.new
+        if isinstance(ev, CaseEvent) and ev.action in REPLY_ACTIONS | CLOSE_ACTIONS
+    ]
+    if found:
+        pending = session.info.setdefault(_PENDING, [])
+        pending.extend(("event", ev) for ev in sorted(found, key=lambda e: e.id))
+
+
+@event.listens_for(Session, "before_commit")
+def _send_with_commit(session: Session) -> None:
+    notifier: Notifier | None = session.info.get(INFO_KEY)
+    if notifier is None:
+        return
+    session.flush()
+    while session.info.get(_PENDING):
+        pending = session.info.pop(_PENDING)
+        for item in pending:
+            _notice(session, notifier, item)
+        session.flush()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget(session: Session, previous_transaction: Any) -> None:
+    if getattr(previous_transaction, "parent", None) is None:
+        session.info.pop(_PENDING, None)
+
+
+def _alive(obj: object) -> bool:
+    """Not rolled back with a savepoint since it was noted."""
+    state = inspect(obj)
+    return bool(state.persistent or state.pending)
+
+
+def _notice(session: Session, notifier: Notifier, item: tuple[Any, ...]) -> None:
+    if item[0] == "received":
+        _, case, code, now = item
+        if notifier.received and _alive(case):
+            received(session, notifier, case, code, now)
+        return
+    ev: CaseEvent = item[1]
+    if not _alive(ev):
+        return
+    case = session.get(Case, ev.case_id)
+    if case is None:
+        return
+    if ev.action in REPLY_ACTIONS and notifier.replied:
+        reply = None
+        if ev.detail.get("reply_id"):
+            reply = session.get(CaseReply, int(ev.detail["reply_id"]))
+        reply = reply or case.latest_reply
+        if reply is not None and reply.state == ReplyState.SENT:
+            replied(session, notifier, case, reply, ev.at)
+    elif ev.action in CLOSE_ACTIONS and notifier.closed:
+        closed(session, notifier, case, ev, ev.at)
+
+
+# -- whom, and how -------------------------------------------------------------------------
+
+
+def _mail_address(notifier: Notifier, case: Case) -> str | None:
+    address = (case.contact_email or "").strip()
+    if not address or "@" not in address or any(c.isspace() for c in address):
+        return None
+    if len(address) > 254 or address.lower() in notifier.own_addresses:
+        return None
+    if any(e.action == "not_acknowledged" for e in case.events):
+        # The mail intake found this address answering automatically: no more mail to it.
+        return None
+    return address
+
+
+def _tag(notifier: Notifier, kind: str, case: Case, key: object = "") -> str:
+    return hmac.new(
+        notifier.secret, f"notice:{kind}:{case.tracking_number}:{key}".encode(), hashlib.sha256
+    ).hexdigest()[:24]
+
+
+def _domain(sender: str) -> str:
+    return sender.rsplit("@", 1)[-1].strip(" >") or "localhost"
+
+
+def _queue_mail(
+    session: Session,
+    notifier: Notifier,
+    case: Case,
+    address: str,
+    *,
+    kind: str,
+    key: object,
+    subject: str,
+    text: str,
+    html_body: str,
+    now: datetime,
+) -> OutgoingMail | None:
+    message_id = f"<notice.{kind}.{_tag(notifier, kind, case, key)}@{_domain(notifier.sender)}>"
+    if session.scalar(select(OutgoingMail.id).where(OutgoingMail.message_id == message_id)):
+        return None
+    try:
+        msg = build_message(
+            sender=notifier.sender, to=[address], subject=subject, text=text, html=html_body
+        )
+    except OutboxError:
+        return None
+    msg["Message-ID"] = message_id
+    msg["X-Minsheng-Notice"] = kind
+    try:
+        return enqueue(session, msg, case=case, kind=MailKind.NOTIFICATION, now=now)
+    except OutboxError:
+        return None
+
+
+def _queue_sms(
+    session: Session,
+    notifier: Notifier,
+    case: Case,
+    *,
+    kind: str,
+    key: object,
+    template: str,
+    now: datetime,
+    **fields: str,
+) -> None:
+    if notifier.sms is None:
+        return
+    phone = mobile_number(case.contact_phone or "")
+    if phone is None:
+        return
+    values = {
+        "office": notifier.office_name,
+        "tracking_number": case.tracking_number,
+        "query_code": "",
+        "link": notifier.track_url,
+        "reply": "",
+        **fields,
+    }
+    text = fit(template, notifier.sms.max_length, **values)
+    queue_sms(
+        session,
+        case=case,
+        phone=phone,
+        text=text,
+        kind=f"notice_{kind}",
+        sms_id=f"{kind}.{_tag(notifier, kind, case, key)}",
+        now=now,
+    )
+
+
+def _html(paragraphs: list[str], links: dict[str, str] | None = None) -> str:
+    """Simple HTML of the text's paragraphs; URLs in `links` become links."""
+    links = links or {}
+    body = []
+    for p in paragraphs:
+        escaped = html.escape(p).replace("\n", "<br>")
+        for url in links.values():
+            e = html.escape(url)
+            escaped = escaped.replace(e, f'<a href="{e}">{e}</a>')
+        body.append(f"<p>{escaped}</p>")
+    return (
+        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8"></head>'
+        '<body style="font-family:sans-serif;line-height:1.6;max-width:40em">'
+        + "".join(body)
+        + "</body></html>"
+    )
+
+
+def _footer(notifier: Notifier) -> str:
+    return (
+        f"本邮件由系统自动发送，请勿直接回复。如有疑问，请拨打{notifier.hotline}。\n\n"
+        f"{notifier.office_name}"
+    )
+
+
+def received(
+    session: Session, notifier: Notifier, case: Case, query_code: str, now: datetime
+) -> None:
+    """The 'received' notice of a new case: tracking number, query code, the /track link.
+    Nothing for an email case (its acknowledgment says it)."""
+    if case.channel == "email":
+        return
+    link = f"{notifier.track_url}?number={case.tracking_number}"
+    address = _mail_address(notifier, case)
+    if address is None:
+        _queue_sms(
+            session,
+            notifier,
+            case,
+            kind="received",
+            key="",
+            template=notifier.sms.received if notifier.sms else "",
+            now=now,
+            query_code=query_code,
+            link=link,
+        )
+        return
+    when = notifier.local(case.received_at).strftime("%Y年%m月%d日 %H:%M")
+    paragraphs = [
+        "您好：",
+        f"您于{when}反映的诉求已收到并受理。",
+        f"受理编号：{case.tracking_number}\n查询码：{query_code}",
+        f"请凭受理编号和查询码查询办理进度：\n{link}",
+        "查询码只在此告知一次，请妥善保存，勿告诉他人。",
+        _footer(notifier),
+    ]
+    _queue_mail(
+        session,
+        notifier,
+        case,
+        address,
+        kind="received",
+        key="",
+        subject=f"已受理（受理编号 {case.tracking_number}）",
+        text="\n\n".join(paragraphs) + "\n",
+        html_body=_html(paragraphs, {"track": link}),
+        now=now,
+    )
+
+
+def replied(
+    session: Session, notifier: Notifier, case: Case, reply: CaseReply, now: datetime
+) -> None:
+    """The 'replied' notice: the reply as it went out (signed off where the config asks it),
+    and the satisfaction link when it is on."""
+    track = f"{notifier.track_url}?number={case.tracking_number}"
+    link = ""
+    if notifier.satisfaction_link:
+        token = satisfaction_links.issue_token(
+            notifier.secret, case, reply, now, notifier.link_days
+        )
+        link = notifier.satisfaction_url(token)
+    address = _mail_address(notifier, case)
+    if address is None:
+        _queue_sms(
+            session,
+            notifier,
+            case,
+            kind="replied",
+            key=reply.id,
+            template=notifier.sms.replied if notifier.sms else "",
+            now=now,
+            reply=" ".join(reply.body.split()),
+            link=link or track,
+        )
+        return
+    who = reply.department.name if reply.department is not None else "承办部门"
+    paragraphs = [
+        "您好：",
+        f"您反映的诉求（受理编号：{case.tracking_number}）已由{who}答复如下：",
+        reply.body.strip(),
+    ]
+    links = {"track": track}
+    if link:
+        paragraphs.append(
+            "请您对办理结果进行评价（无需登录，链接"
+            f"{notifier.link_days}日内有效，只能使用一次）：\n{link}"
+        )
+        links["satisfaction"] = link
+    paragraphs += [f"办理进度可凭受理编号和查询码查询：\n{track}", _footer(notifier)]
+    _queue_mail(
+        session,
+        notifier,
+        case,
+        address,
+        kind="replied",
+        key=reply.id,
+        subject=f"已答复（受理编号 {case.tracking_number}）",
+        text="\n\n".join(paragraphs) + "\n",
+        html_body=_html(paragraphs, links),
+        now=now,
+    )
+
+
+def closed(
+    session: Session, notifier: Notifier, case: Case, closing: CaseEvent, now: datetime
+) -> None:
+    """The 'closed' notice (办结), one per closing event (a case reopened by a spot check and
+    closed again is told again)."""
+    address = _mail_address(notifier, case)
+    if address is None:
+        _queue_sms(
+            session,
+            notifier,
+            case,
+            kind="closed",
+            key=closing.id,
+            template=notifier.sms.closed if notifier.sms else "",
+            now=now,
+        )
+        return
+    track = f"{notifier.track_url}?number={case.tracking_number}"
+    paragraphs = [
+        "您好：",
+        f"您反映的诉求（受理编号：{case.tracking_number}）已办结。感谢您对我们工作的监督和支持。",
+        f"办理经过可凭受理编号和查询码查询：\n{track}",
+        _footer(notifier),
+    ]
+    _queue_mail(
+        session,
+        notifier,
+        case,
+        address,
+        kind="closed",
+        key=closing.id,
+        subject=f"已办结（受理编号 {case.tracking_number}）",
+        text="\n\n".join(paragraphs) + "\n",
+        html_body=_html(paragraphs, {"track": track}),
+        now=now,
+    )

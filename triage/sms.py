@@ -1,0 +1,392 @@
+"""Text messages to citizens who gave only a phone: queued with the change that caused them,
+then sent through the configured HTTP gateway (`[sms]`), retried with the mail outbox's
+backoff, on any number of machines.
+
+The life of one message is the outbox's (triage/outbox.py)::
+
+    queue_sms ──► queued ──claim──► sending ──mark_sent──► sent
+                    ▲                  │
+                    └──mark_failed─────┤ (a retryable failure, tries left: queued, later)
+                                       └──mark_failed──► failed (tries used up, or the
+                                                         gateway refused it for good)
+
+Each message has a deterministic `sms_id` (a keyed hash of what it announces), unique in the
+table: queueing the same notice again is a no-op, and the gateway is given the id so that it
+can drop a repeat after an at-least-once retry (a sender that died after the gateway took the
+message and before `mark_sent` was committed). Claims lock rows with FOR UPDATE SKIP LOCKED
+on PostgreSQL and take SQLite's single write lock in one UPDATE, so two senders never send
+the same message at once.
+
+Every step is on the message's case as an event (`sms_queued`, `sms_sent`, `sms_deferred`,
+`sms_failed`) whose reason is the number, masked like any free text for those who may not see
+it. Functions here flush and never commit; `SmsGateway` does the HTTP and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from triage.models import Base, Case, UTCDateTime, utcnow
+from triage.outbox import RetryPolicy
+
+ACTOR = "system"
+
+
+class SmsStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class TextMessage(Base):
+    """One SMS in the queue: the number, the finished text and its sending state."""
+
+    __tablename__ = "sms_outbox"
+    __table_args__ = (Index("ix_sms_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    case: Mapped[Case | None] = relationship(Case)
+    kind: Mapped[str] = mapped_column(String(40))
+    phone: Mapped[str] = mapped_column(String(40))
+    text: Mapped[str] = mapped_column(Text)
+    sms_id: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(10), default=SmsStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<TextMessage {self.id} {self.kind} {self.status} attempts={self.attempts}>"
+
+
+_MOBILE = re.compile(r"1[3-9]\d{9}")
+
+
+def mobile_number(phone: str) -> str | None:
+    """The 11-digit mainland mobile number in `phone` ("138 0013 8000", "+86-138…",
+    full-width digits), or None for a landline, an extension or anything else: only a
+    mobile can receive a text."""
+    digits = "".join(c for c in unicodedata.normalize("NFKC", phone) if c.isdigit())
+    if len(digits) == 13 and digits.startswith("86"):
+        digits = digits[2:]
+    elif len(digits) == 15 and digits.startswith("0086"):
+        digits = digits[4:]
+    return digits if _MOBILE.fullmatch(digits) else None
+
+
+def fit(template: str, max_length: int, **fields: str) -> str:
+    """`template` filled with `fields`, at most `max_length` characters: a long {reply} is
+    shortened with "…" first (the link to the full reply must survive), then the text is
+    cut."""
+    text = template.format(**fields)
+    reply = fields.get("reply", "")
+    if len(text) > max_length and reply and "{reply}" in template:
+        room = max(0, len(reply) - (len(text) - max_length) - 1)
+        text = template.format(**{**fields, "reply": reply[:room] + "…"})
+    return text[:max_length]
+
+
+def queue_sms(
+    session: Session,
+    *,
+    case: Case | None,
+    phone: str,
+    text: str,
+    kind: str,
+    sms_id: str,
+    now: datetime,
+) -> TextMessage | None:
+    """Queues `text` for `phone` unless a message with `sms_id` is queued already (then
+    None: a re-run). Records `sms_queued` on `case`. Flushes, never commits."""
+    if session.scalar(select(TextMessage.id).where(TextMessage.sms_id == sms_id)) is not None:
+        return None
+    message = TextMessage(
+        case=case,
+        kind=kind,
+        phone=phone,
+        text=text,
+        sms_id=sms_id,
+        status=SmsStatus.QUEUED,
+        attempts=0,
+        next_attempt_at=now,
+        last_error="",
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    if case is not None:
+        case.record("sms_queued", ACTOR, now, reason=phone, sms_id=message.id, kind=kind)
+        session.flush()
+    return message
+
+
+def _due(now: datetime) -> Any:
+    return TextMessage.status.in_([SmsStatus.QUEUED, SmsStatus.SENDING]) & (
+        TextMessage.next_attempt_at <= now
+    )
+
+
+def claim(
+    session: Session, now: datetime, *, worker: str, limit: int, lease: timedelta
+) -> list[TextMessage]:
+    """Takes up to `limit` due messages for `worker` (see triage.outbox.claim: the same
+    locking, lease and attempt counting); commit before sending."""
+    expires = now + lease
+    picked = (
+        select(TextMessage.id)
+        .where(_due(now))
+        .order_by(TextMessage.next_attempt_at, TextMessage.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "sqlite":
+        target: Any = TextMessage.id.in_(picked)
+    else:
+        locked = list(session.scalars(picked.with_for_update(skip_locked=True)))
+        if not locked:
+            return []
+        target = TextMessage.id.in_(locked)
+    ids = list(
+        session.scalars(
+            update(TextMessage)
+            .where(target, _due(now))
+            .values(
+                status=SmsStatus.SENDING,
+                claimed_by=worker,
+                claim_expires_at=expires,
+                next_attempt_at=expires,
+                attempts=TextMessage.attempts + 1,
+            )
+            .returning(TextMessage.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if not ids:
+        return []
+    return list(
+        session.scalars(
+            select(TextMessage)
+            .where(TextMessage.id.in_(ids))
+            .order_by(TextMessage.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def _case(session: Session, message: TextMessage) -> Case | None:
+    return session.get(Case, message.case_id) if message.case_id is not None else None
+
+
+def mark_sent(session: Session, message: TextMessage, *, now: datetime) -> bool:
+    """The gateway took `message`; False (nothing changed) if it was marked sent already."""
+    done = session.execute(
+        update(TextMessage)
+        .where(TextMessage.id == message.id, TextMessage.status != SmsStatus.SENT)
+        .values(status=SmsStatus.SENT, sent_at=now, claimed_by=None, claim_expires_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(message)
+    if not done:
+        return False
+    case = _case(session, message)
+    if case is not None:
+        case.record(
+            "sms_sent",
+            ACTOR,
+            now,
+            reason=message.phone,
+            sms_id=message.id,
+            kind=message.kind,
+            attempts=message.attempts,
+        )
+        session.flush()
+    return True
+
+
+def mark_failed(
+    session: Session,
+    message: TextMessage,
+    error: str,
+    *,
+    worker: str,
+    now: datetime,
+    policy: RetryPolicy,
+    permanent: bool = False,
+) -> SmsStatus | None:
+    """A failed try by `worker`: queued again after the backoff, or failed for good
+    (`permanent`, or tries used up). None if `worker` lost its claim meanwhile. Records
+    `sms_deferred` or `sms_failed` on the case with the error."""
+    error = " ".join(error.split())[:2000] or "unknown error"
+    final = permanent or message.attempts >= policy.max_attempts
+    status = SmsStatus.FAILED if final else SmsStatus.QUEUED
+    next_at = now if final else now + policy.delay(message.attempts)
+    done = session.execute(
+        update(TextMessage)
+        .where(
+            TextMessage.id == message.id,
+            TextMessage.status == SmsStatus.SENDING,
+            TextMessage.claimed_by == worker,
+        )
+        .values(
+            status=status,
+            next_attempt_at=next_at,
+            claimed_by=None,
+            claim_expires_at=None,
+            last_error=error,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(message)
+    if not done:
+        return None
+    case = _case(session, message)
+    if case is not None:
+        detail: dict[str, Any] = {
+            "sms_id": message.id,
+            "kind": message.kind,
+            "attempts": message.attempts,
+        }
+        if not final:
+            detail["next_attempt_at"] = next_at.isoformat()
+        case.record(
+            "sms_failed" if final else "sms_deferred",
+            ACTOR,
+            now,
+            reason=f"{message.phone}: {error}",
+            **detail,
+        )
+        session.flush()
+    return status
+
+
+# -- the gateway ---------------------------------------------------------------------------
+
+
+class GatewayError(Exception):
+    """The gateway did not take the message; `permanent` when trying again cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class SmsGateway:
+    """An HTTP SMS gateway: one request per message (see `[sms]` in web/settings.py).
+
+    `send` raises GatewayError: permanent for a 4xx answer other than 408/429, retryable for
+    those, 5xx, timeouts and refused connections.
+    """
+
+    url: str
+    method: str = "POST"
+    body: str = "json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    phone_field: str = "phone"
+    text_field: str = "text"
+    id_field: str = "id"
+    timeout_seconds: float = 10.0
+
+    def send(self, phone: str, text: str, sms_id: str) -> None:
+        fields = {self.phone_field: phone, self.text_field: text}
+        if self.id_field:
+            fields[self.id_field] = sms_id
+        headers = {"User-Agent": "minsheng-sms", **self.headers}
+        url, data = self.url, None
+        if self.method == "GET":
+            url += ("&" if "?" in url else "?") + urllib.parse.urlencode(fields)
+        elif self.body == "form":
+            data = urllib.parse.urlencode(fields).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
+        else:
+            data = json.dumps(fields, ensure_ascii=False).encode()
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        request = urllib.request.Request(url, data=data, headers=headers, method=self.method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as answer:
+                answer.read(4096)
+        except urllib.error.HTTPError as e:
+            text_of = e.read(300).decode("utf-8", "replace") if e.fp else ""
+            retry = e.code in (408, 429) or e.code >= 500
+            raise GatewayError(f"HTTP {e.code} {text_of}".strip(), permanent=not retry) from e
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise GatewayError(f"{type(e).__name__}: {reason}") from e
+
+
+@dataclass
+class SmsResult:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    ids: list[int] = field(default_factory=list)
+
+
+def send_due(
+    sessions: Any,
+    gateway: SmsGateway,
+    *,
+    worker: str,
+    now: Any,
+    policy: RetryPolicy,
+    limit: int | None = None,
+) -> SmsResult:
+    """Sends the due messages one at a time, each claimed and its outcome committed in a
+    session of its own from `sessions` (a sessionmaker); `now()` gives the aware UTC time.
+    A gateway that cannot be reached stops the run (the message it was for is retried)."""
+    result = SmsResult()
+    lease = timedelta(seconds=gateway.timeout_seconds * 10)
+    while limit is None or len(result.ids) < limit:
+        with sessions() as session:
+            claimed = claim(session, now(), worker=worker, limit=1, lease=lease)
+            session.commit()
+        if not claimed:
+            break
+        message = claimed[0]
+        result.ids.append(message.id)
+        try:
+            gateway.send(message.phone, message.text, message.sms_id)
+        except GatewayError as e:
+            with sessions() as session:
+                row = session.get(TextMessage, message.id)
+                status = mark_failed(
+                    session,
+                    row,  # type: ignore[arg-type]
+                    str(e),
+                    worker=worker,
+                    now=now(),
+                    policy=policy,
+                    permanent=e.permanent,
+                )
+                session.commit()
+            if status == SmsStatus.FAILED:
+                result.failed += 1
+            else:
+                result.retried += 1
+            if not e.permanent:
+                break  # the gateway is down: the others keep their place
+            continue
+        with sessions() as session:
+            row = session.get(TextMessage, message.id)
+            mark_sent(session, row, now=now())  # type: ignore[arg-type]
+            session.commit()
+        result.sent += 1
+    return result
