@@ -84,13 +84,18 @@ class UserSpec:
 
 def sync_departments(session: Session, specs: Iterable[DepartmentSpec]) -> list[str]:
     """Creates or updates the configured departments; ones no longer configured go inactive
-    (never deleted: their cases keep pointing at them). Returns what changed."""
+    (never deleted: their cases keep pointing at them). A department an administrator added
+    or changed in the browser (`admin_managed`) is left as it is. Returns what changed."""
     existing = {d.code: d for d in session.scalars(select(Department))}
     changes: list[str] = []
     configured = set()
     for spec in specs:
         configured.add(spec.code)
         dept = existing.get(spec.code)
+        if dept is not None and dept.admin_managed:
+            # Changed by an administrator in the browser: that change stands (README).
+            changes.append(f"department {spec.code} kept as managed in the admin pages")
+            continue
         if dept is None:
             session.add(
                 Department(code=spec.code, name=spec.name, name_en=spec.name_en, email=spec.email)
@@ -102,7 +107,7 @@ def sync_departments(session: Session, specs: Iterable[DepartmentSpec]) -> list[
             dept.name, dept.name_en, dept.email, dept.active = new
             changes.append(f"department {spec.code} updated")
     for code, dept in existing.items():
-        if code not in configured and dept.active:
+        if code not in configured and dept.active and not dept.admin_managed:
             dept.active = False
             changes.append(f"department {code} deactivated (no longer in the config)")
     session.flush()
@@ -114,7 +119,8 @@ def sync_users(
     specs: Iterable[UserSpec],
     new_password: Callable[[User], str | None],
 ) -> list[str]:
-    """Creates missing configured users and updates role and department of existing ones.
+    """Creates missing configured users and updates role and department of existing ones,
+    except accounts an administrator changed in the browser (`admin_managed`).
     Usernames are matched ignoring case (`normalise_username`); a new one is stored in its
     normal form. A configured name equal to an earlier one ignoring case is skipped, and
     said so in the changes.
@@ -154,6 +160,9 @@ def sync_users(
             session.flush()
             shown = new_password(user)
             changes.append(f"user {spec.username} added" + (f": {shown}" if shown else ""))
+            continue
+        if user.admin_managed:
+            # Changed by an administrator in the browser: that change stands (README).
             continue
         if (user.role, user.department_id, user.display_name, user.head, user.email) != (
             str(spec.role),

@@ -19,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -178,6 +179,8 @@ class Department(Base):
     name_en: Mapped[str] = mapped_column(String(200), default="")
     email: Mapped[str] = mapped_column(String(200), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Added or changed by an administrator in the browser: `minsheng init` leaves it alone.
+    admin_managed: Mapped[bool] = mapped_column(Boolean, default=False)
 
     def __repr__(self) -> str:
         return f"<Department {self.code}>"
@@ -206,6 +209,9 @@ class User(Base):
     # Where the supervision tick writes to this person: a head gets the department's
     # reminders, escalations and digest, a supervisor the office's ("" for none).
     email: Mapped[str] = mapped_column(String(200), default="")
+    # Changed by an administrator in the browser: `minsheng init` no longer resets it to the
+    # config's [[users]] entry.
+    admin_managed: Mapped[bool] = mapped_column(Boolean, default=False)
 
     department: Mapped[Department | None] = relationship()
 
@@ -1499,6 +1505,27 @@ class DuplicateSignature(Base):
     case_id: Mapped[int] = mapped_column(
         ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+
+
+class AdminEvent(Base):
+    """One line of the administrators' own audit log (triage/admin_log.py): who changed which
+    account, department or API key, when, and what (never a password or a key)."""
+
+    __tablename__ = "admin_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_name: Mapped[str] = mapped_column(String(200), default="")
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# The kanban's closed column: the latest closed cases, office-wide or of one department,
+# read through an index instead of sorting every closed case (migration 0013).
+Index("ix_cases_status_closed_at", Case.status, Case.closed_at)
+Index("ix_cases_department_id_status_closed_at", Case.department_id, Case.status, Case.closed_at)
 
 
 # `Case.api_key_id` refers to the api_keys table: it must be known wherever cases are used.

@@ -124,6 +124,10 @@ def create_app(
     from web import satisfaction
 
     app.register_blueprint(satisfaction.bp)
+    from web import admin, kanban
+
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(kanban.bp)
     i18n.init_app(app)
 
     @login_manager.user_loader

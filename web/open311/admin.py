@@ -27,6 +27,7 @@ from werkzeug.wrappers import Response
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
+from triage import admin_log
 from triage.access import Action
 from triage.api_keys import NAME_MAX, ApiKey, create_key, list_keys, revoke_key
 from web import db
@@ -91,6 +92,15 @@ def add() -> Response:
     # Post/redirect/get, so that reloading the page makes no second key: the key rides in the
     # session to the next page, which takes it out, and is never shown again.
     session[NEW_KEY] = {"id": made.row.id, "secret": made.secret}
+    # The administrators' log names the key by its prefix, never the key itself.
+    admin_log.record(
+        db(),
+        current_user._get_current_object(),
+        "api_key_issued",
+        f"api key {made.row.prefix}",
+        made.row.created_at,
+        name=made.row.name,
+    )
     return redirect(url_for("api_keys.index"))
 
 
@@ -103,6 +113,14 @@ def revoke(key_id: int) -> Response:
     if key is None:
         abort(404)
     if revoke_key(db(), key, datetime.now(UTC)):
+        admin_log.record(
+            db(),
+            current_user._get_current_object(),
+            "api_key_revoked",
+            f"api key {key.prefix}",
+            datetime.now(UTC),
+            name=key.name,
+        )
         flash(_("Key %(prefix)s (%(name)s) revoked.", prefix=key.prefix, name=key.name), "info")
     else:
         flash(_("Key %(prefix)s was revoked already.", prefix=key.prefix), "info")

@@ -1,0 +1,236 @@
+"""Staff accounts and departments as an administrator changes them in the browser: the rules
+(one spelling of a username, a handler belongs to a department, nobody deactivates themselves,
+the office always keeps an active administrator) in one place, with no Flask in them.
+
+Every change marks the row `admin_managed`, so that `minsheng init` (triage/directory.py)
+does not reset it to config.toml afterwards. Functions flush and never commit. Passwords are
+set by the caller through the password policy (web/passwords.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from triage.directory import BadUsername, find_user, normalise_username
+from triage.models import N_, Department, IllegalTransition, Role, User, new_session_token
+
+DEPARTMENT_CODE = re.compile(r"[a-z0-9_-]{2,40}")
+"""A department code: 2 to 40 of a-z, digits, `_` and `-` (used in URLs and the config)."""
+
+
+class StaffChangeRefused(IllegalTransition):
+    """An account or department change the rules refuse; the message says why (translated
+    by the web layer like any refused case change)."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """What an administrator types for an account (role one of `Role`)."""
+
+    display_name: str
+    role: str
+    department: Department | None
+    head: bool
+    email: str
+
+
+def active_admins(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == Role.ADMIN, User.active.is_(True))
+        )
+        or 0
+    )
+
+
+def _check(account: Account) -> None:
+    if account.role not in set(Role):
+        raise StaffChangeRefused(N_("Unknown role %(role)s."), role=account.role)
+    if account.role == Role.HANDLER and account.department is None:
+        raise StaffChangeRefused(N_("A handler needs a department."))
+    if account.head and account.department is None:
+        raise StaffChangeRefused(N_("A department head needs a department."))
+    if account.department is not None and not account.department.active:
+        raise StaffChangeRefused(
+            N_("Department %(code)s is inactive."), code=account.department.code
+        )
+
+
+def add_user(session: Session, username: str, account: Account) -> User:
+    """Creates an account (no password yet: the caller sets one). The username is stored in
+    its normal form (`normalise_username`: `Wang.Wei` is `wang.wei`).
+
+    Raises StaffChangeRefused for a username that cannot be one, one taken (ignoring case and
+    width), a handler without a department or an unknown role.
+    """
+    try:
+        name = normalise_username(username)
+    except BadUsername:
+        raise StaffChangeRefused(
+            N_("%(name)s cannot be a username: use 2 to 80 letters a-z, digits, '_', '.' or '-'."),
+            name=username,
+        ) from None
+    existing = find_user(session, name)
+    if existing is not None:
+        raise StaffChangeRefused(
+            N_("The username %(name)s is taken (usernames ignore case)."), name=existing.username
+        )
+    _check(account)
+    user = User(
+        username=name,
+        display_name=account.display_name,
+        role=account.role,
+        department=account.department,
+        head=account.head,
+        email=account.email,
+        admin_managed=True,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def change_user(session: Session, user: User, account: Account) -> dict[str, list[Any]]:
+    """Sets role, department, head flag, email and display name; returns what changed as
+    {field: [before, after]} (department by code), empty if nothing did.
+
+    Raises StaffChangeRefused if the change would leave no active administrator, or breaks
+    a rule of `add_user`.
+    """
+    _check(account)
+    demoted = user.role == Role.ADMIN and account.role != Role.ADMIN and user.active
+    if demoted and active_admins(session) <= 1:
+        raise StaffChangeRefused(
+            N_("%(name)s is the last active administrator: the role stays."),
+            name=user.username,
+        )
+    before = {
+        "display_name": user.display_name,
+        "role": user.role,
+        "department": user.department.code if user.department else None,
+        "head": user.head,
+        "email": user.email,
+    }
+    after = {
+        "display_name": account.display_name,
+        "role": account.role,
+        "department": account.department.code if account.department else None,
+        "head": account.head,
+        "email": account.email,
+    }
+    changes = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+    if not changes:
+        return {}
+    if "role" in changes or "department" in changes:
+        # What the account may see changes: its open sessions start again with the new rights.
+        user.session_token = new_session_token()
+    user.display_name = account.display_name
+    user.role = account.role
+    user.department = account.department
+    user.department_id = account.department.id if account.department else None
+    user.head = account.head
+    user.email = account.email
+    user.admin_managed = True
+    session.flush()
+    return changes
+
+
+def set_active(session: Session, user: User, active: bool, by: User) -> bool:
+    """Deactivates (the account cannot sign in, and every open session of it ends: a new
+    session token) or reactivates an account. Returns False if it already was so.
+
+    Raises StaffChangeRefused when `by` deactivates their own account or the last active
+    administrator.
+    """
+    if user.active == active:
+        return False
+    if not active:
+        if user.id == by.id:
+            raise StaffChangeRefused(N_("You cannot deactivate your own account."))
+        if user.role == Role.ADMIN and active_admins(session) <= 1:
+            raise StaffChangeRefused(
+                N_("%(name)s is the last active administrator: it stays active."),
+                name=user.username,
+            )
+        user.session_token = new_session_token()
+    user.active = active
+    user.admin_managed = True
+    session.flush()
+    return True
+
+
+def check_department_code(code: str) -> str:
+    code = (code or "").strip().lower()
+    if not DEPARTMENT_CODE.fullmatch(code):
+        raise StaffChangeRefused(
+            N_(
+                "%(code)s cannot be a department code: use 2 to 40 letters a-z, digits, '_' or '-'."
+            ),
+            code=code,
+        )
+    return code
+
+
+def add_department(
+    session: Session, code: str, name: str, name_en: str = "", email: str = ""
+) -> Department:
+    """A new department, managed in the browser from now on (`admin_managed`).
+
+    Raises StaffChangeRefused for a bad or taken code or an empty name."""
+    code = check_department_code(code)
+    if session.scalar(select(Department).where(Department.code == code)) is not None:
+        raise StaffChangeRefused(N_("A department with code %(code)s exists."), code=code)
+    if not name.strip():
+        raise StaffChangeRefused(N_("A department needs a name."))
+    dept = Department(
+        code=code,
+        name=name.strip(),
+        name_en=name_en.strip(),
+        email=email.strip(),
+        active=True,
+        admin_managed=True,
+    )
+    session.add(dept)
+    session.flush()
+    return dept
+
+
+def change_department(
+    session: Session, dept: Department, name: str, name_en: str, email: str, active: bool
+) -> dict[str, list[Any]]:
+    """Renames a department, sets its address or (de)activates it; returns the changes as
+    {field: [before, after]}. Its code stays: cases, deadlines and the config refer to it.
+
+    Raises StaffChangeRefused for an empty name."""
+    if not name.strip():
+        raise StaffChangeRefused(N_("A department needs a name."))
+    before = {
+        "name": dept.name,
+        "name_en": dept.name_en,
+        "email": dept.email,
+        "active": dept.active,
+    }
+    after = {
+        "name": name.strip(),
+        "name_en": name_en.strip(),
+        "email": email.strip(),
+        "active": active,
+    }
+    changes = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+    if changes:
+        dept.name, dept.name_en, dept.email, dept.active = (
+            after["name"],
+            after["name_en"],
+            after["email"],
+            after["active"],
+        )
+        dept.admin_managed = True
+        session.flush()
+    return changes

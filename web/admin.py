@@ -1,0 +1,543 @@
+"""Administration in the browser, for the admin role only: staff accounts, departments and
+their commitments (with where each is configured), links to the API keys and the intake and
+outbox health, and the administrators' own audit log (triage/admin_log.py).
+
+The rules live in triage/staff.py; passwords go through the one policy of web/passwords.py.
+Every change is written to admin_events in the same transaction, never with a password or a
+key in it. Changes made here survive `minsheng init` (rows marked `admin_managed`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from sqlalchemy import func, select
+from werkzeug.wrappers import Response
+from wtforms import BooleanField, PasswordField, RadioField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
+
+from triage import admin_log
+from triage.access import Action
+from triage.models import Department, Role, User
+from triage.outbox import outbox_counts
+from triage.staff import (
+    Account,
+    StaffChangeRefused,
+    add_department,
+    add_user,
+    change_department,
+    change_user,
+    set_active,
+)
+from web import db, runtime
+from web.auth import requires
+from web.commitments import amount, department_rows, extension_text
+from web.forms import ActionForm, Form
+from web.i18n import ROLE_LABELS, department_name, error_text
+from web.mail_lists import health_panel
+from web.passwords import WeakPassword, check_password, set_password
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+USERS_PAGE = 200
+
+# The admin log's actions, as the log page names them.
+ADMIN_ACTIONS = {
+    "user_added": _l("account added"),
+    "user_changed": _l("account changed"),
+    "user_deactivated": _l("account deactivated"),
+    "user_reactivated": _l("account reactivated"),
+    "password_reset": _l("password reset"),
+    "department_added": _l("department added"),
+    "department_changed": _l("department changed"),
+    "api_key_issued": _l("API key issued"),
+    "api_key_revoked": _l("API key revoked"),
+}
+
+
+@bp.context_processor
+def _labels() -> dict[str, object]:
+    return {"ADMIN_ACTIONS": ADMIN_ACTIONS}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _me() -> User:
+    return current_user._get_current_object()  # type: ignore[no-any-return]
+
+
+def _no_store(body: str, status: int = 200) -> Response:
+    """A page that may show a password: never kept by a cache or the browser's history."""
+    response = make_response(body, status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _role_choices() -> list[SelectChoice]:
+    return [SelectChoice(str(r), str(ROLE_LABELS.get(str(r), r))) for r in Role]
+
+
+def _department_choices(include_inactive: bool = False) -> list[SelectChoice]:
+    query = select(Department).order_by(Department.id)
+    if not include_inactive:
+        query = query.where(Department.active.is_(True))
+    return [SelectChoice("", _("— none —"))] + [
+        SelectChoice(d.code, department_name(d)) for d in db().scalars(query)
+    ]
+
+
+class AccountForm(Form):
+    display_name = StringField(_l("Display name"), validators=[Optional(), Length(max=200)])
+    role = SelectField(_l("Role"))
+    department = SelectField(_l("Department"), validators=[Optional()])
+    head = BooleanField(_l("Head of the department (signs replies off, gets escalations)"))
+    email = StringField(
+        _l("Email"),
+        validators=[Optional(), Email(_l("Not an email address.")), Length(max=200)],
+    )
+
+    def fill_choices(self) -> None:
+        self.role.choices = _role_choices()
+        self.department.choices = _department_choices()
+
+
+def _check_chosen_password(form: Any, field: Any) -> None:
+    if form.password_mode.data != "set":
+        return
+    if not field.data:
+        raise ValidationError(_("Type the password, or let the system generate one."))
+    try:
+        check_password(field.data, form.username_for_policy())
+    except WeakPassword as e:
+        raise ValidationError(str(e)) from e
+
+
+class PasswordChoice(Form):
+    password_mode = RadioField(
+        _l("Password"),
+        choices=[
+            SelectChoice("generate", _l("Generate a one-time password (shown once)")),
+            SelectChoice("set", _l("Set this password")),
+        ],
+        default="generate",
+    )
+    password = PasswordField(_l("New password"), validators=[_check_chosen_password])
+
+    def username_for_policy(self) -> str:
+        return ""
+
+
+class NewUserForm(AccountForm, PasswordChoice):
+    username = StringField(
+        _l("Username"),
+        validators=[DataRequired(_l("Give a username.")), Length(max=80)],
+    )
+
+    def username_for_policy(self) -> str:
+        return str(self.username.data or "")
+
+
+class ResetPasswordForm(PasswordChoice):
+    def __init__(self, *args: Any, username: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._username = username
+
+    def username_for_policy(self) -> str:
+        return self._username
+
+
+class DepartmentForm(Form):
+    code = StringField(_l("Code"), validators=[Optional(), Length(max=40)])
+    name = StringField(
+        _l("Name (Chinese)"), validators=[DataRequired(_l("Give a name.")), Length(max=200)]
+    )
+    name_en = StringField(_l("Name (English)"), validators=[Optional(), Length(max=200)])
+    email = StringField(
+        _l("Email"),
+        validators=[Optional(), Email(_l("Not an email address.")), Length(max=200)],
+    )
+    active = BooleanField(_l("Active (cases may be dispatched to it)"), default=True)
+
+
+def _account_of(form: AccountForm) -> Account:
+    code = form.department.data or ""
+    dept = db().scalar(select(Department).where(Department.code == code)) if code else None
+    return Account(
+        display_name=(form.display_name.data or "").strip(),
+        role=form.role.data or "",
+        department=dept,
+        head=bool(form.head.data),
+        email=(form.email.data or "").strip(),
+    )
+
+
+def _new_password(form: PasswordChoice, user: User) -> str | None:
+    """Sets the chosen or a generated password; returns the generated one (to show once)."""
+    if form.password_mode.data == "set":
+        set_password(user, form.password.data or "")
+        return None
+    while True:
+        generated = secrets.token_urlsafe(12)
+        try:
+            set_password(user, generated)
+            return generated
+        except WeakPassword:  # pragma: no cover - a random 16-character token passes
+            continue
+
+
+def _log(action: str, target: str, **details: Any) -> None:
+    admin_log.record(db(), _me(), action, target, _now(), **details)
+
+
+# -- overview ------------------------------------------------------------------------------
+
+
+@bp.get("/")
+@requires(Action.ADMINISTER)
+def index() -> str:
+    s = db()
+    counts = dict(
+        s.execute(
+            select(User.role, func.count()).where(User.active.is_(True)).group_by(User.role)
+        ).all()
+    )
+    return render_template(
+        "admin/index.html",
+        counts=counts,
+        inactive=s.scalar(select(func.count()).select_from(User).where(User.active.is_(False))),
+        departments=s.scalar(select(func.count()).select_from(Department)),
+        health=health_panel(),
+        outbox=outbox_counts(s, _now()),
+        recent=admin_log.page(s, size=10).events,
+    )
+
+
+# -- accounts ------------------------------------------------------------------------------
+
+
+@bp.get("/users")
+@requires(Action.ADMINISTER)
+def users() -> str:
+    role = request.args.get("role", "")
+    department = request.args.get("department", "")
+    active = request.args.get("active", "")
+    query = select(User).order_by(User.username).limit(USERS_PAGE + 1)
+    if role in set(Role):
+        query = query.where(User.role == role)
+    if department:
+        query = query.where(
+            User.department_id
+            == select(Department.id).where(Department.code == department).scalar_subquery()
+        )
+    if active in ("yes", "no"):
+        query = query.where(User.active.is_(active == "yes"))
+    rows = list(db().scalars(query))
+    return render_template(
+        "admin/users.html",
+        rows=rows[:USERS_PAGE],
+        more=len(rows) > USERS_PAGE,
+        role=role,
+        department=department,
+        active=active,
+        roles=_role_choices(),
+        departments=_department_choices(include_inactive=True)[1:],
+    )
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@requires(Action.ADMINISTER)
+def new_user() -> Response | str:
+    form = NewUserForm()
+    form.fill_choices()
+    if not form.validate_on_submit():
+        status = 400 if request.method == "POST" else 200
+        return _no_store(render_template("admin/user_new.html", form=form), status)
+    try:
+        user = add_user(db(), form.username.data or "", _account_of(form))
+        shown = _new_password(form, user)
+    except StaffChangeRefused as e:
+        form.username.errors = [*form.username.errors, error_text(e)]
+        return _no_store(render_template("admin/user_new.html", form=form), 400)
+    _log(
+        "user_added",
+        f"user {user.username}",
+        role=user.role,
+        department=user.department.code if user.department else None,
+        head=user.head,
+        email=user.email,
+        display_name=user.display_name,
+        chosen_by="generated" if shown else "admin",
+    )
+    flash(_("Account %(name)s added.", name=user.username), "info")
+    if shown is None:
+        return redirect(url_for("admin.user", user_id=user.id))
+    return _no_store(render_template("admin/password_shown.html", user=user, password=shown), 201)
+
+
+def _user_or_404(user_id: int) -> User:
+    user = db().get(User, user_id)
+    if user is None:
+        abort(404)
+    return user
+
+
+def _user_page(user: User, form: AccountForm | None = None, status: int = 200) -> Response:
+    if form is None:
+        form = AccountForm(
+            data={
+                "display_name": user.display_name,
+                "role": user.role,
+                "department": user.department.code if user.department else "",
+                "head": user.head,
+                "email": user.email,
+            }
+        )
+        form.fill_choices()
+    history = list(
+        db().scalars(
+            select(admin_log.AdminEvent)
+            .where(admin_log.AdminEvent.target == f"user {user.username}")
+            .order_by(admin_log.AdminEvent.id.desc())
+            .limit(20)
+        )
+    )
+    return _no_store(
+        render_template(
+            "admin/user.html",
+            user=user,
+            form=form,
+            password_form=ResetPasswordForm(prefix="pw", username=user.username),
+            action_form=ActionForm(),
+            history=history,
+            is_me=user.id == _me().id,
+        ),
+        status,
+    )
+
+
+@bp.route("/users/<int:user_id>", methods=["GET", "POST"])
+@requires(Action.ADMINISTER)
+def user(user_id: int) -> Response:
+    user = _user_or_404(user_id)
+    if request.method == "GET":
+        return _user_page(user)
+    form = AccountForm()
+    form.fill_choices()
+    if not form.validate_on_submit():
+        return _user_page(user, form, 400)
+    try:
+        changes = change_user(db(), user, _account_of(form))
+    except StaffChangeRefused as e:
+        flash(error_text(e), "error")
+        return _user_page(user, form, 409)
+    if changes:
+        _log("user_changed", f"user {user.username}", **changes)
+        flash(_("Account %(name)s changed.", name=user.username), "info")
+    else:
+        flash(_("Nothing changed."), "info")
+    return redirect(url_for("admin.user", user_id=user.id))
+
+
+def _set_active(user_id: int, active: bool) -> Response:
+    user = _user_or_404(user_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        changed = set_active(db(), user, active, _me())
+    except StaffChangeRefused as e:
+        flash(error_text(e), "error")
+        return _user_page(user, status=409)
+    if changed:
+        _log("user_reactivated" if active else "user_deactivated", f"user {user.username}")
+        flash(
+            _("Account %(name)s reactivated.", name=user.username)
+            if active
+            else _(
+                "Account %(name)s deactivated: it cannot sign in, and its sessions ended.",
+                name=user.username,
+            ),
+            "info",
+        )
+    return redirect(url_for("admin.user", user_id=user.id))
+
+
+@bp.post("/users/<int:user_id>/deactivate")
+@requires(Action.ADMINISTER)
+def deactivate(user_id: int) -> Response:
+    return _set_active(user_id, False)
+
+
+@bp.post("/users/<int:user_id>/reactivate")
+@requires(Action.ADMINISTER)
+def reactivate(user_id: int) -> Response:
+    return _set_active(user_id, True)
+
+
+@bp.post("/users/<int:user_id>/password")
+@requires(Action.ADMINISTER)
+def reset_password(user_id: int) -> Response:
+    user = _user_or_404(user_id)
+    form = ResetPasswordForm(prefix="pw", username=user.username)
+    if not form.validate_on_submit():
+        flash("; ".join(str(m) for errs in form.errors.values() for m in errs), "error")
+        return _user_page(user, status=400)
+    shown = _new_password(form, user)
+    user.admin_managed = True
+    _log("password_reset", f"user {user.username}", chosen_by="generated" if shown else "admin")
+    if shown is None:
+        flash(
+            _("Password of %(name)s set; its sessions were signed out.", name=user.username),
+            "info",
+        )
+        return redirect(url_for("admin.user", user_id=user.id))
+    return _no_store(render_template("admin/password_shown.html", user=user, password=shown))
+
+
+# -- departments ---------------------------------------------------------------------------
+
+
+def _sources(dept: Department) -> dict[str, str]:
+    """Where the department and its time limits come from, for the page."""
+    settings = runtime().settings
+    configured = next((d for d in settings.departments if d.code == dept.code), None)
+    if dept.admin_managed:
+        entry = _("the database (changed in these admin pages; `minsheng init` keeps it)")
+    elif configured is not None:
+        entry = _('config.toml [[departments]] code = "%(code)s"', code=dept.code)
+    else:
+        entry = _("the database (no longer in config.toml)")
+    overrides = [
+        i for i, o in enumerate(settings.time_limits.overrides) if o.department == dept.code
+    ]
+    if overrides:
+        limits = _(
+            "config.toml [[time_limits.overrides]] for this department (entry %(n)s)",
+            n=", ".join(str(i + 1) for i in overrides),
+        )
+    elif configured is not None and configured.handling_working_days:
+        limits = _("config.toml [[departments]] handling_working_days, the rest from [time_limits]")
+    else:
+        limits = _("config.toml [time_limits] (the office's defaults)")
+    return {"entry": entry, "limits": limits}
+
+
+@bp.get("/departments")
+@requires(Action.ADMINISTER)
+def departments() -> str:
+    rows = list(db().scalars(select(Department).order_by(Department.id)))
+    return render_template(
+        "admin/departments.html",
+        rows=[(d, _sources(d), department_rows(d.code)) for d in rows],
+        form=DepartmentForm(prefix="new"),
+        amount=amount,
+        extension_text=extension_text,
+    )
+
+
+@bp.post("/departments")
+@requires(Action.ADMINISTER)
+def add_department_view() -> Response | str:
+    form = DepartmentForm(prefix="new")
+    if not form.validate_on_submit():
+        flash("; ".join(str(m) for errs in form.errors.values() for m in errs), "error")
+        return redirect(url_for("admin.departments"))
+    try:
+        dept = add_department(
+            db(),
+            form.code.data or "",
+            form.name.data or "",
+            form.name_en.data or "",
+            form.email.data or "",
+        )
+    except StaffChangeRefused as e:
+        flash(error_text(e), "error")
+        return redirect(url_for("admin.departments"))
+    _log("department_added", f"department {dept.code}", name=dept.name, name_en=dept.name_en)
+    flash(_("Department %(name)s added.", name=dept.name), "info")
+    return redirect(url_for("admin.department", code=dept.code))
+
+
+def _department_or_404(code: str) -> Department:
+    dept = db().scalar(select(Department).where(Department.code == code))
+    if dept is None:
+        abort(404)
+    return dept
+
+
+@bp.route("/departments/<code>", methods=["GET", "POST"])
+@requires(Action.ADMINISTER)
+def department(code: str) -> Response | str:
+    dept = _department_or_404(code)
+    if request.method == "GET":
+        form = DepartmentForm(
+            data={
+                "name": dept.name,
+                "name_en": dept.name_en,
+                "email": dept.email,
+                "active": dept.active,
+            }
+        )
+    else:
+        form = DepartmentForm()
+        if form.validate_on_submit():
+            try:
+                changes = change_department(
+                    db(),
+                    dept,
+                    form.name.data or "",
+                    form.name_en.data or "",
+                    form.email.data or "",
+                    bool(form.active.data),
+                )
+            except StaffChangeRefused as e:
+                flash(error_text(e), "error")
+            else:
+                if changes:
+                    _log("department_changed", f"department {dept.code}", **changes)
+                    flash(_("Department %(code)s changed.", code=dept.code), "info")
+                else:
+                    flash(_("Nothing changed."), "info")
+                return redirect(url_for("admin.department", code=dept.code))
+    return render_template(
+        "admin/department.html",
+        dept=dept,
+        form=form,
+        sources=_sources(dept),
+        commitments=department_rows(dept.code),
+        amount=amount,
+        extension_text=extension_text,
+        handlers=db().scalar(
+            select(func.count()).select_from(User).where(User.department_id == dept.id)
+        ),
+    )
+
+
+# -- the log -------------------------------------------------------------------------------
+
+
+def _cursor(raw: str) -> int | None:
+    return int(raw) if raw.isdigit() and 0 < len(raw) <= 9 else None
+
+
+@bp.get("/log")
+@requires(Action.ADMINISTER)
+def log() -> str:
+    page = admin_log.page(db(), size=50, before=_cursor(request.args.get("before", "")))
+    return render_template("admin/log.html", page=page)

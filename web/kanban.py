@@ -1,0 +1,279 @@
+"""The kanban (看板): a column per status of the case life cycle, for one department (a
+handler's own; a supervisor picks one) or the whole office.
+
+Cards move only through the legal transitions (triage/case_moves.py). A drop in the browser
+(web/static/kanban.js) and the buttons on each card (without script) post to the same
+`move` view, which makes the change through the case's own method, as the case page does,
+so every move is an event in the case's audit log. A move that needs input (a reply, a
+reason, a department, a return visit's outcome) goes to that form on the case page instead
+of being made blind. Each column holds at most COLUMN_SIZE cards, the most pressing first,
+with a link to the full list for the rest: the page costs the same however many cases there
+are (the closed column reads an index, migration 0013).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import format_timedelta
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.wrappers import Response
+
+from triage.access import can, sees_all_cases, sees_personal_data
+from triage.case_moves import COLUMN_STATUSES, COLUMNS, Move, find_move, form_of, moves_of
+from triage.models import Case, Department, IllegalTransition, Role, Status
+from web import db
+from web.board import CaseView, load_case
+from web.i18n import STATUS_LABELS, error_text
+from web.supervision_findings import refresh_findings
+
+bp = Blueprint("kanban", __name__, url_prefix="/board/kanban")
+COLUMN_SIZE = 50
+# Counted up to this many per column ("1000+"): a count, too, must not grow with the years.
+COUNT_CAP = 1000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def move_label(name: str, with_form: bool) -> str:
+    labels = {
+        "dispatch": _("Dispatch…"),
+        "start": _("Start handling"),
+        "reply": _("Reply…"),
+        "send_back": _("Send back…"),
+        "visit": _("Return visit…"),
+        "rework": _("Rework…"),
+        "close": _("Close…") if with_form else _("Close"),
+    }
+    return labels.get(name, name)
+
+
+def _scope() -> tuple[Department | None, bool]:
+    """(the department shown or None, whether that is the whole office). A handler sees
+    their own department whatever the address says; others may pick one."""
+    if not sees_all_cases(current_user):
+        if current_user.role == Role.HANDLER and current_user.department_id is not None:
+            return current_user.department, False
+        abort(403)
+    code = request.args.get("department", "")
+    if not code:
+        return None, True
+    dept = db().scalar(select(Department).where(Department.code == code))
+    if dept is None:
+        abort(404)
+    return dept, False
+
+
+def _order(column: Status) -> list[ColumnElement[object]]:
+    if column == Status.CLOSED:
+        return [Case.closed_at.desc(), Case.id.desc()]
+    if column == Status.TRIAGE:
+        return [Case.urgent.desc(), Case.triage_due_at, Case.id]
+    if column in (Status.ASSIGNED, Status.IN_PROGRESS):
+        return [Case.urgent.desc(), Case.due_at, Case.id]
+    return [Case.urgent.desc(), Case.replied_at, Case.id]
+
+
+def _due(case: Case) -> datetime | None:
+    """The deadline the card shows: dispatch for a queued case, the reply for one with a
+    department; none after the reply."""
+    if case.status in (Status.RECEIVED, Status.TRIAGE):
+        return case.triage_due_at
+    if case.status in (Status.ASSIGNED, Status.IN_PROGRESS):
+        return case.due_at
+    return None
+
+
+def time_left(due: datetime | None, now: datetime) -> str:
+    """ "3天后到期" / "已超期 5小时", in the user's language; "" without a deadline."""
+    if due is None:
+        return ""
+    if due < now:
+        return _("overdue by %(t)s", t=format_timedelta(now - due, threshold=1.1))
+    return _("%(t)s left", t=format_timedelta(due - now, threshold=1.1))
+
+
+class Card:
+    """What a card shows of a case, masked for observers, with the user's legal moves."""
+
+    def __init__(self, case: Case, masked: bool, now: datetime) -> None:
+        self.view = CaseView(case, masked)
+        self.case = case
+        due = _due(case)
+        self.due = due
+        self.time_left = time_left(due, now)
+        self.overdue = due is not None and due < now
+        self.at_risk = not self.overdue and case.risk == "at_risk"
+        self.moves: list[tuple[Move, str | None]] = [
+            (m, form_of(m, case)) for m in moves_of(case) if can(current_user, m.action, case)
+        ]
+
+
+def _columns(
+    where: list[ColumnElement[bool]], whole_office: bool, now: datetime
+) -> list[dict[str, object]]:
+    masked = not sees_personal_data(current_user)
+    columns = []
+    for column in COLUMNS:
+        if column == Status.TRIAGE and not whole_office:
+            # Queued cases belong to no department yet.
+            continue
+        statuses = COLUMN_STATUSES[column]
+        query = (
+            select(Case)
+            .where(Case.status.in_(statuses), *where)
+            .order_by(*_order(column))
+            .limit(COLUMN_SIZE)
+            .options(selectinload(Case.department))
+        )
+        if column == Status.VISITED:
+            query = query.options(selectinload(Case.visits))
+        cases = list(db().scalars(query))
+        if len(cases) < COLUMN_SIZE:
+            total = len(cases)
+        else:
+            capped = select(Case.id).where(Case.status.in_(statuses), *where).limit(COUNT_CAP + 1)
+            total = int(db().scalar(select(func.count()).select_from(capped.subquery())) or 0)
+        columns.append(
+            {
+                "status": column,
+                "label": STATUS_LABELS.get(column, column),
+                "cards": [Card(c, masked, now) for c in cases],
+                "total": total,
+                "capped": total > COUNT_CAP,
+            }
+        )
+    return columns
+
+
+@bp.get("")
+@login_required
+def board() -> str:
+    dept, whole_office = _scope()
+    where: list[ColumnElement[bool]] = []
+    if dept is not None:
+        where.append(Case.department_id == dept.id)
+    now = _now()
+    departments = (
+        list(
+            db().scalars(
+                select(Department).where(Department.active.is_(True)).order_by(Department.id)
+            )
+        )
+        if sees_all_cases(current_user)
+        else []
+    )
+    return render_template(
+        "board/kanban.html",
+        columns=_columns(where, whole_office, now),
+        department=dept,
+        departments=departments,
+        whole_office=whole_office,
+        column_size=COLUMN_SIZE,
+        count_cap=COUNT_CAP,
+        move_label=move_label,
+    )
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json"
+
+
+def _back() -> str:
+    code = request.form.get("department", "")
+    return url_for("kanban.board", department=code or None)
+
+
+def _refuse(message: str, status: int) -> Response:
+    if _wants_json():
+        response = jsonify({"ok": False, "message": message})
+        response.status_code = status
+        return response
+    flash(message, "error")
+    return redirect(_back())
+
+
+def _direct(move: Move) -> Callable[[Case], str]:
+    """The change a move made without a form makes."""
+    if move.name == "start":
+
+        def start(c: Case) -> str:
+            c.start(current_user, _now())
+            return _("%(n)s: you are handling this case now.", n=c.tracking_number)
+
+        return start
+
+    def close(c: Case) -> str:
+        c.close(current_user, _now())
+        return _("%(n)s closed.", n=c.tracking_number)
+
+    return close
+
+
+@bp.post("/move")
+@login_required
+def move() -> Response:
+    """Moves the case `number` to the column `to`: made here when the move needs no input,
+    else the answer points to the case page's form. JSON for the script (Accept:
+    application/json), else a redirect back to the board with a message."""
+    number = request.form.get("number", "")
+    to = request.form.get("to", "")
+    c = load_case(number)
+    found = find_move(c, to)
+    if found is None:
+        return _refuse(
+            _(
+                "%(n)s cannot move from “%(a)s” to “%(b)s”: the case life cycle does not allow it.",
+                n=c.tracking_number,
+                a=STATUS_LABELS.get(c.status, c.status),
+                b=STATUS_LABELS.get(to, to),
+            ),
+            409,
+        )
+    if not can(current_user, found.action, c):
+        return _refuse(
+            _(
+                "Your role may not move %(n)s to “%(b)s”.",
+                n=c.tracking_number,
+                b=STATUS_LABELS.get(to, to),
+            ),
+            403,
+        )
+    form = form_of(found, c)
+    if form is not None:
+        target = url_for("board.case", number=c.tracking_number) + "#" + form
+        if _wants_json():
+            return jsonify({"ok": True, "redirect": target})
+        return redirect(target)
+    s = db()
+    try:
+        message = _direct(found)(c)
+        s.flush()
+        refresh_findings(c.id)
+    except IllegalTransition as e:
+        s.rollback()
+        return _refuse(error_text(e), 409)
+    except StaleDataError:
+        s.rollback()
+        return _refuse(
+            _("Someone else changed this case at the same time. Please look again."), 409
+        )
+    if _wants_json():
+        card = Card(c, not sees_personal_data(current_user), _now())
+        html = render_template(
+            "board/_kanban_card.html",
+            card=card,
+            dept_code=request.form.get("department", ""),
+            move_label=move_label,
+        )
+        return jsonify({"ok": True, "message": message, "status": str(found.to), "card": html})
+    flash(message, "info")
+    return redirect(_back())
