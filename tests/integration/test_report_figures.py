@@ -58,7 +58,7 @@ With [report] cutoff_day = 25, "2026-03" is 26 Feb - 25 Mar: received U4 U1 U2 M
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -107,10 +107,7 @@ def _case(session: Any, dept: Department | None, **fields: Any) -> Case:
         "body": "楼道里堆满杂物",
         "department_id": dept.id if dept else None,
     }
-    if hasattr(Case, "caller_key"):
-        defaults["caller_key"] = fields.pop("caller", "")
-    else:
-        fields.pop("caller", None)
+    defaults["caller_key"] = fields.pop("caller", "")
     case = Case(**{**defaults, **fields})
     session.add(case)
     session.flush()
@@ -236,8 +233,7 @@ def test_march_figures_are_the_hand_computed_ones(march: Any) -> None:
     assert f["on_time_rate"] == pytest.approx(0.75)
     assert f["avg_handling_working_days"] == pytest.approx(6.75)
     assert (f["overdue"], f["reworked"], f["sent_back"], f["extended"]) == (3, 1, 1, 1)
-    if hasattr(Case, "caller_key"):
-        assert f["repeat_complainants"] == 2
+    assert f["repeat_complainants"] == 2
 
 
 def test_departments_are_ranked_with_stars_and_an_empty_one_has_null_rates(march: Any) -> None:
@@ -425,6 +421,11 @@ def figures_from_export(
         "reworked": sum(1 for r in received if r["rework_count"] > 0),
         "sent_back": sum(1 for r in received if r["sent_back_count"] > 0),
         "extended": sum(1 for r in received if r["extension_count"] > 0),
+        "repeat_complainants": sum(
+            1
+            for n in Counter(r["caller_key"] for r in received if r["caller_key"]).values()
+            if n > 1
+        ),
         "departments": {
             code: {
                 **rates(t),
@@ -484,3 +485,65 @@ def test_settings_give_the_policy(tmp_path: Path, db_url: str) -> None:
     policy = ReportPolicy.from_settings(s)
     assert policy.cutoff_day == 20 and policy.stars(0.94) == 4
     assert policy.timezone == ZoneInfo("Asia/Shanghai")
+
+
+# -- hot issues ------------------------------------------------------------------------------
+
+NOISE = (
+    "明德路126号的夜归人酒吧每天晚上九点开始有乐队现场演出，鼓声和音响一直响到凌晨一两点，"
+    "我家就在酒吧楼上，窗户关上也挡不住，孩子每晚都睡不好。"
+)
+
+
+def test_hot_issues_group_similar_complaints_with_places_and_a_masked_example(rt: Any) -> None:
+    with rt.sessions() as s, s.begin():
+        dept = s.scalar(select(Department).where(Department.code == "commerce"))
+        for i, name in enumerate(("王小明", "李红", "张伟")):
+            _case(
+                s, dept, status=Status.ASSIGNED, received_at=at(f"2026-05-0{i + 2} 21:00"),
+                subject="夜归人酒吧噪音扰民", place="明德路126号" if i < 2 else "明德路",
+                body=f"我叫{name}，电话1391234567{i}。" + NOISE,
+                contact_name=name, contact_phone=f"1391234567{i}",
+            )  # fmt: skip
+        # The same words, but rejected (not a complaint about the district) or praise.
+        _case(
+            s, dept, status=Status.REJECTED, received_at=at("2026-05-08 10:00"),
+            subject="夜归人酒吧噪音扰民", body=NOISE,
+        )  # fmt: skip
+        _case(
+            s, dept, kind="praise", received_at=at("2026-05-09 10:00"),
+            subject="夜归人酒吧噪音扰民", body=NOISE,
+        )  # fmt: skip
+        for day, (subject, body) in enumerate(
+            (
+                ("公交站牌损坏", "解放路口的公交站牌被车撞倒了，一直没人修，等车的人找不到站。"),
+                ("学校门口乱停车", "实验小学门口每天放学时间家长乱停车，堵得救护车都过不去。"),
+            ),
+            start=10,
+        ):
+            _case(s, dept, status=Status.ASSIGNED, received_at=at(f"2026-05-{day} 10:00"),
+                  subject=subject, body=body)  # fmt: skip
+    with rt.sessions() as s:
+        hot = monthly_figures(s, "2026-05", POLICY, with_previous=False)["hot_issues"]
+    assert len(hot) == 1
+    issue = hot[0]
+    assert issue["count"] == 3
+    assert issue["places"][0] == "明德路126号"
+    assert "夜归人酒吧噪音扰民" in issue["label"] and issue["label"].startswith("明德路126号")
+    assert "酒吧" in issue["example"] and len(issue["example"]) <= 120
+    for name in ("王小明", "李红", "张伟"):
+        assert name not in issue["example"]
+    assert "13912345670" not in issue["example"] and "1391234567" not in issue["example"]
+
+
+def test_a_large_month_is_clustered_from_a_sample(rt: Any) -> None:
+    with rt.sessions() as s, s.begin():
+        dept = s.scalar(select(Department).where(Department.code == "commerce"))
+        for i in range(8):
+            _case(s, dept, status=Status.ASSIGNED, received_at=at(f"2026-05-{i + 2:02d} 10:00"),
+                  subject="夜归人酒吧噪音扰民", body=NOISE)  # fmt: skip
+    policy = ReportPolicy(calendar=WorkCalendar(TZ), hot_issue_sample=4)
+    with rt.sessions() as s:
+        hot = monthly_figures(s, "2026-05", policy, with_previous=False)["hot_issues"]
+    # Every second case of 8 is clustered: 4 found, counted as 4 × 2.
+    assert [h["count"] for h in hot] == [8]

@@ -53,9 +53,10 @@ The figures (export columns in brackets)
         (``rework_count``), sent back by a department at least once (``sent_back_count``),
         granted at least one extension (``extension_count``).
     repeat_complainants (重复投诉人)
-        callers (``cases.caller_key``, triage/callers.py: the same phone or address on any
-        channel) with more than one case received in the window; anonymous cases are no
-        caller. Not in the export (the key is not); null where the database has no keys.
+        callers (``caller_key``, triage/callers.py: the same phone, else the same address,
+        on any channel) with more than one case received in the window, whatever became of
+        them; anonymous cases (no key) are no caller. A case registered before caller keys
+        counts once ``minsheng init`` has backfilled its key.
     hot_issues
         triage/report/hot_issues.py.
     departments
@@ -380,14 +381,13 @@ def _overdue(session: Session, start: datetime, end: datetime) -> int:
     )
 
 
-def _repeat_complainants(session: Session, start: datetime, end: datetime) -> int | None:
-    key = getattr(Case, "caller_key", None)
-    if key is None:
-        return None
+def _repeat_complainants(session: Session, start: datetime, end: datetime) -> int:
     callers = (
-        select(key)
-        .where(_in(Case.received_at, start, end), key.is_not(None), key != "")
-        .group_by(key)
+        select(Case.caller_key)
+        .where(
+            _in(Case.received_at, start, end), Case.caller_key.is_not(None), Case.caller_key != ""
+        )
+        .group_by(Case.caller_key)
         .having(func.count() > 1)
         .subquery()
     )

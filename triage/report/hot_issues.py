@@ -54,7 +54,6 @@ def hot_issues(
     if total < MIN_SIZE:
         return []
     step = max(1, math.ceil(total / policy.hot_issue_sample))
-    place = getattr(Case, "place", None)
     columns = [
         Case.id,
         Case.subject,
@@ -63,7 +62,7 @@ def hot_issues(
         Case.contact_phone,
         Case.contact_email,
     ]
-    query = select(*columns, *([place] if place is not None else [])).where(*where)
+    query = select(*columns, Case.place).where(*where)
     if step > 1:
         query = query.where(Case.id % step == 0)
     rows = {
@@ -85,9 +84,7 @@ def hot_issues(
         ) -> str:
             return mask_text(text, names=names, phones=phones, emails=emails)
 
-        places = Counter(
-            " ".join(str(m[6]).split()) for m in members if len(m) > 6 and (m[6] or "").strip()
-        )
+        places = Counter(" ".join(str(m[6]).split()) for m in members if (m[6] or "").strip())
         top_places = [masked(p) for p, _ in places.most_common(3)]
         central = next(
             (m for m in members if " ".join(f"{m[1]}\n{m[2]}".strip().split())[:60] == issue.label),
