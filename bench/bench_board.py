@@ -10,8 +10,12 @@ runs (counted in this process with a SQLAlchemy ``before_cursor_execute`` listen
 request through the test client).
 
 Pages: searches (Chinese 2 and 4 characters, a tracking number, a phone number), the case list
-(first page, last page, a typed deep page number, a filtered list), the triage queue and a
-case page.
+(first page, last page in each order, a typed deep page number, filtered lists with their
+counts per filter value, each user's default list), the triage queue, a case page and the
+dashboard (/board/dashboard, when the app has it).
+
+The queries column shows that no page runs more statements as the cases grow: run it with
+``--cases 10000`` and ``--cases 100000`` (separate ``--dir``) and compare.
 
     .venv/bin/python bench/bench_board.py [--db sqlite|postgresql] [--cases 100000]
         [--requests 30] [--dir DIR]
@@ -35,6 +39,7 @@ import time
 import tomllib
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -206,6 +211,11 @@ def _pages(config: Path) -> dict[str, list[tuple[str, str]]]:
         )
         number, phone = case.tracking_number, case.contact_phone
     rt.engine.dispose()
+    from web import create_app
+
+    os.environ.setdefault("MINSHENG_SECRET_KEY", "bench")
+    has_dashboard = any(r.rule == "/board/dashboard" for r in create_app().url_map.iter_rules())
+    month_ago = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
     common = [
         ("search 2 chars 噪音", "/board/cases?q=噪音"),
         ("search 2 chars 物业", "/board/cases?q=物业"),
@@ -213,20 +223,34 @@ def _pages(config: Path) -> dict[str, list[tuple[str, str]]]:
         ("search 4 chars 停车收费", "/board/cases?q=停车收费"),
         ("search tracking number", f"/board/cases?q={number}"),
         ("search phone number", f"/board/cases?q={phone}"),
-        ("list first page", "/board/cases"),
-        ("list last page", "/board/cases?last=1"),
-        ("list typed page 1000", "/board/cases?page=1000"),
+        ("list first page", "/board/cases?sort=received"),
+        ("list last page", "/board/cases?last=1&sort=received"),
+        ("list last page by deadline", "/board/cases?last=1&sort=deadline"),
+        ("list last page by updated", "/board/cases?last=1&sort=updated"),
+        ("list typed page 1000", "/board/cases?page=1000&sort=received"),
+        ("list phone+urgent+overdue", "/board/cases?channel=phone&urgent=1&overdue=1"),
+        ("list received 30 days", f"/board/cases?received_from={month_ago}&sort=deadline"),
         ("case page", f"/board/cases/{number}"),
     ]
+    dashboard = [("dashboard", "/board/dashboard")] if has_dashboard else []
     return {
         "supervisor": [
             *common,
+            ("list default (all, newest)", "/board/cases"),
             ("list filtered open+urban", "/board/cases?status=open&department=urban"),
+            ("list open by deadline", "/board/cases?status=open&sort=deadline"),
             ("list filtered closed p.300", "/board/cases?status=closed&page=300"),
+            ("list finding overdue", "/board/cases?finding=overdue"),
             ("queue", "/board/queue"),
             ("case page (in triage)", f"/board/cases/{open_case}"),
+            *dashboard,
         ],
-        "urban": [*common, ("list filtered open", "/board/cases?status=open")],
+        "urban": [
+            *common,
+            ("list default (open, deadline)", "/board/cases"),
+            ("list filtered open", "/board/cases?status=open"),
+            *dashboard,
+        ],
     }
 
 

@@ -1,32 +1,231 @@
-"""Pages of a case list, newest first, that cost the same on the last page as on the first.
+"""Case lists: their filters, their orders, their counts per filter value, and pages that
+cost the same on the last page as on the first.
 
-A list is ordered by (received_at, id), newest first. The next and previous pages are found
-from the last or first case shown (keyset pagination: an index seek, not ``OFFSET``), the last
-page by reading the list from its end, and a page typed by number from whichever end is
-nearer. The count reads at most `COUNT_CAP` + 1 index entries: past that, the list says
-"10,000+" and the pages are not numbered to the end.
+A list is ordered by one of `SORTS` (newest received first, nearest deadline first, most
+recently updated first), always with the case id as the tie-break. The next and previous
+pages are found from the last or first case shown (keyset pagination: an index seek, not
+``OFFSET``), the last page by reading the list from its end, and a page typed by number from
+whichever end is nearer. The count reads at most `COUNT_CAP` + 1 index entries: past that, the
+list says "10,000+" and the pages are not numbered to the end.
+
+Each order has an index ending in id (migrations 0008 and 0014): (received_at, id), the
+deadline ``coalesce(due_at, triage_due_at, received_at)`` and ``coalesce(updated_at,
+received_at)``, each also after status or department where a list is usually narrowed so.
+
+The counts per filter value (`facet_counts`) are GROUP BY queries under the other filters
+chosen, each over an index; they are kept for `FACET_TTL` seconds unless a case changed
+meanwhile (a new event), so a list reloaded or paged through does not count again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Index,
+    Select,
+    and_,
+    exists,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
-from triage.models import Case
+from intake.submission import Kind
+from triage.models import (
+    OPEN_STATUSES,
+    Attachment,
+    Case,
+    CaseEvent,
+    CaseFinding,
+    Department,
+    SavedView,
+    Status,
+)
 
-__all__ = ["COUNT_CAP", "CasePage", "count_cases", "list_page"]
+__all__ = [
+    "COUNT_CAP",
+    "DEADLINE_KEY",
+    "FACET_TTL",
+    "SORTS",
+    "UPDATED_KEY",
+    "CasePage",
+    "ListFilters",
+    "count_cases",
+    "default_view",
+    "facet_counts",
+    "list_page",
+    "save_view",
+    "saved_views",
+]
 
 COUNT_CAP = 10_000
+FACET_TTL = 60.0
+"""Seconds the counts per filter value are reused while no case changes."""
+
+DEADLINE_KEY = func.coalesce(Case.due_at, Case.triage_due_at, Case.received_at)
+"""A case's deadline as the lists sort it: handling, else dispatch, else receipt."""
+UPDATED_KEY = func.coalesce(Case.updated_at, Case.received_at)
+
+# The orders' indexes (migration 0014 creates them; declared here beside the orders).
+Index("ix_cases_status_received", Case.status, Case.received_at, Case.id)
+Index("ix_cases_deadline", DEADLINE_KEY, Case.id)
+Index("ix_cases_department_deadline", Case.department_id, DEADLINE_KEY, Case.id)
+Index("ix_cases_status_deadline", Case.status, DEADLINE_KEY, Case.id)
+Index("ix_cases_updated", UPDATED_KEY, Case.id)
+Index("ix_cases_channel", Case.channel)
+Index("ix_cases_kind", Case.kind)
+
+SORTS: Mapping[str, tuple[Any, bool]] = {
+    "received": (Case.received_at, True),
+    "deadline": (DEADLINE_KEY, False),
+    "updated": (UPDATED_KEY, True),
+}
+"""Order name → (key, newest/largest first)."""
+
+CLOSED_STATUSES = (Status.CLOSED, Status.MERGED, Status.REJECTED)
+_OPEN = [str(s) for s in sorted(OPEN_STATUSES)]
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """The filters of a case list as its query string carries them (all optional).
+
+    ``status``: "open" or a `Status`; ``department``, ``channel``, ``kind``: a code;
+    ``finding``: a supervision rule name; ``urgent``, ``overdue``, ``attachments``: "1";
+    ``received_from`` … ``due_to``: local dates, both ends included.
+    """
+
+    status: str = ""
+    department: str = ""
+    channel: str = ""
+    kind: str = ""
+    urgent: bool = False
+    overdue: bool = False
+    finding: str = ""
+    attachments: bool = False
+    received_from: date | None = None
+    received_to: date | None = None
+    due_from: date | None = None
+    due_to: date | None = None
+
+    @classmethod
+    def parse(cls, args: Mapping[str, str]) -> tuple[ListFilters, list[str]]:
+        """The filters of a query string, and the names of the parameters that were not
+        understood (a bad date, an unknown status): those are left out, never an error."""
+        bad: list[str] = []
+        values: dict[str, Any] = {}
+        status = args.get("status", "")
+        if status == "open" or status in set(Status):
+            values["status"] = status
+        elif status:
+            bad.append("status")
+        for name in ("department", "channel", "finding"):
+            raw = args.get(name, "").strip()[:40]
+            if raw:
+                values[name] = raw
+        kind = args.get("kind", "")
+        if kind in set(Kind):
+            values["kind"] = kind
+        elif kind:
+            bad.append("kind")
+        for name in ("urgent", "overdue", "attachments"):
+            values[name] = args.get(name, "") in ("1", "on", "true", "yes")
+        for name in ("received_from", "received_to", "due_from", "due_to"):
+            raw = args.get(name, "").strip()
+            if not raw:
+                continue
+            try:
+                values[name] = date.fromisoformat(raw[:10])
+            except ValueError:
+                bad.append(name)
+        return cls(**values), bad
+
+    def query_args(self) -> dict[str, str]:
+        """The filters as query-string parameters (only those set)."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is True:
+                out[f.name] = "1"
+            elif isinstance(value, date):
+                out[f.name] = value.isoformat()
+            elif value:
+                out[f.name] = str(value)
+        return out
+
+    def without(self, name: str) -> ListFilters:
+        """These filters but ``name``'s (for counting that filter's values)."""
+        return replace(self, **{name: type(self)().__getattribute__(name)})
+
+    def clauses(self, now: datetime, timezone: ZoneInfo) -> list[ColumnElement[bool]]:
+        """WHERE clauses on `Case` for these filters (``now`` decides what is overdue;
+        dates are days in ``timezone``)."""
+        where: list[ColumnElement[bool]] = []
+        if self.status == "open":
+            where.append(Case.status.in_(_OPEN))
+        elif self.status:
+            where.append(Case.status == self.status)
+        if self.department:
+            where.append(
+                Case.department_id
+                == select(Department.id).where(Department.code == self.department).scalar_subquery()
+            )
+        if self.channel:
+            where.append(Case.channel == self.channel)
+        if self.kind:
+            where.append(Case.kind == self.kind)
+        if self.urgent:
+            where.append(Case.urgent.is_(True))
+        if self.overdue:
+            where.append(overdue_clause(now))
+        if self.finding:
+            where.append(
+                Case.id.in_(select(CaseFinding.case_id).where(CaseFinding.rule == self.finding))
+            )
+        if self.attachments:
+            where.append(exists(select(Attachment.id).where(Attachment.case_id == Case.id)))
+        start = _day_start
+        deadline = DEADLINE_KEY
+        if self.received_from:
+            where.append(Case.received_at >= start(self.received_from, timezone))
+        if self.received_to:
+            where.append(Case.received_at < start(self.received_to + timedelta(days=1), timezone))
+        if self.due_from:
+            where.append(deadline >= start(self.due_from, timezone))
+        if self.due_to:
+            where.append(deadline < start(self.due_to + timedelta(days=1), timezone))
+        return where
+
+
+def _day_start(day: date, timezone: ZoneInfo) -> datetime:
+    return datetime.combine(day, day_time(0), timezone).astimezone(UTC)
+
+
+def overdue_clause(now: datetime) -> ColumnElement[bool]:
+    """Open cases past their deadline (dispatch or handling), or found overdue by the last
+    supervision tick (`cases.risk`)."""
+    return or_(
+        and_(Case.status.in_([Status.RECEIVED, Status.TRIAGE]), Case.triage_due_at < now),
+        and_(Case.status.in_([Status.ASSIGNED, Status.IN_PROGRESS]), Case.due_at < now),
+        and_(Case.status.in_(_OPEN), Case.risk == "overdue"),
+    )
 
 
 @dataclass(frozen=True)
 class CasePage:
-    """One page: the case ids shown, in order; the page's number (1 = newest; 0 = the last
-    page of a list too long to count); the number
-    of cases counted (``capped``: more than `COUNT_CAP`); whether pages come before and after."""
+    """One page: the case ids shown, in order; the page's number (1 = the list's start; 0 =
+    the last page of a list too long to count); the number of cases counted (``capped``:
+    more than `COUNT_CAP`); whether pages come before and after."""
 
     case_ids: list[int]
     number: int
@@ -68,27 +267,33 @@ def list_page(
     after: int | None = None,
     before: int | None = None,
     last: bool = False,
+    sort: str = "received",
 ) -> CasePage:
-    """The page of cases satisfying ``where`` that the request asks for: the one after case
-    id ``after`` or before ``before`` (``page`` is then only its shown number, 0 if not
-    known), the ``last`` one, or page number ``page``. A cursor naming no case gives the
-    first page."""
+    """The page of cases satisfying ``where``, in order ``sort`` (a key of `SORTS`; another
+    is "received"), that the request asks for: the one after case id ``after`` or before
+    ``before`` (``page`` is then only its shown number, 0 if not known), the ``last`` one, or
+    page number ``page``. A cursor naming no case gives the first page."""
+    key, descending = SORTS.get(sort, SORTS["received"])
     total, capped = count_cases(session, where)
     pages = None if capped else max(1, -(-total // size))
     base = select(Case.id).where(*where)
-    newest = (Case.received_at.desc(), Case.id.desc())
-    oldest = (Case.received_at.asc(), Case.id.asc())
+    forward = (key.desc(), Case.id.desc()) if descending else (key.asc(), Case.id.asc())
+    backward = (key.asc(), Case.id.asc()) if descending else (key.desc(), Case.id.desc())
     if after is not None or before is not None:
         cursor = after if after is not None else before
-        at = select(Case.received_at).where(Case.id == cursor).scalar_subquery()
+        at = select(key).where(Case.id == cursor).scalar_subquery()
+        # Walking the list's way (after) or against it (before).
+        down = (after is not None) == descending
+        if down:
+            seek = and_(key <= at, or_(key < at, Case.id < cursor))
+        else:
+            seek = and_(key >= at, or_(key > at, Case.id > cursor))
         if after is not None:
-            seek = and_(Case.received_at <= at, or_(Case.received_at < at, Case.id < after))
-            ids = _ids(session, base.where(seek).order_by(*newest).limit(size + 1))
+            ids = _ids(session, base.where(seek).order_by(*forward).limit(size + 1))
             if ids:
                 return CasePage(ids[:size], page, total, capped, True, len(ids) > size, size)
         else:
-            seek = and_(Case.received_at >= at, or_(Case.received_at > at, Case.id > before))
-            ids = _ids(session, base.where(seek).order_by(*oldest).limit(size + 1))
+            ids = _ids(session, base.where(seek).order_by(*backward).limit(size + 1))
             if ids:
                 more = len(ids) > size
                 number = page if more else 1
@@ -97,7 +302,7 @@ def list_page(
     page = max(1, page)
     if last:
         if pages is None:
-            ids = _ids(session, base.order_by(*oldest).limit(size))[::-1]
+            ids = _ids(session, base.order_by(*backward).limit(size))[::-1]
             return CasePage(ids, 0, total, capped, True, False, size)
         page = pages
     if pages is not None:
@@ -106,9 +311,129 @@ def list_page(
             # Nearer the end: read from there.
             offset = max(0, total - page * size)
             count = total - (page - 1) * size - offset
-            ids = _ids(session, base.order_by(*oldest).offset(offset).limit(count))[::-1]
+            ids = _ids(session, base.order_by(*backward).offset(offset).limit(count))[::-1]
             return CasePage(ids, page, total, capped, page > 1, page < pages, size)
-    ids = _ids(session, base.order_by(*newest).offset((page - 1) * size).limit(size + 1))
+    ids = _ids(session, base.order_by(*forward).offset((page - 1) * size).limit(size + 1))
     if not ids and page > 1:
-        return list_page(session, where, size=size, last=True)
+        return list_page(session, where, size=size, last=True, sort=sort)
     return CasePage(ids[:size], page, total, capped, page > 1, len(ids) > size, size)
+
+
+# -- counts per filter value ------------------------------------------------------------------
+
+FACETS: Mapping[str, Any] = {
+    "status": Case.status,
+    "department": Case.department_id,
+    "channel": Case.channel,
+    "kind": Case.kind,
+}
+"""Filter name → the column its values are counted by."""
+
+_facet_cache: dict[tuple[Any, ...], tuple[float, dict[str, dict[Any, int]]]] = {}
+_facet_lock = threading.Lock()
+
+
+def facet_counts(
+    session: Session,
+    scope: Sequence[ColumnElement[bool]],
+    filters: ListFilters,
+    *,
+    now: datetime,
+    timezone: ZoneInfo,
+    facets: Sequence[str] = tuple(FACETS),
+    cache_key: tuple[Any, ...] | None = None,
+) -> dict[str, dict[Any, int]]:
+    """{filter name: {value: cases}} for each of ``facets``: the cases the user may see
+    (``scope``) under every chosen filter but that one, by value (department: by id; status
+    "open" is the sum of the open statuses, added by the caller if wanted). One GROUP BY per
+    facet, over an index.
+
+    With ``cache_key`` (what decides ``scope``, e.g. the user's role and department), the
+    counts are reused for `FACET_TTL` seconds while no event was recorded on any case.
+    """
+    stamp = session.scalar(select(func.max(CaseEvent.id))) or 0
+    key = None
+    if cache_key is not None:
+        url = str(session.get_bind().engine.url)
+        key = (url, cache_key, tuple(sorted(filters.query_args().items())), tuple(facets), stamp)
+        with _facet_lock:
+            hit = _facet_cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < FACET_TTL:
+            return hit[1]
+    counts: dict[str, dict[Any, int]] = {}
+    for name in facets:
+        column = FACETS[name]
+        where = [*scope, *filters.without(name).clauses(now, timezone)]
+        rows = session.execute(select(column, func.count()).where(*where).group_by(column))
+        counts[name] = {value: n for value, n in rows if value is not None}
+    if key is not None:
+        with _facet_lock:
+            if len(_facet_cache) > 500:
+                _facet_cache.clear()
+            _facet_cache[key] = (time.monotonic(), counts)
+    return counts
+
+
+# -- saved views ------------------------------------------------------------------------------
+
+BUILTIN_DEFAULTS: Mapping[str, str] = {
+    "handler": "status=open&sort=deadline",
+}
+"""A role's list when it opens the case list with no parameters and nobody configured one."""
+
+
+def saved_views(session: Session, user_id: int, role: str) -> list[SavedView]:
+    """The user's own saved views, then their role's shared ones, by name."""
+    return list(
+        session.scalars(
+            select(SavedView)
+            .where(
+                or_(
+                    SavedView.user_id == user_id,
+                    and_(SavedView.user_id.is_(None), SavedView.role == role),
+                )
+            )
+            .order_by(SavedView.user_id.is_(None), SavedView.name, SavedView.id)
+        )
+    )
+
+
+def default_view(session: Session, user_id: int, role: str) -> str | None:
+    """The query string a user's case list opens with: their own default view, else their
+    role's shared default, else the built-in one of their role (None: the plain list)."""
+    views = saved_views(session, user_id, role)
+    for mine in (True, False):
+        for v in views:
+            if v.is_default and (v.user_id is not None) == mine:
+                return v.query
+    return BUILTIN_DEFAULTS.get(role)
+
+
+def save_view(
+    session: Session,
+    *,
+    name: str,
+    query: str,
+    user_id: int | None,
+    role: str = "",
+    is_default: bool = False,
+) -> SavedView:
+    """Saves (or replaces, by name) a view: a user's own (``user_id``) or, with ``user_id``
+    None, ``role``'s shared one. A new default unsets the owner's previous default.
+    Flushes; the caller commits."""
+    owner = (
+        SavedView.user_id == user_id
+        if user_id is not None
+        else and_(SavedView.user_id.is_(None), SavedView.role == role)
+    )
+    if is_default:
+        for v in session.scalars(select(SavedView).where(owner, SavedView.is_default.is_(True))):
+            v.is_default = False
+    view = session.scalar(select(SavedView).where(owner, SavedView.name == name))
+    if view is None:
+        view = SavedView(user_id=user_id, role=role if user_id is None else "", name=name)
+        session.add(view)
+    view.query = query
+    view.is_default = is_default
+    session.flush()
+    return view

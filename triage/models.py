@@ -538,6 +538,8 @@ class Case(Base):
     extension_count: Mapped[int] = mapped_column(Integer, default=0)
     # The worst finding of the last supervision tick, for lists: "" / "at_risk" / "overdue".
     risk: Mapped[str] = mapped_column(String(10), default="", index=True)
+    # When the last event was recorded (`record`): the case lists' "recently updated" order.
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
     # The caller's pseudonymous key (triage/callers.py): the phone's, else the email's; ""
     # for an anonymous case, None until computed for a case from before migration 0010. The
@@ -670,6 +672,8 @@ class Case(Base):
             flag_modified(self, "status")
         if to_status is not None:
             self.status = to_status
+        if action not in UNVERSIONED_ACTIONS:
+            self.updated_at = at
         ev = CaseEvent(
             at=at,
             action=action,
@@ -1491,6 +1495,25 @@ def _events_are_append_only(session: Session, flush_context: Any, instances: Any
             raise IllegalTransition(N_("The audit log is append-only: events cannot change."))
 
 
+class SavedView(Base):
+    """A case list a user saved by name (its query string), or, with no user, a role's
+    default list (migration 0014; triage/case_list.py reads them)."""
+
+    __tablename__ = "saved_views"
+    __table_args__ = (UniqueConstraint("user_id", "role", "name", name="uq_saved_views_owner"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    # For a role's shared default (user_id NULL): the role it is for; "" for a user's own.
+    role: Mapped[str] = mapped_column(String(20), default="")
+    name: Mapped[str] = mapped_column(String(100))
+    query: Mapped[str] = mapped_column(String(2000))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class DuplicateSignature(Base):
     """One of the few hashed grams an open case is found by as a possible duplicate; kept and
     read by `triage.duplicate_index`. The primary key is the lookup order: a hash, then the
@@ -1530,6 +1553,9 @@ Index("ix_cases_department_id_status_closed_at", Case.department_id, Case.status
 
 # `Case.api_key_id` refers to the api_keys table: it must be known wherever cases are used.
 from triage import api_keys as _api_keys  # noqa: E402, F401
+
+# The case lists' order and filter indexes (migration 0014), declared beside their orders.
+from triage import case_list as _case_list  # noqa: E402, F401
 
 # The search index's table, and the flush hook that keeps it, wherever cases change.
 from triage import search_index as _search_index  # noqa: E402, F401

@@ -7,7 +7,10 @@ see is a 404 to them, by link or by typed URL alike.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -24,12 +27,25 @@ from flask_login import current_user, login_required
 from sqlalchemy import ColumnElement, Select, false, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
 from intake.normalise import clean_line
+from intake.submission import Kind
 from triage.access import Action, can, can_view, sees_all_cases, sees_personal_data
-from triage.case_list import CasePage, list_page
+from triage.case_list import (
+    DEADLINE_KEY,
+    SORTS,
+    CasePage,
+    ListFilters,
+    count_cases,
+    default_view,
+    facet_counts,
+    list_page,
+    save_view,
+    saved_views,
+)
 from triage.cases import (
     assign_case,
     citizens_to_call,
@@ -39,6 +55,7 @@ from triage.cases import (
 )
 from triage.mail_intake import case_messages_of, mail_of_case
 from triage.models import (
+    OPEN_STATUSES,
     Attachment,
     Case,
     Department,
@@ -46,6 +63,7 @@ from triage.models import (
     ReplyState,
     Role,
     Satisfaction,
+    SavedView,
     Status,
 )
 from triage.privacy import mask_email, mask_name, mask_phone, mask_text
@@ -56,15 +74,17 @@ from web.case_path import reject_form, shown_with_merged, visit_form
 from web.forms import (
     ActionForm,
     AssignForm,
+    BulkDispatchForm,
     CloseForm,
     MergeForm,
     ReasonForm,
     ReplyForm,
+    SavedViewForm,
 )
-from web.i18n import department_name, error_text
+from web.i18n import CHANNEL_LABELS, ROLE_LABELS, department_name, error_text
 from web.mail_lists import health_panel
 from web.shown_case import remember_shown_case
-from web.supervision_findings import findings_by_case, refresh_findings
+from web.supervision_findings import RULE_LABELS, findings_by_case, refresh_findings
 
 bp = Blueprint("board", __name__, url_prefix="/board")
 PAGE_SIZE = 50
@@ -217,31 +237,144 @@ def home() -> Response:
 @bp.get("/queue")
 @login_required
 def queue() -> str:
+    """Cases waiting for dispatch: urgent first, then the nearest dispatch deadline. One
+    department selector dispatches the cases ticked (`dispatch_many`); each row dispatches to
+    its suggestion with one button, and merges into its likely duplicate with another."""
     if not can(current_user, Action.TRIAGE):
         abort(403)
+    waiting = Case.status.in_([Status.RECEIVED, Status.TRIAGE])
     cases = (
         db()
         .scalars(
             select(Case)
-            .where(Case.status.in_([Status.RECEIVED, Status.TRIAGE]))
-            .order_by(Case.urgent.desc(), Case.received_at)
+            .where(waiting)
+            .order_by(Case.urgent.desc(), DEADLINE_KEY, Case.id)
             .options(selectinload(Case.suggested_department), selectinload(Case.events))
-            .limit(200)
+            .limit(QUEUE_SIZE)
         )
         .all()
     )
+    total = len(cases)
+    if total == QUEUE_SIZE:
+        total, _capped = count_cases(db(), [waiting])
     departments = _departments()
-    by_code = {d.code: d for d in departments}
-    rows = [(_view(c), _assign_form(c, departments)) for c in cases]
+    now = _now()
+    form = BulkDispatchForm(prefix="bulk")
+    form.department.choices = [
+        SelectChoice(SUGGESTED, _("each to its suggested department")),
+        *[SelectChoice(d.code, department_name(d)) for d in departments],
+    ]
     return render_template(
         "board/queue.html",
-        rows=rows,
+        rows=[(_view(c), deadline_state(c, now)) for c in cases],
+        total=total,
+        form=form,
+        merge_form=MergeForm(prefix="merge"),
+        models=sorted({c.model_version for c in cases if c.model_version}),
         findings=findings_by_case(db(), [c.id for c in cases]),
-        by_code=by_code,
-        now=_now(),
+        by_code={d.code: d for d in departments},
+        now=now,
         problem=runtime().routers.problem,
         intake=health_panel(),
     )
+
+
+QUEUE_SIZE = 200
+SUGGESTED = "_suggested"
+
+
+def deadline_state(case: Case, now: datetime) -> tuple[datetime | None, str]:
+    """(the deadline the case runs against now, "overdue" / "at_risk" / ""): the supervision
+    tick's `Case.risk` where it judged the case, else the clock (at risk: less than a quarter
+    of the time given left)."""
+    waiting = case.status in (Status.RECEIVED, Status.TRIAGE)
+    due = case.triage_due_at if waiting else (case.due_at or case.triage_due_at)
+    if case.risk:
+        return due, case.risk
+    if due is None or case.status not in OPEN_STATUSES:
+        return due, ""
+    if now > due:
+        return due, "overdue"
+    start = case.received_at if waiting else (case.assigned_at or case.received_at)
+    if due - now < (due - start) / 4:
+        return due, "at_risk"
+    return due, ""
+
+
+@bp.post("/queue/dispatch")
+@login_required
+def dispatch_many() -> Response:
+    """Dispatches the cases ticked in the queue (or the one whose row button was pressed) to
+    one department, or each to its suggestion: each through `assign_case`, as the single
+    dispatch does, in a savepoint of its own, so a case that cannot go is reported and the
+    others go."""
+    if not can(current_user, Action.TRIAGE):
+        abort(403)
+    departments = _departments()
+    form = BulkDispatchForm(prefix="bulk")
+    form.department.choices = [SUGGESTED, *[d.code for d in departments]]
+    one = request.form.get("one", "")
+    if one:
+        # A row's own button: the row's department selector (a copy of the bulk one made by
+        # static/board_lists.js), else the case's suggestion.
+        form.department.data = request.form.get(f"to-{one}", "") or SUGGESTED
+    if not form.validate_on_submit():
+        flash(error_text(_form_error(form)), "error")
+        return redirect(url_for("board.queue"))
+    numbers = [one] if one else request.form.getlist("case")
+    numbers = list(dict.fromkeys(n.strip().upper() for n in numbers if n.strip()))[:QUEUE_SIZE]
+    if not numbers:
+        flash(_("Tick the cases to dispatch first."), "error")
+        return redirect(url_for("board.queue"))
+    by_code = {d.code: d for d in departments}
+    by_id = {d.id: d for d in departments}
+    s = db()
+    cases = {
+        c.tracking_number: c
+        for c in s.scalars(
+            select(Case)
+            .where(Case.tracking_number.in_(numbers))
+            .options(selectinload(Case.suggested_department), selectinload(Case.events))
+        )
+    }
+    deadlines = runtime().settings.deadlines()
+    done: list[str] = []
+    failed: list[str] = []
+    for number in numbers:
+        c = cases.get(number)
+        if c is None or not can(current_user, Action.TRIAGE, c):
+            failed.append(_("%(n)s: no such case to dispatch.", n=number))
+            continue
+        if c.status not in (Status.RECEIVED, Status.TRIAGE):
+            failed.append(_("%(n)s: already dispatched.", n=number))
+            continue
+        if form.department.data == SUGGESTED:
+            dept = by_id.get(c.suggested_department_id or 0)
+        else:
+            dept = by_code.get(form.department.data)
+        if dept is None:
+            failed.append(_("%(n)s: no suggested department; choose one.", n=number))
+            continue
+        try:
+            with s.begin_nested():
+                assign_case(c, dept, current_user, deadlines, _now(), form.reason.data or "")
+                s.flush()
+        except IllegalTransition as e:
+            failed.append(f"{number}: {error_text(e)}")
+            continue
+        except StaleDataError:
+            failed.append(_("%(n)s: someone else changed this case at the same time.", n=number))
+            continue
+        refresh_findings(c.id)
+        done.append(number)
+    if done:
+        flash(
+            _("%(count)s dispatched: %(numbers)s.", count=len(done), numbers="、".join(done)),
+            "info",
+        )
+    for message in failed:
+        flash(message, "error")
+    return redirect(url_for("board.queue"))
 
 
 def _cursor(raw: str) -> int | None:
@@ -249,40 +382,52 @@ def _cursor(raw: str) -> int | None:
     return int(raw) if raw.isdigit() and 0 < len(raw) <= 9 else None
 
 
-def _list_filters(status: str, department: str) -> list[ColumnElement[bool]]:
-    """The WHERE clauses of a case list: what the user may see, and the filters chosen."""
-    where: list[ColumnElement[bool]] = []
-    if not sees_all_cases(current_user):
-        if current_user.role == Role.HANDLER and current_user.department_id is not None:
-            where.append(Case.department_id == current_user.department_id)
-        else:
-            where.append(false())
-    if status == "open":
-        where.append(Case.status.notin_([Status.CLOSED, Status.MERGED, Status.REJECTED]))
-    elif status in set(Status):
-        where.append(Case.status == status)
-    if department and sees_all_cases(current_user):
-        where.append(
-            Case.department_id
-            == select(Department.id).where(Department.code == department).scalar_subquery()
-        )
-    return where
+def _scope() -> list[ColumnElement[bool]]:
+    """The WHERE clauses of what the user may see of the case lists."""
+    if sees_all_cases(current_user):
+        return []
+    if current_user.role == Role.HANDLER and current_user.department_id is not None:
+        return [Case.department_id == current_user.department_id]
+    return [false()]
+
+
+def _scope_key() -> tuple[object, ...]:
+    if sees_all_cases(current_user):
+        return ("all",)
+    return (current_user.role, current_user.department_id)
+
+
+_PAGING = ("after", "before", "page", "last")
 
 
 @bp.get("/cases")
 @login_required
 def cases() -> str:
-    """Newest first with keyset paging (``after``/``before`` a case id, ``last``; a typed
-    ``page`` still works), or, with ``q``, search results best first, matches highlighted."""
-    status = request.args.get("status", "")
-    department = request.args.get("department", "")
-    q = clean_line(request.args.get("q", ""))[:200]
-    after = _cursor(request.args.get("after", ""))
-    before = _cursor(request.args.get("before", ""))
-    typed = request.args.get("page", "")
+    """A case list: filters (`ListFilters`), an order (``sort``: received, deadline,
+    updated), keyset paging (``after``/``before`` a case id, ``last``; a typed ``page``
+    still works), counts per filter value, saved views; or, with ``q``, search results best
+    first, matches highlighted. With no parameters at all, the user's default view."""
+    args = request.args
+    default = None
+    if not args:
+        default = default_view(db(), current_user.id, current_user.role)
+        if default:
+            args = MultiDict(parse_qsl(default))
+    filters, _bad = ListFilters.parse(args)
+    if not sees_all_cases(current_user):
+        filters = replace(filters, department="")
+    sort = args.get("sort", "")
+    sort = sort if sort in SORTS else "received"
+    q = clean_line(args.get("q", ""))[:200]
+    after = _cursor(args.get("after", ""))
+    before = _cursor(args.get("before", ""))
+    typed = args.get("page", "")
     # After a cursor without a page number (walking back from an uncounted end): unknown.
     page = _page_number(typed) if typed or (after is None and before is None) else 0
-    where = _list_filters(status, department)
+    now = _now()
+    timezone = ZoneInfo(runtime().settings.app.timezone)
+    scope = _scope()
+    where = [*scope, *filters.clauses(now, timezone)]
     masked = not sees_personal_data(current_user)
     terms: list[str] = []
     if q:
@@ -307,7 +452,8 @@ def cases() -> str:
             page=page,
             after=after,
             before=before,
-            last=request.args.get("last", "") == "1",
+            last=args.get("last", "") == "1",
+            sort=sort,
         )
     options = [selectinload(Case.department)]
     if q and not masked:
@@ -317,6 +463,12 @@ def cases() -> str:
         for c in db().scalars(select(Case).where(Case.id.in_(listing.case_ids)).options(*options))
     }
     rows = [_view(loaded[i]) for i in listing.case_ids if i in loaded]
+    departments = _departments()
+    keep = {**filters.query_args(), "sort": sort, "q": q or None}
+    keep = {k: v for k, v in keep.items() if v}
+    view_form = SavedViewForm(prefix="view")
+    view_form.query.data = urlencode(keep)
+    view_form.role.choices = _view_roles()
     return render_template(
         "board/cases.html",
         rows=rows,
@@ -326,13 +478,93 @@ def cases() -> str:
         total=listing.total,
         page=listing.number,
         pages=listing.pages if not q else max(1, -(-listing.total // PAGE_SIZE)),
-        status=status,
-        department=department,
+        filters=filters,
+        status=filters.status,
+        department=filters.department,
+        sort=sort,
+        sorts=list(SORTS),
         q=q,
-        departments=_departments() if sees_all_cases(current_user) else [],
+        keep=keep,
+        facets=_facets(scope, filters, now, timezone, departments),
+        rules=sorted(RULE_LABELS),
+        departments=departments if sees_all_cases(current_user) else [],
         statuses=list(Status),
-        now=_now(),
+        kinds=list(Kind),
+        channels=list(CHANNEL_LABELS),
+        views=saved_views(db(), current_user.id, current_user.role),
+        view_form=view_form,
+        default=default,
+        now=now,
+        deadline_state=deadline_state,
     )
+
+
+def _facets(
+    scope: list[ColumnElement[bool]],
+    filters: ListFilters,
+    now: datetime,
+    timezone: ZoneInfo,
+    departments: list[Department],
+) -> dict[str, dict[str, int]]:
+    """Counts per filter value for the template: {filter: {value as in the URL: cases}}."""
+    names = ["status", "channel", "kind"]
+    if sees_all_cases(current_user):
+        names.append("department")
+    counts = facet_counts(
+        db(), scope, filters, now=now, timezone=timezone, facets=names, cache_key=_scope_key()
+    )
+    shown: dict[str, dict[str, int]] = {n: {str(k): v for k, v in counts[n].items()} for n in names}
+    shown["status"]["open"] = sum(v for k, v in shown["status"].items() if k in OPEN_STATUSES)
+    if "department" in counts:
+        codes = {d.id: d.code for d in departments}
+        shown["department"] = {codes[k]: v for k, v in counts["department"].items() if k in codes}
+    return shown
+
+
+def _view_roles() -> list[SelectChoice]:
+    """Whom a view may be saved for: oneself; an admin, also each role (its shared default)."""
+    choices = [SelectChoice("", _("Myself"))]
+    if current_user.role == Role.ADMIN:
+        choices += [SelectChoice(str(r), ROLE_LABELS.get(str(r), str(r))) for r in Role]
+    return choices
+
+
+@bp.post("/views")
+@login_required
+def save_case_view() -> Response:
+    """Saves the case list as shown under a name (replacing one of the same name)."""
+    form = SavedViewForm(prefix="view")
+    form.role.choices = _view_roles()
+    if not form.validate_on_submit():
+        flash(error_text(_form_error(form)), "error")
+        return redirect(url_for("board.cases"))
+    query = urlencode(
+        [(k, v) for k, v in parse_qsl(form.query.data or "") if k not in _PAGING][:30]
+    )
+    role = form.role.data or ""
+    save_view(
+        db(),
+        name=form.name.data,
+        query=query,
+        user_id=None if role else current_user.id,
+        role=role,
+        is_default=bool(form.default.data),
+    )
+    flash(_("View “%(name)s” saved.", name=form.name.data), "info")
+    return redirect(url_for("board.cases") + ("?" + query if query else "?sort=received"))
+
+
+@bp.post("/views/<int:view_id>/delete")
+@login_required
+def delete_case_view(view_id: int) -> Response:
+    view = db().get(SavedView, view_id)
+    mine = view is not None and view.user_id == current_user.id
+    shared = view is not None and view.user_id is None and current_user.role == Role.ADMIN
+    if not (mine or shared) or not ActionForm().validate_on_submit():
+        abort(404)
+    db().delete(view)
+    flash(_("View deleted."), "info")
+    return redirect(url_for("board.cases"))
 
 
 def _matches(view: CaseView, terms: list[str]) -> dict[str, object]:
@@ -508,7 +740,10 @@ def merge(number: str) -> Response:
         c.merge_into(target, current_user, _now(), form.reason.data or "")
         return _("Merged into %(n)s.", n=target.tracking_number)
 
-    return _act(number, Action.TRIAGE, change)
+    response = _act(number, Action.TRIAGE, change)
+    if request.form.get("back") == "queue":
+        return redirect(url_for("board.queue"))
+    return response
 
 
 @bp.post("/cases/<number>/start")

@@ -47,6 +47,8 @@ __all__ = ["BATCH", "add_volume"]
 
 BATCH = 2000
 """Cases written per batch."""
+_SQLITE_CACHE_KIB = 1_500_000
+"""SQLite page cache while writing (KiB): the search index of 100,000 cases fits."""
 
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘"
 _CHANNELS = (("web", 40), ("phone", 35), ("email", 15), ("call_log", 7), ("letter", 3))
@@ -159,6 +161,13 @@ def add_volume(
     code_hash = hash_query_code(secrets.token_hex(8))
     builder = SignatureBuilder()
     written = 0
+    cache = None
+    if conn.dialect.name == "sqlite":
+        # The search index's B-tree takes a row per gram at random places: with SQLite's
+        # default 2 MB page cache, past some 20,000 cases nearly every insert read a page from
+        # disk (72 cases/s at 100,000); kept in memory for this connection, it stays fast.
+        cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
     for start in range(0, count, BATCH):
         batch = _Batch(rng, now, templates, replies, departments, supervisor, handlers)
         for offset, at in enumerate(received[start : start + BATCH]):
@@ -170,6 +179,8 @@ def add_volume(
         written += len(batch.cases)
         if progress is not None:
             progress(written)
+    if cache is not None:
+        conn.exec_driver_sql(f"PRAGMA cache_size={int(cache)}")
     if conn.dialect.name == "postgresql":
         for table in ("cases", "case_events", "case_replies", "return_visits"):
             conn.execute(
@@ -371,6 +382,7 @@ class _Batch:
                 row["risk"] = "at_risk"
         else:
             row["status"] = status
+        row["updated_at"] = self.events[-1]["at"]
         self.cases.append(row)
         self.texts.append(
             CaseText(

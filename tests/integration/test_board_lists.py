@@ -1,0 +1,294 @@
+"""The board's lists at a district's scale, on both databases: the case list's filters, counts
+per filter value, orders and last page, saved views and a handler's default view; the triage
+queue's deadline column and bulk dispatch (one case failing, the others going); and the
+number of SQL statements per page staying the same as the cases grow."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import event, func, select
+
+from tests.conftest import csrf_from
+from tests.integration.helpers import flashes, submit_complaint
+from triage.models import OPEN_STATUSES, Case, CaseEvent, Department, Status
+from web.demo_volume import add_volume
+
+NUMBERS = re.compile(r'<tr class="[^"]*" data-case="([^"]+)"')
+
+
+def _listed(html: str) -> list[str]:
+    """The cases of the list itself (not of the "needs attention" panel above it)."""
+    return NUMBERS.findall(html.split('class="cases case-list"', 1)[-1])
+
+
+def _numbers(client: Any, **params: str) -> list[str]:
+    r = client.get("/board/cases", query_string=params)
+    assert r.status_code == 200, r.status_code
+    return _listed(r.get_data(as_text=True))
+
+
+def _all_pages(client: Any, **params: str) -> list[str]:
+    """Every case of a list, walking its Next links."""
+    html = client.get("/board/cases", query_string=params).get_data(as_text=True)
+    seen = _listed(html)
+    for _ in range(100):
+        nxt = re.search(r'<a href="([^"]+)" rel="next">', html)
+        if not nxt:
+            return seen
+        html = client.get(nxt.group(1).replace("&amp;", "&")).get_data(as_text=True)
+        seen += _listed(html)
+    raise AssertionError("too many pages")
+
+
+def _volume(runtime: Any, n: int, seed: int = 7) -> None:
+    with runtime.engine.begin() as conn:
+        add_volume(conn, n, months=3, seed=seed, label_map=runtime.settings.label_map)
+
+
+def test_filters_counts_and_orders_match_the_database(runtime: Any, login_as: Any) -> None:
+    _volume(runtime, 180)
+    supervisor = login_as("supervisor")
+    now = datetime.now(UTC)
+    with runtime.sessions() as s:
+        cases = s.scalars(select(Case)).all()
+        urban = s.scalar(select(Department.id).where(Department.code == "urban"))
+    phone = {c.tracking_number for c in cases if c.channel == "phone"}
+    assert set(_all_pages(supervisor, channel="phone")) == phone
+    open_urban = {
+        c.tracking_number for c in cases if c.department_id == urban and c.status in OPEN_STATUSES
+    }
+    assert set(_all_pages(supervisor, status="open", department="urban")) == open_urban
+    overdue = {c.tracking_number for c in cases if c.is_overdue(now) or c.risk == "overdue"}
+    assert overdue and set(_all_pages(supervisor, overdue="1")) == overdue
+    # Received in a date range (China time), both ends included.
+    day = (now - timedelta(days=20)).date()
+    since = {c.tracking_number for c in cases if (c.received_at + timedelta(hours=8)).date() >= day}
+    assert set(_all_pages(supervisor, received_from=day.isoformat())) == since
+    # Counts per filter value: the channel's, under the status chosen.
+    page = supervisor.get("/board/cases", query_string={"status": "closed"}).get_data(as_text=True)
+    closed_by_channel = Counter(c.channel for c in cases if c.status == Status.CLOSED)
+    phone_closed = closed_by_channel["phone"]
+    assert re.search(rf'<option value="phone"\s*>[^<(]*\({phone_closed}\)</option>', page), page
+    # Orders: nearest deadline first, newest received first, recently updated first.
+    by_deadline = _numbers(supervisor, status="open", sort="deadline")
+    deadline = {
+        c.tracking_number: c.due_at or c.triage_due_at or c.received_at
+        for c in cases
+        if c.status in OPEN_STATUSES
+    }
+    assert [deadline[n] for n in by_deadline] == sorted(deadline[n] for n in by_deadline)
+    assert by_deadline[0] == min(deadline, key=lambda n: (deadline[n], n))
+    newest = _numbers(supervisor, sort="received")
+    received = {c.tracking_number: c.received_at for c in cases}
+    assert [received[n] for n in newest] == sorted((received[n] for n in newest), reverse=True)
+    # Bad input is left out, never an error.
+    r = supervisor.get("/board/cases?received_from=2024-13-45&status=nonsense&sort=x&page=abc")
+    assert r.status_code == 200
+
+
+def test_last_page_and_keyset_paging_in_every_order(runtime: Any, login_as: Any) -> None:
+    _volume(runtime, 130)
+    supervisor = login_as("supervisor")
+    for sort in ("received", "deadline", "updated"):
+        walked = _all_pages(supervisor, sort=sort)
+        assert len(walked) == len(set(walked)) == 130, sort
+        last = _numbers(supervisor, sort=sort, last="1")
+        assert last == walked[100:], sort
+        # A typed page number still works, and is the same page.
+        assert _numbers(supervisor, sort=sort, page="2") == walked[50:100], sort
+
+
+def test_handler_default_is_their_open_cases_by_deadline(runtime: Any, login_as: Any) -> None:
+    _volume(runtime, 150)
+    handler = login_as("urban")
+    with runtime.sessions() as s:
+        urban = s.scalar(select(Department.id).where(Department.code == "urban"))
+        mine = {
+            c.tracking_number: c.due_at
+            for c in s.scalars(
+                select(Case).where(
+                    Case.department_id == urban, Case.status.in_([str(x) for x in OPEN_STATUSES])
+                )
+            )
+        }
+    shown = _numbers(handler)
+    assert shown and set(shown) == set(mine)
+    assert [mine[n] for n in shown] == sorted(mine[n] for n in shown)
+    # Asking for all statuses explicitly shows the closed ones too.
+    assert len(_numbers(handler, sort="received")) > len(shown)
+
+
+def test_saved_views_per_user_and_role_defaults(runtime: Any, login_as: Any) -> None:
+    _volume(runtime, 60)
+    supervisor = login_as("supervisor")
+    page = supervisor.get("/board/cases?channel=phone&sort=deadline").get_data(as_text=True)
+    token = re.search(r'name="view-csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    query = re.search(r'name="view-query"[^>]*value="([^"]+)"', page).group(1)
+    assert "channel=phone" in query.replace("&amp;", "&")
+    # Without the CSRF token nothing is saved.
+    r = supervisor.post("/board/views", data={"view-name": "电话", "view-query": "channel=phone"})
+    assert "电话" not in supervisor.get("/board/cases?sort=received").get_data(as_text=True)
+    r = supervisor.post(
+        "/board/views",
+        data={
+            "view-csrf_token": token,
+            "view-name": "电话",
+            "view-query": query,
+            "view-default": "y",
+        },
+    )
+    assert r.status_code == 302
+    # The supervisor's list now opens with the saved view.
+    assert set(_numbers(supervisor)) == set(
+        _all_pages(supervisor, channel="phone", sort="deadline")
+    )
+    assert "电话" in supervisor.get("/board/cases?sort=received").get_data(as_text=True)
+    # Another user does not see it.
+    other = login_as("urban")
+    assert "电话" not in other.get("/board/cases").get_data(as_text=True)
+    # The admin sets a shared default for handlers: it replaces the built-in one.
+    admin = login_as("admin")
+    page = admin.get("/board/cases?channel=web&sort=received").get_data(as_text=True)
+    token = re.search(r'name="view-csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    r = admin.post(
+        "/board/views",
+        data={
+            "view-csrf_token": token,
+            "view-name": "网站来件",
+            "view-query": "channel=web&sort=received",
+            "view-default": "y",
+            "view-role": "handler",
+        },
+    )
+    assert r.status_code == 302
+    html = other.get("/board/cases").get_data(as_text=True)
+    assert "网站来件" in html
+    assert "selected>" in html and re.search(r'<option value="web"\s*selected>', html)
+    # A handler cannot save for a role (the field offers only themselves).
+    page = other.get("/board/cases?sort=received").get_data(as_text=True)
+    token = re.search(r'name="view-csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    other.post(
+        "/board/views",
+        data={"view-csrf_token": token, "view-name": "x", "view-query": "", "view-role": "admin"},
+    )
+    assert "x</a>" not in admin.get("/board/cases?sort=received").get_data(as_text=True)
+
+
+def _queue_numbers(client: Any) -> list[str]:
+    html = client.get("/board/queue").get_data(as_text=True)
+    return re.findall(r'data-case="([^"]+)"', html)
+
+
+def test_bulk_dispatch_with_one_failing_case(runtime: Any, client: Any, login_as: Any) -> None:
+    numbers = [
+        submit_complaint(client, f"第{i}号楼门口的路灯坏了，晚上看不清路。", subject="路灯")[0]
+        for i in range(4)
+    ]
+    supervisor = login_as("supervisor")
+    queue = supervisor.get("/board/queue").get_data(as_text=True)
+    assert all(n in queue for n in numbers)
+    assert 'class="deadline' in queue and "剩余" in queue
+    # The department selector is rendered once, not once per row.
+    assert queue.count('name="bulk-department"') == 1
+    # One of them is dispatched by someone else meanwhile: it fails, the others go.
+    with runtime.sessions() as s, s.begin():
+        gone = s.scalar(select(Case).where(Case.tracking_number == numbers[0]))
+        gone.status = Status.REJECTED
+    token = re.search(r'name="bulk-csrf_token"[^>]*value="([^"]+)"', queue).group(1)
+    r = supervisor.post(
+        "/board/queue/dispatch",
+        data={"bulk-csrf_token": token, "bulk-department": "environment", "case": numbers[:3]},
+        follow_redirects=True,
+    )
+    html = r.get_data(as_text=True)
+    messages = flashes(html)
+    assert any(numbers[0] in m for m in messages), messages
+    assert any(numbers[1] in m and numbers[2] in m for m in messages), messages
+    left = _queue_numbers(supervisor)
+    assert numbers[1] not in left and numbers[2] not in left and numbers[3] in left
+    with runtime.sessions() as s:
+        for n in numbers[1:3]:
+            c = s.scalar(select(Case).where(Case.tracking_number == n))
+            assert c.status == Status.ASSIGNED and c.department.code == "environment"
+            assert c.events[-1].action == "assigned" and c.events[-1].actor_name
+    # Without the token nothing happens.
+    r = supervisor.post(
+        "/board/queue/dispatch", data={"bulk-department": "urban", "case": [numbers[3]]}
+    )
+    assert r.status_code == 400
+    assert numbers[3] in _queue_numbers(supervisor)
+    # A handler may not dispatch, even with a valid token of theirs.
+    handler = login_as("urban")
+    token = csrf_from(handler.get("/board/cases").get_data(as_text=True))
+    r = handler.post(
+        "/board/queue/dispatch",
+        data={"csrf_token": token, "bulk-department": "urban", "case": [numbers[3]]},
+    )
+    assert r.status_code == 403
+    assert numbers[3] in _queue_numbers(supervisor)
+
+
+def _count_queries(runtime: Any, client: Any, path: str) -> int:
+    count = [0]
+
+    def counting(*_: Any) -> None:
+        count[0] += 1
+
+    client.get(path)
+    event.listen(runtime.engine, "before_cursor_execute", counting)
+    try:
+        r = client.get(path)
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", counting)
+    assert r.status_code == 200, (path, r.status_code)
+    return count[0]
+
+
+def test_queries_per_page_do_not_grow_with_the_cases(runtime: Any, login_as: Any) -> None:
+    supervisor, handler = login_as("supervisor"), login_as("urban")
+    pages = [
+        (supervisor, "/board/queue"),
+        (supervisor, "/board/cases"),
+        (supervisor, "/board/cases?status=open&department=urban&sort=deadline"),
+        (supervisor, "/board/cases?last=1&sort=updated"),
+        (supervisor, "/board/cases?q=噪音"),
+        (handler, "/board/cases"),
+    ]
+    _volume(runtime, 50, seed=1)
+    small = [_count_queries(runtime, c, p) for c, p in pages]
+    _volume(runtime, 450, seed=2)
+    with runtime.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Case)) == 500
+        assert s.scalar(select(func.count()).select_from(CaseEvent)) > 2000
+    large = [_count_queries(runtime, c, p) for c, p in pages]
+    assert large == small, list(zip([p for _, p in pages], small, large, strict=True))
+
+
+def test_queue_page_is_light(runtime: Any, login_as: Any) -> None:
+    _volume(runtime, 1500, seed=4)
+    supervisor = login_as("supervisor")
+    html = supervisor.get("/board/queue").get_data(as_text=True)
+    rows = len(re.findall(r'data-case="', html))
+    assert rows >= 40
+    # No department list per row: well under 1 KB a row.
+    assert len(html.encode()) / rows < 1500, len(html.encode()) / rows
+    assert html.count("<option") < 40
+
+
+def test_list_urls_of_other_tools_keep_working(runtime: Any, login_as: Any) -> None:
+    _volume(runtime, 80)
+    supervisor = login_as("supervisor")
+    for params in (
+        {"q": "路灯", "page": "2"},
+        {"status": "open", "department": "urban", "page": "1"},
+        {"page": "999999"},
+        {"status": "closed", "after": "5"},
+        {"before": "70", "page": "3"},
+    ):
+        r = supervisor.get("/board/cases?" + urlencode(params))
+        assert r.status_code == 200, params

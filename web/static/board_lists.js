@@ -1,0 +1,47 @@
+// The triage queue (board/queue.html), without inline scripts (CSP): "select all", how many
+// are ticked, and each row's department selector: a copy of the one bulk selector, made here
+// rather than sent with every row (the page stays light), set to the row's suggestion.
+document.addEventListener("DOMContentLoaded", function () {
+  var bulk = document.getElementById("bulk");
+  if (!bulk) return;
+  var boxes = function () {
+    return Array.prototype.slice.call(document.querySelectorAll('input[name="case"][form="bulk"]'));
+  };
+  var all = bulk.querySelector(".select-all");
+  var shown = bulk.querySelector(".selected-count");
+  var update = function () {
+    var n = boxes().filter(function (b) { return b.checked; }).length;
+    shown.textContent = n ? "(" + n + ")" : "";
+  };
+  if (all) {
+    all.addEventListener("change", function () {
+      boxes().forEach(function (b) { b.checked = all.checked; });
+      update();
+    });
+  }
+  boxes().forEach(function (b) { b.addEventListener("change", update); });
+  var source = bulk.querySelector("select");
+  if (!source) return;
+  document.querySelectorAll("td.dispatch").forEach(function (cell) {
+    var button = cell.querySelector("button[name=one]");
+    if (!button) return;
+    var select = source.cloneNode(true);
+    select.name = "to-" + button.value;
+    select.removeAttribute("id");
+    select.setAttribute("form", "bulk");
+    select.setAttribute("aria-label", source.getAttribute("data-row-label") || "");
+    select.value = cell.getAttribute("data-suggested") || "";
+    if (!cell.getAttribute("data-suggested")) {
+      var pick = document.createElement("option");
+      pick.value = "";
+      pick.textContent = source.getAttribute("data-choose") || "—";
+      select.insertBefore(pick, select.firstChild);
+      select.value = "";
+    } else {
+      // The first option ("each to its suggestion") is for the bulk bar only.
+      select.removeChild(select.options[0]);
+      select.value = cell.getAttribute("data-suggested");
+    }
+    cell.insertBefore(select, button);
+  });
+});
