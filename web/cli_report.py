@@ -126,25 +126,34 @@ def _figures(session: Any, month: str, policy: ReportPolicy) -> dict[str, Any]:
 def _deliver(
     rt: Runtime, session: Any, month: str, recipients: list[str], output: Path | None
 ) -> dict[str, Any]:
-    """Builds the report email once; queues it for `recipients` and/or writes `output`."""
-    from triage.outbox import MailKind, OutboxError, enqueue
+    """Builds the report email once; queues it for `recipients` (recorded in report_sends,
+    triage/report/delivery.py) and/or writes it into `output`. Returns its figures."""
+    from triage.outbox import OutboxError
+    from triage.report.delivery import send_report
     from triage.report.email import build_report, report_message, write_report_folder
 
-    report_ = build_report(session, month, rt.settings)
+    now = datetime.now(UTC)
+    report_ = build_report(session, month, rt.settings, now=now)
     sender = rt.settings.mail.sender
     try:
-        message = report_message(report_, sender=sender, to=recipients or [sender])
+        if output is not None:
+            message = report_message(report_, sender=sender, to=recipients or [sender])
+            written = write_report_folder(report_, message, output)
+            click.echo(f"wrote {len(written)} files to {output}", err=True)
+        if recipients:
+            send_report(
+                session,
+                month,
+                rt.settings,
+                sender=sender,
+                recipients=recipients,
+                now=now,
+                by="manual",
+                report=report_,
+            )
+            click.echo(f"queued {report_.subject} to {', '.join(recipients)}", err=True)
     except OutboxError as e:
         raise click.ClickException(str(e)) from e
-    if output is not None:
-        written = write_report_folder(report_, message, output)
-        click.echo(f"wrote {len(written)} files to {output}", err=True)
-    if recipients:
-        try:
-            enqueue(session, message, kind=MailKind.REPORT, now=datetime.now(UTC))
-        except OutboxError as e:
-            raise click.ClickException(str(e)) from e
-        click.echo(f"queued {report_.subject} to {', '.join(recipients)}", err=True)
     return dict(report_.figures)
 
 

@@ -547,3 +547,60 @@ def test_a_large_month_is_clustered_from_a_sample(rt: Any) -> None:
         hot = monthly_figures(s, "2026-05", policy, with_previous=False)["hot_issues"]
     # Every second case of 8 is clustered: 4 found, counted as 4 × 2.
     assert [h["count"] for h in hot] == [8]
+
+
+# -- the command sends the email and writes the folder --------------------------------------
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(envelope.content)
+        return "250 OK"
+
+
+def test_the_command_sends_the_report_and_writes_its_folder(
+    march: Any, config_file: Path, tmp_path: Path
+) -> None:
+    from email import message_from_bytes, policy
+
+    from tests.mailserver import free_port
+
+    controller_mod = pytest.importorskip("aiosmtpd.controller")
+    port = free_port()
+    config_file.write_text(
+        config_file.read_text(encoding="utf-8").replace("\nport = 25\n", f"\nport = {port}\n"),
+        encoding="utf-8",
+    )
+    inbox = _Inbox()
+    controller = controller_mod.Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        out = tmp_path / "out"
+        result = CliRunner().invoke(
+            main,
+            ["report", "monthly", "--config", str(config_file), "--month", "2026-03", "--json",
+             "--send", "--to", "leader@example.gov.cn", "--output", str(out)],
+        )  # fmt: skip
+    finally:
+        controller.stop()
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["received"] == 8 and figures["composite"] == pytest.approx(0.84)
+    assert (out / "report.eml").exists() and (out / "report.html").exists()
+    assert len(inbox.received) == 1
+    message = message_from_bytes(inbox.received[0], policy=policy.default)
+    assert "2026" in str(message["Subject"]) and "3月" in str(message["Subject"])
+    assert message["To"] == "leader@example.gov.cn"
+    text = message.get_body(("plain",)).get_content()
+    assert "8" in text
+
+
+def test_send_without_any_recipient_says_so(march: Any, config_file: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["report", "monthly", "--config", str(config_file), "--month", "2026-03", "--send"]
+    )
+    assert result.exit_code != 0
+    assert "recipient" in result.output
