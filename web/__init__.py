@@ -114,6 +114,10 @@ def create_app(
     from web import open311
 
     open311.init_app(app)
+    from web import dashboard, performance
+
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(performance.bp)
     from web import supervision_extensions
 
     app.register_blueprint(supervision_extensions.bp)

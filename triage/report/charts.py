@@ -10,9 +10,10 @@ dashboard and the public performance page. Functions (each returns PNG bytes, ab
   ``(label, count)`` oldest first (e.g. the last 12 months' received counts);
 - ``rates_by_department_png(departments, *, title=..., series=...)``: ``departments`` is the
   figures' ``departments`` list (``name``, ``response_rate``, ``resolution_rate``,
-  ``satisfaction_rate`` as 0–1 or None); None draws no bar;
+  ``satisfaction_rate`` as 0–1 or None); None draws no bar; no department: the ``empty``
+  text;
 - ``categories_png(counts, *, title=...)``: ``counts`` is a sequence of ``(label, count)``,
-  drawn largest first (the month's volume by category);
+  drawn largest first (the month's volume by category); none: the ``empty`` text;
 - ``cjk_font()``: the font family used, or None (then a warning was logged once and Chinese
   shows as boxes: a developer machine without fonts-wqy-microhei).
 
@@ -98,6 +99,21 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _empty(ax: Any, text: str) -> None:
+    """A chart with nothing to draw says so instead of showing bare axes."""
+    ax.set_axis_off()
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        ha="center",
+        va="center",
+        fontsize=12,
+        color="#718096",
+        transform=ax.transAxes,
+    )
+
+
 def _rc() -> dict[str, Any]:
     family = cjk_font()
     rc: dict[str, Any] = {"axes.unicode_minus": False, "svg.hashsalt": "minsheng"}
@@ -138,6 +154,7 @@ def rates_by_department_png(
     *,
     title: str = "各部门三率",
     series: Sequence[str] = ("响应率", "解决率", "满意率"),
+    empty: str = "暂无有效回访",
 ) -> bytes:
     """Grouped horizontal bars, one group per department (top to bottom as given), the
     three rates in per cent; a rate of None (no valid visit) draws no bar."""
@@ -146,6 +163,10 @@ def rates_by_department_png(
     with _LOCK, matplotlib.rc_context(_rc()):
         fig = _figure(max(2.2, 0.9 + 0.55 * len(rows)))
         ax = fig.add_subplot()
+        if not rows:
+            fig.suptitle(title, fontsize=11)
+            _empty(ax, empty)
+            return _png(fig)
         height = 0.26
         for i, key in enumerate(keys):
             shown = [(j, float(r[key])) for j, r in enumerate(rows) if r.get(key) is not None]
@@ -171,12 +192,17 @@ def categories_png(
     *,
     title: str = "受理量分类",
     limit: int = 12,
+    empty: str = "暂无数据",
 ) -> bytes:
     """Horizontal bars of counts, largest at the top; at most ``limit`` bars."""
     rows = sorted(((str(k), int(v)) for k, v in counts), key=lambda kv: (-kv[1], kv[0]))[:limit]
     with _LOCK, matplotlib.rc_context(_rc()):
         fig = _figure(max(2.0, 0.8 + 0.35 * len(rows)))
         ax = fig.add_subplot()
+        if not rows:
+            ax.set_title(title, fontsize=11)
+            _empty(ax, empty)
+            return _png(fig)
         ys = list(range(len(rows)))[::-1]
         bars = ax.barh(ys, [v for _, v in rows], color=COLOURS[0])
         for bar, (_, v) in zip(bars, rows, strict=True):

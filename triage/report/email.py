@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from triage.models import Case, CaseEvent, Department
@@ -154,11 +154,13 @@ def volume_trend(
     policy: ReportPolicy,
     months: int = 12,
     until: datetime | None = None,
+    department_id: int | None = None,
 ) -> list[tuple[str, int]]:
     """Cases received in each of the ``months`` statistical months ending with ``month``
     (the figures' ``received``: every status, by ``received_at``), oldest first:
-    ``[("2025-11", 812), …]``; ``until`` cuts the last month short. One range count per
-    month, each served by the index on ``cases.received_at``."""
+    ``[("2025-11", 812), …]``; ``until`` cuts the last month short; ``department_id``
+    counts one department's cases only (its current department). One range count per
+    month, each served by the index on ``cases.received_at`` (or the department's)."""
     out: list[tuple[str, int]] = []
     for k in range(months - 1, -1, -1):
         m = shift_month(month, -k)
@@ -169,6 +171,7 @@ def volume_trend(
             select(func.count())
             .select_from(Case)
             .where(Case.received_at >= start, Case.received_at < end)
+            .where(Case.department_id == department_id if department_id is not None else true())
         )
         out.append((m, int(n or 0)))
     return out

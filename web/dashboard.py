@@ -1,0 +1,325 @@
+"""The board's dashboard (/board/dashboard): today's intake, open, at-risk and overdue cases,
+and the current month so far as the monthly report counts it, with its charts.
+
+What each role sees:
+
+- supervisor, admin: the whole office; every department's three rates and on-time rate;
+- handler (and a department's head): their own department only;
+- observer (external supervisor): the whole office, aggregate figures only (no case, no
+  hot issue's example text);
+- operator: the intake: today's cases by channel and the 12-month volume.
+
+The month's figures are ``triage.report.figures.monthly_figures(session, month, settings,
+until=now)``, the same function as the report email, kept in this process for
+``FIGURES_TTL`` seconds (at 100,000 cases they cost more than a page should); the counts of
+today are four grouped queries on indexed columns (``received_at``, ``status``, ``risk``).
+Charts are PNGs from triage/report/charts.py served by ``/board/dashboard/charts/<name>.png``
+(private, cached ``CHART_TTL`` seconds, with an ETag), scoped like the page.
+
+Functions: ``month_figures(session, settings, now) -> dict`` (cached figures of the current
+month so far); ``today_counts(session, tz, now, department_id=None) -> dict`` with
+``received``, ``open``, ``at_risk``, ``overdue``, ``by_channel``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, abort, make_response, render_template, request
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+
+from triage.models import OPEN_STATUSES, Case, Department, Role
+from triage.report import charts
+from triage.report.email import categories, volume_trend
+from triage.report.figures import ReportPolicy, month_of, month_window, monthly_figures
+from web import db, runtime
+
+bp = Blueprint("dashboard", __name__, url_prefix="/board")
+
+FIGURES_TTL = 60.0
+CHART_TTL = 60
+CHART_NAMES = ("volume", "rates", "categories")
+
+
+class _TTLCache:
+    """A small in-process cache: key → (expiry on the monotonic clock, value)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._items: dict[Any, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+        self._size = size
+
+    def get(self, key: Any, ttl: float, compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        value = compute()
+        with self._lock:
+            if len(self._items) >= self._size:
+                for k in [k for k, (exp, _v) in self._items.items() if exp <= now] or list(
+                    self._items
+                )[: self._size // 2]:
+                    self._items.pop(k, None)
+            self._items[key] = (now + ttl, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_cache = _TTLCache()
+
+
+def clear_cache() -> None:
+    """Forgets cached figures and charts (tests; a config reload)."""
+    _cache.clear()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def month_figures(session: Session, settings: Any, now: datetime) -> dict[str, Any]:
+    """The current statistical month so far (monthly_figures with ``until=now``), cached
+    ``FIGURES_TTL`` seconds per database."""
+    policy = ReportPolicy.from_settings(settings)
+    month = month_of(now, policy)
+    key = ("figures", str(settings.database.url), month)
+    return dict(_cache.get(key, FIGURES_TTL, lambda: monthly_figures(session, month, policy, now)))
+
+
+def today_counts(
+    session: Session, tz: Any, now: datetime, department_id: int | None = None
+) -> dict[str, Any]:
+    """Today's intake (since local midnight), by channel, and the open, at-risk and overdue
+    cases now (the supervision tick's ``risk``), of one department or of the office."""
+    midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+
+    def scoped(query: Any) -> Any:
+        if department_id is not None:
+            query = query.where(Case.department_id == department_id)
+        return query
+
+    by_channel = dict(
+        session.execute(
+            scoped(
+                select(Case.channel, func.count())
+                .where(Case.received_at >= midnight.astimezone(UTC))
+                .group_by(Case.channel)
+            )
+        ).all()
+    )
+    open_statuses = [str(s) for s in OPEN_STATUSES]
+    open_n = session.scalar(
+        scoped(select(func.count()).select_from(Case).where(Case.status.in_(open_statuses)))
+    )
+    risks = dict(
+        session.execute(
+            scoped(
+                select(Case.risk, func.count())
+                .where(Case.risk.in_(["at_risk", "overdue"]), Case.status.in_(open_statuses))
+                .group_by(Case.risk)
+            )
+        ).all()
+    )
+    return {
+        "received": sum(int(n) for n in by_channel.values()),
+        "by_channel": {str(k): int(v) for k, v in sorted(by_channel.items())},
+        "open": int(open_n or 0),
+        "at_risk": int(risks.get("at_risk", 0)),
+        "overdue": int(risks.get("overdue", 0)),
+    }
+
+
+def _scope() -> tuple[str, int | None]:
+    """("office" | "department" | "intake", the department's id for handlers)."""
+    role = current_user.role
+    if role in (Role.ADMIN, Role.SUPERVISOR, Role.OBSERVER):
+        return "office", None
+    if role == Role.HANDLER:
+        if current_user.department_id is None:
+            abort(403)
+        return "department", int(current_user.department_id)
+    if role == Role.OPERATOR:
+        return "intake", None
+    abort(403)
+
+
+def _department_rows(figures: dict[str, Any], department_id: int | None) -> list[dict[str, Any]]:
+    rows = list(figures.get("departments") or [])
+    if department_id is None:
+        return rows
+    code = db().scalar(select(Department.code).where(Department.id == department_id))
+    return [r for r in rows if r.get("code") == code]
+
+
+def _names() -> dict[str, str]:
+    """Department code → name in the user's language."""
+    english = str(get_locale() or "zh") == "en"
+    return {
+        code: (name_en if english and name_en else name)
+        for code, name, name_en in db().execute(
+            select(Department.code, Department.name, Department.name_en)
+        )
+    }
+
+
+@bp.get("/dashboard")
+@login_required
+def dashboard() -> str:
+    scope, department_id = _scope()
+    settings = runtime().settings
+    now = _now()
+    tz = ReportPolicy.from_settings(settings).timezone
+    today = today_counts(db(), tz, now, department_id if scope == "department" else None)
+    figures: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = []
+    if scope != "intake":
+        figures = month_figures(db(), settings, now)
+        rows = _department_rows(figures, department_id)
+    names = _names()
+    department = db().get(Department, department_id) if department_id else None
+    charts_shown = {
+        "office": CHART_NAMES,
+        "department": ("volume", "rates"),
+        "intake": ("volume",),
+    }[scope]
+    return render_template(
+        "board/dashboard.html",
+        scope=scope,
+        department=department,
+        today=today,
+        figures=figures,
+        rows=rows,
+        names=names,
+        charts_shown=charts_shown,
+        chart_version=_chart_version(figures, today),
+        hot=[
+            {"label": h.get("label"), "count": h.get("count")}
+            for h in ((figures or {}).get("hot_issues") or [])
+        ]
+        if scope == "office"
+        else [],
+    )
+
+
+def _chart_version(figures: dict[str, Any] | None, today: dict[str, Any]) -> str:
+    """Changes when the charts would: in the image URLs, so a browser refetches then."""
+    basis = repr(((figures or {}).get("received"), (figures or {}).get("departments")))
+    return hashlib.sha256(basis.encode()).hexdigest()[:10]
+
+
+def _chart_png(name: str, scope: str, department_id: int | None) -> bytes:
+    settings = runtime().settings
+    now = _now()
+    policy = ReportPolicy.from_settings(settings)
+    month = month_of(now, policy)
+    session = db()
+    if name == "volume":
+        trend = volume_trend(
+            session,
+            month,
+            policy,
+            12,
+            until=now,
+            department_id=department_id if scope == "department" else None,
+        )
+        return charts.volume_trend_png(
+            trend, title=_("Cases received, last 12 months"), ylabel=_("cases")
+        )
+    figures = month_figures(session, settings, now)
+    names = _names()
+    if name == "rates":
+        rows = [
+            {**r, "name": names.get(str(r.get("code")), r.get("name"))}
+            for r in _department_rows(figures, department_id)
+            if r.get("valid_visits")
+        ]
+        return charts.rates_by_department_png(
+            rows,
+            title=_("The three rates by department, this month so far"),
+            series=(_("Response rate"), _("Resolution rate"), _("Satisfaction rate")),
+            empty=_("No valid return visits yet"),
+        )
+    localised = {
+        **figures,
+        "departments": [
+            {**d, "name": names.get(str(d.get("code")), d.get("name"))}
+            for d in figures.get("departments") or []
+        ],
+    }
+    return charts.categories_png(
+        categories(localised),
+        title=_("Cases by category, this month so far"),
+        empty=_("No cases yet"),
+    )
+
+
+@bp.get("/dashboard/charts/<name>.png")
+@login_required
+def chart(name: str) -> Response:
+    if name not in CHART_NAMES:
+        abort(404)
+    scope, department_id = _scope()
+    allowed = {"office": CHART_NAMES, "department": ("volume", "rates"), "intake": ("volume",)}
+    if name not in allowed[scope]:
+        abort(404)
+    settings = runtime().settings
+    key = (
+        "chart",
+        str(settings.database.url),
+        name,
+        scope,
+        department_id,
+        str(get_locale() or "zh"),
+    )
+    png = _cache.get(key, CHART_TTL, lambda: _chart_png(name, scope, department_id))
+    response = make_response(png)
+    response.headers["Content-Type"] = "image/png"
+    # Private: a department's chart is for its staff; short: the month changes all day.
+    response.headers["Cache-Control"] = f"private, max-age={CHART_TTL}"
+    response.set_etag(hashlib.sha256(png).hexdigest()[:32])
+    return response.make_conditional(request)
+
+
+def rate_text(value: float | None) -> str:
+    """0.875 → "87.5%"; None → "—"."""
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+@bp.app_template_filter("rate")
+def _rate_filter(value: float | None) -> str:
+    return rate_text(value)
+
+
+@bp.app_template_filter("score")
+def _score_filter(value: float | None) -> str:
+    """The composite score out of 100, as the report email shows it: 0.8123 → "81.2"."""
+    return "—" if value is None else f"{value * 100:.1f}"
+
+
+@bp.app_template_filter("stars")
+def _stars_filter(value: int | None) -> str:
+    if not value:
+        return "—"
+    return "★" * int(value) + "☆" * (5 - int(value))
+
+
+def month_window_of(settings: Any, now: datetime) -> tuple[datetime, datetime]:
+    """[start, now) of the current statistical month, for the page's heading."""
+    policy = ReportPolicy.from_settings(settings)
+    start, _end = month_window(month_of(now, policy), policy)
+    return start, now
