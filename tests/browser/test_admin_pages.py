@@ -1,0 +1,74 @@
+"""Administration in Chromium: the admin adds an account in the browser, reads its one-time
+password once, and the new colleague signs in with it; the admin log shows the action
+without the password. A supervisor finds no way in."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.test_walkthrough import DESKTOP, PHONE, screenshot, sign_in
+
+pytestmark = pytest.mark.browser
+
+
+def test_add_an_account_and_sign_in_as_it(chromium: Any, live_server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    admin = chromium.new_context(**DESKTOP, base_url=live_server).new_page()
+    sign_in(admin, "admin")
+    admin.click("#nav-admin")
+    expect(admin.locator("h1")).to_have_text("系统管理")
+    admin.click("#admin-accounts >> text=添加账号")
+    admin.fill("#username", "Sun.Li")
+    admin.fill("#display_name", "交通局 孙丽")
+    admin.select_option("#role", "handler")
+    admin.select_option("#department", "transport")
+    admin.fill("#email", "sunli@example.gov.cn")
+    admin.click("#new-user-form button[type=submit]")
+    expect(admin.locator("h1")).to_have_text("sun.li 的一次性密码")
+    password = admin.inner_text("#password-value").strip()
+    assert len(password) >= 10
+
+    admin.goto("/admin/users?department=transport")
+    expect(admin.locator("tr[data-user='sun.li']")).to_contain_text("交通局 孙丽")
+    admin.goto("/admin/log")
+    row = admin.locator("#admin-log tbody tr").first
+    expect(row).to_contain_text("账号已添加")
+    expect(row).to_contain_text("user sun.li")
+    expect(admin.locator("main")).not_to_contain_text(password)
+
+    colleague = chromium.new_context(**PHONE, locale="zh-CN", base_url=live_server).new_page()
+    colleague.goto("/login")
+    colleague.fill("#username", "SUN.LI")
+    colleague.fill("#password", password)
+    colleague.click("main form button[type=submit]")
+    colleague.wait_for_url(re.compile(r"/board/"))
+    expect(colleague.locator("header .who")).to_contain_text("交通局 孙丽")
+    expect(colleague.locator("header .who")).to_contain_text("区交通运输局")
+    expect(colleague.locator("#nav-admin")).to_have_count(0)
+    assert colleague.goto(f"{live_server}/admin/").status == 403
+
+    # Deactivated: the colleague's open session ends at the next page.
+    admin.goto("/admin/users?department=transport")
+    admin.click("tr[data-user='sun.li'] a")
+    admin.click("#deactivate-form button")
+    expect(admin.locator("#user-state")).to_have_text("已停用")
+    colleague.goto(f"{live_server}/board/cases")
+    colleague.wait_for_url(re.compile(r"/login"))
+
+
+def test_the_admin_pages_on_a_phone(chromium: Any, live_server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page = chromium.new_context(**PHONE, locale="zh-CN", base_url=live_server).new_page()
+    sign_in(page, "admin")
+    for url in ("/admin/", "/admin/users", "/admin/departments", "/admin/departments/urban"):
+        page.goto(url)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{url} is {width}px wide on a 390px phone"
+    expect(page.locator("#limits-source")).to_contain_text("[time_limits]")
+    screenshot(page, tmp_path / "admin-department-phone.png")

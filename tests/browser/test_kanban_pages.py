@@ -1,0 +1,100 @@
+"""The kanban in Chromium: a card dragged onto a legal column moves there and stays after a
+reload; a drop on an illegal column is refused with a message and the card stays; a drop
+that needs input leads to the case page's form; on a phone the columns scroll sideways."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.browser.test_case_path_pages import _submit
+from tests.browser.test_extension_pages import dispatch_to_urban
+from tests.browser.test_walkthrough import DESKTOP, PHONE, screenshot, sign_in
+from triage.models import Case, Status
+
+pytestmark = pytest.mark.browser
+
+
+def _status(app: Any, number: str) -> tuple[str, list[str]]:
+    with app.extensions["minsheng"].sessions() as s:
+        case = s.scalar(select(Case).where(Case.tracking_number == number))
+        return case.status, [e.action for e in case.events]
+
+
+def test_drag_a_card_to_a_legal_column_and_an_illegal_one(
+    chromium: Any, live_server: str, app: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    citizen = chromium.new_context(**PHONE, locale="zh-CN", base_url=live_server).new_page()
+    number, _code = _submit(
+        citizen, "路灯不亮", "明德路路灯不亮已经一周，晚上走路很危险。", "赵六", "13500001111"
+    )
+    office = chromium.new_context(**DESKTOP, base_url=live_server).new_page()
+    sign_in(office, "supervisor")
+    dispatch_to_urban(office, number)
+
+    urban = chromium.new_context(**DESKTOP, base_url=live_server).new_page()
+    sign_in(urban, "urban")
+    urban.click("#nav-kanban")
+    card = urban.locator(f"#card-{number}")
+    expect(urban.locator("#column-assigned")).to_contain_text(number)
+    expect(urban.locator("#column-assigned .count")).to_have_text("1")
+
+    # Illegal: straight to closed. Refused with the reason; the card stays where it was.
+    card.drag_to(urban.locator("#column-closed"))
+    expect(urban.locator("#kanban-message")).to_have_text(
+        f"{number} 不能从“已分派”移到“办结”：工单流程不允许这样流转。"
+    )
+    expect(urban.locator("#kanban-message")).to_have_class("flash error")
+    expect(urban.locator("#column-assigned")).to_contain_text(number)
+    assert _status(app, number)[0] == Status.ASSIGNED
+
+    # Legal and needing nothing more: assigned → in progress.
+    card.drag_to(urban.locator("#column-in_progress"))
+    expect(urban.locator("#column-in_progress")).to_contain_text(number)
+    expect(urban.locator("#column-assigned")).not_to_contain_text(number)
+    expect(urban.locator("#kanban-message")).to_contain_text("您已开始办理")
+    expect(urban.locator("#column-in_progress .count")).to_have_text("1")
+    # The moved card carries the moves of its new status.
+    expect(urban.locator(f"#card-{number} [data-move=start]")).to_have_count(0)
+    status, actions = _status(app, number)
+    assert status == Status.IN_PROGRESS and actions[-1] == "started"
+    urban.reload()
+    expect(urban.locator("#column-in_progress")).to_contain_text(number)
+
+    # Legal but needing a text: the reply form on the case page opens.
+    urban.locator(f"#card-{number}").drag_to(urban.locator("#column-replied"))
+    urban.wait_for_url(f"**/board/cases/{number}#reply-form")
+    expect(urban.locator("#reply-form")).to_be_visible()
+    assert _status(app, number)[0] == Status.IN_PROGRESS
+
+
+def test_kanban_on_a_phone_scrolls_sideways_and_has_buttons(
+    chromium: Any, live_server: str, app: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    citizen = chromium.new_context(**PHONE, locale="zh-CN", base_url=live_server).new_page()
+    number, _code = _submit(
+        citizen, "井盖缺失", "人民路井盖缺失，夜间极易有人掉落。", "钱七", "13500002222"
+    )
+    office = chromium.new_context(**DESKTOP, base_url=live_server).new_page()
+    sign_in(office, "supervisor")
+    dispatch_to_urban(office, number)
+
+    phone = chromium.new_context(**PHONE, locale="zh-CN", base_url=live_server).new_page()
+    sign_in(phone, "urban")
+    phone.goto("/board/kanban")
+    page_width = phone.evaluate("document.documentElement.scrollWidth")
+    assert page_width <= 390, "the page itself must not scroll sideways"
+    board = phone.locator("#kanban")
+    assert board.evaluate("b => b.scrollWidth > b.clientWidth"), "columns scroll inside the board"
+    # Without dragging (touch), the card's button makes the same move.
+    phone.locator(f"#card-{number} button[data-move=start]").click()
+    expect(phone.locator("p.flash.info")).to_contain_text("您已开始办理")
+    expect(phone.locator("#column-in_progress")).to_contain_text(number)
+    screenshot(phone, tmp_path / "kanban-phone.png")
