@@ -521,7 +521,8 @@ class Case(Base):
     assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    # Indexed: the search index reads "cases merged into these" at every registration.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     rejection_reason: Mapped[str] = mapped_column(Text, default="")
     # The public side of a rejection: a code from the configured list, the text the citizen
     # reads, and the outside body the complaint belongs to (不属于受理范围 / 转外单位).

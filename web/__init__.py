@@ -104,6 +104,9 @@ def create_app(
     app.register_blueprint(auth.bp)
     app.register_blueprint(board.bp)
     app.register_blueprint(operator.bp)
+    from web import call_imports
+
+    app.register_blueprint(call_imports.bp)
     from web import mail_lists
 
     app.register_blueprint(mail_lists.bp)

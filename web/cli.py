@@ -350,6 +350,9 @@ def _register_extensions() -> None:
     from web.cli_supervise import supervise
 
     main.add_command(api_key)
+    from web.cli_calls import calls
+
+    intake.add_command(calls)
     main.add_command(intake)
     main.add_command(outbox)
     main.add_command(report)

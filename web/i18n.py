@@ -99,6 +99,8 @@ ACTION_LABELS = {
     "observation_answered": _l("Observation answered"),
     # Open311 (web/open311/registration.py): the key, the caller's service and place.
     "api_filed": _l("Filed through the Open311 API"),
+    # Call-centre imports (web/call_imports.py): reason = "<file> : <row>".
+    "call_imported": _l("Registered from a call-centre import"),
     # Extensions, the head's sign-off and delay reports (web/supervision_extensions.py).
     "extension_requested": _l("Extension requested"),
     "extension_granted": _l("Deadline extended"),

@@ -1,0 +1,493 @@
+"""Importing call-centre exports: `minsheng intake calls` and the operators' upload page, on
+the database under test, with files written as call centres and Excel write them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from tests.conftest import csrf_from, make_settings
+from triage.call_imports import CallImport
+from triage.models import Base, Case, CaseEvent
+from web.call_import_run import run_import
+from web.cli import main
+
+HEADER = [
+    "工单号",
+    "来电号码",
+    "来电时间",
+    "通话时长",
+    "诉求内容",
+    "话务员",
+    "姓名",
+    "地址",
+    "诉求类型",
+]
+
+# Rows 2-8 as the user sees them in Excel: 3 good calls, an empty row, 2 bad ones, and the
+# first call again (a duplicate call id inside the file).
+ROWS = [
+    [
+        "GD20261101",
+        "138 0013 8000",
+        "2026/11/20 9:05",
+        "125",
+        "明德路路灯不亮\n已经三天",
+        "王芳",
+        "李四",
+        "明德路12号",
+        "投诉",
+    ],
+    [
+        "GD20261102",
+        "010-87654321",
+        "46346.625",
+        "02:05",
+        "建议增加公交班次",
+        "王芳",
+        "",
+        "",
+        "建议",
+    ],
+    [
+        "",
+        "13900139000",
+        "2026年11月21日 14时30分",
+        "1:02:05",
+        "咨询办证流程",
+        "赵敏",
+        "",
+        "",
+        "咨询",
+    ],
+    ["", "", "", "", "", "", "", "", ""],
+    ["GD20261104", "12345", "2026/11/21 10:00", "60", "电话号码不对", "赵敏", "", "", "投诉"],
+    ["GD20261105", "13700137000", "昨天下午", "abc", "", "赵敏", "", "", "骂人"],
+    [
+        "GD20261101",
+        "13800138000",
+        "2026/11/20 9:05",
+        "125",
+        "明德路路灯不亮",
+        "王芳",
+        "",
+        "",
+        "投诉",
+    ],
+]
+
+
+def write_csv(path: Path, rows: list[list[str]], encoding: str = "gbk", bom: bool = False) -> Path:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([HEADER, *rows])
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + out.getvalue().encode(encoding))
+    return path
+
+
+def write_xlsx(path: Path, rows: list[list[Any]], header: list[str] = HEADER) -> Path:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(header)
+    for row in rows:
+        sheet.append(row)
+    book.save(path)
+    return path
+
+
+def cli(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def cli_json(config_file: Path, *args: str) -> dict[str, Any]:
+    result = cli("intake", "calls", *args, "--json", "--config", str(config_file))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # the whole output: no progress bar in it
+
+
+def phone_cases(runtime: Any) -> list[Case]:
+    with runtime.sessions() as s:
+        return list(s.scalars(select(Case).where(Case.channel == "phone").order_by(Case.id)))
+
+
+@pytest.fixture
+def rt(settings: Any) -> Any:
+    from web.runtime import Runtime
+
+    runtime = Runtime.build(settings)
+    yield runtime
+    runtime.engine.dispose()
+
+
+def test_gbk_csv_imports_good_rows_at_their_call_time_and_reports_bad_rows(
+    config_file: Path, rt: Any, tmp_path: Path
+) -> None:
+    report = cli_json(config_file, str(write_csv(tmp_path / "话务导出.csv", ROWS)))
+    assert {k: report[k] for k in ("rows", "registered", "duplicates", "rejected")} == {
+        "rows": 6,
+        "registered": 3,
+        "duplicates": 1,
+        "rejected": 2,
+    }
+    errors = {(e["row"], e["column"]) for e in report["errors"]}
+    assert errors == {
+        (6, "来电号码"),
+        (7, "来电时间"),
+        (7, "通话时长"),
+        (7, "诉求内容"),
+        (7, "诉求类型"),
+    }
+    assert "12345" in next(e["message"] for e in report["errors"] if e["row"] == 6)
+
+    cases = phone_cases(rt)
+    assert [c.external_id for c in cases] == [
+        "GD20261101",
+        "GD20261102",
+        "call:13900139000@2026-11-21T06:30:00Z",
+    ]
+    first, second, third = cases
+    assert first.received_at == datetime(2026, 11, 20, 1, 5, tzinfo=UTC)  # 09:05 Beijing
+    assert second.received_at == datetime(2026, 11, 20, 7, 0, tzinfo=UTC)  # serial → 15:00
+    assert third.received_at == datetime(2026, 11, 21, 6, 30, tzinfo=UTC)
+    assert first.body.startswith("明德路路灯不亮\n已经三天") and "地址：明德路12号" in first.body
+    assert first.contact_phone == "13800138000" and first.contact_name == "李四"
+    assert (second.kind, third.kind) == ("suggestion", "inquiry")
+    deadlines = rt.settings.deadlines()
+    for case in cases:  # the triage deadline counts from the call, not from the import
+        assert case.triage_due_at == deadlines.triage_due(
+            case.received_at, case.urgent, kind=case.kind
+        )
+    with rt.sessions() as s:
+        run = s.scalars(select(CallImport)).one()
+        assert run.counts() == {"rows": 6, "registered": 3, "duplicates": 1, "rejected": 2}
+        assert run.finished_at is not None and run.actor_name.startswith("command line")
+        event = s.scalars(
+            select(CaseEvent).where(
+                CaseEvent.case_id == first.id, CaseEvent.action == "call_imported"
+            )
+        ).one()
+        assert event.detail["import_id"] == run.id == report["import_id"]
+        assert event.detail["row"] == 2 and event.detail["duration_seconds"] == 125
+        assert event.detail["operator"] == "王芳"
+        assert event.reason == "话务导出.csv : 2"
+
+
+def test_reimport_and_overlapping_xlsx_export_create_nothing_twice(
+    config_file: Path, rt: Any, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "day1.csv", ROWS[:3], encoding="utf-8", bom=True)
+    assert cli_json(config_file, str(path))["registered"] == 3
+    again = cli_json(config_file, str(path))
+    assert (again["registered"], again["duplicates"], again["rejected"]) == (0, 3, 0)
+    # The next day's export overlaps: yesterday's two calls (as XLSX date cells and a serial
+    # number, the call id as a number) and one new call.
+    xlsx = write_xlsx(
+        tmp_path / "day2.xlsx",
+        [
+            [
+                "GD20261102",
+                "01087654321",
+                46346.625,
+                125,
+                "建议增加公交班次",
+                "王芳",
+                None,
+                None,
+                "建议",
+            ],
+            [
+                None,
+                "13900139000",
+                datetime(2026, 11, 21, 14, 30),
+                "1:02:05",
+                "咨询办证流程",
+                "赵敏",
+                None,
+                None,
+                "咨询",
+            ],
+            [
+                20261106,
+                13600136000,
+                datetime(2026, 11, 22, 8, 15, 30),
+                None,
+                "井盖丢失\n请尽快处理",
+                "赵敏",
+                "周",
+                "青松路",
+                "投诉",
+            ],
+        ],
+    )
+    overlap = cli_json(config_file, str(xlsx))
+    assert (overlap["rows"], overlap["registered"], overlap["duplicates"]) == (3, 1, 2)
+    cases = phone_cases(rt)
+    assert len(cases) == 4
+    assert cases[-1].external_id == "20261106"
+    assert cases[-1].received_at == datetime(2026, 11, 22, 0, 15, 30, tzinfo=UTC)
+    assert cases[-1].body.startswith("井盖丢失\n请尽快处理")
+
+
+def test_dry_run_reports_the_same_and_registers_nothing(
+    config_file: Path, rt: Any, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "calls.csv", ROWS)
+    dry = cli_json(config_file, str(path), "--dry-run")
+    assert dry["dry_run"] is True and dry["import_id"] is None
+    assert phone_cases(rt) == []
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(CallImport)) == 0
+    real = cli_json(config_file, str(path))
+    for key in ("rows", "registered", "duplicates", "rejected", "errors"):
+        assert dry[key] == real[key], key
+    # After the import, a dry run of the same file sees every call as a duplicate.
+    again = cli_json(config_file, str(path), "--dry-run")
+    assert (again["registered"], again["duplicates"]) == (0, 4)
+
+
+def test_missing_columns_are_named_and_nothing_is_imported(
+    config_file: Path, rt: Any, tmp_path: Path
+) -> None:
+    path = write_xlsx(
+        tmp_path / "short.xlsx",
+        [["1", "13800138000", datetime(2026, 11, 20, 9, 0), "漏水"]],
+        header=["工单号", "来电号码", "来电时间", "诉求内容"],
+    )
+    result = cli("intake", "calls", str(path), "--config", str(config_file))
+    assert result.exit_code != 0
+    assert "通话时长" in result.output and "话务员" in result.output
+    assert "nothing imported" in result.output
+    assert phone_cases(rt) == []
+    bad = tmp_path / "old.xls"
+    bad.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600)
+    result = cli("intake", "calls", str(bad), "--config", str(config_file))
+    assert result.exit_code != 0 and ".xlsx" in result.output
+
+
+def test_extra_columns_are_ignored_and_the_text_report_lists_bad_rows(
+    config_file: Path, rt: Any, tmp_path: Path
+) -> None:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(
+        [
+            ["录音文件", *HEADER[:6], "满意度"],
+            ["a.wav", "X1", "13800138000", "2026-11-20 09:00", "30", "漏水", "王", "满意"],
+            ["b.wav", "X2", "1380013", "2026-11-20 09:05", "30", "漏水", "王", ""],
+        ]
+    )
+    path = tmp_path / "extra.csv"
+    path.write_text(out.getvalue(), encoding="utf-8")
+    result = cli("intake", "calls", str(path), "--config", str(config_file))
+    assert result.exit_code == 0, result.output
+    assert "registered 1" in result.stdout and "rejected 1" in result.stdout
+    assert "row 3 [来电号码]" in result.stdout
+
+
+def test_a_named_mapping_from_the_config(config_file: Path, rt: Any, tmp_path: Path) -> None:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(
+        [
+            [
+                "流水号",
+                "主叫号码",
+                "受理时间",
+                "通话时长",
+                "来电内容",
+                "坐席工号",
+                "来电人",
+                "事发地址",
+                "业务类型",
+            ],
+            [
+                "L1",
+                "13800138000",
+                "2026-11-20 09:00",
+                "30",
+                "占道经营",
+                "007",
+                "钱",
+                "菜市场",
+                "投诉举报",
+            ],
+            ["L2", "13800138001", "2026-11-20 09:10", "30", "办证咨询", "007", "", "", "求助咨询"],
+        ]
+    )
+    path = tmp_path / "hotline.csv"
+    path.write_bytes(out.getvalue().encode("gbk"))
+    report = cli_json(config_file, str(path), "--mapping", "hotline12345")
+    assert report["registered"] == 2, report
+    assert [c.kind for c in phone_cases(rt)] == ["complaint", "inquiry"]
+    unknown = cli("intake", "calls", str(path), "--mapping", "nope", "--config", str(config_file))
+    assert unknown.exit_code != 0 and "hotline12345" in unknown.output
+
+
+def test_an_interrupted_import_is_completed_by_running_it_again(
+    tmp_path: Path, db_url: str
+) -> None:
+    from web.runtime import Runtime
+
+    settings = make_settings(tmp_path, db_url, intake={"calls": {"batch_size": 2}})
+    rt = Runtime.build(settings)
+    rows = [
+        [
+            f"C{i}",
+            f"1380013{i:04d}",
+            f"2026-11-20 {8 + i // 60:02d}:{i % 60:02d}",
+            "30",
+            f"第{i}个来电",
+            "王",
+            "",
+            "",
+            "",
+        ]
+        for i in range(7)
+    ]
+    data = write_csv(tmp_path / "crash.csv", rows).read_bytes()
+    batches = 0
+
+    def crash(n: int) -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 2:
+            raise KeyboardInterrupt  # the operator's Ctrl-C, or a killed process
+
+    with pytest.raises(KeyboardInterrupt):
+        run_import(rt, data, "crash.csv", actor="test", progress=crash)
+    assert len(phone_cases(rt)) == 4  # two batches committed, the rest not begun
+    report = run_import(rt, data, "crash.csv", actor="test")
+    assert report.counts == {"rows": 7, "registered": 3, "duplicates": 4, "rejected": 0}
+    assert sorted(c.external_id for c in phone_cases(rt)) == [f"C{i}" for i in range(7)]
+    with rt.sessions() as s:
+        runs = s.scalars(select(CallImport).order_by(CallImport.id)).all()
+        assert [r.finished_at is None for r in runs] == [True, False]
+        assert runs[0].registered == 4
+    rt.engine.dispose()
+
+
+def test_schema_of_call_imports_matches_the_model(rt: Any) -> None:
+    with rt.engine.connect() as conn:
+        differences = [
+            d
+            for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            if "call_imports" in repr(d) or "merged_into_id" in repr(d)
+        ]
+    assert differences == []
+
+
+# -- the upload page ---------------------------------------------------------------------
+
+
+def upload(client: Any, path: Path, **fields: Any) -> Any:
+    page = client.get("/board/calls/import")
+    assert page.status_code == 200
+    with path.open("rb") as fh:
+        return client.post(
+            "/board/calls/import",
+            data={
+                "csrf_token": csrf_from(page.get_data(as_text=True)),
+                "file": (fh, path.name),
+                **fields,
+            },
+            content_type="multipart/form-data",
+        )
+
+
+def test_upload_page_shows_counts_bad_rows_and_a_safe_csv_report(
+    login_as: Any, runtime: Any, tmp_path: Path
+) -> None:
+    operator = login_as("operator")
+    path = write_csv(tmp_path / "=HYPERLINK(x).csv", ROWS)
+    r = upload(operator, path)
+    assert r.status_code == 302, r.get_data(as_text=True)[:2000]
+    page = operator.get(r.headers["Location"])
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert 'data-count="registered">3<' in html and 'data-count="rejected">2<' in html
+    assert 'data-count="duplicates">1<' in html
+    assert '<tr data-row="6">' in html and '<tr data-row="7">' in html
+    assert "不是电话号码" in html  # the reasons in Chinese, the default language
+    report = operator.get(r.headers["Location"] + "/report.csv")
+    assert report.status_code == 200 and report.mimetype == "text/csv"
+    body = report.data.decode("utf-8")
+    assert body.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(body.lstrip("\ufeff"))))
+    assert rows[0][1] == "'=HYPERLINK(x).csv"  # a formula to Excel no more
+    problems = [r for r in rows if r and r[0].isdigit()]
+    assert {(int(r[0]), r[1]) for r in problems} >= {(6, "来电号码"), (7, "来电时间")}
+    assert len(phone_cases(runtime)) == 3
+    with runtime.sessions() as s:
+        run = s.scalars(select(CallImport)).one()
+        assert run.actor_name == "operator" or run.actor_id is not None
+
+
+def test_upload_dry_run_registers_nothing_but_keeps_its_report(
+    login_as: Any, runtime: Any, tmp_path: Path
+) -> None:
+    supervisor = login_as("supervisor")
+    r = upload(supervisor, write_csv(tmp_path / "calls.csv", ROWS), dry_run="y")
+    assert r.status_code == 302
+    html = supervisor.get(r.headers["Location"]).get_data(as_text=True)
+    assert 'id="dry-run-badge"' in html and 'data-count="registered">3<' in html
+    assert phone_cases(runtime) == []
+
+
+def test_upload_refuses_wrong_files_with_a_clear_message(
+    login_as: Any, runtime: Any, tmp_path: Path
+) -> None:
+    operator = login_as("operator")
+    pdf = tmp_path / "calls.pdf"
+    pdf.write_bytes(b"%PDF-1.4 not a table")
+    r = upload(operator, pdf)
+    assert r.status_code == 400 and 'id="import-problem"' in r.get_data(as_text=True)
+    xls = tmp_path / "calls.xls.csv"
+    xls.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600)
+    r = upload(operator, xls)
+    assert r.status_code == 400 and ".xlsx" in r.get_data(as_text=True)
+    short = write_xlsx(tmp_path / "short.xlsx", [["1", "2"]], header=["工单号", "备注"])
+    r = upload(operator, short)
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400
+    assert "来电号码" in html and "诉求内容" in html and "话务员" in html
+    assert phone_cases(runtime) == []
+    with runtime.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(CallImport)) == 0
+
+
+def test_upload_over_the_size_limit_is_refused_with_the_limit(tmp_path: Path, db_url: str) -> None:
+    from tests.conftest import login
+    from web import create_app
+
+    settings = make_settings(tmp_path, db_url, intake={"calls": {"max_upload_mb": 0.01}})
+    app = create_app(settings, TESTING=True)
+    client = login(app.test_client(), "operator")
+    big = write_csv(tmp_path / "big.csv", ROWS[:1] * 400)
+    r = upload(client, big)
+    assert r.status_code == 413
+    assert "0.01 MB" in r.get_data(as_text=True)
+    app.extensions["minsheng"].engine.dispose()
+    # Over the application's own request limit: refused before the view (by the CSRF
+    # check's reading of the form), with the same message on the same page.
+    app = create_app(settings, TESTING=True, MAX_CONTENT_LENGTH=5_000)
+    client = login(app.test_client(), "operator")
+    r = upload(client, big)
+    html = r.get_data(as_text=True)
+    assert r.status_code == 413 and "0.01 MB" in html and 'id="call-import-form"' in html
+    app.extensions["minsheng"].engine.dispose()
+
+
+def test_only_intake_staff_may_import(login_as: Any, tmp_path: Path) -> None:
+    handler = login_as("urban")
+    assert handler.get("/board/calls/import").status_code == 403
+    observer = login_as("observer")
+    assert observer.get("/board/calls/import").status_code == 403
+    assert login_as("admin").get("/board/calls/import").status_code == 200

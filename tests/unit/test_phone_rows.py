@@ -1,0 +1,321 @@
+"""intake/phone.py: call-centre export files → rows → Submissions, with per-row errors.
+
+Files are written here as a call centre's software and Excel write them: GBK CSV with
+Excel's date text and serial numbers, UTF-8 with a BOM, XLSX with date cells."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import openpyxl
+import pytest
+
+from intake.phone import (
+    CallRow,
+    CellError,
+    ColumnMapping,
+    FileFormatError,
+    MissingColumns,
+    parse_call_time,
+    parse_duration,
+    parse_kind,
+    parse_table,
+    read_table,
+)
+from intake.submission import Channel, Kind
+
+TZ = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2026, 12, 1, 4, 0, tzinfo=UTC)
+HEADER = [
+    "工单号",
+    "来电号码",
+    "来电时间",
+    "通话时长",
+    "诉求内容",
+    "话务员",
+    "姓名",
+    "地址",
+    "诉求类型",
+]
+
+
+def csv_bytes(rows: list[list[str]], encoding: str = "gbk", bom: bool = False) -> bytes:
+    text = "\r\n".join(",".join(_quote(c) for c in row) for row in rows) + "\r\n"
+    return (b"\xef\xbb\xbf" if bom else b"") + text.encode(encoding)
+
+
+def _quote(cell: str) -> str:
+    return '"' + cell.replace('"', '""') + '"' if any(c in cell for c in ',"\n') else cell
+
+
+def parse(data: bytes, mapping: ColumnMapping | None = None) -> list[CallRow]:
+    return list(parse_table(read_table(data), mapping or ColumnMapping(), tz=TZ, now=NOW))
+
+
+def test_gbk_csv_with_excel_dates_becomes_submissions_at_the_call_time() -> None:
+    data = csv_bytes(
+        [
+            HEADER,
+            [
+                "GD001",
+                "138 0013 8000",
+                "2026/11/30 9:05",
+                "125",
+                "明德路路灯不亮",
+                "王芳",
+                "李四",
+                "明德路12号",
+                "投诉",
+            ],
+            [
+                "GD002",
+                "010-87654321",
+                "46356.5",
+                "2:05",
+                "建议增加公交班次",
+                "王芳",
+                "",
+                "",
+                "建议",
+            ],
+        ]
+    )
+    rows = parse(data)
+    assert [r.row for r in rows] == [2, 3]
+    first, second = (r.submission for r in rows)
+    assert first is not None and second is not None
+    assert first.channel == Channel.PHONE and first.external_id == "GD001"
+    assert first.received_at == datetime(2026, 11, 30, 1, 5, tzinfo=UTC)  # 09:05 Beijing
+    assert first.contact.phone == "13800138000" and first.contact.name == "李四"
+    assert first.kind == Kind.COMPLAINT
+    assert "明德路路灯不亮" in first.body and "地址：明德路12号" in first.body
+    assert rows[0].duration_seconds == 125 and rows[0].operator == "王芳"
+    # Excel's serial 46356.5 is 2026-11-30 12:00 local.
+    assert second.received_at == datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
+    assert second.kind == Kind.SUGGESTION and rows[1].duration_seconds == 125
+
+
+def test_utf8_bom_header_is_found_and_a_line_break_in_a_cell_is_kept() -> None:
+    data = csv_bytes(
+        [HEADER[:6], ["A1", "13800138000", "2026-11-30 10:00:00", "60", "第一行\n第二行", "赵"]],
+        encoding="utf-8",
+        bom=True,
+    )
+    (row,) = parse(data)
+    assert row.submission is not None
+    assert row.submission.body == "第一行\n第二行"
+    assert row.submission.subject == "第一行"
+
+
+def test_row_numbers_are_excels_even_with_line_breaks_and_empty_rows() -> None:
+    data = csv_bytes(
+        [
+            HEADER[:6],
+            ["A1", "13800138000", "2026-11-30 10:00", "60", "多行\n内容\n第三行", "赵"],
+            ["", "", "", "", "", ""],
+            ["A2", "12345", "2026-11-30 10:00", "60", "号码不对", "赵"],
+        ],
+        encoding="utf-8",
+    )
+    rows = parse(data)
+    assert [r.row for r in rows] == [2, 4]  # the empty row 3 is skipped, not an error
+    bad = rows[1]
+    assert bad.submission is None
+    assert [(e.row, e.column, e.code) for e in bad.errors] == [(4, "来电号码", "bad_phone")]
+    assert "12345" in bad.errors[0].text()
+
+
+def test_every_problem_of_a_row_is_named_with_its_column() -> None:
+    data = csv_bytes(
+        [HEADER, ["", "abc", "明天", "-5", "", "赵", "", "", "骂人"]], encoding="utf-8"
+    )
+    (row,) = parse(data)
+    assert row.submission is None
+    assert {(e.column, e.code) for e in row.errors} == {
+        ("来电号码", "bad_phone"),
+        ("来电时间", "bad_time"),
+        ("通话时长", "bad_duration"),
+        ("诉求内容", "required"),
+        ("诉求类型", "bad_kind"),
+    }
+
+
+def test_missing_required_columns_are_all_named_and_extra_columns_ignored() -> None:
+    data = csv_bytes(
+        [["工单号", "来电时间", "备注", "诉求内容"], ["1", "2026-11-30 10:00", "x", "y"]]
+    )
+    with pytest.raises(MissingColumns) as exc:
+        parse(data)
+    assert exc.value.missing == ("来电号码", "通话时长", "话务员")
+    extra = csv_bytes(
+        [
+            ["备注", *HEADER[:6], "录音文件"],
+            ["x", "A1", "13800138000", "2026-11-30 10:00", "", "漏水", "赵", "a.wav"],
+        ],
+        encoding="utf-8",
+    )
+    (row,) = parse(extra)
+    assert row.submission is not None and row.duration_seconds is None
+
+
+def test_without_a_call_id_the_key_is_number_and_time() -> None:
+    data = csv_bytes([HEADER[:6], ["", "+86 138 0013 8000", "2026-11-30 10:00", "1", "漏水", "赵"]])
+    (row,) = parse(data)
+    assert row.submission is not None
+    assert row.submission.external_id == "call:13800138000@2026-11-30T02:00:00Z"
+
+
+def test_xlsx_with_datetime_cells_serial_numbers_and_time_durations() -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(HEADER)
+    sheet.append(
+        [
+            1001,
+            13800138000,
+            datetime(2026, 11, 30, 9, 5),
+            time(0, 2, 5),
+            "井盖丢失",
+            "王芳",
+            None,
+            None,
+            "咨询",
+        ]
+    )
+    sheet.append([])
+    sheet.append(
+        ["1002", "13900139000", 46356.25, 90, "噪音扰民\n晚上十点后", "王芳", "张三", "", "表扬"]
+    )
+    out = io.BytesIO()
+    book.save(out)
+    rows = parse(out.getvalue())
+    assert [r.row for r in rows] == [2, 4]
+    a, b = (r.submission for r in rows)
+    assert a is not None and b is not None
+    assert a.external_id == "1001" and a.contact.phone == "13800138000"
+    assert a.received_at == datetime(2026, 11, 30, 1, 5, tzinfo=UTC)
+    assert rows[0].duration_seconds == 125 and a.kind == Kind.INQUIRY
+    assert b.received_at == datetime(2026, 11, 29, 22, 0, tzinfo=UTC)  # 06:00 local
+    assert b.body.startswith("噪音扰民\n晚上十点后") and b.kind == Kind.PRAISE
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-30 14:05", datetime(2026, 11, 30, 6, 5, tzinfo=UTC)),
+        ("2026/1/5 9:05:07", datetime(2026, 1, 5, 1, 5, 7, tzinfo=UTC)),
+        ("2026.11.30 14:05", datetime(2026, 11, 30, 6, 5, tzinfo=UTC)),
+        ("2026年11月30日 14时05分", datetime(2026, 11, 30, 6, 5, tzinfo=UTC)),
+        ("2026年11月30日 14:05:30", datetime(2026, 11, 30, 6, 5, 30, tzinfo=UTC)),
+        ("20261130140500", datetime(2026, 11, 30, 6, 5, tzinfo=UTC)),
+        ("2026-11-30T14:05:00+08:00", datetime(2026, 11, 30, 6, 5, tzinfo=UTC)),
+        ("2026-11-30T06:05:00Z", datetime(2026, 11, 30, 6, 5, tzinfo=UTC)),
+        ("46356.586805555556", datetime(2026, 11, 30, 6, 5, tzinfo=UTC)),
+        (46356.586805555556, datetime(2026, 11, 30, 6, 5, tzinfo=UTC)),
+        ("２０２６-11-30 14:05", datetime(2026, 11, 30, 6, 5, tzinfo=UTC)),
+    ],
+)
+def test_call_times_as_call_centres_write_them(value: object, expected: datetime) -> None:
+    assert parse_call_time(value, TZ, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("", "required"),
+        ("2026-11-30", "no_time_of_day"),
+        ("2026-02-30 10:00", "bad_time"),
+        ("下午三点", "bad_time"),
+        ("2027-01-01 10:00", "future_time"),
+        (5, "bad_time"),
+    ],
+)
+def test_bad_call_times_are_refused(value: object, code: str) -> None:
+    with pytest.raises(CellError) as exc:
+        parse_call_time(value, TZ, NOW)
+    assert exc.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("125", 125),
+        ("125.4", 125),
+        ("02:05", 125),
+        ("1:02:05", 3725),
+        ("2分5秒", 125),
+        ("1小时2分", 3720),
+        ("95秒", 95),
+        (time(0, 1, 30), 90),
+        (timedelta(minutes=3), 180),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_durations(value: object, seconds: int | None) -> None:
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["-1", "1:75", "abc", "99999999"])
+def test_bad_durations(value: str) -> None:
+    with pytest.raises(CellError):
+        parse_duration(value)
+
+
+def test_kinds_in_chinese_english_and_the_mappings_own() -> None:
+    assert parse_kind("投诉") == Kind.COMPLAINT
+    assert parse_kind("suggestion") == Kind.SUGGESTION
+    assert parse_kind("") == Kind.COMPLAINT
+    assert parse_kind("求助咨询", {"求助咨询": "inquiry"}) == Kind.INQUIRY
+
+
+def test_a_mapping_reads_another_call_centres_headers() -> None:
+    mapping = ColumnMapping(
+        call_id="流水号",
+        phone="主叫号码",
+        called_at="受理时间",
+        duration="",
+        body="来电内容",
+        operator="坐席工号",
+        kind="业务类型",
+        kinds={"投诉举报": "complaint"},
+    )
+    data = csv_bytes(
+        [
+            ["流水号", "主叫号码", "受理时间", "来电内容", "坐席工号", "业务类型"],
+            ["L9", "13800138000", "2026-11-30 08:00", "占道", "007", "投诉举报"],
+        ]
+    )
+    (row,) = parse(data, mapping)
+    assert row.submission is not None and row.submission.external_id == "L9"
+    with pytest.raises(MissingColumns):
+        parse(csv_bytes([HEADER, ["1"] * 9]), mapping)
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "xls"),
+        (b"%PDF-1.4 ...", "not_table"),
+        (b"PK\x03\x04 not really a zip", "bad_xlsx"),
+        (b"\r\n,,\r\n", "no_header"),
+    ],
+)
+def test_files_that_are_not_tables_are_refused(data: bytes, code: str) -> None:
+    with pytest.raises(FileFormatError) as exc:
+        read_table(data)
+    assert exc.value.code == code
+
+
+def test_tab_separated_utf16_as_excel_saves_unicode_text() -> None:
+    text = (
+        "\t".join(HEADER[:6])
+        + "\r\n"
+        + "\t".join(["T1", "13800138000", "2026-11-30 10:00", "30", "漏水", "赵"])
+    )
+    data = b"\xff\xfe" + text.encode("utf-16-le")
+    (row,) = parse(data)
+    assert row.submission is not None and row.submission.external_id == "T1"

@@ -1,0 +1,200 @@
+"""Imports of call-centre exports: the run's record, and registering one batch of rows.
+
+A run (`CallImport`) is stored when it starts and updated as each batch commits, so an
+interrupted run shows as unfinished (``finished_at`` NULL) with what it did. `import_batch`
+registers a batch of parsed rows (`intake.phone.CallRow`) in the caller's session: each good
+row through `triage.cases.register` at its call time (received_at and deadlines count from
+the call), in a savepoint, with a ``call_imported`` event naming the run, the file's row,
+the call id, the call's length and the operator. The same call again, in this file, in an
+earlier import or logged at the desk with its call id, is a duplicate; so is a row another
+import of the same export registered at the same moment (the unique (channel, external id)
+refuses the second). A dry run reads which keys exist and registers nothing.
+
+Everything here flushes and never commits: the caller commits each batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from intake.phone import CALL_CHANNEL, CallRow, RowError
+from triage.cases import IntakePolicy, register
+from triage.models import Actor, Base, Case, User, UTCDateTime, utcnow
+
+COUNTS = ("rows", "registered", "duplicates", "rejected")
+
+
+class CallImport(Base):
+    """One import of a call-centre export, by a person or the command line."""
+
+    __tablename__ = "call_imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    mapping: Mapped[str] = mapped_column(String(40))
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_name: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # NULL: still running, or interrupted (its committed batches stay).
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    registered: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    # The bad rows: [{"row", "column", "code", "message", "params"}], in file order.
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+    def counts(self) -> dict[str, int]:
+        return {name: int(getattr(self, name) or 0) for name in COUNTS}
+
+    def __repr__(self) -> str:
+        return f"<CallImport {self.id} {self.file_name!r} {self.counts()}>"
+
+
+def error_record(error: RowError) -> dict[str, Any]:
+    """A row error as stored and as the JSON output shows it."""
+    return {
+        "row": error.row,
+        "column": error.column,
+        "code": error.code,
+        "message": error.text(),
+        "params": {k: str(v) for k, v in error.params.items()},
+    }
+
+
+@dataclass
+class BatchResult:
+    """What one batch did: its counts, its row errors, and the cases it made."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    errors: list[RowError] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)  # tracking numbers
+
+
+_EXISTING = select(Case.external_id).where(Case.channel == str(CALL_CHANNEL))
+
+
+def existing_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """Which of `keys` are already the external id of a phone case (one query)."""
+    if not keys:
+        return set()
+    return set(session.scalars(_EXISTING.where(Case.external_id.in_(list(keys)))).all())
+
+
+def start_run(
+    session: Session,
+    *,
+    file_name: str,
+    file_sha256: str,
+    mapping: str,
+    actor: Actor,
+    dry_run: bool,
+    now: datetime,
+) -> CallImport:
+    """A new run, added and flushed (it has its id)."""
+    run = CallImport(
+        file_name=file_name[:255],
+        file_sha256=file_sha256,
+        mapping=mapping[:40],
+        dry_run=dry_run,
+        actor_id=actor.id if isinstance(actor, User) else None,
+        actor_name=(actor.label if isinstance(actor, User) else actor or "system")[:200],
+        started_at=now,
+        errors=[],
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def import_batch(
+    session: Session,
+    rows: Iterable[CallRow],
+    policy: IntakePolicy,
+    *,
+    run_id: int | None,
+    file_name: str,
+    actor: Actor,
+    seen: set[str],
+    now: datetime,
+    dry_run: bool = False,
+) -> BatchResult:
+    """Registers the good rows of one batch; counts the rest.
+
+    `seen` holds the keys met earlier in the same file (a second row with the same call id
+    is a duplicate) and is added to. Each registration runs in a savepoint: a concurrent
+    import that registered the same call first makes it a duplicate, not an error. Every
+    new case gets a ``call_imported`` event by `actor` at `now` with {import_id, row,
+    call_id, duration_seconds, operator}; its reason is ``<file name> : <row>``.
+    """
+    result = BatchResult()
+    batch = list(rows)
+    if run_id is not None and not dry_run:
+        # A write first: it opens the transaction (SQLite's driver opens one only on a
+        # write, and each savepoint below would otherwise be a commit of its own).
+        session.execute(
+            update(CallImport).where(CallImport.id == run_id).values(rows=CallImport.rows)
+        )
+    keys = [r.submission.external_id for r in batch if r.submission is not None]
+    known = existing_keys(session, keys)
+    for row in batch:
+        result.counts["rows"] += 1
+        submission = row.submission
+        if submission is None:
+            result.counts["rejected"] += 1
+            result.errors.extend(row.errors)
+            continue
+        key = submission.external_id
+        if key in seen or key in known:
+            result.counts["duplicates"] += 1
+            seen.add(key)
+            continue
+        seen.add(key)
+        if dry_run:
+            result.counts["registered"] += 1
+            continue
+        try:
+            with session.begin_nested():
+                # Registered at the call's time: the triage and handling deadlines count
+                # from when the citizen called, not from when the file was imported.
+                reg = register(session, submission, policy, submission.received_at, flush=False)
+                if reg.created:
+                    reg.case.created_at = now
+                    reg.case.record(
+                        "call_imported",
+                        actor,
+                        now,
+                        reason=f"{file_name} : {row.row}",
+                        import_id=run_id,
+                        row=row.row,
+                        call_id=row.call_id,
+                        duration_seconds=row.duration_seconds,
+                        operator=row.operator,
+                    )
+                    session.flush()
+        except IntegrityError:
+            result.counts["duplicates"] += 1
+            continue
+        if reg.created:
+            result.counts["registered"] += 1
+            result.created.append(reg.case.tracking_number)
+        else:
+            result.counts["duplicates"] += 1
+    return result
+
+
+def add_to_run(run: CallImport, result: BatchResult) -> None:
+    """Adds a batch's counts and errors to the run (committed with the batch)."""
+    for name in COUNTS:
+        setattr(run, name, int(getattr(run, name) or 0) + result.counts[name])
+    if result.errors:
+        run.errors = [*run.errors, *(error_record(e) for e in result.errors)]

@@ -1,0 +1,168 @@
+"""Running an import of a call-centre export, for the command and the upload page alike.
+
+`run_import` reads the file (`intake.phone`), checks its header before anything is stored,
+then registers the rows in batches of `[intake.calls] batch_size`, each batch one
+transaction of its own together with the run's counts (`triage.call_imports`). A crash
+loses at most the batch in hand; importing the file again registers the rest, and the rows
+already registered count as duplicates. A dry run stores nothing at all, unless the caller
+asks to keep its report (`keep_report`, the upload page: so that it can be downloaded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from intake.phone import CallRow, ColumnMapping, parse_table, read_table
+from triage.call_imports import (
+    COUNTS,
+    CallImport,
+    add_to_run,
+    error_record,
+    import_batch,
+    start_run,
+)
+from triage.models import Actor, utcnow
+from web.runtime import Runtime
+from web.settings import CallMappingSettings, Settings
+
+DEFAULT_MAPPING = "default"
+
+
+class UnknownMapping(ValueError):
+    """No mapping of that name in `[intake.calls.mappings]` (nor the built-in default)."""
+
+
+def mappings(settings: Settings) -> dict[str, ColumnMapping]:
+    """The configured column mappings by name, "default" first (built in unless the config
+    redefines it)."""
+    found: dict[str, ColumnMapping] = {DEFAULT_MAPPING: ColumnMapping()}
+    for name, spec in settings.intake.calls.mappings.items():
+        found[name] = _mapping(spec)
+    return found
+
+
+def _mapping(spec: CallMappingSettings) -> ColumnMapping:
+    values = spec.model_dump(exclude={"kinds"})
+    return ColumnMapping(**values, kinds={k: str(v) for k, v in spec.kinds.items()})
+
+
+def mapping_named(settings: Settings, name: str | None) -> ColumnMapping:
+    """The mapping called `name` (None or "": the default); UnknownMapping otherwise."""
+    known = mappings(settings)
+    try:
+        return known[name or DEFAULT_MAPPING]
+    except KeyError:
+        raise UnknownMapping(
+            f"no column mapping {name!r}: known are {', '.join(sorted(known))}"
+        ) from None
+
+
+@dataclass
+class ImportReport:
+    """What an import did: counts as the JSON output gives them, and the bad rows."""
+
+    file_name: str
+    dry_run: bool
+    run_id: int | None = None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            **self.counts,
+            "dry_run": self.dry_run,
+            "import_id": self.run_id,
+            "errors": [{k: e[k] for k in ("row", "column", "message")} for e in self.errors],
+        }
+
+
+def _batches(rows: Iterator[CallRow], size: int) -> Iterator[list[CallRow]]:
+    while batch := list(itertools.islice(rows, size)):
+        yield batch
+
+
+def run_import(
+    rt: Runtime,
+    data: bytes,
+    file_name: str,
+    *,
+    mapping: str | None = None,
+    actor: Actor,
+    dry_run: bool = False,
+    keep_report: bool | None = None,
+    progress: Callable[[int], None] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> ImportReport:
+    """Imports `data` (the bytes of a CSV or XLSX export) as `actor`.
+
+    Raises UnknownMapping, intake.phone.FileFormatError (not a CSV/XLSX we can read) or
+    intake.phone.MissingColumns (naming the required headers absent) before anything is
+    stored. `progress(n)` is called after each batch with the number of rows it held.
+    `keep_report` (default: not `dry_run`) stores the run with its counts and bad rows.
+    """
+    settings = rt.settings
+    column_mapping = mapping_named(settings, mapping)
+    calls = settings.intake.calls
+    tz = ZoneInfo(settings.app.timezone)
+    table = read_table(data, file_name)
+    rows = parse_table(table, column_mapping, tz=tz, now=clock())
+    keep = (not dry_run) if keep_report is None else keep_report
+    report = ImportReport(file_name=file_name, dry_run=dry_run)
+    policy = rt.intake_policy()
+    run_id: int | None = None
+    if keep:
+        with rt.sessions() as session, session.begin():
+            run = start_run(
+                session,
+                file_name=file_name,
+                file_sha256=hashlib.sha256(data).hexdigest(),
+                mapping=mapping or DEFAULT_MAPPING,
+                actor=actor,
+                dry_run=dry_run,
+                now=clock(),
+            )
+            run_id = report.run_id = run.id
+    seen: set[str] = set()
+    for batch in _batches(rows, calls.batch_size):
+        session: Session = rt.sessions()
+        try:
+            result = import_batch(
+                session,
+                batch,
+                policy,
+                run_id=run_id,
+                file_name=file_name,
+                actor=actor,
+                seen=seen,
+                now=clock(),
+                dry_run=dry_run,
+            )
+            if run_id is not None:
+                run = session.get(CallImport, run_id)
+                assert run is not None
+                add_to_run(run, result)
+            session.commit()  # a dry run's batch wrote nothing but the run's counts
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        for name in COUNTS:
+            report.counts[name] += result.counts[name]
+        report.errors.extend(error_record(e) for e in result.errors)
+        if progress is not None:
+            progress(len(batch))
+    if run_id is not None:
+        with rt.sessions() as session, session.begin():
+            run = session.get(CallImport, run_id)
+            assert run is not None
+            run.finished_at = clock()
+    return report

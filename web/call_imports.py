@@ -1,0 +1,226 @@
+"""The operators' upload page for call-centre exports (/board/calls/import).
+
+An operator (or a supervisor, an administrator) uploads a CSV or XLSX export, picks the
+column mapping and may tick "dry run"; the import runs in the request (`run_import`, batch
+by batch, each committed on its own) and the browser is sent to the run's page: counts, the
+bad rows with their row numbers and reasons, and the report as a CSV download (UTF-8 with a
+BOM for Excel, cells made formula-safe as the case export does). A file that cannot be
+read, lacks required columns or is too large is refused on the form, with nothing stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf.file import FileField
+from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
+from wtforms import BooleanField, SelectField
+
+from intake.phone import FileFormatError, MissingColumns
+from triage.access import Action
+from triage.call_imports import CallImport
+from triage.export import csv_cell
+from web import db, runtime
+from web.auth import requires
+from web.call_import_run import DEFAULT_MAPPING, mappings, run_import
+from web.forms import Form
+
+bp = Blueprint("call_imports", __name__, url_prefix="/board/calls/import")
+
+RECENT = 20  # runs listed under the form
+SHOWN_ERRORS = 500  # bad rows listed on the page; the download has them all
+
+# intake.phone's error codes in the user's language (its messages are English).
+ROW_MESSAGES = {
+    "required": _l("Empty: this column is required."),
+    "bad_phone": _l("Not a phone number: %(value)s"),
+    "bad_time": _l("Not a date and time: %(value)s"),
+    "no_time_of_day": _l("A date without the time of the call."),
+    "future_time": _l("A call time in the future: %(value)s"),
+    "bad_duration": _l("Not a call length (seconds, mm:ss or hh:mm:ss): %(value)s"),
+    "bad_kind": _l("Unknown kind %(value)s: use 投诉, 建议, 咨询 or 表扬."),
+    "too_long": _l("Longer than %(max)s characters."),
+}
+FILE_MESSAGES = {
+    "empty": _l("The file is empty."),
+    "xls": _l("An old Excel .xls file: save it as .xlsx or .csv and upload that."),
+    "not_table": _l("Not a CSV or XLSX file."),
+    "bad_xlsx": _l("The XLSX file cannot be read; save it again from Excel and retry."),
+    "no_header": _l("The file has no header row."),
+}
+ALLOWED_SUFFIXES = (".csv", ".xlsx", ".txt")
+
+
+class CallImportForm(Form):
+    """The upload form; the mapping choices are the configured ones."""
+
+    file = FileField(_l("Call-centre export (CSV or XLSX)"))
+    mapping = SelectField(_l("Column mapping"), default=DEFAULT_MAPPING)
+    dry_run = BooleanField(_l("Dry run: check and count, register nothing"))
+
+
+def row_message(error: dict[str, Any]) -> str:
+    """A stored row error in the user's language (its English message for unknown codes)."""
+    template = ROW_MESSAGES.get(str(error.get("code")))
+    if template is None:
+        return str(error.get("message", ""))
+    try:
+        return str(template) % dict(error.get("params") or {})
+    except (KeyError, TypeError, ValueError):
+        return str(error.get("message", ""))
+
+
+def _limit_bytes() -> int:
+    return int(runtime().settings.intake.calls.max_upload_mb * 1024 * 1024)
+
+
+def _form() -> CallImportForm:
+    form = CallImportForm()
+    names = list(mappings(runtime().settings))
+    form.mapping.choices = [
+        (n, _("Default (工单号, 来电号码, 来电时间 …)") if n == DEFAULT_MAPPING else n)
+        for n in names
+    ]
+    return form
+
+
+def _recent() -> list[CallImport]:
+    return list(db().scalars(select(CallImport).order_by(CallImport.id.desc()).limit(RECENT)).all())
+
+
+def _page(form: CallImportForm, problem: str = "", status: int = 200) -> tuple[str, int]:
+    return render_template(
+        "board/call_import.html",
+        form=form,
+        problem=problem,
+        recent=_recent(),
+        limit_mb=runtime().settings.intake.calls.max_upload_mb,
+        run=None,
+    ), status
+
+
+@bp.route("", methods=["GET", "POST"])
+@requires(Action.LOG_CALL)
+def upload() -> Any:
+    limit = _limit_bytes()
+    # The form's fields and the file's multipart overhead on top of the file itself.
+    request.max_content_length = limit + 256 * 1024
+    too_large = _too_large_message()
+    try:
+        form = _form()
+        submitted = form.validate_on_submit()
+    except RequestEntityTooLarge:
+        return _page(_form_without_data(), too_large, 413)
+    if not submitted:
+        return _page(form, status=400 if form.is_submitted() else 200)
+    upload = form.file.data
+    if upload is None or not getattr(upload, "filename", ""):
+        return _page(form, _("Choose a file to import."), 400)
+    name = upload.filename
+    if not name.lower().endswith(ALLOWED_SUFFIXES):
+        message = _("Only CSV and XLSX files can be imported (not %(name)s).", name=name)
+        return _page(form, message, 400)
+    data = upload.read(limit + 1)
+    if len(data) > limit:
+        return _page(form, too_large, 413)
+    try:
+        report = run_import(
+            runtime(),
+            data,
+            name,
+            mapping=form.mapping.data,
+            actor=current_user._get_current_object(),
+            dry_run=bool(form.dry_run.data),
+            keep_report=True,
+        )
+    except MissingColumns as exc:
+        return _page(
+            form,
+            _(
+                "Required columns are missing: %(columns)s. Nothing was imported.",
+                columns="、".join(exc.missing),
+            ),
+            400,
+        )
+    except FileFormatError as exc:
+        return _page(form, str(FILE_MESSAGES.get(exc.code, _("The file cannot be read."))), 400)
+    return redirect(url_for("call_imports.show", import_id=report.run_id))
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(exc: RequestEntityTooLarge) -> tuple[str, int]:
+    """Refused before the view (the CSRF check reads the form first): the same message."""
+    return _page(_form_without_data(), _too_large_message(), 413)
+
+
+def _too_large_message() -> str:
+    mb = f"{runtime().settings.intake.calls.max_upload_mb:g}"
+    return _("The file is larger than %(mb)s MB: split the export and upload the parts.", mb=mb)
+
+
+def _form_without_data() -> CallImportForm:
+    # The request body was refused: build the form from nothing, not from it.
+    form = CallImportForm(formdata=None)
+    form.mapping.choices = [(n, n) for n in mappings(runtime().settings)]
+    return form
+
+
+def _run(import_id: int) -> CallImport:
+    run = db().get(CallImport, import_id)
+    if run is None:
+        abort(404)
+    return run
+
+
+@bp.route("/<int:import_id>")
+@requires(Action.LOG_CALL)
+def show(import_id: int) -> str:
+    run = _run(import_id)
+    errors = [{**e, "text": row_message(e)} for e in run.errors[:SHOWN_ERRORS]]
+    return render_template(
+        "board/call_import.html",
+        run=run,
+        errors=errors,
+        more_errors=max(0, len(run.errors) - SHOWN_ERRORS),
+        form=None,
+        recent=[],
+        problem="",
+    )
+
+
+@bp.route("/<int:import_id>/report.csv")
+@requires(Action.LOG_CALL)
+def report(import_id: int) -> Response:
+    """The bad rows as CSV (row, column, problem), with the counts above them."""
+    run = _run(import_id)
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([csv_cell(_("File")), csv_cell(run.file_name)])
+    for label, value in (
+        (_("Rows"), run.rows),
+        (_("Registered"), run.registered),
+        (_("Duplicates"), run.duplicates),
+        (_("Rejected"), run.rejected),
+    ):
+        writer.writerow([csv_cell(label), value])
+    writer.writerow([])
+    writer.writerow([_("Row"), _("Column"), _("Problem")])
+    for e in run.errors:
+        writer.writerow([e.get("row"), csv_cell(e.get("column", "")), csv_cell(row_message(e))])
+    filename = f"call-import-{run.id}-report.csv"
+    return Response(
+        out.getvalue().encode("utf-8"),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
