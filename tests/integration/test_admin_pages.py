@@ -384,3 +384,47 @@ def test_api_keys_are_issued_once_and_revoked_with_a_log_entry(login_as: Any, ru
 def test_the_overview_shows_the_outbox_and_intake_health(login_as: Any) -> None:
     html = login_as("admin").get("/admin/").get_data(as_text=True)
     assert 'id="admin-outbox"' in html and 'id="intake-health"' in html
+
+
+def test_migration_0013_upgrades_and_downgrades(empty_url: str) -> None:
+    """Existing accounts and departments stay config-managed; the downgrade removes it all."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from web.db import alembic_config, make_engine, upgrade
+
+    engine = make_engine(empty_url)
+    try:
+        upgrade(engine, "0009")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO departments (code, name, name_en, email, active) "
+                    "VALUES ('urban', '住建局', '', '', true)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO users (username, display_name, role, password_hash, active, "
+                    "created_at, session_token, head, email) VALUES ('old', '', 'supervisor', "
+                    "'', true, CURRENT_TIMESTAMP, 't', false, '')"
+                )
+            )
+        upgrade(engine, "0013")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT admin_managed FROM users")).scalar_one() in (0, False)
+            assert conn.execute(text("SELECT admin_managed FROM departments")).scalar_one() in (
+                0,
+                False,
+            )
+        names = {i["name"] for i in inspect(engine).get_indexes("cases")}
+        assert {"ix_cases_status_closed_at", "ix_cases_department_id_status_closed_at"} <= names
+        cfg = alembic_config(engine)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0009")
+        inspector = inspect(engine)
+        assert "admin_events" not in inspector.get_table_names()
+        assert "admin_managed" not in {c["name"] for c in inspector.get_columns("users")}
+    finally:
+        engine.dispose()
