@@ -24,7 +24,19 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Index, bindparam, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Index,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from intake.normalise import PhoneError, normalise_phone
@@ -39,6 +51,7 @@ __all__ = [
     "caller_keys",
     "canonical_email",
     "canonical_phone",
+    "case_keys",
     "stamp",
     "stamp_caller",
 ]
@@ -145,54 +158,93 @@ def stamp_caller(case: Case, place: str, secret: bytes | str | None) -> None:
 
 @dataclass(frozen=True)
 class CallerHistory:
-    """Other cases of the same caller, newest first: at most `limit` of them (`cases`), and
-    how many there are in all (`total`, counted up to `count_limit`)."""
+    """Other cases of the same caller: at most `limit` of them, newest first (`cases`), how
+    many there are in all (`total`) and how many came before the case in question
+    (`earlier`), both counted up to `count_limit`."""
 
     cases: list[Case]
     total: int
+    earlier: int = 0
 
     @property
     def call_number(self) -> int:
-        """Which contact this is, counting the case itself: 第 N 次来电/投诉."""
-        return self.total + 1
+        """Which contact of the caller the case is, counting itself: 第 N 次来电/投诉."""
+        return self.earlier + 1
+
+    @property
+    def hidden(self) -> int:
+        """Other cases not in `cases` (another department's, or beyond the limit)."""
+        return self.total - len(self.cases)
 
 
-def _same_caller(keys: Iterable[str]) -> object:
-    keys = [k for k in keys if k]
+def _same_caller(keys: list[str]) -> ColumnElement[bool]:
     return or_(Case.caller_key.in_(keys), Case.caller_alt_key.in_(keys))
+
+
+def case_keys(case: Case, secret: bytes | str) -> list[str]:
+    """The keys `case`'s caller is found under: its stored ones, or, for a case not yet
+    backfilled, those of its contact."""
+    if case.caller_key is None:
+        return caller_keys(case.contact_phone, case.contact_email, secret)
+    return [k for k in (case.caller_key, case.caller_alt_key) if k]
+
+
+def _linked_keys(session: Session, keys: list[str], limit: int) -> list[str]:
+    """`keys` and the keys they are linked to by a case that gave both a phone and an email:
+    the phone-only and the email-only cases of one citizen are one caller's (one step; at
+    most `limit` linking cases read)."""
+    linking = session.execute(
+        select(Case.caller_key, Case.caller_alt_key)
+        .where(_same_caller(keys), Case.caller_alt_key.is_not(None))
+        .limit(limit)
+    ).all()
+    return sorted({*keys, *(k for row in linking for k in row if k)})
 
 
 def caller_history(
     session: Session,
     keys: Iterable[str],
     *,
-    exclude_id: int | None = None,
+    exclude: Case | None = None,
     department_id: int | None = None,
     limit: int = 10,
     count_limit: int = 1000,
 ) -> CallerHistory:
-    """The cases stored under any of `keys` (see `caller_keys`), newest received first.
+    """The cases stored under any of `keys` (see `caller_keys`, `case_keys`) but `exclude`,
+    newest received first.
 
     `department_id` (a handler's department) keeps only that department's cases in `cases`;
     `total` counts them all, so a handler learns that the caller has other cases without
     seeing them. Reads at most `limit` rows and counts at most `count_limit`, through the
-    indexes on (caller_key, received_at) and (caller_alt_key, received_at).
+    indexes on (caller_key, received_at) and (caller_alt_key, received_at): the cost grows
+    with one caller's cases, never with all cases.
     """
-    keys = [k for k in keys if k]
+    keys = sorted({k for k in keys if k})
     if not keys:
         return CallerHistory([], 0)
+    keys = _linked_keys(session, keys, count_limit)
     where = [_same_caller(keys)]
-    if exclude_id is not None:
-        where.append(Case.id != exclude_id)
-    ids = select(Case.id).where(*where).limit(count_limit).subquery()
-    total = int(session.scalar(select(func.count()).select_from(ids)) or 0)
+    if exclude is not None and exclude.id is not None:
+        where.append(Case.id != exclude.id)
+    columns = [Case.id]
+    if exclude is not None:
+        before = or_(
+            Case.received_at < exclude.received_at,
+            and_(Case.received_at == exclude.received_at, Case.id < (exclude.id or 0)),
+        )
+        columns.append(case((before, 1), else_=0).label("before"))
+    rows = select(*columns).where(*where).limit(count_limit).subquery()
+    counted = select(
+        func.count(), func.sum(rows.c.before) if exclude is not None else literal(0)
+    ).select_from(rows)
+    total, earlier = session.execute(counted).one()
     shown = select(Case).where(*where)
     if department_id is not None:
         shown = shown.where(Case.department_id == department_id)
-    cases = list(
-        session.scalars(shown.order_by(Case.received_at.desc(), Case.id.desc()).limit(limit))
-    )
-    return CallerHistory(cases, total)
+    found = session.scalars(
+        shown.order_by(Case.received_at.desc(), Case.id.desc()).limit(limit)
+    ).all()
+    return CallerHistory(list(found), int(total or 0), int(earlier or 0))
 
 
 def backfill_caller_keys(

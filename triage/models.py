@@ -1440,10 +1440,12 @@ class Case(Base):
             "urged", actor, at, reason=(note or "").strip(), count=self.urge_count, **detail
         )
 
-    def reopen(self, actor: Actor, at: datetime, reason: str, due_at: datetime) -> None:
+    def reopen(
+        self, actor: Actor, at: datetime, reason: str, due_at: datetime, **detail: Any
+    ) -> None:
         """The citizen called: the closed case is not solved after all. It goes back to its
         department for rework (重办) with the new deadline `due_at`; a reason is required.
-        Event "reopened" {department, due_at}."""
+        Event "reopened" {department, due_at, **detail (e.g. the call's id)}."""
         self._require("reopened", {Status.CLOSED})
         reason = self._require_reason(reason)
         if self.department_id is None:
@@ -1461,6 +1463,7 @@ class Case(Base):
             public=True,
             department=self.department.code if self.department else None,
             due_at=due_at.isoformat(),
+            **detail,
         )
 
     def note_observation(self, observation: Observation, at: datetime) -> None:

@@ -186,6 +186,7 @@ def complain() -> Response | str | tuple[str, int]:
             name=form.name.data or "", phone=form.phone.data or "", email=form.email.data or ""
         ),
         attachments=attachments,
+        place=form.place.data or "",
     )
     s = db()
     earlier = find_by_external_id(s, Channel.WEB, submission.external_id)

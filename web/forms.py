@@ -10,6 +10,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
 from wtforms import (
     BooleanField,
+    DateTimeLocalField,
     HiddenField,
     PasswordField,
     RadioField,
@@ -88,6 +89,7 @@ SUBJECT_RULES = [
 ]
 BODY_LENGTH = Length(min=BODY_MIN, max=5000, message=_l("Between 4 and 5000 characters, please."))
 AT_MOST_100 = Length(max=100, message=_l("At most 100 characters."))
+PLACE_LENGTH = Length(max=200, message=_l("At most 200 characters."))
 
 
 class ComplaintForm(Form):
@@ -117,6 +119,7 @@ class ComplaintForm(Form):
             Length(max=200, message=_l("At most 200 characters.")),
         ],
     )
+    place = StringField(_l("Place or address (optional)"), validators=[Optional(), PLACE_LENGTH])
     attachments = MultipleFileField(_l("Photos or documents (optional)"))
 
 
@@ -257,13 +260,23 @@ class PhoneCallForm(Form):
         ],
     )
     name = StringField(
-        _l("Caller's name"),
+        _l("Caller's name (optional)"),
         validators=[Optional(), AT_MOST_100],
     )
     phone = StringField(
         _l("Caller's phone"),
         validators=[Optional(), PHONE],
     )
+    # The desk (web/operator.py): when the call came (local time; empty: now), where, what
+    # the caller asked for, which earlier case it is about, and the form's own key.
+    called_at = DateTimeLocalField(
+        _l("Call time"), format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], validators=[Optional()]
+    )
+    place = StringField(_l("Place or address (optional)"), validators=[Optional(), PLACE_LENGTH])
+    callback = BooleanField(_l("The caller wants to be called back"))
+    urgent = BooleanField(_l("Urgent (safety hazard)"))
+    about = StringField(validators=[Optional(), Length(max=60)])
+    token = HiddenField(validators=[Optional(), Length(max=64)])
 
 
 class SatisfactionForm(Form):

@@ -112,6 +112,12 @@ ACTION_LABELS = {
     # The supervision tick (triage/supervision.py).
     "reminded": _l("Department reminded of the deadline"),
     "escalated": _l("Escalated (督办) to the department head and the supervisors"),
+    # The operators' desk (web/operator.py).
+    "urged": _l("The citizen called again (催办)"),
+    "reopened": _l("Reopened on the citizen's call: back to the department for rework"),
+    "follows_up": _l("Opened on a call following up an earlier case"),
+    "follow_up_opened": _l("The citizen called again: a new case follows this one up"),
+    "callback_wanted": _l("The caller wants to be called back"),
 }
 
 
@@ -130,6 +136,7 @@ REFUSED_ACTIONS = {
     "merged": _l("merged"),
     "reviewed": _l("sent to review"),
     "reopened": _l("reopened"),
+    "urged": _l("urged (it is no longer open)"),
     "extended": _l("extended"),
     "signed off": _l("signed off"),
     "reported late": _l("reported late"),

@@ -1,51 +1,414 @@
-"""The operators' desk: logging a citizen's phone call as a case."""
+"""The operators' desk: logging a citizen's phone call, and a caller's history.
+
+The desk (/board/calls/new) takes a call with the keyboard alone: the caller's number (their
+earlier cases appear as it is typed, through /board/calls/history, or with the 'look up'
+button without JavaScript), name, call time, kind, subject and summary, place, callback
+wanted, urgent. The call is then one of:
+
+- a new case (registered like any submission, at the call time);
+- a repeat call about an open case of the caller (催办): an "urged" event on that case,
+  counted in ``cases.urge_count``, no new case;
+- a call about a closed case the caller says is not solved: the case is reopened for rework
+  (`Case.reopen`, the summary as the reason), or a new case is opened linked to it.
+
+Also the case page's caller-history panel (board/_caller_history.html): the caller's other
+cases by caller key (triage/callers.py), as far as the user may see them.
+"""
 
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 
-from intake.submission import Channel, Contact, Kind, Submission
-from triage.access import Action
-from triage.cases import register
+from intake.normalise import PhoneError, normalise_phone
+from intake.phone import operator_submission
+from triage.access import Action, can, sees_all_cases, sees_personal_data
+from triage.callers import CallerHistory, caller_history, caller_keys, case_keys
+from triage.cases import IntakePolicy, find_by_external_id, register
+from triage.models import FINAL_STATUSES, OPEN_STATUSES, Case, IllegalTransition, Role, Status
+from triage.privacy import mask_text
 from web import db, runtime
 from web.auth import requires
 from web.forms import PhoneCallForm
+from web.i18n import STATUS_LABELS, error_text
+from web.shown_case import shown_case
 
 bp = Blueprint("operator", __name__, url_prefix="/board/calls")
+
+# How many earlier cases the desk and the case page list (newest first); more are counted.
+HISTORY_LIMIT = 5
+# Lookups as the number is typed, per operator: a call takes a handful.
+LOOKUPS_PER_WINDOW = 120
+LOOKUP_WINDOW = timedelta(minutes=10)
+# A call time later than now by more than this is a typing mistake.
+FUTURE_SLACK = timedelta(minutes=5)
+
+
+def _tz() -> ZoneInfo:
+    return ZoneInfo(runtime().settings.app.timezone)
+
+
+def _phone_keys(phone: str) -> list[str]:
+    """The caller keys of a number as typed ([] while it is not yet a number)."""
+    try:
+        number = normalise_phone(phone or "")
+    except PhoneError:
+        return []
+    return caller_keys(number, "", runtime().secret)
+
+
+def _history(phone: str) -> CallerHistory:
+    return caller_history(db(), _phone_keys(phone), limit=HISTORY_LIMIT)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One answer to 'what is this call about?': a radio button of the desk."""
+
+    value: str
+    label: str
+
+
+def _choices(case: Case) -> list[Choice]:
+    number = case.tracking_number
+    if case.status in OPEN_STATUSES:
+        return [Choice(f"urge:{number}", _("Repeat call about %(n)s (催办)", n=number))]
+    if case.status == Status.CLOSED:
+        return [
+            Choice(f"reopen:{number}", _("Not solved: reopen %(n)s for rework", n=number)),
+            Choice(f"follow:{number}", _("New case following up %(n)s", n=number)),
+        ]
+    return [Choice(f"follow:{number}", _("New case following up %(n)s", n=number))]
+
+
+def _case_json(case: Case) -> dict[str, Any]:
+    return {
+        "number": case.tracking_number,
+        "status": case.status,
+        "status_label": str(STATUS_LABELS.get(case.status, case.status)),
+        "received": case.received_at.astimezone(_tz()).strftime("%Y-%m-%d"),
+        "subject": case.subject,
+        "open": case.status in OPEN_STATUSES,
+        "urge_count": case.urge_count,
+        "url": url_for("board.case", number=case.tracking_number),
+        "choices": [{"value": c.value, "label": c.label} for c in _choices(case)],
+    }
+
+
+@bp.get("/history")
+@requires(Action.LOG_CALL)
+def history() -> Response | tuple[Response, int]:
+    """The caller's latest cases as JSON, for the desk as the number is typed:
+    ``{"valid": bool, "total": int, "cases": [{number, status, status_label, received
+    (local date), subject, open, urge_count, url, choices: [{value, label}]}]}``. The
+    number itself is not sent back. 429 with ``retry_at`` past the per-operator limit."""
+    from web import throttle
+
+    now = datetime.now(UTC)
+    limit = throttle.Limit(
+        "desk:lookup",
+        throttle.key_of("desk-lookup", str(current_user.id)),
+        LOOKUPS_PER_WINDOW,
+        LOOKUP_WINDOW,
+    )
+    attempt = throttle.begin(runtime().sessions, [limit], now)
+    if attempt.refused is not None:
+        retry = attempt.retry_at.isoformat() if attempt.retry_at else None
+        return jsonify(
+            {"error": _("Too many lookups. Please wait a moment."), "retry_at": retry}
+        ), 429
+    keys = _phone_keys(request.args.get("phone", "")[:40])
+    found = caller_history(db(), keys, limit=HISTORY_LIMIT)
+    response = jsonify(
+        {
+            "valid": bool(keys),
+            "total": found.total,
+            "cases": [_case_json(c) for c in found.cases],
+        }
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _called_at(form: PhoneCallForm, now: datetime) -> datetime | None:
+    """The call time as typed (office time zone), or now; None (with the field's error) if
+    it lies in the future."""
+    typed = form.called_at.data
+    if typed is None:
+        return now
+    at = typed.replace(tzinfo=_tz()).astimezone(UTC)
+    if at > now + FUTURE_SLACK:
+        form.called_at.errors = [_("The call time is in the future.")]
+        return None
+    return at
+
+
+def _render(form: PhoneCallForm, found: CallerHistory | None, status: int = 200) -> tuple[str, int]:
+    if form.token.data in (None, ""):
+        form.token.data = secrets.token_urlsafe(16)
+    return render_template(
+        "board/call.html",
+        form=form,
+        found=found,
+        choices={c.tracking_number: _choices(c) for c in (found.cases if found else [])},
+        chosen=form.about.data or "new",
+    ), status
+
+
+class _Flagged:
+    """The hazard detector's answer with the operator's 'urgent' added."""
+
+    def __init__(self, found: Any, reason: str) -> None:
+        self.urgent = True
+        self.reasons = [*found.reasons, reason] if not found.urgent else list(found.reasons)
+
+
+def _policy(urgent: bool) -> IntakePolicy:
+    policy = runtime().intake_policy()
+    if not urgent:
+        return policy
+    detect, reason = policy.detect_hazard, _("marked urgent by the operator")
+    return replace(policy, detect_hazard=lambda s, b: _Flagged(detect(s, b), reason))
 
 
 @bp.route("/new", methods=["GET", "POST"])
 @requires(Action.LOG_CALL)
 def new_call() -> Response | str | tuple[str, int]:
     form = PhoneCallForm()
+    if request.method == "GET":
+        form.called_at.data = datetime.now(_tz()).replace(second=0, microsecond=0, tzinfo=None)
+        form.phone.data = request.args.get("phone", "")[:40]
+        form.phone.errors = []
+        return _render(form, _history(form.phone.data) if form.phone.data else None)
+    if request.form.get("lookup"):
+        # The 'look up' button (no JavaScript): the same form again, with the history.
+        form.validate_on_submit()
+        for name in ("subject", "body", "called_at"):
+            getattr(form, name).errors = []
+        return _render(form, _history(form.phone.data or ""))
     if not form.validate_on_submit():
-        return render_template("board/call.html", form=form), 400 if form.is_submitted() else 200
+        return _render(form, _history(form.phone.data or ""), 400)
     now = datetime.now(UTC)
-    call_id = (form.call_id.data or "").strip() or f"desk-{secrets.token_hex(8)}"
-    submission = Submission(
-        channel=Channel.PHONE,
-        external_id=call_id,
-        received_at=now,
-        kind=Kind(form.kind.data),
-        subject=form.subject.data.strip(),
-        body=form.body.data.strip(),
-        contact=Contact(name=form.name.data or "", phone=form.phone.data or ""),
-    )
-    reg = register(db(), submission, runtime().intake_policy(), now)
-    if reg.created:
+    called_at = _called_at(form, now)
+    if called_at is None:
+        return _render(form, _history(form.phone.data or ""), 400)
+    call_id = (form.call_id.data or "").strip()
+    token = (form.token.data or "").strip() or secrets.token_urlsafe(16)
+    s = db()
+    if call_id and (earlier := find_by_external_id(s, "phone", call_id)) is not None:
+        flash(_("This call was already logged as %(n)s.", n=earlier.tracking_number), "info")
+        return redirect(url_for("board.case", number=earlier.tracking_number))
+    about = (request.form.get("about") or "").strip()
+    found = _history(form.phone.data or "")
+    if not about and any(c.status in OPEN_STATUSES for c in found.cases):
+        # The caller has open cases and the operator did not say whether this call is
+        # about one of them (the form was sent before they showed): ask.
         flash(
-            _(
-                "Call logged as %(n)s. Tell the caller the number and the query code %(c)s.",
-                n=reg.case.tracking_number,
-                c=reg.query_code,
-            ),
-            "info",
+            _("This caller has open cases: say whether the call is about one of them."),
+            "warning",
         )
-    else:
-        flash(_("This call was already logged as %(n)s.", n=reg.case.tracking_number), "info")
-    return redirect(url_for("board.case", number=reg.case.tracking_number))
+        return _render(form, found)
+    kind, _sep, number = about.partition(":")
+    if kind in ("urge", "reopen", "follow"):
+        target = _callers_case(number, form.phone.data or "")
+        if target is None:
+            form.about.errors = [_("That case is not one of this caller's.")]
+            return _render(form, found, 400)
+        try:
+            if kind == "urge":
+                return _urge(target, form, called_at, token, now)
+            if kind == "reopen":
+                return _reopen(target, form, called_at, token, now)
+        except IllegalTransition as e:
+            s.rollback()
+            flash(error_text(e), "error")
+            return _render(form, _history(form.phone.data or ""), 409)
+        except StaleDataError:
+            s.rollback()
+            flash(_("Someone else changed this case at the same time. Please look again."), "error")
+            return _render(form, _history(form.phone.data or ""), 409)
+        return _new_case(form, called_at, call_id, token, now, follows=target)
+    return _new_case(form, called_at, call_id, token, now)
+
+
+def _callers_case(number: str, phone: str) -> Case | None:
+    """The case `number` if it is one of the caller's (by caller key), else None."""
+    keys = set(_phone_keys(phone))
+    case = db().scalar(select(Case).where(Case.tracking_number == number.strip()))
+    if case is None or not keys:
+        return None
+    return case if keys & set(case_keys(case, runtime().secret)) else None
+
+
+def _done_with_token(case: Case, token: str) -> bool:
+    """Whether this form (its token) was already applied to `case`: a form sent twice."""
+    return any(e.detail.get("token") == token for e in case.events if e.detail)
+
+
+def _call_detail(form: PhoneCallForm, called_at: datetime, token: str) -> dict[str, Any]:
+    detail: dict[str, Any] = {"token": token, "called_at": called_at.isoformat()}
+    if form.call_id.data:
+        detail["call_id"] = form.call_id.data.strip()
+    if form.callback.data:
+        detail["callback"] = True
+    return detail
+
+
+def _flag_urgent(case: Case, now: datetime) -> None:
+    if not case.urgent:
+        reason = _("marked urgent by the operator")
+        case.urgent = True
+        case.urgent_reasons = [*case.urgent_reasons, reason]
+        case.record("flagged_urgent", current_user, now, reasons=[reason])
+
+
+def _urge(
+    case: Case, form: PhoneCallForm, called_at: datetime, token: str, now: datetime
+) -> Response:
+    number = case.tracking_number
+    if not _done_with_token(case, token):
+        note = "\n".join(p for p in (form.subject.data, form.body.data) if p)
+        case.urge(current_user, now, note, **_call_detail(form, called_at, token))
+        if form.urgent.data:
+            _flag_urgent(case, now)
+        _refresh(case)
+    flash(
+        _(
+            "Repeat call added to %(n)s (催办 %(k)d in all); no new case.",
+            n=number,
+            k=case.urge_count,
+        ),
+        "info",
+    )
+    return redirect(url_for("board.case", number=number))
+
+
+def _reopen(
+    case: Case, form: PhoneCallForm, called_at: datetime, token: str, now: datetime
+) -> Response:
+    number = case.tracking_number
+    if not _done_with_token(case, token):
+        deadlines = runtime().settings.deadlines()
+        due = deadlines.rework_due(
+            now,
+            case.urgent or bool(form.urgent.data),
+            kind=case.kind,
+            department=case.department.code if case.department else None,
+        )
+        reason = "\n".join(p for p in (form.subject.data, form.body.data) if p)
+        case.reopen(current_user, now, reason, due, **_call_detail(form, called_at, token))
+        if form.urgent.data:
+            _flag_urgent(case, now)
+        _refresh(case)
+    flash(_("%(n)s is reopened for rework by its department.", n=number), "info")
+    return redirect(url_for("board.case", number=number))
+
+
+def _refresh(case: Case) -> None:
+    from web.supervision_findings import refresh_findings
+
+    db().flush()
+    refresh_findings(case.id)
+
+
+def _new_case(
+    form: PhoneCallForm,
+    called_at: datetime,
+    call_id: str,
+    token: str,
+    now: datetime,
+    follows: Case | None = None,
+) -> Response:
+    submission = operator_submission(
+        call_id=call_id,
+        form_token=token,
+        phone=form.phone.data or "",
+        name=form.name.data or "",
+        called_at=called_at,
+        kind=form.kind.data,
+        subject=form.subject.data or "",
+        body=form.body.data or "",
+        place=form.place.data or "",
+    )
+    s = db()
+    reg = register(s, submission, _policy(bool(form.urgent.data)), now)
+    case = reg.case
+    if not reg.created:
+        flash(_("This call was already logged as %(n)s.", n=case.tracking_number), "info")
+        return redirect(url_for("board.case", number=case.tracking_number))
+    if form.callback.data:
+        case.record("callback_wanted", current_user, now)
+    if follows is not None:
+        case.record("follows_up", current_user, now, source=follows.tracking_number)
+        follows.record("follow_up_opened", current_user, now, into=case.tracking_number)
+    flash(
+        _(
+            "Call logged as %(n)s. Tell the caller the number and the query code %(c)s.",
+            n=case.tracking_number,
+            c=reg.query_code,
+        ),
+        "info",
+    )
+    return redirect(url_for("board.case", number=case.tracking_number))
+
+
+# -- the case page's caller history --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One other case of the caller as the case page lists it."""
+
+    number: str
+    status: str
+    received_at: datetime
+    subject: str
+    urge_count: int
+
+
+def _row(case: Case, masked: bool) -> HistoryRow:
+    subject = case.subject
+    if masked:
+        subject = mask_text(
+            subject,
+            names=[case.contact_name],
+            phones=[case.contact_phone],
+            emails=[case.contact_email],
+        )
+    return HistoryRow(case.tracking_number, case.status, case.received_at, subject, case.urge_count)
+
+
+@bp.app_context_processor
+def _caller_history_panel() -> dict[str, Any]:
+    """The case page's caller history (board.case only): the caller's other cases this user
+    may see (a handler: their department's; the others are only counted), masked for
+    external supervisors, and which contact of the caller the case is."""
+    if request.endpoint != "board.case" or not current_user.is_authenticated:
+        return {}
+    case = shown_case()
+    if case is None:
+        return {}
+    keys = case_keys(case, runtime().secret)
+    if not keys:
+        return {}
+    department = None
+    if not sees_all_cases(current_user):
+        department = current_user.department_id if current_user.role == Role.HANDLER else -1
+    found = caller_history(db(), keys, exclude=case, department_id=department, limit=HISTORY_LIMIT)
+    masked = not sees_personal_data(current_user)
+    return {
+        "caller_history": found,
+        "caller_history_rows": [_row(c, masked) for c in found.cases],
+        "may_log_call": can(current_user, Action.LOG_CALL),
+        "FINAL_STATUSES": FINAL_STATUSES,
+    }

@@ -118,6 +118,8 @@ def file_request(
         subject=subject_of(new.description),
         body=new.description,
         contact=Contact(name=new.name, phone=new.phone, email=new.email),
+        # Open311's address_string is the case's place (cut to cases.place's 200 characters).
+        place=new.address_string[:200],
     )
     registration = register(session, submission, policy, now, code)
     case = registration.case

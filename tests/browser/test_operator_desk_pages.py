@@ -1,0 +1,81 @@
+"""The operators' desk in Chromium, with the keyboard alone: a new caller's call is logged
+in a few keystrokes, and a known caller's earlier case appears as the number is typed and a
+repeat call is added to it (催办) instead of opening a new case."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.browser.test_walkthrough import DESKTOP, screenshot, sign_in
+from triage.models import Case
+
+pytestmark = pytest.mark.browser
+
+
+def _count(runtime: Any) -> int:
+    with runtime.sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(Case)))
+
+
+def test_a_call_is_logged_with_the_keyboard_alone(
+    chromium: Any, live_server: str, runtime: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page = chromium.new_context(**DESKTOP, locale="zh-CN", base_url=live_server).new_page()
+    sign_in(page, "operator")
+    expect(page).to_have_url(re.compile(r"/board/calls/new$"))
+    started = time.monotonic()
+    expect(page.locator("input[name=phone]")).to_be_focused()
+    page.keyboard.type("139 0000 2222")
+    page.keyboard.press("Enter")  # looks the number up, then on to the name
+    expect(page.locator("input[name=name]")).to_be_focused()
+    expect(page.locator("#caller-history")).to_be_hidden()
+    page.keyboard.type("李女士")
+    page.keyboard.press("Tab")  # kind: a complaint, as it stands
+    page.keyboard.press("Tab")
+    page.keyboard.type("井盖缺失")
+    page.keyboard.press("Tab")
+    page.keyboard.type("幸福路口的井盖丢了，晚上很危险")
+    page.keyboard.press("Tab")
+    page.keyboard.type("幸福路与人民路路口")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")  # the caller wants a call back
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/board/cases/MS-\d{4}-\d{6}$"))
+    assert time.monotonic() - started < 60
+    expect(page.locator("#case-place")).to_have_text("幸福路与人民路路口")
+    expect(page.locator(".timeline")).to_contain_text("来电人要求回电")
+    first = page.url.rsplit("/", 1)[-1]
+
+    # The same caller again, the number typed another way: the open case shows up.
+    page.goto("/board/calls/new")
+    before = _count(runtime)
+    page.keyboard.type("+86 139-0000-2222")
+    earlier = page.locator(f"#history-cases .earlier-case[data-number='{first}']")
+    expect(earlier).to_be_visible()
+    expect(page.locator("#history-count")).to_contain_text("1")
+    screenshot(page, tmp_path / "desk.png")
+    page.keyboard.press("Enter")  # to the answer 'a new matter', checked
+    expect(page.locator("input[name=about][value=new]")).to_be_focused()
+    page.keyboard.press("ArrowDown")  # the repeat call about the open case
+    expect(page.locator(f"input[name=about][value='urge:{first}']")).to_be_checked()
+    page.keyboard.press("Tab")
+    expect(page.locator("input[name=name]")).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.type("催办井盖")
+    page.keyboard.press("Tab")
+    page.keyboard.type("井盖还没有补上")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_url(re.compile(rf"/board/cases/{first}$"))
+    expect(page.locator("#urge-count")).to_contain_text("1")
+    expect(page.locator(".timeline")).to_contain_text("井盖还没有补上")
+    assert _count(runtime) == before

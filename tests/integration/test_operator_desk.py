@@ -1,0 +1,324 @@
+"""The operators' desk and a caller's history: repeat calls (催办) on open cases, calls about
+closed ones, the history lookup as the number is typed, the case page's history panel, the
+caller key in exports, and migration 0010 on a populated database."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from tests.conftest import csrf_from
+from tests.integration.helpers import flashes, submit_complaint
+from triage.callers import backfill_caller_keys, caller_key
+from triage.export import iter_records
+from triage.models import Base, Case, Department, Satisfaction
+from web.db import make_engine, upgrade
+
+PHONE = "13812345678"
+
+
+def _desk(operator: Any, data: dict[str, Any]) -> Any:
+    """Posts the desk's form as a browser would: with the token of the page it was shown on."""
+    page = operator.get("/board/calls/new").get_data(as_text=True)
+    token = re.search(r'name="token"[^>]*value="([^"]+)"', page)
+    form = {
+        "csrf_token": csrf_from(page),
+        "token": token.group(1) if token else "",
+        "kind": "complaint",
+        "subject": "路灯又坏了",
+        "body": "来电人说明德路路灯还是不亮",
+        **data,
+    }
+    return operator.post("/board/calls/new", data=form)
+
+
+def _case(runtime: Any, number: str) -> Case:
+    s = runtime.sessions()
+    case = s.scalars(select(Case).where(Case.tracking_number == number)).one()
+    case.events  # noqa: B018 - loaded before the session goes
+    return case
+
+
+def _count(runtime: Any) -> int:
+    with runtime.sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(Case)))
+
+
+def _dispatch(runtime: Any, number: str, department: str) -> None:
+    """Dispatches the case to `department`, as a supervisor would."""
+    now = datetime.now(UTC)
+    with runtime.sessions() as s, s.begin():
+        case = s.scalars(select(Case).where(Case.tracking_number == number)).one()
+        dept = s.scalars(select(Department).where(Department.code == department)).one()
+        due = runtime.settings.deadlines().handling_due(now, dept.code, case.urgent)
+        if case.status in ("received", "triage"):
+            case.assign(dept, "supervisor", now, due)
+        else:
+            case.transfer(dept, "supervisor", now, due, "测试转办")
+
+
+def _close(runtime: Any, number: str) -> None:
+    """Takes the case through reply and a satisfied return visit to closed."""
+    _dispatch(runtime, number, "urban")
+    now = datetime.now(UTC)
+    with runtime.sessions() as s, s.begin():
+        case = s.scalars(select(Case).where(Case.tracking_number == number)).one()
+        case.start("urban", now)
+        case.reply("urban", now, "已修复。")
+        case.record_visit(
+            "supervisor", now, reached=True, solved=True, satisfaction=Satisfaction.SATISFIED
+        )
+        case.close("supervisor", now)
+
+
+def test_a_repeat_call_about_an_open_case_is_urged_not_a_new_case(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    number, _code = submit_complaint(client, "明德路路灯不亮已经一周", phone=PHONE)
+    operator = login_as("operator")
+    found = operator.get("/board/calls/history?phone=%2B86%20138-1234-5678").get_json()
+    assert found["valid"] is True and found["total"] == 1
+    (earlier,) = found["cases"]
+    assert earlier["number"] == number and earlier["open"] is True
+    assert [c["value"] for c in earlier["choices"]] == [f"urge:{number}"]
+    assert PHONE not in json.dumps(found)
+
+    before = _count(runtime)
+    # Sent before the earlier cases showed: the desk asks instead of opening a second case.
+    r = _desk(operator, {"phone": "138 1234 5678"})
+    assert r.status_code == 200 and _count(runtime) == before
+    assert any("open cases" in f or "未办结" in f for f in flashes(r.get_data(as_text=True)))
+
+    page = operator.get("/board/calls/new").get_data(as_text=True)
+    token = re.search(r'name="token"[^>]*value="([^"]+)"', page).group(1)
+    data = {
+        "csrf_token": csrf_from(page),
+        "token": token,
+        "phone": "１３８１２３４５６７８",
+        "kind": "complaint",
+        "subject": "催办路灯",
+        "body": "第二次来电，路灯还是不亮",
+        "about": f"urge:{number}",
+        "callback": "y",
+    }
+    first = operator.post("/board/calls/new", data=data)
+    again = operator.post("/board/calls/new", data=data)  # the same form sent twice
+    assert first.status_code == again.status_code == 302
+    assert first.headers["Location"].endswith(f"/board/cases/{number}")
+    assert _count(runtime) == before
+    case = _case(runtime, number)
+    assert case.urge_count == 1
+    (urged,) = [e for e in case.events if e.action == "urged"]
+    assert "路灯还是不亮" in urged.reason and urged.detail["callback"] is True
+
+    _dispatch(runtime, number, "urban")
+    handler_page = login_as("urban").get(f"/board/cases/{number}").get_data(as_text=True)
+    assert 'id="urge-count"' in handler_page and "催办" in handler_page
+    assert "路灯还是不亮" in handler_page
+
+
+def test_a_call_about_a_closed_case_reopens_it_or_opens_a_linked_case(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    first, _ = submit_complaint(client, "幸福小区门口井盖松动", phone=PHONE)
+    second, _ = submit_complaint(client, "幸福小区路面塌陷一个坑", phone="+86 138 1234 5678")
+    _close(runtime, first)
+    _close(runtime, second)
+    operator = login_as("operator")
+    found = operator.get(f"/board/calls/history?phone={PHONE}").get_json()
+    choices = {c["number"]: [ch["value"] for ch in c["choices"]] for c in found["cases"]}
+    assert choices[first] == [f"reopen:{first}", f"follow:{first}"]
+
+    r = _desk(operator, {"phone": PHONE, "about": f"reopen:{first}", "body": "井盖还是松的"})
+    assert r.status_code == 302
+    case = _case(runtime, first)
+    assert case.status == "in_progress" and case.rework_count == 1
+    assert case.closed_at is None and case.due_at is not None
+    assert case.events[-1].action == "reopened" and "井盖还是松的" in case.events[-1].reason
+
+    before = _count(runtime)
+    r = _desk(operator, {"phone": PHONE, "about": f"follow:{second}", "body": "坑旁边又塌了一块"})
+    assert r.status_code == 302 and _count(runtime) == before + 1
+    new_number = r.headers["Location"].rsplit("/", 1)[-1]
+    new = _case(runtime, new_number)
+    assert [e.detail.get("source") for e in new.events if e.action == "follows_up"] == [second]
+    old = _case(runtime, second)
+    assert old.status == "closed"
+    assert [e.detail.get("into") for e in old.events if e.action == "follow_up_opened"] == [
+        new_number
+    ]
+
+    # Another caller's case cannot be urged or reopened from this caller's call.
+    stranger, _ = submit_complaint(client, "人民路噪音扰民", phone="13900001111")
+    r = _desk(operator, {"phone": PHONE, "about": f"urge:{stranger}"})
+    assert r.status_code == 400 and _case(runtime, stranger).urge_count == 0
+
+
+def test_the_history_lookup_is_for_operators_and_supervisors_and_throttled(
+    client: Any, login_as: Any, monkeypatch: Any
+) -> None:
+    submit_complaint(client, "明德路路灯不亮已经一周", phone=PHONE)
+    url = f"/board/calls/history?phone={PHONE}"
+    assert client.get(url).status_code == 302  # to the sign-in page
+    for role in ("urban", "observer"):
+        assert login_as(role).get(url).status_code == 403
+    assert login_as("supervisor").get(url).get_json()["total"] == 1
+    partial = login_as("supervisor").get("/board/calls/history?phone=1381").get_json()
+    assert partial == {"valid": False, "total": 0, "cases": []}
+
+    import web.operator
+
+    monkeypatch.setattr(web.operator, "LOOKUPS_PER_WINDOW", 3)
+    operator = login_as("operator")
+    codes = [operator.get(url).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+
+
+def test_the_case_page_shows_the_callers_history_as_far_as_the_user_may_see(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    a, _ = submit_complaint(
+        client, "明德路路灯不亮", phone="138 1234 5678", email="wang@example.com"
+    )
+    b, _ = submit_complaint(client, "河道有异味", phone="", email="Wang@Example.COM")
+    c, _ = submit_complaint(
+        client, "公交站牌倒了", subject="站牌倒了，电话13812345678", phone="+8613812345678"
+    )
+    other, _ = submit_complaint(client, "别人的投诉", phone="13900001111")
+    _dispatch(runtime, a, "urban")
+    _dispatch(runtime, b, "environment")
+    _dispatch(runtime, c, "urban")
+
+    page = login_as("supervisor").get(f"/board/cases/{a}").get_data(as_text=True)
+    panel = page[page.index('id="caller-history"') :]
+    assert b in panel and c in panel and other not in panel
+    assert 'id="repeat-caller"' in page and "第1次" in page  # a came first
+    page_c = login_as("supervisor").get(f"/board/cases/{c}").get_data(as_text=True)
+    assert "第3次" in page_c
+
+    handler = login_as("urban").get(f"/board/cases/{c}").get_data(as_text=True)
+    panel = handler[handler.index('id="caller-history"') :]
+    assert a in panel and b not in panel
+    assert 'id="caller-history-hidden"' in panel
+
+    observer = login_as("observer").get(f"/board/cases/{a}").get_data(as_text=True)
+    panel = observer[observer.index('id="caller-history"') :]
+    assert c in panel and "站牌倒了" in panel and "13812345678" not in panel
+
+
+def test_the_export_has_the_caller_key_and_the_place_not_the_number(
+    client: Any, runtime: Any
+) -> None:
+    submit_complaint(client, "明德路路灯不亮", phone="138 1234 5678", place="明德路12号")
+    submit_complaint(client, "明德路路灯还是不亮", phone="+86 13812345678")
+    submit_complaint(client, "匿名反映噪音", phone="", name="")
+    with runtime.sessions() as s:
+        records = list(iter_records(s, ZoneInfo("Asia/Shanghai"), masked=True))
+    keys = [r["caller_key"] for r in records]
+    assert keys[0] == keys[1] == caller_key(PHONE, "", runtime.secret) and keys[2] is None
+    assert records[0]["place"] == "明德路12号" and records[0]["urge_count"] == 0
+    assert PHONE not in json.dumps(records, ensure_ascii=False)
+
+
+def test_the_public_form_takes_a_place_and_marks_required_fields(
+    client: Any, login_as: Any
+) -> None:
+    page = client.get("/complain").get_data(as_text=True)
+    assert 'id="required-legend"' in page
+    for name in ("subject", "body"):
+        tag = re.search(rf'<(?:input|textarea)[^>]*name="{name}"[^>]*>', page).group(0)
+        assert "required" in tag and 'aria-required="true"' in tag
+    place = re.search(r'<input[^>]*name="place"[^>]*>', page).group(0)
+    assert "required" not in place and 'maxlength="200"' in place
+    number, _ = submit_complaint(client, "路灯不亮很久了", place="  明德路　与人民路路口 ")
+    case_page = login_as("supervisor").get(f"/board/cases/{number}").get_data(as_text=True)
+    assert re.search(r'id="case-place">明德路 与人民路路口<', case_page)
+    r = client.post(
+        "/complain",
+        data={
+            "csrf_token": csrf_from(page),
+            "kind": "complaint",
+            "subject": "路灯",
+            "body": "路灯不亮很久了",
+            "place": "路" * 201,
+        },
+    )
+    assert r.status_code == 400 and "200" in r.get_data(as_text=True)
+
+
+def test_without_javascript_the_look_up_button_shows_the_earlier_cases(
+    client: Any, login_as: Any
+) -> None:
+    number, _ = submit_complaint(client, "明德路路灯不亮已经一周", phone=PHONE)
+    operator = login_as("operator")
+    page = operator.get("/board/calls/new").get_data(as_text=True)
+    assert 'id="lookup-button"' in page and "desk.js" in page and "<script>" not in page
+    r = operator.post(
+        "/board/calls/new",
+        data={"csrf_token": csrf_from(page), "phone": "138 1234 5678", "lookup": "1"},
+    )
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and f'value="urge:{number}"' in html
+    assert 'class="error"' not in html  # a lookup is not a failed submission
+
+
+def test_migration_0010_on_a_populated_database(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    upgrade(engine, "0009")
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    with engine.begin() as conn:
+        for i, (phone, email) in enumerate(
+            [("138 1234 5678", ""), ("", "Wang@Example.com"), ("", ""), ("+8613812345678", "")]
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO cases (tracking_number, query_code_hash, channel, external_id,"
+                    " kind, status, subject, body, contact_name, contact_phone, contact_email,"
+                    " received_at, created_at, alternatives, model_version, urgent,"
+                    ' urgent_reasons, "similar", rejection_reason, rejection_code,'
+                    " public_reason, referred_to, masked_text, sent_back_count, rework_count,"
+                    " version, risk, extension_count)"
+                    " VALUES (:n, 'x', 'web', :e, 'complaint', 'triage', '路灯', '路灯不亮',"
+                    " '', :p, :m, :r, :r, '[]', '', :f, '[]', '[]', '', '', '', '', '', 0, 0,"
+                    " 1, '', 0)"
+                ),
+                {
+                    "n": f"MS-2026-{i + 1:06d}",
+                    "e": f"w-{i}",
+                    "p": phone,
+                    "m": email,
+                    "r": now - timedelta(days=i),
+                    "f": False,
+                },
+            )
+    upgrade(engine)
+    with engine.connect() as conn:
+        differences = [
+            d
+            for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            if any(t in repr(d) for t in ("caller_key", "caller_alt_key", "'place'", "urge_count"))
+        ]
+        assert differences == []
+    secret = b"test-key"
+    with Session(engine) as s, s.begin():
+        assert s.scalar(select(func.count()).where(Case.caller_key.is_(None))) == 4
+        assert backfill_caller_keys(s, secret, batch=3) == 4
+        assert backfill_caller_keys(s, secret) == 0  # idempotent
+    with Session(engine) as s:
+        cases = s.scalars(select(Case).order_by(Case.id)).all()
+        assert [c.caller_key for c in cases] == [
+            caller_key(PHONE, "", secret),
+            caller_key("", "wang@example.com", secret),
+            "",
+            caller_key(PHONE, "", secret),
+        ]
+        assert [(c.place, c.urge_count) for c in cases] == [("", 0)] * 4
+    engine.dispose()

@@ -1,0 +1,137 @@
+// The operators' desk (board/call.html): the caller's earlier cases appear as the number
+// is typed, and Enter logs the call from any field. Without this script the form works the
+// same with its 'look up' button.
+(function () {
+  "use strict";
+  var form = document.getElementById("call-form");
+  if (!form) return;
+  var phone = form.querySelector("[name=phone]");
+  var box = document.getElementById("caller-history");
+  var list = document.getElementById("history-cases");
+  var count = document.getElementById("history-count");
+  var labels = document.getElementById("history-labels");
+  var logButton = document.getElementById("log-button");
+  var lookupButton = document.getElementById("lookup-button");
+  var url = form.getAttribute("data-history-url");
+  var timer = null;
+  var asked = "";
+  var pending = null;
+
+  if (lookupButton) lookupButton.hidden = true;
+
+  function text(tag, value, cls) {
+    var el = document.createElement(tag);
+    if (cls) el.className = cls;
+    el.textContent = value;
+    return el;
+  }
+
+  function chosen() {
+    var checked = form.querySelector("input[name=about]:checked");
+    return checked ? checked.value : "new";
+  }
+
+  function show(data) {
+    var keep = chosen();
+    while (list.firstChild) list.removeChild(list.firstChild);
+    var cases = (data && data.cases) || [];
+    cases.forEach(function (c) {
+      var item = document.createElement("div");
+      item.className = "earlier-case";
+      item.setAttribute("data-number", c.number);
+      var line = document.createElement("p");
+      var link = text("a", c.number);
+      link.href = c.url;
+      link.tabIndex = -1;
+      line.appendChild(link);
+      line.appendChild(document.createTextNode(" "));
+      line.appendChild(text("span", c.status_label, "badge status-" + c.status));
+      line.appendChild(document.createTextNode(" "));
+      line.appendChild(text("time", c.received));
+      line.appendChild(document.createTextNode(" " + c.subject));
+      if (c.urge_count) {
+        line.appendChild(document.createTextNode(" "));
+        line.appendChild(
+          text("span", labels.getAttribute("data-urged").replace("999999", c.urge_count), "badge overdue")
+        );
+      }
+      item.appendChild(line);
+      c.choices.forEach(function (ch) {
+        var label = document.createElement("label");
+        label.className = "choice";
+        var radio = document.createElement("input");
+        radio.type = "radio";
+        radio.name = "about";
+        radio.value = ch.value;
+        radio.checked = ch.value === keep;
+        label.appendChild(radio);
+        label.appendChild(document.createTextNode(" " + ch.label));
+        item.appendChild(label);
+      });
+      list.appendChild(item);
+    });
+    if (!form.querySelector("input[name=about]:checked")) {
+      form.querySelector("input[name=about][value=new]").checked = true;
+    }
+    var total = (data && data.total) || 0;
+    count.textContent = total ? labels.getAttribute("data-earlier").replace("999999", total) : "";
+    box.hidden = total === 0;
+  }
+
+  function lookUp() {
+    var value = phone.value.trim();
+    var digits = value.replace(/\D/g, "");
+    if (digits.length < 7) {
+      asked = "";
+      show(null);
+      return Promise.resolve();
+    }
+    if (value === asked && pending) return pending;
+    asked = value;
+    pending = fetch(url + "?phone=" + encodeURIComponent(value), {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    })
+      .then(function (r) {
+        return r.ok ? r.json() : null;
+      })
+      .then(function (data) {
+        if (asked === value && data) show(data.valid ? data : null);
+      })
+      .catch(function () {
+        /* the 'look up' button still works */
+        if (lookupButton) lookupButton.hidden = false;
+      });
+    return pending;
+  }
+
+  phone.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(lookUp, 250);
+  });
+
+  form.addEventListener("keydown", function (e) {
+    if (e.key !== "Enter" || e.isComposing) return;
+    var t = e.target;
+    if (t.tagName === "TEXTAREA") {
+      if (e.ctrlKey || e.metaKey) {
+        e.preventDefault();
+        form.requestSubmit(logButton);
+      }
+      return;
+    }
+    if (t.tagName === "BUTTON" || t.tagName === "A") return;
+    e.preventDefault();
+    if (t === phone) {
+      clearTimeout(timer);
+      lookUp().then(function () {
+        var first = box.hidden ? null : box.querySelector("input[name=about]:checked");
+        (first || form.querySelector("[name=name]")).focus();
+      });
+      return;
+    }
+    form.requestSubmit(logButton);
+  });
+
+  if (phone.value) lookUp();
+})();
