@@ -93,12 +93,19 @@ def _now() -> datetime:
 
 
 def month_figures(session: Session, settings: Any, now: datetime) -> dict[str, Any]:
-    """The current statistical month so far (monthly_figures with ``until=now``), cached
-    ``FIGURES_TTL`` seconds per database."""
+    """The current statistical month so far (monthly_figures with ``until=now``; its
+    ``previous`` is None), cached ``FIGURES_TTL`` seconds per database."""
     policy = ReportPolicy.from_settings(settings)
     month = month_of(now, policy)
     key = ("figures", str(settings.database.url), month)
-    return dict(_cache.get(key, FIGURES_TTL, lambda: monthly_figures(session, month, policy, now)))
+    # Without the month before (the dashboard does not show it): half the cost when cold.
+    return dict(
+        _cache.get(
+            key,
+            FIGURES_TTL,
+            lambda: monthly_figures(session, month, policy, now, with_previous=False),
+        )
+    )
 
 
 def today_counts(
@@ -113,12 +120,15 @@ def today_counts(
             query = query.where(Case.department_id == department_id)
         return query
 
+    # Grouped by an expression, not the column: SQLite otherwise walks the whole channel
+    # index to group (110 ms at 30,000 cases) instead of today's range of received_at.
+    channel = Case.channel.concat("").label("channel")
     by_channel = dict(
         session.execute(
             scoped(
-                select(Case.channel, func.count())
+                select(channel, func.count())
                 .where(Case.received_at >= midnight.astimezone(UTC))
-                .group_by(Case.channel)
+                .group_by(channel)
             )
         ).all()
     )

@@ -61,6 +61,7 @@ CHANNEL_NAMES = {
     "web": "网站",
     "email": "电子邮件",
     "phone": "电话",
+    "call_log": "话务中心导入",
     "letter": "信件",
     "visit": "来访",
     "api": "接口",
