@@ -136,6 +136,17 @@ def test_a_satisfied_answer_is_a_valid_web_visit_and_the_link_then_says_answered
     assert case.status == Status.VISITED
     visited = [e for e in case.events if e.action == "visited"][-1]
     assert visited.actor_name == "citizen (web)" and visited.detail["channel"] == "web"
+    # The month's figures count it as a valid return visit, solved and satisfied.
+    from triage.report.figures import ReportPolicy, month_of, monthly_figures
+
+    report_policy = ReportPolicy.from_settings(runtime.settings)
+    with runtime.sessions() as s:
+        month = month_of(datetime.now(UTC), report_policy)
+        figures = monthly_figures(s, month, report_policy, with_hot_issues=False)
+    assert figures["valid_visits"] == 1
+    (urban,) = [d for d in figures["departments"] if d["code"] == "urban"]
+    assert urban["valid_visits"] == 1
+    assert figures["resolution_rate"] == figures["satisfaction_rate"] == 1.0
     # The supervisor can close it now: the web visit is the valid return visit it needs.
     r = post_form(
         login_as("supervisor"), f"/board/cases/{number}", f"/board/cases/{number}/close", {}
