@@ -70,9 +70,23 @@ ADMIN_ACTIONS = {
 }
 
 
+# The details' names, as the log page shows them.
+ADMIN_DETAILS = {
+    "display_name": _l("Display name"),
+    "role": _l("Role"),
+    "department": _l("Department"),
+    "head": _l("head"),
+    "email": _l("Email"),
+    "name": _l("Name (Chinese)"),
+    "name_en": _l("Name (English)"),
+    "active": _l("Active"),
+    "chosen_by": _l("Password"),
+}
+
+
 @bp.context_processor
 def _labels() -> dict[str, object]:
-    return {"ADMIN_ACTIONS": ADMIN_ACTIONS}
+    return {"ADMIN_ACTIONS": ADMIN_ACTIONS, "ADMIN_DETAILS": ADMIN_DETAILS}
 
 
 def _now() -> datetime:

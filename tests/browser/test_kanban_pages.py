@@ -67,6 +67,11 @@ def test_drag_a_card_to_a_legal_column_and_an_illegal_one(
     expect(urban.locator("#column-in_progress")).to_contain_text(number)
 
     # Legal but needing a text: the reply form on the case page opens.
+    # The office sees the whole office, the card with its department.
+    office.goto("/board/kanban")
+    expect(office.locator("#column-in_progress")).to_contain_text("区住房和城乡建设局")
+    screenshot(office, tmp_path / "kanban-office.png")
+
     urban.locator(f"#card-{number}").drag_to(urban.locator("#column-replied"))
     urban.wait_for_url(f"**/board/cases/{number}#reply-form")
     expect(urban.locator("#reply-form")).to_be_visible()

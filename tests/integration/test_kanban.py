@@ -209,6 +209,8 @@ def test_columns_are_bounded_and_the_page_costs_the_same(
     assert cards[0] == "MS-2026-900054"  # urgent first, then by deadline
     assert cards[1] == "MS-2026-900000"
     assert 'href="/board/cases?status=assigned&amp;department=urban">还有 5 件</a>' in html
+    english = supervisor.get("/board/kanban?department=urban&lang=en").get_data(as_text=True)
+    assert ">5 more</a>" in english and "<h1>Kanban" in english
 
 
 def test_role_scoping_and_masking(client: Any, login_as: Any, runtime: Any) -> None:
