@@ -164,7 +164,7 @@ class ReportSettings(Section):
     star_thresholds: list[Annotated[float, Field(ge=0, le=1)]] = [0.6, 0.7, 0.8, 0.9]
     # Hot issues listed, and the cases of a month clustered at most (above: a 1-in-k sample).
     hot_issues: Annotated[int, Field(ge=0, le=50)] = 5
-    hot_issue_sample: Annotated[int, Field(ge=100, le=20000)] = 3000
+    hot_issue_sample: Annotated[int, Field(ge=100, le=20000)] = 2000
     # Who gets the monthly report email (`minsheng report monthly --send` without --to, and
     # the supervision tick), and the local day of the month on which the tick sends the
     # previous month's report, at or after [supervision] digest_hour (0: the tick never does).

@@ -135,7 +135,7 @@ class ReportPolicy:
     basic_satisfied_weight: float = 0.9
     star_thresholds: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9)
     hot_issues: int = 5
-    hot_issue_sample: int = 3000
+    hot_issue_sample: int = 2000
 
     @classmethod
     def from_settings(cls, settings: _Settings) -> ReportPolicy:
