@@ -451,3 +451,21 @@ def test_events_carry_no_query_code(client: Any, runtime: Any, smtp: Recorder) -
     with runtime.sessions() as s:
         events = s.scalars(select(CaseEvent).join(Case).where(Case.tracking_number == number))
         assert all(code not in json.dumps(e.detail) + e.reason for e in events)
+
+
+def test_an_open311_request_is_told_once_even_when_the_client_retries(
+    client: Any, runtime: Any, smtp: Recorder
+) -> None:
+    from tests.integration.test_open311 import CONTACT, new_key, post
+
+    key = new_key(runtime)
+    first = post(client, key, device_id="phone-1", **CONTACT)
+    assert first.status_code == 201, first.get_data(as_text=True)
+    (answer,) = first.get_json()
+    retried = post(client, key, device_id="phone-1", **CONTACT)
+    assert retried.get_json()[0]["service_request_id"] == answer["service_request_id"]
+    assert send(runtime).sent == 1
+    (mail,) = smtp.messages()
+    body = text_of(mail)
+    assert answer["service_request_id"] in body and f"查询码：{answer['query_code']}" in body
+    assert str(mail["To"]) == CONTACT["email"]
