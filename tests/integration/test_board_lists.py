@@ -300,3 +300,24 @@ def test_list_urls_of_other_tools_keep_working(runtime: Any, login_as: Any) -> N
     ):
         r = supervisor.get("/board/cases?" + urlencode(params))
         assert r.status_code == 200, params
+
+
+def test_merge_a_duplicate_from_the_queue(runtime: Any, client: Any, login_as: Any) -> None:
+    text = "幸福小区3号楼电梯已经坏了两个星期，老人上下楼非常困难，物业一直不修。"
+    first, _ = submit_complaint(client, text, subject="电梯坏了")
+    second, _ = submit_complaint(client, text, subject="电梯坏了")
+    supervisor = login_as("supervisor")
+    queue = supervisor.get("/board/queue").get_data(as_text=True)
+    row = queue.split(f'data-case="{second}"', 1)[1].split("</tr>", 1)[0]
+    assert f'name="merge-target" value="{first}"' in row
+    token = re.search(r'name="merge-csrf_token"[^>]*value="([^"]+)"', row).group(1)
+    r = supervisor.post(
+        f"/board/cases/{second}/merge",
+        data={"merge-csrf_token": token, "merge-target": first, "back": "queue"},
+    )
+    assert r.status_code == 302 and r.headers["Location"].endswith("/board/queue")
+    left = _queue_numbers(supervisor)
+    assert second not in left and first in left
+    with runtime.sessions() as s:
+        merged = s.scalar(select(Case).where(Case.tracking_number == second))
+        assert merged.status == Status.MERGED and merged.merged_into.tracking_number == first
