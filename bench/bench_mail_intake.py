@@ -73,11 +73,11 @@ class StageTimer:
         inner = getattr(module, name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
+            start = time.process_time()
             try:
                 return inner(*args, **kwargs)
             finally:
-                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.process_time() - start
                 self.calls[label] = self.calls.get(label, 0) + 1
 
         setattr(module, name, timed)
@@ -86,7 +86,7 @@ class StageTimer:
         for label, seconds in self.seconds.items():
             print(
                 f"  {label:<48} {seconds / n * 1000:6.2f} ms a message "
-                f"({seconds / total:4.0%} of the run)"
+                f"({seconds / total:4.0%} of the run's CPU)"
             )
 
 
@@ -155,12 +155,18 @@ def main() -> None:
         policy = mail_policy(rt)
         counts = new_counts()
         stages.wrap(triage.mail_intake, "parse_message", "parse (intake.email)")
-        stages.wrap(triage.mail_intake, "register", "register (triage.cases), of which:")
+        stages.wrap(triage.mail_intake, "register", "register (one by one), of which:")
+        stages.wrap(
+            triage.mail_intake, "register_batch", "register (batch, triage.cases), of which:"
+        )
         stages.wrap(triage.cases, "hash_query_code", "  query code hash (keyed)")
         stages.wrap(triage.cases, "similar_open_cases", "  similar open cases")
         stages.wrap(triage.duplicate_index, "look_up", "    of which index look-up")
         stages.wrap(triage.cases, "masked_case_text", "  masked text")
         stages.wrap(triage.cases, "new_tracking_number", "  tracking number (counter row)")
+        stages.wrap(triage.cases, "next_counter", "  tracking numbers (counter row)")
+        stages.wrap(triage.mail_intake, "_register_all", "registering a run (one flush)")
+        stages.wrap(triage.mail_intake, "_fresh", "parse and classify (reads only)")
         router = type(policy.intake.router)
         stages.wrap(router, "suggest", f"  routing suggestion ({router.__name__})")
         stages.wrap(triage.mail_intake, "acknowledge", "acknowledgment (build + outbox), of which:")
@@ -182,9 +188,9 @@ def main() -> None:
         # CPU time says what the intake itself costs.
         print(
             f"  this process's CPU time: {cpu / counts['seen'] * 1000:.2f} ms a message "
-            f"({counts['seen'] / cpu:.0f} msg/s of CPU); the stages below are wall time"
+            f"({counts['seen'] / cpu:.0f} msg/s of CPU); the stages below are CPU time too"
         )
-        stages.report(seconds, counts["seen"])
+        stages.report(cpu, counts["seen"])
         print(f"counts: {counts}")
         left = server.folder_uids("INBOX")
         print(f"left in INBOX: {len(left)}; in Processed: {len(server.folder_uids('Processed'))}")

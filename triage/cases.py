@@ -15,9 +15,9 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import bindparam, event, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -103,19 +103,21 @@ class Registration:
 _INCREMENT = (
     update(Counter)
     .where(Counter.name == bindparam("counter_name"))
-    .values(value=Counter.value + 1)
+    .values(value=Counter.value + bindparam("step"))
     .returning(Counter.value)
     .execution_options(synchronize_session=False)
 )
 
 
-def next_counter(session: Session, name: str) -> int:
-    """Atomically increments the named counter; the row lock serialises concurrent callers.
+def next_counter(session: Session, name: str, step: int = 1) -> int:
+    """Atomically adds ``step`` (≥ 1) to the named counter and returns the new value, so the
+    caller owns the ``step`` values up to it; the row lock serialises concurrent callers until
+    the transaction ends.
 
     One UPDATE … RETURNING when the row exists (every call but a year's first); else the row
     is made (INSERT … ON CONFLICT DO NOTHING: a concurrent first caller may make it too) and
     the UPDATE repeated."""
-    params = {"counter_name": name}
+    params = {"counter_name": name, "step": step}
     value = session.execute(_INCREMENT, params).scalar_one_or_none()
     if value is not None:
         return int(value)
@@ -259,17 +261,146 @@ def register(
     existing = find_by_external_id(session, submission.channel, submission.external_id)
     if existing is not None:
         return Registration(existing, created=False)
-
-    calendar = policy.deadlines.calendar
-    year = calendar.local(submission.received_at).year
     code = query_code or new_query_code()
+    case = _new_case(session, submission, policy, now, code, None)
+    # The counter row stays locked until the transaction commits, so the number is taken
+    # last: concurrent submissions wait for each other only as long as necessary.
+    year = policy.deadlines.calendar.local(submission.received_at).year
+    case.tracking_number = new_tracking_number(session, policy.tracking_prefix, year)
+    session.add(case)
+    if flush:
+        session.flush()
+    notifications.note_registered(session, case, code, now)
+    return Registration(case, created=True, query_code=code)
+
+
+class _Batch:
+    """The cases of one `register_batch` call that are not flushed yet, as the duplicate
+    lookup of the next ones must see them: their index postings and candidate texts."""
+
+    def __init__(self) -> None:
+        self.postings: dict[int, list[tuple[int, int]]] = {}
+        self.texts: dict[int, tuple[str, str, str, datetime]] = {}
+
+    def add(self, case: Case, signature: Sequence[int]) -> None:
+        minute = duplicate_index.minute_of(case.received_at)
+        for h in signature:
+            self.postings.setdefault(h, []).append((minute, case.id))
+        self.texts[case.id] = (case.tracking_number, case.subject, case.body, case.received_at)
+
+
+def _reserve_case_ids(session: Session, n: int) -> list[int]:
+    """``n`` ids for new cases, given to nobody else: from the sequence on PostgreSQL; on
+    SQLite the ones after the largest, which stay ours because the caller's transaction has
+    already written (SQLite has one writer, until the commit)."""
+    if n <= 0:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return list(session.execute(_PG_CASE_IDS, {"n": n}).scalars())
+    top = int(session.execute(_SQLITE_TOP_CASE_ID).scalar() or 0)
+    return list(range(top + 1, top + n + 1))
+
+
+_PG_CASE_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('cases', 'id')) FROM generate_series(1, :n)"
+)
+_SQLITE_TOP_CASE_ID = text("SELECT coalesce(max(id), 0) FROM cases")
+
+
+def register_batch(
+    session: Session,
+    items: Sequence[tuple[Submission, str | None]],
+    policy: IntakePolicy,
+    now: datetime,
+) -> list[Registration]:
+    """`register` for many submissions (submission, query code or None) at once, in order,
+    with the same cases, events, numbers and suggestions as one call each would make (the
+    duplicate lookup of each sees the ones before it), but nothing flushed: the caller
+    flushes them all together (one INSERT per table and batch instead of one per row).
+
+    A submission whose (channel, external id) is already a case, or earlier in ``items``,
+    gives that case with ``created`` False. Ids and tracking numbers are taken for the whole
+    batch at once (tracking numbers: one UPDATE of the year's counter; the row stays locked
+    until the commit, as with `register`). Must run inside a transaction that has written
+    already (SQLite: see `_reserve_case_ids`). Raises what `register` raises; the session
+    then holds a partial batch: roll back to a savepoint taken before.
+    """
+    with session.no_autoflush:
+        by_channel: dict[str, list[str]] = {}
+        for submission, _ in items:
+            by_channel.setdefault(str(submission.channel), []).append(submission.external_id)
+        known: dict[tuple[str, str], Case] = {}
+        for channel, external_ids in by_channel.items():
+            for case in session.scalars(
+                select(Case).where(Case.channel == channel, Case.external_id.in_(external_ids))
+            ):
+                known[(channel, case.external_id)] = case
+        fresh: list[int] = []
+        keys: set[tuple[str, str]] = set()
+        calendar = policy.deadlines.calendar
+        years: dict[int, int] = {}
+        for i, (submission, _) in enumerate(items):
+            key = (str(submission.channel), submission.external_id)
+            if key in known or key in keys:
+                continue
+            keys.add(key)
+            fresh.append(i)
+            year = calendar.local(submission.received_at).year
+            years[year] = years.get(year, 0) + 1
+        # Numbers first: that write also makes the transaction SQLite's writer.
+        serials: dict[int, itertools.count[int]] = {}
+        for year, n in sorted(years.items()):
+            last = next_counter(session, f"tracking-{year}", n)
+            serials[year] = itertools.count(last - n + 1)
+        ids = iter(_reserve_case_ids(session, len(fresh)))
+        batch = _Batch()
+        made: dict[tuple[str, str], Case] = {}
+        out: list[Registration] = []
+        wanted = set(fresh)
+        for i, (submission, query_code) in enumerate(items):
+            key = (str(submission.channel), submission.external_id)
+            if i not in wanted:
+                out.append(Registration(known.get(key) or made[key], created=False))
+                continue
+            code = query_code or new_query_code()
+            year = calendar.local(submission.received_at).year
+            case = _new_case(
+                session,
+                submission,
+                policy,
+                now,
+                code,
+                batch,
+                case_id=next(ids),
+                tracking_number=f"{policy.tracking_prefix}-{year}-{next(serials[year]):06d}",
+            )
+            session.add(case)
+            made[key] = case
+            notifications.note_registered(session, case, code, now)
+            out.append(Registration(case, created=True, query_code=code))
+    return out
+
+
+def _new_case(
+    session: Session,
+    submission: Submission,
+    policy: IntakePolicy,
+    now: datetime,
+    code: str,
+    batch: _Batch | None,
+    *,
+    case_id: int | None = None,
+    tracking_number: str = "",
+) -> Case:
+    """The case of a new submission with its events, suggestions and attachments, not yet
+    added to the session (`register`, `register_batch`)."""
     hazard = policy.detect_hazard(submission.subject, submission.body)
     suggestion = policy.router.suggest(submission.subject, submission.body)
     departments = _departments(session)
     suggested = departments.get(suggestion.label)
 
     case = Case(
-        tracking_number="",
+        tracking_number=tracking_number,
         query_code_hash=hash_query_code(code, key=policy.query_code_key),
         channel=str(submission.channel),
         external_id=submission.external_id,
@@ -296,11 +427,13 @@ def register(
             submission.received_at, hazard.urgent, kind=str(submission.kind)
         ),
     )
+    if case_id is not None:
+        case.id = case_id
     case.masked_text = masked_case_text(
         case.subject, case.body, case.contact_name, case.contact_phone, case.contact_email
     )
     stamp_caller(case, submission.place, policy.query_code_key)
-    case.similar = similar_open_cases(session, case, policy)
+    case.similar = similar_open_cases(session, case, policy, batch)
     for item in submission.attachments:
         policy.attachments.put(item.sha256, item.data)
         case.attachments.append(
@@ -356,18 +489,18 @@ def register(
             confidence=round(float(suggestion.confidence), 4),
             threshold=round(policy.threshold, 4),
         )
-    # The counter row stays locked until the transaction commits, so the number is taken
-    # last: concurrent submissions wait for each other only as long as necessary.
-    case.tracking_number = new_tracking_number(session, policy.tracking_prefix, year)
-    session.add(case)
-    if flush:
-        session.flush()
-    notifications.note_registered(session, case, code, now)
-    return Registration(case, created=True, query_code=code)
+    return case
 
 
 def case_text(subject: str, body: str) -> str:
     return f"{subject}\n{body}" if subject else body
+
+
+class _Candidate(NamedTuple):
+    id: int
+    tracking_number: str
+    subject: str
+    body: str
 
 
 _CANDIDATES = select(Case.id, Case.tracking_number, Case.subject, Case.body).where(
@@ -377,7 +510,9 @@ _CANDIDATES = select(Case.id, Case.tracking_number, Case.subject, Case.body).whe
 )
 
 
-def similar_open_cases(session: Session, case: Case, policy: IntakePolicy) -> list[list[object]]:
+def similar_open_cases(
+    session: Session, case: Case, policy: IntakePolicy, batch: _Batch | None = None
+) -> list[list[object]]:
     """Open cases of the last N days that look like the same issue: [[number, score], …].
 
     The duplicate index names a short list of candidates (a bounded read, however many cases
@@ -387,11 +522,24 @@ def similar_open_cases(session: Session, case: Case, policy: IntakePolicy) -> li
     if policy.find_similar is None or policy.duplicate_window_days <= 0:
         return []
     since = case.received_at - timedelta(days=policy.duplicate_window_days)
-    found = duplicate_index.look_up(session, case_text(case.subject, case.body), since)
+    extra = batch.postings if batch is not None else None
+    found = duplicate_index.look_up(session, case_text(case.subject, case.body), since, extra=extra)
     duplicate_index.remember_signature(session, case, found.signature)
+    if batch is not None:
+        batch.add(case, found.signature)
     if not found.case_ids:
         return []
-    rows = session.execute(_CANDIDATES, {"ids": found.case_ids, "since": since}).all()
+    pending = batch.texts if batch is not None else {}
+    stored = [i for i in found.case_ids if i not in pending]
+    rows: list[Any] = (
+        session.execute(_CANDIDATES, {"ids": stored, "since": since}).all() if stored else []
+    )
+    # The batch's own cases are newer than any stored one (open, ids above theirs).
+    rows += [
+        _Candidate(i, *pending[i][:3])
+        for i in sorted(i for i in found.case_ids if i in pending and i != case.id)
+        if pending[i][3] >= since
+    ]
     if not rows:
         return []
     numbers = {r.id: r.tracking_number for r in rows}

@@ -35,7 +35,7 @@ import re
 import unicodedata
 import zlib
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -226,14 +226,28 @@ class Lookup:
         return sum(self.rows.values())
 
 
-def look_up(session: Session, text_: str, since: datetime, limit: int = CANDIDATES) -> Lookup:
+def look_up(
+    session: Session,
+    text_: str,
+    since: datetime,
+    limit: int = CANDIDATES,
+    *,
+    extra: Mapping[int, Sequence[tuple[int, int]]] | None = None,
+) -> Lookup:
     """Candidates for near-duplicates of ``text_`` among cases received at or after ``since``
-    (aware), in one statement that reads a bounded number of index entries."""
+    (aware), in one statement that reads a bounded number of index entries.
+
+    ``extra``: index entries not written yet (hash → [(received minute, case id)], the cases
+    of a registration batch), read as if they were rows of the table."""
     hashes = gram_hashes(text_)
     if not hashes:
         return Lookup([], [], {})
     bands = band_keys(text_)
-    postings = _postings(session, hashes + bands, minute_of(since))
+    since_minute = minute_of(since)
+    if extra and any(h in extra for h in itertools.chain(hashes, bands)):
+        postings = _merged_postings(session, hashes + bands, since_minute, extra)
+    else:
+        postings = _postings(session, hashes + bands, since_minute)
     rows = {h: len(ids) for h, ids in postings.items()}
     scores: Counter[int] = Counter()
     for ids in postings.values():
@@ -279,6 +293,58 @@ def _postings(session: Session, hashes: list[int], since_minute: int) -> dict[in
         if ids:
             found[h] = [int(i) for i in ids.split(",")]
     return found
+
+
+_SQLITE_POSTINGS_AT = text(
+    "SELECT q.value AS hash, ("
+    " SELECT group_concat(received_minute || ':' || case_id) FROM ("
+    "  SELECT received_minute, case_id FROM duplicate_signatures"
+    "  WHERE hash = q.value AND received_minute >= :since"
+    "  ORDER BY received_minute DESC, case_id DESC LIMIT :rows)"
+    ") AS entries FROM json_each(:hashes) AS q"
+)
+_POSTGRES_POSTINGS_AT = text(
+    "SELECT q.hash, p.received_minute, p.case_id"
+    " FROM unnest(CAST(:hashes AS integer[])) AS q(hash)"
+    " CROSS JOIN LATERAL ("
+    "  SELECT received_minute, case_id FROM duplicate_signatures"
+    "  WHERE hash = q.hash AND received_minute >= :since"
+    "  ORDER BY received_minute DESC, case_id DESC LIMIT :rows) AS p"
+)
+
+
+def _merged_postings(
+    session: Session,
+    hashes: list[int],
+    since_minute: int,
+    extra: Mapping[int, Sequence[tuple[int, int]]],
+) -> dict[int, list[int]]:
+    """`_postings` with ``extra`` entries among the rows: for each hash the newest
+    ``ROWS_PER_GRAM + 1`` of both (newest minute first, then highest case id, the order of
+    the table's key read backwards)."""
+    params: dict[str, Any] = {"since": since_minute, "rows": ROWS_PER_GRAM + 1}
+    entries: dict[int, list[tuple[int, int]]] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        for h, minute, case_id in session.execute(
+            _POSTGRES_POSTINGS_AT, {**params, "hashes": hashes}
+        ):
+            entries.setdefault(h, []).append((minute, case_id))
+    else:
+        for h, found in session.execute(
+            _SQLITE_POSTINGS_AT, {**params, "hashes": json.dumps(hashes)}
+        ):
+            if found:
+                pairs = (item.split(":") for item in found.split(","))
+                entries[h] = [(int(m), int(c)) for m, c in pairs]
+    out: dict[int, list[int]] = {}
+    for h in hashes:
+        rows = entries.get(h, [])
+        more = [e for e in extra.get(h, ()) if e[0] >= since_minute]
+        if more:
+            rows = sorted([*rows, *more], reverse=True)[: ROWS_PER_GRAM + 1]
+        if rows:
+            out[h] = [case_id for _, case_id in rows]
+    return out
 
 
 def remember_signature(session: Session, case: Case, signature: Sequence[int]) -> None:

@@ -54,6 +54,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import re
 import zlib
 from collections.abc import Sequence
@@ -80,13 +81,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from intake.email import AttachmentLimits, Bounce, ParsedMail, UnparseableMail, parse_message
 from intake.mail.headers import decode_header
 from intake.normalise import clean_line, clean_text
 from intake.submission import Channel, Contact, Submission
-from triage.cases import IntakePolicy, derived_query_code, register
+from triage.cases import IntakePolicy, derived_query_code, register, register_batch
 from triage.models import N_, Actor, Base, Case, UTCDateTime, _actor_fields
 from triage.outbox import (
     MailKind,
@@ -96,6 +98,7 @@ from triage.outbox import (
     case_of_reply,
     enqueue,
     outbox_counts,
+    record_queued,
 )
 
 # -- tables ----------------------------------------------------------------------------------
@@ -511,6 +514,270 @@ def ingest(
     return _register(session, parsed, policy, now, row)
 
 
+log = logging.getLogger(__name__)
+
+
+SQLITE_CACHE_KIB = 65536
+"""SQLite page cache of a connection that ingests mail, KiB."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What `ingest_batch` did with one message: ``result`` as `ingest` gives it, and
+    ``error`` (empty unless ingesting it failed, a bug: it was then kept raw on the
+    quarantine list, its reason saying so)."""
+
+    result: Ingested
+    error: str = ""
+
+
+@dataclass
+class _Fresh:
+    """A parsed message that opens a case: registered with the others of its group."""
+
+    index: int
+    raw: bytes
+    digest: str
+    parsed: ParsedMail
+
+
+def ingest_one(
+    session: Session, raw: bytes, *, mailbox: str, policy: MailIntakePolicy, now: datetime
+) -> BatchResult:
+    """`ingest` in a savepoint; when it fails for another reason than the database being
+    gone (`OperationalError`, raised), the message is kept raw on the quarantine list with
+    the error as its reason (`quarantine_raw`) and the error returned."""
+    try:
+        with session.begin_nested():
+            return BatchResult(ingest(session, raw, mailbox=mailbox, policy=policy, now=now))
+    except OperationalError:
+        raise
+    except Exception as exc:
+        log.exception("intake of a message failed; quarantined")
+        reason = f"intake failed: {type(exc).__name__}: {exc}"
+        with session.begin_nested():
+            result = quarantine_raw(session, raw, mailbox=mailbox, reason=reason, now=now)
+        return BatchResult(result, error=reason)
+
+
+def ingest_batch(
+    session: Session,
+    raws: Sequence[bytes],
+    *,
+    mailbox: str,
+    policy: MailIntakePolicy,
+    now: datetime,
+) -> list[BatchResult]:
+    """`ingest_one` for each of ``raws`` (fetched at ``now``), in order, with the same rows,
+    cases, events and outcomes, but the messages that open a case registered together: one
+    `register_batch` and one flush per run of them (a message of another outcome, or one
+    that might depend on a case of the run, ends the run and is ingested alone after it).
+
+    A run is written in a savepoint: when anything in it fails (a bug, a constraint), the
+    savepoint is rolled back and its messages are ingested one by one (`ingest_one`), so one
+    bad message is quarantined and never keeps the others out. Flushes, never commits.
+    Raises OperationalError when the database is gone.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        # The index rows of a batch land all over the search and duplicate indexes; with
+        # SQLite's default 2 MiB page cache their pages were spilled and read again many
+        # times a transaction. The intake's connections keep a larger one (memory taken only
+        # as pages are read).
+        session.connection().exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    out: list[BatchResult | None] = [None] * len(raws)
+    run: list[_Fresh] = []
+    # Message-IDs, hashes and external ids of the run: a message naming one waits for it.
+    mids: set[str] = set()
+    digests: set[str] = set()
+    external: set[str] = set()
+
+    def end_run() -> None:
+        if run:
+            for index, result in _register_run(session, run, mailbox, policy, now):
+                out[index] = result
+            run.clear()
+            mids.clear()
+            digests.clear()
+            external.clear()
+
+    for index, raw in enumerate(raws):
+        raw = bytes(raw)
+        fresh = _fresh(session, index, raw, policy, now, mids, digests, external)
+        if fresh is None:
+            end_run()
+            out[index] = ingest_one(session, raw, mailbox=mailbox, policy=policy, now=now)
+            continue
+        run.append(fresh)
+        mids.add(fresh.parsed.message_id[:255])
+        digests.add(fresh.digest)
+        external.add(fresh.parsed.submission.external_id[:255])
+    end_run()
+    return [r for r in out if r is not None]
+
+
+def _fresh(
+    session: Session,
+    index: int,
+    raw: bytes,
+    policy: MailIntakePolicy,
+    now: datetime,
+    mids: set[str],
+    digests: set[str],
+    external: set[str],
+) -> _Fresh | None:
+    """The message as a `_Fresh` when `ingest` would register it as a new case and nothing
+    in it may depend on the run before it; else None (it is ingested alone). Reads only."""
+    try:
+        parsed = parse_message(
+            raw, received_at=now, limits=policy.limits, own_addresses=policy.own_addresses
+        )
+    except UnparseableMail:
+        return None
+    except Exception:  # `ingest_one` meets it again and says what it was
+        return None
+    digest = hashlib.sha256(raw).hexdigest()
+    mid = parsed.message_id[:255]
+    if digest in digests or (mid and mid in mids) or parsed.bounce is not None:
+        return None
+    if any(i[:255] in external for i in parsed.thread_ids):
+        return None  # a reply to a case of the run: threaded once the run is written
+    if tracking_pattern(policy.intake.tracking_prefix).search(parsed.submission.subject.upper()):
+        return None  # it may name a number the run is about to take
+    with session.no_autoflush:
+        seen, taken = _seen(session, parsed.message_id, digest)
+        if seen is not None:
+            return None
+        if taken:
+            external_id = f"{parsed.message_id[:180]}#{digest[:16]}"
+            parsed = replace(parsed, submission=replace(parsed.submission, external_id=external_id))
+        if parsed.likely_spam or parsed.loop_reasons:
+            return None
+        if (parsed.reply_to or parsed.sender).lower() in policy.own_addresses:
+            return None
+        if _thread_target(session, parsed, policy) is not None:
+            return None
+    return _Fresh(index, raw, digest, parsed)
+
+
+def _register_run(
+    session: Session,
+    run: Sequence[_Fresh],
+    mailbox: str,
+    policy: MailIntakePolicy,
+    now: datetime,
+) -> list[tuple[int, BatchResult]]:
+    """Registers a run of `_Fresh` messages as `_register` would one by one, in one
+    savepoint and two flushes; on failure, one by one (`ingest_one`)."""
+    try:
+        with session.begin_nested():
+            return [
+                (f.index, BatchResult(r))
+                for f, r in _register_all(session, run, mailbox, policy, now)
+            ]
+    except OperationalError:
+        raise
+    except Exception:
+        log.exception("registering %d messages together failed; one by one now", len(run))
+    return [
+        (f.index, ingest_one(session, f.raw, mailbox=mailbox, policy=policy, now=now)) for f in run
+    ]
+
+
+def _register_all(
+    session: Session,
+    run: Sequence[_Fresh],
+    mailbox: str,
+    policy: MailIntakePolicy,
+    now: datetime,
+) -> list[tuple[_Fresh, Ingested]]:
+    codes = [derived_query_code(policy.query_secret, f.parsed.submission.external_id) for f in run]
+    registrations = register_batch(
+        session,
+        [(f.parsed.submission, code) for f, code in zip(run, codes, strict=True)],
+        policy.intake,
+        now,
+    )
+    made: list[tuple[_Fresh, IncomingMail, bool]] = []
+    queued: list[tuple[Case, OutgoingMail]] = []
+    acks: dict[str, int] = {}
+    with session.no_autoflush:
+        for fresh, registration, code in zip(run, registrations, codes, strict=True):
+            parsed, case = fresh.parsed, registration.case
+            row = functools.partial(
+                _new_row,
+                session,
+                fresh.raw,
+                mailbox=mailbox,
+                now=now,
+                digest=fresh.digest,
+                parsed=parsed,
+                flush=False,
+            )
+            if not registration.created:
+                reason = f"Message-ID already registered as {case.tracking_number}"
+                made.append(
+                    (fresh, row(outcome=Outcome.DUPLICATE, reason=reason, case=case), False)
+                )
+                continue
+            record_refused(case, parsed, now)
+            recipient = parsed.reply_to or parsed.sender
+            loops = _loops(session, policy, recipient, now, acks)
+            mail = row(
+                outcome=Outcome.AUTO_REPLY if loops else Outcome.REGISTERED,
+                reason="; ".join(loops),
+                case=case,
+            )
+            ack = None
+            if not loops and policy.acknowledge and recipient and "@" in recipient:
+                ack = acknowledge(
+                    session, case, parsed, policy, code, now, check=False, flush=False
+                )
+                if ack is not None:
+                    queued.append((case, ack))
+                    acks[recipient.lower()] = acks.get(recipient.lower(), 0) + 1
+            elif loops:
+                case.record("not_acknowledged", ACTOR, now, reason="; ".join(loops))
+            made.append((fresh, mail, ack is not None))
+    session.flush()
+    for case, ack in queued:
+        record_queued(session, case, ack, now)
+    session.flush()
+    return [
+        (
+            f,
+            _result(m, outcome=Outcome.DUPLICATE)
+            if m.outcome == Outcome.DUPLICATE
+            else _result(m, ack=a),
+        )
+        for f, m, a in made
+    ]
+
+
+def _loops(
+    session: Session,
+    policy: MailIntakePolicy,
+    recipient: str,
+    now: datetime,
+    earlier: dict[str, int],
+) -> list[str]:
+    """Why a new case gets no acknowledgment (`_register`'s guards); ``earlier``: the
+    acknowledgments per address queued in this run, not flushed yet."""
+    loops: list[str] = []
+    if recipient.lower() in policy.own_addresses:
+        loops.append("Reply-To is our own address")
+    if not loops and len(recipient) > MAX_ADDRESS:
+        loops.append(f"address longer than {MAX_ADDRESS} characters")
+    if not loops and recipient and policy.acknowledge:
+        sent = acknowledgments_to(session, recipient, now - policy.ack_window)
+        sent += earlier.get(recipient.lower(), 0)
+        if sent >= policy.ack_limit:
+            loops.append(
+                f"{sent} acknowledgments to {recipient} within {policy.ack_window} "
+                f"(limit {policy.ack_limit})"
+            )
+    return loops
+
+
 MAX_REFUSED_LISTED = 50
 
 
@@ -769,10 +1036,12 @@ def acknowledge(
     now: datetime,
     *,
     check: bool = True,
+    flush: bool = True,
 ) -> OutgoingMail | None:
     """Queues the acknowledgment of an email case (once: None when it is queued already or
     the recipient's address is unusable). ``check=False`` skips looking for an earlier one
-    (for a case created in this transaction)."""
+    (for a case created in this transaction); ``flush=False``: see `enqueue` (the caller
+    flushes, then calls `record_queued`)."""
     message_id = acknowledgment_message_id(case, policy.sender, policy.query_secret)
     if check and session.scalar(
         select(OutgoingMail.id).where(OutgoingMail.message_id == message_id)
@@ -793,7 +1062,7 @@ def acknowledge(
     except OutboxError:
         return None
     msg["Message-ID"] = message_id
-    return enqueue(session, msg, case=case, kind=MailKind.ACKNOWLEDGMENT, now=now)
+    return enqueue(session, msg, case=case, kind=MailKind.ACKNOWLEDGMENT, now=now, flush=flush)
 
 
 def quarantine_raw(

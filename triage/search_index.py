@@ -335,11 +335,15 @@ def _changed(obj: Case) -> bool:
 
 @event.listens_for(Session, "after_flush")
 def _keep_index(session: Session, flush_context: Any) -> None:
-    """Rewrites the rows of the cases whose searchable text this flush changed."""
+    """Rewrites the rows of the cases whose searchable text this flush changed; a case the
+    flush inserted gets its rows from the object itself (nothing to delete or read back)."""
     ids: set[int] = set()
+    inserted: dict[int, Case] = {}
     for obj in (*session.new, *session.dirty):
         if isinstance(obj, Case) and obj.id is not None:
-            if obj in session.new or _changed(obj):
+            if obj in session.new and obj.merged_into_id is None:
+                inserted[obj.id] = obj
+            elif obj in session.new or _changed(obj):
                 ids.add(obj.id)
                 if obj.merged_into_id is not None:
                     ids.add(obj.merged_into_id)
@@ -352,5 +356,22 @@ def _keep_index(session: Session, flush_context: Any) -> None:
     for obj in session.deleted:
         if isinstance(obj, CaseReply) and obj.case_id is not None:
             ids.add(obj.case_id)
+    # A new case with a reply or a merged case in the same flush is read back as a whole.
+    texts = [_text_of(case) for case_id, case in sorted(inserted.items()) if case_id not in ids]
+    if texts:
+        write_rows(session, index_rows(texts))
     if ids:
         reindex_cases(session, ids)
+
+
+def _text_of(case: Case) -> CaseText:
+    """The searchable text of a case just inserted: no replies, no merged cases yet."""
+    return CaseText(
+        case_id=case.id,
+        tracking_number=case.tracking_number or "",
+        subject=case.subject or "",
+        body=case.body or "",
+        contact_name=case.contact_name or "",
+        contact_phone=case.contact_phone or "",
+        contact_email=case.contact_email or "",
+    )

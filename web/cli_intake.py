@@ -1,9 +1,10 @@
 """`minsheng intake mail`: read the complaints mailbox of `[intake.imap]` and register it.
 
 One round (`run_round`), for `--once` and for every wake-up of `--watch`: while the folder
-has messages, fetch a batch, ingest each message in its own savepoint
-(`triage.mail_intake.ingest`), commit the batch, then move its messages with one MOVE per
-folder (processed, quarantine, spam). A crash before the commit leaves the batch in the
+has messages, fetch a batch, ingest it `INGEST_CHUNK` messages at a time
+(`triage.mail_intake.ingest_batch`: the new cases of a chunk registered together in one
+savepoint, any other message in its own), commit the batch, then move its messages with one
+MOVE per folder (processed, quarantine, spam). A crash before the commit leaves the batch in the
 folder and nothing in the database; a crash after it leaves messages that the next run
 recognises (Message-ID + SHA-256) and only moves. A message whose ingesting fails (a bug)
 is kept raw on the quarantine list and counted as an error.
@@ -46,9 +47,8 @@ from triage.mail_intake import (
     COUNTS,
     Folder,
     MailIntakePolicy,
-    ingest,
+    ingest_batch,
     lease_name,
-    quarantine_raw,
     record_fetch,
     release_lease,
     take_lease,
@@ -104,6 +104,10 @@ MAX_TRANSACTION_SECONDS = 2.0
 citizen submitting the web form waits for the intake's transaction to end."""
 
 
+INGEST_CHUNK = 50
+"""Messages ingested together (`ingest_batch`); the transaction's age is checked between."""
+
+
 class _Part:
     """One transaction of a batch: the messages ingested in it and where they go."""
 
@@ -134,29 +138,21 @@ class _Part:
         record_fetch(session, self.name, now=now, waiting=self.waiting)
         return session
 
-    def ingest(self, message: FetchedMessage, policy: MailIntakePolicy) -> None:
+    def ingest(self, messages: list[FetchedMessage], policy: MailIntakePolicy) -> None:
+        """Ingests fetched messages together (`ingest_batch`: one flush for the new cases
+        among them); one that fails is quarantined raw and counted as an error."""
         session = self.session or self._open()
-        self.counts["seen"] += 1
-        try:
-            with session.begin_nested():
-                result = ingest(
-                    session, message.raw, mailbox=self.name, policy=policy, now=self.clock()
-                )
-            self.counts[result.count] += 1
-        except OperationalError:
-            raise  # the database is gone: this part waits for the next run
-        except Exception as exc:
-            log.exception("intake of message UID %s failed; quarantined", message.uid)
-            with session.begin_nested():
-                result = quarantine_raw(
-                    session,
-                    message.raw,
-                    mailbox=self.name,
-                    reason=f"intake failed: {type(exc).__name__}: {exc}",
-                    now=self.clock(),
-                )
-            self.counts["errors"] += 1
-        self.moves[result.folder].append(message.uid)
+        results = ingest_batch(
+            session, [m.raw for m in messages], mailbox=self.name, policy=policy, now=self.clock()
+        )
+        for message, done in zip(messages, results, strict=True):
+            self.counts["seen"] += 1
+            if done.error:
+                log.error("intake of message UID %s failed; quarantined", message.uid)
+                self.counts["errors"] += 1
+            else:
+                self.counts[done.result.count] += 1
+            self.moves[done.result.folder].append(message.uid)
 
     @property
     def age(self) -> float:
@@ -213,10 +209,16 @@ def run_round(
             break
         part = _Part(rt, name, lease, clock, len(waiting))
         try:
+            chunk: list[FetchedMessage] = []
             for message in mailbox.fetch(waiting[: mailbox.config.batch_size]):
-                part.ingest(message, policy)
-                if part.age > MAX_TRANSACTION_SECONDS:
-                    part.finish(mailbox, counts)
+                chunk.append(message)
+                if len(chunk) >= INGEST_CHUNK:
+                    part.ingest(chunk, policy)
+                    chunk = []
+                    if part.age > MAX_TRANSACTION_SECONDS:
+                        part.finish(mailbox, counts)
+            if chunk:
+                part.ingest(chunk, policy)
             part.finish(mailbox, counts)
         finally:
             part.abort()
