@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from tests.conftest import csrf_from
 from tests.integration.helpers import flashes, submit_complaint
@@ -41,9 +41,13 @@ def _desk(operator: Any, data: dict[str, Any]) -> Any:
 
 
 def _case(runtime: Any, number: str) -> Case:
-    s = runtime.sessions()
-    case = s.scalars(select(Case).where(Case.tracking_number == number)).one()
-    case.events  # noqa: B018 - loaded before the session goes
+    """The case with its events, read in a session of its own (closed again: an open one
+    would keep PostgreSQL from dropping the test's schema)."""
+    with runtime.sessions() as s:
+        case = s.scalars(
+            select(Case).where(Case.tracking_number == number).options(selectinload(Case.events))
+        ).one()
+        s.expunge(case)
     return case
 
 
