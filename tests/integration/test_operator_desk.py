@@ -124,9 +124,13 @@ def test_a_repeat_call_about_an_open_case_is_urged_not_a_new_case(
     assert "路灯还是不亮" in urged.reason and urged.detail["callback"] is True
 
     _dispatch(runtime, number, "urban")
-    handler_page = login_as("urban").get(f"/board/cases/{number}").get_data(as_text=True)
+    handler = login_as("urban")
+    handler_page = handler.get(f"/board/cases/{number}").get_data(as_text=True)
     assert 'id="urge-count"' in handler_page and "催办" in handler_page
     assert "路灯还是不亮" in handler_page
+    listed = handler.get("/board/cases").get_data(as_text=True)
+    row = re.search(rf'<tr[^>]*data-case="{number}".*?</tr>', listed, re.S).group(0)
+    assert "催办 1 次" in row
 
 
 def test_a_call_about_a_closed_case_reopens_it_or_opens_a_linked_case(
