@@ -68,13 +68,13 @@ def _link(token_text: str) -> tuple[Link, object]:
     return look_up(db(), token, datetime.now(UTC)), token
 
 
-@bp.get("/<path:token>")
+@bp.get("/<token>")
 def show(token: str) -> Response:
     link, _token = _link(token)
     return _page(link, SatisfactionForm() if link.state == LinkState.OPEN else None)
 
 
-@bp.post("/<path:token>")
+@bp.post("/<token>")
 def submit(token: str) -> Response:
     settings = runtime().settings
     # Counted before anything is written (SQLite: the request's session would hold the lock).
