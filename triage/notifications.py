@@ -66,7 +66,7 @@ class SmsTemplates:
 
 @dataclass(frozen=True)
 class Notifier:
-    """What notices need to know, from the config (web/notifications_config.py builds it).
+    """What notices need to know, from the config (web/notices.py builds it).
 
     - ``sender``: the From of the mails (``[mail] sender``); ``own_addresses``: addresses
       never written to (the sender's, the complaints mailbox's), lower case.

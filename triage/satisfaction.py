@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from triage.deadlines import Deadlines
 from triage.models import (
+    N_,
     Base,
     Case,
     CaseReply,
@@ -126,14 +127,14 @@ def read_token(secret: bytes, text: str) -> Token | None:
     if not dot or not hmac.compare_digest(mac.encode(), _mac(secret, payload).encode()):
         return None
     parts = payload.split("-")
+    if len(parts) != 3:
+        return None
     try:
         case_id, reply_id, minutes = int(parts[0]), int(parts[1]), int(parts[2], 36)
-        if len(parts) != 3 or min(case_id, reply_id) <= 0 or case_id >= 2**31:
-            return None
-        if reply_id >= 2**31:
-            return None
         expires = _EPOCH + timedelta(minutes=minutes)
-    except (ValueError, IndexError, OverflowError):
+    except (ValueError, OverflowError):
+        return None
+    if not (0 < case_id < 2**31 and 0 < reply_id < 2**31):
         return None
     return Token(case_id, reply_id, expires, text)
 
@@ -204,7 +205,7 @@ def answer(
     Raises AlreadyAnswered when another answer won the unique constraint (the caller's
     transaction must then be rolled back), IllegalTransition when the case moved on."""
     if link.state != LinkState.OPEN or link.case is None or link.reply is None:
-        raise IllegalTransition("This link cannot be answered now.")
+        raise IllegalTransition(N_("This link cannot be answered now."))
     case, reply = link.case, link.reply
     comment = (comment or "").strip()[:MAX_COMMENT]
     response = SatisfactionResponse(

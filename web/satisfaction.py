@@ -20,7 +20,15 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 
 from triage.models import IllegalTransition, Satisfaction
-from triage.satisfaction import AlreadyAnswered, Link, LinkState, answer, look_up, read_token
+from triage.satisfaction import (
+    AlreadyAnswered,
+    Link,
+    LinkState,
+    Token,
+    answer,
+    look_up,
+    read_token,
+)
 from web import db, runtime, throttle
 from web.forms import SatisfactionForm
 
@@ -63,7 +71,7 @@ def _page(
     return response
 
 
-def _link(token_text: str) -> tuple[Link, object]:
+def _link(token_text: str) -> tuple[Link, Token | None]:
     token = read_token(runtime().secret, token_text)
     return look_up(db(), token, datetime.now(UTC)), token
 
@@ -108,7 +116,7 @@ def submit(token: str) -> Response:
         response = answer(
             s,
             link,
-            parsed,  # type: ignore[arg-type]
+            parsed,
             solved=form.solved.data == "yes",
             satisfaction=Satisfaction(form.satisfaction.data),
             comment=form.comment.data or "",
@@ -119,7 +127,7 @@ def submit(token: str) -> Response:
         s.commit()
     except AlreadyAnswered:
         s.rollback()
-        return _page(look_up(s, parsed, datetime.now(UTC)))  # type: ignore[arg-type]
+        return _page(look_up(s, parsed, datetime.now(UTC)))
     except (IllegalTransition, StaleDataError, IntegrityError):
         # The office acted on the case at the same moment (a visit, a rework).
         s.rollback()
