@@ -79,3 +79,31 @@ def test_a_call_is_logged_with_the_keyboard_alone(
     expect(page.locator("#urge-count")).to_contain_text("1")
     expect(page.locator(".timeline")).to_contain_text("井盖还没有补上")
     assert _count(runtime) == before
+
+
+def test_the_public_form_marks_required_fields_and_takes_a_place(
+    chromium: Any, live_server: str, runtime: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.browser.test_walkthrough import PHONE
+
+    page = chromium.new_context(**PHONE, locale="zh-CN", base_url=live_server).new_page()
+    page.goto("/complain")
+    expect(page.locator("#required-legend")).to_contain_text("必填")
+    subject_label = page.locator("label[for=subject]")
+    mark = subject_label.evaluate("l => getComputedStyle(l, '::after').content")
+    assert "*" in mark
+    place_label = page.locator("label[for=place]")
+    assert "*" not in place_label.evaluate("l => getComputedStyle(l, '::after').content")
+    expect(page.locator("#subject")).to_have_attribute("aria-required", "true")
+    page.fill("#subject", "井盖缺失")
+    page.fill("#body", "幸福路口的井盖丢了，晚上很危险")
+    page.fill("#place", "幸福路与人民路路口")
+    screenshot(page, tmp_path / "complain.png")
+    page.click("main form button[type=submit]")
+    expect(page.locator("#tracking-number")).to_be_visible()
+    number = page.locator("#tracking-number").inner_text()
+    with runtime.sessions() as s:
+        case = s.scalars(select(Case).where(Case.tracking_number == number)).one()
+        assert case.place == "幸福路与人民路路口"

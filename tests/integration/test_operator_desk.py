@@ -330,3 +330,37 @@ def test_migration_0010_on_a_populated_database(empty_url: str) -> None:
         ]
         assert [(c.place, c.urge_count) for c in cases] == [("", 0)] * 4
     engine.dispose()
+
+
+def test_init_gives_older_cases_their_caller_key(
+    client: Any, runtime: Any, config_file: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from web.cli import main
+
+    number, _ = submit_complaint(client, "明德路路灯不亮", phone="138 1234 5678")
+    with runtime.sessions() as s, s.begin():  # as a case from before migration 0010 is
+        s.execute(text("UPDATE cases SET caller_key = NULL, caller_alt_key = NULL"))
+    result = CliRunner().invoke(main, ["init", "--config", str(config_file)])
+    assert result.exit_code == 0, result.output
+    secret = config_file.parent / "inst" / "secret_key"
+    key = caller_key(PHONE, "", secret.read_text().strip() if secret.exists() else "")
+    assert _case(runtime, number).caller_key == key
+
+
+def test_the_operator_marks_a_call_urgent(login_as: Any, runtime: Any) -> None:
+    r = _desk(
+        login_as("operator"),
+        {
+            "phone": "13900003333",
+            "body": "办事窗口排队太久，老人站不住",
+            "urgent": "y",
+            "place": "幸福小区",
+        },
+    )
+    assert r.status_code == 302
+    case = _case(runtime, r.headers["Location"].rsplit("/", 1)[-1])
+    assert case.urgent is True and case.place == "幸福小区"
+    assert any("话务员" in reason or "operator" in reason for reason in case.urgent_reasons)
+    assert case.received_at <= datetime.now(UTC)
