@@ -59,6 +59,7 @@ __all__ = [
 CALL_CHANNEL = Channel.PHONE
 BODY_MAX = 5000  # characters, as the operators' desk and the web form allow
 SUBJECT_MAX = 40  # characters of the body's first line shown as the case's subject
+PLACE_MAX = 200  # characters of the address, as the case's place column holds
 # A call time this far ahead of the clock is a typo (or a wrong time zone), not a call.
 FUTURE_TOLERANCE = timedelta(minutes=10)
 EARLIEST_CALL = datetime(1990, 1, 1)
@@ -485,14 +486,13 @@ def parse_row(
     *,
     tz: tzinfo,
     now: datetime,
-    address_label: str = "地址",
 ) -> CallRow:
     """One row of the export → a CallRow with its Submission, or with every error found.
 
     Required cells: 来电号码 (a valid phone, `normalise_phone`), 来电时间, 诉求内容 (at most
     BODY_MAX characters). 工单号 may be empty (the key is then number and time); 通话时长
-    may be empty. The address, when the mapping reads one, is added to the body as a
-    labelled line (``地址：…``), since a case has no address of its own yet.
+    may be empty. The address (地址), when the mapping reads one, is the case's place (at
+    most PLACE_MAX characters).
     """
     errors: list[RowError] = []
 
@@ -544,17 +544,19 @@ def parse_row(
         fail("name", CellError("too_long", "longer than %(max)s characters", max=100))
     operator = clean_line(_text(cell("operator")))[:100]
     address = clean_line(_text(cell("address")))
+    if len(address) > PLACE_MAX:
+        fail("address", CellError("too_long", "longer than %(max)s characters", max=PLACE_MAX))
     if errors or called_at is None:
         return CallRow(row, None, tuple(errors), call_id, duration, operator)
-    text = f"{body}\n\n{address_label}：{address}" if address else body
     submission = Submission(
         channel=CALL_CHANNEL,
         external_id=call_key(call_id, phone, called_at),
         received_at=called_at,
-        body=text,
+        body=body,
         subject=_subject(body),
         kind=kind,
         contact=Contact(name=name, phone=phone),
+        place=address,
     )
     return CallRow(row, submission, (), call_id, duration, operator)
 

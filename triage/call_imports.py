@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, select, update
@@ -29,6 +29,9 @@ from triage.cases import IntakePolicy, register
 from triage.models import Actor, Base, Case, User, UTCDateTime, utcnow
 
 COUNTS = ("rows", "registered", "duplicates", "rejected")
+# A batch takes seconds; an unfinished run silent this long was interrupted (its process
+# stopped) and is completed by importing the file again.
+RUNNING_SILENCE = timedelta(minutes=2)
 
 
 class CallImport(Base):
@@ -46,12 +49,18 @@ class CallImport(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     # NULL: still running, or interrupted (its committed batches stay).
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When its last batch committed: a run unfinished and silent for long was interrupted.
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     rows: Mapped[int] = mapped_column(Integer, default=0)
     registered: Mapped[int] = mapped_column(Integer, default=0)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     # The bad rows: [{"row", "column", "code", "message", "params"}], in file order.
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+    def running(self, now: datetime) -> bool:
+        """Still importing: unfinished, and a batch committed within RUNNING_SILENCE."""
+        return self.finished_at is None and now - self.updated_at < RUNNING_SILENCE
 
     def counts(self) -> dict[str, int]:
         return {name: int(getattr(self, name) or 0) for name in COUNTS}
@@ -109,6 +118,7 @@ def start_run(
         actor_id=actor.id if isinstance(actor, User) else None,
         actor_name=(actor.label if isinstance(actor, User) else actor or "system")[:200],
         started_at=now,
+        updated_at=now,
         errors=[],
     )
     session.add(run)

@@ -89,6 +89,108 @@ def _batches(rows: Iterator[CallRow], size: int) -> Iterator[list[CallRow]]:
         yield batch
 
 
+class PreparedImport:
+    """A file read and its header checked, the run stored (when kept): `run` imports it.
+
+    Made by `prepare_import`; `run` may go on in another thread (the upload page), with
+    its own sessions. `actor` is used for its id and label only.
+    """
+
+    def __init__(
+        self,
+        rt: Runtime,
+        rows: Iterator[CallRow],
+        report: ImportReport,
+        actor: Actor,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.rt, self.rows, self.report, self.actor, self.clock = rt, rows, report, actor, clock
+
+    def run(self, progress: Callable[[int], None] | None = None) -> ImportReport:
+        """Registers the rows batch by batch; `progress(n)` after each batch of n rows.
+        Returns the report; database errors and interruptions propagate (the batches
+        committed before stay, and the run stays unfinished)."""
+        rt, report, run_id = self.rt, self.report, self.report.run_id
+        policy = rt.intake_policy()
+        seen: set[str] = set()
+        for batch in _batches(self.rows, rt.settings.intake.calls.batch_size):
+            session: Session = rt.sessions()
+            try:
+                result = import_batch(
+                    session,
+                    batch,
+                    policy,
+                    run_id=run_id,
+                    file_name=report.file_name,
+                    actor=self.actor,
+                    seen=seen,
+                    now=self.clock(),
+                    dry_run=report.dry_run,
+                )
+                if run_id is not None:
+                    run = session.get(CallImport, run_id)
+                    assert run is not None
+                    add_to_run(run, result)
+                    run.updated_at = self.clock()
+                session.commit()  # a dry run's batch wrote nothing but the run's counts
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+            for name in COUNTS:
+                report.counts[name] += result.counts[name]
+            report.errors.extend(error_record(e) for e in result.errors)
+            if progress is not None:
+                progress(len(batch))
+        if run_id is not None:
+            with rt.sessions() as session, session.begin():
+                run = session.get(CallImport, run_id)
+                assert run is not None
+                run.finished_at = run.updated_at = self.clock()
+        return report
+
+
+def prepare_import(
+    rt: Runtime,
+    data: bytes,
+    file_name: str,
+    *,
+    mapping: str | None = None,
+    actor: Actor,
+    dry_run: bool = False,
+    keep_report: bool | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> PreparedImport:
+    """Reads `data` (the bytes of a CSV or XLSX export) and checks its header.
+
+    Raises UnknownMapping, intake.phone.FileFormatError (not a CSV/XLSX we can read) or
+    intake.phone.MissingColumns (naming the required headers absent) before anything is
+    stored. `keep_report` (default: not `dry_run`) stores the run (its id in the report),
+    whose counts and bad rows `run` fills in.
+    """
+    settings = rt.settings
+    column_mapping = mapping_named(settings, mapping)
+    tz = ZoneInfo(settings.app.timezone)
+    table = read_table(data, file_name)
+    rows = parse_table(table, column_mapping, tz=tz, now=clock())
+    keep = (not dry_run) if keep_report is None else keep_report
+    report = ImportReport(file_name=file_name, dry_run=dry_run)
+    if keep:
+        with rt.sessions() as session, session.begin():
+            run = start_run(
+                session,
+                file_name=file_name,
+                file_sha256=hashlib.sha256(data).hexdigest(),
+                mapping=mapping or DEFAULT_MAPPING,
+                actor=actor,
+                dry_run=dry_run,
+                now=clock(),
+            )
+            report.run_id = run.id
+    return PreparedImport(rt, rows, report, actor, clock)
+
+
 def run_import(
     rt: Runtime,
     data: bytes,
@@ -101,68 +203,15 @@ def run_import(
     progress: Callable[[int], None] | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> ImportReport:
-    """Imports `data` (the bytes of a CSV or XLSX export) as `actor`.
-
-    Raises UnknownMapping, intake.phone.FileFormatError (not a CSV/XLSX we can read) or
-    intake.phone.MissingColumns (naming the required headers absent) before anything is
-    stored. `progress(n)` is called after each batch with the number of rows it held.
-    `keep_report` (default: not `dry_run`) stores the run with its counts and bad rows.
-    """
-    settings = rt.settings
-    column_mapping = mapping_named(settings, mapping)
-    calls = settings.intake.calls
-    tz = ZoneInfo(settings.app.timezone)
-    table = read_table(data, file_name)
-    rows = parse_table(table, column_mapping, tz=tz, now=clock())
-    keep = (not dry_run) if keep_report is None else keep_report
-    report = ImportReport(file_name=file_name, dry_run=dry_run)
-    policy = rt.intake_policy()
-    run_id: int | None = None
-    if keep:
-        with rt.sessions() as session, session.begin():
-            run = start_run(
-                session,
-                file_name=file_name,
-                file_sha256=hashlib.sha256(data).hexdigest(),
-                mapping=mapping or DEFAULT_MAPPING,
-                actor=actor,
-                dry_run=dry_run,
-                now=clock(),
-            )
-            run_id = report.run_id = run.id
-    seen: set[str] = set()
-    for batch in _batches(rows, calls.batch_size):
-        session: Session = rt.sessions()
-        try:
-            result = import_batch(
-                session,
-                batch,
-                policy,
-                run_id=run_id,
-                file_name=file_name,
-                actor=actor,
-                seen=seen,
-                now=clock(),
-                dry_run=dry_run,
-            )
-            if run_id is not None:
-                run = session.get(CallImport, run_id)
-                assert run is not None
-                add_to_run(run, result)
-            session.commit()  # a dry run's batch wrote nothing but the run's counts
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-        for name in COUNTS:
-            report.counts[name] += result.counts[name]
-        report.errors.extend(error_record(e) for e in result.errors)
-        if progress is not None:
-            progress(len(batch))
-    if run_id is not None:
-        with rt.sessions() as session, session.begin():
-            run = session.get(CallImport, run_id)
-            assert run is not None
-            run.finished_at = clock()
-    return report
+    """`prepare_import`, then `PreparedImport.run` in this thread: the whole import."""
+    prepared = prepare_import(
+        rt,
+        data,
+        file_name,
+        mapping=mapping,
+        actor=actor,
+        dry_run=dry_run,
+        keep_report=keep_report,
+        clock=clock,
+    )
+    return prepared.run(progress)

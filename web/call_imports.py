@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
+import threading
 from typing import Any
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
@@ -27,12 +29,14 @@ from intake.phone import FileFormatError, MissingColumns
 from triage.access import Action
 from triage.call_imports import CallImport
 from triage.export import csv_cell
+from triage.models import utcnow
 from web import db, runtime
 from web.auth import requires
-from web.call_import_run import DEFAULT_MAPPING, mappings, run_import
+from web.call_import_run import DEFAULT_MAPPING, PreparedImport, mappings, prepare_import
 from web.forms import Form
 
 bp = Blueprint("call_imports", __name__, url_prefix="/board/calls/import")
+log = logging.getLogger(__name__)
 
 RECENT = 20  # runs listed under the form
 SHOWN_ERRORS = 500  # bad rows listed on the page; the download has them all
@@ -103,6 +107,7 @@ def _page(form: CallImportForm, problem: str = "", status: int = 200) -> tuple[s
         recent=_recent(),
         limit_mb=runtime().settings.intake.calls.max_upload_mb,
         run=None,
+        now=utcnow(),
     ), status
 
 
@@ -130,13 +135,14 @@ def upload() -> Any:
     data = upload.read(limit + 1)
     if len(data) > limit:
         return _page(form, too_large, 413)
+    user = current_user._get_current_object()  # its id and label, loaded with it
     try:
-        report = run_import(
+        prepared = prepare_import(
             runtime(),
             data,
             name,
             mapping=form.mapping.data,
-            actor=current_user._get_current_object(),
+            actor=user,
             dry_run=bool(form.dry_run.data),
             keep_report=True,
         )
@@ -151,6 +157,12 @@ def upload() -> Any:
         )
     except FileFormatError as exc:
         return _page(form, str(FILE_MESSAGES.get(exc.code, _("The file cannot be read."))), 400)
+    report = prepared.report
+    # A large export takes minutes, longer than a web worker may hold a request: it goes
+    # on in a thread, batch by batch, and the run's page follows it.
+    threading.Thread(
+        target=_run_logged, args=(prepared,), name=f"call-import-{report.run_id}", daemon=True
+    ).start()
     return redirect(url_for("call_imports.show", import_id=report.run_id))
 
 
@@ -163,6 +175,14 @@ def _too_large(exc: RequestEntityTooLarge) -> tuple[str, int]:
 def _too_large_message() -> str:
     mb = f"{runtime().settings.intake.calls.max_upload_mb:g}"
     return _("The file is larger than %(mb)s MB: split the export and upload the parts.", mb=mb)
+
+
+def _run_logged(prepared: PreparedImport) -> None:
+    try:
+        prepared.run()
+    except Exception:
+        # The committed batches stay; the run shows as interrupted once silent.
+        log.exception("call import %s failed", prepared.report.run_id)
 
 
 def _form_without_data() -> CallImportForm:
@@ -187,6 +207,7 @@ def show(import_id: int) -> str:
     return render_template(
         "board/call_import.html",
         run=run,
+        running=run.running(utcnow()),
         errors=errors,
         more_errors=max(0, len(run.errors) - SHOWN_ERRORS),
         form=None,

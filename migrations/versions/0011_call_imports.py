@@ -1,9 +1,10 @@
 """call imports: one row per import of a call-centre export (file, who, when, counts, report)
 
 - call_imports: the file's name and SHA-256, the column mapping, whether it was a dry run,
-  who ran it (a staff account, or a name such as "command line"), when it started and
-  finished (finished_at NULL: interrupted; its committed rows stay, and importing the file
-  again completes it without duplicates), the counts and the bad rows (JSON list of
+  who ran it (a staff account, or a name such as "command line"), when it started, last
+  committed a batch (updated_at) and finished (finished_at NULL: running, or interrupted
+  when silent; its committed rows stay, and importing the file again completes it without
+  duplicates), the counts and the bad rows (JSON list of
   {row, column, code, message, params}). See triage/call_imports.py.
 - Cases registered by an import name it in their "call_imported" event; no column on cases.
 - ix_cases_merged_into_id: the search index (triage/search_index.py) looks up the cases
@@ -35,6 +36,7 @@ def upgrade() -> None:
         sa.Column("actor_name", sa.String(length=200), nullable=False),
         sa.Column("started_at", sa.DateTime(), nullable=False),
         sa.Column("finished_at", sa.DateTime(), nullable=True),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.Column("rows", sa.Integer(), nullable=False),
         sa.Column("registered", sa.Integer(), nullable=False),
         sa.Column("duplicates", sa.Integer(), nullable=False),

@@ -81,6 +81,8 @@ def test_operator_uploads_an_export_and_downloads_the_report(
     page.set_input_files("input[type=file]", str(gbk_export(tmp_path / "话务导出.csv")))
     page.get_by_role("button", name="导入").click()
     page.wait_for_url("**/board/calls/import/*")
+    # The import goes on in the background; the page reloads itself until it is done.
+    expect(page.locator("#import-running")).to_have_count(0, timeout=60_000)
     expect(page.locator('[data-count="rows"]')).to_have_text("4")
     expect(page.locator('[data-count="registered"]')).to_have_text("2")
     expect(page.locator('[data-count="duplicates"]')).to_have_text("0")
@@ -106,6 +108,7 @@ def test_operator_uploads_an_export_and_downloads_the_report(
     page.set_input_files("input[type=file]", str(tmp_path / "话务导出.csv"))
     page.get_by_role("button", name="导入").click()
     page.wait_for_url("**/board/calls/import/*")
+    expect(page.locator("#import-running")).to_have_count(0, timeout=60_000)
     expect(page.locator('[data-count="registered"]')).to_have_text("0")
     expect(page.locator('[data-count="duplicates"]')).to_have_text("2")
 

@@ -90,7 +90,7 @@ def test_gbk_csv_with_excel_dates_becomes_submissions_at_the_call_time() -> None
     assert first.received_at == datetime(2026, 11, 30, 1, 5, tzinfo=UTC)  # 09:05 Beijing
     assert first.contact.phone == "13800138000" and first.contact.name == "李四"
     assert first.kind == Kind.COMPLAINT
-    assert "明德路路灯不亮" in first.body and "地址：明德路12号" in first.body
+    assert first.body == "明德路路灯不亮" and first.place == "明德路12号"
     assert rows[0].duration_seconds == 125 and rows[0].operator == "王芳"
     # Excel's serial 46356.5 is 2026-11-30 12:00 local.
     assert second.received_at == datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
@@ -198,7 +198,7 @@ def test_xlsx_with_datetime_cells_serial_numbers_and_time_durations() -> None:
     assert a.received_at == datetime(2026, 11, 30, 1, 5, tzinfo=UTC)
     assert rows[0].duration_seconds == 125 and a.kind == Kind.INQUIRY
     assert b.received_at == datetime(2026, 11, 29, 22, 0, tzinfo=UTC)  # 06:00 local
-    assert b.body.startswith("噪音扰民\n晚上十点后") and b.kind == Kind.PRAISE
+    assert b.body == "噪音扰民\n晚上十点后" and b.place == "" and b.kind == Kind.PRAISE
 
 
 @pytest.mark.parametrize(
