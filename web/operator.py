@@ -208,7 +208,7 @@ def new_call() -> Response | str | tuple[str, int]:
     if call_id and (earlier := find_by_external_id(s, "phone", call_id)) is not None:
         flash(_("This call was already logged as %(n)s.", n=earlier.tracking_number), "info")
         return redirect(url_for("board.case", number=earlier.tracking_number))
-    about = (request.form.get("about") or "").strip()
+    about = (form.about.data or "").strip()
     found = _history(form.phone.data or "")
     if not about and any(c.status in OPEN_STATUSES for c in found.cases):
         # The caller has open cases and the operator did not say whether this call is
