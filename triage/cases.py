@@ -281,6 +281,16 @@ class _Batch:
     def __init__(self) -> None:
         self.postings: dict[int, list[tuple[int, int]]] = {}
         self.texts: dict[int, tuple[str, str, str, datetime]] = {}
+        self.stored: dict[int, _Candidate] = {}
+
+    def stored_texts(self, session: Session, ids: list[int], since: datetime) -> list[Any]:
+        """`_CANDIDATES` for stored cases ``ids``, their texts read once a batch."""
+        live = list(session.scalars(_OPEN_SINCE, {"ids": ids, "since": since}))
+        missing = [i for i in live if i not in self.stored]
+        if missing:
+            for row in session.execute(_TEXTS, {"ids": missing}):
+                self.stored[row.id] = _Candidate(*row)
+        return [self.stored[i] for i in live if i in self.stored]
 
     def add(self, case: Case, signature: Sequence[int]) -> None:
         minute = duplicate_index.minute_of(case.received_at)
@@ -510,6 +520,16 @@ _CANDIDATES = select(Case.id, Case.tracking_number, Case.subject, Case.body).whe
 )
 
 
+_OPEN_SINCE = select(Case.id).where(
+    Case.id.in_(bindparam("ids", expanding=True)),
+    Case.status.in_(OPEN_STATUSES),
+    Case.received_at >= bindparam("since"),
+)
+_TEXTS = select(Case.id, Case.tracking_number, Case.subject, Case.body).where(
+    Case.id.in_(bindparam("ids", expanding=True))
+)
+
+
 def similar_open_cases(
     session: Session, case: Case, policy: IntakePolicy, batch: _Batch | None = None
 ) -> list[list[object]]:
@@ -531,9 +551,13 @@ def similar_open_cases(
         return []
     pending = batch.texts if batch is not None else {}
     stored = [i for i in found.case_ids if i not in pending]
-    rows: list[Any] = (
-        session.execute(_CANDIDATES, {"ids": stored, "since": since}).all() if stored else []
-    )
+    rows: list[Any] = []
+    if stored and batch is not None:
+        # Which candidates are still open and recent is asked every time; their texts, which
+        # the next cases of the batch mostly share, are read once a batch.
+        rows = batch.stored_texts(session, stored, since)
+    elif stored:
+        rows = list(session.execute(_CANDIDATES, {"ids": stored, "since": since}).all())
     # The batch's own cases are newer than any stored one (open, ids above theirs).
     rows += [
         _Candidate(i, *pending[i][:3])

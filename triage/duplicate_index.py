@@ -41,7 +41,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, event, insert, text
+from sqlalchemy import delete, event, text
 from sqlalchemy.orm import Session, attributes
 
 from triage.models import FINAL_STATUSES, OPEN_STATUSES, Case, DuplicateSignature
@@ -364,9 +364,9 @@ def _keep_index(session: Session, flush_context: Any) -> None:
                 case_text = _case_text(obj)
                 signature = gram_hashes(case_text)[:SIGNATURE_SIZE] + band_keys(case_text)
             minute = minute_of(obj.received_at)
-            rows += [{"hash": h, "received_minute": minute, "case_id": obj.id} for h in signature]
+            rows += [(h, minute, obj.id) for h in set(signature)]
     if rows:
-        session.execute(insert(DuplicateSignature), rows)
+        _write(session, rows)
     ended = [
         obj.id
         for obj in session.dirty
@@ -379,6 +379,29 @@ def _keep_index(session: Session, flush_context: Any) -> None:
             delete(DuplicateSignature).where(DuplicateSignature.case_id.in_(ended)),
             execution_options={"synchronize_session": False},
         )
+
+
+def _write(session: Session, rows: list[tuple[int, int, int]]) -> None:
+    """Inserts (hash, received minute, case id) rows in key order (fewer B-tree pages touched
+    per batch), as plain tuples to the driver (COPY on PostgreSQL): the ORM's bulk insert
+    of a dict a row cost more than the insert itself."""
+    rows.sort()
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        with (
+            raw.cursor() as cur,  # type: ignore[union-attr]
+            cur.copy(
+                "COPY duplicate_signatures (hash, received_minute, case_id) FROM STDIN"
+            ) as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
+    conn.exec_driver_sql(
+        "INSERT INTO duplicate_signatures (hash, received_minute, case_id) VALUES (?, ?, ?)",
+        rows,
+    )
 
 
 def _case_text(case: Case) -> str:
