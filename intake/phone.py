@@ -569,9 +569,16 @@ def parse_table(
     now: datetime,
 ) -> Iterator[CallRow]:
     """Every non-blank row of `table` as a CallRow, in file order (blank rows skipped).
-    Raises MissingColumns at once (before any row is read) when required columns are
-    absent."""
-    columns = bind_columns(table.header, mapping)
+
+    The header is the first non-blank row, or, when that lacks required columns, one of
+    the next HEADER_SEARCH non-blank rows that has them all (exports often start with a
+    title line such as ``12345热线话务记录 2026-11-30``); the rows above it are not calls.
+    Raises MissingColumns (naming what the first row lacks) before any call is read when
+    no such row is found."""
+    try:
+        columns = bind_columns(table.header, mapping)
+    except MissingColumns as first_error:
+        columns = _find_header(table, mapping, first_error)
 
     def rows() -> Iterator[CallRow]:
         for n, cells in table.rows:
@@ -579,6 +586,24 @@ def parse_table(
                 yield parse_row(n, cells, columns, mapping, tz=tz, now=now)
 
     return rows()
+
+
+HEADER_SEARCH = 10
+
+
+def _find_header(table: Table, mapping: ColumnMapping, error: MissingColumns) -> BoundColumns:
+    tried = 0
+    for _n, cells in table.rows:
+        if _blank(cells):
+            continue
+        tried += 1
+        header = tuple(clean_line(str(c)) if c is not None else "" for c in cells)
+        try:
+            return bind_columns(header, mapping)
+        except MissingColumns:
+            if tried >= HEADER_SEARCH:
+                break
+    raise error
 
 
 # -- the operators' desk -------------------------------------------------------------------

@@ -192,6 +192,10 @@ def import_batch(
                     )
                     session.flush()
         except IntegrityError:
+            # Another import registered this call since this batch looked: a duplicate.
+            # Any other constraint failing is a bug, not a duplicate.
+            if not existing_keys(session, [key]):
+                raise
             result.counts["duplicates"] += 1
             continue
         if reg.created:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -373,6 +374,54 @@ def test_an_interrupted_import_is_completed_by_running_it_again(
         assert [r.finished_at is None for r in runs] == [True, False]
         assert runs[0].registered == 4
     rt.engine.dispose()
+
+
+def test_the_same_export_imported_twice_at_once_makes_each_case_once(
+    tmp_path: Path, db_url: str
+) -> None:
+    from web.runtime import Runtime
+
+    settings = make_settings(tmp_path, db_url, intake={"calls": {"batch_size": 5}})
+    runtimes = [Runtime.build(settings) for _ in range(2)]
+    rows = [
+        [
+            f"P{i}",
+            f"1390013{i:04d}",
+            f"2026-11-20 09:{i:02d}",
+            "30",
+            f"第{i}个来电，井盖丢失",
+            "王",
+            "",
+            "",
+            "",
+        ]
+        for i in range(30)
+    ]
+    data = write_csv(tmp_path / "twice.csv", rows).read_bytes()
+    reports: list[Any] = [None, None]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def go(i: int) -> None:
+        try:
+            start.wait()
+            reports[i] = run_import(runtimes[i], data, "twice.csv", actor=f"worker {i}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert sorted(c.external_id for c in phone_cases(runtimes[0])) == sorted(
+        f"P{i}" for i in range(30)
+    )
+    assert sum(r.counts["registered"] for r in reports) == 30
+    assert sum(r.counts["duplicates"] for r in reports) == 30
+    for r in runtimes:
+        r.engine.dispose()
 
 
 def test_schema_of_call_imports_matches_the_model(rt: Any) -> None:

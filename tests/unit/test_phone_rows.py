@@ -319,3 +319,33 @@ def test_tab_separated_utf16_as_excel_saves_unicode_text() -> None:
     data = b"\xff\xfe" + text.encode("utf-16-le")
     (row,) = parse(data)
     assert row.submission is not None and row.submission.external_id == "T1"
+
+
+def test_a_title_line_above_the_header_is_skipped_and_rows_keep_excels_numbers() -> None:
+    data = csv_bytes(
+        [
+            ["12345热线话务记录 2026-11-30"],
+            [],
+            HEADER[:6],
+            ["A1", "13800138000", "2026-11-30 10:00", "60", "漏水", "赵"],
+        ],
+        encoding="utf-8",
+    )
+    (row,) = parse(data)
+    assert row.row == 4 and row.submission is not None
+
+
+def test_no_header_among_the_first_rows_names_what_the_first_row_lacks() -> None:
+    data = csv_bytes([["报表"], ["工单号", "备注"], ["1", "x"]], encoding="utf-8")
+    with pytest.raises(MissingColumns) as exc:
+        parse(data)
+    assert "来电号码" in exc.value.missing and "工单号" in exc.value.missing
+
+
+def test_an_address_longer_than_a_place_is_a_row_error() -> None:
+    data = csv_bytes(
+        [HEADER, ["A1", "13800138000", "2026-11-30 10:00", "60", "漏水", "赵", "", "路" * 201, ""]],
+        encoding="utf-8",
+    )
+    (row,) = parse(data)
+    assert [(e.column, e.code) for e in row.errors] == [("地址", "too_long")]
