@@ -31,6 +31,7 @@ from triage.satisfaction import (
 )
 from web import db, runtime, throttle
 from web.forms import SatisfactionForm
+from web.supervision_findings import refresh_findings
 
 bp = Blueprint("satisfaction", __name__, url_prefix="/satisfaction")
 
@@ -124,6 +125,8 @@ def submit(token: str) -> Response:
             deadlines=settings.deadlines(),
             now=datetime.now(UTC),
         )
+        # The board shows the answer's consequence (a review pending) at once, not at the tick.
+        refresh_findings(response.case_id)
         s.commit()
     except AlreadyAnswered:
         s.rollback()

@@ -50,7 +50,7 @@ def settings(tmp_path: Path, db_url: str) -> Any:
 def case_of(runtime: Any, number: str) -> Case:
     with runtime.sessions() as s:
         case = s.scalar(select(Case).where(Case.tracking_number == number))
-        _ = case.events, case.visits, case.replies
+        _ = case.events, case.visits, case.replies, case.findings
         return case
 
 
@@ -177,6 +177,8 @@ def test_unsatisfied_or_unsolved_goes_to_a_supervisors_review(
     assert case.status == Status.VISITED and case.review_pending
     review = [e for e in case.events if e.action == "review_requested"][-1]
     assert review.reason.startswith("网上回访")
+    # The supervisors' findings list it now, not at the next tick.
+    assert "review_pending" in [f.rule for f in case.findings]
 
 
 def test_with_rework_configured_unsatisfied_goes_back_to_the_department(
