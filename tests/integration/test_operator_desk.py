@@ -364,3 +364,31 @@ def test_the_operator_marks_a_call_urgent(login_as: Any, runtime: Any) -> None:
     assert case.urgent is True and case.place == "幸福小区"
     assert any("话务员" in reason or "operator" in reason for reason in case.urgent_reasons)
     assert case.received_at <= datetime.now(UTC)
+
+
+def test_bad_desk_input_is_a_clear_error_never_a_server_error(login_as: Any, runtime: Any) -> None:
+    operator = login_as("operator")
+    before = _count(runtime)
+    future = (datetime.now() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+    for data, says in (
+        ({"phone": PHONE, "called_at": future}, "晚于当前时间"),
+        ({"phone": PHONE, "called_at": "明天下午"}, 'for="called_at"'),
+        ({"phone": PHONE, "about": "urge:"}, "不属于此来电人"),
+        ({"phone": PHONE, "about": "urge:MS-2026-\x00001"}, "不属于此来电人"),
+        ({"phone": PHONE, "about": "reopen:" + "9" * 80}, "60"),
+        ({"phone": "12", "about": "new"}, "13800138000"),
+        ({"phone": PHONE, "place": "路" * 201, "about": "new"}, "200"),
+    ):
+        r = _desk(operator, data)
+        html = r.get_data(as_text=True)
+        assert r.status_code == 400, (data, r.status_code)
+        errors = re.findall(r'<p class="error" role="alert">([^<]*)</p>', html)
+        shown = [f for f in flashes(html) if f]
+        assert errors or shown, data
+        assert says in html, (data, says)
+        if says == 'for="called_at"':
+            assert re.search(r'has-error">\s*<label for="called_at"', html), html
+    assert _count(runtime) == before
+    for phone in ("", "abc", "1" * 40, "%E2%80%AE13812345678"):
+        r = operator.get(f"/board/calls/history?phone={phone}")
+        assert r.status_code == 200 and r.get_json()["cases"] == []
