@@ -294,3 +294,20 @@ def test_no_tick_report_without_recipients_or_send_day(
         result = run_tick(runtime.sessions, _local("2026-12-03T09:00+08:00"), supervision_policy(s))
         assert result.report is None
     assert _reports(runtime) == []
+
+
+def test_a_month_without_cases_still_makes_a_readable_report(
+    runtime: Any, settings: Any, months: Any
+) -> None:
+    with runtime.sessions() as s:
+        report = build_report(s, "2025-01", settings, now=DATA_UNTIL)
+    assert report.figures["received"] == 0 and report.figures["composite"] is None
+    assert "受理 0 件，有效回访 0 件" in report.text
+    assert "响应率 无" in report.text and "最好：" not in report.text
+    assert "本月没有集中反映的问题。" in report.text
+    book = openpyxl.load_workbook(io.BytesIO(report.xlsx))
+    assert list(book["工单清单"].iter_rows(min_row=2, values_only=True)) == []
+    assert list(book["渠道"].iter_rows(min_row=2, values_only=True)) == [("合计", 0)]
+    assert all(png.startswith(b"\x89PNG") for png in report.charts.values())
+    with runtime.sessions() as s, pytest.raises(ValueError, match="2025-13"):
+        build_report(s, "2025-13", settings)
