@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select, update
 from sqlalchemy.orm import Session
 
 from triage.directory import BadUsername, find_user, normalise_username
@@ -48,6 +48,28 @@ def active_admins(session: Session) -> int:
         )
         or 0
     )
+
+
+def _locked_active_admins(session: Session) -> int:
+    """The number of active administrators, counted under a lock held to the end of the
+    transaction, so that two administrators demoting or deactivating each other at the same
+    time cannot both see "another one is left" and leave the office without any.
+
+    PostgreSQL: the active admins' rows are locked (FOR UPDATE, in id order so two callers
+    cannot deadlock); a concurrent caller waits, then counts without the row just demoted.
+    SQLite reads outside a transaction and ignores FOR UPDATE: a write that matches no row
+    takes the database's one write lock first, so the count sees every committed change.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        users = User.__table__
+        session.execute(update(users).where(false()).values(role=users.c.role))
+    locked = session.scalars(
+        select(User.id)
+        .where(User.role == Role.ADMIN, User.active.is_(True))
+        .order_by(User.id)
+        .with_for_update()
+    ).all()
+    return len(locked)
 
 
 def _check(account: Account) -> None:
@@ -106,7 +128,7 @@ def change_user(session: Session, user: User, account: Account) -> dict[str, lis
     """
     _check(account)
     demoted = user.role == Role.ADMIN and account.role != Role.ADMIN and user.active
-    if demoted and active_admins(session) <= 1:
+    if demoted and _locked_active_admins(session) <= 1:
         raise StaffChangeRefused(
             N_("%(name)s is the last active administrator: the role stays."),
             name=user.username,
@@ -154,7 +176,7 @@ def set_active(session: Session, user: User, active: bool, by: User) -> bool:
     if not active:
         if user.id == by.id:
             raise StaffChangeRefused(N_("You cannot deactivate your own account."))
-        if user.role == Role.ADMIN and active_admins(session) <= 1:
+        if user.role == Role.ADMIN and _locked_active_admins(session) <= 1:
             raise StaffChangeRefused(
                 N_("%(name)s is the last active administrator: it stays active."),
                 name=user.username,

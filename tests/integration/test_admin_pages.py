@@ -6,6 +6,7 @@ survive `minsheng init`; no password or key ever in the log."""
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy import select
 
 from tests.conftest import csrf_from, password_of
 from tests.integration.helpers import flashes
-from triage import admin_log
+from triage import admin_log, staff
 from triage.models import AdminEvent, Department, User
 
 NEW_PASSWORD = "Lantern-river-42"
@@ -234,6 +235,53 @@ def test_the_admin_cannot_deactivate_themselves_nor_the_last_admin(
     last = _post(other, f"/admin/users/{second.id}", f"/admin/users/{second.id}/deactivate", {})
     assert last.status_code == 409
     assert [e.action for e in _events(runtime)] == ["user_added", "user_changed"]
+
+
+@pytest.mark.parametrize("second_change", ["demote", "deactivate"])
+def test_two_admins_removing_each_other_at_once_leave_one(
+    login_as: Any, runtime: Any, second_change: str
+) -> None:
+    """Two administrators, each taking the other's rights at the same moment: the second
+    change waits for the first and is refused, so the office keeps an administrator."""
+    admin = login_as("admin")
+    r = _add(admin, username="admin2", role="admin", password_mode="set", password=NEW_PASSWORD)
+    assert r.status_code == 302
+    first, second = runtime.sessions(), runtime.sessions()
+    refused: list[str] = []
+
+    def demote(s: Any, username: str) -> None:
+        user = s.scalar(select(User).where(User.username == username))
+        staff.change_user(s, user, staff.Account(user.display_name, "supervisor", None, False, ""))
+
+    def other_admin() -> None:
+        try:
+            if second_change == "demote":
+                demote(second, "admin")
+            else:
+                me = second.scalar(select(User).where(User.username == "admin2"))
+                admin1 = second.scalar(select(User).where(User.username == "admin"))
+                staff.set_active(second, admin1, False, me)
+            second.commit()
+        except staff.StaffChangeRefused as e:
+            refused.append(str(e))
+            second.rollback()
+
+    try:
+        demote(first, "admin2")  # not committed yet: the other request runs meanwhile
+        racer = threading.Thread(target=other_admin)
+        racer.start()
+        racer.join(0.5)
+        first.commit()
+        racer.join(30)
+        assert not racer.is_alive()
+    finally:
+        first.close()
+        second.close()
+    assert len(refused) == 1
+    with runtime.sessions() as s:
+        assert staff.active_admins(s) == 1
+        admin1 = s.scalar(select(User).where(User.username == "admin"))
+        assert admin1 is not None and admin1.role == "admin" and admin1.active
 
 
 def test_reset_password_generated_or_chosen(app: Any, login_as: Any, runtime: Any) -> None:
