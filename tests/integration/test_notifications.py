@@ -384,7 +384,7 @@ def test_notices_can_be_switched_off_one_by_one(tmp_path: Path, db_url: str) -> 
 
 
 def test_a_phone_only_citizen_gets_a_text_the_gateway_down_then_up_delivers_it_once(
-    client: Any, runtime: Any, smtp: Recorder, gateway: Gateway
+    client: Any, login_as: Any, runtime: Any, smtp: Recorder, gateway: Gateway
 ) -> None:
     number, code = submit_complaint(client, "明德路12号路灯坏了一个月。", phone="138 0013 8000")
     clock = Clock()
@@ -418,6 +418,11 @@ def test_a_phone_only_citizen_gets_a_text_the_gateway_down_then_up_delivers_it_o
     assert events.count("sms_queued") == 1
     assert events.count("sms_deferred") == 2 and events.count("sms_sent") == 1
     assert smtp.received == []  # no address given: no mail
+    # The case's timeline says so; an external supervisor does not see the number.
+    staff = login_as("supervisor").get(f"/board/cases/{number}").get_data(as_text=True)
+    assert "短信已发送" in staff and "短信暂未发出，将重试" in staff and "13800138000" in staff
+    observer = login_as("observer").get(f"/board/cases/{number}").get_data(as_text=True)
+    assert "短信已发送" in observer and "13800138000" not in observer
 
 
 def test_a_landline_gets_no_text_and_a_long_reply_is_shortened_to_fit(
