@@ -474,3 +474,34 @@ def test_an_open311_request_is_told_once_even_when_the_client_retries(
     body = text_of(mail)
     assert answer["service_request_id"] in body and f"查询码：{answer['query_code']}" in body
     assert str(mail["To"]) == CONTACT["email"]
+
+
+def test_the_command_sends_the_texts_and_names_a_missing_token(
+    client: Any, runtime: Any, config_file: Path, sms_port: int, gateway: Gateway, monkeypatch: Any
+) -> None:
+    """`minsheng outbox send --json` sends the texts too; a gateway token that the config
+    names but the environment lacks stops it with the variable's name, not a traceback."""
+    from click.testing import CliRunner
+
+    from web.cli import main
+
+    submit_complaint(client, "路灯不亮。", phone="13800138000")
+    text = config_file.read_text(encoding="utf-8")
+    empty = 'url = ""                           # e.g. "https://sms.example.gov.cn/api/send"'
+    assert empty in text
+    text = text.replace(empty, f'url = "http://127.0.0.1:{sms_port}/send"')
+    text = text.replace('# token_env = "MINSHENG_SMS_TOKEN"', 'token_env = "TEST_SMS_TOKEN"')
+    config_file.write_text(text, encoding="utf-8")
+    gateway.start()
+    monkeypatch.delenv("TEST_SMS_TOKEN")
+    out = CliRunner().invoke(main, ["outbox", "send", "--json", "--config", str(config_file)])
+    assert out.exit_code == 1 and "TEST_SMS_TOKEN" in out.output and "Traceback" not in out.output
+    monkeypatch.setenv("TEST_SMS_TOKEN", "abc")
+    out = CliRunner().invoke(main, ["outbox", "send", "--json", "--config", str(config_file)])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output.strip().splitlines()[-1])["sms"] == {
+        "sent": 1,
+        "retried": 0,
+        "failed": 0,
+    }
+    assert len(gateway.requests) == 1 and gateway.requests[0]["auth"] == "Bearer abc"
