@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from tests.conftest import csrf_from
@@ -392,3 +392,21 @@ def test_bad_desk_input_is_a_clear_error_never_a_server_error(login_as: Any, run
     for phone in ("", "abc", "1" * 40, "%E2%80%AE13812345678"):
         r = operator.get(f"/board/calls/history?phone={phone}")
         assert r.status_code == 200 and r.get_json()["cases"] == []
+
+
+def test_the_history_is_read_through_the_caller_key_indexes(runtime: Any) -> None:
+    """The history's reads go through the (caller_key, received_at) indexes: their cost is
+    one caller's cases, whatever the number of cases."""
+    keys = ["a" * 32, "b" * 32]
+    same = or_(Case.caller_key.in_(keys), Case.caller_alt_key.in_(keys))
+    query = select(Case.id).where(same).order_by(Case.received_at.desc()).limit(5)
+    engine = runtime.engine
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")  # an empty table is scanned
+            plan = " ".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+    assert "ix_cases_caller_key_received" in plan and "ix_cases_caller_alt_key_received" in plan
+    assert "SCAN cases" not in plan and "Seq Scan" not in plan
