@@ -5,10 +5,11 @@ score and stars (星级), as the monthly report counts them (triage/report/figur
 case and no personal data: only counts and rates. Public, no login.
 
 Cost: twelve ``monthly_figures`` (without hot issues or the month before), each kept in this
-process for ``MONTH_TTL`` seconds (a complete month changes only by late return visits), so
-a visitor rarely waits for them; the charts (``/performance/charts/<name>.png``:
-``volume``, the office's 12 months; ``rates``, the three rates by department in the
-latest month) are cached ``PAGE_TTL`` seconds and sent with public cache headers.
+process for ``MONTH_TTL`` (the latest) or ``OLDER_MONTH_TTL`` seconds (a complete month
+changes only by late return visits), so a visitor rarely waits for them; the charts
+(``/performance/charts/<name>.png``: ``volume``, the office's 12 months; ``rates``, the
+three rates by department in the latest month) are cached ``PAGE_TTL`` seconds and sent
+with public cache headers.
 
 Functions: ``year_of_figures(session, settings, now) -> list[dict]`` (the 12 months' figures,
 oldest first, cached); ``department_months(figures, code) -> list[dict]`` (one department's
@@ -39,9 +40,11 @@ from web.dashboard import _cache
 bp = Blueprint("performance", __name__)
 
 PAGE_TTL = 600.0
-# A complete month changes only by late return visits: its figures are kept an hour (twelve
-# of them cost about 2 s at 30,000 cases on SQLite).
+# A complete month changes only by late return visits (mostly in the weeks after it): the
+# latest one's figures are kept an hour, older ones six (twelve cost about 3 s at 30,000
+# cases on SQLite, most of it figures this page does not show).
 MONTH_TTL = 3600.0
+OLDER_MONTH_TTL = 6 * 3600.0
 MONTHS = 12
 KEYS = (
     "valid_visits",
@@ -63,12 +66,13 @@ def _months(settings: Any, now: datetime) -> list[str]:
 def year_of_figures(session: Session, settings: Any, now: datetime) -> list[dict[str, Any]]:
     policy = ReportPolicy.from_settings(settings)
     out = []
-    for month in _months(settings, now):
+    months = _months(settings, now)
+    for month in months:
         key = ("public-figures", str(settings.database.url), month)
         out.append(
             _cache.get(
                 key,
-                MONTH_TTL,
+                MONTH_TTL if month == months[-1] else OLDER_MONTH_TTL,
                 lambda m=month: monthly_figures(
                     session, m, policy, with_previous=False, with_hot_issues=False
                 ),
