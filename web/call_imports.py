@@ -25,6 +25,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import BooleanField, SelectField
 
+from intake.normalise import clean_filename
 from intake.phone import FileFormatError, MissingColumns
 from triage.access import Action
 from triage.call_imports import CallImport
@@ -128,7 +129,7 @@ def upload() -> Any:
     upload = form.file.data
     if upload is None or not getattr(upload, "filename", ""):
         return _page(form, _("Choose a file to import."), 400)
-    name = upload.filename
+    name = clean_filename(upload.filename, "calls.csv")  # no folders or control characters
     if not name.lower().endswith(ALLOWED_SUFFIXES):
         message = _("Only CSV and XLSX files can be imported (not %(name)s).", name=name)
         return _page(form, message, 400)
