@@ -403,7 +403,10 @@ def _caller_history_panel() -> dict[str, Any]:
         return {}
     department = None
     if not sees_all_cases(current_user):
-        department = current_user.department_id if current_user.role == Role.HANDLER else -1
+        # Only their department's cases are listed (-1: none, for anyone else); the rest
+        # are counted.
+        own = current_user.department_id if current_user.role == Role.HANDLER else None
+        department = own if own is not None else -1
     found = caller_history(db(), keys, exclude=case, department_id=department, limit=HISTORY_LIMIT)
     masked = not sees_personal_data(current_user)
     return {
