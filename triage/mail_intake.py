@@ -699,7 +699,17 @@ def _register_all(
     )
     made: list[tuple[_Fresh, IncomingMail, bool]] = []
     queued: list[tuple[Case, OutgoingMail]] = []
-    acks: dict[str, int] = {}
+    # The per-address limit: what the outbox holds (one statement for the run), plus what
+    # this run queues.
+    acks = (
+        acknowledgments_to_many(
+            session,
+            [f.parsed.reply_to or f.parsed.sender for f in run],
+            now - policy.ack_window,
+        )
+        if policy.acknowledge
+        else {}
+    )
     with session.no_autoflush:
         for fresh, registration, code in zip(run, registrations, codes, strict=True):
             parsed, case = fresh.parsed, registration.case
@@ -761,15 +771,15 @@ def _loops(
     earlier: dict[str, int],
 ) -> list[str]:
     """Why a new case gets no acknowledgment (`_register`'s guards); ``earlier``: the
-    acknowledgments per address queued in this run, not flushed yet."""
+    acknowledgments per address (lower case) within the window, stored and queued by this
+    run."""
     loops: list[str] = []
     if recipient.lower() in policy.own_addresses:
         loops.append("Reply-To is our own address")
     if not loops and len(recipient) > MAX_ADDRESS:
         loops.append(f"address longer than {MAX_ADDRESS} characters")
     if not loops and recipient and policy.acknowledge:
-        sent = acknowledgments_to(session, recipient, now - policy.ack_window)
-        sent += earlier.get(recipient.lower(), 0)
+        sent = earlier.get(recipient.lower(), 0)
         if sent >= policy.ack_limit:
             loops.append(
                 f"{sent} acknowledgments to {recipient} within {policy.ack_window} "
@@ -883,6 +893,30 @@ def acknowledgments_to(session: Session, address: str, since: datetime) -> int:
     Served by the index on (lower(to_display), created_at) of acknowledgment rows."""
     found = session.execute(_ACKNOWLEDGMENTS_TO, {"address": address.lower(), "since": since})
     return int(found.scalar() or 0)
+
+
+_ACKNOWLEDGMENTS_TO_MANY = (
+    select(func.lower(OutgoingMail.to_display), func.count())
+    .where(
+        OutgoingMail.kind == literal_column(f"'{MailKind.ACKNOWLEDGMENT.value}'"),
+        func.lower(OutgoingMail.to_display).in_(bindparam("addresses", expanding=True)),
+        OutgoingMail.created_at >= bindparam("since", type_=UTCDateTime()),
+    )
+    .group_by(func.lower(OutgoingMail.to_display))
+)
+
+
+def acknowledgments_to_many(
+    session: Session, addresses: Sequence[str], since: datetime
+) -> dict[str, int]:
+    """`acknowledgments_to` for many addresses in one statement: {lower-case address: n},
+    absent when none."""
+    wanted = sorted({a.lower() for a in addresses if a and len(a) <= MAX_ADDRESS})
+    if not wanted:
+        return {}
+    with session.no_autoflush:
+        found = session.execute(_ACKNOWLEDGMENTS_TO_MANY, {"addresses": wanted, "since": since})
+        return {address: int(n) for address, n in found}
 
 
 def _bounce_text(bounce: Bounce, parsed: ParsedMail) -> str:
