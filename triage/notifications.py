@@ -173,8 +173,20 @@ def _notice(session: Session, notifier: Notifier, item: tuple[Any, ...]) -> None
         reply = reply or case.latest_reply
         if reply is not None and reply.state == ReplyState.SENT:
             replied(session, notifier, case, reply, ev.at)
+            for citizen in _merged_citizens(session, case):
+                replied(session, notifier, citizen, reply, ev.at, merged=True)
     elif ev.action in CLOSE_ACTIONS and notifier.closed:
         closed(session, notifier, case, ev, ev.at)
+        for citizen in _merged_citizens(session, case):
+            closed(session, notifier, citizen, ev, ev.at)
+
+
+def _merged_citizens(session: Session, case: Case) -> list[Case]:
+    """The cases merged into `case` (directly or not): their citizens follow it, so they are
+    told of its reply and close too, each on their own case's timeline."""
+    from triage.cases import citizens_to_call  # triage.cases imports this module
+
+    return citizens_to_call(session, case)
 
 
 # -- whom, and how -------------------------------------------------------------------------
@@ -339,13 +351,21 @@ def received(
 
 
 def replied(
-    session: Session, notifier: Notifier, case: Case, reply: CaseReply, now: datetime
+    session: Session,
+    notifier: Notifier,
+    case: Case,
+    reply: CaseReply,
+    now: datetime,
+    *,
+    merged: bool = False,
 ) -> None:
-    """The 'replied' notice: the reply as it went out (signed off where the config asks it),
-    and the satisfaction link when it is on."""
+    """The 'replied' notice to `case`'s citizen: the reply as it went out (signed off where
+    the config asks it), and the satisfaction link when it is on. `merged`: `case` was merged
+    into the case replied; its citizen gets the reply without a link (the office calls them
+    back, `Case.record_citizen_visit`)."""
     track = f"{notifier.track_url}?number={case.tracking_number}"
     link = ""
-    if notifier.satisfaction_link:
+    if notifier.satisfaction_link and not merged:
         token = satisfaction_links.issue_token(
             notifier.secret, case, reply, now, notifier.link_days
         )
@@ -365,9 +385,10 @@ def replied(
         )
         return
     who = reply.department.name if reply.department is not None else "承办部门"
+    together = "与反映同一问题的诉求合并办理，" if merged else ""
     paragraphs = [
         "您好：",
-        f"您反映的诉求（受理编号：{case.tracking_number}）已由{who}答复如下：",
+        f"您反映的诉求（受理编号：{case.tracking_number}）{together}已由{who}答复如下：",
         reply.body.strip(),
     ]
     links = {"track": track}

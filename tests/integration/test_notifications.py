@@ -505,3 +505,35 @@ def test_the_command_sends_the_texts_and_names_a_missing_token(
         "failed": 0,
     }
     assert len(gateway.requests) == 1 and gateway.requests[0]["auth"] == "Bearer abc"
+
+
+def test_the_citizen_of_a_merged_case_is_told_of_the_reply_and_the_close_too(
+    client: Any, login_as: Any, runtime: Any, smtp: Recorder
+) -> None:
+    target, _ = submit_complaint(client, "莲花路路灯坏了两个星期。", email=CITIZEN)
+    other, _ = submit_complaint(
+        client.application.test_client(), "莲花路的路灯一直不亮。", email="li.si@example.com"
+    )
+    r = post_form(
+        login_as("supervisor"),
+        f"/board/cases/{other}",
+        f"/board/cases/{other}/merge",
+        {"merge-target": target, "merge-reason": "同一问题"},
+    )
+    assert r.status_code == 302 and case_of(runtime, other).status == "merged"
+    dispatch(login_as, runtime, target)
+    reply(login_as("urban"), target)
+    send(runtime)
+    (to_other,) = [m for m in mails_to(smtp, "li.si@example.com") if "已答复" in str(m["Subject"])]
+    assert str(to_other["Subject"]) == f"已答复（受理编号 {other}）"
+    body = text_of(to_other)
+    assert REPLY in body and "合并办理" in body and "/satisfaction/" not in body
+    (to_own,) = [m for m in mails_to(smtp, CITIZEN) if "已答复" in str(m["Subject"])]
+    assert "/satisfaction/" in text_of(to_own)
+    visit_and_close(login_as, target)
+    send(runtime)
+    assert [str(m["Subject"]) for m in mails_to(smtp, "li.si@example.com")][-1] == (
+        f"已办结（受理编号 {other}）"
+    )
+    # Each on the citizen's own case.
+    assert actions(runtime, other).count("mail_sent") == 3
