@@ -13,6 +13,7 @@ are (the closed column reads an index, migration 0013).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -23,6 +24,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
 from triage.access import can, sees_all_cases, sees_personal_data
@@ -37,6 +39,7 @@ bp = Blueprint("kanban", __name__, url_prefix="/board/kanban")
 COLUMN_SIZE = 50
 # Counted up to this many per column ("1000+"): a count, too, must not grow with the years.
 COUNT_CAP = 1000
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def _now() -> datetime:
@@ -226,7 +229,15 @@ def move() -> Response:
     application/json), else a redirect back to the board with a message."""
     number = request.form.get("number", "")
     to = request.form.get("to", "")
-    c = load_case(number)
+    # A NUL would reach PostgreSQL (which refuses it: a 500); an unknown case or one of
+    # another department answers the script in JSON, not with the HTML 404 page.
+    unseen = _("This case is not on your board: it does not exist or you may not see it.")
+    if not number or len(number) > 40 or _CONTROL.search(number + to):
+        return _refuse(unseen, 404)
+    try:
+        c = load_case(number)
+    except NotFound:
+        return _refuse(unseen, 404)
     found = find_move(c, to)
     if found is None:
         return _refuse(

@@ -252,3 +252,26 @@ def test_a_move_without_csrf_is_refused(client: Any, login_as: Any, runtime: Any
     r = handler.post("/board/kanban/move", data={"number": number, "to": "in_progress"})
     assert r.status_code == 400
     assert _case(runtime, number).status == Status.ASSIGNED
+
+
+def test_odd_input_to_a_move_gets_a_clear_refusal(client: Any, login_as: Any, runtime: Any) -> None:
+    """A forged or broken drop (a NUL, an unknown or another department's case, a huge or
+    empty number) is answered in JSON with a message the board shows: never a 500, never
+    an HTML page the script cannot read, and no case changes."""
+    number, _code = submit_complaint(client, "小区门口井盖缺失，很危险。", "井盖缺失")
+    _dispatch(login_as, runtime, number, "environment")
+    handler = login_as("urban")
+    before = len(_case(runtime, number).events)
+    for odd in (number, "MS-2026-\x00001", "", "MS-" + "9" * 5000, "<b>x</b>"):
+        r = _move(handler, odd, "in_progress")
+        assert r.status_code == 404, odd
+        answer = r.get_json()
+        assert answer["ok"] is False
+        assert "看板上没有这件工单" in answer["message"]
+    r = _move(handler, number, "in_progress\x00")
+    assert r.status_code in (404, 409) and r.get_json()["ok"] is False
+    r = _move(handler, "MS-2026-\x00001", "in_progress", as_json=False)
+    assert r.status_code == 302
+    assert "看板上没有这件工单" in flashes(handler.get("/board/kanban").get_data(as_text=True))[0]
+    assert len(_case(runtime, number).events) == before
+    assert _case(runtime, number).status == Status.ASSIGNED
