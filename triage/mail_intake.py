@@ -643,6 +643,27 @@ def _fresh(
         return None  # a reply to a case of the run: threaded once the run is written
     if tracking_pattern(policy.intake.tracking_prefix).search(parsed.submission.subject.upper()):
         return None  # it may name a number the run is about to take
+    try:
+        if session.get_bind().dialect.name != "postgresql":
+            return _classify(session, index, raw, digest, parsed, policy)
+        # On PostgreSQL a statement that fails aborts the transaction: in a savepoint, the
+        # message's failure stays its own (`ingest_one` meets it again and quarantines it).
+        with session.begin_nested():
+            return _classify(session, index, raw, digest, parsed, policy)
+    except OperationalError:
+        raise
+    except Exception:
+        return None
+
+
+def _classify(
+    session: Session,
+    index: int,
+    raw: bytes,
+    digest: str,
+    parsed: ParsedMail,
+    policy: MailIntakePolicy,
+) -> _Fresh | None:
     with session.no_autoflush:
         seen, taken = _seen(session, parsed.message_id, digest)
         if seen is not None:
