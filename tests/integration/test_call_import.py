@@ -550,3 +550,33 @@ def test_only_intake_staff_may_import(login_as: Any, tmp_path: Path) -> None:
     observer = login_as("observer")
     assert observer.get("/board/calls/import").status_code == 403
     assert login_as("admin").get("/board/calls/import").status_code == 200
+
+
+def test_an_interrupted_upload_says_so_on_its_page(
+    login_as: Any, runtime: Any, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    data = write_csv(tmp_path / "calls.csv", ROWS).read_bytes()
+
+    def stop(n: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_import(runtime, data, "calls.csv", actor="test", progress=stop)
+    with runtime.sessions() as s, s.begin():
+        run = s.scalars(select(CallImport)).one()
+        run_id = run.id
+        fresh = operator_page(login_as, run_id)
+        assert 'id="import-running"' in fresh  # silent for a moment only: still running
+        run.updated_at = datetime.now(UTC) - timedelta(minutes=5)
+    html = operator_page(login_as, run_id)
+    assert 'id="import-interrupted"' in html and 'id="import-running"' not in html
+    listing = login_as("operator").get("/board/calls/import").get_data(as_text=True)
+    assert "已中断" in listing
+
+
+def operator_page(login_as: Any, run_id: int) -> str:
+    page = login_as("operator").get(f"/board/calls/import/{run_id}")
+    assert page.status_code == 200
+    return page.get_data(as_text=True)
