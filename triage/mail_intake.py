@@ -1,10 +1,12 @@
 """Email intake: one fetched message → one row in `incoming_mail` and exactly one outcome.
 
-`ingest` is what `minsheng intake mail` (web/cli_intake.py) calls for every message it
-fetches; the list actions (`release_spam`, `confirm_spam`, `make_case_of_quarantined`) and
-the readers (`pending_mail`, `raw_of`, `case_messages_of`, `intake_health`) are what the web
-pages call. Everything here flushes and never commits: the caller owns the transaction, and
-commits before it moves the message on the IMAP server (see intake/mailbox.py's contract).
+`ingest_batch` is what `minsheng intake mail` (web/cli_intake.py) calls for the messages it
+fetches: `ingest` for each, except that the messages that open a new case are registered
+together (`triage.cases.register_batch`, one flush), with the same results. The list
+actions (`release_spam`, `confirm_spam`, `make_case_of_quarantined`) and the readers
+(`pending_mail`, `raw_of`, `case_messages_of`, `intake_health`) are what the web pages call.
+Everything here flushes and never commits: the caller owns the transaction, and commits
+before it moves the message on the IMAP server (see intake/mailbox.py's contract).
 
 Outcomes (`IncomingMail.outcome`) and where the message goes on the server:
 
