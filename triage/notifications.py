@@ -17,6 +17,9 @@ each remembering to call us:
   "reply_signed_off" — the reply becomes visible to the citizen only then —, "closed",
   "closed_without_visit") are picked up after each flush.
 
+The citizens of cases merged into a replied or closed case are told too, each on their own
+case and by their own number (without a satisfaction link: the office calls them back).
+
 The notices are built just before the transaction commits (`before_commit`), in that
 transaction, so a change that is rolled back tells nobody. Sessions notify only when their
 sessionmaker carries a `Notifier` (`configure`): the web app and the `minsheng` commands do;
