@@ -314,6 +314,11 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument(
+        "--queries-only",
+        action="store_true",
+        help="Only count the SQL statements per page (to compare two sizes), no gunicorn.",
+    )
     args = parser.parse_args()
     directory = (args.dir or Path(f"/tmp/bench_board_{args.db}")).resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -322,6 +327,11 @@ def main() -> None:
     _prepare(config, args.cases)
     pages = _pages(config)
     counts = _query_counts(config, pages)
+    if args.queries_only:
+        print(f"\n{args.db}, {args.cases} cases: SQL statements per page")
+        for (user, label), n in counts.items():
+            print(f"{user:10} {label:32} {n:8d}")
+        return
     proc, port = _gunicorn(config, directory)
     try:
         print(
@@ -329,7 +339,7 @@ def main() -> None:
             f"{args.requests} requests per page (ms)"
         )
         print(
-            f"{'user':10} {'page':28} {'p50':>7} {'p95':>7} {'trivial p95':>12}"
+            f"{'user':10} {'page':32} {'p50':>7} {'p95':>7} {'trivial p95':>12}"
             f" {'queries':>8} {'KB':>6}  shown"
         )
         for user, items in pages.items():
@@ -339,7 +349,7 @@ def main() -> None:
                 page_ms, trivial_ms, body = _measure(client.get, path, args.requests)
                 shown = re.search(r"<small>\(([^)]*)\)</small>", body)
                 print(
-                    f"{user:10} {label:28} {statistics.median(page_ms):7.1f} "
+                    f"{user:10} {label:32} {statistics.median(page_ms):7.1f} "
                     f"{_pct(page_ms, 95):7.1f} {_pct(trivial_ms, 95):12.1f} "
                     f"{counts[(user, label)]:8d} {len(body.encode()) / 1024:6.0f}  "
                     f"{shown.group(1) if shown else ''}",

@@ -279,7 +279,7 @@ def queue() -> str:
     )
 
 
-QUEUE_SIZE = 200
+QUEUE_SIZE = 100
 SUGGESTED = "_suggested"
 
 

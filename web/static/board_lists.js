@@ -2,6 +2,18 @@
 // are ticked, and each row's department selector: a copy of the one bulk selector, made here
 // rather than sent with every row (the page stays light), set to the row's suggestion.
 document.addEventListener("DOMContentLoaded", function () {
+  // On a phone the rows are cards and each cell names itself (style.css: td[data-label]):
+  // the names are the column headings, set here instead of being sent in every cell.
+  document.querySelectorAll("table.queue").forEach(function (table) {
+    var names = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+      return th.textContent.trim();
+    });
+    table.querySelectorAll("tbody tr").forEach(function (row) {
+      Array.prototype.forEach.call(row.children, function (cell, i) {
+        if (names[i]) cell.setAttribute("data-label", names[i]);
+      });
+    });
+  });
   var bulk = document.getElementById("bulk");
   if (!bulk) return;
   var boxes = function () {
