@@ -69,6 +69,8 @@ __all__ = [
 ]
 
 COUNT_CAP = 10_000
+_MERGE_LIMIT = 1000
+"""Rows read per piece at most when a page is merged from pieces (deeper: one query)."""
 FACET_TTL = 60.0
 """Seconds the counts per filter value are reused while no case changes."""
 
@@ -270,17 +272,34 @@ def list_page(
     before: int | None = None,
     last: bool = False,
     sort: str = "received",
+    parts: Sequence[ColumnElement[bool]] = (),
 ) -> CasePage:
     """The page of cases satisfying ``where``, in order ``sort`` (a key of `SORTS`; another
     is "received"), that the request asks for: the one after case id ``after`` or before
     ``before`` (``page`` is then only its shown number, 0 if not known), the ``last`` one, or
-    page number ``page``. A cursor naming no case gives the first page."""
+    page number ``page``. A cursor naming no case gives the first page.
+
+    ``parts``: clauses that split the list into pieces each read in order from an index
+    (e.g. one per status of "open": an IN list cannot be read in the order of
+    (status, deadline, id)); a page is then merged from the pieces' first rows."""
     key, descending = SORTS.get(sort, SORTS["received"])
     total, capped = count_cases(session, where)
     pages = None if capped else max(1, -(-total // size))
     base = select(Case.id).where(*where)
     forward = (key.desc(), Case.id.desc()) if descending else (key.asc(), Case.id.asc())
     backward = (key.asc(), Case.id.asc()) if descending else (key.desc(), Case.id.desc())
+
+    def read(extra: Sequence[Any], back: bool, limit: int, offset: int = 0) -> list[int]:
+        order = backward if back else forward
+        if not parts or offset + limit > _MERGE_LIMIT:
+            return _ids(session, base.where(*extra).order_by(*order).offset(offset).limit(limit))
+        rows: list[Any] = []
+        for part in parts:
+            query = select(Case.id, key).where(*where, part, *extra).order_by(*order)
+            rows += session.execute(query.limit(offset + limit)).all()
+        rows.sort(key=lambda r: (r[1], r[0]), reverse=descending != back)
+        return [r[0] for r in rows[offset : offset + limit]]
+
     if after is not None or before is not None:
         cursor = after if after is not None else before
         at = select(key).where(Case.id == cursor).scalar_subquery()
@@ -291,11 +310,11 @@ def list_page(
         else:
             seek = and_(key >= at, or_(key > at, Case.id > cursor))
         if after is not None:
-            ids = _ids(session, base.where(seek).order_by(*forward).limit(size + 1))
+            ids = read([seek], False, size + 1)
             if ids:
                 return CasePage(ids[:size], page, total, capped, True, len(ids) > size, size)
         else:
-            ids = _ids(session, base.where(seek).order_by(*backward).limit(size + 1))
+            ids = read([seek], True, size + 1)
             if ids:
                 more = len(ids) > size
                 number = page if more else 1
@@ -304,7 +323,7 @@ def list_page(
     page = max(1, page)
     if last:
         if pages is None:
-            ids = _ids(session, base.order_by(*backward).limit(size))[::-1]
+            ids = read([], True, size)[::-1]
             return CasePage(ids, 0, total, capped, True, False, size)
         page = pages
     if pages is not None:
@@ -313,11 +332,11 @@ def list_page(
             # Nearer the end: read from there.
             offset = max(0, total - page * size)
             count = total - (page - 1) * size - offset
-            ids = _ids(session, base.order_by(*backward).offset(offset).limit(count))[::-1]
+            ids = read([], True, count, offset)[::-1]
             return CasePage(ids, page, total, capped, page > 1, page < pages, size)
-    ids = _ids(session, base.order_by(*forward).offset((page - 1) * size).limit(size + 1))
+    ids = read([], False, size + 1, (page - 1) * size)
     if not ids and page > 1:
-        return list_page(session, where, size=size, last=True, sort=sort)
+        return list_page(session, where, size=size, last=True, sort=sort, parts=parts)
     return CasePage(ids[:size], page, total, capped, page > 1, len(ids) > size, size)
 
 

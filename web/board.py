@@ -454,6 +454,10 @@ def cases() -> str:
             before=before,
             last=args.get("last", "") == "1",
             sort=sort,
+            # "Open" is six statuses: each read in order from (status, key, id) and merged.
+            parts=[Case.status == s for s in sorted(OPEN_STATUSES)]
+            if filters.status == "open" and sort in ("received", "deadline")
+            else (),
         )
     options = [selectinload(Case.department)]
     if q and not masked:

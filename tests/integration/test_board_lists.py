@@ -322,3 +322,23 @@ def test_merge_a_duplicate_from_the_queue(runtime: Any, client: Any, login_as: A
     with runtime.sessions() as s:
         merged = s.scalar(select(Case).where(Case.tracking_number == second))
         assert merged.status == Status.MERGED and merged.merged_into.tracking_number == first
+
+
+def test_open_cases_merged_from_each_status_in_order(runtime: Any, login_as: Any) -> None:
+    with runtime.engine.begin() as conn:
+        add_volume(conn, 220, months=1, seed=5, label_map=runtime.settings.label_map)
+    supervisor = login_as("supervisor")
+    with runtime.sessions() as s:
+        opened = s.scalars(
+            select(Case).where(Case.status.in_([str(x) for x in OPEN_STATUSES]))
+        ).all()
+    assert len(opened) > 100
+    for sort, key, newest in (
+        ("deadline", lambda c: (c.due_at or c.triage_due_at or c.received_at, c.id), False),
+        ("received", lambda c: (c.received_at, c.id), True),
+    ):
+        expected = [c.tracking_number for c in sorted(opened, key=key, reverse=newest)]
+        assert _all_pages(supervisor, status="open", sort=sort) == expected, sort
+        tail = len(expected) % 50 or 50
+        assert _numbers(supervisor, status="open", sort=sort, last="1") == expected[-tail:]
+        assert _numbers(supervisor, status="open", sort=sort, page="2") == expected[50:100]
