@@ -72,3 +72,28 @@ def test_the_admin_pages_on_a_phone(chromium: Any, live_server: str, tmp_path: P
         assert width <= 390, f"{url} is {width}px wide on a 390px phone"
     expect(page.locator("#limits-source")).to_contain_text("[time_limits]")
     screenshot(page, tmp_path / "admin-department-phone.png")
+
+
+def test_a_long_department_name_keeps_the_phone_pages_narrow(
+    chromium: Any, live_server: str, app: Any
+) -> None:
+    """An English department name longer than a phone is wide (a real one, like the
+    housing bureau's) must not widen the users' filter or the kanban's department picker
+    past the screen."""
+    from triage.staff import add_department
+
+    with app.extensions["minsheng"].sessions() as s:
+        add_department(
+            s,
+            "housing-long",
+            "区住房和城乡建设局物业管理与房屋安全监督科",
+            "District Bureau of Housing and Urban-Rural Development, Property Management Office",
+        )
+        s.commit()
+    page = chromium.new_context(**PHONE, locale="en-US", base_url=live_server).new_page()
+    sign_in(page, "admin")
+    page.goto("/lang/en?next=/admin/users")
+    for url in ("/admin/users", "/board/kanban"):
+        page.goto(url)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{url} is {width}px wide on a 390px phone"
