@@ -187,6 +187,15 @@ def test_change_role_department_head_and_email(login_as: Any, runtime: Any) -> N
     assert event.action == "user_changed"
     assert event.details["department"] == ["urban", "environment"]
     assert event.details["head"] == [False, True]
+    # The log reads as words, not as Python values.
+    log = admin.get("/admin/log").get_data(as_text=True)
+    assert "负责人: 否 → 是" in log
+    assert "True" not in log and "False" not in log and "None" not in log
+    r = _post(admin, page, page, {"display_name": "环境局 王经办", "role": "supervisor"})
+    assert r.status_code == 302
+    log = admin.get("/admin/log").get_data(as_text=True)
+    assert "角色: 部门经办人 → 督查员" in log
+    assert "电子邮件: wang@example.gov.cn → —" in log
 
 
 def test_deactivated_user_loses_session_and_cannot_sign_in(
