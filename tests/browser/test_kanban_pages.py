@@ -103,3 +103,34 @@ def test_kanban_on_a_phone_scrolls_sideways_and_has_buttons(
     expect(phone.locator("p.flash.info")).to_contain_text("您已开始办理")
     expect(phone.locator("#column-in_progress")).to_contain_text(number)
     screenshot(phone, tmp_path / "kanban-phone.png")
+
+
+def test_a_drop_after_the_account_was_deactivated_says_reload(
+    chromium: Any, live_server: str, app: Any
+) -> None:
+    """The admin deactivates a handler whose kanban is open: their next drop is not made,
+    and the board says to reload (which shows the sign-in page), not that the move is
+    against the life cycle."""
+    from playwright.sync_api import expect
+
+    from triage.models import User
+
+    citizen = chromium.new_context(**PHONE, locale="zh-CN", base_url=live_server).new_page()
+    number, _code = _submit(
+        citizen, "路面塌陷", "解放路路面塌陷一个大坑，车辆绕行。", "孙八", "13500003333"
+    )
+    office = chromium.new_context(**DESKTOP, base_url=live_server).new_page()
+    sign_in(office, "supervisor")
+    dispatch_to_urban(office, number)
+
+    urban = chromium.new_context(**DESKTOP, base_url=live_server).new_page()
+    sign_in(urban, "urban")
+    urban.goto("/board/kanban")
+    expect(urban.locator("#column-assigned")).to_contain_text(number)
+    with app.extensions["minsheng"].sessions() as s:
+        user = s.scalar(select(User).where(User.username == "urban"))
+        user.active = False
+        s.commit()
+    urban.locator(f"#card-{number}").drag_to(urban.locator("#column-in_progress"))
+    expect(urban.locator("#kanban-message")).to_have_text("移动失败，请刷新页面后重试。")
+    assert _status(app, number)[0] == Status.ASSIGNED

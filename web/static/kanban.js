@@ -42,7 +42,9 @@
       credentials: "same-origin",
       headers: { "Accept": "application/json" }
     }).then(function (response) {
-      return response.json().catch(function () { return { ok: false }; });
+      // Not JSON: the session ended (the sign-in page), the form expired or the server
+      // failed. Reloading shows which; "not allowed" would be wrong.
+      return response.json().catch(function () { return { ok: false, failed: true }; });
     }).then(function (answer) {
       card.classList.remove("moving");
       if (answer.redirect) {
@@ -50,7 +52,7 @@
         return;
       }
       if (!answer.ok) {
-        say(answer.message || board.getAttribute("data-refused"), true);
+        say(answer.message || board.getAttribute(answer.failed ? "data-failed" : "data-refused"), true);
         return;
       }
       var from = card.closest(".kanban-column");
