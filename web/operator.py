@@ -17,7 +17,9 @@ cases by caller key (triage/callers.py), as far as the user may see them.
 
 from __future__ import annotations
 
+import re
 import secrets
+import unicodedata
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,17 +60,61 @@ def _tz() -> ZoneInfo:
     return ZoneInfo(runtime().settings.app.timezone)
 
 
+def _phone_number(phone: str) -> str | None:
+    """The number as typed in its canonical form, or None while it is not (yet) one. Also
+    reads spellings `normalise_phone` refuses but a caller key takes as the same caller
+    (``0086 138-0013-8000``: the last group would be an extension; ``(+86)13800138000``), by
+    dropping separators and brackets."""
+    try:
+        return normalise_phone(phone or "")
+    except PhoneError:
+        pass
+    squeezed = re.sub(r"[\s\-().]", "", unicodedata.normalize("NFKC", phone or ""))
+    try:
+        return normalise_phone(squeezed)
+    except PhoneError:
+        return None
+
+
 def _phone_keys(phone: str) -> list[str]:
     """The caller keys of a number as typed ([] while it is not yet a number)."""
-    try:
-        number = normalise_phone(phone or "")
-    except PhoneError:
-        return []
-    return caller_keys(number, "", runtime().secret)
+    number = _phone_number(phone)
+    return caller_keys(number, "", runtime().secret) if number else []
 
 
 def _history(phone: str) -> CallerHistory:
     return caller_history(db(), _phone_keys(phone), limit=HISTORY_LIMIT)
+
+
+def _lookup_refused(now: datetime) -> datetime | None:
+    """Counts one look-up of a caller's history against the operator's limit; when refused,
+    the time it is allowed again (else None). Every way of showing a history counts (the
+    JSON endpoint, the page with ``?phone=``, the 'look up' button, a form shown again), so
+    none of them lists callers past the limit."""
+    from web import throttle
+
+    limit = throttle.Limit(
+        "desk:lookup",
+        throttle.key_of("desk-lookup", str(current_user.id)),
+        LOOKUPS_PER_WINDOW,
+        LOOKUP_WINDOW,
+    )
+    attempt = throttle.begin(runtime().sessions, [limit], now)
+    if attempt.refused is None:
+        return None
+    return attempt.retry_at or now + LOOKUP_WINDOW
+
+
+def _shown_history(phone: str) -> CallerHistory | None:
+    """The caller's history to show on the desk's page, counted against the look-up limit
+    (None, with a warning, past it; None for no number)."""
+    keys = _phone_keys(phone)
+    if not keys:
+        return None
+    if _lookup_refused(datetime.now(UTC)) is not None:
+        flash(_("Too many lookups. Please wait a moment."), "warning")
+        return None
+    return caller_history(db(), keys, limit=HISTORY_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -111,23 +157,13 @@ def history() -> Response | tuple[Response, int]:
     """The caller's latest cases as JSON, for the desk as the number is typed:
     ``{"valid": bool, "total": int, "cases": [{number, status, status_label, received
     (local date), subject, open, urge_count, url, choices: [{value, label}]}]}``. The
-    number itself is not sent back. 429 with ``retry_at`` past the per-operator limit."""
-    from web import throttle
-
-    now = datetime.now(UTC)
-    limit = throttle.Limit(
-        "desk:lookup",
-        throttle.key_of("desk-lookup", str(current_user.id)),
-        LOOKUPS_PER_WINDOW,
-        LOOKUP_WINDOW,
-    )
-    attempt = throttle.begin(runtime().sessions, [limit], now)
-    if attempt.refused is not None:
-        retry = attempt.retry_at.isoformat() if attempt.retry_at else None
-        return jsonify(
-            {"error": _("Too many lookups. Please wait a moment."), "retry_at": retry}
-        ), 429
+    number itself is not sent back. 429 with ``retry_at`` past the per-operator limit; only
+    a whole number counts against it (not the digits typed so far)."""
     keys = _phone_keys(request.args.get("phone", "")[:40])
+    if keys and (retry := _lookup_refused(datetime.now(UTC))) is not None:
+        return jsonify(
+            {"error": _("Too many lookups. Please wait a moment."), "retry_at": retry.isoformat()}
+        ), 429
     found = caller_history(db(), keys, limit=HISTORY_LIMIT)
     response = jsonify(
         {
@@ -189,19 +225,21 @@ def new_call() -> Response | str | tuple[str, int]:
         form.called_at.data = datetime.now(_tz()).replace(second=0, microsecond=0, tzinfo=None)
         form.phone.data = request.args.get("phone", "")[:40]
         form.phone.errors = []
-        return _render(form, _history(form.phone.data) if form.phone.data else None)
+        return _render(form, _shown_history(form.phone.data))
+    if form.phone.data and (number := _phone_number(form.phone.data)) is not None:
+        form.phone.data = number  # a spelling the caller key reads but the validator would not
     if request.form.get("lookup"):
         # The 'look up' button (no JavaScript): the same form again, with the history.
         form.validate_on_submit()
         for name in ("subject", "body", "called_at"):
             getattr(form, name).errors = []
-        return _render(form, _history(form.phone.data or ""))
+        return _render(form, _shown_history(form.phone.data or ""))
     if not form.validate_on_submit():
-        return _render(form, _history(form.phone.data or ""), 400)
+        return _render(form, _shown_history(form.phone.data or ""), 400)
     now = datetime.now(UTC)
     called_at = _called_at(form, now)
     if called_at is None:
-        return _render(form, _history(form.phone.data or ""), 400)
+        return _render(form, _shown_history(form.phone.data or ""), 400)
     call_id = (form.call_id.data or "").strip()
     token = (form.token.data or "").strip() or secrets.token_urlsafe(16)
     s = db()
@@ -219,6 +257,9 @@ def new_call() -> Response | str | tuple[str, int]:
         )
         return _render(form, found)
     kind, _sep, number = about.partition(":")
+    if about not in ("", "new") and kind not in ("urge", "reopen", "follow"):
+        form.about.errors = [_("That case is not one of this caller's.")]
+        return _render(form, found, 400)
     if kind in ("urge", "reopen", "follow"):
         target = _callers_case(number, form.phone.data or "")
         if target is None:

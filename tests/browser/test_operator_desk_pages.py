@@ -107,3 +107,43 @@ def test_the_public_form_marks_required_fields_and_takes_a_place(
     with runtime.sessions() as s:
         case = s.scalars(select(Case).where(Case.tracking_number == number)).one()
         assert case.place == "幸福路与人民路路口"
+
+
+def test_a_call_logged_while_the_lookup_fails_is_asked_about_the_open_case(
+    chromium: Any, live_server: str, runtime: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    page = chromium.new_context(**DESKTOP, locale="zh-CN", base_url=live_server).new_page()
+    sign_in(page, "operator")
+    page.keyboard.type("139 0000 3333")
+    page.keyboard.press("Enter")
+    expect(page.locator("input[name=name]")).to_be_focused()
+    for text in ("王先生", None, "路灯不亮", "人民路路灯不亮三天了"):
+        if text:
+            page.keyboard.type(text)
+        page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/board/cases/MS-\d{4}-\d{6}$"))
+    first = page.url.rsplit("/", 1)[-1]
+
+    # The lookup fails (refused, or the network): the earlier case never shows, yet logging
+    # the call does not open a second case but shows the open one and asks.
+    page.route("**/board/calls/history*", lambda route: route.abort())
+    page.goto("/board/calls/new")
+    before = _count(runtime)
+    page.keyboard.type("13900003333")
+    page.keyboard.press("Enter")
+    expect(page.locator("input[name=name]")).to_be_focused()
+    expect(page.locator("#lookup-button")).to_be_visible()
+    for text in ("王先生", None, "路灯还是不亮", "第二次来电，路灯还是不亮"):
+        if text:
+            page.keyboard.type(text)
+        page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    expect(page.locator(f"#history-cases .earlier-case[data-number='{first}']")).to_be_visible(
+        timeout=15000
+    )
+    expect(page.locator("#caller-history")).to_be_enabled()
+    assert _count(runtime) == before

@@ -410,3 +410,63 @@ def test_the_history_is_read_through_the_caller_key_indexes(runtime: Any) -> Non
             plan = " ".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}"))
     assert "ix_cases_caller_key_received" in plan and "ix_cases_caller_alt_key_received" in plan
     assert "SCAN cases" not in plan and "Seq Scan" not in plan
+
+
+def test_spellings_the_validator_refuses_still_find_and_log_the_same_caller(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    number, _code = submit_complaint(client, "明德路路灯不亮已经一周", phone=PHONE)
+    operator = login_as("operator")
+    for typed in ("0086 138-1234-5678", "(+86)13812345678"):
+        found = operator.get("/board/calls/history", query_string={"phone": typed}).get_json()
+        assert found["total"] == 1 and found["cases"][0]["number"] == number, typed
+    r = _desk(operator, {"phone": "0086 138-1234-5678", "about": f"urge:{number}"})
+    assert r.status_code == 302 and r.headers["Location"].endswith(f"/board/cases/{number}")
+    assert _case(runtime, number).urge_count == 1
+
+
+def test_every_way_of_showing_a_callers_history_counts_against_the_limit(
+    client: Any, login_as: Any, runtime: Any, monkeypatch: Any
+) -> None:
+    number, _code = submit_complaint(client, "明德路路灯不亮已经一周", phone=PHONE)
+    import web.operator
+
+    monkeypatch.setattr(web.operator, "LOOKUPS_PER_WINDOW", 2)
+    operator = login_as("operator")
+    # The digits typed so far are not a number: they cost nothing.
+    for partial in ("1381", "13812", "138123"):
+        assert operator.get(f"/board/calls/history?phone={partial}").status_code == 200
+    assert operator.get(f"/board/calls/history?phone={PHONE}").get_json()["total"] == 1
+    assert number in operator.get(f"/board/calls/new?phone={PHONE}").get_data(as_text=True)
+    # Past the limit: neither the page with ?phone= nor the 'look up' button lists the case.
+    page = operator.get(f"/board/calls/new?phone={PHONE}").get_data(as_text=True)
+    assert number not in page and ("查询过于频繁" in page or "Too many lookups" in page)
+    looked = operator.post(
+        "/board/calls/new", data={"csrf_token": csrf_from(page), "phone": PHONE, "lookup": "1"}
+    ).get_data(as_text=True)
+    assert number not in looked
+    assert operator.get(f"/board/calls/history?phone={PHONE}").status_code == 429
+    # Logging the call still asks about the open case rather than opening a second one.
+    before = _count(runtime)
+    r = _desk(operator, {"phone": PHONE})
+    assert r.status_code == 200 and _count(runtime) == before
+    assert number in r.get_data(as_text=True)
+
+
+def test_the_hidden_answer_a_new_matter_is_not_sent_nor_an_unknown_answer_taken(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    number, _code = submit_complaint(client, "明德路路灯不亮已经一周", phone=PHONE)
+    operator = login_as("operator")
+    page = operator.get("/board/calls/new").get_data(as_text=True)
+    # No history shown yet: its answers are disabled, so a browser sends none of them and the
+    # server asks about the caller's open cases (below) instead of opening a second case.
+    fieldset = re.search(r'<fieldset id="caller-history"[^>]*>', page).group(0)
+    assert "hidden" in fieldset and "disabled" in fieldset
+    before = _count(runtime)
+    r = _desk(operator, {"phone": PHONE, "about": f"nonsense:{number}"})
+    assert r.status_code == 400 and _count(runtime) == before
+    r = _desk(operator, {"phone": PHONE})
+    assert r.status_code == 200 and _count(runtime) == before
+    shown = re.search(r'<fieldset id="caller-history"[^>]*>', r.get_data(as_text=True)).group(0)
+    assert "hidden" not in shown and "disabled" not in shown

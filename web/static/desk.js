@@ -76,6 +76,9 @@
     var total = (data && data.total) || 0;
     count.textContent = total ? labels.getAttribute("data-earlier").replace("999999", total) : "";
     box.hidden = total === 0;
+    // Hidden, it sends no answer: a call logged before the history showed is asked about
+    // the caller's open cases by the server instead of silently becoming a new case.
+    box.disabled = total === 0;
   }
 
   function lookUp() {
@@ -93,6 +96,8 @@
       headers: { Accept: "application/json" },
     })
       .then(function (r) {
+        // Refused (too many lookups) or failed: the 'look up' button is the way left.
+        if (!r.ok && lookupButton) lookupButton.hidden = false;
         return r.ok ? r.json() : null;
       })
       .then(function (data) {
