@@ -162,6 +162,7 @@ def case_record(
                 "solved": v.solved,
                 "satisfaction": v.satisfaction,
                 "valid": v.valid,
+                "contacted": v.contacted,
             }
             for v in case.own_visits
         ],

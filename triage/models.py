@@ -325,6 +325,11 @@ class ReturnVisit(Base):
     # one that did not reach the citizen does not.
     channel: Mapped[str] = mapped_column(String(10), default="phone")
     valid: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The citizen's answer to "did the department contact you in time?" (响应率); NULL for a
+    # visit that did not reach them or was recorded before the question was asked.
+    contacted: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # ix_return_visits_at (migration 0017): the month's visits are read by `at`.
+    __table_args__ = (Index("ix_return_visits_at", "at"),)
 
     visitor: Mapped[User | None] = relationship()
 
@@ -828,9 +833,11 @@ class Case(Base):
         satisfaction: Satisfaction | None,
         note: str = "",
         channel: VisitChannel | str = VisitChannel.PHONE,
+        contacted: bool | None = None,
     ) -> ReturnVisit:
         """The return visit (回访) to this case's complainant by `channel`: reached or not,
-        solved or not, how satisfied.
+        solved or not, how satisfied, and whether the department contacted the citizen in
+        time (`contacted`, None when not asked or not answered; the response rate's source).
 
         A visit that reached the citizen is valid (有效回访) and moves the case to VISITED. One
         that did not is logged as a failed attempt (event "visited" with valid=false) and the
@@ -839,6 +846,7 @@ class Case(Base):
         """
         self._require("visited", self._visitable_statuses())
         visit = self._new_visit(actor, at, reached, solved, satisfaction, note, channel)
+        visit.contacted = contacted if reached else None
         self.visits.append(visit)
         self.record(
             "visited",
@@ -851,6 +859,7 @@ class Case(Base):
             satisfaction=visit.satisfaction,
             channel=visit.channel,
             valid=visit.valid,
+            contacted=visit.contacted,
         )
         return visit
 
@@ -865,6 +874,7 @@ class Case(Base):
         satisfaction: Satisfaction | None,
         note: str = "",
         channel: VisitChannel | str = VisitChannel.PHONE,
+        contacted: bool | None = None,
     ) -> ReturnVisit:
         """The return visit to the complainant of `citizen_case`, a case merged into this one.
 
@@ -882,6 +892,7 @@ class Case(Base):
             )
         visit = self._new_visit(actor, at, reached, solved, satisfaction, note, channel)
         visit.citizen_case_id = citizen_case.id
+        visit.contacted = contacted if reached else None
         self.visits.append(visit)
         outcome = {
             "reached": reached,
@@ -889,6 +900,7 @@ class Case(Base):
             "satisfaction": visit.satisfaction,
             "channel": visit.channel,
             "valid": visit.valid,
+            "contacted": visit.contacted,
         }
         self.record(
             "citizen_visited",
@@ -1553,6 +1565,29 @@ class AdminEvent(Base):
 # read through an index instead of sorting every closed case (migration 0013).
 Index("ix_cases_status_closed_at", Case.status, Case.closed_at)
 Index("ix_cases_department_id_status_closed_at", Case.department_id, Case.status, Case.closed_at)
+# The month's overdue cases are those whose deadline fell in the month (migration 0017).
+Index("ix_cases_due_at", Case.due_at)
+
+
+class FigureSnapshot(Base):
+    """A month's figures as computed at `computed_at` (triage/report/snapshots.py), so that
+    the dashboard and the public page read one row instead of aggregating the month.
+
+    `scope` names what was computed ("dashboard": all figures; "public": without details);
+    `lease_until` is set while one process computes a missing snapshot, so that others wait
+    for it instead of computing it too."""
+
+    __tablename__ = "figure_snapshots"
+    __table_args__ = (UniqueConstraint("scope", "month", name="uq_figure_snapshots_scope_month"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(20))
+    month: Mapped[str] = mapped_column(String(7))
+    computed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Whether the month's window had ended (its cut-off passed) when computed: then final.
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    figures: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 # `Case.api_key_id` refers to the api_keys table: it must be known wherever cases are used.

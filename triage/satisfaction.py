@@ -197,9 +197,11 @@ def answer(
     unsatisfied: str,
     deadlines: Deadlines,
     now: datetime,
+    contacted: bool | None = None,
 ) -> SatisfactionResponse:
     """Records the citizen's answer to an OPEN link: a valid return visit on the web channel
-    (event "visited"), then, when unsatisfied or unsolved, a supervisor's review
+    (event "visited"; `contacted`: whether the department contacted them in time, None when
+    not answered), then, when unsatisfied or unsolved, a supervisor's review
     ("review_requested") or rework ("reworked") by `unsatisfied` ("review" / "rework").
 
     Raises AlreadyAnswered when another answer won the unique constraint (the caller's
@@ -235,6 +237,7 @@ def answer(
         satisfaction=satisfaction,
         note=note,
         channel=VisitChannel.WEB,
+        contacted=contacted,
     )
     session.flush()
     response.visit_id = visit.id

@@ -819,6 +819,9 @@ def visit(number: str) -> Response:
             "satisfaction": Satisfaction(form.satisfaction.data) if reached else None,
             "note": form.note.data or "",
             "channel": form.channel.data or "phone",
+            "contacted": {"yes": True, "no": False}.get(form.contacted.data or "")
+            if reached
+            else None,
         }
         citizen = next((m for m in merged if m.tracking_number == form.citizen.data), None)
         if citizen is not None:

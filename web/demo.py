@@ -194,6 +194,7 @@ def _advance(
         solved=v.get("solved") if v["reached"] else None,
         satisfaction=Satisfaction(v["satisfaction"]) if v["reached"] else None,
         note=v.get("note", ""),
+        contacted=bool(v.get("contacted", True)) if v["reached"] else None,
     )
     if demo.stage == "visited":
         return

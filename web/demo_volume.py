@@ -369,6 +369,9 @@ class _Batch:
                             "note": "",
                             "channel": "phone",
                             "valid": True,
+                            # Contacted in time when replied by the deadline (no extra draw:
+                            # the generated data stay as they were).
+                            "contacted": row["replied_at"] <= row["due_at"],
                         }
                     )
                 elif to == Status.CLOSED:

@@ -225,6 +225,15 @@ class VisitForm(Form):
         ],
         validators=[Optional()],
     )
+    # The response rate's question (响应率); unanswered counts by the reply's deadline.
+    contacted = RadioField(
+        _l("Did the department contact the citizen in time?"),
+        choices=[
+            SelectChoice("yes", _l("Contacted in time")),
+            SelectChoice("no", _l("Not in time")),
+        ],
+        validators=[Optional()],
+    )
     note = TextAreaField(_l("Note"), validators=[Optional(), Length(max=2000)])
 
 
@@ -295,6 +304,14 @@ class SatisfactionForm(Form):
             SelectChoice("unsatisfied", _l("Unsatisfied")),
         ],
         validators=[DataRequired(_l("Please choose how satisfied you are."))],
+    )
+    contacted = RadioField(
+        _l("Did the department contact you in time?"),
+        choices=[
+            SelectChoice("yes", _l("Yes, in time")),
+            SelectChoice("no", _l("No, not in time")),
+        ],
+        validators=[Optional()],
     )
     comment = TextAreaField(_l("Comment (optional)"), validators=[Optional(), Length(max=2000)])
 

@@ -120,6 +120,7 @@ def submit(token: str) -> Response:
             parsed,
             solved=form.solved.data == "yes",
             satisfaction=Satisfaction(form.satisfaction.data),
+            contacted={"yes": True, "no": False}.get(form.contacted.data or ""),
             comment=form.comment.data or "",
             unsatisfied=settings.satisfaction.unsatisfied,
             deadlines=settings.deadlines(),

@@ -6,16 +6,20 @@ The fixture: March 2026, Asia/Shanghai (UTC+8). 28 Feb 2026 is a make-up working
 
 Cases (dept, channel, kind; received; due; replied; own return visits; closed; other):
   U1 urban web complaint; 03-02 09:00; due 03-09 23:59:59; replied 03-05; visit 03-06 valid
-     solved satisfied; closed 03-06 11:00; caller k1; plus a visit to a merged case's citizen
+     solved satisfied contacted in time; closed 03-06 11:00; caller k1; plus a visit to a
+     merged case's citizen
   U2 urban phone complaint; 03-03 09:00; due 03-10 23:59:59; replied 03-12 (late); visit
-     03-13 valid unsolved basic; closed 03-16 (late); caller k1
+     03-13 valid unsolved basic, contacted in time (says the citizen, although the written
+     reply was late); closed 03-16 (late); caller k1
   U3 urban web suggestion; 03-31 23:30 (→ UTC 03-31 15:30); due 04-08; assigned; sent back
      once; caller k3
   U4 urban email complaint; 02-27 10:00; due 03-05 23:59:59; replied 02-28; visit 03-01 00:30
-     (→ UTC 02-28) valid solved satisfied; closed 03-01 01:00 (→ UTC 02-28); caller k3
+     (→ UTC 02-28) valid solved satisfied, recorded before the contact question (contacted
+     NULL); closed 03-01 01:00 (→ UTC 02-28); caller k3
   T1 transport phone complaint; 03-10 09:00; due 03-27 23:59:59 (after its rework); replied
-     03-25; visits 03-17 not reached, 03-18 valid unsolved unsatisfied, 03-26 valid solved
-     satisfied; closed 03-27 10:00; reworked once; caller k2
+     03-25; visits 03-17 not reached, 03-18 valid unsolved unsatisfied contacted in time,
+     03-26 valid solved satisfied not contacted in time; closed 03-27 10:00; reworked once;
+     caller k2
   T2 transport web complaint; 04-01 00:10 (→ UTC 03-31 16:10): April's
   T3 transport web complaint; 03-05 09:00; due 03-12 23:59:59; replied 03-30 (late); visit
      04-01 00:05 (→ UTC 03-31) valid: April's; visited
@@ -31,14 +35,15 @@ By hand, March 2026 (calendar month):
   by_department = urban U1 U2 U3 M1 = 4, transport T1 T3 X1 = 3 (R1 has none)
   valid visits N = U1, U2, U4 (1 Mar local), T1 (latest valid one: 03-26) = 4; T3's is April's
     urban 3 (U1 U2 U4), transport 1 (T1), health 0
-  response (replied ≤ due): U1 yes, U2 no, U4 yes, T1 yes (03-25 ≤ 03-27) = 3/4 = 0.75
-    urban 2/3, transport 1/1
+  response (the visit's "contacted in time"; NULL: replied ≤ due): U1 yes, U2 yes (its
+    answer, though replied late), U4 yes (NULL: 02-28 ≤ 03-05), T1 no (its answer, though
+    replied in time) = 3/4 = 0.75; urban 3/3, transport 0/1
   resolution (solved): U1, U4, T1 = 3/4 = 0.75; urban 2/3, transport 1
   satisfaction: satisfied U1 U4 T1 = 3, basic U2 = 1 → (3 + 0.9) / 4 = 0.975
     urban (2 + 0.9) / 3 = 0.96667, transport 1
   composite = 0.1 × 0.75 + 0.5 × 0.75 + 0.4 × 0.975 = 0.075 + 0.375 + 0.39 = 0.84
-    urban (0.1 × 2 + 0.5 × 2 + 0.4 × 2.9) / 3 = 2.36 / 3 = 0.78667 → 3 stars (≥ 0.7, < 0.8)
-    transport 1.0 → 5 stars; health: no visits → null rates, no stars
+    urban 0.1 × 1 + (0.5 × 2 + 0.4 × 2.9) / 3 = 0.1 + 2.16 / 3 = 0.82 → 4 stars (≥ 0.8)
+    transport 0.1 × 0 + 0.5 + 0.4 = 0.9 → 5 stars (≥ 0.9); health: no visits → null rates, no stars
   on_time (closed in March by due): U1 yes, U2 no, U4 yes (1 Mar local), T1 yes = 3/4 = 0.75
     urban 2/3, transport 1/1 (R1 rejected and M1 merged are not 办结)
   avg working days received → closed: U1 03-02→03-06 = 4 (3,4,5,6); U2 03-03→03-16 = 9
@@ -52,7 +57,8 @@ By hand, March 2026 (calendar month):
 February: received U4 = 1, no valid visit (U4's is 1 Mar local), nothing closed → null rates.
 With [report] cutoff_day = 25, "2026-03" is 26 Feb - 25 Mar: received U4 U1 U2 M1 R1 T1 T3 X1
   = 8; N = U1 U2 U4 T1, T1 counted with its 03-18 visit (unsolved, unsatisfied): resolution
-  U1 U4 = 0.5, satisfaction (2 + 0.9) / 4 = 0.725, response 0.75 (case columns).
+  U1 U4 = 0.5, satisfaction (2 + 0.9) / 4 = 0.725, response U1 U2 U4 T1 (03-18: contacted in
+  time) = 1.0 (the case columns alone would say 0.75).
 """
 
 from __future__ import annotations
@@ -123,6 +129,7 @@ def _visit(
     *,
     reached: bool = True,
     citizen_case: Case | None = None,
+    contacted: bool | None = None,
 ) -> None:
     session.add(
         ReturnVisit(
@@ -134,6 +141,7 @@ def _visit(
             channel="phone",
             valid=reached,
             citizen_case_id=citizen_case.id if citizen_case else None,
+            contacted=contacted if reached else None,
         )
     )
 
@@ -147,13 +155,13 @@ def build_march(session: Any) -> dict[str, Case]:
         session, urban, received_at=at("03-02 09:00"), due_at=end_of("03-09"),
         replied_at=at("03-05 10:00"), closed_at=at("03-06 11:00"), caller="k1",
     )  # fmt: skip
-    _visit(session, c["U1"], at("03-06 10:00"), True, "satisfied")
+    _visit(session, c["U1"], at("03-06 10:00"), True, "satisfied", contacted=True)
     c["U2"] = _case(
         session, urban, channel="phone", received_at=at("03-03 09:00"),
         due_at=end_of("03-10"), replied_at=at("03-12 10:00"), closed_at=at("03-16 10:00"),
         caller="k1",
     )  # fmt: skip
-    _visit(session, c["U2"], at("03-13 10:00"), False, "basic")
+    _visit(session, c["U2"], at("03-13 10:00"), False, "basic", contacted=True)
     c["U3"] = _case(
         session, urban, kind="suggestion", status=Status.ASSIGNED,
         received_at=at("03-31 23:30"), due_at=end_of("04-08"), sent_back_count=1, caller="k3",
@@ -169,8 +177,8 @@ def build_march(session: Any) -> dict[str, Case]:
         rework_count=1, caller="k2",
     )  # fmt: skip
     _visit(session, c["T1"], at("03-17 10:00"), None, None, reached=False)
-    _visit(session, c["T1"], at("03-18 10:00"), False, "unsatisfied")
-    _visit(session, c["T1"], at("03-26 10:00"), True, "satisfied")
+    _visit(session, c["T1"], at("03-18 10:00"), False, "unsatisfied", contacted=True)
+    _visit(session, c["T1"], at("03-26 10:00"), True, "satisfied", contacted=False)
     c["T2"] = _case(
         session, transport, status=Status.ASSIGNED, received_at=at("04-01 00:10"),
         due_at=end_of("04-09"),
@@ -242,15 +250,16 @@ def test_departments_are_ranked_with_stars_and_an_empty_one_has_null_rates(march
     codes = [d["code"] for d in f["departments"]]
     assert codes[:2] == ["transport", "urban"]
     transport, urban, health = _dept(f, "transport"), _dept(f, "urban"), _dept(f, "health")
-    assert transport["valid_visits"] == 1 and transport["composite"] == pytest.approx(1.0)
+    assert transport["valid_visits"] == 1 and transport["response_rate"] == 0
+    assert transport["composite"] == pytest.approx(0.9)
     assert transport["stars"] == 5 and transport["on_time_rate"] == pytest.approx(1.0)
     assert urban["name"] == "区住房和城乡建设局"
     assert urban["valid_visits"] == 3
-    assert urban["response_rate"] == pytest.approx(2 / 3)
+    assert urban["response_rate"] == pytest.approx(1.0)
     assert urban["resolution_rate"] == pytest.approx(2 / 3)
     assert urban["satisfaction_rate"] == pytest.approx(2.9 / 3)
-    assert urban["composite"] == pytest.approx(2.36 / 3)
-    assert urban["stars"] == 3 and urban["on_time_rate"] == pytest.approx(2 / 3)
+    assert urban["composite"] == pytest.approx(0.82)
+    assert urban["stars"] == 4 and urban["on_time_rate"] == pytest.approx(2 / 3)
     assert health["valid_visits"] == 0
     assert [health[k] for k in ("response_rate", "composite", "stars", "on_time_rate")] == [
         None
@@ -294,7 +303,7 @@ def test_the_cut_off_day_moves_the_month_and_which_visit_counts(march: Any) -> N
     assert f["valid_visits"] == 4
     assert f["resolution_rate"] == pytest.approx(0.5)
     assert f["satisfaction_rate"] == pytest.approx(0.725)
-    assert f["response_rate"] == pytest.approx(0.75)
+    assert f["response_rate"] == pytest.approx(1.0)
 
 
 def test_until_gives_the_month_so_far(march: Any) -> None:
@@ -365,9 +374,12 @@ def figures_from_export(
         v = counted[-1]
         t = tallies[r["department"]]
         t[0] += 1
-        t[1] += r["replied_at"] is not None and (
-            r["due_at"] is None or _local(r["replied_at"]) <= _local(r["due_at"])
-        )
+        if v["contacted"] is None:
+            t[1] += r["replied_at"] is not None and (
+                r["due_at"] is None or _local(r["replied_at"]) <= _local(r["due_at"])
+            )
+        else:
+            t[1] += v["contacted"] is True
         t[2] += v["solved"] is True
         t[3] += v["satisfaction"] == "satisfied"
         t[4] += v["satisfaction"] == "basic"
@@ -459,6 +471,8 @@ def test_the_figures_equal_those_recomputed_from_the_export(march: Any, config_f
             assert got[key] == (pytest.approx(value) if value is not None else None), (code, key)
     # And the hand computation, once more, through the export.
     assert again["composite"] == pytest.approx(0.84) and again["overdue"] == 3
+    assert again["departments"]["urban"]["response_rate"] == pytest.approx(1.0)
+    assert again["departments"]["transport"]["response_rate"] == 0
 
 
 def test_months_are_counted_in_local_time_on_this_database(rt: Any) -> None:

@@ -27,8 +27,11 @@ The figures (export columns in brackets)
         window; a case replied in one month and visited in the next counts in the month of
         the visit. Visits to the citizens of merged cases are not counted.
     response_rate (响应率)
-        of the N cases, those whose department answered the citizen by its handling deadline
-        (``replied_at`` ≤ ``due_at``; no deadline counts as in time) ÷ N.
+        of the N cases, those whose department contacted the citizen in time ÷ N: the counted
+        visit's answer to that question (``visits[].contacted`` true). A visit recorded
+        before the question was asked (``contacted`` null) falls back to the proxy used
+        until then: the department answered by its handling deadline (``replied_at`` ≤
+        ``due_at``; no deadline counts as in time).
     resolution_rate (解决率)
         of the N cases, those the counted visit says are solved (``visits[].solved``) ÷ N.
     satisfaction_rate (满意率)
@@ -265,9 +268,13 @@ def _visit_counts(
             Case.department_id,
             func.count(),
             _count_if(
-                and_(
-                    Case.replied_at.is_not(None),
-                    or_(Case.due_at.is_(None), Case.replied_at <= Case.due_at),
+                or_(
+                    ReturnVisit.contacted.is_(True),
+                    and_(
+                        ReturnVisit.contacted.is_(None),
+                        Case.replied_at.is_not(None),
+                        or_(Case.due_at.is_(None), Case.replied_at <= Case.due_at),
+                    ),
                 )
             ),
             _count_if(ReturnVisit.solved.is_(True)),
@@ -409,11 +416,14 @@ def monthly_figures(
     *,
     with_previous: bool = True,
     with_hot_issues: bool = True,
+    with_details: bool = True,
 ) -> dict[str, Any]:
     """The figures of `month` (``YYYY-MM``) as the issue's JSON object; definitions and
     sources in the module docstring. `policy`: a ReportPolicy, or the web Settings it is
     built from. `until` (aware; default now) ends the window early; ``previous`` is the
-    whole month before. ValueError for a malformed month."""
+    whole month before. ``with_details=False`` skips what the public page does not show:
+    ``avg_handling_working_days`` (None), ``overdue``, ``repeat_complainants`` (0) and
+    ``hot_issues`` ([]), here and in ``previous``. ValueError for a malformed month."""
     from triage.report.hot_issues import hot_issues
 
     if not isinstance(policy, ReportPolicy):
@@ -472,15 +482,19 @@ def monthly_figures(
         **_rates(*totals, policy),
         "on_time_rate": _ratio(closed_on_time, closed_n),
         "avg_handling_working_days": (
-            _avg_handling(session, start, stop, policy) if stop > start else None
+            _avg_handling(session, start, stop, policy) if with_details and stop > start else None
         ),
-        "overdue": _overdue(session, start, stop) if stop > start else 0,
+        "overdue": _overdue(session, start, stop) if with_details and stop > start else 0,
         "reworked": reworked,
         "sent_back": sent_back,
         "extended": extended,
-        "repeat_complainants": (_repeat_complainants(session, start, stop) if stop > start else 0),
+        "repeat_complainants": (
+            _repeat_complainants(session, start, stop) if with_details and stop > start else 0
+        ),
         "hot_issues": (
-            hot_issues(session, start, stop, policy) if with_hot_issues and stop > start else []
+            hot_issues(session, start, stop, policy)
+            if with_hot_issues and with_details and stop > start
+            else []
         ),
         "departments": rows,
         "previous": None,
@@ -493,6 +507,7 @@ def monthly_figures(
             None,
             with_previous=False,
             with_hot_issues=False,
+            with_details=with_details,
         )
         figures["previous"] = {k: before[k] for k in PREVIOUS_KEYS}
     return figures
