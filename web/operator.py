@@ -54,6 +54,9 @@ LOOKUPS_PER_WINDOW = 120
 LOOKUP_WINDOW = timedelta(minutes=10)
 # A call time later than now by more than this is a typing mistake.
 FUTURE_SLACK = timedelta(minutes=5)
+# The desk logs calls as they come; older ones come with the call centre's export (the
+# import page). Past this, a call time is a typing mistake (a case received in 1900).
+PAST_LIMIT_DAYS = 30
 
 
 def _tz() -> ZoneInfo:
@@ -178,10 +181,15 @@ def history() -> Response | tuple[Response, int]:
 
 def _called_at(form: PhoneCallForm, now: datetime) -> datetime | None:
     """The call time as typed (office time zone), or now; None (with the field's error) if
-    it lies in the future."""
+    it lies in the future or more than `PAST_LIMIT_DAYS` days back."""
     typed = form.called_at.data
     if typed is None:
         return now
+    earliest = now - timedelta(days=PAST_LIMIT_DAYS)
+    # Compared in local time first: year 1 in UTC would not exist (OverflowError).
+    if typed < earliest.astimezone(_tz()).replace(tzinfo=None):
+        form.called_at.errors = [_("The call time is more than %(n)d days ago.", n=PAST_LIMIT_DAYS)]
+        return None
     at = typed.replace(tzinfo=_tz()).astimezone(UTC)
     if at > now + FUTURE_SLACK:
         form.called_at.errors = [_("The call time is in the future.")]

@@ -373,6 +373,9 @@ def test_bad_desk_input_is_a_clear_error_never_a_server_error(login_as: Any, run
     for data, says in (
         ({"phone": PHONE, "called_at": future}, "晚于当前时间"),
         ({"phone": PHONE, "called_at": "明天下午"}, 'for="called_at"'),
+        # A slip of the year: a case received in 1900 (MS-1900-…), or year 1 (no UTC time).
+        ({"phone": PHONE, "called_at": "1900-01-01T08:00"}, "30 天前"),
+        ({"phone": PHONE, "called_at": "0001-01-01T00:00"}, "30 天前"),
         ({"phone": PHONE, "about": "urge:"}, "不属于此来电人"),
         ({"phone": PHONE, "about": "urge:MS-2026-\x00001"}, "不属于此来电人"),
         ({"phone": PHONE, "about": "reopen:" + "9" * 80}, "60"),
