@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import false, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from triage.directory import BadUsername, find_user, normalise_username
@@ -72,6 +73,18 @@ def _locked_active_admins(session: Session) -> int:
     return len(locked)
 
 
+def _insert(session: Session, row: User | Department, taken: StaffChangeRefused) -> None:
+    """Adds `row` in a savepoint. Of two administrators adding the same username or code at
+    once, the second finds no row when it looks, and its insert meets the first's at the
+    unique index: it gets `taken` (a refusal it can read), not a database error."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise taken from None
+
+
 def _check(account: Account) -> None:
     if account.role not in set(Role):
         raise StaffChangeRefused(N_("Unknown role %(role)s."), role=account.role)
@@ -114,8 +127,13 @@ def add_user(session: Session, username: str, account: Account) -> User:
         email=account.email,
         admin_managed=True,
     )
-    session.add(user)
-    session.flush()
+    _insert(
+        session,
+        user,
+        StaffChangeRefused(
+            N_("The username %(name)s is taken (usernames ignore case)."), name=name
+        ),
+    )
     return user
 
 
@@ -219,8 +237,9 @@ def add_department(
         active=True,
         admin_managed=True,
     )
-    session.add(dept)
-    session.flush()
+    _insert(
+        session, dept, StaffChangeRefused(N_("A department with code %(code)s exists."), code=code)
+    )
     return dept
 
 

@@ -293,6 +293,53 @@ def test_two_admins_removing_each_other_at_once_leave_one(
         assert admin1 is not None and admin1.role == "admin" and admin1.active
 
 
+@pytest.mark.parametrize("kind", ["account", "department"])
+def test_the_same_name_added_twice_at_once_is_refused_not_an_error(runtime: Any, kind: str) -> None:
+    """Two administrators add the same username (or department code) at the same moment:
+    neither sees the other's row when it looks, and the second insert meets the first at the
+    unique index. The second gets the "taken" refusal the page shows, not a database error
+    (a 500 before)."""
+    first, second = runtime.sessions(), runtime.sessions()
+    if first.get_bind().dialect.name == "sqlite":
+        # The first holds its transaction open, as a request does until it answers.
+        first.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+    def add(s: Any) -> None:
+        if kind == "account":
+            staff.add_user(s, "dup.user", staff.Account("", "observer", None, False, ""))
+        else:
+            staff.add_department(s, "dup-dept", "重复部门")
+
+    refused: list[str] = []
+
+    def the_other() -> None:
+        try:
+            add(second)
+            second.commit()
+        except staff.StaffChangeRefused as e:
+            refused.append(str(e))
+            second.rollback()
+
+    try:
+        add(first)
+        racer = threading.Thread(target=the_other)
+        racer.start()
+        racer.join(0.5)
+        first.commit()
+        racer.join(30)
+        assert not racer.is_alive()
+    finally:
+        first.close()
+        second.close()
+    assert refused and ("taken" in refused[0] or "exists" in refused[0])
+    with runtime.sessions() as s:
+        if kind == "account":
+            assert len(list(s.scalars(select(User).where(User.username == "dup.user")))) == 1
+        else:
+            rows = s.scalars(select(Department).where(Department.code == "dup-dept"))
+            assert len(list(rows)) == 1
+
+
 def test_reset_password_generated_or_chosen(app: Any, login_as: Any, runtime: Any) -> None:
     admin = login_as("admin")
     handler = login_as("urban")
