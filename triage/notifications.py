@@ -199,6 +199,17 @@ def _mail_address(notifier: Notifier, case: Case) -> str | None:
     address = (case.contact_email or "").strip()
     if not address or "@" not in address or any(c.isspace() for c in address):
         return None
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        # 张三@example.com is a valid address, but only a server with SMTPUTF8 takes it and
+        # the outbox's headers cannot carry it: such a citizen is told by SMS, if at all.
+        return None
+    if not domain.isascii():
+        try:  # 例子.中国 → xn--fsqu00a.xn--fiqs8s, which every server takes
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+        address = f"{local}@{domain}"
     if len(address) > 254 or address.lower() in notifier.own_addresses:
         return None
     if any(e.action == "not_acknowledged" for e in case.events):
@@ -237,7 +248,7 @@ def _queue_mail(
         msg = build_message(
             sender=notifier.sender, to=[address], subject=subject, text=text, html=html_body
         )
-    except OutboxError:
+    except (OutboxError, ValueError):  # UnicodeError included: never the citizen's 500
         return None
     msg["Message-ID"] = message_id
     msg["X-Minsheng-Notice"] = kind

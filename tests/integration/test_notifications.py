@@ -318,6 +318,27 @@ def test_a_looping_address_and_the_offices_own_address_get_nothing(
         assert s.scalar(select(OutgoingMail.id)) is None
 
 
+def test_an_address_in_chinese_registers_the_case_and_is_told_as_it_can_be(
+    client: Any, login_as: Any, runtime: Any, smtp: Recorder
+) -> None:
+    # A Chinese domain is written in punycode, which every server takes.
+    number, code = submit_complaint(client, "路灯不亮。", email="li@例子.中国", phone="")
+    # A Chinese local part needs SMTPUTF8: no mail (it was a 500 and the complaint lost);
+    # the citizen's mobile number gets the text instead.
+    other, _ = submit_complaint(client, "路灯不亮。", email="张三@example.com", phone="13900004444")
+    assert send(runtime).sent == 1
+    (mail,) = smtp.messages()
+    assert "li@xn--fsqu00a.xn--fiqs8s" in str(mail["To"])
+    assert number in text_of(mail) and f"查询码：{code}" in text_of(mail)
+    with runtime.sessions() as s:
+        (text,) = s.scalars(select(TextMessage))
+        assert text.phone == "13900004444" and other in text.text
+    # The department's reply to it goes through too (it was a 500 at every reply).
+    dispatch(login_as, runtime, other)
+    reply(login_as("urban"), other)
+    assert "replied" in actions(runtime, other)
+
+
 @pytest.mark.parametrize("sign_off", [True])
 def test_a_drafted_reply_is_told_only_when_the_head_signs_it_off(
     tmp_path: Path, db_url: str, smtp_port: int, sms_port: int, sign_off: bool, smtp: Recorder
