@@ -29,6 +29,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 
@@ -278,16 +279,30 @@ def new_call() -> Response | str | tuple[str, int]:
                 return _urge(target, form, called_at, token, now)
             if kind == "reopen":
                 return _reopen(target, form, called_at, token, now)
-        except IllegalTransition as e:
+        except (IllegalTransition, StaleDataError) as e:
             s.rollback()
-            flash(error_text(e), "error")
-            return _render(form, _history(form.phone.data or ""), 409)
-        except StaleDataError:
-            s.rollback()
-            flash(_("Someone else changed this case at the same time. Please look again."), "error")
+            if (done := _applied_by_twin(number, form, token)) is not None:
+                return done
+            if isinstance(e, IllegalTransition):
+                flash(error_text(e), "error")
+            else:
+                flash(
+                    _("Someone else changed this case at the same time. Please look again."),
+                    "error",
+                )
             return _render(form, _history(form.phone.data or ""), 409)
         return _new_case(form, called_at, call_id, token, now, follows=target)
     return _new_case(form, called_at, call_id, token, now)
+
+
+def _applied_by_twin(number: str, form: PhoneCallForm, token: str) -> Response | None:
+    """After a conflict: when the same form, sent twice at once (a double click), was applied
+    by the other request, the way to the case as if this one had done it; else None."""
+    case = _callers_case(number, form.phone.data or "")
+    if case is None or not _done_with_token(case, token):
+        return None
+    flash(_("This call was already logged as %(n)s.", n=case.tracking_number), "info")
+    return redirect(url_for("board.case", number=case.tracking_number))
 
 
 def _callers_case(number: str, phone: str) -> Case | None:
@@ -390,7 +405,16 @@ def _new_case(
         place=form.place.data or "",
     )
     s = db()
-    reg = register(s, submission, _policy(bool(form.urgent.data)), now)
+    try:
+        reg = register(s, submission, _policy(bool(form.urgent.data)), now)
+    except IntegrityError:
+        # The same form sent twice at once (a double click): the other request registered it.
+        s.rollback()
+        twin = find_by_external_id(s, submission.channel, submission.external_id)
+        if twin is None:
+            raise
+        flash(_("This call was already logged as %(n)s.", n=twin.tracking_number), "info")
+        return redirect(url_for("board.case", number=twin.tracking_number))
     case = reg.case
     if not reg.created:
         flash(_("This call was already logged as %(n)s.", n=case.tracking_number), "info")

@@ -473,3 +473,41 @@ def test_the_hidden_answer_a_new_matter_is_not_sent_nor_an_unknown_answer_taken(
     assert r.status_code == 200 and _count(runtime) == before
     shown = re.search(r'<fieldset id="caller-history"[^>]*>', r.get_data(as_text=True)).group(0)
     assert "hidden" not in shown and "disabled" not in shown
+
+
+def test_the_same_form_sent_several_times_at_once_is_applied_once_and_never_an_error(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    import threading
+
+    number, _code = submit_complaint(client, "明德路路灯不亮已经一周", phone=PHONE)
+    operators = [login_as("operator") for _ in range(4)]
+    pages = [o.get("/board/calls/new").get_data(as_text=True) for o in operators]
+    token = re.search(r'name="token"[^>]*value="([^"]+)"', pages[0]).group(1)
+
+    def send_all(data: dict[str, Any]) -> list[int]:
+        codes: list[int] = []
+        start = threading.Barrier(len(operators))
+
+        def send(operator: Any, page: str) -> None:
+            form = {"csrf_token": csrf_from(page), "token": token, "kind": "complaint", **data}
+            start.wait()
+            codes.append(operator.post("/board/calls/new", data=form).status_code)
+
+        threads = [
+            threading.Thread(target=send, args=op) for op in zip(operators, pages, strict=True)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return codes
+
+    urge = {"phone": PHONE, "about": f"urge:{number}", "subject": "催办", "body": "还是不亮"}
+    assert send_all(urge) == [302] * 4
+    assert _case(runtime, number).urge_count == 1
+    before = _count(runtime)
+    fresh = {"phone": "13900007777", "about": "new", "subject": "噪音", "body": "夜里工地噪音"}
+    token = "double-click-token"
+    assert send_all(fresh) == [302] * 4
+    assert _count(runtime) == before + 1
