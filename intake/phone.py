@@ -176,11 +176,33 @@ def read_table(data: bytes, filename: str = "") -> Table:
             "xls", "an old Excel .xls file: save it as .xlsx or .csv and import that"
         )
     if data[:4] == b"PK\x03\x04":
+        _check_unpacked_size(data)
         return _read_xlsx(data)
     utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
     if data[:5] == b"%PDF-" or (b"\x00" in data[:4096] and not utf16):
         raise FileFormatError("not_table", "not a CSV or XLSX file")
     return _read_csv(data)
+
+
+# An XLSX unpacks to some 5-15 times its size; a zip bomb (a few MB unpacking to many GB,
+# which openpyxl would read: shared strings wholly into memory) is refused before that.
+MAX_UNPACKED_RATIO = 30
+MAX_UNPACKED_FLOOR = 50 * 1024 * 1024  # bytes: small files may compress better
+
+
+def _check_unpacked_size(data: bytes) -> None:
+    """Raises FileFormatError ``bad_xlsx`` when the zip's members would unpack to more than
+    MAX_UNPACKED_RATIO times its size (at least MAX_UNPACKED_FLOOR bytes). The sizes are
+    the zip's own: `zipfile` never unpacks a member beyond its stated size."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise FileFormatError("bad_xlsx", f"not a readable XLSX file: {exc}") from exc
+    if unpacked > max(MAX_UNPACKED_FLOOR, MAX_UNPACKED_RATIO * len(data)):
+        raise FileFormatError(
+            "bad_xlsx", f"not a readable XLSX file: it would unpack to {unpacked} bytes"
+        )
 
 
 def _decode(data: bytes) -> tuple[str, str]:
@@ -220,7 +242,10 @@ def _read_xlsx(data: bytes) -> Table:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
         raise FileFormatError("bad_xlsx", f"not a readable XLSX file: {exc}") from exc
-    sheet = book.worksheets[0] if book.worksheets else None
+    # The calls are on the first sheet the user sees: exports often keep a hidden sheet of
+    # codes or notes in front of it.
+    visible = [s for s in book.worksheets if getattr(s, "sheet_state", "visible") == "visible"]
+    sheet = (visible or book.worksheets or [None])[0]
     if sheet is None:
         raise FileFormatError("bad_xlsx", "the workbook has no sheet")
 
@@ -260,8 +285,12 @@ class BoundColumns:
     headers: Mapping[str, str]
 
 
+# Around a header's name, not part of it: （工单号）, 【来电号码】, 来电时间*, 话务员：
+_HEADER_DECORATION = "()（）[]{}<>《》【】〔〕「」『』*＊:："
+
+
 def _header_key(name: str) -> str:
-    return "".join(nfkc(name).split()).casefold()
+    return "".join(nfkc(name).split()).strip(_HEADER_DECORATION).casefold()
 
 
 def bind_columns(header: Sequence[str], mapping: ColumnMapping) -> BoundColumns:
@@ -463,6 +492,41 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+# Excel shows a long number as 1.23457E+11 and a CSV saved from it keeps only that; an
+# XLSX number cell keeps 15 significant digits. Either way the digits are gone.
+_SCIENTIFIC = re.compile(r"^[+-]?\d(?:\.\d+)?E\+?\d+$", re.IGNORECASE)
+EXACT_DIGITS = 15
+
+
+def _lost_digits(value: Any, text: str) -> bool:
+    """True when `value` is a number whose digits Excel has cut short (see _SCIENTIFIC)."""
+    if isinstance(value, float) and abs(value) >= 10**EXACT_DIGITS:
+        return True
+    return bool(_SCIENTIFIC.match(text))
+
+
+def _lost_zero(digits: str) -> str | None:
+    """A landline whose leading 0 Excel dropped (a number cell: 010-87654321 read as
+    1087654321) → the number with it, when that is a valid one; else None. A mobile-like
+    number (1 then 3-9) is never changed."""
+    if not digits.isdigit() or not 9 <= len(digits) <= 11 or digits[0] == "0":
+        return None
+    if digits[0] == "1" and not (digits.startswith("10") and len(digits) == 10):
+        return None
+    try:
+        return normalise_phone("0" + digits)
+    except PhoneError:
+        return None
+
+
+def _shortened(value: str) -> CellError:
+    return CellError(
+        "lost_digits",
+        "Excel shortened this number to %(value)s: format the column as text and export again",
+        value=value[:40],
+    )
+
+
 def call_key(call_id: str, phone: str, called_at: datetime) -> str:
     """The idempotency key: the call id, or ``call:<number>@<UTC time>`` without one."""
     if call_id:
@@ -506,18 +570,27 @@ def parse_row(
         )
 
     call_id = clean_line(_text(cell("call_id")))[:255]
+    if call_id and _lost_digits(cell("call_id"), call_id):
+        # Two calls would share the shortened id: the second would pass as a duplicate.
+        fail("call_id", _shortened(call_id))
     phone = ""
     raw_phone = clean_line(_text(cell("phone")))
     if not raw_phone:
         fail("phone", CellError("required", "empty"))
+    elif _lost_digits(cell("phone"), raw_phone):
+        fail("phone", _shortened(raw_phone))
     else:
         try:
             phone = normalise_phone(raw_phone)
         except PhoneError:
-            fail(
-                "phone",
-                CellError("bad_phone", "not a phone number: %(value)s", value=raw_phone[:40]),
-            )
+            restored = _lost_zero(raw_phone)
+            if restored is not None:
+                phone = restored
+            else:
+                fail(
+                    "phone",
+                    CellError("bad_phone", "not a phone number: %(value)s", value=raw_phone[:40]),
+                )
     called_at: datetime | None = None
     try:
         called_at = parse_call_time(cell("called_at"), tz, now)

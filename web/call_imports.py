@@ -52,6 +52,9 @@ ROW_MESSAGES = {
     "bad_duration": _l("Not a call length (seconds, mm:ss or hh:mm:ss): %(value)s"),
     "bad_kind": _l("Unknown kind %(value)s: use 投诉, 建议, 咨询 or 表扬."),
     "too_long": _l("Longer than %(max)s characters."),
+    "lost_digits": _l(
+        "Excel shortened this number to %(value)s: format the column as text and export again."
+    ),
 }
 FILE_MESSAGES = {
     "empty": _l("The file is empty."),

@@ -349,3 +349,83 @@ def test_an_address_longer_than_a_place_is_a_row_error() -> None:
     )
     (row,) = parse(data)
     assert [(e.column, e.code) for e in row.errors] == [("地址", "too_long")]
+
+
+def _xlsx(book: openpyxl.Workbook) -> bytes:
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_the_calls_are_read_from_the_first_visible_sheet_not_a_hidden_one() -> None:
+    book = openpyxl.Workbook()
+    notes = book.active
+    notes.title = "代码表"
+    notes.append(["诉求类型代码", "说明"])
+    notes.sheet_state = "hidden"
+    calls = book.create_sheet("话务记录")
+    calls.append(HEADER[:6])
+    calls.append(["H1", "13800138000", datetime(2026, 11, 30, 9, 5), 60, "漏水", "赵"])
+    book.active = 1
+    (row,) = parse(_xlsx(book))
+    assert row.submission is not None and row.submission.external_id == "H1"
+
+
+def test_numbers_excel_shortened_are_row_errors_not_false_duplicates() -> None:
+    # Saved from Excel as CSV, a 12-digit call id shows as 1.23457E+11: two calls would
+    # share it and the second would pass silently as a duplicate of the first.
+    data = csv_bytes(
+        [
+            HEADER[:6],
+            ["1.23457E+11", "13800138000", "2026-11-30 10:00", "60", "漏水", "赵"],
+            ["1.23457E+11", "13900139000", "2026-11-30 10:05", "60", "噪音", "赵"],
+            ["A3", "1.38001E+10", "2026-11-30 10:06", "60", "井盖", "赵"],
+        ]
+    )
+    rows = parse(data)
+    assert [(r.row, [(e.column, e.code) for e in r.errors]) for r in rows] == [
+        (2, [("工单号", "lost_digits")]),
+        (3, [("工单号", "lost_digits")]),
+        (4, [("来电号码", "lost_digits")]),
+    ]
+    assert "1.23457E+11" in rows[0].errors[0].text()
+    book = openpyxl.Workbook()
+    book.active.append(HEADER[:6])
+    # An XLSX number cell keeps 15 significant digits of an 18-digit call id.
+    book.active.append([1.2345678901234568e17, 13800138000, 46356.25, 60, "漏水", "赵"])
+    (row,) = parse(_xlsx(book))
+    assert [(e.column, e.code) for e in row.errors] == [("工单号", "lost_digits")]
+
+
+def test_a_landline_whose_leading_zero_excel_dropped_is_restored() -> None:
+    book = openpyxl.Workbook()
+    book.active.append(HEADER[:6])
+    for n, phone in enumerate([1087654321, 57187654321, 13800138000.0, "12345678901"]):
+        book.active.append([f"Z{n}", phone, 46356.25, 60, "漏水", "赵"])
+    rows = parse(_xlsx(book))
+    phones = [r.submission.contact.phone if r.submission else None for r in rows]
+    # 010-87654321 and 0571-87654321 typed into number cells; a mobile stays as it is,
+    # and a mistyped mobile is not turned into a landline.
+    assert phones == ["01087654321", "057187654321", "13800138000", None]
+    assert [e.code for e in rows[3].errors] == ["bad_phone"]
+
+
+def test_headers_in_brackets_or_with_marks_and_full_width_spaces_are_found() -> None:
+    header = ["（工单号）", "来电号码　", "【来电时间】", "通话时长*", "诉求内容：", " 话务员"]
+    data = csv_bytes([header, ["B1", "13800138000", "2026/11/30 9:05", "65秒", "漏水", "赵"]])
+    (row,) = parse(data)
+    assert row.submission is not None and row.submission.external_id == "B1"
+    assert row.duration_seconds == 65
+
+
+def test_a_zip_bomb_named_xlsx_is_refused_before_it_is_unpacked() -> None:
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/sharedStrings.xml", b"<si><t>a</t></si>" * 4_000_000)
+    assert len(out.getvalue()) < 1_000_000  # 68 MB unpacked
+    with pytest.raises(FileFormatError) as exc:
+        read_table(out.getvalue(), "calls.xlsx")
+    assert exc.value.code == "bad_xlsx" and "unpack" in str(exc.value)
