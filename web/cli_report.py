@@ -12,13 +12,20 @@ outbox to ``--to`` or else the configured recipients and sends the outbox; ``--o
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from triage.report.figures import ReportPolicy, month_of, parse_month, shift_month
+from triage.report.figures import (
+    ReportPolicy,
+    month_of,
+    month_window,
+    parse_month,
+    shift_month,
+)
 from web.cli_common import config_option, settings, transaction
 from web.runtime import Runtime
 from web.settings import ConfigError, Settings
@@ -30,12 +37,21 @@ def report() -> None:
 
 
 def _month(value: str | None, policy: ReportPolicy) -> str:
-    if not value:
-        return shift_month(month_of(datetime.now(UTC), policy), -1)
+    now = datetime.now(UTC)
+    if value is None:
+        return shift_month(month_of(now, policy), -1)
     try:
         parse_month(value)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--month") from e
+    try:
+        # The month before is in the report, so it too must be a month the calendar has.
+        start, _ = month_window(value, policy)
+        month_window(shift_month(value, -1), policy)
+    except (ValueError, OverflowError) as e:
+        raise click.BadParameter(f"month {value!r} is out of range", param_hint="--month") from e
+    if start > now:
+        raise click.BadParameter(f"month {value.strip()} has not begun yet", param_hint="--month")
     return value.strip()
 
 
@@ -76,9 +92,13 @@ def _recipients(s: Settings, to: tuple[str, ...]) -> list[str]:
         getattr(getattr(s, "report", None), "recipients", []) or []
     )
     for address in found:
-        if "@" not in address or any(c.isspace() for c in address):
+        if not _ADDRESS.match(address):
             raise click.BadParameter(f"{address!r} is not a mail address", param_hint="--to")
     return found
+
+
+# One bare address: a list ("a@x, b@y") or a display name would hide other recipients.
+_ADDRESS = re.compile(r"^[^@\s,;<>\"()\[\]]+@[^@\s,;<>\"()\[\]]+$")
 
 
 @report.command("monthly")
@@ -100,6 +120,8 @@ def monthly_command(
     s = settings()
     policy = ReportPolicy.from_settings(s)
     month = _month(month_text, policy)
+    if to and not send:
+        raise click.UsageError("--to names the recipients of --send: add --send")
     recipients = _recipients(s, to) if send else []
     if send and not recipients:
         raise click.UsageError("no recipient: give --to ADDR or set [report] recipients")
@@ -138,7 +160,12 @@ def _deliver(
     try:
         if output is not None:
             message = report_message(report_, sender=sender, to=recipients or [sender])
-            written = write_report_folder(report_, message, output)
+            try:
+                written = write_report_folder(report_, message, output)
+            except OSError as e:
+                raise click.ClickException(
+                    f"cannot write the report into {output}: {e.strerror or e}"
+                ) from e
             click.echo(f"wrote {len(written)} files to {output}", err=True)
         if recipients:
             send_report(
