@@ -1587,6 +1587,9 @@ class FigureSnapshot(Base):
     # Whether the month's window had ended (its cut-off passed) when computed: then final.
     complete: Mapped[bool] = mapped_column(Boolean, default=False)
     figures: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # What the figures depend on besides the data (weights, cut-off, calendar): a snapshot
+    # computed under another config is computed again.
+    policy_key: Mapped[str] = mapped_column(String(64), default="")
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

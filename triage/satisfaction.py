@@ -220,12 +220,12 @@ def answer(
         outcome=Outcome.VISITED,
         created_at=now,
     )
-    # The unique row first, in a savepoint: of two answers at once, the loser stops here,
-    # before it touches the case.
+    # The unique row first: of two answers at once, the loser stops here, before it touches
+    # the case. No savepoint: the caller rolls the whole transaction back anyway, and on
+    # SQLite (pysqlite opens no transaction before a SAVEPOINT) releasing one commits.
+    session.add(response)
     try:
-        with session.begin_nested():
-            session.add(response)
-            session.flush()
+        session.flush()
     except IntegrityError as e:
         raise AlreadyAnswered from e
     note = "网上回访（满意度评价链接）" + (f"：{comment}" if comment else "")

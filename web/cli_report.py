@@ -126,17 +126,30 @@ def monthly_command(
     if send and not recipients:
         raise click.UsageError("no recipient: give --to ADDR or set [report] recipients")
     rt = Runtime.build(s)
+    computed_at = datetime.now(UTC)
     with transaction(rt) as session:
         if not (send or output):
             figures = _figures(session, month, policy)
         else:
             figures = _deliver(rt, session, month, recipients, output)
+    _store_snapshot(rt, month, figures, policy, computed_at)
     if as_json:
         click.echo(json.dumps(figures, ensure_ascii=False))
     elif not (send or output):
         click.echo(_summary(figures))
     if send:
         _send_outbox(rt)
+
+
+def _store_snapshot(
+    rt: Runtime, month: str, figures: dict[str, Any], policy: ReportPolicy, computed_at: datetime
+) -> None:
+    """Keeps the figures for the dashboard and the public page (triage/report/snapshots.py):
+    a superset of what they read. After the report's transaction: on SQLite a second
+    connection cannot write while it holds the write lock."""
+    from triage.report import snapshots
+
+    snapshots.store(rt.engine, snapshots.FULL, month, figures, policy, computed_at)
 
 
 def _figures(session: Any, month: str, policy: ReportPolicy) -> dict[str, Any]:

@@ -71,6 +71,15 @@ def _parse_now(value: str | None) -> datetime:
 def _one(rt: Runtime, now: datetime, send: bool) -> dict[str, Any]:
     result: TickResult = run_tick(rt.sessions, now, supervision_policy(rt.settings))
     out = result.as_dict()
+    if out.get("ran"):
+        # The stored month figures the dashboard and the public page read (snapshots.py).
+        from triage.report import snapshots
+        from triage.report.figures import ReportPolicy
+
+        with rt.sessions() as session:
+            out["figures"] = snapshots.refresh(
+                session, ReportPolicy.from_settings(rt.settings), now
+            )
     if send:
         try:
             sender = OutboxSender(rt.settings, rt.sessions)

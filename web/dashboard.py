@@ -10,15 +10,18 @@ What each role sees:
 - operator: the intake: today's cases by channel and the 12-month volume.
 
 The month's figures are ``triage.report.figures.monthly_figures(session, month, settings,
-until=now)``, the same function as the report email, kept in this process for
-``FIGURES_TTL`` seconds (at 100,000 cases they cost more than a page should); the counts of
-today are four grouped queries on indexed columns (``received_at``, ``status``, ``risk``).
+until=...)``, the same function as the report email, read from the month's stored snapshot
+(triage/report/snapshots.py, refreshed by the supervision tick; at 100,000 cases computing
+them costs more than a page should), so a page reads one row whichever process serves it;
+the counts of today are four grouped queries on indexed columns (``received_at``,
+``status``, ``risk``).
 Charts are PNGs from triage/report/charts.py served by ``/board/dashboard/charts/<name>.png``
 (private, cached ``CHART_TTL`` seconds, with an ETag), scoped like the page.
 
-Functions: ``month_figures(session, settings, now) -> dict`` (cached figures of the current
-month so far); ``today_counts(session, tz, now, department_id=None) -> dict`` with
-``received``, ``open``, ``at_risk``, ``overdue``, ``by_channel``.
+Functions: ``month_figures(session, settings, now) -> dict | None`` (the stored figures of
+the current month so far, with ``computed_at``; None while being computed);
+``today_counts(session, tz, now, department_id=None) -> dict`` with ``received``, ``open``,
+``at_risk``, ``overdue``, ``by_channel``.
 """
 
 from __future__ import annotations
@@ -39,14 +42,13 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from triage.models import OPEN_STATUSES, Case, Department, Role
-from triage.report import charts
+from triage.report import charts, snapshots
 from triage.report.email import categories, volume_trend
-from triage.report.figures import ReportPolicy, month_of, month_window, monthly_figures
+from triage.report.figures import ReportPolicy, month_of, month_window
 from web import db, runtime
 
 bp = Blueprint("dashboard", __name__, url_prefix="/board")
 
-FIGURES_TTL = 60.0
 CHART_TTL = 60
 CHART_NAMES = ("volume", "rates", "categories")
 
@@ -92,20 +94,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def month_figures(session: Session, settings: Any, now: datetime) -> dict[str, Any]:
-    """The current statistical month so far (monthly_figures with ``until=now``; its
-    ``previous`` is None), cached ``FIGURES_TTL`` seconds per database."""
+def month_figures(session: Session, settings: Any, now: datetime) -> dict[str, Any] | None:
+    """The current statistical month so far (monthly_figures with ``until`` = when computed;
+    its ``previous`` is None), from its stored snapshot (triage/report/snapshots.py: the
+    supervision tick refreshes it every few minutes; computed here, once across processes,
+    when missing or left stale). None while another process computes a missing one."""
     policy = ReportPolicy.from_settings(settings)
     month = month_of(now, policy)
-    key = ("figures", str(settings.database.url), month)
-    # Without the month before (the dashboard does not show it): half the cost when cold.
-    return dict(
-        _cache.get(
-            key,
-            FIGURES_TTL,
-            lambda: monthly_figures(session, month, policy, now, with_previous=False),
-        )
-    )
+    snapshot = snapshots.figures_for(session, snapshots.FULL, [month], policy, now)[month]
+    if snapshot is None:
+        return None
+    return {**snapshot.figures, "computed_at": snapshot.computed_at}
 
 
 def today_counts(
@@ -199,7 +198,7 @@ def dashboard() -> str:
     rows: list[dict[str, Any]] = []
     if scope != "intake":
         figures = month_figures(db(), settings, now)
-        rows = _department_rows(figures, department_id)
+        rows = _department_rows(figures, department_id) if figures else []
     names = _names()
     department = db().get(Department, department_id) if department_id else None
     charts_shown = {
@@ -250,7 +249,7 @@ def _chart_png(name: str, scope: str, department_id: int | None) -> bytes:
         return charts.volume_trend_png(
             trend, title=_("Cases received, last 12 months"), ylabel=_("cases")
         )
-    figures = month_figures(session, settings, now)
+    figures = month_figures(session, settings, now) or {}
     names = _names()
     if name == "rates":
         rows = [

@@ -4,9 +4,10 @@ of the last 12 complete months: cases received, on-time rate, the three rates, c
 score and stars (星级), as the monthly report counts them (triage/report/figures.py). No
 case and no personal data: only counts and rates. Public, no login.
 
-Cost: twelve ``monthly_figures`` (without hot issues or the month before), each kept in this
-process for ``MONTH_TTL`` (the latest) or ``OLDER_MONTH_TTL`` seconds (a complete month
-changes only by late return visits), so a visitor rarely waits for them; the charts
+Cost: one read of the twelve months' stored figures (triage/report/snapshots.py, scope
+``public``: ``monthly_figures`` without the details this page does not show, computed once
+per complete month, by the supervision tick or else the first request, under a lease); the
+charts
 (``/performance/charts/<name>.png``: ``volume``, the office's 12 months; ``rates``, the
 three rates by department in the latest month) are cached ``PAGE_TTL`` seconds and sent
 with public cache headers.
@@ -31,8 +32,8 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from triage.models import Department
-from triage.report import charts
-from triage.report.figures import ReportPolicy, month_of, monthly_figures, shift_month
+from triage.report import charts, snapshots
+from triage.report.figures import ReportPolicy, month_of, shift_month
 from web import db, runtime
 from web.commitments import amount, department_rows, extension_text
 from web.dashboard import _cache
@@ -40,11 +41,6 @@ from web.dashboard import _cache
 bp = Blueprint("performance", __name__)
 
 PAGE_TTL = 600.0
-# A complete month changes only by late return visits (mostly in the weeks after it): the
-# latest one's figures are kept an hour, older ones six (twelve cost about 3 s at 30,000
-# cases on SQLite, most of it figures this page does not show).
-MONTH_TTL = 3600.0
-OLDER_MONTH_TTL = 6 * 3600.0
 MONTHS = 12
 KEYS = (
     "valid_visits",
@@ -64,26 +60,25 @@ def _months(settings: Any, now: datetime) -> list[str]:
 
 
 def year_of_figures(session: Session, settings: Any, now: datetime) -> list[dict[str, Any]]:
+    """The last 12 complete months' figures, oldest first, from their stored snapshots
+    (triage/report/snapshots.py, scope ``public``: computed once per month, by the
+    supervision tick or by the first request after the month ends, under a lease). A month
+    another process is still computing is ``{"month": m, "pending": True}``."""
     policy = ReportPolicy.from_settings(settings)
-    out = []
     months = _months(settings, now)
-    for month in months:
-        key = ("public-figures", str(settings.database.url), month)
-        out.append(
-            _cache.get(
-                key,
-                MONTH_TTL if month == months[-1] else OLDER_MONTH_TTL,
-                lambda m=month: monthly_figures(
-                    session, m, policy, with_previous=False, with_hot_issues=False
-                ),
-            )
-        )
-    return out
+    found = snapshots.figures_for(session, snapshots.PUBLIC, months, policy, now)
+    return [
+        snap.figures if snap is not None else {"month": month, "pending": True}
+        for month, snap in found.items()
+    ]
 
 
 def department_months(figures: list[dict[str, Any]], code: str) -> list[dict[str, Any]]:
     rows = []
     for f in figures:
+        if f.get("pending"):
+            rows.append({"month": f["month"], "received": None, **dict.fromkeys(KEYS)})
+            continue
         own = next((d for d in f.get("departments") or [] if d.get("code") == code), {})
         rows.append(
             {
@@ -134,6 +129,7 @@ def performance() -> Response:
         last=last,
         amount=amount,
         extension_text=extension_text,
+        pending=any(f.get("pending") for f in figures),
         version=hashlib.sha256(repr([f.get("received") for f in figures]).encode()).hexdigest()[
             :10
         ],

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("computed_at", sa.DateTime(), nullable=True),
         sa.Column("complete", sa.Boolean(), nullable=False),
         sa.Column("figures", sa.JSON(), nullable=True),
+        sa.Column("policy_key", sa.String(length=64), nullable=False),
         sa.Column("lease_until", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_figure_snapshots")),
         sa.UniqueConstraint("scope", "month", name="uq_figure_snapshots_scope_month"),

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from tests.integration.helpers import submit_complaint
-from triage.models import OPEN_STATUSES, Case, Department, User
+from triage.models import OPEN_STATUSES, Case, Department, FigureSnapshot, User
 from triage.report.figures import ReportPolicy, month_of, monthly_figures, shift_month
 from triage.supervision import run_tick
 from web import dashboard
@@ -183,6 +183,8 @@ def test_the_query_count_does_not_grow_with_the_cases(runtime: Any, login_as: An
     for extra in (60, 600):
         with runtime.engine.begin() as conn:
             add_volume(conn, extra, months=2, seed=extra)
+            # No stored figures yet (a new database, or a tick that never ran): computed once.
+            conn.execute(FigureSnapshot.__table__.delete())
         dashboard.clear_cache()
         with Queries(runtime.engine) as cold:
             assert client.get("/board/dashboard").status_code == 200
@@ -193,7 +195,8 @@ def test_the_query_count_does_not_grow_with_the_cases(runtime: Any, login_as: An
     # (whose hot issues may take one more when there is something to cluster) ...
     assert all(cold <= 30 for cold, _ in counts), counts
     assert abs(counts[0][0] - counts[1][0]) <= 1, counts
-    # ... cached: a second view costs only today's counts and the page's own reads.
+    # ... stored: a second view costs only today's counts, the page's own reads and one read
+    # of the stored figures.
     assert counts[0][1] == counts[1][1] <= 8, counts
 
 
@@ -236,3 +239,86 @@ def test_the_public_page_shows_each_departments_commitments_and_year(
         assert png.headers["Cache-Control"].startswith("public")
     assert 'href="/performance"' in client.get("/").get_data(as_text=True)
     assert 'href="/performance"' in client.get("/commitments").get_data(as_text=True)
+
+
+def _month_received(html: str) -> int:
+    m = re.search(r'id="month-received">(\d+)<', html)
+    assert m, "no month figures on the page"
+    return int(m.group(1))
+
+
+def test_the_dashboard_reads_the_ticks_stored_figures(
+    runtime: Any, login_as: Any, client: Any, config_file: Any
+) -> None:
+    """The tick stores the month's figures; every view (any process) reads them until the
+    next refresh, and a missing snapshot is computed once, under a lease another process
+    sees ('being computed' meanwhile)."""
+    from click.testing import CliRunner
+
+    from web.cli import main
+
+    supervisor = login_as("supervisor")
+    submit_complaint(client, "莲花路路灯坏了三个星期了")
+    out = CliRunner().invoke(main, ["supervise", "tick", "--config", str(config_file), "--json"])
+    assert out.exit_code == 0, out.output
+    policy = ReportPolicy.from_settings(runtime.settings)
+    month = month_of(datetime.now(UTC), policy)
+    assert f"full:{month}" in out.stdout
+    html = supervisor.get("/board/dashboard").get_data(as_text=True)
+    assert _month_received(html) == 1 and 'id="figures-as-of"' in html
+    # A new case: the page still shows the stored figures (no recomputation per view) ...
+    submit_complaint(client, "小区门口夜里施工噪音扰民")
+    dashboard.clear_cache()
+    assert _month_received(supervisor.get("/board/dashboard").get_data(as_text=True)) == 1
+    # ... until the tick's next refresh of a snapshot older than its max age.
+    from triage.report import snapshots
+
+    later = datetime.now(UTC) + snapshots.MAX_AGE * 2
+    with runtime.sessions() as s:
+        assert snapshots.refresh(s, policy, later, public_months=0) == [f"full:{month}"]
+    assert _month_received(supervisor.get("/board/dashboard").get_data(as_text=True)) == 2
+
+
+def test_a_missing_snapshot_is_computed_by_one_process_only(
+    runtime: Any, login_as: Any, client: Any, monkeypatch: Any
+) -> None:
+    from triage.report import snapshots
+
+    submit_complaint(client, "人民公园厕所长期无人打扫")
+    policy = ReportPolicy.from_settings(runtime.settings)
+    now = datetime.now(UTC)
+    month = month_of(now, policy)
+    # Another process took the lease and is computing: the page does not compute too.
+    assert snapshots._claim(runtime.engine, snapshots.FULL, month, now)
+    assert not snapshots._claim(runtime.engine, snapshots.FULL, month, now)
+    monkeypatch.setattr(snapshots, "WAIT_SECONDS", 0.3)
+    supervisor = login_as("supervisor")
+    html = supervisor.get("/board/dashboard").get_data(as_text=True)
+    assert 'id="figures-pending"' in html and "正在计算" in html
+    assert 'id="month-received"' not in html
+    # Its lease lapsed (the process died): the next view takes it over and computes.
+    with runtime.engine.begin() as conn:
+        conn.execute(FigureSnapshot.__table__.update().values(lease_until=None))
+    assert _month_received(supervisor.get("/board/dashboard").get_data(as_text=True)) == 1
+    with runtime.sessions() as s:
+        rows = s.scalars(select(FigureSnapshot).where(FigureSnapshot.month == month)).all()
+    assert [(r.scope, r.lease_until, r.figures["received"]) for r in rows] == [("full", None, 1)]
+
+
+def test_a_complete_month_is_computed_once_for_the_public_page(
+    runtime: Any, client: Any, cases: datetime
+) -> None:
+    policy = ReportPolicy.from_settings(runtime.settings)
+    last = shift_month(month_of(datetime.now(UTC), policy), -1)
+    assert client.get("/performance").status_code == 200
+    with runtime.sessions() as s:
+        stored = s.scalars(select(FigureSnapshot).where(FigureSnapshot.scope == "public")).all()
+    assert len(stored) == 12 and all(r.complete for r in stored)
+    assert {r.month for r in stored} >= {last}
+    # The page needs none of the details: skipped when computed.
+    latest = next(r for r in stored if r.month == last).figures
+    assert latest["hot_issues"] == [] and latest["avg_handling_working_days"] is None
+    # Later views read the twelve stored months in one query, computing nothing.
+    with Queries(runtime.engine) as again:
+        assert client.get("/performance").status_code == 200
+    assert again.n <= 6, again.n

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm.exc import StaleDataError
 
 from tests.conftest import csrf_from, make_settings
 from tests.integration.helpers import post_form, submit_complaint
-from triage.models import Case, ReturnVisit, Satisfaction, Status
+from triage.models import Case, IllegalTransition, ReturnVisit, Satisfaction, Status
 from triage.outbox import OutgoingMail
 from triage.satisfaction import (
     AlreadyAnswered,
@@ -314,6 +315,53 @@ def test_two_answers_at_the_same_moment_make_one_visit(
     with runtime.sessions() as s:
         assert s.scalar(select(func.count()).select_from(SatisfactionResponse)) == 1
     assert len(visits(runtime, number)) == 1
+
+
+def test_an_answer_that_loses_to_the_offices_call_back_leaves_no_trace(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """The citizen opens the link; the office records its call-back before the answer is
+    written: the answer fails, is rolled back whole, and the link says it is no longer
+    needed (on SQLite the answer's row used to stay committed: 'answered', no visit)."""
+    number, path = replied_case(client, login_as, runtime)
+    token = read_token(runtime.secret, path.rsplit("/", 1)[1])
+    now = datetime.now(UTC)
+    citizen = runtime.sessions()
+    try:
+        link = look_up(citizen, token, now)
+        assert link.state == "open"
+        r = post_form(
+            login_as("supervisor"),
+            f"/board/cases/{number}",
+            f"/board/cases/{number}/visit",
+            {
+                "visit-channel": "phone",
+                "visit-reached": "yes",
+                "visit-solved": "yes",
+                "visit-satisfaction": "satisfied",
+            },
+        )
+        assert r.status_code == 302
+        with pytest.raises((IllegalTransition, StaleDataError)):
+            answer(
+                citizen,
+                link,
+                token,
+                solved=False,
+                satisfaction=Satisfaction.UNSATISFIED,
+                comment="",
+                unsatisfied="review",
+                deadlines=runtime.settings.deadlines(),
+                now=now,
+            )
+        citizen.rollback()
+    finally:
+        citizen.close()
+    with runtime.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(SatisfactionResponse)) == 0
+    assert len(visits(runtime, number)) == 1
+    page = client.get(path).get_data(as_text=True)
+    assert 'data-state="superseded"' in page
 
 
 def test_answers_are_throttled_per_client(tmp_path: Path, db_url: str) -> None:
