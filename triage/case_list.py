@@ -86,8 +86,6 @@ Index("ix_cases_status_deadline", Case.status, DEADLINE_KEY, Case.id)
 Index("ix_cases_updated", UPDATED_KEY, Case.id)
 Index("ix_cases_channel", Case.channel)
 Index("ix_cases_kind", Case.kind)
-# Not an order: the case page's cases merged into this one (triage.cases.citizens_to_call).
-Index("ix_cases_merged_into_id", Case.merged_into_id)
 
 SORTS: Mapping[str, tuple[Any, bool]] = {
     "received": (Case.received_at, True),
