@@ -240,6 +240,8 @@ def test_role_scoping_and_masking(client: Any, login_as: Any, runtime: Any) -> N
     assert mine in seen
     assert "13812345678" not in seen and "王小明" not in seen
     assert "data-move=" not in seen  # observers move nothing
+    assert 'draggable="true"' not in seen  # nor may they pick a card up
+    assert f'draggable="true" data-number="{mine}"' in html  # the handler may start it
     assert _move(observer, mine, "in_progress").status_code == 403
     assert json.loads(_move(observer, mine, "in_progress").get_data(as_text=True))["ok"] is False
     assert _case(runtime, mine).status == Status.ASSIGNED
