@@ -175,6 +175,19 @@ def _department_rows(figures: dict[str, Any], department_id: int | None) -> list
     return [r for r in rows if r.get("code") == code]
 
 
+def _department_totals(
+    figures: dict[str, Any], rows: list[dict[str, Any]], department_id: int | None
+) -> dict[str, Any]:
+    """The month's tiles of one department: its own received cases (``by_department``) and
+    valid return visits (its ranking row), not the office's."""
+    code = db().scalar(select(Department.code).where(Department.id == department_id))
+    return {
+        **figures,
+        "received": int((figures.get("by_department") or {}).get(code, 0)),
+        "valid_visits": int(rows[0].get("valid_visits") or 0) if rows else 0,
+    }
+
+
 def _names() -> dict[str, str]:
     """Department code → name in the user's language."""
     english = str(get_locale() or "zh") == "en"
@@ -199,6 +212,8 @@ def dashboard() -> str:
     if scope != "intake":
         figures = month_figures(db(), settings, now)
         rows = _department_rows(figures, department_id) if figures else []
+        if figures and scope == "department":
+            figures = _department_totals(figures, rows, department_id)
     names = _names()
     department = db().get(Department, department_id) if department_id else None
     charts_shown = {

@@ -124,6 +124,22 @@ def test_handler_sees_only_their_department(runtime: Any, login_as: Any, cases: 
     assert 'id="chart-categories"' not in html
 
 
+def test_a_handlers_month_tiles_count_their_department_not_the_office(
+    runtime: Any, login_as: Any, cases: datetime
+) -> None:
+    with runtime.sessions() as s:
+        handler = s.scalars(select(User).where(User.role == "handler")).first()
+        code = s.get(Department, handler.department_id).code
+        policy = ReportPolicy.from_settings(runtime.settings)
+        figures = monthly_figures(s, month_of(datetime.now(UTC), policy), policy)
+    own = next(d for d in figures["departments"] if d["code"] == code)
+    assert figures["received"] > figures["by_department"].get(code, 0)
+    html = login_as(handler.username).get("/board/dashboard").get_data(as_text=True)
+    assert _month_received(html) == figures["by_department"].get(code, 0)
+    visits = re.search(r'id="month-valid-visits">(\d+)<', html)
+    assert visits and int(visits.group(1)) == own["valid_visits"]
+
+
 def test_observer_sees_aggregates_only_and_operator_the_intake(
     runtime: Any, login_as: Any, cases: datetime
 ) -> None:
