@@ -471,9 +471,13 @@ def test_init_run_again_keeps_the_changes_made_in_the_browser(login_as: Any, run
 def test_api_keys_are_issued_once_and_revoked_with_a_log_entry(login_as: Any, runtime: Any) -> None:
     admin = login_as("admin")
     assert 'href="/admin/api-keys"' in admin.get("/admin/").get_data(as_text=True)
-    r = _post(admin, "/admin/api-keys", "/admin/api-keys", {"name": "市民App"})
-    assert r.status_code == 302
-    page = admin.get("/admin/api-keys").get_data(as_text=True)
+    form = admin.get("/admin/api-keys").get_data(as_text=True)
+    once = re.search(r'name="once"[^>]*value="([^"]+)"', form).group(1)
+    r = admin.post(
+        "/admin/api-keys", data={"csrf_token": csrf_from(form), "once": once, "name": "市民App"}
+    )
+    assert r.status_code == 200
+    page = r.get_data(as_text=True)
     key = re.search(r'id="new-key-value">([^<]+)<', page).group(1)
     assert key not in admin.get("/admin/api-keys").get_data(as_text=True)
     key_id = re.search(r'data-key="(\d+)"', page).group(1)

@@ -1,5 +1,5 @@
-"""The administrators' page of Open311 API keys: list, make (the key shown once, on the page
-the making redirects to), revoke.
+"""The administrators' page of Open311 API keys: list, make (the key shown once, in the answer
+to the form that made it), revoke.
 
 The same as `minsheng api-key add | list | revoke` (web/cli_api_keys.py); the domain is
 triage/api_keys.py. Only administrators may open it; every form carries a CSRF token (this
@@ -8,6 +8,7 @@ blueprint is not the API's, so it is not exempt).
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
 from flask import (
@@ -24,7 +25,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from werkzeug.wrappers import Response
-from wtforms import StringField
+from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, Length
 
 from triage import admin_log
@@ -35,8 +36,11 @@ from web.auth import requires
 from web.forms import ActionForm, Form
 
 bp = Blueprint("api_keys", __name__, url_prefix="/admin/api-keys")
-# The session's entry for a key just made, until the page after the redirect shows it.
-NEW_KEY = "open311_new_key"
+# The session's list of the key forms already used: sending one again (a reload of the answer
+# that showed the key) makes no second key. The key itself never goes in the session: Flask's
+# session cookie is signed, not encrypted, so anyone holding the cookie could read it.
+USED_FORMS = "open311_key_forms_used"
+USED_FORMS_KEPT = 20
 
 
 class NewKeyForm(Form):
@@ -47,6 +51,7 @@ class NewKeyForm(Form):
             Length(max=NAME_MAX, message=_l("At most 100 characters.")),
         ],
     )
+    once = HiddenField(default=lambda: secrets.token_urlsafe(16))
 
 
 def _page(
@@ -72,11 +77,6 @@ def _page(
 @bp.get("")
 @requires(Action.ADMINISTER)
 def index() -> Response:
-    made = session.pop(NEW_KEY, None)
-    if isinstance(made, dict):
-        row = db().get(ApiKey, made.get("id"))
-        if row is not None:
-            return _page(NewKeyForm(), new_key=str(made.get("secret", "")), new_row=row)
     return _page(NewKeyForm())
 
 
@@ -86,12 +86,22 @@ def add() -> Response:
     form = NewKeyForm()
     if not form.validate_on_submit():
         return _page(form, 400)
+    once = (form.once.data or "")[:64]
+    used = [u for u in session.get(USED_FORMS, []) if isinstance(u, str)]
+    if once and once in used:
+        flash(
+            _(
+                "This form was sent already and its key was shown once; it is in the list below. "
+                "Revoke it and make a new one if it was not noted down."
+            ),
+            "info",
+        )
+        return redirect(url_for("api_keys.index"))
+    if once:
+        session[USED_FORMS] = [*used, once][-USED_FORMS_KEPT:]
     made = create_key(
         db(), form.name.data or "", current_user.username, datetime.now(UTC), current_user.id
     )
-    # Post/redirect/get, so that reloading the page makes no second key: the key rides in the
-    # session to the next page, which takes it out, and is never shown again.
-    session[NEW_KEY] = {"id": made.row.id, "secret": made.secret}
     # The administrators' log names the key by its prefix, never the key itself.
     admin_log.record(
         db(),
@@ -101,7 +111,7 @@ def add() -> Response:
         made.row.created_at,
         name=made.row.name,
     )
-    return redirect(url_for("api_keys.index"))
+    return _page(NewKeyForm(), new_key=made.secret, new_row=made.row)
 
 
 @bp.post("/<int:key_id>/revoke")
