@@ -13,6 +13,19 @@ SQLite and on PostgreSQL.
 SQLite uses DIR/report.db (kept: a second run with the same --dir reuses it); PostgreSQL
 (MINSHENG_TEST_PG_URL, default postgres@127.0.0.1:5432/test) a schema of its own, kept with
 --dir too (its name is written to DIR/pg_schema); without --dir both go at the end.
+
+``--pages`` measures the pages that show these figures instead: the dashboard
+(/board/dashboard, as a supervisor) and the public page (/performance), served by gunicorn
+with several workers (bench/bench_board.py's harness) over N cases spread over the 12
+months up to now. It times the supervision tick's refresh of the stored figures
+(triage/report/snapshots.py: first the current month and 12 complete months, then the
+current month alone), a page's first request when no figure is stored (computed once under
+the lease), and then p50/p95 of each page on fresh workers ("cold": the first requests after
+gunicorn starts, nothing cached in the processes) and afterwards ("warm"). Use a --dir of its
+own: its cases are spread differently.
+
+    .venv/bin/python bench/bench_report.py --pages [--db sqlite|postgresql] [--cases 100000]
+        [--requests 30] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -79,6 +93,8 @@ def main() -> None:
     parser.add_argument("--month", default="2026-10")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--pages", action="store_true", help="Time the pages (see above).")
+    parser.add_argument("--requests", type=int, default=30)
     args = parser.parse_args()
 
     keep = args.dir is not None
@@ -87,7 +103,10 @@ def main() -> None:
     url, schema = _database(args.db, directory)
     os.environ["MINSHENG_CONFIG"] = str(_config(directory, url))
     try:
-        _run(args)
+        if args.pages:
+            _run_pages(args, directory)
+        else:
+            _run(args)
     finally:
         if not keep:
             if schema:
@@ -164,6 +183,88 @@ def _run(args: argparse.Namespace) -> None:
     print(f"  target < {TARGET_SECONDS:.0f} s: {verdict}")
     if best >= TARGET_SECONDS:
         raise SystemExit(1)
+
+
+def _pct(values: list[float], p: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
+
+
+def _run_pages(args: argparse.Namespace, directory: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_board  # the gunicorn harness, the demo password, the 12-month cases
+
+    config = Path(os.environ["MINSHENG_CONFIG"])
+    bench_board._prepare(config, args.cases)
+
+    from triage.models import FigureSnapshot
+    from triage.report import snapshots
+    from triage.report.figures import ReportPolicy
+    from web.runtime import Runtime
+    from web.settings import load_settings
+
+    rt = Runtime.build(load_settings())
+    policy = ReportPolicy.from_settings(rt.settings)
+    with rt.engine.begin() as conn:
+        conn.execute(FigureSnapshot.__table__.delete())
+    now = datetime.now(UTC)
+    with rt.sessions() as s:
+        began = time.perf_counter()
+        first = snapshots.refresh(s, policy, now)
+        first_s = time.perf_counter() - began
+        began = time.perf_counter()
+        again = snapshots.refresh(s, policy, now + snapshots.MAX_AGE + timedelta(seconds=1))
+        again_s = time.perf_counter() - began
+    print(f"{args.db}, {args.cases} cases over 12 months, gunicorn {bench_board.WORKERS} workers")
+    print(f"  tick refresh, nothing stored ({len(first)} snapshots): {first_s:.2f} s")
+    print(f"  tick refresh of the current month ({len(again)} snapshot): {again_s:.2f} s")
+
+    proc, port = bench_board._gunicorn(config, directory)
+    try:
+        # A page with nothing stored: the first request computes under the lease.
+        with rt.engine.begin() as conn:
+            conn.execute(FigureSnapshot.__table__.delete())
+        supervisor = bench_board.Client(port)
+        supervisor.sign_in("supervisor")
+        public = bench_board.Client(port)
+        for label, client, path in (
+            ("dashboard", supervisor, "/board/dashboard"),
+            ("performance", public, "/performance"),
+        ):
+            began = time.perf_counter()
+            status, _ = client.get(path)
+            assert status == 200, (path, status)
+            print(f"  {label}, nothing stored, first request: {time.perf_counter() - began:.2f} s")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    rt.engine.dispose()
+
+    # Fresh workers with the figures stored (as the tick keeps them).
+    proc, port = bench_board._gunicorn(config, directory)
+    try:
+        supervisor = bench_board.Client(port)
+        supervisor.sign_in("supervisor")
+        public = bench_board.Client(port)
+        cold = 2 * bench_board.WORKERS
+        for label, client, path in (
+            ("/board/dashboard", supervisor, "/board/dashboard"),
+            ("/performance", public, "/performance"),
+        ):
+            times = []
+            for _ in range(cold + args.requests):
+                began = time.perf_counter()
+                status, _ = client.get(path)
+                times.append((time.perf_counter() - began) * 1000)
+                assert status == 200, (path, status)
+            c, w = times[:cold], times[cold:]
+            print(
+                f"  {label}: cold (first {cold} requests) p50 {statistics.median(c):.0f} ms, "
+                f"p95 {_pct(c, 95):.0f} ms; warm ({len(w)}) p50 {statistics.median(w):.0f} ms, "
+                f"p95 {_pct(w, 95):.0f} ms"
+            )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
 
 
 if __name__ == "__main__":

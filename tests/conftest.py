@@ -41,6 +41,7 @@ CASE_TABLES = (
     "throttle_marks",
     # Not tied to a case, so not emptied by the cascade from "cases".
     "spot_check_draws",
+    "figure_snapshots",
 )
 # Restored before each PostgreSQL test, since a test may change accounts or departments.
 DIRECTORY_TABLES = ("departments", "users")

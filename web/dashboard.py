@@ -46,6 +46,7 @@ from triage.report import charts, snapshots
 from triage.report.email import categories, volume_trend
 from triage.report.figures import ReportPolicy, month_of, month_window
 from web import db, runtime
+from web.i18n import KIND_LABELS
 
 bp = Blueprint("dashboard", __name__, url_prefix="/board")
 
@@ -278,16 +279,9 @@ def _chart_png(name: str, scope: str, department_id: int | None) -> bytes:
             series=(_("Response rate"), _("Resolution rate"), _("Satisfaction rate")),
             empty=_("No valid return visits yet"),
         )
-    localised = {
-        **figures,
-        "departments": [
-            {**d, "name": names.get(str(d.get("code")), d.get("name"))}
-            for d in figures.get("departments") or []
-        ],
-    }
     return charts.categories_png(
-        categories(localised),
-        title=_("Cases by category, this month so far"),
+        categories(figures, {k: str(v) for k, v in KIND_LABELS.items()}),
+        title=_("Cases by kind, this month so far"),
         empty=_("No cases yet"),
     )
 

@@ -76,3 +76,16 @@ def test_a_chinese_font_is_used_when_installed() -> None:
     )
     font = ft2font.FT2Font(path)
     assert all(font.get_char_index(ord(c)) for c in "民声月报受理量各部门三率")
+
+
+def test_the_categories_chart_counts_the_kinds_by_their_chinese_names() -> None:
+    from triage.report.email import categories
+
+    figures = {
+        "by_kind": {"complaint": 7, "inquiry": 2, "praise": 1, "other": 1},
+        "by_department": {"urban": 9},
+        "departments": [{"code": "urban", "name": "区住房和城乡建设局"}],
+    }
+    assert categories(figures) == [("投诉", 7), ("咨询", 2), ("表扬", 1), ("other", 1)]
+    assert categories(figures, {"complaint": "Complaint"})[0] == ("Complaint", 7)
+    assert categories({"by_kind": {}}) == []

@@ -190,7 +190,7 @@ def rates_by_department_png(
 def categories_png(
     counts: Sequence[tuple[str, int]],
     *,
-    title: str = "受理量分类",
+    title: str = "受理量（按诉求类型）",
     limit: int = 12,
     empty: str = "暂无数据",
 ) -> bytes:

@@ -234,19 +234,15 @@ def rank_departments(
     return lines
 
 
-def categories(figures: Mapping[str, Any]) -> list[tuple[str, int]]:
-    """The month's volume by category: the figures' ``by_category`` when given, else by
-    department (the routing categories), named."""
-    by_category = figures.get("by_category")
-    if by_category:
-        return [(str(k), int(v)) for k, v in by_category.items()]
-    names = {
-        str(d.get("code")): str(d.get("name") or d.get("code"))
-        for d in figures.get("departments") or []
-    }
+def categories(
+    figures: Mapping[str, Any], labels: Mapping[str, str] | None = None
+) -> list[tuple[str, int]]:
+    """The month's volume by kind of submission (诉求类型: 投诉 / 建议 / 咨询 / 表扬, the
+    figures' ``by_kind``), named by `labels` (default: the Chinese names); a kind without a
+    name keeps its code. The departments have their own chart (the three rates)."""
+    names = KIND_NAMES if labels is None else labels
     return [
-        (names.get(str(code), "待分派" if code in (None, "", "none") else str(code)), int(n))
-        for code, n in (figures.get("by_department") or {}).items()
+        (str(names.get(kind, kind)), int(n)) for kind, n in (figures.get("by_kind") or {}).items()
     ]
 
 
@@ -264,7 +260,7 @@ def report_charts(
             title=f"{month_label(month)}各部门三率",
         ),
         "categories.png": charts.categories_png(
-            categories(figures), title=f"{month_label(month)}受理量分类"
+            categories(figures), title=f"{month_label(month)}受理量（按诉求类型）"
         ),
     }
 
@@ -445,7 +441,7 @@ def build_report(
     images = [
         (_cid(month, name), alt)
         for name, alt in zip(
-            CHART_FILES, ("近12个月受理量", "各部门三率", "受理量分类"), strict=True
+            CHART_FILES, ("近12个月受理量", "各部门三率", "受理量（按诉求类型）"), strict=True
         )
     ]
     html = render_html(
