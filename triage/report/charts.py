@@ -181,7 +181,8 @@ def rates_by_department_png(
         ax.set_xlabel("%")
         ax.set_ylim(-0.6, len(rows) - 0.4)
         fig.suptitle(title, fontsize=11)
-        ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, frameon=False)
+        # Right-aligned with the axes: centred, long names (English) push it past the edge.
+        ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=3, frameon=False)
         _style(ax)
         fig.tight_layout()
         return _png(fig)
