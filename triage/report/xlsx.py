@@ -4,8 +4,8 @@ month's case list with personal data masked.
 ``report_workbook(session, figures, ranking, start, end, tz, *, now) -> bytes``:
 
 - 概况 (summary): every top-level number of the figures, with the month before;
-- 渠道 / 类型 / 部门受理: volume by channel, kind and department, each ending in a 合计
-  (total) row equal to the figures' ``received``;
+- 渠道 / 类型 / 部门受理: volume by channel, kind and department (with a row for the cases in
+  no department), each ending in a 合计 (total) row equal to the figures' ``received``;
 - 星级排名: the departments by composite score, with stars, the three rates, on-time rate
   and their own delay reasons;
 - 热点问题: the hot issues (label, count, masked example);
@@ -92,13 +92,18 @@ def _counts_sheet(
     heading: str,
     counts: Mapping[str, int] | None,
     names: Mapping[str, str],
+    rest: tuple[str, int] | None = None,
 ) -> None:
     ws = wb.create_sheet(title)
     _header(ws, heading, "受理量（件）")
     items = sorted((counts or {}).items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
     for key, n in items:
         ws.append([csv_cell(names.get(str(key), str(key))), int(n)])
-    ws.append(["合计", sum(int(n) for _, n in items)])
+    total = sum(int(n) for _, n in items)
+    if rest is not None and rest[1]:
+        ws.append(list(rest))
+        total += rest[1]
+    ws.append(["合计", total])
     ws.cell(row=ws.max_row, column=1).font = Font(bold=True)
     ws.column_dimensions["A"].width = 24
 
@@ -164,7 +169,18 @@ def report_workbook(
     _counts_sheet(wb, "渠道", "渠道", figures.get("by_channel"), CHANNEL_NAMES)
     _counts_sheet(wb, "类型", "类型", figures.get("by_kind"), KIND_NAMES)
     names = {str(d.get("code")): str(d.get("name")) for d in figures.get("departments") or []}
-    _counts_sheet(wb, "部门受理", "部门", figures.get("by_department"), names)
+    # Cases in no department (in triage, rejected, merged) are in `received` but in no
+    # department: a row of their own, so that this total too is the email's.
+    assigned = sum(int(n) for n in (figures.get("by_department") or {}).values())
+    unassigned = int(figures.get("received") or 0) - assigned
+    _counts_sheet(
+        wb,
+        "部门受理",
+        "部门",
+        figures.get("by_department"),
+        names,
+        rest=("未分派（待分派、无效或已合并）", unassigned),
+    )
 
     ws = wb.create_sheet("星级排名")
     _header(
