@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from intake.normalise import clean_line
 from intake.submission import Kind
 from triage.models import (
     OPEN_STATUSES,
@@ -94,6 +95,9 @@ SORTS: Mapping[str, tuple[Any, bool]] = {
 }
 """Order name → (key, newest/largest first)."""
 
+DAYS = (date(1900, 1, 1), date(9998, 12, 31))
+"""The dates a list's date filters accept, both included."""
+
 CLOSED_STATUSES = (Status.CLOSED, Status.MERGED, Status.REJECTED)
 _OPEN = [str(s) for s in sorted(OPEN_STATUSES)]
 
@@ -132,7 +136,9 @@ class ListFilters:
         elif status:
             bad.append("status")
         for name in ("department", "channel", "finding"):
-            raw = args.get(name, "").strip()[:40]
+            # Control characters out: a saved view's query reaches here without the request's
+            # guard against NUL, which PostgreSQL refuses in a comparison (a 500).
+            raw = clean_line(args.get(name, ""))[:40]
             if raw:
                 values[name] = raw
         kind = args.get("kind", "")
@@ -147,8 +153,15 @@ class ListFilters:
             if not raw:
                 continue
             try:
-                values[name] = date.fromisoformat(raw[:10])
+                day = date.fromisoformat(raw[:10])
             except ValueError:
+                bad.append(name)
+                continue
+            # The first and last days of the calendar have no midnight in every time zone
+            # (0001-01-01 in China is still year 0 in UTC): a day out of `DAYS` is not understood.
+            if DAYS[0] <= day <= DAYS[1]:
+                values[name] = day
+            else:
                 bad.append(name)
         return cls(**values), bad
 

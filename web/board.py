@@ -81,7 +81,7 @@ from web.forms import (
     ReplyForm,
     SavedViewForm,
 )
-from web.i18n import CHANNEL_LABELS, ROLE_LABELS, department_name, error_text
+from web.i18n import CHANNEL_LABELS, ROLE_LABELS, STATUS_LABELS, department_name, error_text
 from web.mail_lists import health_panel
 from web.shown_case import remember_shown_case
 from web.supervision_findings import RULE_LABELS, findings_by_case, refresh_findings
@@ -322,7 +322,19 @@ def dispatch_many() -> Response:
         flash(error_text(_form_error(form)), "error")
         return redirect(url_for("board.queue"))
     numbers = [one] if one else request.form.getlist("case")
-    numbers = list(dict.fromkeys(n.strip().upper() for n in numbers if n.strip()))[:QUEUE_SIZE]
+    # A tracking number is short: anything longer is cut for the message, not echoed whole.
+    numbers = list(dict.fromkeys(n.strip().upper()[:30] for n in numbers if n.strip()))
+    if len(numbers) > QUEUE_SIZE:
+        flash(
+            _(
+                "Only %(n)s cases are dispatched at once (the queue shows as many): "
+                "%(left)s were left out; tick them again.",
+                n=QUEUE_SIZE,
+                left=len(numbers) - QUEUE_SIZE,
+            ),
+            "error",
+        )
+        numbers = numbers[:QUEUE_SIZE]
     if not numbers:
         flash(_("Tick the cases to dispatch first."), "error")
         return redirect(url_for("board.queue"))
@@ -346,7 +358,17 @@ def dispatch_many() -> Response:
             failed.append(_("%(n)s: no such case to dispatch.", n=number))
             continue
         if c.status not in (Status.RECEIVED, Status.TRIAGE):
-            failed.append(_("%(n)s: already dispatched.", n=number))
+            if c.status in (Status.ASSIGNED, Status.IN_PROGRESS, Status.REPLIED, Status.VISITED):
+                failed.append(_("%(n)s: already dispatched.", n=number))
+            else:
+                # Closed, merged, rejected: "dispatched" would be untrue.
+                failed.append(
+                    _(
+                        "%(n)s: not waiting for dispatch (%(status)s).",
+                        n=number,
+                        status=STATUS_LABELS.get(str(c.status), str(c.status)),
+                    )
+                )
             continue
         if form.department.data == SUGGESTED:
             dept = by_id.get(c.suggested_department_id or 0)
@@ -372,9 +394,21 @@ def dispatch_many() -> Response:
             _("%(count)s dispatched: %(numbers)s.", count=len(done), numbers="、".join(done)),
             "info",
         )
-    for message in failed:
+    # A page of a hundred red lines helps nobody: the first few, then how many more.
+    for message in failed[:_FAILURES_SHOWN]:
         flash(message, "error")
+    if len(failed) > _FAILURES_SHOWN:
+        flash(
+            _(
+                "…and %(n)s more that could not be dispatched.",
+                n=len(failed) - _FAILURES_SHOWN,
+            ),
+            "error",
+        )
     return redirect(url_for("board.queue"))
+
+
+_FAILURES_SHOWN = 10
 
 
 def _cursor(raw: str) -> int | None:
@@ -397,9 +431,6 @@ def _scope_key() -> tuple[object, ...]:
     return (current_user.role, current_user.department_id)
 
 
-_PAGING = ("after", "before", "page", "last")
-
-
 @bp.get("/cases")
 @login_required
 def cases() -> str:
@@ -413,7 +444,7 @@ def cases() -> str:
         default = default_view(db(), current_user.id, current_user.role)
         if default:
             args = MultiDict(parse_qsl(default))
-    filters, _bad = ListFilters.parse(args)
+    filters, bad = ListFilters.parse(args)
     if not sees_all_cases(current_user):
         filters = replace(filters, department="")
     sort = args.get("sort", "")
@@ -489,7 +520,9 @@ def cases() -> str:
         sorts=list(SORTS),
         q=q,
         keep=keep,
-        facets=_facets(scope, filters, now, timezone, departments),
+        # Under a search the counts would be of the cases without it: none rather than wrong.
+        facets={} if q else _facets(scope, filters, now, timezone, departments),
+        bad=[_PARAMETER_LABELS[b]() for b in bad if b in _PARAMETER_LABELS],
         rules=sorted(RULE_LABELS),
         departments=departments if sees_all_cases(current_user) else [],
         statuses=list(Status),
@@ -501,6 +534,17 @@ def cases() -> str:
         now=now,
         deadline_state=deadline_state,
     )
+
+
+_PARAMETER_LABELS: dict[str, Callable[[], str]] = {
+    "status": lambda: _("Status"),
+    "kind": lambda: _("Kind"),
+    "received_from": lambda: _("Received from"),
+    "received_to": lambda: _("Received to"),
+    "due_from": lambda: _("Due from"),
+    "due_to": lambda: _("Due to"),
+}
+"""A list parameter's name as its filter is labelled (for "not understood: …")."""
 
 
 def _facets(
@@ -542,9 +586,7 @@ def save_case_view() -> Response:
     if not form.validate_on_submit():
         flash(error_text(_form_error(form)), "error")
         return redirect(url_for("board.cases"))
-    query = urlencode(
-        [(k, v) for k, v in parse_qsl(form.query.data or "") if k not in _PAGING][:30]
-    )
+    query = _view_query(form.query.data or "")
     role = form.role.data or ""
     save_view(
         db(),
@@ -556,6 +598,18 @@ def save_case_view() -> Response:
     )
     flash(_("View “%(name)s” saved.", name=form.name.data), "info")
     return redirect(url_for("board.cases") + ("?" + query if query else "?sort=received"))
+
+
+def _view_query(raw: str) -> str:
+    """A saved view's query string as the list understands it: its filters, order and
+    search, re-written from what was understood (no paging, no unknown or junk parameters,
+    no control characters: the list opens with it without the request's own checks)."""
+    args = MultiDict(parse_qsl(raw[:2000]))
+    filters, _bad = ListFilters.parse(args)
+    sort = args.get("sort", "")
+    q = clean_line(args.get("q", ""))[:200]
+    kept = {**filters.query_args(), "sort": sort if sort in SORTS else "", "q": q}
+    return urlencode({k: v for k, v in kept.items() if v})
 
 
 @bp.post("/views/<int:view_id>/delete")

@@ -15,7 +15,7 @@ from sqlalchemy import event, func, select
 
 from tests.conftest import csrf_from
 from tests.integration.helpers import flashes, submit_complaint
-from triage.models import OPEN_STATUSES, Case, CaseEvent, Department, Status
+from triage.models import OPEN_STATUSES, Case, CaseEvent, Department, SavedView, Status
 from web.demo_volume import add_volume
 
 NUMBERS = re.compile(r'<tr class="[^"]*" data-case="([^"]+)"')
@@ -342,3 +342,91 @@ def test_open_cases_merged_from_each_status_in_order(runtime: Any, login_as: Any
         tail = len(expected) % 50 or 50
         assert _numbers(supervisor, status="open", sort=sort, last="1") == expected[-tail:]
         assert _numbers(supervisor, status="open", sort=sort, page="2") == expected[50:100]
+
+
+def test_odd_dates_and_junk_saved_views_never_fail(runtime: Any, login_as: Any) -> None:
+    """Days at the calendar's ends (no midnight in UTC for 0001-01-01 in China) are left out
+    with a message, not a 500; a saved view's query is stored as understood, so junk in it
+    (a NUL, which PostgreSQL refuses) never reaches the list that opens with it."""
+    _volume(runtime, 30)
+    supervisor = login_as("supervisor")
+    everything = _all_pages(supervisor, sort="received")
+    for name, day in (
+        ("received_from", "0001-01-01"),
+        ("received_to", "9999-12-31"),
+        ("due_from", "0001-01-01"),
+        ("due_to", "9999-12-31"),
+        ("due_to", "2026-02-30"),
+    ):
+        r = supervisor.get("/board/cases", query_string={name: day, "sort": "received"})
+        assert r.status_code == 200, (name, day, r.status_code)
+        html = r.get_data(as_text=True)
+        assert "无法识别，已忽略" in html, (name, day)
+        assert _listed(html) == everything[:50]
+    page = supervisor.get("/board/cases?sort=received").get_data(as_text=True)
+    token = re.search(r'name="view-csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    r = supervisor.post(
+        "/board/views",
+        data={
+            "view-csrf_token": token,
+            "view-name": "杂项",
+            "view-query": "channel=%00&finding=a%00b&status=open&junk=1&after=5&sort=zzz",
+            "view-default": "y",
+        },
+    )
+    assert r.status_code == 302
+    assert supervisor.get(r.headers["Location"]).status_code == 200
+    with runtime.sessions() as s:
+        stored = s.scalar(select(SavedView.query).where(SavedView.name == "杂项"))
+    assert stored == "status=open&finding=ab"
+    # The list opens with it: the open cases.
+    r = supervisor.get("/board/cases")
+    assert r.status_code == 200
+
+
+def test_search_shows_no_counts_of_cases_it_did_not_find(runtime: Any, login_as: Any) -> None:
+    """Counts per filter value beside a search were those of the list without it (开放 (69)
+    then 4 listed): a search shows none."""
+    _volume(runtime, 60)
+    supervisor = login_as("supervisor")
+    html = supervisor.get("/board/cases", query_string={"q": "路灯"}).get_data(as_text=True)
+    assert not re.search(r'<option value="closed"[^>]*>[^<]*\(\d+\)</option>', html)
+    html = supervisor.get("/board/cases", query_string={"sort": "received"}).get_data(as_text=True)
+    assert re.search(r'<option value="closed"[^>]*>[^<]*\(\d+\)</option>', html)
+
+
+def test_bulk_dispatch_of_closed_cases_and_too_many(runtime: Any, login_as: Any) -> None:
+    """A closed, merged or rejected case ticked (a forged form, or a stale page) is said to be
+    not waiting, not "already dispatched"; more than the queue's hundred are not silently
+    dropped; a hundred failures are not a hundred red lines."""
+    _volume(runtime, 60)
+    with runtime.sessions() as s:
+        by_status = {
+            st: s.scalar(select(Case.tracking_number).where(Case.status == st).limit(1))
+            for st in (Status.CLOSED, Status.MERGED, Status.REJECTED, Status.ASSIGNED)
+        }
+    supervisor = login_as("supervisor")
+    queue = supervisor.get("/board/queue").get_data(as_text=True)
+    token = re.search(r'name="bulk-csrf_token"[^>]*value="([^"]+)"', queue).group(1)
+    shown = [n for n in by_status.values() if n]
+    r = supervisor.post(
+        "/board/queue/dispatch",
+        data={"bulk-csrf_token": token, "bulk-department": "urban", "case": shown},
+        follow_redirects=True,
+    )
+    messages = flashes(r.get_data(as_text=True))
+    closed = by_status[Status.CLOSED]
+    assert closed and any(closed in m and "不在待派单状态" in m for m in messages), messages
+    assert not any(closed in m and "已经派出" in m for m in messages), messages
+    assigned = by_status[Status.ASSIGNED]
+    assert any(assigned in m and "已经派出" in m for m in messages), messages
+    forged = ["X" * 5000] + [f"MS-1999-{i:06d}" for i in range(149)]
+    r = supervisor.post(
+        "/board/queue/dispatch",
+        data={"bulk-csrf_token": token, "bulk-department": "urban", "case": forged},
+        follow_redirects=True,
+    )
+    messages = flashes(r.get_data(as_text=True))
+    assert any("一次最多派出 100 件" in m and "另有 50 件" in m for m in messages), messages
+    assert len(messages) <= 12 and any("另有 90 件未能派出" in m for m in messages), messages
+    assert not any("X" * 31 in m for m in messages)
