@@ -206,9 +206,21 @@ def import_batch(
     return result
 
 
-def add_to_run(run: CallImport, result: BatchResult) -> None:
-    """Adds a batch's counts and errors to the run (committed with the batch)."""
-    for name in COUNTS:
-        setattr(run, name, int(getattr(run, name) or 0) + result.counts[name])
-    if result.errors:
-        run.errors = [*run.errors, *(error_record(e) for e in result.errors)]
+def add_to_run(
+    session: Session,
+    run_id: int,
+    result: BatchResult,
+    *,
+    now: datetime,
+    errors: list[dict[str, Any]] | None = None,
+) -> None:
+    """Adds a batch's counts to the run and marks it alive at `now`, in one UPDATE that
+    neither reads nor rewrites the stored bad rows; `errors`, when given, replaces them
+    (the whole list so far, in file order). Committed with the batch by the caller."""
+    values: dict[str, Any] = {
+        name: getattr(CallImport, name) + result.counts[name] for name in COUNTS
+    }
+    values["updated_at"] = now
+    if errors is not None:
+        values["errors"] = errors
+    session.execute(update(CallImport).where(CallImport.id == run_id).values(**values))

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from intake.phone import CallRow, ColumnMapping, parse_table, read_table
@@ -34,6 +35,8 @@ from web.runtime import Runtime
 from web.settings import CallMappingSettings, Settings
 
 DEFAULT_MAPPING = "default"
+# Bad rows written to the run at least this many at a time (see PreparedImport.run).
+ERRORS_FLUSH_MIN = 200
 
 
 class UnknownMapping(ValueError):
@@ -113,6 +116,7 @@ class PreparedImport:
         rt, report, run_id = self.rt, self.report, self.report.run_id
         policy = rt.intake_policy()
         seen: set[str] = set()
+        stored = 0  # bad rows written to the run so far
         for batch in _batches(self.rows, rt.settings.intake.calls.batch_size):
             session: Session = rt.sessions()
             try:
@@ -127,11 +131,21 @@ class PreparedImport:
                     now=self.clock(),
                     dry_run=report.dry_run,
                 )
+                errors = [*report.errors, *(error_record(e) for e in result.errors)]
+                # The bad rows are one JSON value, rewritten whole: written each batch, a
+                # file of bad rows costs the square of its length (a 20 MB export with a
+                # date format not understood slowed to a crawl). Written when they have
+                # doubled, the cost is linear; an interrupted run's page lists those
+                # written, and importing the file again reports every bad row anew.
+                flush = len(errors) - stored >= max(stored, ERRORS_FLUSH_MIN)
                 if run_id is not None:
-                    run = session.get(CallImport, run_id)
-                    assert run is not None
-                    add_to_run(run, result)
-                    run.updated_at = self.clock()
+                    add_to_run(
+                        session,
+                        run_id,
+                        result,
+                        now=self.clock(),
+                        errors=errors if flush else None,
+                    )
                 session.commit()  # a dry run's batch wrote nothing but the run's counts
             except BaseException:
                 session.rollback()
@@ -140,14 +154,18 @@ class PreparedImport:
                 session.close()
             for name in COUNTS:
                 report.counts[name] += result.counts[name]
-            report.errors.extend(error_record(e) for e in result.errors)
+            report.errors = errors
+            if flush:
+                stored = len(errors)
             if progress is not None:
                 progress(len(batch))
         if run_id is not None:
             with rt.sessions() as session, session.begin():
-                run = session.get(CallImport, run_id)
-                assert run is not None
-                run.finished_at = run.updated_at = self.clock()
+                done = self.clock()
+                values: dict[str, Any] = {"finished_at": done, "updated_at": done}
+                if stored < len(report.errors):
+                    values["errors"] = report.errors
+                session.execute(update(CallImport).where(CallImport.id == run_id).values(values))
         return report
 
 
