@@ -56,6 +56,10 @@ def test_public_performance_page_with_charts_on_a_phone(
         assert page.locator("h1").inner_text() == "部门办理绩效"
         assert page.locator("section.department").count() >= 5
         assert page.locator("section.department").first.locator("tr[data-month]").count() == 12
+        # A department's 12 months fit on one screen (they scroll sideways on a phone): as
+        # cards they took some 4,000 px each, the page 55 phone screens.
+        table = page.locator("section.department").first.locator("table").bounding_box()
+        assert table and table["height"] < options["viewport"]["height"], table
         _charts_loaded(page, ("volume", "rates"))
         assert page.evaluate(WIDTH) <= options["viewport"]["width"], page.evaluate(WIDTH)
         screenshot(page, tmp_path / f"performance-{options['viewport']['width']}.png")
