@@ -123,3 +123,33 @@ def test_queue_and_list_fit_a_phone(
         " return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; })"
     )
     assert lines and max(lines) == 1, lines
+
+
+def test_english_queue_reads_numbers_and_department_names_whole(
+    chromium: Any, live_server: str, runtime: Any, tmp_path: Path
+) -> None:
+    """In English on a desktop, a tracking number and its time were broken over lines
+    (MS-2026-00039 / 4) and each row's department selector cut the name chosen ("Human
+    Resources and"): both read whole now, and the excerpt keeps a readable width."""
+    _volume(runtime, 120)
+    page = chromium.new_context(**DESKTOP, locale="en", base_url=live_server).new_page()
+    sign_in(page, "supervisor")
+    page.goto("/board/queue?lang=en")
+    lines = page.locator("table.queue tbody td.case > a").evaluate_all(
+        "as => as.map(a => new Set([...a.getClientRects()].map(b => Math.round(b.top))).size)"
+    )
+    assert lines and max(lines) == 1, lines
+    selects = page.locator("table.queue td.dispatch select")
+    assert selects.count() > 0
+    cut = selects.evaluate_all(
+        "ss => ss.filter(s => { const c = document.createElement('canvas').getContext('2d');"
+        " c.font = getComputedStyle(s).font;"
+        " return c.measureText(s.options[s.selectedIndex].text).width > s.clientWidth - 16; })"
+        ".map(s => s.options[s.selectedIndex].text)"
+    )
+    assert cut == [], cut
+    widths = page.locator("table.queue tbody td.excerpt").evaluate_all(
+        "cs => cs.map(c => c.getBoundingClientRect().width)"
+    )
+    assert min(widths) >= 200, widths
+    screenshot(page, tmp_path / "queue-en.png")
