@@ -289,6 +289,19 @@ def test_the_tick_sends_the_previous_month_once_on_its_day(
         assert record.sent_by == "manual" and record.recipients == LEADERS[:1]
 
 
+def test_a_send_day_without_any_tick_is_caught_up_by_the_next(
+    runtime: Any, settings: Any, months: Any
+) -> None:
+    policy_ = supervision_policy(settings)
+    # No tick ran on the 3rd (the server was down): the first one on the 5th sends it, once.
+    assert run_tick(runtime.sessions, _local("2026-12-05T10:00+08:00"), policy_).report == (
+        "2026-11"
+    )
+    assert run_tick(runtime.sessions, _local("2026-12-06T10:00+08:00"), policy_).report is None
+    (mail,) = _reports(runtime)
+    assert mail.subject == "民声月报 2026年11月"
+
+
 def test_no_tick_report_without_recipients_or_send_day(
     runtime: Any, tmp_path: Path, db_url: str, months: Any
 ) -> None:

@@ -8,8 +8,9 @@ by hand, and recording each send (``report_sends``: one row per month).
   updated (a send by hand is always deliberate). Raises triage.outbox.OutboxError for a bad
   address, ValueError for a bad month.
 - ``due_month(now, schedule) -> str | None``: the month whose report the tick sends at
-  ``now``: the previous month, on ``schedule.send_day`` (local date) at or after
-  ``schedule.send_hour``; None otherwise (and always with ``send_day`` 0).
+  ``now``: the previous month, from ``schedule.send_day`` (local date) at
+  ``schedule.send_hour`` on, and on later days of the same statistical month (a send day
+  without any tick is caught up); None otherwise (and always with ``send_day`` 0).
 - ``send_due_report(session, now, schedule) -> str | None``: what the tick calls: sends the
   due month's report unless ``report_sends`` has it (from an earlier tick on this or another
   machine); returns the month sent. The row is inserted first, in a savepoint, so a second
@@ -105,9 +106,15 @@ def due_month(now: datetime, schedule: ReportSchedule) -> str | None:
     if schedule.send_day <= 0:
         return None
     local = now.astimezone(schedule.tz)
-    if local.day != schedule.send_day or local.hour < schedule.send_hour:
+    send_at = local.replace(
+        day=schedule.send_day, hour=schedule.send_hour, minute=0, second=0, microsecond=0
+    )
+    policy = ReportPolicy.from_settings(schedule.settings)
+    # Later ticks catch up a send day on which no tick ran (the server was down), as long as
+    # the statistical month is still the send day's.
+    if local < send_at or month_of(now, policy) != month_of(send_at, policy):
         return None
-    return shift_month(month_of(now, ReportPolicy.from_settings(schedule.settings)), -1)
+    return shift_month(month_of(now, policy), -1)
 
 
 def send_due_report(session: Session, now: datetime, schedule: ReportSchedule) -> str | None:
