@@ -22,6 +22,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.file import FileField
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import BooleanField, SelectField
 
@@ -100,7 +101,9 @@ def _form() -> CallImportForm:
 
 
 def _recent() -> list[CallImport]:
-    return list(db().scalars(select(CallImport).order_by(CallImport.id.desc()).limit(RECENT)).all())
+    # Not their bad rows: a run's list of them may be megabytes, and only counts are shown.
+    query = select(CallImport).options(defer(CallImport.errors))
+    return list(db().scalars(query.order_by(CallImport.id.desc()).limit(RECENT)).all())
 
 
 def _page(form: CallImportForm, problem: str = "", status: int = 200) -> tuple[str, int]:

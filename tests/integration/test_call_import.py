@@ -622,3 +622,30 @@ def test_a_file_of_bad_rows_writes_its_report_in_linear_time(tmp_path: Path, db_
     # not once per later batch (100 times here).
     assert 0 < written < 4 * stored
     rt.engine.dispose()
+
+
+def test_the_upload_page_lists_recent_runs_without_reading_their_bad_rows(
+    login_as: Any, runtime: Any, tmp_path: Path
+) -> None:
+    from sqlalchemy import event
+
+    rows = [
+        [f"U{i}", "13800138000", "11/3/2026 9:05", "30", "噪音", "王", "", "", ""]
+        for i in range(300)
+    ]
+    for n in range(3):
+        run_import(
+            runtime, write_csv(tmp_path / f"{n}.csv", rows).read_bytes(), f"{n}.csv", actor="test"
+        )
+    fetched: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM call_imports" in statement:
+            fetched.append(statement)
+
+    operator = login_as("operator")
+    event.listen(runtime.engine, "before_cursor_execute", seen)
+    html = operator.get("/board/calls/import").get_data(as_text=True)
+    event.remove(runtime.engine, "before_cursor_execute", seen)
+    assert html.count(">300</td>") == 6  # rows and rejected of each run, listed
+    assert fetched and not any("call_imports.errors" in s for s in fetched)
