@@ -649,3 +649,14 @@ def test_the_upload_page_lists_recent_runs_without_reading_their_bad_rows(
     event.remove(runtime.engine, "before_cursor_execute", seen)
     assert html.count(">300</td>") == 6  # rows and rejected of each run, listed
     assert fetched and not any("call_imports.errors" in s for s in fetched)
+
+
+def test_an_export_with_only_its_header_says_it_has_no_calls(
+    login_as: Any, runtime: Any, tmp_path: Path
+) -> None:
+    operator = login_as("operator")
+    r = upload(operator, write_csv(tmp_path / "empty-day.csv", []))
+    assert r.status_code == 302
+    html = finished(operator, r.headers["Location"])
+    assert 'data-count="rows">0<' in html
+    assert "文件的表头下面没有来电记录。" in html and "所有行均已读取" not in html
