@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -338,3 +338,37 @@ def test_a_complete_month_is_computed_once_for_the_public_page(
     with Queries(runtime.engine) as again:
         assert client.get("/performance").status_code == 200
     assert again.n <= 6, again.n
+
+
+def test_concurrent_requests_compute_a_missing_month_once(runtime: Any, client: Any) -> None:
+    """Four requests at once (threads with their own sessions, as web processes have) find
+    no stored figures: one computes them, the others get that one's."""
+    import threading
+
+    from triage.report import snapshots
+
+    submit_complaint(client, "莲花路路灯坏了三个星期了")
+    policy = ReportPolicy.from_settings(runtime.settings)
+    base = datetime.now(UTC)
+    month = month_of(base, policy)
+    results: list[Any] = []
+    barrier = threading.Barrier(4)
+
+    def request(i: int) -> None:
+        # Each its own moment: the snapshot's computed_at tells which request computed it.
+        now = base.replace(microsecond=0) + timedelta(microseconds=i + 1)
+        with runtime.sessions() as s:
+            barrier.wait()
+            results.append(
+                snapshots.figures_for(s, snapshots.FULL, [month], policy, now, wait_seconds=30)
+            )
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = [r[month] for r in results]
+    assert len(got) == 4 and all(g is not None for g in got)
+    assert len({g.computed_at for g in got}) == 1
+    assert {g.figures["received"] for g in got} == {1}
