@@ -356,7 +356,7 @@ def test_concurrent_requests_compute_a_missing_month_once(runtime: Any, client: 
 
     def request(i: int) -> None:
         # Each its own moment: the snapshot's computed_at tells which request computed it.
-        now = base.replace(microsecond=0) + timedelta(microseconds=i + 1)
+        now = base + timedelta(milliseconds=i + 1)
         with runtime.sessions() as s:
             barrier.wait()
             results.append(
