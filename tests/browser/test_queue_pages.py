@@ -135,7 +135,7 @@ def test_english_queue_reads_numbers_and_department_names_whole(
     page = chromium.new_context(**DESKTOP, locale="en", base_url=live_server).new_page()
     sign_in(page, "supervisor")
     page.goto("/board/queue?lang=en")
-    lines = page.locator("table.queue tbody td.case > a").evaluate_all(
+    lines = page.locator("table.queue tbody td:nth-child(2) > a").evaluate_all(
         "as => as.map(a => new Set([...a.getClientRects()].map(b => Math.round(b.top))).size)"
     )
     assert lines and max(lines) == 1, lines
@@ -148,7 +148,7 @@ def test_english_queue_reads_numbers_and_department_names_whole(
         ".map(s => s.options[s.selectedIndex].text)"
     )
     assert cut == [], cut
-    widths = page.locator("table.queue tbody td.excerpt").evaluate_all(
+    widths = page.locator("table.queue tbody td:nth-child(5)").evaluate_all(
         "cs => cs.map(c => c.getBoundingClientRect().width)"
     )
     assert min(widths) >= 200, widths
