@@ -284,6 +284,7 @@ def list_page(
     last: bool = False,
     sort: str = "received",
     parts: Sequence[ColumnElement[bool]] = (),
+    scope: Sequence[ColumnElement[bool]] = (),
 ) -> CasePage:
     """The page of cases satisfying ``where``, in order ``sort`` (a key of `SORTS`; another
     is "received"), that the request asks for: the one after case id ``after`` or before
@@ -292,7 +293,10 @@ def list_page(
 
     ``parts``: clauses that split the list into pieces each read in order from an index
     (e.g. one per status of "open": an IN list cannot be read in the order of
-    (status, deadline, id)); a page is then merged from the pieces' first rows."""
+    (status, deadline, id)); a page is then merged from the pieces' first rows.
+
+    ``scope``: what the user may see; a cursor naming a case outside it is no cursor (its
+    key would tell, page by page, when another department's case came in)."""
     key, descending = SORTS.get(sort, SORTS["received"])
     total, capped = count_cases(session, where)
     pages = None if capped else max(1, -(-total // size))
@@ -313,7 +317,7 @@ def list_page(
 
     if after is not None or before is not None:
         cursor = after if after is not None else before
-        at = select(key).where(Case.id == cursor).scalar_subquery()
+        at = select(key).where(Case.id == cursor, *scope).scalar_subquery()
         # Walking the list's way (after) or against it (before).
         down = (after is not None) == descending
         if down:

@@ -489,6 +489,7 @@ def cases() -> str:
             parts=[Case.status == s for s in sorted(OPEN_STATUSES)]
             if filters.status == "open" and sort in ("received", "deadline")
             else (),
+            scope=scope,
         )
     options = [selectinload(Case.department)]
     if q and not masked:

@@ -430,3 +430,24 @@ def test_bulk_dispatch_of_closed_cases_and_too_many(runtime: Any, login_as: Any)
     assert any("一次最多派出 100 件" in m and "另有 50 件" in m for m in messages), messages
     assert len(messages) <= 12 and any("另有 90 件未能派出" in m for m in messages), messages
     assert not any("X" * 31 in m for m in messages)
+
+
+def test_a_cursor_of_another_departments_case_tells_nothing(runtime: Any, login_as: Any) -> None:
+    """A handler's list paged "after" a case of another department was read from where that
+    case sits in the order: by trying ids, its receipt time could be narrowed down. Such a
+    cursor is now no cursor: the first page of their own cases."""
+    _volume(runtime, 120)
+    with runtime.sessions() as s:
+        urban = s.scalar(select(Department.id).where(Department.code == "urban"))
+        other = s.scalars(
+            select(Case.id)
+            .where(Case.department_id != urban)
+            .order_by(Case.received_at.desc())
+            .limit(10)
+        ).all()
+    handler = login_as("urban")
+    first = _numbers(handler, sort="received")
+    assert first
+    for case_id in other:
+        for way in ("after", "before"):
+            assert _numbers(handler, sort="received", **{way: str(case_id)}) == first, way
