@@ -10,16 +10,21 @@ therefore does not depend on which other candidates are compared; the candidates
 ``triage.duplicate_index``. The word lists are in ``triage.similarity_terms``.
 
 ``hot_issues`` groups a month's cases about the same local problem for the monthly report, by
-the cosine of TF-IDF character-bigram profiles whose idf comes from that month's cases.
+the cosine of TF-IDF profiles whose idf comes from that month's cases: character bigrams of
+Chinese, stemmed content words (and pairs of them) of English, as character pairs of English
+are shared by nearly every English text. Linked cases are split by average linkage, so a
+chain of borderline pairs does not make one group.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 import threading
 import unicodedata
+import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,12 +32,14 @@ from dataclasses import dataclass
 import numpy as np
 import rjieba
 import scipy.sparse as sp
+from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial.distance import squareform
 
 from triage import similarity_terms as terms
 from triage.routing import ngram_codes, normalize_text, segment
 
-__all__ = ["HotIssue", "duplicate_score", "hot_issues", "similar_cases"]
+__all__ = ["HotIssue", "duplicate_score", "hot_issues", "shorten", "similar_cases"]
 
 DUPLICATE_SCORE = 0.46
 """Score from which two complaints are taken to report the same problem: the threshold with
@@ -448,8 +455,56 @@ _cache: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
+_LATIN_RUN = re.compile(r"[a-z][a-z'-]*")
+_WORD_BIGRAM_WEIGHT = 0.5  # two content words in a row, relative to 1 for one word
+
+
+def _word_stems(normalized: str) -> list[str]:
+    """The content words of a normalised text's Latin parts, stemmed: stop words, letter
+    boilerplate and words of fewer than three letters left out."""
+    stems = []
+    for word in _LATIN_RUN.findall(normalized):
+        word = word.strip("'-")
+        if len(word) < 3 or word in terms.ENGLISH_STOP or word in terms.ENGLISH_FILLER:
+            continue
+        stems.append(_stem(word))
+    return stems
+
+
+def _bucket(key: str) -> int:
+    """A word feature's bucket: a fixed hash (the same in every process)."""
+    return zlib.crc32(key.encode()) & (_BUCKETS - 1)
+
+
+def _word_features(normalized: str) -> tuple[list[int], list[float]]:
+    """Buckets and weights of a text's Latin words and pairs of consecutive content words."""
+    stems = _word_stems(normalized)
+    counts: Counter[str] = Counter("w:" + s for s in stems)
+    counts.update(f"p:{a} {b}" for a, b in itertools.pairwise(stems))
+    buckets: list[int] = []
+    weights: list[float] = []
+    for key, count in counts.items():
+        buckets.append(_bucket(key))
+        weights.append((_WORD_BIGRAM_WEIGHT if key[0] == "p" else 1.0) * (1.0 + math.log(count)))
+    return buckets, weights
+
+
+_POINT_BITS = np.uint64(21)
+_POINT_MASK = np.uint64((1 << 21) - 1)
+
+
+def _is_word_point(points: np.ndarray) -> np.ndarray:
+    """Whether code points are letters of a non-Latin script (Chinese, kana, Cyrillic …),
+    not spaces, digits, punctuation or symbols: a bigram of those alone (". ", "0,") is in
+    every text, whatever its language."""
+    return ((points >= 0xC0) & (points < 0x2000)) | (points >= 0x3040)
+
+
 def _profiles(texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Sorted bucket numbers and log-scaled counts of each text's character bigrams."""
+    """Sorted bucket numbers and log-scaled counts of each text's features: character bigrams
+    of its Chinese (and other non-Latin) parts, and stemmed content words and word pairs of its
+    Latin parts. Character pairs say little in English: "th", "in", "er" are in every text, so
+    unrelated English complaints would look alike."""
     result: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(texts)
     missing: list[int] = []
     with _cache_lock:
@@ -462,8 +517,10 @@ def _profiles(texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
                 result[i] = profile
     if missing:
         normalized = [normalize_text(texts[i]) for i in missing]
-        codes, owners = ngram_codes(normalized, 2)
-        keep = codes >= _UNIGRAM_LIMIT
+        codes, owners = ngram_codes([_LATIN_RUN.sub(" ", t) for t in normalized], 2)
+        keep = (codes >= _UNIGRAM_LIMIT) & (
+            _is_word_point(codes & _POINT_MASK) | _is_word_point(codes >> _POINT_BITS)
+        )
         buckets = ((codes[keep] * _GOLDEN) >> np.uint64(44)).astype(np.int64)
         owners = owners[keep]
         # One sort puts every text's buckets together and in order.
@@ -474,7 +531,15 @@ def _profiles(texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         for k, i in enumerate(missing):
             part = buckets[bounds[k] : bounds[k + 1]]
             unique, counts = np.unique(part, return_counts=True)
-            profile = (unique.astype(np.int32), (1.0 + np.log(counts)).astype(np.float32))
+            values = 1.0 + np.log(counts)
+            word_buckets, word_weights = _word_features(normalized[k])
+            if word_buckets:
+                merged: dict[int, float] = dict(zip(unique.tolist(), values.tolist(), strict=True))
+                for bucket, weight in zip(word_buckets, word_weights, strict=True):
+                    merged[bucket] = merged.get(bucket, 0.0) + weight
+                unique = np.array(sorted(merged), dtype=np.int64)
+                values = np.array([merged[b] for b in unique.tolist()])
+            profile = (unique.astype(np.int32), values.astype(np.float32))
             result[i] = profile
             new[texts[i]] = profile
         with _cache_lock:
@@ -521,6 +586,8 @@ class HotIssue:
     size: int
     label: str
     keywords: tuple[str, ...]
+    central: int = 0
+    """The case id of the case most like the rest (the label's)."""
 
 
 _STOP_WORDS = frozenset(
@@ -619,10 +686,46 @@ def _keywords(texts: Sequence[str], frequency: Counter[str], total: int) -> tupl
         counts.update(
             w
             for w in set(segment(normalize_text(text)))
-            if len(w.strip()) > 1 and w not in _STOP_WORDS and not w.isdigit()
+            if len(w.strip()) > 1
+            and w not in _STOP_WORDS
+            and w not in terms.ENGLISH_STOP
+            and w not in terms.ENGLISH_FILLER
+            and not (w.isascii() and len(w) < 3)
+            and not w.isdigit()
         )
     scored = {w: n * math.log((1 + total) / (1 + frequency.get(w, 0))) for w, n in counts.items()}
     return tuple(w for w, _ in sorted(scored.items(), key=lambda x: (-x[1], x[0]))[:5])
+
+
+def _average_link(similarity: np.ndarray, min_score: float) -> np.ndarray:
+    """Cluster numbers of a group's members (dense cosines, n x n): average linkage, merging
+    two clusters only while the mean cosine of their pairs is at least ``min_score``."""
+    if len(similarity) < 2:
+        return np.zeros(len(similarity), dtype=np.int64)
+    distance = np.clip(1.0 - similarity.astype(np.float64), 0.0, None)
+    np.fill_diagonal(distance, 0.0)
+    distance = (distance + distance.T) / 2
+    tree = linkage(squareform(distance, checks=False), method="average")
+    return fcluster(tree, t=1.0 - min_score + 1e-9, criterion="distance")
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` on one line, at most ``limit`` characters (``limit`` >= 2) with the "…" that
+    marks a cut; a cut inside a Latin word moves back to the word's start (unless that would
+    drop more than two thirds), Chinese is cut at any character."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if _is_latin_alnum(text[limit - 1]) and _is_latin_alnum(cut[-1]):
+        space = cut.rfind(" ")
+        if space > limit // 3:
+            cut = cut[:space]
+    return cut.rstrip(" ,.;:-，、") + "…"
+
+
+def _is_latin_alnum(char: str) -> bool:
+    return char.isascii() and char.isalnum()
 
 
 def hot_issues(
@@ -633,20 +736,32 @@ def hot_issues(
 ) -> list[HotIssue]:
     """Groups of at least ``min_size`` cases about the same problem, largest first.
 
-    Two cases belong together when their cosine is at least ``min_score``, and so do cases
-    linked through others. The label is the text of the case most like the rest of its group
-    (its first 60 characters); the keywords are the words that set the group apart.
+    Cases are linked when their cosine is at least ``min_score``; each connected set is then
+    split by average linkage, so two groups join only when their cases are alike on average
+    (one borderline pair cannot chain unrelated complaints together). The label is the text
+    of the case most like the rest of its group (``central``), its first 60 characters cut
+    at a word boundary; the keywords are the words that set the group apart.
     """
     if len(items) < max(min_size, 2):
         return []
     texts = [text for _, text in items]
     matrix = _matrix(texts)
     similarity = (matrix @ matrix.T).tocsr()
-    similarity.data[similarity.data < min_score] = 0
-    similarity.eliminate_zeros()
-    count, component = connected_components(similarity, directed=False)
-    groups = [np.flatnonzero(component == c) for c in range(count)]
-    groups = [g for g in groups if len(g) >= min_size]
+    linked = similarity.copy()
+    linked.data[linked.data < min_score] = 0
+    linked.eliminate_zeros()
+    count, component = connected_components(linked, directed=False)
+    groups = []
+    for c in range(count):
+        members = np.flatnonzero(component == c)
+        if len(members) < min_size:
+            continue
+        inner = similarity[members][:, members].toarray()
+        labels = _average_link(inner, min_score)
+        for label in np.unique(labels):
+            group = members[labels == label]
+            if len(group) >= min_size:
+                groups.append(group)
     if not groups:
         return []
 
@@ -661,8 +776,9 @@ def hot_issues(
             HotIssue(
                 case_ids=tuple(items[i][0] for i in group),
                 size=len(group),
-                label=" ".join(texts[central].split())[:60],
+                label=shorten(texts[central], 60),
                 keywords=tuple(_keywords([texts[i] for i in group], frequency, len(texts))),
+                central=items[central][0],
             )
         )
     return sorted(issues, key=lambda issue: (-issue.size, issue.case_ids))

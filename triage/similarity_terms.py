@@ -151,6 +151,13 @@ ENGLISH_STOP = words("""
     """)
 """English words that say nothing about the problem or the place."""
 
+ENGLISH_FILLER = words("""
+    like know tell let make made say said says told yes able sincerely faithfully look forward
+    reply concern attention hope appreciate grateful writing write inform information thing
+    things today yesterday last next year years ago morning evening night also
+    """)
+"""Letter filler besides ``ENGLISH_STOP``, left out of the words that group hot issues."""
+
 ENGLISH_ABBREVIATIONS = {"ave": "avenue", "st": "street", "rd": "road", "sq": "square"}
 
 CONCEPTS: dict[str, tuple[str, ...]] = {

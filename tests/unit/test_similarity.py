@@ -14,6 +14,7 @@ from triage.similarity import (
     HotIssue,
     duplicate_score,
     hot_issues,
+    shorten,
     similar_cases,
 )
 from web.settings import load_settings
@@ -248,3 +249,127 @@ def test_hostile_texts_cost_little_and_never_fail() -> None:
         started = time.perf_counter()
         assert 0.0 <= duplicate_score(text, text[::-1]) <= 1.0
         assert time.perf_counter() - started < 0.5, text[:8]
+
+
+# English and mixed text: words, not character pairs ----------------------------------------
+
+# Unrelated complaints written in English with the same letter boilerplate: by character
+# pairs ("th", "in", "er", ". ") they all looked alike and chained into one hot issue.
+ENGLISH_UNRELATED = [
+    (
+        101,
+        "Dear Sir or Madam, the karaoke bar below our flat plays loud music until three in "
+        "the morning and drunk guests shout in the stairwell. Please send someone to check.",
+    ),
+    (
+        102,
+        "Dear Sir or Madam, the restaurant downstairs dumps cooking oil into the storm drain "
+        "every evening and the whole street smells rotten. Please send an inspector.",
+    ),
+    (
+        103,
+        "Hello, my employer has not paid my salary since February and the manager keeps "
+        "promising to pay next week. Where can I file a complaint about unpaid wages?",
+    ),
+    (
+        104,
+        "Dear Sir or Madam, Bus Route 8 skips the Qingsong Street stop in the morning and "
+        "we wait forty minutes in the rain. Please ask the company to keep the timetable.",
+    ),
+    (
+        105,
+        "Hello, I would like to know which documents a foreigner needs to enrol a child in "
+        "a local primary school, and when the application period opens.",
+    ),
+    (
+        106,
+        "Dear Sir or Madam, the streetlights along the river path have been dark for a "
+        "month and two women were robbed there last Friday. Please fix the lights.",
+    ),
+    (
+        107,
+        "Hello, the tower crane at the construction site next to our school swings loads "
+        "over the playground during lessons. This is dangerous for the children.",
+    ),
+    (
+        108,
+        "Dear Sir or Madam, the district library closes at five on weekdays, so people who "
+        "work cannot borrow books. Could the opening hours be extended to the evening?",
+    ),
+]
+ELEVATOR_REWORDED = [
+    (
+        201,
+        "Lift broken for three weeks in Building 5 of Maple Court: elderly residents on the "
+        "upper floors are stuck at home, and the property company does nothing.",
+    ),
+    (
+        202,
+        "The elevator of Building 5, Maple Court has been out of order for three weeks. "
+        "Old people on the top floors cannot go out. The property company ignores us.",
+    ),
+    (
+        203,
+        "Building 5 Maple Court elevator broken again, three weeks now, the elderly upstairs "
+        "cannot leave their flats and the property company will not repair the lift.",
+    ),
+]
+
+
+def test_unrelated_english_complaints_form_no_hot_issue_and_are_no_duplicates() -> None:
+    assert hot_issues(ENGLISH_UNRELATED, min_size=2) == []
+    for i, (_, a) in enumerate(ENGLISH_UNRELATED):
+        for _, b in ENGLISH_UNRELATED[i + 1 :]:
+            assert duplicate_score(a, b) < DUPLICATE_SCORE, (a, b)
+
+
+def test_english_rewordings_form_one_hot_issue_labelled_at_a_word_boundary() -> None:
+    issues = hot_issues(ENGLISH_UNRELATED + ELEVATOR_REWORDED, min_size=2)
+    assert [issue.case_ids for issue in issues] == [(201, 202, 203)]
+    issue = issues[0]
+    assert issue.central in issue.case_ids
+    text = " ".join(dict(ELEVATOR_REWORDED)[issue.central].split())
+    assert issue.label.endswith("…") and len(issue.label) <= 60
+    stem = issue.label[:-1]
+    assert text.startswith(stem) and text[len(stem)] == " "  # ends on a whole word
+    assert {"elevator", "lift"} & set(issue.keywords) or "maple" in issue.keywords
+    assert not {"the", "and", "for", "dear"} & set(issue.keywords)
+    for _, a in ELEVATOR_REWORDED:
+        for _, b in ELEVATOR_REWORDED:
+            assert duplicate_score(a, b) >= DUPLICATE_SCORE
+
+
+def test_one_borderline_pair_does_not_chain_a_hot_issue() -> None:
+    # Each text shares half its words with the next and none with the others: linked one by
+    # one, single linkage made one group of seven out of them.
+    words = [
+        *("pothole", "gravel", "asphalt", "crack", "puddle", "scooter", "pharmacy", "receipt"),
+        *("invoice", "overcharge", "refund", "cashier", "kindergarten", "tuition", "uniform"),
+        *("canteen", "teacher", "classroom", "graffiti", "scaffold", "hoarding", "billboard"),
+    ]
+    items = [(i, " ".join(words[3 * i : 3 * i + 6])) for i in range(7)]
+    assert all(len(issue.case_ids) <= 3 for issue in hot_issues(items, min_size=2))
+
+
+def test_mixed_chinese_and_english_complaints_group_by_both_parts() -> None:
+    items = [
+        (301, "松涛路 Blue Note bar 每晚live music到凌晨两点，低音炮太吵，睡不着"),
+        (302, "Blue Note bar on 松涛路: live music until 2 a.m. every night, 低音炮吵得睡不着"),
+        (303, "松涛路的Blue Note酒吧live music吵到凌晨两点，低音炮震得睡不着觉"),
+        (304, "明德路菜市场 the fish stalls dump waste water on the pavement, 臭味很大"),
+        (305, "Jinxiu Garden 锦绣华庭 parking fees raised without notice, 物业不给解释"),
+        (306, "The swimming pool at the District Sports Centre 更衣柜坏了, water is dirty"),
+    ]
+    issues = hot_issues(items, min_size=2)
+    assert [issue.case_ids for issue in issues] == [(301, 302, 303)]
+    assert duplicate_score(items[0][1], items[1][1]) >= DUPLICATE_SCORE
+    assert duplicate_score(items[0][1], items[3][1]) < DUPLICATE_SCORE
+
+
+def test_shorten_cuts_english_at_a_word_and_chinese_at_a_character() -> None:
+    assert shorten("The elevator in our building has been broken", 40) == (
+        "The elevator in our building has been…"
+    )
+    assert shorten("The elevator  in\nour building", 40) == "The elevator in our building"
+    assert shorten("电梯坏了三个星期，老人下不了楼", 8) == "电梯坏了三个星…"
+    assert len(shorten("x" * 200, 60)) == 60

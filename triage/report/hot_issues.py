@@ -1,10 +1,11 @@
 """The month's hot issues (热点问题): clusters of similar complaints, with counts, places and a
 masked example.
 
-The clustering is triage.similarity.hot_issues (TF-IDF profiles, cosine ≥ HOT_ISSUE_SCORE,
-connected groups). Its cost grows with the square of the texts clustered, so at most
-[report] hot_issue_sample cases of a month are: all of them in a month with fewer, else every
-k-th by id (k = ⌈cases ÷ sample⌉), and a cluster's count is then its size × k, an estimate.
+The clustering is triage.similarity.hot_issues (TF-IDF profiles of Chinese character bigrams
+and English words, cosine ≥ HOT_ISSUE_SCORE, linked groups split by average linkage). Its cost
+grows with the square of the texts clustered, so at most [report] hot_issue_sample cases of a
+month are: all of them in a month with fewer, else every k-th by id (k = ⌈cases ÷ sample⌉),
+and a cluster's count is then its size × k, an estimate.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from intake.submission import Kind
 from triage.models import Case, Status
 from triage.privacy import mask_text
 from triage.similarity import hot_issues as cluster
+from triage.similarity import shorten
 
 if TYPE_CHECKING:
     from triage.report.figures import ReportPolicy
@@ -37,11 +39,12 @@ def hot_issues(
 ) -> list[dict[str, Any]]:
     """Up to [report] hot_issues clusters of the cases received in [start, end) (complaints,
     suggestions, inquiries; not rejected), largest first: ``{label, count, example,
-    places}``. ``label``: the subject of its most central case (else its distinguishing
-    words), after the cluster's most named place unless the subject names it;
-    ``count``: its cases (see the module for large months); ``example``: the subject and text
-    of its most central case, personal data masked, at most 120 characters; ``places``: up to
-    three most named places (``cases.place``)."""
+    places}``. ``label``: the subject of its most central case, at most 40 characters cut
+    at a word boundary (else its distinguishing words), after the cluster's most named place
+    unless the subject names it; ``count``: its cases (see the module for large months);
+    ``example``: the subject and text of its most central case, personal data masked, at most
+    120 characters cut at a word boundary; ``places``: up to three most named places
+    (``cases.place``)."""
     if policy.hot_issues <= 0:
         return []
     where = (
@@ -88,21 +91,20 @@ def hot_issues(
 
         places = Counter(" ".join(str(m[6]).split()) for m in members if (m[6] or "").strip())
         top_places = [masked(p) for p, _ in places.most_common(3)]
-        central = next(
-            (m for m in members if " ".join(f"{m[1]}\n{m[2]}".strip().split())[:60] == issue.label),
-            members[0],
-        )
-        title = " ".join(masked(central[1] or "").split())[:LABEL_CHARS]
-        words = title or "、".join(masked(w) for w in issue.keywords[:3])
+        central = rows.get(issue.central, members[0])
+        title = shorten(masked(central[1] or ""), LABEL_CHARS)
+        keywords = [masked(w) for w in issue.keywords[:3]]
+        words = title or ("、" if any(not w.isascii() for w in keywords) else ", ").join(keywords)
+        colon = ": " if (central[1] or "").isascii() else "："
         example = " ".join(
-            masked(f"{central[1]}：{central[2]}" if central[1] else central[2]).split()
+            masked(f"{central[1]}{colon}{central[2]}" if central[1] else central[2]).split()
         )
         place_first = top_places and top_places[0] not in words
         out.append(
             {
                 "label": f"{top_places[0]}：{words}" if place_first else words,
                 "count": issue.size * step,
-                "example": example[:EXAMPLE_CHARS],
+                "example": shorten(example, EXAMPLE_CHARS),
                 "places": top_places,
             }
         )
