@@ -153,3 +153,9 @@ def test_english_queue_reads_numbers_and_department_names_whole(
     )
     assert min(widths) >= 200, widths
     screenshot(page, tmp_path / "queue-en.png")
+    # The case list's numbers too (MS-2026- / 000925 in Chinese as well).
+    page.goto("/board/cases?lang=zh&sort=received")
+    lines = page.locator("table.case-list tbody td:first-child > a").evaluate_all(
+        "as => as.map(a => new Set([...a.getClientRects()].map(b => Math.round(b.top))).size)"
+    )
+    assert lines and max(lines) == 1, lines
