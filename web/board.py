@@ -440,7 +440,8 @@ def cases() -> str:
     first, matches highlighted. With no parameters at all, the user's default view."""
     args = request.args
     default = None
-    if not args:
+    # ?lang= chooses the language (web/__init__.py), not a list: the default view still opens.
+    if not [k for k in args if k != "lang"]:
         default = default_view(db(), current_user.id, current_user.role)
         if default:
             args = MultiDict(parse_qsl(default))

@@ -121,6 +121,8 @@ def test_handler_default_is_their_open_cases_by_deadline(runtime: Any, login_as:
     assert [mine[n] for n in shown] == sorted(mine[n] for n in shown)
     # Asking for all statuses explicitly shows the closed ones too.
     assert len(_numbers(handler, sort="received")) > len(shown)
+    # Choosing the language by ?lang= is not asking for another list.
+    assert _numbers(handler, lang="en") == shown
 
 
 def test_saved_views_per_user_and_role_defaults(runtime: Any, login_as: Any) -> None:
