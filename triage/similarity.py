@@ -274,6 +274,15 @@ def _numbered_places(text: str) -> set[str]:
     return keys
 
 
+_NEXT_WORD = re.compile(r"[ \t]*([A-Za-z][A-Za-z'-]*)")
+_WEIGHT_REGION = 0.3  # "Minsheng", "District" of "Minsheng District", relative to 1
+
+
+def _never_name(lower_word: str) -> bool:
+    """Whether a capitalised English word is still no place's name ("English", "The")."""
+    return lower_word in terms.ENGLISH_STOP or lower_word in terms.ENGLISH_NOT_NAMES
+
+
 @functools.lru_cache(maxsize=2048)  # a profile takes about 30 KiB
 def _profile(text: str) -> _Profile:
     """The profile of one complaint text (cached: open cases are compared again and again)."""
@@ -319,13 +328,19 @@ def _profile(text: str) -> _Profile:
             tail != "" and tail in _SENTENCE_END
         )
         previous_end = match.end()
-        capital = word[0].isupper() and lower_word not in terms.ENGLISH_STOP
+        capital = word[0].isupper() and not _never_name(lower_word)
         if lower_word in terms.ENGLISH_STOP or len(stem) < 2:
             previous_capital = False
             continue
-        following = cased[match.end() : match.end() + 2].lstrip()[:1]
-        if capital and (not starts_sentence or previous_capital or following.isupper()):
-            places["e:" + stem] = 1.0
+        following = _NEXT_WORD.match(cased, match.end())
+        following_capital = following is not None and (
+            following.group(1)[0].isupper() and not _never_name(following.group(1).lower())
+        )
+        if capital and (not starts_sentence or previous_capital or following_capital):
+            region = stem in terms.ENGLISH_REGIONS or (
+                following_capital and following.group(1).lower() in terms.ENGLISH_REGIONS
+            )
+            places["e:" + stem] = _WEIGHT_REGION if region else 1.0
             scripts.add("en")
         else:
             weights["e:" + stem] = 1.0

@@ -158,6 +158,17 @@ ENGLISH_FILLER = words("""
     """)
 """Letter filler besides ``ENGLISH_STOP``, left out of the words that group hot issues."""
 
+ENGLISH_NOT_NAMES = words("""
+    english chinese mandarin cantonese german swedish french british american canadian
+    australian japanese korean russian indian italian spanish dutch foreign foreigner
+    foreigners several
+    """)
+"""Capitalised English words that are no place's name (languages, nationalities …)."""
+
+ENGLISH_REGIONS = words("district city county province region")
+"""English words after the name of a whole region ("Minsheng District"): letters about
+anything in it name it, so the pair of words counts little as a place."""
+
 ENGLISH_ABBREVIATIONS = {"ave": "avenue", "st": "street", "rd": "road", "sq": "square"}
 
 CONCEPTS: dict[str, tuple[str, ...]] = {

@@ -373,3 +373,28 @@ def test_shorten_cuts_english_at_a_word_and_chinese_at_a_character() -> None:
     assert shorten("The elevator  in\nour building", 40) == "The elevator in our building"
     assert shorten("电梯坏了三个星期，老人下不了楼", 8) == "电梯坏了三个星…"
     assert len(shorten("x" * 200, 60)) == 60
+
+
+def test_the_districts_name_and_a_nationality_do_not_make_english_letters_duplicates() -> None:
+    # Letters from foreigners name the district and their language or nationality: neither
+    # is the place of a problem ("Minsheng District", "English", "Several Chinese colleagues").
+    school = (
+        "School enrolment for foreign children\nHello, my family moved to Minsheng District "
+        "from Germany last month. My son is 7 years old. Can he attend a local public primary "
+        "school? What documents do we need and where should we apply? We could not find any "
+        "information in English online. Thank you very much."
+    )
+    salary = (
+        "Unpaid salary for three months\nI am an English teacher at a private training school "
+        "in Minsheng District. The school has not paid my salary since February. The manager "
+        "keeps promising to pay 'next week'. Several Chinese colleagues are in the same "
+        "situation. Where can we file a complaint about unpaid wages, and can foreigners use "
+        "the same procedure?"
+    )
+    assert duplicate_score(school, salary) < DUPLICATE_SCORE
+    reworded = (
+        "Foreign children and school places\nWe moved to Minsheng District from Germany and our "
+        "7-year-old son needs a public primary school. Which documents are needed to enrol "
+        "him, and where do we apply?"
+    )
+    assert duplicate_score(school, reworded) >= DUPLICATE_SCORE
