@@ -11,7 +11,8 @@ root), and times, in one process on SQLite (or PostgreSQL with --postgresql):
   no database;
 * intake: `web.cli_intake.run_round` — what `minsheng intake mail --once` does — with the
   config's keyword routing (no trained model deployed), acknowledgments queued in the
-  outbox, attachments stored.
+  outbox, attachments stored; then, timed apart, the enrichment that ``--once`` runs after
+  it (similar-case suggestions and search rows of the new cases, `triage.enrichment`).
 
 Prints messages per second of both and the --json counts; the issue asks for ≥ 200/s.
 Everything is written under a temporary folder, removed at the end.
@@ -118,7 +119,7 @@ def main() -> None:
     try:
         server.start()
         from web.cli import _initialise
-        from web.cli_intake import mail_policy, new_counts, run_round
+        from web.cli_intake import enrich_all, mail_policy, new_counts, run_round
         from web.runtime import Runtime
         from web.settings import settings_from_dict
 
@@ -188,8 +189,13 @@ def main() -> None:
         start, cpu = time.perf_counter(), time.process_time()
         with Mailbox(config) as mailbox:
             mailbox.ensure_folders()
-            run_round(mailbox, rt, policy, settings.intake.imap.mailbox_name, counts)
+            run_round(mailbox, rt, policy, settings.intake.imap.mailbox_name, counts, enrich=False)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        # What --once does next, after the last commit and move: suggestions and search rows.
+        enrich_start, enrich_cpu = time.perf_counter(), time.process_time()
+        enriched = enrich_all(rt, policy.intake)
+        enrich_seconds = time.perf_counter() - enrich_start
+        enrich_cpu = time.process_time() - enrich_cpu
         rate = counts["seen"] / seconds
         verdict = "ok" if rate >= FLOOR else "BELOW"
         print(
@@ -203,6 +209,14 @@ def main() -> None:
             f"({counts['seen'] / cpu:.0f} msg/s of CPU); the stages below are CPU time too"
         )
         stages.report(cpu, counts["seen"])
+        print(
+            f"enrichment after the intake (suggestions, search rows): {enriched} cases, "
+            f"{enrich_seconds:.1f} s wall, {enrich_cpu / max(enriched, 1) * 1000:.2f} ms CPU a case"
+        )
+        print(
+            f"intake + enrichment: {counts['seen'] / (seconds + enrich_seconds):7.0f} msg/s wall, "
+            f"{(cpu + enrich_cpu) / counts['seen'] * 1000:.2f} ms CPU a message"
+        )
         print(f"counts: {counts}")
         left = server.folder_uids("INBOX")
         print(f"left in INBOX: {len(left)}; in Processed: {len(server.folder_uids('Processed'))}")

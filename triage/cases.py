@@ -27,6 +27,7 @@ from triage import duplicate_index, notifications
 from triage.attachments import AttachmentStore
 from triage.callers import stamp_caller
 from triage.deadlines import Deadlines
+from triage.enrichment import defer_enrichment
 from triage.models import (
     N_,
     OPEN_STATUSES,
@@ -322,6 +323,8 @@ def register_batch(
     items: Sequence[tuple[Submission, str | None]],
     policy: IntakePolicy,
     now: datetime,
+    *,
+    defer_enrichment: bool = False,
 ) -> list[Registration]:
     """`register` for many submissions (submission, query code or None) at once, in order,
     with the same cases, events, numbers and suggestions as one call each would make (the
@@ -334,6 +337,11 @@ def register_batch(
     until the commit, as with `register`). Must run inside a transaction that has written
     already (SQLite: see `_reserve_case_ids`). Raises what `register` raises; the session
     then holds a partial batch: roll back to a savepoint taken before.
+
+    With ``defer_enrichment`` the new cases get neither their similar-case suggestions nor
+    their search and duplicate-index rows here: each gets an `EnrichmentPending` row instead,
+    and `triage.enrichment.enrich_pending`, run after the commit, adds them as this call
+    would have.
     """
     with session.no_autoflush:
         by_channel: dict[str, list[str]] = {}
@@ -383,6 +391,7 @@ def register_batch(
                 batch,
                 case_id=next(ids),
                 tracking_number=f"{policy.tracking_prefix}-{year}-{next(serials[year]):06d}",
+                defer=defer_enrichment,
             )
             session.add(case)
             made[key] = case
@@ -401,6 +410,7 @@ def _new_case(
     *,
     case_id: int | None = None,
     tracking_number: str = "",
+    defer: bool = False,
 ) -> Case:
     """The case of a new submission with its events, suggestions and attachments, not yet
     added to the session (`register`, `register_batch`)."""
@@ -443,7 +453,11 @@ def _new_case(
         case.subject, case.body, case.contact_name, case.contact_phone, case.contact_email
     )
     stamp_caller(case, submission.place, policy.query_code_key)
-    case.similar = similar_open_cases(session, case, policy, batch)
+    if defer and case_id is not None:
+        case.similar = []
+        defer_enrichment(session, case)
+    else:
+        case.similar = similar_open_cases(session, case, policy, batch)
     for item in submission.attachments:
         policy.attachments.put(item.sha256, item.data)
         case.attachments.append(
@@ -528,6 +542,10 @@ _OPEN_SINCE = select(Case.id).where(
 _TEXTS = select(Case.id, Case.tracking_number, Case.subject, Case.body).where(
     Case.id.in_(bindparam("ids", expanding=True))
 )
+
+
+CANDIDATES_QUERY = _CANDIDATES
+"""Open, recent cases among ``ids``: (id, tracking_number, subject, body) (`triage.enrichment`)."""
 
 
 def similar_open_cases(

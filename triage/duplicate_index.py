@@ -45,6 +45,7 @@ from sqlalchemy import delete, event, text
 from sqlalchemy.orm import Session, attributes
 
 from triage.models import FINAL_STATUSES, OPEN_STATUSES, Case, DuplicateSignature
+from triage.search_index import deferred
 
 __all__ = [
     "BANDS",
@@ -233,12 +234,15 @@ def look_up(
     limit: int = CANDIDATES,
     *,
     extra: Mapping[int, Sequence[tuple[int, int]]] | None = None,
+    below: int | None = None,
 ) -> Lookup:
     """Candidates for near-duplicates of ``text_`` among cases received at or after ``since``
     (aware), in one statement that reads a bounded number of index entries.
 
     ``extra``: index entries not written yet (hash → [(received minute, case id)], the cases
-    of a registration batch), read as if they were rows of the table."""
+    of a registration batch), read as if they were rows of the table. ``below``: only cases
+    with a smaller id are candidates (a case enriched after later ones were indexed,
+    `triage.enrichment`)."""
     hashes = gram_hashes(text_)
     if not hashes:
         return Lookup([], [], {})
@@ -255,7 +259,8 @@ def look_up(
             continue  # in too many cases to tell them apart: boilerplate
         weight = math.log((ROWS_PER_GRAM + 1) / len(ids))
         for case_id in ids:
-            scores[case_id] += weight
+            if below is None or case_id < below:
+                scores[case_id] += weight
     best = sorted(scores.items(), key=lambda item: (-item[1], -item[0]))[:limit]
     return Lookup(
         case_ids=[case_id for case_id, _ in best],
@@ -347,6 +352,17 @@ def _merged_postings(
     return out
 
 
+def hash_signature(text_: str) -> list[int]:
+    """The signature chosen by hash alone (no lookup): its first grams and its bands."""
+    return gram_hashes(text_)[:SIGNATURE_SIZE] + band_keys(text_)
+
+
+def write_rows(session: Session, rows: list[tuple[int, int, int]]) -> None:
+    """Inserts (hash, received minute, case id) rows now (see `_write`)."""
+    if rows:
+        _write(session, rows)
+
+
 def remember_signature(session: Session, case: Case, signature: Sequence[int]) -> None:
     """Stores ``signature`` for the not yet flushed ``case``: its rows are written when it is."""
     session.info.setdefault(_PENDING, {})[case] = list(signature)
@@ -358,11 +374,16 @@ def _keep_index(session: Session, flush_context: Any) -> None:
     pending: dict[Case, list[int]] = session.info.get(_PENDING, {})
     rows = []
     for obj in session.new:
-        if isinstance(obj, Case) and obj.status in OPEN_STATUSES and obj.id is not None:
+        if (
+            isinstance(obj, Case)
+            and obj.status in OPEN_STATUSES
+            and obj.id is not None
+            and not deferred(obj)  # written by triage.enrichment after the commit
+        ):
             signature = pending.pop(obj, None)
             if signature is None:
                 case_text = _case_text(obj)
-                signature = gram_hashes(case_text)[:SIGNATURE_SIZE] + band_keys(case_text)
+                signature = hash_signature(case_text)
             minute = minute_of(obj.received_at)
             rows += [(h, minute, obj.id) for h in set(signature)]
     if rows:

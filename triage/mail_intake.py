@@ -569,6 +569,7 @@ def ingest_batch(
     mailbox: str,
     policy: MailIntakePolicy,
     now: datetime,
+    defer_enrichment: bool = False,
 ) -> list[BatchResult]:
     """`ingest_one` for each of ``raws`` (fetched at ``now``), in order, with the same rows,
     cases, events and outcomes, but the messages that open a case registered together: one
@@ -579,6 +580,10 @@ def ingest_batch(
     savepoint is rolled back and its messages are ingested one by one (`ingest_one`), so one
     bad message is quarantined and never keeps the others out. Flushes, never commits.
     Raises OperationalError when the database is gone.
+
+    With ``defer_enrichment`` the new cases' similar-case suggestions and index rows are left
+    to `triage.enrichment.enrich_pending`, which the caller runs after the commit (see
+    `register_batch`).
     """
     if session.get_bind().dialect.name == "sqlite":
         # The index rows of a batch land all over the search and duplicate indexes; with
@@ -595,7 +600,9 @@ def ingest_batch(
 
     def end_run() -> None:
         if run:
-            for index, result in _register_run(session, run, mailbox, policy, now):
+            for index, result in _register_run(
+                session, run, mailbox, policy, now, defer_enrichment
+            ):
                 out[index] = result
             run.clear()
             mids.clear()
@@ -688,6 +695,7 @@ def _register_run(
     mailbox: str,
     policy: MailIntakePolicy,
     now: datetime,
+    defer_enrichment: bool = False,
 ) -> list[tuple[int, BatchResult]]:
     """Registers a run of `_Fresh` messages as `_register` would one by one, in one
     savepoint and two flushes; on failure, one by one (`ingest_one`)."""
@@ -695,7 +703,7 @@ def _register_run(
         with session.begin_nested():
             return [
                 (f.index, BatchResult(r))
-                for f, r in _register_all(session, run, mailbox, policy, now)
+                for f, r in _register_all(session, run, mailbox, policy, now, defer_enrichment)
             ]
     except OperationalError:
         raise
@@ -712,6 +720,7 @@ def _register_all(
     mailbox: str,
     policy: MailIntakePolicy,
     now: datetime,
+    defer_enrichment: bool = False,
 ) -> list[tuple[_Fresh, Ingested]]:
     codes = [derived_query_code(policy.query_secret, f.parsed.submission.external_id) for f in run]
     registrations = register_batch(
@@ -719,6 +728,7 @@ def _register_all(
         [(f.parsed.submission, code) for f, code in zip(run, codes, strict=True)],
         policy.intake,
         now,
+        defer_enrichment=defer_enrichment,
     )
     made: list[tuple[_Fresh, IncomingMail, bool]] = []
     queued: list[tuple[Case, OutgoingMail]] = []

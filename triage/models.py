@@ -1530,6 +1530,19 @@ class SavedView(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class EnrichmentPending(Base):
+    """A case registered without its similar-case suggestions and search rows, which
+    `triage.enrichment.enrich_pending` adds after the commit (then deletes this row)."""
+
+    __tablename__ = "enrichment_pending"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    # Only so that a flush inserts the case first; never loaded.
+    case: Mapped[Case] = relationship(lazy="raise", passive_deletes=True)
+
+
 class DuplicateSignature(Base):
     """One of the few hashed grams an open case is found by as a possible duplicate; kept and
     read by `triage.duplicate_index`. The primary key is the lookup order: a hash, then the

@@ -95,6 +95,16 @@ _RUNS = re.compile(rf"[{_CJK}]+|[a-z0-9]+")
 _TRIGRAM = 1 << 62
 _PENDING = "search_index.pending"
 
+DEFERRED = "_enrichment_deferred"
+"""Attribute set on a new case object whose index rows wait for enrichment: the flush
+listeners of the search and duplicate indexes leave it out when they insert it (on the object,
+not the session, so that a rolled-back batch leaves no mark on a later case that reuses an id)."""
+
+
+def deferred(case: Case) -> bool:
+    """Whether the new ``case`` waits for enrichment (`triage.enrichment.defer_enrichment`)."""
+    return bool(getattr(case, DEFERRED, False))
+
 
 class SearchGram(Base):
     """One gram of one case's text, with the fields it occurs in; see the module."""
@@ -341,6 +351,8 @@ def _keep_index(session: Session, flush_context: Any) -> None:
     inserted: dict[int, Case] = {}
     for obj in (*session.new, *session.dirty):
         if isinstance(obj, Case) and obj.id is not None:
+            if obj in session.new and deferred(obj):
+                continue  # written by triage.enrichment after the commit
             if obj in session.new and obj.merged_into_id is None:
                 inserted[obj.id] = obj
             elif obj in session.new or _changed(obj):

@@ -9,6 +9,12 @@ folder and nothing in the database; a crash after it leaves messages that the ne
 recognises (Message-ID + SHA-256) and only moves. A message whose ingesting fails (a bug)
 is kept raw on the quarantine list and counted as an error.
 
+The batches leave the new cases' similar-case suggestions and search rows to after their
+commit (`triage.enrichment`): once the folder is empty, the round enriches them
+(`enrich_all`), so ``--once`` exits with every case searchable and its suggestions shown. A
+crash in between leaves them marked; the next round, ``minsheng supervise tick`` or
+``minsheng search reindex`` completes them.
+
 `--watch` holds a lease in the database (`leases`, one per mailbox): a second watcher, on
 this machine or another, waits and takes over when the holder's lease runs out (the holder
 died) or is given up (the holder stopped). Every batch renews the lease in its own
@@ -43,6 +49,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from intake.mailbox import FetchedMessage, Mailbox, MailboxConfig, MailboxError, watch
+from triage import enrichment
+from triage.cases import IntakePolicy
+from triage.enrichment import enrich_pending
 from triage.mail_intake import (
     COUNTS,
     Folder,
@@ -143,7 +152,12 @@ class _Part:
         among them); one that fails is quarantined raw and counted as an error."""
         session = self.session or self._open()
         results = ingest_batch(
-            session, [m.raw for m in messages], mailbox=self.name, policy=policy, now=self.clock()
+            session,
+            [m.raw for m in messages],
+            mailbox=self.name,
+            policy=policy,
+            now=self.clock(),
+            defer_enrichment=True,
         )
         for message, done in zip(messages, results, strict=True):
             self.counts["seen"] += 1
@@ -192,8 +206,11 @@ def run_round(
     lease: tuple[str, timedelta] | None = None,
     stop: threading.Event | None = None,
     clock: Callable[[], datetime] = utcnow,
+    enrich: bool = True,
 ) -> None:
-    """Handles batches until the folder is empty (or `stop` is set between batches).
+    """Handles batches until the folder is empty (or `stop` is set between batches), then,
+    with `enrich`, enriches the new cases (`enrich_all`: suggestions and search rows, which
+    the batches leave to after their commit).
 
     Each batch is committed, then moved, in one transaction, or in several when it takes
     longer than MAX_TRANSACTION_SECONDS. With `lease` ((holder, ttl)) each transaction
@@ -222,7 +239,29 @@ def run_round(
             part.finish(mailbox, counts)
         finally:
             part.abort()
+    if enrich:
+        enrich_all(rt, policy.intake)
     _record(rt, name, waiting=0)
+
+
+def enrich_all(rt: Runtime, policy: IntakePolicy) -> int:
+    """Runs `triage.enrichment.enrich_pending` until no case waits, one transaction per
+    `enrichment.BATCH` cases; returns how many were enriched. A failure is logged and leaves
+    the rest pending for the next run (the intake itself goes on)."""
+    done = 0
+    while True:
+        try:
+            with rt.sessions() as session, session.begin():
+                n = enrich_pending(session, policy, limit=enrichment.BATCH)
+        except OperationalError as exc:
+            log.warning("enrichment stopped, the rest waits for the next run: %s", exc)
+            return done
+        except Exception:
+            log.exception("enrichment failed; the cases wait for the next run")
+            return done
+        done += n
+        if n < enrichment.BATCH:
+            return done
 
 
 def _record(rt: Runtime, name: str, *, waiting: int | None = None, error: str = "") -> None:

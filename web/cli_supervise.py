@@ -69,8 +69,14 @@ def _parse_now(value: str | None) -> datetime:
 
 
 def _one(rt: Runtime, now: datetime, send: bool) -> dict[str, Any]:
+    # Mail cases whose suggestions and search rows an intake left undone (it was stopped
+    # before its enrichment ran): triage/enrichment.py.
+    from web.cli_intake import enrich_all
+
+    enriched = enrich_all(rt, rt.intake_policy())
     result: TickResult = run_tick(rt.sessions, now, supervision_policy(rt.settings))
     out = result.as_dict()
+    out["enriched"] = enriched
     if out.get("ran"):
         # The stored month figures the dashboard and the public page read (snapshots.py).
         from triage.report import snapshots
