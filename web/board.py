@@ -374,6 +374,11 @@ def dispatch_many() -> Response:
             dept = by_id.get(c.suggested_department_id or 0)
         else:
             dept = by_code.get(form.department.data)
+        if dept is None and form.department.data == SUGGESTED and c.suggested_department_id:
+            failed.append(
+                _("%(n)s: its suggested department is no longer active; choose one.", n=number)
+            )
+            continue
         if dept is None:
             failed.append(_("%(n)s: no suggested department; choose one.", n=number))
             continue

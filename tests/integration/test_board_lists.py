@@ -453,3 +453,40 @@ def test_a_cursor_of_another_departments_case_tells_nothing(runtime: Any, login_
     for case_id in other:
         for way in ("after", "before"):
             assert _numbers(handler, sort="received", **{way: str(case_id)}) == first, way
+
+
+def test_bulk_dispatch_to_a_suggestion_no_longer_active(
+    runtime: Any, client: Any, login_as: Any
+) -> None:
+    """A case whose suggested department was deactivated since is not dispatched there, and
+    the message says why (not "no suggested department")."""
+    text = "小区门口的路灯坏了一个星期，晚上看不清路。"
+    number = submit_complaint(client, text, subject="路灯")[0]
+    with runtime.sessions() as s, s.begin():
+        case = s.scalar(select(Case).where(Case.tracking_number == number))
+        dept = s.scalar(select(Department).where(Department.code == "safety"))
+        case.suggested_department_id = dept.id
+        dept.active = False
+    supervisor = login_as("supervisor")
+    queue = supervisor.get("/board/queue").get_data(as_text=True)
+    token = re.search(r'name="bulk-csrf_token"[^>]*value="([^"]+)"', queue).group(1)
+    for data in (
+        {"bulk-department": "_suggested", "case": [number]},
+        {"bulk-department": "_suggested", "one": number, f"to-{number}": ""},
+    ):
+        r = supervisor.post(
+            "/board/queue/dispatch", data={"bulk-csrf_token": token, **data}, follow_redirects=True
+        )
+        messages = flashes(r.get_data(as_text=True))
+        assert any(number in m and "建议部门已停用" in m for m in messages), messages
+    r = supervisor.post(
+        "/board/queue/dispatch",
+        data={"bulk-csrf_token": token, "bulk-department": "safety", "case": [number]},
+        follow_redirects=True,
+    )
+    assert any("不是有效的选择" in m for m in flashes(r.get_data(as_text=True)))
+    with runtime.sessions() as s:
+        assert s.scalar(select(Case.status).where(Case.tracking_number == number)) in (
+            Status.RECEIVED,
+            Status.TRIAGE,
+        )

@@ -42,17 +42,22 @@ document.addEventListener("DOMContentLoaded", function () {
     select.removeAttribute("id");
     select.setAttribute("form", "bulk");
     select.setAttribute("aria-label", source.getAttribute("data-row-label") || "");
-    select.value = cell.getAttribute("data-suggested") || "";
-    if (!cell.getAttribute("data-suggested")) {
+    var suggested = cell.getAttribute("data-suggested") || "";
+    // A suggestion of a department no longer active is no choice: the selector would show
+    // nothing chosen and the button fail; ask for a department instead.
+    var offered = Array.prototype.some.call(source.options, function (o, i) {
+      return i > 0 && o.value === suggested;
+    });
+    // The first option ("each to its suggestion") is for the bulk bar only.
+    select.removeChild(select.options[0]);
+    if (!offered) {
       var pick = document.createElement("option");
       pick.value = "";
       pick.textContent = source.getAttribute("data-choose") || "—";
       select.insertBefore(pick, select.firstChild);
       select.value = "";
     } else {
-      // The first option ("each to its suggestion") is for the bulk bar only.
-      select.removeChild(select.options[0]);
-      select.value = cell.getAttribute("data-suggested");
+      select.value = suggested;
     }
     cell.insertBefore(select, button);
   });
