@@ -563,6 +563,63 @@ def test_a_large_month_is_clustered_from_a_sample(rt: Any) -> None:
     assert [h["count"] for h in hot] == [8]
 
 
+ENGLISH_LETTERS = (
+    ("The elevator in our building has been broken for three weeks",
+     "Dear Sir or Madam, the elevator in Building 5 of Maple Court has been broken for three "
+     "weeks. Elderly residents on the upper floors cannot get out. Please have it repaired."),
+    ("Restaurant dumps cooking oil into the drain",
+     "Dear Sir or Madam, the restaurant downstairs dumps cooking oil into the storm drain "
+     "every evening and the whole street smells rotten. Please send an inspector."),
+    ("Unpaid salary for three months",
+     "Hello, my employer has not paid my salary since February and the manager keeps "
+     "promising to pay next week. Where can I file a complaint about unpaid wages?"),
+    ("Bus Route 8 skips our stop",
+     "Dear Sir or Madam, Bus Route 8 skips the Qingsong Street stop in the morning and we "
+     "wait forty minutes in the rain. Please ask the company to keep the timetable."),
+    ("Streetlights on the river path are dark",
+     "Dear Sir or Madam, the streetlights along the river path have been dark for a month "
+     "and two women were robbed there last Friday. Please fix the lights."),
+    ("Library hours too short for working people",
+     "Dear Sir or Madam, the district library closes at five on weekdays, so people who "
+     "work cannot borrow books. Could the opening hours be extended to the evening?"),
+)  # fmt: skip
+
+
+def test_unrelated_english_complaints_are_no_hot_issue_and_english_labels_end_on_a_word(
+    rt: Any,
+) -> None:
+    with rt.sessions() as s, s.begin():
+        dept = s.scalar(select(Department).where(Department.code == "commerce"))
+        for day, (subject, body) in enumerate(ENGLISH_LETTERS, start=2):
+            _case(s, dept, status=Status.ASSIGNED, received_at=at(f"2026-05-{day:02d} 10:00"),
+                  subject=subject, body=body)  # fmt: skip
+    with rt.sessions() as s:
+        assert monthly_figures(s, "2026-05", POLICY, with_previous=False)["hot_issues"] == []
+
+    with rt.sessions() as s, s.begin():
+        dept = s.scalar(select(Department).where(Department.code == "commerce"))
+        for day, body in enumerate(
+            (
+                "The lift of Building 5, Maple Court has been out of order for three weeks; "
+                "old people on the top floors cannot go out.",
+                "Building 5 Maple Court elevator broken again, three weeks now, and the elderly "
+                "upstairs cannot leave their flats.",
+            ),
+            start=10,
+        ):
+            _case(s, dept, status=Status.ASSIGNED, received_at=at(f"2026-05-{day} 10:00"),
+                  subject="The elevator in our building has been broken for three weeks",
+                  body=body)  # fmt: skip
+    with rt.sessions() as s:
+        hot = monthly_figures(s, "2026-05", POLICY, with_previous=False)["hot_issues"]
+    assert [h["count"] for h in hot] == [3]
+    label = hot[0]["label"]
+    # 40 characters at most, cut after a whole word ("…has been br" before).
+    assert label == "The elevator in our building has been…"
+    assert hot[0]["example"].startswith("The elevator in our building")
+    assert len(hot[0]["example"]) <= 120 and not hot[0]["example"].endswith(" br…")
+
+
 # -- the command sends the email and writes the folder --------------------------------------
 
 
