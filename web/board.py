@@ -271,6 +271,7 @@ def queue() -> str:
         form=form,
         merge_form=MergeForm(prefix="merge"),
         models=sorted({c.model_version for c in cases if c.model_version}),
+        merge_targets=_merge_targets(cases),
         findings=findings_by_case(db(), [c.id for c in cases]),
         by_code={d.code: d for d in departments},
         now=now,
@@ -281,6 +282,31 @@ def queue() -> str:
 
 QUEUE_SIZE = 100
 SUGGESTED = "_suggested"
+
+
+def _merge_targets(cases: list[Case]) -> dict[int, str]:
+    """{case id: the tracking number its row offers to merge it into}: its most similar case
+    that can still take it (`Case.similar` is kept from the case's registration: a case
+    closed, merged or rejected since would only make the button fail). One query."""
+    wanted = {c.id: [str(s[0]) for s in (c.similar or [])[:3] if s] for c in cases}
+    numbers = {n for ns in wanted.values() for n in ns}
+    if not numbers:
+        return {}
+    final = (Status.CLOSED, Status.MERGED, Status.REJECTED)
+    open_numbers = set(
+        db().scalars(
+            select(Case.tracking_number).where(
+                Case.tracking_number.in_(numbers), Case.status.not_in(final)
+            )
+        )
+    )
+    targets: dict[int, str] = {}
+    for case_id, ns in wanted.items():
+        for n in ns:
+            if n in open_numbers:
+                targets[case_id] = n
+                break
+    return targets
 
 
 def deadline_state(case: Case, now: datetime) -> tuple[datetime | None, str]:

@@ -324,6 +324,14 @@ def test_merge_a_duplicate_from_the_queue(runtime: Any, client: Any, login_as: A
     with runtime.sessions() as s:
         merged = s.scalar(select(Case).where(Case.tracking_number == second))
         assert merged.status == Status.MERGED and merged.merged_into.tracking_number == first
+    # A third like them: the first is closed meanwhile; the row no longer offers a merge
+    # into it (the button could only fail: "cannot merge into a closed case").
+    third, _ = submit_complaint(client, text, subject="电梯坏了")
+    with runtime.sessions() as s, s.begin():
+        s.scalar(select(Case).where(Case.tracking_number == first)).status = Status.CLOSED
+    queue = supervisor.get("/board/queue").get_data(as_text=True)
+    row = queue.split(f'data-case="{third}"', 1)[1].split("</tr>", 1)[0]
+    assert f'value="{first}"' not in row and f'value="{second}"' not in row
 
 
 def test_open_cases_merged_from_each_status_in_order(runtime: Any, login_as: Any) -> None:
