@@ -54,6 +54,8 @@ def test_select_several_and_dispatch_at_once(
     for number in chosen:
         page.locator(f"tr[data-case='{number}'] input[name=case]").check()
     expect(page.locator(".selected-count")).to_have_text("(3)")
+    expect(page.locator(".select-all")).to_have_js_property("indeterminate", True)
+    expect(page.locator(".select-all")).not_to_be_checked()
     page.select_option("#bulk-department", "environment")
     page.click("#bulk button[name=bulk]")
     page.wait_for_url(re.compile(r"/board/queue$"))

@@ -24,6 +24,12 @@ document.addEventListener("DOMContentLoaded", function () {
   var update = function () {
     var n = boxes().filter(function (b) { return b.checked; }).length;
     shown.textContent = n ? "(" + n + ")" : "";
+    // "Select all" tells whether all, some or none are ticked (a box unticked by hand left
+    // it ticked, and one more press then unticked everything).
+    if (all) {
+      all.checked = n > 0 && n === boxes().length;
+      all.indeterminate = n > 0 && n < boxes().length;
+    }
   };
   if (all) {
     all.addEventListener("change", function () {
