@@ -192,6 +192,7 @@ def main() -> None:
             run_round(mailbox, rt, policy, settings.intake.imap.mailbox_name, counts, enrich=False)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         # What --once does next, after the last commit and move: suggestions and search rows.
+        intake_stages = dict(stages.seconds)  # the stages below are the intake's only
         enrich_start, enrich_cpu = time.perf_counter(), time.process_time()
         enriched = enrich_all(rt, policy.intake)
         enrich_seconds = time.perf_counter() - enrich_start
@@ -208,6 +209,7 @@ def main() -> None:
             f"  this process's CPU time: {cpu / counts['seen'] * 1000:.2f} ms a message "
             f"({counts['seen'] / cpu:.0f} msg/s of CPU); the stages below are CPU time too"
         )
+        stages.seconds = {k: v for k, v in intake_stages.items() if v > 0}
         stages.report(cpu, counts["seen"])
         print(
             f"enrichment after the intake (suggestions, search rows): {enriched} cases, "
