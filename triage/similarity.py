@@ -48,6 +48,11 @@ the best F1 at precision >= 0.9 on the labelled pairs of bench/bench_duplicates.
 HOT_ISSUE_SCORE = 0.3
 """Cosine from which two complaints are taken to concern the same local problem."""
 
+HOT_ISSUE_MEAN_SCORE = 0.15
+"""Mean cosine of their pairs from which two groups of linked complaints are one hot issue:
+fifteen letters about one estate's parking (teddy2020c) stay one group, a chain of texts
+each sharing half its words with the next does not."""
+
 UNKNOWN_PLACE = 0.4
 """Place agreement of a pair whose places cannot be compared: one names none, or they are
 named in different scripts (松涛路 and Songtao Road)."""
@@ -714,7 +719,8 @@ def _keywords(texts: Sequence[str], frequency: Counter[str], total: int) -> tupl
 
 def _average_link(similarity: np.ndarray, min_score: float) -> np.ndarray:
     """Cluster numbers of a group's members (dense cosines, n x n): average linkage, merging
-    two clusters only while the mean cosine of their pairs is at least ``min_score``."""
+    two clusters only while the mean cosine of their pairs is at least ``min_score``. Memory
+    n² floats: n is one connected set of linked cases, not the month."""
     if len(similarity) < 2:
         return np.zeros(len(similarity), dtype=np.int64)
     distance = np.clip(1.0 - similarity.astype(np.float64), 0.0, None)
@@ -747,15 +753,17 @@ def hot_issues(
     items: Sequence[tuple[int, str]],
     *,
     min_score: float = HOT_ISSUE_SCORE,
+    mean_score: float = HOT_ISSUE_MEAN_SCORE,
     min_size: int = 3,
 ) -> list[HotIssue]:
     """Groups of at least ``min_size`` cases about the same problem, largest first.
 
     Cases are linked when their cosine is at least ``min_score``; each connected set is then
-    split by average linkage, so two groups join only when their cases are alike on average
-    (one borderline pair cannot chain unrelated complaints together). The label is the text
-    of the case most like the rest of its group (``central``), its first 60 characters cut
-    at a word boundary; the keywords are the words that set the group apart.
+    split by average linkage, so two groups join only when the mean cosine of their pairs is
+    at least ``mean_score`` (one borderline pair cannot chain unrelated complaints together).
+    The label is the text of the case most like the rest of its group (``central``), its
+    first 60 characters cut at a word boundary; the keywords are the words that set the
+    group apart.
     """
     if len(items) < max(min_size, 2):
         return []
@@ -772,7 +780,7 @@ def hot_issues(
         if len(members) < min_size:
             continue
         inner = similarity[members][:, members].toarray()
-        labels = _average_link(inner, min_score)
+        labels = _average_link(inner, min(mean_score, min_score))
         for label in np.unique(labels):
             group = members[labels == label]
             if len(group) >= min_size:
