@@ -71,6 +71,7 @@ def test_export_has_visits_findings_extension_and_overdue() -> None:
             "solved": None,
             "satisfaction": None,
             "valid": False,
+            "contacted": None,
         },
         {
             "at": "2026-11-25T10:00:00+08:00",
@@ -79,6 +80,7 @@ def test_export_has_visits_findings_extension_and_overdue() -> None:
             "solved": True,
             "satisfaction": "basic",
             "valid": True,
+            "contacted": None,
         },
     ]
     assert record["findings"] == [
