@@ -123,6 +123,8 @@ def test_queue_explains_a_send_back(chromium: Any, live_server: str, tmp_path: P
     expect(row.locator(".sent-back-reason")).to_contain_text("区住房和城乡建设局")
     # The keyword suggestion (transport) did not return it: still chosen for one click.
     assert row.locator("select").input_value() == "transport"
+    # The department that sent it back is marked in the row's choice.
+    expect(row.locator("select option[value=urban]")).to_contain_text("曾退回")
     queue_shot = screenshot(office, tmp_path / "queue-sent-back.png")
 
     # Sent to urban again without a reason: refused, it stays in the queue.
@@ -132,7 +134,7 @@ def test_queue_explains_a_send_back(chromium: Any, live_server: str, tmp_path: P
     expect(office.locator("p.flash.error")).to_contain_text("退回")
     row = office.locator(f"tr[data-case='{number}']")
     row.locator("select").select_option("urban")
-    row.locator("input[name$='-reason']").fill("经核实站台在小区内，仍由住建督办")
+    office.locator("#bulk input[name=bulk-reason]").fill("经核实站台在小区内，仍由住建督办")
     row.locator("button[type=submit]").click()
     expect(office.locator(f"tr[data-case='{number}']")).to_have_count(0)
     print(f"\nscreenshot: {queue_shot}")

@@ -56,6 +56,13 @@ document.addEventListener("DOMContentLoaded", function () {
     });
     // The first option ("each to its suggestion") is for the bulk bar only.
     select.removeChild(select.options[0]);
+    // Departments that sent this case back are marked: going back there needs a reason.
+    var returned = (cell.getAttribute("data-returned") || "").split(" ");
+    Array.prototype.forEach.call(select.options, function (o) {
+      if (o.value && returned.indexOf(o.value) >= 0) {
+        o.textContent += " " + (source.getAttribute("data-returned-label") || "");
+      }
+    });
     if (!offered) {
       var pick = document.createElement("option");
       pick.value = "";
