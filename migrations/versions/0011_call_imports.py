@@ -12,14 +12,14 @@
   of all cases (20 ms a registration at 13,000 cases on SQLite, growing with the table).
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

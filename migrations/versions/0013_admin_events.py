@@ -10,14 +10,14 @@ browser; indexes for the kanban's closed column
   closed column shows the latest closed cases, which would otherwise sort every closed case.
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0009"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

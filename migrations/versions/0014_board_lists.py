@@ -12,14 +12,14 @@
   back with it); without an index that read every case (170 ms at 100,000 on SQLite).
 
 Revision ID: 0014
-Revises: 0009
+Revises: 0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0009"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -4,14 +4,14 @@ The supervision tick sends the previous month's report once on [report] send_day
 unique month stops a re-run or a second machine's tick from sending it again.
 
 Revision ID: 0015
-Revises: 0009
+Revises: 0014
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0009"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

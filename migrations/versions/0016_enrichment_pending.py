@@ -2,14 +2,14 @@
 search rows are still to be computed after the commit (triage/enrichment.py)
 
 Revision ID: 0016
-Revises: 0009
+Revises: 0015
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0009"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

@@ -8,14 +8,14 @@
   the dashboard and the public page.
 
 Revision ID: 0017
-Revises: 0009
+Revises: 0016
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0009"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
