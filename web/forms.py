@@ -288,6 +288,26 @@ class PhoneCallForm(Form):
     token = HiddenField(validators=[Optional(), Length(max=64)])
 
 
+class BulkDispatchForm(Form):
+    """The triage queue's one dispatch control for the cases ticked (their tracking numbers
+    come as the repeated ``case`` field): one department for all, or each its suggestion."""
+
+    department = SelectField(_l("Dispatch the selected cases to"), validators=[DataRequired()])
+    reason = StringField(
+        _l("Reason (needed to send a case back where it came from)"),
+        validators=[Optional(), Length(max=500)],
+    )
+
+
+class SavedViewForm(Form):
+    """Saves the case list as shown (its query string) under a name."""
+
+    name = StringField(_l("Name of this view"), validators=[DataRequired(), Length(max=100)])
+    query = HiddenField(validators=[Optional(), Length(max=2000)])
+    default = BooleanField(_l("Open the case list with it"))
+    role = SelectField(_l("For"), validators=[Optional()])
+
+
 class SatisfactionForm(Form):
     """The citizen's answer through a reply's satisfaction link (web/satisfaction.py)."""
 
@@ -314,23 +334,3 @@ class SatisfactionForm(Form):
         validators=[Optional()],
     )
     comment = TextAreaField(_l("Comment (optional)"), validators=[Optional(), Length(max=2000)])
-
-
-class BulkDispatchForm(Form):
-    """The triage queue's one dispatch control for the cases ticked (their tracking numbers
-    come as the repeated ``case`` field): one department for all, or each its suggestion."""
-
-    department = SelectField(_l("Dispatch the selected cases to"), validators=[DataRequired()])
-    reason = StringField(
-        _l("Reason (needed to send a case back where it came from)"),
-        validators=[Optional(), Length(max=500)],
-    )
-
-
-class SavedViewForm(Form):
-    """Saves the case list as shown (its query string) under a name."""
-
-    name = StringField(_l("Name of this view"), validators=[DataRequired(), Length(max=100)])
-    query = HiddenField(validators=[Optional(), Length(max=2000)])
-    default = BooleanField(_l("Open the case list with it"))
-    role = SelectField(_l("For"), validators=[Optional()])
