@@ -89,8 +89,7 @@ def calls(file: Path, mapping: str | None, dry_run: bool, as_json: bool) -> None
         raise click.ClickException(str(exc)) from exc
     except MissingColumns as exc:
         raise click.ClickException(
-            f"{file.name}: missing required columns: {', '.join(exc.missing)}; "
-            "nothing imported"
+            f"{file.name}: missing required columns: {', '.join(exc.missing)}; nothing imported"
         ) from exc
     except FileFormatError as exc:
         raise click.ClickException(f"{file.name}: {exc}; nothing imported") from exc

@@ -12,6 +12,7 @@ import os
 import secrets
 import tomllib
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -182,7 +183,7 @@ class ReportSettings(Section):
     @field_validator("star_thresholds")
     @classmethod
     def _four_rising(cls, v: list[float]) -> list[float]:
-        if len(v) != 4 or any(a >= b for a, b in zip(v, v[1:], strict=False)):
+        if len(v) != 4 or any(a >= b for a, b in pairwise(v)):
             raise ValueError("give four rising composite scores: for 2, 3, 4 and 5 stars")
         return v
 
