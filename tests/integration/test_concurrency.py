@@ -67,6 +67,11 @@ def _toml_value(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # a table inside a table ([intake.calls] mappings): inline
+        items = (
+            f"{json.dumps(k, ensure_ascii=False)} = {_toml_value(v)}" for k, v in value.items()
+        )
+        return "{" + ", ".join(items) + "}"
     raise TypeError(f"no TOML for {value!r}")
 
 
