@@ -10,9 +10,10 @@ root), and times, in one process on SQLite (or PostgreSQL with --postgresql):
 * floor: the same messages fetched with BODY.PEEK[] and moved, batch by batch, no parsing,
   no database;
 * intake: `web.cli_intake.run_round` — what `minsheng intake mail --once` does — with the
-  config's keyword routing (no trained model deployed), acknowledgments queued in the
-  outbox, attachments stored; then, timed apart, the enrichment that ``--once`` runs after
-  it (similar-case suggestions and search rows of the new cases, `triage.enrichment`).
+  config's keyword routing (no trained model deployed; --model-dir for a trained one),
+  acknowledgments queued in the outbox, attachments stored; then, timed apart, the
+  enrichment that ``--once`` runs after it (similar-case suggestions and search rows of the
+  new cases, `triage.enrichment`).
 
 Prints messages per second of both and the --json counts; the issue asks for ≥ 200/s.
 Everything is written under a temporary folder, removed at the end.
@@ -99,6 +100,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="route with the trained model in this folder ([classifier] model_dir; e.g. the "
+        "instance/models that `minsheng demo` writes) instead of the keyword routing",
+    )
+    parser.add_argument(
         "--postgresql",
         metavar="URL",
         help="run on PostgreSQL: a server URL (postgresql+psycopg://user@host:port/db) on "
@@ -141,6 +149,8 @@ def main() -> None:
                 "batch_size": args.batch,
             },
         }
+        if args.model_dir:
+            raw["classifier"] = {**raw["classifier"], "model_dir": str(args.model_dir.resolve())}
         settings = settings_from_dict(raw, base_dir=ROOT, source="bench")
         rt = Runtime.build(settings)
         _initialise(rt, new_password=lambda user: None)
