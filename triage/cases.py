@@ -371,6 +371,14 @@ def register_batch(
             last = next_counter(session, f"tracking-{year}", n)
             serials[year] = itertools.count(last - n + 1)
         ids = iter(_reserve_case_ids(session, len(fresh)))
+        # One matrix product for the batch's routing suggestions: a trained model costs about
+        # 1.2 ms a complaint one at a time, a fraction of that for a batch (the same numbers:
+        # each row's features and scores do not depend on the others).
+        suggested: dict[int, SuggestionLike] = {}
+        suggest_many = getattr(policy.router, "suggest_many", None)
+        if suggest_many is not None and fresh:
+            pairs = [(items[i][0].subject, items[i][0].body) for i in fresh]
+            suggested = dict(zip(fresh, suggest_many(pairs), strict=True))
         batch = _Batch()
         made: dict[tuple[str, str], Case] = {}
         out: list[Registration] = []
@@ -392,6 +400,7 @@ def register_batch(
                 case_id=next(ids),
                 tracking_number=f"{policy.tracking_prefix}-{year}-{next(serials[year]):06d}",
                 defer=defer_enrichment,
+                suggestion=suggested.get(i),
             )
             session.add(case)
             made[key] = case
@@ -411,11 +420,13 @@ def _new_case(
     case_id: int | None = None,
     tracking_number: str = "",
     defer: bool = False,
+    suggestion: SuggestionLike | None = None,
 ) -> Case:
     """The case of a new submission with its events, suggestions and attachments, not yet
     added to the session (`register`, `register_batch`)."""
     hazard = policy.detect_hazard(submission.subject, submission.body)
-    suggestion = policy.router.suggest(submission.subject, submission.body)
+    if suggestion is None:
+        suggestion = policy.router.suggest(submission.subject, submission.body)
     departments = _departments(session)
     suggested = departments.get(suggestion.label)
 

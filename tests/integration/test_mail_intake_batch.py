@@ -222,3 +222,61 @@ def test_a_reply_to_a_mail_of_the_same_batch_threads_into_its_case(
         s.commit()
     assert [r.result.outcome for r in results] == [Outcome.REGISTERED, Outcome.THREADED]
     assert results[1].result.case_id == results[0].result.case_id
+
+
+class _CountingModel:
+    """A trained routing model that counts how it was asked (one by one, or a batch at once)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.version, self.threshold = model, model.version, model.threshold
+        self.one, self.many = 0, 0
+        self.answers: list[tuple[str, float]] = []
+
+    def suggest(self, subject: str, body: str) -> Any:
+        self.one += 1
+        answer = self.model.suggest(subject, body)
+        self.answers.append((answer.label, round(answer.confidence, 9)))
+        return answer
+
+    def suggest_many(self, pairs: Any) -> Any:
+        self.many += 1
+        answers = self.model.suggest_many(pairs)
+        self.answers += [(a.label, round(a.confidence, 9)) for a in answers]
+        return answers
+
+
+def test_a_batch_asks_a_trained_model_once_and_gets_the_same_suggestions(rt: Runtime) -> None:
+    from triage.routing import load_examples, train_model
+    from web.demo import DEMO_TRAINING
+
+    model = _CountingModel(train_model(load_examples(DEMO_TRAINING), folds=3))
+    base = mail_policy(rt)
+    policy = dataclasses.replace(base, intake=dataclasses.replace(base.intake, router=model))
+    now = datetime.now(UTC)
+
+    def suggestions(s: Session) -> list[tuple[Any, ...]]:
+        return [
+            (c.tracking_number, c.suggested_department_id, round(c.confidence or 0, 9), c.status)
+            for c in s.scalars(select(Case).order_by(Case.id))
+        ]
+
+    with rt.sessions() as s:
+        _open(s, now)
+        for raw in _raw(TEXTS, "model-one"):
+            with s.begin_nested():
+                ingest(s, raw, mailbox=MAILBOX, policy=policy, now=now)
+        s.flush()
+        one_by_one = suggestions(s)
+        s.rollback()
+    assert model.one == len(TEXTS)
+    asked_one_by_one = model.answers
+    model.one, model.answers = 0, []
+    with rt.sessions() as s:
+        _open(s, now)
+        ingest_batch(s, _raw(TEXTS, "model-one"), mailbox=MAILBOX, policy=policy, now=now)
+        s.commit()
+        batch = suggestions(s)
+    assert (model.one, model.many) == (0, 1)  # one matrix product for the whole run
+    assert model.answers == asked_one_by_one  # the same label and confidence for each
+    assert all(confidence > 0 for _, confidence in model.answers)
+    assert batch == one_by_one
