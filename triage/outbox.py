@@ -453,17 +453,38 @@ def claim(
     waiting) and then updates them; SQLite does it in one UPDATE, which takes its single
     write lock before it reads. The lease must outlast one send.
     """
-    expires = now + lease
-    picked = (
-        select(OutgoingMail.id)
-        .where(_due(now))
-        .order_by(OutgoingMail.next_attempt_at, OutgoingMail.id)
-        .limit(limit)
+    return claim_rows(
+        session,
+        OutgoingMail,
+        _due(now),
+        MailStatus.SENDING,
+        now,
+        worker=worker,
+        limit=limit,
+        lease=lease,
     )
+
+
+def claim_rows(
+    session: Session,
+    model: Any,
+    due: Any,
+    sending: str,
+    now: datetime,
+    *,
+    worker: str,
+    limit: int,
+    lease: timedelta,
+) -> list[Any]:
+    """`claim` for any outbox table (`model`: this one, or triage.sms's text messages) with
+    the columns id, status, claimed_by, claim_expires_at, next_attempt_at and attempts; `due`
+    is its where-clause of due rows, `sending` its status while claimed. Rows by id."""
+    expires = now + lease
+    picked = select(model.id).where(due).order_by(model.next_attempt_at, model.id).limit(limit)
     if session.get_bind().dialect.name == "sqlite":
         # One statement: SQLite takes its write lock before the subquery reads, so no other
         # sender can claim the same rows between reading and writing.
-        target: Any = OutgoingMail.id.in_(picked)
+        target: Any = model.id.in_(picked)
     else:
         # Locked first, in a statement of its own: PostgreSQL may run a LIMIT subquery inside
         # an UPDATE more than once (a rescan returns further rows), claiming more than
@@ -471,28 +492,28 @@ def claim(
         locked = list(session.scalars(picked.with_for_update(skip_locked=True)))
         if not locked:
             return []
-        target = OutgoingMail.id.in_(locked)
+        target = model.id.in_(locked)
     ids = list(
         session.scalars(
-            update(OutgoingMail)
-            .where(target, _due(now))
+            update(model)
+            .where(target, due)
             .values(
-                status=MailStatus.SENDING,
+                status=sending,
                 claimed_by=worker,
                 claim_expires_at=expires,
                 next_attempt_at=expires,
-                attempts=OutgoingMail.attempts + 1,
+                attempts=model.attempts + 1,
             )
-            .returning(OutgoingMail.id)
+            .returning(model.id)
             .execution_options(synchronize_session=False)
         )
     )
     if not ids:
         return []
     rows = session.scalars(
-        select(OutgoingMail)
-        .where(OutgoingMail.id.in_(ids))
-        .order_by(OutgoingMail.id)
+        select(model)
+        .where(model.id.in_(ids))
+        .order_by(model.id)
         .execution_options(populate_existing=True)
     )
     return list(rows)

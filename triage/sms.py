@@ -40,7 +40,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from triage.models import Base, Case, UTCDateTime, utcnow
-from triage.outbox import RetryPolicy
+from triage.outbox import RetryPolicy, claim_rows
 
 ACTOR = "system"
 
@@ -150,44 +150,15 @@ def claim(
 ) -> list[TextMessage]:
     """Takes up to `limit` due messages for `worker` (see triage.outbox.claim: the same
     locking, lease and attempt counting); commit before sending."""
-    expires = now + lease
-    picked = (
-        select(TextMessage.id)
-        .where(_due(now))
-        .order_by(TextMessage.next_attempt_at, TextMessage.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "sqlite":
-        target: Any = TextMessage.id.in_(picked)
-    else:
-        locked = list(session.scalars(picked.with_for_update(skip_locked=True)))
-        if not locked:
-            return []
-        target = TextMessage.id.in_(locked)
-    ids = list(
-        session.scalars(
-            update(TextMessage)
-            .where(target, _due(now))
-            .values(
-                status=SmsStatus.SENDING,
-                claimed_by=worker,
-                claim_expires_at=expires,
-                next_attempt_at=expires,
-                attempts=TextMessage.attempts + 1,
-            )
-            .returning(TextMessage.id)
-            .execution_options(synchronize_session=False)
-        )
-    )
-    if not ids:
-        return []
-    return list(
-        session.scalars(
-            select(TextMessage)
-            .where(TextMessage.id.in_(ids))
-            .order_by(TextMessage.id)
-            .execution_options(populate_existing=True)
-        )
+    return claim_rows(
+        session,
+        TextMessage,
+        _due(now),
+        SmsStatus.SENDING,
+        now,
+        worker=worker,
+        limit=limit,
+        lease=lease,
     )
 
 
