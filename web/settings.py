@@ -9,12 +9,14 @@ environment may override the database URL (MINSHENG_DATABASE_URL) and the secret
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from datetime import date
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -37,6 +39,65 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# One label of a host name (letters of any script, digits, inner hyphens), an IPv4 address.
+_HOST_LABEL = re.compile(r"^[^\W_]([\w-]*[^\W_])?$")
+_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+
+
+def _valid_host(host: str) -> bool:
+    if ":" in host:  # an IPv6 address, given in brackets
+        return bool(re.fullmatch(r"[0-9A-Fa-f:.]+", host))
+    if _IPV4.match(host):
+        return all(int(n) <= 255 for n in host.split("."))
+    labels = host.removesuffix(".").split(".")
+    return all(len(x) <= 63 and _HOST_LABEL.match(x) for x in labels)
+
+
+def check_base_url(value: str) -> str:
+    """`[app] base_url`: the site's public address, which links in citizens' mails and SMS
+    start with (``base_url + "/track"``). Returns it unchanged; raises ValueError saying
+    what is wrong: white space, no http(s) scheme, no host, a user or password, a bad port,
+    a query (``?``) or a fragment (``#``), which the paths added after it would break. A
+    path is allowed (the site served under a prefix: ``https://gov.example.cn/minsheng``).
+    """
+    if not value:
+        raise ValueError(
+            "is empty: give the site's public address, e.g. https://12345.example.gov.cn"
+        )
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(f"{value!r} contains a space or another invisible character")
+    if "://" not in value:
+        raise ValueError(
+            f"{value!r} has no scheme: write it with http:// or https:// in front "
+            f"(https://{value.lstrip('/')})"
+        )
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"{value!r}: the scheme must be http or https, not {parts.scheme!r}")
+    if "?" in value:
+        raise ValueError(
+            f"{value!r} has a query (?…): links are made by adding paths to it; "
+            "give the site's address only"
+        )
+    if "#" in value:
+        raise ValueError(
+            f"{value!r} has a fragment (#…): links are made by adding paths to it; "
+            "give the site's address only"
+        )
+    if "@" in parts.netloc:
+        raise ValueError(f"{value!r} holds a user name or password (…@): links must not")
+    host = parts.hostname or ""
+    if not host or not _valid_host(host):
+        raise ValueError(f"{value!r} has no valid host name after {parts.scheme}://")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or (port is None and parts.netloc.endswith(":")):
+        raise ValueError(f"{value!r} has a port that is not a number from 1 to 65535")
+    return value
+
+
 class AppSettings(Section):
     office_name: str = "机关效能建设办公室"
     office_name_en: str = "Efficiency Office"
@@ -50,6 +111,11 @@ class AppSettings(Section):
     # trusted, so rate limits see the citizen's address rather than the proxy's.
     trusted_proxies: Annotated[int, Field(ge=0, le=5)] = 0
     tracking_prefix: Annotated[str, Field(pattern=r"^[A-Z]{1,6}$")] = "MS"
+
+    @field_validator("base_url")
+    @classmethod
+    def _site_address(cls, v: str) -> str:
+        return check_base_url(v)
 
 
 class DatabaseSettings(Section):
@@ -752,6 +818,8 @@ def _describe(err: ValidationError, source: str) -> str:
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
             lines.append(f"  {where}: unknown key")
+        elif e["type"] == "value_error" and "error" in e.get("ctx", {}):
+            lines.append(f"  {where}: {e['ctx']['error']}")  # without pydantic's "Value error, "
         else:
             lines.append(f"  {where}: {e['msg']}")
     return "\n".join(lines)

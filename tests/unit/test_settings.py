@@ -60,3 +60,62 @@ def test_broken_toml_names_the_file(tmp_path: Path) -> None:
 def test_environment_overrides_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MINSHENG_DATABASE_URL", "postgresql+psycopg://u@h/db")
     assert load_settings(ROOT / "config.toml").database_url == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://minsheng.example.gov.cn",
+        "https://minsheng.example.gov.cn/",
+        "http://127.0.0.1:5000",
+        "https://gov.example.cn/minsheng",
+        "http://[::1]:8080",
+        "https://民生.中国",
+        "HTTPS://Minsheng.Example.GOV.cn",
+    ],
+)
+def test_a_sites_address_is_accepted_as_given(url: str) -> None:
+    raw = base_config()
+    raw["app"]["base_url"] = url
+    assert settings_from_dict(raw).app.base_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("minsheng.example.gov.cn", "has no scheme: write it with http:// or https://"),
+        ("ftp://minsheng.example.gov.cn", "the scheme must be http or https"),
+        ("https://minsheng.example.gov.cn/track?lang=zh", "has a query"),
+        ("https://minsheng.example.gov.cn/?", "has a query"),
+        ("https://minsheng.example.gov.cn/#top", "has a fragment"),
+        ("https://minsheng.example.gov.cn /", "contains a space"),
+        (" https://minsheng.example.gov.cn", "contains a space"),
+        ("https://minsheng.example.gov.cn\n", "contains a space"),
+        ("https://minsheng.example.gov.cn\u3000", "contains a space"),  # a full-width space
+        ("https://", "no valid host name"),
+        ("https:///track", "no valid host name"),
+        ("https://minsheng_example..cn", "no valid host name"),
+        ("https://admin:pw@minsheng.example.gov.cn", "user name or password"),
+        ("https://minsheng.example.gov.cn:99999", "port"),
+        ("https://minsheng.example.gov.cn:http", "port"),
+        ("", "is empty"),
+    ],
+)
+def test_a_broken_site_address_stops_start_up_naming_the_key(url: str, message: str) -> None:
+    """Every link in citizens' mails and SMS starts with base_url: a broken one is refused
+    when the config is read, not found by citizens."""
+    raw = base_config()
+    raw["app"]["base_url"] = url
+    with pytest.raises(ConfigError) as err:
+        settings_from_dict(raw, source="my.toml")
+    text = str(err.value)
+    assert "my.toml" in text and "app.base_url" in text and message in text
+
+
+def test_a_broken_site_address_in_the_config_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[app]\nbase_url = "www.example.gov.cn/minsheng"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert "c.toml" in str(err.value) and "app.base_url" in str(err.value)
+    assert "https://www.example.gov.cn/minsheng" in str(err.value)  # what to write instead
