@@ -5,7 +5,14 @@ or GBK/GB18030 as Excel on Chinese Windows saves it; the encoding and the delimi
 detected) or XLSX (read with openpyxl). `read_table` turns the file's bytes into rows of
 cells; `bind_columns` finds the columns a `ColumnMapping` names in the header row (raising
 `MissingColumns` naming every required one that is absent); `parse_row` turns one row into a
-`CallRow`: a Submission, or the list of what is wrong with the row.
+`CallRow`: a Submission, or the list of what is wrong with the row. `parse_file` does it
+all for a file: in a workbook, for every visible sheet that has the mapped headers, saying
+which sheets it read and which it skipped (`SheetReport`).
+
+A call time is a date with its time of day; a date alone (an XLSX date cell formatted
+without the time, ``2026/11/3``, an Excel date number without a fraction) is a bad row, never
+midnight: a wrong call time shifts the deadlines. A mapping whose ``time_of_day`` names a
+column of its own takes the time from there.
 
 Row numbers are those the user sees in Excel: the header is row 1, the first call row 2; a
 cell holding a line break does not add a row (a CSV record counts once, however many lines).
@@ -26,8 +33,8 @@ import csv
 import io
 import re
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -44,15 +51,20 @@ __all__ = [
     "ColumnMapping",
     "FileFormatError",
     "MissingColumns",
+    "ParsedFile",
     "RowError",
+    "SheetReport",
     "Table",
     "bind_columns",
     "call_key",
+    "parse_call_date",
     "parse_call_time",
     "parse_duration",
+    "parse_file",
     "parse_kind",
     "parse_row",
     "parse_table",
+    "parse_time_of_day",
     "read_table",
 ]
 
@@ -112,9 +124,12 @@ class ColumnMapping:
     address: str = "地址"
     kind: str = "诉求类型"
     kinds: Mapping[str, str] = field(default_factory=dict)
+    # The time of day, when the export gives it in a column of its own and called_at holds
+    # the date only (a date column then needs no time).
+    time_of_day: str = ""
 
     REQUIRED = ("call_id", "phone", "called_at", "duration", "body", "operator")
-    OPTIONAL = ("name", "address", "kind")
+    OPTIONAL = ("name", "address", "kind", "time_of_day")
 
     def header(self, name: str) -> str:
         return str(getattr(self, name))
@@ -123,13 +138,15 @@ class ColumnMapping:
 @dataclass(frozen=True)
 class RowError:
     """What is wrong with one row: its row number (Excel's, header = 1), the column's header
-    name ("" for the row as a whole), a code, an English message and its parameters."""
+    name ("" for the row as a whole), a code, an English message and its parameters; and
+    the XLSX sheet's name when the calls came from more than one sheet ("" otherwise)."""
 
     row: int
     column: str
     code: str
     message: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    sheet: str = ""
 
     def text(self) -> str:
         return self.message % dict(self.params) if self.params else self.message
@@ -161,6 +178,7 @@ class Table:
     rows: Iterator[tuple[int, tuple[Any, ...]]]
     kind: str  # "csv" or "xlsx"
     encoding: str = ""
+    sheet: str = ""  # the XLSX sheet's name
 
 
 # -- reading the file --------------------------------------------------------------------
@@ -235,28 +253,71 @@ def _read_csv(data: bytes) -> Table:
     return _with_header(numbered, "csv", encoding)
 
 
-def _read_xlsx(data: bytes) -> Table:
+def _open_workbook(data: bytes) -> Any:
     import openpyxl  # only for XLSX: the CSV path needs nothing but the standard library
 
     try:
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        return openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
         raise FileFormatError("bad_xlsx", f"not a readable XLSX file: {exc}") from exc
-    # The calls are on the first sheet the user sees: exports often keep a hidden sheet of
-    # codes or notes in front of it.
-    visible = [s for s in book.worksheets if getattr(s, "sheet_state", "visible") == "visible"]
+
+
+def _visible(sheet: Any) -> bool:
+    return getattr(sheet, "sheet_state", "visible") == "visible"
+
+
+def _read_xlsx(data: bytes) -> Table:
+    """The first visible sheet (exports often keep a hidden sheet of codes or notes in
+    front of the calls); `parse_file` reads every sheet that has the calls."""
+    book = _open_workbook(data)
+    visible = [s for s in book.worksheets if _visible(s)]
     sheet = (visible or book.worksheets or [None])[0]
     if sheet is None:
+        book.close()
         raise FileFormatError("bad_xlsx", "the workbook has no sheet")
 
     def rows() -> Iterator[tuple[int, tuple[Any, ...]]]:
         try:
-            for n, cells in enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1):
-                yield n, tuple(cells)
+            yield from _xlsx_rows(sheet)
         finally:
             book.close()
 
-    return _with_header(rows(), "xlsx")
+    return _with_header(rows(), "xlsx", sheet=str(sheet.title))
+
+
+# Parts of an Excel number format that are not date or time codes: quoted text, escaped
+# characters, [colours], [$-804] locales, [DBNum1].
+_FORMAT_LITERALS = re.compile(r'"[^"]*"|\\.|\[[^\]]*\]')
+
+
+def _shows_time(number_format: str) -> bool:
+    """True when an Excel date format shows the time of day (hours, seconds, AM/PM,
+    上午/下午); ``yyyy-mm-dd`` and ``yyyy"年"m"月"d"日"`` do not. ``m`` alone is taken as
+    the month."""
+    codes = _FORMAT_LITERALS.sub("", number_format).lower()
+    return any(c in codes for c in ("h", "s", "am/pm", "a/p", "上午", "下午"))
+
+
+def _xlsx_rows(sheet: Any) -> Iterator[tuple[int, tuple[Any, ...]]]:
+    """The sheet's rows as ``(row number, values)``. A date cell whose format shows no time
+    of day is a `date`, not a datetime at midnight: as a call time it lacks the time (it
+    is refused, or joined to the mapping's time column), and is never taken as 00:00."""
+    date_only: dict[str, bool] = {}
+    for n, cells in enumerate(sheet.iter_rows(min_row=1), start=1):
+        values = tuple(c.value for c in cells)
+        if any(type(v) is datetime and v.time() == time() for v in values):
+            values = tuple(_date_cell(c, date_only) for c in cells)
+        yield n, values
+
+
+def _date_cell(cell: Any, date_only: dict[str, bool]) -> Any:
+    value = cell.value
+    if type(value) is not datetime or value.time() != time():
+        return value
+    number_format = str(getattr(cell, "number_format", "") or "")
+    if number_format not in date_only:
+        date_only[number_format] = not _shows_time(number_format)
+    return value.date() if date_only[number_format] else value
 
 
 def _blank(cells: Iterable[Any]) -> bool:
@@ -264,13 +325,16 @@ def _blank(cells: Iterable[Any]) -> bool:
 
 
 def _with_header(
-    numbered: Iterator[tuple[int, tuple[Any, ...]]], kind: str, encoding: str = ""
+    numbered: Iterator[tuple[int, tuple[Any, ...]]],
+    kind: str,
+    encoding: str = "",
+    sheet: str = "",
 ) -> Table:
     """The first non-blank row is the header."""
     for n, cells in numbered:
         if not _blank(cells):
             header = tuple(clean_line(str(c)) if c is not None else "" for c in cells)
-            return Table(header, n, numbered, kind, encoding)
+            return Table(header, n, numbered, kind, encoding, sheet)
     raise FileFormatError("no_header", "no header row: the file has no non-empty row")
 
 
@@ -338,9 +402,22 @@ _TEXT_TIMES = (
     "%Y%m%d%H%M%S",
     "%Y%m%d%H%M",
 )
-_CHINESE_TIME = re.compile(
-    r"^(\d{4})年(\d{1,2})月(\d{1,2})日\s*(\d{1,2})[:时点](\d{1,2})(?:[:分](\d{1,2})秒?)?分?$"
+# A date as Excel, WPS and call centres write it: 2026-11-03, 2026/11/3, 2026.11.03,
+# 2026年11月3日; then, after a space, "T", or nothing (年月日 forms), the time of day.
+_DATE_PART = re.compile(
+    r"^(\d{4})\s*(?:[-/.]|年)\s*(\d{1,2})\s*(?:[-/.]|月)\s*(\d{1,2})\s*日?(?:\s*T\s*|\s*,\s*|\s*)"
 )
+# A time of day: 15:05, 15:05:07(.123), 3:05 PM, 下午 3:05:00, 上午9:05, 15时05分(30秒),
+# 下午3点, 3点半; Chinese (上午/下午 …) or English (AM/PM) half-day marks before or after.
+_HALF_DAY = r"上午|下午|凌晨|早上|早晨|中午|晚上|傍晚|[AP]\.?M\.?"
+_TIME_PART = re.compile(
+    rf"^(?P<before>{_HALF_DAY})?\s*(?P<h>\d{{1,2}})\s*"
+    r"(?:[:：]\s*(?P<m>\d{1,2})(?:\s*[:：]\s*(?P<s>\d{1,2})(?:[.,]\d+)?)?"
+    r"|[时點点]\s*(?:(?P<half>半)|(?P<cm>\d{1,2})\s*分?(?:\s*(?P<cs>\d{1,2})\s*秒)?)?)"
+    rf"\s*(?P<after>{_HALF_DAY})?$",
+    re.IGNORECASE,
+)
+_MORNING = ("上午", "凌晨", "早上", "早晨", "AM", "A.M.", "A.M", "AM.")
 _FRACTION = re.compile(r"^(.*\d:\d\d:\d\d)[.,]\d+$")
 
 
@@ -366,16 +443,24 @@ def parse_call_time(value: Any, tz: tzinfo, now: datetime) -> datetime:
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, date):
-        raise CellError("no_time_of_day", "a date without the time of the call")
+        raise _no_time_of_day(value)
     elif isinstance(value, bool):
         raise CellError("bad_time", "not a date and time: %(value)s", value=value)
     elif isinstance(value, int | float):
         moment = _excel_serial(float(value))
+        if float(value).is_integer() and moment >= EARLIEST_CALL:
+            raise _no_time_of_day(moment.date())  # a date cell Excel's format hid from us
     else:
         text = clean_line(str(value or ""))
         if not text:
             raise CellError("required", "empty")
         moment = _parse_time_text(text)
+    return _checked(moment, value, tz, now)
+
+
+def _checked(moment: datetime, value: Any, tz: tzinfo, now: datetime) -> datetime:
+    """`moment` (naive: local time in `tz`) in UTC; CellError when in the future or before
+    EARLIEST_CALL, naming `value`."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     moment = moment.astimezone(UTC)
@@ -386,22 +471,97 @@ def parse_call_time(value: Any, tz: tzinfo, now: datetime) -> datetime:
     return moment
 
 
+def parse_call_date(value: Any) -> date:
+    """The date of a call whose time of day is in a column of its own → a date. Accepts a
+    date or datetime cell (its date), an Excel serial number, and text as
+    `parse_call_time` reads it, with or without a time (``2026/11/3``, ``2026年11月3日``).
+    Raises CellError."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, bool):
+        raise CellError("bad_time", "not a date and time: %(value)s", value=value)
+    if isinstance(value, int | float):
+        return _excel_serial(float(value)).date()
+    text = clean_line(str(value or ""))
+    if not text:
+        raise CellError("required", "empty")
+    found = _DATE_PART.match(text)
+    if found and not text[found.end() :].strip():
+        y, mo, d = (int(g) for g in found.groups())
+        try:
+            return date(y, mo, d)
+        except ValueError as exc:
+            raise CellError("bad_time", "not a date and time: %(value)s", value=text) from exc
+    try:
+        return _parse_time_text(text).date()
+    except CellError as exc:
+        if exc.code == "no_time_of_day":  # an integral serial number as text
+            return _excel_serial(float(text)).date()
+        raise
+
+
+def parse_time_of_day(value: Any) -> time:
+    """A time-of-day cell → a time. Accepts a time cell, a fraction of a day (Excel's
+    0.628472 = 15:05), a datetime's or timedelta's time, and text: ``15:05[:07]``,
+    ``下午 3:05``, ``3:05 PM``, ``15时05分``. Raises CellError (code ``bad_time_of_day``)."""
+    if isinstance(value, datetime):
+        return value.time().replace(microsecond=0)
+    if isinstance(value, time):
+        return value.replace(microsecond=0)
+    if isinstance(value, timedelta) and timedelta(0) <= value < timedelta(days=1):
+        return (datetime.min + value).time().replace(microsecond=0)
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1:
+        seconds = round(float(value) * 86400)
+        return time(*divmod(seconds // 60, 60), seconds % 60) if seconds < 86400 else time()
+    text = clean_line(str(value)) if value is not None else ""
+    if not text:
+        raise CellError("required", "empty")
+    clock = _TIME_PART.match(text)
+    if clock is not None:
+        try:
+            return time(*_time_of_day(clock, text))
+        except CellError:
+            pass
+    raise CellError("bad_time_of_day", "not a time of day: %(value)s", value=text[:60])
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat(sep=" ", timespec="seconds")
     return clean_line(str(value))[:60]
 
 
+def _no_time_of_day(value: Any) -> CellError:
+    return CellError(
+        "no_time_of_day",
+        "%(value)s is a date without the time of the call: export the call time with its"
+        " hour and minute (or map the column that holds the time as time_of_day)",
+        value=_shown(value),
+    )
+
+
 def _parse_time_text(text: str) -> datetime:
     if re.fullmatch(r"\d+(?:\.\d+)?", text) and not re.fullmatch(r"\d{12}|\d{14}", text):
-        return _excel_serial(float(text))
-    found = _CHINESE_TIME.match(text)
+        moment = _excel_serial(float(text))
+        if float(text).is_integer() and moment >= EARLIEST_CALL:
+            raise _no_time_of_day(moment.date())
+        return moment
+    found = _DATE_PART.match(text)
     if found:
-        y, mo, d, h, mi, s = found.groups()
-        try:
-            return datetime(int(y), int(mo), int(d), int(h), int(mi), int(s or 0))
-        except ValueError as exc:
-            raise CellError("bad_time", "not a date and time: %(value)s", value=text) from exc
+        rest = text[found.end() :].strip()
+        clock = _TIME_PART.match(rest) if rest else None
+        if not rest or re.fullmatch(_HALF_DAY, rest, re.IGNORECASE):
+            raise _no_time_of_day(text)
+        if clock is None and ":" not in rest:  # 2026-11-03 15: an hour alone is no time
+            raise CellError("bad_time", "not a date and time: %(value)s", value=text[:60])
+        if clock is not None:
+            y, mo, d = (int(g) for g in found.groups())
+            try:
+                return datetime(y, mo, d, *_time_of_day(clock, text))
+            except ValueError as exc:
+                raise CellError("bad_time", "not a date and time: %(value)s", value=text) from exc
     plain = _FRACTION.sub(r"\1", text)
     for pattern in _TEXT_TIMES:
         try:
@@ -415,8 +575,33 @@ def _parse_time_text(text: str) -> datetime:
     if moment is not None and ("T" in text or " " in text):
         return moment
     if moment is not None or re.fullmatch(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}", text):
-        raise CellError("no_time_of_day", "a date without the time of the call")
+        raise _no_time_of_day(text)
     raise CellError("bad_time", "not a date and time: %(value)s", value=text[:60])
+
+
+def _time_of_day(clock: re.Match[str], text: str) -> tuple[int, int, int]:
+    """A `_TIME_PART` match → (hour 0-23, minute, second). 12 上午 / 12 AM is 0h, 12 下午 /
+    12 PM is 12h; 下午 15:05 is taken as written; 上午 15:05 is refused (CellError)."""
+    hour = int(clock["h"])
+    minute = int(clock["m"] or clock["cm"] or (30 if clock["half"] else 0))
+    second = int(clock["s"] or clock["cs"] or 0)
+    mark = (clock["before"] or clock["after"] or "").upper()
+    if clock["before"] and clock["after"]:
+        raise CellError("bad_time", "not a date and time: %(value)s", value=text[:60])
+    if mark:
+        morning = mark in _MORNING
+        noon = mark == "中午"
+        if hour > 12 and (morning or hour > 23):
+            raise CellError("bad_time", "not a date and time: %(value)s", value=text[:60])
+        if hour == 12:
+            hour = 0 if morning else 12
+        elif not morning and hour < 12 and not (noon and hour >= 10) and hour > 0:
+            hour += 12  # 下午 3:05 → 15:05; 中午 11:30 stays 11:30
+        elif hour == 0 and not morning:
+            raise CellError("bad_time", "not a date and time: %(value)s", value=text[:60])
+    if hour > 23 or minute > 59 or second > 59:
+        raise CellError("bad_time", "not a date and time: %(value)s", value=text[:60])
+    return hour, minute, second
 
 
 _DURATION_CLOCK = re.compile(r"^(?:(\d+):)?(\d{1,3}):(\d{1,2})$")
@@ -592,10 +777,13 @@ def parse_row(
                     CellError("bad_phone", "not a phone number: %(value)s", value=raw_phone[:40]),
                 )
     called_at: datetime | None = None
-    try:
-        called_at = parse_call_time(cell("called_at"), tz, now)
-    except CellError as exc:
-        fail("called_at", exc)
+    if "time_of_day" in columns.index:
+        called_at = _date_and_time(cell("called_at"), cell("time_of_day"), tz, now, fail)
+    else:
+        try:
+            called_at = parse_call_time(cell("called_at"), tz, now)
+        except CellError as exc:
+            fail("called_at", exc)
     duration: int | None = None
     try:
         duration = parse_duration(cell("duration"))
@@ -634,12 +822,43 @@ def parse_row(
     return CallRow(row, submission, (), call_id, duration, operator)
 
 
+def _date_and_time(
+    day: Any, clock: Any, tz: tzinfo, now: datetime, fail: Callable[[str, CellError], None]
+) -> datetime | None:
+    """The call time from the date column and the time-of-day column; a full date and time
+    in the date column with the time column empty is taken as it is."""
+    if clock is None or (isinstance(clock, str) and not clean_line(clock)):
+        try:
+            return parse_call_time(day, tz, now)
+        except CellError as exc:
+            fail("called_at", exc)
+            return None
+    found: date | None = None
+    try:
+        found = parse_call_date(day)
+    except CellError as exc:
+        fail("called_at", exc)
+    try:
+        at = parse_time_of_day(clock)
+    except CellError as exc:
+        fail("time_of_day", exc)
+        return None
+    if found is None:
+        return None
+    try:
+        return _checked(datetime.combine(found, at), f"{found} {at}", tz, now)
+    except CellError as exc:
+        fail("called_at", exc)
+        return None
+
+
 def parse_table(
     table: Table,
     mapping: ColumnMapping,
     *,
     tz: tzinfo,
     now: datetime,
+    sheet: str = "",
 ) -> Iterator[CallRow]:
     """Every non-blank row of `table` as a CallRow, in file order (blank rows skipped).
 
@@ -647,7 +866,7 @@ def parse_table(
     the next HEADER_SEARCH non-blank rows that has them all (exports often start with a
     title line such as ``12345热线话务记录 2026-11-30``); the rows above it are not calls.
     Raises MissingColumns (naming what the first row lacks) before any call is read when
-    no such row is found."""
+    no such row is found. `sheet`: the name the rows' errors carry (see RowError)."""
     try:
         columns = bind_columns(table.header, mapping)
     except MissingColumns as first_error:
@@ -658,7 +877,130 @@ def parse_table(
             if not _blank(cells):
                 yield parse_row(n, cells, columns, mapping, tz=tz, now=now)
 
+    if sheet:
+        return (_in_sheet(r, sheet) for r in rows())
     return rows()
+
+
+def _in_sheet(row: CallRow, sheet: str) -> CallRow:
+    if not row.errors:
+        return row
+    return replace(row, errors=tuple(replace(e, sheet=sheet) for e in row.errors))
+
+
+@dataclass(frozen=True)
+class SheetReport:
+    """One sheet of an XLSX workbook: read (its calls imported) or skipped, and why:
+    ``hidden``, ``empty`` (no non-blank row), ``no_columns`` (`missing` names the mapped
+    required headers it lacks)."""
+
+    name: str
+    read: bool
+    reason: str = ""
+    missing: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "read": self.read,
+            "reason": self.reason,
+            "missing": list(self.missing),
+        }
+
+    def text(self) -> str:
+        """In English, for the command's output."""
+        if self.read:
+            return f"sheet {self.name!r}: read"
+        why = {
+            "hidden": "hidden",
+            "empty": "empty",
+            "no_columns": "no columns " + ", ".join(self.missing),
+        }.get(self.reason, self.reason)
+        return f"sheet {self.name!r}: skipped ({why})"
+
+
+@dataclass
+class ParsedFile:
+    """A file's calls: `rows` (lazy, sheet after sheet), and for an XLSX workbook its
+    sheets, read and skipped, in the workbook's order (empty for a CSV)."""
+
+    rows: Iterator[CallRow]
+    kind: str
+    sheets: tuple[SheetReport, ...] = ()
+
+    @property
+    def skipped(self) -> tuple[SheetReport, ...]:
+        return tuple(s for s in self.sheets if not s.read)
+
+
+def parse_file(
+    data: bytes,
+    mapping: ColumnMapping,
+    *,
+    tz: tzinfo,
+    now: datetime,
+    filename: str = "",
+) -> ParsedFile:
+    """The bytes of a CSV or XLSX export → its calls.
+
+    A workbook's calls are read from every visible sheet that has the mapping's required
+    headers (a call centre splits a month into a sheet a day, or a long export into sheets
+    of 65,536 rows), one sheet after the other, with each sheet's own Excel row numbers; the
+    errors of their rows name their sheet when more than one is read. Hidden sheets, empty
+    ones and ones without those headers (notes, codes, a summary) are skipped, and
+    `ParsedFile.sheets` says which and why, so that nobody believes a sheet was imported
+    that was not. Raises FileFormatError as `read_table`, and MissingColumns (naming what
+    the first visible sheet lacks) when no sheet has the headers."""
+    if data[:4] != b"PK\x03\x04":
+        table = read_table(data, filename)
+        return ParsedFile(parse_table(table, mapping, tz=tz, now=now), table.kind)
+    _check_unpacked_size(data)
+    book = _open_workbook(data)
+    reports: list[SheetReport] = []
+    found: list[Table] = []
+    first_missing: MissingColumns | None = None
+    try:
+        for sheet in book.worksheets:
+            name = str(sheet.title)
+            if not _visible(sheet):
+                reports.append(SheetReport(name, False, "hidden"))
+                continue
+            try:
+                table = _with_header(_xlsx_rows(sheet), "xlsx", sheet=name)
+                parse_table(table, mapping, tz=tz, now=now)  # binds the header, or raises
+            except FileFormatError:
+                reports.append(SheetReport(name, False, "empty"))
+                continue
+            except MissingColumns as exc:
+                first_missing = first_missing or exc
+                reports.append(SheetReport(name, False, "no_columns", exc.missing))
+                continue
+            reports.append(SheetReport(name, True))
+            found.append(table)
+    except BaseException:
+        book.close()
+        raise
+    if not found:
+        book.close()
+        if first_missing is not None:
+            raise first_missing
+        raise FileFormatError("no_header", "no header row: the file has no non-empty row")
+    several = len(found) > 1
+
+    def rows() -> Iterator[CallRow]:
+        try:
+            for report in reports:
+                if not report.read:
+                    continue
+                # Read afresh: binding the header above consumed the first rows.
+                table = _with_header(_xlsx_rows(book[report.name]), "xlsx", sheet=report.name)
+                yield from parse_table(
+                    table, mapping, tz=tz, now=now, sheet=report.name if several else ""
+                )
+        finally:
+            book.close()
+
+    return ParsedFile(rows(), "xlsx", tuple(reports))
 
 
 HEADER_SEARCH = 10

@@ -57,6 +57,9 @@ class CallImport(Base):
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     # The bad rows: [{"row", "column", "code", "message", "params"}], in file order.
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # An XLSX workbook's sheets, read and skipped: [{"name", "read", "reason", "missing"}]
+    # (intake.phone.SheetReport); None for a CSV.
+    sheets: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
     def running(self, now: datetime) -> bool:
         """Still importing: unfinished, and a batch committed within RUNNING_SILENCE."""
@@ -70,14 +73,18 @@ class CallImport(Base):
 
 
 def error_record(error: RowError) -> dict[str, Any]:
-    """A row error as stored and as the JSON output shows it."""
-    return {
+    """A row error as stored and as the JSON output shows it ("sheet" only when the calls
+    came from several sheets of a workbook)."""
+    record = {
         "row": error.row,
         "column": error.column,
         "code": error.code,
         "message": error.text(),
         "params": {k: str(v) for k, v in error.params.items()},
     }
+    if error.sheet:
+        record["sheet"] = error.sheet
+    return record
 
 
 @dataclass

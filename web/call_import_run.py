@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from intake.phone import CallRow, ColumnMapping, parse_table, read_table
+from intake.phone import CallRow, ColumnMapping, parse_file
 from triage.call_imports import (
     COUNTS,
     CallImport,
@@ -70,20 +70,25 @@ def mapping_named(settings: Settings, name: str | None) -> ColumnMapping:
 
 @dataclass
 class ImportReport:
-    """What an import did: counts as the JSON output gives them, and the bad rows."""
+    """What an import did: counts as the JSON output gives them, the bad rows, and an XLSX
+    workbook's sheets, read and skipped (`intake.phone.SheetReport.as_dict`; [] for a
+    CSV)."""
 
     file_name: str
     dry_run: bool
     run_id: int | None = None
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     errors: list[dict[str, Any]] = field(default_factory=list)
+    sheets: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
+        keys = ("sheet", "row", "column", "message")
         return {
             **self.counts,
             "dry_run": self.dry_run,
             "import_id": self.run_id,
-            "errors": [{k: e[k] for k in ("row", "column", "message")} for e in self.errors],
+            "sheets": self.sheets,
+            "errors": [{k: e[k] for k in keys if k in e} for e in self.errors],
         }
 
 
@@ -183,17 +188,21 @@ def prepare_import(
     """Reads `data` (the bytes of a CSV or XLSX export) and checks its header.
 
     Raises UnknownMapping, intake.phone.FileFormatError (not a CSV/XLSX we can read) or
-    intake.phone.MissingColumns (naming the required headers absent) before anything is
-    stored. `keep_report` (default: not `dry_run`) stores the run (its id in the report),
-    whose counts and bad rows `run` fills in.
+    intake.phone.MissingColumns (naming the required headers absent; in a workbook, when
+    no sheet has them) before anything is stored. Every sheet of a workbook with the
+    headers is imported; the report names the sheets read and skipped. `keep_report`
+    (default: not `dry_run`) stores the run (its id in the report), whose counts and bad
+    rows `run` fills in.
     """
     settings = rt.settings
     column_mapping = mapping_named(settings, mapping)
     tz = ZoneInfo(settings.app.timezone)
-    table = read_table(data, file_name)
-    rows = parse_table(table, column_mapping, tz=tz, now=clock())
+    parsed = parse_file(data, column_mapping, tz=tz, now=clock(), filename=file_name)
+    rows = parsed.rows
     keep = (not dry_run) if keep_report is None else keep_report
-    report = ImportReport(file_name=file_name, dry_run=dry_run)
+    report = ImportReport(
+        file_name=file_name, dry_run=dry_run, sheets=[s.as_dict() for s in parsed.sheets]
+    )
     if keep:
         with rt.sessions() as session, session.begin():
             run = start_run(
@@ -205,6 +214,7 @@ def prepare_import(
                 dry_run=dry_run,
                 now=clock(),
             )
+            run.sheets = report.sheets or None
             report.run_id = run.id
     return PreparedImport(rt, rows, report, actor, clock)
 

@@ -48,7 +48,11 @@ ROW_MESSAGES = {
     "required": _l("Empty: this column is required."),
     "bad_phone": _l("Not a phone number: %(value)s"),
     "bad_time": _l("Not a date and time: %(value)s"),
-    "no_time_of_day": _l("A date without the time of the call."),
+    "no_time_of_day": _l(
+        "%(value)s is a date without the time of the call: export the call time with its hour"
+        " and minute, or map the column that holds the time (time_of_day)."
+    ),
+    "bad_time_of_day": _l("Not a time of day: %(value)s"),
     "future_time": _l("A call time in the future: %(value)s"),
     "bad_duration": _l("Not a call length (seconds, mm:ss or hh:mm:ss): %(value)s"),
     "bad_kind": _l("Unknown kind %(value)s: use 投诉, 建议, 咨询 or 表扬."),
@@ -65,6 +69,29 @@ FILE_MESSAGES = {
     "no_header": _l("The file has no header row."),
 }
 ALLOWED_SUFFIXES = (".csv", ".xlsx", ".txt")
+# Why a sheet of a workbook was not imported (intake.phone.SheetReport.reason).
+SHEET_REASONS = {
+    "hidden": _l("hidden sheet"),
+    "empty": _l("empty sheet"),
+    "no_columns": _l("no columns %(columns)s"),
+}
+
+
+def sheet_lines(run: CallImport) -> list[dict[str, Any]]:
+    """A workbook's sheets as the run's page and report show them: name, read, and why a
+    skipped one was skipped, in the user's language ([] for a CSV)."""
+    lines = []
+    for sheet in run.sheets or []:
+        why = ""
+        if not sheet.get("read"):
+            reason = str(sheet.get("reason", ""))
+            template = SHEET_REASONS.get(reason)
+            missing = "、".join(str(m) for m in sheet.get("missing") or [])
+            why = str(template) % {"columns": missing} if template else reason
+        lines.append(
+            {"name": str(sheet.get("name", "")), "read": bool(sheet.get("read")), "why": why}
+        )
+    return lines
 
 
 class CallImportForm(Form):
@@ -214,6 +241,8 @@ def show(import_id: int) -> str:
     return render_template(
         "board/call_import.html",
         run=run,
+        sheets=sheet_lines(run),
+        by_sheet=any(e.get("sheet") for e in errors),
         running=run.running(utcnow()),
         errors=errors,
         more_errors=max(0, len(run.errors) - SHOWN_ERRORS),
@@ -239,10 +268,17 @@ def report(import_id: int) -> Response:
         (_("Rejected"), run.rejected),
     ):
         writer.writerow([csv_cell(label), value])
+    for sheet in sheet_lines(run):
+        state = _("imported") if sheet["read"] else _("not imported: %(why)s", why=sheet["why"])
+        writer.writerow([csv_cell(_("Sheet")), csv_cell(sheet["name"]), csv_cell(state)])
     writer.writerow([])
-    writer.writerow([_("Row"), _("Column"), _("Problem")])
+    by_sheet = any(e.get("sheet") for e in run.errors)
+    writer.writerow([*([_("Sheet")] if by_sheet else []), _("Row"), _("Column"), _("Problem")])
     for e in run.errors:
-        writer.writerow([e.get("row"), csv_cell(e.get("column", "")), csv_cell(row_message(e))])
+        where = [csv_cell(e.get("sheet", ""))] if by_sheet else []
+        writer.writerow(
+            [*where, e.get("row"), csv_cell(e.get("column", "")), csv_cell(row_message(e))]
+        )
     filename = f"call-import-{run.id}-report.csv"
     return Response(
         out.getvalue().encode("utf-8"),

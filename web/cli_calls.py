@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from intake.phone import FileFormatError, MissingColumns
+from intake.phone import FileFormatError, MissingColumns, SheetReport
 from web.call_import_run import ImportReport, UnknownMapping, run_import
 from web.cli_common import config_option, settings
 from web.runtime import Runtime
@@ -33,7 +33,8 @@ def _actor() -> str:
 
 
 def _count_rows(path: Path) -> int | None:
-    """A quick upper bound for the progress bar: lines of a CSV, rows of an XLSX sheet."""
+    """A quick upper bound for the progress bar: lines of a CSV, rows of an XLSX file's
+    visible sheets."""
     try:
         with path.open("rb") as fh:
             head = fh.read(4)
@@ -42,7 +43,8 @@ def _count_rows(path: Path) -> int | None:
 
                 book = openpyxl.load_workbook(path, read_only=True)
                 try:
-                    return int(book.worksheets[0].max_row or 0) or None
+                    visible = [s for s in book.worksheets if s.sheet_state == "visible"]
+                    return sum(int(s.max_row or 0) for s in visible) or None
                 finally:
                     book.close()
             fh.seek(0)
@@ -108,6 +110,9 @@ def _print(report: ImportReport, as_json: bool) -> None:
         f"{report.file_name}: {c['rows']} rows: {verb} {c['registered']}, "
         f"duplicates {c['duplicates']}, rejected {c['rejected']}"
     )
+    for s in report.sheets:  # an XLSX workbook: which sheets were imported, which not
+        click.echo(f"  {SheetReport(**{**s, 'missing': tuple(s['missing'])}).text()}")
     for e in report.errors:
+        sheet = f"sheet {e['sheet']!r} " if e.get("sheet") else ""
         column = f" [{e['column']}]" if e["column"] else ""
-        click.echo(f"  row {e['row']}{column}: {e['message']}")
+        click.echo(f"  {sheet}row {e['row']}{column}: {e['message']}")

@@ -568,6 +568,10 @@ class CallMappingSettings(Section):
     name: str = "姓名"
     address: str = "地址"
     kind: str = "诉求类型"
+    # The column with the call's time of day, when called_at holds only its date (WPS and
+    # some call centres export 来电日期 and 来电时刻 apart); "" (default): called_at holds
+    # the date and time, and a date alone is a bad row.
+    time_of_day: str = ""
     # Values of the kind column besides 投诉/建议/咨询/表扬: value → complaint, suggestion,
     # inquiry or praise.
     kinds: dict[str, Kind] = {}

@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
@@ -660,3 +661,106 @@ def test_an_export_with_only_its_header_says_it_has_no_calls(
     html = finished(operator, r.headers["Location"])
     assert 'data-count="rows">0<' in html
     assert "文件的表头下面没有来电记录。" in html and "所有行均已读取" not in html
+
+
+# -- workbooks of several sheets, and call times without a time of day -------------------
+
+
+def write_workbook(path: Path) -> Path:
+    """A month's export as WPS saves it: a notes sheet first, a sheet a day, a hidden one.
+    The 2nd day's row 3 has a date cell formatted without the time."""
+    book = openpyxl.Workbook()
+    notes = book.active
+    notes.title = "说明"
+    notes.append(["12345热线话务记录 2026年11月"])
+    day1 = book.create_sheet("11月20日")
+    day1.append(HEADER)
+    day1.append(["WB1", "13800138000", "2026/11/20 下午 3:05:00", 60, "路灯不亮", "王芳"])
+    day2 = book.create_sheet("11月21日")
+    day2.append(HEADER)
+    day2.append(["WB2", "13900139000", "2026年11月21日 9时05分", 60, "噪音扰民", "王芳"])
+    day2.append(["WB3", "13700137000", datetime(2026, 11, 21), 60, "井盖丢失", "赵敏"])
+    day2["C3"].number_format = "yyyy/m/d"
+    old = book.create_sheet("旧表")
+    old.append(HEADER)
+    old.append(["WB9", "13600136000", "2026/11/1 10:00", 60, "旧的", "赵敏"])
+    old.sheet_state = "hidden"
+    book.save(path)
+    return path
+
+
+def test_every_sheet_with_calls_is_imported_and_the_skipped_ones_are_named(
+    config_file: Path, rt: Any, tmp_path: Path
+) -> None:
+    path = write_workbook(tmp_path / "11月.xlsx")
+    out = cli_json(config_file, str(path))
+    assert (out["rows"], out["registered"], out["rejected"]) == (3, 2, 1)
+    assert [(s["name"], s["read"], s["reason"]) for s in out["sheets"]] == [
+        ("说明", False, "no_columns"),
+        ("11月20日", True, ""),
+        ("11月21日", True, ""),
+        ("旧表", False, "hidden"),
+    ]
+    (error,) = out["errors"]
+    assert (error["sheet"], error["row"], error["column"]) == ("11月21日", 3, "来电时间")
+    assert "2026-11-21" in error["message"] and "without the time" in error["message"]
+    local = {
+        c.external_id: c.received_at.astimezone(ZoneInfo("Asia/Shanghai")) for c in phone_cases(rt)
+    }
+    assert local["WB1"].strftime("%H:%M") == "15:05" and local["WB2"].strftime("%H:%M") == "09:05"
+    assert "WB3" not in local and "WB9" not in local  # not at midnight; not from a hidden sheet
+
+    text = cli("intake", "calls", str(path), "--config", str(config_file)).output
+    assert "sheet '旧表': skipped (hidden)" in text and "sheet '11月20日': read" in text
+    assert "sheet '说明': skipped (no columns 工单号" in text
+    assert "sheet '11月21日' row 3 [来电时间]" in text
+
+
+def test_the_upload_page_names_the_sheets_read_and_skipped(
+    login_as: Any, runtime: Any, tmp_path: Path
+) -> None:
+    operator = login_as("operator")
+    r = upload(operator, write_workbook(tmp_path / "11月.xlsx"))
+    assert r.status_code == 302, r.get_data(as_text=True)[:2000]
+    html = finished(operator, r.headers["Location"])
+    assert '<li data-sheet="旧表" data-read="no">' in html
+    assert '<li data-sheet="11月21日" data-read="yes">' in html
+    assert "隐藏" in html and "缺少列" in html  # why, in Chinese
+    assert "2026-11-21 只有日期，没有来电的时刻" in html
+    report = operator.get(r.headers["Location"] + "/report.csv").data.decode("utf-8")
+    rows = list(csv.reader(io.StringIO(report.lstrip("\ufeff"))))
+    assert ["工作表", "旧表", "未导入：隐藏的工作表"] in rows
+    assert any(r[:3] == ["11月21日", "3", "来电时间"] for r in rows)
+
+
+def test_migration_0018_adds_the_sheets_and_downgrades(empty_url: str) -> None:
+    """A run stored before keeps working (sheets NULL: a CSV's page); the downgrade drops
+    the column and keeps the runs."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from web.db import alembic_config, make_engine, upgrade
+
+    engine = make_engine(empty_url)
+    try:
+        upgrade(engine, "0017")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO call_imports (file_name, file_sha256, mapping, dry_run, "
+                    "actor_name, started_at, updated_at, rows, registered, duplicates, "
+                    "rejected, errors) VALUES ('a.csv', 'x', 'default', false, 'op', "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1, 1, 0, 0, '[]')"
+                )
+            )
+        upgrade(engine, "0018")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT sheets FROM call_imports")).scalar_one() is None
+        command.downgrade(alembic_config(engine), "0017")
+        columns = {c["name"] for c in inspect(engine).get_columns("call_imports")}
+        assert "sheets" not in columns and "errors" in columns
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM call_imports")).scalar_one() == 1
+        upgrade(engine)
+    finally:
+        engine.dispose()

@@ -20,6 +20,7 @@ from intake.phone import (
     MissingColumns,
     parse_call_time,
     parse_duration,
+    parse_file,
     parse_kind,
     parse_table,
     read_table,
@@ -429,3 +430,194 @@ def test_a_zip_bomb_named_xlsx_is_refused_before_it_is_unpacked() -> None:
     with pytest.raises(FileFormatError) as exc:
         read_table(out.getvalue(), "calls.xlsx")
     assert exc.value.code == "bad_xlsx" and "unpack" in str(exc.value)
+
+
+# -- call times as Chinese Excel and WPS write them -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "local"),
+    [
+        ("2026/11/3 下午 3:05:00", (2026, 11, 3, 15, 5, 0)),
+        ("2026-11-03 上午9:05", (2026, 11, 3, 9, 5, 0)),
+        ("2026年11月3日 15时05分", (2026, 11, 3, 15, 5, 0)),
+        ("2026年11月3日15时5分30秒", (2026, 11, 3, 15, 5, 30)),
+        ("2026年11月3日 下午3点", (2026, 11, 3, 15, 0, 0)),
+        ("2026年11月3日 下午3点半", (2026, 11, 3, 15, 30, 0)),
+        ("2026/11/3 上午 12:30", (2026, 11, 3, 0, 30, 0)),  # 12 上午 is just after midnight
+        ("2026/11/3 下午 12:30", (2026, 11, 3, 12, 30, 0)),  # 12 下午 is noon
+        ("2026/11/3 上午 12:00:00", (2026, 11, 3, 0, 0, 0)),
+        ("2026/11/3 下午 15:05", (2026, 11, 3, 15, 5, 0)),  # 24-hour with the mark: as written
+        ("2026-11-03 3:05 PM", (2026, 11, 3, 15, 5, 0)),
+        ("2026-11-03 3:05:07 p.m.", (2026, 11, 3, 15, 5, 7)),
+        ("2026-11-03 12:05 AM", (2026, 11, 3, 0, 5, 0)),
+        ("2026-11-03 晚上8:00", (2026, 11, 3, 20, 0, 0)),
+        ("２０２６／１１／０３　１５：０５", (2026, 11, 3, 15, 5, 0)),  # full-width
+        ("２０２６年１１月３日　下午３：０５", (2026, 11, 3, 15, 5, 0)),
+        ("2026-11-03 15：05", (2026, 11, 3, 15, 5, 0)),  # a Chinese colon
+        ("2026.11.03 15:05", (2026, 11, 3, 15, 5, 0)),
+        ("2026-11-03 15:05   ", (2026, 11, 3, 15, 5, 0)),  # trailing spaces
+        ("  2026-11-03  15:05", (2026, 11, 3, 15, 5, 0)),
+        ("2026-11-03T15:05", (2026, 11, 3, 15, 5, 0)),
+        ("2026/11/3 15:05:07.250", (2026, 11, 3, 15, 5, 7)),
+    ],
+)
+def test_call_times_as_chinese_excel_and_wps_write_them(value: str, local: tuple[int, ...]) -> None:
+    expected = datetime(*local, tzinfo=TZ).astimezone(UTC)
+    assert parse_call_time(value, TZ, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("2026/11/3 下午", "no_time_of_day"),
+        ("2026年11月3日", "no_time_of_day"),
+        ("2026/11/3", "no_time_of_day"),
+        ("46329", "no_time_of_day"),  # an Excel date number without a fraction of a day
+        (46329, "no_time_of_day"),
+        ("2026/11/3 上午 15:05", "bad_time"),  # morning at 3 pm
+        ("2026-11-03 下午 0:30", "bad_time"),
+        ("2026-11-03 25:00", "bad_time"),
+        ("2026-11-03 15:61", "bad_time"),
+        ("2026-11-03 15", "bad_time"),  # an hour alone
+        ("11/03/2026 15:05", "bad_time"),  # month or day first: which one is not known
+        ("2026/11/31 下午 3:05", "bad_time"),
+    ],
+)
+def test_call_times_that_cannot_be_read_for_sure_are_refused(value: object, code: str) -> None:
+    with pytest.raises(CellError) as exc:
+        parse_call_time(value, TZ, NOW)
+    assert exc.value.code == code
+
+
+def test_a_date_alone_names_its_value_and_how_to_fix_it() -> None:
+    with pytest.raises(CellError) as exc:
+        parse_call_time("2026/11/3", TZ, NOW)
+    assert "2026/11/3" in str(exc.value) and "time_of_day" in str(exc.value)
+
+
+# -- date-only cells and a separate time column ----------------------------------------------
+
+
+def _date_only_book(formats: list[str]) -> openpyxl.Workbook:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(HEADER[:6])
+    for i, number_format in enumerate(formats):
+        sheet.append([f"D{i}", "13800138000", datetime(2026, 11, 3), 60, "路灯不亮", "赵"])
+        sheet.cell(row=i + 2, column=3).number_format = number_format
+    return book
+
+
+def test_an_xlsx_date_cell_without_a_time_is_a_bad_row_not_midnight() -> None:
+    book = _date_only_book(
+        ["yyyy-mm-dd", 'yyyy"年"m"月"d"日"', "[$-804]yyyy/m/d;@", "yyyy-mm-dd hh:mm", "m/d/yy h:mm"]
+    )
+    rows = parse(_xlsx(book))
+    assert [r.ok for r in rows] == [False, False, False, True, True]
+    for bad in rows[:3]:
+        (error,) = bad.errors
+        assert (error.row, error.column, error.code) == (bad.row, "来电时间", "no_time_of_day")
+        assert "2026-11-03" in error.text()
+    # Formatted with the time, midnight is a real time: a call at 00:00.
+    assert rows[3].submission is not None
+    assert rows[3].submission.received_at == datetime(2026, 11, 2, 16, 0, tzinfo=UTC)
+
+
+def _two_columns(date_value: object, time_value: object) -> CallRow:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["工单号", "来电号码", "来电日期", "来电时刻", "通话时长", "诉求内容", "话务员"])
+    sheet.append(["T1", "13800138000", date_value, time_value, 60, "路灯不亮", "赵"])
+    mapping = ColumnMapping(called_at="来电日期", time_of_day="来电时刻")
+    (row,) = parse(_xlsx(book), mapping)
+    return row
+
+
+@pytest.mark.parametrize(
+    ("date_value", "time_value"),
+    [
+        (datetime(2026, 11, 3), time(15, 5)),
+        (datetime(2026, 11, 3), 0.6284722222222222),  # Excel's fraction of a day
+        ("2026/11/3", "下午 3:05"),
+        ("2026年11月3日", "15时05分"),
+        ("2026-11-03", "15:05:00"),
+        (46329, "3:05 PM"),
+        (datetime(2026, 11, 3, 15, 5), None),  # the date column has it all
+    ],
+)
+def test_a_separate_time_column_gives_a_date_only_call_its_time(
+    date_value: object, time_value: object
+) -> None:
+    row = _two_columns(date_value, time_value)
+    assert row.submission is not None, row.errors
+    assert row.submission.received_at == datetime(2026, 11, 3, 7, 5, tzinfo=UTC)
+
+
+def test_a_bad_time_of_day_names_the_time_column() -> None:
+    row = _two_columns("2026/11/3", "下午茶")
+    assert [(e.column, e.code) for e in row.errors] == [("来电时刻", "bad_time_of_day")]
+    row = _two_columns("2026/11/3", None)  # no time anywhere
+    assert [(e.column, e.code) for e in row.errors] == [("来电日期", "no_time_of_day")]
+
+
+# -- workbooks of several sheets ------------------------------------------------------------
+
+
+def _calls_sheet(book: openpyxl.Workbook, title: str, rows: list[list[object]]) -> None:
+    sheet = book.create_sheet(title)
+    sheet.append(HEADER[:6])
+    for row in rows:
+        sheet.append(row)
+
+
+def test_every_sheet_with_the_calls_is_read_and_the_others_are_named() -> None:
+    book = openpyxl.Workbook()
+    book.active.title = "说明"
+    book.active.append(["本表为12345热线11月话务记录"])
+    _calls_sheet(book, "11月1日", [["A1", "13800138000", "2026-11-01 09:00", 60, "漏水", "赵"]])
+    _calls_sheet(book, "11月2日", [["A2", "13900139000", "2026-11-02 上午", 60, "噪音", "钱"]])
+    hidden = book.create_sheet("旧数据")
+    hidden.append(HEADER[:6])
+    hidden.sheet_state = "hidden"
+    book.create_sheet("空白")
+    parsed = parse_file(_xlsx(book), ColumnMapping(), tz=TZ, now=NOW)
+    assert [(s.name, s.read, s.reason) for s in parsed.sheets] == [
+        ("说明", False, "no_columns"),
+        ("11月1日", True, ""),
+        ("11月2日", True, ""),
+        ("旧数据", False, "hidden"),
+        ("空白", False, "empty"),
+    ]
+    assert "来电号码" in parsed.sheets[0].missing
+    assert parsed.sheets[0].text().startswith("sheet '说明': skipped (no columns 工单号")
+    rows = list(parsed.rows)
+    assert [(r.row, r.ok) for r in rows] == [(2, True), (2, False)]
+    # Two sheets read: a bad row says which sheet it is on.
+    assert [(e.sheet, e.row, e.code) for e in rows[1].errors] == [("11月2日", 2, "no_time_of_day")]
+
+
+def test_one_sheet_read_keeps_its_errors_without_a_sheet_name() -> None:
+    book = openpyxl.Workbook()
+    book.active.title = "汇总"
+    book.active.append(["合计", 1])
+    _calls_sheet(book, "话务", [["B1", "13800138000", "明天", 60, "漏水", "赵"]])
+    parsed = parse_file(_xlsx(book), ColumnMapping(), tz=TZ, now=NOW)
+    ((error,),) = [r.errors for r in parsed.rows]
+    assert error.sheet == "" and error.code == "bad_time"
+    assert [s.name for s in parsed.skipped] == ["汇总"]
+
+
+def test_a_workbook_without_the_columns_on_any_sheet_names_what_the_first_lacks() -> None:
+    book = openpyxl.Workbook()
+    book.active.append(["工单号", "备注"])
+    book.create_sheet("二").append(["编号"])
+    with pytest.raises(MissingColumns) as exc:
+        parse_file(_xlsx(book), ColumnMapping(), tz=TZ, now=NOW)
+    assert "来电号码" in exc.value.missing
+
+
+def test_a_csv_has_no_sheets() -> None:
+    data = csv_bytes([HEADER[:6], ["C1", "13800138000", "2026-11-30 14:05", "60", "漏水", "赵"]])
+    parsed = parse_file(data, ColumnMapping(), tz=TZ, now=NOW)
+    assert parsed.sheets == () and [r.ok for r in parsed.rows] == [True]
