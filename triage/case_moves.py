@@ -34,13 +34,18 @@ COLUMN_STATUSES: dict[Status, tuple[Status, ...]] = {
 class Move:
     """One legal move: from any of `sources` to the column `to`, by the change `name`,
     allowed to whoever may do `action`. `form` is the id of the case page's form that
-    asks for the input the change needs, or None when the move is made as it is."""
+    asks for the input the change needs, or None when the move is made as it is.
+    `confirm`: the change cannot be undone from the board (closing: the citizen is told the
+    case is finished, and the figures count it), so a drop or a button only asks first,
+    showing what the change rests on (the reply, the return visit) and taking the reason
+    the change may need; the move is made when that question is answered."""
 
     name: str
     sources: frozenset[Status]
     to: Status
     action: Action
     form: str | None
+    confirm: bool = False
 
 
 MOVES: tuple[Move, ...] = (
@@ -68,7 +73,7 @@ MOVES: tuple[Move, ...] = (
     ),
     Move("visit", frozenset({Status.REPLIED}), Status.VISITED, Action.VISIT, "visit-form"),
     Move("rework", frozenset({Status.VISITED}), Status.IN_PROGRESS, Action.VISIT, "rework-form"),
-    Move("close", frozenset({Status.VISITED}), Status.CLOSED, Action.VISIT, None),
+    Move("close", frozenset({Status.VISITED}), Status.CLOSED, Action.VISIT, None, confirm=True),
 )
 
 
@@ -86,9 +91,9 @@ def needs_reason_to_close(case: Case) -> bool:
 
 
 def form_of(move: Move, case: Case) -> str | None:
-    """The form the move needs for this case, or None if it is made as it is."""
-    if move.name == "close" and needs_reason_to_close(case):
-        return "close-form"
+    """The case page's form the move needs for this case, or None if it is made on the
+    board (as it is, or after its confirmation: `Move.confirm`, which asks for the reason a
+    close may need itself)."""
     return move.form
 
 

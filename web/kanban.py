@@ -6,7 +6,9 @@ Cards move only through the legal transitions (triage/case_moves.py). A drop in 
 `move` view, which makes the change through the case's own method, as the case page does,
 so every move is an event in the case's audit log. A move that needs input (a reply, a
 reason, a department, a return visit's outcome) goes to that form on the case page instead
-of being made blind. Each column holds at most COLUMN_SIZE cards, the most pressing first,
+of being made blind. A move that cannot be undone (closing) first asks on a page of its own
+(`confirm`): what it rests on, the reason it may need, one button; the drop only opens it.
+Each column holds at most COLUMN_SIZE cards, the most pressing first,
 with a link to the full list for the rest: the page costs the same however many cases there
 are (the closed column reads an index, migration 0013).
 """
@@ -28,7 +30,15 @@ from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
 from triage.access import can, sees_all_cases, sees_personal_data
-from triage.case_moves import COLUMN_STATUSES, COLUMNS, Move, find_move, form_of, moves_of
+from triage.case_moves import (
+    COLUMN_STATUSES,
+    COLUMNS,
+    Move,
+    find_move,
+    form_of,
+    moves_of,
+    needs_reason_to_close,
+)
 from triage.models import Case, Department, IllegalTransition, Role, Status
 from web import db
 from web.board import CaseView, load_case
@@ -54,7 +64,7 @@ def move_label(name: str, with_form: bool) -> str:
         "send_back": _("Send back…"),
         "visit": _("Return visit…"),
         "rework": _("Rework…"),
-        "close": _("Close…") if with_form else _("Close"),
+        "close": _("Close…"),
     }
     return labels.get(name, name)
 
@@ -215,7 +225,7 @@ def _direct(move: Move) -> Callable[[Case], str]:
         return start
 
     def close(c: Case) -> str:
-        c.close(current_user, _now())
+        c.close(current_user, _now(), request.form.get("reason", "")[:2000])
         return _("%(n)s closed.", n=c.tracking_number)
 
     return close
@@ -264,6 +274,11 @@ def move() -> Response:
         if _wants_json():
             return jsonify({"ok": True, "redirect": target})
         return redirect(target)
+    if found.confirm and request.form.get("confirmed") != "yes":
+        target = _confirm_url(c, found)
+        if _wants_json():
+            return jsonify({"ok": True, "redirect": target})
+        return redirect(target)
     s = db()
     try:
         message = _direct(found)(c)
@@ -271,6 +286,9 @@ def move() -> Response:
         refresh_findings(c.id)
     except IllegalTransition as e:
         s.rollback()
+        if found.confirm:
+            flash(error_text(e), "error")
+            return redirect(_confirm_url(c, found))
         return _refuse(error_text(e), 409)
     except StaleDataError:
         s.rollback()
@@ -288,3 +306,43 @@ def move() -> Response:
         return jsonify({"ok": True, "message": message, "status": str(found.to), "card": html})
     flash(message, "info")
     return redirect(_back())
+
+
+def _confirm_url(c: Case, found: Move) -> str:
+    return url_for(
+        "kanban.confirm",
+        number=c.tracking_number,
+        to=str(found.to),
+        department=request.values.get("department", "")[:40] or None,
+    )
+
+
+@bp.get("/confirm")
+@login_required
+def confirm() -> str:
+    """Asks before a move that cannot be undone (`Move.confirm`): the case, the reply and the
+    return visit it rests on, the reason it needs (after an unsatisfied or unsolved visit,
+    as the case page asks), and one button that posts the move; "Cancel" goes back to the
+    board. 404 for a case the user may not see, 409 for a move its life cycle refuses."""
+    number = request.args.get("number", "")
+    to = request.args.get("to", "")
+    if not number or len(number) > 40 or _CONTROL.search(number + to):
+        abort(404)
+    c = load_case(number)
+    found = find_move(c, to)
+    if found is None or not found.confirm:
+        abort(409)
+    if not can(current_user, found.action, c):
+        abort(403)
+    from web.supervision_checks import VISIT_CHANNEL_LABELS
+
+    return render_template(
+        "board/kanban_confirm.html",
+        case=CaseView(c, not sees_personal_data(current_user)),
+        move=found,
+        reply=c.latest_reply,
+        visit=c.latest_visit,
+        needs_reason=needs_reason_to_close(c),
+        dept_code=request.args.get("department", "")[:40],
+        VISIT_CHANNEL_LABELS=VISIT_CHANNEL_LABELS,
+    )

@@ -148,8 +148,15 @@ def test_moves_that_need_input_open_the_case_form(client: Any, login_as: Any, ru
         f"/board/cases/{number}/visit",
         {"visit-reached": "yes", "visit-solved": "yes", "visit-satisfaction": "satisfied"},
     )
-    # Satisfied and solved: closing needs nothing more and is made from the board.
+    # Satisfied and solved: closing needs nothing more, but cannot be undone: the drop asks
+    # first, on the board's confirmation page, and only its button closes.
     r = _move(supervisor, number, "closed")
+    assert r.get_json() == {
+        "ok": True,
+        "redirect": f"/board/kanban/confirm?number={number}&to=closed",
+    }
+    assert _case(runtime, number).status == Status.VISITED
+    r = _move(supervisor, number, "closed", confirmed="yes")
     assert r.get_json()["ok"]
     case = _case(runtime, number)
     assert case.status == Status.CLOSED and case.events[-1].action == "closed"
@@ -277,3 +284,78 @@ def test_odd_input_to_a_move_gets_a_clear_refusal(client: Any, login_as: Any, ru
     assert "看板上没有这件工单" in flashes(handler.get("/board/kanban").get_data(as_text=True))[0]
     assert len(_case(runtime, number).events) == before
     assert _case(runtime, number).status == Status.ASSIGNED
+
+
+def _replied_and_visited(
+    client: Any, login_as: Any, runtime: Any, satisfaction: str, solved: str
+) -> str:
+    number, _code = submit_complaint(client, "和平路施工噪音扰民，深夜还在打桩。", "施工噪音")
+    _dispatch(login_as, runtime, number)
+    handler = login_as("urban")
+    post_form(
+        handler,
+        f"/board/cases/{number}",
+        f"/board/cases/{number}/reply",
+        {"reply-text": "已责令施工单位夜间停工。"},
+    )
+    supervisor = login_as("supervisor")
+    post_form(
+        supervisor,
+        f"/board/cases/{number}",
+        f"/board/cases/{number}/visit",
+        {"visit-reached": "yes", "visit-solved": solved, "visit-satisfaction": satisfaction},
+    )
+    assert _case(runtime, number).status == Status.VISITED
+    return number
+
+
+def test_closing_from_the_board_asks_first(client: Any, login_as: Any, runtime: Any) -> None:
+    number = _replied_and_visited(client, login_as, runtime, "satisfied", "yes")
+    supervisor = login_as("supervisor")
+    # The card's button is a link to the question, not a form that closes.
+    board = supervisor.get("/board/kanban").get_data(as_text=True)
+    card = re.search(rf'<li [^>]*id="card-{number}".*?</li>', board, re.S).group(0)
+    assert "/board/kanban/confirm?number=" in card and 'name="to" value="closed"' not in card
+    # Without script: the plain post goes to the question too; nothing changes.
+    r = _move(supervisor, number, "closed", as_json=False)
+    assert r.status_code == 302 and "/board/kanban/confirm" in r.headers["Location"]
+    assert _case(runtime, number).status == Status.VISITED
+    page = supervisor.get(f"/board/kanban/confirm?number={number}&to=closed")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "已责令施工单位夜间停工" in html and "满意" in html  # what the close rests on
+    assert 'name="confirmed" value="yes"' in html and "required" not in html
+    r = supervisor.post(
+        "/board/kanban/move",
+        data={"csrf_token": csrf_from(html), "number": number, "to": "closed", "confirmed": "yes"},
+    )
+    assert r.status_code == 302
+    assert _case(runtime, number).status == Status.CLOSED
+    # A move that needs no confirmation is no question; a case one may not see is a 404.
+    assert supervisor.get(f"/board/kanban/confirm?number={number}&to=closed").status_code == 409
+    assert (
+        login_as("transport").get(f"/board/kanban/confirm?number={number}&to=closed").status_code
+        == 404
+    )
+
+
+def test_closing_after_an_unsatisfied_visit_needs_the_reason_on_the_question(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    number = _replied_and_visited(client, login_as, runtime, "unsatisfied", "no")
+    supervisor = login_as("supervisor")
+    r = _move(supervisor, number, "closed")
+    assert r.get_json()["redirect"] == f"/board/kanban/confirm?number={number}&to=closed"
+    html = supervisor.get(r.get_json()["redirect"]).get_data(as_text=True)
+    assert "required" in html and "不满意" in html
+    data = {"csrf_token": csrf_from(html), "number": number, "to": "closed", "confirmed": "yes"}
+    r = supervisor.post("/board/kanban/move", data=data)
+    assert r.status_code == 302 and "/board/kanban/confirm" in r.headers["Location"]
+    assert "请填写理由。" in flashes(supervisor.get(r.headers["Location"]).get_data(as_text=True))
+    assert _case(runtime, number).status == Status.VISITED
+    r = supervisor.post(
+        "/board/kanban/move", data={**data, "reason": "市民诉求超出政策范围，已解释。"}
+    )
+    case = _case(runtime, number)
+    assert case.status == Status.CLOSED
+    assert case.events[-1].reason == "市民诉求超出政策范围，已解释。"
