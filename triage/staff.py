@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import false, func, select, update
@@ -18,7 +19,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from triage.directory import BadUsername, find_user, normalise_username
-from triage.models import N_, Department, IllegalTransition, Role, User, new_session_token
+from triage.models import (
+    N_,
+    Case,
+    Department,
+    IllegalTransition,
+    Role,
+    Status,
+    User,
+    new_session_token,
+)
 
 DEPARTMENT_CODE = re.compile(r"[a-z0-9_-]{2,40}")
 """A department code: 2 to 40 of a-z, digits, `_` and `-` (used in URLs and the config)."""
@@ -275,3 +285,218 @@ def change_department(
         dept.admin_managed = True
         session.flush()
     return changes
+
+
+# -- finding accounts ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserPage:
+    """One page of accounts in username order: `rows`, the cursors of the pages before and
+    after it (a username, or None at either end) and `total`, the number matching."""
+
+    rows: list[User]
+    before: str | None
+    after: str | None
+    total: int
+
+
+def _like(text: str) -> str:
+    """`text` as a LIKE pattern matching it anywhere, its own % and _ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def find_users(
+    session: Session,
+    *,
+    text: str = "",
+    role: str = "",
+    department: str = "",
+    active: bool | None = None,
+    after: str = "",
+    before: str = "",
+    size: int = 50,
+) -> UserPage:
+    """Accounts matching every filter given, `size` at most, in username order.
+
+    `text` (up to 100 characters; case ignored) is found in the username, the display name,
+    the email, or the department's code or names; `role` one of `Role`; `department` a
+    department code; `active` True/False or None for both. Keyset paging on the unique
+    username: `after` gives the page following that username, `before` the one preceding
+    it. A few thousand accounts are scanned in a few milliseconds, so the text search needs
+    no index of its own; the paging reads only its page, however deep.
+    """
+    where: list[Any] = []
+    text = " ".join(text.split())[:100].lower()
+    if text:
+        pattern = _like(text)
+        in_department = select(Department.id).where(
+            func.lower(Department.code).like(pattern, escape="\\")
+            | func.lower(Department.name).like(pattern, escape="\\")
+            | func.lower(Department.name_en).like(pattern, escape="\\")
+        )
+        where.append(
+            func.lower(User.username).like(pattern, escape="\\")
+            | func.lower(User.display_name).like(pattern, escape="\\")
+            | func.lower(User.email).like(pattern, escape="\\")
+            | User.department_id.in_(in_department)
+        )
+    if role in set(Role):
+        where.append(User.role == role)
+    if department:
+        where.append(
+            User.department_id
+            == select(Department.id).where(Department.code == department).scalar_subquery()
+        )
+    if active is not None:
+        where.append(User.active.is_(active))
+    total = int(session.scalar(select(func.count()).select_from(User).where(*where)) or 0)
+    query = select(User).where(*where)
+    if before and not after:
+        rows = list(
+            session.scalars(
+                query.where(User.username < before).order_by(User.username.desc()).limit(size + 1)
+            )
+        )
+        more_before = len(rows) > size
+        rows = list(reversed(rows[:size]))
+        return UserPage(
+            rows=rows,
+            before=rows[0].username if rows and more_before else None,
+            after=rows[-1].username if rows else None,
+            total=total,
+        )
+    if after:
+        query = query.where(User.username > after)
+    rows = list(session.scalars(query.order_by(User.username).limit(size + 1)))
+    more_after = len(rows) > size
+    rows = rows[:size]
+    return UserPage(
+        rows=rows,
+        before=rows[0].username if rows and after else None,
+        after=rows[-1].username if rows and more_after else None,
+        total=total,
+    )
+
+
+# -- deactivating a department -------------------------------------------------------------
+
+# The cases a department has in hand: dispatched to it and not yet answered.
+IN_HAND = (Status.ASSIGNED, Status.IN_PROGRESS)
+# Answered, waiting for the office's return visit (or its close): the department's reply
+# stays on record as its own.
+AWAITING_VISIT = (Status.REPLIED, Status.VISITED)
+
+
+@dataclass(frozen=True)
+class DepartmentLoad:
+    """What a department still carries: cases in hand (assigned or in progress), cases
+    replied and waiting for the return visit, and active accounts (of which heads)."""
+
+    in_hand: int
+    awaiting_visit: int
+    staff: int
+    heads: int
+
+    @property
+    def empty(self) -> bool:
+        return not (self.in_hand or self.awaiting_visit or self.staff)
+
+
+def department_load(session: Session, dept: Department) -> DepartmentLoad:
+    """Counts, in two grouped queries (served by the cases' department and status indexes)."""
+    by_status = dict(
+        session.execute(
+            select(Case.status, func.count())
+            .where(Case.department_id == dept.id, Case.status.in_(IN_HAND + AWAITING_VISIT))
+            .group_by(Case.status)
+        ).all()
+    )
+    staff, heads = session.execute(
+        select(func.count(), func.count().filter(User.head.is_(True))).where(
+            User.department_id == dept.id, User.active.is_(True)
+        )
+    ).one()
+    return DepartmentLoad(
+        in_hand=sum(int(by_status.get(s, 0)) for s in IN_HAND),
+        awaiting_visit=sum(int(by_status.get(s, 0)) for s in AWAITING_VISIT),
+        staff=int(staff or 0),
+        heads=int(heads or 0),
+    )
+
+
+@dataclass
+class Handover:
+    """What deactivating a department did: the tracking numbers of the cases transferred to
+    `successor`, and the usernames of the accounts moved there or deactivated."""
+
+    successor: str | None
+    cases: list[str]
+    moved: list[str]
+    deactivated: list[str]
+
+
+def hand_over(
+    session: Session,
+    dept: Department,
+    successor: Department | None,
+    staff: str,
+    by: User,
+    now: datetime,
+) -> Handover:
+    """Before `dept` is deactivated: its cases in hand are transferred (转办) to `successor`
+    with their deadlines kept (the citizen is owed the same date; each transfer is an event
+    of the case, by `by`); its active accounts move to `successor` (`staff` = "move", the
+    head flag dropped: the successor has its own head) or are deactivated (`staff` =
+    "deactivate"). Replied cases awaiting the return visit keep their department: the reply
+    on record is its own.
+
+    Raises StaffChangeRefused when the department still has cases in hand or accounts and
+    no active successor other than itself is given, or when deactivating an account is
+    refused (`set_active`: oneself, the last administrator). Flushes, never commits.
+    """
+    load = department_load(session, dept)
+    result = Handover(successor.code if successor else None, [], [], [])
+    if not load.in_hand and not load.staff:
+        return result
+    if successor is None or successor.id == dept.id:
+        raise StaffChangeRefused(
+            N_(
+                "Department %(code)s still has %(cases)s cases in hand and %(staff)s active "
+                "accounts: choose the department that takes them over."
+            ),
+            code=dept.code,
+            cases=load.in_hand,
+            staff=load.staff,
+        )
+    if not successor.active:
+        raise StaffChangeRefused(N_("Department %(code)s is inactive."), code=successor.code)
+    reason = f"{dept.name}已停用，在办工单移交{successor.name}办理（截止时间不变）"
+    cases = session.scalars(
+        select(Case)
+        .where(Case.department_id == dept.id, Case.status.in_(IN_HAND))
+        .order_by(Case.id)
+    )
+    for case in list(cases):
+        due = case.due_at or now
+        case.transfer(successor, by, now, due, reason)
+        result.cases.append(case.tracking_number)
+    users = session.scalars(
+        select(User)
+        .where(User.department_id == dept.id, User.active.is_(True))
+        .order_by(User.username)
+    )
+    for user in list(users):
+        if staff == "deactivate":
+            set_active(session, user, False, by)
+            result.deactivated.append(user.username)
+        else:
+            user.department = successor
+            user.department_id = successor.id
+            user.head = False
+            user.session_token = new_session_token()
+            user.admin_managed = True
+            result.moved.append(user.username)
+    session.flush()
+    return result

@@ -43,6 +43,9 @@ from triage.staff import (
     add_user,
     change_department,
     change_user,
+    department_load,
+    find_users,
+    hand_over,
     set_active,
 )
 from web import db, runtime
@@ -54,7 +57,7 @@ from web.mail_lists import health_panel
 from web.passwords import WeakPassword, check_password, set_password
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-USERS_PAGE = 200
+USERS_PAGE = 50
 
 # The admin log's actions, as the log page names them.
 ADMIN_ACTIONS = {
@@ -81,6 +84,11 @@ ADMIN_DETAILS = {
     "name_en": _l("Name (English)"),
     "active": _l("Active"),
     "chosen_by": _l("Password"),
+    "why": _l("Why"),
+    "successor": _l("Department that takes over"),
+    "cases_transferred": _l("Cases in hand transferred"),
+    "accounts_moved": _l("Accounts moved"),
+    "accounts_deactivated": _l("Accounts deactivated"),
 }
 
 
@@ -188,6 +196,25 @@ class DepartmentForm(Form):
         validators=[Optional(), Email(_l("Not an email address.")), Length(max=200)],
     )
     active = BooleanField(_l("Active (cases may be dispatched to it)"), default=True)
+    successor = SelectField(_l("Department that takes over"), validators=[Optional()])
+    staff = RadioField(
+        _l("Its active accounts"),
+        choices=[
+            SelectChoice("move", _l("move to the department that takes over (head flag dropped)")),
+            SelectChoice("deactivate", _l("deactivate")),
+        ],
+        default="move",
+        validators=[Optional()],
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.successor.choices = [SelectChoice("", _("— none —"))]
+
+    def fill_successors(self, dept: Department | None) -> None:
+        self.successor.choices = [
+            c for c in _department_choices() if not dept or c.value != dept.code
+        ]
 
 
 def _account_of(form: AccountForm) -> Account:
@@ -249,24 +276,35 @@ def index() -> str:
 @bp.get("/users")
 @requires(Action.ADMINISTER)
 def users() -> str:
-    role = request.args.get("role", "")
-    department = request.args.get("department", "")
-    active = request.args.get("active", "")
-    query = select(User).order_by(User.username).limit(USERS_PAGE + 1)
-    if role in set(Role):
-        query = query.where(User.role == role)
-    if department:
-        query = query.where(
-            User.department_id
-            == select(Department.id).where(Department.code == department).scalar_subquery()
-        )
-    if active in ("yes", "no"):
-        query = query.where(User.active.is_(active == "yes"))
-    rows = list(db().scalars(query))
+    """The accounts, USERS_PAGE at a time in username order, found by text (username, name,
+    email, department) and filtered by role, department and state; keyset paging
+    (`after=`/`before=` a username), so the last page costs what the first does."""
+    args = request.args
+    text = args.get("q", "")[:100]
+    role = args.get("role", "")
+    department = args.get("department", "")[:40]
+    active = args.get("active", "")
+    page = find_users(
+        db(),
+        text=text,
+        role=role,
+        department=department,
+        active={"yes": True, "no": False}.get(active),
+        after=args.get("after", "")[:80],
+        before=args.get("before", "")[:80],
+        size=USERS_PAGE,
+    )
+    kept = {
+        k: v
+        for k, v in (("q", text), ("role", role), ("department", department), ("active", active))
+        if v
+    }
     return render_template(
         "admin/users.html",
-        rows=rows[:USERS_PAGE],
-        more=len(rows) > USERS_PAGE,
+        rows=page.rows,
+        page=page,
+        kept=kept,
+        q=text,
         role=role,
         department=department,
         active=active,
@@ -495,10 +533,41 @@ def _department_or_404(code: str) -> Department:
     return dept
 
 
+def _deactivation(dept: Department, form: DepartmentForm) -> dict[str, Any] | None:
+    """Hands the department's cases in hand and its accounts over before it is deactivated
+    (triage/staff.hand_over), and logs each account changed; what was done for the
+    department's own log entry, or None if nothing was to hand over. Raises
+    StaffChangeRefused (nothing changed then)."""
+    code = form.successor.data or ""
+    successor = db().scalar(select(Department).where(Department.code == code)) if code else None
+    done = hand_over(db(), dept, successor, form.staff.data or "move", _me(), _now())
+    if not (done.cases or done.moved or done.deactivated):
+        return None
+    for name in done.moved:
+        _log(
+            "user_changed",
+            f"user {name}",
+            department=[dept.code, done.successor],
+            why=f"department {dept.code} deactivated",
+        )
+    for name in done.deactivated:
+        _log("user_deactivated", f"user {name}", why=f"department {dept.code} deactivated")
+    return {
+        "successor": done.successor,
+        "cases_transferred": len(done.cases),
+        "accounts_moved": len(done.moved),
+        "accounts_deactivated": len(done.deactivated),
+    }
+
+
 @bp.route("/departments/<code>", methods=["GET", "POST"])
 @requires(Action.ADMINISTER)
 def department(code: str) -> Response | str:
+    """A department's names, address and state. Deactivating one that still has cases in
+    hand or active accounts needs a department that takes them over (see `hand_over`):
+    the page says what it carries and what will happen before the admin saves."""
     dept = _department_or_404(code)
+    status = 200
     if request.method == "GET":
         form = DepartmentForm(
             data={
@@ -508,12 +577,19 @@ def department(code: str) -> Response | str:
                 "active": dept.active,
             }
         )
+        form.fill_successors(dept)
     else:
         form = DepartmentForm()
+        form.fill_successors(dept)
+        status = 400
         if form.validate_on_submit():
+            s = db()
             try:
+                handed = None
+                if dept.active and not form.active.data:
+                    handed = _deactivation(dept, form)
                 changes = change_department(
-                    db(),
+                    s,
                     dept,
                     form.name.data or "",
                     form.name_en.data or "",
@@ -521,15 +597,35 @@ def department(code: str) -> Response | str:
                     bool(form.active.data),
                 )
             except StaffChangeRefused as e:
+                s.rollback()
+                dept = _department_or_404(code)
                 flash(error_text(e), "error")
+                status = 409
             else:
                 if changes:
-                    _log("department_changed", f"department {dept.code}", **changes)
+                    _log(
+                        "department_changed",
+                        f"department {dept.code}",
+                        **changes,
+                        **(handed or {}),
+                    )
                     flash(_("Department %(code)s changed.", code=dept.code), "info")
+                    if handed:
+                        flash(
+                            _(
+                                "%(cases)s cases in hand transferred to %(to)s with their "
+                                "deadlines; %(moved)s accounts moved there, %(off)s deactivated.",
+                                cases=handed["cases_transferred"],
+                                to=handed["successor"],
+                                moved=handed["accounts_moved"],
+                                off=handed["accounts_deactivated"],
+                            ),
+                            "info",
+                        )
                 else:
                     flash(_("Nothing changed."), "info")
                 return redirect(url_for("admin.department", code=dept.code))
-    return render_template(
+    body = render_template(
         "admin/department.html",
         dept=dept,
         form=form,
@@ -540,7 +636,9 @@ def department(code: str) -> Response | str:
         handlers=db().scalar(
             select(func.count()).select_from(User).where(User.department_id == dept.id)
         ),
+        load=department_load(db(), dept),
     )
+    return make_response(body, status)
 
 
 # -- the log -------------------------------------------------------------------------------
