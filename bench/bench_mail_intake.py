@@ -19,11 +19,14 @@ Prints messages per second of both and the --json counts; the issue asks for ≥
 Everything is written under a temporary folder, removed at the end.
 
     .venv/bin/python bench/bench_mail_intake.py [--n 2000] [--batch 200] [--postgresql URL]
+        [--model-dir DIR] [--profile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import cProfile
 import os
 import shutil
 import sys
@@ -38,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_mail_parse import build, load_texts  # noqa: E402
-from sqlalchemy import create_engine, make_url  # noqa: E402
+from sqlalchemy import create_engine, event, make_url  # noqa: E402
 
 from intake.mailbox import Mailbox, MailboxConfig  # noqa: E402
 from tests.mailserver import MailServer  # noqa: E402
@@ -64,6 +67,30 @@ def floor_run(config: MailboxConfig) -> tuple[int, float]:
             n += len(done)
             mailbox.move(done, config.processed_folder)
     return n, time.perf_counter() - start
+
+
+class StatementCounter:
+    """Counts the statements the engine sends (round trips to the database server)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.n = 0
+        self.kinds: collections.Counter[str] = collections.Counter()
+        event.listen(engine, "before_cursor_execute", self._count)
+
+    def _count(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.n += 1
+        self.kinds[" ".join(statement.split())[:70]] += 1
+
+    def take(self) -> tuple[int, collections.Counter[str]]:
+        """(statements, by kind) since the last take."""
+        taken = (self.n, self.kinds)
+        self.n, self.kinds = 0, collections.Counter()
+        return taken
+
+    @staticmethod
+    def report(kinds: collections.Counter[str], n: int) -> None:
+        for kind, times in kinds.most_common(12):
+            print(f"    {times / n:5.2f} each: {kind}")
 
 
 class StageTimer:
@@ -111,6 +138,13 @@ def main() -> None:
         metavar="URL",
         help="run on PostgreSQL: a server URL (postgresql+psycopg://user@host:port/db) on "
         "which a scratch database is created and dropped; default SQLite",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="write cProfile statistics of the intake to FILE and of the enrichment to "
+        "FILE.enrich (read with python -m pstats)",
     )
     args = parser.parse_args()
     teddy = args.data_dir / "teddy2020c"
@@ -196,17 +230,32 @@ def main() -> None:
         stages.wrap(triage.mail_intake, "enqueue", "  queueing (flushes the new case with it)")
         stages.wrap(triage.search_index, "reindex_cases", "  search index rows of new cases")
         stages.wrap(triage.mail_intake, "acknowledgments_to", "per-address acknowledgment count")
+        statements = StatementCounter(rt.engine)
+        profiler = cProfile.Profile(time.process_time) if args.profile else None
         start, cpu = time.perf_counter(), time.process_time()
+        if profiler:
+            profiler.enable()
         with Mailbox(config) as mailbox:
             mailbox.ensure_folders()
             run_round(mailbox, rt, policy, settings.intake.imap.mailbox_name, counts, enrich=False)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+            profiler = cProfile.Profile(time.process_time)
+        intake_statements, intake_kinds = statements.take()
         # What --once does next, after the last commit and move: suggestions and search rows.
         intake_stages = dict(stages.seconds)  # the stages below are the intake's only
         enrich_start, enrich_cpu = time.perf_counter(), time.process_time()
+        if profiler:
+            profiler.enable()
         enriched = enrich_all(rt, policy.intake)
         enrich_seconds = time.perf_counter() - enrich_start
         enrich_cpu = time.process_time() - enrich_cpu
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(f"{args.profile}.enrich")
+        enrich_statements, enrich_kinds = statements.take()
         rate = counts["seen"] / seconds
         verdict = "ok" if rate >= FLOOR else "BELOW"
         print(
@@ -219,12 +268,22 @@ def main() -> None:
             f"  this process's CPU time: {cpu / counts['seen'] * 1000:.2f} ms a message "
             f"({counts['seen'] / cpu:.0f} msg/s of CPU); the stages below are CPU time too"
         )
+        print(
+            f"  statements sent to the database: {intake_statements} "
+            f"({intake_statements / counts['seen']:.2f} a message)"
+        )
+        statements.report(intake_kinds, counts["seen"])
         stages.seconds = {k: v for k, v in intake_stages.items() if v > 0}
         stages.report(cpu, counts["seen"])
         print(
             f"enrichment after the intake (suggestions, search rows): {enriched} cases, "
             f"{enrich_seconds:.1f} s wall, {enrich_cpu / max(enriched, 1) * 1000:.2f} ms CPU a case"
         )
+        print(
+            f"  statements sent to the database: {enrich_statements} "
+            f"({enrich_statements / max(enriched, 1):.2f} a case)"
+        )
+        statements.report(enrich_kinds, max(enriched, 1))
         print(
             f"intake + enrichment: {counts['seen'] / (seconds + enrich_seconds):7.0f} msg/s wall, "
             f"{(cpu + enrich_cpu) / counts['seen'] * 1000:.2f} ms CPU a message"

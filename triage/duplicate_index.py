@@ -252,6 +252,18 @@ def look_up(
         postings = _merged_postings(session, hashes + bands, since_minute, extra)
     else:
         postings = _postings(session, hashes + bands, since_minute)
+    return _ranked(hashes, bands, postings, limit, below)
+
+
+def _ranked(
+    hashes: list[int],
+    bands: list[int],
+    postings: Mapping[int, Sequence[int]],
+    limit: int,
+    below: int | None,
+) -> Lookup:
+    """`look_up`'s answer from the postings of its hashes (newest first, at most
+    ``ROWS_PER_GRAM + 1`` a hash)."""
     rows = {h: len(ids) for h, ids in postings.items()}
     scores: Counter[int] = Counter()
     for ids in postings.values():
@@ -350,6 +362,77 @@ def _merged_postings(
         if rows:
             out[h] = [case_id for _, case_id in rows]
     return out
+
+
+class BatchLookup:
+    """`look_up` for the texts of many cases, enriched in id order (`triage.enrichment`),
+    with one statement for them all instead of one each.
+
+    ``texts``: (case id, text, since) in the order they are looked up. The index entries of
+    all their hashes are read at once (`prefetch`, newest first, from the earliest
+    ``since``); `look_up` then answers one text from them as `look_up` with ``below`` would
+    from the table, counting as rows the entries `add` gave for the texts looked up before
+    it (their signatures, written by the caller after the batch). The entries of one hash
+    received at or after a text's ``since`` are a prefix of those read from the earliest, so
+    each text sees the same rows as its own statement would have read.
+    """
+
+    def __init__(self, session: Session, texts: Sequence[tuple[int, str, datetime]]) -> None:
+        self.grams: dict[int, tuple[list[int], list[int]]] = {}
+        wanted: set[int] = set()
+        for case_id, text_, _ in texts:
+            hashes = gram_hashes(text_)
+            bands = band_keys(text_) if hashes else []
+            self.grams[case_id] = (hashes, bands)
+            wanted.update(hashes)
+            wanted.update(bands)
+        self.entries: dict[int, list[tuple[int, int]]] = {}
+        self.extra: dict[int, list[tuple[int, int]]] = {}
+        if wanted and texts:
+            since = min(minute_of(since) for _, _, since in texts)
+            self.entries = _entries(session, sorted(wanted), since)
+
+    def look_up(
+        self, case_id: int, since: datetime, limit: int = CANDIDATES, *, below: int | None = None
+    ) -> Lookup:
+        hashes, bands = self.grams[case_id]
+        if not hashes:
+            return Lookup([], [], {})
+        since_minute = minute_of(since)
+        postings: dict[int, list[int]] = {}
+        for h in itertools.chain(hashes, bands):
+            rows = [e for e in self.entries.get(h, ()) if e[0] >= since_minute]
+            more = [e for e in self.extra.get(h, ()) if e[0] >= since_minute]
+            if more:
+                rows = sorted([*rows, *more], reverse=True)[: ROWS_PER_GRAM + 1]
+            if rows:
+                postings[h] = [c for _, c in rows]
+        return _ranked(hashes, bands, postings, limit, below)
+
+    def add(self, case_id: int, minute: int, signature: Iterable[int]) -> None:
+        """The index rows of a case looked up (its signature), for the texts after it."""
+        for h in signature:
+            self.extra.setdefault(h, []).append((minute, case_id))
+
+
+def _entries(
+    session: Session, hashes: list[int], since_minute: int
+) -> dict[int, list[tuple[int, int]]]:
+    """For each hash, its newest ``ROWS_PER_GRAM + 1`` entries (received minute, case id),
+    newest first, in one statement."""
+    params: dict[str, Any] = {"since": since_minute, "rows": ROWS_PER_GRAM + 1}
+    entries: dict[int, list[tuple[int, int]]] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        for h, minute, case_id in session.execute(
+            _POSTGRES_POSTINGS_AT, {**params, "hashes": hashes}
+        ):
+            entries.setdefault(h, []).append((minute, case_id))
+        return entries
+    for h, found in session.execute(_SQLITE_POSTINGS_AT, {**params, "hashes": json.dumps(hashes)}):
+        if found:
+            pairs = (item.split(":") for item in found.split(","))
+            entries[h] = sorted(((int(m), int(c)) for m, c in pairs), reverse=True)
+    return entries
 
 
 def hash_signature(text_: str) -> list[int]:

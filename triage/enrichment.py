@@ -24,11 +24,14 @@ supervise tick`` and by ``minsheng search reindex``.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, event, select, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from triage.models import OPEN_STATUSES, Case, DuplicateSignature, EnrichmentPending
 from triage.search_index import DEFERRED, deferred
@@ -79,6 +82,13 @@ def enrich_pending(session: Session, policy: IntakePolicy, limit: int | None = N
     ``policy.duplicate_window_days`` before its receipt, with ids below its own), its
     ``similar_found`` event at its ``created_at``, its duplicate signature (if still open)
     and its search rows (from what the database holds now, replies and merges included).
+
+    `BATCH` cases at a time, in a fixed number of statements whatever their number: the
+    claim, the cases, one DELETE of their old signatures, one read of the index entries of
+    all their grams (`duplicate_index.BatchLookup`: each case's lookup also counts the
+    signatures of the cases before it, as if written), one read of their candidates, one
+    insert of their signatures, the flush of their suggestions, and their search rows
+    (`search_index.reindex_cases`).
     """
     from triage import search_index
 
@@ -88,49 +98,114 @@ def enrich_pending(session: Session, policy: IntakePolicy, limit: int | None = N
         ids = _claim(session, n)
         if not ids:
             break
-        cases = session.scalars(select(Case).where(Case.id.in_(ids)).order_by(Case.id)).all()
-        for case in cases:
-            _suggest(session, case, policy)
+        with session.no_autoflush:
+            cases = session.scalars(select(Case).where(Case.id.in_(ids)).order_by(Case.id)).all()
+            _suggest_batch(session, cases, policy)
         session.flush()
         search_index.reindex_cases(session, [c.id for c in cases])
         done += len(ids)
     return done
 
 
-def _suggest(session: Session, case: Case, policy: IntakePolicy) -> None:
-    """The similar-case suggestions and duplicate signature of one pending case."""
-    from triage import duplicate_index
-    from triage.cases import CANDIDATES_QUERY, case_text
+def _suggest_batch(session: Session, cases: Sequence[Case], policy: IntakePolicy) -> None:
+    """The similar-case suggestions and duplicate signatures of pending ``cases`` (id order).
 
+    The same as one case after the other, each seeing the signatures of the earlier ones: a
+    case's old signature rows (a case enriched again) are deleted before any lookup of the
+    batch rather than just before its own."""
+    from triage import duplicate_index
+    from triage.cases import case_text
+
+    if not cases:
+        return
     session.execute(
-        delete(DuplicateSignature).where(DuplicateSignature.case_id == case.id),
+        delete(DuplicateSignature).where(DuplicateSignature.case_id.in_([c.id for c in cases])),
         execution_options={"synchronize_session": False},
     )
-    if case.status not in OPEN_STATUSES:
-        return  # closed or merged before its enrichment: not a candidate, nothing to suggest
-    text_ = case_text(case.subject, case.body)
+    # Closed or merged before its enrichment: not a candidate, nothing to suggest.
+    live = [c for c in cases if c.status in OPEN_STATUSES]
+    texts = {c.id: case_text(c.subject, c.body) for c in live}
+    rows: list[tuple[int, int, int]] = []
     if policy.find_similar is None or policy.duplicate_window_days <= 0:
-        signature = duplicate_index.hash_signature(text_)
-    else:
-        since = case.received_at - timedelta(days=policy.duplicate_window_days)
-        found = duplicate_index.look_up(session, text_, since, below=case.id)
-        signature = found.signature
-        rows = (
-            session.execute(CANDIDATES_QUERY, {"ids": found.case_ids, "since": since}).all()
-            if found.case_ids
-            else []
-        )
-        if rows:
-            numbers = {r.id: r.tracking_number for r in rows}
-            scored = policy.find_similar(
-                text_, [(r.id, case_text(r.subject, r.body)) for r in rows]
-            )
-            similar: list[list[object]] = [
-                [numbers[i], round(float(score), 3)] for i, score in scored if i in numbers
+        for case in live:
+            minute = duplicate_index.minute_of(case.received_at)
+            rows += [
+                (h, minute, case.id) for h in set(duplicate_index.hash_signature(texts[case.id]))
             ]
-            if similar:
-                case.similar = similar
-                case.record("similar_found", "system", case.created_at, cases=similar)
-    if signature:
+        duplicate_index.write_rows(session, rows)
+        return
+    window = timedelta(days=policy.duplicate_window_days)
+    since = {c.id: c.received_at - window for c in live}
+    lookup = duplicate_index.BatchLookup(session, [(c.id, texts[c.id], since[c.id]) for c in live])
+    found = {}
+    for case in live:
+        found[case.id] = lookup.look_up(case.id, since[case.id], below=case.id)
         minute = duplicate_index.minute_of(case.received_at)
-        duplicate_index.write_rows(session, [(h, minute, case.id) for h in set(signature)])
+        lookup.add(case.id, minute, set(found[case.id].signature))
+        rows += [(h, minute, case.id) for h in set(found[case.id].signature)]
+    candidates = _candidates(
+        session, {i for f in found.values() for i in f.case_ids}, min(since.values(), default=None)
+    )
+    hits: list[tuple[Case, list[list[object]]]] = []
+    for case in live:
+        rows_ = [
+            candidates[i]
+            for i in found[case.id].case_ids
+            if i in candidates and candidates[i].received_at >= since[case.id]
+        ]
+        if not rows_:
+            continue
+        numbers = {r.id: r.tracking_number for r in rows_}
+        scored = policy.find_similar(
+            texts[case.id], [(r.id, case_text(r.subject, r.body)) for r in rows_]
+        )
+        similar: list[list[object]] = [
+            [numbers[i], round(float(score), 3)] for i, score in scored if i in numbers
+        ]
+        if similar:
+            hits.append((case, similar))
+    for case, similar in hits:
+        case.similar = similar
+        if "events" not in sa_inspect(case).dict:
+            # Appending to an unloaded collection would read every event of the case first:
+            # the event is added to an empty one, and the collection read again when next
+            # used (expired once the batch is flushed, see `_forget_events`).
+            set_committed_value(case, "events", [])
+            session.info.setdefault(_UNLOADED_EVENTS, set()).add(case)
+        case.record("similar_found", "system", case.created_at, cases=similar)
+    duplicate_index.write_rows(session, rows)
+
+
+_UNLOADED_EVENTS = "enrichment.unloaded_events"
+
+
+@event.listens_for(Session, "after_flush_postexec")
+def _forget_events(session: Session, flush_context: object) -> None:
+    """Cases whose events the batch appended to without reading them read them again."""
+    for case in session.info.pop(_UNLOADED_EVENTS, ()):
+        if case in session:
+            session.expire(case, ["events"])
+
+
+class _Row(NamedTuple):
+    id: int
+    tracking_number: str
+    subject: str
+    body: str
+    received_at: datetime
+
+
+def _candidates(session: Session, ids: set[int], since: datetime | None) -> dict[int, _Row]:
+    """The open cases among ``ids`` received at or after ``since``, by id (one statement)."""
+    if not ids or since is None:
+        return {}
+    return {
+        r.id: _Row(*r)
+        for r in session.execute(
+            select(Case.id, Case.tracking_number, Case.subject, Case.body, Case.received_at).where(
+                Case.id.in_(sorted(ids)),
+                Case.status.in_(OPEN_STATUSES),
+                Case.received_at >= since,
+            )
+        )
+    }

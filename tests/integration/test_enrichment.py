@@ -138,3 +138,29 @@ def test_two_enrichers_never_do_a_case_twice(rt: Runtime) -> None:
         ).all()
         assert events and all(n == 1 for _, n in events)
         assert pending_count(s) == 0
+
+
+def test_a_case_enriched_in_a_session_shows_its_whole_timeline_in_it(rt: Runtime) -> None:
+    """The caller of `enrich_pending` (the call import goes on in the same session) reads a
+    case's timeline whole: the suggestion added to its earlier events, none lost."""
+    policy = mail_policy(rt)
+    now = datetime.now(UTC)
+    with rt.sessions() as s:
+        _open(s, now)
+        ingest_batch(
+            s, _raw(TEXTS, "same"), mailbox=MAILBOX, policy=policy, now=now, defer_enrichment=True
+        )
+        s.commit()
+    with rt.sessions() as s:
+        assert enrich_pending(s, policy.intake) == len(TEXTS)
+        suggested = [c for c in s.scalars(select(Case).order_by(Case.id)) if c.similar]
+        assert suggested
+        for case in suggested:
+            actions = [e.action for e in case.events]
+            assert actions[0] == "received"
+            assert actions.count("similar_found") == 1
+            stored = s.scalars(
+                select(CaseEvent.action).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
+            ).all()
+            assert actions == list(stored)
+        s.commit()
