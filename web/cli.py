@@ -117,6 +117,7 @@ def init() -> None:
 def demo(no_model: bool, volume: int, months: int) -> None:
     """Load the demo: demo passwords, a model trained on demo messages, demo cases; with
     --volume N, N synthetic cases over the last --months months (web/demo_volume.py)."""
+    from web.auth import verify_password
     from web.demo import DEMO_PASSWORD, load_demo
     from web.passwords import renew_session_token
 
@@ -130,6 +131,9 @@ def demo(no_model: bool, volume: int, months: int) -> None:
     with transaction(rt) as session:
         users = session.scalars(select(User).order_by(User.id)).all()
         for user in users:
+            if verify_password(user, DEMO_PASSWORD):
+                # Already the demo's: who is signed in stays so (adding a --volume, say).
+                continue
             user.password_hash = demo_hash
             # A reloaded demo signs out whoever was signed in with the old passwords.
             renew_session_token(user)

@@ -7,14 +7,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 
+from tests.conftest import csrf_from
 from tests.integration.helpers import submit_complaint
-from triage.models import OPEN_STATUSES, Case, CaseEvent, DuplicateSignature, Status
+from triage.models import (
+    OPEN_STATUSES,
+    Case,
+    CaseEvent,
+    CaseReply,
+    DuplicateSignature,
+    ReturnVisit,
+    Status,
+)
 from triage.search import search_cases
-from triage.search_index import SearchGram
+from triage.search_index import SearchGram, rebuild
+from web import demo_volume
 from web.cli import main
+from web.demo import DEMO_PASSWORD
 from web.demo_volume import add_volume
 
 
@@ -68,3 +81,67 @@ def test_the_demo_command_takes_a_volume(config_file: Path, runtime: Any) -> Non
     with runtime.sessions() as s:
         synthetic = s.scalar(select(func.count()).where(Case.external_id.like("volume:%")))
         assert synthetic == 50
+
+
+def test_volume_index_is_what_a_reindex_writes(runtime: Any, monkeypatch: Any) -> None:
+    """The generator works the index rows out per template and writes them in bulk (keys
+    dropped and made again on PostgreSQL): the rows are those `minsheng search reindex`
+    writes, and the index's keys are back (a case's rows cannot be written twice)."""
+    monkeypatch.setattr(demo_volume, "_BULK", 1)  # the bulk path at a test's size
+    with runtime.engine.begin() as conn:
+        add_volume(conn, 300, months=3, seed=5)
+    rows = select(SearchGram.gram, SearchGram.case_id, SearchGram.fields)
+    with runtime.engine.connect() as conn:
+        written = set(conn.execute(rows).all())
+    with runtime.engine.begin() as conn:
+        rebuild(conn)
+    with runtime.engine.connect() as conn:
+        assert set(conn.execute(rows).all()) == written
+        assert len({case_id for _, case_id, _ in written}) == 300
+        gram, case_id, fields = next(iter(written))
+        with pytest.raises(IntegrityError):
+            conn.execute(
+                insert(SearchGram.__table__).values(gram=gram, case_id=case_id, fields=fields)
+            )
+
+
+def test_volume_writes_nothing_after_now(runtime: Any) -> None:
+    """Cases received in the last hours are not replied to or closed "tomorrow": no event,
+    reply or visit comes after the time the cases were generated at."""
+    now = datetime.now(UTC)
+    with runtime.engine.begin() as conn:
+        add_volume(conn, 400, months=1, now=now, seed=11)
+    with runtime.sessions() as s:
+        latest = [
+            s.scalar(select(func.max(CaseEvent.at))),
+            s.scalar(select(func.max(CaseReply.at))),
+            s.scalar(select(func.max(ReturnVisit.at))),
+            s.scalar(select(func.max(Case.created_at))),
+            s.scalar(select(func.max(Case.updated_at))),
+            s.scalar(select(func.max(Case.replied_at))),
+            s.scalar(select(func.max(Case.closed_at))),
+        ]
+        assert all(at is None or at <= now for at in latest), (now, latest)
+        # Cases of the last day are still at their early stages, some waiting in the queue.
+        recent = s.scalars(select(Case.status).where(Case.received_at > now - timedelta(hours=6)))
+        assert set(recent) <= {Status.RECEIVED, Status.TRIAGE, Status.ASSIGNED}
+
+
+def test_demo_volume_leaves_signed_in_users_signed_in(
+    config_file: Path, runtime: Any, client: Any
+) -> None:
+    """Adding a volume to a demo already loaded changes no password: whoever is signed in
+    stays signed in (every run used to sign everybody out)."""
+    args = ["demo", "--config", str(config_file), "--no-model"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    page = client.get("/login").get_data(as_text=True)
+    signed_in = client.post(
+        "/login",
+        data={"csrf_token": csrf_from(page), "username": "supervisor", "password": DEMO_PASSWORD},
+    )
+    assert signed_in.status_code == 302
+    assert client.get("/board/cases").status_code == 200
+    result = CliRunner().invoke(main, [*args, "--volume", "20", "--months", "1"])
+    assert result.exit_code == 0, result.output
+    page = client.get("/board/cases")
+    assert page.status_code == 200, page.headers.get("Location")
