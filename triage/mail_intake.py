@@ -103,6 +103,7 @@ from triage.outbox import (
     outbox_counts,
     record_queued,
 )
+from triage.sms import sms_counts
 
 # -- tables ----------------------------------------------------------------------------------
 
@@ -1589,13 +1590,15 @@ def intake_health(
     - ``waiting``: messages left in the folder at the last look (None: never looked);
     - ``watcher``: the holder of the watch lease, or None; ``watcher_until``;
     - ``quarantined`` / ``suspected_spam``: pending rows on each list;
-    - ``outbox_queued`` / ``outbox_failed``: from `triage.outbox.outbox_counts`.
+    - ``outbox_queued`` / ``outbox_failed``: from `triage.outbox.outbox_counts`;
+      ``sms_queued`` / ``sms_failed``: the text messages', `triage.sms.sms_counts`.
     """
     health = session.get(IntakeHealth, mailbox) if mailbox else None
     lease = session.get(Lease, lease_name(mailbox)) if mailbox else None
     live = lease is not None and lease.expires_at > now
     lists = pending_counts(session)
     outbox = outbox_counts(session, now)
+    sms = sms_counts(session)
     success = health.last_success_at if health else None
     since = now - success if success is not None else None
     stale = False
@@ -1620,6 +1623,8 @@ def intake_health(
         "suspected_spam": lists["spam"],
         "outbox_queued": outbox["queued"],
         "outbox_failed": outbox["failed"],
+        "sms_queued": sms["queued"],
+        "sms_failed": sms["failed"],
     }
 
 

@@ -195,15 +195,18 @@ def _merged_citizens(session: Session, case: Case) -> list[Case]:
 # -- whom, and how -------------------------------------------------------------------------
 
 
-def _mail_address(notifier: Notifier, case: Case) -> str | None:
+def _address_of(notifier: Notifier, case: Case) -> str | None:
+    """The citizen's address as the outbox writes it (IDNA domain), or None when it cannot
+    be one; from the case's contact alone."""
     address = (case.contact_email or "").strip()
     if not address or "@" not in address or any(c.isspace() for c in address):
         return None
     local, _, domain = address.rpartition("@")
-    if not local.isascii():
-        # 张三@example.com is a valid address, but only a server with SMTPUTF8 takes it and
-        # the outbox's headers cannot carry it: such a citizen is told by SMS, if at all.
+    if not local:
         return None
+    # 张三@example.com is a valid address (RFC 6531): written as it is, it goes only to a
+    # server that offers SMTPUTF8, and a server without it fails the mail on the case's
+    # timeline with that reason (web/mail.py), so the office knows to call.
     if not domain.isascii():
         try:  # 例子.中国 → xn--fsqu00a.xn--fiqs8s, which every server takes
             domain = domain.encode("idna").decode("ascii")
@@ -211,6 +214,14 @@ def _mail_address(notifier: Notifier, case: Case) -> str | None:
             return None
         address = f"{local}@{domain}"
     if len(address) > 254 or address.lower() in notifier.own_addresses:
+        return None
+    return address
+
+
+def _mail_address(notifier: Notifier, case: Case) -> str | None:
+    """The address the notices of `case` go to, or None (none usable, or looping)."""
+    address = _address_of(notifier, case)
+    if address is None:
         return None
     if any(e.action == "not_acknowledged" for e in case.events):
         # The mail intake found this address answering automatically: no more mail to it.
@@ -270,9 +281,10 @@ def _queue_sms(
     **fields: str,
 ) -> None:
     if notifier.sms is None:
-        return
+        return  # the office sends no text messages: its return visits are its calls
     phone = mobile_number(case.contact_phone or "")
     if phone is None:
+        _not_told(session, case, kind, now)
         return
     values = {
         "office": notifier.office_name,
@@ -292,6 +304,35 @@ def _queue_sms(
         sms_id=f"{kind}.{_tag(notifier, kind, case, key)}",
         now=now,
     )
+
+
+def reach(notifier: Notifier | None, case: Case) -> str:
+    """How the notices reach the case's citizen: "mail" (an address to write to), "sms" (a
+    mobile number, and a gateway), "none" (they gave a contact, but neither works: a
+    landline only, or an address that cannot be one; the office must call them back),
+    "off" (no usable address, and the office sends no text messages at all: no gateway) or
+    "anonymous" (no contact at all). Read from the case's contact alone, no query."""
+    if notifier is None:
+        return "off"
+    if _address_of(notifier, case) is not None:
+        return "mail"
+    if notifier.sms is None:
+        return "off"
+    phone = case.contact_phone or ""
+    if mobile_number(phone):
+        return "sms"
+    if phone.strip() or (case.contact_email or "").strip():
+        return "none"
+    return "anonymous"
+
+
+def _not_told(session: Session, case: Case, kind: str, now: datetime) -> None:
+    """A notice the citizen cannot get (no usable address, no mobile number): on
+    the timeline as `notice_not_sent`, so that whoever handles the case calls them back;
+    nothing for an anonymous citizen, who asked to hear nothing."""
+    if not ((case.contact_phone or "").strip() or (case.contact_email or "").strip()):
+        return
+    case.record("notice_not_sent", "system", now, notice=kind)
 
 
 def _html(paragraphs: list[str], links: dict[str, str] | None = None) -> str:

@@ -219,7 +219,33 @@ def _address_list(addresses: Sequence[str]) -> str:
     bad = [addr or name for name, addr in parsed if "@" not in addr]
     if bad or not parsed:
         raise OutboxError(f"not a mail address: {', '.join(bad) or '(none)'}")
-    return ", ".join(formataddr((name, addr), "utf-8") for name, addr in parsed)
+    return ", ".join(_one_address(name, addr) for name, addr in parsed)
+
+
+def _one_address(name: str, addr: str) -> str:
+    """One address of a header. An internationalised one (张三@example.cn, RFC 6531) cannot
+    be an RFC 2047 word (`formataddr` refuses it): it is written in UTF-8 as it is (RFC 6532),
+    its bytes kept in the str as surrogates so that the compat32 generator writes them
+    unencoded; such a mail goes only to a server that offers SMTPUTF8 (web/mail.py)."""
+    if addr.isascii():
+        return formataddr((name, addr), "utf-8")
+    text = f"{Header(name, 'utf-8').encode()} <{addr}>" if name else addr
+    return text.encode("utf-8").decode("ascii", "surrogateescape")
+
+
+def _header_values(message: Message, *names: str) -> list[str]:
+    """The values of the headers `names`, with an internationalised address as text (read
+    raw: parsed, compat32 turns its bytes into replacement characters)."""
+    wanted = {n.lower() for n in names}
+    return [_unescaped(str(v)) for k, v in message.raw_items() if k.lower() in wanted]
+
+
+def _unescaped(value: str) -> str:
+    """A header value as text: the UTF-8 bytes `_one_address` kept as surrogates decoded."""
+    try:
+        return value.encode("ascii", "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 def _filename_params(filename: str) -> Any:
@@ -356,7 +382,7 @@ def enqueue(
     _, sender = parseaddr(str(message.get("From", "")))
     if not sender or "@" not in sender:
         raise OutboxError("the message has no From address")
-    recipients = _bare(str(v) for h in ("To", "Cc", "Bcc") for v in message.get_all(h, []))
+    recipients = _bare(_header_values(message, "To", "Cc", "Bcc"))
     if not recipients:
         raise OutboxError("the message has no recipient")
     del message["Bcc"]
@@ -369,7 +395,7 @@ def enqueue(
     # CRLF as SMTP has it: smtplib sends bytes as they are, and a server reads an LF-only
     # message as one line far over its limit.
     raw = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-    to_display = ", ".join(_bare(str(v) for v in message.get_all("To", [])))
+    to_display = ", ".join(_bare(_header_values(message, "To")))
     mail = OutgoingMail(
         case=case,
         kind=kind,

@@ -36,11 +36,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, select, update
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from triage.models import Base, Case, UTCDateTime, utcnow
-from triage.outbox import RetryPolicy, claim_rows
+from triage.outbox import Retry, RetryPolicy, claim_rows
 
 ACTOR = "system"
 
@@ -361,3 +361,97 @@ def send_due(
             session.commit()
         result.sent += 1
     return result
+
+
+# -- an operator's retry and the lists -----------------------------------------------------
+
+
+def requeue(session: Session, message: TextMessage, *, now: datetime) -> Retry:
+    """An operator's retry (they fixed the gateway or its account), as the mail outbox's
+    `requeue`: a failed message is queued again with a fresh count of tries, due at `now`
+    (`sms_queued` on its case, `requeued`); one waiting on its backoff becomes due now;
+    others are left as they are. Conditional updates, so a sender holding the message is
+    never overridden. Returns what was done."""
+    done = session.execute(
+        update(TextMessage)
+        .where(TextMessage.id == message.id, TextMessage.status == SmsStatus.FAILED)
+        .values(status=SmsStatus.QUEUED, attempts=0, next_attempt_at=now, last_error="")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if done:
+        session.refresh(message)
+        case = _case(session, message)
+        if case is not None:
+            case.record(
+                "sms_queued",
+                ACTOR,
+                now,
+                reason=message.phone,
+                sms_id=message.id,
+                kind=message.kind,
+                requeued=True,
+            )
+            session.flush()
+        return Retry.REQUEUED
+    done = session.execute(
+        update(TextMessage)
+        .where(
+            TextMessage.id == message.id,
+            TextMessage.status == SmsStatus.QUEUED,
+            TextMessage.next_attempt_at > now,
+        )
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(message)
+    if done:
+        return Retry.BROUGHT_FORWARD
+    if message.status == SmsStatus.SENT:
+        return Retry.SENT
+    if message.status == SmsStatus.SENDING and message.next_attempt_at > now:
+        return Retry.SENDING
+    return Retry.ALREADY_DUE
+
+
+def sms_counts(session: Session, now: datetime | None = None) -> dict[str, int]:
+    """The text messages' health, as `triage.outbox.outbox_counts` gives the mail's:
+    {"queued", "retrying", "due", "sending", "failed"} (sent ones are not counted). Served
+    by the (status, next_attempt_at) index."""
+    counts = dict.fromkeys(("queued", "retrying", "due", "sending", "failed"), 0)
+    live = (SmsStatus.QUEUED, SmsStatus.SENDING, SmsStatus.FAILED)
+    for status, n in session.execute(
+        select(TextMessage.status, func.count())
+        .where(TextMessage.status.in_(live))
+        .group_by(TextMessage.status)
+    ):
+        counts[str(status)] = int(n)
+    if counts["queued"]:
+        queued = TextMessage.status == SmsStatus.QUEUED
+        counts["retrying"] = int(
+            session.scalar(
+                select(func.count())
+                .select_from(TextMessage)
+                .where(queued, TextMessage.attempts > 0)
+            )
+            or 0
+        )
+        if now is not None:
+            counts["due"] = int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(TextMessage)
+                    .where(queued, TextMessage.next_attempt_at <= now)
+                )
+                or 0
+            )
+    return counts
+
+
+def list_messages(
+    session: Session, *, status: str | None = None, limit: int = 50
+) -> list[TextMessage]:
+    """The newest text messages, or the newest of one status, for an operator."""
+    query = select(TextMessage).order_by(TextMessage.id.desc()).limit(limit)
+    if status:
+        query = query.where(TextMessage.status == status)
+    return list(session.scalars(query))

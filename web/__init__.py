@@ -136,6 +136,9 @@ def create_app(
     app.register_blueprint(admin.bp)
     app.register_blueprint(kanban.bp)
     i18n.init_app(app)
+    from web import notices
+
+    notices.init_app(app)
 
     @login_manager.user_loader
     def _load_user(user_id: str) -> User | None:

@@ -34,8 +34,10 @@ from wtforms.validators import DataRequired, Email, Length, Optional, Validation
 
 from triage import admin_log
 from triage.access import Action
-from triage.models import Department, Role, User
-from triage.outbox import outbox_counts
+from triage.models import Case, Department, Role, User
+from triage.outbox import MailStatus, OutgoingMail, Retry, list_mails, outbox_counts, requeue
+from triage.sms import TextMessage, list_messages, sms_counts
+from triage.sms import requeue as requeue_sms
 from triage.staff import (
     Account,
     StaffChangeRefused,
@@ -54,6 +56,7 @@ from web.commitments import amount, department_rows, extension_text
 from web.forms import ActionForm, Form
 from web.i18n import ROLE_LABELS, department_name, error_text
 from web.mail_lists import health_panel
+from web.notices import NOTICE_LABELS
 from web.passwords import WeakPassword, check_password, set_password
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -70,6 +73,7 @@ ADMIN_ACTIONS = {
     "department_changed": _l("department changed"),
     "api_key_issued": _l("API key issued"),
     "api_key_revoked": _l("API key revoked"),
+    "outbox_retried": _l("outbox: sent again"),
 }
 
 
@@ -85,6 +89,8 @@ ADMIN_DETAILS = {
     "active": _l("Active"),
     "chosen_by": _l("Password"),
     "why": _l("Why"),
+    "outcome": _l("Outcome"),
+    "case": _l("Case"),
     "successor": _l("Department that takes over"),
     "cases_transferred": _l("Cases in hand transferred"),
     "accounts_moved": _l("Accounts moved"),
@@ -266,6 +272,7 @@ def index() -> str:
         departments=s.scalar(select(func.count()).select_from(Department)),
         health=health_panel(),
         outbox=outbox_counts(s, _now()),
+        sms=sms_counts(s, _now()),
         recent=admin_log.page(s, size=10).events,
     )
 
@@ -653,3 +660,83 @@ def _cursor(raw: str) -> int | None:
 def log() -> str:
     page = admin_log.page(db(), size=50, before=_cursor(request.args.get("before", "")))
     return render_template("admin/log.html", page=page)
+
+
+# -- the outbox: mail and text messages ----------------------------------------------------
+
+OUTBOX_PAGE = 50
+RETRY_MESSAGES = {
+    Retry.REQUEUED: _l("#%(id)s failed before: queued again with a fresh count of tries."),
+    Retry.BROUGHT_FORWARD: _l("#%(id)s was waiting for its next try: it goes on the next pass."),
+    Retry.ALREADY_DUE: _l("#%(id)s is due already: it goes on the next pass."),
+    Retry.SENDING: _l("#%(id)s is being sent right now: left alone."),
+    Retry.SENT: _l("#%(id)s was sent already: never sent twice."),
+}
+
+
+def _case_numbers(case_ids: set[int]) -> dict[int, str]:
+    if not case_ids:
+        return {}
+    rows = db().execute(select(Case.id, Case.tracking_number).where(Case.id.in_(case_ids)))
+    return {int(i): str(n) for i, n in rows}
+
+
+@bp.get("/outbox")
+@requires(Action.ADMINISTER)
+def outbox() -> str:
+    """The newest mails and text messages (OUTBOX_PAGE of each, or of one status), with
+    their tries, last error and case, and a retry button for those failed or waiting."""
+    status = request.args.get("status", "")
+    status = status if status in set(MailStatus) else ""
+    s = db()
+    now = _now()
+    mails = list_mails(s, status=status or None, limit=OUTBOX_PAGE)
+    texts = list_messages(s, status=status or None, limit=OUTBOX_PAGE)
+    numbers = _case_numbers(
+        {m.case_id for m in mails if m.case_id} | {t.case_id for t in texts if t.case_id}
+    )
+    return render_template(
+        "admin/outbox.html",
+        mails=mails,
+        texts=texts,
+        numbers=numbers,
+        status=status,
+        statuses=list(MailStatus),
+        mail_counts=outbox_counts(s, now),
+        sms_counts=sms_counts(s, now),
+        sms_configured=bool(runtime().settings.sms.url),
+        action_form=ActionForm(),
+        now=now,
+        NOTICE_LABELS=NOTICE_LABELS,
+    )
+
+
+@bp.post("/outbox/<channel>/<int:item_id>/retry")
+@requires(Action.ADMINISTER)
+def outbox_retry(channel: str, item_id: int) -> Response:
+    """Sends a failed or waiting mail (`channel` "mail") or text message ("sms") on the next
+    pass of the sender (`requeue`); logged in the admin log with what was done."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    s = db()
+    now = _now()
+    item: OutgoingMail | TextMessage | None
+    if channel == "mail":
+        item = s.get(OutgoingMail, item_id)
+        outcome = requeue(s, item, now=now) if item is not None else None
+    elif channel == "sms":
+        item = s.get(TextMessage, item_id)
+        outcome = requeue_sms(s, item, now=now) if item is not None else None
+    else:
+        abort(404)
+    if item is None or outcome is None:
+        abort(404)
+    _log(
+        "outbox_retried",
+        f"{channel} #{item_id}",
+        outcome=str(outcome),
+        case=_case_numbers({item.case_id}).get(item.case_id) if item.case_id else None,
+    )
+    done = outcome in (Retry.REQUEUED, Retry.BROUGHT_FORWARD)
+    flash(str(RETRY_MESSAGES[outcome]) % {"id": item_id}, "info" if done else "error")
+    return redirect(url_for("admin.outbox", status=request.form.get("status") or None))

@@ -83,6 +83,8 @@ ACTION_LABELS = {
     "sms_sent": _l("Text message sent"),
     "sms_deferred": _l("Text message not sent yet, will retry"),
     "sms_failed": _l("Text message could not be sent"),
+    # A notice the citizen cannot get: no address, and a landline or no gateway.
+    "notice_not_sent": _l("The citizen could not be told (no mail, no SMS): call them back"),
     # Email intake (triage/mail_intake.py): a threaded reply or a bounce; reason = sender.
     "message_added": _l("Message from the citizen added"),
     "made_from_quarantine": _l("Registered from a quarantined mail"),

@@ -142,6 +142,11 @@ class SendResult:
         }
 
 
+class NeedsSmtpUtf8(smtplib.SMTPNotSupportedError):
+    """An address of the mail is not ASCII before the @ and the server does not offer
+    SMTPUTF8 (RFC 6531): no retry can send it (a permanent failure, with this reason)."""
+
+
 class ServerUnavailable(Exception):
     """Connecting, STARTTLS or login failed: not the mail's fault."""
 
@@ -159,6 +164,8 @@ def describe(error: BaseException) -> str:
         )
     if isinstance(error, smtplib.SMTPResponseException):
         return f"{error.smtp_code} {_text(error.smtp_error)}"
+    if isinstance(error, NeedsSmtpUtf8):
+        return str(error)
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
@@ -296,8 +303,24 @@ class OutboxSender:
             raise
 
     def _deliver(self, connection: TimedConnection, mail: OutgoingMail) -> dict[str, str]:
-        assert connection.host is not None
-        refused = connection.host.sendmail(self.mail.sender, list(mail.recipients), mail.raw)
+        """Sends `mail`; an internationalised address (张三@example.cn) with SMTPUTF8 (and
+        8BITMIME when offered: its headers are UTF-8), or NeedsSmtpUtf8 when the server
+        does not offer it."""
+        host = connection.host
+        assert host is not None
+        recipients = list(mail.recipients)
+        options: list[str] = []
+        wide = [r for r in [self.mail.sender, *recipients] if not r.isascii()]
+        if wide:
+            host.ehlo_or_helo_if_needed()
+            if not host.has_extn("smtputf8"):
+                raise NeedsSmtpUtf8(
+                    f"the SMTP server {self.mail.server} does not offer SMTPUTF8, which the "
+                    f"address {', '.join(wide)} needs (not ASCII before the @); "
+                    "the citizen must be told another way"
+                )
+            options = ["SMTPUTF8", *(["BODY=8BITMIME"] if host.has_extn("8bitmime") else [])]
+        refused = host.sendmail(self.mail.sender, recipients, mail.raw, mail_options=options)
         return {addr: f"{code} {_text(msg)}" for addr, (code, msg) in refused.items()}
 
     def _sent(self, mail: OutgoingMail, refused: dict[str, str], result: SendResult) -> None:

@@ -4,13 +4,20 @@ gateway `minsheng outbox send` and the supervision tick send through (triage/sms
 
 from __future__ import annotations
 
+import re
 from email.utils import parseaddr
+from typing import Any
 
+from flask import Flask, g
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage import notifications
+from triage.models import CaseEvent
 from triage.notifications import Notifier, SmsTemplates
-from triage.outbox import RetryPolicy
+from triage.outbox import OutgoingMail, RetryPolicy
 from triage.sms import SmsGateway
 from web.settings import Settings
 
@@ -84,3 +91,80 @@ def sms_retry_policy(settings: Settings) -> RetryPolicy:
         base_seconds=settings.mail.retry_base_seconds,
         max_seconds=settings.mail.retry_max_seconds,
     )
+
+
+# -- the notices on the case's timeline ----------------------------------------------------
+
+NOTICE_LABELS = {
+    "received": _l("notice “received”"),
+    "replied": _l("notice “replied”"),
+    "closed": _l("notice “closed”"),
+    "acknowledgment": _l("acknowledgment of the mail"),
+}
+NOTICE_CHANNELS = {"mail": _l("by email"), "sms": _l("by text message")}
+_NOTICE_ID = re.compile(r"<notice\.([a-z]+)\.")
+
+
+def _mail_notices(case_id: int) -> dict[int, str]:
+    """{mail id: its notice ("received", "replied", "closed") or its kind} of the case's
+    mails, read once per page (one query by the outbox's case index)."""
+    from web import db  # web/__init__.py imports this module through the runtime
+
+    cache: dict[int, dict[int, str]] = g.setdefault("minsheng_mail_notices", {})
+    if case_id not in cache:
+        rows = db().execute(
+            select(OutgoingMail.id, OutgoingMail.message_id, OutgoingMail.kind).where(
+                OutgoingMail.case_id == case_id
+            )
+        )
+        found: dict[int, str] = {}
+        for mail_id, message_id, kind in rows:
+            m = _NOTICE_ID.match(message_id or "")
+            found[int(mail_id)] = m.group(1) if m else str(kind)
+        cache[case_id] = found
+    return cache[case_id]
+
+
+def notice_of(event: CaseEvent) -> str:
+    """Which message to the citizen a `mail_*` or `sms_*` event is about, and how it goes:
+    "notice “replied” · by email" in the user's language; "" for other events and for
+    mail that is no citizen's notice (reminders, digests, reports)."""
+    action = event.action or ""
+    detail = event.detail or {}
+    if action == "notice_not_sent":
+        label = NOTICE_LABELS.get(str(detail.get("notice", "")))
+        return str(label) if label is not None else ""
+    if action.startswith("sms_"):
+        notice = str(detail.get("kind", "")).removeprefix("notice_")
+        channel = "sms"
+    elif action.startswith("mail_"):
+        mail_id = detail.get("mail_id")
+        message_id = str(detail.get("message_id", ""))
+        m = _NOTICE_ID.match(message_id)
+        if m:
+            notice = m.group(1)
+        elif isinstance(mail_id, int) and event.case_id is not None:
+            notice = _mail_notices(event.case_id).get(mail_id, str(detail.get("kind", "")))
+        else:
+            notice = str(detail.get("kind", ""))
+        channel = "mail"
+    else:
+        return ""
+    label = NOTICE_LABELS.get(notice)
+    if label is None:
+        return ""
+    return _("%(notice)s · %(channel)s", notice=label, channel=NOTICE_CHANNELS[channel])
+
+
+def citizen_reach(case: Any) -> str:
+    """`triage.notifications.reach` of a case (or of a template's CaseView: the unmasked
+    contact, whoever looks) with the notifier of the request's sessions."""
+    from web import db
+
+    case = getattr(case, "case", case)
+    return notifications.reach(db().info.get(notifications.INFO_KEY), case)
+
+
+def init_app(app: Flask) -> None:
+    app.add_template_filter(notice_of, "notice_of")
+    app.add_template_filter(citizen_reach, "citizen_reach")

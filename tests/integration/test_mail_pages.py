@@ -418,7 +418,7 @@ def test_the_queue_shows_the_intake_health_with_links_to_the_lists(
     assert re.search(r'id="intake-waiting">3<', panel)
     assert re.search(r'id="intake-quarantined"><a href="/board/mail/quarantine">2</a>', panel)
     assert re.search(r'id="intake-spam"><a href="/board/mail/spam">1</a>', panel)
-    assert re.search(r'id="intake-outbox">1 / 0<', panel)
+    assert re.search(r'id="intake-outbox">\S+ 1 / 0<br><span id="intake-sms">\S+ 0 / 0<', panel)
     assert "mx1:4242" in panel
     assert "从未" not in panel.split('id="intake-last-fetch"')[1].split("</td>")[0]
     assert 'href="/board/mail/quarantine"' in html.split("</nav>")[0]  # the nav link
