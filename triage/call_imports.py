@@ -2,13 +2,15 @@
 
 A run (`CallImport`) is stored when it starts and updated as each batch commits, so an
 interrupted run shows as unfinished (``finished_at`` NULL) with what it did. `import_batch`
-registers a batch of parsed rows (`intake.phone.CallRow`) in the caller's session: each good
-row through `triage.cases.register` at its call time (received_at and deadlines count from
-the call), in a savepoint, with a ``call_imported`` event naming the run, the file's row,
-the call id, the call's length and the operator. The same call again, in this file, in an
-earlier import or logged at the desk with its call id, is a duplicate; so is a row another
-import of the same export registered at the same moment (the unique (channel, external id)
-refuses the second). A dry run reads which keys exist and registers nothing.
+registers a batch of parsed rows (`intake.phone.CallRow`) in the caller's session: the good
+rows together through `triage.cases.register_batch` at their call times (received_at and
+deadlines count from the call), in a savepoint, each with a ``call_imported`` event naming
+the run, the file's row, the call id, the call's length and the operator; their similar-case
+suggestions and search rows come after the commit (`triage.enrichment`). The same call
+again, in this file, in an earlier import or logged at the desk with its call id, is a
+duplicate; so is a row another import of the same export registered at the same moment (the
+unique (channel, external id) refuses the second: the batch is then registered again row by
+row). A dry run reads which keys exist and registers nothing.
 
 Everything here flushes and never commits: the caller commits each batch.
 """
@@ -25,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from intake.phone import CALL_CHANNEL, CallRow, RowError
-from triage.cases import IntakePolicy, register
+from triage.cases import IntakePolicy, register, register_batch
 from triage.models import Actor, Base, Case, User, UTCDateTime, utcnow
 
 COUNTS = ("rows", "registered", "duplicates", "rejected")
@@ -144,14 +146,22 @@ def import_batch(
     seen: set[str],
     now: datetime,
     dry_run: bool = False,
+    one_by_one: bool = False,
 ) -> BatchResult:
     """Registers the good rows of one batch; counts the rest.
 
     `seen` holds the keys met earlier in the same file (a second row with the same call id
-    is a duplicate) and is added to. Each registration runs in a savepoint: a concurrent
-    import that registered the same call first makes it a duplicate, not an error. Every
-    new case gets a ``call_imported`` event by `actor` at `now` with {import_id, row,
-    call_id, duration_seconds, operator}; its reason is ``<file name> : <row>``.
+    is a duplicate) and is added to. The new rows are registered together
+    (`triage.cases.register_batch`: one query for the known keys, one routing pass, one
+    INSERT per table at the flush) at their call times, in one savepoint; their
+    similar-case suggestions and search rows are left to `triage.enrichment.enrich_pending`
+    after the commit. When that savepoint fails on a unique key (a concurrent import
+    registered some of the same calls since this batch looked) the batch is registered
+    again one row at a time, each in a savepoint of its own, so those rows are duplicates,
+    not errors; `one_by_one` goes that way from the start. Every new case gets a
+    ``call_imported`` event by `actor` at `now` with {import_id, row, call_id,
+    duration_seconds, operator}; its reason is ``<file name> : <row>``; its ``created_at``
+    is `now`.
     """
     result = BatchResult()
     batch = list(rows)
@@ -163,6 +173,7 @@ def import_batch(
         )
     keys = [r.submission.external_id for r in batch if r.submission is not None]
     known = existing_keys(session, keys)
+    fresh: list[CallRow] = []
     for row in batch:
         result.counts["rows"] += 1
         submission = row.submission
@@ -176,41 +187,106 @@ def import_batch(
             seen.add(key)
             continue
         seen.add(key)
-        if dry_run:
-            result.counts["registered"] += 1
-            continue
+        fresh.append(row)
+    if dry_run:
+        result.counts["registered"] += len(fresh)
+        return result
+    context = _Context(run_id, file_name, actor, now)
+    if fresh and not one_by_one:
         try:
-            with session.begin_nested():
-                # Registered at the call's time: the triage and handling deadlines count
-                # from when the citizen called, not from when the file was imported.
-                reg = register(session, submission, policy, submission.received_at, flush=False)
-                if reg.created:
-                    reg.case.created_at = now
-                    reg.case.record(
-                        "call_imported",
-                        actor,
-                        now,
-                        reason=f"{file_name} : {row.row}",
-                        import_id=run_id,
-                        row=row.row,
-                        call_id=row.call_id,
-                        duration_seconds=row.duration_seconds,
-                        operator=row.operator,
-                    )
-                    session.flush()
+            _register_together(session, fresh, policy, context, result)
+            return result
         except IntegrityError:
-            # Another import registered this call since this batch looked: a duplicate.
-            # Any other constraint failing is a bug, not a duplicate.
-            if not existing_keys(session, [key]):
-                raise
-            result.counts["duplicates"] += 1
-            continue
+            # Rolled back to the savepoint: nothing of the batch is left in the session.
+            # Another import registered some of these calls since this batch looked.
+            if not existing_keys(
+                session, [r.submission.external_id for r in fresh if r.submission]
+            ):
+                raise  # any other constraint failing is a bug, not a duplicate
+    for row in fresh:
+        _register_one(session, row, policy, context, result)
+    return result
+
+
+@dataclass(frozen=True)
+class _Context:
+    run_id: int | None
+    file_name: str
+    actor: Actor
+    now: datetime
+
+
+def _imported(case: Case, row: CallRow, context: _Context) -> None:
+    """A new case of the import: made now, by the import, with its ``call_imported`` event."""
+    case.created_at = context.now
+    case.record(
+        "call_imported",
+        context.actor,
+        context.now,
+        reason=f"{context.file_name} : {row.row}",
+        import_id=context.run_id,
+        row=row.row,
+        call_id=row.call_id,
+        duration_seconds=row.duration_seconds,
+        operator=row.operator,
+    )
+
+
+def _register_together(
+    session: Session,
+    rows: list[CallRow],
+    policy: IntakePolicy,
+    context: _Context,
+    result: BatchResult,
+) -> None:
+    """The new rows of a batch registered at once, in one savepoint (see `import_batch`)."""
+    items = [(row.submission, None) for row in rows if row.submission is not None]
+    with session.begin_nested():
+        # Registered at the calls' times: the triage and handling deadlines count from when
+        # the citizen called, not from when the file was imported.
+        registrations = register_batch(
+            session, items, policy, context.now, defer_enrichment=True, at_receipt=True
+        )
+        for row, reg in zip(rows, registrations, strict=True):
+            if reg.created:
+                _imported(reg.case, row, context)
+        session.flush()
+    for reg in registrations:
         if reg.created:
             result.counts["registered"] += 1
             result.created.append(reg.case.tracking_number)
         else:
             result.counts["duplicates"] += 1
-    return result
+
+
+def _register_one(
+    session: Session,
+    row: CallRow,
+    policy: IntakePolicy,
+    context: _Context,
+    result: BatchResult,
+) -> None:
+    """One new row registered in a savepoint of its own; a unique key taken by another
+    import meanwhile makes it a duplicate."""
+    submission = row.submission
+    assert submission is not None
+    try:
+        with session.begin_nested():
+            reg = register(session, submission, policy, submission.received_at, flush=False)
+            if reg.created:
+                _imported(reg.case, row, context)
+                session.flush()
+    except IntegrityError:
+        # Any other constraint failing is a bug, not a duplicate.
+        if not existing_keys(session, [submission.external_id]):
+            raise
+        result.counts["duplicates"] += 1
+        return
+    if reg.created:
+        result.counts["registered"] += 1
+        result.created.append(reg.case.tracking_number)
+    else:
+        result.counts["duplicates"] += 1
 
 
 def add_to_run(

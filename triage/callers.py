@@ -17,6 +17,7 @@ are bounded (``LIMIT``), whatever the number of cases.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -67,6 +68,7 @@ Index("ix_cases_caller_key_received", Case.caller_key, Case.received_at)
 Index("ix_cases_caller_alt_key_received", Case.caller_alt_key, Case.received_at)
 
 
+@functools.lru_cache(maxsize=8)  # one secret a process: derived once, not per case
 def _key(secret: bytes | str) -> bytes:
     raw = secret.encode() if isinstance(secret, str) else secret
     if not raw:
@@ -142,9 +144,17 @@ def caller_keys(phone: str, email: str, secret: bytes | str) -> list[str]:
 
 
 def stamp(case: Case, secret: bytes | str) -> None:
-    """Sets the case's caller keys from its contact (``""`` when anonymous)."""
-    case.caller_key = caller_key(case.contact_phone, case.contact_email, secret) or ""
-    case.caller_alt_key = alt_key(case.contact_phone, case.contact_email, secret)
+    """Sets the case's caller keys from its contact (``""`` when anonymous): `caller_key`
+    and `alt_key`, each contact read once."""
+    number = canonical_phone(case.contact_phone)
+    address = canonical_email(case.contact_email)
+    mail = _hash("mail", address, secret) if address is not None else None
+    if number is not None:
+        case.caller_key = _hash("tel", number, secret)
+        case.caller_alt_key = mail
+    else:
+        case.caller_key = mail or ""
+        case.caller_alt_key = None
 
 
 def stamp_caller(case: Case, place: str, secret: bytes | str | None) -> None:

@@ -325,6 +325,7 @@ def register_batch(
     now: datetime,
     *,
     defer_enrichment: bool = False,
+    at_receipt: bool = False,
 ) -> list[Registration]:
     """`register` for many submissions (submission, query code or None) at once, in order,
     with the same cases, events, numbers and suggestions as one call each would make (the
@@ -342,6 +343,11 @@ def register_batch(
     their search and duplicate-index rows here: each gets an `EnrichmentPending` row instead,
     and `triage.enrichment.enrich_pending`, run after the commit, adds them as this call
     would have.
+
+    With ``at_receipt`` each case is registered at its submission's ``received_at`` instead
+    of ``now`` (its events, deadlines and notice dated from it), as
+    ``register(session, submission, policy, submission.received_at)`` would: the call
+    import's rows, whose deadlines count from the call.
     """
     with session.no_autoflush:
         by_channel: dict[str, list[str]] = {}
@@ -390,11 +396,12 @@ def register_batch(
                 continue
             code = query_code or new_query_code()
             year = calendar.local(submission.received_at).year
+            when = submission.received_at if at_receipt else now
             case = _new_case(
                 session,
                 submission,
                 policy,
-                now,
+                when,
                 code,
                 batch,
                 case_id=next(ids),
@@ -404,7 +411,7 @@ def register_batch(
             )
             session.add(case)
             made[key] = case
-            notifications.note_registered(session, case, code, now)
+            notifications.note_registered(session, case, code, when)
             out.append(Registration(case, created=True, query_code=code))
     return out
 

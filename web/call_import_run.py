@@ -6,12 +6,18 @@ transaction of its own together with the run's counts (`triage.call_imports`). A
 loses at most the batch in hand; importing the file again registers the rest, and the rows
 already registered count as duplicates. A dry run stores nothing at all, unless the caller
 asks to keep its report (`keep_report`, the upload page: so that it can be downloaded).
+
+The new cases' similar-case suggestions, duplicate-index and search rows are not made in the
+batches but after the last one (`enrich_new_cases`, `triage.enrichment`), as the mail intake
+does; a crash before leaves them pending for the next import, mail round or
+``minsheng supervise tick``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,9 +25,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from intake.phone import CallRow, ColumnMapping, parse_file
+from triage import enrichment
 from triage.call_imports import (
     COUNTS,
     CallImport,
@@ -30,9 +38,13 @@ from triage.call_imports import (
     import_batch,
     start_run,
 )
+from triage.cases import IntakePolicy
+from triage.enrichment import enrich_pending
 from triage.models import Actor, utcnow
 from web.runtime import Runtime
 from web.settings import CallMappingSettings, Settings
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAPPING = "default"
 # Bad rows written to the run at least this many at a time (see PreparedImport.run).
@@ -114,8 +126,11 @@ class PreparedImport:
     ) -> None:
         self.rt, self.rows, self.report, self.actor, self.clock = rt, rows, report, actor, clock
 
-    def run(self, progress: Callable[[int], None] | None = None) -> ImportReport:
-        """Registers the rows batch by batch; `progress(n)` after each batch of n rows.
+    def run(
+        self, progress: Callable[[int], None] | None = None, *, enrich: bool = True
+    ) -> ImportReport:
+        """Registers the rows batch by batch; `progress(n)` after each batch of n rows;
+        then, with `enrich`, the new cases' suggestions and search rows (`enrich_new_cases`).
         Returns the report; database errors and interruptions propagate (the batches
         committed before stay, and the run stays unfinished)."""
         rt, report, run_id = self.rt, self.report, self.report.run_id
@@ -171,7 +186,31 @@ class PreparedImport:
                 if stored < len(report.errors):
                     values["errors"] = report.errors
                 session.execute(update(CallImport).where(CallImport.id == run_id).values(values))
+        if enrich and report.counts["registered"] and not report.dry_run:
+            enrich_new_cases(rt, policy)
         return report
+
+
+def enrich_new_cases(rt: Runtime, policy: IntakePolicy | None = None) -> int:
+    """Runs `triage.enrichment.enrich_pending` until no case waits, one transaction per
+    `enrichment.BATCH` cases; returns how many were enriched. A failure is logged and leaves
+    the rest pending (the import itself is committed; the next import, mail round or
+    ``minsheng supervise tick`` goes on with them)."""
+    policy = policy or rt.intake_policy()
+    done = 0
+    while True:
+        try:
+            with rt.sessions() as session, session.begin():
+                n = enrich_pending(session, policy, limit=enrichment.BATCH)
+        except OperationalError as exc:
+            log.warning("enrichment stopped, the rest waits for the next run: %s", exc)
+            return done
+        except Exception:
+            log.exception("enrichment failed; the cases wait for the next run")
+            return done
+        done += n
+        if n < enrichment.BATCH:
+            return done
 
 
 def prepare_import(
@@ -230,8 +269,10 @@ def run_import(
     keep_report: bool | None = None,
     progress: Callable[[int], None] | None = None,
     clock: Callable[[], datetime] = utcnow,
+    enrich: bool = True,
 ) -> ImportReport:
-    """`prepare_import`, then `PreparedImport.run` in this thread: the whole import."""
+    """`prepare_import`, then `PreparedImport.run` in this thread: the whole import (with
+    `enrich`, the new cases' enrichment too)."""
     prepared = prepare_import(
         rt,
         data,
@@ -242,4 +283,4 @@ def run_import(
         keep_report=keep_report,
         clock=clock,
     )
-    return prepared.run(progress)
+    return prepared.run(progress, enrich=enrich)

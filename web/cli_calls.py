@@ -6,7 +6,9 @@ this file, an earlier import, or an overlapping export) is a duplicate. A progre
 to stderr (not with ``--json``). ``--json`` prints one object: rows, registered,
 duplicates, rejected, dry_run, import_id and errors [{row, column, message}]. Exits 1 when
 the file cannot be read or lacks required columns (nothing is imported then); bad rows do
-not change the exit status.
+not change the exit status. After the last batch the new cases get their similar-case
+suggestions and search rows (`web.call_import_run.enrich_new_cases`) before the command
+exits.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import click
 
 from intake.phone import FileFormatError, MissingColumns, SheetReport
-from web.call_import_run import ImportReport, UnknownMapping, run_import
+from web.call_import_run import ImportReport, UnknownMapping, enrich_new_cases, run_import
 from web.cli_common import config_option, settings
 from web.runtime import Runtime
 
@@ -74,7 +76,7 @@ def calls(file: Path, mapping: str | None, dry_run: bool, as_json: bool) -> None
     try:
         if as_json:
             report = run_import(
-                rt, data, file.name, mapping=mapping, actor=_actor(), dry_run=dry_run
+                rt, data, file.name, mapping=mapping, actor=_actor(), dry_run=dry_run, enrich=False
             )
         else:
             with bar:
@@ -86,6 +88,7 @@ def calls(file: Path, mapping: str | None, dry_run: bool, as_json: bool) -> None
                     actor=_actor(),
                     dry_run=dry_run,
                     progress=bar.update,
+                    enrich=False,
                 )
     except UnknownMapping as exc:
         raise click.ClickException(str(exc)) from exc
@@ -95,6 +98,16 @@ def calls(file: Path, mapping: str | None, dry_run: bool, as_json: bool) -> None
         ) from exc
     except FileFormatError as exc:
         raise click.ClickException(f"{file.name}: {exc}; nothing imported") from exc
+    else:
+        # The cases are committed: their suggestions and search rows come next, apart (a
+        # failure there leaves them pending for the next run; the import stands).
+        if report.counts["registered"] and not dry_run:
+            if not as_json:
+                click.echo(
+                    f"similar cases and search rows of {report.counts['registered']} new cases…",
+                    err=True,
+                )
+            enrich_new_cases(rt)
     finally:
         rt.engine.dispose()
     _print(report, as_json)

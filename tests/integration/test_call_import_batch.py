@@ -1,0 +1,225 @@
+"""The call import registers each batch's rows together (`triage.cases.register_batch`,
+enrichment after the commit): the cases must be those that registering one row at a time
+makes, and a call registered by another import meanwhile must stay a duplicate."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+import triage.call_imports
+from intake.phone import ColumnMapping, parse_table, read_table
+from tests.conftest import DB_KIND, make_settings
+from tests.integration.test_call_import import phone_cases, write_csv
+from triage.call_imports import import_batch
+from triage.cases import register
+from triage.models import Case, CaseEvent
+from web.call_import_run import enrich_new_cases, run_import
+from web.runtime import Runtime
+
+NOW = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
+
+# Calls over several days: near-duplicates (similar-case suggestions), a gas leak (urgent),
+# texts the keyword routing sends to a department and texts it leaves to the queue, kinds.
+CALLS = [
+    ("C1", "13800138000", "2026/11/20 9:05", "明德路小区物业不管电梯，电梯坏了三天没人修", "投诉"),
+    ("C2", "010-87654321", "2026/11/21 14:30", "建议增加公交班次，早高峰等车太久", "建议"),
+    ("C3", "139 0013 9000", "2026/11/22 8:00", "明德路小区电梯坏了三天，物业一直不修", "投诉"),
+    ("C4", "+86 13700137000", "2026/11/23 22:15", "楼道里燃气泄漏，味道很大，请马上派人", "投诉"),
+    ("C5", "13600136000", "2026/11/24 10:00", "咨询公积金提取需要哪些材料", "咨询"),
+    ("C6", "13800138000", "2026/11/25 11:11", "明德路小区的电梯又坏了，物业还是不修", ""),
+    ("C7", "13500135000", "2026/11/26 16:40", "感谢环卫工人把路扫得很干净", "表扬"),
+    ("C8", "13400134000", "2026/11/27 7:05", "工地夜间施工噪音太大，影响休息", "投诉"),
+]
+
+
+def export(tmp_path: Path, calls: list[tuple[str, str, str, str, str]] = CALLS) -> bytes:
+    rows = [
+        [cid, phone, at, "60", text, "王芳", "", "明德路12号", kind]
+        for cid, phone, at, text, kind in calls
+    ]
+    return write_csv(tmp_path / "calls.csv", rows).read_bytes()
+
+
+def parsed(data: bytes) -> list[Any]:
+    table = read_table(data, "calls.csv")
+    return list(parse_table(table, ColumnMapping(), tz=ZoneInfo("Asia/Shanghai"), now=NOW))
+
+
+def import_rows(rt: Runtime, data: bytes, *, one_by_one: bool) -> None:
+    """The rows in batches of 3 (as the command does), each batch committed."""
+    rows = parsed(data)
+    policy = rt.intake_policy()
+    seen: set[str] = set()
+    for at in range(0, len(rows), 3):
+        with rt.sessions() as session, session.begin():
+            import_batch(
+                session,
+                rows[at : at + 3],
+                policy,
+                run_id=None,
+                file_name="calls.csv",
+                actor="tester",
+                seen=seen,
+                now=NOW,
+                one_by_one=one_by_one,
+            )
+    if not one_by_one:
+        enrich_new_cases(rt, policy)
+
+
+def ties_apart(similar: list[list[Any]] | None) -> list[list[Any]]:
+    """Suggestions by score, then number: cases of equal score come in either order."""
+    return sorted(similar or [], key=lambda pair: (-pair[1], pair[0]))
+
+
+def detail(event: CaseEvent) -> dict[str, Any]:
+    found = dict(event.detail or {})
+    if event.action == "similar_found":
+        found["cases"] = ties_apart(found["cases"])
+    return found
+
+
+def snapshot(rt: Runtime) -> dict[str, Any]:
+    """What a user sees of each phone case, by call id."""
+    found: dict[str, Any] = {}
+    with rt.sessions() as s:
+        for case in s.scalars(select(Case).where(Case.channel == "phone").order_by(Case.id)):
+            events = s.scalars(
+                select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
+            ).all()
+            found[case.external_id] = {
+                "number": case.tracking_number,
+                "status": str(case.status),
+                "kind": case.kind,
+                "received_at": case.received_at,
+                "created_at": case.created_at,
+                "triage_due_at": case.triage_due_at,
+                "due_at": case.due_at,
+                "assigned_at": case.assigned_at,
+                "department": case.department.code if case.department else None,
+                "suggested": case.suggested_department.code if case.suggested_department else None,
+                "confidence": case.confidence,
+                "urgent": case.urgent,
+                "urgent_reasons": case.urgent_reasons,
+                "similar": ties_apart(case.similar),
+                "caller_key": case.caller_key,
+                "place": case.place,
+                "contact_phone": case.contact_phone,
+                # similar_found is dated by the enrichment at the case's creation (the import),
+                # one at a time at the call: its time is compared apart.
+                "events": sorted(
+                    (
+                        e.action,
+                        e.actor_name,
+                        None if e.action == "similar_found" else e.at,
+                        e.reason,
+                        repr(sorted(detail(e).items())),
+                    )
+                    for e in events
+                ),
+                "similar_found_at": [e.at for e in events if e.action == "similar_found"],
+            }
+    return found
+
+
+@pytest.mark.skipif(
+    DB_KIND != "sqlite",
+    reason="compares two databases side by side: SQLite files (the code "
+    "path is the same on PostgreSQL, whose tests import through it)",
+)
+def test_batched_import_makes_the_cases_one_row_at_a_time_makes(
+    tmp_path: Path, db_url: str
+) -> None:
+    second = tmp_path / "one_by_one.db"
+    shutil.copy(db_url.split("///", 1)[1], second)
+    batched = Runtime.build(make_settings(tmp_path, db_url))
+    single = Runtime.build(make_settings(tmp_path, f"sqlite:///{second}"))
+    data = export(tmp_path)
+    import_rows(batched, data, one_by_one=False)
+    import_rows(single, data, one_by_one=True)
+    got, want = snapshot(batched), snapshot(single)
+    assert list(got) == [c[0] for c in CALLS]
+    for call_id in want:
+        g, w = dict(got[call_id]), dict(want[call_id])
+        assert len(g.pop("similar_found_at")) == len(w.pop("similar_found_at"))
+        assert g == w, call_id
+    # What the comparison rests on: deadlines from the call, a gas leak flagged, suggestions.
+    c4 = got["C4"]
+    assert c4["urgent"] and c4["received_at"] == datetime(2026, 11, 23, 14, 15, tzinfo=UTC)
+    assert c4["triage_due_at"] < datetime(2026, 11, 24, tzinfo=UTC)
+    assert all(c["created_at"] == NOW for c in got.values())
+    assert [n for n, _ in got["C3"]["similar"]] == [got["C1"]["number"]]
+    assert got["C6"]["similar"], "the third call about the lift names the first two"
+    assert any(e[0] == "call_imported" for e in got["C1"]["events"])
+    batched.engine.dispose()
+    single.engine.dispose()
+
+
+def test_the_command_path_leaves_no_case_waiting_for_enrichment(
+    tmp_path: Path, db_url: str
+) -> None:
+    rt = Runtime.build(make_settings(tmp_path, db_url))
+    report = run_import(rt, export(tmp_path), "calls.csv", actor="tester", clock=lambda: NOW)
+    assert report.counts == {"rows": 8, "registered": 8, "duplicates": 0, "rejected": 0}
+    from triage.enrichment import pending_count
+
+    with rt.sessions() as s:
+        assert pending_count(s) == 0
+    cases = {c.external_id: c for c in phone_cases(rt)}
+    assert cases["C3"].similar and cases["C3"].similar[0][0] == cases["C1"].tracking_number
+    again = run_import(rt, export(tmp_path), "calls.csv", actor="tester", clock=lambda: NOW)
+    assert again.counts == {"rows": 8, "registered": 0, "duplicates": 8, "rejected": 0}
+    rt.engine.dispose()
+
+
+@pytest.mark.skipif(
+    DB_KIND != "postgresql",
+    reason="SQLite has one writer: another import cannot commit between a batch's look-up "
+    "and its insert there",
+)
+def test_a_call_another_import_registered_meanwhile_is_a_duplicate_not_an_error(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another import commits C3 after this batch looked which calls exist and before it
+    inserts: the unique key refuses the batch, which is registered again row by row."""
+    rt = Runtime.build(make_settings(tmp_path, db_url))
+    rows = parsed(export(tmp_path))
+    policy = rt.intake_policy()
+    original = triage.call_imports.register_batch
+
+    def then_another_import(session: Any, items: Any, *args: Any, **kwargs: Any) -> Any:
+        out = original(session, items, *args, **kwargs)
+        c3 = next(s for s, _ in items if s.external_id == "C3")
+        # Another year's counter: the batch holds this year's counter row until it commits.
+        earlier = dataclasses.replace(c3, received_at=datetime(2025, 6, 1, tzinfo=UTC))
+        with rt.sessions() as other, other.begin():
+            register(other, earlier, policy, earlier.received_at)
+        return out
+
+    monkeypatch.setattr(triage.call_imports, "register_batch", then_another_import)
+    with rt.sessions() as session, session.begin():
+        result = import_batch(
+            session,
+            rows,
+            policy,
+            run_id=None,
+            file_name="calls.csv",
+            actor="tester",
+            seen=set(),
+            now=NOW,
+        )
+    assert result.counts == {"rows": 8, "registered": 7, "duplicates": 1, "rejected": 0}
+    cases = phone_cases(rt)
+    assert sorted(c.external_id for c in cases) == sorted(c[0] for c in CALLS)
+    with rt.sessions() as s:
+        imported = s.scalars(select(CaseEvent.case_id).where(CaseEvent.action == "call_imported"))
+        assert len(set(imported)) == 7
+    rt.engine.dispose()
