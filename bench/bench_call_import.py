@@ -204,6 +204,12 @@ def main() -> None:
         help="run on PostgreSQL: a server URL (postgresql+psycopg://user@host:port/db) on "
         "which a scratch database is created and dropped; default SQLite",
     )
+    parser.add_argument(
+        "--batch", type=int, default=None, help="rows a transaction (default: the config's)"
+    )
+    parser.add_argument(
+        "--no-enrich", action="store_true", help="skip the enrichment after the import"
+    )
     parser.add_argument("--profile", type=Path, help="write a cProfile of the import here")
     parser.add_argument("--no-floor", action="store_true", help="skip the bulk SQL floor")
     args = parser.parse_args()
@@ -232,6 +238,9 @@ def main() -> None:
                 db_url = scratch_database(args.postgresql, name)
             raw["database"] = {"url": db_url}
             raw["app"] = {**raw["app"], "instance_dir": str(tmp / name), "secret_key": "b"}
+            if args.batch:
+                calls = {**raw["intake"]["calls"], "batch_size": args.batch}
+                raw["intake"] = {**raw["intake"], "calls": calls}
             if args.model_dir:
                 raw["classifier"] = {
                     **raw["classifier"],
@@ -286,6 +295,9 @@ def main() -> None:
                 f"(wall), {floor_cpu / cpu:.3f} (CPU): the import takes "
                 f"{wall / floor_wall:.1f}x the floor's time"
             )
+        if args.no_enrich:
+            print(f"enrichment after the import: skipped (--no-enrich); counts {report.counts}")
+            return
         enrich_start, enrich_cpu = time.perf_counter(), time.process_time()
         enriched = enrich_new_cases(rt)
         enrich_wall = time.perf_counter() - enrich_start
