@@ -401,9 +401,12 @@ class BatchLookup:
         since_minute = minute_of(since)
         postings: dict[int, list[int]] = {}
         for h in itertools.chain(hashes, bands):
-            rows = [e for e in self.entries.get(h, ()) if e[0] >= since_minute]
-            more = [e for e in self.extra.get(h, ()) if e[0] >= since_minute]
+            rows = self.entries.get(h, [])
+            if rows and rows[-1][0] < since_minute:  # newest first: most often all are in
+                rows = [e for e in rows if e[0] >= since_minute]
+            more = self.extra.get(h)
             if more:
+                more = [e for e in more if e[0] >= since_minute]
                 rows = sorted([*rows, *more], reverse=True)[: ROWS_PER_GRAM + 1]
             if rows:
                 postings[h] = [c for _, c in rows]
@@ -427,6 +430,8 @@ def _entries(
             _POSTGRES_POSTINGS_AT, {**params, "hashes": hashes}
         ):
             entries.setdefault(h, []).append((minute, case_id))
+        for rows in entries.values():
+            rows.sort(reverse=True)  # as read, most likely; SQL does not promise it
         return entries
     for h, found in session.execute(_SQLITE_POSTINGS_AT, {**params, "hashes": json.dumps(hashes)}):
         if found:
@@ -499,8 +504,8 @@ def _write(session: Session, rows: list[tuple[int, int, int]]) -> None:
                 "COPY duplicate_signatures (hash, received_minute, case_id) FROM STDIN"
             ) as copy,
         ):
-            for row in rows:
-                copy.write_row(row)
+            # COPY's text format in one string (integers only): cheaper than write_row.
+            copy.write("".join(f"{h}\t{m}\t{c}\n" for h, m, c in rows))
         return
     conn.exec_driver_sql(
         "INSERT INTO duplicate_signatures (hash, received_minute, case_id) VALUES (?, ?, ?)",
