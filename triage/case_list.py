@@ -37,6 +37,8 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
+    union_all,
 )
 from sqlalchemy.orm import Session
 
@@ -87,6 +89,16 @@ Index("ix_cases_status_deadline", Case.status, DEADLINE_KEY, Case.id)
 Index("ix_cases_updated", UPDATED_KEY, Case.id)
 Index("ix_cases_channel", Case.channel)
 Index("ix_cases_kind", Case.kind)
+# The urgent and overdue filters' indexes (migration 0019).
+Index(
+    "ix_cases_urgent",
+    Case.received_at,
+    Case.id,
+    sqlite_where=Case.urgent == true(),
+    postgresql_where=Case.urgent == true(),
+)
+Index("ix_cases_status_triage_due", Case.status, Case.triage_due_at)
+Index("ix_cases_status_due", Case.status, Case.due_at)
 
 SORTS: Mapping[str, tuple[Any, bool]] = {
     "received": (Case.received_at, True),
@@ -200,7 +212,8 @@ class ListFilters:
         if self.kind:
             where.append(Case.kind == self.kind)
         if self.urgent:
-            where.append(Case.urgent.is_(True))
+            # "= true", not "IS true": the term of the partial index ix_cases_urgent.
+            where.append(Case.urgent == true())
         if self.overdue:
             where.append(overdue_clause(now))
         if self.finding:
@@ -229,10 +242,19 @@ def _day_start(day: date, timezone: ZoneInfo) -> datetime:
 def overdue_clause(now: datetime) -> ColumnElement[bool]:
     """Open cases past their deadline (dispatch or handling), or found overdue by the last
     supervision tick (`cases.risk`)."""
-    return or_(
-        and_(Case.status.in_([Status.RECEIVED, Status.TRIAGE]), Case.triage_due_at < now),
-        and_(Case.status.in_([Status.ASSIGNED, Status.IN_PROGRESS]), Case.due_at < now),
-        and_(Case.status.in_(_OPEN), Case.risk == "overdue"),
+    # The ids of the three kinds, each read from its own index (migration 0019; ix_cases_risk),
+    # rather than an OR that the planner answered by reading another filter's cases one by
+    # one (overdue by phone: every phone case, 35,000 at 100,000).
+    return Case.id.in_(
+        union_all(
+            select(Case.id).where(
+                Case.status.in_([Status.RECEIVED, Status.TRIAGE]), Case.triage_due_at < now
+            ),
+            select(Case.id).where(
+                Case.status.in_([Status.ASSIGNED, Status.IN_PROGRESS]), Case.due_at < now
+            ),
+            select(Case.id).where(Case.status.in_(_OPEN), Case.risk == "overdue"),
+        )
     )
 
 
@@ -300,6 +322,14 @@ def list_page(
     key, descending = SORTS.get(sort, SORTS["received"])
     total, capped = count_cases(session, where)
     pages = None if capped else max(1, -(-total // size))
+    if len(where) > len(scope) and not capped:
+        # A filtered list of at most COUNT_CAP cases: read them by the filters' indexes and
+        # sort them. Both databases walked the order's index instead, through every case
+        # before the first that matched (received in the last 30 days by deadline: 90,000 of
+        # 100,000; 270 ms): SQLite has no statistics of a range's size, and PostgreSQL, which
+        # has, expects the matches spread evenly along the order. The key wrapped in
+        # coalesce(key, key), the same value, is no index's expression.
+        key = func.coalesce(key, key, type_=key.type)
     base = select(Case.id).where(*where)
     forward = (key.desc(), Case.id.desc()) if descending else (key.asc(), Case.id.asc())
     backward = (key.asc(), Case.id.asc()) if descending else (key.desc(), Case.id.desc())
@@ -396,17 +426,68 @@ def facet_counts(
             hit = _facet_cache.get(key)
         if hit is not None and time.monotonic() - hit[0] < FACET_TTL:
             return hit[1]
-    counts: dict[str, dict[Any, int]] = {}
-    for name in facets:
-        column = FACETS[name]
-        where = [*scope, *filters.without(name).clauses(now, timezone)]
-        rows = session.execute(select(column, func.count()).where(*where).group_by(column))
-        counts[name] = {value: n for value, n in rows if value is not None}
+    others = replace(filters, **{name: "" for name in FACETS})
+    if others != ListFilters():
+        counts = _cube_counts(session, scope, filters, others, now, timezone, facets)
+    else:
+        counts = {}
+        for name in facets:
+            column = FACETS[name]
+            where = [*scope, *filters.without(name).clauses(now, timezone)]
+            rows = session.execute(select(column, func.count()).where(*where).group_by(column))
+            counts[name] = {value: n for value, n in rows if value is not None}
     if key is not None:
         with _facet_lock:
             if len(_facet_cache) > 500:
                 _facet_cache.clear()
             _facet_cache[key] = (time.monotonic(), counts)
+    return counts
+
+
+def _cube_counts(
+    session: Session,
+    scope: Sequence[ColumnElement[bool]],
+    filters: ListFilters,
+    others: ListFilters,
+    now: datetime,
+    timezone: ZoneInfo,
+    facets: Sequence[str],
+) -> dict[str, dict[Any, int]]:
+    """`facet_counts` from one GROUP BY over every facet's column at once, of the cases under
+    the filters that are not facets (``others``: urgent, overdue, dates, ...): each facet's
+    counts are then summed from the groups matching the other facets' chosen values. Those
+    filters are read once instead of once per facet (urgent and overdue by phone: four reads
+    of 35,000 cases at 100,000)."""
+    names = list(FACETS)
+    rows = session.execute(
+        select(*FACETS.values(), func.count())
+        .where(*scope, *others.clauses(now, timezone))
+        .group_by(*FACETS.values())
+    ).all()
+    department_id = None
+    if filters.department:
+        department_id = session.scalar(
+            select(Department.id).where(Department.code == filters.department)
+        )
+
+    def chosen(name: str, value: Any) -> bool:
+        if name == "status":
+            if filters.status == "open":
+                return value in OPEN_STATUSES
+            return not filters.status or value == filters.status
+        if name == "department":
+            return not filters.department or (department_id is not None and value == department_id)
+        wanted = getattr(filters, name)
+        return not wanted or value == wanted
+
+    counts: dict[str, dict[Any, int]] = {name: {} for name in facets}
+    for row in rows:
+        values = dict(zip(names, row[:-1], strict=True))
+        for name in facets:
+            value = values[name]
+            if value is None or not all(chosen(n, values[n]) for n in names if n != name):
+                continue
+            counts[name][value] = counts[name].get(value, 0) + row[-1]
     return counts
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 
 from tests.conftest import csrf_from
 from tests.integration.helpers import flashes, submit_complaint
@@ -89,6 +89,43 @@ def test_filters_counts_and_orders_match_the_database(runtime: Any, login_as: An
     # Bad input is left out, never an error.
     r = supervisor.get("/board/cases?received_from=2024-13-45&status=nonsense&sort=x&page=abc")
     assert r.status_code == 200
+
+
+def test_counts_and_orders_under_urgent_overdue_and_dates(runtime: Any, login_as: Any) -> None:
+    """The counts per filter value under filters that are not themselves counted (urgent,
+    overdue, dates: one grouped read for every count) and a small filtered list read by its
+    filters and sorted are what the database holds."""
+    _volume(runtime, 220, seed=9)
+    with runtime.engine.begin() as conn:
+        conn.execute(update(Case).where(Case.id % 3 == 0).values(urgent=True))
+    supervisor = login_as("supervisor")
+    now = datetime.now(UTC)
+    with runtime.sessions() as s:
+        cases = s.scalars(select(Case)).all()
+        codes = {d.id: d.code for d in s.scalars(select(Department))}
+    hot = [c for c in cases if c.urgent and (c.is_overdue(now) or c.risk == "overdue")]
+    hot_phone = {c.tracking_number for c in hot if c.channel == "phone"}
+    assert hot_phone
+    query = {"urgent": "1", "overdue": "1", "channel": "phone"}
+    assert set(_all_pages(supervisor, **query)) == hot_phone
+    page = supervisor.get("/board/cases", query_string=query).get_data(as_text=True)
+    # The channel's counts leave the channel chosen aside; the departments' keep it.
+    for channel, n in Counter(c.channel for c in hot).items():
+        assert re.search(rf'<option value="{channel}"[^>]*>[^<(]*\({n}\)</option>', page), channel
+    by_department = Counter(
+        codes[c.department_id] for c in hot if c.channel == "phone" and c.department_id
+    )
+    for code, n in by_department.items():
+        assert re.search(rf'<option value="{code}"[^>]*>[^<(]*\({n}\)</option>', page), code
+    # Received in the last 20 days, nearest deadline first, over every page.
+    day = (now - timedelta(days=20)).date()
+    walked = _all_pages(supervisor, received_from=day.isoformat(), sort="deadline")
+    deadline = {
+        c.tracking_number: (c.due_at or c.triage_due_at or c.received_at, c.id)
+        for c in cases
+        if (c.received_at + timedelta(hours=8)).date() >= day
+    }
+    assert walked == sorted(deadline, key=deadline.__getitem__)
 
 
 def test_last_page_and_keyset_paging_in_every_order(runtime: Any, login_as: Any) -> None:
@@ -498,3 +535,32 @@ def test_bulk_dispatch_to_a_suggestion_no_longer_active(
             Status.RECEIVED,
             Status.TRIAGE,
         )
+
+
+def test_migration_0019_list_filter_indexes_up_and_down(empty_url: str) -> None:
+    """The urgent and overdue filters' indexes come with 0019 and go with its downgrade; the
+    urgent filter's term is the partial index's (SQLite reads it instead of every case)."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from triage.case_list import ListFilters
+    from web.db import alembic_config, make_engine, upgrade
+
+    names = {"ix_cases_urgent", "ix_cases_status_triage_due", "ix_cases_status_due"}
+    engine = make_engine(empty_url)
+    try:
+        upgrade(engine, "0019")
+        assert names <= {i["name"] for i in inspect(engine).get_indexes("cases")}
+        if engine.dialect.name == "sqlite":
+            where = ListFilters(urgent=True).clauses(datetime.now(UTC), None)  # type: ignore[arg-type]
+            query = select(func.count()).select_from(Case).where(*where)
+            sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+            with engine.connect() as conn:
+                plan = " ".join(r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "ix_cases_urgent" in plan, plan
+        command.downgrade(alembic_config(engine), "0018")
+        assert not names & {i["name"] for i in inspect(engine).get_indexes("cases")}
+        upgrade(engine, "0019")
+        assert names <= {i["name"] for i in inspect(engine).get_indexes("cases")}
+    finally:
+        engine.dispose()
