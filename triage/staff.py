@@ -426,6 +426,26 @@ def department_load(session: Session, dept: Department) -> DepartmentLoad:
     )
 
 
+def _lock_departments(session: Session, *depts: Department | None) -> None:
+    """Locks the rows of `depts` to the end of the transaction and reads them again (their
+    `active` as committed now), as `_locked_active_admins` does for the administrators.
+
+    PostgreSQL: FOR UPDATE in id order (two callers cannot deadlock). SQLite reads outside a
+    transaction and ignores FOR UPDATE: a write that matches no row takes the database's one
+    write lock first, so what is read next sees every committed change."""
+    ids = sorted({d.id for d in depts if d is not None})
+    if session.get_bind().dialect.name == "sqlite":
+        table = Department.__table__
+        session.execute(update(table).where(false()).values(code=table.c.code))
+    session.scalars(
+        select(Department)
+        .where(Department.id.in_(ids))
+        .order_by(Department.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+
+
 @dataclass
 class Handover:
     """What deactivating a department did: the tracking numbers of the cases transferred to
@@ -455,9 +475,17 @@ def hand_over(
     Raises StaffChangeRefused when the department still has cases in hand or accounts and
     no active successor other than itself is given, or when deactivating an account is
     refused (`set_active`: oneself, the last administrator). Flushes, never commits.
+
+    Both departments are locked (`_lock_departments`) and read again before anything is
+    counted or checked: two administrators deactivating A into B and B into A at once
+    each saw the other active, and both went through, leaving every case in hand of both
+    in an inactive department no handler sees. Now the second waits, then is refused.
     """
-    load = department_load(session, dept)
+    _lock_departments(session, dept, successor)
     result = Handover(successor.code if successor else None, [], [], [])
+    if not dept.active:
+        return result  # deactivated meanwhile by another administrator: nothing to hand
+    load = department_load(session, dept)
     if not load.in_hand and not load.staff:
         return result
     if successor is None or successor.id == dept.id:

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select
 
 from tests.integration.helpers import flashes, post_form, submit_complaint
 from tests.integration.test_kanban import _case, _dispatch
+from triage import staff
 from triage.models import AdminEvent, Case, Department, Role, Status, User
 
 USERS = re.compile(r'data-user="([^"]+)"')
@@ -173,3 +176,58 @@ def test_a_department_with_nothing_in_hand_deactivates_at_once(login_as: Any, ru
     with runtime.sessions() as s:
         assert not s.scalar(select(Department.active).where(Department.code == "empty"))
         assert s.scalar(select(Case.id).where(Case.department_id == -1)) is None
+
+
+def test_two_admins_deactivating_departments_into_each_other_at_once(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """Admin A deactivates urban with environment taking over while admin B deactivates
+    environment with urban taking over. Each saw the other department active when it
+    looked; without a lock both went through and every case in hand of both ended in an
+    inactive department that no handler sees. The second must wait for the first and then
+    be refused: its successor is inactive now."""
+    first_case, _c = submit_complaint(client, "和平路井盖破损，夜间有人跌倒。", "井盖破损")
+    second_case, _c = submit_complaint(client, "工地夜间施工噪音很大，影响休息。", "夜间噪音")
+    _dispatch(login_as, runtime, first_case, "urban")
+    _dispatch(login_as, runtime, second_case, "environment")
+    first, second = runtime.sessions(), runtime.sessions()
+    refused: list[str] = []
+
+    def deactivate(s: Any, code: str, successor: str) -> None:
+        admin = s.scalar(select(User).where(User.username == "admin"))
+        dept = s.scalar(select(Department).where(Department.code == code))
+        to = s.scalar(select(Department).where(Department.code == successor))
+        staff.hand_over(s, dept, to, "move", admin, datetime.now(UTC))
+        staff.change_department(s, dept, dept.name, dept.name_en, dept.email, False)
+
+    # B has looked at both departments (its form was checked) before A commits.
+    with second.no_autoflush:
+        for code in ("urban", "environment"):
+            assert second.scalar(select(Department).where(Department.code == code)).active
+
+    def the_other() -> None:
+        try:
+            deactivate(second, "environment", "urban")
+            second.commit()
+        except staff.StaffChangeRefused as e:
+            refused.append(str(e))
+            second.rollback()
+
+    try:
+        deactivate(first, "urban", "environment")  # not committed: B runs meanwhile
+        racer = threading.Thread(target=the_other)
+        racer.start()
+        racer.join(0.5)
+        first.commit()
+        racer.join(30)
+        assert not racer.is_alive()
+    finally:
+        first.close()
+        second.close()
+    assert len(refused) == 1 and "inactive" in refused[0]
+    with runtime.sessions() as s:
+        active = dict(s.execute(select(Department.code, Department.active)).all())
+        assert not active["urban"] and active["environment"]
+        for number in (first_case, second_case):
+            case = s.scalar(select(Case).where(Case.tracking_number == number))
+            assert case.department.code == "environment" and case.department.active
