@@ -218,3 +218,23 @@ def test_the_outbox_page_shows_text_messages_and_retries_them(
     assert (
         post_form(admin, "/admin/outbox", "/admin/outbox/sms/999999/retry", {}).status_code == 404
     )
+
+
+def test_the_outbox_page_names_a_waiting_mail_as_waiting_to_be_sent(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """A mail or text waiting in the outbox was labelled 转入待分派 (the case's "queued for
+    dispatch"), sharing the msgid "queued" with the case life cycle: an admin read that the
+    message had been put in the triage queue."""
+    submit_complaint(client, "路灯不亮。", email="", phone="13900004444")
+    submit_complaint(client, "路灯不亮。", email="li@example.com", phone="")
+    admin = login_as("admin")
+    page = admin.get("/admin/outbox").get_data(as_text=True)
+    rows = re.findall(r"<tr data-(?:mail|sms)=\"\d+\".*?</tr>", page, re.S)
+    assert len(rows) == 2, page[-3000:]
+    for row in rows:
+        state = re.search(r'data-label="状态">([^<]*)<', row).group(1)
+        assert state == "排队待发", row
+    assert "转入待分派" not in page
+    page = admin.get("/admin/outbox?lang=en").get_data(as_text=True)
+    assert re.search(r'data-label="State">in the queue<', page)
