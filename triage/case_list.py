@@ -322,7 +322,7 @@ def list_page(
     key, descending = SORTS.get(sort, SORTS["received"])
     total, capped = count_cases(session, where)
     pages = None if capped else max(1, -(-total // size))
-    if len(where) > len(scope) and not capped:
+    if len(where) > len(scope) and not capped and not parts:
         # A filtered list of at most COUNT_CAP cases: read them by the filters' indexes and
         # sort them. Both databases walked the order's index instead, through every case
         # before the first that matched (received in the last 30 days by deadline: 90,000 of
