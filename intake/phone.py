@@ -179,6 +179,9 @@ class Table:
     kind: str  # "csv" or "xlsx"
     encoding: str = ""
     sheet: str = ""  # the XLSX sheet's name
+    # CSV records with a quote never closed: row number → (index of the cell, how many
+    # records it swallowed); filled as `rows` is read (see _csv_rows).
+    runaway: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 # -- reading the file --------------------------------------------------------------------
@@ -248,9 +251,51 @@ def _delimiter(text: str) -> str:
 
 def _read_csv(data: bytes) -> Table:
     text, encoding = _decode(data)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
-    numbered = ((n, tuple(cells)) for n, cells in enumerate(reader, start=1))
-    return _with_header(numbered, "csv", encoding)
+    delimiter = _delimiter(text)
+    # The csv module refuses a field over 131,072 characters with an error mid-file (after
+    # batches were committed); a cell too long is a bad row instead (its column's limit).
+    # The limit is the process's: it is only ever raised.
+    if csv.field_size_limit() <= len(text):
+        csv.field_size_limit(len(text) + 1)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    runaway: dict[int, tuple[int, int]] = {}
+    table = _with_header(_csv_rows(reader, delimiter, runaway), "csv", encoding)
+    return replace(table, runaway=runaway)
+
+
+def _csv_rows(
+    reader: Any, delimiter: str, runaway: dict[int, tuple[int, int]]
+) -> Iterator[tuple[int, tuple[Any, ...]]]:
+    """The records of a `csv.reader` as ``(row number, cells)``, noting in `runaway` each
+    record spanning several lines whose cell holds lines that are records of their own
+    (see _swallowed). `width`: the most cells a record had so far (a title line above the
+    header has one)."""
+    width = line = 0
+    for n, record in enumerate(reader, start=1):
+        cells = tuple(record)
+        if reader.line_num - line > 1 and width:
+            found = _swallowed(cells, delimiter, width)
+            if found is not None:
+                runaway[n] = found
+        line = reader.line_num
+        width = max(width, len(cells))
+        yield n, cells
+
+
+def _swallowed(cells: Sequence[str], delimiter: str, width: int) -> tuple[int, int] | None:
+    """A cell opening with a quote that is never closed reads the next records into itself,
+    up to the file's next quote: ``(index of the cell, records in it)`` when a line after
+    its first has (nearly) as many fields as the header, None otherwise. A cell's own line
+    breaks with a comma or two are not records."""
+    least = max(3, width - 1)
+    for i, cell in enumerate(cells):
+        if "\n" not in cell and "\r" not in cell:
+            continue
+        lines = cell.splitlines()[1:]
+        records = sum(1 for line in lines if len(line.split(delimiter)) >= least)
+        if records:
+            return i, records
+    return None
 
 
 def _open_workbook(data: bytes) -> Any:
@@ -875,11 +920,28 @@ def parse_table(
     def rows() -> Iterator[CallRow]:
         for n, cells in table.rows:
             if not _blank(cells):
-                yield parse_row(n, cells, columns, mapping, tz=tz, now=now)
+                row = parse_row(n, cells, columns, mapping, tz=tz, now=now)
+                yield _unclosed(row, table.runaway[n], columns) if n in table.runaway else row
 
     if sheet:
         return (_in_sheet(r, sheet) for r in rows())
     return rows()
+
+
+def _unclosed(row: CallRow, found: tuple[int, int], columns: BoundColumns) -> CallRow:
+    """`row` refused: its cell `found[0]` swallowed `found[1]` records (their calls are not
+    read; once the quote is mended, importing the file again adds them)."""
+    at, records = found
+    name = next((n for n, i in columns.index.items() if i == at), "")
+    error = RowError(
+        row.row,
+        columns.headers.get(name, ""),
+        "unclosed_quote",
+        "a quotation mark in this cell is not closed: the next %(lines)s lines, calls of"
+        " their own, were read into it; close or remove the quote and import the file again",
+        {"lines": records},
+    )
+    return replace(row, submission=None, errors=(*row.errors, error))
 
 
 def _in_sheet(row: CallRow, sheet: str) -> CallRow:

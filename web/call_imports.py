@@ -60,6 +60,10 @@ ROW_MESSAGES = {
     "lost_digits": _l(
         "Excel shortened this number to %(value)s: format the column as text and export again."
     ),
+    "unclosed_quote": _l(
+        "A quotation mark in this cell is not closed: the next %(lines)s lines, calls of their"
+        " own, were read into it. Close or remove the quote and import the file again."
+    ),
 }
 FILE_MESSAGES = {
     "empty": _l("The file is empty."),

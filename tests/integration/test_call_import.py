@@ -764,3 +764,25 @@ def test_migration_0018_adds_the_sheets_and_downgrades(empty_url: str) -> None:
         upgrade(engine)
     finally:
         engine.dispose()
+
+
+def test_an_unclosed_quote_is_a_bad_row_on_the_upload_page_not_calls_in_one_case(
+    login_as: Any, runtime: Any, tmp_path: Path
+) -> None:
+    operator = login_as("operator")
+    path = tmp_path / "quote.csv"
+    path.write_bytes(
+        (
+            "工单号,来电号码,来电时间,通话时长,诉求内容,话务员\r\n"
+            'UQ1,13800138400,2026-11-03 10:00,5,"你们到底管不管,A\r\n'
+            "UQ2,13800138401,2026-11-03 10:01,5,第二个来电,A\r\n"
+            'UQ3,13800138402,2026-11-03 10:02,5,"第三个 ""引号"" 来电",A\r\n'
+        ).encode("gbk")
+    )
+    r = upload(operator, path)
+    assert r.status_code == 302, r.get_data(as_text=True)[:2000]
+    html = finished(operator, r.headers["Location"])
+    assert 'data-count="registered">0<' in html and '<tr data-row="2">' in html
+    assert "引号没有闭合：其后 2 行" in html
+    # Before, UQ1 was registered with UQ2's line (and UQ3's start) as its text.
+    assert phone_cases(runtime) == []

@@ -621,3 +621,56 @@ def test_a_csv_has_no_sheets() -> None:
     data = csv_bytes([HEADER[:6], ["C1", "13800138000", "2026-11-30 14:05", "60", "漏水", "赵"]])
     parsed = parse_file(data, ColumnMapping(), tz=TZ, now=NOW)
     assert parsed.sheets == () and [r.ok for r in parsed.rows] == [True]
+
+
+def test_a_cell_longer_than_the_csv_module_allows_is_a_bad_row_not_a_crash() -> None:
+    # Python's csv stops at 131,072 characters a field (csv.Error, mid-import); a call
+    # centre's note can be that long: it is a row too long, and the next call is read.
+    data = csv_bytes(
+        [
+            HEADER[:6],
+            ["L1", "13800138000", "2026-11-30 14:05", "60", "很长" * 100_000, "赵"],
+            ["L2", "13800138001", "2026-11-30 14:06", "60", "漏水", "赵"],
+        ]
+    )
+    rows = parse(data)
+    assert [(r.row, r.ok) for r in rows] == [(2, False), (3, True)]
+    assert [(e.column, e.code) for e in rows[0].errors] == [("诉求内容", "too_long")]
+
+
+def test_an_unclosed_quote_that_swallows_the_next_calls_is_a_bad_row() -> None:
+    # A cell that opens with a quote never closed reads the next records into itself up to
+    # the next quote of the file: the calls on those lines were imported as one case's
+    # text, silently. The row is refused saying how many lines it swallowed.
+    text = (
+        "工单号,来电号码,来电时间,通话时长,诉求内容,话务员\r\n"
+        'S1,13800138400,2026-11-30 10:00,5,"你们到底管不管,A\r\n'
+        "S2,13800138401,2026-11-30 10:01,5,第二个来电,A\r\n"
+        "S3,13800138402,2026-11-30 10:02,5,第三个来电,A\r\n"
+        'S4,13800138403,2026-11-30 10:03,5,"第四个 ""引号"" 来电",A\r\n'
+    )
+    rows = parse(text.encode("gbk"))
+    assert not any(r.ok for r in rows)
+    (error,) = rows[0].errors
+    assert (error.row, error.column, error.code) == (2, "诉求内容", "unclosed_quote")
+    assert error.params == {"lines": 3} and "3 lines" in error.text()
+
+
+def test_a_quoted_cell_with_line_breaks_and_commas_is_one_call() -> None:
+    body = "噪音扰民,夜里施工\n第二行, 还有逗号\n第三行"
+    data = csv_bytes([HEADER[:6], ["Q1", "13800138000", "2026-11-30 14:05", "60", body, "赵"]])
+    (row,) = parse(data)
+    assert row.ok and row.submission is not None and row.submission.body == body
+
+
+def test_a_title_line_does_not_make_a_cell_with_commas_on_its_lines_a_swallowed_call() -> None:
+    body = "噪音扰民\n第二行, 还有逗号, 又一个"
+    data = csv_bytes(
+        [
+            ["12345热线话务记录 2026-11-30"],
+            HEADER[:6],
+            ["Q1", "13800138000", "2026-11-30 14:05", "60", body, "赵"],
+        ]
+    )
+    (row,) = parse(data)
+    assert row.ok and row.row == 3
