@@ -126,6 +126,10 @@ def normalise_phone(value: str) -> str:
         digits, international = digits[2:], False
         if not (len(digits) == 11 and digits[0] == "1") and not digits.startswith("0"):
             digits = "0" + digits  # +86 10 8765 4321: a landline written internationally
+    elif re.fullmatch(r"861[3-9]\d{9}|01[3-9]\d{9}", digits):
+        # A mobile as call records give it: 86 without its +, or with the trunk 0 a switch
+        # shows for an out-of-town mobile (no area code starts 01 but Beijing's 010).
+        digits = digits[-11:]
     if international:
         if not 7 <= len(digits) <= 15:
             raise PhoneError("an international number has 7 to 15 digits after the +")

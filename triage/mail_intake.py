@@ -884,6 +884,7 @@ def _register_all(
         if policy.acknowledge
         else {}
     )
+    given: dict[str, int] = {}
     with session.no_autoflush:
         for fresh, registration, code in zip(run, registrations, codes, strict=True):
             parsed, case = fresh.parsed, registration.case
@@ -922,14 +923,14 @@ def _register_all(
             elif loops:
                 case.record("not_acknowledged", ACTOR, now, reason="; ".join(loops))
             made.append((fresh, mail, ack is not None))
-        _take_ids(session)
+        _take_ids(session, given)
         if all(ack.id is not None for _, ack in queued):
             # The acknowledgments have their ids already (PostgreSQL): their events go with
             # the same flush.
             for case, ack in queued:
                 record_queued(session, case, ack, now)
             queued = []
-            _take_ids(session)
+            _take_ids(session, given)
     session.flush()
     if queued:
         for case, ack in queued:
@@ -950,16 +951,19 @@ _NUMBERED = ("case_events", "incoming_mail", "outbox", "attachments")
 """Tables whose new rows of a batch get their ids before the flush on PostgreSQL."""
 
 
-def _take_ids(session: Session) -> None:
-    """On PostgreSQL, gives the new rows of the session in `_NUMBERED` tables their ids from
-    their sequences, in one statement, in the order they were added (as the flush would).
+def _take_ids(session: Session, given: dict[str, int]) -> None:
+    """Gives the new rows of the session in `_NUMBERED` tables their ids, in one statement,
+    in the order they were added (as the flush would): on PostgreSQL from their sequences;
+    on SQLite the ones after each table's largest, which stay ours because the transaction
+    has written already (`register_batch` took its numbers) and SQLite has one writer.
 
-    Without them the flush asks for each table's ids back (INSERT … RETURNING of many rows
-    in one statement, "insertmanyvalues"), and psycopg parses that statement, tens of
-    kilobytes of placeholders, in Python: about a tenth of the intake's CPU. With them it
-    sends the rows of a table as one prepared statement, pipelined."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
+    Without them the flush asks for each table's ids back: on PostgreSQL with INSERT …
+    RETURNING of many rows in one statement ("insertmanyvalues"), which psycopg parses, tens
+    of kilobytes of placeholders, in Python (about a tenth of the intake's CPU); on SQLite
+    one INSERT a row. With them the rows of a table go as one executemany (pipelined on
+    PostgreSQL). ``given``: the largest id given per table by the earlier calls before the
+    same flush (updated), which SQLite's largest does not show yet."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
     by_table: dict[str, list[Any]] = {}
     for obj in session.new:
         table = getattr(type(obj), "__tablename__", None)
@@ -968,15 +972,23 @@ def _take_ids(session: Session) -> None:
     if not by_table:
         return
     tables = sorted(by_table)
-    query = " UNION ALL ".join(
-        f"SELECT {k} AS k, nextval(pg_get_serial_sequence('{table}', 'id')) AS id"
-        f" FROM generate_series(1, :n{k})"
-        for k, table in enumerate(tables)
-    )
     ids: dict[int, list[int]] = {}
-    params = {f"n{k}": len(by_table[table]) for k, table in enumerate(tables)}
-    for k, id_ in session.execute(text(query), params):
-        ids.setdefault(k, []).append(int(id_))
+    if postgresql:
+        query = " UNION ALL ".join(
+            f"SELECT {k} AS k, nextval(pg_get_serial_sequence('{table}', 'id')) AS id"
+            f" FROM generate_series(1, :n{k})"
+            for k, table in enumerate(tables)
+        )
+        params = {f"n{k}": len(by_table[table]) for k, table in enumerate(tables)}
+        for k, id_ in session.execute(text(query), params):
+            ids.setdefault(k, []).append(int(id_))
+    else:
+        query = "SELECT " + ", ".join(f"(SELECT coalesce(max(id), 0) FROM {t})" for t in tables)
+        tops = session.execute(text(query)).one()
+        for k, table in enumerate(tables):
+            top = max(int(tops[k]), given.get(table, 0))
+            given[table] = top + len(by_table[table])
+            ids[k] = list(range(top + 1, top + 1 + len(by_table[table])))
     for k, table in enumerate(tables):
         objs = sorted(by_table[table], key=lambda o: inspect(o).insert_order)
         for obj, id_ in zip(objs, sorted(ids[k]), strict=True):

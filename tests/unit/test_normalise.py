@@ -115,3 +115,15 @@ def test_every_channel_is_cleaned_at_the_submission() -> None:
     assert s.body == "酒吧每晚唱歌\n到两点"
     assert s.contact.name == "王小明" and s.contact.phone == "13800138000"
     assert s.attachments[0].filename == "x.png" and s.external_id == "<a@b>"
+
+
+def test_a_mobile_as_a_call_centres_switch_logs_it_is_the_mobile() -> None:
+    # A switch shows an out-of-town mobile with the trunk 0 it was dialled with, and call
+    # records give +86 without its +: both were another caller than 13800138000 (no area
+    # code starts 01 but Beijing's 010; no Chinese number has 13 digits).
+    assert normalise_phone("013800138000") == "13800138000"
+    assert normalise_phone("0138-0013-8000") == "13800138000"
+    assert normalise_phone("8613800138000") == "13800138000"
+    assert normalise_phone("01087654321") == "01087654321"
+    with pytest.raises(PhoneError):
+        normalise_phone("8612800138000")
