@@ -156,6 +156,27 @@ def notice_of(event: CaseEvent) -> str:
     return _("%(notice)s · %(channel)s", notice=label, channel=NOTICE_CHANNELS[channel])
 
 
+def undelivered_notices(events: Any) -> list[str]:
+    """The notices (as `notice_of` names them) of the case's mails and text messages that
+    failed for good and were not delivered since: a failed one the admin sent again from
+    the outbox (`requeue`) and that then went out no longer asks to call the citizen back.
+    `events`: the case's events, in any order (a message is never sent, then failed)."""
+    events = list(events)
+
+    def message(e: CaseEvent) -> tuple[str, object]:
+        channel = e.action.split("_", 1)[0]  # "mail" or "sms"
+        return channel, (e.detail or {}).get(f"{channel}_id")
+
+    delivered = {message(e) for e in events if e.action in ("mail_sent", "sms_sent")}
+    found = []
+    for e in events:
+        if e.action in ("mail_failed", "sms_failed") and message(e) not in delivered:
+            notice = notice_of(e)
+            if notice:
+                found.append(notice)
+    return found
+
+
 def citizen_reach(case: Any) -> str:
     """`triage.notifications.reach` of a case (or of a template's CaseView: the unmasked
     contact, whoever looks) with the notifier of the request's sessions."""
@@ -168,3 +189,4 @@ def citizen_reach(case: Any) -> str:
 def init_app(app: Flask) -> None:
     app.add_template_filter(notice_of, "notice_of")
     app.add_template_filter(citizen_reach, "citizen_reach")
+    app.add_template_filter(undelivered_notices, "undelivered_notices")

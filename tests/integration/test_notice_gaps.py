@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -238,3 +239,36 @@ def test_the_outbox_page_names_a_waiting_mail_as_waiting_to_be_sent(
     assert "转入待分派" not in page
     page = admin.get("/admin/outbox?lang=en").get_data(as_text=True)
     assert re.search(r'data-label="State">in the queue<', page)
+
+
+def test_a_notice_delivered_after_its_retry_no_longer_asks_to_call_back(
+    client: Any, login_as: Any, runtime: Any, smtp_port: int
+) -> None:
+    """The mail server was down until the notice failed for good: the case page asks to
+    call the citizen back. The admin sends it again from the outbox once the server is
+    back, and it is delivered: the page must stop asking (it kept saying "could not be
+    delivered: call them back" for ever, from the old mail_failed event)."""
+    number, _ = submit_complaint(client, "路灯不亮。", email="li@example.com", phone="")
+    start = datetime.now(UTC)
+    for hours in (2, 4, 6):  # no server listening: each try fails, the third for good
+        send(runtime, clock=lambda hours=hours: start + timedelta(hours=hours))
+    assert "mail_failed" in actions(runtime, number)
+    supervisor = login_as("supervisor")
+    page = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
+    assert 'id="citizen-unreachable"' in page
+    admin = login_as("admin")
+    with runtime.sessions() as s:
+        mail_id = s.scalar(select(OutgoingMail.id).where(OutgoingMail.status == MailStatus.FAILED))
+    r = post_form(admin, "/admin/outbox", f"/admin/outbox/mail/{mail_id}/retry", {})
+    assert r.status_code == 302
+    recorder = Recorder()
+    controller = aiosmtpd_controller.Controller(recorder, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    try:
+        assert send(runtime).sent == 1
+    finally:
+        controller.stop()
+    assert len(recorder.received) == 1
+    assert actions(runtime, number)[-1] == "mail_sent"
+    page = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
+    assert 'id="citizen-unreachable"' not in page
