@@ -347,8 +347,19 @@ def _xlsx_rows(sheet: Any) -> Iterator[tuple[int, tuple[Any, ...]]]:
     """The sheet's rows as ``(row number, values)``. A date cell whose format shows no time
     of day is a `date`, not a datetime at midnight: as a call time it lacks the time (it
     is refused, or joined to the mapping's time column), and is never taken as 00:00."""
+    from openpyxl.cell.read_only import EMPTY_CELL
+
     date_only: dict[str, bool] = {}
+    absent: tuple[Any, ...] | None = None
     for n, cells in enumerate(sheet.iter_rows(min_row=1), start=1):
+        # A row absent from the sheet's file is one tuple of empty cells openpyxl gives again
+        # and again, as wide as the sheet: up to a cell styled at the far corner, a million
+        # rows of 16,384 cells. It is skipped at once (absent rows are blank).
+        if cells is absent:
+            continue
+        if cells and cells[0] is EMPTY_CELL and all(c is EMPTY_CELL for c in cells):
+            absent = cells
+            continue
         values = tuple(c.value for c in cells)
         if any(type(v) is datetime and v.time() == time() for v in values):
             values = tuple(_date_cell(c, date_only) for c in cells)

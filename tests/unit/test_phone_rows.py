@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, time, timedelta
+from time import process_time
 from zoneinfo import ZoneInfo
 
 import openpyxl
+import openpyxl.styles
 import pytest
 
 from intake.phone import (
@@ -674,3 +676,23 @@ def test_a_title_line_does_not_make_a_cell_with_commas_on_its_lines_a_swallowed_
     )
     (row,) = parse(data)
     assert row.ok and row.row == 3
+
+
+def test_a_styled_cell_far_below_and_right_does_not_make_the_sheet_take_minutes() -> None:
+    # A cell touched at the sheet's far corner (formatted, then emptied) makes openpyxl
+    # read every row up to it as wide as it: 5 KB of XLSX was 30,000 rows x 16,384 cells
+    # read one by one (the full 1,048,576 rows: hours). Rows absent from the file are
+    # skipped at once; the calls and their row numbers are as Excel shows them.
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(HEADER[:6])
+    sheet.append(["F1", "13800138000", datetime(2026, 11, 30, 14, 5), 60, "漏水", "赵"])
+    sheet.cell(row=5, column=1, value="F2")
+    for column, value in enumerate(["13800138001", "2026-11-30 14:06", 60, "路灯", "赵"], start=2):
+        sheet.cell(row=5, column=column, value=value)
+    sheet.cell(row=30_000, column=16_384).font = openpyxl.styles.Font(bold=True)
+    data = _xlsx(book)
+    started = process_time()
+    rows = list(parse_file(data, ColumnMapping(), tz=TZ, now=NOW).rows)
+    assert process_time() - started < 5  # seconds of CPU; it took over 20 before
+    assert [(r.row, r.ok) for r in rows] == [(2, True), (5, True)]
