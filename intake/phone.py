@@ -601,7 +601,8 @@ def _no_time_of_day(value: Any) -> CellError:
 def _parse_time_text(text: str) -> datetime:
     if re.fullmatch(r"\d+(?:\.\d+)?", text) and not re.fullmatch(r"\d{12}|\d{14}", text):
         moment = _excel_serial(float(text))
-        if float(text).is_integer() and moment >= EARLIEST_CALL:
+        # 46356 is a date alone; 46356.0000000000, written with its fraction, is midnight.
+        if "." not in text and moment >= EARLIEST_CALL:
             raise _no_time_of_day(moment.date())
         return moment
     found = _DATE_PART.match(text)

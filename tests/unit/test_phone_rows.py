@@ -696,3 +696,15 @@ def test_a_styled_cell_far_below_and_right_does_not_make_the_sheet_take_minutes(
     rows = list(parse_file(data, ColumnMapping(), tz=TZ, now=NOW).rows)
     assert process_time() - started < 5  # seconds of CPU; it took over 20 before
     assert [(r.row, r.ok) for r in rows] == [(2, True), (5, True)]
+
+
+def test_a_serial_number_written_with_its_fraction_is_a_call_at_midnight() -> None:
+    # An export writing call times as serial numbers with ten decimals gives a call at
+    # 00:00:00 as 46356.0000000000: a time, not a date alone (refused before). Without a
+    # decimal point (46356) it stays a date without a time.
+    midnight = datetime(2026, 11, 29, 16, 0, tzinfo=UTC)  # 2026-11-30 00:00 in Shanghai
+    assert parse_call_time("46356.0000000000", TZ, NOW) == midnight
+    assert parse_call_time("46356.0", TZ, NOW) == midnight
+    with pytest.raises(CellError) as exc:
+        parse_call_time("46356", TZ, NOW)
+    assert exc.value.code == "no_time_of_day"
