@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Protocol, cast
 from sqlalchemy import bindparam, event, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from intake.submission import Submission
 from triage import duplicate_index, notifications
@@ -40,6 +40,7 @@ from triage.models import (
     Status,
 )
 from triage.privacy import masked_case_text
+from triage.staff import lock_departments
 
 QUERY_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read out on the phone
 QUERY_CODE_LENGTH = 6
@@ -622,6 +623,12 @@ def assign_case(
     A department that sent the case back gets it again only with a reason: otherwise the
     case would bounce between the queue and the department that already said it is not its.
     """
+    session = object_session(case)
+    if session is not None:
+        # Read again under a lock: an administrator deactivating the department at this
+        # moment (triage/staff.hand_over) would otherwise be missed, and the case land in a
+        # department no handler sees any more.
+        lock_departments(session, department, share=True)
     if not department.active:
         raise IllegalTransition(N_("Department %(code)s is inactive."), code=department.code)
     due = deadlines.handling_due(now, department.code, case.urgent, kind=case.kind)

@@ -426,13 +426,16 @@ def department_load(session: Session, dept: Department) -> DepartmentLoad:
     )
 
 
-def _lock_departments(session: Session, *depts: Department | None) -> None:
+def lock_departments(session: Session, *depts: Department | None, share: bool = False) -> None:
     """Locks the rows of `depts` to the end of the transaction and reads them again (their
     `active` as committed now), as `_locked_active_admins` does for the administrators.
+    `share`: a lock that others sharing it do not wait for (a dispatch checking that its
+    department is still active), while a deactivation (not shared) waits for them and
+    they for it.
 
-    PostgreSQL: FOR UPDATE in id order (two callers cannot deadlock). SQLite reads outside a
-    transaction and ignores FOR UPDATE: a write that matches no row takes the database's one
-    write lock first, so what is read next sees every committed change."""
+    PostgreSQL: FOR UPDATE (or FOR SHARE) in id order (two callers cannot deadlock). SQLite
+    reads outside a transaction and ignores FOR UPDATE: a write that matches no row takes the
+    database's one write lock first, so what is read next sees every committed change."""
     ids = sorted({d.id for d in depts if d is not None})
     if session.get_bind().dialect.name == "sqlite":
         table = Department.__table__
@@ -441,7 +444,7 @@ def _lock_departments(session: Session, *depts: Department | None) -> None:
         select(Department)
         .where(Department.id.in_(ids))
         .order_by(Department.id)
-        .with_for_update()
+        .with_for_update(read=share)
         .execution_options(populate_existing=True)
     ).all()
 
@@ -476,12 +479,12 @@ def hand_over(
     no active successor other than itself is given, or when deactivating an account is
     refused (`set_active`: oneself, the last administrator). Flushes, never commits.
 
-    Both departments are locked (`_lock_departments`) and read again before anything is
+    Both departments are locked (`lock_departments`) and read again before anything is
     counted or checked: two administrators deactivating A into B and B into A at once
     each saw the other active, and both went through, leaving every case in hand of both
     in an inactive department no handler sees. Now the second waits, then is refused.
     """
-    _lock_departments(session, dept, successor)
+    lock_departments(session, dept, successor)
     result = Handover(successor.code if successor else None, [], [], [])
     if not dept.active:
         return result  # deactivated meanwhile by another administrator: nothing to hand

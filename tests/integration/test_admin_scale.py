@@ -17,7 +17,8 @@ from sqlalchemy import insert, select
 from tests.integration.helpers import flashes, post_form, submit_complaint
 from tests.integration.test_kanban import _case, _dispatch
 from triage import staff
-from triage.models import AdminEvent, Case, Department, Role, Status, User
+from triage.cases import assign_case
+from triage.models import AdminEvent, Case, Department, IllegalTransition, Role, Status, User
 
 USERS = re.compile(r'data-user="([^"]+)"')
 
@@ -231,3 +232,46 @@ def test_two_admins_deactivating_departments_into_each_other_at_once(
         for number in (first_case, second_case):
             case = s.scalar(select(Case).where(Case.tracking_number == number))
             assert case.department.code == "environment" and case.department.active
+
+
+def test_a_dispatch_into_a_department_being_deactivated_waits_and_is_refused(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """A supervisor dispatches a queued case to urban (its page showed urban active) while
+    an admin deactivates urban with environment taking over. The dispatch checked urban
+    before the admin committed and wrote after: the case landed in the inactive department,
+    seen by no handler. It must wait for the admin and be refused."""
+    number, _c = submit_complaint(client, "和平路井盖破损，夜间有人跌倒。", "井盖破损")
+    first, second = runtime.sessions(), runtime.sessions()
+    refused: list[str] = []
+    case = second.scalar(select(Case).where(Case.tracking_number == number))
+    urban = second.scalar(select(Department).where(Department.code == "urban"))
+    supervisor = second.scalar(select(User).where(User.username == "supervisor"))
+    assert case.status == Status.TRIAGE and urban.active
+
+    def dispatch() -> None:
+        try:
+            assign_case(case, urban, supervisor, runtime.settings.deadlines(), datetime.now(UTC))
+            second.commit()
+        except IllegalTransition as e:
+            refused.append(str(e))
+            second.rollback()
+
+    try:
+        admin = first.scalar(select(User).where(User.username == "admin"))
+        dept = first.scalar(select(Department).where(Department.code == "urban"))
+        to = first.scalar(select(Department).where(Department.code == "environment"))
+        staff.hand_over(first, dept, to, "move", admin, datetime.now(UTC))
+        staff.change_department(first, dept, dept.name, dept.name_en, dept.email, False)
+        racer = threading.Thread(target=dispatch)
+        racer.start()
+        racer.join(0.5)
+        first.commit()
+        racer.join(30)
+        assert not racer.is_alive()
+    finally:
+        first.close()
+        second.close()
+    assert refused and "inactive" in refused[0]
+    case = _case(runtime, number)
+    assert case.status == Status.TRIAGE and case.department is None
