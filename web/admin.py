@@ -98,9 +98,23 @@ ADMIN_DETAILS = {
 }
 
 
+# What an outbox retry did (triage.outbox.Retry), as the admin log names it.
+RETRY_OUTCOMES = {
+    "requeued": _l("failed before: queued again"),
+    "brought_forward": _l("was waiting: brought forward"),
+    "already_due": _l("due already: nothing to do"),
+    "sending": _l("being sent: left alone"),
+    "sent": _l("sent already: not sent again"),
+}
+
+
 @bp.context_processor
 def _labels() -> dict[str, object]:
-    return {"ADMIN_ACTIONS": ADMIN_ACTIONS, "ADMIN_DETAILS": ADMIN_DETAILS}
+    return {
+        "ADMIN_ACTIONS": ADMIN_ACTIONS,
+        "ADMIN_DETAILS": ADMIN_DETAILS,
+        "RETRY_OUTCOMES": RETRY_OUTCOMES,
+    }
 
 
 def _now() -> datetime:

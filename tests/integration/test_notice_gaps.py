@@ -272,3 +272,25 @@ def test_a_notice_delivered_after_its_retry_no_longer_asks_to_call_back(
     assert actions(runtime, number)[-1] == "mail_sent"
     page = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
     assert 'id="citizen-unreachable"' not in page
+
+
+def test_the_admin_log_says_what_a_retry_did_in_the_users_language(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """The outbox's retries are in the admin log with their outcome; the log showed the
+    code ("requeued", "already_due") to a Chinese-reading admin."""
+    submit_complaint(client, "路灯不亮。", email="li@example.com", phone="")
+    with runtime.sessions() as s, s.begin():
+        s.execute(update(OutgoingMail).values(status=MailStatus.FAILED, last_error="421"))
+        mail_id = s.scalar(select(OutgoingMail.id))
+    admin = login_as("admin")
+    for _ in range(2):  # queued again, then due already
+        r = post_form(admin, "/admin/outbox", f"/admin/outbox/mail/{mail_id}/retry", {})
+        assert r.status_code == 302
+    log = admin.get("/admin/log").get_data(as_text=True)
+    rows = re.findall(r'<tr data-action="outbox_retried">(.*?)</tr>', log, re.S)
+    assert len(rows) == 2
+    assert "已重新排队" in rows[1] and "已到发送时间" in rows[0], rows
+    assert "requeued" not in log and "already_due" not in log
+    log = admin.get("/admin/log?lang=en").get_data(as_text=True)
+    assert "queued again" in log and "due already" in log
