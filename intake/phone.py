@@ -211,19 +211,96 @@ MAX_UNPACKED_RATIO = 30
 MAX_UNPACKED_FLOOR = 50 * 1024 * 1024  # bytes: small files may compress better
 
 
+# The parts openpyxl reads whole into memory even in read-only mode (the sheets are
+# streamed): the shared strings (every text cell, each a Python string: some 6 times the
+# XML's size in memory) and the styles. A bomb padded with incompressible bytes passes the
+# ratio above (4.4 MB unpacking to a 102 MB sharedStrings.xml took 616 MB and 57 s of CPU).
+# A real export's shared strings are its distinct texts: Chinese text compresses some 3-5
+# times, so a 20 MB upload's strings stay well under MAX_STRINGS_BYTES; strings that
+# compress more than MAX_STRINGS_RATIO times are repeated padding once past
+# MAX_STRINGS_DENSE_FLOOR.
+MAX_STRINGS_BYTES = 64 * 1024 * 1024
+MAX_STRINGS_DENSE_FLOOR = 16 * 1024 * 1024
+MAX_STRINGS_RATIO = 12
+MAX_STYLES_BYTES = 8 * 1024 * 1024
+MAX_CONTENT_TYPES_BYTES = 1024 * 1024
+_CONTENT_TYPE_PART = re.compile(
+    rb"""<Override\b[^>]*?PartName\s*=\s*["']/?([^"']+)["'][^>]*?ContentType\s*=\s*["']"""
+    rb"""[^"']*?\.(sharedStrings|styles)\+xml["']"""
+    rb"""|<Override\b[^>]*?ContentType\s*=\s*["'][^"']*?\.(sharedStrings|styles)\+xml["']"""
+    rb"""[^>]*?PartName\s*=\s*["']/?([^"']+)["']""",
+    re.IGNORECASE,
+)
+
+
+def _whole_parts(archive: zipfile.ZipFile) -> dict[str, str]:
+    """The members openpyxl reads whole, by name (lower case): "sharedStrings" or
+    "styles", as [Content_Types].xml names them (the parts openpyxl looks up) and by their
+    usual names."""
+    found: dict[str, str] = {}
+    for info in archive.infolist():
+        base = info.filename.rsplit("/", 1)[-1].lower()
+        if base == "sharedstrings.xml":
+            found[info.filename.lower()] = "sharedStrings"
+        elif base == "styles.xml":
+            found[info.filename.lower()] = "styles"
+    try:
+        info = archive.getinfo("[Content_Types].xml")
+    except KeyError:
+        return found
+    if info.file_size > MAX_CONTENT_TYPES_BYTES:
+        raise FileFormatError(
+            "bad_xlsx", f"not a readable XLSX file: [Content_Types].xml is {info.file_size} bytes"
+        )
+    for m in _CONTENT_TYPE_PART.finditer(archive.read(info)):
+        name, kind = (m[1], m[2]) if m[1] else (m[4], m[3])
+        kind = "sharedStrings" if kind.lower() == b"sharedstrings" else "styles"
+        found[name.decode("utf-8", "replace").lower()] = kind
+    return found
+
+
 def _check_unpacked_size(data: bytes) -> None:
     """Raises FileFormatError ``bad_xlsx`` when the zip's members would unpack to more than
-    MAX_UNPACKED_RATIO times its size (at least MAX_UNPACKED_FLOOR bytes). The sizes are
-    the zip's own: `zipfile` never unpacks a member beyond its stated size."""
+    MAX_UNPACKED_RATIO times its size (at least MAX_UNPACKED_FLOOR bytes), or when the
+    parts openpyxl reads whole would: shared strings over MAX_STRINGS_BYTES (or over
+    MAX_STRINGS_DENSE_FLOOR and compressed more than MAX_STRINGS_RATIO times), styles over
+    MAX_STYLES_BYTES. The sizes are the zip's own: `zipfile` never unpacks a member beyond
+    its stated size, and nothing is unpacked here but [Content_Types].xml (at most
+    MAX_CONTENT_TYPES_BYTES)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
+            members = archive.infolist()
+            unpacked = sum(info.file_size for info in members)
+            whole = _whole_parts(archive)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise FileFormatError("bad_xlsx", f"not a readable XLSX file: {exc}") from exc
     if unpacked > max(MAX_UNPACKED_FLOOR, MAX_UNPACKED_RATIO * len(data)):
         raise FileFormatError(
             "bad_xlsx", f"not a readable XLSX file: it would unpack to {unpacked} bytes"
         )
+    for info in members:
+        kind = whole.get(info.filename.lower())
+        size = info.file_size
+        if kind == "styles" and size > MAX_STYLES_BYTES:
+            raise FileFormatError(
+                "bad_xlsx",
+                f"not a readable XLSX file: its styles ({info.filename}) would unpack to "
+                f"{size} bytes, more than {MAX_STYLES_BYTES}",
+            )
+        dense = size > MAX_STRINGS_DENSE_FLOOR and size > MAX_STRINGS_RATIO * max(
+            1, info.compress_size
+        )
+        if kind == "sharedStrings" and (size > MAX_STRINGS_BYTES or dense):
+            raise FileFormatError(
+                "bad_xlsx",
+                f"not a readable XLSX file: its shared strings ({info.filename}) would unpack "
+                f"to {size} bytes from {info.compress_size}"
+                + (
+                    ""
+                    if dense and size <= MAX_STRINGS_BYTES
+                    else f", more than {MAX_STRINGS_BYTES}"
+                ),
+            )
 
 
 def _decode(data: bytes) -> tuple[str, str]:

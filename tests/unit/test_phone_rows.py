@@ -434,6 +434,76 @@ def test_a_zip_bomb_named_xlsx_is_refused_before_it_is_unpacked() -> None:
     assert exc.value.code == "bad_xlsx" and "unpack" in str(exc.value)
 
 
+def _padded_workbook(part: str, content_type: str, xml: bytes) -> bytes:
+    """A real workbook of calls whose shared strings or styles are replaced by `xml`
+    (under the name `part`, declared in [Content_Types].xml), with 4 MB of incompressible
+    padding so that the whole file passes the unpacked-to-packed ratio."""
+    import os
+    import zipfile
+
+    book = openpyxl.Workbook()
+    book.active.append(["工单号", "来电号码", "来电时间", "通话时长", "诉求内容", "话务员"])
+    book.active.append(["G1", "13800138000", "2026/11/30 9:05", "60", "噪音", "王"])
+    plain = io.BytesIO()
+    book.save(plain)
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(plain) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename == "[Content_Types].xml":
+                body = body.replace(
+                    b"</Types>",
+                    f'<Override PartName="/{part}" ContentType="application/'
+                    f'vnd.openxmlformats-officedocument.spreadsheetml.{content_type}+xml"/>'
+                    "</Types>".encode(),
+                )
+            if info.filename.lower() in ("xl/sharedstrings.xml", "xl/styles.xml"):
+                continue
+            dst.writestr(info, body)
+        dst.writestr(part, xml)
+        dst.writestr("xl/media/pad.bin", os.urandom(4 << 20), zipfile.ZIP_STORED)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("part", "content_type", "what"),
+    [
+        ("xl/sharedStrings.xml", "sharedStrings", "shared strings"),
+        # Named as a sheet: openpyxl finds the strings by [Content_Types].xml, so do we.
+        ("xl/worksheets/strings.xml", "sharedStrings", "shared strings"),
+        ("xl/styles.xml", "styles", "styles"),
+    ],
+)
+def test_a_workbook_whose_strings_or_styles_unpack_to_a_bomb_is_refused_unread(
+    part: str, content_type: str, what: str
+) -> None:
+    """4 MB of padding beside 17 MB of repeated strings: the file's whole ratio passes
+    (the red team's 4.4 MB file took 616 MB and 57 s of CPU in openpyxl); the part alone is
+    refused before openpyxl reads anything, at once and naming what is too big."""
+    xml = b'<sst xmlns="x">' + b"<si><t>a</t></si>" * 1_000_000 + b"</sst>"
+    data = _padded_workbook(part, content_type, xml)
+    assert len(data) < 6_000_000 and len(xml) > 16 << 20
+    started = process_time()
+    with pytest.raises(FileFormatError) as exc:
+        read_table(data, "calls.xlsx")
+    assert exc.value.code == "bad_xlsx" and what in str(exc.value)
+    assert process_time() - started < 1.0
+
+
+def test_a_workbook_with_ordinary_strings_is_still_read() -> None:
+    xml = (
+        b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        + b"<si><t>\xe5\x99\xaa\xe5\xa3\xb0</t></si>" * 10
+        + b"</sst>"
+    )
+    data = _padded_workbook("xl/sharedStrings.xml", "sharedStrings", xml)
+    table = read_table(data, "calls.xlsx")
+    assert tuple(table.header[:2]) == ("工单号", "来电号码")
+
+
 # -- call times as Chinese Excel and WPS write them -----------------------------------------
 
 
