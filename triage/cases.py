@@ -40,7 +40,7 @@ from triage.models import (
     Status,
 )
 from triage.privacy import masked_case_text
-from triage.staff import lock_departments
+from triage.staff import lock_departments, successor_of
 
 QUERY_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read out on the phone
 QUERY_CODE_LENGTH = 6
@@ -695,6 +695,33 @@ def send_back_case(
 
 
 def rework_case(case: Case, actor: Actor, deadlines: Deadlines, now: datetime, reason: str) -> None:
+    """Sends a visited case back for rework (重办) with its rework deadline; a case whose
+    department was deactivated since goes on to the department that took its work over
+    (`follow_inactive_department`)."""
     department = case.department.code if case.department else None
     due = deadlines.rework_due(now, case.urgent, kind=case.kind, department=department)
     case.rework(actor, now, reason, due)
+    follow_inactive_department(case, actor, now)
+
+
+def follow_inactive_department(case: Case, actor: Actor, now: datetime) -> None:
+    """A case just put back in handling (rework) in a department deactivated since would be
+    in a department no handler sees, on no board: it is transferred (转办, an event on its
+    timeline, deadline kept) to the active department that took the work over
+    (triage/staff.successor_of, following the chain), or, with none, put in the
+    supervisors' triage queue (event "requeued") to be dispatched again. Nothing happens
+    when the department is active."""
+    dept = case.department
+    if dept is None or case.status not in (Status.ASSIGNED, Status.IN_PROGRESS):
+        return
+    session = object_session(case)
+    if session is not None:
+        lock_departments(session, dept, share=True)
+    if dept.active:
+        return
+    successor = successor_of(session, dept) if session is not None else None
+    if successor is not None and successor.id != dept.id:
+        reason = f"{dept.name}已停用，重办工单移交{successor.name}办理（截止时间不变）"
+        case.transfer(successor, actor, now, case.due_at or now, reason)
+    else:
+        case.requeue(actor, now, f"{dept.name}已停用且无承接部门，重办工单退回待分派")

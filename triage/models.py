@@ -181,6 +181,9 @@ class Department(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Added or changed by an administrator in the browser: `minsheng init` leaves it alone.
     admin_managed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The department that took this one's work over when it was deactivated
+    # (triage/staff.hand_over): a case reworked here later goes there (triage/cases.rework_case).
+    successor_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
 
     def __repr__(self) -> str:
         return f"<Department {self.code}>"
@@ -821,6 +824,21 @@ class Case(Base):
         self.sent_back_count += 1
         self.record(
             "sent_back", actor, at, to_status=Status.TRIAGE, reason=reason, department=previous
+        )
+
+    def requeue(self, actor: Actor, at: datetime, reason: str) -> None:
+        """Put a case back in handling whose department is gone (inactive, no department took
+        its work over) into the supervisors' triage queue (待分派) to be dispatched again.
+        Event "requeued" {department}: unlike a send-back it counts against no department."""
+        self._require("requeued", {Status.ASSIGNED, Status.IN_PROGRESS})
+        previous = self.department.code if self.department else None
+        self._withdraw_department_requests(actor, at, N_("The case was sent back."))
+        self.department = None
+        self.department_id = None
+        self.due_at = None
+        self.assigned_at = None
+        self.record(
+            "requeued", actor, at, to_status=Status.TRIAGE, reason=reason, department=previous
         )
 
     def record_visit(

@@ -247,9 +247,10 @@ def answer(
             "问题未解决" if not solved else ""
         )
         if unsatisfied == Outcome.REWORK:
-            department = case.department.code if case.department else None
-            due = deadlines.rework_due(now, case.urgent, kind=case.kind, department=department)
-            case.rework("system", now, why, due)
+            from triage.cases import rework_case  # triage.cases imports this module
+
+            # A department deactivated since the reply: the case goes to its successor.
+            rework_case(case, "system", deadlines, now, why)
             response.outcome = Outcome.REWORK
         else:
             case.request_review("system", now, why)

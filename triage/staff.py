@@ -10,6 +10,7 @@ set by the caller through the password policy (web/passwords.py).
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -210,6 +211,16 @@ def set_active(session: Session, user: User, active: bool, by: User) -> bool:
                 name=user.username,
             )
         user.session_token = new_session_token()
+    elif user.department is not None and not user.department.active:
+        # Its handler would sign in to a department whose cases went elsewhere.
+        raise StaffChangeRefused(
+            N_(
+                "%(name)s belongs to department %(code)s, which is inactive: move the account "
+                "to an active department first, then reactivate it."
+            ),
+            name=user.username,
+            code=user.department.code,
+        )
     user.active = active
     user.admin_managed = True
     session.flush()
@@ -282,6 +293,8 @@ def change_department(
             after["email"],
             after["active"],
         )
+        if active:
+            dept.successor_id = None  # its own again: a later deactivation names its own
         dept.admin_managed = True
         session.flush()
     return changes
@@ -307,6 +320,19 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
+def search_text(raw: str) -> str:
+    """What a search box's `raw` input searches for: NFKC (a full-width ＵＲＢＡＮ is urban),
+    every run of whitespace (tabs, line breaks, the ideographic space) one space, trimmed,
+    at most 100 characters. Raises StaffChangeRefused for any other control character
+    (NUL: PostgreSQL refuses it in any text)."""
+    text = " ".join(unicodedata.normalize("NFKC", raw or "").split())
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise StaffChangeRefused(
+            N_("The search holds a control character (such as NUL): type it again.")
+        )
+    return text[:100]
+
+
 def find_users(
     session: Session,
     *,
@@ -328,7 +354,7 @@ def find_users(
     no index of its own; the paging reads only its page, however deep.
     """
     where: list[Any] = []
-    text = " ".join(text.split())[:100].lower()
+    text = search_text(text).lower()
     if text:
         pattern = _like(text)
         in_department = select(Department.id).where(
@@ -372,9 +398,17 @@ def find_users(
     rows = list(session.scalars(query.order_by(User.username).limit(size + 1)))
     more_after = len(rows) > size
     rows = rows[:size]
+    # `after` may precede every account (an edited or old link): no page before this one.
+    earlier = (
+        rows
+        and after
+        and session.scalar(
+            select(User.username).where(*where, User.username < rows[0].username).limit(1)
+        )
+    )
     return UserPage(
         rows=rows,
-        before=rows[0].username if rows and after else None,
+        before=rows[0].username if earlier else None,
         after=rows[-1].username if rows and more_after else None,
         total=total,
     )
@@ -449,6 +483,27 @@ def lock_departments(session: Session, *depts: Department | None, share: bool = 
     ).all()
 
 
+def successor_of(session: Session, dept: Department) -> Department | None:
+    """The active department that now does the work of the inactive `dept`: its recorded
+    successor (`hand_over`), or that one's if it was deactivated in turn, and so on; None if
+    the chain ends in a department with none (or loops). `dept` itself if it is active. The
+    departments read are locked as `lock_departments(share=True)` does (a deactivation at
+    this moment waits, or is waited for and seen)."""
+    seen: set[int] = set()
+    current: Department | None = dept
+    while current is not None and current.id not in seen:
+        seen.add(current.id)
+        lock_departments(session, current, share=True)
+        if current.active:
+            return current
+        current = (
+            session.get(Department, current.successor_id)
+            if current.successor_id is not None
+            else None
+        )
+    return None
+
+
 @dataclass
 class Handover:
     """What deactivating a department did: the tracking numbers of the cases transferred to
@@ -488,8 +543,12 @@ def hand_over(
     result = Handover(successor.code if successor else None, [], [], [])
     if not dept.active:
         return result  # deactivated meanwhile by another administrator: nothing to hand
+    if successor is not None and successor.id != dept.id and successor.active:
+        # Its replied cases stay here; one reworked later follows this (rework_case).
+        dept.successor_id = successor.id
     load = department_load(session, dept)
     if not load.in_hand and not load.staff:
+        session.flush()
         return result
     if successor is None or successor.id == dept.id:
         raise StaffChangeRefused(

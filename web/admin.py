@@ -10,6 +10,7 @@ key in it. Changes made here survive `minsheng init` (rows marked `admin_managed
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,8 +36,8 @@ from wtforms.validators import DataRequired, Email, Length, Optional, Validation
 from triage import admin_log
 from triage.access import Action
 from triage.models import Case, Department, Role, User
-from triage.outbox import MailStatus, OutgoingMail, Retry, list_mails, outbox_counts, requeue
-from triage.sms import TextMessage, list_messages, sms_counts
+from triage.outbox import MailStatus, OutgoingMail, Retry, outbox_counts, requeue
+from triage.sms import TextMessage, sms_counts
 from triage.sms import requeue as requeue_sms
 from triage.staff import (
     Account,
@@ -48,6 +49,7 @@ from triage.staff import (
     department_load,
     find_users,
     hand_over,
+    search_text,
     set_active,
 )
 from web import db, runtime
@@ -296,12 +298,17 @@ def index() -> str:
 
 @bp.get("/users")
 @requires(Action.ADMINISTER)
-def users() -> str:
+def users() -> Response:
     """The accounts, USERS_PAGE at a time in username order, found by text (username, name,
     email, department) and filtered by role, department and state; keyset paging
     (`after=`/`before=` a username), so the last page costs what the first does."""
     args = request.args
-    text = args.get("q", "")[:100]
+    status = 200
+    try:
+        text = search_text(args.get("q", "")[:400])
+    except StaffChangeRefused as e:
+        flash(error_text(e), "error")
+        text, status = "", 400
     role = args.get("role", "")
     department = args.get("department", "")[:40]
     active = args.get("active", "")
@@ -320,7 +327,7 @@ def users() -> str:
         for k, v in (("q", text), ("role", role), ("department", department), ("active", active))
         if v
     }
-    return render_template(
+    body = render_template(
         "admin/users.html",
         rows=page.rows,
         page=page,
@@ -332,6 +339,7 @@ def users() -> str:
         roles=_role_choices(),
         departments=_department_choices(include_inactive=True)[1:],
     )
+    return make_response(body, status)
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -695,17 +703,97 @@ def _case_numbers(case_ids: set[int]) -> dict[int, str]:
     return {int(i): str(n) for i, n in rows}
 
 
+OUTBOX_CURSORS = ("mail_before", "mail_after", "sms_before", "sms_after")
+
+
+@dataclass(frozen=True)
+class OutboxPages:
+    """Where one list of the outbox page goes on: `older` the id to read before (the next,
+    older page), `newer` the id to read after (the previous, newer page); None at an end."""
+
+    older: int | None
+    newer: int | None
+
+
+def _outbox_page(
+    model: type[OutgoingMail] | type[TextMessage],
+    status: str,
+    before: int | None,
+    after: int | None,
+) -> tuple[list[Any], OutboxPages]:
+    """OUTBOX_PAGE rows of `model` (of `status`, if given), newest first: those older than
+    id `before`, or the ones just newer than id `after`, or the newest. Keyset on the id:
+    one read of OUTBOX_PAGE + 1 rows however deep the page, and one more to know whether
+    a newer page exists."""
+    query = select(model)
+    if status:
+        query = query.where(model.status == status)
+    if after is not None and before is None:
+        rows = list(
+            db().scalars(
+                query.where(model.id > after).order_by(model.id.asc()).limit(OUTBOX_PAGE + 1)
+            )
+        )
+        newer = len(rows) > OUTBOX_PAGE
+        rows = rows[:OUTBOX_PAGE][::-1]
+        older = db().scalar(query.with_only_columns(model.id).where(model.id <= after).limit(1))
+        return rows, OutboxPages(
+            rows[-1].id if rows and older is not None else None,
+            rows[0].id if newer else None,
+        )
+    query_page = query.where(model.id < before) if before is not None else query
+    rows = list(db().scalars(query_page.order_by(model.id.desc()).limit(OUTBOX_PAGE + 1)))
+    more = len(rows) > OUTBOX_PAGE
+    rows = rows[:OUTBOX_PAGE]
+    newer = (
+        before is not None
+        and rows
+        and db().scalar(query.with_only_columns(model.id).where(model.id > rows[0].id).limit(1))
+    )
+    return rows, OutboxPages(
+        rows[-1].id if more else None,
+        rows[0].id if newer else None,
+    )
+
+
 @bp.get("/outbox")
 @requires(Action.ADMINISTER)
 def outbox() -> str:
     """The newest mails and text messages (OUTBOX_PAGE of each, or of one status), with
     their tries, last error and case, and a retry button for those failed or waiting."""
-    status = request.args.get("status", "")
+    args = request.args
+    status = args.get("status", "")
     status = status if status in set(MailStatus) else ""
     s = db()
     now = _now()
-    mails = list_mails(s, status=status or None, limit=OUTBOX_PAGE)
-    texts = list_messages(s, status=status or None, limit=OUTBOX_PAGE)
+    cursor = {k: _cursor(args.get(k, "")) for k in OUTBOX_CURSORS}
+    mails, mail_pages = _outbox_page(
+        OutgoingMail, status, cursor["mail_before"], cursor["mail_after"]
+    )
+    texts, sms_pages = _outbox_page(TextMessage, status, cursor["sms_before"], cursor["sms_after"])
+    # Each list pages on its own; its links keep the filter and the other list's place.
+    kept: dict[str, Any] = {k: v for k, v in cursor.items() if v is not None}
+    if status:
+        kept["status"] = status
+
+    def link(channel: str, before: int | None = None, after: int | None = None) -> str:
+        params = {**kept, f"{channel}_before": before, f"{channel}_after": after}
+        return url_for(
+            "admin.outbox",
+            _anchor=f"outbox-{channel}",
+            **{k: v for k, v in params.items() if v is not None},
+        )
+
+    pager = {
+        channel: {
+            "older": link(channel, before=pages.older) if pages.older else None,
+            "newer": link(channel, after=pages.newer) if pages.newer else None,
+            "newest": link(channel)
+            if cursor[f"{channel}_before"] or cursor[f"{channel}_after"]
+            else None,
+        }
+        for channel, pages in (("mail", mail_pages), ("sms", sms_pages))
+    }
     numbers = _case_numbers(
         {m.case_id for m in mails if m.case_id} | {t.case_id for t in texts if t.case_id}
     )
@@ -713,6 +801,7 @@ def outbox() -> str:
         "admin/outbox.html",
         mails=mails,
         texts=texts,
+        pager=pager,
         numbers=numbers,
         status=status,
         statuses=list(MailStatus),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -120,6 +121,8 @@ ACTION_LABELS = {
     "follows_up": _l("Opened on a call following up an earlier case"),
     "follow_up_opened": _l("The citizen called again: a new case follows this one up"),
     "callback_wanted": _l("The caller wants to be called back"),
+    # A reworked case of a department deactivated with no successor (triage/cases.py).
+    "requeued": _l("Back in the dispatch queue: its department is inactive"),
 }
 
 
@@ -142,6 +145,7 @@ REFUSED_ACTIONS = {
     "extended": _l("extended"),
     "signed off": _l("signed off"),
     "reported late": _l("reported late"),
+    "requeued": _l("put back in the dispatch queue"),
 }
 
 
@@ -283,15 +287,39 @@ SYSTEM_REASONS = frozenset(
 )
 
 
+# A domain after @ with an IDNA label (xn--): the outbox writes 张三@例子.中国 so on the wire.
+_ACE_DOMAIN = re.compile(r"(?<=@)(?:[a-z0-9-]{1,63}\.){0,8}xn--[a-z0-9.-]{1,200}", re.IGNORECASE)
+
+
+def unicode_addresses(text: str) -> str:
+    """`text` with every address's IDNA domain (张三@xn--fsqu00a.xn--fiqs8s) in the Unicode
+    form people read (张三@例子.中国), as the case page shows it; a label that does not
+    decode stays as it is."""
+
+    def decoded(m: re.Match[str]) -> str:
+        domain = m.group(0)
+        tail = len(domain) - len(domain.rstrip(".-"))  # a sentence's full stop after it
+        try:
+            return (
+                domain[: len(domain) - tail].encode("ascii").decode("idna")
+                + domain[len(domain) - tail :]
+            )
+        except UnicodeError:
+            return domain
+
+    return _ACE_DOMAIN.sub(decoded, text) if "xn--" in text.lower() else text
+
+
 def system_reason(text: str) -> str:
     """`text` in the user's language when the system wrote it (`SYSTEM_REASONS`); a person's
-    text as it was written."""
-    return gettext(text) if text in SYSTEM_REASONS else text
+    text as it was written; addresses with their domains in Unicode (`unicode_addresses`)."""
+    return gettext(text) if text in SYSTEM_REASONS else unicode_addresses(text)
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.add_template_filter(system_reason, "system_reason")
+    app.add_template_filter(unicode_addresses, "unicode_addresses")
     app.add_template_filter(local_time, "local_time")
     app.add_template_filter(department_name, "dept_name")
     app.add_template_filter(actor_label, "actor_label")

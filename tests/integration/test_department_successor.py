@@ -1,0 +1,182 @@
+"""A case of a deactivated department that comes back for rework (an unsatisfied return
+visit, manual or by the satisfaction link) goes to the department that took the work over,
+following the chain when that one was deactivated in turn, or to the triage queue when none
+did; never stays in a department no handler sees. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from tests.conftest import login, make_settings
+from tests.integration.helpers import flashes, post_form
+from tests.integration.test_kanban import _case, _replied_and_visited
+from tests.integration.test_satisfaction import answer_link, replied_case
+from triage import staff
+from triage.models import Department, Status, User
+
+FORM = {"name": "区住房和城乡建设局", "name_en": "Housing", "email": "", "staff": "move"}
+
+
+def _deactivate_urban(login_as: Any, successor: str = "environment") -> None:
+    admin = login_as("admin")
+    r = post_form(
+        admin,
+        "/admin/departments/urban",
+        "/admin/departments/urban",
+        {**FORM, "successor": successor},
+    )
+    assert r.status_code == 302, r.get_data(as_text=True)[:500]
+
+
+def _rework(login_as: Any, number: str) -> Any:
+    supervisor = login_as("supervisor")
+    return post_form(
+        supervisor,
+        f"/board/cases/{number}",
+        f"/board/cases/{number}/rework",
+        {"rework-reason": "市民不满意，问题未解决"},
+    )
+
+
+def test_a_reworked_case_of_a_deactivated_department_goes_to_its_successor(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    number = _replied_and_visited(client, login_as, runtime, "unsatisfied", "no")
+    _deactivate_urban(login_as)
+    with runtime.sessions() as s:
+        urban = s.scalar(select(Department).where(Department.code == "urban"))
+        env_id = s.scalar(select(Department.id).where(Department.code == "environment"))
+        assert not urban.active and urban.successor_id == env_id
+    assert _rework(login_as, number).status_code == 302
+    case = _case(runtime, number)
+    assert case.department.code == "environment"
+    assert case.status in (Status.ASSIGNED, Status.IN_PROGRESS)
+    assert [e.action for e in case.events[-2:]] == ["reworked", "transferred"]
+    assert case.rework_count == 1 and case.due_at is not None
+    # Both the moved urban handler and environment's see it, on the case page and the board.
+    for name in ("urban", "environment"):
+        handler = login_as(name)
+        page = handler.get(f"/board/cases/{number}")
+        assert page.status_code == 200
+        assert "已停用" in page.get_data(as_text=True)  # the transfer's reason on the timeline
+        assert number in handler.get("/board/kanban").get_data(as_text=True)
+
+
+def test_rework_follows_the_chain_of_successors(client: Any, login_as: Any, runtime: Any) -> None:
+    number = _replied_and_visited(client, login_as, runtime, "unsatisfied", "no")
+    _deactivate_urban(login_as, "environment")
+    # Later environment is deactivated in turn, into transport.
+    admin = login_as("admin")
+    r = post_form(
+        admin,
+        "/admin/departments/environment",
+        "/admin/departments/environment",
+        {
+            "name": "区生态环境局",
+            "name_en": "",
+            "email": "",
+            "staff": "move",
+            "successor": "transport",
+        },
+    )
+    assert r.status_code == 302
+    assert _rework(login_as, number).status_code == 302
+    case = _case(runtime, number)
+    assert case.department.code == "transport" and case.events[-1].action == "transferred"
+    assert number in login_as("transport").get("/board/kanban").get_data(as_text=True)
+
+
+def test_rework_with_no_successor_goes_to_the_triage_queue(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    number = _replied_and_visited(client, login_as, runtime, "unsatisfied", "no")
+    # A department deactivated before successors were recorded (or with nothing to hand).
+    with runtime.sessions() as s:
+        s.execute(update(Department).where(Department.code == "urban").values(active=False))
+        s.commit()
+    assert _rework(login_as, number).status_code == 302
+    case = _case(runtime, number)
+    assert case.status == Status.TRIAGE and case.department is None
+    assert [e.action for e in case.events[-2:]] == ["reworked", "requeued"]
+    supervisor = login_as("supervisor")
+    assert number in supervisor.get("/board/queue").get_data(as_text=True)
+    page = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
+    assert "部门已停用" in page  # the requeue, labelled on the timeline
+
+
+def test_a_department_with_nothing_in_hand_still_records_its_successor(
+    login_as: Any, runtime: Any
+) -> None:
+    with runtime.sessions() as s:
+        urban = s.scalar(select(Department).where(Department.code == "urban"))
+        env = s.scalar(select(Department).where(Department.code == "environment"))
+        s.execute(update(User).where(User.department_id == urban.id).values(active=False))
+        admin = s.scalar(select(User).where(User.username == "admin"))
+        staff.hand_over(s, urban, env, "move", admin, datetime.now(UTC))
+        assert urban.successor_id == env.id
+        # Reactivated, it is its own again.
+        staff.change_department(s, urban, urban.name, "", "", True)
+        assert urban.successor_id is None
+
+
+def test_the_satisfaction_links_rework_goes_to_the_successor(tmp_path: Path, db_url: str) -> None:
+    from web import create_app
+
+    app = create_app(
+        make_settings(
+            tmp_path,
+            db_url,
+            satisfaction={"unsatisfied": "rework"},
+            classifier={"auto_route": False, "model_dir": str(tmp_path / "m")},
+        ),
+        TESTING=True,
+    )
+    rt = app.extensions["minsheng"]
+    try:
+        number, path = replied_case(app.test_client(), lambda u: login(app.test_client(), u), rt)
+        _deactivate_urban(lambda u: login(app.test_client(), u))
+        r = answer_link(app.test_client(), path, solved="no", satisfaction="unsatisfied")
+        assert r.status_code == 200
+        case = _case(rt, number)
+        assert case.department.code == "environment" and case.rework_count == 1
+        assert [e.action for e in case.events[-2:]] == ["reworked", "transferred"]
+    finally:
+        rt.engine.dispose()
+
+
+def test_an_account_is_not_reactivated_into_an_inactive_department(
+    login_as: Any, runtime: Any
+) -> None:
+    with runtime.sessions() as s:
+        s.execute(update(Department).where(Department.code == "urban").values(active=False))
+        s.execute(update(User).where(User.username == "urban").values(active=False))
+        uid = s.scalar(select(User.id).where(User.username == "urban"))
+        s.commit()
+    admin = login_as("admin")
+    r = post_form(admin, f"/admin/users/{uid}", f"/admin/users/{uid}/reactivate", {})
+    assert r.status_code == 409
+    said = flashes(r.get_data(as_text=True))
+    assert any("urban" in f and "已停用" in f and "调到" in f for f in said), said
+    with runtime.sessions() as s:
+        assert not s.scalar(select(User.active).where(User.id == uid))
+
+
+def test_migration_0020_adds_and_drops_the_successor(empty_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from web.db import alembic_config, make_engine, upgrade
+
+    engine = make_engine(empty_url)
+    try:
+        upgrade(engine, "0020")
+        assert "successor_id" in {c["name"] for c in inspect(engine).get_columns("departments")}
+        command.downgrade(alembic_config(engine), "0019")
+        assert "successor_id" not in {c["name"] for c in inspect(engine).get_columns("departments")}
+        upgrade(engine)
+    finally:
+        engine.dispose()
