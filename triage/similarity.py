@@ -190,6 +190,11 @@ _CHINESE_CONCEPT_FORMS = frozenset(f for _, chinese, _ in _CONCEPT_FORMS for f i
 _NOT_NAME_TAGS = terms.words("p c u uj ul uz ug ud uv r f v vn vd q t x ad y e o s")
 
 
+# Last characters of the tokens `_place_word` can answer for: any other token is none (a
+# cheap test first, since most of a text's tokens are not places).
+_PLACE_ENDS = frozenset(w[-1] for w in terms.PLACE_WORDS) | terms.PLACE_SIDES
+
+
 def _place_word(token: str) -> str | None:
     """The place word a token is or ends with (路, 小区, 酒吧; 路上 counts as 路), if any."""
     if token in terms.PLACE_WORDS:
@@ -230,6 +235,8 @@ def _place_names(text: str) -> tuple[set[str], str]:
         tokens.append((word, tag, position))
         position += len(word)
     for i, (token, _, start) in enumerate(tokens):
+        if token[-1:] not in _PLACE_ENDS:
+            continue
         suffix = _place_word(token)
         if suffix is None:
             continue
@@ -306,17 +313,16 @@ def _profile(text: str) -> _Profile:
         places[key] = _WEIGHT_NUMBER
         scripts.add("#")
 
-    content: Counter[str] = Counter()
-    for run in _CJK_RUN.findall(unnamed):
-        for i in range(len(run) - 1):
-            content["z:" + run[i : i + 2]] += 1
+    content = Counter(
+        run[i : i + 2] for run in _CJK_RUN.findall(unnamed) for i in range(len(run) - 1)
+    )
     weights: dict[str, float] = {}
-    for key, count in content.items():
-        bigram = key[2:]
-        if bigram[0] in terms.FUNCTION_CHARACTERS and bigram[1] in terms.FUNCTION_CHARACTERS:
+    function, generic = terms.FUNCTION_CHARACTERS, terms.GENERIC_BIGRAMS
+    for bigram, count in content.items():
+        if bigram[0] in function and bigram[1] in function:
             continue
-        weight = _WEIGHT_GENERIC if bigram in terms.GENERIC_BIGRAMS else 1.0
-        weights[key] = weight * (1.0 + math.log(count))
+        weight = _WEIGHT_GENERIC if bigram in generic else 1.0
+        weights["z:" + bigram] = weight * (1.0 + math.log(count))
 
     # English: names are capitalised words inside a sentence or next to another one.
     stems: list[str] = []

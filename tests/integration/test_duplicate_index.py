@@ -402,3 +402,67 @@ def test_upgrading_a_database_with_cases_indexes_the_open_ones(
         names = conn.dialect.get_table_names(conn)
     assert "duplicate_signatures" not in names
     engine.dispose()
+
+
+# -- enrichment after the commit ---------------------------------------------------------------
+
+
+def _enrich_counted(runtime: Any, monkeypatch: pytest.MonkeyPatch, external_id: str) -> Spy:
+    """Registers a filler-like complaint left to the enrichment (as the call import and the
+    mail intake leave theirs), enriches it, and counts the index entries and candidate rows
+    that its enrichment read and the candidates it scored."""
+    from triage import enrichment
+    from triage.models import EnrichmentPending
+
+    subject, body = filler_text(17)
+    with runtime.sessions() as s, s.begin():
+        case = register(
+            s, submission(external_id, subject, body), runtime.intake_policy(), NOW
+        ).case
+        s.add(EnrichmentPending(case_id=case.id))
+    spy = Spy(runtime)
+    read: dict[str, int] = {"entries": 0, "candidates": 0}
+    entries, candidates = duplicate_index._entries, enrichment._candidates
+
+    def counted_entries(*args: Any) -> Any:
+        found = entries(*args)
+        read["entries"] += sum(len(rows) for rows in found.values())
+        return found
+
+    def counted_candidates(*args: Any) -> Any:
+        found = candidates(*args)
+        read["candidates"] += len(found)
+        return found
+
+    monkeypatch.setattr(duplicate_index, "_entries", counted_entries)
+    monkeypatch.setattr(enrichment, "_candidates", counted_candidates)
+    with runtime.sessions() as s, s.begin():
+        assert enrichment.enrich_pending(s, spy.policy()) == 1
+        spy.similar = listed_numbers(s.get(Case, case.id))  # type: ignore[attr-defined]
+    monkeypatch.undo()
+    spy.read = read  # type: ignore[attr-defined]
+    return spy
+
+
+def test_enriching_a_case_reads_as_much_with_500_or_5000_alike_open_cases(
+    runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The enrichment of one new case (its suggestions) reads a bounded number of index
+    entries and scores a bounded number of candidates however many open cases are written
+    in the same letter style (the call import's thousands of cases received at once)."""
+    with runtime.engine.begin() as conn:
+        add_open_cases(conn, 500)
+    few = _enrich_counted(runtime, monkeypatch, "e1")
+    with runtime.engine.begin() as conn:
+        add_open_cases(conn, 4500, start=500)
+    many = _enrich_counted(runtime, monkeypatch, "e2")
+
+    bound = (len(gram_hashes("\n".join(filler_text(17)))) + BANDS) * (ROWS_PER_GRAM + 1)
+    for spy in (few, many):
+        assert 0 < spy.read["entries"] <= bound  # type: ignore[attr-defined]
+        assert spy.read["candidates"] <= CANDIDATES  # type: ignore[attr-defined]
+        assert spy.candidates and max(spy.candidates) <= CANDIDATES
+        assert "FILL-0000017" in spy.similar  # type: ignore[attr-defined]
+    # Ten times the cases, not ten times the reading: the common grams' lists stop at the cap.
+    assert many.read["entries"] <= 2 * few.read["entries"]  # type: ignore[attr-defined]
+    assert max(many.candidates) <= max(few.candidates) + CANDIDATES // 2
