@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, aliased, object_session, selectinload
 
+from triage.cases import follow_inactive_department
 from triage.deadlines import Deadlines
 from triage.mail_intake import release_lease, take_lease
 from triage.models import (
@@ -241,6 +242,8 @@ def record_check(
         case.fail_spot_check(
             check, actor, now, method, note, deadlines.rework_due(now, case.urgent)
         )
+        # Its department deactivated since the close: on to its successor, or the queue.
+        follow_inactive_department(case, actor, now)
 
 
 def draws(session: Session, limit: int = 50) -> list[SpotCheckDraw]:

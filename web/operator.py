@@ -37,7 +37,7 @@ from intake.normalise import PhoneError, normalise_phone
 from intake.phone import operator_submission
 from triage.access import Action, can, sees_all_cases, sees_personal_data
 from triage.callers import CallerHistory, caller_history, caller_keys, case_keys
-from triage.cases import IntakePolicy, find_by_external_id, register
+from triage.cases import IntakePolicy, find_by_external_id, follow_inactive_department, register
 from triage.models import FINAL_STATUSES, OPEN_STATUSES, Case, IllegalTransition, Role, Status
 from triage.privacy import mask_text
 from web import db, runtime
@@ -371,6 +371,8 @@ def _reopen(
         )
         reason = "\n".join(p for p in (form.subject.data, form.body.data) if p)
         case.reopen(current_user, now, reason, due, **_call_detail(form, called_at, token))
+        # Its department deactivated since the close: on to its successor, or the queue.
+        follow_inactive_department(case, current_user, now)
         if form.urgent.data:
             _flag_urgent(case, now)
         _refresh(case)

@@ -51,7 +51,16 @@ def test_a_reworked_case_of_a_deactivated_department_goes_to_its_successor(
         urban = s.scalar(select(Department).where(Department.code == "urban"))
         env_id = s.scalar(select(Department.id).where(Department.code == "environment"))
         assert not urban.active and urban.successor_id == env_id
-    assert _rework(login_as, number).status_code == 302
+    supervisor = login_as("supervisor")
+    r = post_form(
+        supervisor,
+        f"/board/cases/{number}",
+        f"/board/cases/{number}/rework",
+        {"rework-reason": "市民不满意，问题未解决"},
+    )
+    assert r.status_code == 302
+    said = flashes(supervisor.get(r.headers["Location"]).get_data(as_text=True))
+    assert any("已停用" in f and "重办" in f for f in said), said
     case = _case(runtime, number)
     assert case.department.code == "environment"
     assert case.status in (Status.ASSIGNED, Status.IN_PROGRESS)
@@ -180,3 +189,28 @@ def test_migration_0020_adds_and_drops_the_successor(empty_url: str) -> None:
         upgrade(engine)
     finally:
         engine.dispose()
+
+
+def test_a_failed_spot_check_reopens_into_the_successor(login_as: Any, runtime: Any) -> None:
+    from tests.integration.test_spot_checks import make_closed
+    from triage.models import SpotCheck
+
+    (number,) = make_closed(runtime, [2])
+    _deactivate_urban(login_as)
+    office = login_as("supervisor")
+    r = post_form(office, "/board/spot-checks", "/board/spot-checks/draw", {"draw-seed": "abc"})
+    assert r.status_code == 302
+    with runtime.sessions() as s:
+        check_id = s.scalar(select(SpotCheck.id))
+    prefix = f"check{check_id}"
+    r = post_form(
+        office,
+        "/board/spot-checks",
+        f"/board/spot-checks/{check_id}",
+        {f"{prefix}-method": "visit", f"{prefix}-result": "failed", f"{prefix}-note": "杂物仍在"},
+    )
+    assert r.status_code == 302
+    case = _case(runtime, number)
+    assert case.department.code == "environment" and case.rework_count == 1
+    assert [e.action for e in case.events[-2:]] == ["spot_check_failed", "transferred"]
+    assert number in login_as("environment").get("/board/kanban").get_data(as_text=True)
