@@ -666,8 +666,22 @@ def department(code: str) -> Response | str:
             select(func.count()).select_from(User).where(User.department_id == dept.id)
         ),
         load=department_load(db(), dept),
+        successor=None if dept.active else _successor_shown(dept),
     )
     return make_response(body, status)
+
+
+def _successor_shown(dept: Department) -> Department | None:
+    """The active department a case of the inactive `dept` goes to when reworked (what
+    triage/staff.successor_of finds, read without its locks for a page), or None."""
+    seen: set[int] = set()
+    current: Department | None = dept
+    while current is not None and current.id not in seen:
+        if current.active:
+            return current
+        seen.add(current.id)
+        current = db().get(Department, current.successor_id) if current.successor_id else None
+    return None
 
 
 # -- the log -------------------------------------------------------------------------------

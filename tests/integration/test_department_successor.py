@@ -5,6 +5,7 @@ did; never stays in a department no handler sees. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,8 @@ def test_rework_follows_the_chain_of_successors(client: Any, login_as: Any, runt
         },
     )
     assert r.status_code == 302
+    page = login_as("admin").get("/admin/departments/urban").get_data(as_text=True)
+    assert re.search(r'id="department-successor">[^<]*区交通运输局', page)  # transport's name
     assert _rework(login_as, number).status_code == 302
     case = _case(runtime, number)
     assert case.department.code == "transport" and case.events[-1].action == "transferred"
@@ -103,6 +106,20 @@ def test_rework_with_no_successor_goes_to_the_triage_queue(
     client: Any, login_as: Any, runtime: Any
 ) -> None:
     number = _replied_and_visited(client, login_as, runtime, "unsatisfied", "no")
+    # The page asks who takes over a replied case even when nothing else is to hand over.
+    with runtime.sessions() as s:
+        s.execute(
+            update(User)
+            .where(User.username.in_(("urban", "urban-head")))
+            .values(
+                department_id=s.scalar(
+                    select(Department.id).where(Department.code == "environment")
+                )
+            )
+        )
+        s.commit()
+    page = login_as("admin").get("/admin/departments/urban").get_data(as_text=True)
+    assert 'id="rework-goes"' in page and 'name="successor"' in page
     # A department deactivated before successors were recorded (or with nothing to hand).
     with runtime.sessions() as s:
         s.execute(update(Department).where(Department.code == "urban").values(active=False))
@@ -111,6 +128,8 @@ def test_rework_with_no_successor_goes_to_the_triage_queue(
     case = _case(runtime, number)
     assert case.status == Status.TRIAGE and case.department is None
     assert [e.action for e in case.events[-2:]] == ["reworked", "requeued"]
+    page = login_as("admin").get("/admin/departments/urban").get_data(as_text=True)
+    assert re.search(r'id="department-successor">[^<]*待分派', page)
     supervisor = login_as("supervisor")
     assert number in supervisor.get("/board/queue").get_data(as_text=True)
     page = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
