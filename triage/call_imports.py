@@ -3,7 +3,7 @@
 A run (`CallImport`) is stored when it starts and updated as each batch commits, so an
 interrupted run shows as unfinished (``finished_at`` NULL) with what it did. `import_batch`
 registers a batch of parsed rows (`intake.phone.CallRow`) in the caller's session: the good
-rows together through `triage.cases.register_batch` at their call times (received_at and
+rows together through `triage.cases.register_rows` at their call times (received_at and
 deadlines count from the call), in a savepoint, each with a ``call_imported`` event naming
 the run, the file's row, the call id, the call's length and the operator; their similar-case
 suggestions and search rows come after the commit (`triage.enrichment`). The same call
@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from intake.phone import CALL_CHANNEL, CallRow, RowError
-from triage.cases import IntakePolicy, register, register_batch
+from triage.cases import IntakePolicy, LaterEvent, register, register_rows
 from triage.models import Actor, Base, Case, User, UTCDateTime, utcnow
 
 COUNTS = ("rows", "registered", "duplicates", "rejected")
@@ -152,8 +152,8 @@ def import_batch(
 
     `seen` holds the keys met earlier in the same file (a second row with the same call id
     is a duplicate) and is added to. The new rows are registered together
-    (`triage.cases.register_batch`: one query for the known keys, one routing pass, one
-    INSERT per table at the flush) at their call times, in one savepoint; their
+    (`triage.cases.register_rows`: one query for the known keys, one routing pass, one
+    INSERT executemany per table, no ORM objects) at their call times, in one savepoint; their
     similar-case suggestions and search rows are left to `triage.enrichment.enrich_pending`
     after the commit. When that savepoint fails on a unique key (a concurrent import
     registered some of the same calls since this batch looked) the batch is registered
@@ -232,6 +232,23 @@ def _imported(case: Case, row: CallRow, context: _Context) -> None:
     )
 
 
+def _later(row: CallRow, context: _Context) -> LaterEvent:
+    """The ``call_imported`` event of `_imported`, as a row of `register_rows`."""
+    return LaterEvent(
+        "call_imported",
+        context.actor,
+        context.now,
+        reason=f"{context.file_name} : {row.row}",
+        detail={
+            "import_id": context.run_id,
+            "row": row.row,
+            "call_id": row.call_id,
+            "duration_seconds": row.duration_seconds,
+            "operator": row.operator,
+        },
+    )
+
+
 def _register_together(
     session: Session,
     rows: list[CallRow],
@@ -239,22 +256,20 @@ def _register_together(
     context: _Context,
     result: BatchResult,
 ) -> None:
-    """The new rows of a batch registered at once, in one savepoint (see `import_batch`)."""
+    """The new rows of a batch registered at once, in one savepoint (see `import_batch`):
+    as rows inserted together (`triage.cases.register_rows`), not ORM objects."""
+    rows = [row for row in rows if row.submission is not None]
     items = [(row.submission, None) for row in rows if row.submission is not None]
     with session.begin_nested():
         # Registered at the calls' times: the triage and handling deadlines count from when
         # the citizen called, not from when the file was imported.
-        registrations = register_batch(
-            session, items, policy, context.now, defer_enrichment=True, at_receipt=True
+        registrations = register_rows(
+            session, items, policy, context.now, later=[[_later(row, context)] for row in rows]
         )
-        for row, reg in zip(rows, registrations, strict=True):
-            if reg.created:
-                _imported(reg.case, row, context)
-        session.flush()
     for reg in registrations:
         if reg.created:
             result.counts["registered"] += 1
-            result.created.append(reg.case.tracking_number)
+            result.created.append(reg.tracking_number)
         else:
             result.counts["duplicates"] += 1
 
