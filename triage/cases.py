@@ -765,7 +765,11 @@ def _note_received(
     notifier = session.info.get(notifications.INFO_KEY)
     if notifier is None or not notifier.received:
         return
-    ids = [c["id"] for c in cases]
+    # Without an SMS gateway only a case with an email address is told: the others are not
+    # read back for nothing.
+    ids = [c["id"] for c in cases if notifier.sms is not None or c["contact_email"]]
+    if not ids:
+        return
     loaded = {
         c.id: c for c in session.scalars(select(Case).where(Case.id.in_(ids)).order_by(Case.id))
     }
