@@ -57,6 +57,7 @@ __all__ = [
     "Table",
     "bind_columns",
     "call_key",
+    "check_unpacked_size",
     "parse_call_date",
     "parse_call_time",
     "parse_duration",
@@ -162,6 +163,9 @@ class CallRow:
     call_id: str = ""
     duration_seconds: int | None = None
     operator: str = ""
+    # The caller withheld the number (`WITHHELD`): a case without a caller (no caller key,
+    # no notices), told apart by its call id.
+    anonymous: bool = False
 
     @property
     def ok(self) -> bool:
@@ -197,7 +201,7 @@ def read_table(data: bytes, filename: str = "") -> Table:
             "xls", "an old Excel .xls file: save it as .xlsx or .csv and import that"
         )
     if data[:4] == b"PK\x03\x04":
-        _check_unpacked_size(data)
+        check_unpacked_size(data)
         return _read_xlsx(data)
     utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
     if data[:5] == b"%PDF-" or (b"\x00" in data[:4096] and not utf16):
@@ -259,7 +263,7 @@ def _whole_parts(archive: zipfile.ZipFile) -> dict[str, str]:
     return found
 
 
-def _check_unpacked_size(data: bytes) -> None:
+def check_unpacked_size(data: bytes) -> None:
     """Raises FileFormatError ``bad_xlsx`` when the zip's members would unpack to more than
     MAX_UNPACKED_RATIO times its size (at least MAX_UNPACKED_FLOOR bytes), or when the
     parts openpyxl reads whole would: shared strings over MAX_STRINGS_BYTES (or over
@@ -796,6 +800,14 @@ def parse_kind(value: Any, extra: Mapping[str, str] | None = None) -> Kind:
         return Kind.COMPLAINT
     known = {**DEFAULT_KINDS, **{k: Kind(v) for k, v in (extra or {}).items()}}
     kind = known.get(text) or known.get(text.casefold())
+    if kind is None and extra:
+        # The call centre's own words, as its mapping lists them (投诉/建议/… still pass).
+        raise CellError(
+            "bad_kind_of",
+            "unknown kind %(value)s: use %(kinds)s",
+            value=text[:40],
+            kinds=", ".join(extra),
+        )
     if kind is None:
         raise CellError(
             "bad_kind", "unknown kind %(value)s: use 投诉, 建议, 咨询 or 表扬", value=text[:40]
@@ -846,6 +858,28 @@ def _shortened(value: str) -> CellError:
     )
 
 
+# What call centres write for a number the caller withheld (compared case-folded). An
+# empty number cell is one too when the name cell says so (姓名 匿名); empty alone is a
+# required cell left empty.
+WITHHELD = frozenset(
+    {
+        "匿名",
+        "匿名来电",
+        "未知",
+        "未知号码",
+        "隐藏号码",
+        "号码隐藏",
+        "无主叫号码",
+        "私人号码",
+        "anonymous",
+        "unknown",
+        "withheld",
+        "private",
+        "restricted",
+    }
+)
+
+
 def call_key(call_id: str, phone: str, called_at: datetime) -> str:
     """The idempotency key: the call id, or ``call:<number>@<UTC time>`` without one."""
     if call_id:
@@ -872,8 +906,9 @@ def parse_row(
 ) -> CallRow:
     """One row of the export → a CallRow with its Submission, or with every error found.
 
-    Required cells: 来电号码 (a valid phone, `normalise_phone`), 来电时间, 诉求内容 (at most
-    BODY_MAX characters). 工单号 may be empty (the key is then number and time); 通话时长
+    Required cells: 来电号码 (a valid phone, `normalise_phone`; or a number withheld,
+    `WITHHELD`, when the row has its 工单号: the call is then a case without a caller and
+    its CallRow says ``anonymous``), 来电时间, 诉求内容 (at most BODY_MAX characters). 工单号 may be empty (the key is then number and time); 通话时长
     may be empty. The address (地址), when the mapping reads one, is the case's place (at
     most PLACE_MAX characters).
     """
@@ -894,7 +929,22 @@ def parse_row(
         fail("call_id", _shortened(call_id))
     phone = ""
     raw_phone = clean_line(_text(cell("phone")))
-    if not raw_phone:
+    name = clean_line(_text(cell("name")))
+    marker = raw_phone if raw_phone else name
+    anonymous = marker.casefold() in WITHHELD
+    if anonymous:
+        if name.casefold() in WITHHELD:
+            name = ""  # 姓名 匿名 is no name
+        if not call_id:
+            fail(
+                "phone",
+                CellError(
+                    "withheld_without_id",
+                    "number withheld (%(value)s) and no call id: the call cannot be told apart",
+                    value=marker[:40],
+                ),
+            )
+    elif not raw_phone:
         fail("phone", CellError("required", "empty"))
     elif _lost_digits(cell("phone"), raw_phone):
         fail("phone", _shortened(raw_phone))
@@ -934,7 +984,6 @@ def parse_row(
             kind = parse_kind(cell("kind"), mapping.kinds)
         except CellError as exc:
             fail("kind", exc)
-    name = clean_line(_text(cell("name")))
     if len(name) > 100:
         fail("name", CellError("too_long", "longer than %(max)s characters", max=100))
     operator = clean_line(_text(cell("operator")))[:100]
@@ -942,7 +991,7 @@ def parse_row(
     if len(address) > PLACE_MAX:
         fail("address", CellError("too_long", "longer than %(max)s characters", max=PLACE_MAX))
     if errors or called_at is None:
-        return CallRow(row, None, tuple(errors), call_id, duration, operator)
+        return CallRow(row, None, tuple(errors), call_id, duration, operator, anonymous)
     submission = Submission(
         channel=CALL_CHANNEL,
         external_id=call_key(call_id, phone, called_at),
@@ -953,7 +1002,7 @@ def parse_row(
         contact=Contact(name=name, phone=phone),
         place=address,
     )
-    return CallRow(row, submission, (), call_id, duration, operator)
+    return CallRow(row, submission, (), call_id, duration, operator, anonymous)
 
 
 def _date_and_time(
@@ -1105,7 +1154,7 @@ def parse_file(
     if data[:4] != b"PK\x03\x04":
         table = read_table(data, filename)
         return ParsedFile(parse_table(table, mapping, tz=tz, now=now), table.kind)
-    _check_unpacked_size(data)
+    check_unpacked_size(data)
     book = _open_workbook(data)
     reports: list[SheetReport] = []
     found: list[Table] = []

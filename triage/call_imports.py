@@ -22,7 +22,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, select, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -57,8 +68,6 @@ class CallImport(Base):
     registered: Mapped[int] = mapped_column(Integer, default=0)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
-    # The bad rows: [{"row", "column", "code", "message", "params"}], in file order.
-    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # An XLSX workbook's sheets, read and skipped: [{"name", "read", "reason", "missing"}]
     # (intake.phone.SheetReport); None for a CSV.
     sheets: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
@@ -72,6 +81,65 @@ class CallImport(Base):
 
     def __repr__(self) -> str:
         return f"<CallImport {self.id} {self.file_name!r} {self.counts()}>"
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """The bad rows stored so far, in file order (`stored_errors`); [] when detached."""
+        session = Session.object_session(self)
+        return stored_errors(session, self.id) if session is not None else []
+
+
+class CallImportError(Base):
+    """One bad row of an import, appended with the batch that read it (same transaction as
+    its cases and the run's counts), so a crash at any point loses none that were counted.
+    Never rewritten: a run's bad rows cost their own length, not its square."""
+
+    __tablename__ = "call_import_errors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # file order within a run
+    import_id: Mapped[int] = mapped_column(
+        ForeignKey("call_imports.id", ondelete="CASCADE"), index=True
+    )
+    row: Mapped[int] = mapped_column(Integer)  # Excel's row number, header = 1
+    sheet: Mapped[str] = mapped_column(String(255), default="")  # "" but for several sheets
+    column: Mapped[str] = mapped_column(String(255), default="")  # "" for the whole row
+    code: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text)  # English, its params filled in
+    params: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """As `error_record` gives it ("sheet" only when there is one)."""
+        record: dict[str, Any] = {
+            "row": self.row,
+            "column": self.column,
+            "code": self.code,
+            "message": self.message,
+            "params": dict(self.params or {}),
+        }
+        if self.sheet:
+            record["sheet"] = self.sheet
+        return record
+
+
+def stored_errors(
+    session: Session, run_id: int, *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The run's bad rows as `error_record` dicts, in file order; the first `limit` only
+    when given."""
+    query = (
+        select(CallImportError)
+        .where(CallImportError.import_id == run_id)
+        .order_by(CallImportError.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [e.as_dict() for e in session.scalars(query)]
+
+
+def count_errors(session: Session, run_id: int) -> int:
+    """How many bad rows the run has stored (one query, no rows read)."""
+    query = select(func.count()).where(CallImportError.import_id == run_id)
+    return int(session.scalar(query) or 0)
 
 
 def error_record(error: RowError) -> dict[str, Any]:
@@ -128,7 +196,6 @@ def start_run(
         actor_name=(actor.label if isinstance(actor, User) else actor or "system")[:200],
         started_at=now,
         updated_at=now,
-        errors=[],
     )
     session.add(run)
     session.flush()
@@ -229,6 +296,7 @@ def _imported(case: Case, row: CallRow, context: _Context) -> None:
         call_id=row.call_id,
         duration_seconds=row.duration_seconds,
         operator=row.operator,
+        anonymous=row.anonymous,
     )
 
 
@@ -245,6 +313,7 @@ def _later(row: CallRow, context: _Context) -> LaterEvent:
             "call_id": row.call_id,
             "duration_seconds": row.duration_seconds,
             "operator": row.operator,
+            "anonymous": row.anonymous,
         },
     )
 
@@ -310,15 +379,29 @@ def add_to_run(
     result: BatchResult,
     *,
     now: datetime,
-    errors: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Adds a batch's counts to the run and marks it alive at `now`, in one UPDATE that
-    neither reads nor rewrites the stored bad rows; `errors`, when given, replaces them
-    (the whole list so far, in file order). Committed with the batch by the caller."""
+    """Adds a batch's counts to the run and marks it alive at `now` (one UPDATE), and
+    appends the batch's bad rows to it (one INSERT of `CallImportError` rows, none read or
+    rewritten). Committed with the batch by the caller: a run's stored bad rows always
+    match its ``rejected`` count."""
     values: dict[str, Any] = {
         name: getattr(CallImport, name) + result.counts[name] for name in COUNTS
     }
     values["updated_at"] = now
-    if errors is not None:
-        values["errors"] = errors
     session.execute(update(CallImport).where(CallImport.id == run_id).values(**values))
+    if result.errors:
+        session.execute(
+            insert(CallImportError),
+            [
+                {
+                    "import_id": run_id,
+                    "row": e.row,
+                    "sheet": e.sheet[:255],
+                    "column": e.column[:255],
+                    "code": e.code[:40],
+                    "message": e.text(),
+                    "params": {k: str(v) for k, v in e.params.items()},
+                }
+                for e in result.errors
+            ],
+        )

@@ -46,9 +46,35 @@ from web.settings import CallMappingSettings, Settings
 
 log = logging.getLogger(__name__)
 
+
+class _PipelineAbortedAfterError(logging.Filter):
+    """Drops psycopg's "error ignored terminating <Pipeline>: pipeline aborted".
+
+    psycopg runs ``executemany`` (the ORM's and `add_to_run`'s multi-row INSERTs) in
+    pipeline mode. When a row fails there, e.g. the unique (channel, external id) that a
+    concurrent import of the same export took first, the pipeline's end fails too with
+    PipelineAborted, a consequence of the first error; psycopg logs it as a warning (to
+    stderr when nothing configured logging: three concurrent ``minsheng intake calls
+    same.csv --json`` printed it dozens of times) and raises the first error, which
+    `triage.call_imports.import_batch` handles (the batch again row by row: those calls
+    are duplicates). Any other error psycopg ignores there is still logged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != "error ignored terminating %r: %s" or not record.args:
+            return True
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        return not (len(args) == 2 and isinstance(args[1], PipelineAborted))
+
+
+try:
+    from psycopg.errors import PipelineAborted
+except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite-only installs
+    pass
+else:
+    logging.getLogger("psycopg").addFilter(_PipelineAbortedAfterError())
+
 DEFAULT_MAPPING = "default"
-# Bad rows written to the run at least this many at a time (see PreparedImport.run).
-ERRORS_FLUSH_MIN = 200
 
 
 class UnknownMapping(ValueError):
@@ -136,7 +162,6 @@ class PreparedImport:
         rt, report, run_id = self.rt, self.report, self.report.run_id
         policy = rt.intake_policy()
         seen: set[str] = set()
-        stored = 0  # bad rows written to the run so far
         for batch in _batches(self.rows, rt.settings.intake.calls.batch_size):
             session: Session = rt.sessions()
             try:
@@ -151,21 +176,10 @@ class PreparedImport:
                     now=self.clock(),
                     dry_run=report.dry_run,
                 )
-                errors = [*report.errors, *(error_record(e) for e in result.errors)]
-                # The bad rows are one JSON value, rewritten whole: written each batch, a
-                # file of bad rows costs the square of its length (a 20 MB export with a
-                # date format not understood slowed to a crawl). Written when they have
-                # doubled, the cost is linear; an interrupted run's page lists those
-                # written, and importing the file again reports every bad row anew.
-                flush = len(errors) - stored >= max(stored, ERRORS_FLUSH_MIN)
                 if run_id is not None:
-                    add_to_run(
-                        session,
-                        run_id,
-                        result,
-                        now=self.clock(),
-                        errors=errors if flush else None,
-                    )
+                    # The batch's bad rows are appended with its cases and counts: a crash
+                    # loses nothing that was counted, and none is written twice.
+                    add_to_run(session, run_id, result, now=self.clock())
                 session.commit()  # a dry run's batch wrote nothing but the run's counts
             except BaseException:
                 session.rollback()
@@ -174,17 +188,13 @@ class PreparedImport:
                 session.close()
             for name in COUNTS:
                 report.counts[name] += result.counts[name]
-            report.errors = errors
-            if flush:
-                stored = len(errors)
+            report.errors.extend(error_record(e) for e in result.errors)
             if progress is not None:
                 progress(len(batch))
         if run_id is not None:
             with rt.sessions() as session, session.begin():
                 done = self.clock()
                 values: dict[str, Any] = {"finished_at": done, "updated_at": done}
-                if stored < len(report.errors):
-                    values["errors"] = report.errors
                 session.execute(update(CallImport).where(CallImport.id == run_id).values(values))
         if enrich and report.counts["registered"] and not report.dry_run:
             enrich_new_cases(rt, policy)

@@ -22,14 +22,13 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.file import FileField
 from sqlalchemy import select
-from sqlalchemy.orm import defer
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import BooleanField, SelectField
 
 from intake.normalise import clean_filename
 from intake.phone import FileFormatError, MissingColumns
 from triage.access import Action
-from triage.call_imports import CallImport
+from triage.call_imports import CallImport, count_errors, stored_errors
 from triage.export import csv_cell
 from triage.models import utcnow
 from web import db, runtime
@@ -56,6 +55,10 @@ ROW_MESSAGES = {
     "future_time": _l("A call time in the future: %(value)s"),
     "bad_duration": _l("Not a call length (seconds, mm:ss or hh:mm:ss): %(value)s"),
     "bad_kind": _l("Unknown kind %(value)s: use 投诉, 建议, 咨询 or 表扬."),
+    "bad_kind_of": _l("Unknown kind %(value)s: use %(kinds)s."),
+    "withheld_without_id": _l(
+        "Number withheld (%(value)s) and no call id: the call cannot be told apart from others."
+    ),
     "too_long": _l("Longer than %(max)s characters."),
     "lost_digits": _l(
         "Excel shortened this number to %(value)s: format the column as text and export again."
@@ -133,7 +136,7 @@ def _form() -> CallImportForm:
 
 def _recent() -> list[CallImport]:
     # Not their bad rows: a run's list of them may be megabytes, and only counts are shown.
-    query = select(CallImport).options(defer(CallImport.errors))
+    query = select(CallImport)
     return list(db().scalars(query.order_by(CallImport.id.desc()).limit(RECENT)).all())
 
 
@@ -241,7 +244,8 @@ def _run(import_id: int) -> CallImport:
 @requires(Action.LOG_CALL)
 def show(import_id: int) -> str:
     run = _run(import_id)
-    errors = [{**e, "text": row_message(e)} for e in run.errors[:SHOWN_ERRORS]]
+    shown = stored_errors(db(), run.id, limit=SHOWN_ERRORS)
+    errors = [{**e, "text": row_message(e)} for e in shown]
     return render_template(
         "board/call_import.html",
         run=run,
@@ -249,7 +253,7 @@ def show(import_id: int) -> str:
         by_sheet=any(e.get("sheet") for e in errors),
         running=run.running(utcnow()),
         errors=errors,
-        more_errors=max(0, len(run.errors) - SHOWN_ERRORS),
+        more_errors=max(0, count_errors(db(), run.id) - SHOWN_ERRORS),
         form=None,
         recent=[],
         problem="",
@@ -276,9 +280,10 @@ def report(import_id: int) -> Response:
         state = _("imported") if sheet["read"] else _("not imported: %(why)s", why=sheet["why"])
         writer.writerow([csv_cell(_("Sheet")), csv_cell(sheet["name"]), csv_cell(state)])
     writer.writerow([])
-    by_sheet = any(e.get("sheet") for e in run.errors)
+    errors = stored_errors(db(), run.id)
+    by_sheet = any(e.get("sheet") for e in errors)
     writer.writerow([*([_("Sheet")] if by_sheet else []), _("Row"), _("Column"), _("Problem")])
-    for e in run.errors:
+    for e in errors:
         where = [csv_cell(e.get("sheet", ""))] if by_sheet else []
         writer.writerow(
             [*where, e.get("row"), csv_cell(e.get("column", "")), csv_cell(row_message(e))]

@@ -14,13 +14,16 @@ exits.
 from __future__ import annotations
 
 import getpass
+import io
 import json
+import re
 import sys
+import zipfile
 from pathlib import Path
 
 import click
 
-from intake.phone import FileFormatError, MissingColumns, SheetReport
+from intake.phone import FileFormatError, MissingColumns, SheetReport, check_unpacked_size
 from web.call_import_run import ImportReport, UnknownMapping, enrich_new_cases, run_import
 from web.cli_common import config_option, settings
 from web.runtime import Runtime
@@ -34,25 +37,46 @@ def _actor() -> str:
     return f"command line ({who})"
 
 
-def _count_rows(path: Path) -> int | None:
-    """A quick upper bound for the progress bar: lines of a CSV, rows of an XLSX file's
-    visible sheets."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(4)
-            if head == b"PK\x03\x04":
-                import openpyxl
+_ROW_TAG = re.compile(rb"<(?:\w+:)?row[\s>/]")
 
-                book = openpyxl.load_workbook(path, read_only=True)
-                try:
-                    visible = [s for s in book.worksheets if s.sheet_state == "visible"]
-                    return sum(int(s.max_row or 0) for s in visible) or None
-                finally:
-                    book.close()
-            fh.seek(0)
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+
+def _count_rows(data: bytes) -> int | None:
+    """A quick upper bound for the progress bar: lines of a CSV; of an XLSX file, the
+    rows its visible sheets hold, counted in their XML (not openpyxl's ``max_row``: a
+    sheet with a cell styled at its far corner gives 1,048,576). None (no total shown)
+    when the file cannot be read so; the import itself reports the problem."""
+    try:
+        if data[:4] == b"PK\x03\x04":
+            # The same check as the import's, before openpyxl reads the shared strings.
+            check_unpacked_size(data)
+            import openpyxl
+
+            book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
+            try:
+                paths = [
+                    str(s._worksheet_path).lstrip("/")
+                    for s in book.worksheets
+                    if s.sheet_state == "visible"
+                ]
+            finally:
+                book.close()
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                return sum(_rows_in(archive, path) for path in paths) or None
+        return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     except Exception:
-        return None  # the bar then shows no total; the import itself reports the problem
+        return None
+
+
+def _rows_in(archive: zipfile.ZipFile, path: str) -> int:
+    """How many row elements a sheet's XML holds, read in 1 MB pieces (a row tag cut
+    between two pieces is counted once: the 4 bytes kept are shorter than a tag)."""
+    count, tail = 0, b""
+    with archive.open(path) as fh:
+        while chunk := fh.read(1 << 20):
+            buffer = tail + chunk
+            count += len(_ROW_TAG.findall(buffer))
+            tail = buffer[-4:]
+    return count
 
 
 @click.command("calls")
@@ -65,7 +89,7 @@ def calls(file: Path, mapping: str | None, dry_run: bool, as_json: bool) -> None
     """Import a call-centre export (CSV or XLSX) as cases, once per call."""
     rt = Runtime.build(settings())
     data = file.read_bytes()
-    total = None if as_json else _count_rows(file)
+    total = None if as_json else _count_rows(data)
     bar = click.progressbar(
         length=total or 0,
         label="rows",

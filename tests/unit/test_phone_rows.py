@@ -778,3 +778,42 @@ def test_a_serial_number_written_with_its_fraction_is_a_call_at_midnight() -> No
     with pytest.raises(CellError) as exc:
         parse_call_time("46356", TZ, NOW)
     assert exc.value.code == "no_time_of_day"
+
+
+# -- kinds of the mapping's own, and numbers withheld ---------------------------------------
+
+
+def test_an_unknown_kind_names_the_mappings_own_kinds() -> None:
+    mapping = ColumnMapping(kinds={"投诉举报": "complaint", "求助咨询": "inquiry"})
+    row = ["G1", "13800138000", "2026/11/30 9:05", "60", "噪音", "王", "", "", "表扬信"]
+    (bad,) = parse(csv_bytes([HEADER, row]), mapping)
+    (error,) = bad.errors
+    assert error.code == "bad_kind_of" and error.text() == (
+        "unknown kind 表扬信: use 投诉举报, 求助咨询"
+    )
+    (default,) = parse(csv_bytes([HEADER, row]))
+    assert "投诉, 建议, 咨询 or 表扬" in default.errors[0].text()  # no kinds of its own
+
+
+@pytest.mark.parametrize(
+    ("phone", "name"),
+    [("匿名", ""), ("未知", "李四"), ("Anonymous", ""), ("", "匿名")],
+)
+def test_a_withheld_number_with_a_call_id_is_a_case_without_a_caller(phone: str, name: str) -> None:
+    row = ["G7", phone, "2026/11/30 9:05", "60", "噪音扰民", "王", name, "", ""]
+    (call,) = parse(csv_bytes([HEADER, row]))
+    assert call.ok and call.anonymous and call.submission is not None
+    assert call.submission.contact.phone == "" and call.submission.external_id == "G7"
+    assert call.submission.contact.name == ("" if name == "匿名" else name)
+
+
+def test_a_withheld_number_without_a_call_id_cannot_be_told_apart() -> None:
+    rows = [
+        HEADER,
+        ["", "匿名", "2026/11/30 9:05", "60", "噪音扰民", "王", "", "", ""],
+        ["G8", "", "2026/11/30 9:05", "60", "噪音扰民", "王", "", "", ""],  # no marker
+    ]
+    withheld, empty = parse(csv_bytes(rows))
+    assert [e.code for e in withheld.errors] == ["withheld_without_id"]
+    assert "匿名" in withheld.errors[0].text()
+    assert [e.code for e in empty.errors] == ["required"] and not empty.anonymous
