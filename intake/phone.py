@@ -908,9 +908,10 @@ def parse_row(
 
     Required cells: 来电号码 (a valid phone, `normalise_phone`; or a number withheld,
     `WITHHELD`, when the row has its 工单号: the call is then a case without a caller and
-    its CallRow says ``anonymous``), 来电时间, 诉求内容 (at most BODY_MAX characters). 工单号 may be empty (the key is then number and time); 通话时长
-    may be empty. The address (地址), when the mapping reads one, is the case's place (at
-    most PLACE_MAX characters).
+    its CallRow says ``anonymous``), 来电时间, 诉求内容 (at most BODY_MAX characters).
+    工单号 may be empty (the key is then number and time); 通话时长 may be empty. The
+    address (地址), when the mapping reads one, is the case's place (at most PLACE_MAX
+    characters).
     """
     errors: list[RowError] = []
 
