@@ -44,9 +44,9 @@ test: install system-packages
 	$(BIN)/ruff format --check .
 	@# The two databases' suites run side by side: much of each waits on mail servers, browsers
 	@# and timed sign-ins. The PostgreSQL log is printed when both have ended.
-	@MINSHENG_TEST_DB=postgresql MINSHENG_TEST_PG_URL=$(PG_URL) $(BIN)/pytest -q -p no:cacheprovider \
+	@MINSHENG_TEST_DB=postgresql MINSHENG_TEST_PG_URL=$(PG_URL) $(BIN)/pytest -q -p no:cacheprovider --durations=15 \
 	    tests/integration > .test-postgresql.log 2>&1 & pg=$$!; \
-	MINSHENG_TEST_DB=sqlite $(BIN)/pytest -q tests; sqlite=$$?; \
+	MINSHENG_TEST_DB=sqlite $(BIN)/pytest -q --durations=15 tests; sqlite=$$?; \
 	wait $$pg; postgresql=$$?; \
 	echo "--- PostgreSQL: tests/integration ---"; cat .test-postgresql.log; \
 	test $$sqlite -eq 0 && test $$postgresql -eq 0
