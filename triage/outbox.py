@@ -729,22 +729,25 @@ def outbox_counts(session: Session, now: datetime | None = None) -> dict[str, in
     whose time has come (with `now`; else 0). Sent mails are not counted: they pile up
     forever and say nothing about the outbox's health.
     """
+    return status_counts(session, OutgoingMail, now)
+
+
+def status_counts(session: Session, model: Any, now: datetime | None = None) -> dict[str, int]:
+    """`outbox_counts` for any outbox table (`model`: this one, or triage.sms's text
+    messages) with the columns status ("queued", "sending", "failed", "sent"), attempts and
+    next_attempt_at: at most three queries, served by the (status, next_attempt_at) index."""
     counts = dict.fromkeys(("queued", "retrying", "due", "sending", "failed"), 0)
-    live = (MailStatus.QUEUED, MailStatus.SENDING, MailStatus.FAILED)
-    rows = session.execute(
-        select(OutgoingMail.status, func.count())
-        .where(OutgoingMail.status.in_(live))
-        .group_by(OutgoingMail.status)
-    )
-    for status, n in rows:
+    for status, n in session.execute(
+        select(model.status, func.count())
+        .where(model.status.in_(("queued", "sending", "failed")))
+        .group_by(model.status)
+    ):
         counts[str(status)] = int(n)
     if counts["queued"]:
-        queued = OutgoingMail.status == MailStatus.QUEUED
+        queued = model.status == "queued"
         counts["retrying"] = int(
             session.scalar(
-                select(func.count())
-                .select_from(OutgoingMail)
-                .where(queued, OutgoingMail.attempts > 0)
+                select(func.count()).select_from(model).where(queued, model.attempts > 0)
             )
             or 0
         )
@@ -752,8 +755,8 @@ def outbox_counts(session: Session, now: datetime | None = None) -> dict[str, in
             counts["due"] = int(
                 session.scalar(
                     select(func.count())
-                    .select_from(OutgoingMail)
-                    .where(queued, OutgoingMail.next_attempt_at <= now)
+                    .select_from(model)
+                    .where(queued, model.next_attempt_at <= now)
                 )
                 or 0
             )

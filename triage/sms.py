@@ -36,11 +36,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, func, select, update
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from triage.models import Base, Case, UTCDateTime, utcnow
-from triage.outbox import Retry, RetryPolicy, claim_rows
+from triage.outbox import Retry, RetryPolicy, claim_rows, status_counts
 
 ACTOR = "system"
 
@@ -417,34 +417,7 @@ def sms_counts(session: Session, now: datetime | None = None) -> dict[str, int]:
     """The text messages' health, as `triage.outbox.outbox_counts` gives the mail's:
     {"queued", "retrying", "due", "sending", "failed"} (sent ones are not counted). Served
     by the (status, next_attempt_at) index."""
-    counts = dict.fromkeys(("queued", "retrying", "due", "sending", "failed"), 0)
-    live = (SmsStatus.QUEUED, SmsStatus.SENDING, SmsStatus.FAILED)
-    for status, n in session.execute(
-        select(TextMessage.status, func.count())
-        .where(TextMessage.status.in_(live))
-        .group_by(TextMessage.status)
-    ):
-        counts[str(status)] = int(n)
-    if counts["queued"]:
-        queued = TextMessage.status == SmsStatus.QUEUED
-        counts["retrying"] = int(
-            session.scalar(
-                select(func.count())
-                .select_from(TextMessage)
-                .where(queued, TextMessage.attempts > 0)
-            )
-            or 0
-        )
-        if now is not None:
-            counts["due"] = int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(TextMessage)
-                    .where(queued, TextMessage.next_attempt_at <= now)
-                )
-                or 0
-            )
-    return counts
+    return status_counts(session, TextMessage, now)
 
 
 def list_messages(

@@ -25,11 +25,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from intake.phone import CallRow, ColumnMapping, parse_file
-from triage import enrichment
 from triage.call_imports import (
     COUNTS,
     CallImport,
@@ -39,12 +37,10 @@ from triage.call_imports import (
     start_run,
 )
 from triage.cases import IntakePolicy
-from triage.enrichment import enrich_pending
 from triage.models import Actor, utcnow
+from web.cli_intake import enrich_all
 from web.runtime import Runtime
 from web.settings import CallMappingSettings, Settings
-
-log = logging.getLogger(__name__)
 
 
 class _PipelineAbortedAfterError(logging.Filter):
@@ -202,25 +198,11 @@ class PreparedImport:
 
 
 def enrich_new_cases(rt: Runtime, policy: IntakePolicy | None = None) -> int:
-    """Runs `triage.enrichment.enrich_pending` until no case waits, one transaction per
-    `enrichment.BATCH` cases; returns how many were enriched. A failure is logged and leaves
-    the rest pending (the import itself is committed; the next import, mail round or
+    """`web.cli_intake.enrich_all` with the runtime's intake policy by default: the new cases'
+    suggestions and search rows; returns how many were enriched. A failure is logged and
+    leaves the rest pending (the import itself is committed; the next import, mail round or
     ``minsheng supervise tick`` goes on with them)."""
-    policy = policy or rt.intake_policy()
-    done = 0
-    while True:
-        try:
-            with rt.sessions() as session, session.begin():
-                n = enrich_pending(session, policy, limit=enrichment.BATCH)
-        except OperationalError as exc:
-            log.warning("enrichment stopped, the rest waits for the next run: %s", exc)
-            return done
-        except Exception:
-            log.exception("enrichment failed; the cases wait for the next run")
-            return done
-        done += n
-        if n < enrichment.BATCH:
-            return done
+    return enrich_all(rt, policy or rt.intake_policy())
 
 
 def prepare_import(
