@@ -286,7 +286,9 @@ def move() -> Response:
         refresh_findings(c.id)
     except IllegalTransition as e:
         s.rollback()
-        if found.confirm:
+        if found.confirm and not _wants_json():
+            # The question's own form: shown again with the message. The script (or any
+            # client asking for JSON) gets the reason as JSON, the card stays.
             flash(error_text(e), "error")
             return redirect(_confirm_url(c, found))
         return _refuse(error_text(e), 409)

@@ -134,3 +134,55 @@ def test_a_drop_after_the_account_was_deactivated_says_reload(
     urban.locator(f"#card-{number}").drag_to(urban.locator("#column-in_progress"))
     expect(urban.locator("#kanban-message")).to_have_text("移动失败，请刷新页面后重试。")
     assert _status(app, number)[0] == Status.ASSIGNED
+
+
+def test_a_refused_close_shows_the_reason_and_the_card_stays(
+    chromium: Any, live_server: str, app: Any
+) -> None:
+    """A close the case refuses, asked by the board's script (here a page left open while
+    the question's answer is posted with it: `confirmed` added on the way), comes back as
+    JSON with the reason: the board says why and the card stays in its column, instead of
+    the generic "reload" message an HTML page gave."""
+    from datetime import UTC, datetime
+
+    from playwright.sync_api import Route, expect
+
+    from triage.models import Department, Satisfaction
+
+    citizen = chromium.new_context(**PHONE, locale="zh-CN", base_url=live_server).new_page()
+    number, _code = _submit(
+        citizen, "噪音扰民", "和平路施工噪音扰民，深夜还在打桩。", "周九", "13500004444"
+    )
+    now = datetime.now(UTC)
+    with app.extensions["minsheng"].sessions() as s, s.begin():
+        case = s.scalar(select(Case).where(Case.tracking_number == number))
+        dept = s.scalar(select(Department).where(Department.code == "urban"))
+        case.assign(dept, "supervisor", now, now)
+        case.start("urban", now)
+        case.reply("urban", now, "已责令施工单位夜间停工。")
+        case.record_visit(
+            "supervisor", now, reached=True, solved=False, satisfaction=Satisfaction.UNSATISFIED
+        )
+
+    def confirmed(route: Route) -> None:
+        request = route.request
+        boundary = request.headers["content-type"].split("boundary=")[1]
+        body = (request.post_data or "").replace(
+            f"--{boundary}--",
+            f'--{boundary}\r\nContent-Disposition: form-data; name="confirmed"\r\n\r\nyes\r\n'
+            f"--{boundary}--",
+        )
+        route.continue_(post_data=body)
+
+    office = chromium.new_context(**DESKTOP, base_url=live_server).new_page()
+    sign_in(office, "supervisor")
+    office.goto("/board/kanban")
+    office.route("**/board/kanban/move", confirmed)
+    expect(office.locator("#column-visited")).to_contain_text(number)
+    office.locator(f"#card-{number}").drag_to(office.locator("#column-closed"))
+    expect(office.locator("#kanban-message")).to_have_text("请填写理由。")
+    expect(office.locator("#kanban-message")).to_have_class("flash error")
+    expect(office.locator("#column-visited")).to_contain_text(number)
+    expect(office.locator("#column-closed")).not_to_contain_text(number)
+    assert office.url.endswith("/board/kanban")
+    assert _status(app, number)[0] == Status.VISITED

@@ -359,3 +359,23 @@ def test_closing_after_an_unsatisfied_visit_needs_the_reason_on_the_question(
     case = _case(runtime, number)
     assert case.status == Status.CLOSED
     assert case.events[-1].reason == "市民诉求超出政策范围，已解释。"
+
+
+def test_a_refused_close_asked_as_json_gets_json_with_the_reason(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """The script (fetch, Accept: application/json) posting a close the case refuses (no
+    reason after an unsatisfied visit) gets a JSON refusal it can show, not the HTML page
+    the redirect to the question leads to."""
+    number = _replied_and_visited(client, login_as, runtime, "unsatisfied", "no")
+    supervisor = login_as("supervisor")
+    r = _move(supervisor, number, "closed", confirmed="yes")
+    assert r.status_code == 409
+    answer = r.get_json()
+    assert answer is not None and answer["ok"] is False
+    assert answer["message"] == "请填写理由。"
+    assert _case(runtime, number).status == Status.VISITED
+    # In English, the same reason in English.
+    supervisor.get("/lang/en")
+    r = _move(supervisor, number, "closed", confirmed="yes")
+    assert r.status_code == 409 and r.get_json()["message"] == "Please give a reason."
