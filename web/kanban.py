@@ -200,9 +200,19 @@ def _wants_json() -> bool:
     return request.accept_mimetypes.best == "application/json"
 
 
+def _department_code(code: str) -> str | None:
+    """`code` (from the address or a form) if it is a department's the board can show, else
+    None: the way back to the board then leads to the whole board (or the handler's own),
+    not to a 404 for a code that is no department (a stale bookmark, a typo)."""
+    code = (code or "")[:40]
+    if not code or _CONTROL.search(code) or not sees_all_cases(current_user):
+        return None
+    found = db().scalar(select(Department.code).where(Department.code == code))
+    return code if found is not None else None
+
+
 def _back() -> str:
-    code = request.form.get("department", "")
-    return url_for("kanban.board", department=code or None)
+    return url_for("kanban.board", department=_department_code(request.form.get("department", "")))
 
 
 def _refuse(message: str, status: int) -> Response:
@@ -315,7 +325,7 @@ def _confirm_url(c: Case, found: Move) -> str:
         "kanban.confirm",
         number=c.tracking_number,
         to=str(found.to),
-        department=request.values.get("department", "")[:40] or None,
+        department=_department_code(request.values.get("department", "")),
     )
 
 
@@ -345,6 +355,6 @@ def confirm() -> str:
         reply=c.latest_reply,
         visit=c.latest_visit,
         needs_reason=needs_reason_to_close(c),
-        dept_code=request.args.get("department", "")[:40],
+        dept_code=_department_code(request.args.get("department", "")) or "",
         VISIT_CHANNEL_LABELS=VISIT_CHANNEL_LABELS,
     )

@@ -379,3 +379,24 @@ def test_a_refused_close_asked_as_json_gets_json_with_the_reason(
     supervisor.get("/lang/en")
     r = _move(supervisor, number, "closed", confirmed="yes")
     assert r.status_code == 409 and r.get_json()["message"] == "Please give a reason."
+
+
+def test_the_questions_cancel_link_never_leads_to_a_404(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """A department code in the address that is no department (a stale bookmark, a typo):
+    the question's Cancel goes back to the whole board, which exists."""
+    number = _replied_and_visited(client, login_as, runtime, "satisfied", "yes")
+    supervisor = login_as("supervisor")
+    page = supervisor.get(f"/board/kanban/confirm?number={number}&to=closed&department=nosuch")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    cancel = re.search(r'id="confirm-cancel" href="([^"]+)"', html).group(1)
+    assert supervisor.get(cancel.replace("&amp;", "&")).status_code == 200
+    assert 'name="department" value="nosuch"' not in html
+    # A real department is kept on the way back.
+    html = supervisor.get(
+        f"/board/kanban/confirm?number={number}&to=closed&department=urban"
+    ).get_data(as_text=True)
+    cancel = re.search(r'id="confirm-cancel" href="([^"]+)"', html).group(1)
+    assert "department=urban" in cancel
