@@ -363,6 +363,40 @@ def test_skipping_rules_a_text_cannot_match_changes_no_result(
     texts += [("", "ＧＡＳ LEAK in the ſtairwell"), ("", "KITCHEN GAS LEAK"), ("", "燃气泄漏")]
     skipped = [find_hazards(s, b, ["井盖丢失"]) for s, b in texts]
     assert sum(1 for found in skipped if found) > 3
-    monkeypatch.setattr(urgency, "_may_match", lambda pattern, chars: True)
+    # The rules each text runs are those `_may_match` allows, one by one.
+    chosen = urgency._RuleSet.live
+    for s, b in texts[::7]:
+        chars = urgency._text_chars(urgency._normalize(f"{s}\n{b}"))
+        rules = urgency._rule_set(("井盖丢失",))
+        expected = [(c, p) for c, p in rules.rules if urgency._may_match(p, chars)]
+        assert chosen(rules, chars) == expected
+    monkeypatch.setattr(urgency._RuleSet, "live", lambda self, chars: list(self.rules))
     assert [find_hazards(s, b, ["井盖丢失"]) for s, b in texts] == skipped
     assert all(urgency._triggers(p) for _, p in urgency._RULES), "every rule has a trigger"
+
+
+def test_normalising_skips_nfkc_only_where_it_changes_nothing() -> None:
+    """`_normalize` replaces the Chinese punctuation and normalises only a text not NFKC
+    already (a speed-up): the same text as NFKC, lower case and straight quotes of all of it."""
+    import unicodedata
+
+    import triage.urgency as urgency
+
+    files = sorted(TEDDY.parent.glob("*.jsonl")) or sorted(
+        (Path(__file__).resolve().parents[2] / "web" / "demo").glob("*.jsonl")
+    )
+    texts = [
+        f"{row.get('subject') or ''}\n{row['body']}"
+        for f in files
+        for row in map(json.loads, f.read_text(encoding="utf-8").splitlines()[:500])
+        if row.get("body")
+    ]
+    texts += [
+        "燃气泄漏！！（３楼）：ＧＡＳ，ｌｅａｋ？～",
+        "，\u0301？\u0308e\u0301～\u3099",
+        "ſtairwell ＫＩＴＣＨＥＮ \u2019gas\u2018 ㈱ ①",
+        "",
+    ]
+    for text in texts:
+        nfkc = unicodedata.normalize("NFKC", text).lower()
+        assert urgency._normalize(text) == nfkc.replace("\u2019", "'").replace("\u2018", "'")
