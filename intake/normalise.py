@@ -48,11 +48,26 @@ _CHINESE_PUNCTUATION = "！，（）：；？～"
 _KEEP = re.compile(f"([{_CHINESE_PUNCTUATION}])")
 
 
+# What NFKC makes of each of them (one ASCII character).
+_PUNCTUATION_NFKD = tuple((c, unicodedata.normalize("NFKD", c)) for c in _CHINESE_PUNCTUATION)
+
+
 def nfkc(value: str) -> str:
     """Unicode NFKC (full-width letters and digits become ASCII), but Chinese punctuation
     (，！？：；（）～) stays as Chinese readers write it."""
-    if not any(ch in _CHINESE_PUNCTUATION for ch in value):
+    # Most text is NFKC already but for that punctuation: checked (quick), not normalised.
+    if value.isascii() or unicodedata.is_normalized("NFKC", value):
+        return value
+    if not _KEEP.search(value):
         return unicodedata.normalize("NFKC", value)
+    # Each punctuation mark as NFKC would make it: if that is NFKC, so is every part of the
+    # text between the marks (an ASCII mark composes with nothing), which nfkc leaves as is.
+    half = value
+    for full, ascii_form in _PUNCTUATION_NFKD:
+        if full in half:
+            half = half.replace(full, ascii_form)
+    if unicodedata.is_normalized("NFKC", half):
+        return value
     return "".join(
         part if part in _CHINESE_PUNCTUATION else unicodedata.normalize("NFKC", part)
         for part in _KEEP.split(value)
@@ -62,6 +77,8 @@ def nfkc(value: str) -> str:
 def clean_text(value: str) -> str:
     """`nfkc`, line breaks as ``\\n``, no control or bidi characters and no terminal escape
     sequences (``"\\x1b[31m红\\x1b[0m"`` → ``"红"``), outer white space gone."""
+    if value and value.isascii() and value.isprintable():
+        return value.strip()  # nothing to normalise, no line break, no control character
     value = _LINE_BREAKS.sub("\n", value or "")
     if "\x1b" in value or "\x9b" in value:
         value = _ESCAPES.sub("", value)

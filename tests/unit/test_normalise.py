@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from intake import normalise
 from intake.files import name_for_type
-from intake.normalise import PhoneError, clean_filename, clean_line, clean_text, normalise_phone
+from intake.normalise import (
+    PhoneError,
+    clean_filename,
+    clean_line,
+    clean_text,
+    nfkc,
+    normalise_phone,
+)
 from intake.submission import Attachment, Channel, Contact, Submission
 
 
@@ -127,3 +137,43 @@ def test_a_mobile_as_a_call_centres_switch_logs_it_is_the_mobile() -> None:
     assert normalise_phone("01087654321") == "01087654321"
     with pytest.raises(PhoneError):
         normalise_phone("8612800138000")
+
+
+def _reference_nfkc(value: str) -> str:
+    """`nfkc` as first written: every part between Chinese punctuation normalised."""
+    import unicodedata
+
+    marks = "！，（）：；？～"
+    return "".join(
+        part if part in marks else unicodedata.normalize("NFKC", part)
+        for part in re.split(f"([{marks}])", value)
+    )
+
+
+def test_nfkc_and_clean_text_skip_normalising_only_what_is_normal_already() -> None:
+    """The fast paths (ASCII, text NFKC already but for its Chinese punctuation) give what
+    normalising every part gives: over real complaints and random strings of punctuation,
+    combining marks, jamo, full-width and compatibility characters."""
+    import json
+    import random
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data"
+    texts = [
+        row[key]
+        for path in sorted(shared.glob("*/*.jsonl"))
+        for row in map(json.loads, path.read_text(encoding="utf-8").splitlines()[:300])
+        for key in ("subject", "body")
+        if isinstance(row.get(key), str)
+    ]
+    rng = random.Random(7)
+    alphabet = list(
+        "！，（）：；？～,.!aZ１Ａ가\u1100\u1161\u11a8\u0301\u0308\u3099\u309a\u0915\u093c"
+        "\u200b\x00\x1b[\r\n\t ㈱①ﬁſ\u212a\u2028éｶﾞ\uff9e\u0cd5\u0cbf红"
+    )
+    texts += ["".join(rng.choices(alphabet, k=rng.randrange(12))) for _ in range(20_000)]
+    for text in texts:
+        assert nfkc(text) == _reference_nfkc(text), repr(text)
+        if "\x1b" not in text:  # (escape sequences: tested above)
+            reference = _reference_nfkc(normalise._LINE_BREAKS.sub("\n", text))
+            assert clean_text(text) == normalise._UNSAFE.sub("", reference).strip(), repr(text)
