@@ -43,7 +43,7 @@ from triage.privacy import mask_text
 from web import db, runtime
 from web.auth import requires
 from web.forms import PhoneCallForm
-from web.i18n import STATUS_LABELS, error_text
+from web.i18n import STATUS_LABELS, department_name, error_text
 from web.shown_case import shown_case
 
 bp = Blueprint("operator", __name__, url_prefix="/board/calls")
@@ -370,14 +370,38 @@ def _reopen(
             department=case.department.code if case.department else None,
         )
         reason = "\n".join(p for p in (form.subject.data, form.body.data) if p)
+        closed_in = case.department_id
         case.reopen(current_user, now, reason, due, **_call_detail(form, called_at, token))
         # Its department deactivated since the close: on to its successor, or the queue.
         follow_inactive_department(case, current_user, now)
         if form.urgent.data:
             _flag_urgent(case, now)
         _refresh(case)
-    flash(_("%(n)s is reopened for rework by its department.", n=number), "info")
+        flash(_reopened_message(case, closed_in), "info")
+    else:
+        flash(_reopened_message(case, case.department_id), "info")
     return redirect(url_for("board.case", number=number))
+
+
+def _reopened_message(case: Case, closed_in: int | None) -> str:
+    """Where the reopened case went: its department (`closed_in`, the id it was closed
+    in); the department that took the work of its deactivated one over; or, with none, the
+    dispatch queue."""
+    number = case.tracking_number
+    if case.status == Status.TRIAGE:
+        return _(
+            "%(n)s is reopened; its department is inactive and none took its work over: the "
+            "case is back in the dispatch queue.",
+            n=number,
+        )
+    if case.department_id != closed_in:
+        return _(
+            "%(n)s is reopened; its department is inactive: the case goes for rework to "
+            "%(dept)s, which took its work over.",
+            n=number,
+            dept=department_name(case.department),
+        )
+    return _("%(n)s is reopened for rework by its department.", n=number)
 
 
 def _refresh(case: Case) -> None:

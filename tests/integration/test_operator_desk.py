@@ -511,3 +511,41 @@ def test_the_same_form_sent_several_times_at_once_is_applied_once_and_never_an_e
     token = "double-click-token"
     assert send_all(fresh) == [302] * 4
     assert _count(runtime) == before + 1
+
+
+def test_reopening_a_case_of_a_deactivated_department_says_where_it_went(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """The desk's message after a reopen names the department that took the work of the
+    closed case's deactivated department over, or says the case is back in the dispatch
+    queue, instead of "reworked by its department" (which no longer exists)."""
+    from sqlalchemy import update
+
+    from tests.integration.test_department_successor import _deactivate_urban
+
+    first, _ = submit_complaint(client, "幸福小区门口井盖松动", phone=PHONE)
+    second, _ = submit_complaint(client, "幸福小区路面塌陷一个坑", phone=PHONE)
+    _close(runtime, first)
+    _close(runtime, second)
+    _deactivate_urban(login_as, "environment")
+    operator = login_as("operator")
+    r = _desk(operator, {"phone": PHONE, "about": f"reopen:{first}", "body": "井盖还是松的"})
+    assert r.status_code == 302
+    said = flashes(operator.get(r.headers["Location"]).get_data(as_text=True))
+    assert any("市生态环境局民声分局" in f and "停用" in f for f in said), said
+    assert not any("由原部门" in f or "by its department" in f for f in said), said
+    with runtime.sessions() as s:
+        reopened = s.scalars(select(Case).where(Case.tracking_number == first)).one()
+        assert reopened.department.code == "environment"
+
+    # No department took the work over (environment deactivated without a successor).
+    with runtime.sessions() as s:
+        s.execute(update(Department).where(Department.code == "environment").values(active=False))
+        s.commit()
+    operator.get("/lang/en")
+    r = _desk(operator, {"phone": PHONE, "about": f"reopen:{second}", "body": "坑旁边又塌了一块"})
+    assert r.status_code == 302
+    said = flashes(operator.get(r.headers["Location"]).get_data(as_text=True))
+    assert any("dispatch queue" in f for f in said), said
+    case = _case(runtime, second)
+    assert case.status == "triage" and case.department_id is None
