@@ -20,7 +20,8 @@ the number of open cases, in one statement on either database.
 The index is kept by the session itself, in the transaction that changes the case: a new
 open case gets its rows when it is flushed (the signature that ``look_up`` chose, or one
 chosen by hash alone when registration did no lookup), and a case that reaches a final status
-(closed, merged, rejected) loses them. The reader still checks each candidate's status and
+(closed, merged, rejected) loses them, and its stored similarity profile
+(`triage.similarity_store`). The reader still checks each candidate's status and
 receipt time against the cases table, so rows left behind by a change made outside the ORM
 cannot make a closed case a duplicate.
 """
@@ -44,7 +45,13 @@ import numpy as np
 from sqlalchemy import delete, event, text
 from sqlalchemy.orm import Session, attributes
 
-from triage.models import FINAL_STATUSES, OPEN_STATUSES, Case, DuplicateSignature
+from triage.models import (
+    FINAL_STATUSES,
+    OPEN_STATUSES,
+    Case,
+    DuplicateSignature,
+    SimilarityProfile,
+)
 from triage.search_index import deferred
 
 __all__ = [
@@ -486,6 +493,11 @@ def _keep_index(session: Session, flush_context: Any) -> None:
     if ended:
         session.execute(
             delete(DuplicateSignature).where(DuplicateSignature.case_id.in_(ended)),
+            execution_options={"synchronize_session": False},
+        )
+        # No one's candidate any more: its stored similarity profile goes too.
+        session.execute(
+            delete(SimilarityProfile).where(SimilarityProfile.case_id.in_(ended)),
             execution_options={"synchronize_session": False},
         )
 

@@ -8,6 +8,8 @@ intake) has an `EnrichmentPending` row instead of:
 - its similar-case suggestions (``cases.similar`` and the ``similar_found`` event, dated at
   the registration as before), from the same duplicate-index lookup and the same scoring;
 - its duplicate-index signature (the rows the next cases' lookups read);
+- its similarity profile (`triage.similarity_store`: what scoring it as a later case's
+  candidate reads instead of analysing its text again);
 - its search-index rows (until then a search does not find it).
 
 `enrich_pending` adds them in case-id order (so each case's lookup sees the earlier cases'
@@ -33,11 +35,18 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from triage.models import OPEN_STATUSES, Case, DuplicateSignature, EnrichmentPending
+from triage.models import (
+    OPEN_STATUSES,
+    Case,
+    DuplicateSignature,
+    EnrichmentPending,
+    SimilarityProfile,
+)
 from triage.search_index import DEFERRED, deferred
 
 if TYPE_CHECKING:
     from triage.cases import IntakePolicy
+    from triage.similarity import Profile
 
 __all__ = ["DEFERRED", "defer_enrichment", "deferred", "enrich_pending", "pending_count"]
 
@@ -86,9 +95,13 @@ def enrich_pending(session: Session, policy: IntakePolicy, limit: int | None = N
     `BATCH` cases at a time, in a fixed number of statements whatever their number: the
     claim, the cases, one DELETE of their old signatures, one read of the index entries of
     all their grams (`duplicate_index.BatchLookup`: each case's lookup also counts the
-    signatures of the cases before it, as if written), one read of their candidates, one
-    insert of their signatures, the flush of their suggestions, and their search rows
-    (`search_index.reindex_cases`).
+    signatures of the cases before it, as if written), one read of their candidates with
+    their stored similarity profiles, one upsert of the profiles computed (their own, and
+    those of candidates that had none: `triage.similarity_store`), one insert of their
+    signatures, the flush of their suggestions, and their search rows
+    (`search_index.reindex_cases`). Each case's own profile is its one jieba analysis for
+    the scoring: its candidates' profiles are read, so the work per case does not grow
+    with the number of open cases.
     """
     from triage import search_index
 
@@ -113,8 +126,9 @@ def _suggest_batch(session: Session, cases: Sequence[Case], policy: IntakePolicy
     The same as one case after the other, each seeing the signatures of the earlier ones: a
     case's old signature rows (a case enriched again) are deleted before any lookup of the
     batch rather than just before its own."""
-    from triage import duplicate_index
+    from triage import duplicate_index, similarity, similarity_store
     from triage.cases import case_text
+    from triage.similarity import ProfiledText
 
     if not cases:
         return
@@ -134,6 +148,9 @@ def _suggest_batch(session: Session, cases: Sequence[Case], policy: IntakePolicy
             ]
         duplicate_index.write_rows(session, rows)
         return
+    # Each case's own profile (jieba: the one computation a case costs), stored below: as a
+    # candidate of later cases it is read, not computed again.
+    own = {c.id: similarity.profile(texts[c.id]) for c in live}
     window = timedelta(days=policy.duplicate_window_days)
     since = {c.id: c.received_at - window for c in live}
     lookup = duplicate_index.BatchLookup(session, [(c.id, texts[c.id], since[c.id]) for c in live])
@@ -146,6 +163,23 @@ def _suggest_batch(session: Session, cases: Sequence[Case], policy: IntakePolicy
     candidates = _candidates(
         session, {i for f in found.values() for i in f.case_ids}, min(since.values(), default=None)
     )
+    profiled: dict[int, ProfiledText] = {}
+    computed: dict[int, Profile] = {}
+
+    def candidate_text(row: _Row) -> ProfiledText:
+        """The candidate's text with its profile: this batch's, stored, or computed now (a
+        case enriched before profiles were stored; stored below)."""
+        text_ = profiled.get(row.id)
+        if text_ is None:
+            value = case_text(row.subject, row.body)
+            profile = own.get(row.id)
+            if profile is None:
+                profile, new = similarity_store.profile_of(value, row.version, row.data)
+                if new:
+                    computed[row.id] = profile
+            text_ = profiled[row.id] = ProfiledText(value, profile)
+        return text_
+
     hits: list[tuple[Case, list[list[object]]]] = []
     for case in live:
         rows_ = [
@@ -157,13 +191,14 @@ def _suggest_batch(session: Session, cases: Sequence[Case], policy: IntakePolicy
             continue
         numbers = {r.id: r.tracking_number for r in rows_}
         scored = policy.find_similar(
-            texts[case.id], [(r.id, case_text(r.subject, r.body)) for r in rows_]
+            ProfiledText(texts[case.id], own[case.id]), [(r.id, candidate_text(r)) for r in rows_]
         )
         similar: list[list[object]] = [
             [numbers[i], round(float(score), 3)] for i, score in scored if i in numbers
         ]
         if similar:
             hits.append((case, similar))
+    similarity_store.save(session, {**computed, **own})
     for case, similar in hits:
         case.similar = similar
         if "events" not in sa_inspect(case).dict:
@@ -193,16 +228,30 @@ class _Row(NamedTuple):
     subject: str
     body: str
     received_at: datetime
+    version: int | None  # of its stored similarity profile, if any
+    data: bytes | None
 
 
 def _candidates(session: Session, ids: set[int], since: datetime | None) -> dict[int, _Row]:
-    """The open cases among ``ids`` received at or after ``since``, by id (one statement)."""
+    """The open cases among ``ids`` received at or after ``since``, by id, with their
+    stored similarity profiles (one statement)."""
+    from triage.similarity_store import PROFILE_COLUMNS
+
     if not ids or since is None:
         return {}
     return {
         r.id: _Row(*r)
         for r in session.execute(
-            select(Case.id, Case.tracking_number, Case.subject, Case.body, Case.received_at).where(
+            select(
+                Case.id,
+                Case.tracking_number,
+                Case.subject,
+                Case.body,
+                Case.received_at,
+                *PROFILE_COLUMNS,
+            )
+            .outerjoin(SimilarityProfile, SimilarityProfile.case_id == Case.id)
+            .where(
                 Case.id.in_(sorted(ids)),
                 Case.status.in_(OPEN_STATUSES),
                 Case.received_at >= since,

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -1575,6 +1576,22 @@ class DuplicateSignature(Base):
     case_id: Mapped[int] = mapped_column(
         ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+
+
+class SimilarityProfile(Base):
+    """A case's similarity profile (`triage.similarity.Profile.data`, about 1 KiB), stored
+    when the case is enriched so that scoring it as another case's candidate reads it instead
+    of computing it again (`triage.similarity_store`). ``version``: the
+    `triage.similarity.PROFILE_VERSION` it was computed with; one of another version is
+    computed again when next needed."""
+
+    __tablename__ = "similarity_profiles"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class AdminEvent(Base):

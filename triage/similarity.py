@@ -19,9 +19,12 @@ chain of borderline pairs does not make one group.
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.metadata
 import itertools
 import math
 import re
+import struct
 import threading
 import unicodedata
 import zlib
@@ -39,7 +42,18 @@ from scipy.spatial.distance import squareform
 from triage import similarity_terms as terms
 from triage.routing import ngram_codes, normalize_text, segment
 
-__all__ = ["HotIssue", "duplicate_score", "hot_issues", "shorten", "similar_cases"]
+__all__ = [
+    "PROFILE_VERSION",
+    "HotIssue",
+    "Profile",
+    "ProfiledText",
+    "duplicate_score",
+    "hot_issues",
+    "profile",
+    "shorten",
+    "similar_cases",
+    "stored_profile",
+]
 
 DUPLICATE_SCORE = 0.46
 """Score from which two complaints are taken to report the same problem: the threshold with
@@ -58,6 +72,7 @@ UNKNOWN_PLACE = 0.4
 named in different scripts (松涛路 and Songtao Road)."""
 
 _PLACE_SHARE = 0.4  # exponent of the place agreement; the problem's is 1 - this
+_NUMBER_MISMATCH = 0.35  # building 8 is not building 2 of the same estate
 _WEIGHT_GENERIC = 0.15  # a bigram of a generic complaint word, relative to 1 for any other
 _WEIGHT_NUMBER = 0.7  # a building or route number, relative to 1 for a bigram of a name
 _MAX_CHARS = 4000  # the start of a long text says what it is about
@@ -77,19 +92,21 @@ _SENTENCE_END = frozenset('.!?\n:;("“')  # right before a word: it starts a se
 
 @dataclass(frozen=True, slots=True)
 class _Profile:
-    """What a complaint says, once its letter boilerplate is gone.
+    """What a complaint says, once its letter boilerplate is gone (as first computed).
 
     ``places``: bigrams of place names ("n:松涛"), English names ("e:maple"), and numbers of
     buildings, routes and houses ("#b8", "#r26"), each with its weight; ``scripts``: the
     scripts those places are written in ("zh", "en", "#"); ``concepts``: the problems and
     objects of ``similarity_terms.CONCEPTS`` it mentions; ``content``: its other Chinese
-    character bigrams and English word stems, with weights, L2-normalised.
+    character bigrams ("z:路灯") and English word stems ("e:lamp"), each with its raw weight
+    (not normalised); ``counts``: how often each content bigram occurs (stems: 1).
     """
 
     places: dict[str, float]
     scripts: frozenset[str]
     concepts: frozenset[str]
     content: dict[str, float]
+    counts: dict[str, int]
 
 
 def _strip_boilerplate(text: str) -> str:
@@ -295,9 +312,8 @@ def _never_name(lower_word: str) -> bool:
     return lower_word in terms.ENGLISH_STOP or lower_word in terms.ENGLISH_NOT_NAMES
 
 
-@functools.lru_cache(maxsize=2048)  # a profile takes about 30 KiB
-def _profile(text: str) -> _Profile:
-    """The profile of one complaint text (cached: open cases are compared again and again)."""
+def _raw_profile(text: str) -> _Profile:
+    """The profile of one complaint text, as dictionaries (`_encode` makes it compact)."""
     cased = _strip_boilerplate(unicodedata.normalize("NFKC", text[:_MAX_CHARS]))
     lower = cased.lower()
     places: dict[str, float] = {}
@@ -317,12 +333,14 @@ def _profile(text: str) -> _Profile:
         run[i : i + 2] for run in _CJK_RUN.findall(unnamed) for i in range(len(run) - 1)
     )
     weights: dict[str, float] = {}
+    counts: dict[str, int] = {}
     function, generic = terms.FUNCTION_CHARACTERS, terms.GENERIC_BIGRAMS
     for bigram, count in content.items():
         if bigram[0] in function and bigram[1] in function:
             continue
         weight = _WEIGHT_GENERIC if bigram in generic else 1.0
         weights["z:" + bigram] = weight * (1.0 + math.log(count))
+        counts["z:" + bigram] = count
 
     # English: names are capitalised words inside a sentence or next to another one.
     stems: list[str] = []
@@ -355,81 +373,319 @@ def _profile(text: str) -> _Profile:
             scripts.add("en")
         else:
             weights["e:" + stem] = 1.0
+            counts["e:" + stem] = 1
         previous_capital = capital
 
     joined = " " + " ".join(stems) + " "
-    concepts = _concepts(unnamed, joined)
-    norm = math.sqrt(sum(v * v for v in weights.values())) or 1.0
-    return _Profile(
-        places,
-        frozenset(scripts),
-        concepts,
-        {k: v / norm for k, v in weights.items()},
+    return _Profile(places, frozenset(scripts), _concepts(unnamed, joined), weights, counts)
+
+
+# Compact profiles ----------------------------------------------------------------------------
+#
+# A profile as scored and stored: its keys as sorted 64-bit integers, so that a new text is
+# compared with its ~50 candidates in a few array operations instead of one Python loop over
+# dictionaries each, and so that a case's profile can be stored with it (`data`,
+# triage.similarity_store) instead of being computed again, with jieba, every time the case
+# is a candidate. A Chinese bigram is its two code points (exact); an English stem is a 63-bit
+# hash (negative), a number its kind and value (from 2**62): no two keys of a pair collide
+# but with a probability of about 1e-14 (two hundred stems each).
+
+_KINDS = "bruhl"  # kinds of numbered places (similarity_terms.NUMBERED), bits 0-4
+_NUMBER_KEY = 1 << 62
+_COUNT_BITS = 12  # a content key's count (at most _MAX_CHARS bigrams) ...
+_GENERIC_CODE = 1 << _COUNT_BITS  # ... and whether it is a generic bigram
+_SCRIPTS = ("zh", "en", "#")
+_CONCEPT_IDS = {c: i for i, c in enumerate(sorted(terms.CONCEPTS))}
+_CONCEPT_TABLE = np.array([_CONCEPT_WEIGHTS.get(c, 1.0) for c in sorted(terms.CONCEPTS)])
+# The raw weight of each content code: the same float as `_raw_profile` computes from it.
+_WEIGHT_TABLE = np.array(
+    [
+        (_WEIGHT_GENERIC if code & _GENERIC_CODE else 1.0) * (1.0 + math.log(code & 4095))
+        if code & 4095
+        else 0.0
+        for code in range(2 * _GENERIC_CODE)
+    ]
+)
+_HEADER = struct.Struct("<HHHHBB6xddd")
+_PROFILE_FORMAT = 1
+"""Bump when `_raw_profile` or `_encode` computes something else from the same text and the
+same word lists (a change of the word lists or of jieba changes `PROFILE_VERSION` by itself):
+stored profiles of another version are computed again when next needed."""
+
+
+def _canonical(value: object) -> str:
+    """A text of ``value`` that is the same in every process (sets and dicts sorted)."""
+    if isinstance(value, re.Pattern):
+        return f"re({value.pattern!r},{value.flags})"
+    if isinstance(value, set | frozenset):
+        return "{" + ",".join(sorted(_canonical(v) for v in value)) + "}"
+    if isinstance(value, dict):
+        items = sorted((_canonical(k), _canonical(v)) for k, v in value.items())
+        return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
+    if isinstance(value, tuple | list):
+        return "(" + ",".join(_canonical(v) for v in value) + ")"
+    return repr(value)
+
+
+def _profile_version() -> int:
+    """A fingerprint of what a profile is computed from: the format, the word lists, the
+    weights and jieba's version (a positive 31-bit integer)."""
+    parts = [
+        str(_PROFILE_FORMAT),
+        importlib.metadata.version("rjieba"),
+        _canonical(
+            (
+                _WEIGHT_GENERIC,
+                _WEIGHT_NUMBER,
+                _WEIGHT_REGION,
+                _MAX_CHARS,
+                _CLOSING_QUOTES,
+                _NOT_NAME_TAGS,
+                _SENTENCE_END,
+            )
+        ),
+    ]
+    for name, value in sorted(vars(terms).items()):
+        if not name.startswith("__") and isinstance(
+            value, str | int | float | frozenset | set | dict | tuple | list | re.Pattern
+        ):
+            parts.append(f"{name}={_canonical(value)}")
+    return zlib.crc32("\n".join(parts).encode()) & 0x7FFFFFFF
+
+
+PROFILE_VERSION = _profile_version()
+"""The version of the profiles this code computes: stored ones of another are not used."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Profile:
+    """A complaint's profile as scored and stored (`profile`, `stored_profile`).
+
+    ``content_keys`` (int64, sorted) and ``content_weights`` (float64, L2-normalised): its
+    content bigrams and stems; ``place_keys`` (int64, sorted) and ``place_weights``: its
+    places, ``place_squares`` the sum of their squared weights; ``concepts``: ids of its
+    concepts (sorted), ``concept_weight`` their total weight; ``scripts`` and ``kinds``: bit
+    masks of its places' scripts and of the kinds of its numbers; ``data``: all of it as
+    bytes (about 6 bytes a content bigram), what `stored_profile` reads back.
+    """
+
+    content_keys: np.ndarray
+    content_weights: np.ndarray
+    place_keys: np.ndarray
+    place_weights: np.ndarray
+    place_squares: float
+    concepts: np.ndarray
+    concept_weight: float
+    scripts: int
+    kinds: int
+    data: bytes
+
+
+def _stem_key(stem: str) -> int:
+    """An English stem's key: a 63-bit hash, negative (below every other key)."""
+    digest = hashlib.blake2b(stem.encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "little") | (1 << 63)) - (1 << 64)
+
+
+def _key(key: str) -> int:
+    """The integer of a profile key: "z:路灯"/"n:松涛" (a bigram), "e:lamp", "#b8"."""
+    if key[0] == "#":
+        return _NUMBER_KEY | (_KINDS.index(key[1]) << 24) | int(key[2:])
+    if key[0] == "e":
+        return _stem_key(key[2:])
+    return (ord(key[2]) << 16) | ord(key[3])
+
+
+def _encode(raw: _Profile) -> bytes:
+    """The bytes of a profile (`_HEADER`, then its arrays; see `_decode`)."""
+    stems: list[tuple[int, int]] = []
+    bigrams: list[tuple[int, int]] = []
+    generic = terms.GENERIC_BIGRAMS
+    for key, count in raw.counts.items():
+        if key[0] == "e":
+            stems.append((_stem_key(key[2:]), 1))
+        else:
+            # At most _MAX_CHARS bigrams a text (and NFKC's expansions do not repeat one).
+            code = min(count, _GENERIC_CODE - 1) | (_GENERIC_CODE if key[2:] in generic else 0)
+            bigrams.append(((ord(key[2]) << 16) | ord(key[3]), code))
+    stems.sort()
+    bigrams.sort()
+    # As `{k: v / norm}` of the dictionary profile: the sum in the order of the text.
+    norm = math.sqrt(sum(v * v for v in raw.content.values())) or 1.0
+    places = sorted((_key(k), w) for k, w in raw.places.items())
+    concepts = sorted(_CONCEPT_IDS[c] for c in raw.concepts)
+    scripts = sum(1 << i for i, s in enumerate(_SCRIPTS) if s in raw.scripts)
+    kinds = 0
+    for key in raw.places:
+        if key[0] == "#":
+            kinds |= 1 << _KINDS.index(key[1])
+    header = _HEADER.pack(
+        len(stems),
+        len(bigrams),
+        len(places),
+        len(concepts),
+        scripts,
+        kinds,
+        norm,
+        math.fsum(w * w for _, w in places),
+        sum(_CONCEPT_TABLE[i] for i in concepts),
+    )
+    return b"".join(
+        (
+            header,
+            np.array([k for k, _ in stems], dtype="<i8").tobytes(),
+            np.array([k for k, _ in places], dtype="<i8").tobytes(),
+            np.array([w for _, w in places], dtype="<f8").tobytes(),
+            np.array([k for k, _ in bigrams], dtype="<u4").tobytes(),
+            np.array([c for _, c in stems] + [c for _, c in bigrams], dtype="<u2").tobytes(),
+            np.array(concepts, dtype="<u2").tobytes(),
+        )
     )
 
 
-def _cosine(p: dict[str, float], q: dict[str, float]) -> float:
-    """Cosine of two weighted sets."""
-    if not p or not q:
-        return 0.0
-    if len(p) > len(q):
-        p, q = q, p
-    dot = sum(v * q[k] for k, v in p.items() if k in q)
-    if not dot:
-        return 0.0
-    return dot / math.sqrt(sum(v * v for v in p.values()) * sum(v * v for v in q.values()))
+def _decode(data: bytes) -> Profile:
+    """The profile of `_encode`'s bytes; ValueError if they are not such bytes."""
+    n_stems, n_bigrams, n_places, n_concepts, scripts, kinds, norm, squares, concept_weight = (
+        _HEADER.unpack_from(data)
+    )
+    size = _HEADER.size + 8 * n_stems + 16 * n_places + 6 * n_bigrams + 2 * n_stems
+    if len(data) != size + 2 * n_concepts:
+        raise ValueError("not a similarity profile")
+    at = _HEADER.size
+    stems = np.frombuffer(data, "<i8", n_stems, at)
+    at += 8 * n_stems
+    place_keys = np.frombuffer(data, "<i8", n_places, at)
+    at += 8 * n_places
+    place_weights = np.frombuffer(data, "<f8", n_places, at)
+    at += 8 * n_places
+    bigrams = np.frombuffer(data, "<u4", n_bigrams, at)
+    at += 4 * n_bigrams
+    codes = np.frombuffer(data, "<u2", n_stems + n_bigrams, at)
+    at += 2 * (n_stems + n_bigrams)
+    return Profile(
+        content_keys=np.concatenate((stems, bigrams.astype(np.int64))),
+        content_weights=_WEIGHT_TABLE[codes] / norm,
+        place_keys=place_keys,
+        place_weights=place_weights,
+        place_squares=squares,
+        concepts=np.frombuffer(data, "<u2", n_concepts, at).astype(np.int64),
+        concept_weight=concept_weight,
+        scripts=scripts,
+        kinds=kinds,
+        data=data,
+    )
 
 
-_NUMBER_MISMATCH = 0.35  # building 8 is not building 2 of the same estate
+@functools.lru_cache(maxsize=4096)  # a profile takes a few KiB
+def _profile(text: str) -> Profile:
+    """The profile of one complaint text (cached: open cases are compared again and again).
+
+    Computed through its bytes, so that it is the very profile `stored_profile` gives back
+    from them."""
+    return _decode(_encode(_raw_profile(text)))
 
 
-def _different_numbers(p: dict[str, float], q: dict[str, float]) -> bool:
-    """Both name a building (or route, house …) number and share none of that kind."""
-    for kind in "bruhl":
-        mine = {k for k in p if k.startswith("#" + kind)}
-        theirs = {k for k in q if k.startswith("#" + kind)}
-        if mine and theirs and not mine & theirs:
-            return True
-    return False
+def profile(text: str) -> Profile:
+    """The profile of a complaint text (``subject\\nbody``), computed (0.5-2 ms: jieba)."""
+    return _profile(text)
 
 
-def _place_agreement(p: _Profile, q: _Profile, content: float) -> float:
-    """How far two complaints name the same places (0-1), or UNKNOWN_PLACE; ``content`` is
-    their `_content_cosine`."""
-    if not p.scripts & q.scripts:
-        # Nothing to compare: the same wording is then the best sign of the same place.
-        return max(UNKNOWN_PLACE, content)
-    agreement = _cosine(p.places, q.places)
-    if _different_numbers(p.places, q.places):
-        agreement *= _NUMBER_MISMATCH
-    return agreement
+def stored_profile(data: bytes) -> Profile:
+    """The profile whose `Profile.data` ``data`` is (stored with `PROFILE_VERSION`): a few
+    microseconds. Raises ValueError if ``data`` is not such bytes."""
+    try:
+        return _decode(bytes(data))
+    except struct.error as exc:
+        raise ValueError("not a similarity profile") from exc
 
 
-def _concept_weight(concepts: frozenset[str]) -> float:
-    return sum(_CONCEPT_WEIGHTS.get(c, 1.0) for c in concepts)
+class ProfiledText(str):
+    """A complaint text with its profile at hand (stored, or computed once by the caller).
+
+    Still the text, so any ``FindSimilar`` takes it; `similar_cases` and `duplicate_score`
+    use the profile instead of computing one from the text.
+    """
+
+    profile: Profile
+
+    def __new__(cls, text: str, profile: Profile) -> ProfiledText:
+        self = super().__new__(cls, text)
+        self.profile = profile
+        return self
 
 
-def _problem_agreement(p: _Profile, q: _Profile, content: float) -> float:
-    """How far two complaints name the same problems and objects (0-1); ``content`` is their
-    `_content_cosine`."""
-    shared = _concept_weight(p.concepts & q.concepts)
-    total = _concept_weight(p.concepts) + _concept_weight(q.concepts)
-    dice = 2 * shared / (total + _CONCEPT_PRIOR) if shared else 0.0
-    return max(dice, content)
+def _profile_of(text: str) -> Profile:
+    return text.profile if isinstance(text, ProfiledText) else _profile(text)
 
 
-def _content_cosine(p: _Profile, q: _Profile) -> float:
-    """Cosine of the two texts' other bigrams and words (their weights are normalised)."""
-    mine, theirs = p.content, q.content
-    # The shared keys found in C: twice as fast as testing each key of one in Python.
-    return sum(mine[k] * theirs[k] for k in mine.keys() & theirs.keys())
+def _dots(
+    keys: np.ndarray, weights: np.ndarray, others: list[np.ndarray], other_weights: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each of ``others`` (sorted keys, with their weights), the sum of products of the
+    weights of the keys it shares with ``keys`` (sorted); also the shared keys and the index
+    of the other each belongs to. The products are added in the order of the other's keys."""
+    n = len(others)
+    lengths = np.fromiter(map(len, others), dtype=np.int64, count=n)
+    if not len(keys) or not lengths.any():
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros(n), empty, empty
+    flat = np.concatenate(others)
+    at = np.searchsorted(keys, flat)
+    np.minimum(at, len(keys) - 1, out=at)
+    hit = keys[at] == flat
+    owners = np.repeat(np.arange(n), lengths)[hit]
+    products = np.concatenate(other_weights)[hit] * weights[at[hit]]
+    return np.bincount(owners, weights=products, minlength=n), flat[hit], owners
 
 
-def _pair_score(p: _Profile, q: _Profile) -> float:
-    """Weighted geometric mean: both must agree, and the problem a little more."""
-    content = _content_cosine(p, q)  # both agreements use it: computed once
-    place = _place_agreement(p, q, content)
-    return place**_PLACE_SHARE * _problem_agreement(p, q, content) ** (1 - _PLACE_SHARE)
+def _scores(query: Profile, others: Sequence[Profile]) -> list[float]:
+    """The pair score of ``query`` with each of ``others``: a weighted geometric mean of a
+    place agreement and a problem agreement (both must agree, and the problem a little
+    more); unrounded, possibly a hair above 1."""
+    if not others:
+        return []
+    content, _, _ = _dots(
+        query.content_keys,
+        query.content_weights,
+        [p.content_keys for p in others],
+        [p.content_weights for p in others],
+    )
+    places, shared, owners = _dots(
+        query.place_keys,
+        query.place_weights,
+        [p.place_keys for p in others],
+        [p.place_weights for p in others],
+    )
+    shared_kinds = np.zeros(len(others), dtype=np.int64)
+    if query.kinds:
+        numbers = shared >= _NUMBER_KEY
+        if numbers.any():
+            np.bitwise_or.at(shared_kinds, owners[numbers], 1 << ((shared[numbers] >> 24) & 0xFF))
+    concepts = np.zeros(len(others))
+    if len(query.concepts):
+        concepts, _, _ = _dots(
+            query.concepts,
+            np.ones(len(query.concepts)),
+            [p.concepts for p in others],
+            [_CONCEPT_TABLE[p.concepts] for p in others],
+        )
+    scores = []
+    for i, other in enumerate(others):
+        cosine = float(content[i])  # both agreements use it
+        if query.scripts & other.scripts:
+            dot = float(places[i])
+            place = dot / math.sqrt(query.place_squares * other.place_squares) if dot else 0.0
+            if query.kinds & other.kinds & ~int(shared_kinds[i]):
+                place *= _NUMBER_MISMATCH  # building 8 is not building 2 of the same estate
+        else:
+            # Nothing to compare: the same wording is then the best sign of the same place.
+            place = max(UNKNOWN_PLACE, cosine)
+        shared_weight = float(concepts[i])
+        total = query.concept_weight + other.concept_weight
+        dice = 2 * shared_weight / (total + _CONCEPT_PRIOR) if shared_weight else 0.0
+        problem = max(dice, cosine)
+        scores.append(place**_PLACE_SHARE * problem ** (1 - _PLACE_SHARE))
+    return scores
 
 
 def duplicate_score(a: str, b: str) -> float:
@@ -440,7 +696,7 @@ def duplicate_score(a: str, b: str) -> float:
     """
     if not a.strip() or not b.strip():
         return 0.0
-    return round(min(_pair_score(_profile(a), _profile(b)), 1.0), 4)
+    return round(min(_scores(_profile_of(a), [_profile_of(b)])[0], 1.0), 4)
 
 
 def similar_cases(
@@ -454,16 +710,16 @@ def similar_cases(
 
     Scores are ``duplicate_score`` of ``text`` and each candidate, independent of the other
     candidates; those under ``min_score`` are left out, at most ``limit`` are returned, ties
-    in the order given.
+    in the order given. A `ProfiledText` (the query or a candidate) is scored by the profile
+    it carries, any other text by its computed (cached) profile.
     """
     if not candidates or not text.strip():
         return []
-    query = _profile(text)
+    kept = [(position, c) for position, c in enumerate(candidates) if c[1].strip()]
+    raw = _scores(_profile_of(text), [_profile_of(candidate) for _, (_, candidate) in kept])
     scored = []
-    for position, (case_id, candidate) in enumerate(candidates):
-        if not candidate.strip():
-            continue
-        score = round(min(_pair_score(query, _profile(candidate)), 1.0), 4)
+    for (position, (case_id, _)), score in zip(kept, raw, strict=True):
+        score = round(min(score, 1.0), 4)
         if score >= min_score - 1e-9:
             scored.append((-score, position, case_id))
     scored.sort()
