@@ -504,6 +504,52 @@ def successor_of(session: Session, dept: Department) -> Department | None:
     return None
 
 
+def set_successor(
+    session: Session, dept: Department, successor: Department | None
+) -> list[str | None] | None:
+    """Records `successor` as the department that took the work of the inactive `dept`
+    over (a case of `dept` sent for rework goes there; None: to the dispatch queue), after
+    the deactivation, when the first choice was wrong or that department was deactivated
+    in turn. Returns the change as [code before, code after] (None for none), or None when
+    nothing changed. Flushes, never commits.
+
+    Raises StaffChangeRefused when `dept` is active (it does its own work), when
+    `successor` is `dept` itself or inactive, or when its chain of successors leads back to
+    `dept` (a loop). Both departments are locked first (`lock_departments`)."""
+    lock_departments(session, dept, successor)
+    if dept.active:
+        raise StaffChangeRefused(
+            N_("Department %(code)s is active: it does its own work."), code=dept.code
+        )
+    before = session.get(Department, dept.successor_id) if dept.successor_id else None
+    if (successor.id if successor else None) == dept.successor_id:
+        return None
+    if successor is not None:
+        if successor.id == dept.id:
+            raise StaffChangeRefused(
+                N_("A department cannot take over its own work."), code=dept.code
+            )
+        if not successor.active:
+            raise StaffChangeRefused(N_("Department %(code)s is inactive."), code=successor.code)
+        seen: set[int] = set()
+        current: Department | None = successor
+        while current is not None and current.id not in seen:
+            if current.id == dept.id:
+                raise StaffChangeRefused(
+                    N_("%(to)s already hands its work to %(code)s: that would be a loop."),
+                    to=successor.code,
+                    code=dept.code,
+                )
+            seen.add(current.id)
+            current = (
+                session.get(Department, current.successor_id) if current.successor_id else None
+            )
+    dept.successor_id = successor.id if successor is not None else None
+    dept.admin_managed = True
+    session.flush()
+    return [before.code if before else None, successor.code if successor else None]
+
+
 @dataclass
 class Handover:
     """What deactivating a department did: the tracking numbers of the cases transferred to

@@ -51,6 +51,7 @@ from triage.staff import (
     hand_over,
     search_text,
     set_active,
+    set_successor,
 )
 from web import db, runtime
 from web.auth import requires
@@ -604,6 +605,8 @@ def department(code: str) -> Response | str:
                 "name_en": dept.name_en,
                 "email": dept.email,
                 "active": dept.active,
+                # Inactive: the department a case of it sent for rework goes to now.
+                "successor": "" if dept.active else _successor_code(dept),
             }
         )
         form.fill_successors(dept)
@@ -617,6 +620,7 @@ def department(code: str) -> Response | str:
                 handed = None
                 if dept.active and not form.active.data:
                     handed = _deactivation(dept, form)
+                was_active = dept.active
                 changes = change_department(
                     s,
                     dept,
@@ -625,6 +629,17 @@ def department(code: str) -> Response | str:
                     form.email.data or "",
                     bool(form.active.data),
                 )
+                if not was_active and not form.active.data:
+                    # Still inactive: who takes its work over may change (the first
+                    # choice was wrong, or that department was deactivated in turn).
+                    code = form.successor.data or ""
+                    chosen = (
+                        s.scalar(select(Department).where(Department.code == code))
+                        if code
+                        else None
+                    )
+                    if (moved := set_successor(s, dept, chosen)) is not None:
+                        changes["successor"] = list(moved)
             except StaffChangeRefused as e:
                 s.rollback()
                 dept = _department_or_404(code)
@@ -669,6 +684,13 @@ def department(code: str) -> Response | str:
         successor=None if dept.active else _successor_shown(dept),
     )
     return make_response(body, status)
+
+
+def _successor_code(dept: Department) -> str:
+    """The code of the active department that does the work of the inactive `dept` now
+    (`_successor_shown`), "" for none: what the page's choice starts at."""
+    shown = _successor_shown(dept)
+    return shown.code if shown is not None else ""
 
 
 def _successor_shown(dept: Department) -> Department | None:

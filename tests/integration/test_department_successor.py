@@ -233,3 +233,86 @@ def test_a_failed_spot_check_reopens_into_the_successor(login_as: Any, runtime: 
     assert case.department.code == "environment" and case.rework_count == 1
     assert [e.action for e in case.events[-2:]] == ["spot_check_failed", "transferred"]
     assert number in login_as("environment").get("/board/kanban").get_data(as_text=True)
+
+
+def test_an_inactive_departments_successor_can_be_changed_audited(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """After the deactivation the admin changes who takes over (a wrong first choice): a
+    later rework goes to the new one; the change is in the admin log; an inactive
+    department or a loop is refused."""
+    number = _replied_and_visited(client, login_as, runtime, "unsatisfied", "no")
+    _deactivate_urban(login_as, "environment")
+    admin = login_as("admin")
+    page = admin.get("/admin/departments/urban").get_data(as_text=True)
+    assert 'id="successor-change"' in page
+    assert re.search(r'<option selected value="environment"|value="environment" selected', page)
+    form = {**FORM, "name": "区住房和城乡建设局"}
+    r = post_form(
+        admin,
+        "/admin/departments/urban",
+        "/admin/departments/urban",
+        {**form, "successor": "transport"},
+    )
+    assert r.status_code == 302, r.get_data(as_text=True)[:300]
+    with runtime.sessions() as s:
+        urban = s.scalar(select(Department).where(Department.code == "urban"))
+        transport_id = s.scalar(select(Department.id).where(Department.code == "transport"))
+        assert not urban.active and urban.successor_id == transport_id
+    log = admin.get("/admin/log").get_data(as_text=True)
+    entry = re.search(r"<tr[^>]*>(?:(?!</tr>).)*department urban(?:(?!</tr>).)*</tr>", log, re.S)
+    assert entry is not None, log[-3000:]
+    assert "接手的部门: environment → transport" in entry.group(0), entry.group(0)
+    assert _rework(login_as, number).status_code == 302
+    assert _case(runtime, number).department.code == "transport"
+
+    # The department that takes over must be active; a department never its own successor.
+    with runtime.sessions() as s:
+        s.execute(update(Department).where(Department.code == "environment").values(active=False))
+        s.commit()
+    r = post_form(
+        admin,
+        "/admin/departments/urban",
+        "/admin/departments/urban",
+        {**form, "successor": "environment"},
+    )
+    assert r.status_code in (400, 409)
+    # A loop: environment (inactive) hands to urban; urban then may not hand to environment
+    # (refused as inactive) — and with the check in the domain, directly:
+    with runtime.sessions() as s:
+        urban = s.scalar(select(Department).where(Department.code == "urban"))
+        env = s.scalar(select(Department).where(Department.code == "environment"))
+        other = s.scalar(
+            select(Department)
+            .where(Department.active.is_(True), Department.code.not_in(("urban", "transport")))
+            .order_by(Department.id)
+            .limit(1)
+        )
+        env.successor_id = urban.id
+        s.flush()
+        for bad in (urban, env):
+            try:
+                staff.set_successor(s, urban, bad)
+            except staff.StaffChangeRefused:
+                pass
+            else:
+                raise AssertionError(f"{bad.code} accepted")
+        # An active department with a successor chain back to urban: a loop.
+        other.successor_id = urban.id
+        try:
+            staff.set_successor(s, urban, other)
+        except staff.StaffChangeRefused:
+            pass
+        else:
+            raise AssertionError("a loop accepted")
+        s.rollback()
+    with runtime.sessions() as s:
+        urban = s.scalar(select(Department).where(Department.code == "urban"))
+        assert urban.successor_id == transport_id
+    # Back to none: a later rework goes to the queue.
+    r = post_form(
+        admin, "/admin/departments/urban", "/admin/departments/urban", {**form, "successor": ""}
+    )
+    assert r.status_code == 302
+    page = admin.get("/admin/departments/urban").get_data(as_text=True)
+    assert re.search(r'id="department-successor">[^<]*待分派', page)
