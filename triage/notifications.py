@@ -326,11 +326,18 @@ def reach(notifier: Notifier | None, case: Case) -> str:
     return "anonymous"
 
 
+def without_contact(case: Case) -> bool:
+    """Whether the citizen left no way to reach them: no phone number, no address (an
+    anonymous caller, or one whose number was withheld). Nobody can call them back or send
+    them a notice; they follow the case with its tracking number and query code."""
+    return not ((case.contact_phone or "").strip() or (case.contact_email or "").strip())
+
+
 def _not_told(session: Session, case: Case, kind: str, now: datetime) -> None:
     """A notice the citizen cannot get (no usable address, no mobile number): on
     the timeline as `notice_not_sent`, so that whoever handles the case calls them back;
     nothing for an anonymous citizen, who asked to hear nothing."""
-    if not ((case.contact_phone or "").strip() or (case.contact_email or "").strip()):
+    if without_contact(case):
         return
     case.record("notice_not_sent", "system", now, notice=kind)
 

@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from wtforms.fields.choices import SelectChoice
 
 from triage.models import Case, ReturnVisit, Status
+from triage.notifications import without_contact
 from triage.privacy import mask_email, mask_name, mask_phone, mask_text
 from web import runtime
 from web.forms import RejectForm, VisitForm
@@ -105,4 +106,9 @@ def visit_form(case: Case, merged: list[Case], *, offered_only: bool) -> VisitFo
             for m in merged
         ]
     form.citizen.choices = choices
+    if without_contact(case) and not merged:
+        # An anonymous caller (no number, no address): nobody can call or text them back.
+        form.channel.choices = [c for c in form.channel.choices if c.value not in ("phone", "sms")]
+        if form.channel.data in ("phone", "sms"):
+            form.channel.data = None
     return form

@@ -186,7 +186,14 @@ def citizen_reach(case: Any) -> str:
     return notifications.reach(db().info.get(notifications.INFO_KEY), case)
 
 
+def without_contact(case: Any) -> bool:
+    """`triage.notifications.without_contact` of a case or a template's CaseView (its
+    unmasked contact, whoever looks): an anonymous citizen or caller."""
+    return notifications.without_contact(getattr(case, "case", case))
+
+
 def init_app(app: Flask) -> None:
+    app.add_template_filter(without_contact, "without_contact")
     app.add_template_filter(notice_of, "notice_of")
     app.add_template_filter(citizen_reach, "citizen_reach")
     app.add_template_filter(undelivered_notices, "undelivered_notices")

@@ -1,0 +1,77 @@
+"""Anonymous callers (匿名/未知 in a call-centre export, or a caller at the desk who gives
+no number): the case page labels the caller as anonymous where the contact would show and
+offers no call-back that cannot work. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from tests.integration.test_call_import import finished, upload, write_csv
+from triage.models import Case, Department, Status
+
+
+def _imported_anonymous_case(login_as: Any, runtime: Any, tmp_path: Path) -> str:
+    rows = [["AN7", "匿名", "2026/11/20 9:05", "60", "和平路夜间施工噪音扰民", "王芳", "", "", ""]]
+    operator = login_as("operator")
+    r = upload(operator, write_csv(tmp_path / "anon.csv", rows))
+    assert r.status_code == 302
+    finished(operator, r.headers["Location"])
+    with runtime.sessions() as s:
+        case = s.scalars(select(Case).where(Case.external_id == "AN7")).one()
+        assert case.contact_phone == "" and case.contact_email == ""
+        return case.tracking_number
+
+
+def _replied(runtime: Any, number: str) -> None:
+    now = datetime.now(UTC)
+    with runtime.sessions() as s, s.begin():
+        case = s.scalars(select(Case).where(Case.tracking_number == number)).one()
+        dept = s.scalars(select(Department).where(Department.code == "urban")).one()
+        if case.status in (Status.RECEIVED, Status.TRIAGE):
+            case.assign(dept, "supervisor", now, now)
+        case.start("urban", now)
+        case.reply("urban", now, "已责令施工单位夜间停工。")
+
+
+def test_an_anonymous_calls_case_says_so_and_offers_no_call_back(
+    login_as: Any, runtime: Any, tmp_path: Path
+) -> None:
+    number = _imported_anonymous_case(login_as, runtime, tmp_path)
+    supervisor = login_as("supervisor")
+    html = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
+    contact = re.search(r'<dd id="case-contact">(.*?)</dd>', html, re.S).group(1)
+    assert "匿名来电" in contact and 'id="no-call-back"' in contact
+    assert 'id="citizen-unreachable"' not in html  # no "call them back on the number above"
+
+    _replied(runtime, number)
+    html = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
+    form = re.search(r'<form[^>]*id="visit-form".*?</form>', html, re.S).group(0)
+    assert 'value="phone"' not in form and 'value="sms"' not in form
+    assert 'value="visit"' in form
+    # Posting a phone call-back anyway is refused, not recorded.
+    from tests.integration.helpers import post_form
+
+    r = post_form(
+        supervisor,
+        f"/board/cases/{number}",
+        f"/board/cases/{number}/visit",
+        {
+            "visit-channel": "phone",
+            "visit-reached": "yes",
+            "visit-solved": "yes",
+            "visit-satisfaction": "satisfied",
+        },
+    )
+    with runtime.sessions() as s:
+        case = s.scalars(select(Case).where(Case.tracking_number == number)).one()
+        assert case.status == Status.REPLIED and not case.visits, r.status_code
+
+    supervisor.get("/lang/en")
+    html = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
+    contact = re.search(r'<dd id="case-contact">(.*?)</dd>', html, re.S).group(1)
+    assert "Anonymous caller" in contact
