@@ -406,6 +406,10 @@ _WEIGHT_TABLE = np.array(
         for code in range(2 * _GENERIC_CODE)
     ]
 )
+_GENERIC_KEYS = np.array(
+    sorted((ord(b[0]) << 16) | ord(b[1]) for b in terms.GENERIC_BIGRAMS if len(b) == 2),
+    dtype=np.uint32,
+)
 _HEADER = struct.Struct("<HHHHBB6xddd")
 _PROFILE_FORMAT = 1
 """Bump when `_raw_profile` or `_encode` computes something else from the same text and the
@@ -464,9 +468,10 @@ class Profile:
     ``content_keys`` (int64, sorted) and ``content_weights`` (float64, L2-normalised): its
     content bigrams and stems; ``place_keys`` (int64, sorted) and ``place_weights``: its
     places, ``place_squares`` the sum of their squared weights; ``concepts``: ids of its
-    concepts (sorted), ``concept_weight`` their total weight; ``scripts`` and ``kinds``: bit
-    masks of its places' scripts and of the kinds of its numbers; ``data``: all of it as
-    bytes (about 6 bytes a content bigram), what `stored_profile` reads back.
+    concepts (sorted), ``concept_weights`` their weights, ``concept_weight`` their total;
+    ``scripts`` and ``kinds``: bit masks of its places' scripts and of the kinds of its
+    numbers; ``data``: all of it as bytes (about 6 bytes a content bigram), what
+    `stored_profile` reads back.
     """
 
     content_keys: np.ndarray
@@ -475,6 +480,7 @@ class Profile:
     place_weights: np.ndarray
     place_squares: float
     concepts: np.ndarray
+    concept_weights: np.ndarray
     concept_weight: float
     scripts: int
     kinds: int
@@ -498,18 +504,18 @@ def _key(key: str) -> int:
 
 def _encode(raw: _Profile) -> bytes:
     """The bytes of a profile (`_HEADER`, then its arrays; see `_decode`)."""
-    stems: list[tuple[int, int]] = []
-    bigrams: list[tuple[int, int]] = []
-    generic = terms.GENERIC_BIGRAMS
-    for key, count in raw.counts.items():
-        if key[0] == "e":
-            stems.append((_stem_key(key[2:]), 1))
-        else:
-            # At most _MAX_CHARS bigrams a text (and NFKC's expansions do not repeat one).
-            code = min(count, _GENERIC_CODE - 1) | (_GENERIC_CODE if key[2:] in generic else 0)
-            bigrams.append(((ord(key[2]) << 16) | ord(key[3]), code))
-    stems.sort()
-    bigrams.sort()
+    counts = raw.counts
+    stems = sorted(_stem_key(k[2:]) for k in counts if k[0] == "e")
+    # Content bigrams ("z:路灯") as arrays: their keys from their code points, in one go.
+    pairs = "".join(k[2:] for k in counts if k[0] == "z")
+    points = np.frombuffer(pairs.encode("utf-32-le"), dtype="<u4").reshape(-1, 2)
+    bigrams = (points[:, 0] << 16) | points[:, 1]
+    # At most _MAX_CHARS bigrams a text (and NFKC's expansions do not repeat one).
+    codes = np.fromiter((c for k, c in counts.items() if k[0] == "z"), np.uint16, len(bigrams))
+    np.minimum(codes, _GENERIC_CODE - 1, out=codes)
+    at = np.minimum(np.searchsorted(_GENERIC_KEYS, bigrams), len(_GENERIC_KEYS) - 1)
+    codes[_GENERIC_KEYS[at] == bigrams] |= _GENERIC_CODE
+    order = np.argsort(bigrams, kind="stable")
     # As `{k: v / norm}` of the dictionary profile: the sum in the order of the text.
     norm = math.sqrt(sum(v * v for v in raw.content.values())) or 1.0
     places = sorted((_key(k), w) for k, w in raw.places.items())
@@ -533,11 +539,12 @@ def _encode(raw: _Profile) -> bytes:
     return b"".join(
         (
             header,
-            np.array([k for k, _ in stems], dtype="<i8").tobytes(),
+            np.array(stems, dtype="<i8").tobytes(),
             np.array([k for k, _ in places], dtype="<i8").tobytes(),
             np.array([w for _, w in places], dtype="<f8").tobytes(),
-            np.array([k for k, _ in bigrams], dtype="<u4").tobytes(),
-            np.array([c for _, c in stems] + [c for _, c in bigrams], dtype="<u2").tobytes(),
+            bigrams[order].astype("<u4").tobytes(),
+            np.ones(len(stems), dtype="<u2").tobytes(),  # a stem's code: once, not generic
+            codes[order].astype("<u2").tobytes(),
             np.array(concepts, dtype="<u2").tobytes(),
         )
     )
@@ -562,13 +569,15 @@ def _decode(data: bytes) -> Profile:
     at += 4 * n_bigrams
     codes = np.frombuffer(data, "<u2", n_stems + n_bigrams, at)
     at += 2 * (n_stems + n_bigrams)
+    concepts = np.frombuffer(data, "<u2", n_concepts, at)
     return Profile(
-        content_keys=np.concatenate((stems, bigrams.astype(np.int64))),
+        content_keys=np.concatenate((stems, bigrams), dtype=np.int64),
         content_weights=_WEIGHT_TABLE[codes] / norm,
         place_keys=place_keys,
         place_weights=place_weights,
         place_squares=squares,
-        concepts=np.frombuffer(data, "<u2", n_concepts, at).astype(np.int64),
+        concepts=concepts,
+        concept_weights=_CONCEPT_TABLE[concepts],
         concept_weight=concept_weight,
         scripts=scripts,
         kinds=kinds,
@@ -630,12 +639,31 @@ def _dots(
         empty = np.zeros(0, dtype=np.int64)
         return np.zeros(n), empty, empty
     flat = np.concatenate(others)
-    at = np.searchsorted(keys, flat)
+    found = np.arange(len(flat))
+    if len(flat) > max(1024, 16 * len(keys)):
+        # Most keys are not the query's: a 4 Ki-slot table of its keys' hashes leaves a few
+        # (theirs, and some 5% of the others) for the binary search.
+        table = np.zeros(1 << _SLOT_BITS, dtype=bool)
+        table[_slots(keys)] = True
+        found = np.flatnonzero(table[_slots(flat)])
+    at = np.searchsorted(keys, flat[found])
     np.minimum(at, len(keys) - 1, out=at)
-    hit = keys[at] == flat
-    owners = np.repeat(np.arange(n), lengths)[hit]
-    products = np.concatenate(other_weights)[hit] * weights[at[hit]]
-    return np.bincount(owners, weights=products, minlength=n), flat[hit], owners
+    hit = keys[at] == flat[found]
+    found, at = found[hit], at[hit]  # in the order of ``flat``
+    ends = np.cumsum(lengths)
+    owners = np.searchsorted(ends, found, side="right")
+    products = np.concatenate(other_weights)[found] * weights[at]
+    return np.bincount(owners, weights=products, minlength=n), flat[found], owners
+
+
+_SLOT_BITS = 12
+
+
+def _slots(keys: np.ndarray) -> np.ndarray:
+    """A hash of each key in 0 .. 2**_SLOT_BITS - 1 (Fibonacci hashing, `_GOLDEN`)."""
+    return ((keys.astype(np.int64).view(np.uint64) * _GOLDEN) >> np.uint64(64 - _SLOT_BITS)).astype(
+        np.intp
+    )
 
 
 def _scores(query: Profile, others: Sequence[Profile]) -> list[float]:
@@ -667,24 +695,30 @@ def _scores(query: Profile, others: Sequence[Profile]) -> list[float]:
             query.concepts,
             np.ones(len(query.concepts)),
             [p.concepts for p in others],
-            [_CONCEPT_TABLE[p.concepts] for p in others],
+            [p.concept_weights for p in others],
         )
     scores = []
-    for i, other in enumerate(others):
-        cosine = float(content[i])  # both agreements use it
-        if query.scripts & other.scripts:
-            dot = float(places[i])
-            place = dot / math.sqrt(query.place_squares * other.place_squares) if dot else 0.0
-            if query.kinds & other.kinds & ~int(shared_kinds[i]):
+    scripts, kinds, squares = query.scripts, query.kinds, query.place_squares
+    weight, problem_share = query.concept_weight, 1 - _PLACE_SHARE
+    for other, cosine, dot, shared_kind, shared_weight in zip(
+        others,
+        content.tolist(),  # both agreements use it
+        places.tolist(),
+        shared_kinds.tolist(),
+        concepts.tolist(),
+        strict=True,
+    ):
+        if scripts & other.scripts:
+            place = dot / math.sqrt(squares * other.place_squares) if dot else 0.0
+            if kinds & other.kinds & ~shared_kind:
                 place *= _NUMBER_MISMATCH  # building 8 is not building 2 of the same estate
         else:
             # Nothing to compare: the same wording is then the best sign of the same place.
             place = max(UNKNOWN_PLACE, cosine)
-        shared_weight = float(concepts[i])
-        total = query.concept_weight + other.concept_weight
+        total = weight + other.concept_weight
         dice = 2 * shared_weight / (total + _CONCEPT_PRIOR) if shared_weight else 0.0
-        problem = max(dice, cosine)
-        scores.append(place**_PLACE_SHARE * problem ** (1 - _PLACE_SHARE))
+        problem = dice if dice > cosine else cosine
+        scores.append(place**_PLACE_SHARE * problem**problem_share)
     return scores
 
 
