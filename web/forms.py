@@ -284,6 +284,8 @@ class PhoneCallForm(Form):
     place = StringField(_l("Place or address (optional)"), validators=[Optional(), PLACE_LENGTH])
     callback = BooleanField(_l("The caller wants to be called back"))
     urgent = BooleanField(_l("Urgent (safety hazard)"))
+    # A caller who gives no number, or whose number is withheld: logged without one.
+    anonymous = BooleanField(_l("Anonymous caller: no number given or number withheld"))
     about = StringField(validators=[Optional(), Length(max=60)])
     token = HiddenField(validators=[Optional(), Length(max=64)])
 

@@ -121,6 +121,7 @@ ACTION_LABELS = {
     "follows_up": _l("Opened on a call following up an earlier case"),
     "follow_up_opened": _l("The citizen called again: a new case follows this one up"),
     "callback_wanted": _l("The caller wants to be called back"),
+    "anonymous_call": _l("Anonymous caller: no number given or number withheld"),
     # A reworked case of a department deactivated with no successor (triage/cases.py).
     "requeued": _l("Back in the dispatch queue: its department is inactive"),
 }

@@ -243,7 +243,7 @@ def new_call() -> Response | str | tuple[str, int]:
         for name in ("subject", "body", "called_at"):
             getattr(form, name).errors = []
         return _render(form, _shown_history(form.phone.data or ""))
-    if not form.validate_on_submit():
+    if not form.validate_on_submit() or not _caller_given(form):
         return _render(form, _shown_history(form.phone.data or ""), 400)
     now = datetime.now(UTC)
     called_at = _called_at(form, now)
@@ -256,6 +256,12 @@ def new_call() -> Response | str | tuple[str, int]:
         flash(_("This call was already logged as %(n)s.", n=earlier.tracking_number), "info")
         return redirect(url_for("board.case", number=earlier.tracking_number))
     about = (form.about.data or "").strip()
+    if form.anonymous.data:
+        # No number: no earlier cases to match, always a new case.
+        if about not in ("", "new"):
+            form.about.errors = [_("That case is not one of this caller's.")]
+            return _render(form, None, 400)
+        return _new_case(form, called_at, call_id, token, now)
     found = _history(form.phone.data or "")
     if not about and any(c.status in OPEN_STATUSES for c in found.cases):
         # The caller has open cases and the operator did not say whether this call is
@@ -293,6 +299,28 @@ def new_call() -> Response | str | tuple[str, int]:
             return _render(form, _history(form.phone.data or ""), 409)
         return _new_case(form, called_at, call_id, token, now, follows=target)
     return _new_case(form, called_at, call_id, token, now)
+
+
+def _caller_given(form: PhoneCallForm) -> bool:
+    """Whether the form says who called: a number, or 'anonymous caller' ticked (and then no
+    number, and no call-back, which could not be made). False with the field's error."""
+    phone = (form.phone.data or "").strip()
+    if form.anonymous.data:
+        if phone:
+            form.anonymous.errors = [
+                _("A number is given: untick 'anonymous caller', or clear the number.")
+            ]
+            return False
+        if form.callback.data:
+            form.callback.errors = [_("An anonymous caller cannot be called back.")]
+            return False
+        return True
+    if not phone:
+        form.phone.errors = [
+            _("Type the caller's number, or tick 'anonymous caller' if they give none.")
+        ]
+        return False
+    return True
 
 
 def _applied_by_twin(number: str, form: PhoneCallForm, token: str) -> Response | None:
@@ -445,7 +473,9 @@ def _new_case(
     if not reg.created:
         flash(_("This call was already logged as %(n)s.", n=case.tracking_number), "info")
         return redirect(url_for("board.case", number=case.tracking_number))
-    if form.callback.data:
+    if form.anonymous.data:
+        case.record("anonymous_call", current_user, now)
+    elif form.callback.data:
         case.record("callback_wanted", current_user, now)
     if follows is not None:
         case.record("follows_up", current_user, now, source=follows.tracking_number)

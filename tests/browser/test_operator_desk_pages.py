@@ -147,3 +147,39 @@ def test_a_call_logged_while_the_lookup_fails_is_asked_about_the_open_case(
     )
     expect(page.locator("#caller-history")).to_be_enabled()
     assert _count(runtime) == before
+
+
+def test_an_anonymous_call_is_logged_with_the_keyboard_alone(
+    chromium: Any, live_server: str, runtime: Any, tmp_path: Path
+) -> None:
+    """A caller who gives no number: Tab from the number to 'anonymous caller', Space, and
+    the call is logged as a new case without a number; the case page says 匿名来电, and the
+    desk offered no call-back."""
+    from playwright.sync_api import expect
+
+    page = chromium.new_context(**DESKTOP, locale="zh-CN", base_url=live_server).new_page()
+    sign_in(page, "operator")
+    expect(page.locator("input[name=phone]")).to_be_focused()
+    before = _count(runtime)
+    page.keyboard.press("Tab")
+    expect(page.locator("input[name=anonymous]")).to_be_focused()
+    expect(page.locator("#anonymous-choice")).to_contain_text("匿名来电")
+    page.keyboard.press("Space")
+    expect(page.locator("input[name=phone]")).to_be_disabled()
+    expect(page.locator("input[name=callback]")).to_be_disabled()
+    page.keyboard.press("Tab")
+    expect(page.locator("input[name=name]")).to_be_focused()
+    page.keyboard.press("Tab")  # kind: a complaint
+    page.keyboard.press("Tab")
+    page.keyboard.type("夜间施工噪音")
+    page.keyboard.press("Tab")
+    page.keyboard.type("和平路工地每晚十一点后还在打桩")
+    page.keyboard.press("Tab")
+    page.keyboard.type("和平路")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/board/cases/MS-\d{4}-\d{6}$"))
+    assert _count(runtime) == before + 1
+    expect(page.locator("#case-contact")).to_contain_text("匿名来电")
+    expect(page.locator(".timeline")).to_contain_text("匿名来电")
+    expect(page.locator(".timeline")).not_to_contain_text("来电人要求回电")
+    screenshot(page, tmp_path / "desk-anonymous.png")

@@ -75,3 +75,46 @@ def test_an_anonymous_calls_case_says_so_and_offers_no_call_back(
     html = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
     contact = re.search(r'<dd id="case-contact">(.*?)</dd>', html, re.S).group(1)
     assert "Anonymous caller" in contact
+
+
+def _desk(operator: Any, data: dict[str, Any]) -> Any:
+    from tests.integration.test_operator_desk import _desk as desk
+
+    return desk(operator, data)
+
+
+def test_the_desk_logs_a_caller_who_gives_no_number(login_as: Any, runtime: Any) -> None:
+    """Anonymous, or number withheld: the box ticked, no number, the call is a case without
+    a caller, with no repeat-call matching and no call-back wanted."""
+    from tests.integration.helpers import flashes
+
+    operator = login_as("operator")
+    page = operator.get("/board/calls/new").get_data(as_text=True)
+    assert 'name="anonymous"' in page and "匿名来电" in page
+    # Without a number and without the box: the desk says what is missing.
+    r = _desk(operator, {"phone": ""})
+    assert r.status_code == 400
+    assert "匿名" in r.get_data(as_text=True)
+    # A number and the box at once: contradictory.
+    r = _desk(operator, {"phone": "13812345678", "anonymous": "y"})
+    assert r.status_code == 400
+    # The box, and a call-back wanted: it cannot be; refused, not logged.
+    r = _desk(operator, {"phone": "", "anonymous": "y", "callback": "y"})
+    assert r.status_code == 400
+    r = _desk(operator, {"phone": "", "anonymous": "y", "name": "王先生"})
+    assert r.status_code == 302, r.get_data(as_text=True)[:500]
+    number = r.headers["Location"].rsplit("/", 1)[-1]
+    said = flashes(operator.get(r.headers["Location"]).get_data(as_text=True))
+    assert any(number in f for f in said)
+    with runtime.sessions() as s:
+        case = s.scalars(select(Case).where(Case.tracking_number == number)).one()
+        assert case.contact_phone == "" and case.contact_name == "王先生"
+        assert not case.caller_key
+        actions = [e.action for e in case.events]
+        assert "callback_wanted" not in actions
+        assert "anonymous_call" in actions
+    html = login_as("supervisor").get(f"/board/cases/{number}").get_data(as_text=True)
+    assert "匿名来电" in re.search(r'<dd id="case-contact">(.*?)</dd>', html, re.S).group(1)
+    # A second anonymous call is its own case: no matching by an absent number.
+    r = _desk(operator, {"phone": "", "anonymous": "y", "body": "和平路又在夜间施工"})
+    assert r.status_code == 302 and r.headers["Location"].rsplit("/", 1)[-1] != number

@@ -110,6 +110,26 @@
     return pending;
   }
 
+  // 'Anonymous caller' ticked: no number to type or match, no call-back to promise.
+  var anonymous = form.querySelector("[name=anonymous]");
+  var callback = form.querySelector("[name=callback]");
+  function anonymousChanged() {
+    if (!anonymous) return;
+    var on = anonymous.checked;
+    if (on) {
+      phone.value = "";
+      asked = "";
+      show(null);
+      if (callback) callback.checked = false;
+    }
+    phone.disabled = on;
+    if (callback) callback.disabled = on;
+  }
+  if (anonymous) {
+    anonymous.addEventListener("change", anonymousChanged);
+    anonymousChanged();
+  }
+
   phone.addEventListener("input", function () {
     clearTimeout(timer);
     timer = setTimeout(lookUp, 250);
