@@ -17,7 +17,7 @@ Everything here flushes and never commits: the caller commits each batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from intake.phone import CALL_CHANNEL, CallRow, RowError
-from triage.cases import IntakePolicy, LaterEvent, register, register_rows
+from triage.cases import IntakePolicy, LaterEvent, RowPrep, register, register_rows
 from triage.models import Actor, Base, Case, User, UTCDateTime, utcnow
 
 COUNTS = ("rows", "registered", "duplicates", "rejected")
@@ -214,6 +214,7 @@ def import_batch(
     now: datetime,
     dry_run: bool = False,
     one_by_one: bool = False,
+    prepared: Mapping[str, RowPrep] | None = None,
 ) -> BatchResult:
     """Registers the good rows of one batch; counts the rest.
 
@@ -229,6 +230,10 @@ def import_batch(
     ``call_imported`` event by `actor` at `now` with {import_id, row, call_id,
     duration_seconds, operator}; its reason is ``<file name> : <row>``; its ``created_at``
     is `now`.
+
+    `prepared` gives, by external id, rows' `triage.cases.RowPrep` (suggestion, hazard flag,
+    masked text) worked out ahead (`triage.cases.prepare_rows`); the others' are worked out
+    here.
     """
     result = BatchResult()
     batch = list(rows)
@@ -261,7 +266,7 @@ def import_batch(
     context = _Context(run_id, file_name, actor, now)
     if fresh and not one_by_one:
         try:
-            _register_together(session, fresh, policy, context, result)
+            _register_together(session, fresh, policy, context, result, prepared or {})
             return result
         except IntegrityError:
             # Rolled back to the savepoint: nothing of the batch is left in the session.
@@ -324,6 +329,7 @@ def _register_together(
     policy: IntakePolicy,
     context: _Context,
     result: BatchResult,
+    prepared: Mapping[str, RowPrep],
 ) -> None:
     """The new rows of a batch registered at once, in one savepoint (see `import_batch`):
     as rows inserted together (`triage.cases.register_rows`), not ORM objects."""
@@ -333,7 +339,12 @@ def _register_together(
         # Registered at the calls' times: the triage and handling deadlines count from when
         # the citizen called, not from when the file was imported.
         registrations = register_rows(
-            session, items, policy, context.now, later=[[_later(row, context)] for row in rows]
+            session,
+            items,
+            policy,
+            context.now,
+            later=[[_later(row, context)] for row in rows],
+            prepared=[prepared.get(submission.external_id) for submission, _ in items],
         )
     for reg in registrations:
         if reg.created:

@@ -11,6 +11,13 @@ The new cases' similar-case suggestions, duplicate-index and search rows are not
 batches but after the last one (`enrich_new_cases`, `triage.enrichment`), as the mail intake
 does; a crash before leaves them pending for the next import, mail round or
 ``minsheng supervise tick``.
+
+A large file (`PIPELINE_MIN_BYTES`) is imported by two processes: a helper process (spawned,
+so safe in a threaded web server too) works out the next batch's routing suggestions, hazard
+flags and masked texts (`triage.cases.prepare_rows`, some two thirds of a row's CPU) while
+this one parses the rows and inserts the batch before. The helper only computes: everything
+stored is stored here, batch by batch as without it. Should it fail or die, the batches go on
+without it (each row's values are then worked out here), and Ctrl-C stops both.
 """
 
 from __future__ import annotations
@@ -18,7 +25,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-from collections.abc import Callable, Iterator
+import multiprocessing
+import os
+import pickle
+import signal
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,16 +41,21 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from intake.phone import CallRow, ColumnMapping, parse_file
+from intake.submission import Submission
 from triage.call_imports import (
     COUNTS,
     CallImport,
     add_to_run,
     error_record,
+    existing_keys,
     import_batch,
     start_run,
 )
-from triage.cases import IntakePolicy
+from triage.cases import IntakePolicy, Router, RowPrep, prepare_rows
 from triage.models import Actor, utcnow
+from triage.routing.model import RoutingModel
+from triage.routing.store import ModelStore
+from triage.urgency import detect_hazard
 from web.cli_intake import enrich_all
 from web.runtime import Runtime
 from web.settings import CallMappingSettings, Settings
@@ -71,6 +89,11 @@ else:
     logging.getLogger("psycopg").addFilter(_PipelineAbortedAfterError())
 
 DEFAULT_MAPPING = "default"
+# Files from this size on (some 2,000 calls) are imported with the helper process: its start
+# (a Python with the model loaded, about a second of CPU) costs less than it saves.
+PIPELINE_MIN_BYTES = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 class UnknownMapping(ValueError):
@@ -131,6 +154,94 @@ def _batches(rows: Iterator[CallRow], size: int) -> Iterator[list[CallRow]]:
         yield batch
 
 
+# -- the helper process ------------------------------------------------------------------
+
+_HELPER: tuple[Router, Callable[[str, str], Any]] | None = None
+
+
+def _helper_start(router: tuple[str, Any], hazard_terms: tuple[str, ...]) -> None:
+    """In the helper process: the import's router (a stored model, loaded here by its
+    version, or another router pickled) and its policy's hazard detection (that of
+    `web.runtime.Runtime.intake_policy`). Ctrl-C is left to the importing process, which
+    stops the helper."""
+    global _HELPER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    kind, spec = router
+    if kind == "model":
+        root, version = spec
+        loaded: Router = ModelStore(root).load(version)
+    else:
+        loaded = pickle.loads(spec)  # our own router, pickled by the importing process
+    _HELPER = (loaded, lambda subject, body: detect_hazard(subject, body, hazard_terms))
+
+
+def _helper_ready() -> bool:
+    return _HELPER is not None
+
+
+def _helper_prepare(submissions: list[Submission]) -> list[RowPrep]:
+    """In the helper process: `prepare_rows` of one batch's new submissions."""
+    assert _HELPER is not None, "the helper process was not started"
+    router, detect = _HELPER
+    return prepare_rows(submissions, router, detect)
+
+
+class _Helper:
+    """The helper process that works out batches' `RowPrep`s ahead (see the module's
+    docstring): once it is `ready`, `submit` a batch's submissions and read the future's
+    result when inserting the batch. Until then (its start takes a second or two) the
+    batches are worked out in the importing process."""
+
+    def __init__(self, router: tuple[str, Any], hazard_terms: Sequence[str]) -> None:
+        self.pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_helper_start,
+            initargs=(router, tuple(hazard_terms)),
+        )
+        self.started = self.pool.submit(_helper_ready)
+
+    @classmethod
+    def start(cls, rt: Runtime, policy: IntakePolicy) -> _Helper | None:
+        """A helper for `policy` (None on a one-core machine, or for a router that cannot be
+        sent to another process)."""
+        if (os.cpu_count() or 1) < 2:
+            return None
+        router = policy.router
+        try:
+            if isinstance(router, RoutingModel):
+                spec: tuple[str, Any] = ("model", (str(rt.routers.store.root), router.version))
+            else:
+                spec = ("pickle", pickle.dumps(router))
+            return cls(spec, rt.settings.classifier.hazard_terms)
+        except (pickle.PicklingError, TypeError, AttributeError, OSError) as exc:
+            log.warning("call import without its helper process: %s", exc)
+            return None
+
+    def ready(self) -> bool | None:
+        """True once started, False while starting, None if it could not start."""
+        if not self.started.done():
+            return False
+        try:
+            return bool(self.started.result())
+        except Exception as exc:
+            log.warning("call import without its helper process: %r", exc)
+            return None
+
+    def submit(self, submissions: list[Submission]) -> Future[list[RowPrep]] | None:
+        """The future RowPreps of `submissions`; None when the helper has died."""
+        try:
+            return self.pool.submit(_helper_prepare, submissions)
+        except RuntimeError as exc:  # BrokenProcessPool: killed, out of memory
+            log.warning("call import goes on without its helper process: %r", exc)
+            return None
+
+    def close(self, wait: bool = False) -> None:
+        """Stops the helper, dropping work queued for it; with `wait`, until it has exited
+        (an idle helper exits at once)."""
+        self.pool.shutdown(wait=wait, cancel_futures=True)
+
+
 class PreparedImport:
     """A file read and its header checked, the run stored (when kept): `run` imports it.
 
@@ -145,8 +256,12 @@ class PreparedImport:
         report: ImportReport,
         actor: Actor,
         clock: Callable[[], datetime],
+        *,
+        helper: bool = False,
     ) -> None:
         self.rt, self.rows, self.report, self.actor, self.clock = rt, rows, report, actor, clock
+        # Whether to work the batches out ahead in a helper process (a large file).
+        self.helper = helper
 
     def run(
         self, progress: Callable[[int], None] | None = None, *, enrich: bool = True
@@ -158,35 +273,48 @@ class PreparedImport:
         rt, report, run_id = self.rt, self.report, self.report.run_id
         policy = rt.intake_policy()
         seen: set[str] = set()
-        for batch in _batches(self.rows, rt.settings.intake.calls.batch_size):
-            session: Session = rt.sessions()
-            try:
-                result = import_batch(
-                    session,
-                    batch,
-                    policy,
-                    run_id=run_id,
-                    file_name=report.file_name,
-                    actor=self.actor,
-                    seen=seen,
-                    now=self.clock(),
-                    dry_run=report.dry_run,
-                )
-                if run_id is not None:
-                    # The batch's bad rows are appended with its cases and counts: a crash
-                    # loses nothing that was counted, and none is written twice.
-                    add_to_run(session, run_id, result, now=self.clock())
-                session.commit()  # a dry run's batch wrote nothing but the run's counts
-            except BaseException:
-                session.rollback()
-                raise
-            finally:
-                session.close()
-            for name in COUNTS:
-                report.counts[name] += result.counts[name]
-            report.errors.extend(error_record(e) for e in result.errors)
-            if progress is not None:
-                progress(len(batch))
+        helper = _Helper.start(rt, policy) if self.helper and not report.dry_run else None
+        sent: set[str] = set()  # keys given to the helper
+        # Batches read, each with its RowPreps on their way: the helper works out one while
+        # the one before is inserted.
+        ahead: deque[tuple[list[CallRow], list[str], Future[list[RowPrep]] | None]] = deque()
+        batches = _batches(self.rows, rt.settings.intake.calls.batch_size)
+        try:
+            while True:
+                try:
+                    batch = next(batches, None)
+                except Exception:
+                    # The file cannot be read further: the batches read are registered.
+                    while ahead:
+                        helper = self._import(policy, seen, *ahead.popleft(), progress, helper)
+                    raise
+                if batch is None:
+                    break
+                keys: list[str] = []
+                future = None
+                ready = helper.ready() if helper is not None else False
+                if helper is not None and ready is None:
+                    helper.close()
+                    helper = None
+                if helper is not None and ready:
+                    fresh = self._new_submissions(batch, sent)
+                    keys = [s.external_id for s in fresh]
+                    future = helper.submit(fresh) if fresh else None
+                    if fresh and future is None:
+                        helper.close()
+                        helper = None
+                ahead.append((batch, keys, future))
+                # With the helper, a batch waits for the next to be read and sent to it.
+                while len(ahead) > (1 if helper is not None else 0):
+                    helper = self._import(policy, seen, *ahead.popleft(), progress, helper)
+            while ahead:
+                helper = self._import(policy, seen, *ahead.popleft(), progress, helper)
+        except BaseException:
+            if helper is not None:
+                helper.close()
+            raise
+        if helper is not None:
+            helper.close(wait=True)
         if run_id is not None:
             with rt.sessions() as session, session.begin():
                 done = self.clock()
@@ -195,6 +323,72 @@ class PreparedImport:
         if enrich and report.counts["registered"] and not report.dry_run:
             enrich_new_cases(rt, policy)
         return report
+
+    def _new_submissions(self, batch: list[CallRow], sent: set[str]) -> list[Submission]:
+        """The batch's submissions that may be new cases, for the helper: not earlier in the
+        file, not stored already (one read, no transaction; `import_batch` decides)."""
+        candidates = {
+            row.submission.external_id: row.submission
+            for row in batch
+            if row.submission is not None and row.submission.external_id not in sent
+        }
+        with self.rt.sessions() as session:
+            known = existing_keys(session, list(candidates))
+        fresh = [s for key, s in candidates.items() if key not in known]
+        sent.update(candidates)
+        return fresh
+
+    def _import(
+        self,
+        policy: IntakePolicy,
+        seen: set[str],
+        batch: list[CallRow],
+        keys: list[str],
+        future: Future[list[RowPrep]] | None,
+        progress: Callable[[int], None] | None,
+        helper: _Helper | None,
+    ) -> _Helper | None:
+        """One batch registered and committed with the run's counts; returns the helper, or
+        None once it has failed (the rest is worked out here)."""
+        rt, report, run_id = self.rt, self.report, self.report.run_id
+        prepared: dict[str, RowPrep] = {}
+        if future is not None and helper is not None:
+            try:
+                prepared = dict(zip(keys, future.result(), strict=True))
+            except Exception as exc:  # a dead helper (killed, out of memory) or its error
+                log.warning("call import goes on without its helper process: %r", exc)
+                helper.close()
+                helper = None
+        session: Session = rt.sessions()
+        try:
+            result = import_batch(
+                session,
+                batch,
+                policy,
+                run_id=run_id,
+                file_name=report.file_name,
+                actor=self.actor,
+                seen=seen,
+                now=self.clock(),
+                dry_run=report.dry_run,
+                prepared=prepared,
+            )
+            if run_id is not None:
+                # The batch's bad rows are appended with its cases and counts: a crash
+                # loses nothing that was counted, and none is written twice.
+                add_to_run(session, run_id, result, now=self.clock())
+            session.commit()  # a dry run's batch wrote nothing but the run's counts
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        for name in COUNTS:
+            report.counts[name] += result.counts[name]
+        report.errors.extend(error_record(e) for e in result.errors)
+        if progress is not None:
+            progress(len(batch))
+        return helper
 
 
 def enrich_new_cases(rt: Runtime, policy: IntakePolicy | None = None) -> int:
@@ -247,7 +441,8 @@ def prepare_import(
             )
             run.sheets = report.sheets or None
             report.run_id = run.id
-    return PreparedImport(rt, rows, report, actor, clock)
+    helper = len(data) >= PIPELINE_MIN_BYTES
+    return PreparedImport(rt, rows, report, actor, clock, helper=helper)
 
 
 def run_import(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
+from concurrent.futures import wait
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from triage.call_imports import import_batch
 from triage.cases import check_query_code, register
 from triage.models import Case, CaseEvent
 from triage.sms import TextMessage, mobile_number
+from web import call_import_run
 from web.call_import_run import enrich_new_cases, run_import
 from web.runtime import Runtime
 
@@ -283,4 +285,99 @@ def test_each_imported_caller_is_texted_the_number_and_a_code_that_opens_the_cas
     import_rows(rt, export(tmp_path), one_by_one=False)
     with rt.sessions() as s:
         assert len(s.scalars(select(TextMessage)).all()) == len(CALLS) - 1
+    rt.engine.dispose()
+
+
+def _started_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file gets the helper process, and the import waits for its start (it would
+    otherwise go on without it until then: these files are a few batches long)."""
+    monkeypatch.setattr(call_import_run, "PIPELINE_MIN_BYTES", 0)
+    ready = call_import_run._Helper.ready
+
+    def waited(self: Any) -> Any:
+        wait([self.started], timeout=120)
+        return ready(self)
+
+    monkeypatch.setattr(call_import_run._Helper, "ready", waited)
+
+
+@pytest.mark.skipif(
+    DB_KIND != "sqlite",
+    reason="compares two databases side by side: SQLite files (the helper process computes; "
+    "what is stored is stored by the same code on PostgreSQL)",
+)
+def test_a_large_file_imported_with_the_helper_process_makes_the_same_cases(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper process works out the suggestions, hazard flags and masked texts of a
+    batch while the one before is inserted: the cases and events are those of an import
+    without it, with a trained model and with the keyword routing."""
+    from triage.routing import ModelStore, load_examples, train_model
+    from web.demo import DEMO_TRAINING
+
+    second = tmp_path / "alone.db"
+    shutil.copy(db_url.split("///", 1)[1], second)
+    calls = [(f"{c[0]}-{n}", *c[1:]) for n in range(3) for c in CALLS]
+    data = export(tmp_path, calls)
+    batches = {"calls": {"batch_size": 5}}
+    alone = Runtime.build(make_settings(tmp_path, f"sqlite:///{second}", intake=batches))
+    helped = Runtime.build(make_settings(tmp_path, db_url, intake=batches))
+    # Both route with one trained model (the helper loads it from the model folder).
+    model = train_model(load_examples(DEMO_TRAINING), folds=3)
+    store = ModelStore(helped.settings.model_path)
+    store.save(model)
+    store.deploy(model.version)
+    assert helped.intake_policy().router.version == alone.intake_policy().router.version
+    report = run_import(alone, data, "calls.csv", actor="tester", clock=lambda: NOW)
+    _started_at_once(monkeypatch)
+    prepared: list[int] = []
+    original = call_import_run._Helper.submit
+    monkeypatch.setattr(
+        call_import_run._Helper,
+        "submit",
+        lambda self, subs: prepared.append(len(subs)) or original(self, subs),
+    )
+    again = run_import(helped, data, "calls.csv", actor="tester", clock=lambda: NOW)
+    assert (
+        again.counts
+        == report.counts
+        == {"rows": 24, "registered": 24, "duplicates": 0, "rejected": 0}
+    )
+    assert sum(prepared) == 24, "every row was worked out by the helper"
+    got, want = snapshot(helped), snapshot(alone)
+    assert got == want
+    assert any(c["urgent"] for c in got.values())
+    assert {c["model_version"] for c in got.values()} == {model.version}
+    alone.engine.dispose()
+    helped.engine.dispose()
+
+
+def test_the_import_goes_on_when_its_helper_process_dies(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper is killed during the import: the rest is worked out in the importing
+    process, and every call is registered once."""
+    import os
+    import signal
+
+    rt = Runtime.build(make_settings(tmp_path, db_url, intake={"calls": {"batch_size": 3}}))
+    _started_at_once(monkeypatch)
+    original = call_import_run._Helper.submit
+
+    def killed_after_the_first(self: Any, subs: Any) -> Any:
+        future = original(self, subs)
+        if not getattr(self, "killed", False):
+            future.result()
+            self.killed = True
+            for pid in list(self.pool._processes):
+                os.kill(pid, signal.SIGKILL)
+        return future
+
+    monkeypatch.setattr(call_import_run._Helper, "submit", killed_after_the_first)
+    report = run_import(rt, export(tmp_path), "calls.csv", actor="tester", clock=lambda: NOW)
+    assert report.counts == {"rows": 8, "registered": 8, "duplicates": 0, "rejected": 0}
+    assert sorted(c.external_id for c in phone_cases(rt)) == sorted(c[0] for c in CALLS)
+    with rt.sessions() as s:
+        imported = s.scalars(select(CaseEvent.case_id).where(CaseEvent.action == "call_imported"))
+        assert len(list(imported)) == 8
     rt.engine.dispose()
