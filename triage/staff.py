@@ -19,6 +19,7 @@ from sqlalchemy import false, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from triage import system_reasons
 from triage.directory import BadUsername, find_user, normalise_username
 from triage.models import (
     N_,
@@ -608,7 +609,7 @@ def hand_over(
         )
     if not successor.active:
         raise StaffChangeRefused(N_("Department %(code)s is inactive."), code=successor.code)
-    reason = f"{dept.name}已停用，在办工单移交{successor.name}办理（截止时间不变）"
+    reason = system_reasons.DEACTIVATED_HANDED_OVER  # shown in the reader's language
     cases = session.scalars(
         select(Case)
         .where(Case.department_id == dept.id, Case.status.in_(IN_HAND))

@@ -43,6 +43,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage import system_reasons
 from triage.mail_intake import release_lease, take_lease
 from triage.models import (
     OPEN_STATUSES,
@@ -608,7 +609,7 @@ def _act(
                     rows[a.case_id],
                     "escalated",
                     now,
-                    reason="超过办理时限及宽限期，督办",
+                    reason=system_reasons.OVERDUE_ESCALATED,
                     due_at=a.due.isoformat(),
                     department=code,
                     message_id=mid if to else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, redirect, request, session
@@ -11,6 +12,7 @@ from flask_babel import format_datetime, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
+from triage import system_reasons
 from triage.models import CaseEvent, Department, IllegalTransition
 
 bp = Blueprint("i18n", __name__)
@@ -311,9 +313,51 @@ def unicode_addresses(text: str) -> str:
     return _ACE_DOMAIN.sub(decoded, text) if "xn--" in text.lower() else text
 
 
-def system_reason(text: str) -> str:
-    """`text` in the user's language when the system wrote it (`SYSTEM_REASONS`); a person's
-    text as it was written; addresses with their domains in Unicode (`unicode_addresses`)."""
+# The reasons stored as a neutral code (triage/system_reasons.py), per code; %(previous)s
+# and %(department)s are the names of the event's detail's departments, in the reader's
+# language at the time it is shown.
+CODED_REASONS = {
+    system_reasons.DEACTIVATED_HANDED_OVER: _l(
+        "%(previous)s was deactivated: its case in hand goes to %(department)s, which took "
+        "its work over (deadline unchanged)."
+    ),
+    system_reasons.REWORK_TO_SUCCESSOR: _l(
+        "%(previous)s is inactive: the case sent for rework goes to %(department)s, which "
+        "took its work over (deadline unchanged)."
+    ),
+    system_reasons.REWORK_REQUEUED: _l(
+        "%(department)s is inactive and no department took its work over: the case sent "
+        "for rework goes back to the dispatch queue."
+    ),
+    system_reasons.OVERDUE_ESCALATED: _l(
+        "Past the handling time limit and its grace period: escalated."
+    ),
+}
+
+
+def _named(code: object) -> str:
+    """The name of the department `code` in the user's language (the code itself if there
+    is no such department; "—" for none)."""
+    if not code:
+        return "—"
+    from sqlalchemy import select
+
+    from web import db
+
+    dept = db().scalar(select(Department).where(Department.code == str(code)))
+    return department_name(dept) if dept is not None else str(code)
+
+
+def system_reason(text: str, detail: dict[str, Any] | None = None) -> str:
+    """`text` in the user's language when the system wrote it (`SYSTEM_REASONS`, or a code
+    of `CODED_REASONS` with the departments of the event's `detail` named); a person's text
+    as it was written; addresses with their domains in Unicode (`unicode_addresses`)."""
+    if text in CODED_REASONS:
+        detail = detail or {}
+        return str(CODED_REASONS[text]) % {
+            "previous": _named(detail.get("previous")),
+            "department": _named(detail.get("department")),
+        }
     return gettext(text) if text in SYSTEM_REASONS else unicode_addresses(text)
 
 

@@ -316,3 +316,45 @@ def test_an_inactive_departments_successor_can_be_changed_audited(
     assert r.status_code == 302
     page = admin.get("/admin/departments/urban").get_data(as_text=True)
     assert re.search(r'id="department-successor">[^<]*待分派', page)
+
+
+def test_the_system_written_transfer_reasons_show_in_the_readers_language(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """The reason of a transfer the system made (a deactivation's handover, a rework
+    following the successor) and of a requeue is stored as a neutral code, not Chinese text
+    built at write time: a Chinese reader reads Chinese, an English one English, with the
+    departments' names in their language."""
+    from tests.integration.helpers import submit_complaint
+    from tests.integration.test_kanban import _dispatch
+    from triage import system_reasons
+    from triage.models import Case
+
+    number = _replied_and_visited(client, login_as, runtime, "unsatisfied", "no")
+    in_hand, _code = submit_complaint(client, "幸福小区电梯又坏了，老人上下楼困难。", "电梯故障")
+    _dispatch(login_as, runtime, in_hand)
+    _deactivate_urban(login_as, "environment")
+    assert _rework(login_as, number).status_code == 302
+    with runtime.sessions() as s:
+        case = s.scalar(select(Case).where(Case.tracking_number == number))
+        transferred = [e for e in case.events if e.action == "transferred"][-1]
+        assert transferred.reason == system_reasons.REWORK_TO_SUCCESSOR
+        case = s.scalar(select(Case).where(Case.tracking_number == in_hand))
+        transferred = [e for e in case.events if e.action == "transferred"][-1]
+        assert transferred.reason == system_reasons.DEACTIVATED_HANDED_OVER
+    supervisor = login_as("supervisor")
+    html = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
+    reasons = re.findall(r'<div class="reason">([^<]*)</div>', html)
+    assert any("已停用" in r and "市生态环境局民声分局" in r for r in reasons), reasons
+    assert not any("system:" in r for r in reasons), reasons
+    supervisor.get("/lang/en")
+    html = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
+    reasons = re.findall(r'<div class="reason">([^<]*)</div>', html)
+    wanted = "Housing is inactive"  # the English name the deactivation form gave
+    assert any(r.startswith(wanted) and "Ecology and Environment Bureau" in r for r in reasons), (
+        reasons
+    )
+    assert not any("已停用" in r for r in reasons), reasons
+    html = supervisor.get(f"/board/cases/{in_hand}").get_data(as_text=True)
+    reasons = re.findall(r'<div class="reason">([^<]*)</div>', html)
+    assert any(r.startswith("Housing was deactivated: its case in hand goes to") for r in reasons)
