@@ -38,7 +38,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from intake.phone import CALL_CHANNEL, CallRow, RowError
-from triage.cases import IntakePolicy, LaterEvent, RowPrep, register, register_rows
+from triage.cases import (
+    IntakePolicy,
+    LaterEvent,
+    RowPrep,
+    prepare_rows,
+    register,
+    register_rows,
+)
 from triage.models import Actor, Base, Case, User, UTCDateTime, utcnow
 
 COUNTS = ("rows", "registered", "duplicates", "rejected")
@@ -237,12 +244,6 @@ def import_batch(
     """
     result = BatchResult()
     batch = list(rows)
-    if run_id is not None and not dry_run:
-        # A write first: it opens the transaction (SQLite's driver opens one only on a
-        # write, and each savepoint below would otherwise be a commit of its own).
-        session.execute(
-            update(CallImport).where(CallImport.id == run_id).values(rows=CallImport.rows)
-        )
     keys = [r.submission.external_id for r in batch if r.submission is not None]
     known = existing_keys(session, keys)
     fresh: list[CallRow] = []
@@ -263,10 +264,27 @@ def import_batch(
     if dry_run:
         result.counts["registered"] += len(fresh)
         return result
+    prepared = dict(prepared or {})
+    if fresh and not one_by_one:
+        # Worked out before the transaction writes: on SQLite the write lock is then held
+        # for the inserts only, and the web form waits that long at most.
+        missing = [
+            r.submission
+            for r in fresh
+            if r.submission is not None and r.submission.external_id not in prepared
+        ]
+        made = prepare_rows(missing, policy.router, policy.detect_hazard)
+        prepared.update((s.external_id, p) for s, p in zip(missing, made, strict=True))
+    if run_id is not None:
+        # A write first: it opens the transaction (SQLite's driver opens one only on a
+        # write, and each savepoint below would otherwise be a commit of its own).
+        session.execute(
+            update(CallImport).where(CallImport.id == run_id).values(rows=CallImport.rows)
+        )
     context = _Context(run_id, file_name, actor, now)
     if fresh and not one_by_one:
         try:
-            _register_together(session, fresh, policy, context, result, prepared or {})
+            _register_together(session, fresh, policy, context, result, prepared)
             return result
         except IntegrityError:
             # Rolled back to the savepoint: nothing of the batch is left in the session.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import operator
 import re
 import secrets
 import unicodedata
@@ -612,22 +613,30 @@ def register_rows(
         made[key] = (case_id, number)
         out.append(RowRegistration(case_id, number, created=True, query_code=code))
     if cases:
-        _insert_rows(session, Case.__table__, cases)
-        _insert_rows(session, CaseEvent.__table__, events)
+        times: dict[tuple[Any, Any], Any] = {}
+        _insert_rows(session, Case.__table__, cases, times)
+        _insert_rows(session, CaseEvent.__table__, events, times)
         if attachments:
-            _insert_rows(session, Attachment.__table__, attachments)
-        _insert_rows(session, EnrichmentPending.__table__, [{"case_id": c["id"]} for c in cases])
+            _insert_rows(session, Attachment.__table__, attachments, times)
+        pending = [{"case_id": c["id"]} for c in cases]
+        _insert_rows(session, EnrichmentPending.__table__, pending, times)
         _note_received(session, out, cases)
     return out
 
 
-def _insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def _insert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    memo: dict[tuple[Any, Any], Any] | None = None,
+) -> None:
     """``session.execute(insert(table), rows)`` with its per-row work done here: the rows
-    (all with the keys of the first) and the columns' scalar defaults converted by the
-    columns' own bind processors (the values SQLAlchemy sends), then given to the driver's
-    executemany in one call. SQLAlchemy's generic path (a parameter dict built and walked
-    per row) was a fifth of a call import's CPU. A datetime is converted once per batch,
-    however many rows hold it (an event's time is mostly its call's or the import's)."""
+    (all with the keys of the first; the columns' scalar defaults are added to them) are
+    converted by the columns' own bind processors (the values SQLAlchemy sends) and given
+    to the driver's executemany in one call. SQLAlchemy's generic path (a parameter dict
+    built and walked per row) was a fifth of a call import's CPU. A datetime is converted
+    once per `memo` (one per batch: a case's times and its events' are mostly its call's
+    and the import's), whatever column or table holds it."""
     if not rows:
         return
     conn = session.connection()
@@ -645,51 +654,46 @@ def _insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]])
     if sorted(names) != sorted([*keys, *defaults]) or compiled.returning:
         session.execute(insert(table), list(rows))  # a statement this does not know
         return
-    convert = [_converter(table.c[name].type, dialect) for name in names]
-    if compiled.positional:
-        params: list[Any] = [
-            tuple(
-                f(row[name] if name in row else defaults[name])
-                for name, f in zip(names, convert, strict=True)
-            )
-            for row in rows
-        ]
-    else:
-        params = [
-            {
-                name: f(row[name] if name in row else defaults[name])
-                for name, f in zip(names, convert, strict=True)
-            }
-            for row in rows
-        ]
+    memo = {} if memo is None else memo
+    converters = [
+        (i, _converter(table.c[name].type, dialect, memo)) for i, name in enumerate(names)
+    ]
+    converters = [(i, f) for i, f in converters if f is not None]
+    values = operator.itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
+    params: list[Any] = []
+    for row in rows:
+        full = values({**row, **defaults} if defaults else row)
+        if converters:
+            full = list(full)
+            for i, f in converters:
+                full[i] = f(full[i])
+        params.append(tuple(full) if compiled.positional else dict(zip(names, full, strict=True)))
     conn.exec_driver_sql(compiled.string, params)
 
 
-def _converter(column_type: Any, dialect: Any) -> Callable[[Any], Any]:
-    """A column type's bind processing of one value (None too: JSON makes it ``null``),
-    memoised for datetimes."""
+def _converter(
+    column_type: Any, dialect: Any, memo: dict[tuple[Any, Any], Any]
+) -> Callable[[Any], Any] | None:
+    """A column type's bind processing of one value (None too: JSON makes it ``null``), None
+    if it has none; a datetime's memoised in `memo`."""
     processor = column_type.dialect_impl(dialect).bind_processor(dialect)
     if processor is None:
-        return _same
+        return None
     try:
         memoise = column_type.python_type is datetime
     except NotImplementedError:
         memoise = False
     if not memoise:
         return cast(Callable[[Any], Any], processor)
-    memo: dict[datetime | None, Any] = {}
+    kind = repr(column_type)  # e.g. "UTCDateTime()": the same type converts the same way
 
     def converted(v: Any) -> Any:
-        found = memo.get(v, _MISSING)
+        found = memo.get((kind, v), _MISSING)
         if found is _MISSING:
-            found = memo[v] = processor(v)
+            found = memo[(kind, v)] = processor(v)
         return found
 
     return converted
-
-
-def _same(v: Any) -> Any:
-    return v
 
 
 _MISSING = object()

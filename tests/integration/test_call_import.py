@@ -630,20 +630,20 @@ def test_a_crash_mid_import_loses_no_bad_row_counted(
     beside an empty list, and the report had no row."""
     from web.call_import_run import prepare_import
 
+    batch = runtime.settings.intake.calls.batch_size
     rows = [
         [f"K{i}", "13800138000", "2026/11/20 9:05", "30", "噪音", "王", "", "", ""]
-        for i in range(130)
+        for i in range(batch * 2 + batch // 2)
     ]
     rows[3][2] = "someday"  # row 5 of the file
     data = write_csv(tmp_path / "big.csv", rows).read_bytes()
-    assert runtime.settings.intake.calls.batch_size == 50
     prepared = prepare_import(runtime, data, "big.csv", actor="test")
 
     original = prepared.rows
 
     def crashing() -> Any:
         for n, row in enumerate(original):
-            if n == 110:
+            if n == batch * 2 + batch // 5:
                 raise KeyboardInterrupt  # kill -9 mid-file: batches 1 and 2 committed
             yield row
 
@@ -654,7 +654,7 @@ def test_a_crash_mid_import_loses_no_bad_row_counted(
     with runtime.sessions() as s:
         run = s.get(CallImport, run_id)
         assert run is not None and run.finished_at is None
-        assert (run.rows, run.rejected) == (100, 1)
+        assert (run.rows, run.rejected) == (batch * 2, 1)
         assert [(e["row"], e["column"]) for e in run.errors] == [(5, "来电时间")]
     html = operator_page(login_as, run_id)
     assert "someday" in html
