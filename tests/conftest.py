@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
+from jinja2 import BytecodeCache
+from jinja2.bccache import Bucket
 from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +53,45 @@ _directory_rows: dict[str, list[dict[str, Any]]] = {}
 pytest_plugins = ["tests.mailserver"]
 
 
+# The fixtures every database a test can use comes from: a test that needs neither runs the
+# same on either kind, so the PostgreSQL run (MINSHENG_TEST_DB=postgresql) leaves it to the
+# SQLite run rather than running it twice.
+DATABASE_FIXTURES = frozenset({"template_db", "empty_url"})
+
+
+class _TemplateCodeCache(BytecodeCache):
+    """Compiled templates kept in memory for every app of the test run: each test builds its
+    own app, and compiling the templates again in each (about 0.1 s of CPU for a few pages)
+    was a good part of the suite. Jinja keys the code by template and checks the source's
+    checksum, so an edited template is compiled afresh."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+Flask.jinja_options = {**Flask.jinja_options, "bytecode_cache": _TemplateCodeCache()}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if DB_KIND != "postgresql":
+        return
+    keep, same_on_both = [], []
+    for item in items:
+        uses_database = DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        (keep if uses_database else same_on_both).append(item)
+    if same_on_both:
+        config.hook.pytest_deselected(items=same_on_both)
+        items[:] = keep
+
+
 def need(condition: object, reason: str) -> None:
     """Skip when a component is missing on a developer's machine; fail in CI."""
     if not condition:
@@ -66,15 +108,46 @@ def base_config() -> dict[str, Any]:
     return tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))
 
 
+# Failed sign-ins and lookups answer after a fixed time in production (config.toml) so that
+# their duration tells nothing; tests would spend most of their time waiting on it. The tests
+# of that padding (test_throttle.py) set it back to config.toml's values.
+NO_PADDING = {"sign_in": {"failed_answer_seconds": 0.0}, "tracking": {"failed_answer_seconds": 0.0}}
+# Staff in the template database get scrypt hashes of this cost rather than werkzeug's
+# default (n=32768, about 0.1 s of CPU per check here): every test signs somebody in.
+TEST_HASH_METHOD = "scrypt:1024:8:1"
+
+
 def make_settings(tmp: Path, url: str, **sections: dict[str, Any]) -> Any:
+    """Settings from config.toml with `url`, an instance folder under `tmp`, no padding of
+    failed answers (NO_PADDING) and `sections` ({"sign_in": {...}}) over all that."""
     from web.settings import settings_from_dict
 
     raw = base_config()
     raw["database"] = {"url": url}
     raw["app"] = {**raw["app"], "instance_dir": str(tmp / "instance"), "secret_key": "test-key"}
+    for name, values in NO_PADDING.items():
+        raw[name] = {**raw.get(name, {}), **values}
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
     return settings_from_dict(raw, base_dir=ROOT, source="test config")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_dummy_hash() -> Iterator[None]:
+    """The hash a sign-in with an unknown username is checked against costs what the
+    template's staff hashes cost (TEST_HASH_METHOD), not production's: the point of it is
+    the same work either way. The timing test puts production's back."""
+    from werkzeug.security import generate_password_hash
+
+    import web.auth
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            web.auth,
+            "_DUMMY_HASH",
+            generate_password_hash("not-a-real-password", method=TEST_HASH_METHOD),
+        )
+        yield
 
 
 def _pg_url(schema: str) -> str:
@@ -84,8 +157,11 @@ def _pg_url(schema: str) -> str:
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A database with the schema, the demo departments and staff with known passwords."""
-    from web.auth import hash_password
+    from werkzeug.security import generate_password_hash
+
+    from triage.models import User
     from web.cli import _initialise
+    from web.passwords import normalise_password, renew_session_token
     from web.runtime import Runtime
 
     tmp = tmp_path_factory.mktemp("template")
@@ -102,13 +178,18 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         url = _pg_url(schema)
     else:
         url = f"sqlite:///{tmp}/template.db"
-    rt = Runtime.build(make_settings(tmp, url))
-    _initialise(rt)
-    from triage.models import User
 
-    with rt.sessions() as s, s.begin():
-        for user in s.query(User):
-            user.password_hash = hash_password(password_of(user.username))
+    def known_password(user: User) -> None:
+        user.password_hash = generate_password_hash(
+            normalise_password(password_of(user.username)), method=TEST_HASH_METHOD
+        )
+        renew_session_token(user)
+
+    rt = Runtime.build(make_settings(tmp, url))
+    _initialise(rt, new_password=known_password)
+    with rt.sessions() as s:
+        missing = [u.username for u in s.query(User) if not u.password_hash]
+        assert not missing, f"staff without a password: {missing}"
     with rt.engine.connect() as conn:
         for table in DIRECTORY_TABLES:
             _directory_rows[table] = [

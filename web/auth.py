@@ -48,9 +48,8 @@ DEVICE_COOKIE = "minsheng_device"
 DEVICE_COOKIE_DAYS = 180
 # Wrong current passwords on the change-password form, per account.
 PASSWORD_CHANGE_MAX_FAILURES = 5
-# Every failed sign-in answers this long after the view started: longer than the hash work,
-# so its duration tells nothing about whether the username exists.
-FAILED_SIGN_IN_SECONDS = 0.5
+# Every failed sign-in answers [sign_in] failed_answer_seconds after the view started: longer
+# than the hash work, so its duration tells nothing about whether the username exists.
 
 # Checked against when the account does not exist (or has no password), with the same
 # method and cost as a real one, so both paths do the same work.
@@ -195,7 +194,8 @@ def login() -> Response | str | tuple[str, int]:
         verify_password(None, form.password.data)
     # Padded from the start of the view, not slept after: the answer comes at the same moment
     # whatever work the path did.
-    time.sleep(max(0.0, FAILED_SIGN_IN_SECONDS - (time.monotonic() - started)))
+    padding = runtime().settings.sign_in.failed_answer_seconds
+    time.sleep(max(0.0, padding - (time.monotonic() - started)))
     flash(_("Wrong username or password."), "error")
     return render_template("auth/login.html", form=form), 401
 

@@ -301,7 +301,7 @@ def track() -> Response:
         case.query_code_hash, form.query_code.data, current_app.config["SECRET_KEY"].encode()
     ):
         # Equal answer and equal time whether the number exists or not.
-        time.sleep(max(0.0, TRACK_FAILURE_SECONDS - (time.monotonic() - started)))
+        time.sleep(max(0.0, settings.failed_answer_seconds - (time.monotonic() - started)))
         flash(_("No case matches this tracking number and query code."), "error")
         if attempt.remaining <= settings.warn_when_left:
             flash(_track_warning(attempt), "warning")
@@ -320,10 +320,6 @@ def _track_page(form: TrackForm, status: int, **context: object) -> Response:
     response = make_response(render_template("citizen/track.html", form=form, **context), status)
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-TRACK_FAILURE_SECONDS = 0.3
-"""Every failed lookup answers after this long from the start of the request."""
 
 
 def _track_warning(attempt: throttle.Attempt) -> str:

@@ -295,6 +295,9 @@ class TrackingSettings(Section):
     warn_when_left: Annotated[int, Field(ge=0, le=1000)] = 3
     # Shown with the lock message: the office's hotline, e.g. "12345".
     hotline: str = "12345"
+    # Every wrong lookup answers this many seconds after the request came in, longer than
+    # the work it does, so its duration tells nothing about whether the number exists.
+    failed_answer_seconds: Annotated[float, Field(ge=0, le=10)] = 0.3
 
 
 class SignInSettings(Section):
@@ -310,6 +313,9 @@ class SignInSettings(Section):
     # signed in with it before.
     account_max_failures: Annotated[int, Field(ge=1, le=100000)] = 50
     account_window_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+    # Every failed sign-in answers this many seconds after the request came in, longer than
+    # the hash work, so its duration tells nothing about whether the username exists.
+    failed_answer_seconds: Annotated[float, Field(ge=0, le=10)] = 0.5
 
 
 class ClassifierSettings(Section):

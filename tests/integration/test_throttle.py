@@ -203,10 +203,30 @@ def test_guessing_one_account_from_many_addresses_stops_guessers_not_its_owner(
 
 
 def test_failed_sign_in_takes_as_long_whether_the_user_exists_or_not(
-    app: Any, runtime: Any
+    tmp_path: Any, db_url: str, monkeypatch: Any
 ) -> None:
+    """With config.toml's padding (the suite's other tests run without) and password hashes
+    of production cost (the template's staff and the suite's dummy have cheaper ones)."""
+    import web.auth
+    from tests.conftest import base_config, make_settings
+    from web import create_app
+    from web.auth import hash_password
+
+    monkeypatch.setattr(web.auth, "_DUMMY_HASH", hash_password("not-a-real-password"))
+    padding = base_config()["sign_in"]["failed_answer_seconds"]
+    assert padding >= 0.3
+    app = create_app(
+        make_settings(tmp_path, db_url, sign_in={"failed_answer_seconds": padding}),
+        TESTING=True,
+    )
+    runtime = app.extensions["minsheng"]
     with runtime.sessions() as s, s.begin():
         s.execute(update(User).where(User.username == "safety").values(active=False))
+        s.execute(
+            update(User)
+            .where(User.username.in_(["admin", "safety"]))
+            .values(password_hash=hash_password(password_of("admin")))
+        )
         assert s.scalar(select(User.id).where(User.username == "admin"))
     client = app.test_client()
     timings: dict[str, list[float]] = {"existing": [], "unknown": [], "inactive": []}
@@ -221,6 +241,37 @@ def test_failed_sign_in_takes_as_long_whether_the_user_exists_or_not(
     medians = {kind: statistics.median(t) for kind, t in timings.items()}
     assert abs(medians["existing"] - medians["unknown"]) < 0.03, medians
     assert abs(medians["existing"] - medians["inactive"]) < 0.03, medians
+    assert min(medians.values()) >= padding, medians
+    runtime.engine.dispose()
+
+
+def test_a_wrong_lookup_takes_as_long_whether_the_number_exists_or_not(
+    tmp_path: Any, db_url: str
+) -> None:
+    """With config.toml's padding, which the suite's other tests run without."""
+    from tests.conftest import base_config, make_settings
+    from web import create_app
+
+    padding = base_config()["tracking"]["failed_answer_seconds"]
+    assert padding >= 0.2
+    app = create_app(
+        make_settings(tmp_path, db_url, tracking={"failed_answer_seconds": padding}),
+        TESTING=True,
+    )
+    client = app.test_client()
+    number, _code = submit_complaint(client, "小区门口的井盖松动，踩上去会翻。")
+    timings: dict[str, list[float]] = {"existing": [], "unknown": []}
+    numbers = {"existing": number, "unknown": "MS-2026-999999"}
+    for i in range(4):
+        for kind, guess in numbers.items():
+            started = time.perf_counter()
+            r = lookup(client, guess, WRONG, ip=f"198.51.100.{i}")
+            timings[kind].append(time.perf_counter() - started)
+            assert r.status_code == 404
+    medians = {kind: statistics.median(t) for kind, t in timings.items()}
+    assert abs(medians["existing"] - medians["unknown"]) < 0.03, medians
+    assert min(medians.values()) >= padding, medians
+    app.extensions["minsheng"].engine.dispose()
 
 
 # -- all at once, against a real threaded server ------------------------------------------
