@@ -278,13 +278,16 @@ def _queue_sms(
     key: object,
     template: str,
     now: datetime,
+    held: bool = False,
     **fields: str,
 ) -> None:
+    """The notice by SMS, or, `held`, its stand-in for the notice's mail (`_stand_in`)."""
     if notifier.sms is None:
         return  # the office sends no text messages: its return visits are its calls
     phone = mobile_number(case.contact_phone or "")
     if phone is None:
-        _not_told(session, case, kind, now)
+        if not held:
+            _not_told(session, case, kind, now)
         return
     values = {
         "office": notifier.office_name,
@@ -303,7 +306,30 @@ def _queue_sms(
         kind=f"notice_{kind}",
         sms_id=f"{kind}.{_tag(notifier, kind, case, key)}",
         now=now,
+        held=held,
     )
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether a mail to `address` can go only through a server that offers SMTPUTF8 (its
+    local part is not ASCII: 张三@example.cn; an IDNA domain goes anywhere)."""
+    return not address.rpartition("@")[0].isascii()
+
+
+def _stand_in(
+    session: Session,
+    notifier: Notifier,
+    case: Case,
+    address: str,
+    mail: OutgoingMail | None,
+    **sms: Any,
+) -> None:
+    """A notice mail to an address that needs SMTPUTF8 fails for good on a server without
+    it (web/mail.py): when the citizen also gave a mobile number and a gateway is set, the
+    notice's text message is kept (held) with the mail, and goes instead if the mail fails
+    (triage/outbox.py). Nothing for a mail queued before (a re-run)."""
+    if mail is not None and notifier.sms is not None and needs_smtputf8(address):
+        _queue_sms(session, notifier, case, held=True, **sms)
 
 
 def reach(notifier: Notifier | None, case: Case) -> str:
@@ -376,18 +402,16 @@ def received(
         return
     link = f"{notifier.track_url}?number={case.tracking_number}"
     address = _mail_address(notifier, case)
+    sms: dict[str, Any] = {
+        "kind": "received",
+        "key": "",
+        "template": notifier.sms.received if notifier.sms else "",
+        "now": now,
+        "query_code": query_code,
+        "link": link,
+    }
     if address is None:
-        _queue_sms(
-            session,
-            notifier,
-            case,
-            kind="received",
-            key="",
-            template=notifier.sms.received if notifier.sms else "",
-            now=now,
-            query_code=query_code,
-            link=link,
-        )
+        _queue_sms(session, notifier, case, **sms)
         return
     when = notifier.local(case.received_at).strftime("%Y年%m月%d日 %H:%M")
     paragraphs = [
@@ -398,7 +422,7 @@ def received(
         "查询码只在此告知一次，请妥善保存，勿告诉他人。",
         _footer(notifier),
     ]
-    _queue_mail(
+    mail = _queue_mail(
         session,
         notifier,
         case,
@@ -410,6 +434,7 @@ def received(
         html_body=_html(paragraphs, {"track": link}),
         now=now,
     )
+    _stand_in(session, notifier, case, address, mail, **sms)
 
 
 def replied(
@@ -433,18 +458,16 @@ def replied(
         )
         link = notifier.satisfaction_url(token)
     address = _mail_address(notifier, case)
+    sms: dict[str, Any] = {
+        "kind": "replied",
+        "key": reply.id,
+        "template": notifier.sms.replied if notifier.sms else "",
+        "now": now,
+        "reply": " ".join(reply.body.split()),
+        "link": link or track,
+    }
     if address is None:
-        _queue_sms(
-            session,
-            notifier,
-            case,
-            kind="replied",
-            key=reply.id,
-            template=notifier.sms.replied if notifier.sms else "",
-            now=now,
-            reply=" ".join(reply.body.split()),
-            link=link or track,
-        )
+        _queue_sms(session, notifier, case, **sms)
         return
     who = reply.department.name if reply.department is not None else "承办部门"
     together = "与反映同一问题的诉求合并办理，" if merged else ""
@@ -461,7 +484,7 @@ def replied(
         )
         links["satisfaction"] = link
     paragraphs += [f"办理进度可凭受理编号和查询码查询：\n{track}", _footer(notifier)]
-    _queue_mail(
+    mail = _queue_mail(
         session,
         notifier,
         case,
@@ -473,6 +496,7 @@ def replied(
         html_body=_html(paragraphs, links),
         now=now,
     )
+    _stand_in(session, notifier, case, address, mail, **sms)
 
 
 def closed(
@@ -481,16 +505,14 @@ def closed(
     """The 'closed' notice (办结), one per closing event (a case reopened by a spot check and
     closed again is told again)."""
     address = _mail_address(notifier, case)
+    sms: dict[str, Any] = {
+        "kind": "closed",
+        "key": closing.id,
+        "template": notifier.sms.closed if notifier.sms else "",
+        "now": now,
+    }
     if address is None:
-        _queue_sms(
-            session,
-            notifier,
-            case,
-            kind="closed",
-            key=closing.id,
-            template=notifier.sms.closed if notifier.sms else "",
-            now=now,
-        )
+        _queue_sms(session, notifier, case, **sms)
         return
     track = f"{notifier.track_url}?number={case.tracking_number}"
     paragraphs = [
@@ -499,7 +521,7 @@ def closed(
         f"办理经过可凭受理编号和查询码查询：\n{track}",
         _footer(notifier),
     ]
-    _queue_mail(
+    mail = _queue_mail(
         session,
         notifier,
         case,
@@ -511,3 +533,4 @@ def closed(
         html_body=_html(paragraphs, {"track": track}),
         now=now,
     )
+    _stand_in(session, notifier, case, address, mail, **sms)

@@ -592,7 +592,24 @@ def mark_sent(
             **extra,
         )
         session.flush()
+    if mail.kind == MailKind.NOTIFICATION:
+        _held_sms(session, mail, sent=True, now=now)
     return True
+
+
+def _held_sms(session: Session, mail: OutgoingMail, *, sent: bool, now: datetime) -> None:
+    """A citizen's notice mail went (`sent`) or failed for good: its text message held as a
+    stand-in (triage/notifications.py, for an address the server may refuse for want of
+    SMTPUTF8) is dropped, or sent instead (`sms_queued` {instead_of_mail} on the case)."""
+    from triage import sms  # triage.sms imports this module
+
+    sms_id = sms.notice_sms_id(mail.message_id)
+    if sms_id is None:
+        return
+    if sent:
+        sms.drop_held(session, sms_id)
+    else:
+        sms.release_held(session, sms_id, mail_id=mail.id, now=now)
 
 
 def mark_failed(
@@ -649,6 +666,8 @@ def mark_failed(
             **detail,
         )
         session.flush()
+    if final and mail.kind == MailKind.NOTIFICATION:
+        _held_sms(session, mail, sent=False, now=now)
     return status
 
 

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, select, update
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from triage.models import Base, Case, UTCDateTime, utcnow
@@ -50,6 +50,9 @@ class SmsStatus(StrEnum):
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+    # A notice's stand-in for a mail that may not go (see `release_held`): never sent as it
+    # is, not listed, not counted.
+    HELD = "held"
 
 
 class TextMessage(Base):
@@ -114,9 +117,14 @@ def queue_sms(
     kind: str,
     sms_id: str,
     now: datetime,
+    held: bool = False,
 ) -> TextMessage | None:
     """Queues `text` for `phone` unless a message with `sms_id` is queued already (then
-    None: a re-run). Records `sms_queued` on `case`. Flushes, never commits."""
+    None: a re-run). Records `sms_queued` on `case`. Flushes, never commits.
+
+    `held`: kept, not sent, as the stand-in of the notice's mail, which may fail for want
+    of SMTPUTF8 (`release_held` sends it then, `drop_held` forgets it when the mail went);
+    no event until then."""
     if session.scalar(select(TextMessage.id).where(TextMessage.sms_id == sms_id)) is not None:
         return None
     message = TextMessage(
@@ -125,7 +133,7 @@ def queue_sms(
         phone=phone,
         text=text,
         sms_id=sms_id,
-        status=SmsStatus.QUEUED,
+        status=SmsStatus.HELD if held else SmsStatus.QUEUED,
         attempts=0,
         next_attempt_at=now,
         last_error="",
@@ -133,10 +141,61 @@ def queue_sms(
     )
     session.add(message)
     session.flush()
-    if case is not None:
+    if case is not None and not held:
         case.record("sms_queued", ACTOR, now, reason=phone, sms_id=message.id, kind=kind)
         session.flush()
     return message
+
+
+_NOTICE_MESSAGE_ID = re.compile(r"<notice\.([a-z]+)\.([0-9a-f]{8,64})@")
+
+
+def notice_sms_id(message_id: str) -> str | None:
+    """The `sms_id` the SMS of the same notice has (triage/notifications.py keys both by the
+    same hash) for a notice mail's Message-ID ``<notice.<kind>.<hash>@…>``; None for any
+    other mail."""
+    m = _NOTICE_MESSAGE_ID.match(message_id or "")
+    return f"{m.group(1)}.{m.group(2)}" if m else None
+
+
+def release_held(
+    session: Session, sms_id: str, *, mail_id: int, now: datetime
+) -> TextMessage | None:
+    """The notice's mail `mail_id` failed for good: its held stand-in (if any) is queued to
+    be sent now, with `sms_queued` {instead_of_mail: mail_id} on the case. Returns the
+    message, or None when there was none held. Flushes, never commits."""
+    done = session.execute(
+        update(TextMessage)
+        .where(TextMessage.sms_id == sms_id, TextMessage.status == SmsStatus.HELD)
+        .values(status=SmsStatus.QUEUED, next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not done:
+        return None
+    message = session.scalars(select(TextMessage).where(TextMessage.sms_id == sms_id)).one()
+    session.refresh(message)
+    case = _case(session, message)
+    if case is not None:
+        case.record(
+            "sms_queued",
+            ACTOR,
+            now,
+            reason=message.phone,
+            sms_id=message.id,
+            kind=message.kind,
+            instead_of_mail=mail_id,
+        )
+        session.flush()
+    return message
+
+
+def drop_held(session: Session, sms_id: str) -> None:
+    """The notice's mail went: its held stand-in is not needed. Flushes, never commits."""
+    session.execute(
+        delete(TextMessage).where(
+            TextMessage.sms_id == sms_id, TextMessage.status == SmsStatus.HELD
+        )
+    )
 
 
 def _due(now: datetime) -> Any:

@@ -37,7 +37,7 @@ from triage import admin_log
 from triage.access import Action
 from triage.models import Case, Department, Role, User
 from triage.outbox import MailStatus, OutgoingMail, Retry, outbox_counts, requeue
-from triage.sms import TextMessage, sms_counts
+from triage.sms import TextMessage, notice_sms_id, sms_counts
 from triage.sms import requeue as requeue_sms
 from triage.staff import (
     Account,
@@ -762,8 +762,8 @@ def _outbox_page(
     one read of OUTBOX_PAGE + 1 rows however deep the page, and one more to know whether
     a newer page exists."""
     query = select(model)
-    if status:
-        query = query.where(model.status == status)
+    # Without a filter, all but a notice's text message held for its mail (triage/sms.py).
+    query = query.where(model.status == status if status else model.status != "held")
     if after is not None and before is None:
         rows = list(
             db().scalars(
@@ -790,6 +790,22 @@ def _outbox_page(
         rows[-1].id if more else None,
         rows[0].id if newer else None,
     )
+
+
+def _sent_instead(mails: list[OutgoingMail]) -> dict[int, TextMessage]:
+    """{mail id: the text message sent in its place} for the failed notice mails of the page
+    whose held stand-in went instead (triage/sms.release_held); one query."""
+    wanted = {
+        sid: m.id for m in mails if m.status == "failed" and (sid := notice_sms_id(m.message_id))
+    }
+    if not wanted:
+        return {}
+    found = db().scalars(
+        select(TextMessage).where(
+            TextMessage.sms_id.in_(list(wanted)), TextMessage.status != "held"
+        )
+    )
+    return {wanted[t.sms_id]: t for t in found}
 
 
 @bp.get("/outbox")
@@ -833,12 +849,14 @@ def outbox() -> str:
     numbers = _case_numbers(
         {m.case_id for m in mails if m.case_id} | {t.case_id for t in texts if t.case_id}
     )
+    instead = _sent_instead(mails)
     return render_template(
         "admin/outbox.html",
         mails=mails,
         texts=texts,
         pager=pager,
         numbers=numbers,
+        instead=instead,
         status=status,
         statuses=list(MailStatus),
         mail_counts=outbox_counts(s, now),

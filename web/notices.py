@@ -153,6 +153,9 @@ def notice_of(event: CaseEvent) -> str:
     label = NOTICE_LABELS.get(notice)
     if label is None:
         return ""
+    if channel == "sms" and detail.get("instead_of_mail"):
+        # The notice's mail failed for good (an address that needs SMTPUTF8): sent by SMS.
+        return _("%(notice)s · by text message, instead of the mail", notice=label)
     return _("%(notice)s · %(channel)s", notice=label, channel=NOTICE_CHANNELS[channel])
 
 
@@ -168,6 +171,14 @@ def undelivered_notices(events: Any) -> list[str]:
         return channel, (e.detail or {}).get(f"{channel}_id")
 
     delivered = {message(e) for e in events if e.action in ("mail_sent", "sms_sent")}
+    # A failed notice mail whose text message went instead (triage/sms.release_held).
+    delivered |= {
+        ("mail", e.detail["instead_of_mail"])
+        for e in events
+        if e.action == "sms_queued"
+        and (e.detail or {}).get("instead_of_mail")
+        and ("sms", e.detail.get("sms_id")) in delivered
+    }
     found = []
     for e in events:
         if e.action in ("mail_failed", "sms_failed") and message(e) not in delivered:

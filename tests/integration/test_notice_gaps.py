@@ -294,3 +294,50 @@ def test_the_admin_log_says_what_a_retry_did_in_the_users_language(
     assert "requeued" not in log and "already_due" not in log
     log = admin.get("/admin/log?lang=en").get_data(as_text=True)
     assert "queued again" in log and "due already" in log
+
+
+def test_a_mail_refused_for_want_of_smtputf8_falls_back_to_sms(
+    client: Any, login_as: Any, runtime: Any, smtp_ascii: Recorder, gateway: Gateway
+) -> None:
+    """张三@example.cn and a mobile number, a server without SMTPUTF8, a gateway: the mail
+    fails for good and the same notice goes by text message instead, on the timeline and
+    the outbox page; no "call them back" banner. A mail that went drops its stand-in; with
+    an ASCII address nothing is held at all."""
+    gateway.start()
+    number, code = submit_complaint(
+        client, "路灯不亮。", email="张三@example.cn", phone="13900005555"
+    )
+    ascii_number, _ = submit_complaint(
+        client, "路灯不亮。", email="li@example.com", phone="13900006666"
+    )
+    with runtime.sessions() as s:
+        held = list(s.scalars(select(TextMessage).where(TextMessage.status == "held")))
+        assert [t.phone for t in held] == ["13900005555"]  # not the ASCII address's
+    result = send(runtime)
+    assert result.failed == 1 and result.sms["sent"] == 1
+    (sent,) = gateway.requests
+    assert code in str(sent["body"]) and number in str(sent["body"])
+    seen = actions(runtime, number)
+    assert seen.index("mail_failed") < seen.index("sms_queued") < seen.index("sms_sent")
+    supervisor = login_as("supervisor")
+    lines = _timeline(supervisor, number)
+    assert any("短信" in line and "“已受理”通知" in line and "代替" in line for line in lines), (
+        lines
+    )
+    page = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
+    assert 'id="citizen-unreachable"' not in page  # the notice reached them after all
+    admin = login_as("admin")
+    outbox = admin.get("/admin/outbox").get_data(as_text=True)
+    with runtime.sessions() as s:
+        mail = s.scalar(select(OutgoingMail).where(OutgoingMail.status == MailStatus.FAILED))
+        text = s.scalar(select(TextMessage).where(TextMessage.phone == "13900005555"))
+        assert text.status == SmsStatus.SENT
+    row = re.search(rf'<tr data-mail="{mail.id}".*?</tr>', outbox, re.S).group(0)
+    assert 'class="sms-instead"' in row
+    assert f'data-sms="{text.id}"' in outbox
+    lines = _timeline(supervisor, number, "en")
+    assert any("instead of the mail" in line for line in lines), lines
+    # The ASCII address's mail went: nothing held, nothing sent by SMS for it.
+    assert "sms_queued" not in actions(runtime, ascii_number)
+    with runtime.sessions() as s:
+        assert s.scalar(select(TextMessage).where(TextMessage.status == "held")) is None
