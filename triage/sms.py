@@ -484,6 +484,8 @@ def list_messages(
 ) -> list[TextMessage]:
     """The newest text messages, or the newest of one status, for an operator."""
     query = select(TextMessage).order_by(TextMessage.id.desc()).limit(limit)
-    if status:
-        query = query.where(TextMessage.status == status)
+    # Without a status, all but the held stand-ins of notice mails (never sent as they are).
+    query = query.where(
+        TextMessage.status == status if status else TextMessage.status != SmsStatus.HELD
+    )
     return list(session.scalars(query))
