@@ -153,6 +153,7 @@ def demo(no_model: bool, volume: int, months: int) -> None:
                 months=months,
                 prefix=rt.settings.app.tracking_prefix,
                 label_map=rt.settings.label_map,
+                secret=rt.secret,
                 progress=lambda n: click.echo(f"  {n} synthetic cases", err=True),
             )
         click.echo(f"{added} synthetic cases added over {months} months")

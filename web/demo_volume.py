@@ -4,17 +4,30 @@
 N cases spread over the last M months, each at a stage that fits its age (most older cases
 closed, recent ones anywhere from the triage queue to the return visit), with the events,
 replies and return visits that stage implies (about seven events a case), their tracking
-numbers taken from the year's counter, and their rows in the duplicate index (open cases) and
-the search index. Texts, departments and replies come from the demo's own messages
+numbers taken from the year's counter, their caller keys (with the application's secret),
+the urgent flag of their text, and their rows in the duplicate index (open cases) and the
+search index. Texts, departments and replies come from the demo's own messages
 (web/demo/*.jsonl), names and phone numbers are made up.
 
-Written with bulk inserts of plain rows in batches of `BATCH` cases, not through the ORM
-case by case: 100,000 cases take a few minutes, most of it computing the index rows.
+Written as plain rows, not through the ORM or SQLAlchemy's parameter handling: PostgreSQL
+takes them by COPY (text format made here), SQLite by ``executemany`` of tuples. A large
+run (`_BULK` cases or more, and at least as many as the database holds) drops the written
+tables' secondary indexes and foreign keys first and makes them again at the end, as a
+restore does (one sorted build instead of a B-tree insert, and on PostgreSQL a foreign-key
+trigger, per row). The search index's rows are worked out once per template text
+(`_GramRows`); on SQLite they are gathered per gram and written in key order at the end.
+The written tables are analysed at the end (the planner's statistics).
+
+Measured on the shared 2-core machine (load 8-14, so wall times are mostly waiting): 100,000
+cases on PostgreSQL took 68 s of this process's CPU (737 s wall; the old generator 831 s wall
+under a lighter load); 20,000 on SQLite 32 s of CPU, about a third of it SQLite writing the
+search index's 4.4 million rows (and checking their foreign key).
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import random
 import re
@@ -25,9 +38,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, select, text, update
-from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
+import numpy as np
+from sqlalchemy import Column, Connection, Table, func, insert, select, text, update
 
+from triage.callers import alt_key, caller_key
 from triage.cases import hash_query_code
 from triage.duplicate_index import SignatureBuilder, signature_rows
 from triage.models import (
@@ -57,6 +71,7 @@ from triage.search_index import (
     case_rows,
     text_grams,
 )
+from triage.urgency import detect_hazard
 from web.demo import DEMO_CASES, DEMO_TRAINING
 
 __all__ = ["BATCH", "add_volume"]
@@ -64,9 +79,17 @@ __all__ = ["BATCH", "add_volume"]
 BATCH = 2000
 """Cases written per batch."""
 _BULK = 20_000
-"""Cases from which PostgreSQL's search index is rebuilt rather than inserted into."""
+"""Cases from which the written tables' secondary keys are dropped and made again."""
 _SQLITE_CACHE_KIB = 1_500_000
-"""SQLite page cache while writing (KiB): the search index of 100,000 cases fits."""
+"""SQLite page cache while writing (KiB)."""
+_SQLITE_GRAMS = 50_000
+"""Cases whose search index rows SQLite's writer holds in memory (some 11 million rows,
+about 150 MB as arrays, 250 MB while sorting) before writing them in key order."""
+_SQLITE_SLICE = 500_000
+"""Search index rows handed to SQLite per ``executemany``."""
+_SQLITE_ANALYSIS_LIMIT = 1000
+"""Rows per index read by SQLite's ANALYZE (``PRAGMA analysis_limit``): an estimate, in
+well under a second instead of reading the whole search index."""
 
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘"
 _CHANNELS = (("web", 40), ("phone", 35), ("email", 15), ("call_log", 7), ("letter", 3))
@@ -92,6 +115,9 @@ _OLD_STAGES = (
     ("rejected", 6),
     ("merged", 4),
 )
+
+_EPOCH = datetime(1970, 1, 1)
+_MINUTE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -125,8 +151,21 @@ def _templates(label_map: dict[str, str]) -> tuple[list[_Template], list[str]]:
     return templates, replies or [_REPLY]
 
 
-def _pick(rng: random.Random, weighted: Sequence[tuple[str, int]]) -> str:
-    return rng.choices([k for k, _ in weighted], weights=[w for _, w in weighted])[0]
+class _Weighted:
+    """``rng.choices(keys, weights)[0]`` with the cumulative weights summed once (the same
+    draws as `random.Random.choices` with ``weights``)."""
+
+    def __init__(self, weighted: Sequence[tuple[str, int]]) -> None:
+        self.keys = [k for k, _ in weighted]
+        self.cum = list(itertools.accumulate(w for _, w in weighted))
+
+    def __call__(self, rng: random.Random) -> str:
+        return rng.choices(self.keys, cum_weights=self.cum)[0]
+
+
+_PICK_CHANNEL = _Weighted(_CHANNELS)
+_PICK_RECENT = _Weighted(_RECENT_STAGES)
+_PICK_OLD = _Weighted(_OLD_STAGES)
 
 
 def _phone(rng: random.Random) -> str:
@@ -153,12 +192,16 @@ def add_volume(
     prefix: str = "MS",
     label_map: dict[str, str] | None = None,
     seed: int | None = None,
+    secret: bytes | str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Adds ``count`` synthetic cases received over the last ``months`` months; returns
     how many. Runs in the caller's transaction (``conn``); departments and staff must
-    exist (``minsheng init``)."""
-    now = now or datetime.now(UTC)
+    exist (``minsheng init``). ``secret``: the application's secret, for the caller keys
+    (`triage.callers`); without it they are left to ``minsheng init``'s backfill.
+
+    Raises ValueError when there is no department."""
+    now = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)  # naive UTC inside
     rng = random.Random(seed)
     templates, replies = _templates(label_map or {})
     departments = {d.code: d.id for d in conn.execute(select(Department.code, Department.id)).all()}
@@ -175,33 +218,29 @@ def add_volume(
         year = (at + timedelta(hours=8)).year
         by_year[year] = by_year.get(year, 0) + 1
     next_number = {y: _reserve_numbers(conn, y, n) for y, n in sorted(by_year.items())}
+    have = conn.scalar(select(func.count()).select_from(Case)) or 0
     first_id = (conn.scalar(select(func.max(Case.id))) or 0) + 1
     code_hash = hash_query_code(secrets.token_hex(8))
     builder = SignatureBuilder()
     grams = _GramRows()
+    shared = _Shared(templates, replies, departments, supervisor, handlers, secret)
+    keys = _Keys(conn) if count >= max(_BULK, have) else None
+    writer: _Writer = _PgWriter(conn) if conn.dialect.name == "postgresql" else _SqliteWriter(conn)
     written = 0
-    cache = None
-    if conn.dialect.name == "sqlite":
-        # The search index's B-tree takes a row per gram at random places: with SQLite's
-        # default 2 MB page cache, past some 20,000 cases nearly every insert read a page from
-        # disk (72 cases/s at 100,000); kept in memory for this connection, it stays fast.
-        cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
-        conn.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
-    index = _IndexWriter(conn, bulk=count >= _BULK)
     for start in range(0, count, BATCH):
-        batch = _Batch(rng, now, templates, replies, departments, supervisor, handlers)
+        batch = _Batch(rng, now, shared)
         for offset, at in enumerate(received[start : start + BATCH]):
             year = (at + timedelta(hours=8)).year
             number = f"{prefix}-{year}-{next_number[year]:06d}"
             next_number[year] += 1
             batch.add(first_id + start + offset, number, at, code_hash)
-        batch.write(conn, builder, grams, index)
+        batch.write(writer, builder, grams)
         written += len(batch.cases)
         if progress is not None:
             progress(written)
-    index.finish()
-    if cache is not None:
-        conn.exec_driver_sql(f"PRAGMA cache_size={int(cache)}")
+    writer.finish()
+    if keys is not None:
+        keys.restore()
     if conn.dialect.name == "postgresql":
         for table in ("cases", "case_events", "case_replies", "return_visits"):
             conn.execute(
@@ -210,29 +249,86 @@ def add_volume(
                     f" (SELECT max(id) FROM {table}))"
                 )
             )
+    _analyse(conn)
     return written
 
 
-class _Batch:
-    """The rows of a batch of synthetic cases, written together."""
+_WRITTEN = (
+    Case.__table__,
+    CaseEvent.__table__,
+    CaseReply.__table__,
+    ReturnVisit.__table__,
+    DuplicateSignature.__table__,
+    SearchGram.__table__,
+)
+
+
+def _analyse(conn: Connection) -> None:
+    """The planner's statistics of the written tables, in the caller's transaction.
+
+    SQLite keeps none until ANALYZE runs (nothing runs it by itself): with them it chooses
+    by the indexes' real selectivity instead of its fixed guesses. A bounded ANALYZE
+    (``analysis_limit``) reads a sample of each index."""
+    names = ", ".join(t.name for t in _WRITTEN)  # type: ignore[attr-defined]
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ANALYZE {names}")
+        return
+    conn.exec_driver_sql(f"PRAGMA analysis_limit={_SQLITE_ANALYSIS_LIMIT}")
+    for table in _WRITTEN:
+        conn.exec_driver_sql(f"ANALYZE {table.name}")  # type: ignore[attr-defined]
+
+
+class _Shared:
+    """What every batch of a run reads: texts, departments, staff, and per-text caches."""
 
     def __init__(
         self,
-        rng: random.Random,
-        now: datetime,
         templates: list[_Template],
         replies: list[str],
         departments: dict[str, int],
         supervisor: Any,
         handlers: dict[int, Any],
+        secret: bytes | str | None,
     ) -> None:
-        self.rng, self.now = rng, now
         self.templates, self.replies = templates, replies
         self.departments, self.supervisor, self.handlers = departments, supervisor, handlers
-        self.cases: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
-        self.case_replies: list[dict[str, Any]] = []
-        self.visits: list[dict[str, Any]] = []
+        self.codes = sorted(departments)
+        self.secret = secret
+        self.hazards: dict[tuple[str, str], list[str]] = {}
+        self.masked: dict[tuple[str, str, str], str] = {}
+        self.names = [s + t for s in _SURNAMES for t in ("先生", "女士")]
+
+    def hazard(self, t: _Template) -> list[str]:
+        """The urgent reasons of a template's text (`triage.urgency.detect_hazard`)."""
+        key = (t.subject, t.body)
+        found = self.hazards.get(key)
+        if found is None:
+            found = self.hazards[key] = list(detect_hazard(t.subject, t.body).reasons)
+        return found
+
+    def masked_text(self, t: _Template, name: str, phone: str, email: str) -> str:
+        """`masked_case_text`, computed once per text and name unless the text could hold
+        the case's own phone or email (`_GramRows._exact`'s test)."""
+        if _own_contact_in(f"{t.subject}\n{t.body}", phone):
+            return masked_case_text(t.subject, t.body, name, phone, email)
+        key = (t.subject, t.body, name)
+        found = self.masked.get(key)
+        if found is None:
+            found = self.masked[key] = masked_case_text(t.subject, t.body, name, "", "")
+        return found
+
+
+class _Batch:
+    """The rows of a batch of synthetic cases, written together: tuples in the column order
+    of `_CASE_COLUMNS`, `_EVENT_COLUMNS`, ... (naive UTC datetimes)."""
+
+    def __init__(self, rng: random.Random, now: datetime, shared: _Shared) -> None:
+        self.rng, self.now, self.shared = rng, now, shared
+        self.cases: list[tuple[Any, ...]] = []
+        self.numbers: list[tuple[int, str]] = []
+        self.events: list[tuple[Any, ...]] = []
+        self.case_replies: list[tuple[Any, ...]] = []
+        self.visits: list[tuple[Any, ...]] = []
         self.texts: dict[int, CaseText] = {}
         self.open_cases: list[tuple[int, datetime, str]] = []
 
@@ -250,203 +346,200 @@ class _Batch:
         named = actor is not None and not isinstance(actor, str)
         label = actor.username if named else (actor or "")
         self.events.append(
-            {
-                "case_id": case_id,
-                "at": at,
-                "action": action,
-                "actor_id": actor.id if named else None,
-                "actor_name": label,
-                "from_status": from_status,
-                "to_status": to_status,
-                "reason": "",
-                "detail": detail,
-                "public": public,
-            }
+            (
+                case_id,
+                at,
+                action,
+                actor.id if named else None,
+                label,
+                from_status,
+                to_status,
+                detail,
+                public,
+            )
         )
 
     def add(self, case_id: int, number: str, received: datetime, code_hash: str) -> None:
-        rng, now = self.rng, self.now
-        t = rng.choice(self.templates)
+        rng, now, shared = self.rng, self.now, self.shared
+        t = rng.choice(shared.templates)
         age = (now - received).days
-        stage = _pick(rng, _OLD_STAGES if age > _OLD else _RECENT_STAGES)
+        stage = (_PICK_OLD if age > _OLD else _PICK_RECENT)(rng)
         if (now - received) < timedelta(hours=6):
             stage = rng.choice(("triage", "assigned"))
         if stage == "merged" and not self.cases:
             stage = "closed"
-        code = t.department if t.department in self.departments else None
-        code = code or rng.choice(sorted(self.departments))
-        dept_id = self.departments[code]
-        channel = _pick(rng, _CHANNELS)
+        code = t.department if t.department in shared.departments else None
+        code = code or rng.choice(shared.codes)
+        dept_id = shared.departments[code]
+        channel = _PICK_CHANNEL(rng)
         name = rng.choice(_SURNAMES) + rng.choice(("先生", "女士"))
         phone = _phone(rng)
         email = f"resident{case_id}@example.com" if channel == "email" else ""
         confidence = round(rng.uniform(0.3, 0.99), 4)
         auto = confidence >= 0.8
-        row: dict[str, Any] = {
-            "id": case_id,
-            "tracking_number": number,
-            "query_code_hash": code_hash,
-            "channel": channel,
-            "external_id": f"volume:{case_id}:{secrets.token_hex(4)}",
-            "kind": t.kind,
-            "status": Status.RECEIVED,
-            "subject": t.subject,
-            "body": t.body,
-            "contact_name": name,
-            "contact_phone": phone,
-            "contact_email": email,
-            "received_at": received,
-            "created_at": min(received + timedelta(minutes=1), now),
-            "suggested_department_id": dept_id,
-            "confidence": confidence,
-            "alternatives": [[code, confidence]],
-            "model_version": "volume",
-            "triage_due_at": received + timedelta(days=1),
-            "masked_text": masked_case_text(t.subject, t.body, name, phone, email),
-            # Every row has every key: one executemany statement for the batch.
-            "department_id": None,
-            "assigned_at": None,
-            "due_at": None,
-            "replied_at": None,
-            "closed_at": None,
-            "merged_into_id": None,
-            "rejection_reason": "",
-            "risk": "",
-        }
+        reasons = shared.hazard(t)
+        key = alt = None
+        if shared.secret is not None:
+            key = caller_key(phone, email, shared.secret) or ""
+            alt = alt_key(phone, email, shared.secret)
         status = Status.RECEIVED
+        department_id = assigned_at = due_at = replied_at = closed_at = merged_into = None
+        rejection_reason = risk = ""
         self._event(
             case_id, "received", received, f"citizen ({channel})", None, status, True,
             channel=channel, attachments=0,
         )  # fmt: skip
-        at = min(received + timedelta(minutes=1), now)
+        at = min(received + _MINUTE, now)
+        created = at
         self._event(
             case_id, "suggested", at, "model volume", status, status,
             department=code, confidence=confidence,
         )  # fmt: skip
+        if reasons:
+            self._event(case_id, "flagged_urgent", at, "system", status, status, reasons=reasons)
         reply_text = ""
         if stage in ("rejected", "merged") or not auto or stage == "triage":
             self._event(case_id, "queued", at, "system", status, Status.TRIAGE)
             status = Status.TRIAGE
-        handler = self.handlers.get(dept_id) or f"{code} handler"
+        handler = shared.handlers.get(dept_id) or f"{code} handler"
         step = timedelta(hours=rng.uniform(2, 30))
         if stage in ("rejected", "merged") and at + step > now:
-            row["status"] = status  # decided only after "now": still in the queue
+            pass  # decided only after "now": still in the queue
         elif stage == "rejected":
             at += step
-            self._event(case_id, "rejected", at, self.supervisor, status, Status.REJECTED, True)
-            row.update(status=Status.REJECTED, rejection_reason="invalid", closed_at=at)
+            self._event(case_id, "rejected", at, shared.supervisor, status, Status.REJECTED, True)
+            status, rejection_reason, closed_at = Status.REJECTED, "invalid", at
         elif stage == "merged":
-            target = self.rng.choice(self.cases)
+            target_id, target_number = self.rng.choice(self.numbers)
             at += step
             self._event(
-                case_id, "merged", at, self.supervisor, status, Status.MERGED, True,
-                into=target["tracking_number"],
+                case_id, "merged", at, shared.supervisor, status, Status.MERGED, True,
+                into=target_number,
             )  # fmt: skip
-            row.update(status=Status.MERGED, merged_into_id=target["id"], closed_at=at)
+            status, merged_into, closed_at = Status.MERGED, target_id, at
         elif stage != "triage" and at + step > now:
             # Dispatched only after "now": still waiting in the queue.
             if status == Status.RECEIVED:
                 self._event(case_id, "queued", at, "system", status, Status.TRIAGE)
                 status = Status.TRIAGE
-            row["status"] = status
         elif stage != "triage":
             at += step
             due = at + timedelta(days=7)
             self._event(
                 case_id, "auto_assigned" if status == Status.RECEIVED else "assigned", at,
-                "model volume" if status == Status.RECEIVED else self.supervisor,
-                status, Status.ASSIGNED, True, department=code, due_at=due.isoformat(),
+                "model volume" if status == Status.RECEIVED else shared.supervisor,
+                status, Status.ASSIGNED, True, department=code, due_at=f"{due.isoformat()}+00:00",
             )  # fmt: skip
             status = Status.ASSIGNED
-            row.update(department_id=dept_id, assigned_at=at, due_at=due)
-            for next_stage, action, to in (
-                ("in_progress", "started", Status.IN_PROGRESS),
-                ("replied", "replied", Status.REPLIED),
-                ("visited", "visited", Status.VISITED),
-                ("closed", "closed", Status.CLOSED),
-            ):
+            department_id, assigned_at, due_at = dept_id, at, due
+            for next_stage, action, to in _STEPS:
                 if _STAGE_ORDER[stage] < _STAGE_ORDER[next_stage]:
                     break
                 later = at + timedelta(hours=rng.uniform(2, 60))
                 if later > now:
                     break  # a step not taken yet: the case stays where it is
                 at = later
-                actor = handler if to in (Status.IN_PROGRESS, Status.REPLIED) else self.supervisor
+                actor = handler if to in (Status.IN_PROGRESS, Status.REPLIED) else shared.supervisor
                 extra: dict[str, Any] = {}
                 if to == Status.VISITED:
                     extra = {"reached": True, "solved": True, "satisfaction": "satisfied"}
                 self._event(case_id, action, at, actor, status, to, True, **extra)
                 status = to
                 if to == Status.REPLIED:
-                    reply_text = rng.choice(self.replies) if t.reply == "" else t.reply
-                    row["replied_at"] = at
-                    self.case_replies.append(
-                        {
-                            "case_id": case_id,
-                            "at": at,
-                            "body": reply_text,
-                            "department_id": dept_id,
-                            "author_id": None if isinstance(actor, str) else actor.id,
-                            "state": "sent",
-                        }
-                    )
+                    reply_text = rng.choice(shared.replies) if t.reply == "" else t.reply
+                    replied_at = at
+                    author = None if isinstance(actor, str) else actor.id
+                    self.case_replies.append((case_id, author, dept_id, at, reply_text, "sent"))
                 elif to == Status.VISITED:
                     self.visits.append(
-                        {
-                            "case_id": case_id,
-                            "at": at,
-                            "reached": True,
-                            "solved": rng.random() < 0.85,
-                            "satisfaction": rng.choice(("satisfied", "satisfied", "basic")),
-                            "note": "",
-                            "channel": "phone",
-                            "valid": True,
+                        (
+                            case_id,
+                            at,
+                            True,
+                            rng.random() < 0.85,
+                            rng.choice(("satisfied", "satisfied", "basic")),
+                            "phone",
+                            True,
                             # Contacted in time when replied by the deadline (no extra draw:
                             # the generated data stay as they were).
-                            "contacted": row["replied_at"] <= row["due_at"],
-                        }
+                            replied_at <= due,  # type: ignore[operator]
+                        )
                     )
                 elif to == Status.CLOSED:
-                    row["closed_at"] = at
-            row["status"] = status
-            if status in (Status.ASSIGNED, Status.IN_PROGRESS) and row["due_at"] < now:
-                row["risk"] = "overdue"
-            elif status in (Status.ASSIGNED, Status.IN_PROGRESS) and row["due_at"] < now + (
-                timedelta(days=1)
-            ):
-                row["risk"] = "at_risk"
-        else:
-            row["status"] = status
-        row["updated_at"] = self.events[-1]["at"]
-        self.cases.append(row)
+                    closed_at = at
+            if status in (Status.ASSIGNED, Status.IN_PROGRESS) and due < now:
+                risk = "overdue"
+            elif status in (Status.ASSIGNED, Status.IN_PROGRESS) and due < now + timedelta(days=1):
+                risk = "at_risk"
+        self.cases.append(
+            (
+                case_id,
+                number,
+                code_hash,
+                channel,
+                f"volume:{case_id}:{secrets.token_hex(4)}",
+                t.kind,
+                status,
+                t.subject,
+                t.body,
+                name,
+                phone,
+                email,
+                received,
+                created,
+                department_id,
+                dept_id,
+                confidence,
+                [[code, confidence]],
+                "volume",
+                bool(reasons),
+                reasons,
+                received + timedelta(days=1),
+                due_at,
+                assigned_at,
+                replied_at,
+                closed_at,
+                merged_into,
+                rejection_reason,
+                shared.masked_text(t, name, phone, email),
+                risk,
+                self.events[-1][1],
+                key,
+                alt,
+            )
+        )
+        self.numbers.append((case_id, number))
         self.texts[case_id] = CaseText(
             case_id, number, t.subject, t.body, name, phone, email,
             replies=[reply_text] if reply_text else [],
         )  # fmt: skip
-        if row["merged_into_id"] is not None:
+        if merged_into is not None:
             # The case merged into finds it by its number too (as `triage.search_index` has it).
-            into = self.texts[row["merged_into_id"]]
-            self.texts[into.case_id] = replace(into, merged_numbers=(*into.merged_numbers, number))
-        if row["status"] in OPEN_STATUSES:
-            self.open_cases.append((case_id, received, f"{t.subject}\n{t.body}"))
+            into = self.texts[merged_into]
+            self.texts[merged_into] = replace(into, merged_numbers=(*into.merged_numbers, number))
+        if status in OPEN_STATUSES:
+            self.open_cases.append(
+                (case_id, received.replace(tzinfo=UTC), f"{t.subject}\n{t.body}")
+            )
 
-    def write(
-        self, conn: Connection, builder: SignatureBuilder, grams: _GramRows, index: _IndexWriter
-    ) -> None:
-        conn.execute(insert(Case.__table__), self.cases)
-        for table, rows in (
-            (CaseEvent.__table__, self.events),
-            (CaseReply.__table__, self.case_replies),
-            (ReturnVisit.__table__, self.visits),
-        ):
-            if rows:
-                conn.execute(insert(table), rows)
+    def write(self, writer: _Writer, builder: SignatureBuilder, grams: _GramRows) -> None:
+        writer.rows(_CASES, self.cases)
+        writer.rows(_EVENTS, self.events)
+        writer.rows(_REPLIES, self.case_replies)
+        writer.rows(_VISITS, self.visits)
         signatures = signature_rows(builder, self.open_cases)
-        if signatures:
-            conn.execute(insert(DuplicateSignature.__table__), signatures)
-        index.write([(c.case_id, grams.rows(c)) for c in self.texts.values()])
+        writer.rows(
+            _SIGNATURES, [(r["hash"], r["received_minute"], r["case_id"]) for r in signatures]
+        )
+        writer.grams(_Grams.of([grams.rows(c) for c in self.texts.values()]))
 
 
+_STEPS = (
+    ("in_progress", "started", Status.IN_PROGRESS),
+    ("replied", "replied", Status.REPLIED),
+    ("visited", "visited", Status.VISITED),
+    ("closed", "closed", Status.CLOSED),
+)
 _STAGE_ORDER = {
     "triage": 0,
     "assigned": 1,
@@ -457,21 +550,401 @@ _STAGE_ORDER = {
 }
 
 
-# -- the search index's rows, computed and written in bulk -------------------------------------
+# -- the rows as each database takes them -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A table's columns as the generator gives them (the tuples' order), and the values of
+    its other columns: their scalar or callable defaults (None where there is none), the
+    same for every row. A column with a server default only is left to the database."""
+
+    table: Table
+    given: tuple[str, ...]
+
+    def constant(self) -> list[tuple[Column[Any], Any]]:
+        """(column, value) of the columns not given."""
+        out = []
+        for column in self.table.columns:
+            if column.name in self.given or (column.name == "id" and column.primary_key):
+                continue
+            default = column.default
+            if default is None:
+                if column.server_default is not None:
+                    continue
+                value = None
+            elif default.is_scalar:  # type: ignore[attr-defined]
+                value = default.arg  # type: ignore[attr-defined]
+            elif default.is_callable:  # type: ignore[attr-defined]
+                value = default.arg(None)  # type: ignore[attr-defined]
+            else:
+                continue  # a SQL expression: the database's
+            out.append((column, value))
+        return out
+
+    def columns(self) -> list[Column[Any]]:
+        """The given columns, then the constant ones."""
+        named = [self.table.c[name] for name in self.given]
+        return named + [c for c, _ in self.constant()]
+
+
+_CASES = _Rows(
+    Case.__table__,  # type: ignore[arg-type]
+    (
+        "id", "tracking_number", "query_code_hash", "channel", "external_id", "kind", "status",
+        "subject", "body", "contact_name", "contact_phone", "contact_email", "received_at",
+        "created_at", "department_id", "suggested_department_id", "confidence", "alternatives",
+        "model_version", "urgent", "urgent_reasons", "triage_due_at", "due_at", "assigned_at",
+        "replied_at", "closed_at", "merged_into_id", "rejection_reason", "masked_text", "risk",
+        "updated_at", "caller_key", "caller_alt_key",
+    ),
+)  # fmt: skip
+_EVENTS = _Rows(
+    CaseEvent.__table__,  # type: ignore[arg-type]
+    ("case_id", "at", "action", "actor_id", "actor_name", "from_status", "to_status", "detail",
+     "public"),
+)  # fmt: skip
+_REPLIES = _Rows(
+    CaseReply.__table__,  # type: ignore[arg-type]
+    ("case_id", "author_id", "department_id", "at", "body", "state"),
+)
+_VISITS = _Rows(
+    ReturnVisit.__table__,  # type: ignore[arg-type]
+    ("case_id", "at", "reached", "solved", "satisfaction", "channel", "valid", "contacted"),
+)
+_SIGNATURES = _Rows(
+    DuplicateSignature.__table__,  # type: ignore[arg-type]
+    ("hash", "received_minute", "case_id"),
+)
+
+
+def _kind(column: Column[Any]) -> str:
+    """How a column's values are written: "json", "datetime", "bool" or "plain"."""
+    name = type(column.type).__name__
+    if name == "JSON":
+        return "json"
+    if name == "UTCDateTime" or "DateTime" in name or name == "DATETIME":
+        return "datetime"
+    if name in ("Boolean", "BOOLEAN"):
+        return "bool"
+    return "plain"
+
+
+class _Writer:
+    """Takes a run's rows table by table, and the search index's rows."""
+
+    def rows(self, spec: _Rows, rows: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError
+
+    def grams(self, rows: _Grams) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Writes what is held back."""
+
+
+_COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: Any) -> str:
+    """One value in COPY's text format (naive datetimes, JSON already dumped as str)."""
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPE)
+    if isinstance(value, datetime):
+        return value.isoformat(" ", "microseconds")
+    if isinstance(value, (list, dict)):
+        return json.dumps(value).translate(_COPY_ESCAPE)
+    return str(value)
+
+
+class _PgWriter(_Writer):
+    """COPY in text format, made here: psycopg's per-row adaptation cost more than the rows."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.raw = conn.connection.driver_connection
+        self.quote = conn.dialect.identifier_preparer.quote  # "similar" is a keyword
+        self.specs: dict[str, tuple[str, str]] = {}
+
+    def _spec(self, spec: _Rows) -> tuple[str, str]:
+        found = self.specs.get(spec.table.name)
+        if found is None:
+            names = ", ".join(self.quote(c.name) for c in spec.columns())
+            tail = "".join("\t" + _copy_text(v) for _, v in spec.constant())
+            found = self.specs[spec.table.name] = (
+                f"COPY {spec.table.name} ({names}) FROM STDIN",
+                tail + "\n",
+            )
+        return found
+
+    def _copy(self, sql: str, data: str) -> None:
+        with self.raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
+            copy.write(data)
+
+    def rows(self, spec: _Rows, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        sql, tail = self._spec(spec)
+        kinds = [_kind(c) for c in spec.columns()[: len(spec.given)]]
+        fmt: list[Callable[[Any], str]] = [
+            (lambda v: v.translate(_COPY_ESCAPE) if isinstance(v, str) else _copy_text(v))
+            if k == "plain"
+            else _copy_text
+            for k in kinds
+        ]
+        out = io.StringIO()
+        for row in rows:
+            out.write("\t".join([f(v) for f, v in zip(fmt, row, strict=True)]))
+            out.write(tail)
+        self._copy(sql, out.getvalue())
+
+    def grams(self, rows: _Grams) -> None:
+        data = np.empty(len(rows.grams), _PG_GRAM)
+        data["n"], data["gram_size"], data["case_size"], data["fields_size"] = 3, 8, 4, 2
+        data["gram"], data["case_id"], data["fields"] = rows.grams, rows.case_ids, rows.fields
+        self._copy(
+            "COPY search_grams (gram, case_id, fields) FROM STDIN (FORMAT BINARY)",
+            _PG_BINARY_HEADER + data.tobytes() + _PG_BINARY_TRAILER,
+        )
+
+
+# COPY's binary format for (bigint, integer, smallint) rows: per row the number of fields,
+# then each field's length and value, big-endian.
+_PG_GRAM = np.dtype(
+    [
+        ("n", ">i2"),
+        ("gram_size", ">i4"),
+        ("gram", ">i8"),
+        ("case_size", ">i4"),
+        ("case_id", ">i4"),
+        ("fields_size", ">i4"),
+        ("fields", ">i2"),
+    ]
+)
+_PG_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_PG_BINARY_TRAILER = b"\xff\xff"
+
+
+def _sqlite_value(kind: str) -> Callable[[Any], Any] | None:
+    if kind == "json":
+        return lambda v: None if v is None else json.dumps(v)
+    if kind == "datetime":
+        # SQLAlchemy's SQLite DATETIME format: always six digits of microseconds.
+        return lambda v: None if v is None else v.isoformat(" ", "microseconds")
+    return None  # booleans and the rest as sqlite3 takes them
+
+
+class _SqliteWriter(_Writer):
+    """``executemany`` of plain tuples; the search index's rows gathered per gram (the
+    cases come in id order, so each gram's case ids are sorted) and written in the key
+    order of its WITHOUT ROWID table every `_SQLITE_GRAMS` cases: each page of its B-tree
+    written once instead of a random insert per row."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.quote = conn.dialect.identifier_preparer.quote
+        self.cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+        # The index's B-tree takes its rows all over its pages: kept in memory while writing.
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
+        self.specs: dict[str, tuple[str, tuple[Any, ...], list[tuple[int, Any]]]] = {}
+        self.held: list[_Grams] = []
+        self.cases = 0
+
+    def rows(self, spec: _Rows, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        found = self.specs.get(spec.table.name)
+        if found is None:
+            columns = spec.columns()
+            marks = ", ".join("?" for _ in columns)
+            names = ", ".join(self.quote(c.name) for c in columns)
+            sql = f"INSERT INTO {spec.table.name} ({names}) VALUES ({marks})"
+            constant = tuple(
+                (_sqlite_value(_kind(c)) or (lambda v: v))(v) for c, v in spec.constant()
+            )
+            convert = [
+                (i, f)
+                for i, c in enumerate(columns[: len(spec.given)])
+                if (f := _sqlite_value(_kind(c))) is not None
+            ]
+            found = self.specs[spec.table.name] = (sql, constant, convert)
+        sql, constant, convert = found
+        out = []
+        for row in rows:
+            values = list(row)
+            for i, f in convert:
+                values[i] = f(values[i])
+            out.append((*values, *constant))
+        self.conn.exec_driver_sql(sql, out)
+
+    def grams(self, rows: _Grams) -> None:
+        self.held.append(rows)
+        self.cases += rows.cases
+        if self.cases >= _SQLITE_GRAMS:
+            self._flush()
+
+    def _flush(self) -> None:
+        held, self.held, self.cases = self.held, [], 0
+        if not held:
+            return
+        grams = np.concatenate([r.grams for r in held])
+        # Stable: the case ids, in order as they came, stay in order within a gram.
+        order = np.argsort(grams, kind="stable")
+        grams = grams[order]
+        case_ids = np.concatenate([r.case_ids for r in held])[order]
+        fields = np.concatenate([r.fields for r in held])[order]
+        del held, order
+        # The driver's own cursor: it takes an iterator of tuples made a slice at a time;
+        # the transaction began with the batches' first rows.
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for at in range(0, len(grams), _SQLITE_SLICE):
+                part = slice(at, at + _SQLITE_SLICE)
+                cursor.executemany(
+                    "INSERT INTO search_grams (gram, case_id, fields) VALUES (?, ?, ?)",
+                    zip(
+                        grams[part].tolist(),
+                        case_ids[part].tolist(),
+                        fields[part].tolist(),
+                        strict=True,
+                    ),
+                )
+        finally:
+            cursor.close()
+
+    def finish(self) -> None:
+        self._flush()
+        self.conn.exec_driver_sql(f"PRAGMA cache_size={int(self.cache)}")
+
+
+class _Keys:
+    """The written tables' secondary indexes and foreign keys (and the search index's
+    primary key), dropped now and made again by `restore` with the definitions the
+    database gave (so whatever the migrations made comes back as it was), all in the
+    caller's transaction. The other primary keys stay: ids come in order, and the foreign
+    keys' checks need the referenced ones."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+        self.indexes: list[str] = []
+        self.constraints: list[tuple[str, str, str]] = []
+        for table in _WRITTEN:
+            name = table.name  # type: ignore[attr-defined]
+            if self.pg:
+                self._drop_pg(name)
+            else:
+                for index, sql in conn.exec_driver_sql(
+                    "SELECT name, sql FROM sqlite_master"
+                    " WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+                    (name,),
+                ).all():
+                    self.indexes.append(sql)
+                    conn.exec_driver_sql(f'DROP INDEX "{index}"')
+
+    def _drop_pg(self, table: str) -> None:
+        conn = self.conn
+        owned = conn.exec_driver_sql(
+            "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = %(t)s::regclass ORDER BY contype",
+            {"t": table},
+        ).all()
+        for name, kind, definition in owned:
+            if kind == "f" or (kind == "p" and table == "search_grams"):
+                self.constraints.append((table, name, definition))
+                conn.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        backing = {name for name, _, _ in owned}
+        for index, definition in conn.exec_driver_sql(
+            "SELECT indexname, indexdef FROM pg_indexes"
+            " WHERE schemaname = current_schema() AND tablename = %(t)s",
+            {"t": table},
+        ).all():
+            if index not in backing:
+                self.indexes.append(definition)
+                conn.exec_driver_sql(f'DROP INDEX "{index}"')
+
+    def restore(self) -> None:
+        if self.pg:
+            self.conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+            # Primary keys before indexes, foreign keys last (they need the keys they name).
+            for table, name, definition in self.constraints:
+                if definition.startswith("PRIMARY KEY"):
+                    self.conn.exec_driver_sql(
+                        f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
+                    )
+        for sql in self.indexes:
+            self.conn.exec_driver_sql(sql)
+        for table, name, definition in self.constraints:
+            if not definition.startswith("PRIMARY KEY"):
+                self.conn.exec_driver_sql(
+                    f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
+                )
+
+
+# -- the search index's rows, computed in bulk ---------------------------------------------------
 
 _DIGITS = re.compile(r"\D+")
+
+
+def _own_contact_in(text_: str, phone: str, digits: str | None = None) -> bool:
+    """Whether masking ``text_`` could depend on the case's own phone or email: an ``@``,
+    or the phone's last five digits among the text's digits."""
+    if digits is None:
+        digits = _DIGITS.sub("", unicodedata.normalize("NFKC", text_))
+    own = _DIGITS.sub("", phone)
+    return "@" in text_ or "\uff20" in text_ or (len(own) >= 5 and own[-5:] in digits)
+
+
+class _Grams:
+    """A case's or a batch's search index rows as arrays: ``grams`` (int64), ``fields``
+    (int16) and, for a batch, ``case_ids`` (int32)."""
+
+    def __init__(
+        self, grams: np.ndarray, fields: np.ndarray, case_ids: np.ndarray, cases: int
+    ) -> None:
+        self.grams, self.fields, self.case_ids, self.cases = grams, fields, case_ids, cases
+
+    @classmethod
+    def of(cls, cases: Sequence[tuple[int, np.ndarray, np.ndarray]]) -> _Grams:
+        """The rows of (case id, grams, fields) triples, in that order."""
+        if not cases:
+            empty = np.zeros(0, np.int64)
+            return cls(empty, empty.astype(np.int16), empty.astype(np.int32), 0)
+        ids = np.fromiter((c for c, _, _ in cases), np.int32, len(cases))
+        lengths = np.fromiter((len(g) for _, g, _ in cases), np.int64, len(cases))
+        return cls(
+            np.concatenate([g for _, g, _ in cases]),
+            np.concatenate([f for _, _, f in cases]),
+            np.repeat(ids, lengths),
+            len(cases),
+        )
+
+
+class _Combo:
+    """The rows a template text and a name give every case that has them."""
+
+    def __init__(self, rows: dict[int, int]) -> None:
+        self.grams = np.fromiter(rows.keys(), np.int64, len(rows))
+        self.fields = np.fromiter(rows.values(), np.int16, len(rows))
+        self.at = {g: i for i, g in enumerate(rows)}
 
 
 class _GramRows:
     """The search index's rows of synthetic cases, the same as `case_rows` gives, worked out
     once per template text and name instead of once per case: the cases share a few hundred
-    texts and some seventy names, and their grams took most of the generator's time.
+    texts and some seventy names, and their grams took most of the generator's time. A case
+    adds its own (tracking number, contact, reply) to its text's: some sixty grams, not 220.
 
     A case's masked subject and body depend on its own phone and email only where they occur
     in the text (a number ending in the phone, an ``@``): such a case is computed in full."""
 
     def __init__(self) -> None:
-        self._texts: dict[tuple[str, str, str], dict[int, int]] = {}
+        self._texts: dict[tuple[str, str, str], _Combo] = {}
         self._grams: dict[str, set[int]] = {}
         self._digits: dict[str, str] = {}
 
@@ -481,11 +954,11 @@ class _GramRows:
             grams = self._grams[text_] = text_grams(text_)
         return grams
 
-    def _shared(self, subject: str, body: str, name: str) -> dict[int, int]:
+    def _shared(self, subject: str, body: str, name: str) -> _Combo:
         key = (subject, body, name)
         found = self._texts.get(key)
         if found is None:
-            found = {}
+            rows: dict[int, int] = {}
             for text_, bit in (
                 (subject, SUBJECT),
                 (body, BODY),
@@ -493,8 +966,8 @@ class _GramRows:
                 (mask_text(body, names=[name]), MASKED_BODY),
             ):
                 for gram in self._of(text_):
-                    found[gram] = found.get(gram, 0) | bit
-            self._texts[key] = found
+                    rows[gram] = rows.get(gram, 0) | bit
+            found = self._texts[key] = _Combo(rows)
         return found
 
     def _exact(self, case: CaseText) -> bool:
@@ -503,95 +976,44 @@ class _GramRows:
         digits = self._digits.get(text_)
         if digits is None:
             digits = self._digits[text_] = _DIGITS.sub("", unicodedata.normalize("NFKC", text_))
-        own = _DIGITS.sub("", case.contact_phone)
-        return "@" in text_ or "\uff20" in text_ or (len(own) >= 5 and own[-5:] in digits)
+        return _own_contact_in(text_, case.contact_phone, digits)
 
-    def rows(self, case: CaseText) -> dict[int, int]:
-        """gram → fields, as `case_rows(case)`."""
+    def rows(self, case: CaseText) -> tuple[int, np.ndarray, np.ndarray]:
+        """(case id, grams, fields): the rows of `case_rows(case)`."""
         if self._exact(case):
-            return case_rows(case)
-        found = dict(self._shared(case.subject, case.body, case.contact_name))
-        extra = [(n, NUMBER) for n in (case.tracking_number, *case.merged_numbers)]
-        extra += [(r, REPLY) for r in case.replies]
+            rows = case_rows(case)
+            return (
+                case.case_id,
+                np.fromiter(rows.keys(), np.int64, len(rows)),
+                np.fromiter(rows.values(), np.int16, len(rows)),
+            )
+        combo = self._shared(case.subject, case.body, case.contact_name)
+        own: dict[int, int] = {}
+        for number in (case.tracking_number, *case.merged_numbers):
+            for gram in text_grams(number):
+                own[gram] = own.get(gram, 0) | NUMBER
+        for reply in case.replies:
+            for gram in self._of(reply):
+                own[gram] = own.get(gram, 0) | REPLY
         contact = f"{case.contact_name}\n{case.contact_phone}\n{case.contact_email}"
-        extra.append((contact, CONTACT))
-        for text_, bit in extra:
-            for gram in self._of(text_) if bit == REPLY else text_grams(text_):
-                found[gram] = found.get(gram, 0) | bit
-        return found
-
-
-class _IndexWriter:
-    """Writes the search index's rows of a whole run as fast as each database takes them.
-
-    PostgreSQL: with COPY, in text; for a large run (`_BULK` cases or more) the table's primary
-    key, index and foreign key are dropped first and made again at the end (one sorted build
-    instead of a B-tree insert and a foreign-key trigger per row: as a restore does it), all in
-    the caller's transaction. SQLite: into a temporary table, moved into ``search_grams`` at the
-    end in key order (each page of its B-tree written once instead of a random insert per row),
-    its index on case_id made again after.
-    """
-
-    def __init__(self, conn: Connection, bulk: bool) -> None:
-        self.conn, self.pg = conn, conn.dialect.name == "postgresql"
-        self.table: Table = SearchGram.__table__  # type: ignore[assignment]
-        self.dropped = False
-        if self.pg and bulk:
-            self._drop()
-        elif not self.pg:
-            conn.exec_driver_sql(
-                "CREATE TEMP TABLE volume_grams (gram INTEGER, case_id INTEGER, fields INTEGER)"
-            )
-
-    def _drop(self) -> None:
-        table = self.table
-        for fk in table.foreign_key_constraints:
-            self.conn.execute(DropConstraint(fk))
-        self.conn.execute(DropConstraint(table.primary_key))
-        for index in table.indexes:
-            self.conn.execute(DropIndex(index))
-        self.dropped = True
-
-    def write(self, rows: list[tuple[int, dict[int, int]]]) -> None:
-        """Writes (case id, {gram: fields}) rows."""
-        if self.pg:
-            out = io.StringIO()
-            for case_id, grams in rows:
-                tail = f"\t{case_id}\t"
-                out.write("".join(f"{g}{tail}{f}\n" for g, f in grams.items()))
-            raw = self.conn.connection.driver_connection
-            with (
-                raw.cursor() as cur,  # type: ignore[union-attr]
-                cur.copy("COPY search_grams (gram, case_id, fields) FROM STDIN") as copy,
-            ):
-                copy.write(out.getvalue())
-            return
-        self.conn.exec_driver_sql(
-            "INSERT INTO volume_grams VALUES (?, ?, ?)",
-            [(g, case_id, f) for case_id, grams in rows for g, f in grams.items()],
+        for gram in text_grams(contact):
+            own[gram] = own.get(gram, 0) | CONTACT
+        fields = combo.fields
+        added: list[int] = []
+        bits: list[int] = []
+        for gram, bit in own.items():
+            at = combo.at.get(gram)
+            if at is None:
+                added.append(gram)
+                bits.append(bit)
+            else:
+                if fields is combo.fields:
+                    fields = fields.copy()
+                fields[at] |= bit
+        if not added:
+            return case.case_id, combo.grams, fields
+        return (
+            case.case_id,
+            np.concatenate([combo.grams, np.array(added, np.int64)]),
+            np.concatenate([fields, np.array(bits, np.int16)]),
         )
-
-    def finish(self) -> None:
-        """Moves the rows in place (SQLite) or makes the keys again (PostgreSQL)."""
-        if not self.pg:
-            # The index on case_id too is made once at the end, not entered row by row in
-            # an order of grams (from 22 to 10 s of CPU for 10,000 cases).
-            for index in self.table.indexes:
-                self.conn.execute(DropIndex(index))
-            self.conn.exec_driver_sql(
-                "INSERT INTO search_grams (gram, case_id, fields)"
-                " SELECT gram, case_id, fields FROM volume_grams ORDER BY gram, case_id"
-            )
-            self.conn.exec_driver_sql("DROP TABLE temp.volume_grams")
-            for index in self.table.indexes:
-                self.conn.execute(CreateIndex(index))
-            return
-        if not self.dropped:
-            return
-        table = self.table
-        self.conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
-        self.conn.execute(AddConstraint(table.primary_key))
-        for index in table.indexes:
-            self.conn.execute(CreateIndex(index))
-        for fk in table.foreign_key_constraints:
-            self.conn.execute(AddConstraint(fk))

@@ -324,9 +324,9 @@ def test_queue_page_is_light(runtime: Any, login_as: Any) -> None:
     # The 50 most urgent (100 rows were 91 KB at 100,000 cases), the total in the heading.
     assert rows == 50
     assert "最紧急的 50 件" in html, html
-    # No department list per row: well under 1 KB a row.
+    # No department list per row: about 1 KB a row (the urgent ones first, with their reasons).
     body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
-    assert len(body.encode()) / rows < 900, len(body.encode()) / rows
+    assert len(body.encode()) / rows < 1000, len(body.encode()) / rows
     assert html.count("<option") < 40
 
 

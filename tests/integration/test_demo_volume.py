@@ -145,3 +145,47 @@ def test_demo_volume_leaves_signed_in_users_signed_in(
     assert result.exit_code == 0, result.output
     page = client.get("/board/cases")
     assert page.status_code == 200, page.headers.get("Location")
+
+
+def test_volume_cases_read_like_registered_ones(runtime: Any, monkeypatch: Any) -> None:
+    """What registration gives a case, the generator gives it too (the bulk path, keys
+    dropped and made again): the masked text observers search, the caller keys the case page
+    looks a caller's other cases up by, the urgent flag of its text with its event, and the
+    planner's statistics."""
+    from triage.callers import alt_key, caller_key
+    from triage.privacy import masked_case_text
+    from triage.urgency import detect_hazard
+
+    monkeypatch.setattr(demo_volume, "_BULK", 1)
+    with runtime.engine.begin() as conn:
+        add_volume(conn, 300, months=3, seed=9, secret=runtime.secret)
+    with runtime.sessions() as s:
+        cases = s.scalars(select(Case)).all()
+        flagged = set(
+            s.scalars(select(CaseEvent.case_id).where(CaseEvent.action == "flagged_urgent"))
+        )
+    for c in cases:
+        assert c.masked_text == masked_case_text(
+            c.subject, c.body, c.contact_name, c.contact_phone, c.contact_email
+        )
+        assert c.caller_key == caller_key(c.contact_phone, c.contact_email, runtime.secret)
+        assert c.caller_alt_key == alt_key(c.contact_phone, c.contact_email, runtime.secret)
+        hazard = detect_hazard(c.subject, c.body)
+        assert (c.urgent, c.urgent_reasons) == (hazard.urgent, list(hazard.reasons))
+        assert (c.id in flagged) == c.urgent
+    assert 0 < sum(c.urgent for c in cases) < 150
+    with runtime.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            analysed = conn.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'cases'"
+            ).scalar()
+        else:
+            analysed = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stats WHERE tablename = 'cases'"
+                " AND schemaname = current_schema()"
+            ).scalar()
+        assert analysed
+        # Nothing left for `minsheng init` to backfill.
+        from triage.callers import backfill_caller_keys
+
+        assert backfill_caller_keys(conn, runtime.secret) == 0
