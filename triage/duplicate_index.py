@@ -32,6 +32,7 @@ import functools
 import itertools
 import json
 import math
+import operator
 import re
 import unicodedata
 import zlib
@@ -210,9 +211,9 @@ def minute_of(moment: datetime) -> int:
 
 def choose_signature(hashes: Sequence[int], rows: dict[int, int]) -> list[int]:
     """The ``SIGNATURE_SIZE`` hashes with the fewest index rows (ties: smallest hash)."""
-    return sorted(hashes, key=lambda h: (min(rows.get(h, 0), ROWS_PER_GRAM + 1), h))[
-        :SIGNATURE_SIZE
-    ]
+    cap, get = ROWS_PER_GRAM + 1, rows.get
+    ranked = sorted(zip([min(get(h, 0), cap) for h in hashes], hashes, strict=True))
+    return [h for _, h in ranked[:SIGNATURE_SIZE]]
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,11 @@ def look_up(
     return _ranked(hashes, bands, postings, limit, below)
 
 
+_RARITY = [0.0] + [math.log((ROWS_PER_GRAM + 1) / n) for n in range(1, ROWS_PER_GRAM + 1)]
+"""The weight of a hash with n index rows, 1 <= n <= ROWS_PER_GRAM: log((ROWS_PER_GRAM + 1) / n)."""
+_SCORE_THEN_ID = operator.itemgetter(1, 0)
+
+
 def _ranked(
     hashes: list[int],
     bands: list[int],
@@ -272,15 +278,16 @@ def _ranked(
     """`look_up`'s answer from the postings of its hashes (newest first, at most
     ``ROWS_PER_GRAM + 1`` a hash)."""
     rows = {h: len(ids) for h, ids in postings.items()}
-    scores: Counter[int] = Counter()
+    scores: dict[int, float] = {}
+    get = scores.get
     for ids in postings.values():
         if len(ids) > ROWS_PER_GRAM:
             continue  # in too many cases to tell them apart: boilerplate
-        weight = math.log((ROWS_PER_GRAM + 1) / len(ids))
-        for case_id in ids:
-            if below is None or case_id < below:
-                scores[case_id] += weight
-    best = sorted(scores.items(), key=lambda item: (-item[1], -item[0]))[:limit]
+        weight = _RARITY[len(ids)]
+        for case_id in ids if below is None else [i for i in ids if i < below]:
+            scores[case_id] = get(case_id, 0) + weight
+    # Highest score first, then the newest case (ids are unique: no two keys tie).
+    best = sorted(scores.items(), key=_SCORE_THEN_ID, reverse=True)[:limit]
     return Lookup(
         case_ids=[case_id for case_id, _ in best],
         signature=choose_signature(hashes, rows) + bands,
