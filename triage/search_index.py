@@ -44,6 +44,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     SmallInteger,
     column,
     delete,
@@ -110,7 +111,14 @@ class SearchGram(Base):
     """One gram of one case's text, with the fields it occurs in; see the module."""
 
     __tablename__ = "search_grams"
-    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012
+    # PostgreSQL: the fields in the primary key's index too (INCLUDE, migration 0023), so that
+    # a gram's postings are read from the index alone: each row of the heap was on a page of
+    # its own (17,700 pages read for the 17,800 cases holding 物业 at 100,000). SQLite's
+    # WITHOUT ROWID table is its key's B-tree, fields included.
+    __table_args__ = (
+        PrimaryKeyConstraint("gram", "case_id", postgresql_include=["fields"]),
+        {"sqlite_with_rowid": False},
+    )
 
     gram: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     case_id: Mapped[int] = mapped_column(

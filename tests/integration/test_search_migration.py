@@ -76,3 +76,46 @@ def test_upgrading_indexes_the_existing_cases(empty_url: str) -> None:
         assert found("13900139000", masked=True) == []
         assert found("MS-2026-000002", masked=True) == [2]
     engine.dispose()
+
+
+def test_postings_are_read_from_the_key_alone(empty_url: str) -> None:
+    """Migration 0023: on PostgreSQL the primary key's index holds each posting's fields
+    (INCLUDE), so a search reads no row of the table; down and up again, both databases."""
+    engine = make_engine(empty_url)
+    upgrade(engine)
+
+    def included() -> list[str]:
+        with engine.connect() as conn:
+            if conn.dialect.name != "postgresql":
+                return []
+            return list(
+                conn.scalars(
+                    text(
+                        "SELECT a.attname FROM pg_index i"
+                        " JOIN pg_class c ON c.oid = i.indexrelid"
+                        " JOIN pg_attribute a ON a.attrelid = i.indrelid"
+                        " AND a.attnum = ANY(i.indkey[i.indnkeyatts:])"
+                        " WHERE c.relname = 'pk_search_grams'"
+                        " AND c.relnamespace = current_schema()::regnamespace"
+                    )
+                )
+            )
+
+    postgresql = engine.dialect.name == "postgresql"
+    assert included() == (["fields"] if postgresql else [])
+    with engine.connect() as conn:
+        differences = [
+            d
+            for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            if "search_grams" in repr(d)
+        ]
+        assert differences == []
+    from alembic import command
+
+    from web.db import alembic_config
+
+    command.downgrade(alembic_config(engine), "0022")
+    assert included() == []
+    upgrade(engine)
+    assert included() == (["fields"] if postgresql else [])
+    engine.dispose()
