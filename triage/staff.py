@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import false, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from triage import system_reasons
 from triage.directory import BadUsername, find_user, normalise_username
@@ -551,6 +551,10 @@ def set_successor(
     return [before.code if before else None, successor.code if successor else None]
 
 
+# Cases transferred per read and flush by `hand_over`.
+HANDOVER_CHUNK = 500
+
+
 @dataclass
 class Handover:
     """What deactivating a department did: the tracking numbers of the cases transferred to
@@ -610,15 +614,34 @@ def hand_over(
     if not successor.active:
         raise StaffChangeRefused(N_("Department %(code)s is inactive."), code=successor.code)
     reason = system_reasons.DEACTIVATED_HANDED_OVER  # shown in the reader's language
-    cases = session.scalars(
-        select(Case)
-        .where(Case.department_id == dept.id, Case.status.in_(IN_HAND))
-        .order_by(Case.id)
+    ids = list(
+        session.scalars(
+            select(Case.id)
+            .where(Case.department_id == dept.id, Case.status.in_(IN_HAND))
+            .order_by(Case.id)
+        )
     )
-    for case in list(cases):
-        due = case.due_at or now
-        case.transfer(successor, by, now, due, reason)
-        result.cases.append(case.tracking_number)
+    # In chunks, each read with what a transfer touches (its replies and extension requests,
+    # for the drafts and requests it withdraws, and its events, which it appends to) and
+    # flushed once: case by case, each lazy load flushed the case before (3 queries and a
+    # flush a case, some 10 ms; 1,000 cases took 10 s).
+    for start in range(0, len(ids), HANDOVER_CHUNK):
+        chunk = session.scalars(
+            select(Case)
+            .where(Case.id.in_(ids[start : start + HANDOVER_CHUNK]))
+            .order_by(Case.id)
+            .options(
+                selectinload(Case.replies),
+                selectinload(Case.extension_requests),
+                selectinload(Case.events),
+            )
+        )
+        with session.no_autoflush:
+            for case in list(chunk):
+                due = case.due_at or now
+                case.transfer(successor, by, now, due, reason)
+                result.cases.append(case.tracking_number)
+        session.flush()
     users = session.scalars(
         select(User)
         .where(User.department_id == dept.id, User.active.is_(True))
