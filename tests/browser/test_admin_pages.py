@@ -97,3 +97,30 @@ def test_a_long_department_name_keeps_the_phone_pages_narrow(
         page.goto(url)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{url} is {width}px wide on a 390px phone"
+
+
+def test_change_who_takes_over_an_inactive_department(
+    chromium: Any, live_server: str, app: Any, tmp_path: Path
+) -> None:
+    """Deactivate urban into environment, then, on its page, change the department that
+    takes its work over to transport: the page and the admin log say so."""
+    from playwright.sync_api import expect
+
+    admin = chromium.new_context(**DESKTOP, locale="zh-CN", base_url=live_server).new_page()
+    sign_in(admin, "admin")
+    admin.goto("/admin/departments/urban")
+    admin.uncheck("#active")
+    admin.select_option("#successor", "environment")
+    admin.click("#department-form button[type=submit]")
+    expect(admin.locator("#department-successor")).to_contain_text("市生态环境局民声分局")
+    expect(admin.locator("#successor-change #successor")).to_have_value("environment")
+    admin.select_option("#successor-change #successor", "transport")
+    admin.click("#department-form button[type=submit]")
+    expect(admin.locator("p.flash.info").first).to_be_visible()
+    expect(admin.locator("#department-successor")).to_contain_text("交通运输")
+    expect(admin.locator("#successor-change #successor")).to_have_value("transport")
+    admin.goto("/admin/log")
+    expect(admin.locator("tr[data-action=department_changed]").first).to_contain_text(
+        "environment → transport"
+    )
+    screenshot(admin, tmp_path / "admin-successor-change.png")
