@@ -18,7 +18,8 @@ The queries column shows that no page runs more statements as the cases grow: ru
 ``--cases 10000`` and ``--cases 100000`` (separate ``--dir``) and compare.
 
     .venv/bin/python bench/bench_board.py [--db sqlite|postgresql] [--cases 100000]
-        [--requests 30] [--dir DIR] [--pg-url URL] [--queries-only]
+        [--requests 30] [--dir DIR] [--pg-url URL] [--pg-schema NAME]
+        [--queries-only | --explain]
 
 How to run it on both databases (the first run of each builds its database: 100,000 cases
 take some minutes; later runs with the same --dir reuse it and only measure):
@@ -294,21 +295,29 @@ def _pages(config: Path) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-def _query_counts(config: Path, pages: dict[str, list[tuple[str, str]]]) -> dict[str, int]:
-    """SQL statements per (user, label): one request each through the test client."""
+def _query_counts(
+    config: Path, pages: dict[str, list[tuple[str, str]]], explain: bool = False
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], tuple[int, float, str]]]:
+    """SQL statements per (user, label): one request each through the test client (after
+    one to warm it). With ``explain`` (PostgreSQL), also per page, requested again with the
+    counts per filter value forgotten (as after any change to a case), the shared buffers its
+    SELECT statements touch (hit or read, from ``EXPLAIN (ANALYZE, BUFFERS)`` of each run
+    again after the request), their execution time (ms) and the statement that touched most:
+    work that the machine's load does not change, to compare two sizes of database."""
     os.environ["MINSHENG_CONFIG"] = str(config)
     os.environ["MINSHENG_SECRET_KEY"] = SECRET
     from web import create_app
 
     app = create_app()
     engine = app.extensions["minsheng"].engine
-    count = [0]
+    seen: list[tuple[str, Any]] = []
 
-    def counting(*_: Any) -> None:
-        count[0] += 1
+    def record(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        seen.append((statement, params))
 
-    event.listen(engine, "before_cursor_execute", counting)
+    event.listen(engine, "before_cursor_execute", record)
     counts = {}
+    work: dict[tuple[str, str], tuple[int, float, str]] = {}
     for user, items in pages.items():
         c = app.test_client()
         page = c.get("/login").get_data(as_text=True)
@@ -316,12 +325,55 @@ def _query_counts(config: Path, pages: dict[str, list[tuple[str, str]]]) -> dict
         c.post("/login", data={"csrf_token": token, "username": user, "password": PASSWORD})
         for label, path in items:
             c.get(path)  # warm
-            count[0] = 0
+            seen.clear()
             r = c.get(path)
             assert r.status_code == 200, (path, r.status_code)
-            counts[(user, label)] = count[0]
+            counts[(user, label)] = len(seen)
+            if explain and engine.dialect.name == "postgresql":
+                # Explained without the counts per filter value kept from the request before
+                # (in the process and in the instance folder): what a request pays after any
+                # case changed, as it does all day in an office.
+                _forget_counts(app)
+                seen.clear()
+                c.get(path)
+                work[(user, label)] = _explained(engine, list(seen), record)
     engine.dispose()
-    return counts  # type: ignore[return-value]
+    return counts, work
+
+
+def _forget_counts(app: Any) -> None:
+    """Empties the caches of the lists' counts per filter value (process and files)."""
+    import shutil
+
+    from triage import case_list
+
+    case_list._facet_cache.clear()
+    shutil.rmtree(app.extensions["minsheng"].settings.instance_path / "cache", ignore_errors=True)
+
+
+def _explained(
+    engine: Any, statements: list[tuple[str, Any]], record: Any
+) -> tuple[int, float, str]:
+    """(shared buffers, execution ms, the costliest statement) of ``statements``' SELECTs."""
+    buffers, ms, top = 0, 0.0, (0, "")
+    event.remove(engine, "before_cursor_execute", record)
+    try:
+        with engine.connect() as conn:
+            for statement, params in statements:
+                if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
+                    continue
+                plan = conn.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, params
+                ).scalar()
+                root = plan[0]["Plan"]
+                n = int(root.get("Shared Hit Blocks", 0)) + int(root.get("Shared Read Blocks", 0))
+                buffers += n
+                ms += float(plan[0].get("Execution Time", 0.0))
+                if n > top[0]:
+                    top = (n, " ".join(statement.split())[:160])
+    finally:
+        event.listen(engine, "before_cursor_execute", record)
+    return buffers, ms, f"{top[0]}: {top[1]}"
 
 
 def _measure(
@@ -395,6 +447,13 @@ def main() -> None:
         "and measured again later, whatever DIR holds (default: DIR/pg_schema, else a new one).",
     )
     parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="PostgreSQL: per page, the shared buffers its statements touch and their "
+        "execution time (EXPLAIN ANALYZE), no gunicorn: work to compare between sizes "
+        "whatever the machine's load.",
+    )
+    parser.add_argument(
         "--queries-only",
         action="store_true",
         help="Only count the SQL statements per page (to compare two sizes), no gunicorn.",
@@ -409,11 +468,19 @@ def main() -> None:
     config = _config(directory, url)
     _prepare(config, args.cases)
     pages = _pages(config)
-    counts = _query_counts(config, pages)
-    if args.queries_only:
+    counts, work = _query_counts(config, pages, explain=args.explain)
+    if args.queries_only or args.explain:
         print(f"\n{args.db}, {args.cases} cases: SQL statements per page")
+        if work:
+            print(
+                f"{'user':10} {'page':32} {'queries':>8} {'buffers':>8} {'exec ms':>8}  costliest"
+            )
         for (user, label), n in counts.items():
-            print(f"{user:10} {label:32} {n:8d}")
+            extra = ""
+            if (user, label) in work:
+                buffers, ms, top = work[(user, label)]
+                extra = f" {buffers:8d} {ms:8.1f}  {top}"
+            print(f"{user:10} {label:32} {n:8d}{extra}")
         return
     proc, port = _gunicorn(config, directory)
     try:
