@@ -273,8 +273,11 @@ class PreparedImport:
         rt, report, run_id = self.rt, self.report, self.report.run_id
         policy = rt.intake_policy()
         seen: set[str] = set()
-        helper = _Helper.start(rt, policy) if self.helper and not report.dry_run else None
-        sent: set[str] = set()  # keys given to the helper
+        # Started at the first batch with calls to register (a file imported again needs
+        # none); None again once it has failed.
+        helper: _Helper | None = None
+        want_helper = self.helper and not report.dry_run
+        sent: set[str] = set()  # keys looked up for the helper
         # Batches read, each with its RowPreps on their way: the helper works out one while
         # the one before is inserted.
         ahead: deque[tuple[list[CallRow], list[str], Future[list[RowPrep]] | None]] = deque()
@@ -292,21 +295,24 @@ class PreparedImport:
                     break
                 keys: list[str] = []
                 future = None
-                ready = helper.ready() if helper is not None else False
-                if helper is not None and ready is None:
-                    helper.close()
-                    helper = None
-                if helper is not None and ready:
+                if want_helper:
                     fresh = self._new_submissions(batch, sent)
-                    keys = [s.external_id for s in fresh]
-                    future = helper.submit(fresh) if fresh else None
-                    if fresh and future is None:
-                        helper.close()
-                        helper = None
+                    if helper is None and fresh:
+                        helper = _Helper.start(rt, policy)  # this batch is worked out here
+                        want_helper = helper is not None
+                    elif helper is not None and fresh:
+                        ready = helper.ready()
+                        if ready:
+                            keys = [s.external_id for s in fresh]
+                            future = helper.submit(fresh)
+                        if ready is None or (ready and future is None):
+                            helper.close()  # it could not start, or it died
+                            helper, want_helper = None, False
                 ahead.append((batch, keys, future))
                 # With the helper, a batch waits for the next to be read and sent to it.
                 while len(ahead) > (1 if helper is not None else 0):
                     helper = self._import(policy, seen, *ahead.popleft(), progress, helper)
+                    want_helper = want_helper and helper is not None
             while ahead:
                 helper = self._import(policy, seen, *ahead.popleft(), progress, helper)
         except BaseException:

@@ -343,11 +343,17 @@ def test_a_large_file_imported_with_the_helper_process_makes_the_same_cases(
         == report.counts
         == {"rows": 24, "registered": 24, "duplicates": 0, "rejected": 0}
     )
-    assert sum(prepared) == 24, "every row was worked out by the helper"
+    # The first batch starts the helper (and is worked out here), the others go to it.
+    assert prepared == [5, 5, 5, 4], "every later row was worked out by the helper"
     got, want = snapshot(helped), snapshot(alone)
     assert got == want
     assert any(c["urgent"] for c in got.values())
     assert {c["model_version"] for c in got.values()} == {model.version}
+    # Imported again, every call a duplicate: no helper is started for nothing to do.
+    started: list[Any] = []
+    monkeypatch.setattr(call_import_run._Helper, "start", lambda *a: started.append(a))
+    third = run_import(helped, data, "calls.csv", actor="tester", clock=lambda: NOW)
+    assert third.counts["duplicates"] == 24 and started == []
     alone.engine.dispose()
     helped.engine.dispose()
 
