@@ -14,14 +14,19 @@ from flask import Flask, Response, abort, current_app, g, request, session
 from flask_babel import Babel
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.routing import IntegerConverter
 
 from triage.models import User
+from web.db import is_busy
 from web.runtime import Runtime
 from web.settings import Settings, load_settings
 
 LOCALES = ("zh", "en")
+BUSY_RETRY_SECONDS = 10
+"""Retry-After of the 503 a request gets when SQLite's write lock was busy too long."""
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 # (endpoint, parameter) whose view reads control characters itself: a search box's pasted
 # tab or line break is a space there, and a NUL is refused with a message, not a bare 400.
@@ -163,7 +168,13 @@ def create_app(
         s: Session | None = g.get("db")
         if s is not None:
             if response.status_code < 400:
-                s.commit()
+                try:
+                    s.commit()
+                except OperationalError as e:
+                    # A change first written at the commit (flushed only then).
+                    if not is_busy(e):
+                        raise
+                    response = busy_response(e)
             else:
                 s.rollback()
         response.headers.setdefault(
@@ -210,6 +221,20 @@ def create_app(
     return app
 
 
+def busy_response(error: Exception) -> Response:
+    """The 503 "busy, not saved, send it again" (Retry-After: `BUSY_RETRY_SECONDS`) of a
+    request whose write did not get SQLite's write lock in time (`web.db.is_busy`), in the
+    format of the request's blueprint (the Open311 API's own). The request's session is
+    rolled back first: the page's header reads the database."""
+    current_app.logger.warning("database busy: %s %s: %s", request.method, request.path, error)
+    s: Session | None = g.get("db")
+    if s is not None:
+        s.rollback()
+    response = current_app.make_response(current_app.handle_http_exception(ServiceUnavailable()))
+    response.headers["Retry-After"] = str(BUSY_RETRY_SECONDS)
+    return response
+
+
 def _register_error_pages(app: Flask) -> None:
     from flask import render_template
     from flask_babel import gettext as _
@@ -231,7 +256,23 @@ def _register_error_pages(app: Flask) -> None:
             lambda: _("Too many attempts"),
             lambda: _("Too many attempts. Please wait a few minutes."),
         ),
+        503: (
+            lambda: _("The system is busy"),
+            lambda: _(
+                "The system is busy right now: what you sent was not saved. Please go back "
+                "and send it again in a moment."
+            ),
+        ),
     }
+
+    @app.errorhandler(OperationalError)
+    def _database_busy(e: OperationalError) -> Any:
+        """SQLite's write lock not had within the busy timeout (another process's long
+        transaction): 503 "busy, not saved, send it again", in the page's own format (the
+        Open311 API's JSON), not a server error. Any other database error stays one."""
+        if not is_busy(e):
+            raise e
+        return busy_response(e)
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> tuple[str, int]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,38 @@ def sqlite_writes(statement: str) -> bool:
     if _WITH.match(statement):
         return bool(_DML.search(statement))
     return not _NO_BEGIN.match(statement)
+
+
+LOCK_POLL_SECONDS = 0.005
+"""How often a writer waiting for the write lock tries again (`begin_immediate`)."""
+
+
+def begin_immediate(dbapi_conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE on `dbapi_conn` (autocommit, no transaction open), tried again every
+    `LOCK_POLL_SECONDS` while another connection holds the write lock, for up to
+    `BUSY_TIMEOUT_SECONDS`; then SQLAlchemy's OperationalError "database is locked".
+
+    Not SQLite's own busy handler: it sleeps up to 100 ms between tries, and a batch job
+    (the call import, enrichment, the tick) that commits transaction after transaction
+    leaves gaps of a few ms: waiters missed them for ten transactions and more (15-21 s
+    under load while none held the lock over 4.5 s). A stale read snapshot
+    (SQLITE_BUSY_SNAPSHOT: a read statement of this connection left open while another
+    committed) never clears by waiting: it fails at once, as before."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    dbapi_conn.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                dbapi_conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(LOCK_POLL_SECONDS)
+    finally:
+        dbapi_conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
 
 
 def _sqlite_transactions(engine: Engine) -> None:
@@ -69,7 +103,29 @@ def _sqlite_transactions(engine: Engine) -> None:
             # Reset by SQLAlchemy after an AUTOCOMMIT connection went back to the pool.
             dbapi_conn.isolation_level = None
         if sqlite_writes(statement):
-            dbapi_conn.execute("BEGIN IMMEDIATE")
+            begin_immediate(dbapi_conn)
+
+
+BUSY_TIMEOUT_SECONDS = 20.0
+"""How long an SQLite writer waits for the write lock (another process's transaction) before
+"database is locked". Below gunicorn's worker timeout (30 s by default, as docs/production.md
+runs it): a request that waited 30 s was killed with its worker, the citizen's form lost
+without an answer; at 20 s it answers 503 "busy, not saved, send it again" (web/__init__.py)
+with time to spare. Long enough for any one transaction: each writer commits in steps
+(a call import per `[intake.calls] batch_size` rows, enrichment `web.cli_intake.
+SQLITE_ENRICH_BATCH` cases), measured under load at a few seconds at most."""
+
+
+def is_busy(exc: BaseException) -> bool:
+    """True when `exc` (a SQLAlchemy error or the driver's) is SQLite's "database is locked"
+    (SQLITE_BUSY: another connection held the write lock past the busy timeout)."""
+    orig = getattr(exc, "orig", exc)
+    if not isinstance(orig, sqlite3.OperationalError):
+        return False
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return bool(code & 0xFF == sqlite3.SQLITE_BUSY)
+    return "database is locked" in str(orig)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -77,7 +133,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS}, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -85,7 +141,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
             cur.close()
 
         _sqlite_transactions(engine)

@@ -30,7 +30,8 @@ from intake.submission import Channel
 from triage.api_keys import ApiKey, verify_key
 from triage.cases import normalise_tracking_number
 from triage.models import OPEN_STATUSES, Case, CaseEvent, Department
-from web import LOCALES, db, runtime, throttle
+from web import BUSY_RETRY_SECONDS, LOCALES, db, runtime, throttle
+from web.db import is_busy
 from web.open311 import bp
 from web.open311.fields import parse_list_query, parse_new_request
 from web.open311.formats import ApiError, format_of_request, render, render_error
@@ -400,5 +401,14 @@ def http_error_answer(e: HTTPException) -> Response:
 
 @bp.errorhandler(Exception)
 def _server_error(e: Exception) -> Response:
+    if is_busy(e):
+        # SQLite's write lock not had in time (another process's long transaction).
+        current_app.logger.warning("Open311 request: database busy: %s", e)
+        return render_error(
+            format_of_request(),
+            503,
+            "the service is busy; nothing was saved: try again later",
+            {"Retry-After": str(BUSY_RETRY_SECONDS)},
+        )
     current_app.logger.exception("Open311 request failed", exc_info=e)
     return render_error(format_of_request(), 500, "internal error; the office has been told")
