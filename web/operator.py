@@ -180,11 +180,26 @@ def history() -> Response | tuple[Response, int]:
     return response
 
 
-def _called_at(form: PhoneCallForm, now: datetime) -> datetime | None:
-    """The call time as typed (office time zone), or now; None (with the field's error) if
-    it lies in the future or more than `PAST_LIMIT_DAYS` days back."""
+# The call time the desk filled in (a hidden field beside it, ``%Y-%m-%dT%H:%M``, office
+# time): posted back unchanged, the operator left the time alone and the call is now.
+CALLED_AT_SHOWN = "called_at_shown"
+_MINUTE = "%Y-%m-%dT%H:%M"
+
+
+def _time_untouched(form: PhoneCallForm) -> bool:
+    """Whether the call time posted is the one the desk filled in (or none): the page may
+    have been shown hours before the call came."""
     typed = form.called_at.data
-    if typed is None:
+    shown = request.form.get(CALLED_AT_SHOWN, "") if request.method == "POST" else ""
+    return typed is None or (bool(shown) and typed.strftime(_MINUTE) == shown.strip())
+
+
+def _called_at(form: PhoneCallForm, now: datetime) -> datetime | None:
+    """The call time as typed (office time zone), or now when none was typed or the one the
+    desk filled in came back unchanged; None (with the field's error) if it lies in the
+    future or more than `PAST_LIMIT_DAYS` days back."""
+    typed = form.called_at.data
+    if typed is None or _time_untouched(form):
         return now
     earliest = now - timedelta(days=PAST_LIMIT_DAYS)
     # Compared in local time first: year 1 in UTC would not exist (OverflowError).
@@ -201,10 +216,17 @@ def _called_at(form: PhoneCallForm, now: datetime) -> datetime | None:
 def _render(form: PhoneCallForm, found: CallerHistory | None, status: int = 200) -> tuple[str, int]:
     if form.token.data in (None, ""):
         form.token.data = secrets.token_urlsafe(16)
+    if _time_untouched(form) and not form.called_at.errors:
+        # Shown again (or for the first time): the time the desk fills in is now's.
+        form.called_at.data = datetime.now(_tz()).replace(second=0, microsecond=0, tzinfo=None)
+        shown = form.called_at.data.strftime(_MINUTE)
+    else:
+        shown = request.form.get(CALLED_AT_SHOWN, "")[:20]
     return render_template(
         "board/call.html",
         form=form,
         found=found,
+        called_at_shown=shown,
         choices={c.tracking_number: _choices(c) for c in (found.cases if found else [])},
         chosen=form.about.data or "new",
     ), status
@@ -231,7 +253,7 @@ def _policy(urgent: bool) -> IntakePolicy:
 def new_call() -> Response | str | tuple[str, int]:
     form = PhoneCallForm()
     if request.method == "GET":
-        form.called_at.data = datetime.now(_tz()).replace(second=0, microsecond=0, tzinfo=None)
+        form.called_at.data = None  # filled in with now by _render
         form.phone.data = request.args.get("phone", "")[:40]
         form.phone.errors = []
         return _render(form, _shown_history(form.phone.data))

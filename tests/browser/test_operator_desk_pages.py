@@ -183,3 +183,25 @@ def test_an_anonymous_call_is_logged_with_the_keyboard_alone(
     expect(page.locator(".timeline")).to_contain_text("匿名来电")
     expect(page.locator(".timeline")).not_to_contain_text("来电人要求回电")
     screenshot(page, tmp_path / "desk-anonymous.png")
+
+
+def test_the_call_time_follows_the_clock_until_the_operator_types_it(
+    chromium: Any, live_server: str, runtime: Any
+) -> None:
+    """A desk opened long before the call: the call time it filled in moves on with the
+    clock (the operator sees the time the call is logged at); typed over, it stays."""
+    from playwright.sync_api import expect
+
+    page = chromium.new_context(**DESKTOP, locale="zh-CN", base_url=live_server).new_page()
+    sign_in(page, "operator")
+    page.clock.install()
+    page.goto("/board/calls/new")
+    called_at = page.locator("input[name=called_at]")
+    filled = called_at.input_value()
+    page.clock.fast_forward("02:00:00")
+    page.clock.run_for(20_000)
+    later = called_at.input_value()
+    assert later > filled and int(later[11:13]) % 24 == (int(filled[11:13]) + 2) % 24, later
+    called_at.fill("2026-01-05T08:30")
+    page.clock.run_for(20_000)
+    expect(called_at).to_have_value("2026-01-05T08:30")

@@ -549,3 +549,53 @@ def test_reopening_a_case_of_a_deactivated_department_says_where_it_went(
     assert any("dispatch queue" in f for f in said), said
     case = _case(runtime, second)
     assert case.status == "triage" and case.department_id is None
+
+
+def test_a_call_logged_long_after_the_desk_was_opened_is_received_when_logged(
+    login_as: Any, runtime: Any
+) -> None:
+    """The desk fills the call time in with the time the page was shown. An operator who
+    opens the desk in the morning and takes a call hours later, leaving the time as it was,
+    logs the call now, not at the morning's time (its deadlines count from it); a time the
+    operator typed over it is kept."""
+    operator = login_as("operator")
+    page = operator.get("/board/calls/new").get_data(as_text=True)
+    shown = re.search(r'name="called_at_shown"[^>]*value="([^"]+)"', page)
+    assert shown is not None, "the desk keeps the call time it filled in"
+    filled = re.search(r'id="called_at"[^>]*value="([^"]+)"', page)
+    assert filled is not None and filled.group(1) == shown.group(1)
+
+    zone = ZoneInfo(runtime.settings.app.timezone)
+    morning = (datetime.now(zone) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M")
+    token = re.search(r'name="token"[^>]*value="([^"]+)"', page).group(1)
+    form = {
+        "csrf_token": csrf_from(page),
+        "token": token,
+        "phone": PHONE,
+        "kind": "complaint",
+        "subject": "路灯不亮",
+        "body": "明德路路灯不亮三天了",
+        "called_at": morning,
+        "called_at_shown": morning,
+    }
+    before = datetime.now(UTC)
+    r = operator.post("/board/calls/new", data=form)
+    assert r.status_code == 302, r.get_data(as_text=True)
+    number = r.headers["Location"].rsplit("/", 1)[1]
+    received = _case(runtime, number).received_at
+    assert received >= before - timedelta(minutes=1), received
+
+    # Typed over: the operator logs a call that came an hour ago.
+    page = operator.get("/board/calls/new").get_data(as_text=True)
+    an_hour_ago = datetime.now(zone) - timedelta(hours=1)
+    form.update(
+        csrf_token=csrf_from(page),
+        token=re.search(r'name="token"[^>]*value="([^"]+)"', page).group(1),
+        phone="13912345678",
+        called_at=an_hour_ago.strftime("%Y-%m-%dT%H:%M"),
+        called_at_shown=re.search(r'name="called_at_shown"[^>]*value="([^"]+)"', page).group(1),
+    )
+    r = operator.post("/board/calls/new", data=form)
+    assert r.status_code == 302
+    received = _case(runtime, r.headers["Location"].rsplit("/", 1)[1]).received_at
+    assert received.astimezone(zone).strftime("%H:%M") == an_hour_ago.strftime("%H:%M")

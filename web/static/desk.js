@@ -158,5 +158,28 @@
     form.requestSubmit(logButton);
   });
 
+  // The call time the desk filled in follows the clock until the operator types over it:
+  // the page may have been opened long before the call came. Counted from the time the
+  // server filled in (office time), not the browser's zone.
+  var calledAt = form.querySelector("[name=called_at]");
+  var calledShown = form.querySelector("[name=called_at_shown]");
+  var filled = calledShown && /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})$/.exec(calledShown.value);
+  if (calledAt && filled) {
+    var loaded = Date.now();
+    var base = Date.UTC(+filled[1], +filled[2] - 1, +filled[3], +filled[4], +filled[5]);
+    var pad = function (n) {
+      return (n < 10 ? "0" : "") + n;
+    };
+    setInterval(function () {
+      if (calledAt.value !== calledShown.value) return;
+      var d = new Date(base + (Date.now() - loaded));
+      var value =
+        d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) +
+        "T" + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
+      calledAt.value = value;
+      calledShown.value = value;
+    }, 15000);
+  }
+
   if (phone.value) lookUp();
 })();
