@@ -28,9 +28,13 @@ take some minutes; later runs with the same --dir reuse it and only measure):
     createdb -h 127.0.0.1 -U postgres bench_board
     .venv/bin/python bench/bench_board.py --db postgresql --dir /tmp/bench_board_pg \
         --pg-url postgresql+psycopg://postgres@127.0.0.1:5432/bench_board
-    # 1,000,000 cases on PostgreSQL (a database of its own: 100,000 cases took 2.1 GB)
+    # 1,000,000 cases on PostgreSQL (a database of its own: 100,000 cases take 2.1 GB), in a
+    # named schema, so that later runs measure it again (no generation) whatever DIR holds;
+    # --explain adds the buffers each page touches, which the machine's load does not change
+    createdb -h 127.0.0.1 -U postgres bench1m
     .venv/bin/python bench/bench_board.py --db postgresql --cases 1000000 \
-        --dir /tmp/bench_board_pg_1m --pg-url postgresql+psycopg://postgres@127.0.0.1:5432/bench_board
+        --pg-url postgresql+psycopg://postgres@127.0.0.1:5432/bench1m --pg-schema board \
+        --dir /tmp/bench_board_pg_1m [--explain]
 
 SQLite uses DIR/board.db (kept: a second run with the same --dir and --cases reuses it);
 PostgreSQL (--pg-url, else MINSHENG_TEST_PG_URL, else postgres@127.0.0.1:5432/test) a schema
