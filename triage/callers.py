@@ -211,6 +211,16 @@ def _linked_keys(session: Session, keys: list[str], limit: int) -> list[str]:
     return sorted({*keys, *(k for row in linking for k in row if k)})
 
 
+def is_callers_case(session: Session, keys: Iterable[str], case: Case, limit: int = 1000) -> bool:
+    """Whether `case` is one `caller_history(session, keys)` would list: stored under one of
+    `keys` or of the keys linked to them (a case that gave both a phone and an email)."""
+    keys = sorted({k for k in keys if k})
+    stored = {k for k in (case.caller_key, case.caller_alt_key) if k}
+    if not keys or not stored:
+        return False
+    return bool(stored & set(keys)) or bool(stored & set(_linked_keys(session, keys, limit)))
+
+
 def caller_history(
     session: Session,
     keys: Iterable[str],

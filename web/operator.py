@@ -36,7 +36,13 @@ from werkzeug.wrappers import Response
 from intake.normalise import PhoneError, normalise_phone
 from intake.phone import operator_submission
 from triage.access import Action, can, sees_all_cases, sees_personal_data
-from triage.callers import CallerHistory, caller_history, caller_keys, case_keys
+from triage.callers import (
+    CallerHistory,
+    caller_history,
+    caller_keys,
+    case_keys,
+    is_callers_case,
+)
 from triage.cases import IntakePolicy, find_by_external_id, follow_inactive_department, register
 from triage.models import FINAL_STATUSES, OPEN_STATUSES, Case, IllegalTransition, Role, Status
 from triage.privacy import mask_text
@@ -356,12 +362,15 @@ def _applied_by_twin(number: str, form: PhoneCallForm, token: str) -> Response |
 
 
 def _callers_case(number: str, phone: str) -> Case | None:
-    """The case `number` if it is one of the caller's (by caller key), else None."""
-    keys = set(_phone_keys(phone))
+    """The case `number` if it is one of the caller's (by caller key, or a key linked to
+    the number's as the desk's history links them), else None."""
+    keys = _phone_keys(phone)
     case = db().scalar(select(Case).where(Case.tracking_number == number.strip()))
     if case is None or not keys:
         return None
-    return case if keys & set(case_keys(case, runtime().secret)) else None
+    if set(keys) & set(case_keys(case, runtime().secret)):
+        return case
+    return case if is_callers_case(db(), keys, case) else None
 
 
 def _done_with_token(case: Case, token: str) -> bool:

@@ -599,3 +599,24 @@ def test_a_call_logged_long_after_the_desk_was_opened_is_received_when_logged(
     assert r.status_code == 302
     received = _case(runtime, r.headers["Location"].rsplit("/", 1)[1]).received_at
     assert received.astimezone(zone).strftime("%H:%M") == an_hour_ago.strftime("%H:%M")
+
+
+def test_a_case_found_through_the_callers_email_can_be_urged_from_their_number(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """The desk lists the caller's cases under the keys linked to their number (a case that
+    gave the number and an email links the email-only ones): each listed case's choice is
+    taken, not refused as 'not one of this caller's'."""
+    email = "qian.qi@example.com"
+    linked, _ = submit_complaint(client, "人民公园东门路灯坏了", phone=PHONE, email=email)
+    by_mail, _ = submit_complaint(client, "人民公园西侧公厕没人打扫", phone="", email=email)
+    operator = login_as("operator")
+    found = operator.get(f"/board/calls/history?phone={PHONE}").get_json()
+    assert {c["number"] for c in found["cases"]} == {linked, by_mail}
+
+    before = _count(runtime)
+    r = _desk(operator, {"phone": PHONE, "about": f"urge:{by_mail}", "body": "公厕还是很脏"})
+    assert r.status_code == 302, flashes(r.get_data(as_text=True))
+    assert r.headers["Location"].endswith(f"/board/cases/{by_mail}")
+    assert _case(runtime, by_mail).urge_count == 1
+    assert _count(runtime) == before
