@@ -137,6 +137,20 @@ class Choice:
 
 def _choices(case: Case) -> list[Choice]:
     number = case.tracking_number
+    target = case.merge_target if case.status == Status.MERGED else None
+    if target is not None and target.status in OPEN_STATUSES:
+        # Merged into an open case about the same issue: a repeat call urges that one.
+        return [
+            Choice(
+                f"urge:{target.tracking_number}",
+                _(
+                    "Repeat call about %(n)s, merged into %(m)s (催办 on %(m)s)",
+                    n=number,
+                    m=target.tracking_number,
+                ),
+            ),
+            Choice(f"follow:{number}", _("New case following up %(n)s", n=number)),
+        ]
     if case.status in OPEN_STATUSES:
         return [Choice(f"urge:{number}", _("Repeat call about %(n)s (催办)", n=number))]
     if case.status == Status.CLOSED:
@@ -368,9 +382,24 @@ def _callers_case(number: str, phone: str) -> Case | None:
     case = db().scalar(select(Case).where(Case.tracking_number == number.strip()))
     if case is None or not keys:
         return None
-    if set(keys) & set(case_keys(case, runtime().secret)):
+    if set(keys) & set(case_keys(case, runtime().secret)) or is_callers_case(db(), keys, case):
         return case
-    return case if is_callers_case(db(), keys, case) else None
+    return case if _merged_from_callers(case, keys) else None
+
+
+def _merged_from_callers(case: Case, keys: list[str], depth: int = 5) -> bool:
+    """Whether one of the caller's cases (by `keys`) was merged into `case`, directly or
+    through a chain of merges of at most `depth` steps."""
+    s = db()
+    level = [case.id]
+    for _step in range(depth):
+        merged = s.scalars(select(Case).where(Case.merged_into_id.in_(level))).all()
+        if not merged:
+            return False
+        if any(is_callers_case(s, keys, m) for m in merged):
+            return True
+        level = [m.id for m in merged]
+    return False
 
 
 def _done_with_token(case: Case, token: str) -> bool:

@@ -620,3 +620,35 @@ def test_a_case_found_through_the_callers_email_can_be_urged_from_their_number(
     assert r.headers["Location"].endswith(f"/board/cases/{by_mail}")
     assert _case(runtime, by_mail).urge_count == 1
     assert _count(runtime) == before
+
+
+def test_a_repeat_call_about_a_merged_case_urges_the_case_it_was_merged_into(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """The caller's case was merged into another citizen's open case about the same issue:
+    their repeat call is offered as 催办 on that case and counted there, not a new case."""
+    other, _ = submit_complaint(client, "幸福路人民路口井盖丢失", phone="13912345678")
+    mine, _ = submit_complaint(client, "幸福路口井盖没了很危险", phone=PHONE)
+    now = datetime.now(UTC)
+    with runtime.sessions() as s, s.begin():
+        target = s.scalars(select(Case).where(Case.tracking_number == other)).one()
+        merged = s.scalars(select(Case).where(Case.tracking_number == mine)).one()
+        merged.merge_into(target, "supervisor", now, "同一井盖")
+    operator = login_as("operator")
+    found = operator.get(f"/board/calls/history?phone={PHONE}").get_json()
+    (listed,) = found["cases"]
+    assert listed["number"] == mine
+    assert f"urge:{other}" in [c["value"] for c in listed["choices"]]
+    page = operator.get(f"/board/calls/new?phone={PHONE}").get_data(as_text=True)
+    assert f'value="urge:{other}"' in page
+
+    before = _count(runtime)
+    r = _desk(operator, {"phone": PHONE, "about": f"urge:{other}", "body": "井盖还没补上"})
+    assert r.status_code == 302, flashes(r.get_data(as_text=True))
+    assert r.headers["Location"].endswith(f"/board/cases/{other}")
+    assert _case(runtime, other).urge_count == 1
+    assert _count(runtime) == before
+    # Another caller's open case that none of theirs was merged into stays refused.
+    third, _ = submit_complaint(client, "明德路路灯不亮", phone="13700001111")
+    r = _desk(operator, {"phone": PHONE, "about": f"urge:{third}"})
+    assert r.status_code == 400 and _case(runtime, third).urge_count == 0
