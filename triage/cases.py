@@ -24,12 +24,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, object_session
 
 from intake.submission import Submission
-from triage import duplicate_index, notifications, system_reasons
+from triage import duplicate_index, notifications, similarity, similarity_store, system_reasons
 from triage.attachments import AttachmentStore
 from triage.callers import PLACE_MAX, stamp_caller
 from triage.callers import stamp as stamp_caller_keys
 from triage.deadlines import Deadlines
-from triage.enrichment import defer_enrichment
+from triage.enrichment import CandidateRow, defer_enrichment, open_candidates
 from triage.models import (
     N_,
     OPEN_STATUSES,
@@ -1086,7 +1086,9 @@ def similar_open_cases(
         # the next cases of the batch mostly share, are read once a batch.
         rows = batch.stored_texts(session, stored, since)
     elif stored:
-        rows = list(session.execute(_CANDIDATES, {"ids": stored, "since": since}).all())
+        # One case at a time (web form, desk, API): the candidates' stored similarity profiles
+        # come with their texts, so a case costs its own analysis, not theirs.
+        rows = list(open_candidates(session, set(stored), since).values())
     # The batch's own cases are newer than any stored one (open, ids above theirs).
     rows += [
         _Candidate(i, *pending[i][:3])
@@ -1096,9 +1098,21 @@ def similar_open_cases(
     if not rows:
         return []
     numbers = {r.id: r.tracking_number for r in rows}
+    computed: dict[int, similarity.Profile] = {}
+
+    def candidate(row: Any) -> str:
+        text_ = case_text(row.subject, row.body)
+        if not isinstance(row, CandidateRow):
+            return text_
+        profile, new = similarity_store.profile_of(text_, row.version, row.data)
+        if new:
+            computed[row.id] = profile
+        return similarity.ProfiledText(text_, profile)
+
     found = policy.find_similar(
-        case_text(case.subject, case.body), [(r.id, case_text(r.subject, r.body)) for r in rows]
+        case_text(case.subject, case.body), [(r.id, candidate(r)) for r in rows]
     )
+    similarity_store.save(session, computed)
     return [[numbers[i], round(float(score), 3)] for i, score in found if i in numbers]
 
 

@@ -160,13 +160,13 @@ def _suggest_batch(session: Session, cases: Sequence[Case], policy: IntakePolicy
         minute = duplicate_index.minute_of(case.received_at)
         lookup.add(case.id, minute, set(found[case.id].signature))
         rows += [(h, minute, case.id) for h in set(found[case.id].signature)]
-    candidates = _candidates(
+    candidates = open_candidates(
         session, {i for f in found.values() for i in f.case_ids}, min(since.values(), default=None)
     )
     profiled: dict[int, ProfiledText] = {}
     computed: dict[int, Profile] = {}
 
-    def candidate_text(row: _Row) -> ProfiledText:
+    def candidate_text(row: CandidateRow) -> ProfiledText:
         """The candidate's text with its profile: this batch's, stored, or computed now (a
         case enriched before profiles were stored; stored below)."""
         text_ = profiled.get(row.id)
@@ -222,7 +222,7 @@ def _forget_events(session: Session, flush_context: object) -> None:
             session.expire(case, ["events"])
 
 
-class _Row(NamedTuple):
+class CandidateRow(NamedTuple):
     id: int
     tracking_number: str
     subject: str
@@ -232,7 +232,9 @@ class _Row(NamedTuple):
     data: bytes | None
 
 
-def _candidates(session: Session, ids: set[int], since: datetime | None) -> dict[int, _Row]:
+def open_candidates(
+    session: Session, ids: set[int], since: datetime | None
+) -> dict[int, CandidateRow]:
     """The open cases among ``ids`` received at or after ``since``, by id, with their
     stored similarity profiles (one statement)."""
     from triage.similarity_store import PROFILE_COLUMNS
@@ -240,7 +242,7 @@ def _candidates(session: Session, ids: set[int], since: datetime | None) -> dict
     if not ids or since is None:
         return {}
     return {
-        r.id: _Row(*r)
+        r.id: CandidateRow(*r)
         for r in session.execute(
             select(
                 Case.id,

@@ -422,7 +422,7 @@ def _enrich_counted(runtime: Any, monkeypatch: pytest.MonkeyPatch, external_id: 
         s.add(EnrichmentPending(case_id=case.id))
     spy = Spy(runtime)
     read: dict[str, int] = {"entries": 0, "candidates": 0}
-    entries, candidates = duplicate_index._entries, enrichment._candidates
+    entries, candidates = duplicate_index._entries, enrichment.open_candidates
 
     def counted_entries(*args: Any) -> Any:
         found = entries(*args)
@@ -435,7 +435,7 @@ def _enrich_counted(runtime: Any, monkeypatch: pytest.MonkeyPatch, external_id: 
         return found
 
     monkeypatch.setattr(duplicate_index, "_entries", counted_entries)
-    monkeypatch.setattr(enrichment, "_candidates", counted_candidates)
+    monkeypatch.setattr(enrichment, "open_candidates", counted_candidates)
     with runtime.sessions() as s, s.begin():
         assert enrichment.enrich_pending(s, spy.policy()) == 1
         spy.similar = listed_numbers(s.get(Case, case.id))  # type: ignore[attr-defined]

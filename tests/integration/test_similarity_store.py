@@ -209,6 +209,40 @@ def test_enriching_a_case_analyses_its_own_text_only(
     assert "FILL-0000017" in listed_numbers_of(similar)
 
 
+def test_registering_one_case_analyses_its_own_text_only(
+    runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A case registered on its own (web form, operator's desk, API) is scored against its
+    candidates' stored profiles: one text analysis, however many candidates; a candidate
+    without a stored profile gets one then."""
+    with runtime.engine.begin() as conn:
+        add_open_cases(conn, 400)
+    with runtime.sessions() as s, s.begin():
+        assert similarity_store.backfill(s) == 400
+        twin = s.scalar(select(Case.id).where(Case.tracking_number == "FILL-0000017"))
+        s.execute(delete(SimilarityProfile).where(SimilarityProfile.case_id == twin))
+    analysed: list[str] = []
+    raw = similarity._raw_profile
+
+    def counted(text_: str) -> Any:
+        analysed.append(text_)
+        return raw(text_)
+
+    monkeypatch.setattr(similarity, "_raw_profile", counted)
+    similarity._profile.cache_clear()
+    subject, body = filler_text(17)
+    with runtime.sessions() as s, s.begin():
+        case = register(s, submission("one", subject, body), runtime.intake_policy(), NOW).case
+        similar = case.similar
+    assert "FILL-0000017" in listed_numbers_of(similar)
+    own = f"{subject}\n{body}"
+    assert analysed.count(own) == 1
+    others = [t for t in analysed if t != own]
+    assert len(others) <= 1  # at most the one candidate whose profile was removed
+    with runtime.sessions() as s:
+        assert len(s.scalars(select(SimilarityProfile.case_id)).all()) == 400
+
+
 def test_a_case_that_ends_loses_its_profile(runtime: Any) -> None:
     ids = _register_pending(runtime, [("a", STREET_LIGHT), ("b", GARBAGE)])
     _enrich(runtime)
