@@ -118,3 +118,23 @@ def test_the_desk_logs_a_caller_who_gives_no_number(login_as: Any, runtime: Any)
     # A second anonymous call is its own case: no matching by an absent number.
     r = _desk(operator, {"phone": "", "anonymous": "y", "body": "和平路又在夜间施工"})
     assert r.status_code == 302 and r.headers["Location"].rsplit("/", 1)[-1] != number
+
+
+def test_a_caller_who_gives_a_number_but_no_name_is_not_shown_as_anonymous(
+    login_as: Any, runtime: Any
+) -> None:
+    """A caller who gives their number but not their name is no anonymous caller: the case
+    page says the name was not given, beside the number to call back, in either language."""
+    operator = login_as("operator")
+    r = _desk(operator, {"phone": "021-6543 2100", "name": ""})
+    assert r.status_code == 302
+    number = r.headers["Location"].rsplit("/", 1)[-1]
+    supervisor = login_as("supervisor")
+    html = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
+    contact = re.search(r'<dd id="case-contact">(.*?)</dd>', html, re.S).group(1)
+    assert "02165432100" in contact
+    assert "匿名" not in contact and "未留姓名" in contact, contact
+    supervisor.get("/lang/en")
+    html = supervisor.get(f"/board/cases/{number}").get_data(as_text=True)
+    contact = re.search(r'<dd id="case-contact">(.*?)</dd>', html, re.S).group(1)
+    assert "anonymous" not in contact.lower() and "name not given" in contact, contact
