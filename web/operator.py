@@ -135,6 +135,14 @@ class Choice:
     label: str
 
 
+def _open_matter(case: Case) -> bool:
+    """Whether the caller's `case` is still being handled: open, or merged into an open case."""
+    if case.status == Status.MERGED:
+        target = case.merge_target
+        return target is not None and target.status in OPEN_STATUSES
+    return case.status in OPEN_STATUSES
+
+
 def _choices(case: Case) -> list[Choice]:
     number = case.tracking_number
     target = case.merge_target if case.status == Status.MERGED else None
@@ -305,7 +313,7 @@ def new_call() -> Response | str | tuple[str, int]:
             return _render(form, None, 400)
         return _new_case(form, called_at, call_id, token, now)
     found = _history(form.phone.data or "")
-    if not about and any(c.status in OPEN_STATUSES for c in found.cases):
+    if not about and any(_open_matter(c) for c in found.cases):
         # The caller has open cases and the operator did not say whether this call is
         # about one of them (the form was sent before they showed): ask.
         flash(

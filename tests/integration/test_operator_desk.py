@@ -643,6 +643,10 @@ def test_a_repeat_call_about_a_merged_case_urges_the_case_it_was_merged_into(
     assert f'value="urge:{other}"' in page
 
     before = _count(runtime)
+    # Sent before the history showed: asked, as for an open case of the caller's own.
+    r = _desk(operator, {"phone": PHONE, "body": "井盖还没补上"})
+    assert r.status_code == 200 and _count(runtime) == before
+    assert any("未办结" in f for f in flashes(r.get_data(as_text=True)))
     r = _desk(operator, {"phone": PHONE, "about": f"urge:{other}", "body": "井盖还没补上"})
     assert r.status_code == 302, flashes(r.get_data(as_text=True))
     assert r.headers["Location"].endswith(f"/board/cases/{other}")
