@@ -239,8 +239,8 @@ def import_batch(
     is `now`.
 
     `prepared` gives, by external id, rows' `triage.cases.RowPrep` (suggestion, hazard flag,
-    masked text) worked out ahead (`triage.cases.prepare_rows`); the others' are worked out
-    here.
+    masked text, query code, caller keys, deadlines) worked out ahead
+    (`triage.cases.prepare_rows`); the others' are worked out here.
     """
     result = BatchResult()
     batch = list(rows)
@@ -273,7 +273,9 @@ def import_batch(
             for r in fresh
             if r.submission is not None and r.submission.external_id not in prepared
         ]
-        made = prepare_rows(missing, policy.router, policy.detect_hazard)
+        made = prepare_rows(
+            missing, policy.router, policy.detect_hazard, policy.deadlines, policy.query_code_key
+        )
         prepared.update((s.external_id, p) for s, p in zip(missing, made, strict=True))
     if run_id is not None:
         # A write first: it opens the transaction (SQLite's driver opens one only on a

@@ -462,31 +462,60 @@ _CASE_KEYS = select(Case.id, Case.tracking_number, Case.channel, Case.external_i
 
 class RowPrep(NamedTuple):
     """What `register_rows` works out from a submission alone, with no database: its routing
-    suggestion, its hazard flag and its masked text (`prepare_rows`). Worked out ahead, in
-    another process (the call import's), they are the same values."""
+    suggestion, its hazard flag and its masked text (`prepare_rows`); given the deadlines and
+    the application's secret, also its query code with the code's stored hash, its caller
+    keys, its triage deadline and the handling deadline (datetime and ISO text) should it be
+    assigned at its receipt to the suggested department. Worked out ahead, in another
+    process (the call import's), they are the same values; a field left None is worked out
+    by `register_rows`."""
 
     suggestion: SuggestionLike
     hazard: HazardLike
     masked_text: str
+    # (code, hash_query_code(code, key)): a new query code, used when the item has none.
+    query_code: tuple[str, str] | None = None
+    # (caller_key, caller_alt_key) as `triage.callers.stamp` sets them.
+    caller_keys: tuple[str | None, str | None] | None = None
+    triage_due: datetime | None = None
+    # handling_due(received_at, suggestion.label, urgent, kind) and its isoformat().
+    handling_due: tuple[datetime, str] | None = None
 
 
 def prepare_rows(
     submissions: Sequence[Submission],
     router: Router,
     detect_hazard: Callable[[str, str], HazardLike],
+    deadlines: Deadlines | None = None,
+    query_code_key: bytes | None = None,
 ) -> list[RowPrep]:
     """`RowPrep` of each submission, in order: the suggestions of a router with
-    ``suggest_many`` in one call (one matrix product for all), else one at a time."""
+    ``suggest_many`` in one call (one matrix product for all), else one at a time. With
+    `deadlines`, the deadlines too; with `query_code_key`, a query code and its hash and the
+    caller keys (`RowPrep`)."""
     pairs = [(s.subject, s.body) for s in submissions]
     suggest_many = getattr(router, "suggest_many", None)
     if suggest_many is not None:
         suggestions = list(suggest_many(pairs)) if pairs else []
     else:
         suggestions = [router.suggest(subject, body) for subject, body in pairs]
-    return [
-        RowPrep(suggestion, detect_hazard(s.subject, s.body), _masked(s))
-        for s, suggestion in zip(submissions, suggestions, strict=True)
-    ]
+    out = []
+    for s, suggestion in zip(submissions, suggestions, strict=True):
+        hazard = detect_hazard(s.subject, s.body)
+        code = caller = triage_due = handling_due = None
+        if query_code_key:
+            new_code = new_query_code()
+            code = (new_code, hash_query_code(new_code, key=query_code_key))
+            contact = _Contact(s.contact.phone.strip()[:40], s.contact.email.strip()[:200])
+            stamp_caller_keys(contact, query_code_key)  # type: ignore[arg-type]
+            caller = (contact.caller_key, contact.caller_alt_key)
+        if deadlines is not None:
+            urgent, kind = bool(hazard.urgent), str(s.kind)
+            triage_due = deadlines.triage_due(s.received_at, urgent, kind=kind)
+            if suggestion.label:
+                due = deadlines.handling_due(s.received_at, suggestion.label, urgent, kind=kind)
+                handling_due = (due, due.isoformat())
+        out.append(RowPrep(suggestion, hazard, _masked(s), code, caller, triage_due, handling_due))
+    return out
 
 
 def _masked(submission: Submission) -> str:
@@ -568,7 +597,11 @@ def register_rows(
     missing = [i for i in fresh if i not in preps]
     if missing:
         made_here = prepare_rows(
-            [items[i][0] for i in missing], policy.router, policy.detect_hazard
+            [items[i][0] for i in missing],
+            policy.router,
+            policy.detect_hazard,
+            policy.deadlines,
+            policy.query_code_key,
         )
         preps.update(zip(missing, made_here, strict=True))
     departments = _departments(session)
@@ -586,12 +619,19 @@ def register_rows(
             case_id, number = known.get(key) or made[key]
             out.append(RowRegistration(case_id, number, created=False))
             continue
-        code = query_code or new_query_code()
+        prep = preps[i]
+        code_hash = None
+        if query_code:
+            code = query_code
+        elif prep.query_code is not None:
+            code, code_hash = prep.query_code
+        else:
+            code = new_query_code()
         case_id = next(ids)
         number = f"{policy.tracking_prefix}-{local_years[i]}-{next(serials[local_years[i]]):06d}"
         when = submission.received_at
         case, case_events = _case_row(
-            submission, policy, when, code, preps[i], departments, threshold
+            submission, policy, when, code, prep, departments, threshold, code_hash
         )
         case.update(id=case_id, tracking_number=number, created_at=now)
         for ev in itertools.chain(case_events, _later_rows(later[i] if later else (), case)):
@@ -707,10 +747,13 @@ def _case_row(
     prep: RowPrep,
     departments: dict[str, Department],
     threshold: float,
+    code_hash: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The ``cases`` row (without id, number, created_at) and the ``case_events`` rows
-    (without case_id) that `_new_case` makes of a submission registered at ``when``, with
-    its suggestion, hazard flag and masked text from ``prep``."""
+    (without case_id) that `_new_case` makes of a submission registered at ``when`` (its
+    ``received_at``), with its suggestion, hazard flag and masked text from ``prep``, and
+    its caller keys and deadlines from ``prep`` where it has them; `code_hash`, when given,
+    is ``hash_query_code(code, key=policy.query_code_key)``."""
     suggestion, hazard = prep.suggestion, prep.hazard
     suggested = departments.get(suggestion.label)
     kind = str(submission.kind)
@@ -724,9 +767,14 @@ def _case_row(
     alternatives = [
         [label, round(float(p), 4)] for label, p in suggestion.alternatives if label in departments
     ]
-    contact = _Contact(phone, email)
+    caller_key = caller_alt_key = None
     if policy.query_code_key:
-        stamp_caller_keys(contact, policy.query_code_key)  # type: ignore[arg-type]
+        if prep.caller_keys is not None:
+            caller_key, caller_alt_key = prep.caller_keys
+        else:
+            contact = _Contact(phone, email)
+            stamp_caller_keys(contact, policy.query_code_key)  # type: ignore[arg-type]
+            caller_key, caller_alt_key = contact.caller_key, contact.caller_alt_key
     confidence = round(float(suggestion.confidence), 4)
     model = f"model {suggestion.model_version}"
     events = [
@@ -768,7 +816,11 @@ def _case_row(
     if policy.auto_route and confident and suggested is not None and suggested.active:
         status = Status.ASSIGNED
         department_id, assigned_at = suggested.id, when
-        due_at = policy.deadlines.handling_due(when, suggested.code, urgent, kind=kind)
+        if prep.handling_due is not None:
+            due_at, due_text = prep.handling_due
+        else:
+            due_at = policy.deadlines.handling_due(when, suggested.code, urgent, kind=kind)
+            due_text = due_at.isoformat()
         events.append(
             _event_row(
                 "auto_assigned",
@@ -779,7 +831,7 @@ def _case_row(
                 public=True,
                 detail={
                     "department": suggested.code,
-                    "due_at": due_at.isoformat(),
+                    "due_at": due_text,
                     "confidence": round(float(suggestion.confidence), 4),
                 },
             )
@@ -803,7 +855,7 @@ def _case_row(
             )
         )
     case = {
-        "query_code_hash": hash_query_code(code, key=policy.query_code_key),
+        "query_code_hash": code_hash or hash_query_code(code, key=policy.query_code_key),
         "channel": channel,
         "external_id": submission.external_id,
         "kind": kind,
@@ -822,14 +874,18 @@ def _case_row(
         "urgent": urgent,
         "urgent_reasons": list(hazard.reasons),
         "similar": [],
-        "triage_due_at": policy.deadlines.triage_due(submission.received_at, urgent, kind=kind),
+        "triage_due_at": (
+            prep.triage_due
+            if prep.triage_due is not None
+            else policy.deadlines.triage_due(submission.received_at, urgent, kind=kind)
+        ),
         "due_at": due_at,
         "assigned_at": assigned_at,
         "masked_text": prep.masked_text,
         "updated_at": when,
         "version": 1,
-        "caller_key": contact.caller_key,
-        "caller_alt_key": contact.caller_alt_key,
+        "caller_key": caller_key,
+        "caller_alt_key": caller_alt_key,
         "place": (submission.place or "").strip()[:PLACE_MAX],
     }
     return case, events

@@ -14,7 +14,8 @@ does; a crash before leaves them pending for the next import, mail round or
 
 A large file (`PIPELINE_MIN_BYTES`) is imported by two processes: a helper process (spawned,
 so safe in a threaded web server too) works out the next batch's routing suggestions, hazard
-flags and masked texts (`triage.cases.prepare_rows`, some two thirds of a row's CPU) while
+flags, masked texts, query codes, caller keys and deadlines (`triage.cases.prepare_rows`,
+some two thirds of a row's CPU) while
 this one parses the rows and inserts the batch before. The helper only computes: everything
 stored is stored here, batch by batch as without it. Should it fail or die, the batches go on
 without it (each row's values are then worked out here), and Ctrl-C stops both.
@@ -52,6 +53,7 @@ from triage.call_imports import (
     start_run,
 )
 from triage.cases import IntakePolicy, Router, RowPrep, prepare_rows
+from triage.deadlines import Deadlines
 from triage.models import Actor, utcnow
 from triage.routing.model import RoutingModel
 from triage.routing.store import ModelStore
@@ -156,14 +158,20 @@ def _batches(rows: Iterator[CallRow], size: int) -> Iterator[list[CallRow]]:
 
 # -- the helper process ------------------------------------------------------------------
 
-_HELPER: tuple[Router, Callable[[str, str], Any]] | None = None
+_HELPER: tuple[Router, Callable[[str, str], Any], Deadlines, bytes | None] | None = None
 
 
-def _helper_start(router: tuple[str, Any], hazard_terms: tuple[str, ...]) -> None:
+def _helper_start(
+    router: tuple[str, Any],
+    hazard_terms: tuple[str, ...],
+    deadlines: Deadlines,
+    query_code_key: bytes | None,
+) -> None:
     """In the helper process: the import's router (a stored model, loaded here by its
-    version, or another router pickled) and its policy's hazard detection (that of
-    `web.runtime.Runtime.intake_policy`). Ctrl-C is left to the importing process, which
-    stops the helper."""
+    version, or another router pickled), its policy's hazard detection (that of
+    `web.runtime.Runtime.intake_policy`), deadlines and query code key (the application's
+    secret: caller keys and query code hashes). Ctrl-C is left to the importing process,
+    which stops the helper."""
     global _HELPER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     kind, spec = router
@@ -172,7 +180,12 @@ def _helper_start(router: tuple[str, Any], hazard_terms: tuple[str, ...]) -> Non
         loaded: Router = ModelStore(root).load(version)
     else:
         loaded = pickle.loads(spec)  # our own router, pickled by the importing process
-    _HELPER = (loaded, lambda subject, body: detect_hazard(subject, body, hazard_terms))
+    _HELPER = (
+        loaded,
+        lambda subject, body: detect_hazard(subject, body, hazard_terms),
+        deadlines,
+        query_code_key,
+    )
 
 
 def _helper_ready() -> bool:
@@ -182,8 +195,8 @@ def _helper_ready() -> bool:
 def _helper_prepare(submissions: list[Submission]) -> list[RowPrep]:
     """In the helper process: `prepare_rows` of one batch's new submissions."""
     assert _HELPER is not None, "the helper process was not started"
-    router, detect = _HELPER
-    return prepare_rows(submissions, router, detect)
+    router, detect, deadlines, key = _HELPER
+    return prepare_rows(submissions, router, detect, deadlines, key)
 
 
 class _Helper:
@@ -192,12 +205,18 @@ class _Helper:
     result when inserting the batch. Until then (its start takes a second or two) the
     batches are worked out in the importing process."""
 
-    def __init__(self, router: tuple[str, Any], hazard_terms: Sequence[str]) -> None:
+    def __init__(
+        self,
+        router: tuple[str, Any],
+        hazard_terms: Sequence[str],
+        deadlines: Deadlines,
+        query_code_key: bytes | None,
+    ) -> None:
         self.pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_helper_start,
-            initargs=(router, tuple(hazard_terms)),
+            initargs=(router, tuple(hazard_terms), deadlines, query_code_key),
         )
         self.started = self.pool.submit(_helper_ready)
 
@@ -213,7 +232,10 @@ class _Helper:
                 spec: tuple[str, Any] = ("model", (str(rt.routers.store.root), router.version))
             else:
                 spec = ("pickle", pickle.dumps(router))
-            return cls(spec, rt.settings.classifier.hazard_terms)
+            pickle.dumps(policy.deadlines)  # sent to the helper as its initargs
+            return cls(
+                spec, rt.settings.classifier.hazard_terms, policy.deadlines, policy.query_code_key
+            )
         except (pickle.PicklingError, TypeError, AttributeError, OSError) as exc:
             log.warning("call import without its helper process: %s", exc)
             return None
