@@ -34,12 +34,14 @@ import io
 import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import Any, TypeVar
 
 from intake.normalise import PhoneError, clean_line, clean_text, nfkc, normalise_phone
 from intake.submission import Channel, Contact, Kind, Submission
+
+_T = TypeVar("_T")
 
 __all__ = [
     "BODY_MAX",
@@ -993,17 +995,46 @@ def parse_row(
         fail("address", CellError("too_long", "longer than %(max)s characters", max=PLACE_MAX))
     if errors or called_at is None:
         return CallRow(row, None, tuple(errors), call_id, duration, operator, anonymous)
-    submission = Submission(
-        channel=CALL_CHANNEL,
-        external_id=call_key(call_id, phone, called_at),
+    key = call_key(call_id, phone, called_at)
+    submission = _cleaned_submission(
+        external_id=key if len(call_id) < 255 else clean_line(key),  # (cut: a space at its end)
         received_at=called_at,
         body=body,
-        subject=_subject(body),
+        subject=clean_line(_subject(body)),
         kind=kind,
-        contact=Contact(name=name, phone=phone),
+        contact=_cleaned(Contact, name=name, phone=phone, email=""),
         place=address,
     )
     return CallRow(row, submission, (), call_id, duration, operator, anonymous)
+
+
+def _cleaned(cls: type[_T], **values: Any) -> _T:
+    """``cls(**values)`` (a frozen dataclass: `Contact`, `Submission`) for values that are
+    what its ``__post_init__`` makes of them already (outputs of `clean_line` and
+    `clean_text`, which give the same again: `parse_row` cleans each cell once, and the
+    Submission would clean them all a second time), without that second cleaning. Every
+    field is given."""
+    made = object.__new__(cls)
+    for name, value in values.items():
+        object.__setattr__(made, name, value)
+    return made
+
+
+_SUBMISSION_FIELDS = frozenset(f.name for f in fields(Submission))
+
+
+def _cleaned_submission(**values: Any) -> Submission:
+    """A phone Submission of `parse_row`'s cleaned values (see `_cleaned`), with its checks:
+    the row has its key and body and an aware call time (else Submission's own error)."""
+    values = {"channel": CALL_CHANNEL, "attachments": (), **values}
+    if (
+        set(values) != _SUBMISSION_FIELDS
+        or not values["external_id"]
+        or not values["body"].strip()
+        or values["received_at"].tzinfo is None
+    ):
+        return Submission(**values)  # a field this does not know, or an error to raise
+    return _cleaned(Submission, **values)
 
 
 def _date_and_time(
