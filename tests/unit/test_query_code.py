@@ -43,3 +43,15 @@ def test_keyed_hashes_need_the_key_and_old_scrypt_hashes_still_open() -> None:
     assert not check_query_code(stored, "AB3DEF", b"another-secret")
     assert not check_query_code(stored, "AB3DEF")  # no key: no way to check
     assert check_query_code(hash_query_code("AB3DEF"), "AB3DEF", key)  # scrypt, from before
+
+
+def test_each_character_of_a_code_is_uniform_over_the_alphabet() -> None:
+    """31,000 codes: every position takes every character of the alphabet about equally
+    often (each of 31 x 6 counts within 1,000 +- 200; a chance failure is below 1e-9)."""
+    from collections import Counter
+
+    codes = [new_query_code() for _ in range(31_000)]
+    for position in range(6):
+        counts = Counter(code[position] for code in codes)
+        assert set(counts) == set(QUERY_CODE_ALPHABET)
+        assert all(800 <= n <= 1200 for n in counts.values()), (position, counts)
