@@ -13,10 +13,11 @@ does; a crash before leaves them pending for the next import, mail round or
 ``minsheng supervise tick``.
 
 A large file (`PIPELINE_MIN_BYTES`) is imported by two processes: a helper process (spawned,
-so safe in a threaded web server too) works out the next batch's routing suggestions, hazard
+so safe in a threaded web server too) works out the next batches' routing suggestions, hazard
 flags, masked texts, query codes, caller keys and deadlines (`triage.cases.prepare_rows`,
-some two thirds of a row's CPU) while
-this one parses the rows and inserts the batch before. The helper only computes: everything
+about half of a row's CPU) while this one parses the rows and inserts the batch before. The
+helper has `HELPER_AHEAD` batches in hand, so that it works on while a batch is parsed here
+(with one, it waited for each parse). The helper only computes: everything
 stored is stored here, batch by batch as without it. Should it fail or die, the batches go on
 without it (each row's values are then worked out here), and Ctrl-C stops both.
 """
@@ -94,6 +95,9 @@ DEFAULT_MAPPING = "default"
 # Files from this size on (some 2,000 calls) are imported with the helper process: its start
 # (a Python with the model loaded, about a second of CPU) costs less than it saves.
 PIPELINE_MIN_BYTES = 1 << 20
+# Batches sent to the helper ahead of the one being inserted: with 2 it has the next one
+# queued while this process parses another (with 1 it waited for each parse).
+HELPER_AHEAD = 2
 
 log = logging.getLogger(__name__)
 
@@ -300,8 +304,8 @@ class PreparedImport:
         helper: _Helper | None = None
         want_helper = self.helper and not report.dry_run
         sent: set[str] = set()  # keys looked up for the helper
-        # Batches read, each with its RowPreps on their way: the helper works out one while
-        # the one before is inserted.
+        # Batches read, each with its RowPreps on their way: the helper works out the next
+        # HELPER_AHEAD while one is parsed and the one before inserted.
         ahead: deque[tuple[list[CallRow], list[str], Future[list[RowPrep]] | None]] = deque()
         batches = _batches(self.rows, rt.settings.intake.calls.batch_size)
         try:
@@ -331,8 +335,8 @@ class PreparedImport:
                             helper.close()  # it could not start, or it died
                             helper, want_helper = None, False
                 ahead.append((batch, keys, future))
-                # With the helper, a batch waits for the next to be read and sent to it.
-                while len(ahead) > (1 if helper is not None else 0):
+                # With the helper, a batch waits for the next ones to be read and sent to it.
+                while len(ahead) > (HELPER_AHEAD if helper is not None else 0):
                     helper = self._import(policy, seen, *ahead.popleft(), progress, helper)
                     want_helper = want_helper and helper is not None
             while ahead:
