@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import Table, bindparam, event, insert, select, text, update
+from sqlalchemy import Table, TypeDecorator, bindparam, event, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, object_session
@@ -731,8 +731,10 @@ def _converter(
     processor = column_type.dialect_impl(dialect).bind_processor(dialect)
     if processor is None:
         return None
+    # A TypeDecorator (UTCDateTime) says python_type object: its impl's is the one.
+    base = column_type.impl_instance if isinstance(column_type, TypeDecorator) else column_type
     try:
-        memoise = column_type.python_type is datetime
+        memoise = base.python_type is datetime
     except NotImplementedError:
         memoise = False
     if not memoise:
@@ -740,9 +742,11 @@ def _converter(
     kind = repr(column_type)  # e.g. "UTCDateTime()": the same type converts the same way
 
     def converted(v: Any) -> Any:
-        found = memo.get((kind, v), _MISSING)
+        # Equal datetimes are the same instant: with the same offset, the same fields too.
+        key = (kind, v, v.utcoffset()) if v is not None else (kind, v, None)
+        found = memo.get(key, _MISSING)
         if found is _MISSING:
-            found = memo[(kind, v)] = processor(v)
+            found = memo[key] = processor(v)
         return found
 
     return converted
