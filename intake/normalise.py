@@ -20,6 +20,7 @@ __all__ = [
     "clean_line",
     "clean_text",
     "nfkc",
+    "normalise_clean_phone",
     "normalise_phone",
 ]
 
@@ -125,7 +126,13 @@ def normalise_phone(value: str) -> str:
     for Chinese numbers (``13800138000``, ``01087654321``, ``87654321``), an extension after
     a ``-`` (``01087654321-8021``), and ``+`` and digits for others (``+442079460958``).
     """
-    text = unicodedata.normalize("NFKC", clean_line(value))
+    return normalise_clean_phone(clean_line(value))
+
+
+def normalise_clean_phone(text: str) -> str:
+    """`normalise_phone` of a value `clean_line` gave already (a call import's cell, cleaned
+    once): the same result without cleaning it again."""
+    text = unicodedata.normalize("NFKC", text)
     if not text:
         raise PhoneError("empty")
     extension = ""

@@ -38,7 +38,14 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, TypeVar
 
-from intake.normalise import PhoneError, clean_line, clean_text, nfkc, normalise_phone
+from intake.normalise import (
+    PhoneError,
+    clean_line,
+    clean_text,
+    nfkc,
+    normalise_clean_phone,
+    normalise_phone,
+)
 from intake.submission import Channel, Contact, Kind, Submission
 
 _T = TypeVar("_T")
@@ -953,7 +960,7 @@ def parse_row(
         fail("phone", _shortened(raw_phone))
     else:
         try:
-            phone = normalise_phone(raw_phone)
+            phone = normalise_clean_phone(raw_phone)  # (cleaned above)
         except PhoneError:
             restored = _lost_zero(raw_phone)
             if restored is not None:
