@@ -18,9 +18,10 @@ Then, in one process, on SQLite (or PostgreSQL with --postgresql):
 * import: `web.call_import_run.run_import` — what `minsheng intake calls FILE` does — with
   the keyword routing (or a trained model with --model-dir), urgency, caller keys, events
   and deadlines, one transaction per batch; a file of 1 MiB or more (2,000 calls or so)
-  with the helper process that works out the next batch's suggestions, hazard flags and
-  masked texts meanwhile (--no-helper: without it); then, timed apart, the enrichment that
-  the command runs after it (similar-case suggestions, duplicate-index and search rows).
+  with the helper process that works out the next batches' suggestions, hazard flags, masked
+  texts, query codes, caller keys and deadlines meanwhile (--no-helper: without it); then,
+  timed apart, the enrichment that the command runs after it (similar-case suggestions,
+  duplicate-index and search rows).
 
 Prints rows per second (wall) and CPU ms a row of both (the import's: this process and its
 helper, which has exited by then), their ratio, the machine's load, and the --json counts;
