@@ -256,10 +256,13 @@ def _read_layout(conn: Any) -> None:
     _pg_layout["tables"] = tables
     _pg_layout["sequences"] = conn.execute(
         text(
-            "SELECT table_name, column_name, "
-            "pg_get_serial_sequence(quote_ident(table_name), column_name) "
-            "FROM information_schema.columns WHERE table_schema = current_schema() "
-            "AND pg_get_serial_sequence(quote_ident(table_name), column_name) IS NOT NULL"
+            # The name is qualified with its schema: the planner may evaluate the function
+            # before the schema filter, on rows of other schemas (information_schema's own).
+            "SELECT table_name, column_name, seq FROM ("
+            "SELECT table_name, column_name, pg_get_serial_sequence("
+            "quote_ident(table_schema) || '.' || quote_ident(table_name), column_name) AS seq "
+            "FROM information_schema.columns WHERE table_schema = current_schema()) AS c "
+            "WHERE seq IS NOT NULL"
         )
     ).all()
     for table in tables:
