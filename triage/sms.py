@@ -174,18 +174,7 @@ def release_held(
         return None
     message = session.scalars(select(TextMessage).where(TextMessage.sms_id == sms_id)).one()
     session.refresh(message)
-    case = _case(session, message)
-    if case is not None:
-        case.record(
-            "sms_queued",
-            ACTOR,
-            now,
-            reason=message.phone,
-            sms_id=message.id,
-            kind=message.kind,
-            instead_of_mail=mail_id,
-        )
-        session.flush()
+    _record_queued(session, message, now, instead_of_mail=mail_id)
     return message
 
 
@@ -223,6 +212,22 @@ def claim(
 
 def _case(session: Session, message: TextMessage) -> Case | None:
     return session.get(Case, message.case_id) if message.case_id is not None else None
+
+
+def _record_queued(session: Session, message: TextMessage, now: datetime, **detail: Any) -> None:
+    """The ``sms_queued`` event on the message's case, if it has one, with ``detail``."""
+    case = _case(session, message)
+    if case is not None:
+        case.record(
+            "sms_queued",
+            ACTOR,
+            now,
+            reason=message.phone,
+            sms_id=message.id,
+            kind=message.kind,
+            **detail,
+        )
+        session.flush()
 
 
 def mark_sent(session: Session, message: TextMessage, *, now: datetime) -> bool:
@@ -439,18 +444,7 @@ def requeue(session: Session, message: TextMessage, *, now: datetime) -> Retry:
     ).rowcount
     if done:
         session.refresh(message)
-        case = _case(session, message)
-        if case is not None:
-            case.record(
-                "sms_queued",
-                ACTOR,
-                now,
-                reason=message.phone,
-                sms_id=message.id,
-                kind=message.kind,
-                requeued=True,
-            )
-            session.flush()
+        _record_queued(session, message, now, requeued=True)
         return Retry.REQUEUED
     done = session.execute(
         update(TextMessage)
