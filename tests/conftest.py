@@ -157,6 +157,33 @@ def _pg_url(schema: str) -> str:
     return f"{PG_URL}?options=-csearch_path%3D{schema}"
 
 
+_SCHEMA_NAME = re.compile(r"[tu]_([0-9]+)_[0-9a-f]+")
+
+
+def _new_schema(conn: Any, prefix: str) -> str:
+    """Creates and names a schema of this test process: ``<prefix>_<pid>_<random>``."""
+    schema = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    conn.execute(f"CREATE SCHEMA {schema}")
+    return schema
+
+
+def _sweep_dead_schemas(conn: Any) -> None:
+    """Drops the schemas of test runs whose process has gone (killed before its clean-up):
+    left behind they slow the catalogue down and, with it, every later run. Schemas of live
+    processes (another suite running beside this one) are kept."""
+    names = [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")]
+    for name in names:
+        found = _SCHEMA_NAME.fullmatch(name)
+        if found is None or int(found.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:
+            conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        except PermissionError:
+            pass  # alive, another user's
+
+
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A database with the schema, the demo departments and staff with known passwords."""
@@ -174,8 +201,8 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
         try:
             with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
-                schema = f"t_{uuid.uuid4().hex[:12]}"
-                conn.execute(f"CREATE SCHEMA {schema}")
+                _sweep_dead_schemas(conn)
+                schema = _new_schema(conn, "t")
         except psycopg.OperationalError as e:
             need(False, f"PostgreSQL at {PG_URL} unreachable: {e}")
         url = _pg_url(schema)
@@ -315,9 +342,8 @@ def empty_url(tmp_path: Path) -> Iterator[str]:
         return
     import psycopg
 
-    schema = f"u_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
+        schema = _new_schema(conn, "u")
     try:
         yield _pg_url(schema)
     finally:
