@@ -759,9 +759,12 @@ def case(number: str) -> str:
     }
     by_code = {d.code: d for d in departments}
     view = _view(c)
+    similar, openable = _similar_shown(c)
     return render_template(
         "board/case.html",
         case=view,
+        similar=similar,
+        openable=openable,
         shown=shown_with_merged(view.shown, merged, view.masked),
         forms=forms,
         by_code=by_code,
@@ -779,6 +782,26 @@ def case(number: str) -> str:
         mask_sender=mask_email if view.masked else None,
         **supervision_panels(c),
     )
+
+
+def _similar_shown(case: Case) -> tuple[list[tuple[str, float]], set[str] | None]:
+    """The case's possible duplicates ([(tracking number, score)], best first) that the user
+    may open, and the tracking numbers of those the timeline names that the user may open
+    (None: all). A handler is not shown the numbers of other departments' cases."""
+    similar = [(str(s[0]), float(s[1])) for s in (case.similar or []) if s]
+    if sees_all_cases(current_user):
+        return similar, None
+    named = {n for n, _score in similar}
+    for event in case.events:
+        named.update(str(c[0]) for c in (event.detail or {}).get("cases") or [] if c)
+    visible: set[str] = set()
+    if named:
+        visible = set(
+            db().scalars(
+                select(Case.tracking_number).where(Case.tracking_number.in_(named), *_scope())
+            )
+        )
+    return [(n, score) for n, score in similar if n in visible], visible
 
 
 @bp.get("/attachments/<int:attachment_id>")

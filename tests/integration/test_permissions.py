@@ -176,3 +176,36 @@ def test_behind_a_proxy_one_guesser_does_not_lock_out_others(tmp_path: Any, db_u
     assert [attempt(guesser, "203.0.113.9", "guess") for _ in range(11)][-1] == 429
     assert attempt(app.test_client(), "198.51.100.7", password_of("admin")) == 302
     app.extensions["minsheng"].engine.dispose()
+
+
+def test_possible_duplicates_only_those_the_handler_may_open(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """The case page's possible duplicates list tracking numbers; a handler sees only those of
+    cases their department holds, a supervisor all of them."""
+    text = "翠湖小区3栋电梯坏了一个月，物业一直不修，老人上下楼非常困难，请尽快处理。"
+    first, _ = submit_complaint(client, text)
+    second, _ = submit_complaint(client, text)
+    supervisor = login_as("supervisor")
+    with runtime.sessions() as s:
+        ids = dict(
+            s.execute(
+                select(Case.tracking_number, Case.id).where(
+                    Case.tracking_number.in_([first, second])
+                )
+            ).all()
+        )
+        similar = s.scalar(select(Case.similar).where(Case.tracking_number == second))
+    assert similar and str(similar[0][0]) == first, "the second case should list the first"
+    for number, department in ((first, "transport"), (second, "urban")):
+        r = post_form(
+            supervisor,
+            f"/board/cases/{number}",
+            f"/board/cases/{number}/assign",
+            {f"c{ids[number]}-department": department},
+        )
+        assert r.status_code == 302
+    assert first in supervisor.get(f"/board/cases/{second}").get_data(as_text=True)
+    page = login_as("urban").get(f"/board/cases/{second}").get_data(as_text=True)
+    assert second in page
+    assert first not in page
