@@ -39,7 +39,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -106,6 +107,26 @@ class Notifier:
 def configure(sessions: sessionmaker[Session], notifier: Notifier) -> None:
     """Sessions made by `sessions` from now on notify citizens through `notifier`."""
     sessions.configure(info={INFO_KEY: notifier})
+
+
+@contextmanager
+def quiet(session: Session) -> Iterator[None]:
+    """Within the block, `session` tells no citizen anything: what it registers, replies or
+    closes there sends no notice, now or at its commit (the demo's cases, written as if
+    weeks old, are history, not news). Notices due from before the block still go with the
+    commit; the session notifies again after it. Flushes on entry and on a normal exit."""
+    session.flush()  # what came before is collected while the notifier is still there
+    notifier = session.info.pop(INFO_KEY, None)
+    before = session.info.pop(_PENDING, None)
+    try:
+        yield
+        session.flush()  # what the block wrote, collected without a notifier: nothing
+    finally:
+        session.info.pop(_PENDING, None)
+        if before:
+            session.info[_PENDING] = before
+        if notifier is not None:
+            session.info[INFO_KEY] = notifier
 
 
 def note_registered(session: Session, case: Case, query_code: str, now: datetime) -> None:

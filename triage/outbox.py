@@ -78,6 +78,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from triage import delivery_reasons
 from triage.models import Base, Case, UTCDateTime, utcnow
 
 ACTOR = "system"
@@ -630,7 +631,7 @@ def mark_failed(
     another sender took the mail over: that sender decides). Records `mail_deferred` or
     `mail_failed` on the case, with the error as the reason.
     """
-    error = " ".join(error.split())[:2000] or "unknown error"
+    error = " ".join(error.split())[:2000] or delivery_reasons.coded(delivery_reasons.UNKNOWN)
     final = permanent or mail.attempts >= policy.max_attempts
     status = MailStatus.FAILED if final else MailStatus.QUEUED
     next_at = now if final else now + policy.delay(mail.attempts)
@@ -662,13 +663,21 @@ def mark_failed(
             "mail_failed" if final else "mail_deferred",
             ACTOR,
             now,
-            reason=f"{_who(mail)}: {error}",
+            reason=failure_reason(_who(mail), error),
             **detail,
         )
         session.flush()
     if final and mail.kind == MailKind.NOTIFICATION:
         _held_sms(session, mail, sent=False, now=now)
     return status
+
+
+def failure_reason(who: str, error: str) -> str:
+    """A failed try's reason on the case: ``who: the error``, a coded error
+    (triage/delivery_reasons.py) with `who` among its facts, to be put in the reader's words."""
+    if delivery_reasons.parse(error) is not None:
+        return delivery_reasons.with_facts(error, to=who)
+    return f"{who}: {error}"
 
 
 def renew(
@@ -698,6 +707,9 @@ class Retry(StrEnum):
     ALREADY_DUE = "already_due"  # queued and due: the next pass sends it
     SENDING = "sending"  # a sender holds it right now: left alone
     SENT = "sent"  # sent already: never sent twice
+    # A notice that failed for good and whose text message went in its place: the citizen
+    # was told, and a retry would tell them twice.
+    SENT_INSTEAD = "sent_instead"
 
 
 def requeue(session: Session, mail: OutgoingMail, *, now: datetime) -> Retry:
@@ -705,7 +717,12 @@ def requeue(session: Session, mail: OutgoingMail, *, now: datetime) -> Retry:
     queue with a fresh count of tries, due at ``now`` (recorded on its case as `mail_queued`);
     a queued mail waiting on its backoff becomes due at ``now``, keeping its tries; others
     are left as they are. Conditional updates, so a sender claiming or sending the mail
-    meanwhile is never overridden. Returns what was done, from the state it found."""
+    meanwhile is never overridden. Returns what was done, from the state it found.
+
+    A failed notice whose text message was sent instead (triage/sms.release_held) is left
+    failed: SENT_INSTEAD."""
+    if mail.status == MailStatus.FAILED and told_by_sms(session, mail):
+        return Retry.SENT_INSTEAD
     done = session.execute(
         update(OutgoingMail)
         .where(OutgoingMail.id == mail.id, OutgoingMail.status == MailStatus.FAILED)
@@ -736,6 +753,22 @@ def requeue(session: Session, mail: OutgoingMail, *, now: datetime) -> Retry:
     if mail.status == MailStatus.SENDING and mail.next_attempt_at > now:
         return Retry.SENDING  # claimed, its lease running
     return Retry.ALREADY_DUE
+
+
+def told_by_sms(session: Session, mail: OutgoingMail) -> bool:
+    """Whether the text message held as `mail`'s stand-in was released in its place (queued,
+    sent or failed: no longer held), so the citizen was, or is being, told by SMS."""
+    from triage import sms  # triage.sms imports this module
+
+    sms_id = sms.notice_sms_id(mail.message_id)
+    if sms_id is None:
+        return False
+    found = session.scalar(
+        select(sms.TextMessage.id).where(
+            sms.TextMessage.sms_id == sms_id, sms.TextMessage.status != sms.SmsStatus.HELD
+        )
+    )
+    return found is not None
 
 
 # -- reading -------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint, sele
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from triage import system_reasons
 from triage.deadlines import Deadlines
 from triage.models import (
     N_,
@@ -228,24 +229,22 @@ def answer(
         session.flush()
     except IntegrityError as e:
         raise AlreadyAnswered from e
-    note = "网上回访（满意度评价链接）" + (f"：{comment}" if comment else "")
+    # The note is the citizen's own words alone: that the visit came through the link is
+    # a fact of the visit (web channel, no staff member), said in the reader's language.
     visit = case.record_visit(
         ACTOR,
         now,
         reached=True,
         solved=solved,
         satisfaction=satisfaction,
-        note=note,
+        note=comment,
         channel=VisitChannel.WEB,
         contacted=contacted,
     )
     session.flush()
     response.visit_id = visit.id
     if satisfaction == Satisfaction.UNSATISFIED or not solved:
-        why = "网上回访：" + ("不满意" if satisfaction == Satisfaction.UNSATISFIED else "")
-        why += ("、" if satisfaction == Satisfaction.UNSATISFIED and not solved else "") + (
-            "问题未解决" if not solved else ""
-        )
+        why = _why(unsatisfied=satisfaction == Satisfaction.UNSATISFIED, unsolved=not solved)
         if unsatisfied == Outcome.REWORK:
             from triage.cases import rework_case  # triage.cases imports this module
 
@@ -257,3 +256,12 @@ def answer(
             response.outcome = Outcome.REVIEW
     session.flush()
     return response
+
+
+def _why(*, unsatisfied: bool, unsolved: bool) -> str:
+    """The review's or rework's reason: a neutral code (triage/system_reasons.py)."""
+    if unsatisfied and unsolved:
+        return system_reasons.WEB_VISIT_UNSATISFIED_UNSOLVED
+    return (
+        system_reasons.WEB_VISIT_UNSATISFIED if unsatisfied else system_reasons.WEB_VISIT_UNSOLVED
+    )

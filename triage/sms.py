@@ -39,8 +39,9 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from triage import delivery_reasons
 from triage.models import Base, Case, UTCDateTime, utcnow
-from triage.outbox import Retry, RetryPolicy, claim_rows, status_counts
+from triage.outbox import Retry, RetryPolicy, claim_rows, failure_reason, status_counts
 
 ACTOR = "system"
 
@@ -269,7 +270,7 @@ def mark_failed(
     """A failed try by `worker`: queued again after the backoff, or failed for good
     (`permanent`, or tries used up). None if `worker` lost its claim meanwhile. Records
     `sms_deferred` or `sms_failed` on the case with the error."""
-    error = " ".join(error.split())[:2000] or "unknown error"
+    error = " ".join(error.split())[:2000] or delivery_reasons.coded(delivery_reasons.UNKNOWN)
     final = permanent or message.attempts >= policy.max_attempts
     status = SmsStatus.FAILED if final else SmsStatus.QUEUED
     next_at = now if final else now + policy.delay(message.attempts)
@@ -305,7 +306,7 @@ def mark_failed(
             "sms_failed" if final else "sms_deferred",
             ACTOR,
             now,
-            reason=f"{message.phone}: {error}",
+            reason=failure_reason(message.phone, error),
             **detail,
         )
         session.flush()

@@ -15,6 +15,9 @@ keys it reads in brackets):
   to the dispatch queue.
 - `OVERDUE_ESCALATED` (escalated): past the handling time limit and its grace period
   (triage/supervision).
+- `WEB_VISIT_UNSATISFIED`, `WEB_VISIT_UNSOLVED`, `WEB_VISIT_UNSATISFIED_UNSOLVED`
+  (review_requested, reworked): the citizen answered through the satisfaction link that
+  they are unsatisfied, that the problem is not solved, or both (triage/satisfaction).
 
 Events written before these codes keep the Chinese text they were written with.
 """
@@ -25,7 +28,18 @@ DEACTIVATED_HANDED_OVER = "system:deactivated_handed_over"
 REWORK_TO_SUCCESSOR = "system:rework_to_successor"
 REWORK_REQUEUED = "system:rework_requeued"
 OVERDUE_ESCALATED = "system:overdue_escalated"
+WEB_VISIT_UNSATISFIED = "system:web_visit_unsatisfied"
+WEB_VISIT_UNSOLVED = "system:web_visit_unsolved"
+WEB_VISIT_UNSATISFIED_UNSOLVED = "system:web_visit_unsatisfied_unsolved"
 
 CODES = frozenset(
-    {DEACTIVATED_HANDED_OVER, REWORK_TO_SUCCESSOR, REWORK_REQUEUED, OVERDUE_ESCALATED}
+    {
+        DEACTIVATED_HANDED_OVER,
+        REWORK_TO_SUCCESSOR,
+        REWORK_REQUEUED,
+        OVERDUE_ESCALATED,
+        WEB_VISIT_UNSATISFIED,
+        WEB_VISIT_UNSOLVED,
+        WEB_VISIT_UNSATISFIED_UNSOLVED,
+    }
 )

@@ -108,6 +108,7 @@ RETRY_OUTCOMES = {
     "already_due": _l("due already: nothing to do"),
     "sending": _l("being sent: left alone"),
     "sent": _l("sent already: not sent again"),
+    "sent_instead": _l("told by text message instead: not sent again"),
 }
 
 
@@ -729,6 +730,10 @@ RETRY_MESSAGES = {
     Retry.ALREADY_DUE: _l("#%(id)s is due already: it goes on the next pass."),
     Retry.SENDING: _l("#%(id)s is being sent right now: left alone."),
     Retry.SENT: _l("#%(id)s was sent already: never sent twice."),
+    Retry.SENT_INSTEAD: _l(
+        "#%(id)s is not sent again: the citizen was told by text message instead, and would "
+        "be told twice."
+    ),
 }
 
 

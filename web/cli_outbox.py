@@ -16,6 +16,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from triage import delivery_reasons
 from triage.models import Case, utcnow
 from triage.outbox import MailStatus, OutgoingMail, Retry, list_mails, outbox_counts, requeue
 from web.cli_common import config_option, settings, transaction
@@ -134,7 +135,7 @@ def list_command(status: str | None, limit: int, as_json: bool) -> None:
             f"{r['case'] or '-':<15} {when[:19].replace('T', ' ')} UTC  {r['to']}  {r['subject']}"
         )
         if r["last_error"]:
-            click.echo(f"        {r['last_error']}")
+            click.echo(f"        {delivery_reasons.english(r['last_error'])}")
 
 
 def _tracking_numbers(session: Any, mails: list[OutgoingMail]) -> dict[int, str]:
@@ -204,5 +205,11 @@ def _retry_line(mail: OutgoingMail, outcome: Retry, waited_until: datetime) -> t
         return f"already queued and due ({tries}); sent on the next pass", True
     if outcome == Retry.SENDING:
         return f"being sent right now by {mail.claimed_by or 'another sender'}; left alone", False
+    if outcome == Retry.SENT_INSTEAD:
+        return (
+            "failed, and the citizen was told by text message instead; "
+            "not sent again (they would be told twice)",
+            False,
+        )
     sent = f" at {mail.sent_at:%Y-%m-%d %H:%M:%S} UTC" if mail.sent_at else ""
     return f"already sent{sent}; it is never sent twice", False

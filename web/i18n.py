@@ -12,7 +12,7 @@ from flask_babel import format_datetime, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
-from triage import system_reasons
+from triage import delivery_reasons, system_reasons
 from triage.models import CaseEvent, Department, IllegalTransition
 
 bp = Blueprint("i18n", __name__)
@@ -332,7 +332,45 @@ CODED_REASONS = {
     system_reasons.OVERDUE_ESCALATED: _l(
         "Past the handling time limit and its grace period: escalated."
     ),
+    system_reasons.WEB_VISIT_UNSATISFIED: _l(
+        "Web return visit (satisfaction link): the citizen is not satisfied."
+    ),
+    system_reasons.WEB_VISIT_UNSOLVED: _l(
+        "Web return visit (satisfaction link): the problem is not solved."
+    ),
+    system_reasons.WEB_VISIT_UNSATISFIED_UNSOLVED: _l(
+        "Web return visit (satisfaction link): the citizen is not satisfied and the problem "
+        "is not solved."
+    ),
 }
+
+
+# Why a mail or text message did not go, stored as a code with its facts
+# (triage/delivery_reasons.py), in the reader's language when shown.
+DELIVERY_REASONS = {
+    delivery_reasons.NEEDS_SMTPUTF8: _l(
+        "The mail server %(server)s does not offer SMTPUTF8, which the address %(addresses)s "
+        "needs (not ASCII before the @): the citizen must be told another way."
+    ),
+    delivery_reasons.SENDER_STOPPED: _l(
+        "The sender stopped during the last try (the mail may have gone)."
+    ),
+    delivery_reasons.SERVER_UNAVAILABLE: _l("Mail server %(server)s not reachable: %(error)s"),
+    delivery_reasons.UNKNOWN: _l("Unknown error."),
+}
+
+
+def delivery_reason(text: str) -> str:
+    """A stored failure reason (an outbox row's last error, a case event's reason) in the
+    user's language when the system wrote it as a code (`DELIVERY_REASONS`, with
+    "recipients: " before it when its facts name them); a server's own words as they are."""
+    found = delivery_reasons.parse(text or "")
+    if found is None:
+        return unicode_addresses(text or "")
+    code, facts = found
+    said = str(DELIVERY_REASONS[code]) % delivery_reasons.Facts(facts)
+    said = unicode_addresses(said)
+    return f"{unicode_addresses(facts['to'])}: {said}" if facts.get("to") else said
 
 
 def _named(code: object) -> str:
@@ -358,6 +396,8 @@ def system_reason(text: str, detail: dict[str, Any] | None = None) -> str:
             "previous": _named(detail.get("previous")),
             "department": _named(detail.get("department")),
         }
+    if text.startswith(delivery_reasons.PREFIX):
+        return delivery_reason(text)
     return gettext(text) if text in SYSTEM_REASONS else unicode_addresses(text)
 
 
@@ -365,6 +405,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.add_template_filter(system_reason, "system_reason")
     app.add_template_filter(unicode_addresses, "unicode_addresses")
+    app.add_template_filter(delivery_reason, "delivery_reason")
     app.add_template_filter(local_time, "local_time")
     app.add_template_filter(department_name, "dept_name")
     app.add_template_filter(actor_label, "actor_label")

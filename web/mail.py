@@ -37,6 +37,7 @@ import flask_mail
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage import delivery_reasons
 from triage.models import utcnow
 from triage.outbox import MailStatus, OutgoingMail, RetryPolicy, claim, mark_failed, mark_sent
 from triage.sms import send_due as send_due_sms
@@ -144,11 +145,30 @@ class SendResult:
 
 class NeedsSmtpUtf8(smtplib.SMTPNotSupportedError):
     """An address of the mail is not ASCII before the @ and the server does not offer
-    SMTPUTF8 (RFC 6531): no retry can send it (a permanent failure, with this reason)."""
+    SMTPUTF8 (RFC 6531): no retry can send it (a permanent failure). `server`: host:port;
+    `addresses`: those that need it. Recorded as the coded reason `reason`."""
+
+    def __init__(self, server: str, addresses: list[str]) -> None:
+        self.server = server
+        self.addresses = addresses
+        super().__init__(delivery_reasons.english(self.reason))
+
+    @property
+    def reason(self) -> str:
+        return delivery_reasons.coded(
+            delivery_reasons.NEEDS_SMTPUTF8, server=self.server, addresses=", ".join(self.addresses)
+        )
 
 
 class ServerUnavailable(Exception):
-    """Connecting, STARTTLS or login failed: not the mail's fault."""
+    """Connecting, STARTTLS or login failed: not the mail's fault. Its text is English (the
+    command line's); the mail records the coded `reason`."""
+
+    def __init__(self, server: str, error: str) -> None:
+        self.reason = delivery_reasons.coded(
+            delivery_reasons.SERVER_UNAVAILABLE, server=server, error=error
+        )
+        super().__init__(delivery_reasons.english(self.reason))
 
 
 def worker_name() -> str:
@@ -157,7 +177,8 @@ def worker_name() -> str:
 
 
 def describe(error: BaseException) -> str:
-    """An SMTP or network error as one line, with the server's code and answer."""
+    """An SMTP or network error as one line, with the server's code and answer; our own
+    reasons (NeedsSmtpUtf8) as their code (triage/delivery_reasons.py)."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         return "; ".join(
             f"{addr}: {code} {_text(msg)}" for addr, (code, msg) in error.recipients.items()
@@ -165,7 +186,7 @@ def describe(error: BaseException) -> str:
     if isinstance(error, smtplib.SMTPResponseException):
         return f"{error.smtp_code} {_text(error.smtp_error)}"
     if isinstance(error, NeedsSmtpUtf8):
-        return str(error)
+        return error.reason
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
@@ -220,9 +241,7 @@ class OutboxSender:
         try:
             connection.__enter__()
         except (OSError, smtplib.SMTPException) as e:
-            raise ServerUnavailable(
-                f"SMTP server {self.mail.server}:{self.mail.port}: {describe(e)}"
-            ) from e
+            raise ServerUnavailable(f"{self.mail.server}:{self.mail.port}", describe(e)) from e
         return connection
 
     def send_due(
@@ -243,16 +262,19 @@ class OutboxSender:
                 result.mail_ids.append(mail.id)
                 if mail.attempts > self.policy.max_attempts:
                     # Its last sender died mid-send on the final try: it may even have gone.
-                    self._fail(mail, "the sender stopped during the last try", True, result)
+                    stopped = delivery_reasons.coded(delivery_reasons.SENDER_STOPPED)
+                    self._fail(mail, stopped, True, result)
                     continue
                 try:
                     connection, refused = self._transmit(connection, mail)
                 except ServerUnavailable as e:
                     result.server_error = str(e)
-                    self._fail(mail, str(e), False, result)
+                    self._fail(mail, e.reason, False, result)
                     break
                 except Exception as e:  # every failure is recorded on the mail, then retried
-                    log.warning("mail %s not sent: %s", mail.id, describe(e))
+                    log.warning(
+                        "mail %s not sent: %s", mail.id, delivery_reasons.english(describe(e))
+                    )
                     connection = _close(connection)
                     self._fail(mail, describe(e), is_permanent(e), result)
                     continue
@@ -314,11 +336,7 @@ class OutboxSender:
         if wide:
             host.ehlo_or_helo_if_needed()
             if not host.has_extn("smtputf8"):
-                raise NeedsSmtpUtf8(
-                    f"the SMTP server {self.mail.server} does not offer SMTPUTF8, which the "
-                    f"address {', '.join(wide)} needs (not ASCII before the @); "
-                    "the citizen must be told another way"
-                )
+                raise NeedsSmtpUtf8(f"{self.mail.server}:{self.mail.port}", wide)
             options = ["SMTPUTF8", *(["BODY=8BITMIME"] if host.has_extn("8bitmime") else [])]
         refused = host.sendmail(self.mail.sender, recipients, mail.raw, mail_options=options)
         return {addr: f"{code} {_text(msg)}" for addr, (code, msg) in refused.items()}

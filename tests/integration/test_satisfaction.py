@@ -22,6 +22,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from tests.conftest import csrf_from, make_settings
 from tests.integration.helpers import post_form, submit_complaint
+from triage import system_reasons
 from triage.models import Case, IllegalTransition, ReturnVisit, Satisfaction, Status
 from triage.outbox import OutgoingMail
 from triage.satisfaction import (
@@ -177,7 +178,12 @@ def test_unsatisfied_or_unsolved_goes_to_a_supervisors_review(
     case = case_of(runtime, number)
     assert case.status == Status.VISITED and case.review_pending
     review = [e for e in case.events if e.action == "review_requested"][-1]
-    assert review.reason.startswith("网上回访")
+    # A neutral code (triage/system_reasons.py), shown in the reader's language.
+    assert review.reason == (
+        system_reasons.WEB_VISIT_UNSATISFIED
+        if solved == "yes"
+        else system_reasons.WEB_VISIT_UNSOLVED
+    )
     # The supervisors' findings list it now, not at the next tick.
     assert "review_pending" in [f.rule for f in case.findings]
 
