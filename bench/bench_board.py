@@ -346,12 +346,10 @@ def _query_counts(
 
 
 def _forget_counts(app: Any) -> None:
-    """Empties the caches of the lists' counts per filter value (process and files)."""
+    """Empties what the app keeps in its instance folder between requests (the lists' counts
+    per filter value are no longer kept: read from the tallies, or bounded)."""
     import shutil
 
-    from triage import case_list
-
-    case_list._facet_cache.clear()
     shutil.rmtree(app.extensions["minsheng"].settings.instance_path / "cache", ignore_errors=True)
 
 

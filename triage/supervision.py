@@ -43,7 +43,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage import system_reasons
+from triage import system_reasons, tallies
 from triage.mail_intake import release_lease, take_lease
 from triage.models import (
     OPEN_STATUSES,
@@ -204,6 +204,9 @@ def tick(session: Session, now: datetime, policy: SupervisionPolicy) -> TickResu
 
         result.report = send_due_report(session, now, policy.report)
     session.flush()
+    # The ledger of case tallies (triage/tallies.py) folded into one row per combination:
+    # what the triggers appended since the last tick.
+    tallies.compact(session)
     return result
 
 

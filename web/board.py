@@ -6,14 +6,9 @@ see is a 404 to them, by link or by typed URL alike.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
@@ -29,7 +24,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy import ColumnElement, Select, false, func, select
+from sqlalchemy import ColumnElement, Select, false, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import MultiDict
@@ -41,7 +36,6 @@ from intake.submission import Kind
 from triage.access import Action, can, can_view, sees_all_cases, sees_personal_data
 from triage.case_list import (
     DEADLINE_KEY,
-    FACET_TTL,
     SORTS,
     CasePage,
     ListFilters,
@@ -470,12 +464,6 @@ def _scope() -> list[ColumnElement[bool]]:
     return [false()]
 
 
-def _scope_key() -> tuple[object, ...]:
-    if sees_all_cases(current_user):
-        return ("all",)
-    return (current_user.role, current_user.department_id)
-
-
 @bp.get("/cases")
 @login_required
 def cases() -> str:
@@ -601,66 +589,25 @@ def _facets(
     timezone: ZoneInfo,
     departments: list[Department],
 ) -> dict[str, dict[str, int]]:
-    """Counts per filter value for the template: {filter: {value as in the URL: cases}}.
+    """Counts per filter value for the template: {filter: {value as in the URL: cases}};
+    empty when the list is narrowed by filters that the tallies do not count and that leave
+    more than `COUNT_CAP` cases (`facet_counts`): the values are then shown without counts.
 
-    Kept for `FACET_TTL` seconds while no event is recorded, in a file of the instance folder
-    shared by the workers (`_shared_counts`), besides `facet_counts`'s own cache in each."""
+    Not kept between requests: read from the tallies (or bounded), they cost less than a
+    cache shared by the workers of one host, and are right as soon as a change commits,
+    on every web machine."""
     names = ["status", "channel", "kind"]
     if sees_all_cases(current_user):
         names.append("department")
-    stamp = db().scalar(select(func.max(CaseEvent.id))) or 0
-    url = str(db().get_bind().engine.url)
-    key = (url, _scope_key(), sorted(filters.query_args().items()), names, stamp)
-    path = _shared_counts(key)
-    try:
-        if time.time() - path.stat().st_mtime < FACET_TTL:
-            cached = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(cached, dict):
-                return cached
-    except (OSError, ValueError):
-        pass  # none yet, or unreadable: counted again below
-    counts = facet_counts(
-        db(), scope, filters, now=now, timezone=timezone, facets=names, cache_key=_scope_key()
-    )
+    counts = facet_counts(db(), scope, filters, now=now, timezone=timezone, facets=names)
+    if counts is None:
+        return {}
     shown: dict[str, dict[str, int]] = {n: {str(k): v for k, v in counts[n].items()} for n in names}
     shown["status"]["open"] = sum(v for k, v in shown["status"].items() if k in OPEN_STATUSES)
     if "department" in counts:
         codes = {d.id: d.code for d in departments}
         shown["department"] = {codes[k]: v for k, v in counts["department"].items() if k in codes}
-    _keep_shared(path, shown)
     return shown
-
-
-_SHARED_KEPT = 300
-"""Files of shared counts beyond which those older than `FACET_TTL` are removed."""
-
-
-def _shared_counts(key: tuple[object, ...]) -> Path:
-    """The file of the counts of ``key`` (scope, filters, counted filters, last event id).
-
-    Why a file: each gunicorn worker counting once per filter value cost 0.3-1.1 s four times
-    (the closed cases of 100,000 on SQLite, 0.3-0.5 s on PostgreSQL); the workers of one host
-    share the instance folder. Counts are per scope (`_scope_key`): never another user's."""
-    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
-    return runtime().settings.instance_path / "cache" / "facets" / f"{digest}.json"
-
-
-def _keep_shared(path: Path, shown: dict[str, dict[str, int]]) -> None:
-    """Writes the counts to ``path`` whole (a worker reading meanwhile sees the old file or
-    the new, never half of one); an instance folder that cannot be written is no error."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(f"{path.stem}.{os.getpid()}.part")
-        part.write_text(json.dumps(shown), encoding="utf-8")
-        os.replace(part, path)
-        kept = list(path.parent.iterdir())
-        if len(kept) > _SHARED_KEPT:
-            old = time.time() - FACET_TTL
-            for f in kept:
-                if f.stat().st_mtime < old:
-                    f.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 def _view_roles() -> list[SelectChoice]:

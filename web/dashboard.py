@@ -13,8 +13,9 @@ The month's figures are ``triage.report.figures.monthly_figures(session, month, 
 until=...)``, the same function as the report email, read from the month's stored snapshot
 (triage/report/snapshots.py, refreshed by the supervision tick; at 100,000 cases computing
 them costs more than a page should), so a page reads one row whichever process serves it;
-the counts of today are four grouped queries on indexed columns (``received_at``,
-``status``, ``risk``).
+today's intake is a grouped query over today's range of ``received_at``; the open, at-risk
+and overdue cases are read from the maintained tallies (triage/tallies.py), whatever the
+number of cases.
 Charts are PNGs from triage/report/charts.py served by ``/board/dashboard/charts/<name>.png``
 (private, cached ``CHART_TTL`` seconds, with an ETag), scoped like the page.
 
@@ -41,10 +42,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
+from triage import tallies
 from triage.models import OPEN_STATUSES, Case, Department, Role
 from triage.report import charts, snapshots
 from triage.report.email import categories, volume_trend
 from triage.report.figures import ReportPolicy, month_of, month_window
+from triage.tallies import CaseTally
 from web import db, runtime
 from web.i18n import KIND_LABELS
 
@@ -132,19 +135,14 @@ def today_counts(
             )
         ).all()
     )
-    open_statuses = [str(s) for s in OPEN_STATUSES]
-    open_n = session.scalar(
-        scoped(select(func.count()).select_from(Case).where(Case.status.in_(open_statuses)))
-    )
-    risks = dict(
-        session.execute(
-            scoped(
-                select(Case.risk, func.count())
-                .where(Case.risk.in_(["at_risk", "overdue"]), Case.status.in_(open_statuses))
-                .group_by(Case.risk)
-            )
-        ).all()
-    )
+    # Open, at risk, overdue: from the maintained tallies (triage/tallies.py), not a count of
+    # every open case (372 ms at 1,000,000 on PostgreSQL).
+    where = [CaseTally.status.in_([str(s) for s in OPEN_STATUSES])]
+    if department_id is not None:
+        where.append(CaseTally.department_id == department_id)
+    by_risk = {str(risk or ""): int(n) for risk, n in tallies.totals(session, where, ["risk"])}
+    open_n = sum(by_risk.values())
+    risks = by_risk
     return {
         "received": sum(int(n) for n in by_channel.values()),
         "by_channel": {str(k): int(v) for k, v in sorted(by_channel.items())},

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Column, Connection, Table, func, insert, select, text, update
 
+from triage import tallies
 from triage.callers import alt_key, caller_key
 from triage.cases import hash_query_code
 from triage.duplicate_index import SignatureBuilder, signature_rows
@@ -236,6 +237,9 @@ def add_volume(
         if progress is not None:
             progress(written)
     writer.finish()
+    # The tallies' triggers (migration 0025) counted the rows as they went in: on SQLite one
+    # ledger row per case, folded here into one per combination.
+    tallies.compact(conn)
     if keys is not None:
         keys.restore()
     if conn.dialect.name == "postgresql":
