@@ -50,6 +50,7 @@ __all__ = [
     "CaseTally",
     "compact",
     "create_triggers",
+    "differences",
     "drop_triggers",
     "ledger_rows",
     "recount",
@@ -227,6 +228,24 @@ def recount(conn: Connection | Session) -> int:
         )
     )
     return int(conn.execute(text("SELECT coalesce(sum(n), 0) FROM case_tallies")).scalar() or 0)
+
+
+def differences(
+    conn: Connection | Session,
+) -> dict[tuple[Any, ...], tuple[int, int]]:
+    """{combination: (tallied, counted from the cases)} where the two differ; empty when the
+    tallies are right. Reads every case: for a check by an admin, not for a page."""
+    columns = [getattr(Case, c) for c in DIMENSIONS]
+    counted = {
+        tuple(r[:-1]): int(r[-1])
+        for r in conn.execute(select(*columns, func.count()).group_by(*columns))
+    }
+    tallied = {tuple(r[:-1]): int(r[-1]) for r in totals(conn, [], DIMENSIONS)}
+    return {
+        key: (tallied.get(key, 0), counted.get(key, 0))
+        for key in counted.keys() | tallied.keys()
+        if tallied.get(key, 0) != counted.get(key, 0)
+    }
 
 
 def ledger_rows(conn: Connection | Session) -> int:

@@ -92,7 +92,8 @@ def _initialise(
         )
         from triage.callers import backfill_caller_keys
 
-        backfill_caller_keys(session, rt.secret)  # cases from before migration 0010
+        # Cases from before migration 0010, or whose keys migration 0026 cleared.
+        backfill_caller_keys(session, rt.secret, area_code=rt.settings.app.area_code)
     return changes
 
 
@@ -339,6 +340,41 @@ def attachments_sweep(grace_minutes: float, dry_run: bool, as_json: bool) -> Non
         f"{result.kept} files kept; {verb} {len(result.orphans)} without a case "
         f"and {result.partial} unfinished writes"
     )
+
+
+@main.command("tallies", with_appcontext=False)
+@config_option
+@click.option(
+    "--recount",
+    is_flag=True,
+    help="Rebuild the tallies from the cases (and their triggers if missing); writers wait.",
+)
+def tallies_command(recount: bool) -> None:
+    """Check the case tallies (the board's counts per filter value, the dashboard's open,
+    at-risk and overdue) against the cases; exit status 1 when they differ."""
+    from triage import tallies
+
+    rt = Runtime.build(settings())
+    with transaction(rt) as session:
+        if recount:
+            if not tallies.tallied(session):
+                tallies.create_triggers(session.connection())
+            n = tallies.recount(session)
+            click.echo(f"recounted {n} cases")
+            return
+        if not tallies.tallied(session):
+            raise click.ClickException("the tallies' triggers are missing: run with --recount")
+        wrong = tallies.differences(session)
+    if wrong:
+        for key, (tallied, counted) in sorted(wrong.items(), key=repr)[:20]:
+            click.echo(
+                f"{dict(zip(tallies.DIMENSIONS, key, strict=True))}: {tallied} tallied, "
+                f"{counted} counted"
+            )
+        raise click.ClickException(
+            f"the tallies differ from the cases in {len(wrong)} combinations: run with --recount"
+        )
+    click.echo("the tallies agree with the cases")
 
 
 main.add_command(triage_commands)
