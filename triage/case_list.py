@@ -423,7 +423,7 @@ def facet_counts(
     if on_tallies is not None:
         rows = tallies.totals(session, on_tallies, [str(FACETS[n].key) for n in FACETS])
     else:
-        _n, capped = count_cases(session, where)
+        _n, capped = count_cases(session, where, COUNT_CAP)
         if capped:
             return None
         columns = list(FACETS.values())

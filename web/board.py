@@ -35,6 +35,7 @@ from intake.normalise import clean_line
 from intake.submission import Kind
 from triage.access import Action, can, can_view, sees_all_cases, sees_personal_data
 from triage.case_list import (
+    COUNT_CAP,
     DEADLINE_KEY,
     SORTS,
     CasePage,
@@ -557,6 +558,7 @@ def cases() -> str:
         keep=keep,
         # Under a search the counts would be of the cases without it: none rather than wrong.
         facets={} if q else _facets(scope, filters, now, timezone, departments),
+        count_cap=COUNT_CAP,
         bad=[_PARAMETER_LABELS[b]() for b in bad if b in _PARAMETER_LABELS],
         rules=sorted(RULE_LABELS),
         departments=departments if sees_all_cases(current_user) else [],

@@ -331,3 +331,33 @@ def test_an_admin_checks_and_recounts_the_tallies(runtime: Any, config_file: Pat
     assert fixed.exit_code == 0 and "recounted 40 cases" in fixed.output, fixed.output
     assert run().exit_code == 0
     _check(runtime, "recounted by the command")
+
+
+def test_counts_left_out_past_the_cap_of_untallied_filters(
+    runtime: Any, login_as: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Filters the tallies do not count (dates, overdue, ...) are counted from the cases only
+    when they leave at most COUNT_CAP of them; past that the values are listed without
+    counts and the page says why, while tallied filters are counted whatever their size."""
+    import triage.case_list as case_list
+    import web.board as board
+
+    monkeypatch.setattr(case_list, "COUNT_CAP", 20)
+    monkeypatch.setattr(board, "COUNT_CAP", 20)
+    now = datetime.now(UTC)
+    with runtime.engine.begin() as conn:
+        add_volume(conn, 60, months=2, now=now, seed=4, label_map=runtime.settings.label_map)
+    with runtime.sessions() as s:
+        received = sorted(s.scalars(select(Case.received_at)))
+    supervisor = login_as("supervisor")
+    day = (received[0] - timedelta(days=1)).date().isoformat()
+    wide = supervisor.get(f"/board/cases?received_from={day}").get_data(as_text=True)
+    assert 'id="counts-left-out"' in wide and "超过 20 件" in wide
+    assert _channels(wide) == {} and _facet(wide, "open") is None
+    recent = (received[-5] + timedelta(days=1)).date().isoformat()
+    narrow = supervisor.get(f"/board/cases?received_from={recent}").get_data(as_text=True)
+    assert 'id="counts-left-out"' not in narrow
+    total = int(re.search(r"<small>\((\d+)\)</small>", narrow).group(1))  # type: ignore[union-attr]
+    assert 0 < total <= 20 and sum(_channels(narrow).values()) == total
+    tallied = supervisor.get("/board/cases?status=open&urgent=1").get_data(as_text=True)
+    assert 'id="counts-left-out"' not in tallied and _facet(tallied, "open") is not None
