@@ -29,6 +29,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
+from triage import tallies
 from triage.access import can, sees_all_cases, sees_personal_data
 from triage.case_moves import (
     COLUMN_STATUSES,
@@ -150,18 +151,24 @@ def _columns(
         if column == Status.VISITED:
             query = query.options(selectinload(Case.visits))
         cases = list(db().scalars(query))
+        on_tallies = tallies.on_tallies([Case.status.in_(statuses), *where])
+        capped = False
         if len(cases) < COLUMN_SIZE:
             total = len(cases)
+        elif on_tallies is not None:
+            # The column's whole count from the maintained tallies, not its cases.
+            total = sum(int(r[-1]) for r in tallies.totals(db(), on_tallies, []))
         else:
-            capped = select(Case.id).where(Case.status.in_(statuses), *where).limit(COUNT_CAP + 1)
-            total = int(db().scalar(select(func.count()).select_from(capped.subquery())) or 0)
+            ids = select(Case.id).where(Case.status.in_(statuses), *where).limit(COUNT_CAP + 1)
+            total = int(db().scalar(select(func.count()).select_from(ids.subquery())) or 0)
+            capped = total > COUNT_CAP
         columns.append(
             {
                 "status": column,
                 "label": STATUS_LABELS.get(column, column),
                 "cards": [Card(c, masked, now) for c in cases],
                 "total": total,
-                "capped": total > COUNT_CAP,
+                "capped": capped,
             }
         )
     return columns
