@@ -115,16 +115,27 @@ class PhoneError(ValueError):
 _EXTENSION = re.compile(r"\s*(?:转|分机|ext\.?|x|#|-)\s*(\d{1,6})\s*$", re.IGNORECASE)
 
 
+def _has_main_number(digits: str) -> bool:
+    """Whether `digits` (those before what reads as an extension) make a whole number: one
+    with its area code or a mobile (10 or more digits), or a local number without its area
+    code (7 or 8 digits, never starting 0 or 1), so that ``8765 4321 转 123`` and
+    ``87654321-123`` have an extension while ``8765-4321`` and ``010-8765-4321`` do not."""
+    return len(digits) >= 10 or (len(digits) in (7, 8) and digits[0] not in "01")
+
+
 def normalise_phone(value: str) -> str:
     """A phone as typed → its canonical form, or PhoneError.
 
     Accepts a Chinese mobile (``138 0013 8000``, ``+86-138…``, full-width digits), a landline
     with or without area code (``010-8765 4321``, ``(0571)87654321``, ``87654321``,
-    ``+86 10 8765 4321``) and with an extension (``010-87654321-8021``, ``…转8021``), a
+    ``+86 10 8765 4321``) and with an extension (``010-87654321-8021``, ``…转8021``,
+    ``8765 4321 转 123``, ``… ext. 123``, ``… x123``), a
     company's service number (``400-810-5678``), or an international number with its ``+``
     or ``00`` prefix (a trunk ``(0)`` after the country code is dropped). Returns digits only
     for Chinese numbers (``13800138000``, ``01087654321``, ``87654321``), an extension after
-    a ``-`` (``01087654321-8021``), and ``+`` and digits for others (``+442079460958``).
+    a ``-`` (``01087654321-8021``, ``87654321-123``), and ``+`` and digits for others
+    (``+442079460958``). The area code of a local number is not known here: who the caller
+    is (triage/callers.py) adds the office's own.
     """
     return normalise_clean_phone(clean_line(value))
 
@@ -137,7 +148,7 @@ def normalise_clean_phone(text: str) -> str:
         raise PhoneError("empty")
     extension = ""
     found = _EXTENSION.search(text)
-    if found and len(re.sub(r"\D", "", text[: found.start()])) >= 10:
+    if found and _has_main_number(re.sub(r"\D", "", text[: found.start()])):
         extension, text = found.group(1), text[: found.start()]
     if re.search(r"[^\d\s+\-().]", text):
         raise PhoneError("only digits, spaces, +, - and brackets")

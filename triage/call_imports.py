@@ -274,7 +274,12 @@ def import_batch(
             if r.submission is not None and r.submission.external_id not in prepared
         ]
         made = prepare_rows(
-            missing, policy.router, policy.detect_hazard, policy.deadlines, policy.query_code_key
+            missing,
+            policy.router,
+            policy.detect_hazard,
+            policy.deadlines,
+            policy.query_code_key,
+            policy.area_code,
         )
         prepared.update((s.external_id, p) for s, p in zip(missing, made, strict=True))
     if run_id is not None:

@@ -3,10 +3,15 @@
 A caller key is a keyed hash (HMAC-SHA256 with a key derived from the application's secret)
 of the caller's canonical phone number (`intake.normalise.normalise_phone`: ``138 0013 8000``,
 ``+86 13800138000``, ``0086-138-0013-8000`` and full-width digits are all ``13800138000``)
-or, without a phone, of the e-mail address in lower case. The same caller gets the same key
-on every channel and in every export, so repeat complainants can be counted without the
-number; without the secret the key cannot be turned back into the number (a table of all
-Chinese mobiles hashed without a key would take minutes to build).
+or, without a phone, of the e-mail address in lower case. A caller is their main number, as
+12345 hotlines count them: an extension (``010-87654321 转 123``, ``… ext. 123``,
+``…-123``) is kept on the case for the call back but is not part of who calls, and a local
+number typed without its area code (``8765 4321``) is the office's own area's
+(``[app] area_code``, e.g. ``010``: ``01087654321``; without one it stays as it is). The
+same caller gets the same key on every channel and in every export, so repeat complainants
+can be counted without the number; without the secret the key cannot be turned back into
+the number (a table of all Chinese mobiles hashed without a key would take minutes to
+build).
 
 A case stores one key in ``cases.caller_key`` (the phone's, else the email's; ``""`` for an
 anonymous case, NULL for a case registered before migration 0010 and not yet backfilled) and
@@ -46,10 +51,12 @@ from triage.models import Case
 __all__ = [
     "CallerHistory",
     "alt_key",
+    "area_code_digits",
     "backfill_caller_keys",
     "caller_history",
     "caller_key",
     "caller_keys",
+    "caller_number",
     "canonical_email",
     "canonical_phone",
     "case_keys",
@@ -97,6 +104,34 @@ def canonical_phone(phone: str) -> str | None:
         return digits if len(digits) >= 5 else None
 
 
+def area_code_digits(area_code: str) -> str:
+    """The office's area code as a number's leading digits (``10``, ``010`` → ``010``;
+    ``571`` → ``0571``); "" for none. Raises ValueError for anything but 2 or 3 digits
+    after an optional 0."""
+    code = (area_code or "").strip()
+    if not code:
+        return ""
+    if not re.fullmatch(r"0?[1-9]\d{1,2}", code):
+        raise ValueError(f"not an area code: {area_code!r} (e.g. 010, 0571)")
+    return code if code.startswith("0") else "0" + code
+
+
+def caller_number(phone: str, area_code: str = "") -> str | None:
+    """The number that says who calls: `canonical_phone` without its extension
+    (``01087654321-123`` → ``01087654321``), and a local number without area code (7 or 8
+    digits, not starting 0 or 1) with the office's `area_code` before it (``87654321`` →
+    ``01087654321`` for ``010``). None when `phone` is not a usable number."""
+    number = canonical_phone(phone)
+    if number is None:
+        return None
+    main, dash, extension = number.partition("-")
+    if dash and extension.isdigit():
+        number = main
+    if area_code and len(number) in (7, 8) and number.isdigit() and number[0] not in "01":
+        number = area_code_digits(area_code) + number
+    return number
+
+
 def canonical_email(email: str) -> str | None:
     """The address NFKC-normalised, trimmed and in lower case (``Wang@Example.COM`` →
     ``wang@example.com``); None when there is no ``@`` in it."""
@@ -108,11 +143,12 @@ def _hash(kind: str, value: str, secret: bytes | str) -> str:
     return hmac.new(_key(secret), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:KEY_HEX]
 
 
-def caller_key(phone: str, email: str, secret: bytes | str) -> str | None:
+def caller_key(phone: str, email: str, secret: bytes | str, *, area_code: str = "") -> str | None:
     """The caller's pseudonymous key: 32 hex digits of HMAC-SHA256 (keyed from `secret`) of
-    the canonical phone, or of the lower-case email when there is no usable phone; None for
-    an anonymous caller. Raises ValueError for an empty secret."""
-    number = canonical_phone(phone)
+    the caller's number (`caller_number`, with the office's `area_code`), or of the
+    lower-case email when there is no usable phone; None for an anonymous caller. Raises
+    ValueError for an empty secret."""
+    number = caller_number(phone, area_code)
     if number is not None:
         return _hash("tel", number, secret)
     address = canonical_email(email)
@@ -121,20 +157,20 @@ def caller_key(phone: str, email: str, secret: bytes | str) -> str | None:
     return None
 
 
-def alt_key(phone: str, email: str, secret: bytes | str) -> str | None:
+def alt_key(phone: str, email: str, secret: bytes | str, *, area_code: str = "") -> str | None:
     """The email's key when the caller gave a usable phone too (stored as
     ``cases.caller_alt_key``), else None."""
     address = canonical_email(email)
-    if canonical_phone(phone) is None or address is None:
+    if caller_number(phone, area_code) is None or address is None:
         return None
     return _hash("mail", address, secret)
 
 
-def caller_keys(phone: str, email: str, secret: bytes | str) -> list[str]:
-    """Every key under which this contact's cases may be stored: the phone's and the email's
-    (0 to 2 keys)."""
+def caller_keys(phone: str, email: str, secret: bytes | str, *, area_code: str = "") -> list[str]:
+    """Every key under which this contact's cases may be stored: the phone's (its caller
+    number with the office's `area_code`) and the email's (0 to 2 keys)."""
     keys = []
-    number = canonical_phone(phone)
+    number = caller_number(phone, area_code)
     if number is not None:
         keys.append(_hash("tel", number, secret))
     address = canonical_email(email)
@@ -143,10 +179,10 @@ def caller_keys(phone: str, email: str, secret: bytes | str) -> list[str]:
     return keys
 
 
-def stamp(case: Case, secret: bytes | str) -> None:
+def stamp(case: Case, secret: bytes | str, area_code: str = "") -> None:
     """Sets the case's caller keys from its contact (``""`` when anonymous): `caller_key`
-    and `alt_key`, each contact read once."""
-    number = canonical_phone(case.contact_phone)
+    and `alt_key` (with the office's `area_code`), each contact read once."""
+    number = caller_number(case.contact_phone, area_code)
     address = canonical_email(case.contact_email)
     mail = _hash("mail", address, secret) if address is not None else None
     if number is not None:
@@ -157,13 +193,13 @@ def stamp(case: Case, secret: bytes | str) -> None:
         case.caller_alt_key = None
 
 
-def stamp_caller(case: Case, place: str, secret: bytes | str | None) -> None:
+def stamp_caller(case: Case, place: str, secret: bytes | str | None, area_code: str = "") -> None:
     """At registration: the case's place (at most 200 characters) and, given the
-    application's secret, its caller keys (without one they stay None until
-    `backfill_caller_keys`)."""
+    application's secret, its caller keys (with the office's `area_code`; without a secret
+    they stay None until `backfill_caller_keys`)."""
     case.place = (place or "").strip()[:PLACE_MAX]
     if secret:
-        stamp(case, secret)
+        stamp(case, secret, area_code)
 
 
 @dataclass(frozen=True)
@@ -191,11 +227,11 @@ def _same_caller(keys: list[str]) -> ColumnElement[bool]:
     return or_(Case.caller_key.in_(keys), Case.caller_alt_key.in_(keys))
 
 
-def case_keys(case: Case, secret: bytes | str) -> list[str]:
+def case_keys(case: Case, secret: bytes | str, *, area_code: str = "") -> list[str]:
     """The keys `case`'s caller is found under: its stored ones, or, for a case not yet
-    backfilled, those of its contact."""
+    backfilled, those of its contact (with the office's `area_code`)."""
     if case.caller_key is None:
-        return caller_keys(case.contact_phone, case.contact_email, secret)
+        return caller_keys(case.contact_phone, case.contact_email, secret, area_code=area_code)
     return [k for k in (case.caller_key, case.caller_alt_key) if k]
 
 
@@ -268,7 +304,7 @@ def caller_history(
 
 
 def backfill_caller_keys(
-    connection: Connection | Session, secret: bytes | str, batch: int = 2000
+    connection: Connection | Session, secret: bytes | str, batch: int = 2000, area_code: str = ""
 ) -> int:
     """Computes the caller keys of the cases that have none yet (registered before migration
     0010), `batch` cases per statement round; returns how many were set. Safe to run again and
@@ -291,8 +327,13 @@ def backfill_caller_keys(
             [
                 {
                     "case_id": r.id,
-                    "key": caller_key(r.contact_phone or "", r.contact_email or "", secret) or "",
-                    "alt": alt_key(r.contact_phone or "", r.contact_email or "", secret),
+                    "key": caller_key(
+                        r.contact_phone or "", r.contact_email or "", secret, area_code=area_code
+                    )
+                    or "",
+                    "alt": alt_key(
+                        r.contact_phone or "", r.contact_email or "", secret, area_code=area_code
+                    ),
                 }
                 for r in rows
             ],

@@ -92,6 +92,9 @@ class IntakePolicy:
     duplicate_window_days: int = 30
     # The application's secret: query codes are stored as keyed hashes (see hash_query_code).
     query_code_key: bytes | None = None
+    # The office's telephone area code ("010"): a local number without it is the same
+    # caller as with it (triage/callers.caller_number).
+    area_code: str = ""
 
     @property
     def threshold(self) -> float:
@@ -499,11 +502,12 @@ def prepare_rows(
     detect_hazard: Callable[[str, str], HazardLike],
     deadlines: Deadlines | None = None,
     query_code_key: bytes | None = None,
+    area_code: str = "",
 ) -> list[RowPrep]:
     """`RowPrep` of each submission, in order: the suggestions of a router with
     ``suggest_many`` in one call (one matrix product for all), else one at a time. With
     `deadlines`, the deadlines too; with `query_code_key`, a query code and its hash and the
-    caller keys (`RowPrep`)."""
+    caller keys (`RowPrep`; with the office's `area_code`)."""
     pairs = [(s.subject, s.body) for s in submissions]
     suggest_many = getattr(router, "suggest_many", None)
     if suggest_many is not None:
@@ -518,7 +522,7 @@ def prepare_rows(
             new_code = new_query_code()
             code = (new_code, hash_query_code(new_code, key=query_code_key))
             contact = _Contact(s.contact.phone.strip()[:40], s.contact.email.strip()[:200])
-            stamp_caller_keys(contact, query_code_key)  # type: ignore[arg-type]
+            stamp_caller_keys(contact, query_code_key, area_code)  # type: ignore[arg-type]
             caller = (contact.caller_key, contact.caller_alt_key)
         if deadlines is not None:
             urgent, kind = bool(hazard.urgent), str(s.kind)
@@ -614,6 +618,7 @@ def register_rows(
             policy.detect_hazard,
             policy.deadlines,
             policy.query_code_key,
+            policy.area_code,
         )
         preps.update(zip(missing, made_here, strict=True))
     departments = _departments(session)
@@ -789,7 +794,7 @@ def _case_row(
             caller_key, caller_alt_key = prep.caller_keys
         else:
             contact = _Contact(phone, email)
-            stamp_caller_keys(contact, policy.query_code_key)  # type: ignore[arg-type]
+            stamp_caller_keys(contact, policy.query_code_key, policy.area_code)  # type: ignore[arg-type]
             caller_key, caller_alt_key = contact.caller_key, contact.caller_alt_key
     confidence = round(float(suggestion.confidence), 4)
     model = f"model {suggestion.model_version}"
@@ -1035,7 +1040,7 @@ def _new_case(
     case.masked_text = masked_case_text(
         case.subject, case.body, case.contact_name, case.contact_phone, case.contact_email
     )
-    stamp_caller(case, submission.place, policy.query_code_key)
+    stamp_caller(case, submission.place, policy.query_code_key, policy.area_code)
     if defer and case_id is not None:
         case.similar = []
         defer_enrichment(session, case)

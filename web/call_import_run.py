@@ -162,7 +162,7 @@ def _batches(rows: Iterator[CallRow], size: int) -> Iterator[list[CallRow]]:
 
 # -- the helper process ------------------------------------------------------------------
 
-_HELPER: tuple[Router, Callable[[str, str], Any], Deadlines, bytes | None] | None = None
+_HELPER: tuple[Router, Callable[[str, str], Any], Deadlines, bytes | None, str] | None = None
 
 
 def _helper_start(
@@ -170,12 +170,13 @@ def _helper_start(
     hazard_terms: tuple[str, ...],
     deadlines: Deadlines,
     query_code_key: bytes | None,
+    area_code: str = "",
 ) -> None:
     """In the helper process: the import's router (a stored model, loaded here by its
     version, or another router pickled), its policy's hazard detection (that of
-    `web.runtime.Runtime.intake_policy`), deadlines and query code key (the application's
-    secret: caller keys and query code hashes). Ctrl-C is left to the importing process,
-    which stops the helper."""
+    `web.runtime.Runtime.intake_policy`), deadlines, query code key (the application's
+    secret: caller keys and query code hashes) and the office's area code (caller keys).
+    Ctrl-C is left to the importing process, which stops the helper."""
     global _HELPER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     kind, spec = router
@@ -189,6 +190,7 @@ def _helper_start(
         lambda subject, body: detect_hazard(subject, body, hazard_terms),
         deadlines,
         query_code_key,
+        area_code,
     )
 
 
@@ -199,8 +201,8 @@ def _helper_ready() -> bool:
 def _helper_prepare(submissions: list[Submission]) -> list[RowPrep]:
     """In the helper process: `prepare_rows` of one batch's new submissions."""
     assert _HELPER is not None, "the helper process was not started"
-    router, detect, deadlines, key = _HELPER
-    return prepare_rows(submissions, router, detect, deadlines, key)
+    router, detect, deadlines, key, area_code = _HELPER
+    return prepare_rows(submissions, router, detect, deadlines, key, area_code)
 
 
 class _Helper:
@@ -215,12 +217,13 @@ class _Helper:
         hazard_terms: Sequence[str],
         deadlines: Deadlines,
         query_code_key: bytes | None,
+        area_code: str = "",
     ) -> None:
         self.pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_helper_start,
-            initargs=(router, tuple(hazard_terms), deadlines, query_code_key),
+            initargs=(router, tuple(hazard_terms), deadlines, query_code_key, area_code),
         )
         self.started = self.pool.submit(_helper_ready)
 
@@ -238,7 +241,11 @@ class _Helper:
                 spec = ("pickle", pickle.dumps(router))
             pickle.dumps(policy.deadlines)  # sent to the helper as its initargs
             return cls(
-                spec, rt.settings.classifier.hazard_terms, policy.deadlines, policy.query_code_key
+                spec,
+                rt.settings.classifier.hazard_terms,
+                policy.deadlines,
+                policy.query_code_key,
+                policy.area_code,
             )
         except (pickle.PicklingError, TypeError, AttributeError, OSError) as exc:
             log.warning("call import without its helper process: %s", exc)

@@ -92,7 +92,8 @@ def _initialise(
         )
         from triage.callers import backfill_caller_keys
 
-        backfill_caller_keys(session, rt.secret)  # cases from before migration 0010
+        # Cases from before migration 0010, or whose keys migration 0026 cleared.
+        backfill_caller_keys(session, rt.secret, area_code=rt.settings.app.area_code)
     return changes
 
 

@@ -89,7 +89,8 @@ def _phone_number(phone: str) -> str | None:
 def _phone_keys(phone: str) -> list[str]:
     """The caller keys of a number as typed ([] while it is not yet a number)."""
     number = _phone_number(phone)
-    return caller_keys(number, "", runtime().secret) if number else []
+    area = runtime().settings.app.area_code
+    return caller_keys(number, "", runtime().secret, area_code=area) if number else []
 
 
 def _history(phone: str) -> CallerHistory:
@@ -390,7 +391,8 @@ def _callers_case(number: str, phone: str) -> Case | None:
     case = db().scalar(select(Case).where(Case.tracking_number == number.strip()))
     if case is None or not keys:
         return None
-    if set(keys) & set(case_keys(case, runtime().secret)) or is_callers_case(db(), keys, case):
+    stored = case_keys(case, runtime().secret, area_code=runtime().settings.app.area_code)
+    if set(keys) & set(stored) or is_callers_case(db(), keys, case):
         return case
     return case if _merged_from_callers(case, keys) else None
 
@@ -595,7 +597,7 @@ def _caller_history_panel() -> dict[str, Any]:
     case = shown_case()
     if case is None:
         return {}
-    keys = case_keys(case, runtime().secret)
+    keys = case_keys(case, runtime().secret, area_code=runtime().settings.app.area_code)
     if not keys:
         return {}
     department = None

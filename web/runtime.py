@@ -105,6 +105,7 @@ class Runtime:
             ),
             duplicate_window_days=self.settings.classifier.duplicate_window_days,
             query_code_key=self.secret,
+            area_code=self.settings.app.area_code,
         )
 
     @cached_property

@@ -111,6 +111,16 @@ class AppSettings(Section):
     # trusted, so rate limits see the citizen's address rather than the proxy's.
     trusted_proxies: Annotated[int, Field(ge=0, le=5)] = 0
     tracking_prefix: Annotated[str, Field(pattern=r"^[A-Z]{1,6}$")] = "MS"
+    # The office's own telephone area code (010, 0571): a local number a caller gives
+    # without it (8765 4321) is the same caller as with it (triage/callers.py); "" for none.
+    area_code: str = ""
+
+    @field_validator("area_code")
+    @classmethod
+    def _area_code(cls, v: str) -> str:
+        from triage.callers import area_code_digits
+
+        return area_code_digits(v)
 
     @field_validator("base_url")
     @classmethod
