@@ -414,8 +414,9 @@ def facet_counts(
     department, channel, kind, urgent: `triage.tallies`), read from them: the same few
     thousand rows at most whatever the number of cases, right as soon as a change commits.
     Otherwise (overdue, finding, attachments, dates) counted from the cases under the filters
-    that are not facets, when those are at most `COUNT_CAP` (bounded work; one GROUP BY);
-    None when there are more: no counts rather than a count over every case.
+    that are not facets, when those are at most `COUNT_CAP` (one GROUP BY of at most
+    `COUNT_CAP` + 1 of them); None when there are more: no counts rather than a count over
+    every case.
     """
     rest = replace(filters, **{name: "" for name in FACETS})
     where = [*scope, *rest.clauses(now, timezone)]
@@ -423,16 +424,14 @@ def facet_counts(
     if on_tallies is not None:
         rows = tallies.totals(session, on_tallies, [str(FACETS[n].key) for n in FACETS])
     else:
-        _n, capped = count_cases(session, where, COUNT_CAP)
-        if capped:
+        # One statement, bounded: the facets' columns of at most COUNT_CAP + 1 of those cases,
+        # grouped; more than COUNT_CAP of them and there are no counts.
+        some = select(*FACETS.values()).where(*where).limit(COUNT_CAP + 1).subquery()
+        columns = list(some.c)
+        query = select(*columns, func.count()).group_by(*columns)
+        rows = [tuple(r) for r in session.execute(query)]
+        if sum(int(r[-1]) for r in rows) > COUNT_CAP:
             return None
-        columns = list(FACETS.values())
-        rows = [
-            tuple(r)
-            for r in session.execute(
-                select(*columns, func.count()).where(*where).group_by(*columns)
-            )
-        ]
     return _by_facet(session, rows, filters, facets)
 
 
