@@ -2,8 +2,8 @@
 neutral code and put into the reader's language when shown (web/i18n.system_reason), with
 the departments named from the event's own detail at that time.
 
-A code is the whole of an event's ``reason``; what it says, per code (the event's detail
-keys it reads in brackets):
+A code is the whole of an event's ``reason`` (or one of a case's urgent reasons); what it
+says, per code (the event's detail keys it reads in brackets):
 
 - `DEACTIVATED_HANDED_OVER` (transferred {previous, department}): the department was
   deactivated, its case in hand handed to the one that took its work over, deadline kept
@@ -18,6 +18,8 @@ keys it reads in brackets):
 - `WEB_VISIT_UNSATISFIED`, `WEB_VISIT_UNSOLVED`, `WEB_VISIT_UNSATISFIED_UNSOLVED`
   (review_requested, reworked): the citizen answered through the satisfaction link that
   they are unsatisfied, that the problem is not solved, or both (triage/satisfaction).
+- `MARKED_URGENT_BY_OPERATOR` (an urgent reason: `cases.urgent_reasons`, the `reasons` of
+  flagged_urgent and received events): the operator marked the call urgent (web/operator).
 
 Events written before these codes keep the Chinese text they were written with.
 """
@@ -31,6 +33,7 @@ OVERDUE_ESCALATED = "system:overdue_escalated"
 WEB_VISIT_UNSATISFIED = "system:web_visit_unsatisfied"
 WEB_VISIT_UNSOLVED = "system:web_visit_unsolved"
 WEB_VISIT_UNSATISFIED_UNSOLVED = "system:web_visit_unsatisfied_unsolved"
+MARKED_URGENT_BY_OPERATOR = "system:marked_urgent_by_operator"
 
 CODES = frozenset(
     {
@@ -41,5 +44,6 @@ CODES = frozenset(
         WEB_VISIT_UNSATISFIED,
         WEB_VISIT_UNSOLVED,
         WEB_VISIT_UNSATISFIED_UNSOLVED,
+        MARKED_URGENT_BY_OPERATOR,
     }
 )

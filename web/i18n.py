@@ -342,6 +342,7 @@ CODED_REASONS = {
         "Web return visit (satisfaction link): the citizen is not satisfied and the problem "
         "is not solved."
     ),
+    system_reasons.MARKED_URGENT_BY_OPERATOR: _l("marked urgent by the operator"),
 }
 
 

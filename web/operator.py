@@ -35,6 +35,7 @@ from werkzeug.wrappers import Response
 
 from intake.normalise import PhoneError, normalise_phone
 from intake.phone import operator_submission
+from triage import system_reasons
 from triage.access import Action, can, sees_all_cases, sees_personal_data
 from triage.callers import (
     CallerHistory,
@@ -273,7 +274,8 @@ def _policy(urgent: bool) -> IntakePolicy:
     policy = runtime().intake_policy()
     if not urgent:
         return policy
-    detect, reason = policy.detect_hazard, _("marked urgent by the operator")
+    # A code, not the operator's words of the moment: read in each reader's language.
+    detect, reason = policy.detect_hazard, system_reasons.MARKED_URGENT_BY_OPERATOR
     return replace(policy, detect_hazard=lambda s, b: _Flagged(detect(s, b), reason))
 
 
@@ -428,7 +430,7 @@ def _call_detail(form: PhoneCallForm, called_at: datetime, token: str) -> dict[s
 
 def _flag_urgent(case: Case, now: datetime) -> None:
     if not case.urgent:
-        reason = _("marked urgent by the operator")
+        reason = system_reasons.MARKED_URGENT_BY_OPERATOR
         case.urgent = True
         case.urgent_reasons = [*case.urgent_reasons, reason]
         case.record("flagged_urgent", current_user, now, reasons=[reason])

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from tests.conftest import csrf_from
 from tests.integration.helpers import flashes, submit_complaint
+from triage import system_reasons
 from triage.callers import backfill_caller_keys, caller_key
 from triage.export import iter_records
 from triage.models import Base, Case, Department, Satisfaction
@@ -362,8 +363,17 @@ def test_the_operator_marks_a_call_urgent(login_as: Any, runtime: Any) -> None:
     assert r.status_code == 302
     case = _case(runtime, r.headers["Location"].rsplit("/", 1)[-1])
     assert case.urgent is True and case.place == "幸福小区"
-    assert any("话务员" in reason or "operator" in reason for reason in case.urgent_reasons)
+    # Stored as a code (triage/system_reasons.py), read in each reader's language.
+    assert system_reasons.MARKED_URGENT_BY_OPERATOR in case.urgent_reasons
     assert case.received_at <= datetime.now(UTC)
+    supervisor = login_as("supervisor")
+    number = case.tracking_number
+    for lang, said in (("zh", "话务员标记为紧急"), ("en", "marked urgent by the operator")):
+        page = supervisor.get(f"/board/cases/{number}?lang={lang}").get_data(as_text=True)
+        banner = re.search(r'<p class="flash error">(.*?)</p>', page, re.S).group(1)  # type: ignore[union-attr]
+        assert said in banner and "system:" not in page
+        queue = supervisor.get(f"/board/queue?lang={lang}").get_data(as_text=True)
+        assert f'title="{said}"' in queue
 
 
 def test_bad_desk_input_is_a_clear_error_never_a_server_error(login_as: Any, runtime: Any) -> None:
