@@ -17,6 +17,10 @@ brackets; ``to``, on a case event, names the recipients):
 - `SERVER_UNAVAILABLE` {server, error}: connecting, STARTTLS or login failed; `error` is the
   network's or server's own words.
 - `UNKNOWN`: a failure that said nothing.
+- `BOUNCED` {recipient, status, diagnostic}: a bounce came back for a mail of ours to
+  `recipient` ("" when the bounce does not say), with its DSN `status` (5.1.1) and the
+  remote server's `diagnostic` (its own words); the text of the bounce's case message
+  (triage/mail_intake.py).
 
 Anything else (a server's "550 no such user", a gateway's "HTTP 503") is the other side's
 words and is shown as it is. Reasons stored before these codes keep their English text.
@@ -33,8 +37,9 @@ NEEDS_SMTPUTF8 = "delivery:needs_smtputf8"
 SENDER_STOPPED = "delivery:sender_stopped"
 SERVER_UNAVAILABLE = "delivery:server_unavailable"
 UNKNOWN = "delivery:unknown"
+BOUNCED = "delivery:bounced"
 
-CODES = frozenset({NEEDS_SMTPUTF8, SENDER_STOPPED, SERVER_UNAVAILABLE, UNKNOWN})
+CODES = frozenset({NEEDS_SMTPUTF8, SENDER_STOPPED, SERVER_UNAVAILABLE, UNKNOWN, BOUNCED})
 
 # English, for the command line and the logs; the pages have their own (web/i18n.py).
 ENGLISH = {
@@ -45,6 +50,7 @@ ENGLISH = {
     SENDER_STOPPED: "the sender stopped during the last try",
     SERVER_UNAVAILABLE: "SMTP server %(server)s: %(error)s",
     UNKNOWN: "unknown error",
+    BOUNCED: "bounce: the mail to %(recipient)s was not delivered (%(status)s) %(diagnostic)s",
 }
 
 _CODED = re.compile(r"(delivery:[a-z0-9_]+)(?: (\{.*\}))?", re.DOTALL)

@@ -92,6 +92,7 @@ from intake.email import AttachmentLimits, Bounce, ParsedMail, UnparseableMail, 
 from intake.mail.headers import decode_header
 from intake.normalise import clean_line, clean_text
 from intake.submission import Channel, Contact, Submission
+from triage import delivery_reasons
 from triage.cases import IntakePolicy, derived_query_code, register, register_batch
 from triage.models import N_, Actor, Base, Case, UTCDateTime, _actor_fields
 from triage.outbox import (
@@ -1152,13 +1153,14 @@ def acknowledgments_to_many(
 
 
 def _bounce_text(bounce: Bounce, parsed: ParsedMail) -> str:
-    lines = [
-        f"退信：发往 {bounce.recipient or '（未知地址）'} 的邮件未能送达"
-        + (f"（{bounce.status}）" if bounce.status else "")
-    ]
-    if bounce.diagnostic:
-        lines.append(bounce.diagnostic)
-    return "\n".join(lines)
+    """The bounce's case message: its facts as a coded reason (triage/delivery_reasons.py),
+    put into the reader's language on the case page, not a sentence in one language."""
+    return delivery_reasons.coded(
+        delivery_reasons.BOUNCED,
+        recipient=bounce.recipient or "",
+        status=bounce.status or "",
+        diagnostic=(bounce.diagnostic or "")[:1000],
+    )
 
 
 def _case_by_ids(session: Session, ids: Sequence[str]) -> Case | None:

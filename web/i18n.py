@@ -358,6 +358,7 @@ DELIVERY_REASONS = {
     ),
     delivery_reasons.SERVER_UNAVAILABLE: _l("Mail server %(server)s not reachable: %(error)s"),
     delivery_reasons.UNKNOWN: _l("Unknown error."),
+    delivery_reasons.BOUNCED: _l("The mail to %(recipient)s was not delivered."),
 }
 
 
@@ -369,7 +370,13 @@ def delivery_reason(text: str) -> str:
     if found is None:
         return unicode_addresses(text or "")
     code, facts = found
+    if code == delivery_reasons.BOUNCED:
+        facts = {**facts, "recipient": facts.get("recipient") or gettext("(unknown address)")}
     said = str(DELIVERY_REASONS[code]) % delivery_reasons.Facts(facts)
+    if code == delivery_reasons.BOUNCED:
+        # The DSN status and the remote server's own words, as they came.
+        said += f" ({facts['status']})" if facts.get("status") else ""
+        said += f"\n{facts['diagnostic']}" if facts.get("diagnostic") else ""
     said = unicode_addresses(said)
     return f"{unicode_addresses(facts['to'])}: {said}" if facts.get("to") else said
 

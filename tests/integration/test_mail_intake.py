@@ -31,6 +31,7 @@ from intake.mailbox import Mailbox
 from tests.conftest import SHARED_DATA, need
 from tests.integration.helpers import table_as_of
 from tests.mailserver import free_port
+from triage import delivery_reasons
 from triage.cases import check_query_code
 from triage.export import case_record
 from triage.mail_intake import (
@@ -608,6 +609,10 @@ def test_a_bounce_of_the_acknowledgment_is_attached_to_its_case(
         (message,) = case_messages_of(s, case.id)
         unknown = pending_mail(s, "quarantine")
     assert message.kind == "bounce" and "5.1.1" in message.text and CITIZEN in message.text
+    # Its facts as a code (triage/delivery_reasons.py), no sentence in one language.
+    code, facts = delivery_reasons.parse(message.text)  # type: ignore[misc]
+    assert code == delivery_reasons.BOUNCED
+    assert (facts["recipient"], facts["status"]) == (CITIZEN, "5.1.1")
     assert len(unknown) == 1 and unknown[0].outcome == Outcome.BOUNCE
     assert len(outbox(rt)) == 1  # a bounce is never answered
 

@@ -266,3 +266,44 @@ def test_the_satisfaction_visit_keeps_the_citizens_words_and_reads_in_each_langu
     lines = _timeline(supervisor, number, "en")
     assert any("the citizen is not satisfied and the problem is not solved" in x for x in lines)
     assert not any("网上回访" in x for x in lines)
+
+
+def test_a_bounce_of_a_notice_reads_in_each_language_on_the_case_page(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """A bounce of our mail is kept on its case as its facts (recipient, DSN status, the
+    remote server's words: triage/mail_intake._bounce_text), written out in the reader's
+    language; the server's diagnostic as it came."""
+    from intake.email import Bounce
+    from triage.mail_intake import CaseMessage, _bounce_text
+
+    number, _ = submit_complaint(client, "路灯不亮。", email="li@example.com", phone="")
+    bounce = Bounce(
+        original_message_id="x@example.gov.cn",
+        recipient="li@example.com",
+        status="5.1.1",
+        diagnostic="smtp; 550 5.1.1 user unknown",
+    )
+    with runtime.sessions() as s, s.begin():
+        case = s.scalar(select(Case).where(Case.tracking_number == number))
+        text = _bounce_text(bounce, None)  # type: ignore[arg-type]
+        s.add(
+            CaseMessage(
+                case_id=case.id,  # type: ignore[union-attr]
+                at=datetime.now(UTC),
+                kind="bounce",
+                sender="MAILER-DAEMON@example.com",
+                text=text,
+            )
+        )
+    assert "未能送达" not in text and "not delivered" not in text
+    supervisor = login_as("supervisor")
+    for lang, said in (("zh", "发往 li@example.com 的邮件未能送达"), ("en", "was not delivered")):
+        page = supervisor.get(f"/board/cases/{number}?lang={lang}").get_data(as_text=True)
+        quoted = re.search(
+            r'id="case-messages".*?<blockquote class="reply">(.*?)</blockquote>', page, re.S
+        )
+        assert quoted, page[:500]
+        shown = quoted.group(1)
+        assert said in shown and "5.1.1" in shown and "550 5.1.1 user unknown" in shown
+        assert "delivery:" not in shown
