@@ -496,6 +496,65 @@ class RowPrep(NamedTuple):
     handling_due: tuple[datetime, str] | None = None
 
 
+# What `prepare_rows` reads of a submission, as plain values that another process unpickles
+# quickly (a Submission took 10 µs): subject, body, contact name, phone and email (as
+# given), kind, received_at.
+PrepInput = tuple[str, str, str, str, str, str, datetime]
+# A `RowPrep` as plain values (`plain_prep`): suggestion label, confidence, alternatives and
+# model version, hazard flag and reasons, then RowPrep's other fields in order.
+PlainPrep = tuple[Any, ...]
+
+
+def prep_input(submission: Submission) -> PrepInput:
+    """The values of `submission` that `prepare_inputs` reads."""
+    contact = submission.contact
+    return (
+        submission.subject,
+        submission.body,
+        contact.name,
+        contact.phone,
+        contact.email,
+        str(submission.kind),
+        submission.received_at,
+    )
+
+
+class _Suggestion(NamedTuple):
+    """A suggestion read back from `plain_prep` (a `SuggestionLike`)."""
+
+    label: str
+    confidence: float
+    alternatives: Sequence[tuple[str, float]]
+    model_version: str
+
+
+class _Hazard(NamedTuple):
+    """A hazard flag read back from `plain_prep` (a `HazardLike`)."""
+
+    urgent: bool
+    reasons: Sequence[str]
+
+
+def plain_prep(prep: RowPrep) -> PlainPrep:
+    """`prep` as plain values, to send to another process (`from_plain_prep`)."""
+    suggestion, hazard = prep.suggestion, prep.hazard
+    return (
+        suggestion.label,
+        suggestion.confidence,
+        suggestion.alternatives,
+        suggestion.model_version,
+        hazard.urgent,
+        hazard.reasons,
+        *prep[2:],
+    )
+
+
+def from_plain_prep(plain: PlainPrep) -> RowPrep:
+    """The `RowPrep` of `plain_prep`'s values: the same fields (its suggestion and hazard
+    flag as named tuples of the same attributes)."""
+    return RowPrep(_Suggestion(*plain[:4]), _Hazard(*plain[4:6]), *plain[6:])
+
+
 def prepare_rows(
     submissions: Sequence[Submission],
     router: Router,
@@ -504,46 +563,53 @@ def prepare_rows(
     query_code_key: bytes | None = None,
     area_code: str = "",
 ) -> list[RowPrep]:
-    """`RowPrep` of each submission, in order: the suggestions of a router with
-    ``suggest_many`` in one call (one matrix product for all), else one at a time. With
-    `deadlines`, the deadlines too; with `query_code_key`, a query code and its hash and the
-    caller keys (`RowPrep`; with the office's `area_code`)."""
-    pairs = [(s.subject, s.body) for s in submissions]
+    """`RowPrep` of each submission, in order (`prepare_inputs` of their `prep_input`)."""
+    inputs = [prep_input(s) for s in submissions]
+    return prepare_inputs(inputs, router, detect_hazard, deadlines, query_code_key, area_code)
+
+
+def prepare_inputs(
+    inputs: Sequence[PrepInput],
+    router: Router,
+    detect_hazard: Callable[[str, str], HazardLike],
+    deadlines: Deadlines | None = None,
+    query_code_key: bytes | None = None,
+    area_code: str = "",
+) -> list[RowPrep]:
+    """`RowPrep` of each submission's `prep_input`, in order: the suggestions of a router
+    with ``suggest_many`` in one call (one matrix product for all), else one at a time.
+    With `deadlines`, the deadlines too; with `query_code_key`, a query code and its hash
+    and the caller keys (`RowPrep`; with the office's `area_code`)."""
+    pairs = [(i[0], i[1]) for i in inputs]
     suggest_many = getattr(router, "suggest_many", None)
     if suggest_many is not None:
         suggestions = list(suggest_many(pairs)) if pairs else []
     else:
         suggestions = [router.suggest(subject, body) for subject, body in pairs]
     out = []
-    for s, suggestion in zip(submissions, suggestions, strict=True):
-        hazard = detect_hazard(s.subject, s.body)
+    for values, suggestion in zip(inputs, suggestions, strict=True):
+        subject, body, name, phone, email, kind, received_at = values
+        hazard = detect_hazard(subject, body)
+        phone, email = phone.strip()[:40], email.strip()[:200]
         code = caller = triage_due = handling_due = None
         if query_code_key:
             new_code = new_query_code()
             code = (new_code, hash_query_code(new_code, key=query_code_key))
-            contact = _Contact(s.contact.phone.strip()[:40], s.contact.email.strip()[:200])
+            contact = _Contact(phone, email)
             stamp_caller_keys(contact, query_code_key, area_code)  # type: ignore[arg-type]
             caller = (contact.caller_key, contact.caller_alt_key)
         if deadlines is not None:
-            urgent, kind = bool(hazard.urgent), str(s.kind)
-            triage_due = deadlines.triage_due(s.received_at, urgent, kind=kind)
+            urgent = bool(hazard.urgent)
+            triage_due = deadlines.triage_due(received_at, urgent, kind=kind)
             if suggestion.label:
-                due = deadlines.handling_due(s.received_at, suggestion.label, urgent, kind=kind)
+                due = deadlines.handling_due(received_at, suggestion.label, urgent, kind=kind)
                 handling_due = (due, due.isoformat())
-        out.append(RowPrep(suggestion, hazard, _masked(s), code, caller, triage_due, handling_due))
+        # The case's masked text, of its fields as stored (`_case_row`).
+        masked = masked_case_text(
+            subject.strip()[:300], body.strip(), name.strip()[:100], phone, email
+        )
+        out.append(RowPrep(suggestion, hazard, masked, code, caller, triage_due, handling_due))
     return out
-
-
-def _masked(submission: Submission) -> str:
-    """The case's masked text, of its fields as stored (`_case_row`)."""
-    contact = submission.contact
-    return masked_case_text(
-        submission.subject.strip()[:300],
-        submission.body.strip(),
-        contact.name.strip()[:100],
-        contact.phone.strip()[:40],
-        contact.email.strip()[:200],
-    )
 
 
 def register_rows(
