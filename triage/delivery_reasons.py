@@ -16,6 +16,8 @@ brackets; ``to``, on a case event, names the recipients):
 - `SENDER_STOPPED`: the sender died during the last allowed try; the mail may even have gone.
 - `SERVER_UNAVAILABLE` {server, error}: connecting, STARTTLS or login failed; `error` is the
   network's or server's own words.
+- `GATEWAY_UNAVAILABLE` {gateway, error}: the SMS gateway (host[:port]) could not be
+  reached (refused, timed out, a bad address); `error` is the network's own words.
 - `UNKNOWN`: a failure that said nothing.
 - `BOUNCED` {recipient, status, diagnostic}: a bounce came back for a mail of ours to
   `recipient` ("" when the bounce does not say), with its DSN `status` (5.1.1) and the
@@ -38,8 +40,11 @@ SENDER_STOPPED = "delivery:sender_stopped"
 SERVER_UNAVAILABLE = "delivery:server_unavailable"
 UNKNOWN = "delivery:unknown"
 BOUNCED = "delivery:bounced"
+GATEWAY_UNAVAILABLE = "delivery:gateway_unavailable"
 
-CODES = frozenset({NEEDS_SMTPUTF8, SENDER_STOPPED, SERVER_UNAVAILABLE, UNKNOWN, BOUNCED})
+CODES = frozenset(
+    {NEEDS_SMTPUTF8, SENDER_STOPPED, SERVER_UNAVAILABLE, UNKNOWN, BOUNCED, GATEWAY_UNAVAILABLE}
+)
 
 # English, for the command line and the logs; the pages have their own (web/i18n.py).
 ENGLISH = {
@@ -49,6 +54,7 @@ ENGLISH = {
     ),
     SENDER_STOPPED: "the sender stopped during the last try",
     SERVER_UNAVAILABLE: "SMTP server %(server)s: %(error)s",
+    GATEWAY_UNAVAILABLE: "SMS gateway %(gateway)s not reachable: %(error)s",
     UNKNOWN: "unknown error",
     BOUNCED: "bounce: the mail to %(recipient)s was not delivered (%(status)s) %(diagnostic)s",
 }

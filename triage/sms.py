@@ -365,7 +365,20 @@ class SmsGateway:
             raise GatewayError(f"HTTP {e.code} {text_of}".strip(), permanent=not retry) from e
         except (urllib.error.URLError, OSError, ValueError) as e:
             reason = getattr(e, "reason", e)
-            raise GatewayError(f"{type(e).__name__}: {reason}") from e
+            # Not reached: our words (a code, read in the reader's language), the error's
+            # own as a fact. An answer (HTTP 503 …) above is the gateway's, kept as it is.
+            raise GatewayError(
+                delivery_reasons.coded(
+                    delivery_reasons.GATEWAY_UNAVAILABLE,
+                    gateway=_host_of(self.url),
+                    error=f"{type(e).__name__}: {reason}",
+                )
+            ) from e
+
+
+def _host_of(url: str) -> str:
+    """The gateway's host[:port], never its path or query (which may carry a key)."""
+    return urllib.parse.urlsplit(url).netloc.rsplit("@", 1)[-1]
 
 
 @dataclass

@@ -357,6 +357,7 @@ DELIVERY_REASONS = {
         "The sender stopped during the last try (the mail may have gone)."
     ),
     delivery_reasons.SERVER_UNAVAILABLE: _l("Mail server %(server)s not reachable: %(error)s"),
+    delivery_reasons.GATEWAY_UNAVAILABLE: _l("SMS gateway %(gateway)s not reachable: %(error)s"),
     delivery_reasons.UNKNOWN: _l("Unknown error."),
     delivery_reasons.BOUNCED: _l("The mail to %(recipient)s was not delivered."),
 }

@@ -307,3 +307,26 @@ def test_a_bounce_of_a_notice_reads_in_each_language_on_the_case_page(
         shown = quoted.group(1)
         assert said in shown and "5.1.1" in shown and "550 5.1.1 user unknown" in shown
         assert "delivery:" not in shown
+
+
+def test_an_sms_gateway_out_of_reach_reads_in_each_language(
+    client: Any, login_as: Any, runtime: Any, smtp: Recorder, sms_port: int
+) -> None:
+    """The gateway not listening: the text waits with the reason, our words as a code (the
+    network's own error a fact of it); a gateway's answer (HTTP 503) stays as it came."""
+    number, _ = submit_complaint(client, "明德路路灯不亮。", email="", phone="138 0013 8000")
+    assert send(runtime).sms == {"sent": 0, "retried": 1, "failed": 0}
+    with runtime.sessions() as s:
+        sms = s.scalar(select(TextMessage))
+        code, facts = delivery_reasons.parse(sms.last_error)  # type: ignore[misc, union-attr]
+    assert code == delivery_reasons.GATEWAY_UNAVAILABLE
+    assert facts["gateway"] == f"127.0.0.1:{sms_port}" and "refused" in facts["error"].lower()
+    admin = login_as("admin")
+    page = admin.get("/admin/outbox").get_data(as_text=True)
+    row = re.search(rf'<tr data-sms="{sms.id}".*?</tr>', page, re.S).group(0)  # type: ignore[union-attr]
+    assert f"无法连接短信网关 127.0.0.1:{sms_port}" in row and "delivery:" not in row
+    page = admin.get("/admin/outbox?lang=en").get_data(as_text=True)
+    row = re.search(rf'<tr data-sms="{sms.id}".*?</tr>', page, re.S).group(0)  # type: ignore[union-attr]
+    assert f"SMS gateway 127.0.0.1:{sms_port} not reachable" in row
+    lines = _timeline(login_as("supervisor"), number, "en")
+    assert any("SMS gateway" in line and "not reachable" in line for line in lines), lines
