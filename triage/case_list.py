@@ -31,12 +31,15 @@ from sqlalchemy import (
     Index,
     Select,
     and_,
+    case,
     exists,
+    false,
     func,
+    literal,
+    literal_column,
     or_,
     select,
     true,
-    union_all,
 )
 from sqlalchemy.orm import Session
 
@@ -58,12 +61,15 @@ __all__ = [
     "DEADLINE_KEY",
     "SORTS",
     "UPDATED_KEY",
+    "WAITING",
     "CasePage",
     "ListFilters",
+    "OrderRanges",
     "count_cases",
     "default_view",
     "facet_counts",
     "list_page",
+    "order_ranges",
     "save_view",
     "saved_views",
 ]
@@ -111,6 +117,9 @@ DAYS = (date(1900, 1, 1), date(9998, 12, 31))
 
 CLOSED_STATUSES = (Status.CLOSED, Status.MERGED, Status.REJECTED)
 _OPEN = [str(s) for s in sorted(OPEN_STATUSES)]
+OPEN_CLAUSE = Case.status.in_(_OPEN)
+"""The "open" filter's clause (one object: `list_page` leaves it out of the pieces by
+status that split it, each of which implies it)."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +207,7 @@ class ListFilters:
         dates are days in ``timezone``)."""
         where: list[ColumnElement[bool]] = []
         if self.status == "open":
-            where.append(Case.status.in_(_OPEN))
+            where.append(OPEN_CLAUSE)
         elif self.status:
             where.append(Case.status == self.status)
         if self.department:
@@ -238,22 +247,175 @@ def _day_start(day: date, timezone: ZoneInfo) -> datetime:
     return datetime.combine(day, day_time(0), timezone).astimezone(UTC)
 
 
+def _flag(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """``condition`` as CASE WHEN condition THEN 1 ELSE 0 END = 1: the same rows, but no
+    index answers it, so that a partial index with this predicate is read in its order
+    rather than the condition's terms searched in their own indexes and sorted (SQLite)."""
+    flag = case((condition, literal_column("1")), else_=literal_column("0"))
+    return flag == literal_column("1")
+
+
+def _constants(values: Sequence[str]) -> list[Any]:
+    return [literal(v, literal_execute=True) for v in values]
+
+
+OVERDUE_CANDIDATES = _flag(
+    or_(
+        Case.status.in_(_constants(("received", "triage", "assigned", "in_progress"))),
+        Case.risk == literal("overdue", literal_execute=True),
+    )
+)
+"""The cases that may be overdue: waiting or being handled (their deadline runs), or found
+overdue by the last supervision tick. The predicate of the overdue filter's partial indexes
+(migration 0027), written with constants (not bound parameters) so that both databases see
+that a query with this term may read them; a CASE, not an OR, which SQLite answered from the
+status and risk indexes (every candidate read and sorted) rather than from those."""
+
+_OVERDUE_COLUMNS = (
+    Case.status,
+    Case.risk,
+    Case.triage_due_at,
+    Case.due_at,
+    Case.channel,
+    Case.urgent,
+    Case.department_id,
+    Case.kind,
+)
+# The overdue filter's indexes (migration 0027): only the cases that may be overdue, in the
+# orders of the lists, with every column the overdue test and the other filters read, so
+# that a page walks them in order and stops once it has its cases, and a count reads no row.
+Index(
+    "ix_cases_overdue_received",
+    Case.received_at,
+    Case.id,
+    *_OVERDUE_COLUMNS,
+    sqlite_where=OVERDUE_CANDIDATES,
+    postgresql_where=OVERDUE_CANDIDATES,
+)
+Index(
+    "ix_cases_overdue_deadline",
+    DEADLINE_KEY,
+    Case.id,
+    Case.received_at,
+    *_OVERDUE_COLUMNS,
+    sqlite_where=OVERDUE_CANDIDATES,
+    postgresql_where=OVERDUE_CANDIDATES,
+)
+
+
+WAITING = _flag(Case.status.in_(_constants(("received", "triage"))))
+"""Cases waiting for dispatch (the triage queue): ix_cases_queue's predicate."""
+
+# The triage queue in its order (urgent first, then by deadline), of the waiting cases only:
+# the page reads its 50 rows, not every waiting case sorted (old cases left waiting grow with
+# the office's history).
+Index(
+    "ix_cases_queue",
+    Case.urgent.desc(),
+    DEADLINE_KEY,
+    Case.id,
+    sqlite_where=WAITING,
+    postgresql_where=WAITING,
+)
+# A department's open cases found at risk or overdue, overdue first, then by handling
+# deadline (web/supervision_findings.py `attention_cases`, on a handler's list): the page
+# reads its rows instead of every open case of the department.
+Index(
+    "ix_cases_attention",
+    Case.department_id,
+    Case.risk.desc(),
+    Case.due_at,
+    Case.id,
+    Case.status,
+    sqlite_where=Case.risk != literal("", literal_execute=True),
+    postgresql_where=Case.risk != literal("", literal_execute=True),
+)
+# A department's cases of one status in each order (a handler's open cases, by deadline
+# or by receipt, read in pieces by status: `list_page`'s ``parts``).
+Index("ix_cases_department_status_deadline", Case.department_id, Case.status, DEADLINE_KEY, Case.id)
+Index(
+    "ix_cases_department_status_received",
+    Case.department_id,
+    Case.status,
+    Case.received_at,
+    Case.id,
+)
+# Any list in order of receipt, read from the index alone (a page typed by number counts its
+# offset in index entries instead of table rows).
+Index("ix_cases_received_id", Case.received_at, Case.id)
+# A case's deadline and last change come after its receipt, but nothing enforces it: these
+# (normally empty) indexes hold the cases where they do not, so that a list narrowed by dates
+# may be read from the order's index in pieces (`order_ranges`) and still miss none.
+Index(
+    "ix_cases_deadline_before_receipt",
+    Case.received_at,
+    Case.id,
+    sqlite_where=Case.received_at > DEADLINE_KEY,
+    postgresql_where=Case.received_at > DEADLINE_KEY,
+)
+Index(
+    "ix_cases_updated_before_receipt",
+    Case.received_at,
+    Case.id,
+    sqlite_where=Case.received_at > UPDATED_KEY,
+    postgresql_where=Case.received_at > UPDATED_KEY,
+)
+
+
+@dataclass(frozen=True)
+class OrderRanges:
+    """A list narrowed by dates, split for `list_page`: the cases ``within`` one range of its
+    order's index, and those ``outside`` it, which satisfy ``odd`` (a partial index's
+    predicate that normally no case satisfies) and ``bound``."""
+
+    within: ColumnElement[bool]
+    odd: ColumnElement[bool]
+    bound: ColumnElement[bool]
+
+
+def order_ranges(filters: ListFilters, sort: str, timezone: ZoneInfo) -> OrderRanges | None:
+    """How a list narrowed by dates is read in its order from one range of the order's index
+    (for `list_page`), or None when its dates give no such range.
+
+    Received since a day, by deadline (or last change): the cases whose deadline is on or
+    after that day, a range of the deadline's index, and those whose deadline is before their
+    own receipt (none, normally: `ix_cases_deadline_before_receipt`). Without the range a
+    page walked the deadline's index from its start, through every older case (910,000
+    buffers at 1,000,000 cases), or read and sorted every case of the window. Due by a day,
+    newest received first: those received before the end of that day, and those due before
+    their receipt. Every case of the list is in exactly one of the two."""
+    key = SORTS.get(sort, SORTS["received"])[0]
+    if filters.received_from and sort in ("deadline", "updated"):
+        start = _day_start(filters.received_from, timezone)
+        return OrderRanges(key >= start, Case.received_at > key, key < start)
+    if filters.due_to and sort == "received":
+        end = _day_start(filters.due_to + timedelta(days=1), timezone)
+        return OrderRanges(
+            Case.received_at < end, Case.received_at > DEADLINE_KEY, Case.received_at >= end
+        )
+    return None
+
+
 def overdue_clause(now: datetime) -> ColumnElement[bool]:
     """Open cases past their deadline (dispatch or handling), or found overdue by the last
-    supervision tick (`cases.risk`)."""
-    # The ids of the three kinds, each read from its own index (migration 0019; ix_cases_risk),
-    # rather than an OR that the planner answered by reading another filter's cases one by
-    # one (overdue by phone: every phone case, 35,000 at 100,000).
-    return Case.id.in_(
-        union_all(
-            select(Case.id).where(
-                Case.status.in_([Status.RECEIVED, Status.TRIAGE]), Case.triage_due_at < now
-            ),
-            select(Case.id).where(
-                Case.status.in_([Status.ASSIGNED, Status.IN_PROGRESS]), Case.due_at < now
-            ),
-            select(Case.id).where(Case.status.in_(_OPEN), Case.risk == "overdue"),
-        )
+    supervision tick (`cases.risk`).
+
+    A test of each case's own columns under `OVERDUE_CANDIDATES` (which every overdue case
+    satisfies), so that the lists read the overdue filter's partial indexes: a page walks
+    one in its order and stops at its size, whatever the number of overdue cases (tens of
+    thousands at 1,000,000, with old cases left open). The ids of every overdue case, read
+    first and joined, cost what all of them cost on every page.
+
+    The deadline's test is a CASE, which no index answers: as an OR of indexable terms SQLite
+    read the ids of every overdue case from three indexes and sorted them instead."""
+    past_deadline = case(
+        (Case.status.in_([Status.RECEIVED, Status.TRIAGE]), Case.triage_due_at < now),
+        (Case.status.in_([Status.ASSIGNED, Status.IN_PROGRESS]), Case.due_at < now),
+        else_=false(),
+    )
+    return and_(
+        OVERDUE_CANDIDATES,
+        or_(past_deadline, and_(Case.status.in_(_OPEN), Case.risk == "overdue")),
     )
 
 
@@ -305,6 +467,7 @@ def list_page(
     last: bool = False,
     sort: str = "received",
     parts: Sequence[ColumnElement[bool]] = (),
+    ranges: OrderRanges | None = None,
     scope: Sequence[ColumnElement[bool]] = (),
 ) -> CasePage:
     """The page of cases satisfying ``where``, in order ``sort`` (a key of `SORTS`; another
@@ -316,12 +479,23 @@ def list_page(
     (e.g. one per status of "open": an IN list cannot be read in the order of
     (status, deadline, id)); a page is then merged from the pieces' first rows.
 
+    ``ranges``: the list split by `order_ranges`: its range read in the order's index
+    however many cases the list has (stopping at the page's end), and the odd cases outside
+    it (normally none, read by their own index first).
+
     ``scope``: what the user may see; a cursor naming a case outside it is no cursor (its
     key would tell, page by page, when another department's case came in)."""
     key, descending = SORTS.get(sort, SORTS["received"])
     total, capped = count_cases(session, where)
     pages = None if capped else max(1, -(-total // size))
-    if len(where) > len(scope) and not capped:
+    odd: list[int] | None = None
+    if ranges is not None:
+        parts = [ranges.within]
+        # Outside the range: normally none, read from their partial index by id alone (a
+        # query with the other filters too was planned over another index, every case of
+        # the window read from the table, as the planner cannot tell that they are none).
+        odd = list(session.scalars(select(Case.id).where(ranges.odd).limit(_MERGE_LIMIT + 1)))
+    elif len(where) > len(scope) + (1 if parts else 0) and not capped:
         # A filtered list of at most COUNT_CAP cases: read them by the filters' indexes and
         # sort them. Both databases walked the order's index instead, through every case
         # before the first that matched (received in the last 30 days by deadline: 90,000 of
@@ -331,18 +505,36 @@ def list_page(
         key = func.coalesce(key, key, type_=key.type)
         # And in one piece: the pieces by status were there to read an order's index.
         parts = ()
+    # Else, when the pieces' filter (e.g. "open", in pieces by status) is the only one, each
+    # piece is read in order from an index holding exactly its cases ((status, key, id), or
+    # for a department (department_id, status, key, id)): the page reads its own rows.
     base = select(Case.id).where(*where)
     forward = (key.desc(), Case.id.desc()) if descending else (key.asc(), Case.id.asc())
     backward = (key.asc(), Case.id.asc()) if descending else (key.desc(), Case.id.desc())
 
     def read(extra: Sequence[Any], back: bool, limit: int, offset: int = 0) -> list[int]:
         order = backward if back else forward
-        if not parts or offset + limit > _MERGE_LIMIT:
+        if not parts or (offset + limit > _MERGE_LIMIT and ranges is None):
             return _ids(session, base.where(*extra).order_by(*order).offset(offset).limit(limit))
         rows: list[Any] = []
+        # The "open" filter left out of its pieces by status: with both, PostgreSQL counted
+        # the status twice, expected a few rows of a piece and read and sorted all of them.
+        pieces_where = [c for c in where if c is not OPEN_CLAUSE] if parts else where
         for part in parts:
-            query = select(Case.id, key).where(*where, part, *extra).order_by(*order)
+            query = select(Case.id, key).where(*pieces_where, part, *extra).order_by(*order)
             rows += session.execute(query.limit(offset + limit)).all()
+        if ranges is not None and odd:
+            query = select(Case.id, key).where(*where, ranges.bound, *extra)
+            if len(odd) <= _MERGE_LIMIT:
+                # Sorted here (a few rows), not by walking the order's index.
+                query = query.where(Case.id.in_(odd))
+            else:
+                unindexed = func.coalesce(key, key, type_=key.type)
+                back_order = (unindexed.desc(), Case.id.desc())
+                if descending == back:
+                    back_order = (unindexed.asc(), Case.id.asc())
+                query = query.where(ranges.odd).order_by(*back_order).limit(offset + limit)
+            rows += session.execute(query).all()
         rows.sort(key=lambda r: (r[1], r[0]), reverse=descending != back)
         return [r[0] for r in rows[offset : offset + limit]]
 
@@ -382,7 +574,9 @@ def list_page(
             return CasePage(ids, page, total, capped, page > 1, page < pages, size)
     ids = read([], False, size + 1, (page - 1) * size)
     if not ids and page > 1:
-        return list_page(session, where, size=size, last=True, sort=sort, parts=parts)
+        return list_page(
+            session, where, size=size, last=True, sort=sort, parts=parts, ranges=ranges
+        )
     return CasePage(ids[:size], page, total, capped, page > 1, len(ids) > size, size)
 
 

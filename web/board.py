@@ -38,12 +38,14 @@ from triage.case_list import (
     COUNT_CAP,
     DEADLINE_KEY,
     SORTS,
+    WAITING,
     CasePage,
     ListFilters,
     count_cases,
     default_view,
     facet_counts,
     list_page,
+    order_ranges,
     save_view,
     saved_views,
 )
@@ -244,7 +246,7 @@ def queue() -> str:
     its suggestion with one button, and merges into its likely duplicate with another."""
     if not can(current_user, Action.TRIAGE):
         abort(403)
-    waiting = Case.status.in_([Status.RECEIVED, Status.TRIAGE])
+    waiting = WAITING
     cases = (
         db()
         .scalars(
@@ -524,6 +526,7 @@ def cases() -> str:
             parts=[Case.status == s for s in sorted(OPEN_STATUSES)]
             if filters.status == "open" and sort in ("received", "deadline")
             else (),
+            ranges=order_ranges(filters, sort, timezone),
             scope=scope,
         )
     options = [selectinload(Case.department)]

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, request
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session, selectinload
 
 from triage.models import OPEN_STATUSES, Case, CaseFinding, Role
@@ -70,17 +70,27 @@ def findings_by_case(session: Session, case_ids: Iterable[int]) -> dict[int, lis
 def attention_cases(session: Session, department_id: int) -> list[Case]:
     """A department's open cases the tick found overdue or at risk: overdue first, then by
     deadline (the workspace opens on these)."""
+    order = (Case.risk.desc(), Case.due_at, Case.id)
+    # The ids first, in order from ix_cases_attention alone (its predicate, a constant here,
+    # and every column the test reads), then their rows: as one query the planner read every
+    # open case of the department found at risk and sorted them (hundreds at 100,000 cases,
+    # tens of thousands at 1,000,000 with old cases left open).
+    shown = (
+        select(Case.id)
+        .where(
+            Case.department_id == department_id,
+            Case.risk != literal("", literal_execute=True),
+            Case.status.in_([str(s) for s in OPEN_STATUSES]),
+        )
+        .order_by(*order)
+        .limit(ATTENTION_LIMIT)
+    )
     return list(
         session.scalars(
             select(Case)
-            .where(
-                Case.department_id == department_id,
-                Case.risk != "",
-                Case.status.in_([str(s) for s in OPEN_STATUSES]),
-            )
-            .order_by(Case.risk.desc(), Case.due_at, Case.id)
+            .where(Case.id.in_(shown.scalar_subquery()))
+            .order_by(*order)
             .options(selectinload(Case.department))
-            .limit(ATTENTION_LIMIT)
         )
     )
 
