@@ -41,7 +41,8 @@ mail of the outbox with a case; the acknowledgment's id is keyed with the secret
 `acknowledgment_message_id`) or the case's own Message-ID, or by a tracking number
 (``MS-2026-000123``) in the subject when the sender is the case's contact address (a
 tracking number is not secret). A threaded message from another address than the case's is
-marked so in its ``message_added`` event (reason and ``from_other_address``).
+marked so in its ``message_added`` event (``from_other_address``, said on the case page in
+the reader's language).
 
 Acknowledgments echo nothing the sender wrote and go to one address at most
 ``ack_limit`` times per ``ack_window``; files the parser refused are named in an
@@ -1235,13 +1236,9 @@ def _add_message(
     session.flush()
     contact = case.contact_email.lower()
     other = kind != "bounce" and bool(contact) and parsed.sender.lower() != contact
+    # Whoever knows a thread id can write to the case: the department is warned by the
+    # event's `from_other_address`, said in the reader's language on the case page.
     reason = parsed.sender
-    if other:
-        # Whoever knows a thread id can write to the case: warn the department.
-        reason = (
-            f"{parsed.sender or '（无发件地址）'}"
-            "（注意：来自另一地址，非投诉人邮箱 / from another address）"
-        )
     case.record(
         "message_added",
         f"citizen ({Channel.EMAIL})" if kind != "bounce" else ACTOR,

@@ -1140,7 +1140,8 @@ def test_a_guessed_acknowledgment_id_threads_nothing_into_a_case(
     )
     assert take(rt, leaked).outcome == Outcome.THREADED
     (added,) = events_of(rt, case.id, "message_added")
-    assert "from another address" in added.reason and "stranger@example.net" in added.reason
+    # The warning is a fact of the event, said in the reader's language on the case page.
+    assert added.detail["from_other_address"] is True and added.reason == "stranger@example.net"
     own = mail("补充：第三根灯杆也坏了。", headers={"In-Reply-To": ack.message_id})
     assert take(rt, own).outcome == Outcome.THREADED
     assert "another address" not in events_of(rt, case.id, "message_added")[1].reason
@@ -1324,3 +1325,5 @@ def test_the_case_page_names_refused_files_and_warns_of_another_sender(
     html = login_as("supervisor").get(f"/board/cases/{number}").get_data(as_text=True)
     assert "setup.exe" in html and "type not accepted" in html
     assert "来自另一地址" in html and "撤回投诉" in html
+    english = login_as("supervisor").get(f"/board/cases/{number}?lang=en").get_data(as_text=True)
+    assert "From another address than the complainant" in english and "来自另一地址" not in english
