@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_walkthrough import PHONE, screenshot
+from tests.browser.test_walkthrough import DESKTOP, PHONE, screenshot, sign_in
 from tests.conftest import login, make_settings
 from tests.integration.helpers import post_form
 from tests.integration.test_outbox import Recorder
@@ -137,3 +137,19 @@ def test_the_citizen_answers_from_the_mail_and_a_second_visit_says_answered(
     again.goto(link)
     expect(again.locator("#satisfaction-state")).to_have_text("您已经评价过了")
     expect(again.locator("#satisfaction-form")).to_have_count(0)
+
+    # The office reads the visit in its own language: the citizen's words as they wrote
+    # them, and that they came through the link (not a sentence stored in Chinese).
+    office = chromium.new_context(**DESKTOP, base_url=site).new_page()
+    sign_in(office, "supervisor")
+    office.goto(f"/board/cases/{number}")
+    visit = office.locator("p.visit")
+    expect(visit).to_contain_text("经满意度评价链接回复")
+    expect(visit).to_contain_text("修得很快，谢谢！")
+    office.click("header a[href^='/lang/en']")
+    visit = office.locator("p.visit")
+    expect(visit).to_contain_text("answered through the satisfaction link")
+    expect(visit).to_contain_text("修得很快，谢谢！")
+    expect(visit).not_to_contain_text("网上回访")
+    with runtime.sessions() as s:
+        assert s.get(Case, case_id).visits[0].note == "修得很快，谢谢！"  # type: ignore[union-attr]
