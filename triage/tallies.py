@@ -52,7 +52,6 @@ __all__ = [
     "create_triggers",
     "differences",
     "drop_triggers",
-    "ledger_rows",
     "recount",
     "tallied",
     "totals",
@@ -248,12 +247,6 @@ def differences(
     }
 
 
-def ledger_rows(conn: Connection | Session) -> int:
-    """An upper bound of the ledger's rows from its ids (two index reads, not a count)."""
-    low, high = conn.execute(select(func.min(CaseTally.id), func.max(CaseTally.id))).one()
-    return 0 if low is None else int(high) - int(low) + 1
-
-
 _ON_TALLIES = {getattr(Case.__table__.c, c): getattr(CaseTally.__table__.c, c) for c in DIMENSIONS}
 
 
@@ -284,13 +277,14 @@ def totals(
 ) -> list[tuple[Any, ...]]:
     """[(value of each of ``by``, ..., cases)] of the cases matching ``where`` (clauses on
     `CaseTally`, see `on_tallies`), combinations of no case left out. Reads the ledger's
-    rows, not the cases. On PostgreSQL a ledger grown past `COMPACT_AT` rows (no tick for a
-    long while) is compacted first, in a transaction of its own."""
-    bind = session.get_bind() if isinstance(session, Session) else session
-    if bind.dialect.name == "postgresql" and ledger_rows(session) > COMPACT_AT:
-        with bind.engine.begin() as conn:
-            compact(conn)
+    rows, not the cases. On PostgreSQL, when the rows read were more than `COMPACT_AT` (no
+    tick for a long while), the ledger is compacted after, in a transaction of its own."""
     columns = [getattr(CaseTally, c) for c in by]
     total = func.sum(CaseTally.n)
-    query = select(*columns, total).where(*where).group_by(*columns).having(total != 0)
-    return [tuple(r) for r in session.execute(query)]
+    query = select(*columns, total, func.count()).where(*where).group_by(*columns)
+    rows = [tuple(r) for r in session.execute(query)]
+    bind = session.get_bind() if isinstance(session, Session) else session
+    if bind.dialect.name == "postgresql" and sum(int(r[-1]) for r in rows) > COMPACT_AT:
+        with bind.engine.begin() as conn:
+            compact(conn)
+    return [r[:-1] for r in rows if r[-2]]
