@@ -9,7 +9,7 @@ cost: a few thousand combinations at most, however many cases there are.
 How they stay right: triggers on `cases` (migration 0025) append a row of deltas for every
 insert (+1), delete (-1) and change of a counted column (-1 for the old combination, +1 for
 the new), whichever writer it is (the ORM, ``register_rows``'s executemany, the demo volume's
-COPY, raw SQL, a department hand-over, a privacy erasure). The table is an insert-only
+COPY, raw SQL, a department hand-over, any delete). The table is an insert-only
 ledger: a combination's count is the sum of its rows (``n``). Writers never update a shared
 row, so concurrent transactions neither wait for each other nor deadlock on a hot counter;
 on PostgreSQL the triggers are per statement (transition tables), one row per combination a
@@ -52,6 +52,7 @@ __all__ = [
     "create_triggers",
     "differences",
     "drop_triggers",
+    "on_tallies",
     "recount",
     "tallied",
     "totals",

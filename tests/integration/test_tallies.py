@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import func, insert, select, text, update
 
 from tests.conftest import DB_KIND
@@ -24,7 +26,7 @@ from tests.integration.test_department_successor import _deactivate_urban
 from tests.integration.test_kanban import _case, _dispatch, _replied_and_visited
 from triage import tallies
 from triage.cases import register
-from triage.models import OPEN_STATUSES, Case, Department, Status
+from triage.models import OPEN_STATUSES, Base, Case, Department, Status
 from triage.supervision import run_tick
 from triage.tallies import DIMENSIONS, CaseTally
 from web.cli_supervise import supervision_policy
@@ -297,6 +299,12 @@ def test_migration_0025_backfills_and_goes(empty_url: str) -> None:
         with engine.connect() as conn:
             assert tallies.tallied(conn)
             expected = _grouped(conn)
+            differences = [
+                d
+                for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
+                if "case_tallies" in repr(d)
+            ]
+            assert differences == []  # the model is the migration's table
         command.downgrade(alembic_config(engine), "0024")
         with engine.connect() as conn:
             assert not tallies.tallied(conn)
