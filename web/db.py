@@ -161,5 +161,18 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 
 def upgrade(engine: Engine, revision: str = "heads") -> None:
-    """Creates or upgrades the schema; safe to run again."""
+    """Creates or upgrades the schema; safe to run again.
+
+    Then puts back the case tallies' triggers if a migration dropped them (on SQLite a
+    migration that rebuilds `cases` by batch copy drops its triggers: the board's counts
+    would silently stop following the cases), and recounts the tallies then."""
     command.upgrade(alembic_config(engine), revision)
+    from sqlalchemy import inspect
+
+    from triage import tallies
+
+    with engine.begin() as conn:
+        if "case_tallies" in inspect(conn).get_table_names() and not tallies.tallied(conn):
+            tallies.drop_triggers(conn)  # any left of the three
+            tallies.create_triggers(conn)
+            tallies.recount(conn)

@@ -389,3 +389,25 @@ def test_a_long_ledger_is_folded_by_the_reader_when_no_tick_runs(
         assert folded < long and folded == len(_grouped(s))
     grouped = _check(runtime, "folded by a reader")
     assert _facet(page, "open") == sum(n for key, n in grouped.items() if key[0] in OPEN_STATUSES)
+
+
+def test_triggers_dropped_by_a_later_migration_come_back_with_the_counts(
+    runtime: Any, client: Any
+) -> None:
+    """A SQLite batch copy of `cases` (a later migration) drops its triggers: the next
+    upgrade (``minsheng init``) makes them again and recounts what was missed meanwhile."""
+    with runtime.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "DROP TRIGGER case_tallies_insert"
+            + (" ON cases" if conn.dialect.name == "postgresql" else "")
+        )
+        assert not tallies.tallied(conn)
+    submit_complaint(client, "网上提交：小区门口路灯不亮，晚上很黑。", "路灯")  # not counted
+    with runtime.sessions() as s:
+        assert _tallied(s) != _grouped(s)
+    upgrade(runtime.engine)
+    with runtime.engine.connect() as conn:
+        assert tallies.tallied(conn)
+    _check(runtime, "after the upgrade")
+    submit_complaint(client, "网上提交：公交站台的顶棚漏雨。", "公交站")
+    _check(runtime, "a case after")
