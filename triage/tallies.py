@@ -92,8 +92,8 @@ def _row(prefix: str) -> str:
 
 def create_triggers(conn: Connection) -> None:
     """The triggers that keep the ledger (both databases; on PostgreSQL also their function).
-    Run by migration 0025; again by any later migration that rebuilds `cases` on SQLite (a
-    batch copy drops a table's triggers) followed by `recount`."""
+    Run by migration 0025; again by ``web.db.upgrade``, followed by `recount`, when a later
+    migration dropped them (on SQLite a batch copy of `cases` drops its triggers)."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(
             f"""

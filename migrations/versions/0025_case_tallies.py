@@ -8,8 +8,8 @@ statement with transition tables on PostgreSQL); a combination's count is the su
 rows, which the supervision tick folds back into one. Backfilled here from the cases.
 
 A later migration that rebuilds `cases` on SQLite (batch_alter_table copies the table)
-drops its triggers: it must call ``triage.tallies.create_triggers`` and ``recount`` after
-(tests/integration/test_tallies.py checks the triggers are there at head).
+drops its triggers: ``web.db.upgrade`` makes them again and recounts after the migrations
+(tests/integration/test_tallies.py).
 
 Revision ID: 0025
 Revises: 0024
