@@ -140,9 +140,10 @@ def today_counts(
     where = [CaseTally.status.in_([str(s) for s in OPEN_STATUSES])]
     if department_id is not None:
         where.append(CaseTally.department_id == department_id)
-    by_risk = {str(risk or ""): int(n) for risk, n in tallies.totals(session, where, ["risk"])}
-    open_n = sum(by_risk.values())
-    risks = by_risk
+    risks: dict[str, int] = {}
+    for risk, n in tallies.totals(session, where, ["risk"]):
+        risks[str(risk or "")] = risks.get(str(risk or ""), 0) + int(n)
+    open_n = sum(risks.values())
     return {
         "received": sum(int(n) for n in by_channel.values()),
         "by_channel": {str(k): int(v) for k, v in sorted(by_channel.items())},
