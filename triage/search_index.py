@@ -130,6 +130,12 @@ class SearchGram(Base):
 # The case lists' order within a department (a handler's list: triage/case_list.py), declared
 # here beside the search index's table: migration 0008 creates both.
 Index("ix_cases_department_received", Case.department_id, Case.received_at, Case.id)
+# A department's case ids in order (migration 0028): a handler's search merges them with a
+# gram's postings (both read newest first) and stops at `SEARCH_CAP` matches, instead of
+# hashing every posting of the gram and every case of the department (a two-character
+# query: 177,000 postings and 113,000 cases at 1,000,000 cases; 42 buffers instead of 135
+# at 100,000, the same at any size).
+Index("ix_cases_department_ids", Case.department_id, Case.id)
 
 
 def _normal(text: str) -> str:

@@ -227,15 +227,16 @@ def _plan(conn: Any, sql: str) -> str:
     return " ".join(str(r[0]) for r in conn.exec_driver_sql(f"EXPLAIN {sql}"))
 
 
-def test_migration_0027_indexes_and_the_queries_that_read_them(empty_url: str) -> None:
-    """The indexes come with 0027, go with its downgrade and come back; the overdue filter,
-    the queue and the attention panel name their partial indexes' predicates as the indexes
-    do, so that each database reads them (SQLite matches a partial index's terms exactly)."""
+def test_migrations_0027_0028_indexes_and_the_queries_that_read_them(empty_url: str) -> None:
+    """The indexes come with 0027 (and 0028), go with their downgrades and come back; the
+    overdue filter, the queue and the attention panel name their partial indexes' predicates
+    as the indexes do, so that each database reads them (SQLite matches a partial index's
+    terms exactly)."""
     engine = make_engine(empty_url)
     try:
         upgrade(engine)
 
-        def present() -> set[str]:
+        def indexes() -> set[str]:
             # From the catalogue: SQLite's inspector leaves expression indexes out.
             sql = (
                 "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'cases'"
@@ -244,7 +245,10 @@ def test_migration_0027_indexes_and_the_queries_that_read_them(empty_url: str) -
                 " WHERE tablename = 'cases' AND schemaname = current_schema()"
             )
             with engine.connect() as conn:
-                return NAMES & set(conn.exec_driver_sql(sql).scalars())
+                return set(conn.exec_driver_sql(sql).scalars())
+
+        def present() -> set[str]:
+            return NAMES & indexes()
 
         assert present() == NAMES
         now = datetime.now(UTC)
@@ -288,9 +292,13 @@ def test_migration_0027_indexes_and_the_queries_that_read_them(empty_url: str) -
             )
             assert "ix_cases_deadline_before_receipt" in _plan(conn, sql)
             conn.execute(text("SELECT 1"))
+        # 0028: a department's case ids in order, for a handler's search.
+        assert "ix_cases_department_ids" in indexes()
+        command.downgrade(alembic_config(engine), "0027")
+        assert "ix_cases_department_ids" not in indexes()
         command.downgrade(alembic_config(engine), "0026")
         assert present() == set()
         upgrade(engine)
-        assert present() == NAMES
+        assert present() == NAMES and "ix_cases_department_ids" in indexes()
     finally:
         engine.dispose()
