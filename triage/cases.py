@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import json
 import operator
 import re
 import secrets
@@ -22,6 +23,7 @@ from sqlalchemy import Table, TypeDecorator, bindparam, event, insert, select, t
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, object_session
+from sqlalchemy.sql import sqltypes
 
 from intake.submission import Submission
 from triage import duplicate_index, notifications, similarity, similarity_store, system_reasons
@@ -799,9 +801,21 @@ def _converter(
 ) -> Callable[[Any], Any] | None:
     """A column type's bind processing of one value (None too: JSON makes it ``null``), None
     if it has none; a datetime's memoised in `memo`."""
-    processor = column_type.dialect_impl(dialect).bind_processor(dialect)
+    impl = column_type.dialect_impl(dialect)
+    processor = impl.bind_processor(dialect)
     if processor is None:
         return None
+    if (
+        _json_text is not None
+        and isinstance(impl, sqltypes.JSON)
+        and type(impl).bind_processor is sqltypes.JSON.bind_processor
+        and dialect._json_serializer is None
+        and not impl.none_as_null
+        and impl._str_impl.bind_processor(dialect) is None
+    ):
+        # SQLite's JSON: json.dumps of the value (None too: "null"), which SQLAlchemy's
+        # processor calls through three Python layers, seven times a call imported.
+        return _json_text
     # A TypeDecorator (UTCDateTime) says python_type object: its impl's is the one.
     base = column_type.impl_instance if isinstance(column_type, TypeDecorator) else column_type
     try:
@@ -824,6 +838,33 @@ def _converter(
 
 
 _MISSING = object()
+
+# json.dumps(value) with its default settings, without its Python layers (dumps, encode,
+# iterencode, a new C encoder each call): the same C encoder, made once. Circular values
+# are not checked (a case's JSON values are plain lists and dicts).
+_JSON_C_ENCODER = (
+    json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None,
+        json.JSONEncoder().default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ": ",
+        ", ",
+        False,
+        False,
+        True,
+    )
+    if getattr(json.encoder, "c_make_encoder", None) is not None
+    else None
+)
+
+
+def _json_dumps(value: Any) -> str:
+    """``json.dumps(value)``, the same text (`_JSON_C_ENCODER`)."""
+    return "".join(_JSON_C_ENCODER(value, 0))  # type: ignore[misc]
+
+
+_json_text: Callable[[Any], str] | None = _json_dumps if _JSON_C_ENCODER is not None else None
 
 
 def _case_row(
