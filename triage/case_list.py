@@ -12,6 +12,12 @@ Each order has an index ending in id (migrations 0008 and 0014): (received_at, i
 deadline ``coalesce(due_at, triage_due_at, received_at)`` and ``coalesce(updated_at,
 received_at)``, each also after status or department where a list is usually narrowed so.
 
+A page reads about what it shows, whatever the number of cases (migration 0027): the overdue
+filter is a test of each case's columns on partial indexes holding only the cases that may be
+overdue (`overdue_clause`); a window of receipt by deadline or last change is read from that
+day on in the order's index (`order_ranges`); a handler's open cases in pieces by status,
+each in order from (department_id, status, key, id).
+
 The counts per filter value (`facet_counts`) are read from the maintained tallies
 (`triage.tallies`) when every filter chosen is one they are kept by, else counted from the
 cases when the list's non-facet filters leave at most `COUNT_CAP` of them, else not shown.
