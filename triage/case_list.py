@@ -571,7 +571,9 @@ def list_page(
         rows: list[Any] = []
         # The "open" filter left out of its pieces by status: with both, PostgreSQL counted
         # the status twice, expected a few rows of a piece and read and sorted all of them.
-        pieces_where = [c for c in where if c is not OPEN_CLAUSE] if parts else where
+        # (Only the pieces by status do: each implies it. A date range's piece does not.)
+        split = parts and ranges is None
+        pieces_where = [c for c in where if c is not OPEN_CLAUSE] if split else where
         if ranges is not None and ranges.window is not None:
             window = ranges.window
             pieces_where = [c for c in pieces_where if not c.compare(window)]

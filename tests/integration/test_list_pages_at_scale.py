@@ -151,6 +151,14 @@ def test_list_pages_are_the_databases_cases_in_order(runtime: Any, login_as: Any
         channel="phone",
         overdue="1",
     )
+    # Open and received since a day, by deadline: pieces of the date range, still only open.
+    _check(
+        supervisor,
+        _expected(cases, lambda c: c.status in OPEN_STATUSES and received_since(c), "deadline"),
+        status="open",
+        received_from=since,
+        sort="deadline",
+    )
     due_by = (now - timedelta(days=10)).date()
     _check(
         supervisor,
