@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Protocol, cast
 from sqlalchemy import Table, TypeDecorator, bindparam, event, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.sql import sqltypes
 
@@ -785,6 +786,8 @@ def _insert_rows(
     ]
     converters = [(i, f) for i, f in converters if f is not None]
     values = operator.itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
+    copy = _copy_statement(conn, table, names)
+    positional = compiled.positional or copy is not None
     params: list[Any] = []
     for row in rows:
         full = values({**row, **defaults} if defaults else row)
@@ -792,8 +795,39 @@ def _insert_rows(
             full = list(full)
             for i, f in converters:
                 full[i] = f(full[i])
-        params.append(tuple(full) if compiled.positional else dict(zip(names, full, strict=True)))
-    conn.exec_driver_sql(compiled.string, params)
+        params.append(tuple(full) if positional else dict(zip(names, full, strict=True)))
+    if copy is not None:
+        _copy_rows(conn, copy, params)
+    else:
+        conn.exec_driver_sql(compiled.string, params)
+
+
+def _copy_statement(conn: Any, table: Table, names: Sequence[str]) -> str | None:
+    """``COPY table (columns) FROM STDIN`` on PostgreSQL through psycopg, else None.
+
+    The rows of an executemany were each a statement of their own on the server (pipelined,
+    prepared, but each executed apart, and `cases`'s statement trigger, which counts the
+    tallies, ran once a row); a COPY is one statement of all of them."""
+    dialect = conn.dialect
+    if dialect.name != "postgresql" or dialect.driver != "psycopg":
+        return None
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(quote(table.c[name].name) for name in names)
+    return f"COPY {dialect.identifier_preparer.format_table(table)} ({columns}) FROM STDIN"
+
+
+def _copy_rows(conn: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """`rows` (values as the columns' bind processors made them) sent by psycopg's COPY on
+    the connection's transaction. A database error is raised as SQLAlchemy raises the
+    driver's (a unique key taken: IntegrityError, which `triage.call_imports` handles)."""
+    dbapi = conn.dialect.dbapi
+    try:
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, dbapi.Error, dialect=conn.dialect) from exc
 
 
 def _converter(
