@@ -42,7 +42,7 @@ def _odd_cases(runtime: Any) -> dict[str, str]:
     with runtime.sessions() as s, s.begin():
         recent = s.scalars(
             select(Case)
-            .where(Case.status == Status.CLOSED, Case.received_at > now - timedelta(days=10))
+            .where(Case.status == Status.CLOSED, Case.received_at > now - timedelta(days=18))
             .order_by(Case.id)
             .limit(3)
         ).all()
@@ -310,3 +310,46 @@ def test_migrations_0027_0028_indexes_and_the_queries_that_read_them(empty_url: 
         assert present() == NAMES and "ix_cases_department_ids" in indexes()
     finally:
         engine.dispose()
+
+
+def test_lists_too_long_to_count_walk_their_index_in_order(
+    runtime: Any, login_as: Any, monkeypatch: Any
+) -> None:
+    """Past the count's cap (here 10, 10,000 in service) a page is read by walking the order's
+    index and stopping at its size (overdue, a date window, open cases in pieces): the same
+    cases in the same order, page after page, and the last page read from the end."""
+    from triage import case_list
+
+    counted = case_list.count_cases
+    monkeypatch.setattr(case_list, "count_cases", lambda s, where, cap=10: counted(s, where, cap))
+    with runtime.engine.begin() as conn:
+        add_volume(conn, 300, months=3, seed=13, label_map=runtime.settings.label_map)
+    odd = _odd_cases(runtime)
+    now = datetime.now(UTC)
+    with runtime.sessions() as s:
+        cases = list(s.scalars(select(Case)))
+        urban = s.scalar(select(Department.id).where(Department.code == "urban"))
+    day = (now - timedelta(days=30)).date()
+    supervisor = login_as("supervisor")
+    lists: list[tuple[Any, Callable[[Case], bool], dict[str, str]]] = [
+        (supervisor, lambda c: _overdue(c, now), {"overdue": "1", "sort": "received"}),
+        (supervisor, lambda c: _overdue(c, now), {"overdue": "1", "sort": "deadline"}),
+        (
+            supervisor,
+            lambda c: (c.received_at + CHINA).date() >= day,
+            {"received_from": day.isoformat(), "sort": "deadline"},
+        ),
+        (
+            login_as("urban"),
+            lambda c: c.department_id == urban and c.status in OPEN_STATUSES,
+            {"status": "open", "sort": "deadline"},
+        ),
+    ]
+    for client, keep, params in lists:
+        expected = _expected(cases, keep, params["sort"])
+        assert len(expected) > 10, params
+        html = client.get("/board/cases", query_string=params).get_data(as_text=True)
+        assert "<small>(10+)</small>" in html, params
+        assert _all_pages(client, **params) == expected, params
+        assert _numbers(client, **params, last="1") == expected[-PAGE:], params
+    assert odd["early"] in _all_pages(supervisor, received_from=day.isoformat(), sort="deadline")
