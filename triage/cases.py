@@ -27,7 +27,14 @@ from sqlalchemy.orm import Session, object_session
 from sqlalchemy.sql import sqltypes
 
 from intake.submission import Submission
-from triage import duplicate_index, notifications, similarity, similarity_store, system_reasons
+from triage import (
+    call_keys,
+    duplicate_index,
+    notifications,
+    similarity,
+    similarity_store,
+    system_reasons,
+)
 from triage.attachments import AttachmentStore
 from triage.callers import PLACE_MAX, stamp_caller
 from triage.callers import stamp as stamp_caller_keys
@@ -233,7 +240,13 @@ _BY_EXTERNAL_ID = select(Case).where(
 
 
 def find_by_external_id(session: Session, channel: str, external_id: str) -> Case | None:
-    return session.scalar(_BY_EXTERNAL_ID, {"channel": str(channel), "external_id": external_id})
+    """The case the call or message `external_id` of `channel` is part of: the case it
+    opened, or the case a repeat call or reopen with that call id was logged on
+    (`triage.call_keys`); None when the system has not seen it."""
+    found = session.scalar(_BY_EXTERNAL_ID, {"channel": str(channel), "external_id": external_id})
+    if found is None and str(channel) == "phone":
+        found = call_keys.case_of(session, channel, external_id)
+    return found
 
 
 def derived_query_code(secret: str, external_id: str) -> str:
@@ -384,6 +397,11 @@ def register_batch(
                 select(Case).where(Case.channel == channel, Case.external_id.in_(external_ids))
             ):
                 known[(channel, case.external_id)] = case
+            seen = call_keys.known(session, channel, external_ids)
+            if seen:
+                by_id = {i: session.get(Case, i) for i, _n in seen.values()}
+                for key, (case_id, _n) in seen.items():
+                    known.setdefault((channel, key), cast("Case", by_id[case_id]))
         fresh: list[int] = []
         keys: set[tuple[str, str]] = set()
         calendar = policy.deadlines.calendar
@@ -657,6 +675,9 @@ def register_rows(
             _CASE_KEYS.where(Case.channel == channel, Case.external_id.in_(external_ids))
         ):
             known[(row.channel, row.external_id)] = (row.id, row.tracking_number)
+        # The call ids of repeat calls and reopens logged at the desk (kept on their events).
+        for key, found in call_keys.known(session, channel, external_ids).items():
+            known.setdefault((channel, key), found)
     calendar = policy.deadlines.calendar
     fresh: list[int] = []
     keys: set[tuple[str, str]] = set()

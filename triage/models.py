@@ -1473,7 +1473,7 @@ class Case(Base):
 
     def reopen(
         self, actor: Actor, at: datetime, reason: str, due_at: datetime, **detail: Any
-    ) -> None:
+    ) -> CaseEvent:
         """The citizen called: the closed case is not solved after all. It goes back to its
         department for rework (重办) with the new deadline `due_at`; a reason is required.
         Event "reopened" {department, due_at, **detail (e.g. the call's id)}."""
@@ -1485,7 +1485,7 @@ class Case(Base):
         self.due_at = due_at
         self.extended_to = None
         self.closed_at = None
-        self.record(
+        return self.record(
             "reopened",
             actor,
             at,
@@ -1560,6 +1560,35 @@ class EnrichmentPending(Base):
     )
     # Only so that a flush inserts the case first; never loaded.
     case: Mapped[Case] = relationship(lazy="raise", passive_deletes=True)
+
+
+class CallKey(Base):
+    """A call's idempotency key (the phone system's call id, or ``call:<number>@<time>``)
+    that is not a case's own ``external_id``: the call id of a repeat call (催办) or a reopen
+    logged at the desk, kept on its event. The call import and the desk look keys up here as
+    well as in `Case.external_id`, so a call the system has seen is never a new case
+    (`triage.call_keys`)."""
+
+    __tablename__ = "call_keys"
+
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("case_events.id", ondelete="CASCADE"))
+    # Only so that a flush inserts the case and the event first; never loaded.
+    case: Mapped[Case] = relationship(lazy="raise", passive_deletes=True)
+    event: Mapped[CaseEvent | None] = relationship(lazy="raise", passive_deletes=True)
+
+
+class AppMark(Base):
+    """A fact about how stored data was made that the application must check at start, by
+    name: ``caller_keys_area_code`` (the ``[app] area_code`` the cases' caller keys were
+    computed with; `triage.callers.rekey_for_area_code`)."""
+
+    __tablename__ = "app_marks"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), default="")
 
 
 class DuplicateSignature(Base):

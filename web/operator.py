@@ -35,7 +35,7 @@ from werkzeug.wrappers import Response
 
 from intake.normalise import PhoneError, normalise_phone
 from intake.phone import operator_submission
-from triage import system_reasons
+from triage import call_keys, system_reasons
 from triage.access import Action, can, sees_all_cases, sees_personal_data
 from triage.callers import (
     CallerHistory,
@@ -45,7 +45,15 @@ from triage.callers import (
     is_callers_case,
 )
 from triage.cases import IntakePolicy, find_by_external_id, follow_inactive_department, register
-from triage.models import FINAL_STATUSES, OPEN_STATUSES, Case, IllegalTransition, Role, Status
+from triage.models import (
+    FINAL_STATUSES,
+    OPEN_STATUSES,
+    Case,
+    CaseEvent,
+    IllegalTransition,
+    Role,
+    Status,
+)
 from triage.privacy import mask_text
 from web import db, runtime
 from web.auth import requires
@@ -428,6 +436,13 @@ def _call_detail(form: PhoneCallForm, called_at: datetime, token: str) -> dict[s
     return detail
 
 
+def _note_call_id(case: Case, event: CaseEvent, form: PhoneCallForm) -> None:
+    """The call id of a repeat call or reopen, kept on its event, is one the import must
+    know too: the next day's export holds the call (triage/call_keys.py)."""
+    if form.call_id.data and form.call_id.data.strip():
+        call_keys.note(db(), case, event, form.call_id.data.strip())
+
+
 def _flag_urgent(case: Case, now: datetime) -> None:
     if not case.urgent:
         reason = system_reasons.MARKED_URGENT_BY_OPERATOR
@@ -442,7 +457,8 @@ def _urge(
     number = case.tracking_number
     if not _done_with_token(case, token):
         note = "\n".join(p for p in (form.subject.data, form.body.data) if p)
-        case.urge(current_user, now, note, **_call_detail(form, called_at, token))
+        ev = case.urge(current_user, now, note, **_call_detail(form, called_at, token))
+        _note_call_id(case, ev, form)
         if form.urgent.data:
             _flag_urgent(case, now)
         _refresh(case)
@@ -471,7 +487,8 @@ def _reopen(
         )
         reason = "\n".join(p for p in (form.subject.data, form.body.data) if p)
         closed_in = case.department_id
-        case.reopen(current_user, now, reason, due, **_call_detail(form, called_at, token))
+        ev = case.reopen(current_user, now, reason, due, **_call_detail(form, called_at, token))
+        _note_call_id(case, ev, form)
         # Its department deactivated since the close: on to its successor, or the queue.
         follow_inactive_department(case, current_user, now)
         if form.urgent.data:

@@ -1,0 +1,146 @@
+"""Faults a red-team tester found in the phone intake (issue #9), each as the user meets it,
+on both databases: a call logged at the desk as a repeat call (催办) or a reopen comes back
+with the next day's export; an export without call ids keys a local number by its spelling;
+an area code set after going live; the 'received' notice of an imported call dated at the
+call; the ="…" text idiom of call-centre CSVs; an open case beyond the desk's history list;
+a name given on a repeat call; the sign-in prompt's language; a repeat call about a hazard."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import base_config, csrf_from, login, make_settings
+from tests.integration.test_operator_desk import _close
+from triage.models import CallKey, Case, CaseEvent
+from web.call_import_run import run_import
+
+HEADER = "工单号,来电号码,来电时间,通话时长,诉求内容,话务员\r\n"
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+def _count(runtime: Any) -> int:
+    with runtime.sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(Case)))
+
+
+def _import(runtime: Any, text: str, name: str = "calls.csv") -> dict[str, int]:
+    report = run_import(
+        runtime, text.encode("utf-8"), name, mapping=None, actor="test", enrich=False
+    )
+    return dict(report.counts)
+
+
+def _number(runtime: Any, external_id: str) -> str:
+    with runtime.sessions() as s:
+        return str(s.scalar(select(Case.tracking_number).where(Case.external_id == external_id)))
+
+
+def _desk(operator: Any, data: dict[str, Any]) -> Any:
+    page = operator.get("/board/calls/new").get_data(as_text=True)
+    token = re.search(r'name="token"[^>]*value="([^"]+)"', page)
+    form = {
+        "csrf_token": csrf_from(page),
+        "token": token.group(1) if token else "",
+        "kind": "complaint",
+        "subject": "菜市场占道",
+        "body": "来电人说菜市场门口仍然占道经营",
+        **data,
+    }
+    return operator.post("/board/calls/new", data=form)
+
+
+def _app_with(tmp_path: Path, db_url: str, sub: str, **sections: Any) -> Any:
+    from web import create_app
+
+    raw_app = {
+        **base_config()["app"],
+        "instance_dir": str(tmp_path / sub),
+        "secret_key": "test-key",
+    }
+    raw_app.update(sections.pop("app", {}))
+    settings = make_settings(tmp_path / sub, db_url, app=raw_app, **sections)
+    return create_app(settings, TESTING=True)
+
+
+# -- every call id seen is known to the import and the desk ---------------------------------
+
+
+@pytest.mark.parametrize("about", ["urge", "reopen"])
+def test_a_repeat_call_or_reopen_logged_with_its_call_id_is_not_imported_again(
+    runtime: Any, login_as: Any, about: str
+) -> None:
+    """A 催办 (or a reopen) logged at the desk with its call id: the next day's export, which
+    holds that call, creates nothing new; the desk, given the call id again, says it is
+    logged on that case."""
+    now = datetime.now(TZ) - timedelta(minutes=5)
+    first = now - timedelta(hours=2)
+    row1 = f"C-1,13600136000,{first:%Y-%m-%d %H:%M},60,菜市场占道经营,D1\r\n"
+    assert _import(runtime, HEADER + row1)["registered"] == 1
+    number = _number(runtime, "C-1")
+    if about == "reopen":
+        _close(runtime, number)
+    operator = login_as("operator")
+    r = _desk(operator, {"phone": "136 0013 6000", "about": f"{about}:{number}", "call_id": "C-2"})
+    assert r.status_code == 302 and r.headers["Location"].endswith(number)
+    before = _count(runtime)
+    row2 = f"C-2,13600136000,{now:%Y-%m-%d %H:%M},45,菜市场仍然占道,D1\r\n"
+    counts = _import(runtime, HEADER + row1 + row2)
+    assert _count(runtime) == before, counts
+    assert counts["registered"] == 0 and counts["duplicates"] == 2
+    # The desk again with the same call id: already logged, on that case.
+    r = _desk(operator, {"phone": "13600136000", "about": "new", "call_id": "C-2"})
+    assert r.status_code == 302 and r.headers["Location"].endswith(number)
+    assert _count(runtime) == before
+
+
+def test_a_call_id_already_imported_is_not_logged_again_at_the_desk(
+    runtime: Any, login_as: Any
+) -> None:
+    at = datetime.now(TZ) - timedelta(hours=1)
+    _import(runtime, HEADER + f"C-9,13600136000,{at:%Y-%m-%d %H:%M},60,路灯不亮,D1\r\n")
+    number = _number(runtime, "C-9")
+    before = _count(runtime)
+    operator = login_as("operator")
+    r = _desk(operator, {"phone": "13600136000", "about": f"urge:{number}", "call_id": "C-9"})
+    assert r.status_code == 302 and r.headers["Location"].endswith(number)
+    with runtime.sessions() as s:
+        urges = s.scalar(select(Case.urge_count).where(Case.tracking_number == number))
+    assert urges == 0 and _count(runtime) == before
+
+
+def test_migration_0029_keeps_the_call_ids_of_earlier_repeat_calls(
+    runtime: Any, login_as: Any
+) -> None:
+    """Repeat calls logged before the call-key store: the upgrade finds their call ids on the
+    events, so their calls in an export are duplicates too; the downgrade drops the store."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from web.db import alembic_config, upgrade
+
+    at = datetime.now(TZ) - timedelta(hours=2)
+    _import(runtime, HEADER + f"M-1,13600136000,{at:%Y-%m-%d %H:%M},60,井盖丢失,D1\r\n")
+    number = _number(runtime, "M-1")
+    operator = login_as("operator")
+    r = _desk(operator, {"phone": "13600136000", "about": f"urge:{number}", "call_id": "M-2"})
+    assert r.status_code == 302
+    engine = runtime.engine
+    command.downgrade(alembic_config(engine), "0028")
+    assert "call_keys" not in inspect(engine).get_table_names()
+    upgrade(engine)
+    with runtime.sessions() as s:
+        kept = s.execute(select(CallKey.key, CallKey.case_id, CallKey.event_id)).all()
+        event_id = s.scalar(select(CaseEvent.id).where(CaseEvent.action == "urged"))
+        case_id = s.scalar(select(Case.id).where(Case.tracking_number == number))
+    assert [tuple(k) for k in kept] == [("M-2", case_id, event_id)]
+    before = _count(runtime)
+    later = datetime.now(TZ) - timedelta(minutes=3)
+    counts = _import(runtime, HEADER + f"M-2,13600136000,{later:%Y-%m-%d %H:%M},60,还没修,D1\r\n")
+    assert counts["duplicates"] == 1 and _count(runtime) == before
