@@ -1583,7 +1583,7 @@ class CallKey(Base):
 class AppMark(Base):
     """A fact about how stored data was made that the application must check at start, by
     name: ``caller_keys_area_code`` (the ``[app] area_code`` the cases' caller keys were
-    computed with; `triage.callers.rekey_for_area_code`)."""
+    computed with; `triage.call_keys.rekey_for_area_code`)."""
 
     __tablename__ = "app_marks"
 

@@ -53,6 +53,7 @@ from triage.call_imports import (
     import_batch,
     start_run,
 )
+from triage.call_keys import main_number_rows
 from triage.cases import (
     IntakePolicy,
     PlainPrep,
@@ -478,7 +479,9 @@ def prepare_import(
     column_mapping = mapping_named(settings, mapping)
     tz = ZoneInfo(settings.app.timezone)
     parsed = parse_file(data, column_mapping, tz=tz, now=clock(), filename=file_name)
-    rows = parsed.rows
+    # Without a call id, a call is keyed by the caller's main number (8765 4321 and
+    # 010-8765 4321 at one time are one call).
+    rows = main_number_rows(parsed.rows, settings.app.area_code)
     keep = (not dry_run) if keep_report is None else keep_report
     report = ImportReport(
         file_name=file_name, dry_run=dry_run, sheets=[s.as_dict() for s in parsed.sheets]

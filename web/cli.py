@@ -94,6 +94,10 @@ def _initialise(
 
         # Cases from before migration 0010, or whose keys migration 0026 cleared.
         backfill_caller_keys(session, rt.secret, area_code=rt.settings.app.area_code)
+        from triage.call_keys import rekey_for_area_code
+
+        # `[app] area_code` set or changed since the keys were made (local numbers' keys).
+        rekey_for_area_code(session, rt.secret, rt.settings.app.area_code)
     return changes
 
 

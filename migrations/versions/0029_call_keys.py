@@ -9,7 +9,7 @@ of a call id keeps it (a call id already a case's own is left to the case).
 
 ``app_marks`` (name -> value): ``caller_keys_area_code``, the ``[app] area_code`` the
 caller keys were computed with; ``minsheng init`` re-keys local-number cases when the
-setting differs (triage/callers.rekey_for_area_code). Left empty here: the first
+setting differs (triage/call_keys.rekey_for_area_code). Left empty here: the first
 ``minsheng init`` re-keys them once.
 
 Revision ID: 0029

@@ -144,3 +144,63 @@ def test_migration_0029_keeps_the_call_ids_of_earlier_repeat_calls(
     later = datetime.now(TZ) - timedelta(minutes=3)
     counts = _import(runtime, HEADER + f"M-2,13600136000,{later:%Y-%m-%d %H:%M},60,还没修,D1\r\n")
     assert counts["duplicates"] == 1 and _count(runtime) == before
+
+
+# -- a call without call id is keyed by the caller's main number ---------------------------
+
+
+def test_an_overlapping_export_without_call_ids_keys_the_callers_main_number(
+    tmp_path: Path, db_url: str
+) -> None:
+    """[app] area_code = "010": 8765 4321 and 010-8765 4321 (or with an extension) at the same
+    time are one call, in any export; a file imported before the key was the main number's
+    (its key the number as written) creates nothing new either, once `minsheng init` ran."""
+    from web.cli import _initialise
+
+    app = _app_with(tmp_path, db_url, "k", app={"area_code": "010"})
+    rt = app.extensions["minsheng"]
+    at = datetime.now(TZ) - timedelta(hours=3)
+    a = _import(rt, HEADER + f",8765 4321,{at:%Y-%m-%d %H:%M},60,东门井盖丢失,B1\r\n")
+    assert a["registered"] == 1
+    b = _import(rt, HEADER + f",010-8765 4321,{at:%Y/%m/%d %H:%M}:00,60,东门井盖丢失,B1\r\n")
+    assert b["registered"] == 0 and b["duplicates"] == 1, b
+    c = _import(rt, HEADER + f",010-87654321 转 123,{at:%Y-%m-%d %H:%M},60,东门井盖丢失,B1\r\n")
+    assert c["registered"] == 0 and c["duplicates"] == 1, c
+    # A case imported under the old key (the number as written): init re-keys it.
+    old = f"{at + timedelta(minutes=1):%Y-%m-%d %H:%M}"
+    assert _import(rt, HEADER + f",8765 4322,{old},60,西门路灯不亮,B1\r\n")["registered"] == 1
+    with rt.sessions() as s, s.begin():
+        case = s.scalars(select(Case).where(Case.contact_phone == "87654322")).one()
+        case.external_id = case.external_id.replace("call:01087654322@", "call:87654322@")
+    _initialise(rt, lambda user: None)
+    again = _import(rt, HEADER + f",8765 4322,{old},60,西门路灯不亮,B1\r\n")
+    rt.engine.dispose()
+    assert again["registered"] == 0 and again["duplicates"] == 1, again
+
+
+def test_setting_the_area_code_later_rekeys_local_number_callers(
+    tmp_path: Path, db_url: str
+) -> None:
+    """An office sets [app] area_code after going live: `minsheng init` makes the keys of
+    the cases with a local number again, so the caller's earlier cases are found by the
+    number with its area code (and again when the setting changes back)."""
+    from web.cli import _initialise
+
+    before = _app_with(tmp_path, db_url, "a")
+    rt_a = before.extensions["minsheng"]
+    _initialise(rt_a, lambda user: None)
+    at = datetime.now(TZ) - timedelta(days=2)
+    row = f"K-1,8765 4321,{at:%Y-%m-%d %H:%M},60,东门井盖丢失,B1\r\n"
+    assert _import(rt_a, HEADER + row)["registered"] == 1
+    history = "/board/calls/history?phone="
+    operator = login(before.test_client(), "operator")
+    assert operator.get(history + "8765%204321").get_json()["total"] == 1
+    rt_a.engine.dispose()
+
+    after = _app_with(tmp_path, db_url, "b", app={"area_code": "010"})
+    rt_b = after.extensions["minsheng"]
+    _initialise(rt_b, lambda user: None)
+    operator = login(after.test_client(), "operator")
+    assert operator.get(history + "010-8765%204321").get_json()["total"] == 1
+    assert operator.get(history + "8765%204321").get_json()["total"] == 1
+    rt_b.engine.dispose()
