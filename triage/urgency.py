@@ -33,7 +33,14 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from triage.models import Status
+
+if TYPE_CHECKING:
+    from triage.deadlines import Deadlines
+    from triage.models import Actor, Case
 
 __all__ = ["HAZARD_PATTERNS", "HazardFlag", "HazardMatch", "detect_hazard", "find_hazards"]
 
@@ -715,3 +722,33 @@ def detect_hazard(subject: str, body: str, extra_terms: Iterable[str] = ()) -> H
         first.setdefault(h.category if h.category != "extra" else h.phrase, h.phrase)
     reasons = tuple(dict.fromkeys(first.values()))
     return HazardFlag(bool(reasons), reasons)
+
+
+def escalate(
+    case: Case, actor: Actor, at: datetime, reasons: Sequence[str], deadlines: Deadlines
+) -> bool:
+    """A case found urgent after its registration (a repeat call about a gas leak, or marked
+    urgent by the operator): flagged urgent with ``reasons`` added, and its running deadline
+    brought forward to the urgent one counted from `at` (the triage deadline in triage; the
+    handling deadline once it has a department and a deadline; never later than it was).
+    Event "flagged_urgent" {reasons, triage_due_at / due_at (ISO) when changed}. Returns False
+    (nothing done) when the case was urgent already: its deadlines are the urgent ones."""
+    if case.urgent:
+        return False
+    case.urgent = True
+    case.urgent_reasons = [*case.urgent_reasons, *(r for r in reasons if r)]
+    changed: dict[str, str] = {}
+    if case.status in (Status.RECEIVED, Status.TRIAGE):
+        due = deadlines.triage_due(at, True, kind=case.kind)
+        if case.triage_due_at is None or due < case.triage_due_at:
+            case.triage_due_at = due
+            changed["triage_due_at"] = due.isoformat()
+    if case.due_at is not None and case.department is not None:
+        due = deadlines.handling_due(at, case.department.code, True, kind=case.kind)
+        running = case.extended_to or case.due_at
+        if due < running:
+            case.due_at = due
+            case.extended_to = None
+            changed["due_at"] = due.isoformat()
+    case.record("flagged_urgent", actor, at, reasons=list(reasons), **changed)
+    return True

@@ -55,6 +55,7 @@ from triage.models import (
     Status,
 )
 from triage.privacy import mask_text
+from triage.urgency import detect_hazard, escalate
 from web import db, runtime
 from web.auth import requires
 from web.forms import PhoneCallForm
@@ -443,12 +444,18 @@ def _note_call_id(case: Case, event: CaseEvent, form: PhoneCallForm) -> None:
         call_keys.note(db(), case, event, form.call_id.data.strip())
 
 
-def _flag_urgent(case: Case, now: datetime) -> None:
-    if not case.urgent:
-        reason = system_reasons.MARKED_URGENT_BY_OPERATOR
-        case.urgent = True
-        case.urgent_reasons = [*case.urgent_reasons, reason]
-        case.record("flagged_urgent", current_user, now, reasons=[reason])
+def _flag_urgent(case: Case, form: PhoneCallForm, now: datetime) -> None:
+    """A repeat call or reopen marked urgent, or whose note reports a hazard (the rules of
+    triage/urgency.py, as for a new case): the case is urgent, with the urgent deadlines
+    counted from the call (`escalate`)."""
+    reasons: list[str] = []
+    if form.urgent.data:
+        reasons.append(system_reasons.MARKED_URGENT_BY_OPERATOR)
+    terms = tuple(runtime().settings.classifier.hazard_terms)
+    hazard = detect_hazard(form.subject.data or "", form.body.data or "", terms)
+    reasons += list(hazard.reasons)
+    if reasons:
+        escalate(case, current_user, now, reasons, runtime().settings.deadlines())
 
 
 def _urge(
@@ -459,8 +466,7 @@ def _urge(
         note = "\n".join(p for p in (form.subject.data, form.body.data) if p)
         ev = case.urge(current_user, now, note, **_call_detail(form, called_at, token))
         _note_call_id(case, ev, form)
-        if form.urgent.data:
-            _flag_urgent(case, now)
+        _flag_urgent(case, form, now)
         _refresh(case)
     flash(
         _(
@@ -491,8 +497,7 @@ def _reopen(
         _note_call_id(case, ev, form)
         # Its department deactivated since the close: on to its successor, or the queue.
         follow_inactive_department(case, current_user, now)
-        if form.urgent.data:
-            _flag_urgent(case, now)
+        _flag_urgent(case, form, now)
         _refresh(case)
         flash(_reopened_message(case, closed_in), "info")
     else:

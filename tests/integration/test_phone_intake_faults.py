@@ -204,3 +204,64 @@ def test_setting_the_area_code_later_rekeys_local_number_callers(
     assert operator.get(history + "010-8765%204321").get_json()["total"] == 1
     assert operator.get(history + "8765%204321").get_json()["total"] == 1
     rt_b.engine.dispose()
+
+
+# -- a repeat call about a hazard ----------------------------------------------------------
+
+
+def _due(runtime: Any, number: str) -> tuple[bool, datetime, list[CaseEvent]]:
+    with runtime.sessions() as s:
+        case = s.scalars(select(Case).where(Case.tracking_number == number)).one()
+        due = case.triage_due_at if case.status == "triage" else case.due_at
+        assert due is not None
+        flagged = [e for e in case.events if e.action == "flagged_urgent"]
+        s.expunge_all()
+        return case.urgent, due if due.tzinfo else due.replace(tzinfo=UTC), flagged
+
+
+@pytest.mark.parametrize("how", ["ticked", "hazard in the note"])
+def test_a_repeat_call_about_a_hazard_gets_the_urgent_deadline(
+    runtime: Any, login_as: Any, how: str
+) -> None:
+    """A caller rings again about their open case: now there is a gas smell. Ticked urgent
+    by the operator, or only said in the note (燃气泄漏, the hazard rules of a new case): the
+    case is urgent with the hour-level deadline, and the audit log says so."""
+    at = datetime.now(TZ) - timedelta(minutes=30)
+    _import(runtime, HEADER + f"G-1,13600136000,{at:%Y-%m-%d %H:%M},60,小区地下室有异味,D1\r\n")
+    number = _number(runtime, "G-1")
+    urgent, due, _flagged = _due(runtime, number)
+    assert not urgent and due > datetime.now(UTC) + timedelta(hours=2)
+    operator = login_as("operator")
+    data = {"phone": "13600136000", "about": f"urge:{number}", "subject": "再次来电"}
+    if how == "ticked":
+        data |= {"urgent": "y", "body": "来电人说味道更浓了"}
+    else:
+        data |= {"body": "来电人说地下室燃气泄漏味道很浓"}
+    assert _desk(operator, data).status_code == 302
+    urgent, due, flagged = _due(runtime, number)
+    assert urgent is True
+    assert due <= datetime.now(UTC) + timedelta(hours=2), f"urgent case due {due}"
+    assert len(flagged) == 1 and flagged[0].detail.get("triage_due_at")
+
+
+def test_an_urgent_repeat_call_brings_a_departments_deadline_forward(
+    client: Any, runtime: Any, login_as: Any
+) -> None:
+    from tests.integration.test_operator_desk import _dispatch
+
+    at = datetime.now(TZ) - timedelta(minutes=30)
+    _import(runtime, HEADER + f"G-2,13600136000,{at:%Y-%m-%d %H:%M},60,楼道里有异味,D1\r\n")
+    number = _number(runtime, "G-2")
+    _dispatch(runtime, number, "urban")
+    _urgent, due_before, _f = _due(runtime, number)
+    operator = login_as("operator")
+    data = {
+        "phone": "13600136000",
+        "about": f"urge:{number}",
+        "urgent": "y",
+        "body": "来电人说楼道里味道更浓了",
+    }
+    assert _desk(operator, data).status_code == 302
+    urgent, due, flagged = _due(runtime, number)
+    assert urgent and due < due_before and due <= datetime.now(UTC) + timedelta(hours=3)
+    assert flagged[0].detail.get("due_at")
