@@ -349,8 +349,22 @@ def _read_csv(data: bytes) -> Table:
         csv.field_size_limit(len(text) + 1)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     runaway: dict[int, tuple[int, int]] = {}
-    table = _with_header(_csv_rows(reader, delimiter, runaway), "csv", encoding)
+    rows = _csv_rows(reader, delimiter, runaway)
+    if '="' in text:
+        rows = ((n, tuple(map(excel_text, cells))) for n, cells in rows)
+    table = _with_header(rows, "csv", encoding)
     return replace(table, runaway=runaway)
+
+
+def excel_text(cell: str) -> str:
+    """A cell in Excel's text formula idiom, ``="13800138000"`` (call-centre systems write
+    numbers and ids so in CSV for Excel to keep them as text: leading zeros, 11+ digits) →
+    its text, ``13800138000`` (``""`` inside is one quote); any other cell as it is."""
+    if len(cell) >= 3 and cell[:2] == '="' and cell[-1] == '"':
+        inner = cell[2:-1]
+        if '"' not in inner.replace('""', ""):
+            return inner.replace('""', '"')
+    return cell
 
 
 def _csv_rows(

@@ -454,7 +454,8 @@ def register_batch(
             )
             session.add(case)
             made[key] = case
-            notifications.note_registered(session, case, code, when)
+            # The notice is queued now, whatever time the case is received at.
+            notifications.note_registered(session, case, code, now)
             out.append(Registration(case, created=True, query_code=code))
     return out
 
@@ -767,7 +768,7 @@ def register_rows(
             _insert_rows(session, Attachment.__table__, attachments, times)
         pending = [{"case_id": c["id"]} for c in cases]
         _insert_rows(session, EnrichmentPending.__table__, pending, times)
-        _note_received(session, out, cases)
+        _note_received(session, out, cases, now)
     return out
 
 
@@ -1125,10 +1126,14 @@ def _later_rows(later: Sequence[LaterEvent], case: dict[str, Any]) -> list[dict[
 
 
 def _note_received(
-    session: Session, out: Sequence[RowRegistration], cases: Sequence[dict[str, Any]]
+    session: Session,
+    out: Sequence[RowRegistration],
+    cases: Sequence[dict[str, Any]],
+    now: datetime,
 ) -> None:
     """The new cases' 'received' notices, when the session notifies citizens: the cases
-    read back once (the notices need them), noted as `register` notes its case."""
+    read back once (the notices need them), noted as `register` notes its case. Queued
+    `now` (the audit log's time of the notice, not the call's)."""
     notifier = session.info.get(notifications.INFO_KEY)
     if notifier is None or not notifier.received:
         return
@@ -1140,12 +1145,9 @@ def _note_received(
     loaded = {
         c.id: c for c in session.scalars(select(Case).where(Case.id.in_(ids)).order_by(Case.id))
     }
-    when = {c["id"]: c["received_at"] for c in cases}
     for reg in out:
         if reg.created and reg.query_code is not None and reg.case_id in loaded:
-            notifications.note_registered(
-                session, loaded[reg.case_id], reg.query_code, when[reg.case_id]
-            )
+            notifications.note_registered(session, loaded[reg.case_id], reg.query_code, now)
 
 
 def _new_case(

@@ -265,3 +265,44 @@ def test_an_urgent_repeat_call_brings_a_departments_deadline_forward(
     urgent, due, flagged = _due(runtime, number)
     assert urgent and due < due_before and due <= datetime.now(UTC) + timedelta(hours=3)
     assert flagged[0].detail.get("due_at")
+
+
+# -- the ="…" text idiom of call-centre CSVs -----------------------------------------------
+
+
+def test_the_excel_text_idiom_is_read_as_its_text_in_every_cell(runtime: Any) -> None:
+    """Call-centre systems write ="13800138000" so that Excel keeps numbers as text: the
+    number is a number, the call id the same key as in a plain export."""
+    at = datetime.now(TZ) - timedelta(hours=1)
+    text = HEADER + f'="GD0001",="13800138000",{at:%Y-%m-%d %H:%M},="60",路灯不亮,="A1"\r\n'
+    counts = _import(runtime, text)
+    assert counts["registered"] == 1 and counts["rejected"] == 0, counts
+    with runtime.sessions() as s:
+        case = s.scalars(select(Case).where(Case.external_id == "GD0001")).one()
+        assert case.contact_phone == "13800138000"
+    plain = HEADER + f"GD0001,13800138000,{at:%Y-%m-%d %H:%M},60,路灯不亮,A1\r\n"
+    assert _import(runtime, plain)["duplicates"] == 1
+
+
+# -- the audit log's times ----------------------------------------------------------------
+
+
+def test_the_received_notice_of_an_imported_call_is_logged_when_queued(
+    tmp_path: Path, db_url: str
+) -> None:
+    """A call from 3 days ago imported now: the case is received at the call, its 'received'
+    SMS is queued now, and the timeline says so (not days before it happened)."""
+    app = _app_with(tmp_path, db_url, "s", sms={"url": "http://127.0.0.1:9/send"})
+    rt = app.extensions["minsheng"]
+    at = datetime.now(TZ) - timedelta(days=3)
+    started = datetime.now(UTC)
+    row = f"S-1,13800138000,{at:%Y-%m-%d %H:%M},60,路灯不亮,A1\r\n"
+    assert _import(rt, HEADER + row)["registered"] == 1
+    with rt.sessions() as s:
+        received = s.scalar(select(CaseEvent.at).where(CaseEvent.action == "received"))
+        queued = s.scalar(select(CaseEvent.at).where(CaseEvent.action == "sms_queued"))
+    rt.engine.dispose()
+    assert received is not None and queued is not None
+    received, queued = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (received, queued))
+    assert received < started - timedelta(days=2)
+    assert queued >= started - timedelta(seconds=5), f"sms_queued dated {queued}"
