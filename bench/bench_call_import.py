@@ -24,8 +24,9 @@ Then, in one process, on SQLite (or PostgreSQL with --postgresql):
   duplicate-index and search rows).
 
 Prints rows per second (wall) and CPU ms a row of both (the import's: this process and its
-helper, which has exited by then), their ratio, the machine's load, and the --json counts;
-the issue asks for >= 2,000 rows/s. Everything is written under a temporary folder, removed
+helper, which has exited by then; on PostgreSQL also the server's backends for the
+database, when the server runs on this machine), their ratio, the machine's load, and the
+--json counts; the issue asks for >= 2,000 rows/s. Everything is written under a temporary folder, removed
 at the end.
 
     .venv/bin/python bench/bench_call_import.py [--n 100000] [--model-dir DIR]
@@ -193,6 +194,27 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def server_cpu(rt: Any) -> float | None:
+    """CPU seconds so far of the PostgreSQL backends serving the runtime's database, read in
+    /proc (a server on this machine, readable by this user); None on SQLite or otherwise."""
+    if rt.engine.url.get_backend_name() != "postgresql":
+        return None
+    from sqlalchemy import text
+
+    with rt.engine.connect() as conn:
+        pids = conn.scalars(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).all()
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
@@ -293,6 +315,7 @@ def main() -> None:
             profiler = cProfile.Profile(time.process_time)
         if args.no_helper:
             call_import_run.PIPELINE_MIN_BYTES = sys.maxsize
+        server = server_cpu(rt)
         start, cpu, helper_cpu = time.perf_counter(), time.process_time(), children_cpu()
         if profiler:
             profiler.enable()
@@ -314,6 +337,13 @@ def main() -> None:
             f"{helper_cpu / rows * 1000:.3f})  [{verdict}: the issue asks for >= "
             f"{TARGET:.0f}/s]  ({load()})"
         )
+        server_after = server_cpu(rt) if server is not None else None
+        if server is not None and server_after is not None:
+            # Backends that ended during the import are not counted (the pool keeps its own).
+            print(
+                f"  the PostgreSQL server's backends for this database: "
+                f"{(server_after - server) / rows * 1000:.3f} ms CPU a row (on the same cores)"
+            )
         cpu += helper_cpu
         if not args.no_floor:
             print(
