@@ -46,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from intake.normalise import PhoneError, normalise_phone
-from triage.models import Case
+from triage.models import OPEN_STATUSES, Case
 
 __all__ = [
     "CallerHistory",
@@ -265,9 +265,14 @@ def caller_history(
     department_id: int | None = None,
     limit: int = 10,
     count_limit: int = 1000,
+    open_first: bool = False,
 ) -> CallerHistory:
     """The cases stored under any of `keys` (see `caller_keys`, `case_keys`) but `exclude`,
     newest received first.
+
+    With `open_first` (the operator's desk: a repeat call is about an open case, however
+    old), the caller's open cases come first, all of them (up to `OPEN_LIMIT`), then the
+    newest others up to `limit`.
 
     `department_id` (a handler's department) keeps only that department's cases in `cases`;
     `total` counts them all, so a handler learns that the caller has other cases without
@@ -297,10 +302,21 @@ def caller_history(
     shown = select(Case).where(*where)
     if department_id is not None:
         shown = shown.where(Case.department_id == department_id)
-    found = session.scalars(
-        shown.order_by(Case.received_at.desc(), Case.id.desc()).limit(limit)
-    ).all()
+    newest = (Case.received_at.desc(), Case.id.desc())
+    if open_first:
+        opened = session.scalars(
+            shown.where(Case.status.in_(sorted(OPEN_STATUSES))).order_by(*newest).limit(OPEN_LIMIT)
+        ).all()
+        others = session.scalars(
+            shown.where(Case.status.not_in(sorted(OPEN_STATUSES))).order_by(*newest).limit(limit)
+        ).all()
+        return CallerHistory([*opened, *others], int(total or 0), int(earlier or 0))
+    found = session.scalars(shown.order_by(*newest).limit(limit)).all()
     return CallerHistory(list(found), int(total or 0), int(earlier or 0))
+
+
+# The most open cases of one caller the desk lists (each is offered for 催办).
+OPEN_LIMIT = 50
 
 
 def backfill_caller_keys(

@@ -104,7 +104,7 @@ def _phone_keys(phone: str) -> list[str]:
 
 
 def _history(phone: str) -> CallerHistory:
-    return caller_history(db(), _phone_keys(phone), limit=HISTORY_LIMIT)
+    return caller_history(db(), _phone_keys(phone), limit=HISTORY_LIMIT, open_first=True)
 
 
 def _lookup_refused(now: datetime) -> datetime | None:
@@ -135,7 +135,7 @@ def _shown_history(phone: str) -> CallerHistory | None:
     if _lookup_refused(datetime.now(UTC)) is not None:
         flash(_("Too many lookups. Please wait a moment."), "warning")
         return None
-    return caller_history(db(), keys, limit=HISTORY_LIMIT)
+    return caller_history(db(), keys, limit=HISTORY_LIMIT, open_first=True)
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def history() -> Response | tuple[Response, int]:
         return jsonify(
             {"error": _("Too many lookups. Please wait a moment."), "retry_at": retry.isoformat()}
         ), 429
-    found = caller_history(db(), keys, limit=HISTORY_LIMIT)
+    found = caller_history(db(), keys, limit=HISTORY_LIMIT, open_first=True)
     response = jsonify(
         {
             "valid": bool(keys),
@@ -267,7 +267,10 @@ def _render(form: PhoneCallForm, found: CallerHistory | None, status: int = 200)
         found=found,
         called_at_shown=shown,
         choices={c.tracking_number: _choices(c) for c in (found.cases if found else [])},
-        chosen=form.about.data or "new",
+        # With an open case listed nothing is chosen: Enter must not open a new case for a
+        # repeat call (the server asks when no answer is sent).
+        chosen=form.about.data
+        or ("" if found and any(_open_matter(c) for c in found.cases) else "new"),
     ), status
 
 

@@ -63,8 +63,9 @@ def test_a_call_is_logged_with_the_keyboard_alone(
     expect(earlier).to_be_visible()
     expect(page.locator("#history-count")).to_contain_text("1")
     screenshot(page, tmp_path / "desk.png")
-    page.keyboard.press("Enter")  # to the answer 'a new matter', checked
+    page.keyboard.press("Enter")  # to the answers: none chosen, as the caller has an open case
     expect(page.locator("input[name=about][value=new]")).to_be_focused()
+    expect(page.locator("input[name=about]:checked")).to_have_count(0)
     page.keyboard.press("ArrowDown")  # the repeat call about the open case
     expect(page.locator(f"input[name=about][value='urge:{first}']")).to_be_checked()
     page.keyboard.press("Tab")
@@ -205,3 +206,42 @@ def test_the_call_time_follows_the_clock_until_the_operator_types_it(
     called_at.fill("2026-01-05T08:30")
     page.clock.run_for(20_000)
     expect(called_at).to_have_value("2026-01-05T08:30")
+
+
+def test_enter_on_a_known_callers_call_does_not_open_a_new_case_unasked(
+    chromium: Any, live_server: str, runtime: Any
+) -> None:
+    """The caller has an open case and it shows as the number is typed: no answer is chosen
+    for the operator, so Enter (from any field) does not register a repeat call as a new
+    case; the desk asks, and the repeat call is one arrow key away."""
+    from playwright.sync_api import expect
+
+    page = chromium.new_context(**DESKTOP, locale="zh-CN", base_url=live_server).new_page()
+    sign_in(page, "operator")
+    page.keyboard.type("139 0000 4444")
+    page.keyboard.press("Enter")
+    expect(page.locator("input[name=name]")).to_be_focused()
+    for text in ("赵先生", None, "垃圾未清运", "小区垃圾三天没有清运"):
+        if text:
+            page.keyboard.type(text)
+        page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/board/cases/MS-\d{4}-\d{6}$"))
+    first = page.url.rsplit("/", 1)[-1]
+
+    page.goto("/board/calls/new")
+    before = _count(runtime)
+    page.keyboard.type("13900004444")
+    expect(page.locator(f"#history-cases .earlier-case[data-number='{first}']")).to_be_visible()
+    page.keyboard.press("Enter")
+    expect(page.locator("input[name=about]:checked")).to_have_count(0)
+    for _ in range(3):
+        page.keyboard.press("Tab")
+    expect(page.locator("input[name=subject]")).to_be_focused()
+    page.keyboard.type("还是没有清运")
+    page.keyboard.press("Tab")
+    page.keyboard.type("第二次来电，垃圾还是没有清运")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("p.flash.warning")).to_contain_text("该来电人有未办结的工单")
+    expect(page.locator(f"input[name=about][value='urge:{first}']")).to_be_visible()
+    assert _count(runtime) == before

@@ -306,3 +306,31 @@ def test_the_received_notice_of_an_imported_call_is_logged_when_queued(
     received, queued = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (received, queued))
     assert received < started - timedelta(days=2)
     assert queued >= started - timedelta(seconds=5), f"sms_queued dated {queued}"
+
+
+# -- an open case beyond the desk's history list ---------------------------------------------
+
+
+def test_the_desk_offers_an_older_open_case_for_urging(runtime: Any, login_as: Any) -> None:
+    """A frequent caller: one open case, then five newer ones closed or rejected. The desk
+    lists the open case first (beyond its five newest) and offers it for 催办, and asks
+    before opening a new case when the operator did not say what the call is about."""
+    now = datetime.now(TZ)
+    lines = [
+        f"H-{i},13700137000,{now - timedelta(days=20 - i):%Y-%m-%d %H:%M},60,第{i}件事情,A1"
+        for i in range(6)
+    ]
+    assert _import(runtime, HEADER + "\r\n".join(lines) + "\r\n")["registered"] == 6
+    with runtime.sessions() as s, s.begin():
+        for c in s.scalars(select(Case).where(Case.external_id != "H-0")):
+            c.reject("supervisor", datetime.now(UTC), "重复", public_reason="")
+    open_number = _number(runtime, "H-0")
+    operator = login_as("operator")
+    found = operator.get("/board/calls/history?phone=13700137000").get_json()
+    assert found["cases"][0]["number"] == open_number and len(found["cases"]) == 6
+    assert [ch["value"] for ch in found["cases"][0]["choices"]] == [f"urge:{open_number}"]
+    page = operator.get("/board/calls/new?phone=13700137000").get_data(as_text=True)
+    assert f'value="urge:{open_number}"' in page
+    before = _count(runtime)
+    r = _desk(operator, {"phone": "13700137000"})
+    assert r.status_code == 200 and _count(runtime) == before  # asked, nothing logged

@@ -26,6 +26,13 @@
     return el;
   }
 
+  // Whether 'a new matter' was chosen by show(), not by the operator.
+  // (The page comes with it checked when it shows no history.)
+  var newMatterByDefault = box.hidden;
+  form.addEventListener("change", function (e) {
+    if (e.target && e.target.name === "about") newMatterByDefault = false;
+  });
+
   function chosen() {
     var checked = form.querySelector("input[name=about]:checked");
     return checked ? checked.value : "new";
@@ -70,8 +77,14 @@
       });
       list.appendChild(item);
     });
-    if (!form.querySelector("input[name=about]:checked")) {
-      form.querySelector("input[name=about][value=new]").checked = true;
+    // With an open case listed, 'a new matter' is not chosen for the operator: Enter must
+    // not open a new case for a repeat call (the server asks when no answer is sent).
+    var anyOpen = cases.some(function (c) { return c.open; });
+    var newMatter = form.querySelector("input[name=about][value=new]");
+    if (anyOpen && newMatterByDefault && newMatter.checked) newMatter.checked = false;
+    if (!form.querySelector("input[name=about]:checked") && !anyOpen) {
+      newMatter.checked = true;
+      newMatterByDefault = true;
     }
     var total = (data && data.total) || 0;
     count.textContent = total ? labels.getAttribute("data-earlier").replace("999999", total) : "";
@@ -150,7 +163,10 @@
     if (t === phone) {
       clearTimeout(timer);
       lookUp().then(function () {
-        var first = box.hidden ? null : box.querySelector("input[name=about]:checked");
+        // The answer chosen, or (none chosen: the caller has an open case) the first one.
+        var first = box.hidden
+          ? null
+          : box.querySelector("input[name=about]:checked") || box.querySelector("input[name=about]");
         (first || form.querySelector("[name=name]")).focus();
       });
       return;
