@@ -231,15 +231,15 @@ def import_batch(
     `seen` holds the keys met earlier in the same file (a second row with the same call id
     is a duplicate) and is added to. The new rows are registered together
     (`triage.cases.register_rows`: one query for the known keys, one routing pass, one
-    INSERT executemany per table, no ORM objects) at their call times, in one savepoint; their
-    similar-case suggestions and search rows are left to `triage.enrichment.enrich_pending`
-    after the commit. When that savepoint fails on a unique key (a concurrent import
-    registered some of the same calls since this batch looked) the batch is registered
-    again one row at a time, each in a savepoint of its own, so those rows are duplicates,
-    not errors; `one_by_one` goes that way from the start. Every new case gets a
-    ``call_imported`` event by `actor` at `now` with {import_id, row, call_id,
-    duration_seconds, operator}; its reason is ``<file name> : <row>``; its ``created_at``
-    is `now`.
+    INSERT executemany or COPY per table, no ORM objects) at their call times, in one
+    savepoint; their similar-case suggestions and search rows are left to
+    `triage.enrichment.enrich_pending` after the commit. When that savepoint fails on a
+    unique key (a concurrent import registered some of the same calls since this batch
+    looked) the batch is registered again one row at a time, each in a savepoint of its own,
+    so those rows are duplicates, not errors; `one_by_one` goes that way from the start.
+    Every new case gets a ``call_imported`` event by `actor` at `now` with {import_id, row,
+    call_id, duration_seconds, operator}; its reason is ``<file name> : <row>``; its
+    ``created_at`` is `now`.
 
     `prepared` gives, by external id, rows' `triage.cases.RowPrep` (suggestion, hazard flag,
     masked text, query code, caller keys, deadlines) worked out ahead

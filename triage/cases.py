@@ -644,7 +644,8 @@ def register_rows(
     prepared: Sequence[RowPrep | None] | None = None,
 ) -> list[RowRegistration]:
     """`register_batch(..., defer_enrichment=True, at_receipt=True)` written as plain rows:
-    one INSERT … executemany per table (cases, case_events, enrichment_pending, attachments)
+    one INSERT … executemany per table (cases, case_events, enrichment_pending, attachments;
+    on PostgreSQL one COPY each)
     instead of Case and CaseEvent objects flushed by the ORM, for imports of many rows (the
     call import: the ORM's objects and flush were some 85 % of a row's CPU).
 
@@ -781,8 +782,9 @@ def _insert_rows(
     """``session.execute(insert(table), rows)`` with its per-row work done here: the rows
     (all with the keys of the first; the columns' scalar defaults are added to them) are
     converted by the columns' own bind processors (the values SQLAlchemy sends) and given
-    to the driver's executemany in one call. SQLAlchemy's generic path (a parameter dict
-    built and walked per row) was a fifth of a call import's CPU. A datetime is converted
+    to the driver's executemany in one call (on PostgreSQL through psycopg, its COPY:
+    `_copy_statement`). SQLAlchemy's generic path (a parameter dict built and walked per
+    row) was a fifth of a call import's CPU. A datetime is converted
     once per `memo` (one per batch: a case's times and its events' are mostly its call's
     and the import's), whatever column or table holds it."""
     if not rows:

@@ -382,6 +382,23 @@ def test_features_fitted_on_counted_rows_are_those_of_the_texts_alone() -> None:
     assert abs(held_out - from_rows.transform([pairs[i] for i in rest])).max() < 1e-12
 
 
+def test_texts_routed_look_their_words_up_in_the_vocabulary_with_the_same_features() -> None:
+    """`transform` looks each token up in the learnt vocabulary (no table of the batch's
+    distinct tokens): the matrix, hence every suggestion, is the one of the table, exactly;
+    unknown words, punctuation and empty texts included."""
+    pairs = [(e.subject, e.body) for e in synthetic_examples(10)]
+    features = ComplaintFeatures().fit(pairs)
+    routed = [*pairs, ("", "物业。，！ hello 从未见过的词"), ("", ""), ("电梯", "")]
+    by_vocabulary = features.transform(routed)
+    by_table = features.transform_analysis(analyze(routed))
+    assert by_vocabulary.shape == by_table.shape and by_vocabulary.nnz > 0
+    for part in ("indptr", "indices", "data"):
+        assert np.array_equal(getattr(by_vocabulary, part), getattr(by_table, part)), part
+    other = ComplaintFeatures().fit(pairs[:5])
+    with pytest.raises(ValueError):
+        features.transform_analysis(analyze(routed, vocabulary=other.word_vocabulary_))
+
+
 # Evaluation
 
 
