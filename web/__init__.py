@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask, Response, abort, current_app, g, request, session
 from flask_babel import Babel
+from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import OperationalError
@@ -105,6 +106,12 @@ def create_app(
     babel.init_app(app, locale_selector=select_locale)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
+    # Flask-Login's own prompts are English: ours, translated when shown.
+    login_manager.login_message = _l("Please sign in to see this page.")
+    login_manager.login_message_category = "info"
+    login_manager.needs_refresh_message = _l("Please sign in again to see this page.")
+    login_manager.needs_refresh_message_category = "info"
+    login_manager.localize_callback = str  # the lazy text in the request's language
     login_manager.session_protection = "strong"
 
     from web import auth, board, citizen, i18n, operator

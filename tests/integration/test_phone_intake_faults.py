@@ -334,3 +334,18 @@ def test_the_desk_offers_an_older_open_case_for_urging(runtime: Any, login_as: A
     before = _count(runtime)
     r = _desk(operator, {"phone": "13700137000"})
     assert r.status_code == 200 and _count(runtime) == before  # asked, nothing logged
+
+
+# -- library prompts in the page's language ------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_the_sign_in_prompt_is_in_the_pages_language(client: Any, lang: str) -> None:
+    """An operator who opens the desk before signing in is sent to the sign-in page with a
+    prompt in the page's language, not Flask-Login's English one."""
+    page = client.get(f"/board/calls/new?lang={lang}", follow_redirects=True).get_data(as_text=True)
+    assert "Please log in to access this page." not in page
+    if lang == "zh":
+        assert 'lang="zh' in page and "请先登录再查看此页面。" in page
+    else:
+        assert "Please sign in to see this page." in page
