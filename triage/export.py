@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from intake.submission import Channel
 from triage.mail_intake import messages_by_case
-from triage.models import Case, CaseEvent, CaseFinding
+from triage.models import CALLER_NAME_ACTIONS, Case, CaseEvent, CaseFinding
 from triage.privacy import mask_email, mask_name, mask_phone, mask_text
 
 FIELDS = (
@@ -102,8 +102,10 @@ def case_record(
     findings: Sequence[CaseFinding] = (),
     now: datetime | None = None,
     api_filed: dict[str, Any] | None = None,
+    caller_names: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """One case as a flat record; ``masked``: personal data masked, in free text too.
+    """One case as a flat record; ``masked``: personal data masked, in free text too (the
+    contact's name and ``caller_names``, the names the caller gave on later calls).
     ``messages``: the texts of later messages on the case (threaded replies, bounces),
     oldest first. ``findings``: the case's findings of the last supervision tick, listed as
     ``{rule, combination, severity, since}``; ``overdue`` is the case's state at ``now``
@@ -120,7 +122,7 @@ def case_record(
             return value
         return mask_text(
             value,
-            names=[case.contact_name],
+            names=[case.contact_name, *caller_names],
             phones=[case.contact_phone],
             emails=[case.contact_email],
         )
@@ -244,10 +246,27 @@ def iter_records(
                 )
             )
         }
+        names: dict[int, list[str]] = {}
+        if masked:
+            for cid, detail in session.execute(
+                select(CaseEvent.case_id, CaseEvent.detail).where(
+                    CaseEvent.case_id.in_(ids), CaseEvent.action.in_(sorted(CALLER_NAME_ACTIONS))
+                )
+            ):
+                if name := (detail or {}).get("caller_name"):
+                    names.setdefault(cid, []).append(str(name))
         for c in cases:
             texts = [m.text for m in later.get(c.id, [])]
             yield case_record(
-                c, n.get(c.id, 0), tz, masked, texts, findings.get(c.id, ()), now, filed.get(c.id)
+                c,
+                n.get(c.id, 0),
+                tz,
+                masked,
+                texts,
+                findings.get(c.id, ()),
+                now,
+                filed.get(c.id),
+                caller_names=names.get(c.id, ()),
             )
         last_id = ids[-1]
         session.expunge_all()

@@ -109,6 +109,8 @@ OPEN_STATUSES = frozenset(
     | {Status.VISITED}
 )
 FINAL_STATUSES = frozenset({Status.CLOSED, Status.MERGED, Status.REJECTED})
+# The events whose ``caller_name`` is a name the caller gave on a later call (the desk).
+CALLER_NAME_ACTIONS = frozenset({"urged", "reopened"})
 
 
 class Satisfaction(StrEnum):
@@ -506,16 +508,16 @@ class Case(Base):
     # The API key (triage/api_keys.py) of an outside system that filed it through Open311.
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     kind: Mapped[str] = mapped_column(String(20), default=Kind.COMPLAINT)
-    status: Mapped[str] = mapped_column(String(20), default=Status.RECEIVED, index=True)
+    status: Mapped[str] = mapped_column(String(20), default=Status.RECEIVED)
     subject: Mapped[str] = mapped_column(String(300), default="")
     body: Mapped[str] = mapped_column(Text)
     contact_name: Mapped[str] = mapped_column(String(100), default="")
     contact_phone: Mapped[str] = mapped_column(String(40), default="")
     contact_email: Mapped[str] = mapped_column(String(200), default="")
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
     suggested_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
     confidence: Mapped[float | None] = mapped_column(Float)
     alternatives: Mapped[list[Any]] = mapped_column(JSON, default=list)
@@ -547,7 +549,7 @@ class Case(Base):
     extended_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
     extension_count: Mapped[int] = mapped_column(Integer, default=0)
     # The worst finding of the last supervision tick, for lists: "" / "at_risk" / "overdue".
-    risk: Mapped[str] = mapped_column(String(10), default="", index=True)
+    risk: Mapped[str] = mapped_column(String(10), default="")
     # When the last event was recorded (`record`): the case lists' "recently updated" order.
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -591,6 +593,17 @@ class Case(Base):
         """The latest reply that went out to the citizen (not a draft or a returned one)."""
         sent = self.sent_replies
         return sent[-1] if sent else None
+
+    @property
+    def caller_names(self) -> list[str]:
+        """Every name the caller gave: the case's contact name and those given on a repeat
+        call or a reopen (their events' ``caller_name``), for masking free text (reads the
+        events)."""
+        names = [self.contact_name] if self.contact_name else []
+        for e in self.events:
+            if e.action in CALLER_NAME_ACTIONS and (name := (e.detail or {}).get("caller_name")):
+                names.append(str(name))
+        return list(dict.fromkeys(names))
 
     @property
     def own_visits(self) -> list[ReturnVisit]:

@@ -201,7 +201,7 @@ class CaseView:
             return text
         return mask_text(
             text,
-            names=[self.case.contact_name],
+            names=self.case.caller_names,  # with names given on later calls
             phones=[self.case.contact_phone],
             emails=[self.case.contact_email],
         )

@@ -72,7 +72,7 @@ def shown_with_merged(
     def both(text: str) -> str:
         return mask_text(
             shown(text),
-            names=[m.contact_name for m in merged],
+            names=[n for m in merged for n in m.caller_names],
             phones=[m.contact_phone for m in merged],
             emails=[m.contact_email for m in merged],
         )

@@ -440,6 +440,18 @@ def _call_detail(form: PhoneCallForm, called_at: datetime, token: str) -> dict[s
     return detail
 
 
+def _later_call_detail(
+    case: Case, form: PhoneCallForm, called_at: datetime, token: str
+) -> dict[str, Any]:
+    """`_call_detail` of a repeat call or reopen, with the name the caller gave when it is
+    not the case's (``caller_name``: masking knows it, `Case.caller_names`)."""
+    detail = _call_detail(form, called_at, token)
+    name = (form.name.data or "").strip()[:100]
+    if name and name != case.contact_name:
+        detail["caller_name"] = name
+    return detail
+
+
 def _note_call_id(case: Case, event: CaseEvent, form: PhoneCallForm) -> None:
     """The call id of a repeat call or reopen, kept on its event, is one the import must
     know too: the next day's export holds the call (triage/call_keys.py)."""
@@ -467,7 +479,7 @@ def _urge(
     number = case.tracking_number
     if not _done_with_token(case, token):
         note = "\n".join(p for p in (form.subject.data, form.body.data) if p)
-        ev = case.urge(current_user, now, note, **_call_detail(form, called_at, token))
+        ev = case.urge(current_user, now, note, **_later_call_detail(case, form, called_at, token))
         _note_call_id(case, ev, form)
         _flag_urgent(case, form, now)
         _refresh(case)
@@ -496,7 +508,8 @@ def _reopen(
         )
         reason = "\n".join(p for p in (form.subject.data, form.body.data) if p)
         closed_in = case.department_id
-        ev = case.reopen(current_user, now, reason, due, **_call_detail(form, called_at, token))
+        detail = _later_call_detail(case, form, called_at, token)
+        ev = case.reopen(current_user, now, reason, due, **detail)
         _note_call_id(case, ev, form)
         # Its department deactivated since the close: on to its successor, or the queue.
         follow_inactive_department(case, current_user, now)

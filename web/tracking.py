@@ -51,7 +51,7 @@ def public_case(case: Case, merged: Sequence[Case] = ()) -> PublicCase:
     def masked(text: str) -> str:
         return mask_text(
             text,
-            names=[c.contact_name for c in people],
+            names=[n for c in people for n in c.caller_names],
             phones=[c.contact_phone for c in people],
             emails=[c.contact_email for c in people],
             # The office's own numbers in its reply are for the citizen to call.

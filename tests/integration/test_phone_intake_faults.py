@@ -349,3 +349,41 @@ def test_the_sign_in_prompt_is_in_the_pages_language(client: Any, lang: str) -> 
         assert 'lang="zh' in page and "请先登录再查看此页面。" in page
     else:
         assert "Please sign in to see this page." in page
+
+
+# -- a name given on a repeat call -----------------------------------------------------------
+
+
+def test_a_name_given_on_a_repeat_call_is_masked_for_observers_and_in_the_export(
+    runtime: Any, login_as: Any
+) -> None:
+    """The export had no name; on the repeat call the caller gives it and the operator
+    types it in the name field (and in the note). Observers see it masked on the case page
+    and in the masked export (also where the case's own text named them); staff see it."""
+    import json
+
+    from triage.export import iter_records
+
+    at = datetime.now(TZ) - timedelta(hours=3)
+    body = "欧阳娜娜反映电梯经常停运"
+    _import(runtime, HEADER + f"N-1,13600136000,{at:%Y-%m-%d %H:%M},60,{body},D1\r\n")
+    number = _number(runtime, "N-1")
+    operator = login_as("operator")
+    data = {
+        "phone": "13600136000",
+        "name": "欧阳娜娜",
+        "about": f"urge:{number}",
+        "subject": "欧阳娜娜再次来电",
+        "body": "欧阳娜娜说电梯还是坏的",
+    }
+    assert _desk(operator, data).status_code == 302
+    observer = login_as("observer")
+    page = observer.get(f"/board/cases/{number}").get_data(as_text=True)
+    assert "欧阳娜娜" not in page and "电梯还是坏的" in page
+    with runtime.sessions() as s:
+        masked = json.dumps(list(iter_records(s, TZ, masked=True)), ensure_ascii=False)
+        clear = json.dumps(list(iter_records(s, TZ, masked=False)), ensure_ascii=False)
+    assert "欧阳娜娜" not in masked and "电梯经常停运" in masked
+    assert "欧阳娜娜" in clear
+    staff = login_as("supervisor")
+    assert "欧阳娜娜说电梯还是坏的" in staff.get(f"/board/cases/{number}").get_data(as_text=True)
