@@ -98,6 +98,10 @@ Index("ix_cases_deadline", DEADLINE_KEY, Case.id)
 Index("ix_cases_department_deadline", Case.department_id, DEADLINE_KEY, Case.id)
 Index("ix_cases_status_deadline", Case.status, DEADLINE_KEY, Case.id)
 Index("ix_cases_updated", UPDATED_KEY, Case.id)
+Index("ix_cases_department_updated", Case.department_id, UPDATED_KEY, Case.id)  # migration 0030
+# No index of its own on status, received_at, department_id or risk (migration 0030 dropped
+# them): the composite indexes led by each answer the same queries, and every index costs
+# each case written.
 Index("ix_cases_channel", Case.channel)
 Index("ix_cases_kind", Case.kind)
 # The urgent and overdue filters' indexes (migration 0019).
