@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from intake.phone import CallRow, call_key
@@ -24,12 +25,19 @@ from triage.models import AppMark, CallKey, Case, CaseEvent
 
 
 def note(session: Session, case: Case, event: CaseEvent, key: str, channel: str = "phone") -> None:
-    """Records that the call `key` (channel `channel`) is `event` of `case` (added to the
-    session, flushed with them). A key already recorded is left to its first case."""
+    """Records that the call `key` (channel `channel`) is `event` of `case`: flushed with
+    them, in a savepoint. A key already recorded (also by a concurrent request) is left to
+    its first case. Raises what flushing the case raises (StaleDataError: the case changed
+    meanwhile)."""
     key = key.strip()[:255]
     if not key or session.get(CallKey, (channel, key)) is not None:
         return
-    session.add(CallKey(channel=channel, key=key, case=case, event=event))
+    session.flush()  # the case's own changes outside the savepoint: their errors are theirs
+    try:
+        with session.begin_nested():
+            session.add(CallKey(channel=channel, key=key, case=case, event=event))
+    except IntegrityError:
+        pass  # recorded at the same time by another request: the first keeps it
 
 
 def known(session: Session, channel: str, keys: Iterable[str]) -> dict[str, tuple[int, str]]:
