@@ -385,5 +385,7 @@ def test_a_name_given_on_a_repeat_call_is_masked_for_observers_and_in_the_export
         clear = json.dumps(list(iter_records(s, TZ, masked=False)), ensure_ascii=False)
     assert "欧阳娜娜" not in masked and "电梯经常停运" in masked
     assert "欧阳娜娜" in clear
+    assert "来电人：" in page  # the name given, masked
     staff = login_as("supervisor")
-    assert "欧阳娜娜说电梯还是坏的" in staff.get(f"/board/cases/{number}").get_data(as_text=True)
+    page = staff.get(f"/board/cases/{number}").get_data(as_text=True)
+    assert "欧阳娜娜说电梯还是坏的" in page and "来电人：欧阳娜娜" in page
