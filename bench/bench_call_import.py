@@ -26,8 +26,8 @@ Then, in one process, on SQLite (or PostgreSQL with --postgresql):
 Prints rows per second (wall) and CPU ms a row of both (the import's: this process and its
 helper, which has exited by then; on PostgreSQL also the server's backends for the
 database, when the server runs on this machine), their ratio, the machine's load, and the
---json counts; the issue asks for >= 2,000 rows/s. Everything is written under a temporary folder, removed
-at the end.
+--json counts; the issue asks for >= 2,000 rows/s. Everything is written under a temporary
+folder, removed at the end.
 
     .venv/bin/python bench/bench_call_import.py [--n 100000] [--model-dir DIR]
         [--postgresql URL] [--profile FILE] [--no-helper]
