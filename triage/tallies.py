@@ -179,6 +179,9 @@ def _dialect(conn: Connection | Session) -> str:
     return bind.dialect.name
 
 
+_LOCK = "hashtext('case_tallies')"
+"""The advisory lock (transaction level) taken by `compact` and `recount` on PostgreSQL."""
+
 _FOLD = f"""
     WITH moved AS (DELETE FROM case_tallies RETURNING {_COLUMNS}, n)
     INSERT INTO case_tallies ({_COLUMNS}, n)
@@ -192,10 +195,11 @@ def compact(conn: Connection | Session) -> bool:
     left it to it.
 
     PostgreSQL: one statement deletes the rows it sees and inserts their sums, so a delta
-    committed meanwhile by a writer is neither lost nor counted twice; an advisory lock keeps
-    two compactions from waiting on each other's rows. SQLite: writers are one at a time."""
+    committed meanwhile by a writer is neither lost nor counted twice; an advisory lock (the
+    one `recount` waits for) keeps two compactions, or a compaction and a recount, from
+    working on each other's rows. SQLite: writers are one at a time."""
     if _dialect(conn) == "postgresql":
-        got = conn.execute(text("SELECT pg_try_advisory_xact_lock(hashtext('case_tallies'))"))
+        got = conn.execute(text(f"SELECT pg_try_advisory_xact_lock({_LOCK})"))
         if not got.scalar():
             return False
         conn.execute(text(_FOLD))
@@ -216,9 +220,17 @@ def compact(conn: Connection | Session) -> bool:
 
 def recount(conn: Connection | Session) -> int:
     """Rebuilds the ledger from the cases (after a TRUNCATE, a restore, a doubt); returns the
-    number of cases counted. PostgreSQL: writers of cases wait meanwhile (SHARE lock), so no
-    delta falls between the count and the table's replacement."""
+    number of cases counted.
+
+    PostgreSQL: first waits for the ledger's advisory lock, so a compaction (or another
+    recount) under way commits before and this one's DELETE sees the rows it wrote (without
+    the lock, the DELETE skipped the fold's new rows, which stayed beside the recount's:
+    every count doubled); then writers of cases wait (SHARE lock, taken after the writers
+    under way committed), so every delta is committed before the DELETE's snapshot and none
+    falls between the count and the ledger's replacement. Expects READ COMMITTED (each
+    statement sees what committed before it), the connection's default."""
     if _dialect(conn) == "postgresql":
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK})"))
         conn.execute(text("LOCK TABLE cases IN SHARE MODE"))
     conn.execute(text("DELETE FROM case_tallies"))
     conn.execute(
@@ -234,18 +246,24 @@ def differences(
     conn: Connection | Session,
 ) -> dict[tuple[Any, ...], tuple[int, int]]:
     """{combination: (tallied, counted from the cases)} where the two differ; empty when the
-    tallies are right. Reads every case: for a check by an admin, not for a page."""
-    columns = [getattr(Case, c) for c in DIMENSIONS]
-    counted = {
-        tuple(r[:-1]): int(r[-1])
-        for r in conn.execute(select(*columns, func.count()).group_by(*columns))
-    }
-    tallied = {tuple(r[:-1]): int(r[-1]) for r in totals(conn, [], DIMENSIONS)}
-    return {
-        key: (tallied.get(key, 0), counted.get(key, 0))
-        for key in counted.keys() | tallied.keys()
-        if tallied.get(key, 0) != counted.get(key, 0)
-    }
+    tallies are right. Reads every case: for a check by an admin, not for a page.
+
+    One statement, so one snapshot: read in two (READ COMMITTED on PostgreSQL), a case
+    registered between them was a false alarm ("run with --recount")."""
+    both = text(
+        f"SELECT {_COLUMNS}, sum(t), sum(c) FROM ("
+        f" SELECT {_COLUMNS}, n AS t, 0 AS c FROM case_tallies"
+        f" UNION ALL SELECT {_COLUMNS}, 0 AS t, 1 AS c FROM cases"
+        f") AS both_counts GROUP BY {_COLUMNS} HAVING sum(t) <> sum(c)"
+    )
+    out: dict[tuple[Any, ...], tuple[int, int]] = {}
+    for r in conn.execute(both):
+        key = tuple(
+            bool(v) if c == "urgent" and v is not None else v
+            for c, v in zip(DIMENSIONS, r[:-2], strict=True)
+        )
+        out[key] = (int(r[-2]), int(r[-1]))
+    return out
 
 
 _ON_TALLIES = {getattr(Case.__table__.c, c): getattr(CaseTally.__table__.c, c) for c in DIMENSIONS}
