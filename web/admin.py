@@ -56,7 +56,7 @@ from triage.staff import (
 from web import db, runtime
 from web.auth import requires
 from web.commitments import amount, department_rows, extension_text
-from web.forms import ActionForm, Form
+from web.forms import ActionForm, Form, whole_number
 from web.i18n import ROLE_LABELS, department_name, error_text
 from web.mail_lists import health_panel
 from web.notices import NOTICE_LABELS
@@ -711,7 +711,8 @@ def _successor_shown(dept: Department) -> Department | None:
 
 
 def _cursor(raw: str) -> int | None:
-    return int(raw) if raw.isdigit() and 0 < len(raw) <= 9 else None
+    """A paging cursor from the address: anything odd is none (the first page)."""
+    return whole_number(raw)
 
 
 @bp.get("/log")

@@ -85,6 +85,7 @@ from web.forms import (
     ReasonForm,
     ReplyForm,
     SavedViewForm,
+    whole_number,
 )
 from web.i18n import CHANNEL_LABELS, ROLE_LABELS, STATUS_LABELS, department_name, error_text
 from web.mail_lists import health_panel
@@ -134,7 +135,7 @@ def _assign_form(case: Case, departments: list[Department]) -> AssignForm:
 
 def _page_number(raw: str) -> int:
     """A page number as typed in the address bar: anything odd is page 1, never an error."""
-    return int(raw) if raw.isdigit() and 0 < len(raw) <= 9 and int(raw) > 0 else 1
+    return whole_number(raw) or 1
 
 
 def visible_cases(query: Select[tuple[Case]]) -> Select[tuple[Case]]:
@@ -457,7 +458,7 @@ _FAILURES_SHOWN = 10
 
 def _cursor(raw: str) -> int | None:
     """A case id from a paging link; anything odd is no cursor, never an error."""
-    return int(raw) if raw.isdigit() and 0 < len(raw) <= 9 else None
+    return whole_number(raw)
 
 
 def _scope() -> list[ColumnElement[bool]]:

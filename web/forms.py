@@ -336,3 +336,12 @@ class SatisfactionForm(Form):
         validators=[Optional()],
     )
     comment = TextAreaField(_l("Comment (optional)"), validators=[Optional(), Length(max=2000)])
+
+
+def whole_number(raw: str | None, *, digits: int = 9) -> int | None:
+    """A non-negative whole number typed in an address (a page, a paging cursor): 1 to
+    ``digits`` ASCII digits, else None, never an exception. ``str.isdigit`` alone let
+    superscripts and other digit-like characters through ("²"), on which ``int`` fails."""
+    if raw is None or not 0 < len(raw) <= digits or not raw.isascii() or not raw.isdigit():
+        return None
+    return int(raw)

@@ -43,7 +43,7 @@ from triage.models import Case
 from web import db, runtime
 from web.auth import requires
 from web.cli_intake import mail_policy
-from web.forms import ActionForm, Form
+from web.forms import ActionForm, Form, whole_number
 
 bp = Blueprint("mail", __name__, url_prefix="/board/mail")
 
@@ -102,7 +102,7 @@ def health_panel() -> dict[str, Any] | None:
 
 def _before(raw: str) -> int | None:
     """The keyset cursor as typed in the address bar: anything odd is the first page."""
-    return int(raw) if raw.isdigit() and 0 < len(raw) <= 9 and int(raw) > 0 else None
+    return whole_number(raw) or None
 
 
 def _action_error(e: ListActionError) -> str:
