@@ -15,13 +15,13 @@ from flask_babel import Babel
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.exceptions import Conflict, ServiceUnavailable
 from werkzeug.routing import IntegerConverter
 
 from triage.models import User
-from web.db import is_busy
+from web.db import is_busy, is_conflict
 from web.runtime import Runtime
 from web.settings import Settings, load_settings
 
@@ -179,9 +179,12 @@ def create_app(
                     s.commit()
                 except OperationalError as e:
                     # A change first written at the commit (flushed only then).
-                    if not is_busy(e):
+                    if is_conflict(e):
+                        response = conflict_response(e)
+                    elif is_busy(e):
+                        response = busy_response(e)
+                    else:
                         raise
-                    response = busy_response(e)
             else:
                 s.rollback()
         response.headers.setdefault(
@@ -242,6 +245,18 @@ def busy_response(error: Exception) -> Response:
     return response
 
 
+def conflict_response(error: Exception) -> Response:
+    """The 409 "someone else changed this at the same time, look again" of a request whose
+    transaction PostgreSQL rolled back for colliding with another (`web.db.is_conflict`:
+    a deadlock, a serialization failure), after rolling the request's session back (the
+    page's header reads the database)."""
+    current_app.logger.warning("write conflict: %s %s: %s", request.method, request.path, error)
+    s: Session | None = g.get("db")
+    if s is not None:
+        s.rollback()
+    return current_app.make_response(current_app.handle_http_exception(Conflict()))
+
+
 def _register_error_pages(app: Flask) -> None:
     from flask import render_template
     from flask_babel import gettext as _
@@ -258,6 +273,13 @@ def _register_error_pages(app: Flask) -> None:
             lambda: _("There is nothing here, or you may not see it."),
         ),
         405: (lambda: _("Not allowed"), lambda: _("This address does not take this request.")),
+        409: (
+            lambda: _("Changed at the same time"),
+            lambda: _(
+                "Someone else changed this case at the same time: what you sent was not "
+                "saved. Please look again."
+            ),
+        ),
         413: (lambda: _("Too large"), lambda: _("The upload is too large.")),
         429: (
             lambda: _("Too many attempts"),
@@ -272,11 +294,15 @@ def _register_error_pages(app: Flask) -> None:
         ),
     }
 
-    @app.errorhandler(OperationalError)
-    def _database_busy(e: OperationalError) -> Any:
+    @app.errorhandler(DBAPIError)
+    def _database_busy(e: DBAPIError) -> Any:
         """SQLite's write lock not had within the busy timeout (another process's long
         transaction): 503 "busy, not saved, send it again", in the page's own format (the
-        Open311 API's JSON), not a server error. Any other database error stays one."""
+        Open311 API's JSON), not a server error; PostgreSQL's deadlock or serialization
+        failure between two writers: 409 "changed at the same time". Any other database
+        error stays one."""
+        if is_conflict(e):
+            return conflict_response(e)
         if not is_busy(e):
             raise e
         return busy_response(e)
@@ -284,6 +310,11 @@ def _register_error_pages(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> tuple[str, int]:
         code = e.code or 500
+        s: Session | None = g.get("db")
+        if code >= 500 and s is not None:
+            # The error may have left the session failed (PendingRollbackError on the
+            # page's first query: a bare 500 instead of this page).
+            s.rollback()
         title, message = pages.get(
             code, (lambda: _("Something went wrong"), lambda: _("Please try again later."))
         )

@@ -25,6 +25,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import ColumnElement, Select, false, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import MultiDict
@@ -76,6 +77,7 @@ from triage.search import excerpt, highlight, search_cases, search_terms
 from web import db, runtime
 from web.case_path import citizens_to_call as citizen_rows
 from web.case_path import reject_form, shown_with_merged, visit_form
+from web.db import is_conflict
 from web.forms import (
     ActionForm,
     AssignForm,
@@ -798,7 +800,11 @@ def _act(number: str, action: Action, change: Callable[[Case], str]) -> Response
     except IllegalTransition as e:
         s.rollback()
         flash(error_text(e), "error")
-    except StaleDataError:
+    except (StaleDataError, DBAPIError) as e:
+        # A stale version, or PostgreSQL's deadlock / serialization failure between two
+        # writers of the same cases: nothing saved, the case shown again as it is now.
+        if isinstance(e, DBAPIError) and not is_conflict(e):
+            raise
         s.rollback()
         flash(_("Someone else changed this case at the same time. Please look again."), "error")
     else:
@@ -869,6 +875,17 @@ def merge(number: str) -> Response:
         )
         if target is None:
             raise IllegalTransition(_("No case %(n)s.", n=form.target.data))
+        # Both cases locked in the order of their ids before either is changed: two
+        # supervisors merging A into B and B into A at once otherwise locked them in
+        # opposite orders and PostgreSQL rolled one back as a deadlock. The second waits,
+        # then sees the first's merge (the rows read again) and is refused cleanly.
+        db().execute(
+            select(Case)
+            .where(Case.id.in_(sorted({c.id, target.id})))
+            .order_by(Case.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).all()
         c.merge_into(target, current_user, _now(), form.reason.data or "")
         return _("Merged into %(n)s.", n=target.tracking_number)
 

@@ -128,6 +128,19 @@ def is_busy(exc: BaseException) -> bool:
     return "database is locked" in str(orig)
 
 
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+"""PostgreSQL's deadlock_detected and serialization_failure: two transactions changed the
+same rows at once and the database rolled one back (nothing of it was saved)."""
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True when `exc` (a SQLAlchemy error or the driver's) is PostgreSQL rolling back a
+    transaction that collided with another (`CONFLICT_SQLSTATES`): for the user, as a stale
+    version, "someone else changed this at the same time", not a server error."""
+    orig = getattr(exc, "orig", exc)
+    return getattr(orig, "sqlstate", None) in CONFLICT_SQLSTATES
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]

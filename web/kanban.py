@@ -24,6 +24,7 @@ from flask_babel import format_timedelta
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import NotFound
@@ -43,6 +44,7 @@ from triage.case_moves import (
 from triage.models import Case, Department, IllegalTransition, Role, Status
 from web import db
 from web.board import CaseView, load_case
+from web.db import is_conflict
 from web.i18n import STATUS_LABELS, error_text
 from web.supervision_findings import refresh_findings
 
@@ -309,7 +311,9 @@ def move() -> Response:
             flash(error_text(e), "error")
             return redirect(_confirm_url(c, found))
         return _refuse(error_text(e), 409)
-    except StaleDataError:
+    except (StaleDataError, DBAPIError) as e:
+        if isinstance(e, DBAPIError) and not is_conflict(e):
+            raise  # not two writers at once (PostgreSQL's deadlock, serialization failure)
         s.rollback()
         return _refuse(
             _("Someone else changed this case at the same time. Please look again."), 409
