@@ -512,6 +512,50 @@ def _ids(session: Session, query: Select[tuple[int]]) -> list[int]:
     return list(session.scalars(query))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_MICROSECONDS = (datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+
+
+def sort_value(c: Case, sort: str) -> datetime:
+    """``c``'s value of the key of order ``sort`` (a key of `SORTS`, else "received"), as
+    the database sorts it (`DEADLINE_KEY`, `UPDATED_KEY`)."""
+    if sort == "deadline":
+        return c.due_at or c.triage_due_at or c.received_at
+    if sort == "updated":
+        return c.updated_at or c.received_at
+    return c.received_at
+
+
+def cursor_text(c: Case, sort: str) -> str:
+    """A paging cursor for the link after or before ``c`` in order ``sort``:
+    "<case id>.<its key's value in microseconds since 1970 UTC>". Carrying the value as the
+    page showed it, the next page starts where this one ended even when the case has moved
+    since (handled: a newer last change; extended: a later deadline). Without the value,
+    the page read the case's key as it was then: cases repeated or skipped."""
+    return f"{c.id}.{(sort_value(c, sort) - _EPOCH) // timedelta(microseconds=1)}"
+
+
+def parse_cursor(raw: str) -> tuple[int, datetime | None] | None:
+    """(case id, key value or None) of a cursor of `cursor_text`, or of a bare case id
+    (links of before: the key read from the case); None when ``raw`` is anything else (ASCII
+    digits only, at most 9 for the id and 18 for the value, a date the calendar has)."""
+
+    def number(part: str, digits: int) -> int | None:
+        ok = 0 < len(part) <= digits and part.isascii() and part.isdigit()
+        return int(part) if ok else None
+
+    head, dot, tail = raw.partition(".")
+    case_id = number(head, 9)
+    if case_id is None:
+        return None
+    if not dot:
+        return case_id, None
+    value = number(tail, 18)
+    if value is None or value > _MAX_MICROSECONDS:
+        return None
+    return case_id, _EPOCH + timedelta(microseconds=value)
+
+
 def list_page(
     session: Session,
     where: Sequence[ColumnElement[bool]],
@@ -520,6 +564,7 @@ def list_page(
     page: int = 1,
     after: int | None = None,
     before: int | None = None,
+    at: datetime | None = None,
     last: bool = False,
     sort: str = "received",
     parts: Sequence[ColumnElement[bool]] = (),
@@ -529,7 +574,10 @@ def list_page(
     """The page of cases satisfying ``where``, in order ``sort`` (a key of `SORTS`; another
     is "received"), that the request asks for: the one after case id ``after`` or before
     ``before`` (``page`` is then only its shown number, 0 if not known), the ``last`` one, or
-    page number ``page``. A cursor naming no case gives the first page.
+    page number ``page``. A cursor naming no case gives the first page. ``at``: the cursor
+    case's key value as the link carried it (`parse_cursor`), the place read from the link
+    rather than from the case as it is now (which may have moved since); None: read from
+    the case.
 
     ``parts``: clauses that split the list into pieces each read in order from an index
     (e.g. one per status of "open": an IN list cannot be read in the order of
@@ -601,13 +649,18 @@ def list_page(
 
     if after is not None or before is not None:
         cursor = after if after is not None else before
-        at = select(key).where(Case.id == cursor, *scope).scalar_subquery()
+        # Given, the value is the user's own: it tells nothing of a case outside the scope.
+        place: Any = (
+            literal(at, Case.received_at.type)
+            if at is not None
+            else select(key).where(Case.id == cursor, *scope).scalar_subquery()
+        )
         # Walking the list's way (after) or against it (before).
         down = (after is not None) == descending
         if down:
-            seek = and_(key <= at, or_(key < at, Case.id < cursor))
+            seek = and_(key <= place, or_(key < place, Case.id < cursor))
         else:
-            seek = and_(key >= at, or_(key > at, Case.id > cursor))
+            seek = and_(key >= place, or_(key > place, Case.id > cursor))
         if after is not None:
             ids = read([seek], False, size + 1)
             if ids:

@@ -43,10 +43,12 @@ from triage.case_list import (
     CasePage,
     ListFilters,
     count_cases,
+    cursor_text,
     default_view,
     facet_counts,
     list_page,
     order_ranges,
+    parse_cursor,
     save_view,
     saved_views,
     unindexed_clauses,
@@ -458,11 +460,6 @@ def dispatch_many() -> Response:
 _FAILURES_SHOWN = 10
 
 
-def _cursor(raw: str) -> int | None:
-    """A case id from a paging link; anything odd is no cursor, never an error."""
-    return whole_number(raw)
-
-
 def _scope() -> list[ColumnElement[bool]]:
     """The WHERE clauses of what the user may see of the case lists."""
     if sees_all_cases(current_user):
@@ -492,8 +489,11 @@ def cases() -> str:
     sort = args.get("sort", "")
     sort = sort if sort in SORTS else "received"
     q = clean_line(args.get("q", ""))[:200]
-    after = _cursor(args.get("after", ""))
-    before = _cursor(args.get("before", ""))
+    # "<id>.<key value>" (the links' since issue 10) or a bare id (older links); odd: none.
+    after_at = parse_cursor(args.get("after", ""))
+    before_at = parse_cursor(args.get("before", "")) if after_at is None else None
+    after, before = (after_at or (None, None))[0], (before_at or (None, None))[0]
+    at = (after_at or before_at or (None, None))[1]
     typed = args.get("page", "")
     # After a cursor without a page number (walking back from an uncounted end): unknown.
     page = _page_number(typed) if typed or (after is None and before is None) else 0
@@ -527,6 +527,7 @@ def cases() -> str:
             page=page,
             after=after,
             before=before,
+            at=at,
             last=args.get("last", "") == "1",
             sort=sort,
             # "Open" is six statuses: each read in order from (status, key, id) and merged.
@@ -544,6 +545,8 @@ def cases() -> str:
         for c in db().scalars(select(Case).where(Case.id.in_(listing.case_ids)).options(*options))
     }
     rows = [_view(loaded[i]) for i in listing.case_ids if i in loaded]
+    shown = [loaded[i] for i in listing.case_ids if i in loaded]
+    cursors = (cursor_text(shown[0], sort), cursor_text(shown[-1], sort)) if shown else (None, None)
     departments = _departments()
     keep = {**filters.query_args(), "sort": sort, "q": q or None}
     keep = {k: v for k, v in keep.items() if v}
@@ -556,6 +559,8 @@ def cases() -> str:
         findings=findings_by_case(db(), listing.case_ids),
         matches={r.id: _matches(r, terms) for r in rows} if terms else {},
         listing=listing,
+        previous_cursor=cursors[0],
+        next_cursor=cursors[1],
         total=listing.total,
         page=listing.number,
         pages=listing.pages if not q else max(1, -(-listing.total // PAGE_SIZE)),

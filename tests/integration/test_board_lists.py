@@ -614,3 +614,67 @@ def test_counts_come_from_the_tallies_and_follow_a_change_at_once(
             handler_wanted[c.channel] = handler_wanted.get(c.channel, 0) + 1
     assert mine == handler_wanted
     assert channels(fresh)["web"] == channels(first).get("web", 0) + 1, (channels(fresh), first)
+
+
+def _next_link(html: str) -> str:
+    found = re.search(r'<a href="([^"]+)" rel="next">', html)
+    assert found is not None
+    return found.group(1).replace("&amp;", "&")
+
+
+def test_next_page_after_the_last_case_shown_moved(
+    runtime: Any, login_as: Any, monkeypatch: Any
+) -> None:
+    """Issue 10 (red-team): the Next link carries the last case's key value as shown, so a
+    change to that case between the two clicks (handled: a newer last change; extended: a
+    later deadline) neither repeats page 1 on page 2 nor skips the cases it jumped over."""
+    import web.board
+
+    monkeypatch.setattr(web.board, "PAGE_SIZE", 5)
+    _volume(runtime, 300)
+    supervisor = login_as("supervisor")
+    for sort in ("updated", "deadline"):
+        first = supervisor.get(f"/board/cases?status=assigned&sort={sort}").get_data(as_text=True)
+        page1, nxt = _listed(first), _next_link(first)
+        expected = _listed(supervisor.get(nxt).get_data(as_text=True))
+        assert len(page1) == 5 and len(expected) == 5
+        last = page1[-1]
+        if sort == "updated":
+            # The department starts handling the last case of page 1 in another browser.
+            with runtime.sessions() as s:
+                code = s.scalar(
+                    select(Department.code)
+                    .join(Case, Case.department_id == Department.id)
+                    .where(Case.tracking_number == last)
+                )
+            handler = login_as(code)
+            token = csrf_from(handler.get(f"/board/cases/{last}").get_data(as_text=True))
+            r = handler.post(f"/board/cases/{last}/start", data={"csrf_token": token})
+            assert r.status_code == 302
+        else:
+            # Its deadline is extended by a month (an approved extension).
+            with runtime.sessions() as s:
+                moved = s.scalars(select(Case).where(Case.tracking_number == last)).one()
+                moved.due_at = (moved.due_at or moved.received_at) + timedelta(days=30)
+                s.commit()
+        page2 = _listed(supervisor.get(nxt).get_data(as_text=True))
+        assert not set(page1) & set(page2), sort  # nothing repeated
+        assert [n for n in expected if n != last][:4] == [n for n in page2 if n != last][:4], sort
+
+
+def test_odd_cursors_give_the_first_page_and_old_links_still_work(
+    runtime: Any, login_as: Any
+) -> None:
+    _volume(runtime, 60)
+    supervisor = login_as("supervisor")
+    first = _numbers(supervisor, sort="received")
+    with runtime.sessions() as s:
+        cursor_id = s.scalar(select(Case.id).where(Case.tracking_number == first[-1]))
+    # A link of before the cursors carried the key (after=<id>) still gives the next page.
+    assert (
+        _numbers(supervisor, sort="received", after=str(cursor_id))
+        == _all_pages(supervisor, sort="received")[50:]
+    )
+    for odd in ("1.x", "1.", ".5", "1.2.3", "1.9999999999999999", "1.²", "x", "-1.5", "1.-5"):
+        for name in ("after", "before"):
+            assert _numbers(supervisor, sort="received", **{name: odd}) == first, (name, odd)
