@@ -22,7 +22,7 @@ Charts are PNGs from triage/report/charts.py served by ``/board/dashboard/charts
 Functions: ``month_figures(session, settings, now) -> dict | None`` (the stored figures of
 the current month so far, with ``computed_at``; None while being computed);
 ``today_counts(session, tz, now, department_id=None) -> dict`` with ``received``, ``open``,
-``at_risk``, ``overdue``, ``by_channel``.
+``at_risk``, ``overdue`` (``overdue_capped``), ``by_channel``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from triage import tallies
+from triage.case_list import COUNT_CAP, count_cases, overdue_clause, unindexed
 from triage.models import OPEN_STATUSES, Case, Department, Role
 from triage.report import charts, snapshots
 from triage.report.email import categories, volume_trend
@@ -114,8 +115,12 @@ def month_figures(session: Session, settings: Any, now: datetime) -> dict[str, A
 def today_counts(
     session: Session, tz: Any, now: datetime, department_id: int | None = None
 ) -> dict[str, Any]:
-    """Today's intake (since local midnight), by channel, and the open, at-risk and overdue
-    cases now (the supervision tick's ``risk``), of one department or of the office."""
+    """Today's intake (since local midnight), by channel, and the open and at-risk cases now
+    (the supervision tick's ``risk``), of one department or of the office; the overdue ones
+    as the case list's overdue filter has them (`overdue_clause`: by the clock, or found so
+    by the tick), up to `COUNT_CAP` (``overdue_capped``: more), so that the tile says what
+    the list says: by the tick's mark alone, cases imported or come due since the last tick
+    were in the list but not in the tile."""
     midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
 
     def scoped(query: Any) -> Any:
@@ -144,12 +149,19 @@ def today_counts(
     for risk, n in tallies.totals(session, where, ["risk"]):
         risks[str(risk or "")] = risks.get(str(risk or ""), 0) + int(n)
     open_n = sum(risks.values())
+    # Read from the overdue filter's partial indexes (migration 0027), as the list reads
+    # them: bounded by the overdue cases, not by every open one.
+    overdue = [overdue_clause(now)]
+    if department_id is not None:
+        overdue.append(unindexed(Case.department_id) == department_id)
+    overdue_n, overdue_capped = count_cases(session, overdue, COUNT_CAP)
     return {
         "received": sum(int(n) for n in by_channel.values()),
         "by_channel": {str(k): int(v) for k, v in sorted(by_channel.items())},
         "open": int(open_n or 0),
         "at_risk": int(risks.get("at_risk", 0)),
-        "overdue": int(risks.get("overdue", 0)),
+        "overdue": overdue_n,
+        "overdue_capped": overdue_capped,
     }
 
 

@@ -372,3 +372,35 @@ def test_concurrent_requests_compute_a_missing_month_once(runtime: Any, client: 
     assert len(got) == 4 and all(g is not None for g in got)
     assert len({g.computed_at for g in got}) == 1
     assert {g.figures["received"] for g in got} == {1}
+
+
+def test_overdue_tile_agrees_with_the_overdue_list_after_a_call_import(
+    config_file: Any, login_as: Any, tmp_path: Any
+) -> None:
+    """Issue 10 (red-team): calls of last week imported, no supervision tick since: the
+    overdue list (by the clock) has them, and so has the dashboard's Overdue tile (it
+    counted only what the last tick had marked: 0 against the list's 2)."""
+    import csv
+    from zoneinfo import ZoneInfo
+
+    from click.testing import CliRunner
+
+    from web.cli import main
+
+    earlier = datetime.now(ZoneInfo("Asia/Shanghai")) - timedelta(days=6)
+    path = tmp_path / "calls.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["工单号", "来电号码", "来电时间", "通话时长", "诉求内容", "话务员"])
+        for i, text in enumerate(["小区楼下烧烤店油烟很大，晚上噪音扰民", "单位拖欠工资三个月了"]):
+            at = (earlier + timedelta(minutes=i)).strftime("%Y-%m-%d %H:%M:%S")
+            w.writerow([f"RT-{i}", f"1391234567{i}", at, "60", text, "op1"])
+    args = ["intake", "calls", str(path), "--config", str(config_file), "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    supervisor = login_as("supervisor")
+    listed = supervisor.get("/board/cases?overdue=1").get_data(as_text=True)
+    total = re.search(r"<small>\((\d+)\+?\)</small>", listed)
+    assert total is not None and int(total.group(1)) >= 2  # past their dispatch deadline
+    tile = _tile(supervisor.get("/board/dashboard").get_data(as_text=True), "overdue")
+    assert tile == int(total.group(1))
