@@ -433,7 +433,11 @@ def dispatch_many() -> Response:
         except IllegalTransition as e:
             failed.append(f"{number}: {error_text(e)}")
             continue
-        except StaleDataError:
+        except (StaleDataError, DBAPIError) as e:
+            # PostgreSQL's deadlock or serialization failure rolled back this case's
+            # savepoint only: told like a stale version, the other cases still dispatched.
+            if isinstance(e, DBAPIError) and not is_conflict(e):
+                raise
             failed.append(_("%(n)s: someone else changed this case at the same time.", n=number))
             continue
         refresh_findings(c.id)

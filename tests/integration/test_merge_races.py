@@ -2,7 +2,8 @@
 saw the pair in the queue), red-team issue 10: one merge wins, the other gets the board's
 "someone else changed this case at the same time", never a 500. On PostgreSQL the merge
 locks both cases in the order of their ids, so the two no longer deadlock; a deadlock
-still met (another writer locking in the other order) is told like a stale version."""
+still met (another writer locking in the other order) is told like a stale version, in a
+merge and in a bulk dispatch (that case alone failing)."""
 
 from __future__ import annotations
 
@@ -102,3 +103,36 @@ def test_a_deadlock_during_a_case_action_is_told_as_a_change_at_the_same_time(
     said = flashes(shown.get_data(as_text=True))
     assert any(CHANGED in f for f in said), said
     assert Status.MERGED not in _statuses(runtime, a, b)
+
+
+@pytest.mark.skipif(DB_KIND != "postgresql", reason="PostgreSQL deadlock")
+def test_a_deadlock_in_a_bulk_dispatch_fails_that_case_only(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """Bulk dispatch of A and B while another writer holds B and then wants A: PostgreSQL
+    rolls back B's savepoint (DeadlockDetected); B is reported as changed at the same time,
+    A is dispatched."""
+    a, _ = submit_complaint(client, "第1号楼门口的路灯坏了，晚上看不清路。", subject="路灯")
+    b, _ = submit_complaint(client, "第2号楼门口的路灯坏了，晚上看不清路。", subject="路灯")
+    sup = login_as("supervisor")
+    queue = sup.get("/board/queue").get_data(as_text=True)
+    data = {"bulk-csrf_token": _token(queue, "bulk"), "bulk-department": "urban", "case": [a, b]}
+    touch = text("UPDATE cases SET updated_at = updated_at WHERE tracking_number = :n")
+    other = runtime.engine.connect()
+    tx = other.begin()
+    other.execute(touch, {"n": b})
+    answers: list[Any] = []
+    t = threading.Thread(
+        target=lambda: answers.append(sup.post("/board/queue/dispatch", data=data))
+    )
+    t.start()
+    time.sleep(0.5)  # the dispatch holds A and waits for B
+    other.execute(touch, {"n": a})
+    tx.rollback()
+    other.close()
+    t.join(timeout=30)
+    assert answers and answers[0].status_code == 302
+    said = flashes(sup.get(answers[0].headers["Location"]).get_data(as_text=True))
+    # "%(n)s: someone else changed this case at the same time."
+    assert any(f.startswith(f"{b}：有人同时修改") for f in said), said
+    assert _statuses(runtime, a, b) == [Status.ASSIGNED, Status.TRIAGE]
