@@ -109,3 +109,40 @@ def test_digit_like_characters_in_page_numbers_and_cursors_give_the_first_page(
         plain = "&".join(p for p in query.split("&") if not set(p) & set("¹²³"))
         first = c.get(f"{path}?{plain}").get_data(as_text=True)
         assert r.get_data(as_text=True).count("<tr") == first.count("<tr"), (path, query)
+
+
+def test_database_errors_give_the_error_pages_with_the_session_rolled_back(
+    app: Any, login_as: Any
+) -> None:
+    """A database error left the request's transaction failed (PostgreSQL: every statement
+    refused until a rollback), and the error page, which reads the signed-in user, failed in
+    turn: a bare 500 instead of the page (red-team, issue 10, PendingRollbackError). A
+    deadlock or serialization failure the database reports is the 409 "changed at the same
+    time" page. Real errors of the database, through routes that provoke them."""
+    from sqlalchemy import text
+
+    from tests.conftest import DB_KIND
+    from web import db
+
+    @app.get("/test-only/database-error")
+    def _database_error() -> str:
+        db().execute(text("SELECT count(*) FROM cases"))
+        db().execute(text("SELECT * FROM no_such_table"))
+        return "unreachable"
+
+    @app.get("/test-only/deadlock")
+    def _deadlock() -> str:
+        db().execute(text("SELECT count(*) FROM cases"))
+        db().execute(text("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40P01'; END $$"))
+        return "unreachable"
+
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    supervisor = login_as("supervisor")
+    r = supervisor.get("/test-only/database-error")
+    assert r.status_code == 500
+    assert "请稍后再试" in r.get_data(as_text=True)  # the error page itself rendered
+    assert supervisor.get("/board/cases").status_code == 200
+    if DB_KIND == "postgresql":
+        r = supervisor.get("/test-only/deadlock")
+        assert r.status_code == 409
+        assert "该工单刚被他人同时修改" in r.get_data(as_text=True)
