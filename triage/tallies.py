@@ -258,6 +258,7 @@ def differences(
     )
     out: dict[tuple[Any, ...], tuple[int, int]] = {}
     for r in conn.execute(both):
+        # Raw SQL: SQLite hands the urgent flag out as 0 / 1, the model's keys are booleans.
         key = tuple(
             bool(v) if c == "urgent" and v is not None else v
             for c, v in zip(DIMENSIONS, r[:-2], strict=True)
