@@ -31,7 +31,7 @@ from triage.api_keys import ApiKey, verify_key
 from triage.cases import normalise_tracking_number
 from triage.models import OPEN_STATUSES, Case, CaseEvent, Department
 from web import BUSY_RETRY_SECONDS, LOCALES, db, runtime, throttle
-from web.db import is_busy
+from web.db import is_busy, is_conflict
 from web.open311 import bp
 from web.open311.fields import parse_list_query, parse_new_request
 from web.open311.formats import ApiError, format_of_request, render, render_error
@@ -409,6 +409,15 @@ def _server_error(e: Exception) -> Response:
             503,
             "the service is busy; nothing was saved: try again later",
             {"Retry-After": str(BUSY_RETRY_SECONDS)},
+        )
+    if is_conflict(e):
+        # PostgreSQL rolled the request back for colliding with another writer (deadlock,
+        # serialization failure): nothing saved, the same request may be sent again.
+        current_app.logger.warning("Open311 request: write conflict: %s", e)
+        return render_error(
+            format_of_request(),
+            409,
+            "another request changed the same data at the same time; nothing was saved: try again",
         )
     current_app.logger.exception("Open311 request failed", exc_info=e)
     return render_error(format_of_request(), 500, "internal error; the office has been told")
