@@ -42,8 +42,12 @@ def test_a_local_number_with_an_extension_finds_the_callers_cases(
     expect(earlier).to_be_visible()
     expect(page.locator("#history-count")).to_contain_text("1")
     screenshot(page, tmp_path / "desk-extension.png")
-    page.keyboard.press("Enter")  # to the answer 'a new matter', checked
-    expect(page.locator("input[name=about][value=new]")).to_be_focused()
+    page.keyboard.press("Enter")  # to the answers: none chosen, as the caller has an open case
+    expect(page.locator("input[name=about]:checked")).to_have_count(0)
+    new_matter = page.locator("input[name=about][value=new]")
+    new_matter.focus()
+    page.keyboard.press("Space")  # the operator says: a new matter
+    expect(new_matter).to_be_checked()
     page.keyboard.press("Tab")
     expect(page.locator("input[name=name]")).to_be_focused()
     page.keyboard.press("Tab")
