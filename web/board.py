@@ -34,6 +34,7 @@ from wtforms.fields.choices import SelectChoice
 
 from intake.normalise import clean_line
 from intake.submission import Kind
+from triage import tallies
 from triage.access import Action, can, can_view, sees_all_cases, sees_personal_data
 from triage.case_list import (
     COUNT_CAP,
@@ -42,7 +43,6 @@ from triage.case_list import (
     WAITING,
     CasePage,
     ListFilters,
-    count_cases,
     cursor_text,
     default_view,
     facet_counts,
@@ -271,8 +271,11 @@ def queue() -> str:
     )
     total = len(cases)
     if total == QUEUE_SIZE:
-        # Counted in the status index (the queue's partial index was not chosen for it).
-        total, _capped = count_cases(db(), [Case.status.in_([Status.RECEIVED, Status.TRIAGE])])
+        # The whole queue's count from the maintained tallies: exact, whatever its length
+        # (a count of its cases was capped at COUNT_CAP and read them all up to it).
+        where = tallies.on_tallies([waiting])
+        assert where is not None  # status is a tallied dimension
+        total = sum(int(r[-1]) for r in tallies.totals(db(), where, []))
     departments = _departments()
     now = _now()
     form = BulkDispatchForm(prefix="bulk")

@@ -678,3 +678,24 @@ def test_odd_cursors_give_the_first_page_and_old_links_still_work(
     for odd in ("1.x", "1.", ".5", "1.2.3", "1.9999999999999999", "1.²", "x", "-1.5", "1.-5"):
         for name in ("after", "before"):
             assert _numbers(supervisor, sort="received", **{name: odd}) == first, (name, odd)
+
+
+def test_a_long_queue_says_its_exact_length(login_as: Any, runtime: Any, monkeypatch: Any) -> None:
+    """More cases wait than the queue shows: its heading gives how many wait in all, exact
+    even past the count cap of the lists (read from the tallies, not counted up to a cap)."""
+    import triage.case_list
+
+    monkeypatch.setattr(triage.case_list, "COUNT_CAP", 20)
+    with runtime.engine.begin() as conn:
+        add_volume(conn, 400, months=1, seed=5)
+    with runtime.sessions() as s:
+        waiting = s.scalar(
+            select(func.count())
+            .select_from(Case)
+            .where(Case.status.in_([Status.RECEIVED, Status.TRIAGE]))
+        )
+    assert waiting > 50, "the generated cases should fill the queue"
+    html = login_as("supervisor").get("/board/queue").get_data(as_text=True)
+    assert f"<small>({waiting})</small>" in html
+    hint = re.search(r'<p class="hint">(.*?)</p>', html)
+    assert hint and str(waiting) in hint.group(1) and "50" in hint.group(1)
