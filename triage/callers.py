@@ -27,20 +27,22 @@ import hashlib
 import hmac
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Connection,
     Index,
     and_,
     bindparam,
-    case,
-    func,
     literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -206,11 +208,16 @@ def stamp_caller(case: Case, place: str, secret: bytes | str | None, area_code: 
 class CallerHistory:
     """Other cases of the same caller: at most `limit` of them, newest first (`cases`), how
     many there are in all (`total`) and how many came before the case in question
-    (`earlier`), both counted up to `count_limit`."""
+    (`earlier`). Each count is exact up to `WINDOW`; past it `total_capped` (or
+    `earlier_capped`) is set and the count is `WINDOW` (shown "100+"). `keys_capped`: the
+    caller has more linked keys than `LINK_KEYS`, and only that many were followed."""
 
     cases: list[Case]
     total: int
     earlier: int = 0
+    total_capped: bool = False
+    earlier_capped: bool = False
+    keys_capped: bool = False
 
     @property
     def call_number(self) -> int:
@@ -219,12 +226,24 @@ class CallerHistory:
 
     @property
     def hidden(self) -> int:
-        """Other cases not in `cases` (another department's, or beyond the limit)."""
-        return self.total - len(self.cases)
+        """Other cases not in `cases` (another department's, or beyond the limit); at least
+        this many when `total_capped`."""
+        return max(self.total - len(self.cases), 0)
 
+    @property
+    def total_label(self) -> str:
+        """`total` as shown: ``"7"``, or ``"100+"`` past the count's cap."""
+        return f"{self.total}+" if self.total_capped else str(self.total)
 
-def _same_caller(keys: list[str]) -> ColumnElement[bool]:
-    return or_(Case.caller_key.in_(keys), Case.caller_alt_key.in_(keys))
+    @property
+    def call_number_label(self) -> str:
+        """`call_number` as shown: ``"3"``, or ``"101+"`` past the count's cap."""
+        return f"{self.call_number}+" if self.earlier_capped else str(self.call_number)
+
+    @property
+    def hidden_label(self) -> str:
+        """`hidden` as shown: ``"2"``, or ``"95+"`` past the count's cap."""
+        return f"{self.hidden}+" if self.total_capped else str(self.hidden)
 
 
 def case_keys(case: Case, secret: bytes | str, *, area_code: str = "") -> list[str]:
@@ -235,16 +254,109 @@ def case_keys(case: Case, secret: bytes | str, *, area_code: str = "") -> list[s
     return [k for k in (case.caller_key, case.caller_alt_key) if k]
 
 
-def _linked_keys(session: Session, keys: list[str], limit: int) -> list[str]:
+# The newest cases read under each key, on each side (caller_key, caller_alt_key): what the
+# counts are exact up to, and what a handler's rows and the linked keys are taken from.
+WINDOW = 100
+# The most keys of one caller followed (their own, and those linked by a case that gave both
+# a phone and an email); each key adds two bounded reads.
+LINK_KEYS = 8
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """One case of the caller as the window read it (no Case loaded)."""
+
+    id: int
+    received_at: datetime
+    department_id: int | None
+    status: str
+    caller_key: str | None
+    caller_alt_key: str | None
+
+
+def _newest(keys: list[str], exclude_id: int | None, *extra: ColumnElement[bool]) -> CompoundSelect:
+    """One statement: for each key and each side, that key's newest `WINDOW` cases (but
+    `exclude_id`) meeting `extra`, each part read backward from the side's index on
+    (key, received_at) and stopped at `WINDOW` rows. Columns: `_Seen`'s, and ``part`` (which
+    key and side: rows of a part that returned `WINDOW` rows may have more beyond)."""
+    parts = []
+    for n, (key, column) in enumerate(
+        (k, c) for k in keys for c in (Case.caller_key, Case.caller_alt_key)
+    ):
+        where = [column == key, *extra]
+        if exclude_id is not None:
+            where.append(Case.id != exclude_id)
+        parts.append(
+            select(
+                Case.id,
+                Case.received_at,
+                Case.department_id,
+                Case.status,
+                Case.caller_key,
+                Case.caller_alt_key,
+                literal(n).label("part"),
+            )
+            .where(*where)
+            # received_at alone: the index on (key, received_at) gives that order as it is
+            # read (with id too, PostgreSQL may walk all cases by (received_at, id) instead).
+            .order_by(Case.received_at.desc())
+            .limit(WINDOW)
+            .subquery()
+        )
+    # Each part in its own subquery: SQLite allows no LIMIT on a member of a UNION.
+    return union_all(*(select(*p.c) for p in parts))
+
+
+def _read(
+    session: Session, keys: list[str], exclude_id: int | None, *extra: ColumnElement[bool]
+) -> tuple[dict[int, _Seen], bool]:
+    """The cases `_newest` reads, by id, and whether any part was cut at `WINDOW`."""
+    if not keys:
+        return {}, False
+    rows = session.execute(_newest(keys, exclude_id, *extra)).all()
+    per_part = Counter(r.part for r in rows)
+    seen = {
+        r.id: _Seen(r.id, r.received_at, r.department_id, r.status, r.caller_key, r.caller_alt_key)
+        for r in rows
+    }
+    return seen, any(n >= WINDOW for n in per_part.values())
+
+
+def _links(seen: dict[int, _Seen]) -> set[str]:
+    """The keys of the cases in `seen` that gave both a phone and an email."""
+    return {
+        k for s in seen.values() if s.caller_alt_key for k in (s.caller_key, s.caller_alt_key) if k
+    }
+
+
+def _caller_cases(
+    session: Session, keys: list[str], exclude_id: int | None
+) -> tuple[list[str], dict[int, _Seen], bool, bool]:
+    """`keys` with those linked to them (one step, from each key's newest `WINDOW` cases; at
+    most `LINK_KEYS` in all, newest links first), the newest cases read under them, whether
+    a part was cut at `WINDOW` and whether keys were left unfollowed. Two statements at
+    most."""
+    seen, cut = _read(session, keys, exclude_id)
+    linked: list[str] = []
+    for s in sorted(seen.values(), key=lambda s: (s.received_at, s.id), reverse=True):
+        if s.caller_alt_key:
+            for k in (s.caller_key, s.caller_alt_key):
+                if k and k not in keys and k not in linked:
+                    linked.append(k)
+    room = max(LINK_KEYS - len(keys), 0)
+    keys_capped = len(linked) > room
+    if linked[:room]:
+        more, more_cut = _read(session, linked[:room], exclude_id)
+        seen.update(more)
+        cut = cut or more_cut
+    return sorted({*keys, *linked[:room]}), seen, cut, keys_capped
+
+
+def _linked_keys(session: Session, keys: list[str], limit: int = WINDOW) -> list[str]:
     """`keys` and the keys they are linked to by a case that gave both a phone and an email:
-    the phone-only and the email-only cases of one citizen are one caller's (one step; at
-    most `limit` linking cases read)."""
-    linking = session.execute(
-        select(Case.caller_key, Case.caller_alt_key)
-        .where(_same_caller(keys), Case.caller_alt_key.is_not(None))
-        .limit(limit)
-    ).all()
-    return sorted({*keys, *(k for row in linking for k in row if k)})
+    the phone-only and the email-only cases of one citizen are one caller's (one step; see
+    `_caller_cases` for the bounds; `limit` is kept for callers and ignored)."""
+    return _caller_cases(session, sorted(set(keys)), None)[0]
 
 
 def is_callers_case(session: Session, keys: Iterable[str], case: Case, limit: int = 1000) -> bool:
@@ -264,11 +376,11 @@ def caller_history(
     exclude: Case | None = None,
     department_id: int | None = None,
     limit: int = 10,
-    count_limit: int = 1000,
+    count_limit: int = WINDOW,
     open_first: bool = False,
 ) -> CallerHistory:
-    """The cases stored under any of `keys` (see `caller_keys`, `case_keys`) but `exclude`,
-    newest received first.
+    """The cases stored under any of `keys` (see `caller_keys`, `case_keys`) or the keys
+    linked to them but `exclude`, newest received first.
 
     With `open_first` (the operator's desk: a repeat call is about an open case, however
     old), the caller's open cases come first, all of them (up to `OPEN_LIMIT`), then the
@@ -276,43 +388,72 @@ def caller_history(
 
     `department_id` (a handler's department) keeps only that department's cases in `cases`;
     `total` counts them all, so a handler learns that the caller has other cases without
-    seeing them. Reads at most `limit` rows and counts at most `count_limit`, through the
-    indexes on (caller_key, received_at) and (caller_alt_key, received_at): the cost grows
-    with one caller's cases, never with all cases.
+    seeing them.
+
+    Bounded by what it shows, whatever the number of the caller's cases: every statement
+    reads each key on each side (caller_key, caller_alt_key) separately, backward from its
+    index on (key, received_at), at most `WINDOW` rows each; at most `LINK_KEYS` keys. So
+    the counts are exact up to `WINDOW` (then capped, "100+"), and a handler's rows and the
+    links come from each key's newest `WINDOW` cases (older ones of a frequent caller are
+    counted as not listed). `count_limit` is kept for callers and ignored. Statements: the
+    window (1, 2 with linked keys), the earlier cases when the window was cut (1), the open
+    cases when the window was cut and `open_first` (1), the listed cases (1).
     """
     keys = sorted({k for k in keys if k})
     if not keys:
         return CallerHistory([], 0)
-    keys = _linked_keys(session, keys, count_limit)
-    where = [_same_caller(keys)]
-    if exclude is not None and exclude.id is not None:
-        where.append(Case.id != exclude.id)
-    columns = [Case.id]
+    exclude_id = exclude.id if exclude is not None else None
+    keys, seen, cut, keys_capped = _caller_cases(session, keys, exclude_id)
+    total = min(len(seen), WINDOW) if cut else len(seen)
+    earlier, earlier_cut = 0, False
     if exclude is not None:
-        before = or_(
-            Case.received_at < exclude.received_at,
-            and_(Case.received_at == exclude.received_at, Case.id < (exclude.id or 0)),
-        )
-        columns.append(case((before, 1), else_=0).label("before"))
-    rows = select(*columns).where(*where).limit(count_limit).subquery()
-    counted = select(
-        func.count(), func.sum(rows.c.before) if exclude is not None else literal(0)
-    ).select_from(rows)
-    total, earlier = session.execute(counted).one()
-    shown = select(Case).where(*where)
+        mark = (exclude.received_at, exclude.id or 0)
+        if cut:
+            # The window holds the newest cases: those before an older case are read apart.
+            before = or_(
+                Case.received_at < exclude.received_at,
+                and_(Case.received_at == exclude.received_at, Case.id < (exclude.id or 0)),
+            )
+            older, earlier_cut = _read(session, keys, exclude_id, before)
+            earlier = min(len(older), WINDOW) if earlier_cut else len(older)
+        else:
+            earlier = sum(
+                1
+                for s in seen.values()
+                if (_aware(s.received_at), s.id) < (_aware(mark[0]), mark[1])
+            )
+    candidates = list(seen.values())
     if department_id is not None:
-        shown = shown.where(Case.department_id == department_id)
-    newest = (Case.received_at.desc(), Case.id.desc())
+        candidates = [s for s in candidates if s.department_id == department_id]
+    newest = sorted(candidates, key=lambda s: (_aware(s.received_at), s.id), reverse=True)
     if open_first:
-        opened = session.scalars(
-            shown.where(Case.status.in_(sorted(OPEN_STATUSES))).order_by(*newest).limit(OPEN_LIMIT)
-        ).all()
-        others = session.scalars(
-            shown.where(Case.status.not_in(sorted(OPEN_STATUSES))).order_by(*newest).limit(limit)
-        ).all()
-        return CallerHistory([*opened, *others], int(total or 0), int(earlier or 0))
-    found = session.scalars(shown.order_by(*newest).limit(limit)).all()
-    return CallerHistory(list(found), int(total or 0), int(earlier or 0))
+        opened = [s for s in newest if s.status in OPEN_STATUSES]
+        if cut:
+            # A repeat call may be about an open case older than the window.
+            more, _cut = _read(session, keys, exclude_id, Case.status.in_(sorted(OPEN_STATUSES)))
+            opened = sorted(
+                {s.id: s for s in [*opened, *more.values()]}.values(),
+                key=lambda s: (_aware(s.received_at), s.id),
+                reverse=True,
+            )
+        ids = [s.id for s in opened[:OPEN_LIMIT]]
+        ids += [s.id for s in newest if s.status not in OPEN_STATUSES][:limit]
+    else:
+        ids = [s.id for s in newest[:limit]]
+    loaded = {c.id: c for c in session.scalars(select(Case).where(Case.id.in_(ids)))} if ids else {}
+    return CallerHistory(
+        [loaded[i] for i in ids if i in loaded],
+        total,
+        earlier,
+        total_capped=cut,
+        earlier_capped=earlier_cut,
+        keys_capped=keys_capped,
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    """`moment` with a time zone (SQLite returns naive UTC), so both databases' compare."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 # The most open cases of one caller the desk lists (each is offered for 催办).

@@ -38,6 +38,7 @@ from intake.phone import operator_submission
 from triage import call_keys, system_reasons
 from triage.access import Action, can, sees_all_cases, sees_personal_data
 from triage.callers import (
+    LINK_KEYS,
     CallerHistory,
     caller_history,
     caller_keys,
@@ -212,6 +213,8 @@ def history() -> Response | tuple[Response, int]:
         {
             "valid": bool(keys),
             "total": found.total,
+            # total is WINDOW (100) when there are more: the desk shows "100+".
+            "more": found.total_capped,
             "cases": [_case_json(c) for c in found.cases],
         }
     )
@@ -651,6 +654,7 @@ def _caller_history_panel() -> dict[str, Any]:
     return {
         "caller_history": found,
         "caller_history_rows": [_row(c, masked) for c in found.cases],
+        "caller_history_link_keys": LINK_KEYS,
         "may_log_call": can(current_user, Action.LOG_CALL),
         "FINAL_STATUSES": FINAL_STATUSES,
     }

@@ -181,7 +181,7 @@ def test_the_history_lookup_is_for_operators_and_supervisors_and_throttled(
         assert login_as(role).get(url).status_code == 403
     assert login_as("supervisor").get(url).get_json()["total"] == 1
     partial = login_as("supervisor").get("/board/calls/history?phone=1381").get_json()
-    assert partial == {"valid": False, "total": 0, "cases": []}
+    assert partial == {"valid": False, "total": 0, "more": False, "cases": []}
 
     import web.operator
 

@@ -87,7 +87,7 @@
       newMatterByDefault = true;
     }
     var total = (data && data.total) || 0;
-    count.textContent = total ? labels.getAttribute("data-earlier").replace("999999", total) : "";
+    count.textContent = total ? labels.getAttribute("data-earlier").replace("999999", total + (data.more ? "+" : "")) : "";
     box.hidden = total === 0;
     // Hidden, it sends no answer: a call logged before the history showed is asked about
     // the caller's open cases by the server instead of silently becoming a new case.
