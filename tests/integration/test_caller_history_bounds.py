@@ -110,6 +110,11 @@ def test_a_frequent_callers_history_is_read_in_bounded_steps(
     assert "FREQ-00000" not in page and "FREQ-00299" not in page
     assert f"另有 {WINDOW}+ 件未列出" in page
 
+    # The operator's desk: the count capped, the open cases first (every third is open).
+    found = login_as("operator").get(f"/board/calls/history?phone={PHONE}").get_json()
+    assert found["total"] == WINDOW and found["more"] is True
+    assert found["cases"][0]["number"] == latest and all(c["open"] for c in found["cases"][:5])
+
     # Every statement of the panel reads from the caller-key indexes, a window at a time.
     dialect = runtime.engine.dialect.name
     with runtime.sessions() as s:
@@ -137,3 +142,46 @@ def test_a_frequent_callers_history_is_read_in_bounded_steps(
                 assert not [n for n in _scans(tree) if n.startswith("Seq Scan")], _scans(tree)
                 # Two keys' windows at most (caller_key and caller_alt_key sides).
                 assert _rows_read(tree) <= 2 * WINDOW + 10, json.dumps(tree)[:3000]
+
+
+def test_a_caller_with_many_linked_addresses_is_followed_a_few_keys_deep(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """Twelve cases each giving the caller's phone and another email: the first eight keys
+    (the phone's, and the newest emails) are followed, and the panel says so."""
+    latest, _ = submit_complaint(client, "路灯又坏了。", phone=PHONE)
+    with runtime.sessions() as s, s.begin():
+        key = s.scalars(select(Case.caller_key).where(Case.tracking_number == latest)).one()
+        start = datetime(2025, 1, 1, tzinfo=UTC)
+        rows = [
+            {
+                "tracking_number": f"LINK-{i:05d}",
+                "query_code_hash": "x",
+                "channel": "email",
+                "external_id": f"link-{i}",
+                "kind": "complaint",
+                "status": Status.CLOSED,
+                "subject": f"第{i}封信",
+                "body": "路灯",
+                "received_at": start + timedelta(days=i),
+                "created_at": start,
+                "caller_key": key,
+                "caller_alt_key": f"{i:032x}",
+            }
+            for i in range(12)
+        ]
+        # And an email-only case under the newest address: found through the link.
+        rows.append(
+            {
+                **rows[-1],
+                "tracking_number": "LINK-MAIL",
+                "external_id": "link-mail",
+                "caller_key": f"{11:032x}",
+                "caller_alt_key": None,
+            }
+        )
+        s.execute(insert(Case.__table__), rows)
+    page = login_as("supervisor").get(f"/board/cases/{latest}").get_data(as_text=True)
+    assert "同一电话或邮箱的其他工单共 13 件" in page
+    assert "仅追溯最近的 8 个" in page
+    assert "LINK-MAIL" in page and "LINK-00011" in page
