@@ -150,3 +150,17 @@ def test_small_things_a_user_notices(client: Any, login_as: Any) -> None:
     page = staff.get("/no-such-page").get_data(as_text=True)
     assert 'href="/board/"' in page
     assert flashes(page) == []
+
+
+def test_the_public_form_types_its_contact_fields(client: Any) -> None:
+    """The contact fields say what they hold, as browsers, password managers and scripts
+    filling the form by field type read it (the shared web-form check does): the phone a
+    tel, the email an email. The form is sent unchecked by the browser (novalidate: its
+    check refuses 张三@example.cn, which the office can write to); the server checks it."""
+    html = client.get("/complain").get_data(as_text=True)
+    form = re.search(r"<form[^>]*complain[^>]*>", html)
+    assert form and "novalidate" in form.group(0)
+    email = re.search(r'<input[^>]*name="email"[^>]*>', html)
+    phone = re.search(r'<input[^>]*name="phone"[^>]*>', html)
+    assert email and 'type="email"' in email.group(0)
+    assert phone and 'type="tel"' in phone.group(0)
