@@ -166,7 +166,12 @@ _RANKS = [_rank(f) for f in range((STAFF_FIELDS | MASKED_FIELDS) + 1)]
 
 def _query_grams(terms: Sequence[str]) -> tuple[list[int], bool]:
     """The grams to look up, and whether they alone answer the query exactly (one gram that
-    is the whole query)."""
+    is the whole query: one term that is one run of exactly one gram, two CJK characters or
+    three letters or digits).
+
+    Exactness is decided on the query's own grams, before duplicates are dropped: 哈哈哈,
+    8888 or 00000000 repeat one gram, and a case holding only 哈哈 or 888 has that gram too,
+    so such a query must still be checked on the text."""
     grams: list[int] = []
     exact = len(terms) == 1
     for term in terms:
@@ -174,9 +179,11 @@ def _query_grams(terms: Sequence[str]) -> tuple[list[int], bool]:
         if len(term_runs) != 1 or len(term_runs[0]) != len(term.strip()):
             exact = False
         for run in term_runs:
-            grams.extend(run_grams(run))
+            run_gram_list = run_grams(run)
+            if len(run_gram_list) != 1:
+                exact = False
+            grams.extend(run_gram_list)
     grams = list(dict.fromkeys(grams))
-    exact = exact and len(grams) == 1
     if len(grams) > MAX_GRAMS:
         step = (len(grams) - 1) / (MAX_GRAMS - 1)
         grams = [grams[round(i * step)] for i in range(MAX_GRAMS)]
