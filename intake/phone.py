@@ -64,6 +64,7 @@ __all__ = [
     "RowError",
     "SheetReport",
     "Table",
+    "apostrophe_text",
     "bind_columns",
     "call_key",
     "check_unpacked_size",
@@ -365,6 +366,21 @@ def excel_text(cell: str) -> str:
         if '"' not in inner.replace('""', ""):
             return inner.replace('""', '"')
     return cell
+
+
+# The columns whose cells are ids, numbers, times and durations: there a leading apostrophe
+# is Excel's text marker (`apostrophe_text`). Free text (诉求内容, 姓名, 地址) is kept as it is.
+TYPED_COLUMNS = frozenset({"call_id", "phone", "called_at", "duration", "time_of_day", "operator"})
+
+
+def apostrophe_text(value: Any) -> Any:
+    """A cell in Excel's other text idiom, ``'13800138000`` or ``'GD0001`` (a leading
+    apostrophe keeps an id or a number as text: leading zeros, 11+ digits) → its text,
+    ``13800138000``; any other value as it is. For the typed columns only
+    (`TYPED_COLUMNS`): in free text an apostrophe is the citizen's."""
+    if isinstance(value, str) and len(value) > 1 and value[0] == "'":
+        return value[1:]
+    return value
 
 
 def _csv_rows(
@@ -940,7 +956,8 @@ def parse_row(
 
     def cell(name: str) -> Any:
         at = columns.index.get(name)
-        return cells[at] if at is not None and at < len(cells) else None
+        value = cells[at] if at is not None and at < len(cells) else None
+        return apostrophe_text(value) if name in TYPED_COLUMNS else value
 
     def fail(name: str, exc: CellError) -> None:
         errors.append(
