@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from intake.phone import CALL_CHANNEL, CallRow, RowError
+from triage import call_keys
 from triage.cases import (
     IntakePolicy,
     LaterEvent,
@@ -180,10 +181,15 @@ _EXISTING = select(Case.external_id).where(Case.channel == str(CALL_CHANNEL))
 
 
 def existing_keys(session: Session, keys: Sequence[str]) -> set[str]:
-    """Which of `keys` are already the external id of a phone case (one query)."""
+    """Which of `keys` the system has seen: the external id of a phone case, or a call id
+    the desk recorded on a repeat call (催办) or a reopen (`triage.call_keys.known`). The
+    same lookup as `triage.cases.register_rows`, so a dry run counts what the import does.
+    Two queries (one more per 500 keys)."""
     if not keys:
         return set()
-    return set(session.scalars(_EXISTING.where(Case.external_id.in_(list(keys)))).all())
+    found = set(session.scalars(_EXISTING.where(Case.external_id.in_(list(keys)))).all())
+    found.update(call_keys.known(session, str(CALL_CHANNEL), keys))
+    return found
 
 
 def start_run(
