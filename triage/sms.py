@@ -97,16 +97,39 @@ def mobile_number(phone: str) -> str | None:
     return digits if _MOBILE.fullmatch(digits) else None
 
 
+# The parts of a text shortened with "…" when it is over `max_length`, in this order. The
+# others ({link}, {query_code}, {tracking_number}) are never cut: a cut link is a dead link
+# (a satisfaction token cut short reads as tampered with), a cut code finds nothing.
+SHORTENED = ("reply", "office")
+
+
 def fit(template: str, max_length: int, **fields: str) -> str:
-    """`template` filled with `fields`, at most `max_length` characters: a long {reply} is
-    shortened with "…" first (the link to the full reply must survive), then the text is
-    cut."""
-    text = template.format(**fields)
-    reply = fields.get("reply", "")
-    if len(text) > max_length and reply and "{reply}" in template:
-        room = max(0, len(reply) - (len(text) - max_length) - 1)
-        text = template.format(**{**fields, "reply": reply[:room] + "…"})
-    return text[:max_length]
+    """`template` filled with `fields`, at most `max_length` characters where it can be: a
+    long {reply} is shortened with "…" first, then {office}; the link, the query code and
+    the tracking number are kept whole. A text still too long then is returned whole (a
+    gateway sends it as several segments): the settings refuse a `max_length` the templates
+    cannot fit (`shortest`)."""
+    values = dict(fields)
+    text = template.format(**values)
+    for name in SHORTENED:
+        over = len(text) - max_length
+        if over <= 0:
+            break
+        value = values.get(name, "")
+        if len(value) <= 1 or "{" + name + "}" not in template:
+            continue
+        shown = template.count("{" + name + "}")
+        room = len(value) - -(-over // shown) - 1  # (one "…" added)
+        values[name] = (value[:room] if room > 0 else "") + "…"
+        text = template.format(**values)
+    return text
+
+
+def shortest(template: str, **fields: str) -> int:
+    """The length of the shortest text `fit` makes of `template` with `fields` (each
+    shortened part down to "…"), in characters: the least `max_length` that keeps the
+    link, the query code and the tracking number whole."""
+    return len(fit(template, 0, **fields))
 
 
 def queue_sms(

@@ -27,6 +27,7 @@ from triage.calendar import WorkCalendar
 from triage.deadlines import LIMIT_NAMES, CommitmentOverride, Deadlines, TimeLimits
 from triage.models import Role
 from triage.rejection import RejectionReason
+from triage.sms import shortest
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -498,7 +499,8 @@ class SmsSettings(Section):
     and goes in the header `token_header` after `token_prefix`. A 2xx answer is delivered;
     408, 429 and 5xx are tried again with the mail outbox's backoff; other 4xx fail at once.
     Templates take {office} {tracking_number} {query_code} {link} {reply}; a text longer than
-    `max_length` characters is shortened in {reply} first, then cut."""
+    `max_length` characters is shortened in {reply} first, then in {office}; the link and
+    the codes are never cut, and a `max_length` too short to hold them is refused."""
 
     url: str = ""
     method: Literal["POST", "GET"] = "POST"
@@ -732,6 +734,43 @@ class Settings(Section):
         for i, o in enumerate(self.time_limits.overrides):
             if o.department and o.department not in codes:
                 raise ValueError(f"time_limits.overrides.{i}: unknown department {o.department!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _sms_texts_fit(self) -> Settings:
+        """With SMS on, each template must fit `[sms] max_length` with its link, query code
+        and tracking number whole (triage/sms.py `fit` shortens only {reply} and {office}),
+        at the longest those links get (a case and a reply id of 8 digits)."""
+        if not self.sms.url:
+            return self
+        base = self.app.base_url.rstrip("/")
+        number = f"{self.app.tracking_prefix}-2026-000001"
+        track = f"{base}/track?number={number}"
+        satisfaction = f"{base}/satisfaction/99999999-99999999-zzzzzz.{'A' * 22}"
+        links = {
+            "received_template": track,
+            "replied_template": max(track, satisfaction, key=len),
+            "closed_template": track,
+        }
+        least = {
+            name: shortest(
+                getattr(self.sms, name),
+                office=self.app.office_name,
+                tracking_number=number,
+                query_code="X" * 6,
+                link=link,
+                reply="……",
+            )
+            for name, link in links.items()
+        }
+        short = [f"sms.{name}" for name, n in least.items() if n > self.sms.max_length]
+        if short:
+            need = max(least.values())
+            raise ValueError(
+                f"sms.max_length = {self.sms.max_length} cannot hold {', '.join(short)} with "
+                f"the link and codes whole: it needs at least {need} (with base_url {base}); "
+                f"raise max_length to {need} or shorten the template"
+            )
         return self
 
     # -- derived -------------------------------------------------------------------------
