@@ -48,6 +48,8 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.visitors import replacement_traverse
 
@@ -826,7 +828,12 @@ def save_view(
 ) -> SavedView:
     """Saves (or replaces, by name) a view: a user's own (``user_id``) or, with ``user_id``
     None, ``role``'s shared one. A new default unsets the owner's previous default.
-    Flushes; the caller commits."""
+    Flushes; the caller commits.
+
+    One upsert (INSERT … ON CONFLICT DO UPDATE, on both databases), not a look-up then an
+    insert: two saves of one name at once (a double click, two tabs) would both find none
+    and the second insert would break the unique key (PostgreSQL), or, for a role's shared
+    view, store it twice."""
     owner = (
         SavedView.user_id == user_id
         if user_id is not None
@@ -835,11 +842,24 @@ def save_view(
     if is_default:
         for v in session.scalars(select(SavedView).where(owner, SavedView.is_default.is_(True))):
             v.is_default = False
-    view = session.scalar(select(SavedView).where(owner, SavedView.name == name))
-    if view is None:
-        view = SavedView(user_id=user_id, role=role if user_id is None else "", name=name)
-        session.add(view)
-    view.query = query
-    view.is_default = is_default
     session.flush()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(SavedView).values(
+        user_id=user_id,
+        role=role if user_id is None else "",
+        name=name,
+        query=query,
+        is_default=is_default,
+    )
+    stmt = stmt.on_conflict_do_update(
+        # The key it would break: uq_saved_views_owner, or for a shared view the partial
+        # unique index uq_saved_views_shared (migration 0031).
+        index_elements=["user_id", "role", "name"] if user_id is not None else ["role", "name"],
+        index_where=None if user_id is not None else SavedView.user_id.is_(None),
+        set_={"query": stmt.excluded.query, "is_default": stmt.excluded.is_default},
+    )
+    view_id = session.execute(stmt.returning(SavedView.id)).scalar_one()
+    view = session.get(SavedView, view_id, populate_existing=True)
+    assert view is not None
     return view

@@ -28,6 +28,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import (
@@ -1548,7 +1549,19 @@ class SavedView(Base):
     default list (migration 0014; triage/case_list.py reads them)."""
 
     __tablename__ = "saved_views"
-    __table_args__ = (UniqueConstraint("user_id", "role", "name", name="uq_saved_views_owner"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "role", "name", name="uq_saved_views_owner"),
+        # A role's shared views (user_id NULL), which the constraint above lets through: NULLs
+        # are distinct in it (migration 0031). `save_view` upserts against one or the other.
+        Index(
+            "uq_saved_views_shared",
+            "role",
+            "name",
+            unique=True,
+            sqlite_where=text("user_id IS NULL"),
+            postgresql_where=text("user_id IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int | None] = mapped_column(
