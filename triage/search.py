@@ -117,7 +117,9 @@ def _term_clause(term: str, *, masked: bool) -> ColumnElement[bool]:
     ]
     if _PHONE_LIKE.fullmatch(term):
         digits = phone_digits(term)
-        if len(digits) >= 4:
+        # From three digits, as the index finds them (a trigram of the contact's phone): a
+        # query of three digits answered by the index and "0-18" scanned agree.
+        if len(digits) >= 3:
             clauses.append(Case.contact_phone.like(like_pattern(digits), escape=_ESCAPE))
     return or_(*clauses)
 

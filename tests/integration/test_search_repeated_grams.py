@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from tests.integration.helpers import submit_complaint
 from triage.models import Case, Status
-from triage.search import case_search, search_cases, search_terms
+from triage.privacy import phone_digits
+from triage.search import _PHONE_LIKE, case_search, search_cases, search_terms
 
 
 def _numbers(client: Any, q: str) -> list[str]:
@@ -51,6 +52,12 @@ def _text(rng: random.Random) -> str:
     return "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(4, 30)))
 
 
+def _in_phone(term: str, phone: str) -> bool:
+    """A term of digits (spaced as it may be) found in the contact's phone."""
+    digits = phone_digits(term)
+    return bool(_PHONE_LIKE.fullmatch(term)) and len(digits) >= 3 and digits in phone
+
+
 def test_search_equals_a_substring_scan_over_generated_cases(runtime: Any) -> None:
     """Texts and queries drawn from a few characters, so that runs repeat (哈哈哈, 8888,
     000, aaa, mixed 8哈, a query longer than any text): what the search finds is what a
@@ -58,6 +65,7 @@ def test_search_equals_a_substring_scan_over_generated_cases(runtime: Any) -> No
     rng = random.Random(10)
     with runtime.sessions() as s, s.begin():
         texts: dict[int, str] = {}
+        phones: dict[int, str] = {}
         for i in range(120):
             case = Case(
                 tracking_number=f"MS-2026-{900000 + i:06d}",
@@ -69,18 +77,25 @@ def test_search_equals_a_substring_scan_over_generated_cases(runtime: Any) -> No
                 subject=_text(rng),
                 body=_text(rng),
                 received_at=datetime(2026, 11, 2, 1, 0, tzinfo=UTC),
+                contact_phone="".join(rng.choice("0188") for _ in range(rng.randint(0, 11))),
             )
             s.add(case)
             s.flush()
             texts[case.id] = f"{case.tracking_number}\n{case.subject}\n{case.body}".lower()
+            phones[case.id] = case.contact_phone
     queries = {"哈哈", "哈哈哈", "哈哈哈哈", "888", "8888", "000", "0000", "00000000", "aaa"}
     queries |= {"aaaa", "AAA", "8哈", "8哈哈", "a8a", "哈路哈", "2026", "a 哈哈", "哈哈 888"}
+    queries |= {"18", "188", "881", "1881", "18 81", "888 1", "0-18"}
     while len(queries) < 80:
         queries.add("".join(rng.choice(_ALPHABET[:9]) for _ in range(rng.randint(2, 9))))
     with runtime.sessions() as s:
         for q in sorted(queries):
             terms = [t.lower() for t in search_terms(q)]
-            expected = {i for i, text in texts.items() if all(t in text for t in terms)}
+            expected = {
+                i
+                for i, text in texts.items()
+                if all(t in text or _in_phone(t, phones[i]) for t in terms)
+            }
             found = set(search_cases(s, q, masked=False).case_ids)
             scanned = set(
                 s.scalars(select(Case.id).where(Case.id.in_(texts), case_search(q, masked=False)))
