@@ -11,11 +11,12 @@ Words separated by spaces must all occur (a phone typed with spaces is one word)
 `search_cases` answers through the index of `triage.search_index`: it reads the postings of
 the query's rarest gram (newest cases first, at most `SEARCH_CAP` matches), checks the next
 rarest (at most `JOINED_GRAMS` in all) by primary-key lookups, and checks the text itself
-(`case_search`) unless the query is one gram, which the index answers exactly. Results are
-ranked by the field matched (tracking number, contact, subject, body, replies), then newest
-first. A whole tracking number is looked up by the unique index on numbers first. A query with
-no indexed gram (one Chinese character, two letters) is answered by a scan that stops at
-`SEARCH_CAP` matches.
+(`case_search`) unless the query is exactly one gram (two CJK characters, or three letters or
+digits), which the index answers exactly; a query repeating one gram (哈哈哈, 8888) is
+checked. Results are ranked by the field matched (tracking number, contact, subject, body,
+replies), then newest first. A whole tracking number is looked up by the unique index on
+numbers first. A query with no indexed gram (one Chinese character, two letters) is answered
+by a scan that stops at `SEARCH_CAP` matches.
 """
 
 from __future__ import annotations
