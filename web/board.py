@@ -544,6 +544,14 @@ def cases() -> str:
             ranges=order_ranges(filters, sort, timezone),
             scope=scope,
         )
+    exact = None
+    if listing.capped and not q:
+        # Past the count's cap, the whole list's length from the tallies when its filters
+        # are all tallied (the heading then agrees with the counts per filter value beside it;
+        # the pages stay unnumbered to the end).
+        on_tallies = tallies.on_tallies(where)
+        if on_tallies is not None:
+            exact = sum(int(r[-1]) for r in tallies.totals(db(), on_tallies, []))
     options = [selectinload(Case.department)]
     if q and not masked:
         options.append(selectinload(Case.replies))
@@ -568,7 +576,8 @@ def cases() -> str:
         listing=listing,
         previous_cursor=cursors[0],
         next_cursor=cursors[1],
-        total=listing.total,
+        total=exact if exact is not None else listing.total,
+        total_exact=exact is not None,
         page=listing.number,
         pages=listing.pages if not q else max(1, -(-listing.total // PAGE_SIZE)),
         filters=filters,

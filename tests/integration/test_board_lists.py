@@ -699,3 +699,33 @@ def test_a_long_queue_says_its_exact_length(login_as: Any, runtime: Any, monkeyp
     assert f"<small>({waiting})</small>" in html
     hint = re.search(r'<p class="hint">(.*?)</p>', html)
     assert hint and str(waiting) in hint.group(1) and "50" in hint.group(1)
+
+
+def test_a_list_past_the_count_cap_gives_its_exact_length_when_tallied(
+    login_as: Any, runtime: Any, monkeypatch: Any
+) -> None:
+    """A list longer than the count's cap, under filters the tallies count (status,
+    department, channel, kind): its heading gives the exact length, as its counts per filter
+    value do; under one they do not count (a received date), it says "cap+"."""
+    from triage import case_list
+
+    counted = case_list.count_cases
+    monkeypatch.setattr(case_list, "count_cases", lambda s, where, cap=20: counted(s, where, cap))
+    with runtime.engine.begin() as conn:
+        add_volume(conn, 300, months=2, seed=9)
+    with runtime.sessions() as s:
+        closed = s.scalar(
+            select(func.count()).select_from(Case).where(Case.status == Status.CLOSED)
+        )
+        by_web = s.scalar(
+            select(func.count())
+            .select_from(Case)
+            .where(Case.status == Status.CLOSED, Case.channel == "web")
+        )
+    assert closed > 20 and by_web > 20
+    supervisor = login_as("supervisor")
+    for query, n in (("status=closed", closed), ("status=closed&channel=web", by_web)):
+        html = supervisor.get(f"/board/cases?{query}").get_data(as_text=True)
+        assert f"<small>({n})</small>" in html, query
+    dated = supervisor.get("/board/cases?status=closed&received_from=2000-01-01")
+    assert "<small>(20+)</small>" in dated.get_data(as_text=True)
