@@ -49,6 +49,7 @@ __all__ = [
     "DIMENSIONS",
     "CaseTally",
     "compact",
+    "count",
     "create_triggers",
     "differences",
     "drop_triggers",
@@ -308,3 +309,12 @@ def totals(
         with bind.engine.begin() as conn:
             compact(conn)
     return [r[:-1] for r in rows if r[-2]]
+
+
+def count(session: Session | Connection, where: Sequence[ColumnElement[bool]]) -> int | None:
+    """The number of cases matching ``where`` (clauses on `Case`), read from the tallies; None
+    when a clause is not on a tallied dimension (see `on_tallies`): count the cases then."""
+    on = on_tallies(where)
+    if on is None:
+        return None
+    return sum(int(r[-1]) for r in totals(session, on, []))

@@ -273,9 +273,7 @@ def queue() -> str:
     if total == QUEUE_SIZE:
         # The whole queue's count from the maintained tallies: exact, whatever its length
         # (a count of its cases was capped at COUNT_CAP and read them all up to it).
-        where = tallies.on_tallies([waiting])
-        assert where is not None  # status is a tallied dimension
-        total = sum(int(r[-1]) for r in tallies.totals(db(), where, []))
+        total = tallies.count(db(), [waiting]) or 0  # status is tallied: never None
     departments = _departments()
     now = _now()
     form = BulkDispatchForm(prefix="bulk")
@@ -549,9 +547,7 @@ def cases() -> str:
         # Past the count's cap, the whole list's length from the tallies when its filters
         # are all tallied (the heading then agrees with the counts per filter value beside it;
         # the pages stay unnumbered to the end).
-        on_tallies = tallies.on_tallies(where)
-        if on_tallies is not None:
-            exact = sum(int(r[-1]) for r in tallies.totals(db(), on_tallies, []))
+        exact = tallies.count(db(), where)
     options = [selectinload(Case.department)]
     if q and not masked:
         options.append(selectinload(Case.replies))

@@ -153,13 +153,15 @@ def _columns(
         if column == Status.VISITED:
             query = query.options(selectinload(Case.visits))
         cases = list(db().scalars(query))
-        on_tallies = tallies.on_tallies([Case.status.in_(statuses), *where])
         capped = False
+        tallied = None
+        if len(cases) == COLUMN_SIZE:
+            # The column's whole count from the maintained tallies, not its cases.
+            tallied = tallies.count(db(), [Case.status.in_(statuses), *where])
         if len(cases) < COLUMN_SIZE:
             total = len(cases)
-        elif on_tallies is not None:
-            # The column's whole count from the maintained tallies, not its cases.
-            total = sum(int(r[-1]) for r in tallies.totals(db(), on_tallies, []))
+        elif tallied is not None:
+            total = tallied
         else:
             ids = select(Case.id).where(Case.status.in_(statuses), *where).limit(COUNT_CAP + 1)
             total = int(db().scalar(select(func.count()).select_from(ids.subquery())) or 0)
