@@ -193,11 +193,20 @@ def _query_grams(terms: Sequence[str]) -> tuple[list[int], bool]:
     return grams, exact
 
 
-def _rarity(session: Session, grams: list[int]) -> list[int]:
-    """Rows of each gram, counted up to `_RARITY_PROBE`, in one statement."""
+def _rarity(session: Session, grams: list[int], department_id: int | None) -> list[int]:
+    """Rows of each gram (of the department's cases only, when given), counted up to
+    `_RARITY_PROBE`, in one statement."""
     probes = [
         select(func.count())
-        .select_from(select(literal(1)).where(_GRAMS.c.gram == g).limit(_RARITY_PROBE).subquery())
+        .select_from(
+            select(literal(1))
+            .where(
+                _GRAMS.c.gram == g,
+                *([] if department_id is None else [_GRAMS.c.department_id == department_id]),
+            )
+            .limit(_RARITY_PROBE)
+            .subquery()
+        )
         .scalar_subquery()
         for g in grams
     ]
@@ -210,10 +219,17 @@ def search_cases(
     *,
     masked: bool,
     where: Sequence[ColumnElement[bool]] = (),
+    department_id: int | None = None,
     cap: int = SEARCH_CAP,
 ) -> SearchResult:
     """The cases matching ``query`` among those satisfying ``where`` (clauses on `Case`),
-    ranked. Reads at most ``cap`` matches; an empty query matches nothing."""
+    ranked. Reads at most ``cap`` matches; an empty query matches nothing.
+
+    ``department_id``: ``where`` keeps only that department's cases (a handler's scope, a
+    list filtered by department); the postings are then read through the department's own
+    (ix_search_grams_department), so the search costs what the department holds, not the
+    office. ``where`` is still applied to every case found: a posting's department only
+    chooses what is read."""
     terms = search_terms(query)
     if not terms:
         return SearchResult([], False)
@@ -251,7 +267,7 @@ def search_cases(
             .limit(cap + 1)
         ).all()
         return SearchResult(list(ids[:cap]), len(ids) > cap)
-    counts = _rarity(session, grams)
+    counts = _rarity(session, grams, department_id)
     if min(counts) == 0:
         return SearchResult([], False)
     grams = [g for _, g in sorted(zip(counts, grams, strict=True))][:JOINED_GRAMS]
@@ -261,7 +277,9 @@ def search_cases(
     for other in others:
         fields = fields.op("&")(other.c.fields)
     stmt = select(first.c.case_id, fields).where(
-        first.c.gram == grams[0], first.c.fields.op("&")(scope) != 0
+        first.c.gram == grams[0],
+        first.c.fields.op("&")(scope) != 0,
+        *([] if department_id is None else [first.c.department_id == department_id]),
     )
     for gram, other in zip(grams[1:], others, strict=True):
         stmt = stmt.join(

@@ -9,7 +9,9 @@ masked text only) is one bit mask in the same rows instead of two engines kept i
 
 ``search_grams`` holds one row per (gram, case): ``gram`` is the gram itself packed into an
 integer (no hash, so no collisions: a two-character query is answered exactly by its one
-gram's rows), ``fields`` the bit set of the fields it occurs in (`NUMBER`, `SUBJECT`, ...).
+gram's rows), ``fields`` the bit set of the fields it occurs in (`NUMBER`, `SUBJECT`, ...),
+``department_id`` the case's department (0: none yet), so that a department's search reads
+its own postings only (see `SearchGram`).
 Grams are, after NFKC and lower-casing:
 
 - a CJK (or kana, hangul) bigram: ``ord(a) << 21 | ord(b)`` (below 2**42);
@@ -21,12 +23,15 @@ them is answered by a bounded scan (see `triage.search`).
 
 A case has about one row per distinct gram of its text (some 250 for a typical complaint with
 a reply). The primary key (gram, case_id) is the lookup order (SQLite: WITHOUT ROWID, so the
-table is that index); an index on case_id serves the rewrite of one case's rows.
+table is that index); an index on case_id serves the rewrite of one case's rows; the index
+(gram, department_id, case_id, fields) a department's search.
 
 The index is kept by the session itself, in the transaction that changes the text: after a
 flush that adds a case, changes its subject, body, contact, tracking number or merge target,
-or adds or edits a reply, the case's rows are rewritten (`_keep_index`). ``rebuild`` rewrites
-every case's rows in batches (the ``minsheng search reindex`` command and migration 0008).
+or adds or edits a reply, the case's rows are rewritten (`_keep_index`). A case's department
+is copied into its rows by a trigger on `cases` (`create_triggers`), whichever writer moves the
+case (the ORM, bulk updates, raw SQL). ``rebuild`` rewrites every case's rows in batches (the
+``minsheng search reindex`` command and migration 0008).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from sqlalchemy import (
     event,
     select,
     table,
+    text,
 )
 from sqlalchemy.orm import Mapped, Session, attributes, mapped_column
 
@@ -70,9 +76,13 @@ __all__ = [
     "CaseText",
     "SearchGram",
     "case_rows",
+    "create_triggers",
+    "drop_triggers",
     "rebuild",
     "reindex_cases",
+    "sync_departments",
     "text_grams",
+    "triggered",
 ]
 
 NUMBER = 1
@@ -125,6 +135,24 @@ class SearchGram(Base):
         ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     fields: Mapped[int] = mapped_column(SmallInteger)
+    # The case's department, 0 for none (migration 0032). Why in the postings: a handler's
+    # search of 噪音扰民 read every matching case of the office to keep its department's
+    # (29,398 buffers at 1,000,000 cases, ten times those at 100,000); through
+    # ix_search_grams_department it reads the department's postings only, newest first, and
+    # stops at `SEARCH_CAP` matches. Not a foreign key: kept by a trigger (`create_triggers`),
+    # and a department is never deleted while cases name it. 0 rather than NULL: COPY's fixed
+    # binary rows (web/demo_volume.py) and an index with no NULLs.
+    department_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# A department's postings of a gram, newest first, fields included (read from the index alone).
+Index(
+    "ix_search_grams_department",
+    SearchGram.gram,
+    SearchGram.department_id,
+    SearchGram.case_id,
+    SearchGram.fields,
+)
 
 
 # The case lists' order within a department (a handler's list: triage/case_list.py), declared
@@ -183,6 +211,7 @@ class CaseText:
     contact_email: str
     replies: Sequence[str] = ()
     merged_numbers: Sequence[str] = ()
+    department_id: int = 0
 
 
 def case_rows(case: CaseText) -> dict[int, int]:
@@ -226,6 +255,7 @@ _cases = table(
     column("contact_phone"),
     column("contact_email"),
     column("merged_into_id", Integer),
+    column("department_id", Integer),
 )
 _replies = table("case_replies", column("case_id", Integer), column("body"), column("id", Integer))
 _grams = table(
@@ -233,6 +263,7 @@ _grams = table(
     column("gram", BigInteger),
     column("case_id", Integer),
     column("fields", SmallInteger),
+    column("department_id", Integer),
 )
 
 
@@ -273,38 +304,47 @@ def _texts(conn: Connection | Session, ids: Sequence[int] | None, after: int = 0
             contact_email=r.contact_email or "",
             replies=replies.get(r.id, ()),
             merged_numbers=merged.get(r.id, ()),
+            department_id=r.department_id or 0,
         )
         for r in rows
     ]
 
 
-def index_rows(texts: Iterable[CaseText]) -> Iterator[tuple[int, int, int]]:
-    """(gram, case_id, fields) rows for ``texts``."""
+def index_rows(texts: Iterable[CaseText]) -> Iterator[tuple[int, int, int, int]]:
+    """(gram, case_id, fields, department_id) rows for ``texts``."""
     for case in texts:
         for gram, fields in case_rows(case).items():
-            yield gram, case.case_id, fields
+            yield gram, case.case_id, fields, case.department_id
 
 
-def write_rows(conn: Connection | Session, rows: Iterable[tuple[int, int, int]]) -> int:
-    """Inserts index rows (COPY on PostgreSQL); returns how many."""
+def write_rows(
+    conn: Connection | Session,
+    rows: Iterable[tuple[int, int, int, int]],
+    *,
+    departments: bool = True,
+) -> int:
+    """Inserts index rows (COPY on PostgreSQL); returns how many. ``departments=False``:
+    into the table as migration 0008 made it (no department_id column; its rebuild)."""
     rows = sorted(rows)  # in key order: fewer pages of the B-tree touched per batch
     if not rows:
         return 0
     bind = conn.connection() if isinstance(conn, Session) else conn
+    names = "gram, case_id, fields, department_id" if departments else "gram, case_id, fields"
+    if not departments:
+        rows = [r[:3] for r in rows]
     if bind.dialect.name == "postgresql":
         raw = bind.connection.driver_connection
         with (
             raw.cursor() as cur,
-            cur.copy(  # type: ignore[union-attr]
-                "COPY search_grams (gram, case_id, fields) FROM STDIN"
-            ) as copy,
+            cur.copy(f"COPY search_grams ({names}) FROM STDIN") as copy,  # type: ignore[union-attr]
         ):
             # COPY's text format made here in one string: write_row costs several
             # microseconds a row, and a batch of cases has a few hundred thousand.
-            copy.write("".join(f"{g}\t{c}\t{f}\n" for g, c, f in rows))
+            copy.write("".join("\t".join(map(str, r)) + "\n" for r in rows))
         return len(rows)
     # Plain tuples to the driver: a dict per row cost more than the insert itself.
-    bind.exec_driver_sql("INSERT INTO search_grams (gram, case_id, fields) VALUES (?, ?, ?)", rows)
+    marks = ", ".join("?" * len(rows[0]))
+    bind.exec_driver_sql(f"INSERT INTO search_grams ({names}) VALUES ({marks})", rows)
     return len(rows)
 
 
@@ -320,11 +360,13 @@ def reindex_cases(conn: Connection | Session, case_ids: Iterable[int]) -> int:
     return written
 
 
-def rebuild(conn: Connection | Session, progress: Any = None) -> tuple[int, int]:
+def rebuild(
+    conn: Connection | Session, progress: Any = None, *, departments: bool = True
+) -> tuple[int, int]:
     """Rewrites the whole index in batches of `BATCH` cases; returns (cases, rows).
 
     Idempotent: run twice, the index is the same. ``progress(cases_done)`` is called after
-    each batch if given.
+    each batch if given. ``departments``: as `write_rows`.
     """
     conn.execute(delete(_grams))
     cases = rows = 0
@@ -333,7 +375,7 @@ def rebuild(conn: Connection | Session, progress: Any = None) -> tuple[int, int]
         texts = _texts(conn, None, after=last)
         if not texts:
             return cases, rows
-        rows += write_rows(conn, index_rows(texts))
+        rows += write_rows(conn, index_rows(texts), departments=departments)
         cases += len(texts)
         last = texts[-1].case_id
         if progress is not None:
@@ -401,4 +443,84 @@ def _text_of(case: Case) -> CaseText:
         contact_name=case.contact_name or "",
         contact_phone=case.contact_phone or "",
         contact_email=case.contact_email or "",
+        department_id=case.department_id or 0,
     )
+
+
+# -- the department in the postings --------------------------------------------------------
+
+_TRIGGER = "search_grams_department"
+
+
+def create_triggers(conn: Connection) -> None:
+    """The trigger that copies a case's new department into its postings (both databases;
+    on PostgreSQL also its function). Run by migration 0032; again by ``web.db.upgrade``,
+    followed by `sync_departments`, when a later migration dropped it (on SQLite a batch copy
+    of `cases` drops its triggers)."""
+    set_to = "COALESCE(NEW.department_id, 0)"
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            f"""
+            CREATE OR REPLACE FUNCTION {_TRIGGER}() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+              UPDATE search_grams SET department_id = {set_to} WHERE case_id = NEW.id;
+              RETURN NULL;
+            END $$
+            """
+        )
+        # Per row, and only for a case whose department changed: a bulk dispatch of fifty
+        # cases rewrites their postings; an edit of anything else costs nothing.
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {_TRIGGER} AFTER UPDATE OF department_id ON cases FOR EACH ROW"
+            " WHEN (OLD.department_id IS DISTINCT FROM NEW.department_id)"
+            f" EXECUTE FUNCTION {_TRIGGER}()"
+        )
+        return
+    conn.exec_driver_sql(
+        f"CREATE TRIGGER {_TRIGGER} AFTER UPDATE OF department_id ON cases"
+        " WHEN OLD.department_id IS NOT NEW.department_id BEGIN"
+        f" UPDATE search_grams SET department_id = {set_to} WHERE case_id = NEW.id; END"
+    )
+
+
+def drop_triggers(conn: Connection) -> None:
+    """Removes what `create_triggers` made."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_TRIGGER} ON cases")
+        conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {_TRIGGER}()")
+    else:
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_TRIGGER}")
+
+
+def triggered(conn: Connection | Session) -> bool:
+    """Whether the trigger of `create_triggers` is in place."""
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    if bind.dialect.name == "postgresql":
+        found = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+                " WHERE c.relname = 'cases' AND c.relnamespace = current_schema()::regnamespace"
+                " AND t.tgname = :name"
+            ),
+            {"name": _TRIGGER},
+        ).scalar()
+    else:
+        found = conn.execute(
+            text("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = :name"),
+            {"name": _TRIGGER},
+        ).scalar()
+    return bool(found)
+
+
+def sync_departments(conn: Connection | Session) -> int:
+    """Sets every posting's department to its case's (after the trigger was missing, or a
+    TRUNCATE-like bulk change); returns the number of postings changed."""
+    result = conn.execute(
+        text(
+            "UPDATE search_grams SET department_id = COALESCE(cases.department_id, 0)"
+            " FROM cases WHERE cases.id = search_grams.case_id"
+            " AND search_grams.department_id <> COALESCE(cases.department_id, 0)"
+        )
+    )
+    return int(result.rowcount or 0)

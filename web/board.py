@@ -474,6 +474,16 @@ def _scope() -> list[ColumnElement[bool]]:
     return [false()]
 
 
+def _search_department(filters: ListFilters) -> int | None:
+    """The one department a search is limited to (the handler's own, or the list's
+    department filter), whose postings it then reads alone; None: the office's."""
+    if not sees_all_cases(current_user):
+        return current_user.department_id if current_user.role == Role.HANDLER else None
+    if filters.department:
+        return db().scalar(select(Department.id).where(Department.code == filters.department))
+    return None
+
+
 @bp.get("/cases")
 @login_required
 def cases() -> str:
@@ -511,7 +521,9 @@ def cases() -> str:
     masked = not sees_personal_data(current_user)
     terms: list[str] = []
     if q:
-        found = search_cases(db(), q, masked=masked, where=where)
+        found = search_cases(
+            db(), q, masked=masked, where=where, department_id=_search_department(filters)
+        )
         terms = search_terms(q)
         pages = max(1, -(-found.total // PAGE_SIZE))
         page = min(max(1, page), pages)

@@ -178,14 +178,24 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
 
     Then puts back the case tallies' triggers if a migration dropped them (on SQLite a
     migration that rebuilds `cases` by batch copy drops its triggers: the board's counts
-    would silently stop following the cases), and recounts the tallies then."""
+    would silently stop following the cases), and recounts the tallies then; likewise the
+    search postings' department trigger, and their departments then."""
     command.upgrade(alembic_config(engine), revision)
     from sqlalchemy import inspect
 
-    from triage import tallies
+    from triage import search_index, tallies
 
     with engine.begin() as conn:
-        if "case_tallies" in inspect(conn).get_table_names() and not tallies.tallied(conn):
+        tables = inspect(conn)
+        names = tables.get_table_names()
+        if "case_tallies" in names and not tallies.tallied(conn):
             tallies.drop_triggers(conn)  # any left of the three
             tallies.create_triggers(conn)
             tallies.recount(conn)
+        if (
+            "search_grams" in names
+            and "department_id" in {c["name"] for c in tables.get_columns("search_grams")}
+            and not search_index.triggered(conn)
+        ):
+            search_index.create_triggers(conn)
+            search_index.sync_departments(conn)

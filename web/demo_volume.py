@@ -511,7 +511,7 @@ class _Batch:
         self.numbers.append((case_id, number))
         self.texts[case_id] = CaseText(
             case_id, number, t.subject, t.body, name, phone, email,
-            replies=[reply_text] if reply_text else [],
+            replies=[reply_text] if reply_text else [], department_id=department_id or 0,
         )  # fmt: skip
         if merged_into is not None:
             # The case merged into finds it by its number too (as `triage.search_index` has it).
@@ -531,7 +531,8 @@ class _Batch:
         writer.rows(
             _SIGNATURES, [(r["hash"], r["received_minute"], r["case_id"]) for r in signatures]
         )
-        writer.grams(_Grams.of([grams.rows(c) for c in self.texts.values()]))
+        texts = self.texts.values()
+        writer.grams(_Grams.of([grams.rows(c) for c in texts], [c.department_id for c in texts]))
 
 
 _STEPS = (
@@ -705,15 +706,17 @@ class _PgWriter(_Writer):
 
     def grams(self, rows: _Grams) -> None:
         data = np.empty(len(rows.grams), _PG_GRAM)
-        data["n"], data["gram_size"], data["case_size"], data["fields_size"] = 3, 8, 4, 2
+        data["n"], data["gram_size"], data["case_size"], data["fields_size"] = 4, 8, 4, 2
+        data["department_size"] = 4
         data["gram"], data["case_id"], data["fields"] = rows.grams, rows.case_ids, rows.fields
+        data["department_id"] = rows.departments
         self._copy(
-            "COPY search_grams (gram, case_id, fields) FROM STDIN (FORMAT BINARY)",
+            "COPY search_grams (gram, case_id, fields, department_id) FROM STDIN (FORMAT BINARY)",
             _PG_BINARY_HEADER + data.tobytes() + _PG_BINARY_TRAILER,
         )
 
 
-# COPY's binary format for (bigint, integer, smallint) rows: per row the number of fields,
+# COPY's binary format for (bigint, integer, smallint, integer) rows: per row the number of fields,
 # then each field's length and value, big-endian.
 _PG_GRAM = np.dtype(
     [
@@ -724,6 +727,8 @@ _PG_GRAM = np.dtype(
         ("case_id", ">i4"),
         ("fields_size", ">i4"),
         ("fields", ">i2"),
+        ("department_size", ">i4"),
+        ("department_id", ">i4"),
     ]
 )
 _PG_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
@@ -798,6 +803,7 @@ class _SqliteWriter(_Writer):
         grams = grams[order]
         case_ids = np.concatenate([r.case_ids for r in held])[order]
         fields = np.concatenate([r.fields for r in held])[order]
+        departments = np.concatenate([r.departments for r in held])[order]
         del held, order
         # The driver's own cursor: it takes an iterator of tuples made a slice at a time;
         # the transaction began with the batches' first rows.
@@ -806,11 +812,13 @@ class _SqliteWriter(_Writer):
             for at in range(0, len(grams), _SQLITE_SLICE):
                 part = slice(at, at + _SQLITE_SLICE)
                 cursor.executemany(
-                    "INSERT INTO search_grams (gram, case_id, fields) VALUES (?, ?, ?)",
+                    "INSERT INTO search_grams (gram, case_id, fields, department_id)"
+                    " VALUES (?, ?, ?, ?)",
                     zip(
                         grams[part].tolist(),
                         case_ids[part].tolist(),
                         fields[part].tolist(),
+                        departments[part].tolist(),
                         strict=True,
                     ),
                 )
@@ -901,26 +909,38 @@ def _own_contact_in(text_: str, phone: str, digits: str | None = None) -> bool:
 
 
 class _Grams:
-    """A case's or a batch's search index rows as arrays: ``grams`` (int64), ``fields``
-    (int16) and, for a batch, ``case_ids`` (int32)."""
+    """A batch's search index rows as arrays: ``grams`` (int64), ``fields`` (int16),
+    ``case_ids`` and ``departments`` (int32, 0 for none)."""
 
     def __init__(
-        self, grams: np.ndarray, fields: np.ndarray, case_ids: np.ndarray, cases: int
+        self,
+        grams: np.ndarray,
+        fields: np.ndarray,
+        case_ids: np.ndarray,
+        departments: np.ndarray,
+        cases: int,
     ) -> None:
-        self.grams, self.fields, self.case_ids, self.cases = grams, fields, case_ids, cases
+        self.grams, self.fields, self.case_ids = grams, fields, case_ids
+        self.departments, self.cases = departments, cases
 
     @classmethod
-    def of(cls, cases: Sequence[tuple[int, np.ndarray, np.ndarray]]) -> _Grams:
-        """The rows of (case id, grams, fields) triples, in that order."""
+    def of(
+        cls, cases: Sequence[tuple[int, np.ndarray, np.ndarray]], departments: Sequence[int]
+    ) -> _Grams:
+        """The rows of (case id, grams, fields) triples and each case's department, in that
+        order."""
         if not cases:
             empty = np.zeros(0, np.int64)
-            return cls(empty, empty.astype(np.int16), empty.astype(np.int32), 0)
+            none = empty.astype(np.int32)
+            return cls(empty, empty.astype(np.int16), none, none, 0)
         ids = np.fromiter((c for c, _, _ in cases), np.int32, len(cases))
+        depts = np.fromiter(departments, np.int32, len(cases))
         lengths = np.fromiter((len(g) for _, g, _ in cases), np.int64, len(cases))
         return cls(
             np.concatenate([g for _, g, _ in cases]),
             np.concatenate([f for _, _, f in cases]),
             np.repeat(ids, lengths),
+            np.repeat(depts, lengths),
             len(cases),
         )
 

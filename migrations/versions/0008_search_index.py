@@ -42,7 +42,7 @@ def upgrade() -> None:
 
     from triage.search_index import rebuild
 
-    rebuild(op.get_bind())
+    rebuild(op.get_bind(), departments=False)  # the column came in 0032
 
 
 def downgrade() -> None:
