@@ -40,7 +40,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import (
+    CompoundSelect,
+    bindparam,
+    delete,
+    insert,
+    literal,
+    select,
+    union,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage import system_reasons, tallies
@@ -276,17 +285,37 @@ def staff_addresses(session: Session) -> StaffAddresses:
     return StaffAddresses({k: tuple(v) for k, v in heads.items()}, tuple(supervisors))
 
 
-def _watched() -> Any:
-    """The cases a tick looks at: open ones, and closed ones that still carry something."""
-    return or_(
-        Case.status.in_([str(s) for s in OPEN_STATUSES]),
-        Case.risk != "",
-        Case.id.in_(select(CaseFinding.case_id)),
-        Case.id.in_(select(SpotCheck.case_id).where(SpotCheck.result == SpotCheckResult.PENDING)),
-        Case.id.in_(
-            select(Observation.case_id).where(
-                Observation.state == ObservationState.OPEN, Observation.case_id.is_not(None)
-            )
+_OPEN = [str(s) for s in sorted(OPEN_STATUSES)]
+_NO_RISK = literal("", literal_execute=True)
+
+
+def _watched(only: int | None = None) -> CompoundSelect:
+    """The ids of the cases a tick looks at: open ones, and closed ones that still carry
+    something (a risk, a finding, a pending spot check, an open observation); with `only`,
+    that case's id if it is one of them.
+
+    A UNION of five selects of ids, each read from an index holding only what it selects:
+    the open statuses from an index led by status (ix_cases_facets, ix_cases_status_received),
+    the risk from ix_cases_attention (partial: ``risk != ''``, written as its predicate, a
+    constant, so that both databases see that it holds them), the side tables by theirs. As
+    one OR of those tests on `cases`, both databases read every case, closed ones included,
+    at every tick: at 100,000 cases (2% open) on PostgreSQL the read of the cases' rows went
+    through all 100,000 (20,282 buffers); it reads 4,493 (the 2,392 watched, and their ids
+    first), 9,298 buffers, whatever the number of closed cases."""
+
+    def ids(column: Any, *where: Any) -> Any:
+        query = select(column.label("id")).where(*where)
+        return query if only is None else query.where(column == only)
+
+    return union(
+        ids(Case.id, Case.status.in_(_OPEN)),
+        ids(Case.id, Case.risk != _NO_RISK),
+        ids(CaseFinding.case_id),
+        ids(SpotCheck.case_id, SpotCheck.result == SpotCheckResult.PENDING),
+        ids(
+            Observation.case_id,
+            Observation.state == ObservationState.OPEN,
+            Observation.case_id.is_not(None),
         ),
     )
 
@@ -296,8 +325,7 @@ def load_snapshots(
 ) -> tuple[list[CaseSnapshot], dict[int, CaseRow]]:
     """Every watched case as a rules snapshot, in six queries whatever their number; with
     `only` (a case id), that case alone if it is watched."""
-    watched = _watched() if only is None else and_(_watched(), Case.id == only)
-    ids = select(Case.id).where(watched).scalar_subquery()
+    ids = _watched(only)
     events: dict[int, list[tuple[str, datetime, Mapping[str, Any]]]] = defaultdict(list)
     for case_id, action, at, detail, reason in session.execute(
         select(
@@ -373,7 +401,7 @@ def load_snapshots(
             Department.email,
         )
         .outerjoin(Department, Case.department_id == Department.id)
-        .where(watched)
+        .where(Case.id.in_(ids))
         .order_by(Case.id)
     ):
         snapshots.append(
