@@ -17,6 +17,10 @@ checked. Results are ranked by the field matched (tracking number, contact, subj
 replies), then newest first. A whole tracking number is looked up by the unique index on
 numbers first. A query with no indexed gram (one Chinese character, two letters) is answered
 by a scan that stops at `SEARCH_CAP` matches.
+
+A search limited to one department (a handler's, or a list filtered by department) reads that
+department's postings only (each posting carries its case's department): it costs what the
+department holds, not what the office does.
 """
 
 from __future__ import annotations
