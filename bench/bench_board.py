@@ -290,6 +290,7 @@ def _pages(config: Path) -> dict[str, list[tuple[str, str]]]:
             ("list open by deadline", "/board/cases?status=open&sort=deadline"),
             ("list filtered closed p.300", "/board/cases?status=closed&page=300"),
             ("list finding overdue", "/board/cases?finding=overdue"),
+            ("search 噪音扰民 in environment", "/board/cases?q=噪音扰民&department=environment"),
             ("queue", "/board/queue"),
             ("case page (in triage)", f"/board/cases/{open_case}"),
             *dashboard,
@@ -297,6 +298,10 @@ def _pages(config: Path) -> dict[str, list[tuple[str, str]]]:
         "urban": [
             *common,
             ("list default (open, deadline)", "/board/cases"),
+            # Found in the handler's own department (the common searches above are mostly
+            # another department's words: 噪音 finds nothing in urban's cases).
+            ("search 4 chars own 坑坑洼洼", "/board/cases?q=坑坑洼洼"),
+            ("search 3 chars own 物业费", "/board/cases?q=物业费"),
             ("list filtered open", "/board/cases?status=open"),
             *dashboard,
         ],
