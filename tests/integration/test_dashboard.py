@@ -404,3 +404,37 @@ def test_overdue_tile_agrees_with_the_overdue_list_after_a_call_import(
     assert total is not None and int(total.group(1)) >= 2  # past their dispatch deadline
     tile = _tile(supervisor.get("/board/dashboard").get_data(as_text=True), "overdue")
     assert tile == int(total.group(1))
+
+
+def test_volume_chart_counts_this_month_at_once_and_earlier_months_hourly(
+    runtime: Any, cases: datetime, app: Any
+) -> None:
+    """The volume chart's twelve months are the report's (volume_trend); a case received now
+    shows at the next render, one received last month once the hour's count expires."""
+    from triage.report.email import volume_trend
+
+    settings = runtime.settings
+    policy = ReportPolicy.from_settings(settings)
+    now = datetime.now(UTC)
+    month = month_of(now, policy)
+    with runtime.sessions() as s:
+        shown = dashboard.volume_months(s, settings, now, None)
+        assert shown == volume_trend(s, month, policy, 12, until=now)
+        assert [m for m, _ in shown][-1] == month and len(shown) == 12
+        assert sum(n for _, n in shown) >= 300
+    last_month_day = now.replace(day=1) - timedelta(days=3)
+    with runtime.engine.begin() as conn:
+        add_volume(conn, 5, months=1, now=now, seed=5)
+    with runtime.sessions() as s:
+        newest = s.scalar(select(func.max(Case.id)))
+        s.get(Case, newest).received_at = last_month_day
+        s.commit()
+    with runtime.sessions() as s:
+        again = dashboard.volume_months(s, settings, now, None)
+        fresh = volume_trend(s, month, policy, 12, until=now)
+        assert again[-1] == fresh[-1]  # this month: at once
+        assert again[:-1] == shown[:-1]  # earlier months: from the hour's count
+        dashboard.clear_cache()
+        assert dashboard.volume_months(s, settings, now, None) == fresh
+        assert fresh[-2][1] > shown[-2][1]  # the case moved to last month, at least
+        assert sum(n for _, n in fresh) == sum(n for _, n in shown) + 5
