@@ -191,10 +191,21 @@ def _query_grams(terms: Sequence[str]) -> tuple[list[int], bool]:
                 exact = False
             grams.extend(run_gram_list)
     grams = list(dict.fromkeys(grams))
+    if any(g >> 61 == 1 for g in grams):
+        # Six digits in a row: their grams are the digits' postings worth reading; digit
+        # trigrams are shared by every phone and tracking number (even probing their rarity
+        # read a thousand postings each). The text check covers what is dropped.
+        grams = [g for g in grams if not _digit_trigram(g)]
     if len(grams) > MAX_GRAMS:
         step = (len(grams) - 1) / (MAX_GRAMS - 1)
         grams = [grams[round(i * step)] for i in range(MAX_GRAMS)]
     return grams, exact
+
+
+def _digit_trigram(gram: int) -> bool:
+    if gram >> 62 != 1:
+        return False
+    return all(48 <= (gram >> shift) & 127 <= 57 for shift in (14, 7, 0))
 
 
 def _rarity(session: Session, grams: list[int], department_id: int | None) -> list[int]:

@@ -13,8 +13,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from tests.integration.helpers import post_form, submit_complaint
+from tests.integration.helpers import post_form, submit_complaint, work_of
 from triage.models import Case, Status
+from triage.search import search_cases
 from triage.search_index import SearchGram, rebuild
 from web.cli import main
 from web.demo_volume import add_volume
@@ -200,3 +201,48 @@ def test_lists_page_to_the_end_by_cursor_and_by_number(runtime: Any, login_as: A
     with runtime.sessions() as s:
         closed = s.scalar(select(func.count()).where(Case.status == Status.CLOSED))
     assert f"({closed})" in open_
+
+
+def test_a_phone_search_costs_what_its_six_digit_grams_hold(runtime: Any) -> None:
+    """Six digits in a row are a gram of their own: a phone's search reads its six-digit
+    postings, not its trigrams, which every phone and tracking number shares. Cases whose
+    text holds every trigram of the phone (139 391 911 111 112 122 222, apart) are added,
+    300 then 1,500: the search still finds the one caller, at the same cost."""
+
+    def case(n: int, body: str, phone: str) -> Case:
+        return Case(
+            tracking_number=f"MS-2026-{600000 + n:06d}",
+            query_code_hash="x",
+            channel="phone",
+            external_id=f"digits-{n}",
+            kind="complaint",
+            status=Status.RECEIVED,
+            subject="来电",
+            body=body,
+            contact_phone=phone,
+            received_at=datetime(2026, 11, 2, tzinfo=UTC),
+        )
+
+    with runtime.sessions() as s, s.begin():
+        s.add(case(0, "楼道灯坏了", "13911112222"))
+    costs = []
+    n = 1
+    for more in (300, 1500):
+        with runtime.sessions() as s, s.begin():
+            s.add_all(
+                case(n + i, "编号 139 391 911 111 112 122 222，请回电", "") for i in range(more)
+            )
+        n += more
+        with runtime.sessions() as s:
+            if s.connection().dialect.name == "postgresql":
+                s.execute(select(func.count()).select_from(Case))  # a transaction begun
+                s.connection().exec_driver_sql("ANALYZE search_grams")
+            with work_of(s) as cost:
+                found = search_cases(s, "13911112222", masked=False)
+            assert len(found.case_ids) == 1
+            spaced = search_cases(s, "139 1111 2222", masked=False)
+            assert spaced.case_ids == found.case_ids
+            costs.append(cost[0])
+    # PostgreSQL: postings read (seen: 9 both times); SQLite: steps, counted by the hundred.
+    slack = 0 if runtime.engine.dialect.name == "postgresql" else 100
+    assert costs[1] <= costs[0] + slack, costs

@@ -119,3 +119,51 @@ def test_postings_are_read_from_the_key_alone(empty_url: str) -> None:
     upgrade(engine)
     assert included() == (["fields"] if postgresql else [])
     engine.dispose()
+
+
+def test_six_digit_grams_are_added_and_removed(empty_url: str) -> None:
+    """Migration 0034: a database indexed before it (no six-digit grams) upgrades to the index
+    a rebuild writes, and a phone typed whole or in part is found from those grams; downgrade
+    removes them (the code of 0033 reads a phone's trigrams)."""
+    from alembic import command
+
+    from triage.search_index import rebuild
+    from web.db import alembic_config
+
+    six = f"gram >= {1 << 61} AND gram < {1 << 62}"
+    engine = make_engine(empty_url)
+    upgrade(engine)
+    with Session(engine) as s, s.begin():
+        s.execute(
+            text(
+                "INSERT INTO cases (tracking_number, query_code_hash, channel, external_id,"
+                " kind, status, subject, body, contact_name, contact_phone, contact_email,"
+                " received_at, created_at, alternatives, model_version, urgent,"
+                ' urgent_reasons, "similar", rejection_reason, rejection_code,'
+                " public_reason, referred_to, masked_text, sent_back_count, rework_count,"
+                " extension_count, risk, version)"
+                " VALUES ('MS-2026-123456', 'x', 'phone', 'p-1', 'complaint', 'received',"
+                " '来电', '楼道灯坏了', '王小明', '13911112222', '', :at, :at, '[]', '', :f,"
+                " '[]', '[]', '', '', '', '', '来电', 0, 0, 0, '', 1)"
+            ),
+            {"at": datetime.now(UTC).replace(tzinfo=None), "f": False},
+        )
+    with Session(engine) as s, s.begin():
+        rebuild(s)
+        written = set(
+            s.execute(text(f"SELECT gram, case_id, fields FROM search_grams WHERE {six}"))
+        )
+        # The phone's six windows and the tracking number's one.
+        assert len(written) == 7, written
+    command.downgrade(alembic_config(engine), "0033")
+    with Session(engine) as s:
+        assert s.scalar(text(f"SELECT count(*) FROM search_grams WHERE {six}")) == 0
+    upgrade(engine)
+    with Session(engine) as s:
+        again = set(s.execute(text(f"SELECT gram, case_id, fields FROM search_grams WHERE {six}")))
+        assert again == written
+        for q in ("13911112222", "911112", "139-1111-2222", "123456"):
+            assert search_cases(s, q, masked=False).case_ids == [1], q
+        assert search_cases(s, "911113", masked=False).case_ids == []
+        assert search_cases(s, "13911112222", masked=True).case_ids == []
+    engine.dispose()
