@@ -67,6 +67,7 @@ from triage.models import (
 )
 
 __all__ = [
+    "AT_RISK_CLAUSE",
     "COUNT_CAP",
     "DEADLINE_KEY",
     "SORTS",
@@ -137,13 +138,28 @@ OPEN_CLAUSE = Case.status.in_(_OPEN)
 """The "open" filter's clause (one object: `list_page` leaves it out of the pieces by
 status that split it, each of which implies it)."""
 
+AT_RISK_CLAUSE = and_(
+    Case.risk == "at_risk",
+    # Implied by the test above, and written as ix_cases_attention's predicate (a constant):
+    # SQLite reads a partial index only for a query naming its predicate. That index holds
+    # just the cases with a risk, so the list reads them, whatever the number of cases.
+    Case.risk != literal("", literal_execute=True),
+    # Tested on those rows (the index has the status), not searched in a status index:
+    # SQLite read every open case from ix_cases_facets instead.
+    func.coalesce(Case.status, Case.status).in_(_OPEN),
+)
+"""The "at risk" filter's clause: open cases the last supervision tick found at risk
+(`cases.risk`). The dashboard's "At risk" tile counts the same clause from the tallies, so
+the tile and the list it links to agree."""
+
 
 @dataclass(frozen=True)
 class ListFilters:
     """The filters of a case list as its query string carries them (all optional).
 
     ``status``: "open" or a `Status`; ``department``, ``channel``, ``kind``: a code;
-    ``finding``: a supervision rule name; ``urgent``, ``overdue``, ``attachments``: "1";
+    ``finding``: a supervision rule name; ``urgent``, ``overdue``, ``at_risk``,
+    ``attachments``: "1";
     ``received_from`` … ``due_to``: local dates, both ends included.
     """
 
@@ -153,6 +169,7 @@ class ListFilters:
     kind: str = ""
     urgent: bool = False
     overdue: bool = False
+    at_risk: bool = False
     finding: str = ""
     attachments: bool = False
     received_from: date | None = None
@@ -182,7 +199,7 @@ class ListFilters:
             values["kind"] = kind
         elif kind:
             bad.append("kind")
-        for name in ("urgent", "overdue", "attachments"):
+        for name in ("urgent", "overdue", "at_risk", "attachments"):
             values[name] = args.get(name, "") in ("1", "on", "true", "yes")
         for name in ("received_from", "received_to", "due_from", "due_to"):
             raw = args.get(name, "").strip()
@@ -243,6 +260,8 @@ class ListFilters:
             where.append(col(Case.urgent) == true())
         if self.overdue:
             where.append(overdue_clause(now))
+        if self.at_risk:
+            where.append(AT_RISK_CLAUSE)
         if self.finding:
             where.append(
                 Case.id.in_(select(CaseFinding.case_id).where(CaseFinding.rule == self.finding))

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from triage import tallies
-from triage.case_list import COUNT_CAP, count_cases, overdue_clause, unindexed
+from triage.case_list import AT_RISK_CLAUSE, COUNT_CAP, count_cases, overdue_clause, unindexed
 from triage.models import OPEN_STATUSES, Case, Department, Role
 from triage.report import charts, snapshots
 from triage.report.email import categories, volume_trend
@@ -150,6 +150,10 @@ def today_counts(
     for risk, n in tallies.totals(session, where, ["risk"]):
         risks[str(risk or "")] = risks.get(str(risk or ""), 0) + int(n)
     open_n = sum(risks.values())
+    # At risk: the case list's "at risk" filter's clause, counted from the tallies, so that
+    # the tile and the list it links to say the same number.
+    in_department = [] if department_id is None else [Case.department_id == department_id]
+    at_risk = tallies.count(session, [AT_RISK_CLAUSE, *in_department])
     # Read from the overdue filter's partial indexes (migration 0027), as the list reads
     # them: bounded by the overdue cases, not by every open one.
     overdue = [overdue_clause(now)]
@@ -160,7 +164,7 @@ def today_counts(
         "received": sum(int(n) for n in by_channel.values()),
         "by_channel": {str(k): int(v) for k, v in sorted(by_channel.items())},
         "open": int(open_n or 0),
-        "at_risk": int(risks.get("at_risk", 0)),
+        "at_risk": int(at_risk or 0),
         "overdue": overdue_n,
         "overdue_capped": overdue_capped,
     }
