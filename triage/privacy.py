@@ -350,6 +350,11 @@ def mask_text(
     return _mask_names(text, names)
 
 
-def masked_case_text(subject: str, body: str, name: str, phone: str, email: str) -> str:
-    """Subject and body as masked views show them: all that observers may search."""
-    return mask_text(f"{subject}\n{body}", names=[name], phones=[phone], emails=[email])
+def masked_case_text(
+    subject: str, body: str, name: str, phone: str, email: str, other_names: Iterable[str] = ()
+) -> str:
+    """Subject and body as masked views show them: all that observers may search.
+    ``other_names``: the names the caller gave on later calls (`Case.caller_names`)."""
+    return mask_text(
+        f"{subject}\n{body}", names=[name, *other_names], phones=[phone], emails=[email]
+    )

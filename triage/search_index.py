@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Connection,
     ForeignKey,
@@ -66,8 +67,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, attributes, mapped_column
 
-from triage.models import Base, Case, CaseReply
-from triage.privacy import mask_text
+from triage.models import CALLER_NAME_ACTIONS, Base, Case, CaseEvent, CaseReply
+from triage.privacy import mask_text, masked_case_text
 
 __all__ = [
     "BODY",
@@ -225,6 +226,8 @@ class CaseText:
     replies: Sequence[str] = ()
     merged_numbers: Sequence[str] = ()
     department_id: int = 0
+    caller_names: Sequence[str] = ()
+    """Names the caller gave on later calls (`Case.caller_names` but the contact's)."""
 
 
 def case_rows(case: CaseText) -> dict[int, int]:
@@ -245,9 +248,12 @@ def case_rows(case: CaseText) -> dict[int, int]:
     add(case.body, BODY)
     for reply in case.replies:
         add(reply, REPLY)
-    add(f"{case.contact_name}\n{case.contact_phone}\n{case.contact_email}", CONTACT)
+    contact = (case.contact_name, *case.caller_names, case.contact_phone, case.contact_email)
+    add("\n".join(contact), CONTACT)
     personal = {
-        "names": [case.contact_name],
+        # Masked as the case page masks them: a name given on a later call too, or an
+        # observer would find the case by it.
+        "names": [case.contact_name, *case.caller_names],
         "phones": [case.contact_phone],
         "emails": [case.contact_email],
     }
@@ -271,6 +277,23 @@ _cases = table(
     column("department_id", Integer),
 )
 _replies = table("case_replies", column("case_id", Integer), column("body"), column("id", Integer))
+_case_masks = table(
+    "cases",
+    column("id", Integer),
+    column("subject"),
+    column("body"),
+    column("contact_name"),
+    column("contact_phone"),
+    column("contact_email"),
+    column("masked_text"),
+)
+_events = table(
+    "case_events",
+    column("case_id", Integer),
+    column("action"),
+    column("detail", JSON),
+    column("id", Integer),
+)
 _grams = table(
     "search_grams",
     column("gram", BigInteger),
@@ -299,6 +322,7 @@ def _texts(conn: Connection | Session, ids: Sequence[int] | None, after: int = 0
         .order_by(_replies.c.id)
     ):
         replies.setdefault(case_id, []).append(body or "")
+    callers = caller_names(conn, found)
     merged: dict[int, list[str]] = {}
     for target, number in conn.execute(
         select(_cases.c.merged_into_id, _cases.c.tracking_number).where(
@@ -318,9 +342,29 @@ def _texts(conn: Connection | Session, ids: Sequence[int] | None, after: int = 0
             replies=replies.get(r.id, ()),
             merged_numbers=merged.get(r.id, ()),
             department_id=r.department_id or 0,
+            caller_names=[n for n in callers.get(r.id, ()) if n != (r.contact_name or "")],
         )
         for r in rows
     ]
+
+
+def caller_names(conn: Connection | Session, case_ids: Sequence[int]) -> dict[int, list[str]]:
+    """{case id: the names its caller gave on later calls, first given first} for
+    ``case_ids`` (their repeat-call and reopen events' ``caller_name``; as
+    `Case.caller_names`, read in one query for many cases)."""
+    names: dict[int, list[str]] = {}
+    for case_id, detail in conn.execute(
+        select(_events.c.case_id, _events.c.detail)
+        .where(
+            _events.c.case_id.in_(list(case_ids)),
+            _events.c.action.in_(sorted(CALLER_NAME_ACTIONS)),
+        )
+        .order_by(_events.c.id)
+    ):
+        name = (detail or {}).get("caller_name") if isinstance(detail, dict) else None
+        if name and str(name) not in names.get(case_id, []):
+            names.setdefault(case_id, []).append(str(name))
+    return names
 
 
 def index_rows(texts: Iterable[CaseText]) -> Iterator[tuple[int, int, int, int]]:
@@ -420,6 +464,40 @@ def add_six_digit_grams(conn: Connection | Session, progress: Any = None) -> tup
             progress(cases)
 
 
+def remask_callers(conn: Connection | Session) -> int:
+    """Re-masks and re-indexes the cases whose caller gave a name of their own on a later
+    call (migration 0035: until then only the contact's name was masked in their masked
+    text and postings); returns how many. Reads the repeat-call and reopen events, a small
+    part of the log, then those cases in batches of `BATCH`."""
+    with_names: set[int] = set()
+    for case_id, detail in conn.execute(
+        select(_events.c.case_id, _events.c.detail).where(
+            _events.c.action.in_(sorted(CALLER_NAME_ACTIONS))
+        )
+    ):
+        if isinstance(detail, dict) and detail.get("caller_name"):
+            with_names.add(case_id)
+    ids = sorted(with_names)
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start : start + BATCH]
+        names = caller_names(conn, chunk)
+        for r in conn.execute(select(_case_masks).where(_case_masks.c.id.in_(chunk))):
+            masked = masked_case_text(
+                r.subject or "",
+                r.body or "",
+                r.contact_name or "",
+                r.contact_phone or "",
+                r.contact_email or "",
+                names.get(r.id, ()),
+            )
+            if masked != r.masked_text:
+                conn.execute(
+                    _case_masks.update().where(_case_masks.c.id == r.id).values(masked_text=masked)
+                )
+        reindex_cases(conn, chunk)
+    return len(ids)
+
+
 # -- keeping it with every flush ---------------------------------------------------------------
 
 _CASE_FIELDS = (
@@ -454,11 +532,7 @@ def _keep_index(session: Session, flush_context: Any) -> None:
                 ids.add(obj.id)
                 if obj.merged_into_id is not None:
                     ids.add(obj.merged_into_id)
-        elif (
-            isinstance(obj, CaseReply)
-            and obj.case_id is not None
-            and (obj in session.new or attributes.get_history(obj, "body").added)
-        ):
+        elif _rewrites(session, obj):
             ids.add(obj.case_id)
     for obj in session.deleted:
         if isinstance(obj, CaseReply) and obj.case_id is not None:
@@ -469,6 +543,41 @@ def _keep_index(session: Session, flush_context: Any) -> None:
         write_rows(session, index_rows(texts))
     if ids:
         reindex_cases(session, ids)
+
+
+def _rewrites(session: Session, obj: Any) -> bool:
+    """Whether ``obj``, flushed, changes its case's searchable text: a reply written or
+    edited, or a later call at which the caller gave a name of their own."""
+    if isinstance(obj, CaseReply):
+        return obj.case_id is not None and bool(
+            obj in session.new or attributes.get_history(obj, "body").added
+        )
+    return isinstance(obj, CaseEvent) and obj in session.new and _names_caller(obj)
+
+
+def _names_caller(event_: CaseEvent) -> bool:
+    """Whether ``event_`` is a later call at which the caller gave a name of their own."""
+    return event_.action in CALLER_NAME_ACTIONS and bool((event_.detail or {}).get("caller_name"))
+
+
+@event.listens_for(Session, "before_flush")
+def _remask(session: Session, flush_context: Any, instances: Any) -> None:
+    """A case whose caller gives a new name on a later call: its masked text masks that name
+    from then on, as the case page does (observers search `Case.masked_text` by scan)."""
+    for case in (*session.new, *session.dirty):
+        if not isinstance(case, Case):
+            continue
+        added = attributes.get_history(case, "events").added
+        if not any(_names_caller(e) for e in added):
+            continue
+        case.masked_text = masked_case_text(
+            case.subject or "",
+            case.body or "",
+            case.contact_name or "",
+            case.contact_phone or "",
+            case.contact_email or "",
+            case.caller_names,
+        )
 
 
 def _text_of(case: Case) -> CaseText:
