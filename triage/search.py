@@ -26,6 +26,7 @@ department holds, not what the office does.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -77,6 +78,17 @@ _RARITY_PROBE = 1000
 _ESCAPE = "\\"
 _GRAMS = SearchGram.__table__
 _PHONE_LIKE = re.compile(r"[\d\s+\-().]+")
+_DASHES = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"))
+"""Hyphens, en and em dashes and the minus sign, as people type them between a phone's
+digits (NFKC leaves them be)."""
+
+
+def phone_like(term: str) -> bool:
+    """Whether ``term`` is written as a phone number: digits with spaces, dashes of any
+    kind, dots, brackets or a plus (full-width ones too)."""
+    return bool(_PHONE_LIKE.fullmatch(unicodedata.normalize("NFKC", term).translate(_DASHES)))
+
+
 _TRACKING_NUMBER = re.compile(r"[A-Za-z]{1,6}-\d{4}-\d{4,9}")
 
 
@@ -92,7 +104,7 @@ def search_terms(query: str) -> list[str]:
     q = clean_line(query)
     if not q:
         return []
-    if _PHONE_LIKE.fullmatch(q) and len(phone_digits(q)) >= 4:
+    if phone_like(q) and len(phone_digits(q)) >= 4:
         return [q]
     return list(dict.fromkeys(q.split()))[:MAX_TERMS]
 
@@ -120,7 +132,7 @@ def _term_clause(term: str, *, masked: bool) -> ColumnElement[bool]:
         Case.contact_email.ilike(pattern, escape=_ESCAPE),
         Case.replies.any(CaseReply.body.ilike(pattern, escape=_ESCAPE)),
     ]
-    if _PHONE_LIKE.fullmatch(term):
+    if phone_like(term):
         digits = phone_digits(term)
         # From three digits, as the index finds them (a trigram of the contact's phone): a
         # query of three digits answered by the index and "0-18" scanned agree.
@@ -182,6 +194,11 @@ def _query_grams(terms: Sequence[str]) -> tuple[list[int], bool]:
     grams: list[int] = []
     exact = len(terms) == 1
     for term in terms:
+        if phone_like(term) and _prefixed(term):
+            # The index holds a contact's mobile number without its country code: the
+            # prefix's grams would be in none of its postings.
+            term = phone_digits(term)
+            exact = False
         term_runs = runs(term)
         if len(term_runs) != 1 or len(term_runs[0]) != len(term.strip()):
             exact = False
@@ -200,6 +217,12 @@ def _query_grams(terms: Sequence[str]) -> tuple[list[int], bool]:
         step = (len(grams) - 1) / (MAX_GRAMS - 1)
         grams = [grams[round(i * step)] for i in range(MAX_GRAMS)]
     return grams, exact
+
+
+def _prefixed(term: str) -> bool:
+    """Whether ``term`` is a mobile number typed with +86, 0086 or 86 before it."""
+    digits = re.sub(r"\D", "", unicodedata.normalize("NFKC", term))
+    return phone_digits(term) != digits and len(phone_digits(term)) == 11
 
 
 def _digit_trigram(gram: int) -> bool:
@@ -323,7 +346,7 @@ def search_cases(
 def _pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
     parts = []
     for term in terms:
-        if _PHONE_LIKE.fullmatch(term) and len(phone_digits(term)) >= 4:
+        if phone_like(term) and len(phone_digits(term)) >= 4:
             # A phone matches however it is spaced in the text.
             parts.append(r"[\s\-]*".join(re.escape(d) for d in phone_digits(term)))
         else:

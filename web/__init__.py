@@ -29,6 +29,9 @@ LOCALES = ("zh", "en")
 BUSY_RETRY_SECONDS = 10
 """Retry-After of the 503 a request gets when SQLite's write lock was busy too long."""
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+_CONTROL_NOT_SPACE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""Control characters but tab and line breaks: those a pasted search or date brings, which
+every view reads as white space."""
 # (endpoint, parameter) whose view reads control characters itself: a search box's pasted
 # tab or line break is a space there, and a NUL is refused with a message, not a bare 400.
 _OWN_CONTROL_CHECK = {("admin.users", "q")}
@@ -203,17 +206,31 @@ def create_app(
     _register_error_pages(app)
 
     @app.before_request
+    def _keep_chosen_language() -> None:
+        # A link with ?lang= (shared, or the page's own) chooses the language for the visit:
+        # the pages it links to carry no lang, and would switch back at the next click.
+        lang = request.args.get("lang")
+        if lang in LOCALES and request.blueprint != "open311" and session.get("lang") != lang:
+            session["lang"] = lang
+
+    @app.before_request
     def _refuse_control_characters() -> None:
         # No page has an address or parameter with control characters, and PostgreSQL
         # refuses NUL in any text: refuse them before they reach a query.
         if _CONTROL.search(request.path):
             abort(404)
-        if any(
-            _CONTROL.search(v)
-            for k, v in request.args.items()
-            if (request.endpoint, k) not in _OWN_CONTROL_CHECK
-        ):
-            abort(400)
+        for k, v in request.args.items(multi=True):
+            if (request.endpoint, k) not in _OWN_CONTROL_CHECK and _CONTROL_NOT_SPACE.search(v):
+                from flask_babel import gettext as _
+
+                abort(
+                    400,
+                    description=_(
+                        "The address's “%(name)s” holds a character that cannot be typed "
+                        "(a control character). Remove it and try again.",
+                        name=k[:40],
+                    ),
+                )
 
     @app.teardown_request
     def _close(exc: BaseException | None) -> None:
@@ -318,4 +335,7 @@ def _register_error_pages(app: Flask) -> None:
         title, message = pages.get(
             code, (lambda: _("Something went wrong"), lambda: _("Please try again later."))
         )
-        return render_template("error.html", code=code, title=title(), message=message()), code
+        # A view's own reason (abort's description) says more than the code's page.
+        said = e.description if e.description != type(e).description else None
+        shown = said or message()
+        return render_template("error.html", code=code, title=title(), message=shown), code

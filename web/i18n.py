@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from flask import Blueprint, Flask, redirect, request, session
 from flask_babel import format_datetime, get_locale, gettext
@@ -173,7 +173,10 @@ def local_time(value: datetime | None, fmt: str = "yyyy-MM-dd HH:mm") -> str:
 
 
 def _same_site(target: str | None) -> str:
-    if not target:
+    """``target`` if it is a path on this site, else "/": never another site's address,
+    however written (browsers read a backslash as a slash and drop tabs and line breaks, so
+    ``/\\evil.example`` and ``/\t/evil.example`` lead away)."""
+    if not target or "\\" in target or any(ord(c) < 32 or ord(c) == 127 for c in target):
         return "/"
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
@@ -181,14 +184,31 @@ def _same_site(target: str | None) -> str:
     return target
 
 
+def _without_lang(target: str) -> str:
+    """``target`` without its ``lang`` parameter: one would outrank the language just chosen
+    on the page it leads back to."""
+    parts = urlsplit(target)
+    if "lang" not in parse_qs(parts.query, keep_blank_values=True):
+        return target
+    query = urlencode(
+        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "lang"]
+    )
+    return parts._replace(query=query).geturl()
+
+
 @bp.get("/lang/<code>")
 def switch(code: str) -> Response:
     """Remembers the chosen language in the session and a year-long cookie."""
     from web import LOCALES
 
-    target = _same_site(
-        request.args.get("next")
-        or (request.referrer and urlsplit(request.referrer)._replace(scheme="", netloc="").geturl())
+    target = _without_lang(
+        _same_site(
+            request.args.get("next")
+            or (
+                request.referrer
+                and urlsplit(request.referrer)._replace(scheme="", netloc="").geturl()
+            )
+        )
     )
     response = redirect(target)
     if code in LOCALES:
