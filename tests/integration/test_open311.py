@@ -695,3 +695,21 @@ def test_openapi_describes_every_endpoint(client: Any) -> None:
     reads = [p for op in doc["paths"].values() for m, o in op.items() if m == "get"
              for p in o["parameters"]]  # fmt: skip
     assert not any(p["in"] == "query" and p["name"] == "api_key" for p in reads)
+
+
+def test_a_name_the_caller_gave_on_a_later_call_is_masked_in_the_public_list(
+    client: Any, runtime: Any
+) -> None:
+    """The public GeoReport list masks every name the caller gave, as the case page does:
+    one given on a repeat call too, not only the contact's."""
+    key = new_key(runtime)
+    number = post(
+        client, key, description="幸福路饭店噪音很大，邻居欧阳娜娜也被吵得睡不着", **CONTACT
+    ).get_json()[0]["service_request_id"]
+    with runtime.sessions() as s, s.begin():
+        case = s.scalars(select(Case).where(Case.tracking_number == number)).one()
+        case.urge("system", datetime.now(UTC), "再次来电", caller_name="欧阳娜娜")
+    (one,) = client.get(f"{API}/requests/{number}.json").get_json()
+    assert "欧阳娜娜" not in one["description"] and "饭店噪音" in one["description"]
+    listed = client.get(f"{API}/requests.json").get_data(as_text=True)
+    assert "欧阳娜娜" not in listed and number in listed

@@ -87,7 +87,8 @@ def listed_request(
     def masked(text: str) -> str:
         return mask_text(
             text,
-            names=[c.contact_name for c in people],
+            # Names given on later calls too, as the case page masks them.
+            names=[n for c in people for n in c.caller_names],
             phones=[c.contact_phone for c in people],
             emails=[c.contact_email for c in people],
         )
