@@ -205,10 +205,10 @@ def department_findings(session: Session) -> list[DepartmentFinding]:
 
 
 def masked_texts(observation: Observation) -> tuple[str, str]:
-    """(body, answer) as an observer may read them: the case's complainant's contact and
-    anything that looks like a phone, ID number or email masked."""
+    """(body, answer) as an observer may read them: the case's complainant's contact (and
+    names given on later calls) and anything that looks like a phone, ID number or email masked."""
     c = observation.case
-    names = [c.contact_name] if c is not None else []
+    names = c.caller_names if c is not None else []
     phones = [c.contact_phone] if c is not None else []
     emails = [c.contact_email] if c is not None else []
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +57,7 @@ from triage.models import (
     Status,
 )
 from triage.privacy import mask_text
+from triage.search_index import caller_names
 from triage.urgency import detect_hazard, escalate
 from web import db, runtime
 from web.auth import requires
@@ -618,12 +620,12 @@ class HistoryRow:
     urge_count: int
 
 
-def _row(case: Case, masked: bool) -> HistoryRow:
+def _row(case: Case, masked: bool, later_names: Sequence[str] = ()) -> HistoryRow:
     subject = case.subject
     if masked:
         subject = mask_text(
             subject,
-            names=[case.contact_name],
+            names=[case.contact_name, *later_names],
             phones=[case.contact_phone],
             emails=[case.contact_email],
         )
@@ -651,9 +653,11 @@ def _caller_history_panel() -> dict[str, Any]:
         department = own if own is not None else -1
     found = caller_history(db(), keys, exclude=case, department_id=department, limit=HISTORY_LIMIT)
     masked = not sees_personal_data(current_user)
+    # Names given on later calls are masked too (one query for the listed cases).
+    later = caller_names(db(), [c.id for c in found.cases]) if masked and found.cases else {}
     return {
         "caller_history": found,
-        "caller_history_rows": [_row(c, masked) for c in found.cases],
+        "caller_history_rows": [_row(c, masked, later.get(c.id, ())) for c in found.cases],
         "caller_history_link_keys": LINK_KEYS,
         "may_log_call": can(current_user, Action.LOG_CALL),
         "FINAL_STATUSES": FINAL_STATUSES,

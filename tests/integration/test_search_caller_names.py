@@ -122,3 +122,27 @@ def test_migration_0035_masks_names_given_before_it(empty_url: str) -> None:
         assert search_cases(s, "欧阳娜娜", masked=False).case_ids == [1]
         assert search_cases(s, "楼道灯", masked=True).case_ids == [1]
     engine.dispose()
+
+
+def test_the_callers_other_cases_and_observations_mask_that_name_too(
+    client: Any, login_as: Any, runtime: Any
+) -> None:
+    """Wherever an observer reads a case's text outside its page: the caller's other cases
+    listed on a case page, and an observation on the case."""
+    from triage.models import Observation
+    from triage.observations import masked_texts
+
+    first, _ = submit_complaint(
+        client, "路灯不亮，欧阳娜娜家门口一片漆黑", subject="欧阳娜娜家门口路灯", phone=PHONE
+    )
+    second, _ = submit_complaint(client, "小区门口垃圾没人清运", subject="垃圾清运", phone=PHONE)
+    _urge(login_as("operator"), first, "欧阳娜娜")
+    observer = login_as("observer")
+    page = observer.get(f"/board/cases/{second}").get_data(as_text=True)
+    assert first in page and "家门口路灯" in page  # listed among the caller's cases
+    assert "欧阳娜娜" not in page
+    with runtime.sessions() as s:
+        case = s.scalars(select(Case).where(Case.tracking_number == first)).one()
+        note = Observation(case=case, body="已核实欧阳娜娜反映的情况", answer="已联系欧阳娜娜")
+        body, answer = masked_texts(note)
+        assert "欧阳娜娜" not in body + answer and "已核实" in body

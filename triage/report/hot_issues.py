@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from intake.submission import Kind
 from triage.models import Case, Status
 from triage.privacy import mask_text
+from triage.search_index import caller_names
 from triage.similarity import hot_issues as cluster
 from triage.similarity import shorten
 
@@ -77,7 +78,9 @@ def hot_issues(
     out = []
     for issue in cluster(items, min_size=MIN_SIZE)[: policy.hot_issues]:
         members = [rows[cid] for cid in issue.case_ids]
+        later = caller_names(session, issue.case_ids)  # names given on later calls
         names = [m[3] for m in members if m[3]]
+        names += [n for c in issue.case_ids for n in later.get(c, ())]
         phones = [m[4] for m in members if m[4]]
         emails = [m[5] for m in members if m[5]]
 
