@@ -18,14 +18,18 @@ overdue (`overdue_clause`); a window of receipt by deadline or last change is re
 day on in the order's index (`order_ranges`); a handler's open cases in pieces by status,
 each in order from (department_id, status, key, id).
 
-The counts per filter value (`facet_counts`) are read from the maintained tallies
+The counts per filter value (`facet_counts`: status, department, channel, kind, urgent, at
+risk, overdue, finding, has attachments) are read from the maintained tallies
 (`triage.tallies`) when every filter chosen is one they are kept by, else counted from the
-cases when the list's non-facet filters leave at most `COUNT_CAP` of them, else not shown.
+cases when the list's untallied filters leave at most `COUNT_CAP` of them (or a search's
+matches, at most `triage.search.SEARCH_CAP`), else not shown; overdue and at risk can always
+be counted up to `COUNT_CAP` from their partial indexes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
@@ -54,7 +58,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.visitors import replacement_traverse
 
 from intake.normalise import clean_line
-from intake.submission import Kind
+from intake.submission import Channel, Kind
 from triage import tallies
 from triage.models import (
     OPEN_STATUSES,
@@ -67,9 +71,12 @@ from triage.models import (
 )
 
 __all__ = [
+    "ALL_FACETS",
     "AT_RISK_CLAUSE",
     "COUNT_CAP",
     "DEADLINE_KEY",
+    "FLAGS",
+    "MORE",
     "SORTS",
     "UPDATED_KEY",
     "WAITING",
@@ -80,9 +87,11 @@ __all__ = [
     "default_view",
     "facet_counts",
     "list_page",
+    "order_found",
     "order_ranges",
     "save_view",
     "saved_views",
+    "shared_views",
     "unindexed",
     "unindexed_clauses",
 ]
@@ -127,7 +136,10 @@ SORTS: Mapping[str, tuple[Any, bool]] = {
     "deadline": (DEADLINE_KEY, False),
     "updated": (UPDATED_KEY, True),
 }
-"""Order name → (key, newest/largest first)."""
+"""Order name → (key, newest/largest first). Ties go by case id the same way (the indexes end
+in it, and a cursor needs a total order): ids are given as cases are registered, which is the
+order of receipt except for a case registered after its receipt time (a call imported from
+the call centre's log, mail fetched late), placed among equal keys by its registration."""
 
 DAYS = (date(1900, 1, 1), date(9998, 12, 31))
 """The dates a list's date filters accept, both included."""
@@ -178,9 +190,14 @@ class ListFilters:
     due_to: date | None = None
 
     @classmethod
-    def parse(cls, args: Mapping[str, str]) -> tuple[ListFilters, list[str]]:
+    def parse(
+        cls, args: Mapping[str, str], known: Mapping[str, Collection[str]] | None = None
+    ) -> tuple[ListFilters, list[str]]:
         """The filters of a query string, and the names of the parameters that were not
-        understood (a bad date, an unknown status): those are left out, never an error."""
+        understood (a bad date, an unknown status, channel or kind; a department code or
+        finding not in `known`'s "department" or "finding", when given): those are left
+        out, never an error. Dates are read in their NFKC form (２０２６－１１－０１ typed
+        in a Chinese input method's full-width mode is 2026-11-01)."""
         bad: list[str] = []
         values: dict[str, Any] = {}
         status = args.get("status", "")
@@ -192,7 +209,10 @@ class ListFilters:
             # Control characters out: a saved view's query reaches here without the request's
             # guard against NUL, which PostgreSQL refuses in a comparison (a 500).
             raw = clean_line(args.get(name, ""))[:40]
-            if raw:
+            allowed = set(Channel) if name == "channel" else (known or {}).get(name)
+            if raw and allowed is not None and raw not in allowed:
+                bad.append(name)
+            elif raw:
                 values[name] = raw
         kind = args.get("kind", "")
         if kind in set(Kind):
@@ -202,7 +222,7 @@ class ListFilters:
         for name in ("urgent", "overdue", "at_risk", "attachments"):
             values[name] = args.get(name, "") in ("1", "on", "true", "yes")
         for name in ("received_from", "received_to", "due_from", "due_to"):
-            raw = args.get(name, "").strip()
+            raw = unicodedata.normalize("NFKC", args.get(name, "")).strip()
             if not raw:
                 continue
             try:
@@ -547,6 +567,27 @@ def sort_value(c: Case, sort: str) -> datetime:
     return c.received_at
 
 
+_ORDER_CHUNK = 500
+
+
+def order_found(session: Session, case_ids: Sequence[int], sort: str) -> list[int]:
+    """``case_ids`` (a search's matches) in order ``sort`` (a key of `SORTS`; another is
+    "received"), ties by case id as the lists break them.
+
+    A search reads at most `triage.search.SEARCH_CAP` matches, the newest (its cost stays
+    bounded however many cases match): a capped search is ordered among the matches read,
+    so a nearer deadline among older matches beyond the cap is not shown. Each key is read
+    by primary key, ``_ORDER_CHUNK`` ids a statement."""
+    key, descending = SORTS.get(sort, SORTS["received"])
+    ids = list(dict.fromkeys(case_ids))
+    rows: list[Any] = []
+    for start in range(0, len(ids), _ORDER_CHUNK):
+        chunk = ids[start : start + _ORDER_CHUNK]
+        rows += session.execute(select(Case.id, key).where(Case.id.in_(chunk))).all()
+    rows.sort(key=lambda r: (r[1], r[0]), reverse=descending)
+    return [r[0] for r in rows]
+
+
 def cursor_text(c: Case, sort: str) -> str:
     """A paging cursor for the link after or before ``c`` in order ``sort``:
     "<case id>.<its key's value in microseconds since 1970 UTC>". Carrying the value as the
@@ -723,7 +764,21 @@ FACETS: Mapping[str, Any] = {
     "channel": Case.channel,
     "kind": Case.kind,
 }
-"""Filter name → the column its values are counted by."""
+"""Filter name → the column its values are counted by (the tallies' dimensions)."""
+
+FLAGS = ("urgent", "at_risk", "overdue", "attachments")
+"""Filters of one value ("1"): each counted as {True: cases}."""
+
+ALL_FACETS = (*FACETS, *FLAGS, "finding")
+"""Every filter counted per value: ``finding`` by supervision rule."""
+
+_GROUPED = (*FACETS, "urgent", "at_risk")
+"""The filters the tallies count (at risk: a risk of "at_risk" on an open case)."""
+
+MORE = COUNT_CAP + 1
+"""A count of more than `COUNT_CAP` (a capped count: "10,000+")."""
+
+_Row = dict[str, Any]
 
 
 def facet_counts(
@@ -733,72 +788,198 @@ def facet_counts(
     *,
     now: datetime,
     timezone: ZoneInfo,
-    facets: Sequence[str] = tuple(FACETS),
-) -> dict[str, dict[Any, int]] | None:
-    """{filter name: {value: cases}} for each of ``facets``: the cases the user may see
-    (``scope``) under every chosen filter but that one, by value (department: by id; status
-    "open" is the sum of the open statuses, added by the caller if wanted).
-
-    When the scope and the chosen filters are all counted in the tallies (status,
-    department, channel, kind, urgent: `triage.tallies`), read from them: the same few
-    thousand rows at most whatever the number of cases, right as soon as a change commits.
-    Otherwise (overdue, finding, attachments, dates) counted from the cases under the filters
-    that are not facets, when those are at most `COUNT_CAP` (one GROUP BY of at most
-    `COUNT_CAP` + 1 of them); None when there are more: no counts rather than a count over
-    every case.
-    """
-    rest = replace(filters, **{name: "" for name in FACETS})
-    where = [*scope, *rest.clauses(now, timezone)]
-    on_tallies = tallies.on_tallies(where)
-    if on_tallies is not None:
-        rows = tallies.totals(session, on_tallies, [str(FACETS[n].key) for n in FACETS])
-    else:
-        # One statement, bounded: the facets' columns of at most COUNT_CAP + 1 of those cases,
-        # grouped; more than COUNT_CAP of them and there are no counts.
-        some = select(*FACETS.values()).where(*where).limit(COUNT_CAP + 1).subquery()
-        columns = list(some.c)
-        query = select(*columns, func.count()).group_by(*columns)
-        rows = [tuple(r) for r in session.execute(query)]
-        if sum(int(r[-1]) for r in rows) > COUNT_CAP:
-            return None
-    return _by_facet(session, rows, filters, facets)
-
-
-def _by_facet(
-    session: Session,
-    rows: Sequence[tuple[Any, ...]],
-    filters: ListFilters,
-    facets: Sequence[str],
+    facets: Sequence[str] = ALL_FACETS,
 ) -> dict[str, dict[Any, int]]:
-    """Each facet's counts from ``rows`` (status, department id, channel, kind, cases) of
-    the cases under the filters that are not facets: summed over the rows that match the
-    other facets' chosen values. One read for every facet instead of one per facet."""
-    names = list(FACETS)
+    """{filter name: {value: cases}} for each of ``facets`` that can be counted at a bounded
+    cost: the cases the user may see (``scope``) under every chosen filter but that one, by
+    value (department: by id; a flag of `FLAGS`: True; finding: the rule; status "open" is
+    the sum of the open statuses, added by the caller if wanted). A facet left out is not
+    counted; a count of `MORE` means more than `COUNT_CAP`.
+
+    - When the scope and the filters that are not in the tallies (overdue, finding,
+      attachments, dates) allow (none of those chosen), status, department, channel, kind,
+      urgent and at risk are read from the tallies (`triage.tallies`): a few thousand rows at
+      most whatever the number of cases. Overdue, finding and attachments are then counted
+      over the list's own cases when the tallies say they are at most `COUNT_CAP`; past that,
+      overdue alone by a capped count on its partial indexes (`overdue_clause`).
+    - Otherwise every facet is counted in one grouped read of the cases under the filters
+      that are not tallied, when those are at most `COUNT_CAP` (``scope`` may hold a search's
+      matches, `Case.id` IN …, which always are); past that, overdue and at risk only, each a
+      capped count on its partial index. No counts rather than a count over every case.
+    """
     department_id = None
     if filters.department:
         department_id = session.scalar(
             select(Department.id).where(Department.code == filters.department)
         )
+    chosen = _Chosen(filters, department_id)
+    rest = replace(filters, **{n: ListFilters().__getattribute__(n) for n in _GROUPED})
+    rest_where = [*scope, *rest.clauses(now, timezone)]
+    on = tallies.on_tallies(rest_where)
+    if on is not None:
+        rows = [_tally_row(r) for r in tallies.totals(session, on, list(tallies.DIMENSIONS))]
+        counts = chosen.count(rows, [f for f in facets if f in _GROUPED])
+        wanted = [f for f in facets if f in ("overdue", "attachments", "finding")]
+        if not wanted:
+            return counts
+        listed = sum(r["n"] for r in rows if chosen.matches(r))
+        if listed <= COUNT_CAP:
+            # None of these three is chosen: the list's own cases are the ones to count.
+            found = _grouped(session, [*scope, *filters.clauses(now, timezone)], now)
+            if found is not None:
+                counts.update(chosen.count(found[0], [f for f in wanted if f != "finding"]))
+                if "finding" in wanted:
+                    counts.update(chosen.count(found[1], ["finding"]))
+        elif "overdue" in wanted:
+            counts["overdue"] = {True: _capped(session, scope, filters, "overdue", now, timezone)}
+        return counts
+    found = _grouped(session, rest_where, now)
+    if found is None:
+        return {
+            name: {True: _capped(session, scope, filters, name, now, timezone)}
+            for name in ("overdue", "at_risk")
+            if name in facets
+        }
+    base, by_rule = found
+    counts = chosen.count(base, [f for f in facets if f != "finding"])
+    if "finding" in facets:
+        if filters.finding:
+            # The other rules' counts are of the cases without the rule chosen.
+            others = _grouped(
+                session, [*scope, *replace(rest, finding="").clauses(now, timezone)], now
+            )
+            if others is not None:
+                by_rule = others[1]
+            else:
+                by_rule = [r for r in by_rule if r["finding"] == filters.finding]
+        counts.update(chosen.count(by_rule, ["finding"]))
+    return counts
 
-    def chosen(name: str, value: Any) -> bool:
+
+def _tally_row(row: Sequence[Any]) -> _Row:
+    values = dict(zip(tallies.DIMENSIONS, row[:-1], strict=True))
+    status = values["status"]
+    return {
+        "status": status,
+        "department": values["department_id"],
+        "channel": values["channel"],
+        "kind": values["kind"],
+        "urgent": bool(values["urgent"]),
+        "at_risk": values["risk"] == "at_risk" and status in OPEN_STATUSES,
+        "n": int(row[-1]),
+    }
+
+
+_ATTRIBUTES = (*_GROUPED, "overdue", "attachments")
+
+
+def _grouped(
+    session: Session, where: Sequence[ColumnElement[bool]], now: datetime
+) -> tuple[list[_Row], list[_Row]] | None:
+    """The cases satisfying ``where`` grouped by every counted attribute (``base``), and
+    again by those and each rule they have a finding of (``by_rule``); None when they are
+    more than `COUNT_CAP`. One statement over at most `COUNT_CAP` + 1 of them."""
+
+    def flag(condition: ColumnElement[bool]) -> Any:
+        return case((condition, literal_column("1")), else_=literal_column("0"))
+
+    at_risk = and_(Case.risk == "at_risk", Case.status.in_(_OPEN))
+    attached = exists(select(Attachment.id).where(Attachment.case_id == Case.id))
+    some = (
+        select(
+            Case.id.label("id"),
+            Case.status.label("status"),
+            Case.department_id.label("department"),
+            Case.channel.label("channel"),
+            Case.kind.label("kind"),
+            flag(Case.urgent == true()).label("urgent"),
+            flag(at_risk).label("at_risk"),
+            flag(overdue_clause(now)).label("overdue"),
+            flag(attached).label("attachments"),
+        )
+        .where(*where)
+        .limit(COUNT_CAP + 1)
+        .cte("counted")
+    )
+    columns = [some.c[name] for name in _ATTRIBUTES]
+    base = select(*columns, literal_column("NULL").label("rule"), func.count()).group_by(*columns)
+    by_rule = (
+        select(*columns, CaseFinding.rule, func.count())
+        .select_from(some.join(CaseFinding, CaseFinding.case_id == some.c.id))
+        .group_by(*columns, CaseFinding.rule)
+    )
+    rows: tuple[list[_Row], list[_Row]] = ([], [])
+    for r in session.execute(base.union_all(by_rule)):
+        row: _Row = dict(zip(_ATTRIBUTES, r[: len(_ATTRIBUTES)], strict=True))
+        for name in _ATTRIBUTES[len(FACETS) :]:
+            row[name] = bool(row[name])
+        row["n"] = int(r[-1])
+        if r[-2] is None:
+            rows[0].append(row)
+        else:
+            row["finding"] = r[-2]
+            rows[1].append(row)
+    if sum(r["n"] for r in rows[0]) > COUNT_CAP:
+        return None
+    return rows
+
+
+def _capped(
+    session: Session,
+    scope: Sequence[ColumnElement[bool]],
+    filters: ListFilters,
+    name: str,
+    now: datetime,
+    timezone: ZoneInfo,
+) -> int:
+    """The cases the list would count with flag ``name`` picked (its own capped count, read
+    from the flag's partial indexes: overdue's, or the cases with a risk); `MORE` past
+    `COUNT_CAP`."""
+    picked = replace(filters, **{name: True})
+    seen = unindexed_clauses(scope) if picked.overdue else scope
+    n, capped = count_cases(session, [*seen, *picked.clauses(now, timezone)])
+    return MORE if capped else n
+
+
+class _Chosen:
+    """Whether a row's values are those of the filters chosen, filter by filter."""
+
+    def __init__(self, filters: ListFilters, department_id: int | None) -> None:
+        self.filters = filters
+        self.department_id = department_id
+
+    def __call__(self, name: str, value: Any) -> bool:
+        filters = self.filters
         if name == "status":
             if filters.status == "open":
                 return value in OPEN_STATUSES
             return not filters.status or value == filters.status
         if name == "department":
-            return not filters.department or (department_id is not None and value == department_id)
+            return not filters.department or (
+                self.department_id is not None and value == self.department_id
+            )
         wanted = getattr(filters, name)
+        if name in FLAGS:
+            return not wanted or bool(value)
         return not wanted or value == wanted
 
-    counts: dict[str, dict[Any, int]] = {name: {} for name in facets}
-    for row in rows:
-        values = dict(zip(names, row[:-1], strict=True))
+    def matches(self, row: _Row, but: str = "") -> bool:
+        """Whether ``row`` has the chosen values of every filter it holds but ``but``."""
+        return all(self(n, v) for n, v in row.items() if n not in (but, "n"))
+
+    def count(self, rows: Sequence[_Row], facets: Sequence[str]) -> dict[str, dict[Any, int]]:
+        """Each of ``facets`` counted over ``rows`` (those holding it), each row that
+        matches every other chosen filter added to its value's count (a flag's: when set).
+        One read for every facet instead of one per facet."""
+        counts: dict[str, dict[Any, int]] = {}
         for name in facets:
-            value = values[name]
-            if value is None or not all(chosen(n, values[n]) for n in names if n != name):
-                continue
-            counts[name][value] = counts[name].get(value, 0) + int(row[-1])
-    return counts
+            counts[name] = {}
+            for row in rows:
+                value = row.get(name)
+                if value is None or value is False or not self.matches(row, but=name):
+                    continue
+                counts[name][value] = counts[name].get(value, 0) + row["n"]
+        return counts
 
 
 # -- saved views ------------------------------------------------------------------------------
@@ -821,6 +1002,23 @@ def saved_views(session: Session, user_id: int, role: str) -> list[SavedView]:
                 )
             )
             .order_by(SavedView.user_id.is_(None), SavedView.name, SavedView.id)
+        )
+    )
+
+
+SHARED_VIEWS_SHOWN = 500
+"""Every role's shared views listed at most (`shared_views`): an admin saves them by hand."""
+
+
+def shared_views(session: Session) -> list[SavedView]:
+    """Every role's shared views (saved with no user, for a role), by role then name: what
+    the admin, who saves them, manages; `saved_views` lists only one role's."""
+    return list(
+        session.scalars(
+            select(SavedView)
+            .where(SavedView.user_id.is_(None))
+            .order_by(SavedView.role, SavedView.name, SavedView.id)
+            .limit(SHARED_VIEWS_SHOWN)
         )
     )
 

@@ -353,17 +353,19 @@ def caller_names(conn: Connection | Session, case_ids: Sequence[int]) -> dict[in
     ``case_ids`` (their repeat-call and reopen events' ``caller_name``; as
     `Case.caller_names`, read in one query for many cases)."""
     names: dict[int, list[str]] = {}
-    for case_id, detail in conn.execute(
-        select(_events.c.case_id, _events.c.detail)
-        .where(
-            _events.c.case_id.in_(list(case_ids)),
-            _events.c.action.in_(sorted(CALLER_NAME_ACTIONS)),
-        )
-        .order_by(_events.c.id)
-    ):
-        name = (detail or {}).get("caller_name") if isinstance(detail, dict) else None
-        if name and str(name) not in names.get(case_id, []):
-            names.setdefault(case_id, []).append(str(name))
+    ids = list(case_ids)
+    for start in range(0, len(ids), BATCH):
+        for case_id, detail in conn.execute(
+            select(_events.c.case_id, _events.c.detail)
+            .where(
+                _events.c.case_id.in_(ids[start : start + BATCH]),
+                _events.c.action.in_(sorted(CALLER_NAME_ACTIONS)),
+            )
+            .order_by(_events.c.id)
+        ):
+            name = (detail or {}).get("caller_name") if isinstance(detail, dict) else None
+            if name and str(name) not in names.get(case_id, []):
+                names.setdefault(case_id, []).append(str(name))
     return names
 
 

@@ -97,13 +97,41 @@ def _insert(session: Session, row: User | Department, taken: StaffChangeRefused)
         raise taken from None
 
 
+DEPARTMENT_ROLES = frozenset({Role.HANDLER})
+"""The roles whose accounts belong to a department (and only they may head one): a handler
+works its department's cases. The office's own roles (administrator, supervisor, operator)
+and external supervisors (observer) see across departments and belong to none."""
+
+
+def check_role_fits(role: str, department: bool, head: bool) -> None:
+    """The one rule for which role may have a department and the head flag, for the admin
+    pages, `minsheng user add` and the accounts of config.toml alike: a handler needs a
+    department and may be its head; every other role has neither.
+
+    Raises StaffChangeRefused naming what does not fit."""
+    if role not in set(Role):
+        raise StaffChangeRefused(N_("Unknown role %(role)s."), role=role)
+    if role in DEPARTMENT_ROLES:
+        if not department:
+            raise StaffChangeRefused(N_("A handler needs a department."))
+        return
+    if head:
+        raise StaffChangeRefused(
+            N_("Only a department handler can head a department (this account's role: %(role)s)."),
+            role=role,
+        )
+    if department:
+        raise StaffChangeRefused(
+            N_(
+                "An account with the role %(role)s belongs to no department: leave the "
+                "department empty (only department handlers have one)."
+            ),
+            role=role,
+        )
+
+
 def _check(account: Account) -> None:
-    if account.role not in set(Role):
-        raise StaffChangeRefused(N_("Unknown role %(role)s."), role=account.role)
-    if account.role == Role.HANDLER and account.department is None:
-        raise StaffChangeRefused(N_("A handler needs a department."))
-    if account.head and account.department is None:
-        raise StaffChangeRefused(N_("A department head needs a department."))
+    check_role_fits(account.role, account.department is not None, account.head)
     if account.department is not None and not account.department.active:
         raise StaffChangeRefused(
             N_("Department %(code)s is inactive."), code=account.department.code
@@ -240,17 +268,53 @@ def check_department_code(code: str) -> str:
     return code
 
 
+def _name_key(name: str) -> str:
+    """A department name as compared for clashes: NFKC (full-width is half-width), case and
+    every space ignored (`Urban Affairs`, `urban  affairs` and `ＵｒｂａｎＡｆｆａｉｒｓ` clash)."""
+    return "".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+def check_department_names(
+    session: Session, name: str, name_en: str, dept: Department | None = None
+) -> None:
+    """Raises StaffChangeRefused when `name` or `name_en` is, ignoring case, width and
+    spaces, a name (Chinese or English) of another department than `dept`: two departments
+    of one name could not be told apart in a dropdown, a list or the monthly ranking. The
+    message names the department it clashes with."""
+    wanted = [n for n in (name, name_en) if _name_key(n)]
+    others = session.execute(
+        select(Department.code, Department.name, Department.name_en).where(
+            Department.id != (dept.id if dept is not None and dept.id is not None else -1)
+        )
+    ).all()
+    for given in wanted:
+        key = _name_key(given)
+        for code, other_name, other_en in others:
+            if key in (_name_key(other_name), _name_key(other_en or "")):
+                raise StaffChangeRefused(
+                    N_(
+                        "The name %(name)s is taken by department %(code)s (%(other)s): "
+                        "give each department a name of its own."
+                    ),
+                    name=given.strip(),
+                    code=code,
+                    other=other_name,
+                )
+
+
 def add_department(
     session: Session, code: str, name: str, name_en: str = "", email: str = ""
 ) -> Department:
     """A new department, managed in the browser from now on (`admin_managed`).
 
-    Raises StaffChangeRefused for a bad or taken code or an empty name."""
+    Raises StaffChangeRefused for a bad or taken code, an empty name or a name that another
+    department has (`check_department_names`)."""
     code = check_department_code(code)
     if session.scalar(select(Department).where(Department.code == code)) is not None:
         raise StaffChangeRefused(N_("A department with code %(code)s exists."), code=code)
     if not name.strip():
         raise StaffChangeRefused(N_("A department needs a name."))
+    check_department_names(session, name, name_en)
     dept = Department(
         code=code,
         name=name.strip(),
@@ -271,9 +335,11 @@ def change_department(
     """Renames a department, sets its address or (de)activates it; returns the changes as
     {field: [before, after]}. Its code stays: cases, deadlines and the config refer to it.
 
-    Raises StaffChangeRefused for an empty name."""
+    Raises StaffChangeRefused for an empty name or a name that another department has
+    (`check_department_names`)."""
     if not name.strip():
         raise StaffChangeRefused(N_("A department needs a name."))
+    check_department_names(session, name, name_en, dept)
     before = {
         "name": dept.name,
         "name_en": dept.name_en,

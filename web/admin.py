@@ -57,7 +57,7 @@ from web import db, runtime
 from web.auth import requires
 from web.commitments import amount, department_rows, extension_text
 from web.forms import ActionForm, Form, whole_number
-from web.i18n import ROLE_LABELS, department_name, error_text
+from web.i18n import ROLE_LABELS, department_name, error_text, join_list
 from web.mail_lists import health_panel
 from web.notices import NOTICE_LABELS
 from web.passwords import WeakPassword, check_password, set_password
@@ -77,6 +77,8 @@ ADMIN_ACTIONS = {
     "api_key_issued": _l("API key issued"),
     "api_key_revoked": _l("API key revoked"),
     "outbox_retried": _l("outbox: sent again"),
+    "view_shared": _l("shared case list view saved"),
+    "view_unshared": _l("shared case list view deleted"),
 }
 
 
@@ -95,6 +97,7 @@ ADMIN_DETAILS = {
     "outcome": _l("Outcome"),
     "case": _l("Case"),
     "successor": _l("Department that takes over"),
+    "department_deactivated": _l("Because this department was deactivated"),
     "cases_transferred": _l("Cases in hand transferred"),
     "accounts_moved": _l("Accounts moved"),
     "accounts_deactivated": _l("Accounts deactivated"),
@@ -112,12 +115,55 @@ RETRY_OUTCOMES = {
 }
 
 
+# A detail's name for the events of one kind, where the same name means another thing there:
+# an API key's "name" is whom the key is for, not a department's Chinese name.
+ACTION_DETAILS = {
+    "api_key_issued": {"name": _l("Who the key is for")},
+    "api_key_revoked": {"name": _l("Who the key is for")},
+    "view_shared": {"role": _l("For"), "query": _l("List"), "default": _l("default")},
+    "view_unshared": {"role": _l("For"), "query": _l("List")},
+}
+
+# What an event was done to (its `target`, "<kind> <code>"), by kind, as the log names it.
+TARGET_KINDS = {
+    "user": _l("Account"),
+    "department": _l("Department"),
+    "api key": _l("API key"),
+    "view": _l("Shared view"),
+}
+
+
+def detail_label(action: str, name: str) -> str:
+    """The label of the detail `name` of an event of `action`, in the user's language."""
+    label = ACTION_DETAILS.get(action, {}).get(name) or ADMIN_DETAILS.get(name)
+    return str(label) if label is not None else name
+
+
+def event_departments(events: list[admin_log.AdminEvent]) -> dict[str, str]:
+    """The departments that `events` name by code (their target, their `department` and
+    `successor` details), as {code: name in the user's language}: one query for a page."""
+    codes: set[str] = set()
+    for e in events:
+        if e.target.startswith("department "):
+            codes.add(e.target.removeprefix("department "))
+        for key in ("department", "successor", "department_deactivated"):
+            value = (e.details or {}).get(key)
+            values = value if isinstance(value, list) else [value]
+            codes.update(v for v in values if isinstance(v, str) and v)
+    if not codes:
+        return {}
+    rows = db().scalars(select(Department).where(Department.code.in_(sorted(codes))))
+    return {d.code: department_name(d) for d in rows}
+
+
 @bp.context_processor
 def _labels() -> dict[str, object]:
     return {
         "ADMIN_ACTIONS": ADMIN_ACTIONS,
         "ADMIN_DETAILS": ADMIN_DETAILS,
         "RETRY_OUTCOMES": RETRY_OUTCOMES,
+        "TARGET_KINDS": TARGET_KINDS,
+        "detail_label": detail_label,
     }
 
 
@@ -166,11 +212,20 @@ class AccountForm(Form):
 
 def _check_chosen_password(form: Any, field: Any) -> None:
     if form.password_mode.data != "set":
+        if field.data:
+            # The page disables the field when "generate" is chosen (admin.js); without the
+            # script a typed password would otherwise be dropped without a word.
+            raise ValidationError(
+                _(
+                    "A password was typed, but “Generate” is chosen: choose “Set this "
+                    "password” to use it, or empty the field."
+                )
+            )
         return
     if not field.data:
         raise ValidationError(_("Type the password, or let the system generate one."))
     try:
-        check_password(field.data, form.username_for_policy())
+        check_password(field.data, form.username_for_policy(), form.names_for_policy())
     except WeakPassword as e:
         raise ValidationError(str(e)) from e
 
@@ -189,6 +244,10 @@ class PasswordChoice(Form):
     def username_for_policy(self) -> str:
         return ""
 
+    def names_for_policy(self) -> list[str]:
+        """The account's names a password may not contain (its display name)."""
+        return []
+
 
 class NewUserForm(AccountForm, PasswordChoice):
     username = StringField(
@@ -199,14 +258,23 @@ class NewUserForm(AccountForm, PasswordChoice):
     def username_for_policy(self) -> str:
         return str(self.username.data or "")
 
+    def names_for_policy(self) -> list[str]:
+        return [str(self.display_name.data or "")]
+
 
 class ResetPasswordForm(PasswordChoice):
-    def __init__(self, *args: Any, username: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, username: str = "", display_name: str = "", **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._username = username
+        self._display_name = display_name
 
     def username_for_policy(self) -> str:
         return self._username
+
+    def names_for_policy(self) -> list[str]:
+        return [self._display_name]
 
 
 class DepartmentForm(Form):
@@ -283,6 +351,7 @@ def index() -> str:
             select(User.role, func.count()).where(User.active.is_(True)).group_by(User.role)
         ).all()
     )
+    recent = admin_log.page(s, size=10).events
     return render_template(
         "admin/index.html",
         counts=counts,
@@ -291,7 +360,8 @@ def index() -> str:
         health=health_panel(),
         outbox=outbox_counts(s, _now()),
         sms=sms_counts(s, _now()),
-        recent=admin_log.page(s, size=10).events,
+        recent=recent,
+        departments_named=event_departments(recent),
     )
 
 
@@ -314,6 +384,22 @@ def users() -> Response:
     role = args.get("role", "")
     department = args.get("department", "")[:40]
     active = args.get("active", "")
+    # A value no filter knows is left out and said so, as the case lists do (not 0 rows).
+    bad = []
+    if role and role not in set(Role):
+        bad.append(_("Role"))
+        role = ""
+    if (
+        department
+        and db().scalar(select(Department.id).where(Department.code == department)) is None
+    ):
+        bad.append(_("Department"))
+        department = ""
+    if active and active not in ("yes", "no"):
+        bad.append(_("State"))
+        active = ""
+    if bad:
+        flash(_("Not understood and left out: %(names)s.", names=join_list(bad)), "error")
     page = find_users(
         db(),
         text=text,
@@ -406,9 +492,12 @@ def _user_page(user: User, form: AccountForm | None = None, status: int = 200) -
             "admin/user.html",
             user=user,
             form=form,
-            password_form=ResetPasswordForm(prefix="pw", username=user.username),
+            password_form=ResetPasswordForm(
+                prefix="pw", username=user.username, display_name=user.display_name
+            ),
             action_form=ActionForm(),
             history=history,
+            departments_named=event_departments(history),
             is_me=user.id == _me().id,
         ),
         status,
@@ -477,7 +566,7 @@ def reactivate(user_id: int) -> Response:
 @requires(Action.ADMINISTER)
 def reset_password(user_id: int) -> Response:
     user = _user_or_404(user_id)
-    form = ResetPasswordForm(prefix="pw", username=user.username)
+    form = ResetPasswordForm(prefix="pw", username=user.username, display_name=user.display_name)
     if not form.validate_on_submit():
         flash("; ".join(str(m) for errs in form.errors.values() for m in errs), "error")
         return _user_page(user, status=400)
@@ -579,10 +668,10 @@ def _deactivation(dept: Department, form: DepartmentForm) -> dict[str, Any] | No
             "user_changed",
             f"user {name}",
             department=[dept.code, done.successor],
-            why=f"department {dept.code} deactivated",
+            department_deactivated=dept.code,
         )
     for name in done.deactivated:
-        _log("user_deactivated", f"user {name}", why=f"department {dept.code} deactivated")
+        _log("user_deactivated", f"user {name}", department_deactivated=dept.code)
     return {
         "successor": done.successor,
         "cases_transferred": len(done.cases),
@@ -719,7 +808,9 @@ def _cursor(raw: str) -> int | None:
 @requires(Action.ADMINISTER)
 def log() -> str:
     page = admin_log.page(db(), size=50, before=_cursor(request.args.get("before", "")))
-    return render_template("admin/log.html", page=page)
+    return render_template(
+        "admin/log.html", page=page, departments_named=event_departments(page.events)
+    )
 
 
 # -- the outbox: mail and text messages ----------------------------------------------------

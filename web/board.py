@@ -34,11 +34,12 @@ from wtforms.fields.choices import SelectChoice
 
 from intake.normalise import clean_line
 from intake.submission import Kind
-from triage import tallies
+from triage import admin_log, tallies
 from triage.access import Action, can, can_view, sees_all_cases, sees_personal_data
 from triage.case_list import (
     COUNT_CAP,
     DEADLINE_KEY,
+    FLAGS,
     SORTS,
     WAITING,
     CasePage,
@@ -47,10 +48,12 @@ from triage.case_list import (
     default_view,
     facet_counts,
     list_page,
+    order_found,
     order_ranges,
     parse_cursor,
     save_view,
     saved_views,
+    shared_views,
     unindexed_clauses,
 )
 from triage.cases import (
@@ -75,7 +78,14 @@ from triage.models import (
     Status,
 )
 from triage.privacy import mask_email, mask_name, mask_phone, mask_text
-from triage.search import excerpt, highlight, search_cases, search_terms
+from triage.search import (
+    SEARCH_CAP,
+    SearchResult,
+    excerpt,
+    highlight,
+    search_cases,
+    search_terms,
+)
 from web import db, runtime
 from web.case_path import citizens_to_call as citizen_rows
 from web.case_path import reject_form, shown_with_merged, visit_form
@@ -91,7 +101,14 @@ from web.forms import (
     SavedViewForm,
     whole_number,
 )
-from web.i18n import CHANNEL_LABELS, ROLE_LABELS, STATUS_LABELS, department_name, error_text
+from web.i18n import (
+    CHANNEL_LABELS,
+    ROLE_LABELS,
+    STATUS_LABELS,
+    department_name,
+    error_text,
+    join_list,
+)
 from web.mail_lists import health_panel
 from web.shown_case import remember_shown_case
 from web.supervision_findings import RULE_LABELS, findings_by_case, refresh_findings
@@ -445,7 +462,7 @@ def dispatch_many() -> Response:
         done.append(number)
     if done:
         flash(
-            _("%(count)s dispatched: %(numbers)s.", count=len(done), numbers="、".join(done)),
+            _("%(count)s dispatched: %(numbers)s.", count=len(done), numbers=join_list(done)),
             "info",
         )
     # A page of a hundred red lines helps nobody: the first few, then how many more.
@@ -484,6 +501,19 @@ def _search_department(filters: ListFilters) -> int | None:
     return None
 
 
+RELEVANCE = "relevance"
+"""The order of search results by default: best match (`search_cases`'s ranking) first."""
+
+
+def _sort_of(raw: str, q: str) -> str:
+    """The list's order from its ``sort`` parameter: a key of `SORTS`, or under a search also
+    `RELEVANCE`, its default (else "received"). Under a search the order chosen is honoured:
+    the dropdown showed it while the results came best match first."""
+    if raw in SORTS:
+        return raw
+    return RELEVANCE if q else "received"
+
+
 @bp.get("/cases")
 @login_required
 def cases() -> str:
@@ -498,12 +528,12 @@ def cases() -> str:
         default = default_view(db(), current_user.id, current_user.role)
         if default:
             args = MultiDict(parse_qsl(default))
-    filters, bad = ListFilters.parse(args)
+    known = {"department": set(db().scalars(select(Department.code))), "finding": RULE_LABELS}
+    filters, bad = ListFilters.parse(args, known)
     if not sees_all_cases(current_user):
         filters = replace(filters, department="")
-    sort = args.get("sort", "")
-    sort = sort if sort in SORTS else "received"
     q = clean_line(args.get("q", ""))[:200]
+    sort = _sort_of(args.get("sort", ""), q)
     # "<id>.<key value>" (the links' since issue 10) or a bare id (older links); odd: none.
     after_at = parse_cursor(args.get("after", ""))
     before_at = parse_cursor(args.get("before", "")) if after_at is None else None
@@ -527,8 +557,10 @@ def cases() -> str:
         terms = search_terms(q)
         pages = max(1, -(-found.total // PAGE_SIZE))
         page = min(max(1, page), pages)
+        # The order chosen, among the matches read (`order_found`); else best match first.
+        ordered = found.case_ids if sort == RELEVANCE else order_found(db(), found.case_ids, sort)
         listing = CasePage(
-            found.case_ids[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+            ordered[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
             page,
             found.total,
             found.capped,
@@ -595,9 +627,12 @@ def cases() -> str:
         sorts=list(SORTS),
         q=q,
         keep=keep,
-        # Under a search the counts would be of the cases without it: none rather than wrong.
-        facets={} if q else _facets(seen, filters, now, timezone, departments),
+        # Under a search: of the cases it matches (bounded), not of the list without it.
+        facets=_search_facets(q, found, scope, filters, now, timezone, departments, masked)
+        if q
+        else _facets(seen, filters, now, timezone, departments),
         count_cap=COUNT_CAP,
+        search_cap=SEARCH_CAP,
         bad=[_PARAMETER_LABELS[b]() for b in bad if b in _PARAMETER_LABELS],
         rules=sorted(RULE_LABELS),
         departments=departments if sees_all_cases(current_user) else [],
@@ -605,6 +640,10 @@ def cases() -> str:
         kinds=list(Kind),
         channels=list(CHANNEL_LABELS),
         views=saved_views(db(), current_user.id, current_user.role),
+        # The admin saves views for other roles: listed apart, to open and delete them.
+        other_shared=[v for v in shared_views(db()) if v.role != current_user.role]
+        if current_user.role == Role.ADMIN
+        else [],
         view_form=view_form,
         default=default,
         now=now,
@@ -614,7 +653,10 @@ def cases() -> str:
 
 _PARAMETER_LABELS: dict[str, Callable[[], str]] = {
     "status": lambda: _("Status"),
+    "department": lambda: _("Department"),
+    "channel": lambda: _("Channel"),
     "kind": lambda: _("Kind"),
+    "finding": lambda: _("Finding"),
     "received_from": lambda: _("Received from"),
     "received_to": lambda: _("Received to"),
     "due_from": lambda: _("Due from"),
@@ -630,25 +672,68 @@ def _facets(
     timezone: ZoneInfo,
     departments: list[Department],
 ) -> dict[str, dict[str, int]]:
-    """Counts per filter value for the template: {filter: {value as in the URL: cases}};
-    empty when the list is narrowed by filters that the tallies do not count and that leave
-    more than `COUNT_CAP` cases (`facet_counts`): the values are then shown without counts.
+    """Counts per filter value for the template: {filter: {value as in the URL: cases}}
+    (a flag's value: "1"; a count above `COUNT_CAP`: more than that); a filter left out is
+    not counted (`facet_counts`: none rather than a count over every case), its values are
+    then shown without counts.
 
     Not kept between requests: read from the tallies (or bounded), they cost less than a
     cache shared by the workers of one host, and are right as soon as a change commits,
     on every web machine."""
-    names = ["status", "channel", "kind"]
+    names = ["status", "channel", "kind", *FLAGS, "finding"]
     if sees_all_cases(current_user):
         names.append("department")
     counts = facet_counts(db(), scope, filters, now=now, timezone=timezone, facets=names)
-    if counts is None:
-        return {}
-    shown: dict[str, dict[str, int]] = {n: {str(k): v for k, v in counts[n].items()} for n in names}
-    shown["status"]["open"] = sum(v for k, v in shown["status"].items() if k in OPEN_STATUSES)
+    shown: dict[str, dict[str, int]] = {
+        n: {str(k): v for k, v in counts[n].items()}
+        for n in ("status", "channel", "kind", "finding")
+        if n in counts
+    }
+    for flag in FLAGS:
+        if flag in counts:
+            shown[flag] = {"1": counts[flag].get(True, 0)}
+    if "status" in shown:
+        shown["status"]["open"] = sum(v for k, v in shown["status"].items() if k in OPEN_STATUSES)
     if "department" in counts:
         codes = {d.id: d.code for d in departments}
         shown["department"] = {codes[k]: v for k, v in counts["department"].items() if k in codes}
     return shown
+
+
+def _search_facets(
+    q: str,
+    found: SearchResult,
+    scope: list[ColumnElement[bool]],
+    filters: ListFilters,
+    now: datetime,
+    timezone: ZoneInfo,
+    departments: list[Department],
+    masked: bool,
+) -> dict[str, dict[str, int]]:
+    """Counts per filter value under a search: of the cases it matches under the list's dates
+    alone (the other filters are the ones counted), each value's count what the results
+    would number with it picked. Those matches are at most `SEARCH_CAP` (the search reads no
+    more), so the counts cost the same whatever the number of cases; empty when the search
+    matches more (beyond, its matches are not read)."""
+    dates = ListFilters(
+        received_from=filters.received_from,
+        received_to=filters.received_to,
+        due_from=filters.due_from,
+        due_to=filters.due_to,
+    )
+    if dates != filters:
+        # The results' own search was narrowed by the other filters too: once more without.
+        found = search_cases(
+            db(),
+            q,
+            masked=masked,
+            where=[*scope, *dates.clauses(now, timezone)],
+            department_id=_search_department(dates),
+        )
+    if found.capped:
+        return {}
+    matched = [*scope, Case.id.in_(found.case_ids)]
+    return _facets(matched, filters, now, timezone, departments)
 
 
 def _view_roles() -> list[SelectChoice]:
@@ -678,6 +763,18 @@ def save_case_view() -> Response:
         role=role,
         is_default=bool(form.default.data),
     )
+    if role:
+        # A role's shared view is the admin's doing for others: in the admin log.
+        admin_log.record(
+            db(),
+            current_user,
+            "view_shared",
+            f"view {role}: {form.name.data}",
+            _now(),
+            role=role,
+            query=query,
+            default=bool(form.default.data),
+        )
     flash(_("View “%(name)s” saved.", name=form.name.data), "info")
     return redirect(url_for("board.cases") + ("?" + query if query else "?sort=received"))
 
@@ -688,9 +785,10 @@ def _view_query(raw: str) -> str:
     no control characters: the list opens with it without the request's own checks)."""
     args = MultiDict(parse_qsl(raw[:2000]))
     filters, _bad = ListFilters.parse(args)
-    sort = args.get("sort", "")
     q = clean_line(args.get("q", ""))[:200]
-    kept = {**filters.query_args(), "sort": sort if sort in SORTS else "", "q": q}
+    sort = args.get("sort", "")
+    sort = sort if sort in SORTS or (q and sort == RELEVANCE) else ""
+    kept = {**filters.query_args(), "sort": sort, "q": q}
     return urlencode({k: v for k, v in kept.items() if v})
 
 
@@ -702,6 +800,16 @@ def delete_case_view(view_id: int) -> Response:
     shared = view is not None and view.user_id is None and current_user.role == Role.ADMIN
     if not (mine or shared) or not ActionForm().validate_on_submit():
         abort(404)
+    if shared:
+        admin_log.record(
+            db(),
+            current_user,
+            "view_unshared",
+            f"view {view.role}: {view.name}",
+            _now(),
+            role=view.role,
+            query=view.query,
+        )
     db().delete(view)
     flash(_("View deleted."), "info")
     return redirect(url_for("board.cases"))

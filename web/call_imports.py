@@ -35,6 +35,7 @@ from web import db, runtime
 from web.auth import requires
 from web.call_import_run import DEFAULT_MAPPING, PreparedImport, mappings, prepare_import
 from web.forms import Form
+from web.i18n import join_list
 
 bp = Blueprint("call_imports", __name__, url_prefix="/board/calls/import")
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def sheet_lines(run: CallImport) -> list[dict[str, Any]]:
         if not sheet.get("read"):
             reason = str(sheet.get("reason", ""))
             template = SHEET_REASONS.get(reason)
-            missing = "、".join(str(m) for m in sheet.get("missing") or [])
+            missing = join_list(sheet.get("missing") or [])
             why = str(template) % {"columns": missing} if template else reason
         lines.append(
             {"name": str(sheet.get("name", "")), "read": bool(sheet.get("read")), "why": why}
@@ -192,7 +193,7 @@ def upload() -> Any:
             form,
             _(
                 "Required columns are missing: %(columns)s. Nothing was imported.",
-                columns="、".join(exc.missing),
+                columns=join_list(exc.missing),
             ),
             400,
         )

@@ -160,6 +160,7 @@ def demo(no_model: bool, volume: int, months: int) -> None:
                 label_map=rt.settings.label_map,
                 secret=rt.secret,
                 progress=lambda n: click.echo(f"  {n} synthetic cases", err=True),
+                model_version=rt.routers.store.current_version() or "",
             )
         click.echo(f"{added} synthetic cases added over {months} months")
 
@@ -232,13 +233,16 @@ def user() -> None:
 @config_option
 @click.argument("username")
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
-@click.option("--department", help="Department code (required for handlers).")
+@click.option("--department", help="Department code (handlers only, and required for them).")
+@click.option("--head", is_flag=True, help="The department's head (handlers only).")
 @click.option("--name", default="")
-def user_add(username: str, role: str, department: str | None, name: str) -> None:
+def user_add(username: str, role: str, department: str | None, head: bool, name: str) -> None:
     """Add a staff account; prints its initial password once. The username is stored in its
-    normal form (lower-case, half-width) and must differ from every other one ignoring case."""
+    normal form (lower-case, half-width) and must differ from every other one ignoring case.
+    Only a handler has a department (and may be its head): the rule of the admin pages."""
     from triage.directory import BadUsername, find_user, normalise_username
     from triage.models import Department
+    from triage.staff import StaffChangeRefused, check_role_fits
     from web.passwords import set_password
 
     try:
@@ -258,9 +262,11 @@ def user_add(username: str, role: str, department: str | None, name: str) -> Non
             dept = session.scalar(select(Department).where(Department.code == department))
             if dept is None:
                 raise click.ClickException(f"unknown department {department!r}")
-        if role == Role.HANDLER and dept is None:
-            raise click.ClickException("a handler needs --department")
-        account = User(username=username, role=role, department=dept, display_name=name)
+        try:
+            check_role_fits(role, dept is not None, head)
+        except StaffChangeRefused as e:
+            raise click.ClickException(str(e)) from e
+        account = User(username=username, role=role, department=dept, head=head, display_name=name)
         # The same policy as every other way of setting a password (a random one passes).
         set_password(account, password)
         session.add(account)

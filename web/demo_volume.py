@@ -192,11 +192,15 @@ def add_volume(
     seed: int | None = None,
     secret: bytes | str | None = None,
     progress: Callable[[int], None] | None = None,
+    model_version: str = "",
 ) -> int:
     """Adds ``count`` synthetic cases received over the last ``months`` months; returns
     how many. Runs in the caller's transaction (``conn``); departments and staff must
     exist (``minsheng init``). ``secret``: the application's secret, for the caller keys
     (`triage.callers`); without it they are left to ``minsheng init``'s backfill.
+    ``model_version``: the deployed routing model's version, which the cases' suggestions
+    and automatic dispatches name as registration does; "" (no model) names none and has
+    the system make them.
 
     Raises ValueError when there is no department."""
     now = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)  # naive UTC inside
@@ -221,7 +225,7 @@ def add_volume(
     code_hash = hash_query_code(secrets.token_hex(8))
     builder = SignatureBuilder()
     grams = _GramRows()
-    shared = _Shared(templates, replies, departments, supervisor, handlers, secret)
+    shared = _Shared(templates, replies, departments, supervisor, handlers, secret, model_version)
     keys = _Keys(conn) if count >= max(_BULK, have) else None
     writer: _Writer = _PgWriter(conn) if conn.dialect.name == "postgresql" else _SqliteWriter(conn)
     written = 0
@@ -289,11 +293,13 @@ class _Shared:
         supervisor: Any,
         handlers: dict[int, Any],
         secret: bytes | str | None,
+        model_version: str = "",
     ) -> None:
         self.templates, self.replies = templates, replies
         self.departments, self.supervisor, self.handlers = departments, supervisor, handlers
         self.codes = sorted(departments)
         self.secret = secret
+        self.model_version = model_version
         self.hazards: dict[tuple[str, str], list[str]] = {}
         self.masked: dict[tuple[str, str, str], str] = {}
         self.names = [s + t for s in _SURNAMES for t in ("先生", "女士")]
@@ -386,13 +392,14 @@ class _Batch:
         department_id = assigned_at = due_at = replied_at = closed_at = merged_into = None
         rejection_reason = risk = ""
         self._event(
-            case_id, "received", received, f"citizen ({channel})", None, status, True,
+            case_id, "received", received, f"citizen ({channel})", status, status, True,
             channel=channel, attachments=0,
         )  # fmt: skip
         at = min(received + _MINUTE, now)
         created = at
+        model = f"model {shared.model_version}" if shared.model_version else "system"
         self._event(
-            case_id, "suggested", at, "model volume", status, status,
+            case_id, "suggested", at, model, status, status,
             department=code, confidence=confidence,
         )  # fmt: skip
         if reasons:
@@ -427,7 +434,7 @@ class _Batch:
             due = at + timedelta(days=7)
             self._event(
                 case_id, "auto_assigned" if status == Status.RECEIVED else "assigned", at,
-                "model volume" if status == Status.RECEIVED else shared.supervisor,
+                model if status == Status.RECEIVED else shared.supervisor,
                 status, Status.ASSIGNED, True, department=code, due_at=f"{due.isoformat()}+00:00",
             )  # fmt: skip
             status = Status.ASSIGNED
@@ -491,7 +498,7 @@ class _Batch:
                 dept_id,
                 confidence,
                 [[code, confidence]],
-                "volume",
+                shared.model_version,
                 bool(reasons),
                 reasons,
                 received + timedelta(days=1),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from flask import Blueprint, Flask, redirect, request, session
-from flask_babel import format_datetime, get_locale, gettext
+from flask_babel import format_datetime, get_locale, gettext, to_user_timezone
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
@@ -160,16 +161,50 @@ def error_text(error: IllegalTransition) -> str:
             value = STATUS_LABELS.get(str(value), value)
         elif key == "action":
             value = REFUSED_ACTIONS.get(str(value), value)
+        elif key == "role":
+            value = ROLE_LABELS.get(str(value), value)
         elif isinstance(value, datetime):
             value = local_time(value)
         params[key] = value
     return gettext(error.template, **params) if params else gettext(error.template)
 
 
+def _chinese() -> bool:
+    return str(get_locale() or "zh") != "en"
+
+
+def list_separator() -> str:
+    """What separates the items of a list in running text: the enumeration comma 、 in
+    Chinese, a comma and a space in English."""
+    return "、" if _chinese() else ", "
+
+
+def colon() -> str:
+    """A colon before what follows it in running text: full-width ： in Chinese, ": " in
+    English."""
+    return "：" if _chinese() else ": "
+
+
+def join_list(items: Iterable[object]) -> str:
+    """`items` as one run of text in the user's language (`list_separator`)."""
+    return list_separator().join(str(i) for i in items)
+
+
 def local_time(value: datetime | None, fmt: str = "yyyy-MM-dd HH:mm") -> str:
     if value is None:
         return ""
     return format_datetime(value, fmt)
+
+
+def short_time(value: datetime | None, now: datetime | None = None) -> str:
+    """A time where space is short (a kanban card): month, day and time in the current
+    year, with the year as well in any other (a deadline of last December, or of next
+    January, must not read as this year's)."""
+    if value is None:
+        return ""
+    now = now or datetime.now(UTC)
+    same_year = to_user_timezone(value).year == to_user_timezone(now).year
+    return format_datetime(value, "MM-dd HH:mm" if same_year else "yyyy-MM-dd HH:mm")
 
 
 def _same_site(target: str | None) -> str:
@@ -436,10 +471,14 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(unicode_addresses, "unicode_addresses")
     app.add_template_filter(delivery_reason, "delivery_reason")
     app.add_template_filter(local_time, "local_time")
+    app.add_template_filter(short_time, "short_time")
     app.add_template_filter(department_name, "dept_name")
     app.add_template_filter(actor_label, "actor_label")
     app.add_template_filter(queue_reason, "queue_reason")
     app.add_template_filter(rejection_label, "rejection_label")
+    app.add_template_filter(join_list, "join_list")
+    app.add_template_global(colon, "colon")
+    app.add_template_global(list_separator, "list_separator")
 
     @app.context_processor
     def _labels() -> dict[str, object]:

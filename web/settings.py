@@ -673,6 +673,17 @@ class UserSettings(Section):
     # Reminders, escalations and digests to a head or a supervisor go here too.
     email: Annotated[str, Field(max_length=200, pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$")] = ""
 
+    @model_validator(mode="after")
+    def _role_fits(self) -> UserSettings:
+        # The rule of the admin pages and `minsheng user add` (triage/staff.py).
+        from triage.staff import StaffChangeRefused, check_role_fits
+
+        try:
+            check_role_fits(self.role, bool(self.department), self.head)
+        except StaffChangeRefused as e:
+            raise ValueError(f"user {self.username}: {e}") from None
+        return self
+
 
 class Settings(Section):
     app: AppSettings = AppSettings()

@@ -38,7 +38,7 @@ def test_add_an_account_and_sign_in_as_it(chromium: Any, live_server: str, tmp_p
     admin.goto("/admin/log")
     row = admin.locator("#admin-log tbody tr").first
     expect(row).to_contain_text("账号已添加")
-    expect(row).to_contain_text("user sun.li")
+    expect(row).to_contain_text("账号 sun.li")
     expect(admin.locator("main")).not_to_contain_text(password)
 
     colleague = chromium.new_context(**PHONE, locale="zh-CN", base_url=live_server).new_page()
@@ -121,6 +121,6 @@ def test_change_who_takes_over_an_inactive_department(
     expect(admin.locator("#successor-change #successor")).to_have_value("transport")
     admin.goto("/admin/log")
     expect(admin.locator("tr[data-action=department_changed]").first).to_contain_text(
-        "environment → transport"
+        "接手的部门：市生态环境局民声分局 → 区交通运输局"
     )
     screenshot(admin, tmp_path / "admin-successor-change.png")

@@ -82,11 +82,12 @@ def test_the_at_risk_tile_opens_the_list_of_its_cases(
         box = page.locator('input[name="at_risk"]')
         assert box.is_checked()
         label = page.locator("label.check", has=box)
-        assert label.inner_text().strip() == "临期风险"
+        # Its count beside it is the tile's number too.
+        assert label.inner_text().strip() == f"临期风险 ({tile})"
         screenshot(page, tmp_path / f"at-risk-{username}.png")
         # In English the filter says so too, and unchecking it lists more than the tile.
         page.goto("/board/cases?at_risk=1&lang=en")
-        assert page.locator("label.check", has=box).inner_text().strip() == "At risk"
+        assert page.locator("label.check", has=box).inner_text().strip() == f"At risk ({tile})"
         box.uncheck()
         page.locator("form.filters button[type=submit]").click()
         page.wait_for_url(re.compile(r"/board/cases\?"))

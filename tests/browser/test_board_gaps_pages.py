@@ -148,4 +148,4 @@ def test_find_and_page_5000_accounts_and_hand_a_department_over(
         case = s.scalar(select(Case).where(Case.tracking_number == number))
         assert case.department.code == "environment"
     desk.goto("/admin/log")
-    expect(desk.locator("#admin-log tbody tr").first).to_contain_text("department urban")
+    expect(desk.locator("#admin-log tbody tr").first).to_contain_text("部门 区住房和城乡建设局")

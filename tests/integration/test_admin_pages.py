@@ -128,7 +128,7 @@ def test_add_an_account_with_a_one_time_password_and_sign_in(
     assert event.details["chosen_by"] == "generated"
     _no_secret_in_log(runtime, password)
     log = admin.get("/admin/log").get_data(as_text=True)
-    assert "user zhou.min" in log and "账号已添加" in log
+    assert "账号 zhou.min" in log and "账号已添加" in log
 
 
 def test_adding_follows_the_rules(login_as: Any, runtime: Any) -> None:
@@ -189,13 +189,13 @@ def test_change_role_department_head_and_email(login_as: Any, runtime: Any) -> N
     assert event.details["head"] == [False, True]
     # The log reads as words, not as Python values.
     log = admin.get("/admin/log").get_data(as_text=True)
-    assert "负责人: 否 → 是" in log
+    assert "负责人：否 → 是" in log
     assert "True" not in log and "False" not in log and "None" not in log
     r = _post(admin, page, page, {"display_name": "环境局 王经办", "role": "supervisor"})
     assert r.status_code == 302
     log = admin.get("/admin/log").get_data(as_text=True)
-    assert "角色: 部门经办人 → 督查员" in log
-    assert "电子邮件: wang@example.gov.cn → —" in log
+    assert "角色：部门经办人 → 督查员" in log
+    assert "电子邮件：wang@example.gov.cn → —" in log
 
 
 def test_deactivated_user_loses_session_and_cannot_sign_in(

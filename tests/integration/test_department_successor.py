@@ -260,9 +260,14 @@ def test_an_inactive_departments_successor_can_be_changed_audited(
         transport_id = s.scalar(select(Department.id).where(Department.code == "transport"))
         assert not urban.active and urban.successor_id == transport_id
     log = admin.get("/admin/log").get_data(as_text=True)
-    entry = re.search(r"<tr[^>]*>(?:(?!</tr>).)*department urban(?:(?!</tr>).)*</tr>", log, re.S)
+    entry = re.search(r'<tr data-action="department_changed">(?:(?!</tr>).)*</tr>', log, re.S)
     assert entry is not None, log[-3000:]
-    assert "接手的部门: environment → transport" in entry.group(0), entry.group(0)
+    # Departments by their names, in the user's language; nothing left in English.
+    assert "接手的部门：市生态环境局民声分局 → " in entry.group(0), entry.group(0)
+    assert "部门 区住房和城乡建设局" in entry.group(0), entry.group(0)
+    moved = re.search(r'<tr data-action="user_changed">(?:(?!</tr>).)*</tr>', log, re.S)
+    assert moved is not None and "因该部门停用：区住房和城乡建设局" in moved.group(0)
+    assert "deactivated" not in moved.group(0)
     assert _rework(login_as, number).status_code == 302
     assert _case(runtime, number).department.code == "transport"
 

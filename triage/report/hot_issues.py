@@ -76,9 +76,11 @@ def hot_issues(
     }
     items = [(cid, f"{r[1]}\n{r[2]}".strip()) for cid, r in rows.items()]
     out = []
-    for issue in cluster(items, min_size=MIN_SIZE)[: policy.hot_issues]:
+    issues = cluster(items, min_size=MIN_SIZE)[: policy.hot_issues]
+    # Names given on later calls, masked too: one query for every issue's cases.
+    later = caller_names(session, [c for issue in issues for c in issue.case_ids]) if issues else {}
+    for issue in issues:
         members = [rows[cid] for cid in issue.case_ids]
-        later = caller_names(session, issue.case_ids)  # names given on later calls
         names = [m[3] for m in members if m[3]]
         names += [n for c in issue.case_ids for n in later.get(c, ())]
         phones = [m[4] for m in members if m[4]]

@@ -61,6 +61,7 @@ document.addEventListener("DOMContentLoaded", function () {
     Array.prototype.forEach.call(select.options, function (o) {
       if (o.value && returned.indexOf(o.value) >= 0) {
         o.textContent += " " + (source.getAttribute("data-returned-label") || "");
+        o.title = o.textContent;
       }
     });
     if (!offered) {
@@ -72,6 +73,8 @@ document.addEventListener("DOMContentLoaded", function () {
     } else {
       select.value = suggested;
     }
+    // Its title names the department chosen in full (static/selects.js, which ran before).
+    select.title = select.options[select.selectedIndex] ? select.options[select.selectedIndex].text : "";
     cell.insertBefore(select, button);
   });
 });
