@@ -113,3 +113,33 @@ def test_a_busy_handlers_home_shows_their_list_within_two_screens(
     assert "(no subject)" not in page.locator("#attention").inner_text()
     context.close()
     assert errors == [], errors
+
+
+def test_on_a_phone_the_filters_fold_away_under_a_summary_of_them(
+    chromium: Any, live_server: str, busy_handler: str
+) -> None:
+    """The case list's filters took some 400 px above the cases on a phone: folded there under
+    "筛选与搜索 (N)", N the filters chosen; a tap unfolds them; a desktop always shows them."""
+    for width, height in ((390, 844), (1024, 768)):
+        context = chromium.new_context(
+            viewport={"width": width, "height": height}, locale="zh-CN", base_url=live_server
+        )
+        page = context.new_page()
+        sign_in(page, busy_handler)
+        page.goto("/board/cases?status=open&sort=deadline&kind=complaint")
+        summary = page.locator("#filters-box > summary")
+        form = page.locator("form.filters")
+        if width < 760:
+            assert summary.inner_text() == "筛选与搜索 (2)"  # status and kind
+            assert not form.is_visible()
+            assert page.evaluate(FIRST_ROW) < 2 * height, page.evaluate(FIRST_ROW)
+            summary.click()
+            assert form.is_visible()
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            page.locator('form.filters input[name="overdue"]').check()
+            page.locator("form.filters button[type=submit]").click()
+            page.wait_for_url(lambda url: "overdue=1" in url)
+            assert page.locator("#filters-box > summary").inner_text() == "筛选与搜索 (3)"
+        else:
+            assert not summary.is_visible() and form.is_visible()
+        context.close()
