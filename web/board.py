@@ -348,12 +348,18 @@ def _merge_targets(cases: list[Case]) -> dict[int, str]:
 def deadline_state(case: Case, now: datetime) -> tuple[datetime | None, str]:
     """(the deadline the case runs against now, "overdue" / "at_risk" / ""): the supervision
     tick's `Case.risk` where it judged the case, else the clock (at risk: less than a quarter
-    of the time given left)."""
+    of the time given left). The clock runs as the overdue filter's (`overdue_clause`) and
+    `Case.is_overdue`: against dispatch while the case waits for it, against handling while
+    a department has it; a case replied to or visited is past the department's deadline only
+    if the tick found it so."""
     waiting = case.status in (Status.RECEIVED, Status.TRIAGE)
+    handling = case.status in (Status.ASSIGNED, Status.IN_PROGRESS)
     due = case.triage_due_at if waiting else (case.due_at or case.triage_due_at)
+    if case.status not in OPEN_STATUSES:
+        return due, ""
     if case.risk:
         return due, case.risk
-    if due is None or case.status not in OPEN_STATUSES:
+    if due is None or not (waiting or handling):
         return due, ""
     if now > due:
         return due, "overdue"
