@@ -98,15 +98,24 @@ def like_pattern(text: str) -> str:
     return "%" + escaped.replace("_", _ESCAPE + "_") + "%"
 
 
+_QUOTES = str.maketrans(dict.fromkeys('"“”「」『』＂«»', " "))
+_SINGLE_QUOTES = "'‘’＇"
+"""Quotation marks people put round a phrase as a search engine taught them: the words
+inside are looked for (all of them, as always), not the marks."""
+
+
 def search_terms(query: str) -> list[str]:
     """The words of a query, all of which must occur: split at spaces, except a phone
-    number typed with spaces, which is one word. At most `MAX_TERMS`."""
-    q = clean_line(query)
+    number typed with spaces, which is one word; quotation marks are dropped. At most
+    `MAX_TERMS`."""
+    q = clean_line(clean_line(query).translate(_QUOTES))
     if not q:
         return []
     if phone_like(q) and len(phone_digits(q)) >= 4:
         return [q]
-    return list(dict.fromkeys(q.split()))[:MAX_TERMS]
+    # A single quote is a quotation mark at a word's ends, an apostrophe inside it (it's).
+    words = [w.strip(_SINGLE_QUOTES) for w in q.split()]
+    return list(dict.fromkeys(w for w in words if w))[:MAX_TERMS]
 
 
 def _term_clause(term: str, *, masked: bool) -> ColumnElement[bool]:

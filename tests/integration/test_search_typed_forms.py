@@ -84,3 +84,14 @@ def test_a_language_chosen_by_link_stays_until_switched(login_as: Any) -> None:
 def test_the_language_switch_never_leads_to_another_site(client: Any, target: str) -> None:
     r = client.get("/lang/en", query_string={"next": target})
     assert r.status_code == 302 and r.headers["Location"] in ("/", "http://localhost/")
+
+
+@pytest.mark.parametrize(
+    "q", ['"噪音"', "“噪音”", "「噪音扰民」", "‘噪音’", '"噪音 扰民"', "'噪音'"]
+)
+def test_quotation_marks_round_a_phrase_find_what_its_words_find(
+    cases: tuple[str, str], login_as: Any, q: str
+) -> None:
+    mine, _ = cases
+    for user in ("supervisor", "observer"):
+        assert _numbers(login_as(user), q) == [mine], (user, q)
