@@ -322,10 +322,14 @@ def _account_of(form: AccountForm) -> Account:
 
 
 def _new_password(form: PasswordChoice, user: User) -> str | None:
-    """Sets the chosen or a generated password; returns the generated one (to show once)."""
+    """Sets the chosen or a generated password; returns the generated one (to show once).
+    A generated password is one-time, as the form says: another account's user must change
+    it at their next sign-in (an administrator's own stays theirs)."""
+    user.must_change_password = False
     if form.password_mode.data == "set":
         set_password(user, form.password.data or "")
         return None
+    user.must_change_password = user.id != current_user.id
     while True:
         generated = secrets.token_urlsafe(12)
         try:

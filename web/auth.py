@@ -218,6 +218,31 @@ def logout() -> Response:
     return redirect(url_for("citizen.home"))
 
 
+# Where an account that must change its password may still go: the form, signing out, the
+# language switch and the static files the form's page needs.
+_WHILE_CHANGING = {
+    "auth.change_password",
+    "auth.logout_page",
+    "auth.logout",
+    "i18n.switch",
+    "static",
+}
+
+
+@bp.before_app_request
+def _password_first() -> Response | None:
+    """An account whose password an administrator set or generated (`must_change_password`)
+    is led to choose its own before any other page (a form sent meanwhile is not acted on).
+    """
+    if request.endpoint in _WHILE_CHANGING or request.blueprint == "open311":
+        return None
+    if not current_user.is_authenticated or not current_user.must_change_password:
+        return None
+    if request.method == "GET":
+        flash(_("Choose a password of your own before you go on."), "info")
+    return redirect(url_for("auth.change_password"))
+
+
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
 def change_password() -> Response | str | tuple[str, int]:
@@ -244,6 +269,7 @@ def change_password() -> Response | str | tuple[str, int]:
     # The form checked the policy already; set_password checks it once more and signs the
     # account out everywhere, then this browser is signed in again with the new token.
     set_password(user, form.new.data)
+    user.must_change_password = False
     remembered = current_app.config["REMEMBER_COOKIE_NAME"] in request.cookies
     login_user(user, remember=remembered)
     flash(_("Password changed. Other devices have been signed out."), "info")

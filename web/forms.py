@@ -148,7 +148,10 @@ class ChangePasswordForm(Form):
 
     def validate_new(self, field: PasswordField) -> None:
         try:
-            check_password(field.data or "", current_user.username)
+            # As set_password judges it after: with the account's name too.
+            check_password(
+                field.data or "", current_user.username, [current_user.display_name or ""]
+            )
         except WeakPassword as e:
             raise ValidationError(str(e)) from e
 

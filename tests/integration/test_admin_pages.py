@@ -115,7 +115,26 @@ def test_add_an_account_with_a_one_time_password_and_sign_in(
     )
     client, signed_in = _sign_in(app, "ZHOU.MIN", password)
     assert signed_in.status_code == 302
+    # A password the administrator has seen is changed before anything else.
+    for page in ("/board/queue", "/board/cases", "/admin/"):
+        r = client.get(page)
+        assert r.status_code == 302 and r.headers["Location"].endswith("/account/password")
+    form = client.get("/account/password").get_data(as_text=True)
+    assert 'id="must-change"' in form
+    sent = client.post("/board/queue/dispatch", data={"csrf_token": csrf_from(form), "one": "MS-1"})
+    assert sent.status_code == 302 and sent.headers["Location"].endswith("/account/password")
+    changed = client.post(
+        "/account/password",
+        data={
+            "csrf_token": csrf_from(form),
+            "current": password,
+            "new": NEW_PASSWORD,
+            "repeat": NEW_PASSWORD,
+        },
+    )
+    assert changed.status_code == 302, changed.get_data(as_text=True)[-800:]
     assert client.get("/board/queue").status_code == 200
+    assert not _user(runtime, "zhou.min").must_change_password
     # The password is shown once: the account's page does not show it again.
     assert password not in admin.get(f"/admin/users/{user.id}").get_data(as_text=True)
     [event] = _events(runtime)
@@ -536,3 +555,27 @@ def test_migration_0013_upgrades_and_downgrades(empty_url: str) -> None:
         assert "admin_managed" not in {c["name"] for c in inspector.get_columns("users")}
     finally:
         engine.dispose()
+
+
+def test_a_generated_reset_password_is_changed_at_the_next_sign_in_a_typed_one_not(
+    app: Any, login_as: Any, runtime: Any
+) -> None:
+    admin = login_as("admin")
+    user = _user(runtime, "urban")
+    page = f"/admin/users/{user.id}"
+    r = _post(admin, page, f"{page}/password", {"pw-password_mode": "generate"})
+    password = re.search(r'id="password-value">([^<]+)<', r.get_data(as_text=True)).group(1)
+    assert _user(runtime, "urban").must_change_password
+    client, _ = _sign_in(app, "urban", password)
+    r = client.get("/board/")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/account/password")
+    # Signing out still works.
+    assert client.get("/logout").status_code == 200
+    # A password the administrator chose and typed is the one they tell the user: theirs.
+    r = _post(
+        admin, page, f"{page}/password", {"pw-password_mode": "set", "pw-password": NEW_PASSWORD}
+    )
+    assert r.status_code == 302
+    assert not _user(runtime, "urban").must_change_password
+    client, _ = _sign_in(app, "urban", NEW_PASSWORD)
+    assert client.get("/board/cases").status_code == 200
