@@ -83,6 +83,26 @@ _DASHES = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u221
 digits (NFKC leaves them be)."""
 
 
+def query_phone(term: str) -> str:
+    """A phone typed in a query → its digits as contacts' phones are stored: a mobile
+    without +86, 0086 or 86 (`phone_digits`); a Chinese landline typed +86 10 … with its
+    leading 0 back (01087654321); another country's number typed 00852 … as +852 … is
+    stored, without the 00. Else the digits."""
+    normal = unicodedata.normalize("NFKC", term).strip()
+    digits = re.sub(r"\D", "", normal)
+    mobile = phone_digits(term)
+    if mobile != digits:
+        return mobile
+    # 00 dials abroad before a whole number (a country code and at least seven digits);
+    # fewer digits are digits (000, 0088).
+    abroad = digits.startswith("00") and len(digits) >= 10
+    international = normal.startswith("+") or abroad
+    rest = digits[2:] if abroad else digits
+    if international and rest.startswith("86") and len(rest) >= 11:
+        return "0" + rest[2:]
+    return rest if international else digits
+
+
 def phone_like(term: str) -> bool:
     """Whether ``term`` is written as a phone number: digits with spaces, dashes of any
     kind, dots, brackets or a plus (full-width ones too)."""
@@ -142,7 +162,7 @@ def _term_clause(term: str, *, masked: bool) -> ColumnElement[bool]:
         Case.replies.any(CaseReply.body.ilike(pattern, escape=_ESCAPE)),
     ]
     if phone_like(term):
-        digits = phone_digits(term)
+        digits = query_phone(term)
         # From three digits, as the index finds them (a trigram of the contact's phone): a
         # query of three digits answered by the index and "0-18" scanned agree.
         if len(digits) >= 3:
@@ -204,9 +224,9 @@ def _query_grams(terms: Sequence[str]) -> tuple[list[int], bool]:
     exact = len(terms) == 1
     for term in terms:
         if phone_like(term) and _prefixed(term):
-            # The index holds a contact's mobile number without its country code: the
+            # The index holds a contact's phone without the country code typed here: the
             # prefix's grams would be in none of its postings.
-            term = phone_digits(term)
+            term = query_phone(term)
             exact = False
         term_runs = runs(term)
         if len(term_runs) != 1 or len(term_runs[0]) != len(term.strip()):
@@ -229,9 +249,9 @@ def _query_grams(terms: Sequence[str]) -> tuple[list[int], bool]:
 
 
 def _prefixed(term: str) -> bool:
-    """Whether ``term`` is a mobile number typed with +86, 0086 or 86 before it."""
+    """Whether ``term`` is a number typed with a country code the stored phones lack."""
     digits = re.sub(r"\D", "", unicodedata.normalize("NFKC", term))
-    return phone_digits(term) != digits and len(phone_digits(term)) == 11
+    return query_phone(term) != digits
 
 
 def _digit_trigram(gram: int) -> bool:

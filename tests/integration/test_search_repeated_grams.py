@@ -14,8 +14,7 @@ from sqlalchemy import select
 
 from tests.integration.helpers import submit_complaint
 from triage.models import Case, Status
-from triage.privacy import phone_digits
-from triage.search import _PHONE_LIKE, case_search, search_cases, search_terms
+from triage.search import _PHONE_LIKE, case_search, query_phone, search_cases, search_terms
 
 
 def _numbers(client: Any, q: str) -> list[str]:
@@ -54,7 +53,7 @@ def _text(rng: random.Random) -> str:
 
 def _in_phone(term: str, phone: str) -> bool:
     """A term of digits (spaced as it may be) found in the contact's phone."""
-    digits = phone_digits(term)
+    digits = query_phone(term)
     return bool(_PHONE_LIKE.fullmatch(term)) and len(digits) >= 3 and digits in phone
 
 

@@ -95,3 +95,20 @@ def test_quotation_marks_round_a_phrase_find_what_its_words_find(
     mine, _ = cases
     for user in ("supervisor", "observer"):
         assert _numbers(login_as(user), q) == [mine], (user, q)
+
+
+@pytest.mark.parametrize(
+    ("phone", "queries"),
+    [
+        ("010-8765 4321", ["+86 10 8765 4321", "0086 10 8765 4321", "(010) 8765-4321"]),
+        ("+852 9123 4567", ["00852 9123 4567", "+852 9123 4567", "852 9123 4567"]),
+    ],
+)
+def test_staff_find_a_landline_or_foreign_number_typed_in_international_form(
+    client: Any, login_as: Any, phone: str, queries: list[str]
+) -> None:
+    number, _ = submit_complaint(client, "小区门口的路灯坏了一个月", name="赵敏", phone=phone)
+    supervisor, observer = login_as("supervisor"), login_as("observer")
+    for q in queries:
+        assert _numbers(supervisor, q) == [number], q
+        assert _numbers(observer, q) == [], q
