@@ -9,6 +9,7 @@ in English and in Chinese."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,65 @@ def test_long_department_names_fit_a_1024_px_screen_and_read_in_full(
     assert (LONG_EN[0][:20] if lang == "en" else LONG_ZH[0][:6]) in row.evaluate(
         "s => [...s.options].map(o => o.title).join('|')"
     )
+
+
+# Each column's width, and its narrowest (the table squeezed), to tell which one widens the page.
+COLUMNS = """() => {
+  const t = document.querySelector('table.queue'), ths = [...t.querySelectorAll('thead th')];
+  const now = ths.map(th => Math.round(th.getBoundingClientRect().width));
+  t.style.width = '1px'; t.style.minWidth = '0';
+  const least = ths.map(th => Math.round(th.getBoundingClientRect().width));
+  t.style.width = ''; t.style.minWidth = '';
+  return ths.map((th, i) => `${th.textContent.trim() || 'pick'} ${now[i]} (min ${least[i]})`);
+}"""
+
+
+def _demo_weeks_late(runtime: Any) -> None:
+    """The demo's cases (``minsheng demo``) as the reviewer saw them a few weeks after loading
+    them: those waiting in the queue overdue by weeks, beside a month of synthetic ones."""
+    from web.demo import load_demo
+
+    with runtime.sessions() as s, s.begin():
+        load_demo(s, runtime.intake_policy(), datetime.now(UTC) - timedelta(days=30))
+    with runtime.engine.begin() as conn:
+        add_volume(conn, 80, months=2, seed=7, label_map=runtime.settings.label_map)
+
+
+@pytest.mark.parametrize(
+    ("lang", "width"), [("en", 1024), ("en", 1280), ("zh", 1024), ("zh", 1280)]
+)
+def test_queue_of_the_demo_weeks_later_fits_the_screen(
+    chromium: Any, live_server: str, runtime: Any, tmp_path: Path, lang: str, width: int
+) -> None:
+    """The acceptance review's queue: the demo's cases weeks after loading them, in English at
+    1,024 px, scrolled sideways (1,025-1,034 px): the columns' least widths added up to more
+    than the page, "overdue by 2 weeks" on one line, the channel and the row's department
+    selector among them. Nothing is hidden to fit: how late a case is wraps under its
+    deadline, whole words on at most two lines, the date and time above it on one."""
+    from playwright.sync_api import expect
+
+    _demo_weeks_late(runtime)
+    page = chromium.new_context(
+        viewport={"width": width, "height": 768}, base_url=live_server
+    ).new_page()
+    sign_in(page, "supervisor")
+    page.goto(f"/board/queue?lang={lang}")
+    expect(page.locator("table.queue tbody tr[data-case]").first).to_be_visible()
+    late = page.locator("table.queue td.deadline strong").all_text_contents()
+    assert any(("week" if lang == "en" else "周") in t for t in late), late
+    scroll = page.evaluate("() => document.documentElement.scrollWidth")
+    assert scroll <= width, (scroll, page.evaluate(COLUMNS))
+    box = page.locator("table.queue").bounding_box()
+    assert box is not None and box["x"] + box["width"] <= width, (box, page.evaluate(COLUMNS))
+    lines = page.locator("table.queue td.deadline").evaluate_all(
+        """cs => cs.filter(c => c.firstChild && c.firstChild.nodeType === 3).map(c => {
+          const r = document.createRange(); r.selectNodeContents(c.firstChild);
+          const rows = n => new Set([...n.getClientRects()].map(b => Math.round(b.top))).size;
+          const s = c.querySelector('strong');
+          return [rows(r), s ? rows(s) : 1, c.scrollWidth <= c.clientWidth];
+        })"""
+    )
+    assert lines and all(d == 1 and s <= 2 and fits for d, s, fits in lines), lines
+    # A row's selector, narrower than a long name, names it whole in its title.
+    assert page.evaluate(UNREADABLE) == []
+    screenshot(page, tmp_path / f"queue-demo-{lang}-{width}.png")

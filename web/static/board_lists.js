@@ -68,6 +68,8 @@ document.addEventListener("DOMContentLoaded", function () {
       var pick = document.createElement("option");
       pick.value = "";
       pick.textContent = source.getAttribute("data-choose") || "—";
+      // Cut in the narrowed selector in English too: whole in its title as the names are.
+      pick.title = pick.textContent;
       select.insertBefore(pick, select.firstChild);
       select.value = "";
     } else {
