@@ -170,3 +170,110 @@ def login_status_with(client: Any, username: str, password: str) -> int:
     token = csrf_from(client.get("/login").get_data(as_text=True))
     data = {"csrf_token": token, "username": username, "password": password}
     return client.post("/login", data=data).status_code
+
+
+# Weak passwords common in China that a red team found the policy accepting, each as a kind:
+# the folded form (symbols over the digit row, spaces, full width, Chinese numerals), Chinese
+# password words and names zxcvbn's English lists lack, role names, the office's own name.
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("Admin@123456", "too easy to guess"),  # a word of CHINESE_WORDS, shifted digits
+        ("Huawei@123", "too easy to guess"),
+        ("1qaz@WSX3edc", "too easy to guess"),  # a keyboard column run, shifted in part
+        ("!QAZ2wsx#EDC", "too easy to guess"),
+        ("zaq1@WSXcde3", "too easy to guess"),
+        ("woaini1314520", "too easy to guess"),  # pinyin and love numbers
+        ("wodemima123", "too easy to guess"),
+        ("zhangwei1990", "too easy to guess"),  # a common name and a year
+        ("Zhangwei@1990", "too easy to guess"),
+        ("一二三四五六七八九十", "too easy to guess"),  # counting in Chinese numerals
+        ("Supervisor2026", "too easy to guess"),  # a role name and a year
+        ("observer2026!", "too easy to guess"),
+        ("Beijing2026!", "too easy to guess"),
+        ("ｗｏａｉｎｉ１３１４５２０", "too easy to guess"),  # full width
+        ("wo ai ni 1314 520", "too easy to guess"),  # spaced
+        ("效能建设办公室2026", "name of this office (效能建设)"),  # 4 characters of it
+        ("民声区机关效能建设办公室", "name of this"),
+        ("Minsheng District Efficiency Office", "name of this"),
+    ],
+)
+def test_weak_passwords_common_in_china_are_refused(app: Any, password: str, reason: str) -> None:
+    from web.passwords import WeakPassword, check_password
+
+    with app.test_request_context("/?lang=en"), pytest.raises(WeakPassword) as e:
+        check_password(password, "urban", ["Urban Desk 城管"])
+    assert reason in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "Lantern-river-42",
+        GOOD,
+        "correct horse battery staple",
+        "我家门前有两棵枣树另一棵也是枣树",
+        FULL_WIDTH_GOOD,
+        "Tangerine!Kettle#88",
+    ],
+)
+def test_strong_passphrases_are_still_accepted(app: Any, password: str) -> None:
+    from web.passwords import check_password
+
+    with app.test_request_context("/?lang=en"):
+        check_password(password, "urban", ["Urban Desk 城管"])
+
+
+def test_the_office_name_is_the_configured_one(app: Any) -> None:
+    """Another office's name is refused as that office's, from the settings the app runs
+    with, and an explicit `office` overrides them."""
+    from web.passwords import WeakPassword, check_password
+
+    with app.test_request_context("/?lang=en"):
+        office = app.extensions["minsheng"].settings.app.office_name
+        with pytest.raises(WeakPassword, match="name of this office"):
+            check_password(office[-4:] + "Kettle-88", "urban")
+        check_password("城关街道办事处-Kettle-88", "urban")
+        with pytest.raises(WeakPassword, match="name of this office"):
+            check_password("城关街道办事处-Kettle-88", "urban", office=["城关街道办事处", ""])
+
+
+def test_the_command_line_refuses_the_office_name_and_a_chinese_password(
+    config_file: Path, app: Any
+) -> None:
+    """`minsheng user set-password` runs without the app: it reads the office's name from
+    the config file it is given."""
+    text = config_file.read_text(encoding="utf-8")
+    assert 'office_name = "民声区机关效能建设办公室"' in text
+    config_file.write_text(
+        text.replace('office_name = "民声区机关效能建设办公室"', 'office_name = "城关街道办事处"'),
+        encoding="utf-8",
+    )
+    for password, reason in (
+        ("街道办事处-Kettle-88", "name of this office (街道办事)"),
+        ("wo ai ni 1314 520", "too easy to guess"),
+    ):
+        out = run(
+            "user", "set-password", "admin", "--password", password, "--config", str(config_file)
+        )
+        assert out.exit_code != 0
+        assert reason in out.output
+    assert login_status(app, "admin", password_of("admin")) == 302
+
+
+def test_the_web_form_refuses_the_office_name_in_chinese(app: Any) -> None:
+    client = app.test_client()
+    assert login_status_with(client, "urban", password_of("urban")) == 302
+    page = client.get("/account/password").get_data(as_text=True)
+    r = client.post(
+        "/account/password",
+        data={
+            "csrf_token": csrf_from(page),
+            "current": password_of("urban"),
+            "new": "效能建设办公室2026",
+            "repeat": "效能建设办公室2026",
+        },
+    )
+    assert r.status_code == 400
+    assert "密码中不能包含本办公室的名称" in r.get_data(as_text=True)
+    assert login_status(app, "urban", password_of("urban")) == 302
