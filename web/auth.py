@@ -23,7 +23,17 @@ from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask import session as browser_session
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.security import check_password_hash
@@ -235,6 +245,10 @@ def _password_first() -> Response | None:
     is led to choose its own before any other page (a form sent meanwhile is not acted on).
     """
     if request.endpoint in _WHILE_CHANGING or request.blueprint == "open311":
+        return None
+    if "_user_id" not in browser_session:
+        # Nobody signed in (a citizen's form): reading current_user would rewrite the
+        # session cookie, and two tabs' answers would undo each other's receipt.
         return None
     if not current_user.is_authenticated or not current_user.must_change_password:
         return None
