@@ -351,10 +351,21 @@ def mask_text(
 
 
 def masked_case_text(
-    subject: str, body: str, name: str, phone: str, email: str, other_names: Iterable[str] = ()
+    subject: str,
+    body: str,
+    name: str,
+    phone: str,
+    email: str,
+    other_names: Iterable[str] = (),
+    *,
+    replies: Iterable[str] = (),
 ) -> str:
-    """Subject and body as masked views show them: all that observers may search.
-    ``other_names``: the names the caller gave on later calls (`Case.caller_names`)."""
-    return mask_text(
-        f"{subject}\n{body}", names=[name, *other_names], phones=[phone], emails=[email]
-    )
+    """Subject, body and the replies that went out (`Case.sent_replies`' bodies), as masked
+    views show them: all that observers may search. ``other_names``: the names the caller
+    gave on later calls (`Case.caller_names`). Subject first: its first line is the title
+    masked views show. Each reply is masked on its own, as the case page shows it."""
+    names, phones, emails = [name, *other_names], [phone], [email]
+    text = mask_text(f"{subject}\n{body}", names=names, phones=phones, emails=emails)
+    for reply in replies:
+        text += "\n" + mask_text(reply, names=names, phones=phones, emails=emails)
+    return text

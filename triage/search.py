@@ -2,11 +2,12 @@
 
 Users who see personal data search subject, body, replies, tracking number and the
 complainant's name, phone and email (a phone in any spacing or width: ``138 0013 8000`` finds
-``13800138000``). Users who see cases masked (external supervisors) search only the masked
-subject and body they are shown and the tracking number, so no query can tell them a digit or
-a name they cannot see. A case is also found by the full number of a case merged into it.
-Words separated by spaces must all occur (a phone typed with spaces is one word). ``%`` and
-``_`` are literal characters, never wildcards.
+``13800138000``). Users who see cases masked (external supervisors, observers) search only the
+masked subject, body and sent replies they are shown (not drafts waiting for sign-off) and the
+tracking number, so no query can tell them a digit or a name they cannot see. A case is also
+found by the full number of a case merged into it. Words separated by spaces must all occur
+(a phone typed with spaces is one word). ``%`` and ``_`` are literal characters, never
+wildcards.
 
 `search_cases` answers through the index of `triage.search_index`: it reads the postings of
 the query's rarest gram (newest cases first, at most `SEARCH_CAP` matches), checks the next
@@ -41,6 +42,7 @@ from triage.search_index import (
     CONTACT,
     MASKED_BODY,
     MASKED_FIELDS,
+    MASKED_REPLY,
     MASKED_SUBJECT,
     NUMBER,
     REPLY,
@@ -201,7 +203,7 @@ def _rank(fields: int) -> int:
         (4, CONTACT),
         (3, SUBJECT | MASKED_SUBJECT),
         (2, BODY | MASKED_BODY),
-        (1, REPLY),
+        (1, REPLY | MASKED_REPLY),
     ):
         if fields & bits:
             return rank

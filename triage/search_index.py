@@ -34,10 +34,10 @@ table is that index); an index on case_id serves the rewrite of one case's rows;
 
 The index is kept by the session itself, in the transaction that changes the text: after a
 flush that adds a case, changes its subject, body, contact, tracking number or merge target,
-or adds or edits a reply, the case's rows are rewritten (`_keep_index`). A case's department
-is copied into its rows by a trigger on `cases` (`create_triggers`), whichever writer moves the
-case (the ORM, bulk updates, raw SQL). ``rebuild`` rewrites every case's rows in batches (the
-``minsheng search reindex`` command and migration 0008).
+or adds, edits, signs off or returns a reply, the case's rows are rewritten (`_keep_index`).
+A case's department is copied into its rows by a trigger on `cases` (`create_triggers`),
+whichever writer moves the case (the ORM, bulk updates, raw SQL). ``rebuild`` rewrites every
+case's rows in batches (the ``minsheng search reindex`` command and migration 0008).
 """
 
 from __future__ import annotations
@@ -58,16 +58,18 @@ from sqlalchemy import (
     Integer,
     PrimaryKeyConstraint,
     SmallInteger,
+    bindparam,
     column,
     delete,
     event,
+    or_,
     select,
     table,
     text,
 )
 from sqlalchemy.orm import Mapped, Session, attributes, mapped_column
 
-from triage.models import CALLER_NAME_ACTIONS, Base, Case, CaseEvent, CaseReply
+from triage.models import CALLER_NAME_ACTIONS, Base, Case, CaseEvent, CaseReply, ReplyState
 from triage.privacy import mask_text, masked_case_text
 
 __all__ = [
@@ -75,6 +77,7 @@ __all__ = [
     "CONTACT",
     "MASKED_BODY",
     "MASKED_FIELDS",
+    "MASKED_REPLY",
     "MASKED_SUBJECT",
     "NUMBER",
     "REPLY",
@@ -86,6 +89,7 @@ __all__ = [
     "case_rows",
     "create_triggers",
     "drop_triggers",
+    "mask_replies",
     "rebuild",
     "reindex_cases",
     "sync_departments",
@@ -100,11 +104,17 @@ REPLY = 8
 CONTACT = 16
 MASKED_SUBJECT = 32
 MASKED_BODY = 64
+MASKED_REPLY = 128
+"""A reply that went out (not a draft waiting for sign-off or returned), masked as the case
+page shows it to observers (migration 0037)."""
 
 STAFF_FIELDS = NUMBER | SUBJECT | BODY | REPLY | CONTACT
-"""What users who see personal data search."""
-MASKED_FIELDS = NUMBER | MASKED_SUBJECT | MASKED_BODY
+"""What users who see personal data search (drafts of replies included: staff see them)."""
+MASKED_FIELDS = NUMBER | MASKED_SUBJECT | MASKED_BODY | MASKED_REPLY
 """What users who see cases masked search: the text as they are shown it, nothing else."""
+
+_HELD = (ReplyState.PENDING_SIGN_OFF.value, ReplyState.RETURNED.value)
+"""Reply states that did not go out (as `Case.sent_replies`)."""
 
 BATCH = 2000
 """Cases read and rewritten per statement by `rebuild`."""
@@ -214,7 +224,8 @@ def text_grams(text: str) -> set[int]:
 @dataclass(frozen=True)
 class CaseText:
     """What of a case is searchable: its own text, its replies (drafts included: staff see
-    them) and the tracking numbers of the cases merged into it."""
+    them; ``sent_replies``: those that went out, which observers see masked) and the tracking
+    numbers of the cases merged into it."""
 
     case_id: int
     tracking_number: str
@@ -228,6 +239,8 @@ class CaseText:
     department_id: int = 0
     caller_names: Sequence[str] = ()
     """Names the caller gave on later calls (`Case.caller_names` but the contact's)."""
+    sent_replies: Sequence[str] = ()
+    """The replies that went out (`Case.sent_replies`): shown, masked, to observers."""
 
 
 def case_rows(case: CaseText) -> dict[int, int]:
@@ -259,6 +272,8 @@ def case_rows(case: CaseText) -> dict[int, int]:
     }
     add(mask_text(case.subject, **personal), MASKED_SUBJECT)
     add(mask_text(case.body, **personal), MASKED_BODY)
+    for reply in case.sent_replies:
+        add(mask_text(reply, **personal), MASKED_REPLY)
     return found
 
 
@@ -276,7 +291,13 @@ _cases = table(
     column("merged_into_id", Integer),
     column("department_id", Integer),
 )
-_replies = table("case_replies", column("case_id", Integer), column("body"), column("id", Integer))
+_replies = table(
+    "case_replies",
+    column("case_id", Integer),
+    column("body"),
+    column("id", Integer),
+    column("state"),
+)
 _case_masks = table(
     "cases",
     column("id", Integer),
@@ -315,13 +336,7 @@ def _texts(conn: Connection | Session, ids: Sequence[int] | None, after: int = 0
     if not rows:
         return []
     found = [r.id for r in rows]
-    replies: dict[int, list[str]] = {}
-    for case_id, body in conn.execute(
-        select(_replies.c.case_id, _replies.c.body)
-        .where(_replies.c.case_id.in_(found))
-        .order_by(_replies.c.id)
-    ):
-        replies.setdefault(case_id, []).append(body or "")
+    replies, sent = _reply_texts(conn, found)
     callers = caller_names(conn, found)
     merged: dict[int, list[str]] = {}
     for target, number in conn.execute(
@@ -340,12 +355,31 @@ def _texts(conn: Connection | Session, ids: Sequence[int] | None, after: int = 0
             contact_phone=r.contact_phone or "",
             contact_email=r.contact_email or "",
             replies=replies.get(r.id, ()),
+            sent_replies=sent.get(r.id, ()),
             merged_numbers=merged.get(r.id, ()),
             department_id=r.department_id or 0,
             caller_names=[n for n in callers.get(r.id, ()) if n != (r.contact_name or "")],
         )
         for r in rows
     ]
+
+
+def _reply_texts(
+    conn: Connection | Session, case_ids: Sequence[int]
+) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """({case id: its replies' bodies}, {case id: those of the replies that went out}),
+    oldest first, for at most `BATCH` ``case_ids``."""
+    replies: dict[int, list[str]] = {}
+    sent: dict[int, list[str]] = {}
+    for case_id, body, state in conn.execute(
+        select(_replies.c.case_id, _replies.c.body, _replies.c.state)
+        .where(_replies.c.case_id.in_(list(case_ids)))
+        .order_by(_replies.c.id)
+    ):
+        replies.setdefault(case_id, []).append(body or "")
+        if state not in _HELD:
+            sent.setdefault(case_id, []).append(body or "")
+    return replies, sent
 
 
 def caller_names(conn: Connection | Session, case_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -482,22 +516,69 @@ def remask_callers(conn: Connection | Session) -> int:
     ids = sorted(with_names)
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
-        names = caller_names(conn, chunk)
-        for r in conn.execute(select(_case_masks).where(_case_masks.c.id.in_(chunk))):
-            masked = masked_case_text(
-                r.subject or "",
-                r.body or "",
-                r.contact_name or "",
-                r.contact_phone or "",
-                r.contact_email or "",
-                names.get(r.id, ()),
-            )
-            if masked != r.masked_text:
-                conn.execute(
-                    _case_masks.update().where(_case_masks.c.id == r.id).values(masked_text=masked)
-                )
+        _remask_rows(conn, chunk)
         reindex_cases(conn, chunk)
     return len(ids)
+
+
+def mask_replies(conn: Connection | Session, *, with_replies: bool = True) -> int:
+    """Re-masks and re-indexes the cases with at least one reply that went out (migration
+    0037: until then neither their masked text nor the masked fields of their postings held
+    their replies, so an observer never found a case by the reply its page shows); returns
+    how many. Their ids are read `BATCH` at a time, in order (at 1,000,000 cases most have a
+    reply: no list of them all is held).
+
+    ``with_replies=False`` (the downgrade): their masked text without the replies, and their
+    postings left alone (the migration clears the `MASKED_REPLY` bit itself)."""
+    done = last = 0
+    sent = or_(_replies.c.state.is_(None), _replies.c.state.not_in(_HELD))
+    while True:
+        chunk = list(
+            conn.scalars(
+                select(_replies.c.case_id)
+                .where(_replies.c.case_id > last, sent)
+                .distinct()
+                .order_by(_replies.c.case_id)
+                .limit(BATCH)
+            )
+        )
+        if not chunk:
+            return done
+        _remask_rows(conn, chunk, with_replies=with_replies)
+        if with_replies:
+            reindex_cases(conn, chunk)
+        done += len(chunk)
+        last = chunk[-1]
+
+
+def _remask_rows(
+    conn: Connection | Session, case_ids: Sequence[int], *, with_replies: bool = True
+) -> None:
+    """Writes the masked text of at most `BATCH` cases from what the database holds now
+    (`masked_case_text`: with the names given on later calls and, unless ``with_replies``
+    is false, the replies that went out)."""
+    names = caller_names(conn, case_ids)
+    sent = _reply_texts(conn, case_ids)[1] if with_replies else {}
+    changed = []
+    for r in conn.execute(select(_case_masks).where(_case_masks.c.id.in_(list(case_ids)))):
+        masked = masked_case_text(
+            r.subject or "",
+            r.body or "",
+            r.contact_name or "",
+            r.contact_phone or "",
+            r.contact_email or "",
+            names.get(r.id, ()),
+            replies=sent.get(r.id, ()),
+        )
+        if masked != r.masked_text:
+            changed.append({"case": r.id, "masked": masked})
+    if changed:
+        conn.execute(
+            _case_masks.update()
+            .where(_case_masks.c.id == bindparam("case"))
+            .values(masked_text=bindparam("masked")),
+            changed,
+        )
 
 
 # -- keeping it with every flush ---------------------------------------------------------------
@@ -551,10 +632,16 @@ def _rewrites(session: Session, obj: Any) -> bool:
     """Whether ``obj``, flushed, changes its case's searchable text: a reply written or
     edited, or a later call at which the caller gave a name of their own."""
     if isinstance(obj, CaseReply):
-        return obj.case_id is not None and bool(
-            obj in session.new or attributes.get_history(obj, "body").added
-        )
+        return obj.case_id is not None and (obj in session.new or _reply_changed(obj))
     return isinstance(obj, CaseEvent) and obj in session.new and _names_caller(obj)
+
+
+def _reply_changed(reply: CaseReply) -> bool:
+    """Whether ``reply``'s text or state changed: a draft signed off goes out (observers
+    now see it), one sent back is no longer shown."""
+    return bool(
+        attributes.get_history(reply, "body").added or attributes.get_history(reply, "state").added
+    )
 
 
 def _names_caller(event_: CaseEvent) -> bool:
@@ -564,14 +651,33 @@ def _names_caller(event_: CaseEvent) -> bool:
 
 @event.listens_for(Session, "before_flush")
 def _remask(session: Session, flush_context: Any, instances: Any) -> None:
-    """A case whose caller gives a new name on a later call: its masked text masks that name
-    from then on, as the case page does (observers search `Case.masked_text` by scan)."""
-    for case in (*session.new, *session.dirty):
-        if not isinstance(case, Case):
-            continue
-        added = attributes.get_history(case, "events").added
-        if not any(_names_caller(e) for e in added):
-            continue
+    """Keeps `Case.masked_text` (what observers search by scan, and what checks their
+    search's candidates) as the case page shows the case masked: a case whose caller gives a
+    new name on a later call masks that name from then on; a case with a reply written, sent
+    (signed off), returned, edited or deleted holds the replies that went out."""
+    cases: dict[int, Case] = {}
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, Case):
+            added = attributes.get_history(obj, "events").added
+            replies = attributes.get_history(obj, "replies", attributes.PASSIVE_NO_INITIALIZE)
+            if replies.added or any(_names_caller(e) for e in added):
+                cases[id(obj)] = obj
+        elif (
+            isinstance(obj, CaseReply)
+            and obj.case_id is not None
+            and (obj in session.new or _reply_changed(obj))
+        ):
+            _add_case_of(session, obj, cases)
+    for obj in session.deleted:
+        if isinstance(obj, CaseReply) and obj.case_id is not None:
+            _add_case_of(session, obj, cases)
+    if not cases:
+        return
+    # A reply added by its case_id alone (not through `Case.replies`) is in no collection yet.
+    loose = [r for r in session.new if isinstance(r, CaseReply) and r.case_id is not None]
+    for case in cases.values():
+        replies = list(case.replies)
+        replies += [r for r in loose if r.case_id == case.id and r not in replies]
         case.masked_text = masked_case_text(
             case.subject or "",
             case.body or "",
@@ -579,7 +685,16 @@ def _remask(session: Session, flush_context: Any, instances: Any) -> None:
             case.contact_phone or "",
             case.contact_email or "",
             case.caller_names,
+            replies=[
+                r.body or "" for r in replies if r.state not in _HELD and r not in session.deleted
+            ],
         )
+
+
+def _add_case_of(session: Session, reply: CaseReply, cases: dict[int, Case]) -> None:
+    case = session.get(Case, reply.case_id)
+    if case is not None:
+        cases[id(case)] = case
 
 
 def _text_of(case: Case) -> CaseText:

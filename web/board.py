@@ -826,7 +826,10 @@ def _matches(view: CaseView, terms: list[str]) -> dict[str, object]:
     subject, and an excerpt of the body, a reply or the contact when the subject holds none."""
     subject = view.subject or view.excerpt
     texts = [view.body]
-    if not view.masked:
+    if view.masked:
+        # The replies as the case page shows them: sent ones, masked.
+        texts += [view.shown(r.body) for r in view.case.sent_replies]
+    else:
         texts += [r.body for r in view.case.replies]
         texts.append(" ".join(filter(None, [view.contact_name, view.contact_phone])))
         texts.append(view.contact_email)

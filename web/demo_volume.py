@@ -63,6 +63,7 @@ from triage.search_index import (
     BODY,
     CONTACT,
     MASKED_BODY,
+    MASKED_REPLY,
     MASKED_SUBJECT,
     NUMBER,
     REPLY,
@@ -301,7 +302,7 @@ class _Shared:
         self.secret = secret
         self.model_version = model_version
         self.hazards: dict[tuple[str, str], list[str]] = {}
-        self.masked: dict[tuple[str, str, str], str] = {}
+        self.masked: dict[tuple[str, str, str, str], str] = {}
         self.names = [s + t for s in _SURNAMES for t in ("先生", "女士")]
 
     def hazard(self, t: _Template) -> list[str]:
@@ -312,15 +313,19 @@ class _Shared:
             found = self.hazards[key] = list(detect_hazard(t.subject, t.body).reasons)
         return found
 
-    def masked_text(self, t: _Template, name: str, phone: str, email: str) -> str:
-        """`masked_case_text`, computed once per text and name unless the text could hold
-        the case's own phone or email (`_GramRows._exact`'s test)."""
-        if _own_contact_in(f"{t.subject}\n{t.body}", phone):
-            return masked_case_text(t.subject, t.body, name, phone, email)
-        key = (t.subject, t.body, name)
+    def masked_text(self, t: _Template, name: str, phone: str, email: str, reply: str) -> str:
+        """`masked_case_text` (with the case's reply, if any: every generated one is sent),
+        computed once per text, reply and name unless the texts could hold the case's own
+        phone or email (`_GramRows._exact`'s test)."""
+        replies = [reply] if reply else []
+        if _own_contact_in(f"{t.subject}\n{t.body}\n{reply}", phone):
+            return masked_case_text(t.subject, t.body, name, phone, email, replies=replies)
+        key = (t.subject, t.body, name, reply)
         found = self.masked.get(key)
         if found is None:
-            found = self.masked[key] = masked_case_text(t.subject, t.body, name, "", "")
+            found = self.masked[key] = masked_case_text(
+                t.subject, t.body, name, "", "", replies=replies
+            )
         return found
 
 
@@ -508,7 +513,7 @@ class _Batch:
                 closed_at,
                 merged_into,
                 rejection_reason,
-                shared.masked_text(t, name, phone, email),
+                shared.masked_text(t, name, phone, email, reply_text),
                 risk,
                 self.events[-1][1],
                 key,
@@ -519,6 +524,7 @@ class _Batch:
         self.texts[case_id] = CaseText(
             case_id, number, t.subject, t.body, name, phone, email,
             replies=[reply_text] if reply_text else [], department_id=department_id or 0,
+            sent_replies=[reply_text] if reply_text else [],
         )  # fmt: skip
         if merged_into is not None:
             # The case merged into finds it by its number too (as `triage.search_index` has it).
@@ -973,6 +979,7 @@ class _GramRows:
     def __init__(self) -> None:
         self._texts: dict[tuple[str, str, str], _Combo] = {}
         self._grams: dict[str, set[int]] = {}
+        self._masked: dict[tuple[str, str], set[int]] = {}
         self._digits: dict[str, str] = {}
 
     def _of(self, text_: str) -> set[int]:
@@ -997,9 +1004,16 @@ class _GramRows:
             found = self._texts[key] = _Combo(rows)
         return found
 
+    def _masked_reply(self, reply: str, name: str) -> set[int]:
+        key = (reply, name)
+        grams = self._masked.get(key)
+        if grams is None:
+            grams = self._masked[key] = text_grams(mask_text(reply, names=[name]))
+        return grams
+
     def _exact(self, case: CaseText) -> bool:
         """Whether the texts' masking could depend on the case's own phone or email."""
-        text_ = f"{case.subject}\n{case.body}"
+        text_ = "\n".join([case.subject, case.body, *case.sent_replies])
         digits = self._digits.get(text_)
         if digits is None:
             digits = self._digits[text_] = _DIGITS.sub("", unicodedata.normalize("NFKC", text_))
@@ -1022,6 +1036,9 @@ class _GramRows:
         for reply in case.replies:
             for gram in self._of(reply):
                 own[gram] = own.get(gram, 0) | REPLY
+        for reply in case.sent_replies:
+            for gram in self._masked_reply(reply, case.contact_name):
+                own[gram] = own.get(gram, 0) | MASKED_REPLY
         contact = f"{case.contact_name}\n{case.contact_phone}\n{case.contact_email}"
         for gram in text_grams(contact):
             own[gram] = own.get(gram, 0) | CONTACT

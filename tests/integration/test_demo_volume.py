@@ -161,12 +161,18 @@ def test_volume_cases_read_like_registered_ones(runtime: Any, monkeypatch: Any) 
         add_volume(conn, 300, months=3, seed=9, secret=runtime.secret)
     with runtime.sessions() as s:
         cases = s.scalars(select(Case)).all()
+        sent = {c.id: [r.body for r in c.sent_replies] for c in cases}
         flagged = set(
             s.scalars(select(CaseEvent.case_id).where(CaseEvent.action == "flagged_urgent"))
         )
     for c in cases:
         assert c.masked_text == masked_case_text(
-            c.subject, c.body, c.contact_name, c.contact_phone, c.contact_email
+            c.subject,
+            c.body,
+            c.contact_name,
+            c.contact_phone,
+            c.contact_email,
+            replies=sent[c.id],
         )
         assert c.caller_key == caller_key(c.contact_phone, c.contact_email, runtime.secret)
         assert c.caller_alt_key == alt_key(c.contact_phone, c.contact_email, runtime.secret)
@@ -174,6 +180,7 @@ def test_volume_cases_read_like_registered_ones(runtime: Any, monkeypatch: Any) 
         assert (c.urgent, c.urgent_reasons) == (hazard.urgent, list(hazard.reasons))
         assert (c.id in flagged) == c.urgent
     assert 0 < sum(c.urgent for c in cases) < 150
+    assert sum(bool(replies) for replies in sent.values()) > 30  # replies in masked texts
     with runtime.engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             analysed = conn.exec_driver_sql(
