@@ -42,14 +42,19 @@ run: install
 test: install system-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@# The two databases' suites run side by side: much of each waits on mail servers, browsers
-	@# and timed sign-ins. The PostgreSQL log is printed when both have ended.
+	@# Three suites run side by side: the PostgreSQL one, the browser's and the rest on SQLite.
+	@# Much of each waits on mail servers, browsers and timed sign-ins. The other two logs are
+	@# printed when all have ended.
 	@MINSHENG_TEST_DB=postgresql MINSHENG_TEST_PG_URL=$(PG_URL) $(BIN)/pytest -q -p no:cacheprovider --durations=15 \
 	    tests/integration > .test-postgresql.log 2>&1 & pg=$$!; \
-	MINSHENG_TEST_DB=sqlite $(BIN)/pytest -q --durations=15 tests; sqlite=$$?; \
+	MINSHENG_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider --durations=15 \
+	    tests/browser > .test-browser.log 2>&1 & browser=$$!; \
+	MINSHENG_TEST_DB=sqlite $(BIN)/pytest -q --durations=15 tests/unit tests/integration; sqlite=$$?; \
+	wait $$browser; browsers=$$?; \
 	wait $$pg; postgresql=$$?; \
+	echo "--- SQLite: tests/browser ---"; cat .test-browser.log; \
 	echo "--- PostgreSQL: tests/integration ---"; cat .test-postgresql.log; \
-	test $$sqlite -eq 0 && test $$postgresql -eq 0
+	test $$sqlite -eq 0 && test $$browsers -eq 0 && test $$postgresql -eq 0
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
