@@ -42,24 +42,28 @@ run: install
 test: install system-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@# Four suites run side by side: PostgreSQL's in two halves, the browser's, and the rest on
-	@# SQLite. Much of each waits on mail servers, browsers and timed sign-ins (together they
-	@# used about one core of two when they ran as two). The other logs are printed when all
-	@# have ended.
+	@# Five suites run side by side: PostgreSQL's in two halves, the browser's, and the rest on
+	@# SQLite in two halves. Much of each waits on mail servers, browsers and timed sign-ins:
+	@# as three they used about one core of two. The other logs are printed when all have ended.
 	@MINSHENG_TEST_DB=postgresql MINSHENG_TEST_PG_URL=$(PG_URL) $(BIN)/pytest -q -p no:cacheprovider --durations=10 \
 	    $$(ls tests/integration/test_[a-m]*.py) > .test-postgresql.log 2>&1 & pg=$$!; \
 	MINSHENG_TEST_DB=postgresql MINSHENG_TEST_PG_URL=$(PG_URL) $(BIN)/pytest -q -p no:cacheprovider --durations=10 \
 	    $$(ls tests/integration/test_[n-z]*.py) > .test-postgresql-2.log 2>&1 & pg2=$$!; \
 	MINSHENG_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider --durations=10 \
 	    tests/browser > .test-browser.log 2>&1 & browser=$$!; \
-	MINSHENG_TEST_DB=sqlite $(BIN)/pytest -q --durations=15 tests/unit tests/integration; sqlite=$$?; \
+	MINSHENG_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider --durations=10 \
+	    $$(ls tests/integration/test_[n-z]*.py) > .test-sqlite-2.log 2>&1 & sqlite2=$$!; \
+	MINSHENG_TEST_DB=sqlite $(BIN)/pytest -q --durations=15 tests/unit $$(ls tests/integration/test_[a-m]*.py); \
+	sqlite=$$?; \
+	wait $$sqlite2; sqlites=$$?; \
 	wait $$browser; browsers=$$?; \
 	wait $$pg; postgresql=$$?; \
 	wait $$pg2; postgresql2=$$?; \
+	echo "--- SQLite: tests/integration/test_[n-z]* ---"; cat .test-sqlite-2.log; \
 	echo "--- SQLite: tests/browser ---"; cat .test-browser.log; \
 	echo "--- PostgreSQL: tests/integration/test_[a-m]* ---"; cat .test-postgresql.log; \
 	echo "--- PostgreSQL: tests/integration/test_[n-z]* ---"; cat .test-postgresql-2.log; \
-	test $$sqlite -eq 0 && test $$browsers -eq 0 && test $$postgresql -eq 0 && test $$postgresql2 -eq 0
+	test $$sqlite -eq 0 && test $$sqlites -eq 0 && test $$browsers -eq 0 && test $$postgresql -eq 0 && test $$postgresql2 -eq 0
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
