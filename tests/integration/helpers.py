@@ -123,3 +123,43 @@ def work_of(s: Session) -> Iterator[list[int]]:
     finally:
         raw.set_progress_handler(None, 0)
     total[0] = steps[0] * 100
+
+
+def insert_case_row(
+    session: Session,
+    *,
+    number: str = "MS-2026-123456",
+    status: str = "received",
+    body: str = "楼道灯坏了",
+    phone: str = "13911112222",
+    masked_text: str = "来电",
+) -> None:
+    """One phone case (subject 来电, contact 王小明) written by plain SQL, none of the ORM's
+    flush listeners: a case as an earlier revision's code left it, for migration tests."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    session.execute(
+        text(
+            "INSERT INTO cases (tracking_number, query_code_hash, channel, external_id,"
+            " kind, status, subject, body, contact_name, contact_phone, contact_email,"
+            " received_at, created_at, alternatives, model_version, urgent,"
+            ' urgent_reasons, "similar", rejection_reason, rejection_code,'
+            " public_reason, referred_to, masked_text, sent_back_count, rework_count,"
+            " extension_count, risk, version)"
+            " VALUES (:number, 'x', 'phone', :ext, 'complaint', :status, '来电', :body,"
+            " '王小明', :phone, '', :at, :at, '[]', '', :f, '[]', '[]', '', '', '', '',"
+            " :masked, 0, 0, 0, '', 1)"
+        ),
+        {
+            "number": number,
+            "ext": f"p-{number}",
+            "status": status,
+            "body": body,
+            "phone": phone,
+            "masked": masked_text,
+            "at": datetime.now(UTC).replace(tzinfo=None),
+            "f": False,
+        },
+    )

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from tests.conftest import csrf_from
-from tests.integration.helpers import submit_complaint
+from tests.integration.helpers import insert_case_row, submit_complaint
 from triage.models import Case, CaseEvent
 from triage.search import search_cases
 from web.db import make_engine, upgrade
@@ -81,20 +81,10 @@ def test_migration_0035_masks_names_given_before_it(empty_url: str) -> None:
     upgrade(engine)
     now = datetime.now(UTC).replace(tzinfo=None)
     with Session(engine) as s, s.begin():
-        s.execute(
-            text(
-                "INSERT INTO cases (tracking_number, query_code_hash, channel, external_id,"
-                " kind, status, subject, body, contact_name, contact_phone, contact_email,"
-                " received_at, created_at, alternatives, model_version, urgent,"
-                ' urgent_reasons, "similar", rejection_reason, rejection_code,'
-                " public_reason, referred_to, masked_text, sent_back_count, rework_count,"
-                " extension_count, risk, version)"
-                " VALUES ('MS-2026-123456', 'x', 'phone', 'p-1', 'complaint', 'received',"
-                " '来电', '楼道灯坏了，邻居欧阳娜娜也说过', '王小明', '13911112222', '', :at,"
-                " :at, '[]', '', :f, '[]', '[]', '', '', '', '',"
-                " '来电\n楼道灯坏了，邻居欧阳娜娜也说过', 0, 0, 0, '', 1)"
-            ),
-            {"at": now, "f": False},
+        insert_case_row(
+            s,
+            body="楼道灯坏了，邻居欧阳娜娜也说过",
+            masked_text="来电\n楼道灯坏了，邻居欧阳娜娜也说过",
         )
         s.execute(
             insert(CaseEvent.__table__).values(

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from tests.conftest import make_settings
+from tests.integration.helpers import insert_case_row
 from tests.integration.test_extension_requests import case_of, dispatched
 from tests.integration.test_sign_off_flow import reply, sign
 from triage.models import Case, CaseReply, ReplyState
@@ -118,20 +119,12 @@ def test_migration_0037_masks_and_indexes_the_replies_sent_before_it(empty_url: 
     now = datetime.now(UTC).replace(tzinfo=None)
     with Session(engine) as s, s.begin():
         for n in (1, 2):
-            s.execute(
-                text(
-                    "INSERT INTO cases (tracking_number, query_code_hash, channel, external_id,"
-                    " kind, status, subject, body, contact_name, contact_phone, contact_email,"
-                    " received_at, created_at, alternatives, model_version, urgent,"
-                    ' urgent_reasons, "similar", rejection_reason, rejection_code,'
-                    " public_reason, referred_to, masked_text, sent_back_count, rework_count,"
-                    " extension_count, risk, version)"
-                    " VALUES (:number, 'x', 'phone', :ext, 'complaint', 'replied',"
-                    " '来电', '楼道灯坏了', '王小明', '13812345678', '', :at,"
-                    " :at, '[]', '', :f, '[]', '[]', '', '', '', '',"
-                    " '来电\n楼道灯坏了', 0, 0, 0, '', 1)"
-                ),
-                {"number": f"MS-2026-12345{n}", "ext": f"p-{n}", "at": now, "f": False},
+            insert_case_row(
+                s,
+                number=f"MS-2026-12345{n}",
+                status="replied",
+                phone="13812345678",
+                masked_text="来电\n楼道灯坏了",
             )
         replies = CaseReply.__table__
         s.execute(

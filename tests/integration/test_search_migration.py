@@ -10,6 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from tests.integration.helpers import insert_case_row
 from triage.models import Base
 from triage.search import search_cases
 from triage.search_index import SearchGram
@@ -134,20 +135,7 @@ def test_six_digit_grams_are_added_and_removed(empty_url: str) -> None:
     engine = make_engine(empty_url)
     upgrade(engine)
     with Session(engine) as s, s.begin():
-        s.execute(
-            text(
-                "INSERT INTO cases (tracking_number, query_code_hash, channel, external_id,"
-                " kind, status, subject, body, contact_name, contact_phone, contact_email,"
-                " received_at, created_at, alternatives, model_version, urgent,"
-                ' urgent_reasons, "similar", rejection_reason, rejection_code,'
-                " public_reason, referred_to, masked_text, sent_back_count, rework_count,"
-                " extension_count, risk, version)"
-                " VALUES ('MS-2026-123456', 'x', 'phone', 'p-1', 'complaint', 'received',"
-                " '来电', '楼道灯坏了', '王小明', '13911112222', '', :at, :at, '[]', '', :f,"
-                " '[]', '[]', '', '', '', '', '来电', 0, 0, 0, '', 1)"
-            ),
-            {"at": datetime.now(UTC).replace(tzinfo=None), "f": False},
-        )
+        insert_case_row(s)
     with Session(engine) as s, s.begin():
         rebuild(s)
         written = set(
