@@ -180,8 +180,10 @@ def _dialect(conn: Connection | Session) -> str:
     return bind.dialect.name
 
 
-_LOCK = "hashtext('case_tallies')"
-"""The advisory lock (transaction level) taken by `compact` and `recount` on PostgreSQL."""
+_LOCK = "hashtext(current_schema() || '.case_tallies')"
+"""The advisory lock (transaction level) taken by `compact` and `recount` on PostgreSQL.
+Keyed by the schema: advisory locks are the database's, and two offices (or test runs) in
+schemas of one database have ledgers of their own to fold."""
 
 _FOLD = f"""
     WITH moved AS (DELETE FROM case_tallies RETURNING {_COLUMNS}, n)

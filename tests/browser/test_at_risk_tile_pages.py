@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 
 from tests.browser.test_walkthrough import screenshot, sign_in
+from tests.conftest import analyze
 from triage.models import Case, Department, Status
 from web import dashboard
 
@@ -57,7 +58,7 @@ def cases_at_risk(app: Any) -> dict[str, int]:
         )
     with runtime.sessions() as s, s.begin():
         s.execute(insert(Case.__table__), rows)
-        s.execute(text("ANALYZE"))
+        analyze(s)
     dashboard.clear_cache()
     yield {"supervisor": 11, "urban": 4}
     dashboard.clear_cache()

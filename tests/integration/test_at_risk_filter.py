@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import event, insert, select, text
 
+from tests.conftest import analyze
 from triage.case_list import ListFilters
 from triage.models import Case, Department, Status
 from web import dashboard
@@ -71,7 +72,7 @@ def _fill(runtime: Any) -> dict[str, set[int]]:
             s.execute(
                 text("SELECT setval(pg_get_serial_sequence('cases', 'id'), max(id)) FROM cases")
             )
-        s.execute(text("ANALYZE"))
+        analyze(s)
     return expected
 
 

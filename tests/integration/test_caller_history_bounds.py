@@ -10,8 +10,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, insert, select, text, update
+from sqlalchemy import event, insert, select, update
 
+from tests.conftest import analyze
 from tests.integration.helpers import submit_complaint
 from triage.callers import WINDOW, caller_history
 from triage.models import Case, Role, Status, User
@@ -44,7 +45,7 @@ def _fill(runtime: Any, key: str, own_department: int, other_department: int | N
     ]
     with runtime.sessions() as s, s.begin():
         s.execute(insert(Case.__table__), rows)
-        s.execute(text("ANALYZE"))
+        analyze(s)
 
 
 def _statements(runtime: Any, run: Any) -> list[tuple[str, Any]]:

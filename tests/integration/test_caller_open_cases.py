@@ -13,9 +13,9 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, insert, inspect, select, text, update
+from sqlalchemy import event, insert, inspect, select, update
 
-from tests.conftest import csrf_from
+from tests.conftest import analyze, csrf_from
 from tests.integration.helpers import submit_complaint
 from triage.callers import WINDOW, caller_history
 from triage.models import Base, Case, Status
@@ -64,7 +64,7 @@ def _fill(runtime: Any, key: str) -> None:
     ]
     with runtime.sessions() as s, s.begin():
         s.execute(insert(Case.__table__), rows)
-        s.execute(text("ANALYZE"))
+        analyze(s)
 
 
 def _statements(runtime: Any, run: Any) -> list[tuple[str, Any]]:

@@ -12,8 +12,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import event, func, select, update
 
+from tests.conftest import analyze
 from tests.integration.test_board_lists import _volume
 from triage import tallies
 from triage.case_list import ListFilters, facet_counts
@@ -197,7 +198,7 @@ def _grow(runtime: Any, n: int, start: int) -> None:
     with runtime.engine.begin() as conn:
         tallies.compact(conn)
         if conn.dialect.name == "postgresql":
-            conn.execute(text("ANALYZE"))
+            analyze(conn)
 
 
 def _rows_read(node: dict[str, Any]) -> int:

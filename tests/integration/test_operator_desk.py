@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
-from tests.conftest import csrf_from
+from tests.conftest import analyze, csrf_from
 from tests.integration.helpers import flashes, submit_complaint
 from triage import system_reasons
 from triage.callers import backfill_caller_keys, caller_key
@@ -425,7 +425,7 @@ def test_the_history_is_read_through_the_caller_key_indexes(runtime: Any) -> Non
     engine = runtime.engine
     sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("ANALYZE")
+        analyze(conn)
         if engine.dialect.name == "sqlite":
             plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
         else:

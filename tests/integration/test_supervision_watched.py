@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import event, insert, or_, select, text
 
+from tests.conftest import analyze
 from triage.models import (
     OPEN_STATUSES,
     Case,
@@ -138,7 +139,7 @@ def _fill(runtime: Any) -> dict[str, set[int]]:
             s.execute(
                 text("SELECT setval(pg_get_serial_sequence('cases', 'id'), max(id)) FROM cases")
             )
-        s.execute(text("ANALYZE"))
+        analyze(s)
     return {k: set(v) for k, v in kinds.items()}
 
 

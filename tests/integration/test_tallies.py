@@ -6,6 +6,7 @@ role; the migration comes and goes with the counts backfilled."""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections import Counter
@@ -411,3 +412,31 @@ def test_triggers_dropped_by_a_later_migration_come_back_with_the_counts(
     _check(runtime, "after the upgrade")
     submit_complaint(client, "网上提交：公交站台的顶棚漏雨。", "公交站")
     _check(runtime, "a case after")
+
+
+@pytest.mark.skipif(DB_KIND != "postgresql", reason="advisory locks are PostgreSQL's")
+def test_offices_in_two_schemas_of_one_database_compact_their_ledgers_at_once(
+    runtime: Any,
+) -> None:
+    """Two installations sharing a PostgreSQL database in schemas of their own: while one
+    folds its ledger (holding the fold's lock), the other's fold is not turned away, and
+    each folds only its own rows. (The lock was the database's: one office's compaction
+    made the other's give up, and in CI one test's fold deadlocked with another's upgrade.)"""
+    other = f"office_{os.getpid()}_{threading.get_ident()}"
+    with runtime.engine.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {other}"))
+        conn.execute(text(f"CREATE TABLE {other}.case_tallies (LIKE case_tallies INCLUDING ALL)"))
+        conn.execute(
+            text(f"INSERT INTO {other}.case_tallies (status, n) VALUES ('new', 2), ('new', 3)")
+        )
+    try:
+        with runtime.engine.connect() as first, first.begin():
+            assert tallies.compact(first) is True
+            with runtime.engine.connect() as second, second.begin():
+                second.execute(text(f"SET LOCAL search_path TO {other}"))
+                assert tallies.compact(second) is True, "turned away by the other office"
+                rows = second.execute(text("SELECT status, n FROM case_tallies")).all()
+        assert rows == [("new", 5)]
+    finally:
+        with runtime.engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {other} CASCADE"))
