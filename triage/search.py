@@ -45,6 +45,7 @@ from triage.search_index import (
     MASKED_REPLY,
     MASKED_SUBJECT,
     NUMBER,
+    NUMBER_SEPARATORS,
     REPLY,
     STAFF_FIELDS,
     SUBJECT,
@@ -153,8 +154,15 @@ def _term_clause(term: str, *, masked: bool) -> ColumnElement[bool]:
                 select(merged.merged_into_id).where(merged.tracking_number == term.upper())
             ),
         )
+    digits = query_phone(term) if phone_like(term) else ""
+    # A number is found in the text however it was spaced there (138-0013-8000 by
+    # 13800138000 and the other way round), from six digits, as the index finds it.
+    spaced = like_pattern(digits) if len(digits) >= 6 else None
     if masked:
-        return or_(number, Case.masked_text.ilike(pattern, escape=_ESCAPE))
+        clauses = [number, Case.masked_text.ilike(pattern, escape=_ESCAPE)]
+        if spaced:
+            clauses.append(_unspaced(Case.masked_text).like(spaced, escape=_ESCAPE))
+        return or_(*clauses)
     clauses = [
         number,
         Case.subject.ilike(pattern, escape=_ESCAPE),
@@ -163,13 +171,25 @@ def _term_clause(term: str, *, masked: bool) -> ColumnElement[bool]:
         Case.contact_email.ilike(pattern, escape=_ESCAPE),
         Case.replies.any(CaseReply.body.ilike(pattern, escape=_ESCAPE)),
     ]
-    if phone_like(term):
-        digits = query_phone(term)
-        # From three digits, as the index finds them (a trigram of the contact's phone): a
-        # query of three digits answered by the index and "0-18" scanned agree.
-        if len(digits) >= 3:
-            clauses.append(Case.contact_phone.like(like_pattern(digits), escape=_ESCAPE))
+    if spaced:
+        clauses += [
+            _unspaced(Case.subject).like(spaced, escape=_ESCAPE),
+            _unspaced(Case.body).like(spaced, escape=_ESCAPE),
+            Case.replies.any(_unspaced(CaseReply.body).like(spaced, escape=_ESCAPE)),
+        ]
+    # From three digits, as the index finds them (a trigram of the contact's phone): a
+    # query of three digits answered by the index and "0-18" scanned agree.
+    if len(digits) >= 3:
+        clauses.append(Case.contact_phone.like(like_pattern(digits), escape=_ESCAPE))
     return or_(*clauses)
+
+
+def _unspaced(text_: ColumnElement[str]) -> ColumnElement[str]:
+    """``text_`` without what people put between a number's digits (`spaced_numbers`'
+    separators), in SQL both databases know: only the index's candidates are checked so."""
+    for ch in NUMBER_SEPARATORS:
+        text_ = func.replace(text_, ch, "")
+    return text_
 
 
 def case_search(query: str, *, masked: bool) -> ColumnElement[bool]:
@@ -225,9 +245,10 @@ def _query_grams(terms: Sequence[str]) -> tuple[list[int], bool]:
     grams: list[int] = []
     exact = len(terms) == 1
     for term in terms:
-        if phone_like(term) and _prefixed(term):
-            # The index holds a contact's phone without the country code typed here: the
-            # prefix's grams would be in none of its postings.
+        if phone_like(term) and (_prefixed(term) or len(query_phone(term)) >= 6):
+            # The index holds a contact's phone without the country code typed here (the
+            # prefix's grams would be in none of its postings), and a number in the text as
+            # one run of digits however it was spaced there (`spaced_numbers`).
             term = query_phone(term)
             exact = False
         term_runs = runs(term)
@@ -379,12 +400,15 @@ def _pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
     for term in terms:
         if phone_like(term) and len(phone_digits(term)) >= 4:
             # A phone matches however it is spaced in the text.
-            parts.append(r"[\s\-]*".join(re.escape(d) for d in phone_digits(term)))
+            parts.append(_SPACING.join(re.escape(d) for d in phone_digits(term)))
         else:
             parts.append(re.escape(term))
     if not parts:
         return None
     return re.compile("|".join(sorted(parts, key=len, reverse=True)), re.IGNORECASE)
+
+
+_SPACING = "[" + re.escape(NUMBER_SEPARATORS) + "]{0,3}"
 
 
 def highlight(text: str, terms: Sequence[str]) -> list[tuple[str, bool]]:

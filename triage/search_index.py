@@ -22,7 +22,8 @@ Grams are, after NFKC and lower-casing:
   cases, so a phone number's rarest trigram had some 18,000 postings at 1,000,000 cases (a
   search of one read 63,000 buffers, growing with the office); a six-digit gram has a
   million values and a handful of postings, and a query with six digits in a row reads
-  those.
+  those. A number written with separators (138-0013-8000) also gives the six-digit grams of
+  its digits read as one run (migration 0038), so that 13800138000 finds it.
 
 Single CJK characters and Latin runs of one or two are not indexed: a query made only of
 them is answered by a bounded scan (see `triage.search`).
@@ -80,18 +81,23 @@ __all__ = [
     "MASKED_REPLY",
     "MASKED_SUBJECT",
     "NUMBER",
+    "NUMBER_SEPARATORS",
     "REPLY",
     "STAFF_FIELDS",
     "SUBJECT",
     "CaseText",
     "SearchGram",
     "add_six_digit_grams",
+    "add_spaced_numbers",
     "case_rows",
     "create_triggers",
     "drop_triggers",
     "mask_replies",
+    "merge_rows",
     "rebuild",
     "reindex_cases",
+    "spaced_grams",
+    "spaced_numbers",
     "sync_departments",
     "text_grams",
     "triggered",
@@ -213,12 +219,45 @@ def run_grams(run: str) -> list[int]:
     return grams
 
 
+NUMBER_SEPARATORS = " \t\n\r.()\u2010\u2011\u2012\u2013\u2014\u2015\u2212-"
+"""What people put between a number's digits (138 0013 8000, 138-0013-8000, (010)8765.4321):
+spaces, dots, brackets, hyphens and dashes (after NFKC, which folds the full-width ones)."""
+_SPACED_NUMBER = re.compile(r"\d+(?:[" + re.escape(NUMBER_SEPARATORS) + r"]{1,3}\d+)+")
+
+
+def spaced_numbers(text: str) -> list[str]:
+    """The digits of each number written with separators in ``text`` and six digits or more
+    in all (``电话 138-0013-8000`` → ``["13800138000"]``): a number typed as one run of digits
+    must find it. ``text`` as `runs` sees it (NFKC: ASCII digits)."""
+    found = []
+    for m in _SPACED_NUMBER.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        if len(digits) >= 6:
+            found.append(digits)
+    return found
+
+
 def text_grams(text: str) -> set[int]:
-    """The distinct grams of ``text``."""
+    """The distinct grams of ``text``, those of its numbers written with separators read as
+    one run of digits too (`spaced_grams`)."""
     grams: set[int] = set()
-    for run in runs(text):
+    normal = _normal(text)
+    for run in _RUNS.findall(normal):
         grams.update(run_grams(run))
+    grams.update(spaced_grams(normal))
     return grams
+
+
+def spaced_grams(normal: str) -> set[int]:
+    """The six-digit grams of the numbers written with separators in ``normal`` (NFKC,
+    lower case), read as one run of digits. Six-digit grams only: a query of six digits or
+    more is checked on the text with the separators taken out (`triage.search`), a shorter
+    one as typed, so no trigram may find what that check would turn away."""
+    return {
+        _DIGITS6 | int(digits[i : i + 6])
+        for digits in spaced_numbers(normal)
+        for i in range(len(digits) - 5)
+    }
 
 
 @dataclass(frozen=True)
@@ -439,6 +478,100 @@ def write_rows(
     marks = ", ".join("?" * len(rows[0]))
     bind.exec_driver_sql(f"INSERT INTO search_grams ({names}) VALUES ({marks})", rows)
     return len(rows)
+
+
+def merge_rows(conn: Connection | Session, rows: Iterable[tuple[int, int, int, int]]) -> int:
+    """Adds index rows (gram, case_id, fields, department_id); where the (gram, case) is
+    already there, its fields become the union of both. Returns how many rows were given.
+    For a migration adding grams or field bits to cases already indexed: it touches those
+    rows only, where `reindex_cases` deletes and writes all of a case's."""
+    rows = sorted(rows)
+    if not rows:
+        return 0
+    bind = conn.connection() if isinstance(conn, Session) else conn
+    names = "gram, case_id, fields, department_id"
+    merge = (
+        "ON CONFLICT (gram, case_id) DO UPDATE SET fields = search_grams.fields | excluded.fields"
+    )
+    if bind.dialect.name == "postgresql":
+        bind.exec_driver_sql(
+            "CREATE TEMP TABLE IF NOT EXISTS search_grams_merged"
+            " (gram bigint, case_id integer, fields smallint, department_id integer)"
+            " ON COMMIT DROP"
+        )
+        raw = bind.connection.driver_connection
+        with (
+            raw.cursor() as cur,
+            cur.copy(f"COPY search_grams_merged ({names}) FROM STDIN") as copy,  # type: ignore[union-attr]
+        ):
+            copy.write("".join("\t".join(map(str, r)) + "\n" for r in rows))
+        # One row per key in one statement: ON CONFLICT may not touch a row twice.
+        bind.exec_driver_sql(
+            f"INSERT INTO search_grams ({names}) SELECT gram, case_id, bit_or(fields),"
+            f" max(department_id) FROM search_grams_merged GROUP BY gram, case_id {merge}"
+        )
+        bind.exec_driver_sql("DELETE FROM search_grams_merged")
+        return len(rows)
+    bind.exec_driver_sql(f"INSERT INTO search_grams ({names}) VALUES (?, ?, ?, ?) {merge}", rows)
+    return len(rows)
+
+
+def add_spaced_numbers(conn: Connection | Session, progress: Any = None) -> tuple[int, int]:
+    """Adds the grams of the numbers written with separators (`spaced_grams`) to every case
+    whose text has one, its tracking number (MS-2026-000123) included (migration 0038: the
+    index held none, so 13800138000 never found a body saying 138-0013-8000), in batches
+    of `BATCH` cases; returns (cases with such a number, rows given). Safe to run again.
+    ``progress(cases_read)`` after each batch."""
+    found = rows = read = 0
+    last = 0
+    while True:
+        texts = _texts(conn, None, after=last)
+        if not texts:
+            return found, rows
+        batch: list[tuple[int, int, int, int]] = []
+        for case in texts:
+            added = _spaced_rows(case)
+            if added:
+                found += 1
+                batch.extend(
+                    (gram, case.case_id, bits, case.department_id) for gram, bits in added.items()
+                )
+        rows += merge_rows(conn, batch)
+        read += len(texts)
+        last = texts[-1].case_id
+        if progress is not None:
+            progress(read)
+
+
+def _spaced_rows(case: CaseText) -> dict[int, int]:
+    """gram → fields of ``case``'s `spaced_grams`, as `case_rows` would give them."""
+    contact = (case.contact_name, *case.caller_names, case.contact_phone, case.contact_email)
+    own = [
+        *((n, NUMBER) for n in (case.tracking_number, *case.merged_numbers)),
+        ("\n".join(contact), CONTACT),
+    ]
+    staff = [(case.subject, SUBJECT), (case.body, BODY), *((r, REPLY) for r in case.replies)]
+    found: dict[int, int] = {}
+    for text_, bit in own:
+        for gram in spaced_grams(_normal(text_)):
+            found[gram] = found.get(gram, 0) | bit
+    if not any(_SPACED_NUMBER.search(_normal(t)) for t, _ in staff):
+        return found  # masking only takes away: the masked texts have none either
+    personal = {
+        "names": [case.contact_name, *case.caller_names],
+        "phones": [case.contact_phone],
+        "emails": [case.contact_email],
+    }
+    texts = [
+        *staff,
+        (mask_text(case.subject, **personal), MASKED_SUBJECT),
+        (mask_text(case.body, **personal), MASKED_BODY),
+        *((mask_text(r, **personal), MASKED_REPLY) for r in case.sent_replies),
+    ]
+    for text_, bit in texts:
+        for gram in spaced_grams(_normal(text_)):
+            found[gram] = found.get(gram, 0) | bit
+    return found
 
 
 def reindex_cases(conn: Connection | Session, case_ids: Iterable[int]) -> int:
