@@ -14,9 +14,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from intake.submission import Channel
+from triage.case_people import people_by_case
 from triage.mail_intake import messages_by_case
 from triage.models import CALLER_NAME_ACTIONS, Case, CaseEvent, CaseFinding
-from triage.privacy import mask_email, mask_name, mask_phone, mask_text
+from triage.privacy import People, mask_email, mask_name, mask_phone
 
 FIELDS = (
     "tracking_number",
@@ -103,9 +104,12 @@ def case_record(
     now: datetime | None = None,
     api_filed: dict[str, Any] | None = None,
     caller_names: Sequence[str] = (),
+    people: People | None = None,
 ) -> dict[str, Any]:
     """One case as a flat record; ``masked``: personal data masked, in free text too (the
-    contact's name and ``caller_names``, the names the caller gave on later calls).
+    contact's name and ``caller_names``, the names the caller gave on later calls, and
+    ``people``, the other citizens whose data its texts may carry: those of the cases merged
+    with it or linked to it, `triage.case_people`).
     ``messages``: the texts of later messages on the case (threaded replies, bounces),
     oldest first. ``findings``: the case's findings of the last supervision tick, listed as
     ``{rule, combination, severity, since}``; ``overdue`` is the case's state at ``now``
@@ -117,15 +121,14 @@ def case_record(
     visit = case.latest_visit
     now = now or datetime.now(UTC)
 
+    everyone = People.of(
+        [case.contact_name, *caller_names], [case.contact_phone], [case.contact_email]
+    ) | (people or People())
+
     def text(value: str) -> str:
-        if not masked:
+        if not masked or not value:
             return value
-        return mask_text(
-            value,
-            names=[case.contact_name, *caller_names],
-            phones=[case.contact_phone],
-            emails=[case.contact_email],
-        )
+        return everyone.mask(value)
 
     return {
         "tracking_number": case.tracking_number,
@@ -247,6 +250,7 @@ def iter_records(
             )
         }
         names: dict[int, list[str]] = {}
+        people = people_by_case(session, ids) if masked else {}
         if masked:
             for cid, detail in session.execute(
                 select(CaseEvent.case_id, CaseEvent.detail).where(
@@ -267,6 +271,7 @@ def iter_records(
                 now,
                 filed.get(c.id),
                 caller_names=names.get(c.id, ()),
+                people=people.get(c.id),
             )
         last_id = ids[-1]
         session.expunge_all()

@@ -49,8 +49,10 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage import satisfaction as satisfaction_links
+from triage.case_people import for_citizen
 from triage.models import Case, CaseEvent, CaseReply, ReplyState
 from triage.outbox import MailKind, OutboxError, OutgoingMail, build_message, enqueue
+from triage.privacy import People
 from triage.sms import fit, mobile_number, queue_sms
 
 INFO_KEY = "minsheng.notifier"
@@ -203,6 +205,13 @@ def _notice(session: Session, notifier: Notifier, item: tuple[Any, ...]) -> None
         closed(session, notifier, case, ev, ev.at)
         for citizen in _merged_citizens(session, case):
             closed(session, notifier, citizen, ev, ev.at)
+
+
+def own_view(session: Session, case: Case, text: str) -> str:
+    """``text`` of ``case`` (a reply) as its own citizen may read it: the other citizens of
+    its group of merged and linked cases masked (`triage.case_people.for_citizen`)."""
+    own = People.of(case.caller_names, [case.contact_phone], [case.contact_email])
+    return for_citizen(session, case.id, own, text)
 
 
 def _merged_citizens(session: Session, case: Case) -> list[Case]:
@@ -472,6 +481,9 @@ def replied(
     into the case replied; its citizen gets the reply without a link (the office calls them
     back, `Case.record_citizen_visit`)."""
     track = f"{notifier.track_url}?number={case.tracking_number}"
+    # The reply names whom the office reached: the citizens of the other cases merged with
+    # this one are masked for this one's citizen (as on the tracking page).
+    body = own_view(session, case, reply.body)
     link = ""
     if notifier.satisfaction_link and not merged:
         token = satisfaction_links.issue_token(
@@ -484,7 +496,7 @@ def replied(
         "key": reply.id,
         "template": notifier.sms.replied if notifier.sms else "",
         "now": now,
-        "reply": " ".join(reply.body.split()),
+        "reply": " ".join(body.split()),
         "link": link or track,
     }
     if address is None:
@@ -495,7 +507,7 @@ def replied(
     paragraphs = [
         "您好：",
         f"您反映的诉求（受理编号：{case.tracking_number}）{together}已由{who}答复如下：",
-        reply.body.strip(),
+        body.strip(),
     ]
     links = {"track": track}
     if link:

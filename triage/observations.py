@@ -24,8 +24,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, case, func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, object_session, selectinload
 
+from triage.case_people import people_of
 from triage.models import (
     N_,
     Actor,
@@ -37,7 +38,7 @@ from triage.models import (
     Role,
     User,
 )
-from triage.privacy import mask_text
+from triage.privacy import People
 
 MAX_LENGTH = 4000
 
@@ -204,15 +205,17 @@ def department_findings(session: Session) -> list[DepartmentFinding]:
     return sorted(found, key=lambda f: (f.since, f.department_code))
 
 
-def masked_texts(observation: Observation) -> tuple[str, str]:
+def masked_texts(observation: Observation, group: People | None = None) -> tuple[str, str]:
     """(body, answer) as an observer may read them: the case's complainant's contact (and
-    names given on later calls) and anything that looks like a phone, ID number or email masked."""
+    names given on later calls), the citizens of the cases merged with it or linked to it
+    (``group``, read when None: `triage.case_people`) and anything that looks like a phone,
+    ID number or email masked."""
     c = observation.case
-    names = c.caller_names if c is not None else []
-    phones = [c.contact_phone] if c is not None else []
-    emails = [c.contact_email] if c is not None else []
-
-    def masked(text: str) -> str:
-        return mask_text(text, names=names, phones=phones, emails=emails)
-
-    return masked(observation.body), masked(observation.answer)
+    people = People()
+    if c is not None:
+        people = People.of(c.caller_names, [c.contact_phone], [c.contact_email])
+        session = object_session(c)
+        if group is None and session is not None and c.id is not None:
+            group = people_of(session, c.id)
+        people |= group or People()
+    return people.mask(observation.body), people.mask(observation.answer)

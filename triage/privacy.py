@@ -20,8 +20,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 __all__ = [
+    "People",
     "mask_email",
     "mask_name",
     "mask_phone",
@@ -350,6 +352,47 @@ def mask_text(
     return _mask_names(text, names)
 
 
+@dataclass(frozen=True)
+class People:
+    """The citizens whose personal data a text may carry: their names (with those given on
+    later calls), phones and emails, each once, empty ones left out. `|` joins two sets of
+    people; `mask` masks them all in a text (`mask_text`)."""
+
+    names: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls, names: Iterable[str] = (), phones: Iterable[str] = (), emails: Iterable[str] = ()
+    ) -> People:
+        def kept(values: Iterable[str]) -> tuple[str, ...]:
+            return tuple(dict.fromkeys(v for v in values if v and v.strip()))
+
+        return cls(kept(names), kept(phones), kept(emails))
+
+    def __or__(self, other: People) -> People:
+        return People.of(
+            (*self.names, *other.names),
+            (*self.phones, *other.phones),
+            (*self.emails, *other.emails),
+        )
+
+    def __sub__(self, other: People) -> People:
+        """These people but the data of `other` (a notice's reader: their own stays)."""
+        return People(
+            tuple(n for n in self.names if n not in other.names),
+            tuple(p for p in self.phones if p not in other.phones),
+            tuple(e for e in self.emails if e not in other.emails),
+        )
+
+    def mask(self, text: str, *, generic: bool = True) -> str:
+        """`text` with these people's data masked (``generic``: as `mask_text`)."""
+        return mask_text(
+            text, names=self.names, phones=self.phones, emails=self.emails, generic=generic
+        )
+
+
 def masked_case_text(
     subject: str,
     body: str,
@@ -359,13 +402,16 @@ def masked_case_text(
     other_names: Iterable[str] = (),
     *,
     replies: Iterable[str] = (),
+    people: People | None = None,
 ) -> str:
     """Subject, body and the replies that went out (`Case.sent_replies`' bodies), as masked
     views show them: all that observers may search. ``other_names``: the names the caller
-    gave on later calls (`Case.caller_names`). Subject first: its first line is the title
-    masked views show. Each reply is masked on its own, as the case page shows it."""
-    names, phones, emails = [name, *other_names], [phone], [email]
-    text = mask_text(f"{subject}\n{body}", names=names, phones=phones, emails=emails)
+    gave on later calls (`Case.caller_names`); ``people``: the other citizens whose data the
+    case's texts may carry (`triage.case_people`: those of the cases merged with it or
+    linked to it). Subject first: its first line is the title masked views show. Each reply
+    is masked on its own, as the case page shows it."""
+    everyone = People.of([name, *other_names], [phone], [email]) | (people or People())
+    text = everyone.mask(f"{subject}\n{body}")
     for reply in replies:
-        text += "\n" + mask_text(reply, names=names, phones=phones, emails=emails)
+        text += "\n" + everyone.mask(reply)
     return text

@@ -47,7 +47,7 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -69,9 +69,11 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import Mapped, Session, attributes, mapped_column
+from sqlalchemy.orm.util import identity_key
 
+from triage.case_people import LINK_ACTIONS, caller_names, groups, people_by_case
 from triage.models import CALLER_NAME_ACTIONS, Base, Case, CaseEvent, CaseReply, ReplyState
-from triage.privacy import mask_text, masked_case_text
+from triage.privacy import People, masked_case_text
 
 __all__ = [
     "BODY",
@@ -89,6 +91,7 @@ __all__ = [
     "SearchGram",
     "add_six_digit_grams",
     "add_spaced_numbers",
+    "caller_names",
     "case_rows",
     "create_triggers",
     "drop_triggers",
@@ -280,6 +283,18 @@ class CaseText:
     """Names the caller gave on later calls (`Case.caller_names` but the contact's)."""
     sent_replies: Sequence[str] = ()
     """The replies that went out (`Case.sent_replies`): shown, masked, to observers."""
+    people: People = field(default_factory=People)
+    """The other citizens whose data its texts may carry (`triage.case_people`)."""
+
+    @property
+    def masked_people(self) -> People:
+        """Whose data its masked fields mask, as the case page masks them: the caller with
+        the names given on later calls, and the citizens of the cases merged with it or
+        linked to it (else an observer would find the case by them)."""
+        own = People.of(
+            [self.contact_name, *self.caller_names], [self.contact_phone], [self.contact_email]
+        )
+        return own | self.people
 
 
 def case_rows(case: CaseText) -> dict[int, int]:
@@ -302,17 +317,11 @@ def case_rows(case: CaseText) -> dict[int, int]:
         add(reply, REPLY)
     contact = (case.contact_name, *case.caller_names, case.contact_phone, case.contact_email)
     add("\n".join(contact), CONTACT)
-    personal = {
-        # Masked as the case page masks them: a name given on a later call too, or an
-        # observer would find the case by it.
-        "names": [case.contact_name, *case.caller_names],
-        "phones": [case.contact_phone],
-        "emails": [case.contact_email],
-    }
-    add(mask_text(case.subject, **personal), MASKED_SUBJECT)
-    add(mask_text(case.body, **personal), MASKED_BODY)
+    people = case.masked_people
+    add(people.mask(case.subject), MASKED_SUBJECT)
+    add(people.mask(case.body), MASKED_BODY)
     for reply in case.sent_replies:
-        add(mask_text(reply, **personal), MASKED_REPLY)
+        add(people.mask(reply), MASKED_REPLY)
     return found
 
 
@@ -377,6 +386,7 @@ def _texts(conn: Connection | Session, ids: Sequence[int] | None, after: int = 0
     found = [r.id for r in rows]
     replies, sent = _reply_texts(conn, found)
     callers = caller_names(conn, found)
+    people = people_by_case(conn, found)
     merged: dict[int, list[str]] = {}
     for target, number in conn.execute(
         select(_cases.c.merged_into_id, _cases.c.tracking_number).where(
@@ -398,6 +408,7 @@ def _texts(conn: Connection | Session, ids: Sequence[int] | None, after: int = 0
             merged_numbers=merged.get(r.id, ()),
             department_id=r.department_id or 0,
             caller_names=[n for n in callers.get(r.id, ()) if n != (r.contact_name or "")],
+            people=people.get(r.id, People()),
         )
         for r in rows
     ]
@@ -419,27 +430,6 @@ def _reply_texts(
         if state not in _HELD:
             sent.setdefault(case_id, []).append(body or "")
     return replies, sent
-
-
-def caller_names(conn: Connection | Session, case_ids: Sequence[int]) -> dict[int, list[str]]:
-    """{case id: the names its caller gave on later calls, first given first} for
-    ``case_ids`` (their repeat-call and reopen events' ``caller_name``; as
-    `Case.caller_names`, read in one query for many cases)."""
-    names: dict[int, list[str]] = {}
-    ids = list(case_ids)
-    for start in range(0, len(ids), BATCH):
-        for case_id, detail in conn.execute(
-            select(_events.c.case_id, _events.c.detail)
-            .where(
-                _events.c.case_id.in_(ids[start : start + BATCH]),
-                _events.c.action.in_(sorted(CALLER_NAME_ACTIONS)),
-            )
-            .order_by(_events.c.id)
-        ):
-            name = (detail or {}).get("caller_name") if isinstance(detail, dict) else None
-            if name and str(name) not in names.get(case_id, []):
-                names.setdefault(case_id, []).append(str(name))
-    return names
 
 
 def index_rows(texts: Iterable[CaseText]) -> Iterator[tuple[int, int, int, int]]:
@@ -557,16 +547,12 @@ def _spaced_rows(case: CaseText) -> dict[int, int]:
             found[gram] = found.get(gram, 0) | bit
     if not any(_SPACED_NUMBER.search(_normal(t)) for t, _ in staff):
         return found  # masking only takes away: the masked texts have none either
-    personal = {
-        "names": [case.contact_name, *case.caller_names],
-        "phones": [case.contact_phone],
-        "emails": [case.contact_email],
-    }
+    people = case.masked_people
     texts = [
         *staff,
-        (mask_text(case.subject, **personal), MASKED_SUBJECT),
-        (mask_text(case.body, **personal), MASKED_BODY),
-        *((mask_text(r, **personal), MASKED_REPLY) for r in case.sent_replies),
+        (people.mask(case.subject), MASKED_SUBJECT),
+        (people.mask(case.body), MASKED_BODY),
+        *((people.mask(r), MASKED_REPLY) for r in case.sent_replies),
     ]
     for text_, bit in texts:
         for gram in spaced_grams(_normal(text_)):
@@ -686,11 +672,13 @@ def mask_replies(conn: Connection | Session, *, with_replies: bool = True) -> in
 
 def _remask_rows(
     conn: Connection | Session, case_ids: Sequence[int], *, with_replies: bool = True
-) -> None:
+) -> dict[int, str]:
     """Writes the masked text of at most `BATCH` cases from what the database holds now
-    (`masked_case_text`: with the names given on later calls and, unless ``with_replies``
-    is false, the replies that went out)."""
+    (`masked_case_text`: with the names given on later calls, the people of the cases
+    merged with it or linked to it and, unless ``with_replies`` is false, the replies that
+    went out); returns {case id: masked text} of those whose text changed."""
     names = caller_names(conn, case_ids)
+    people = people_by_case(conn, case_ids)
     sent = _reply_texts(conn, case_ids)[1] if with_replies else {}
     changed = []
     for r in conn.execute(select(_case_masks).where(_case_masks.c.id.in_(list(case_ids)))):
@@ -702,6 +690,7 @@ def _remask_rows(
             r.contact_email or "",
             names.get(r.id, ()),
             replies=sent.get(r.id, ()),
+            people=people.get(r.id),
         )
         if masked != r.masked_text:
             changed.append({"case": r.id, "masked": masked})
@@ -712,6 +701,36 @@ def _remask_rows(
             .values(masked_text=bindparam("masked")),
             changed,
         )
+    return {c["case"]: c["masked"] for c in changed}
+
+
+def remask_groups(conn: Connection | Session, *, after: int = 0) -> int:
+    """Re-masks and re-indexes every case merged with another or linked to one as a
+    follow-up (migration 0039: until then their masked text and postings masked only
+    their own caller, so a reply naming the citizen of a merged case left that name
+    readable to observers; and the demo's bulk writer, which masks each case alone);
+    returns how many. ``after``: only the groups of the cases with a greater id. Reads the
+    merged cases and the link events, then those cases' groups in batches of `BATCH`."""
+    found: set[int] = set()
+    for cid, into in conn.execute(
+        select(_cases.c.id, _cases.c.merged_into_id).where(
+            _cases.c.merged_into_id.is_not(None), _cases.c.id > after
+        )
+    ):
+        found.update((cid, into))
+    found.update(
+        conn.scalars(
+            select(_events.c.case_id).where(
+                _events.c.action.in_(sorted(LINK_ACTIONS)), _events.c.case_id > after
+            )
+        )
+    )
+    ids = sorted({m for group in groups(conn, found).values() for m in group})
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start : start + BATCH]
+        _remask_rows(conn, chunk)
+        reindex_cases(conn, chunk)
+    return len(ids)
 
 
 # -- keeping it with every flush ---------------------------------------------------------------
@@ -734,9 +753,17 @@ def _changed(obj: Case) -> bool:
 
 @event.listens_for(Session, "after_flush")
 def _keep_index(session: Session, flush_context: Any) -> None:
-    """Rewrites the rows of the cases whose searchable text this flush changed; a case the
-    flush inserted gets its rows from the object itself (nothing to delete or read back)."""
+    """Rewrites the masked text (`Case.masked_text`: what observers search by scan, and what
+    checks their search's candidates) and the rows of the cases whose searchable text this
+    flush changed, from what the database holds now; a case the flush inserted gets its rows
+    from the object itself (nothing to delete or read back).
+
+    A change of whose data a case's texts may carry (a merge, a contact changed, a name given
+    on a later call, a follow-up opened) changes the masking of every case of its group
+    (`triage.case_people`): they are all rewritten."""
+    session.info.pop(_REMASKED, None)  # left by a flush that failed after writing it
     ids: set[int] = set()
+    spread: set[int] = set()
     inserted: dict[int, Case] = {}
     for obj in (*session.new, *session.dirty):
         if isinstance(obj, Case) and obj.id is not None:
@@ -748,22 +775,55 @@ def _keep_index(session: Session, flush_context: Any) -> None:
                 ids.add(obj.id)
                 if obj.merged_into_id is not None:
                     ids.add(obj.merged_into_id)
+                if obj not in session.new and _people_changed(obj):
+                    spread.add(obj.id)
         elif _rewrites(session, obj):
             ids.add(obj.case_id)
+            if isinstance(obj, CaseEvent):
+                spread.add(obj.case_id)
     for obj in session.deleted:
         if isinstance(obj, CaseReply) and obj.case_id is not None:
             ids.add(obj.case_id)
+    if spread:
+        ids.update(m for group in groups(session, spread).values() for m in group)
     # A new case with a reply or a merged case in the same flush is read back as a whole.
     texts = [_text_of(case) for case_id, case in sorted(inserted.items()) if case_id not in ids]
     if texts:
         write_rows(session, index_rows(texts))
     if ids:
+        remasked: dict[int, str] = {}
+        for chunk in (sorted(ids)[i : i + BATCH] for i in range(0, len(ids), BATCH)):
+            remasked.update(_remask_rows(session, chunk))
         reindex_cases(session, ids)
+        session.info.setdefault(_REMASKED, {}).update(remasked)
+
+
+_REMASKED = "search_index.remasked"
+"""session.info key: {case id: masked text} written by `_keep_index`, for the objects."""
+
+
+@event.listens_for(Session, "after_flush_postexec")
+def _show_remasked(session: Session, flush_context: Any) -> None:
+    """The masked text `_keep_index` wrote, on the loaded cases too (without a change for
+    the next flush to write)."""
+    remasked: dict[int, str] = session.info.pop(_REMASKED, {})
+    for case_id, masked in remasked.items():
+        case = session.identity_map.get(identity_key(Case, case_id))
+        if case is not None:
+            attributes.set_committed_value(case, "masked_text", masked)
+
+
+_PEOPLE_FIELDS = ("contact_name", "contact_phone", "contact_email", "merged_into_id", "merged_into")
+
+
+def _people_changed(obj: Case) -> bool:
+    return any(attributes.get_history(obj, name).added for name in _PEOPLE_FIELDS)
 
 
 def _rewrites(session: Session, obj: Any) -> bool:
     """Whether ``obj``, flushed, changes its case's searchable text: a reply written or
-    edited, or a later call at which the caller gave a name of their own."""
+    edited, or a later call at which the caller gave a name of their own, or a follow-up
+    linked at the desk (whose caller's data the masking learns)."""
     if isinstance(obj, CaseReply):
         return obj.case_id is not None and (obj in session.new or _reply_changed(obj))
     return isinstance(obj, CaseEvent) and obj in session.new and _names_caller(obj)
@@ -778,56 +838,11 @@ def _reply_changed(reply: CaseReply) -> bool:
 
 
 def _names_caller(event_: CaseEvent) -> bool:
-    """Whether ``event_`` is a later call at which the caller gave a name of their own."""
+    """Whether ``event_`` names another person for the case's masking: a later call at which
+    the caller gave a name of their own, or a link to another case (a follow-up)."""
+    if event_.action in LINK_ACTIONS:
+        return True
     return event_.action in CALLER_NAME_ACTIONS and bool((event_.detail or {}).get("caller_name"))
-
-
-@event.listens_for(Session, "before_flush")
-def _remask(session: Session, flush_context: Any, instances: Any) -> None:
-    """Keeps `Case.masked_text` (what observers search by scan, and what checks their
-    search's candidates) as the case page shows the case masked: a case whose caller gives a
-    new name on a later call masks that name from then on; a case with a reply written, sent
-    (signed off), returned, edited or deleted holds the replies that went out."""
-    cases: dict[int, Case] = {}
-    for obj in (*session.new, *session.dirty):
-        if isinstance(obj, Case):
-            added = attributes.get_history(obj, "events").added
-            replies = attributes.get_history(obj, "replies", attributes.PASSIVE_NO_INITIALIZE)
-            if replies.added or any(_names_caller(e) for e in added):
-                cases[id(obj)] = obj
-        elif (
-            isinstance(obj, CaseReply)
-            and obj.case_id is not None
-            and (obj in session.new or _reply_changed(obj))
-        ):
-            _add_case_of(session, obj, cases)
-    for obj in session.deleted:
-        if isinstance(obj, CaseReply) and obj.case_id is not None:
-            _add_case_of(session, obj, cases)
-    if not cases:
-        return
-    # A reply added by its case_id alone (not through `Case.replies`) is in no collection yet.
-    loose = [r for r in session.new if isinstance(r, CaseReply) and r.case_id is not None]
-    for case in cases.values():
-        replies = list(case.replies)
-        replies += [r for r in loose if r.case_id == case.id and r not in replies]
-        case.masked_text = masked_case_text(
-            case.subject or "",
-            case.body or "",
-            case.contact_name or "",
-            case.contact_phone or "",
-            case.contact_email or "",
-            case.caller_names,
-            replies=[
-                r.body or "" for r in replies if r.state not in _HELD and r not in session.deleted
-            ],
-        )
-
-
-def _add_case_of(session: Session, reply: CaseReply, cases: dict[int, Case]) -> None:
-    case = session.get(Case, reply.case_id)
-    if case is not None:
-        cases[id(case)] = case
 
 
 def _text_of(case: Case) -> CaseText:

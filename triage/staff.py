@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -624,12 +624,14 @@ HANDOVER_CHUNK = 500
 @dataclass
 class Handover:
     """What deactivating a department did: the tracking numbers of the cases transferred to
-    `successor`, and the usernames of the accounts moved there or deactivated."""
+    `successor`, the usernames of the accounts moved there or deactivated, and of the moved
+    accounts that were the department's head (the flag dropped)."""
 
     successor: str | None
     cases: list[str]
     moved: list[str]
     deactivated: list[str]
+    heads_dropped: list[str] = field(default_factory=list)
 
 
 def hand_over(
@@ -720,6 +722,8 @@ def hand_over(
         else:
             user.department = successor
             user.department_id = successor.id
+            if user.head:
+                result.heads_dropped.append(user.username)
             user.head = False
             user.session_token = new_session_token()
             user.admin_managed = True

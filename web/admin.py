@@ -93,6 +93,7 @@ ADMIN_DETAILS = {
     "name_en": _l("Name (English)"),
     "active": _l("Active"),
     "chosen_by": _l("Password"),
+    "change_at_sign_in": _l("Must choose their own at the next sign-in"),
     "why": _l("Why"),
     "outcome": _l("Outcome"),
     "case": _l("Case"),
@@ -323,13 +324,13 @@ def _account_of(form: AccountForm) -> Account:
 
 def _new_password(form: PasswordChoice, user: User) -> str | None:
     """Sets the chosen or a generated password; returns the generated one (to show once).
-    A generated password is one-time, as the form says: another account's user must change
-    it at their next sign-in (an administrator's own stays theirs)."""
-    user.must_change_password = False
+    Either is the administrator's, not the user's: another account's user must choose their
+    own at their next sign-in (`User.must_change_password`, web/auth.py), as osTicket and
+    Zammad ask. An administrator's own password set here stays theirs."""
+    user.must_change_password = user.id != current_user.id
     if form.password_mode.data == "set":
         set_password(user, form.password.data or "")
         return None
-    user.must_change_password = user.id != current_user.id
     while True:
         generated = secrets.token_urlsafe(12)
         try:
@@ -457,6 +458,7 @@ def new_user() -> Response | str:
         email=user.email,
         display_name=user.display_name,
         chosen_by="generated" if shown else "admin",
+        change_at_sign_in=user.must_change_password,
     )
     flash(_("Account %(name)s added.", name=user.username), "info")
     if shown is None:
@@ -541,7 +543,11 @@ def _set_active(user_id: int, active: bool) -> Response:
         flash(error_text(e), "error")
         return _user_page(user, status=409)
     if changed:
-        _log("user_reactivated" if active else "user_deactivated", f"user {user.username}")
+        _log(
+            "user_reactivated" if active else "user_deactivated",
+            f"user {user.username}",
+            active=[not active, active],
+        )
         flash(
             _("Account %(name)s reactivated.", name=user.username)
             if active
@@ -576,10 +582,21 @@ def reset_password(user_id: int) -> Response:
         return _user_page(user, status=400)
     shown = _new_password(form, user)
     user.admin_managed = True
-    _log("password_reset", f"user {user.username}", chosen_by="generated" if shown else "admin")
+    _log(
+        "password_reset",
+        f"user {user.username}",
+        chosen_by="generated" if shown else "admin",
+        change_at_sign_in=user.must_change_password,
+    )
     if shown is None:
         flash(
-            _("Password of %(name)s set; its sessions were signed out.", name=user.username),
+            _(
+                "Password of %(name)s set; its sessions were signed out. They choose a "
+                "password of their own at their next sign-in.",
+                name=user.username,
+            )
+            if user.must_change_password
+            else _("Password of %(name)s set; its sessions were signed out.", name=user.username),
             "info",
         )
         return redirect(url_for("admin.user", user_id=user.id))
@@ -672,10 +689,17 @@ def _deactivation(dept: Department, form: DepartmentForm) -> dict[str, Any] | No
             "user_changed",
             f"user {name}",
             department=[dept.code, done.successor],
+            # A head moved is a handler there: the successor has its own head.
+            **({"head": [True, False]} if name in done.heads_dropped else {}),
             department_deactivated=dept.code,
         )
     for name in done.deactivated:
-        _log("user_deactivated", f"user {name}", department_deactivated=dept.code)
+        _log(
+            "user_deactivated",
+            f"user {name}",
+            active=[True, False],
+            department_deactivated=dept.code,
+        )
     return {
         "successor": done.successor,
         "cases_transferred": len(done.cases),

@@ -45,7 +45,13 @@ from triage.models import User
 from web import db, runtime, throttle
 from web.forms import ChangePasswordForm, LoginForm
 from web.i18n import _same_site, local_time
-from web.passwords import candidates, hash_password, renew_session_token, set_password
+from web.passwords import (
+    candidates,
+    hash_password,
+    normalise_password,
+    renew_session_token,
+    set_password,
+)
 
 __all__ = ["hash_password", "requires", "verify_password"]
 
@@ -280,6 +286,10 @@ def change_password() -> Response | str | tuple[str, int]:
         form.current.errors = [_("The current password is wrong.")]
         return render_template("auth/password.html", form=form), 400
     throttle.succeeded(db(), attempt)
+    if normalise_password(form.new.data or "") == normalise_password(form.current.data or ""):
+        # Kept, a password an administrator set would stay known to them.
+        form.new.errors = [_("Choose a new password, not the current one.")]
+        return render_template("auth/password.html", form=form), 400
     # The form checked the policy already; set_password checks it once more and signs the
     # account out everywhere, then this browser is signed in again with the new token.
     set_password(user, form.new.data)

@@ -56,6 +56,7 @@ from triage.case_list import (
     shared_views,
     unindexed_clauses,
 )
+from triage.case_people import people_by_case, people_of
 from triage.cases import (
     assign_case,
     citizens_to_call,
@@ -77,7 +78,7 @@ from triage.models import (
     SavedView,
     Status,
 )
-from triage.privacy import mask_email, mask_name, mask_phone, mask_text
+from triage.privacy import People, mask_email, mask_name, mask_phone
 from triage.search import (
     SEARCH_CAP,
     SearchResult,
@@ -88,7 +89,7 @@ from triage.search import (
 )
 from web import db, runtime
 from web.case_path import citizens_to_call as citizen_rows
-from web.case_path import reject_form, shown_with_merged, visit_form
+from web.case_path import reject_form, visit_form
 from web.db import is_conflict
 from web.forms import (
     ActionForm,
@@ -188,11 +189,15 @@ def load_case(number: str) -> Case:
 
 
 class CaseView:
-    """What a template may show of a case for the current user: masked for observers."""
+    """What a template may show of a case for the current user: masked for observers, with
+    the data of every citizen its texts may carry (`triage.case_people`: its own caller's
+    and those of the cases merged with it or linked to it). `people`: those citizens, when
+    read for many cases at once (`case_views`); else read when first needed."""
 
-    def __init__(self, case: Case, masked: bool) -> None:
+    def __init__(self, case: Case, masked: bool, people: People | None = None) -> None:
         self.case = case
         self.masked = masked
+        self._people = people
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.case, name)
@@ -217,16 +222,22 @@ class CaseView:
     def subject(self) -> str:
         return self.shown(self.case.subject)
 
+    @property
+    def people(self) -> People:
+        """Whose data the case's texts are masked of: its caller (with the names given on
+        later calls) and the citizens of its group of merged and linked cases."""
+        if self._people is None:
+            self._people = people_of(db(), self.case.id)
+        own = People.of(
+            self.case.caller_names, [self.case.contact_phone], [self.case.contact_email]
+        )
+        return own | self._people
+
     def shown(self, text: str) -> str:
         """Free text written about the case (replies, notes, reasons), masked if need be."""
-        if not self.masked:
+        if not self.masked or not text:
             return text
-        return mask_text(
-            text,
-            names=self.case.caller_names,  # with names given on later calls
-            phones=[self.case.contact_phone],
-            emails=[self.case.contact_email],
-        )
+        return self.people.mask(text)
 
     @property
     def urgent_reasons(self) -> list[str]:
@@ -249,6 +260,17 @@ class CaseView:
 
 def _view(case: Case) -> CaseView:
     return CaseView(case, masked=not sees_personal_data(current_user))
+
+
+def case_views(cases: list[Case], masked: bool | None = None) -> list[CaseView]:
+    """`CaseView`s of a list's cases (masked for the current user unless `masked` says),
+    whose citizens are read for all of them at once."""
+    if masked is None:
+        masked = not sees_personal_data(current_user)
+    if not masked or not cases:
+        return [CaseView(c, masked) for c in cases]
+    people = people_by_case(db(), [c.id for c in cases])
+    return [CaseView(c, True, people.get(c.id, People())) for c in cases]
 
 
 @bp.get("/")
@@ -605,7 +627,7 @@ def cases() -> str:
         c.id: c
         for c in db().scalars(select(Case).where(Case.id.in_(listing.case_ids)).options(*options))
     }
-    rows = [_view(loaded[i]) for i in listing.case_ids if i in loaded]
+    rows = case_views([loaded[i] for i in listing.case_ids if i in loaded])
     shown = [loaded[i] for i in listing.case_ids if i in loaded]
     cursors = (cursor_text(shown[0], sort), cursor_text(shown[-1], sort)) if shown else (None, None)
     departments = _departments()
@@ -761,16 +783,31 @@ def save_case_view() -> Response:
         return redirect(url_for("board.cases"))
     query = _view_query(form.query.data or "")
     role = form.role.data or ""
+    default = bool(form.default.data)
+    # The shared view this save replaces, if any: the log says what it was.
+    before = (
+        db().scalar(
+            select(SavedView).where(
+                SavedView.user_id.is_(None),
+                SavedView.role == role,
+                SavedView.name == form.name.data,
+            )
+        )
+        if role
+        else None
+    )
+    was = (before.query, before.is_default) if before is not None else None
     save_view(
         db(),
         name=form.name.data,
         query=query,
         user_id=None if role else current_user.id,
         role=role,
-        is_default=bool(form.default.data),
+        is_default=default,
     )
     if role:
-        # A role's shared view is the admin's doing for others: in the admin log.
+        # A role's shared view is the admin's doing for others: in the admin log, a
+        # replaced one as what changed from what to what.
         admin_log.record(
             db(),
             current_user,
@@ -778,8 +815,8 @@ def save_case_view() -> Response:
             f"view {role}: {form.name.data}",
             _now(),
             role=role,
-            query=query,
-            default=bool(form.default.data),
+            query=query if was is None or was[0] == query else [was[0], query],
+            default=default if was is None or was[1] == default else [was[1], default],
         )
     flash(_("View “%(name)s” saved.", name=form.name.data), "info")
     return redirect(url_for("board.cases") + ("?" + query if query else "?sort=received"))
@@ -870,7 +907,7 @@ def case(number: str) -> str:
         case=view,
         similar=similar,
         openable=openable,
-        shown=shown_with_merged(view.shown, merged, view.masked),
+        shown=view.shown,
         forms=forms,
         by_code=by_code,
         may_triage=can(current_user, Action.TRIAGE, c),

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask_babel import gettext as _
@@ -15,7 +14,7 @@ from wtforms.fields.choices import SelectChoice
 
 from triage.models import Case, ReturnVisit, Status
 from triage.notifications import without_contact
-from triage.privacy import mask_email, mask_name, mask_phone, mask_text
+from triage.privacy import mask_email, mask_name, mask_phone
 from web import runtime
 from web.forms import RejectForm, VisitForm
 from web.i18n import rejection_label
@@ -59,25 +58,6 @@ def citizens_to_call(case: Case, merged: list[Case], masked: bool) -> list[Citiz
     rows = [row(None, case, case.own_visits)]
     rows += [row(m.tracking_number, m, case.visits_of(m)) for m in merged]
     return rows
-
-
-def shown_with_merged(
-    shown: Callable[[str], str], merged: list[Case], masked: bool
-) -> Callable[[str], str]:
-    """`shown` (the case's own masking of free text) that also masks the contacts of the
-    cases merged into it: a visit note or a reply may name any of its citizens."""
-    if not masked or not merged:
-        return shown
-
-    def both(text: str) -> str:
-        return mask_text(
-            shown(text),
-            names=[n for m in merged for n in m.caller_names],
-            phones=[m.contact_phone for m in merged],
-            emails=[m.contact_email for m in merged],
-        )
-
-    return both
 
 
 def reject_form() -> RejectForm:

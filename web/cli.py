@@ -277,9 +277,17 @@ def user_add(username: str, role: str, department: str | None, head: bool, name:
 @config_option
 @click.argument("username")
 @click.password_option()
-def user_set_password(username: str, password: str) -> None:
+@click.option(
+    "--temporary",
+    is_flag=True,
+    help="The user must choose their own password at the next sign-in (a password set for "
+    "someone else to hand over).",
+)
+def user_set_password(username: str, password: str, temporary: bool) -> None:
     """Set a staff account's password (the policy of the web form applies); signs the
-    account out everywhere."""
+    account out everywhere. The operator's or the user's own act at the server (the way in
+    when no administrator can sign in): the password stays as set unless `--temporary`,
+    unlike one an administrator sets in the browser, which the user must replace."""
     from triage.directory import find_user
     from web.passwords import WeakPassword, set_password
 
@@ -293,7 +301,11 @@ def user_set_password(username: str, password: str) -> None:
             set_password(account, password)
         except WeakPassword as e:
             raise click.ClickException(f"password not accepted: {e}") from e
-    click.echo(f"password of {username} changed; its sessions are signed out")
+        account.must_change_password = temporary
+    click.echo(
+        f"password of {username} changed; its sessions are signed out"
+        + ("; the user chooses their own at the next sign-in" if temporary else "")
+    )
 
 
 @main.group()

@@ -71,6 +71,7 @@ from triage.search_index import (
     CaseText,
     SearchGram,
     case_rows,
+    remask_groups,
     text_grams,
 )
 from triage.urgency import detect_hazard
@@ -247,6 +248,9 @@ def add_volume(
     tallies.compact(conn)
     if keys is not None:
         keys.restore()
+    # The texts of merged cases mask the citizens of their whole group (triage.case_people),
+    # which the per-template rows above do not know: those groups' rows made again.
+    remask_groups(conn, after=first_id - 1)
     if conn.dialect.name == "postgresql":
         for table in ("cases", "case_events", "case_replies", "return_visits"):
             conn.execute(

@@ -43,7 +43,7 @@ from triage.case_moves import (
 )
 from triage.models import Case, Department, IllegalTransition, Role, Status
 from web import db
-from web.board import CaseView, load_case
+from web.board import CaseView, case_views, load_case
 from web.db import is_conflict
 from web.i18n import STATUS_LABELS, error_text
 from web.supervision_findings import refresh_findings
@@ -120,8 +120,8 @@ def time_left(due: datetime | None, now: datetime) -> str:
 class Card:
     """What a card shows of a case, masked for observers, with the user's legal moves."""
 
-    def __init__(self, case: Case, masked: bool, now: datetime) -> None:
-        self.view = CaseView(case, masked)
+    def __init__(self, case: Case, masked: bool, now: datetime, view: CaseView | None = None):
+        self.view = view or CaseView(case, masked)
         self.case = case
         due = _due(case)
         self.due = due
@@ -170,7 +170,10 @@ def _columns(
             {
                 "status": column,
                 "label": STATUS_LABELS.get(column, column),
-                "cards": [Card(c, masked, now) for c in cases],
+                "cards": [
+                    Card(c, masked, now, v)
+                    for c, v in zip(cases, case_views(cases, masked), strict=True)
+                ],
                 "total": total,
                 "capped": capped,
             }

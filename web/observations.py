@@ -26,7 +26,9 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from triage import observations
 from triage.access import can_view
+from triage.case_people import people_by_case
 from triage.models import Case, Department, IllegalTransition, Observation
+from triage.privacy import People
 from web import db
 from web.board import _departments, _form_error
 from web.forms import Form
@@ -63,10 +65,12 @@ class AnswerForm(Form):
 class ShownObservation:
     """An observation as the current user may read it: masked for observers."""
 
-    def __init__(self, observation: Observation, masked: bool) -> None:
+    def __init__(
+        self, observation: Observation, masked: bool, people: People | None = None
+    ) -> None:
         self.o = observation
         body, answer = (
-            observations.masked_texts(observation)
+            observations.masked_texts(observation, people)
             if masked
             else (observation.body, observation.answer)
         )
@@ -89,7 +93,11 @@ def _department_choices(form: ObservationForm, departments: list[Department]) ->
 
 def _shown(items: list[Observation]) -> list[ShownObservation]:
     masked = not observations.may_answer(current_user)
-    return [ShownObservation(o, masked) for o in items]
+    ids = [o.case_id for o in items if o.case_id is not None] if masked else []
+    people = people_by_case(db(), ids) if ids else {}
+    return [
+        ShownObservation(o, masked, people.get(o.case_id) if o.case_id else None) for o in items
+    ]
 
 
 @bp.app_context_processor

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +45,7 @@ from triage.callers import (
     case_keys,
     is_callers_case,
 )
+from triage.case_people import people_by_case
 from triage.cases import IntakePolicy, find_by_external_id, follow_inactive_department, register
 from triage.models import (
     FINAL_STATUSES,
@@ -56,8 +56,7 @@ from triage.models import (
     Role,
     Status,
 )
-from triage.privacy import mask_text
-from triage.search_index import caller_names
+from triage.privacy import People
 from triage.urgency import detect_hazard, escalate
 from web import db, runtime
 from web.auth import requires
@@ -620,15 +619,12 @@ class HistoryRow:
     urge_count: int
 
 
-def _row(case: Case, masked: bool, later_names: Sequence[str] = ()) -> HistoryRow:
+def _row(case: Case, masked: bool, people: People | None = None) -> HistoryRow:
+    """`people`: the citizens its texts may carry but its contact (`triage.case_people`)."""
     subject = case.subject
     if masked:
-        subject = mask_text(
-            subject,
-            names=[case.contact_name, *later_names],
-            phones=[case.contact_phone],
-            emails=[case.contact_email],
-        )
+        own = People.of([case.contact_name], [case.contact_phone], [case.contact_email])
+        subject = (own | (people or People())).mask(subject)
     return HistoryRow(case.tracking_number, case.status, case.received_at, subject, case.urge_count)
 
 
@@ -653,11 +649,12 @@ def _caller_history_panel() -> dict[str, Any]:
         department = own if own is not None else -1
     found = caller_history(db(), keys, exclude=case, department_id=department, limit=HISTORY_LIMIT)
     masked = not sees_personal_data(current_user)
-    # Names given on later calls are masked too (one query for the listed cases).
-    later = caller_names(db(), [c.id for c in found.cases]) if masked and found.cases else {}
+    # Names given on later calls and the citizens of merged and linked cases are masked too
+    # (a few queries for the listed cases).
+    later = people_by_case(db(), [c.id for c in found.cases]) if masked and found.cases else {}
     return {
         "caller_history": found,
-        "caller_history_rows": [_row(c, masked, later.get(c.id, ())) for c in found.cases],
+        "caller_history_rows": [_row(c, masked, later.get(c.id)) for c in found.cases],
         "caller_history_link_keys": LINK_KEYS,
         "may_log_call": can(current_user, Action.LOG_CALL),
         "FINAL_STATUSES": FINAL_STATUSES,

@@ -10,7 +10,10 @@ Strength is judged by zxcvbn (Dropbox's estimator, in Python): it finds keyboard
 a few characters added (`asdfghjkl;`, `zaq12wsxcde`), counting, dates, repeats and common
 passwords and words, where a hand-kept list catches only what it lists. A password must
 score `MIN_SCORE` (about 10^8 guesses) or more, and may not contain the system's name, the
-office's name, the username or the account's name.
+office's or a department's name (in Chinese, in pinyin, in English: the whole name or a piece
+of it, `_name_pieces`), the username or the account's name, nor be made of words of those
+names with only digits and symbols besides (`Efficiency2026!`); names in any case and in
+leetspeak (`M1nsh3ng`, `0ff1ce`), as zxcvbn's own matching of user inputs reads them.
 
 zxcvbn knows English: `woaini1314520`, `zhangwei1990` and `Huawei@123` look random to it.
 So it is also given `CHINESE_WORDS` (and the office's and account's names), and each rule
@@ -24,17 +27,22 @@ signed in" cookie issued before stops working (a changed password shuts out whoe
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import rjieba
 from flask import current_app, has_app_context
 from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.orm import Session, object_session
 from werkzeug.security import generate_password_hash
 from zxcvbn import zxcvbn
 
-from triage.models import Role, User, new_session_token
+from triage.models import Department, Role, User, new_session_token
 from web.settings import AppSettings, ConfigError, load_settings
 
 MIN_LENGTH = 10
@@ -174,6 +182,8 @@ _SHIFTED_DIGITS = str.maketrans("!@#$%^&*()", "1234567890")
 # Runs of this many characters of the office's Chinese name are refused (效能建设 of
 # 民声区机关效能建设办公室): two-character pieces are common words, four are the office.
 OFFICE_PIECE = 4
+# A letter of any script (what a password built on one word has none of around it).
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 class WeakPassword(ValueError):
@@ -212,21 +222,176 @@ def office_names() -> tuple[str, str]:
     return app.office_name, app.office_name_en
 
 
-def _office_pieces(office: Sequence[str]) -> tuple[list[str], list[str]]:
-    """What of the office's names a password may not contain (each name without spaces, and
-    each run of `OFFICE_PIECE` characters of a name in Chinese), and the words of its names
-    for zxcvbn's dictionary."""
-    refused: list[str] = []
-    words: list[str] = []
-    for name in office:
-        folded = "".join(normalise_password(name).lower().split())
-        if not folded:
-            continue
-        refused.append(folded)
-        if re.search(r"[\u3400-\u9fff]", folded):
-            refused += [folded[i : i + OFFICE_PIECE] for i in range(len(folded) - OFFICE_PIECE + 1)]
-        words += [w for w in re.split(r"[\W_]+", normalise_password(name).lower()) if len(w) >= 3]
-    return refused, words
+def department_names(session: Session | None = None) -> list[str]:
+    """The departments' names, Chinese and English: of the database when a session is at
+    hand (the request's, or `session`: departments an administrator added too), and of
+    the config's ``[[departments]]``."""
+    names: list[str] = []
+    if session is None and has_app_context() and "minsheng" in current_app.extensions:
+        from web import db
+
+        session = db()
+    if session is not None:
+        for name, name_en in session.execute(select(Department.name, Department.name_en)):
+            names += [name or "", name_en or ""]
+    if has_app_context() and "minsheng" in current_app.extensions:
+        configured = current_app.extensions["minsheng"].settings.departments
+    else:
+        try:
+            configured = load_settings().departments
+        except ConfigError:
+            configured = []
+    for d in configured:
+        names += [d.name, d.name_en]
+    return list(dict.fromkeys(n for n in names if n and n.strip()))
+
+
+# What a letter is written as in leetspeak (zxcvbn's table): m1nsh3ng is minsheng.
+_LEET = {
+    "a": "4@",
+    "b": "8",
+    "c": "(<{[",
+    "e": "3",
+    "g": "69",
+    "i": "1!|",
+    "l": "1|7",
+    "o": "0",
+    "s": "$5",
+    "t": "+7",
+    "x": "%",
+    "z": "2",
+}
+# Words of a name that name nothing on their own: never a piece to refuse.
+_STOP_WORDS = frozenset({"and", "the", "for", "of", "to", "in", "on", "at"})
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_SHORTEST_NAME = 5
+# What may stand between the words of a name in a password (Efficiency-Office, efficiency.office).
+_BETWEEN = r"[\W_]{0,3}"
+
+
+def _letters(word: str) -> str:
+    """A regular expression of `word` that also matches its leetspeak (`_LEET`)."""
+    return "".join(
+        "[" + re.escape(c + _LEET[c]) + "]" if c in _LEET else re.escape(c) for c in word
+    )
+
+
+def _words_pattern(words: Sequence[str]) -> re.Pattern[str]:
+    return re.compile(_BETWEEN.join(_letters(w) for w in words))
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A piece of the office's or a department's name: `shown` in the message, `pattern`
+    matching it in a password (lower case; leetspeak and separators allowed)."""
+
+    kind: str  # "office" or "department"
+    shown: str
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class _Names:
+    """What of the names a password may not contain (`contained`), may not be made of with
+    only digits and symbols besides (`words`, with the single characters and syllables of
+    the Chinese names, `syllables`: 效能办 is 效能 and 办), and the words zxcvbn is given."""
+
+    contained: tuple[_Piece, ...]
+    words: tuple[_Piece, ...]
+    syllables: tuple[re.Pattern[str], ...]
+    inputs: tuple[str, ...]
+
+
+def _pinyin(text: str) -> str:
+    from pypinyin import lazy_pinyin  # loads its dictionary: only when a password is judged
+
+    return "".join(lazy_pinyin(text)).lower()
+
+
+@functools.lru_cache(maxsize=16)
+def _name_pieces(office: tuple[str, ...], departments: tuple[str, ...]) -> _Names:
+    """The pieces of the office's and the departments' names a password may not hold.
+
+    A name in Chinese: the whole name and each run of `OFFICE_PIECE` characters of it, in
+    characters and in pinyin (机关效能建设办公室, 效能建设, xiaonengjianshe), each two
+    neighbouring words of it in pinyin (jiguanxiaonengjianshe); alone with digits and
+    symbols: a word or two characters of it (效能, xiaoneng). A name in English (or any
+    other script): the whole name and each two neighbouring words of it (efficiency office,
+    Transport Bureau); alone with digits and symbols: each word of four letters or more
+    (Efficiency2026!)."""
+    contained: list[_Piece] = []
+    words: list[_Piece] = []
+    syllables: list[str] = []
+    inputs: list[str] = []
+    for kind, names in (("office", office), ("department", departments)):
+        for name in names:
+            normal = " ".join(normalise_password(name).lower().split())
+            if not normal:
+                continue
+            if _CJK.search(normal):
+                folded = normal.replace(" ", "")
+                runs = [folded[i : i + OFFICE_PIECE] for i in range(len(folded) - OFFICE_PIECE + 1)]
+                parts = [w for w in rjieba.cut(folded) if w.strip()]
+                pairs = ["".join(parts[i : i + 2]) for i in range(len(parts) - 1)]
+                for piece in dict.fromkeys([folded, *runs]):
+                    contained.append(_Piece(kind, piece, re.compile(re.escape(piece))))
+                    contained.append(
+                        _Piece(kind, f"{piece} {_pinyin(piece)}", _words_pattern([_pinyin(piece)]))
+                    )
+                for pair in dict.fromkeys(pairs):
+                    contained.append(
+                        _Piece(kind, f"{pair} {_pinyin(pair)}", _words_pattern([_pinyin(pair)]))
+                    )
+                short = [w for w in parts if len(w) >= 2]
+                short += [folded[i : i + 2] for i in range(len(folded) - 1)]
+                for word in dict.fromkeys(short):
+                    words.append(_Piece(kind, word, re.compile(re.escape(word))))
+                    if len(spoken := _pinyin(word)) >= 4:
+                        words.append(_Piece(kind, f"{word} {spoken}", _words_pattern([spoken])))
+                        inputs.append(spoken)
+                for char in folded:
+                    if _CJK.match(char):
+                        syllables += [char, _pinyin(char)]
+                continue
+            parts = [w for w in re.split(r"[\W_]+", normal) if w and w not in _STOP_WORDS]
+            # A name or pair of fewer letters (IT, HR) is in too many passwords to refuse.
+            if len("".join(parts)) >= _SHORTEST_NAME:
+                contained.append(_Piece(kind, name.strip(), _words_pattern(parts)))
+            for i in range(len(parts) - 1):
+                pair = parts[i : i + 2]
+                if len("".join(pair)) >= _SHORTEST_NAME:
+                    contained.append(_Piece(kind, " ".join(pair), _words_pattern(pair)))
+            for word in parts:
+                if len(word) >= 3:
+                    inputs.append(word)
+                if len(word) >= 4:
+                    words.append(_Piece(kind, word, _words_pattern([word])))
+    # Longest first: what is left of a password once they are taken out is what counts.
+    words.sort(key=lambda p: -len(p.pattern.pattern))
+    singles = sorted(dict.fromkeys(syllables), key=len, reverse=True)
+    return _Names(
+        tuple(contained),
+        tuple(words),
+        tuple(_words_pattern([c]) for c in singles),
+        tuple(dict.fromkeys(inputs)),
+    )
+
+
+def _made_of_names(bare: str, names: _Names) -> _Piece | None:
+    """The first word of a name `bare` (a password, lower case, no spaces) holds, when it
+    holds no letter but those of words and syllables of the names (`_Names.words`,
+    `_Names.syllables`): Efficiency2026!, DistrictOffice#88, xiaonengban2026. Else None."""
+    first: _Piece | None = None
+    rest = bare
+    for piece in names.words:
+        if piece.pattern.search(rest):
+            first = first or piece
+            rest = piece.pattern.sub(" ", rest)
+    if first is None:
+        return None
+    for syllable in names.syllables:
+        rest = syllable.sub(" ", rest)
+    return None if _LETTER.search(rest) else first
 
 
 def _name_parts(name: str) -> list[str]:
@@ -276,13 +441,18 @@ def check_password(
     username: str = "",
     names: Sequence[str] = (),
     office: Sequence[str] | None = None,
+    departments: Sequence[str] | None = None,
 ) -> None:
     """Raises WeakPassword unless `password` follows the policy: 10 to 200 characters, not
-    containing the system's name (`PRODUCT_NAMES`), the office's name or 4 characters of it
-    (`office`, by default `office_names()`), the username or a part of the account's `names`
-    (display name), at least 4 different characters, not a well-known weak password, and
-    strong by zxcvbn (score `MIN_SCORE` or more). Judged on the NFKC form and on the folded
-    form (`fold_password`); either one failing refuses the password."""
+    containing the system's name (`PRODUCT_NAMES`), the office's name (`office`, by default
+    `office_names()`) or a department's (`departments`, by default `department_names()`)
+    or a piece of one (`_name_pieces`: 4 characters of a Chinese name, their pinyin, two
+    words of an English name), nor made of one word of those names with only digits and
+    symbols around it; each in any case and in leetspeak (M1nsh3ng); not containing the
+    username or a part of the account's `names` (display name); at least 4 different
+    characters, not a well-known weak password, and strong by zxcvbn (score `MIN_SCORE` or
+    more). Judged on the NFKC form and on the folded form (`fold_password`); either one
+    failing refuses the password."""
     password = normalise_password(password)
     if len(password) < MIN_LENGTH:
         raise WeakPassword(_("At least %(n)d characters, please.", n=MIN_LENGTH))
@@ -290,30 +460,52 @@ def check_password(
         raise WeakPassword(_("At most %(n)d characters, please.", n=MAX_LENGTH))
     username = normalise_password(username).strip().lower()
     parts = [p for n in names for p in _name_parts(normalise_password(n))]
-    refused, office_words = _office_pieces(office_names() if office is None else office)
-    inputs = [*PRODUCT_NAMES, username, *parts, *office_words, *CHINESE_WORDS]
+    pieces = _name_pieces(
+        tuple(office_names() if office is None else office),
+        tuple(department_names() if departments is None else departments),
+    )
+    inputs = [*PRODUCT_NAMES, username, *parts, *pieces.inputs, *CHINESE_WORDS]
     for form in dict.fromkeys((password, fold_password(password))):
-        _judge(form, username, parts, refused, inputs)
+        _judge(form, username, parts, pieces, inputs)
 
 
 def _judge(
-    password: str, username: str, parts: list[str], office: list[str], inputs: list[str]
+    password: str, username: str, parts: list[str], pieces: _Names, inputs: list[str]
 ) -> None:
     """Raises WeakPassword if one form of a password breaks a rule of `check_password` but
     the length."""
     lowered = password.lower()
     if username and (lowered == username or (len(username) >= 3 and username in lowered)):
         raise WeakPassword(_("The password must not contain the username."))
+    bare = "".join(lowered.split())
     for product in PRODUCT_NAMES:
-        if product in lowered:
+        if product in lowered or re.search(_letters(product), bare):
             raise WeakPassword(
                 _("The password must not contain the name of this system (%(name)s).", name=product)
             )
-    for piece in office:
-        if piece in lowered:
+    for piece in pieces.contained:
+        if piece.pattern.search(bare):
+            if piece.kind == "office":
+                raise WeakPassword(
+                    _(
+                        "The password must not contain the name of this office (%(name)s).",
+                        name=piece.shown,
+                    )
+                )
             raise WeakPassword(
-                _("The password must not contain the name of this office (%(name)s).", name=piece)
+                _(
+                    "The password must not contain the name of a department (%(name)s).",
+                    name=piece.shown,
+                )
             )
+    if (word := _made_of_names(bare, pieces)) is not None:
+        raise WeakPassword(
+            _(
+                "The password is made of the name of this office or of a department "
+                "(%(name)s) with only digits or symbols besides: add words of your own.",
+                name=word.shown,
+            )
+        )
     if any(part in lowered for part in parts):
         raise WeakPassword(_("The password must not contain the account's name."))
     if len(set(lowered)) < MIN_DISTINCT:
@@ -335,7 +527,9 @@ def set_password(user: User, password: str) -> None:
 
     Raises WeakPassword (nothing changed) if the password breaks the policy.
     """
-    check_password(password, user.username, [user.display_name or ""])
+    session = object_session(user)
+    departments = department_names(session) if session is not None else None
+    check_password(password, user.username, [user.display_name or ""], departments=departments)
     user.password_hash = hash_password(password)
     renew_session_token(user)
 

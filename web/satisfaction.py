@@ -20,6 +20,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 
 from triage.models import IllegalTransition, Satisfaction
+from triage.notifications import own_view
 from triage.satisfaction import (
     AlreadyAnswered,
     Link,
@@ -59,6 +60,11 @@ def _page(
             state=str(link.state),
             case=link.case if link.state != LinkState.UNKNOWN else None,
             reply=link.reply if link.state != LinkState.UNKNOWN else None,
+            # The reply may name the citizens of cases merged with this one: masked for this
+            # case's citizen, as on the tracking page and in the notice.
+            reply_text=own_view(db(), link.case, link.reply.body)
+            if link.state != LinkState.UNKNOWN and link.reply is not None and link.case
+            else "",
             response=link.response,
             form=form,
             hotline=settings.tracking.hotline,

@@ -29,7 +29,7 @@ from triage import spot_checks
 from triage.access import Action, can
 from triage.models import Case, IllegalTransition, Satisfaction, SpotCheck, SpotCheckResult, Status
 from web import db, runtime
-from web.board import _act, _form_error, _view
+from web.board import _act, _form_error, case_views
 from web.forms import Form
 from web.i18n import error_text
 from web.shown_case import shown_case
@@ -175,7 +175,10 @@ def index() -> str:
     return render_template(
         "board/spot_checks.html",
         draws=spot_checks.draws(s),
-        pending=[(c, _view(c.case), check_form(c)) for c in pending],
+        pending=[
+            (c, v, check_form(c))
+            for c, v in zip(pending, case_views([c.case for c in pending]), strict=True)
+        ],
         draw_form=DrawForm(prefix="draw"),
         policy=policy,
         due=spot_checks.due_draw(s, _now(), policy),

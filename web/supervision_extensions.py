@@ -36,7 +36,7 @@ from triage.models import (
     Status,
 )
 from web import db, runtime
-from web.board import CaseView, _act, visible_cases
+from web.board import CaseView, _act, case_views, visible_cases
 from web.forms import ActionForm, Form
 
 bp = Blueprint("supervision_extensions", __name__, url_prefix="/board")
@@ -311,8 +311,8 @@ def extensions() -> str:
     masked = not sees_personal_data(current_user)
     return render_template(
         "board/extensions.html",
-        pending=[CaseView(c, masked) for c in pending],
-        overdue=[CaseView(c, masked) for c in overdue],
+        pending=case_views(list(pending), masked),
+        overdue=case_views(list(overdue), masked),
         may_decide=can(current_user, Action.TRIAGE),
         now=now,
     )

@@ -4,22 +4,21 @@ Whoever holds a tracking number and its query code sees the case's public side: 
 department, the reply, the public timeline and, for a rejected complaint, the public reason.
 Free texts are masked with the case's own contact (a leaked code shows no phone number).
 A merged case also shows the case it was merged into, since that is where its problem is
-handled; that case's texts are masked with *its* complainant's contact, who is someone else.
-Texts of a case that others were merged into are also masked with the merged cases'
-contacts: a reply that names one complainant is read by all of them.
+handled. Every text is masked with the contacts of the whole group of merged and linked
+cases (`triage.case_people`): a reply that names one complainant is read by all of them,
+and a merged citizen's own page shows the target's texts, which name someone else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import object_session
 
-from triage.cases import citizens_to_call
+from triage.case_people import people_of
 from triage.models import Case, CaseEvent, Department, Status
-from triage.privacy import mask_text
+from triage.privacy import People
 
 
 @dataclass(frozen=True)
@@ -43,20 +42,17 @@ class PublicCase:
         return self.due_at is not None and self.status in (Status.ASSIGNED, Status.IN_PROGRESS)
 
 
-def public_case(case: Case, merged: Sequence[Case] = ()) -> PublicCase:
-    """The public side of `case`, masked with its complainant's contact and those of the
-    cases `merged` into it."""
-    people = [case, *merged]
+def public_case(case: Case, people: People | None = None) -> PublicCase:
+    """The public side of `case`, masked with its complainant's contact and ``people``, the
+    other citizens its texts may carry (default: its group's, `triage.case_people`)."""
+    if people is None:
+        session = object_session(case)
+        people = people_of(session, case.id) if session is not None else People()
+    everyone = People.of(case.caller_names, [case.contact_phone], [case.contact_email]) | people
 
     def masked(text: str) -> str:
-        return mask_text(
-            text,
-            names=[n for c in people for n in c.caller_names],
-            phones=[c.contact_phone for c in people],
-            emails=[c.contact_email for c in people],
-            # The office's own numbers in its reply are for the citizen to call.
-            generic=False,
-        )
+        # The office's own numbers in its reply are for the citizen to call.
+        return everyone.mask(text, generic=False) if text else text
 
     reply = case.latest_reply
     rejected = case.status == Status.REJECTED
@@ -76,14 +72,10 @@ def public_case(case: Case, merged: Sequence[Case] = ()) -> PublicCase:
 
 def tracking_view(case: Case) -> dict[str, PublicCase | None]:
     """The template context of the tracking page for a case found by number and code:
-    `case`, and `target`, the case it was merged into (None unless merged)."""
-    session = object_session(case)
-
-    def merged_into(c: Case) -> list[Case]:
-        return citizens_to_call(session, c) if session is not None else []
-
+    `case`, and `target`, the case it was merged into (None unless merged); both masked
+    with the people of their group, which is one group."""
     target = case.merge_target if case.status == Status.MERGED else None
     return {
-        "case": public_case(case, merged_into(case)),
-        "target": public_case(target, merged_into(target)) if target is not None else None,
+        "case": public_case(case),
+        "target": public_case(target) if target is not None else None,
     }

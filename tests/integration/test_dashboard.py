@@ -208,9 +208,10 @@ def test_the_query_count_does_not_grow_with_the_cases(runtime: Any, login_as: An
             assert client.get("/board/dashboard").status_code == 200
         counts.append((cold.n, warm.n))
     # Ten times the cases, the same queries: a few grouped ones for the month's figures
-    # (whose hot issues may take one more when there is something to cluster) ...
-    assert all(cold <= 30 for cold, _ in counts), counts
-    assert abs(counts[0][0] - counts[1][0]) <= 1, counts
+    # (whose hot issues, when there is something to cluster, take one more and a few for the
+    # people of their cases to mask: merged and linked cases, triage.case_people) ...
+    assert all(cold <= 32 for cold, _ in counts), counts
+    assert abs(counts[0][0] - counts[1][0]) <= 6, counts
     # ... stored: a second view costs only today's counts, the page's own reads and one read
     # of the stored figures.
     assert counts[0][1] == counts[1][1] <= 8, counts

@@ -79,7 +79,9 @@ def test_an_event_without_a_from_status_shows_its_status_alone(
     assert "None" not in html
 
 
-def test_the_admin_log_shows_a_value_set_from_nothing_alone(login_as: Any, runtime: Any) -> None:
+def test_the_admin_log_shows_a_value_set_from_nothing_as_a_change(
+    login_as: Any, runtime: Any
+) -> None:
     with runtime.sessions() as s, s.begin():
         admin_log.record(
             s, "admin", "user_changed", "user zhao", datetime.now(UTC),
@@ -90,8 +92,9 @@ def test_the_admin_log_shows_a_value_set_from_nothing_alone(login_as: Any, runti
     row = row[: row.index("</tr>")]
     assert "None" not in row
     details = " ".join(re.sub(r"<[^>]+>", " ", row[row.index('class="details"') :]).split())
-    # Set from nothing: the new value alone (it read "— → 区住房和城乡建设局").
-    assert "部门：区住房和城乡建设局 ;" in details and "—" not in details, details
+    # Set from nothing: said so in words (a dash read oddly: "— → 区住房和城乡建设局"; the new
+    # value alone hid that it was a change).
+    assert "部门： （无） → 区住房和城乡建设局 ;" in details and "—" not in details, details
     assert "角色：部门经办人 → 督查员" in details, details  # a change still shows both
 
 

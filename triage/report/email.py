@@ -25,7 +25,7 @@ changes from the month before in percentage points.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,9 +37,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
+from triage.case_people import people_by_case
 from triage.models import Case, CaseEvent, Department
 from triage.outbox import FileAttachment, InlineImage, build_message
-from triage.privacy import mask_text
+from triage.privacy import People, mask_text
 from triage.report import charts
 from triage.report.figures import (
     ReportPolicy,
@@ -189,19 +190,21 @@ def delay_reasons(
 ) -> dict[str, list[tuple[str, int]]]:
     """Each department's own delay reports (自律: ``delay_reported`` events) written in
     [start, end), by department code: the most frequent reasons with their counts, masked
-    like free text (a reason may name the complainant). One grouped query."""
+    like free text (a reason may name the complainant, or the citizen of a case merged with
+    theirs: `triage.case_people`). One query, and a few for the people of their cases."""
     rows = session.execute(
-        select(Department.code, CaseEvent.reason, func.count())
+        select(Department.code, CaseEvent.case_id, CaseEvent.reason)
         .select_from(CaseEvent)
         .join(Case, Case.id == CaseEvent.case_id)
         .join(Department, Department.id == Case.department_id)
         .where(CaseEvent.action == "delay_reported", CaseEvent.at >= start, CaseEvent.at < end)
-        .group_by(Department.code, CaseEvent.reason)
-    )
-    found: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for code, reason, n in rows:
-        text = " ".join(mask_text(reason or "").split())[:120] or "（未写原因）"
-        found[code].append((text, int(n)))
+    ).all()
+    people = people_by_case(session, {case_id for _code, case_id, _reason in rows})
+    counted: dict[str, Counter[str]] = defaultdict(Counter)
+    for code, case_id, reason in rows:
+        masked = people.get(case_id, People()).mask(reason or "")
+        counted[code][" ".join(masked.split())[:120] or "（未写原因）"] += 1
+    found = {code: list(c.items()) for code, c in counted.items()}
     return {
         code: sorted(reasons, key=lambda r: (-r[1], r[0]))[:per_department]
         for code, reasons in found.items()

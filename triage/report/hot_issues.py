@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from intake.submission import Kind
+from triage.case_people import people_by_case
 from triage.models import Case, Status
-from triage.privacy import mask_text
-from triage.search_index import caller_names
+from triage.privacy import People
 from triage.similarity import hot_issues as cluster
 from triage.similarity import shorten
 
@@ -77,22 +77,19 @@ def hot_issues(
     items = [(cid, f"{r[1]}\n{r[2]}".strip()) for cid, r in rows.items()]
     out = []
     issues = cluster(items, min_size=MIN_SIZE)[: policy.hot_issues]
-    # Names given on later calls, masked too: one query for every issue's cases.
-    later = caller_names(session, [c for issue in issues for c in issue.case_ids]) if issues else {}
+    # Names given on later calls and the citizens of merged and linked cases, masked too:
+    # a few queries for every issue's cases.
+    groups = people_by_case(session, [c for issue in issues for c in issue.case_ids])
     for issue in issues:
         members = [rows[cid] for cid in issue.case_ids]
-        names = [m[3] for m in members if m[3]]
-        names += [n for c in issue.case_ids for n in later.get(c, ())]
-        phones = [m[4] for m in members if m[4]]
-        emails = [m[5] for m in members if m[5]]
+        people = People.of(
+            [m[3] for m in members], [m[4] for m in members], [m[5] for m in members]
+        )
+        for cid in issue.case_ids:
+            people |= groups.get(cid, People())
 
-        def masked(
-            text: str,
-            names: list[str] = names,
-            phones: list[str] = phones,
-            emails: list[str] = emails,
-        ) -> str:
-            return mask_text(text, names=names, phones=phones, emails=emails)
+        def masked(text: str, people: People = people) -> str:
+            return people.mask(text)
 
         places = Counter(" ".join(str(m[6]).split()) for m in members if (m[6] or "").strip())
         top_places = [masked(p) for p, _ in places.most_common(3)]

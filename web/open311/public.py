@@ -21,9 +21,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.submission import Channel
-from triage.cases import citizens_to_call
+from triage.case_people import people_of
 from triage.models import OPEN_STATUSES, Case, CaseEvent, Department, Status
-from triage.privacy import mask_text
+from triage.privacy import People
 from web.i18n import rejection_label
 from web.open311.registration import FILED_ACTION
 from web.open311.services import Service, service_of_department
@@ -79,21 +79,20 @@ def listed_request(
     zone: ZoneInfo,
     english: bool,
     filed: dict[str, Any] | None,
+    people: People | None = None,
 ) -> dict[str, Any]:
-    """The public GeoReport fields of `case`; `filed`: the detail of its api_filed event."""
-    merged = citizens_to_call(session, case)
-    people = [case, *merged]
+    """The public GeoReport fields of `case`; `filed`: the detail of its api_filed event;
+    `people`: the citizens its texts may carry (`triage.case_people`; read when None)."""
+    if people is None:
+        people = people_of(session, case.id)
+    # Names given on later calls too, and the citizens of its merged and linked cases, as
+    # the case page masks them.
+    everyone = People.of(case.caller_names, [case.contact_phone], [case.contact_email]) | people
 
     def masked(text: str) -> str:
-        return mask_text(
-            text,
-            # Names given on later calls too, as the case page masks them.
-            names=[n for c in people for n in c.caller_names],
-            phones=[c.contact_phone for c in people],
-            emails=[c.contact_email for c in people],
-        )
+        return everyone.mask(text)
 
-    shown = public_case(case, merged)
+    shown = public_case(case, people)
     filed = filed or {}
     service = service_of_case(case, services, filed)
     open_ = case.status in OPEN_STATUSES

@@ -28,6 +28,7 @@ from werkzeug.wsgi import get_content_length
 
 from intake.submission import Channel
 from triage.api_keys import ApiKey, verify_key
+from triage.case_people import people_by_case
 from triage.cases import normalise_tracking_number
 from triage.models import OPEN_STATUSES, Case, CaseEvent, Department
 from web import BUSY_RETRY_SECONDS, LOCALES, db, runtime, throttle
@@ -311,7 +312,11 @@ def list_requests(fmt: str) -> Response:
     cases = list(s.scalars(q))
     filed = filed_details(s, [c.id for c in cases])
     zone, english = _zone(), _english()
-    listed = [listed_request(s, c, services_, zone, english, filed.get(c.id)) for c in cases]
+    people = people_by_case(s, [c.id for c in cases])
+    listed = [
+        listed_request(s, c, services_, zone, english, filed.get(c.id), people.get(c.id))
+        for c in cases
+    ]
     return render(fmt, "service_requests", listed)
 
 
