@@ -665,9 +665,28 @@ def mask_replies(conn: Connection | Session, *, with_replies: bool = True) -> in
             return done
         _remask_rows(conn, chunk, with_replies=with_replies)
         if with_replies:
-            reindex_cases(conn, chunk)
+            # The masked replies' grams only, merged into the postings there: their other
+            # fields were right, and rewriting every posting of these cases (most cases of
+            # an office) cost the upgrade some ten minutes at 100,000 cases on SQLite.
+            merge_rows(conn, _masked_reply_rows(conn, chunk))
         done += len(chunk)
         last = chunk[-1]
+
+
+def _masked_reply_rows(
+    conn: Connection | Session, case_ids: Sequence[int]
+) -> list[tuple[int, int, int, int]]:
+    """(gram, case_id, `MASKED_REPLY`, department_id) of the sent replies of at most
+    `BATCH` ``case_ids``, masked as `case_rows` masks them."""
+    rows = []
+    for case in _texts(conn, case_ids):
+        people = case.masked_people
+        for reply in case.sent_replies:
+            rows.extend(
+                (gram, case.case_id, MASKED_REPLY, case.department_id)
+                for gram in text_grams(people.mask(reply))
+            )
+    return rows
 
 
 def _remask_rows(
