@@ -1,5 +1,7 @@
 """The board's dashboard (/board/dashboard): today's intake, open, at-risk and overdue cases,
-and the current month so far as the monthly report counts it, with its charts.
+and a statistical month as the monthly report counts it, with its charts: the current month
+so far (marked as partial, "so far, to <date>"), or an earlier one chosen with ``?month=YYYY-MM``
+(back to the month of the first case received).
 
 What each role sees:
 
@@ -13,14 +15,20 @@ The month's figures are ``triage.report.figures.monthly_figures(session, month, 
 until=...)``, the same function as the report email, read from the month's stored snapshot
 (triage/report/snapshots.py, refreshed by the supervision tick; at 100,000 cases computing
 them costs more than a page should), so a page reads one row whichever process serves it;
+an earlier month's is the whole month's snapshot that the public performance page reads
+(kept by the tick for the last 12 months, else computed once by the first view, under the
+lease), so it equals the report's figures of that month;
 today's intake is a grouped query over today's range of ``received_at``; the open, at-risk
 and overdue cases are read from the maintained tallies (triage/tallies.py), whatever the
 number of cases.
 Charts are PNGs from triage/report/charts.py served by ``/board/dashboard/charts/<name>.png``
 (private, cached ``CHART_TTL`` seconds, with an ETag), scoped like the page.
 
-Functions: ``month_figures(session, settings, now) -> dict | None`` (the stored figures of
-the current month so far, with ``computed_at``; None while being computed);
+Functions: ``month_figures(session, settings, now, month=None) -> dict | None`` (the stored
+figures of `month`, by default the current month so far, with ``computed_at`` and
+``complete``; None while being computed); ``months_shown(session, settings, now) -> list[str]``
+(the months the picker offers, newest first); ``chosen_month(value, months) -> (month,
+error)``; ``month_span(settings, month, computed_at) -> dict`` (the dates the page names);
 ``today_counts(session, tz, now, department_id=None) -> dict`` with ``received``, ``open``,
 ``at_risk``, ``overdue`` (``overdue_capped``), ``by_channel``.
 """
@@ -31,11 +39,11 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, abort, make_response, render_template, request
-from flask_babel import get_locale
+from flask_babel import format_date, get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
@@ -47,7 +55,7 @@ from triage.case_list import AT_RISK_CLAUSE, COUNT_CAP, count_cases, overdue_cla
 from triage.models import OPEN_STATUSES, Case, Department, Role
 from triage.report import charts, snapshots
 from triage.report.email import categories, volume_trend
-from triage.report.figures import ReportPolicy, month_of, month_window, shift_month
+from triage.report.figures import ReportPolicy, month_of, month_window, parse_month, shift_month
 from triage.tallies import CaseTally
 from web import db, runtime
 from web.i18n import KIND_LABELS
@@ -57,6 +65,9 @@ bp = Blueprint("dashboard", __name__, url_prefix="/board")
 CHART_TTL = 60
 PAST_MONTHS_TTL = 3600
 CHART_NAMES = ("volume", "rates", "categories")
+# The picker's oldest month at most this far back: a case dated decades ago by a bad import
+# must not make the page list hundreds of months.
+MAX_MONTHS = 120
 
 
 class _TTLCache:
@@ -100,17 +111,120 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def month_figures(session: Session, settings: Any, now: datetime) -> dict[str, Any] | None:
-    """The current statistical month so far (monthly_figures with ``until`` = when computed;
-    its ``previous`` is None), from its stored snapshot (triage/report/snapshots.py: the
-    supervision tick refreshes it every few minutes; computed here, once across processes,
-    when missing or left stale). None while another process computes a missing one."""
+def month_figures(
+    session: Session, settings: Any, now: datetime, month: str | None = None
+) -> dict[str, Any] | None:
+    """The figures of `month` (default: the current statistical month so far), from a
+    stored snapshot (triage/report/snapshots.py) with ``computed_at`` and ``complete`` (the
+    month had ended when computed) added. None while another process computes a missing one.
+
+    The current month: its ``full`` snapshot, refreshed by the supervision tick every few
+    minutes (computed here, once across processes, when missing or left stale). An earlier
+    month: a whole-month snapshot, the one the public page reads (``public``: the tick keeps
+    the last 12 months) or a ``full`` one (`minsheng report monthly`), else computed once
+    here; one made while the month was still running is not used. Either is
+    `monthly_figures` of the whole month, as the report has it; ``public`` lacks the details
+    the page does not show for an earlier month (hot issues)."""
     policy = ReportPolicy.from_settings(settings)
-    month = month_of(now, policy)
-    snapshot = snapshots.figures_for(session, snapshots.FULL, [month], policy, now)[month]
+    current = month_of(now, policy)
+    month = month or current
+    if month == current:
+        found = snapshots.figures_for(session, snapshots.FULL, [month], policy, now)
+    else:
+        found = snapshots.figures_for(
+            session, snapshots.PUBLIC, [month], policy, now, stale_age=timedelta(0)
+        )
+    snapshot = found[month]
     if snapshot is None:
         return None
-    return {**snapshot.figures, "computed_at": snapshot.computed_at}
+    return {
+        **snapshot.figures,
+        "computed_at": snapshot.computed_at,
+        "complete": snapshot.complete,
+    }
+
+
+def first_month(session: Session, settings: Any, now: datetime) -> str:
+    """The statistical month of the first case received (the current one without cases), at
+    most `MAX_MONTHS` - 1 before the current one. One indexed MIN, counted once an hour per
+    worker."""
+    policy = ReportPolicy.from_settings(settings)
+    current = month_of(now, policy)
+    earliest = _cache.get(
+        ("first-received", str(settings.database.url)),
+        PAST_MONTHS_TTL,
+        lambda: session.scalar(select(func.min(Case.received_at))),
+    )
+    if earliest is None:
+        return current
+    if earliest.tzinfo is None:
+        earliest = earliest.replace(tzinfo=UTC)
+    oldest = shift_month(current, -(MAX_MONTHS - 1))
+    return min(current, max(oldest, month_of(earliest, policy)))
+
+
+def months_shown(session: Session, settings: Any, now: datetime) -> list[str]:
+    """The months the page offers, newest (the current one) first, back to `first_month`."""
+    current = month_of(now, ReportPolicy.from_settings(settings))
+    first = first_month(session, settings, now)
+    months = [current]
+    while months[-1] > first:
+        months.append(shift_month(months[-1], -1))
+    return months
+
+
+def chosen_month(value: str | None, months: list[str]) -> tuple[str, str | None]:
+    """The month asked for by ``?month=`` if it is one of `months` (newest first), else the
+    current one (``months[0]``) with a message saying why; (month, None) when all is well
+    and for no value at all."""
+    if value is None or not value.strip():
+        return months[0], None
+    text = value.strip()
+    try:
+        parse_month(text)
+    except ValueError:
+        shown = text if len(text) <= 20 else text[:20] + "…"
+        return months[0], _(
+            "“%(value)s” is not a month: use YYYY-MM, for example %(example)s. "
+            "Showing this month instead.",
+            value=shown,
+            example=months[-1],
+        )
+    if text not in months:
+        return months[0], _(
+            "There are no figures for %(month)s: choose a month from %(first)s to %(last)s. "
+            "Showing this month instead.",
+            month=text,
+            first=months[-1],
+            last=months[0],
+        )
+    return text, None
+
+
+def _long_date(day: date) -> str:
+    return format_date(day, "long")
+
+
+def month_span(settings: Any, month: str, computed_at: datetime | None) -> dict[str, Any]:
+    """What the page says of the month's window: its first and last local day (``start``,
+    ``end``, formatted), and when the figures stop short of its end (``partial``): the local
+    day they run to (``to``), which day of the month that is (``day``) of how many
+    (``days``)."""
+    policy = ReportPolicy.from_settings(settings)
+    tz = policy.timezone
+    start, end = month_window(month, policy)
+    first = start.astimezone(tz).date()
+    after = end.astimezone(tz).date()
+    span: dict[str, Any] = {
+        "start": _long_date(first),
+        "end": _long_date(after - timedelta(days=1)),
+        "days": (after - first).days,
+        "partial": computed_at is not None and computed_at < end,
+    }
+    if span["partial"] and computed_at is not None:
+        to = max(first, computed_at.astimezone(tz).date())
+        span.update(to=_long_date(to), day=(to - first).days + 1)
+    return span
 
 
 def today_counts(
@@ -218,7 +332,7 @@ def _names() -> dict[str, str]:
 
 @bp.get("/dashboard")
 @login_required
-def dashboard() -> str:
+def dashboard() -> Response:
     scope, department_id = _scope()
     settings = runtime().settings
     now = _now()
@@ -226,8 +340,12 @@ def dashboard() -> str:
     today = today_counts(db(), tz, now, department_id if scope == "department" else None)
     figures: dict[str, Any] | None = None
     rows: list[dict[str, Any]] = []
+    months: list[str] = []
+    month = month_error = None
     if scope != "intake":
-        figures = month_figures(db(), settings, now)
+        months = months_shown(db(), settings, now)
+        month, month_error = chosen_month(request.args.get("month"), months)
+        figures = month_figures(db(), settings, now, month)
         rows = _department_rows(figures, department_id) if figures else []
         if figures and scope == "department":
             figures = _department_totals(figures, rows, department_id)
@@ -238,7 +356,8 @@ def dashboard() -> str:
         "department": ("volume", "rates"),
         "intake": ("volume",),
     }[scope]
-    return render_template(
+    current = bool(months) and month == months[0]
+    html = render_template(
         "board/dashboard.html",
         scope=scope,
         department=department,
@@ -246,15 +365,39 @@ def dashboard() -> str:
         figures=figures,
         rows=rows,
         names=names,
+        months=months,
+        month=month,
+        current=current,
+        month_error=month_error,
+        span=month_span(settings, month, (figures or {}).get("computed_at")) if month else None,
         charts_shown=charts_shown,
+        chart_titles=_chart_titles(month if month and not current else None),
         chart_version=_chart_version(figures, today),
+        # The hot issues of now; an earlier month's are in its report email.
         hot=[
             {"label": h.get("label"), "count": h.get("count")}
             for h in ((figures or {}).get("hot_issues") or [])
         ]
-        if scope == "office"
+        if scope == "office" and current
         else [],
     )
+    # A month asked for that the page cannot show: the current one is shown, with why, but
+    # the answer says the request was wrong (a link or a script with a bad ?month=).
+    return make_response(html, 400 if month_error else 200)
+
+
+def _chart_titles(month: str | None) -> dict[str, str]:
+    """Each chart's title (and its image's alt text): of the current month so far, or of
+    an earlier `month`."""
+    return {
+        "volume": _("Cases received, last 12 months"),
+        "rates": _("The three rates by department, this month so far")
+        if month is None
+        else _("The three rates by department, %(month)s", month=month),
+        "categories": _("Cases by kind, this month so far")
+        if month is None
+        else _("Cases by kind, %(month)s", month=month),
+    }
 
 
 def _chart_version(figures: dict[str, Any] | None, today: dict[str, Any]) -> str:
@@ -288,18 +431,19 @@ def volume_months(
     ]
 
 
-def _chart_png(name: str, scope: str, department_id: int | None) -> bytes:
+def _chart_png(name: str, scope: str, department_id: int | None, month: str | None) -> bytes:
+    """The chart `name`; `month` (the rates and the categories): an earlier month, or None
+    for the current one so far."""
     settings = runtime().settings
     now = _now()
     session = db()
+    titles = _chart_titles(month)
     if name == "volume":
         trend = volume_months(
             session, settings, now, department_id if scope == "department" else None
         )
-        return charts.volume_trend_png(
-            trend, title=_("Cases received, last 12 months"), ylabel=_("cases")
-        )
-    figures = month_figures(session, settings, now) or {}
+        return charts.volume_trend_png(trend, title=titles["volume"], ylabel=_("cases"))
+    figures = month_figures(session, settings, now, month) or {}
     names = _names()
     if name == "rates":
         rows = [
@@ -309,13 +453,13 @@ def _chart_png(name: str, scope: str, department_id: int | None) -> bytes:
         ]
         return charts.rates_by_department_png(
             rows,
-            title=_("The three rates by department, this month so far"),
+            title=titles["rates"],
             series=(_("Response rate"), _("Resolution rate"), _("Satisfaction rate")),
             empty=_("No valid return visits yet"),
         )
     return charts.categories_png(
         categories(figures, {k: str(v) for k, v in KIND_LABELS.items()}),
-        title=_("Cases by kind, this month so far"),
+        title=titles["categories"],
         empty=_("No cases yet"),
     )
 
@@ -330,15 +474,24 @@ def chart(name: str) -> Response:
     if name not in allowed[scope]:
         abort(404)
     settings = runtime().settings
+    month: str | None = None
+    if name != "volume" and request.args.get("month"):
+        months = months_shown(db(), settings, _now())
+        month, error = chosen_month(request.args.get("month"), months)
+        if error:
+            abort(400, description=error)
+        if month == months[0]:
+            month = None
     key = (
         "chart",
         str(settings.database.url),
         name,
         scope,
         department_id,
+        month,
         str(get_locale() or "zh"),
     )
-    png = _cache.get(key, CHART_TTL, lambda: _chart_png(name, scope, department_id))
+    png = _cache.get(key, CHART_TTL, lambda: _chart_png(name, scope, department_id, month))
     response = make_response(png)
     response.headers["Content-Type"] = "image/png"
     # Private: a department's chart is for its staff; short: the month changes all day.
@@ -368,10 +521,3 @@ def _stars_filter(value: int | None) -> str:
     if not value:
         return "—"
     return "★" * int(value) + "☆" * (5 - int(value))
-
-
-def month_window_of(settings: Any, now: datetime) -> tuple[datetime, datetime]:
-    """[start, now) of the current statistical month, for the page's heading."""
-    policy = ReportPolicy.from_settings(settings)
-    start, _end = month_window(month_of(now, policy), policy)
-    return start, now

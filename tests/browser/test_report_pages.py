@@ -79,6 +79,8 @@ def test_dashboard_with_charts_for_a_supervisor_and_a_handler(
             page = chromium.new_context(**options, base_url=live_server).new_page()
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             sign_in(page, username)
+            if options is SMALL_PHONE:
+                page.click("#menu-toggle")  # a phone folds the staff menu (static/menu.js)
             page.click("#nav-dashboard")
             page.wait_for_url("**/board/dashboard")
             assert page.locator("h1").inner_text().startswith("数据看板")
