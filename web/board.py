@@ -39,16 +39,18 @@ from triage.access import Action, can, can_view, sees_all_cases, sees_personal_d
 from triage.case_list import (
     COUNT_CAP,
     DEADLINE_KEY,
+    FINDING_SCAN,
     FLAGS,
     SORTS,
     WAITING,
-    CasePage,
     ListFilters,
     cursor_text,
     default_view,
     facet_counts,
+    found_page,
     list_page,
     order_found,
+    order_groups,
     order_ranges,
     parse_cursor,
     save_view,
@@ -565,8 +567,10 @@ def cases() -> str:
     # "<id>.<key value>" (the links' since issue 10) or a bare id (older links); odd: none.
     after_at = parse_cursor(args.get("after", ""))
     before_at = parse_cursor(args.get("before", "")) if after_at is None else None
-    after, before = (after_at or (None, None))[0], (before_at or (None, None))[0]
-    at = (after_at or before_at or (None, None))[1]
+    after = after_at[0] if after_at else None
+    before = before_at[0] if before_at else None
+    at, group = (after_at or before_at or (None, None, None))[1:]
+    last = args.get("last", "") == "1"
     typed = args.get("page", "")
     # After a cursor without a page number (walking back from an uncounted end): unknown.
     page = _page_number(typed) if typed or (after is None and before is None) else 0
@@ -583,18 +587,16 @@ def cases() -> str:
             db(), q, masked=masked, where=where, department_id=_search_department(filters)
         )
         terms = search_terms(q)
-        pages = max(1, -(-found.total // PAGE_SIZE))
-        page = min(max(1, page), pages)
         # The order chosen, among the matches read (`order_found`); else best match first.
         ordered = found.case_ids if sort == RELEVANCE else order_found(db(), found.case_ids, sort)
-        listing = CasePage(
-            ordered[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
-            page,
-            found.total,
-            found.capped,
-            page > 1,
-            page < pages,
-            PAGE_SIZE,
+        listing = found_page(
+            ordered,
+            size=PAGE_SIZE,
+            capped=found.capped,
+            page=page,
+            last=last,
+            after=after,
+            before=before,
         )
     else:
         listing = list_page(
@@ -605,7 +607,8 @@ def cases() -> str:
             after=after,
             before=before,
             at=at,
-            last=args.get("last", "") == "1",
+            group=group,
+            last=last,
             sort=sort,
             # "Open" is six statuses: each read in order from (status, key, id) and merged.
             parts=[Case.status == s for s in sorted(OPEN_STATUSES)]
@@ -613,6 +616,8 @@ def cases() -> str:
             else (),
             ranges=order_ranges(filters, sort, timezone),
             scope=scope,
+            # By deadline, the open cases first, then the closed ones.
+            groups=order_groups(filters, sort, pieces=bool(scope or filters.department)),
         )
     exact = None
     if listing.capped and not q:
@@ -660,6 +665,7 @@ def cases() -> str:
         if q
         else _facets(seen, filters, now, timezone, departments),
         count_cap=COUNT_CAP,
+        finding_scan=FINDING_SCAN,
         search_cap=SEARCH_CAP,
         bad=[_PARAMETER_LABELS[b]() for b in bad if b in _PARAMETER_LABELS],
         rules=sorted(RULE_LABELS),

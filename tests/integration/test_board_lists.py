@@ -117,11 +117,16 @@ def test_counts_and_orders_under_urgent_overdue_and_dates(runtime: Any, login_as
     )
     for code, n in by_department.items():
         assert re.search(rf'<option value="{code}"[^>]*>[^<(]*\({n}\)</option>', page), code
-    # Received in the last 20 days, nearest deadline first, over every page.
+    # Received in the last 20 days, nearest deadline first (the open cases first), over every
+    # page.
     day = (now - timedelta(days=20)).date()
     walked = _all_pages(supervisor, received_from=day.isoformat(), sort="deadline")
     deadline = {
-        c.tracking_number: (c.due_at or c.triage_due_at or c.received_at, c.id)
+        c.tracking_number: (
+            c.status not in OPEN_STATUSES,
+            c.due_at or c.triage_due_at or c.received_at,
+            c.id,
+        )
         for c in cases
         if (c.received_at + timedelta(hours=8)).date() >= day
     }

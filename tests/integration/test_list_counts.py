@@ -137,10 +137,10 @@ def test_counts_past_the_cap_come_from_tallies_and_partial_indexes(
     runtime: Any, login_as: Any, monkeypatch: Any
 ) -> None:
     """A list of more than `COUNT_CAP` cases (here 30): status, department, channel, kind,
-    urgent and at risk still counted exactly from the tallies, overdue up to the cap
-    ("30+" past it), finding and attachments not at all (nor every filter under a received
-    date leaving more than the cap, but overdue and at risk); a search matching more than
-    it reads shows none."""
+    urgent and at risk still counted exactly from the tallies, overdue and each finding up to
+    the cap ("30+" past it), attachments not at all (nor every filter under a received
+    date leaving more than the cap, but overdue, at risk and finding); a search matching
+    more than it reads shows none."""
     from triage import case_list
 
     monkeypatch.setattr(case_list, "COUNT_CAP", 30)
@@ -157,13 +157,16 @@ def test_counts_past_the_cap_come_from_tallies_and_partial_indexes(
     assert counts[("urgent", "1")] == str(urgent)
     assert counts[("at_risk", "1")] == str(at_risk)
     assert ("overdue", "1") in counts
-    assert not [k for k in counts if k[0] in ("finding", "attachments")], counts
+    # The findings counted from the findings themselves; attachments not at all.
+    assert [k for k in counts if k[0] == "finding"], counts
+    assert not [k for k in counts if k[0] == "attachments"], counts
+    assert 'id="attachments-not-counted"' in html
     day = (datetime.now(UTC) - timedelta(days=80)).date().isoformat()
     html = supervisor.get("/board/cases", query_string={"received_from": day}).get_data(
         as_text=True
     )
     counts = _counts(html)
-    assert {name for name, _ in counts} == {"overdue", "at_risk"}, counts
+    assert {name for name, _ in counts} == {"overdue", "at_risk", "finding"}, counts
     assert 'id="counts-left-out"' in html
     import web.board
 

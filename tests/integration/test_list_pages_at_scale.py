@@ -92,7 +92,11 @@ SORT_KEYS: dict[str, tuple[Callable[[Case], datetime], bool]] = {
 def _expected(cases: list[Case], keep: Callable[[Case], bool], sort: str) -> list[str]:
     key, newest_first = SORT_KEYS[sort]
     shown = sorted((c for c in cases if keep(c)), key=lambda c: (key(c), c.id))
-    return [c.tracking_number for c in (shown[::-1] if newest_first else shown)]
+    shown = shown[::-1] if newest_first else shown
+    if sort == "deadline":
+        # The open cases first, then the closed ones (a stable sort: each by deadline).
+        shown.sort(key=lambda c: c.status not in OPEN_STATUSES)
+    return [c.tracking_number for c in shown]
 
 
 def _check(client: Any, expected: list[str], **params: str) -> None:
