@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from tests.conftest import csrf_from, make_settings
 from tests.integration.helpers import post_form, submit_complaint
+from tests.integration.test_operator_desk import _desk
 from triage.api_keys import create_key
 from triage.models import Case, Department, Satisfaction
 from triage.outbox import OutgoingMail
@@ -38,20 +39,6 @@ B_SECRETS = (B_NAME, "13900001111", "139 0000 1111", "lisi@", LATER_NAME)
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Any:
     return make_settings(tmp_path, db_url, mail={"sender": "xiaonengban@example.gov.cn"})
-
-
-def _desk(operator: Any, data: dict[str, Any]) -> Any:
-    page = operator.get("/board/calls/new").get_data(as_text=True)
-    token = re.search(r'name="token"[^>]*value="([^"]+)"', page)
-    form = {
-        "csrf_token": csrf_from(page),
-        "token": token.group(1) if token else "",
-        "kind": "complaint",
-        "subject": "楼道杂物",
-        "body": "来电",
-        **data,
-    }
-    return operator.post("/board/calls/new", data=form)
 
 
 def _case_id(runtime: Any, number: str) -> int:
