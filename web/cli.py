@@ -69,7 +69,10 @@ def _initial_password(user: User) -> str:
 
     password = secrets.token_urlsafe(12)
     set_password(user, password)
-    return f"initial password {password}"
+    # Printed to whoever ran the command: the user chooses their own at the first sign-in,
+    # as after an administrator set one in the browser.
+    user.must_change_password = True
+    return f"initial password {password} (to be changed at the first sign-in)"
 
 
 def _initialise(
@@ -269,8 +272,12 @@ def user_add(username: str, role: str, department: str | None, head: bool, name:
         account = User(username=username, role=role, department=dept, head=head, display_name=name)
         # The same policy as every other way of setting a password (a random one passes).
         set_password(account, password)
+        account.must_change_password = True
         session.add(account)
-    click.echo(f"user {username} added; initial password: {password}")
+    click.echo(
+        f"user {username} added (they choose their own password at the first sign-in);"
+        f" initial password: {password}"
+    )
 
 
 @user.command("set-password", with_appcontext=False)

@@ -102,7 +102,12 @@ def test_user_add_gives_a_password_that_follows_the_policy(
     assert out.exit_code == 0, out.output
     password = out.output.rsplit("initial password: ", 1)[1].strip()
     assert len(password) >= 10
-    assert login_status(app, "zhaolei", password) == 302
+    assert "choose their own password at the first sign-in" in out.output
+    client = app.test_client()
+    assert login_status_with(client, "zhaolei", password) == 302
+    # Printed to whoever ran the command: the user chooses their own before anything else.
+    r = client.get("/board/cases")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/account/password")
     with runtime.sessions() as s:
         assert s.scalar(select(User.role).where(User.username == "zhaolei")) == "observer"
 
