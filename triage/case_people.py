@@ -8,12 +8,14 @@ may give another name on a later call (`Case.caller_names`), and a case opened a
 following up a closed one (``follows_up`` / ``follow_up_opened``) is the same matter of the
 same caller, told again.
 
-So the people of a case are those of its *group*: the case, the case it was merged into (up
-the chain of merges), every case merged into that one (directly or not), and the cases
-linked to any of them as a follow-up, each with the contact's name, phone and email and the
-names given on later calls. Observers, exports, the search observers run and the public
-pages mask all of them in every text of the case: a citizen's name never stays readable
-because it was written on another citizen's case.
+So the people of a case are those of its *group*: every case reached from it through merges
+(the case it was merged into, those merged into it) and follow-up links (the case a
+follow-up follows, the follow-ups of a case), either kind after the other as often as they
+come (a follow-up of a case others were merged into holds their citizens too), each with
+the contact's name, phone and email and the names given on later calls. Observers,
+exports, the search observers run and the public pages mask all of them in every text of
+the case: a citizen's name never stays readable because it was written on another
+citizen's case.
 
 Core only (no ORM objects): also used by the search index inside a flush and by migrations.
 """
@@ -44,7 +46,8 @@ CHUNK = 2000
 """Ids per IN list."""
 
 _MAX_DEPTH = 50
-"""The longest chain of merges followed (a chain is a handful; this bounds a broken one)."""
+"""The longest path of links followed from a case (merges and follow-ups: a handful; this
+bounds a broken chain and a caller's very long run of follow-ups)."""
 
 _cases = table(
     "cases",
@@ -92,62 +95,22 @@ def caller_names(conn: Conn, case_ids: Sequence[int]) -> dict[int, list[str]]:
     return names
 
 
-def groups(conn: Conn, case_ids: Iterable[int]) -> dict[int, list[int]]:
-    """{case id: the ids of its group of merged cases, its own among them, in id order}:
-    the root of its chain of merges and every case merged into the root, directly or not.
-    A few queries whatever the number of cases (two for cases that were never merged)."""
-    wanted = sorted(set(case_ids))
-    parent: dict[int, int | None] = {}
-    todo = list(wanted)
-    for _step in range(_MAX_DEPTH):
-        todo = [i for i in todo if i not in parent]
-        if not todo:
-            break
-        for chunk in _chunks(todo):
-            for cid, into in conn.execute(
-                select(_cases.c.id, _cases.c.merged_into_id).where(_cases.c.id.in_(chunk))
-            ):
-                parent[cid] = into
-        todo = [p for p in (parent.get(i) for i in todo) if p is not None]
-
-    def root(cid: int) -> int:
-        seen = {cid}
-        while (up := parent.get(cid)) is not None and up not in seen:
-            seen.add(up)
-            cid = up
-        return cid
-
-    roots = {cid: root(cid) for cid in wanted}
-    members: dict[int, set[int]] = {r: {r} for r in roots.values()}
-    owner = {r: r for r in members}
-    frontier = sorted(members)
-    for _step in range(_MAX_DEPTH):
-        if not frontier:
-            break
-        found = []
-        for chunk in _chunks(frontier):
-            for cid, into in conn.execute(
-                select(_cases.c.id, _cases.c.merged_into_id).where(
-                    _cases.c.merged_into_id.in_(chunk)
-                )
-            ):
-                r = owner.get(into)
-                if r is not None and cid not in owner:
-                    owner[cid] = r
-                    members[r].add(cid)
-                    found.append(cid)
-        frontier = found
-    return {cid: sorted(members[roots[cid]]) for cid in wanted}
-
-
-def people_by_case(conn: Conn, case_ids: Iterable[int]) -> dict[int, People]:
-    """{case id: the people of its group} (see the module's docstring) for ``case_ids``:
-    contacts and later callers' names of every case merged with it and of every case linked
-    to one of those as a follow-up. A handful of queries for any number of cases."""
-    group_of = groups(conn, case_ids)
-    members = sorted({m for group in group_of.values() for m in group})
-    linked: dict[int, set[str]] = {}
-    for chunk in _chunks(members):
+def _links(conn: Conn, ids: list[int]) -> dict[int, set[int]]:
+    """{case id: the cases it is linked to} for ``ids``: the case it was merged into, those
+    merged into it, and those its desk links name (`LINK_ACTIONS`, both ways). Four queries
+    per `CHUNK` cases."""
+    out: dict[int, set[int]] = {i: set() for i in ids}
+    numbers: dict[int, set[str]] = {}
+    for chunk in _chunks(ids):
+        for cid, into in conn.execute(
+            select(_cases.c.id, _cases.c.merged_into_id).where(_cases.c.id.in_(chunk))
+        ):
+            if into is not None:
+                out[cid].add(into)
+        for cid, into in conn.execute(
+            select(_cases.c.id, _cases.c.merged_into_id).where(_cases.c.merged_into_id.in_(chunk))
+        ):
+            out[into].add(cid)
         for cid, action, detail in conn.execute(
             select(_events.c.case_id, _events.c.action, _events.c.detail).where(
                 _events.c.case_id.in_(chunk), _events.c.action.in_(sorted(LINK_ACTIONS))
@@ -155,34 +118,86 @@ def people_by_case(conn: Conn, case_ids: Iterable[int]) -> dict[int, People]:
         ):
             number = (detail or {}).get(LINK_ACTIONS[action]) if isinstance(detail, dict) else None
             if number:
-                linked.setdefault(cid, set()).add(str(number))
-    numbers = sorted({n for ns in linked.values() for n in ns})
-    contacts: dict[int, tuple[str, str, str]] = {}
+                numbers.setdefault(cid, set()).add(str(number))
+    wanted = sorted({n for ns in numbers.values() for n in ns})
     by_number: dict[str, int] = {}
+    for start in range(0, len(wanted), CHUNK):
+        for number, cid in conn.execute(
+            select(_cases.c.tracking_number, _cases.c.id).where(
+                _cases.c.tracking_number.in_(wanted[start : start + CHUNK])
+            )
+        ):
+            by_number[number] = cid
+    for cid, ns in numbers.items():
+        out[cid].update(by_number[n] for n in ns if n in by_number)
+    return out
+
+
+def groups(conn: Conn, case_ids: Iterable[int]) -> dict[int, list[int]]:
+    """{case id: the ids of its group, its own among them, in id order}: every case reached
+    from it through merges (either way) and desk links (a follow-up and the case it follows,
+    either way), in any order: a follow-up of a case others were merged into, a follow-up of
+    a follow-up, a case merged into a follow-up. Paths of at most `_MAX_DEPTH` links are
+    followed (a broken chain stops there). All the cases are walked together, a step at a
+    time: four queries a step whatever their number (per `CHUNK` cases reached), and one
+    step for cases never merged nor linked."""
+    wanted = sorted(set(case_ids))
+    links: dict[int, set[int]] = {}
+    frontier = wanted
+    for _step in range(_MAX_DEPTH):
+        if not frontier:
+            break
+        found = _links(conn, frontier)
+        links.update(found)
+        frontier = sorted({o for others in found.values() for o in others} - links.keys())
+    # Union of the reached cases, each with those it links to (a link both ways once read).
+    parent: dict[int, int] = {}
+
+    def root(cid: int) -> int:
+        parent.setdefault(cid, cid)
+        while parent[cid] != cid:
+            parent[cid] = parent[parent[cid]]
+            cid = parent[cid]
+        return cid
+
+    for cid, others in links.items():
+        for other in others:
+            a, b = root(cid), root(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    members: dict[int, list[int]] = {}
+    for cid in sorted(parent.keys() | set(wanted)):
+        members.setdefault(root(cid), []).append(cid)
+    return {cid: members[root(cid)] for cid in wanted}
+
+
+def people_by_case(conn: Conn, case_ids: Iterable[int]) -> dict[int, People]:
+    """{case id: the people of its group} (see the module's docstring) for ``case_ids``:
+    contacts and later callers' names of every case of its group (`groups`). A handful of
+    queries a step of `groups`, and three more, for any number of cases."""
+    group_of = groups(conn, case_ids)
+    members = sorted({m for group in group_of.values() for m in group})
+    contacts: dict[int, tuple[str, str, str]] = {}
     for chunk in _chunks(members):
         for r in conn.execute(select(_cases).where(_cases.c.id.in_(chunk))):
             contacts[r.id] = (r.contact_name or "", r.contact_phone or "", r.contact_email or "")
-    for start in range(0, len(numbers), CHUNK):
-        for r in conn.execute(
-            select(_cases).where(_cases.c.tracking_number.in_(numbers[start : start + CHUNK]))
-        ):
-            contacts[r.id] = (r.contact_name or "", r.contact_phone or "", r.contact_email or "")
-            by_number[r.tracking_number] = r.id
-    later = caller_names(conn, sorted(contacts))
+    later = caller_names(conn, members)
 
     def person(cid: int) -> People:
         name, phone, email = contacts.get(cid, ("", "", ""))
         return People.of([name, *later.get(cid, ())], [phone], [email])
 
+    people = {m: person(m) for m in members}
     out: dict[int, People] = {}
+    by_group: dict[tuple[int, ...], People] = {}
     for cid, group in group_of.items():
-        people = People()
-        for m in group:
-            people |= person(m)
-            for n in sorted(linked.get(m, ())):
-                if n in by_number:
-                    people |= person(by_number[n])
-        out[cid] = people
+        key = tuple(group)
+        if key not in by_group:
+            joined = People()
+            for m in group:
+                joined |= people[m]
+            by_group[key] = joined
+        out[cid] = by_group[key]
     return out
 
 

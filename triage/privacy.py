@@ -170,8 +170,11 @@ def _personal_number(digits: str, context: str, international: bool) -> bool:
 
 def _mask_numbers(text: str, own_phones: frozenset[str], generic: bool = True) -> str:
     def is_own(bare: str) -> bool:
+        # Written with a prefix (+86 …, 0086 …) the text's number ends with the stored one;
+        # written as a local number (8765 4321 for 01087654321) the stored one ends with it.
         return bool(own_phones) and (
-            phone_digits(bare) in own_phones or any(bare.endswith(p) for p in own_phones)
+            phone_digits(bare) in own_phones
+            or any(bare.endswith(p) or (len(bare) >= 7 and p.endswith(bare)) for p in own_phones)
         )
 
     def masked(raw: str, context: str) -> str | None:
@@ -321,6 +324,21 @@ def _mask_names(text: str, names: Iterable[str]) -> str:
     return text
 
 
+# The extension of a stored phone (`intake.normalise.normalise_phone`: 01087654321-8021).
+_STORED_EXTENSION = re.compile(r"-\s*\d{1,6}\s*$")
+
+
+def _own_numbers(phones: Iterable[str]) -> Iterable[str]:
+    """The digits of each of a citizen's ``phones``, and of its main number when it has an
+    extension: a text gives the main number alone (白天打8765 4321) or with the extension
+    after 转, which is no number of its own."""
+    for phone in phones:
+        yield phone_digits(phone)
+        extension = _STORED_EXTENSION.search(phone)
+        if extension:
+            yield phone_digits(phone[: extension.start()])
+
+
 def mask_text(
     text: str,
     *,
@@ -339,7 +357,7 @@ def mask_text(
     """
     if not text:
         return text
-    own_phones = frozenset(d for d in (phone_digits(p) for p in phones) if len(d) >= 5)
+    own_phones = frozenset(d for d in _own_numbers(phones) if len(d) >= 5)
     for email in emails:
         email = email.strip()
         # Its pattern needs an @ or ＠ in the text: spare compiling it otherwise.

@@ -1,13 +1,13 @@
 """Finding cases by what a user types in the search box, limited to what that user sees.
 
 Users who see personal data search subject, body, replies, tracking number and the
-complainant's name, phone and email (a phone in any spacing or width: ``138 0013 8000`` finds
-``13800138000``). Users who see cases masked (external supervisors, observers) search only the
-masked subject, body and sent replies they are shown (not drafts waiting for sign-off) and the
-tracking number, so no query can tell them a digit or a name they cannot see. A case is also
-found by the full number of a case merged into it. Words separated by spaces must all occur
-(a phone typed with spaces is one word). ``%`` and ``_`` are literal characters, never
-wildcards.
+complainant's name (and those the caller gave on later calls), phone and email (a phone in
+any spacing or width: ``138 0013 8000`` finds ``13800138000``). Users who see cases masked
+(external supervisors, observers) search only the masked subject, body and sent replies they
+are shown (not drafts waiting for sign-off) and the tracking number, so no query can tell
+them a digit or a name they cannot see. A case is also found by the full number of a case
+merged into it. Words separated by spaces must all occur (a phone typed with spaces is one
+word). ``%`` and ``_`` are literal characters, never wildcards.
 
 `search_cases` answers through the index of `triage.search_index`: it reads the postings of
 the query's rarest gram (newest cases first, at most `SEARCH_CAP` matches), checks the next
@@ -35,7 +35,7 @@ from sqlalchemy import ColumnElement, and_, false, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from intake.normalise import clean_line
-from triage.models import Case, CaseReply
+from triage.models import CALLER_NAME_ACTIONS, Case, CaseEvent, CaseReply
 from triage.privacy import phone_digits
 from triage.search_index import (
     BODY,
@@ -170,6 +170,14 @@ def _term_clause(term: str, *, masked: bool) -> ColumnElement[bool]:
         Case.contact_name.ilike(pattern, escape=_ESCAPE),
         Case.contact_email.ilike(pattern, escape=_ESCAPE),
         Case.replies.any(CaseReply.body.ilike(pattern, escape=_ESCAPE)),
+        # The names the caller gave on later calls, which the index holds as the contact's
+        # (`Case.caller_names`).
+        Case.events.any(
+            and_(
+                CaseEvent.action.in_(sorted(CALLER_NAME_ACTIONS)),
+                CaseEvent.detail["caller_name"].as_string().ilike(pattern, escape=_ESCAPE),
+            )
+        ),
     ]
     if spaced:
         clauses += [

@@ -99,6 +99,8 @@ __all__ = [
     "merge_rows",
     "rebuild",
     "reindex_cases",
+    "remask_all",
+    "remask_groups",
     "spaced_grams",
     "spaced_numbers",
     "sync_departments",
@@ -750,6 +752,30 @@ def remask_groups(conn: Connection | Session, *, after: int = 0) -> int:
         _remask_rows(conn, chunk)
         reindex_cases(conn, chunk)
     return len(ids)
+
+
+def remask_all(conn: Connection | Session, progress: Any = None) -> tuple[int, int]:
+    """Masks every case's text again as the code masks it now and re-indexes those whose
+    masked text changed (migration 0041: a citizen's own number written without its area
+    code, 8765 4321 for 010-8765 4321, stayed readable); returns (cases read, changed).
+    Batches of `BATCH` cases in id order; ``progress(cases_read)`` after each if given."""
+    read = changed = last = 0
+    while True:
+        chunk = list(
+            conn.scalars(
+                select(_cases.c.id).where(_cases.c.id > last).order_by(_cases.c.id).limit(BATCH)
+            )
+        )
+        if not chunk:
+            return read, changed
+        remasked = _remask_rows(conn, chunk)
+        if remasked:
+            reindex_cases(conn, list(remasked))
+        read += len(chunk)
+        changed += len(remasked)
+        last = chunk[-1]
+        if progress is not None:
+            progress(read)
 
 
 # -- keeping it with every flush ---------------------------------------------------------------
