@@ -56,6 +56,7 @@ from triage.models import (
     User,
 )
 from triage.privacy import masked_case_text
+from triage.report import snapshots
 from triage.staff import lock_departments, successor_of
 
 QUERY_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read out on the phone
@@ -764,6 +765,8 @@ def register_rows(
     if cases:
         times: dict[tuple[Any, Any], Any] = {}
         _insert_rows(session, Case.__table__, cases, times)
+        # A call log of a closed month: its stored figures are computed again.
+        snapshots.mark_late(session, [c["received_at"] for c in cases])
         _insert_rows(session, CaseEvent.__table__, events, times)
         if attachments:
             _insert_rows(session, Attachment.__table__, attachments, times)

@@ -1707,3 +1707,7 @@ from triage import case_list as _case_list  # noqa: E402, F401
 
 # The search index's table, and the flush hook that keeps it, wherever cases change.
 from triage import search_index as _search_index  # noqa: E402, F401
+
+# The month figures' snapshots marked for recomputing when a case of a closed month is
+# registered late: the flush hook, wherever cases change.
+from triage.report import snapshots as _snapshots  # noqa: E402, F401

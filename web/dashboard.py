@@ -122,7 +122,9 @@ def month_figures(
     minutes (computed here, once across processes, when missing or left stale). An earlier
     month: a whole-month snapshot, the one the public page reads (``public``: the tick keeps
     the last 12 months) or a ``full`` one (`minsheng report monthly`), else computed once
-    here; one made while the month was still running is not used. Either is
+    here; one made while the month was still running, or marked since because cases of the
+    month were registered late (`snapshots.mark_late`), is not used; of two complete ones,
+    the one computed last (the report's after a late import). Either is
     `monthly_figures` of the whole month, as the report has it; ``public`` lacks the details
     the page does not show for an earlier month (hot issues)."""
     policy = ReportPolicy.from_settings(settings)

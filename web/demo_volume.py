@@ -59,6 +59,7 @@ from triage.models import (
     User,
 )
 from triage.privacy import mask_text, masked_case_text
+from triage.report import snapshots
 from triage.search_index import (
     BODY,
     CONTACT,
@@ -243,6 +244,8 @@ def add_volume(
         if progress is not None:
             progress(written)
     writer.finish()
+    # Cases of closed months: their stored figures are computed again.
+    snapshots.mark_late(conn, received)
     # The tallies' triggers (migration 0025) counted the rows as they went in: on SQLite one
     # ledger row per case, folded here into one per combination.
     tallies.compact(conn)

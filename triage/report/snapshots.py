@@ -8,9 +8,15 @@ A snapshot is ``monthly_figures`` of one month in one scope, as computed at ``co
 - ``public``: ``with_details=False`` (no average handling time, overdue, repeat callers or
   hot issues): the public performance page's 12 complete months.
 
-A month whose window had ended when it was computed is ``complete`` and never computed again
+A month whose window had ended when it was computed is ``complete`` and not computed again
 (the definitions count a month by times inside it; later changes to a case, e.g. a transfer
-to another department, do not move a complete month's figures). The current month's snapshot
+to another department, do not move a complete month's figures) unless a case received in it
+is registered late (a call log of the 30th imported on the 1st, a bulk import): `mark_late`,
+run in the registering transaction (a flush hook for the ORM's writers, called by the bulk
+writers ``register_rows`` and the demo volume), marks the month's snapshots not complete
+again, so that the next view or tick computes them again. Of two complete snapshots of a
+month the one computed last is read (the report's ``full`` one after a late import). The
+current month's snapshot
 is refreshed by the supervision tick (`refresh`) once it is older than ``max_age``; a page
 that finds none (a new database, a tick that does not run) computes it once under a lease
 (``lease_until``) that other processes see, so that concurrent requests do not all compute
@@ -29,14 +35,14 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, or_, select, update
+from sqlalchemy import Connection, Engine, event, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, attributes
 
-from triage.models import FigureSnapshot
+from triage.models import Case, FigureSnapshot
 from triage.report.figures import (
     ReportPolicy,
     month_of,
@@ -72,6 +78,10 @@ class Snapshot:
     figures: dict[str, Any]
     computed_at: datetime
     complete: bool
+
+    def stale(self, policy: ReportPolicy) -> bool:
+        """Computed after its month ended yet not complete: marked by `mark_late`."""
+        return not self.complete and self.computed_at >= month_window(self.month, policy)[1]
 
 
 def policy_key(policy: ReportPolicy) -> str:
@@ -129,10 +139,60 @@ def read(
     found: dict[str, Snapshot] = {}
     for s, m, figures, computed_at, complete in rows:
         have = found.get(m)
-        # Prefer a complete month, then the scope asked for.
-        if have is None or (bool(complete), s == scope) > (have.complete, have.scope == scope):
+        # Prefer a complete month, then the one computed last (it counts the cases registered
+        # late that the other may not), then the scope asked for.
+        mine = (bool(complete), computed_at, s == scope)
+        if have is None or mine > (have.complete, have.computed_at, have.scope == scope):
             found[m] = Snapshot(s, m, dict(figures), computed_at, bool(complete))
     return found
+
+
+def mark_late(conn: Connection | Session, received: Iterable[datetime | None]) -> int:
+    """Marks not complete the complete snapshots of the months that cases received at
+    `received` (UTC, aware or naive) belong to, when computed after that: registered now,
+    those cases are not in their figures. In the caller's transaction, so the mark commits
+    with the cases. Returns the snapshots marked.
+
+    One UPDATE of the small snapshot table whatever the number of cases; none for a case
+    received after every snapshot was computed (registration as the call comes in). Without
+    the report's policy the statistical month of a time is not known here: the calendar
+    month either side of it is marked too (a cut-off day or the time zone moves a month's
+    window by less than a month), and those recomputed figures are the same."""
+    times = [t if t.tzinfo is not None else t.replace(tzinfo=UTC) for t in received if t]
+    if not times:
+        return 0
+    first, last = min(times), max(times)
+    result = conn.execute(
+        update(_T)
+        .where(
+            _T.c.complete.is_(True),
+            _T.c.computed_at > first,
+            _T.c.month >= shift_month(f"{first:%Y-%m}", -1),
+            _T.c.month <= shift_month(f"{last:%Y-%m}", 1),
+        )
+        .values(complete=False)
+    )
+    return int(result.rowcount or 0)
+
+
+@event.listens_for(Session, "after_flush")
+def _mark_late_cases(session: Session, flush_context: Any) -> None:
+    """`mark_late` for the cases this flush inserted or deleted, or whose received_at it
+    changed (its old and new time: both months change)."""
+    times: list[datetime | None] = []
+    for obj in session.new:
+        if isinstance(obj, Case):
+            times.append(obj.received_at)
+    for obj in session.deleted:
+        if isinstance(obj, Case):
+            times.append(obj.received_at)
+    for obj in session.dirty:
+        if isinstance(obj, Case):
+            history = attributes.get_history(obj, "received_at")
+            if history.added:
+                times.extend([*history.added, *history.deleted])
+    if times:
+        mark_late(session, times)
 
 
 def _claim(engine: Engine, scope: str, month: str, now: datetime) -> bool:
@@ -220,8 +280,14 @@ def store(
     return _store(_engine(bind), scope, month, figures, policy, computed_at)
 
 
-def _fresh(snapshot: Snapshot | None, now: datetime, max_age: timedelta) -> bool:
-    return snapshot is not None and (snapshot.complete or now - snapshot.computed_at <= max_age)
+def _fresh(
+    snapshot: Snapshot | None, now: datetime, max_age: timedelta, policy: ReportPolicy
+) -> bool:
+    """Complete, or made while its month ran and not older than `max_age`; one marked by
+    `mark_late` is never fresh."""
+    if snapshot is None or snapshot.stale(policy):
+        return False
+    return snapshot.complete or now - snapshot.computed_at <= max_age
 
 
 def figures_for(
@@ -235,17 +301,18 @@ def figures_for(
     wait_seconds: float | None = None,
 ) -> dict[str, Snapshot | None]:
     """The figures of `months` for a page: the stored snapshots, each month that has none
-    (or one older than `stale_age` while the month was not complete) computed once under the
-    lease. Of concurrent requests only the lease holder computes; the others take the stale
-    snapshot, else wait up to `wait_seconds` (default WAIT_SECONDS) for the holder's, else
-    get None for that month ("being computed")."""
+    (or one older than `stale_age` while the month was not complete, or one marked by
+    `mark_late`) computed once under the lease. Of concurrent requests only the lease
+    holder computes; the others take the stale snapshot, else wait up to `wait_seconds`
+    (default WAIT_SECONDS) for the holder's, else get None for that month ("being
+    computed")."""
     found = read(session, scope, months, policy)
     engine = _engine(session)
     out: dict[str, Snapshot | None] = {}
     waiting: list[str] = []
     for month in months:
         snapshot = found.get(month)
-        if _fresh(snapshot, now, stale_age):
+        if _fresh(snapshot, now, stale_age, policy):
             out[month] = snapshot
             continue
         if _claim(engine, scope, month, now):
@@ -302,7 +369,7 @@ def refresh(
         snapshot = have.get((scope, month))
         if scope == PUBLIC and snapshot is not None and snapshot.complete:
             continue
-        if scope == FULL and _fresh(snapshot, now, max_age):
+        if scope == FULL and _fresh(snapshot, now, max_age, policy):
             continue
         if not _claim(engine, scope, month, now):
             continue
