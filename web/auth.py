@@ -48,8 +48,8 @@ from web.i18n import _same_site, local_time
 from web.passwords import (
     candidates,
     hash_password,
-    normalise_password,
     renew_session_token,
+    same_password,
     set_password,
 )
 
@@ -286,8 +286,9 @@ def change_password() -> Response | str | tuple[str, int]:
         form.current.errors = [_("The current password is wrong.")]
         return render_template("auth/password.html", form=form), 400
     throttle.succeeded(db(), attempt)
-    if normalise_password(form.new.data or "") == normalise_password(form.current.data or ""):
-        # Kept, a password an administrator set would stay known to them.
+    if same_password(form.new.data or "", form.current.data or ""):
+        # Kept (or with a space or a capital added), a password an administrator set would
+        # stay known to them.
         form.new.errors = [_("Choose a new password, not the current one.")]
         return render_template("auth/password.html", form=form), 400
     # The form checked the policy already; set_password checks it once more and signs the

@@ -209,6 +209,19 @@ def fold_password(password: str) -> str:
     return folded.translate(_SHIFTED_DIGITS).translate(_NUMERALS)
 
 
+def same_password(one: str, other: str) -> bool:
+    """Whether two passwords are one for the rule "a new password, not the current one":
+    equal once folded (`fold_password`: case, spaces anywhere, `!@#` for `123`) and without
+    diacritics. An administrator's password with a space or a capital added stays known to
+    the administrator."""
+
+    def key(password: str) -> str:
+        folded = unicodedata.normalize("NFKD", fold_password(password))
+        return "".join(c for c in folded if not unicodedata.combining(c))
+
+    return key(one) == key(other)
+
+
 def office_names() -> tuple[str, str]:
     """The office's Chinese and English names (`app.office_name`, `app.office_name_en`):
     of the running app, else of the config file a command reads, else the defaults."""
@@ -269,9 +282,14 @@ _SHORTEST_NAME = 5
 _BETWEEN = r"[\W_]{0,3}"
 
 
+# What may stand between the letters of one word of a name (Min-Sheng, m.i.n.s.h.e.n.g, 民-声).
+_INSIDE = r"[\W_]{0,2}"
+
+
 def _letters(word: str) -> str:
-    """A regular expression of `word` that also matches its leetspeak (`_LEET`)."""
-    return "".join(
+    """A regular expression of `word` that also matches its leetspeak (`_LEET`) and
+    separators between its letters (`_INSIDE`)."""
+    return _INSIDE.join(
         "[" + re.escape(c + _LEET[c]) + "]" if c in _LEET else re.escape(c) for c in word
     )
 
@@ -334,7 +352,7 @@ def _name_pieces(office: tuple[str, ...], departments: tuple[str, ...]) -> _Name
                 parts = [w for w in rjieba.cut(folded) if w.strip()]
                 pairs = ["".join(parts[i : i + 2]) for i in range(len(parts) - 1)]
                 for piece in dict.fromkeys([folded, *runs]):
-                    contained.append(_Piece(kind, piece, re.compile(re.escape(piece))))
+                    contained.append(_Piece(kind, piece, _words_pattern([piece])))
                     contained.append(
                         _Piece(kind, f"{piece} {_pinyin(piece)}", _words_pattern([_pinyin(piece)]))
                     )
@@ -345,7 +363,7 @@ def _name_pieces(office: tuple[str, ...], departments: tuple[str, ...]) -> _Name
                 short = [w for w in parts if len(w) >= 2]
                 short += [folded[i : i + 2] for i in range(len(folded) - 1)]
                 for word in dict.fromkeys(short):
-                    words.append(_Piece(kind, word, re.compile(re.escape(word))))
+                    words.append(_Piece(kind, word, _words_pattern([word])))
                     if len(spoken := _pinyin(word)) >= 4:
                         words.append(_Piece(kind, f"{word} {spoken}", _words_pattern([spoken])))
                         inputs.append(spoken)
@@ -465,8 +483,28 @@ def check_password(
         tuple(department_names() if departments is None else departments),
     )
     inputs = [*PRODUCT_NAMES, username, *parts, *pieces.inputs, *CHINESE_WORDS]
-    for form in dict.fromkeys((password, fold_password(password))):
+    forms = dict.fromkeys((password, fold_password(password)))
+    for form in forms:
         _judge(form, username, parts, pieces, inputs)
+    for named in dict.fromkeys(n for form in forms for n in _name_forms(form)):
+        _judge_names(named, pieces)
+
+
+def _name_forms(password: str) -> list[str]:
+    """The forms of a password the name rules also judge (lower case, no spaces): without
+    diacritics (mínshēng is minsheng: pinyin with its tone marks), and with its Chinese
+    characters as their pinyin, so that a name in traditional characters (效能建設) or
+    written with homophones counts as the name's pinyin (xiaonengjianshe). The separators
+    between a name's letters (Min-Sheng, 民-声) are the patterns' (`_letters`)."""
+    lowered = unicodedata.normalize("NFKD", password.lower())
+    plain = unicodedata.normalize(
+        "NFKC", "".join(c for c in lowered if not unicodedata.combining(c) and not c.isspace())
+    )
+    if not _CJK.search(plain):
+        return [plain]
+    from pypinyin import lazy_pinyin  # loads its dictionary: only for a Chinese password
+
+    return [plain, "".join(lazy_pinyin(plain)).lower()]
 
 
 def _judge(
@@ -477,9 +515,24 @@ def _judge(
     lowered = password.lower()
     if username and (lowered == username or (len(username) >= 3 and username in lowered)):
         raise WeakPassword(_("The password must not contain the username."))
-    bare = "".join(lowered.split())
+    _judge_names("".join(lowered.split()), pieces)
+    if any(part in lowered for part in parts):
+        raise WeakPassword(_("The password must not contain the account's name."))
+    if len(set(lowered)) < MIN_DISTINCT:
+        raise WeakPassword(_("Use at least %(n)d different characters, please.", n=MIN_DISTINCT))
+    if lowered in _COMMON or any(lowered in seq or lowered in seq[::-1] for seq in _SEQUENCES):
+        raise WeakPassword(_("This password is too easy to guess; choose another."))
+    result = zxcvbn(password[:JUDGED_LENGTH], user_inputs=inputs)
+    if int(result["score"]) < MIN_SCORE:
+        raise WeakPassword(_weakness(result))
+
+
+def _judge_names(bare: str, pieces: _Names) -> None:
+    """Raises WeakPassword if `bare` (a form of a password, lower case, no spaces) holds the
+    system's name or a piece of the office's or a department's (`_name_pieces`), or is made
+    of their words with digits and symbols only; the message names the name found."""
     for product in PRODUCT_NAMES:
-        if product in lowered or re.search(_letters(product), bare):
+        if re.search(_letters(product), bare):
             raise WeakPassword(
                 _("The password must not contain the name of this system (%(name)s).", name=product)
             )
@@ -506,15 +559,6 @@ def _judge(
                 name=word.shown,
             )
         )
-    if any(part in lowered for part in parts):
-        raise WeakPassword(_("The password must not contain the account's name."))
-    if len(set(lowered)) < MIN_DISTINCT:
-        raise WeakPassword(_("Use at least %(n)d different characters, please.", n=MIN_DISTINCT))
-    if lowered in _COMMON or any(lowered in seq or lowered in seq[::-1] for seq in _SEQUENCES):
-        raise WeakPassword(_("This password is too easy to guess; choose another."))
-    result = zxcvbn(password[:JUDGED_LENGTH], user_inputs=inputs)
-    if int(result["score"]) < MIN_SCORE:
-        raise WeakPassword(_weakness(result))
 
 
 def hash_password(password: str) -> str:
