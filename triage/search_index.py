@@ -727,9 +727,8 @@ def _remask_rows(
 
 def remask_groups(conn: Connection | Session, *, after: int = 0) -> int:
     """Re-masks and re-indexes every case merged with another or linked to one as a
-    follow-up (migration 0039: until then their masked text and postings masked only
-    their own caller, so a reply naming the citizen of a merged case left that name
-    readable to observers; and the demo's bulk writer, which masks each case alone);
+    follow-up (the demo's bulk writer, which masks each case alone; migration 0039 masks
+    every case, `remask_all`);
     returns how many. ``after``: only the groups of the cases with a greater id. Reads the
     merged cases and the link events, then those cases' groups in batches of `BATCH`."""
     found: set[int] = set()
@@ -756,8 +755,9 @@ def remask_groups(conn: Connection | Session, *, after: int = 0) -> int:
 
 def remask_all(conn: Connection | Session, progress: Any = None) -> tuple[int, int]:
     """Masks every case's text again as the code masks it now and re-indexes those whose
-    masked text changed (migration 0041: a citizen's own number written without its area
-    code, 8765 4321 for 010-8765 4321, stayed readable); returns (cases read, changed).
+    masked text changed (migration 0039: the citizens of the cases merged or linked with it,
+    and a citizen's own number written without its area code, 8765 4321 for 010-8765 4321,
+    stayed readable); returns (cases read, changed).
     Batches of `BATCH` cases in id order; ``progress(cases_read)`` after each if given."""
     read = changed = last = 0
     while True:

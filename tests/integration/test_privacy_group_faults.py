@@ -22,7 +22,14 @@ from tests.integration.test_merged_privacy import _page
 from tests.integration.test_operator_desk import _desk
 from triage.models import Case, Department, Satisfaction
 from triage.search import search_cases
-from triage.search_index import CaseText, SearchGram, case_rows, remask_groups, write_rows
+from triage.search_index import (
+    CaseText,
+    SearchGram,
+    case_rows,
+    remask_all,
+    remask_groups,
+    write_rows,
+)
 
 A_NAME, A_PHONE = "欧阳建华", "13911112222"
 B_NAME, B_PHONE = "司马小芳", "13933334444"
@@ -137,7 +144,8 @@ def test_migration_0039_remasks_the_follow_ups_of_merged_cases(
     client: Any, login_as: Any, runtime: Any
 ) -> None:
     """A follow-up stored masked as each case alone (the demo's bulk writer, code before
-    0039): `remask_groups` (the migration's work) masks the merged citizens in it."""
+    0039): `remask_all` (the migration's work) masks the merged citizens in it, and
+    `remask_groups` (the demo's) does too."""
     a, _b = _merged_pair(client, login_as, runtime)
     d = _follow_up(login_as, a, "幸福路12号路灯又不亮了。")
     _close(runtime, d)
@@ -164,6 +172,8 @@ def test_migration_0039_remasks_the_follow_ups_of_merged_cases(
     with runtime.sessions() as s:
         assert search_cases(s, B_NAME, masked=True).case_ids == [row.id]
     with runtime.engine.begin() as conn:
+        read, changed = remask_all(conn)
+        assert changed >= 1 and read >= 5
         assert remask_groups(conn) >= 5
     with runtime.sessions() as s:
         assert search_cases(s, B_NAME, masked=True).case_ids == []
@@ -268,8 +278,8 @@ def test_staff_find_a_case_by_a_name_given_when_it_was_reopened(
     assert number not in _page(login_as("observer"), "/board/cases", q="慕容复兴")
 
 
-def test_migration_0041_masks_a_local_number_stored_unmasked(empty_url: str) -> None:
-    """A case stored before 0041: its masked text and masked postings hold the citizen's
+def test_migration_0039_masks_a_local_number_stored_unmasked(empty_url: str) -> None:
+    """A case stored before 0039: its masked text and masked postings hold the citizen's
     own landline written without its area code. The upgrade masks and re-indexes it; a
     case with nothing to change is left as it was."""
     from alembic import command
@@ -291,12 +301,12 @@ def test_migration_0041_masks_a_local_number_stored_unmasked(empty_url: str) -> 
             s, number="MS-2026-100002", body="楼道灯坏了", masked_text="来电\n楼道灯坏了"
         )
         rebuild(s)
-        # As the code before 0041 masked and indexed it.
+        # As the code before 0039 masked and indexed it.
         s.execute(Case.__table__.update().where(Case.id == 1).values(masked_text=f"来电\n{body}"))
         merge_rows(s, [(g, 1, MASKED_BODY, 0) for g in text_grams(body)])
     with Session(engine) as s:
         assert search_cases(s, "87654321", masked=True).case_ids == [1]
-    command.downgrade(alembic_config(engine), "0040")
+    command.downgrade(alembic_config(engine), "0038")
     upgrade(engine)
     with Session(engine) as s:
         assert search_cases(s, "87654321", masked=True).case_ids == []
