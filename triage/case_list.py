@@ -1267,12 +1267,17 @@ class _Chosen:
         """Each of ``facets`` counted over ``rows`` (those holding it), each row that
         matches every other chosen filter added to its value's count (a flag's: when set).
         One read for every facet instead of one per facet."""
-        counts: dict[str, dict[Any, int]] = {}
-        for name in facets:
-            counts[name] = {}
-            for row in rows:
+        counts: dict[str, dict[Any, int]] = {name: {} for name in facets}
+        # Each row judged once, filter by filter (a list page counts ~1,000 rows of the
+        # tallies for each of seven facets): a row failing no chosen filter counts in every
+        # facet, one failing one filter only in that filter's facet, others in none.
+        for row in rows:
+            failed = [n for n, v in row.items() if n != "n" and not self(n, v)]
+            if len(failed) > 1:
+                continue
+            for name in failed or facets:
                 value = row.get(name)
-                if value is None or value is False or not self.matches(row, but=name):
+                if name not in counts or value is None or value is False:
                     continue
                 counts[name][value] = counts[name].get(value, 0) + row["n"]
         return counts
