@@ -128,7 +128,8 @@ def mask_email(email: str) -> str:
 
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_ASCII_TAIL = re.compile(r"[A-Za-z0-9._%+\-]+$")
+# An address's local part, or the masked form of one (j***) put in by the citizen's own rule.
+_ASCII_TAIL = re.compile(r"[A-Za-z0-9._%+\-]+\**$")
 
 
 def _mask_found_email(m: re.Match[str]) -> str:
@@ -168,6 +169,26 @@ def _personal_number(digits: str, context: str, international: bool) -> bool:
     return 7 <= len(bare) <= 14 and bool(_PHONE_WORDS.search(context))
 
 
+_BRACKETS = "()\uff08\uff09"
+
+
+def _keep_brackets(raw: str, masked: str) -> str:
+    """``masked`` (one character per digit of ``raw``) with the brackets of ``raw`` in their
+    places: a number matched from its first digit ends before the text's "(" and takes the
+    ")" after the area code with it, which left the text with a bracket never closed."""
+    closers = raw.count(")") + raw.count("\uff09")
+    openers = raw.count("(") + raw.count("\uff08")
+    if closers <= openers or len(_digits(raw)) != len(masked):
+        return masked
+    out, digits = [], iter(masked)
+    for ch in raw:
+        if ch in _BRACKETS:
+            out.append(ch)
+        elif _digits(ch):
+            out.append(next(digits))
+    return "".join(out)
+
+
 def _mask_numbers(text: str, own_phones: frozenset[str], generic: bool = True) -> str:
     def is_own(bare: str) -> bool:
         # Written with a prefix (+86 …, 0086 …) the text's number ends with the stored one;
@@ -188,7 +209,7 @@ def _mask_numbers(text: str, own_phones: frozenset[str], generic: bool = True) -
             return _mask_digits(digits)
         national = phone_digits(bare)
         prefix = "+" if international and national == bare else ""
-        return prefix + _mask_digits(national)
+        return prefix + _keep_brackets(raw, _mask_digits(national))
 
     def replace(m: re.Match[str]) -> str:
         raw = m.group(0)

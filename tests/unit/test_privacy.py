@@ -145,3 +145,22 @@ def test_masking_costs_linear_time_on_hostile_text() -> None:
         started = time.perf_counter()
         mask_text(text, names=["王小明"], phones=["13800138000"], emails=["a@b.cn"])
         assert time.perf_counter() - started < 2.0, text[:10]
+
+
+def test_an_area_code_in_brackets_keeps_its_closing_bracket() -> None:
+    for text, own in (
+        ("电话(010)8765-4321。", []),
+        ("电话（010）8765-4321。", []),
+        ("电话(010)8765-4321。", ["01087654321"]),
+    ):
+        shown = mask_text(text, phones=own)
+        assert "8765" not in shown
+        assert shown.count("(") + shown.count("（") == shown.count(")") + shown.count("）")
+        assert "010)****4321" in shown or "010）****4321" in shown
+
+
+def test_the_citizens_own_address_after_chinese_keeps_the_sentence() -> None:
+    shown = mask_text("我的邮箱jianhua@example.cn，请回复", emails=["jianhua@example.cn"])
+    assert shown == "我的邮箱j***@example.cn，请回复"
+    shown = mask_text("邮箱：Jianhua@Example.cn", emails=["jianhua@example.cn"])
+    assert "邮箱" in shown and "ianhua" not in shown
