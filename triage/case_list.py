@@ -34,7 +34,7 @@ included, so a count driven by them costs what the office's history holds.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
@@ -993,10 +993,10 @@ _GROUPED = (*FACETS, "urgent", "at_risk")
 """The filters the tallies count (at risk: a risk of "at_risk" on an open case)."""
 
 MORE = COUNT_CAP + 1
+"""A count of more than `COUNT_CAP` (a capped count: "10,000+")."""
 NOT_COUNTED = -1
 """A value whose count would cost too much under the filters chosen (a finding's rule with
 more than `FINDING_SCAN` findings): shown without a count, not as zero."""
-"""A count of more than `COUNT_CAP` (a capped count: "10,000+")."""
 
 _Row = dict[str, Any]
 
@@ -1040,18 +1040,17 @@ def facet_counts(
     on = tallies.on_tallies(rest_where)
     if on is not None:
         rows = [_tally_row(r) for r in tallies.totals(session, on, list(tallies.DIMENSIONS))]
-        counts = chosen.count(rows, [f for f in facets if f in _GROUPED])
+        counts, listed = chosen.count(rows, [f for f in facets if f in _GROUPED])
         wanted = [f for f in facets if f in ("overdue", "attachments", "finding")]
         if not wanted:
             return counts
-        listed = sum(r["n"] for r in rows if chosen.matches(r))
         if listed <= COUNT_CAP:
             # None of these three is chosen: the list's own cases are the ones to count.
             found = _grouped(session, [*scope, *filters.clauses(now, timezone)], now)
             if found is not None:
-                counts.update(chosen.count(found[0], [f for f in wanted if f != "finding"]))
+                counts.update(chosen.count(found[0], [f for f in wanted if f != "finding"])[0])
                 if "finding" in wanted:
-                    counts.update(chosen.count(found[1], ["finding"]))
+                    counts.update(chosen.count(found[1], ["finding"])[0])
         else:
             if "overdue" in wanted:
                 overdue = _capped(session, scope, filters, "overdue", now, timezone)
@@ -1070,7 +1069,7 @@ def facet_counts(
             counts["finding"] = _by_rule(session, scope, filters, now, timezone)
         return counts
     base, by_rule = found
-    counts = chosen.count(base, [f for f in facets if f != "finding"])
+    counts = chosen.count(base, [f for f in facets if f != "finding"])[0]
     if "finding" in facets:
         if filters.finding:
             # The other rules' counts are of the cases without the rule chosen.
@@ -1081,7 +1080,7 @@ def facet_counts(
                 counts["finding"] = _by_rule(session, scope, filters, now, timezone)
                 return counts
             by_rule = others[1]
-        counts.update(chosen.count(by_rule, ["finding"]))
+        counts.update(chosen.count(by_rule, ["finding"])[0])
     return counts
 
 
@@ -1243,44 +1242,53 @@ class _Chosen:
     def __init__(self, filters: ListFilters, department_id: int | None) -> None:
         self.filters = filters
         self.department_id = department_id
-
-    def __call__(self, name: str, value: Any) -> bool:
-        filters = self.filters
-        if name == "status":
-            if filters.status == "open":
-                return value in OPEN_STATUSES
-            return not filters.status or value == filters.status
-        if name == "department":
-            return not filters.department or (
-                self.department_id is not None and value == self.department_id
+        # A test for each filter chosen only: a list page judges ~1,000 rows of the tallies,
+        # and most filters are not chosen (any value passes).
+        tests: dict[str, Callable[[Any], bool]] = {}
+        if filters.status == "open":
+            tests["status"] = OPEN_STATUSES.__contains__
+        elif filters.status:
+            tests["status"] = filters.status.__eq__
+        if filters.department:
+            tests["department"] = (
+                (lambda _v: False) if department_id is None else department_id.__eq__
             )
-        wanted = getattr(filters, name)
-        if name in FLAGS:
-            return not wanted or bool(value)
-        return not wanted or value == wanted
+        for name in ("channel", "kind", "finding"):
+            wanted = getattr(filters, name)
+            if wanted:
+                tests[name] = wanted.__eq__
+        for name in FLAGS:
+            if getattr(filters, name):
+                tests[name] = bool
+        self.tests = tests
 
-    def matches(self, row: _Row, but: str = "") -> bool:
-        """Whether ``row`` has the chosen values of every filter it holds but ``but``."""
-        return all(self(n, v) for n, v in row.items() if n not in (but, "n"))
+    def failed(self, row: _Row) -> list[str]:
+        """The chosen filters ``row`` holds a value of and fails."""
+        return [n for n, test in self.tests.items() if n in row and test(row[n]) is not True]
 
-    def count(self, rows: Sequence[_Row], facets: Sequence[str]) -> dict[str, dict[Any, int]]:
-        """Each of ``facets`` counted over ``rows`` (those holding it), each row that
-        matches every other chosen filter added to its value's count (a flag's: when set).
-        One read for every facet instead of one per facet."""
+    def count(
+        self, rows: Sequence[_Row], facets: Sequence[str]
+    ) -> tuple[dict[str, dict[Any, int]], int]:
+        """(each of ``facets`` counted over ``rows`` (those holding it), each row that
+        matches every other chosen filter added to its value's count (a flag's: when set),
+        the cases of the rows matching every chosen filter). One read for every facet
+        instead of one per facet."""
         counts: dict[str, dict[Any, int]] = {name: {} for name in facets}
-        # Each row judged once, filter by filter (a list page counts ~1,000 rows of the
-        # tallies for each of seven facets): a row failing no chosen filter counts in every
-        # facet, one failing one filter only in that filter's facet, others in none.
+        listed = 0
+        # Each row judged once: a row failing no chosen filter counts in every facet, one
+        # failing one filter only in that filter's facet, others in none.
         for row in rows:
-            failed = [n for n, v in row.items() if n != "n" and not self(n, v)]
+            failed = self.failed(row)
             if len(failed) > 1:
                 continue
+            if not failed:
+                listed += row["n"]
             for name in failed or facets:
                 value = row.get(name)
                 if name not in counts or value is None or value is False:
                     continue
                 counts[name][value] = counts[name].get(value, 0) + row["n"]
-        return counts
+        return counts, listed
 
 
 # -- saved views ------------------------------------------------------------------------------
