@@ -19,10 +19,10 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from tests.conftest import csrf_from, make_settings
-from tests.integration.helpers import post_form, submit_complaint
+from tests.integration.helpers import close_case, post_form, submit_complaint
 from tests.integration.test_operator_desk import _desk
 from triage.api_keys import create_key
-from triage.models import Case, Department, Satisfaction
+from triage.models import Case
 from triage.outbox import OutgoingMail
 from web.cli import main
 
@@ -235,19 +235,7 @@ def test_a_follow_up_case_masks_the_caller_of_the_case_it_follows(
     client: Any, login_as: Any, runtime: Any
 ) -> None:
     first, _ = submit_complaint(client, "幸福小区门口井盖松动", name="赵六", phone="13700002222")
-    with runtime.sessions() as s, s.begin():
-        now = datetime.now(UTC)
-        case = s.scalar(select(Case).where(Case.tracking_number == first))
-        dept = s.scalar(select(Department).where(Department.code == "urban"))
-        case.assign(
-            dept, "supervisor", now, runtime.settings.deadlines().handling_due(now, "urban", False)
-        )
-        case.start("urban", now)
-        case.reply("urban", now, "已修复。")
-        case.record_visit(
-            "supervisor", now, reached=True, solved=True, satisfaction=Satisfaction.SATISFIED
-        )
-        case.close("supervisor", now)
+    close_case(runtime, first)
     r = _desk(
         login_as("operator"),
         {

@@ -12,15 +12,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from tests.integration.helpers import post_form, submit_complaint
+from tests.integration.helpers import close_case, post_form, submit_complaint
 from tests.integration.test_merged_privacy import _page
 from tests.integration.test_operator_desk import _desk
-from triage.models import Case, Department, Satisfaction
+from triage.models import Case
 from triage.search import search_cases
 from triage.search_index import (
     CaseText,
@@ -34,22 +33,6 @@ from triage.search_index import (
 A_NAME, A_PHONE = "欧阳建华", "13911112222"
 B_NAME, B_PHONE = "司马小芳", "13933334444"
 C_NAME, C_PHONE = "诸葛明亮", "13955556666"
-
-
-def _close(runtime: Any, number: str) -> None:
-    with runtime.sessions() as s, s.begin():
-        now = datetime.now(UTC)
-        case = s.scalar(select(Case).where(Case.tracking_number == number))
-        dept = s.scalar(select(Department).where(Department.code == "urban"))
-        case.assign(
-            dept, "supervisor", now, runtime.settings.deadlines().handling_due(now, "urban", False)
-        )
-        case.start("urban", now)
-        case.reply("urban", now, "已修复。")
-        case.record_visit(
-            "supervisor", now, reached=True, solved=True, satisfaction=Satisfaction.SATISFIED
-        )
-        case.close("supervisor", now)
 
 
 def _merge(login_as: Any, number: str, into: str) -> None:
@@ -97,7 +80,7 @@ def _merged_pair(client: Any, login_as: Any, runtime: Any) -> tuple[str, str]:
     c, _ = submit_complaint(client, "幸福路路灯夜里全黑", name=C_NAME, phone=C_PHONE)
     _merge(login_as, b, a)
     _merge(login_as, c, a)
-    _close(runtime, a)
+    close_case(runtime, a)
     return a, b
 
 
@@ -118,7 +101,7 @@ def test_a_follow_up_of_a_follow_up_masks_them_too(
 ) -> None:
     a, _b = _merged_pair(client, login_as, runtime)
     d = _follow_up(login_as, a, "幸福路12号路灯又不亮了。")
-    _close(runtime, d)
+    close_case(runtime, d)
     e = _follow_up(login_as, d, f"第三次来电：{B_NAME}家门口的路灯还是不亮。")
     _assert_hidden(login_as, runtime, e, "第三次来电", B_NAME)
 
@@ -131,7 +114,7 @@ def test_a_case_merged_into_a_follow_up_later_is_masked_on_the_case_it_follows(
     a, _ = submit_complaint(
         client, f"幸福路12号路灯不亮，邻居{C_NAME}也看到了", name=A_NAME, phone=A_PHONE
     )
-    _close(runtime, a)
+    close_case(runtime, a)
     d = _follow_up(login_as, a, "幸福路12号路灯又不亮了。")
     observer = login_as("observer")
     assert a in _page(observer, "/board/cases", q=C_NAME)  # nobody of A's group yet
@@ -148,7 +131,7 @@ def test_migration_0039_remasks_the_follow_ups_of_merged_cases(
     `remask_groups` (the demo's) does too."""
     a, _b = _merged_pair(client, login_as, runtime)
     d = _follow_up(login_as, a, "幸福路12号路灯又不亮了。")
-    _close(runtime, d)
+    close_case(runtime, d)
     e = _follow_up(login_as, d, f"第三次来电：{B_NAME}家门口的路灯还是不亮。")
     with runtime.engine.begin() as conn:
         row = conn.execute(select(Case.__table__).where(Case.tracking_number == e)).one()
@@ -268,7 +251,7 @@ def test_staff_find_a_case_by_a_name_given_when_it_was_reopened(
     client: Any, login_as: Any, runtime: Any
 ) -> None:
     number, _ = submit_complaint(client, "明德路路灯不亮已经一周", name="王小明", phone=A_PHONE)
-    _close(runtime, number)
+    close_case(runtime, number)
     r = _desk(
         login_as("operator"),
         {"phone": A_PHONE, "name": "慕容复兴", "about": f"reopen:{number}", "body": "又不亮了"},
