@@ -35,6 +35,7 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Connection,
+    Engine,
     Integer,
     String,
     func,
@@ -219,6 +220,22 @@ def compact(conn: Connection | Session) -> bool:
     )
     conn.execute(text("DELETE FROM case_tallies WHERE id <= :top"), {"top": top})
     return True
+
+
+def shrink(engine: Engine) -> None:
+    """After a bulk load (``minsheng demo --volume``, a restore): the ledger's table rewritten
+    to its live rows, on PostgreSQL; nothing on SQLite. Its own autocommit connection (VACUUM
+    runs outside a transaction); holds the table's exclusive lock for the rewrite, some
+    milliseconds for a few thousand rows.
+
+    Every case written adds a delta row that a fold deletes: a load of 1,000,000 cases left
+    809 pages for 956 live rows, and each list page's counts read them all (6.5 MB). In
+    service autovacuum frees the space between folds and the next fold reuses it; a load
+    outruns it."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM FULL ANALYZE case_tallies"))
 
 
 def recount(conn: Connection | Session) -> int:

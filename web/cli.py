@@ -152,6 +152,7 @@ def demo(no_model: bool, volume: int, months: int) -> None:
     for username, role, dept in logins:
         click.echo(f"  {username:<14} {role:<11} {dept}")
     if volume:
+        from triage import tallies
         from web.demo_volume import add_volume
 
         with rt.engine.begin() as conn:
@@ -165,6 +166,7 @@ def demo(no_model: bool, volume: int, months: int) -> None:
                 progress=lambda n: click.echo(f"  {n} synthetic cases", err=True),
                 model_version=rt.routers.store.current_version() or "",
             )
+        tallies.shrink(rt.engine)
         click.echo(f"{added} synthetic cases added over {months} months")
 
 
