@@ -11,7 +11,6 @@ import hmac
 import itertools
 import json
 import operator
-import re
 import secrets
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -191,31 +190,6 @@ def normalise_query_code(code: str) -> str:
     """The code as stored: NFKC (full-width letters and digits), upper-case, and only its
     letters and digits, so `ZGU8-TP`, `zgu8 tp` and `ＺＧＵ８ＴＰ` are all `ZGU8TP`."""
     return "".join(c for c in unicodedata.normalize("NFKC", code).upper() if c.isalnum())
-
-
-# What people put between the parts of a tracking number: any dash (hyphen, en and em dash,
-# U+2010, minus, full-width), white space, and a few look-alikes typed on Chinese keyboards.
-_NUMBER_SEPARATORS = "_./·・−一ー"
-_COMPACT_NUMBER = re.compile(r"(?P<prefix>[A-Z]{1,6})(?P<year>(?:19|20|21)\d\d)(?P<serial>\d{1,9})")
-
-
-def normalise_tracking_number(text: str, prefix: str) -> str | None:
-    """The canonical tracking number (`MS-2026-000038`) of a spelling of it, or None if
-    `text` cannot be one with this `prefix` (e.g. `MS-2026`, `AB-2026-000038`, `MS-2026-0`).
-
-    Accepted: any case, full-width characters, any dash or white space between the parts or
-    none (`MS‐2026‐000038`, `ms 2026 000038`, `MS2026000038`), an unpadded serial
-    (`MS-2026-38`).
-    """
-    compact = "".join(
-        c
-        for c in unicodedata.normalize("NFKC", text).upper()
-        if not (c.isspace() or unicodedata.category(c) == "Pd" or c in _NUMBER_SEPARATORS)
-    )
-    found = _COMPACT_NUMBER.fullmatch(compact)
-    if found is None or found["prefix"] != prefix.upper() or int(found["serial"]) == 0:
-        return None
-    return f"{found['prefix']}-{found['year']}-{int(found['serial']):06d}"
 
 
 def check_query_code(stored: str, code: str, key: bytes | None = None) -> bool:

@@ -53,6 +53,7 @@ from triage.search_index import (
     run_grams,
     runs,
 )
+from triage.tracking_numbers import tracking_number_parts
 
 __all__ = [
     "SEARCH_CAP",
@@ -311,6 +312,20 @@ def _rarity(session: Session, grams: list[int], department_id: int | None) -> li
     return list(session.execute(select(*probes)).one())
 
 
+def _whole_number(query: str) -> str | None:
+    """The tracking number ``query`` spells whole, as a citizen reads or types it
+    (MS2026000038, ms 2026 38, MS-2026-38: `normalise_tracking_number`), or None. A serial
+    with a leading zero and fewer than six digits (MS-2026-0003) is the start of a padded
+    one, searched as text: the numbers that begin so."""
+    parts = tracking_number_parts(query)
+    if parts is None:
+        return None
+    prefix, year, serial = parts
+    if len(serial) < 6 and serial.startswith("0"):
+        return None
+    return f"{prefix}-{year}-{int(serial):06d}"
+
+
 def search_cases(
     session: Session,
     query: str,
@@ -331,10 +346,10 @@ def search_cases(
     terms = search_terms(query)
     if not terms:
         return SearchResult([], False)
-    if len(terms) == 1 and _TRACKING_NUMBER.fullmatch(terms[0]):
+    number = _whole_number(query)
+    if number is not None:
         # A whole tracking number names its case (and the case it was merged into): read
         # through the unique index on numbers, not the grams its digits share with every case.
-        number = terms[0].upper()
         merged = aliased(Case)
         named = [
             i

@@ -35,10 +35,10 @@ from triage.cases import (
     check_query_code,
     derived_query_code,
     find_by_external_id,
-    normalise_tracking_number,
     register,
 )
 from triage.models import Case, Department
+from triage.tracking_numbers import normalise_tracking_number
 from web import db, runtime, throttle
 from web.forms import ComplaintForm, TrackForm
 from web.i18n import local_time

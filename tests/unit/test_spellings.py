@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from triage.cases import normalise_query_code, normalise_tracking_number
+from triage.cases import normalise_query_code
 from triage.directory import BadUsername, normalise_username, username_key
+from triage.tracking_numbers import normalise_tracking_number
 
 
 @pytest.mark.parametrize(

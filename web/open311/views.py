@@ -29,8 +29,8 @@ from werkzeug.wsgi import get_content_length
 from intake.submission import Channel
 from triage.api_keys import ApiKey, verify_key
 from triage.case_people import people_by_case
-from triage.cases import normalise_tracking_number
 from triage.models import OPEN_STATUSES, Case, CaseEvent, Department
+from triage.tracking_numbers import normalise_tracking_number
 from web import BUSY_RETRY_SECONDS, LOCALES, db, runtime, throttle
 from web.db import is_busy, is_conflict
 from web.open311 import bp
