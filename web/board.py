@@ -89,6 +89,7 @@ from triage.search import (
     search_cases,
     search_terms,
 )
+from triage.tracking_numbers import normalise_tracking_number
 from web import db, runtime
 from web.case_path import citizens_to_call as citizen_rows
 from web.case_path import reject_form, visit_form
@@ -393,6 +394,16 @@ def deadline_state(case: Case, now: datetime) -> tuple[datetime | None, str]:
     return due, ""
 
 
+def _sent_number(sent: str) -> str:
+    """A tracking number a form sent: its canonical spelling (`normalise_tracking_number`),
+    else the text without control characters (PostgreSQL refuses NUL in a query), cut to 30
+    characters for the message saying no case has it."""
+    number = normalise_tracking_number(sent, runtime().settings.app.tracking_prefix)
+    if number is not None:
+        return number
+    return "".join(c for c in sent if c.isprintable()).strip().upper()[:30]
+
+
 @bp.post("/queue/dispatch")
 @login_required
 def dispatch_many() -> Response:
@@ -413,9 +424,8 @@ def dispatch_many() -> Response:
     if not form.validate_on_submit():
         flash(error_text(_form_error(form)), "error")
         return redirect(url_for("board.queue"))
-    numbers = [one] if one else request.form.getlist("case")
-    # A tracking number is short: anything longer is cut for the message, not echoed whole.
-    numbers = list(dict.fromkeys(n.strip().upper()[:30] for n in numbers if n.strip()))
+    sent = [one] if one else request.form.getlist("case")
+    numbers = list(dict.fromkeys(_sent_number(n) for n in sent if n.strip()))
     if len(numbers) > QUEUE_SIZE:
         flash(
             _(
