@@ -280,13 +280,18 @@ class ListFilters:
 
     @classmethod
     def parse(
-        cls, args: Mapping[str, str], known: Mapping[str, Collection[str]] | None = None
+        cls,
+        args: Mapping[str, str],
+        known: Mapping[str, Collection[str]] | None = None,
+        swapped: list[str] | None = None,
     ) -> tuple[ListFilters, list[str]]:
         """The filters of a query string, and the names of the parameters that were not
         understood (a bad date, an unknown status, channel or kind; a department code or
         finding not in `known`'s "department" or "finding", when given): those are left
         out, never an error. Dates are read in their NFKC form (２０２６－１１－０１ typed
-        in a Chinese input method's full-width mode is 2026-11-01)."""
+        in a Chinese input method's full-width mode is 2026-11-01). A range typed backwards
+        (from after to: the two boxes mixed up, easy with a phone's date pickers) is read
+        the right way round, and its name ("received", "due") added to ``swapped``."""
         bad: list[str] = []
         values: dict[str, Any] = {}
         status = args.get("status", "")
@@ -325,6 +330,12 @@ class ListFilters:
                 values[name] = day
             else:
                 bad.append(name)
+        for name in ("received", "due"):
+            first, last = values.get(f"{name}_from"), values.get(f"{name}_to")
+            if first is not None and last is not None and first > last:
+                values[f"{name}_from"], values[f"{name}_to"] = last, first
+                if swapped is not None:
+                    swapped.append(name)
         return cls(**values), bad
 
     def query_args(self) -> dict[str, str]:

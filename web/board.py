@@ -569,7 +569,8 @@ def cases() -> str:
         if default:
             args = MultiDict(parse_qsl(default))
     known = {"department": set(db().scalars(select(Department.code))), "finding": RULE_LABELS}
-    filters, bad = ListFilters.parse(args, known)
+    swapped: list[str] = []
+    filters, bad = ListFilters.parse(args, known, swapped)
     if not sees_all_cases(current_user):
         filters = replace(filters, department="")
     q = clean_line(args.get("q", ""))[:200]
@@ -678,6 +679,7 @@ def cases() -> str:
         finding_scan=FINDING_SCAN,
         search_cap=SEARCH_CAP,
         bad=[_PARAMETER_LABELS[b]() for b in bad if b in _PARAMETER_LABELS],
+        swapped=swapped,
         rules=sorted(RULE_LABELS),
         departments=departments if sees_all_cases(current_user) else [],
         statuses=list(Status),
