@@ -238,8 +238,8 @@ def test_watch_survives_the_server_going_away(mailserver: MailServer) -> None:
         assert wait_until(lambda: handler.seen == MESSAGES, 10), (errors, mailserver.log())
         assert handler.calls > calls_before
         # The handler has the message before the watcher moves it out of the inbox.
-        assert wait_until(lambda: mailserver.folder_uids("INBOX") == [], 5), (
-            mailserver.folder_uids("INBOX")
+        assert wait_until(lambda: mailserver.folder_uids("INBOX") == [], 5), mailserver.folder_uids(
+            "INBOX"
         )
         assert len(mailserver.folder_uids("Processed")) == 3
     finally:
