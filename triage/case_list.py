@@ -98,6 +98,7 @@ __all__ = [
     "facet_counts",
     "found_page",
     "list_page",
+    "list_risk",
     "order_found",
     "order_group",
     "order_groups",
@@ -614,6 +615,26 @@ def overdue_clause(now: datetime) -> ColumnElement[bool]:
         OVERDUE_CANDIDATES,
         or_(past_deadline, and_(Case.status.in_(_OPEN), Case.risk == "overdue")),
     )
+
+
+def list_risk(case: Case, now: datetime) -> str:
+    """The mark a case carries wherever it is shown (list and queue rows, kanban cards, the
+    case page): "at_risk", "overdue" or "", by the filters' own rules, so that the amber
+    cases are exactly those the "at risk" filter (`AT_RISK_CLAUSE`) and the dashboard's tile
+    give, and the red ones those the overdue filter (`overdue_clause`) gives.
+
+    "at_risk": open, and the last supervision tick found it at risk (`Case.risk`); an empty
+    risk is the tick's verdict of no risk, never guessed from the clock. "overdue": open and
+    past its running deadline (`Case.is_overdue`), or found overdue by the tick. A case found
+    at risk whose deadline has passed since is in both filters: it stays amber until the next
+    tick (minutes) finds it overdue, as the "at risk" filter still lists it."""
+    if case.status not in OPEN_STATUSES:
+        return ""
+    if case.risk == "at_risk":
+        return "at_risk"
+    if case.risk == "overdue" or case.is_overdue(now):
+        return "overdue"
+    return ""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -42,6 +42,9 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from intake.submission import Kind
 from triage.rejection import RejectionReason
+
+if TYPE_CHECKING:
+    from triage.deadlines import Deadlines
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -1061,12 +1064,28 @@ class Case(Base):
             **({"referred_to": self.referred_to} if self.referred_to else {}),
         )
 
-    def merge_into(self, target: Case, actor: Actor, at: datetime, reason: str = "") -> None:
-        """Fold this case into another about the same issue (合并)."""
+    def merge_into(
+        self,
+        target: Case,
+        actor: Actor,
+        at: datetime,
+        reason: str = "",
+        *,
+        deadlines: Deadlines | None = None,
+    ) -> None:
+        """Fold this case into another about the same issue (合并).
+
+        An urgent case carries its urgency to ``target``, as a repeat call reporting the
+        hazard does (`triage.urgency.escalate`): urgent, with this case's reasons added and
+        its deadlines no later than this case's own (event "flagged_urgent" with ``source``).
+        ``deadlines`` (the office's commitments) count the urgent ones; ValueError when an
+        urgent case is merged without them, before anything changes."""
         self._require(
             "merged",
             {Status.RECEIVED, Status.TRIAGE, Status.ASSIGNED, Status.IN_PROGRESS},
         )
+        if self.urgent and deadlines is None:
+            raise ValueError("merging an urgent case needs the deadlines to carry its urgency")
         if target is self or target.id == self.id:
             raise IllegalTransition(N_("A case cannot be merged into itself."))
         if target.status in FINAL_STATUSES:
@@ -1075,6 +1094,7 @@ class Case(Base):
                 number=target.tracking_number,
                 status=target.status,
             )
+        waiting = self.status in (Status.RECEIVED, Status.TRIAGE)
         self.merged_into = target
         self.closed_at = at
         self.record(
@@ -1089,6 +1109,20 @@ class Case(Base):
         target.record(
             "merged_in", actor, at, reason=reason, source=self.tracking_number, public=False
         )
+        if self.urgent and deadlines is not None:
+            # Imported here: triage.urgency imports this module.
+            from triage.urgency import escalate
+
+            escalate(
+                target,
+                actor,
+                at,
+                self.urgent_reasons,
+                deadlines,
+                source=self.tracking_number,
+                triage_due_by=self.triage_due_at if waiting else None,
+                due_by=None if waiting else self.due_at,
+            )
 
     # -- extensions, self-check and delay reports (延期, 自律) -------------------------------
 

@@ -725,30 +725,58 @@ def detect_hazard(subject: str, body: str, extra_terms: Iterable[str] = ()) -> H
 
 
 def escalate(
-    case: Case, actor: Actor, at: datetime, reasons: Sequence[str], deadlines: Deadlines
+    case: Case,
+    actor: Actor,
+    at: datetime,
+    reasons: Sequence[str],
+    deadlines: Deadlines,
+    *,
+    source: str = "",
+    triage_due_by: datetime | None = None,
+    due_by: datetime | None = None,
 ) -> bool:
-    """A case found urgent after its registration (a repeat call about a gas leak, or marked
-    urgent by the operator): flagged urgent with ``reasons`` added, and its running deadline
-    brought forward to the urgent one counted from `at` (the triage deadline in triage; the
-    handling deadline once it has a department and a deadline; never later than it was).
-    Event "flagged_urgent" {reasons, triage_due_at / due_at (ISO) when changed}. Returns False
-    (nothing done) when the case was urgent already: its deadlines are the urgent ones."""
-    if case.urgent:
+    """A case found urgent after its registration (a repeat call about a gas leak, marked
+    urgent by the operator, an urgent case merged into it): flagged urgent with ``reasons``
+    added, and its running deadline brought forward to the urgent one counted from `at` (the
+    triage deadline in triage; the handling deadline once it has a department and a deadline;
+    never later than it was).
+
+    ``source``: the tracking number of the urgent case merged into ``case`` (`Case.merge_into`),
+    whose hazard was reported when it arrived, not at the merge: ``triage_due_by`` and
+    ``due_by`` are its own running deadlines (dispatch while it waited for it, handling while a
+    department had it), and ``case``'s are brought forward to them where later. With a
+    ``source`` this is done even when ``case`` is urgent already (its urgent deadlines may run
+    from a later report), adding the reasons it lacks.
+
+    Event "flagged_urgent" {reasons, triage_due_at / due_at (ISO) when changed, source when
+    given}. Returns False (nothing done) when the case was urgent already and, for a merge,
+    has every reason and deadlines no later: its deadlines are the urgent ones."""
+    if case.urgent and not source:
         return False
-    case.urgent = True
-    case.urgent_reasons = [*case.urgent_reasons, *(r for r in reasons if r)]
+    added = [r for r in dict.fromkeys(reasons) if r and r not in case.urgent_reasons]
+    became = not case.urgent
     changed: dict[str, str] = {}
     if case.status in (Status.RECEIVED, Status.TRIAGE):
-        due = deadlines.triage_due(at, True, kind=case.kind)
-        if case.triage_due_at is None or due < case.triage_due_at:
-            case.triage_due_at = due
-            changed["triage_due_at"] = due.isoformat()
+        dues = [triage_due_by] if triage_due_by is not None else []
+        if became:
+            dues.append(deadlines.triage_due(at, True, kind=case.kind))
+        if dues and (case.triage_due_at is None or min(dues) < case.triage_due_at):
+            case.triage_due_at = min(dues)
+            changed["triage_due_at"] = case.triage_due_at.isoformat()
     if case.due_at is not None and case.department is not None:
-        due = deadlines.handling_due(at, case.department.code, True, kind=case.kind)
+        dues = [due_by] if due_by is not None else []
+        if became:
+            dues.append(deadlines.handling_due(at, case.department.code, True, kind=case.kind))
         running = case.extended_to or case.due_at
-        if due < running:
-            case.due_at = due
+        if dues and min(dues) < running:
+            case.due_at = min(dues)
             case.extended_to = None
-            changed["due_at"] = due.isoformat()
+            changed["due_at"] = case.due_at.isoformat()
+    if not (became or added or changed):
+        return False
+    case.urgent = True
+    case.urgent_reasons = [*case.urgent_reasons, *added]
+    if source:
+        changed["source"] = source
     case.record("flagged_urgent", actor, at, reasons=list(reasons), **changed)
     return True

@@ -49,6 +49,7 @@ from triage.case_list import (
     facet_counts,
     found_page,
     list_page,
+    list_risk,
     order_found,
     order_groups,
     order_ranges,
@@ -371,27 +372,13 @@ def _merge_targets(cases: list[Case]) -> dict[int, str]:
 
 
 def deadline_state(case: Case, now: datetime) -> tuple[datetime | None, str]:
-    """(the deadline the case runs against now, "overdue" / "at_risk" / ""): the supervision
-    tick's `Case.risk` where it judged the case, else the clock (at risk: less than a quarter
-    of the time given left). The clock runs as the overdue filter's (`overdue_clause`) and
-    `Case.is_overdue`: against dispatch while the case waits for it, against handling while
-    a department has it; a case replied to or visited is past the department's deadline only
-    if the tick found it so."""
+    """(the deadline the case runs against now, its mark: "overdue" / "at_risk" / ""). The
+    deadline: dispatch while the case waits for it, else handling. The mark: `list_risk`,
+    the "at risk" and overdue filters' rules, so that a list's amber and red rows are the
+    cases those filters give."""
     waiting = case.status in (Status.RECEIVED, Status.TRIAGE)
-    handling = case.status in (Status.ASSIGNED, Status.IN_PROGRESS)
     due = case.triage_due_at if waiting else (case.due_at or case.triage_due_at)
-    if case.status not in OPEN_STATUSES:
-        return due, ""
-    if case.risk:
-        return due, case.risk
-    if due is None or not (waiting or handling):
-        return due, ""
-    if now > due:
-        return due, "overdue"
-    start = case.received_at if waiting else (case.assigned_at or case.received_at)
-    if due - now < (due - start) / 4:
-        return due, "at_risk"
-    return due, ""
+    return due, list_risk(case, now)
 
 
 def _sent_number(sent: str) -> str:
@@ -920,6 +907,7 @@ def case(number: str) -> str:
     by_code = {d.code: d for d in departments}
     view = _view(c)
     similar, openable = _similar_shown(c)
+    now = _now()
     return render_template(
         "board/case.html",
         case=view,
@@ -934,7 +922,9 @@ def case(number: str) -> str:
         send_back_until=send_back_deadline(c, deadlines),
         citizens=citizen_rows(c, merged, masked=not sees_personal_data(current_user)),
         visit_citizens={m.id: m.tracking_number for m in merged},
-        now=_now(),
+        now=now,
+        # The header's Overdue / At risk badge, as the lists mark the case.
+        risk=list_risk(c, now),
         Status=Status,
         messages=case_messages_of(db(), c.id),
         # Raw mail carries the citizen's full headers: only those who triage download it.
@@ -1087,7 +1077,17 @@ def merge(number: str) -> Response:
             .with_for_update()
             .execution_options(populate_existing=True)
         ).all()
-        c.merge_into(target, current_user, _now(), form.reason.data or "")
+        c.merge_into(
+            target,
+            current_user,
+            _now(),
+            form.reason.data or "",
+            deadlines=runtime().settings.deadlines(),
+        )
+        # The target's deadline may have come forward (an urgent case merged in): its risk
+        # judged again now, as the merged case's is by `_act`.
+        db().flush()
+        refresh_findings(target.id)
         return _("Merged into %(n)s.", n=target.tracking_number)
 
     response = _act(number, Action.TRIAGE, change)

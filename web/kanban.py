@@ -32,6 +32,7 @@ from werkzeug.wrappers import Response
 
 from triage import tallies
 from triage.access import can, sees_all_cases, sees_personal_data
+from triage.case_list import list_risk
 from triage.case_moves import (
     COLUMN_STATUSES,
     COLUMNS,
@@ -126,8 +127,10 @@ class Card:
         due = _due(case)
         self.due = due
         self.time_left = time_left(due, now)
-        self.overdue = due is not None and due < now
-        self.at_risk = not self.overdue and case.risk == "at_risk"
+        # Red and amber as the lists' rows and filters: `list_risk`.
+        risk = list_risk(case, now)
+        self.overdue = risk == "overdue"
+        self.at_risk = risk == "at_risk"
         self.moves: list[tuple[Move, str | None]] = [
             (m, form_of(m, case)) for m in moves_of(case) if can(current_user, m.action, case)
         ]
