@@ -11,9 +11,11 @@ a few characters added (`asdfghjkl;`, `zaq12wsxcde`), counting, dates, repeats a
 passwords and words, where a hand-kept list catches only what it lists. A password must
 score `MIN_SCORE` (about 10^8 guesses) or more, and may not contain the system's name, the
 office's or a department's name (in Chinese, in pinyin, in English: the whole name or a piece
-of it, `_name_pieces`), the username or the account's name, nor be made of words of those
-names with only digits and symbols besides (`Efficiency2026!`); names in any case and in
-leetspeak (`M1nsh3ng`, `0ff1ce`), as zxcvbn's own matching of user inputs reads them.
+of it, `_name_pieces`, and the short name it goes by, 住建 or zhujian for 住房和城乡建设局,
+`_short_names`), the username or the account's name (周敏, and in pinyin zhoumin, Zhou.Min,
+minzhou: `_spoken_names`), nor be made of words of those names with only digits and symbols
+besides (`Efficiency2026!`); names in any case and in leetspeak (`M1nsh3ng`, `0ff1ce`), as
+zxcvbn's own matching of user inputs reads them.
 
 zxcvbn knows English: `woaini1314520`, `zhangwei1990` and `Huawei@123` look random to it.
 So it is also given `CHINESE_WORDS` (and the office's and account's names), and each rule
@@ -28,6 +30,7 @@ signed in" cookie issued before stops working (a changed password shuts out whoe
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -238,7 +241,7 @@ def office_names() -> tuple[str, str]:
 def department_names(session: Session | None = None) -> list[str]:
     """The departments' names, Chinese and English: of the database when a session is at
     hand (the request's, or `session`: departments an administrator added too), and of
-    the config's ``[[departments]]``."""
+    the config's ``[[departments]]`` with their ``short_names``."""
     names: list[str] = []
     if session is None and has_app_context() and "minsheng" in current_app.extensions:
         from web import db
@@ -255,7 +258,7 @@ def department_names(session: Session | None = None) -> list[str]:
         except ConfigError:
             configured = []
     for d in configured:
-        names += [d.name, d.name_en]
+        names += [d.name, d.name_en, *d.short_names]
     return list(dict.fromkeys(n for n in names if n and n.strip()))
 
 
@@ -284,6 +287,78 @@ _BETWEEN = r"[\W_]{0,3}"
 
 # What may stand between the letters of one word of a name (Min-Sheng, m.i.n.s.h.e.n.g, 民-声).
 _INSIDE = r"[\W_]{0,2}"
+# The fewest letters of a name in pinyin refused (of two syllables or more): lina (李娜) and
+# lilei (李雷) are, li or min alone (of 李敏) are not: one syllable is in too many passwords.
+SHORTEST_SPOKEN_NAME = 4
+# A department's short name (住建, zhujian) is refused anywhere in a password from this many
+# letters of pinyin on; shorter, only when the password is made of it and digits or symbols.
+SHORTEST_SPOKEN_SHORT_NAME = 5
+# Surnames of two characters (欧阳娜娜: surname 欧阳, given name 娜娜).
+_COMPOUND_SURNAMES = frozenset(
+    re.findall(
+        "..",
+        "欧阳司马上官诸葛东方皇甫尉迟公孙慕容令狐长孙宇文司徒夏侯轩辕端木独孤"
+        "南宫西门百里呼延澹台申屠钟离闻人万俟赫连司空太史公羊拓跋左丘第五",
+    )
+)
+# Surnames read otherwise than their character's usual reading (lazy_pinyin's): both are tried.
+_SURNAME_READINGS = {
+    "曾": "zeng",
+    "单": "shan",
+    "仇": "qiu",
+    "解": "xie",
+    "朴": "piao",
+    "查": "zha",
+    "区": "ou",
+    "乐": "yue",
+    "盖": "ge",
+    "覃": "qin",
+    "缪": "miao",
+    "翟": "zhai",
+    "召": "shao",
+    "任": "ren",
+    "华": "hua",
+    "纪": "ji",
+    "宁": "ning",
+    "沈": "shen",
+    "贾": "jia",
+    "薄": "bo",
+    "柏": "bai",
+    "尉迟": "yu chi",
+    "万俟": "mo qi",
+    "长孙": "zhang sun",
+}
+# What a district's name ends in (民声区): a department's name may begin with it.
+_REGION_END = "区县市省州旗"
+# The words a unit's name ends in, longest first: what its short name leaves out.
+_UNIT_WORDS = (
+    "委员会",
+    "办公室",
+    "办事处",
+    "管委会",
+    "分局",
+    "大队",
+    "支队",
+    "中队",
+    "中心",
+    "局",
+    "委",
+    "办",
+    "所",
+    "站",
+    "处",
+    "科",
+    "厅",
+    "部",
+    "署",
+    "院",
+    "队",
+    "室",
+    "组",
+    "股",
+)
+# The words joining the matters of a unit (住房和城乡建设, 商务与文化旅游): one letter each.
+_CONJUNCTIONS = frozenset("和与及")
 
 
 def _letters(word: str) -> str:
@@ -296,6 +371,122 @@ def _letters(word: str) -> str:
 
 def _words_pattern(words: Sequence[str]) -> re.Pattern[str]:
     return re.compile(_BETWEEN.join(_letters(w) for w in words))
+
+
+def _syllables(text: str) -> list[str]:
+    """The pinyin of `text`, a syllable a character, lower case: 住建 is ["zhu", "jian"]."""
+    from pypinyin import lazy_pinyin  # loads its dictionary: only when a password is judged
+
+    return [s.lower() for s in lazy_pinyin(text)]
+
+
+def _spoken_pattern(syllables: Sequence[str]) -> re.Pattern[str]:
+    """A regular expression of pinyin `syllables` in a password (lower case, without tone
+    marks): leetspeak and separators as `_words_pattern` allows, ü as v or u (wenlv, wenlu),
+    but not where the syllables are only the start of longer ones or the end of one: renshe
+    (人社) is not in rensheng (人生), zhujian (住建) not in zhujiang (珠江), anjian (安监) not in
+    lianjian."""
+    body = _BETWEEN.join(
+        _INSIDE.join("[vu]" if c == "v" else _letters(c) for c in syllable)
+        for syllable in syllables
+    )
+    first, last = syllables[0][:1], syllables[-1][-1:]
+    before = "(?<![a-z])" if first in ("a", "e", "o") else ""
+    after = "(?!g)" if last == "n" else "(?!n)" if last in "aeiouv" else ""
+    return re.compile(before + body + after)
+
+
+def _name_readings(run: str) -> list[list[str]]:
+    """The ways a Chinese name `run` (two characters or more) is written in pinyin, each as
+    its syllables: surname and given name in either order, the given name alone when it has
+    two syllables or more, with the surname's other reading (`_SURNAME_READINGS`): 王小明 is
+    wangxiaoming, xiaomingwang and xiaoming. A run longer than four characters is no
+    person's name: only the whole of it."""
+    whole = _syllables(run)
+    if len(run) > 4:
+        return [whole]
+    surname = run[:2] if len(run) > 2 and run[:2] in _COMPOUND_SURNAMES else run[:1]
+    given = _syllables(run[len(surname) :])
+    surnames = [_syllables(surname)]
+    if surname in _SURNAME_READINGS:
+        surnames.append(_SURNAME_READINGS[surname].split())
+    readings = [whole]
+    for spoken in surnames:
+        readings += [[*spoken, *given], [*given, *spoken]]
+    if len(given) >= 2:
+        readings.append(given)
+    return readings
+
+
+@functools.lru_cache(maxsize=64)
+def _spoken_names(names: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """The account's names (display names: 周敏, 督查科 周敏) in pinyin as a password may not
+    hold them, each as (its syllables joined, its pattern): every run of two Chinese
+    characters or more read as a name (`_name_readings`), of `SHORTEST_SPOKEN_NAME` letters
+    or more."""
+    found: dict[str, re.Pattern[str]] = {}
+    for name in names:
+        for run in re.findall(r"[\u3400-\u9fff]{2,}", normalise_password(name)):
+            for syllables in _name_readings(run):
+                if len("".join(syllables)) >= SHORTEST_SPOKEN_NAME:
+                    found.setdefault("".join(syllables), _spoken_pattern(syllables))
+    return tuple(found.items())
+
+
+def _districts(office: Sequence[str]) -> list[str]:
+    """The district of the office's Chinese names, with and without its last word (民声区 and
+    民声 of 民声区机关效能建设办公室), longest first; none for a name without one."""
+    found: list[str] = []
+    for name in office:
+        normal = "".join(normalise_password(name).split())
+        if m := re.match(rf"^([\u3400-\u9fff]{{1,5}}?[{_REGION_END}])", normal):
+            found += [m.group(1), m.group(1)[:-1]] if len(m.group(1)) > 2 else [m.group(1)]
+    return sorted(dict.fromkeys(found), key=len, reverse=True)
+
+
+def _short_names(name: str, districts: Sequence[str]) -> list[str]:
+    """The short names a Chinese unit's name `name` (NFKC, no spaces) goes by: a name in
+    brackets (安监 of 区应急管理局（安监）), and the first character of its words, without the
+    district's and region's words before (区, 民声区: `districts`) and the unit's after (局,
+    委员会, 办公室: `_UNIT_WORDS`): 城管 of 区城市管理局, 卫健 of 区卫生健康委员会. A name of
+    matters joined by 和/与/及 gives one character of each matter, the first of its first or of
+    its last word (住建 and 住城 of 住房和城乡建设, 人社 of 人力资源和社会保障), and a matter of
+    two words or more its own (文旅 of 商务和文化旅游). Only Chinese of two characters or more;
+    none for a name of one word (教育, 港务)."""
+    shorts = [s for s in re.findall(r"\(([^()]*)\)", name) if len(s) >= 2 and _CJK.search(s)]
+    core = re.sub(r"\([^()]*\)", "", name)
+    while True:
+        before = core
+        for district in districts:
+            if core.startswith(district) and len(core) > len(district):
+                core = core[len(district) :]
+            if core.endswith(district) and len(core) > len(district):
+                core = core[: -len(district)]
+        # 区 of 区住房…, not 市 of 市场监督管理局: only a word of its own.
+        if len(core) > 1 and core[0] in _REGION_END and rjieba.cut(core)[0] == core[0]:
+            core = core[1:]
+        for unit in _UNIT_WORDS:
+            if core.endswith(unit) and len(core) > len(unit) + 1:
+                core = core[: -len(unit)]
+                break
+        if core == before:
+            break
+    parts: list[list[str]] = [[]]
+    for word in rjieba.cut(core):
+        if word in _CONJUNCTIONS:
+            parts.append([])
+        elif _CJK.match(word):
+            # 人力资源 is 人力 and 资源: a word of four characters is two.
+            parts[-1] += [word[:2], word[2:]] if len(word) == 4 else [word]
+    parts = [p for p in parts if p]
+    for words in parts:
+        if len(words) >= 2:
+            shorts.append("".join(w[0] for w in words))
+    if len(parts) >= 2:
+        choices = [dict.fromkeys((words[0][0], words[-1][0])) for words in parts]
+        for combination in itertools.islice(itertools.product(*choices), 8):
+            shorts.append("".join(combination))
+    return list(dict.fromkeys(s for s in shorts if len(s) >= 2))
 
 
 @dataclass(frozen=True)
@@ -333,7 +524,9 @@ def _name_pieces(office: tuple[str, ...], departments: tuple[str, ...]) -> _Name
     A name in Chinese: the whole name and each run of `OFFICE_PIECE` characters of it, in
     characters and in pinyin (机关效能建设办公室, 效能建设, xiaonengjianshe), each two
     neighbouring words of it in pinyin (jiguanxiaonengjianshe); alone with digits and
-    symbols: a word or two characters of it (效能, xiaoneng). A name in English (or any
+    symbols: a word or two characters of it (效能, xiaoneng); its short names (`_short_names`:
+    住建, zhujian) anywhere when their pinyin has `SHORTEST_SPOKEN_SHORT_NAME` letters or
+    more, else alone with digits and symbols. A name in English (or any
     other script): the whole name and each two neighbouring words of it (efficiency office,
     Transport Bureau); alone with digits and symbols: each word of four letters or more
     (Efficiency2026!)."""
@@ -341,6 +534,7 @@ def _name_pieces(office: tuple[str, ...], departments: tuple[str, ...]) -> _Name
     words: list[_Piece] = []
     syllables: list[str] = []
     inputs: list[str] = []
+    districts = _districts(office)
     for kind, names in (("office", office), ("department", departments)):
         for name in names:
             normal = " ".join(normalise_password(name).lower().split())
@@ -370,6 +564,16 @@ def _name_pieces(office: tuple[str, ...], departments: tuple[str, ...]) -> _Name
                 for char in folded:
                     if _CJK.match(char):
                         syllables += [char, _pinyin(char)]
+                for short in _short_names(folded, districts):
+                    spoken = _syllables(short)
+                    shown = f"{short} {''.join(spoken)}"
+                    words.append(_Piece(kind, short, _words_pattern([short])))
+                    if len("".join(spoken)) >= 4:
+                        words.append(_Piece(kind, shown, _spoken_pattern(spoken)))
+                        inputs.append("".join(spoken))
+                    if len("".join(spoken)) >= SHORTEST_SPOKEN_SHORT_NAME:
+                        contained.append(_Piece(kind, short, _words_pattern([short])))
+                        contained.append(_Piece(kind, shown, _spoken_pattern(spoken)))
                 continue
             parts = [w for w in re.split(r"[\W_]+", normal) if w and w not in _STOP_WORDS]
             # A name or pair of fewer letters (IT, HR) is in too many passwords to refuse.
@@ -467,7 +671,8 @@ def check_password(
     or a piece of one (`_name_pieces`: 4 characters of a Chinese name, their pinyin, two
     words of an English name), nor made of one word of those names with only digits and
     symbols around it; each in any case and in leetspeak (M1nsh3ng); not containing the
-    username or a part of the account's `names` (display name); at least 4 different
+    username or a part of the account's `names` (display name), nor a Chinese name of them in
+    pinyin (`_spoken_names`: zhoumin, Zhou.Min, minzhou of 周敏); at least 4 different
     characters, not a well-known weak password, and strong by zxcvbn (score `MIN_SCORE` or
     more). Judged on the NFKC form and on the folded form (`fold_password`); either one
     failing refuses the password."""
@@ -482,10 +687,12 @@ def check_password(
         tuple(office_names() if office is None else office),
         tuple(department_names() if departments is None else departments),
     )
-    inputs = [*PRODUCT_NAMES, username, *parts, *pieces.inputs, *CHINESE_WORDS]
+    spoken = _spoken_names(tuple(names))
+    inputs = [*PRODUCT_NAMES, username, *parts, *(s for s, _ in spoken), *pieces.inputs]
+    inputs += CHINESE_WORDS
     forms = dict.fromkeys((password, fold_password(password)))
     for form in forms:
-        _judge(form, username, parts, pieces, inputs)
+        _judge(form, username, parts, spoken, pieces, inputs)
     for named in dict.fromkeys(n for form in forms for n in _name_forms(form)):
         _judge_names(named, pieces)
 
@@ -508,15 +715,22 @@ def _name_forms(password: str) -> list[str]:
 
 
 def _judge(
-    password: str, username: str, parts: list[str], pieces: _Names, inputs: list[str]
+    password: str,
+    username: str,
+    parts: list[str],
+    spoken: tuple[tuple[str, re.Pattern[str]], ...],
+    pieces: _Names,
+    inputs: list[str],
 ) -> None:
     """Raises WeakPassword if one form of a password breaks a rule of `check_password` but
-    the length."""
+    the length. `spoken` is the account's names in pinyin (`_spoken_names`)."""
     lowered = password.lower()
     if username and (lowered == username or (len(username) >= 3 and username in lowered)):
         raise WeakPassword(_("The password must not contain the username."))
     _judge_names("".join(lowered.split()), pieces)
-    if any(part in lowered for part in parts):
+    if any(part in lowered for part in parts) or any(
+        pattern.search(named) for named in _name_forms(lowered) for _, pattern in spoken
+    ):
         raise WeakPassword(_("The password must not contain the account's name."))
     if len(set(lowered)) < MIN_DISTINCT:
         raise WeakPassword(_("Use at least %(n)d different characters, please.", n=MIN_DISTINCT))

@@ -628,6 +628,9 @@ class DepartmentSettings(Section):
     labels: list[str] = []
     keywords: list[str] = []
     handling_working_days: Annotated[int | None, Field(ge=1)] = None
+    # Other names it goes by (环保 of 市生态环境局民声分局): refused in passwords as its name is
+    # (web/passwords.py); the usual short name (住建 of 区住房和城乡建设局) is derived anyway.
+    short_names: list[Annotated[str, Field(min_length=2, max_length=40)]] = []
 
 
 class RejectionReasonSettings(Section):
