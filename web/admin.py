@@ -9,7 +9,6 @@ key in it. Changes made here survive `minsheng init` (rows marked `admin_managed
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,7 +59,7 @@ from web.forms import ActionForm, Form, whole_number
 from web.i18n import ROLE_LABELS, department_name, error_text, join_list
 from web.mail_lists import health_panel
 from web.notices import NOTICE_LABELS
-from web.passwords import WeakPassword, check_password, set_password
+from web.passwords import WeakPassword, check_password, set_generated_password, set_password
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 USERS_PAGE = 50
@@ -331,13 +330,7 @@ def _new_password(form: PasswordChoice, user: User) -> str | None:
     if form.password_mode.data == "set":
         set_password(user, form.password.data or "")
         return None
-    while True:
-        generated = secrets.token_urlsafe(12)
-        try:
-            set_password(user, generated)
-            return generated
-        except WeakPassword:  # pragma: no cover - a random 16-character token passes
-            continue
+    return set_generated_password(user)
 
 
 def _log(action: str, target: str, **details: Any) -> None:

@@ -6,7 +6,6 @@ command opens one transaction and commits it once at the end.
 
 from __future__ import annotations
 
-import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -65,10 +64,9 @@ def _hash(password: str) -> str:
 
 
 def _initial_password(user: User) -> str:
-    from web.passwords import set_password
+    from web.passwords import set_generated_password
 
-    password = secrets.token_urlsafe(12)
-    set_password(user, password)
+    password = set_generated_password(user)
     # Printed to whoever ran the command: the user chooses their own at the first sign-in,
     # as after an administrator set one in the browser.
     user.must_change_password = True
@@ -248,14 +246,13 @@ def user_add(username: str, role: str, department: str | None, head: bool, name:
     from triage.directory import BadUsername, find_user, normalise_username
     from triage.models import Department
     from triage.staff import StaffChangeRefused, check_role_fits
-    from web.passwords import set_password
+    from web.passwords import set_generated_password
 
     try:
         username = normalise_username(username)
     except BadUsername as e:
         raise click.ClickException(str(e)) from e
     rt = Runtime.build(settings())
-    password = secrets.token_urlsafe(12)
     with transaction(rt) as session:
         existing = find_user(session, username)
         if existing is not None:
@@ -272,10 +269,10 @@ def user_add(username: str, role: str, department: str | None, head: bool, name:
         except StaffChangeRefused as e:
             raise click.ClickException(str(e)) from e
         account = User(username=username, role=role, department=dept, head=head, display_name=name)
-        # The same policy as every other way of setting a password (a random one passes).
-        set_password(account, password)
-        account.must_change_password = True
+        # In the session first: the policy reads the departments' names through it.
         session.add(account)
+        password = set_generated_password(account)
+        account.must_change_password = True
     click.echo(
         f"user {username} added (they choose their own password at the first sign-in);"
         f" initial password: {password}"

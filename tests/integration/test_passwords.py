@@ -112,6 +112,22 @@ def test_user_add_gives_a_password_that_follows_the_policy(
         assert s.scalar(select(User.role).where(User.username == "zhaolei")) == "observer"
 
 
+def test_a_drawn_password_the_policy_refuses_is_drawn_again(
+    config_file: Path, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A random token breaks the policy about once in 100,000 draws (a department's short
+    name inside it): `user add` draws another rather than failing. The draws are fixed here,
+    the first one a refused one."""
+    import web.passwords
+
+    draws = iter(["wenlv-2026-wenlv", "Qz7-vT2pL9sR_kWm"])
+    monkeypatch.setattr(web.passwords, "draw_password", lambda: next(draws))
+    out = run("user", "add", "sunli", "--role", "observer", "--config", str(config_file))
+    assert out.exit_code == 0, out.output
+    assert out.output.rsplit("initial password: ", 1)[1].strip() == "Qz7-vT2pL9sR_kWm"
+    assert login_status_with(app.test_client(), "sunli", "Qz7-vT2pL9sR_kWm") == 302
+
+
 FULL_WIDTH_GOOD = "Ｌａｎｔｅｒｎ－ｒｉｖｅｒ－２０２６"  # GOOD typed in full-width mode
 
 
