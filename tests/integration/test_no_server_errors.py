@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
-from werkzeug.routing import IntegerConverter
+from flask_login import login_required
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import AnyConverter, IntegerConverter
 
 from tests.conftest import csrf_from
 from tests.integration.helpers import submit_complaint
+from triage.access import Action, can
+from triage.models import User
+from web.auth import requires
 
 ODD_TEXT = [
     "MS-2026-000001",
@@ -30,55 +38,135 @@ ODD_ARGS = {
     "next": "//evil.example/",
     "lang": "xx",
 }
+ROLES = ("supervisor", "urban", "observer", "operator")
+_VARIABLE = re.compile(r"<(?:[^:<>]+:)?(\w+)>")
 
 
-def _urls(app: Any) -> list[tuple[str, str]]:
-    urls = []
+def _routes(app: Any) -> list[tuple[str, str, list[str]]]:
+    """(method, endpoint, paths) of every route but the static files': a path for each odd
+    value in its variables (an `any(...)` variable takes its choices in turn), each once."""
+    routes = []
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        methods = sorted(m for m in rule.methods if m in ("GET", "POST"))
-        variables = list(rule.arguments)
-        if not variables:
-            urls += [(m, rule.rule) for m in methods]
-            continue
-        for i in range(max(len(ODD_TEXT), len(ODD_INTS))):
+        paths: dict[str, None] = {}
+        for i in range(max(len(ODD_TEXT), len(ODD_INTS)) if rule.arguments else 1):
             values = {}
-            for name in variables:
-                if isinstance(rule._converters[name], IntegerConverter):
+            for name, converter in rule._converters.items():
+                if isinstance(converter, IntegerConverter):
                     values[name] = str(ODD_INTS[i % len(ODD_INTS)])
+                elif isinstance(converter, AnyConverter):
+                    choices = sorted(converter.items)
+                    values[name] = choices[i % len(choices)]
                 else:
                     values[name] = ODD_TEXT[i % len(ODD_TEXT)]
-            path = rule.rule
-            for name, value in values.items():
-                path = path.replace(f"<{name}>", value)
-                path = path.replace(f"<int:{name}>", value)
-            urls += [(m, path) for m in methods]
-    return urls
+            paths[_VARIABLE.sub(lambda m, v=values: v[m.group(1)], rule.rule)] = None
+        routes += [(m, rule.endpoint, list(paths)) for m in sorted(rule.methods & {"GET", "POST"})]
+    return routes
+
+
+def _cells(function: Callable[..., Any]) -> dict[str, Any]:
+    cells = function.__closure__ or ()
+    return dict(zip(function.__code__.co_freevars, (c.cell_contents for c in cells), strict=True))
+
+
+_SIGN_IN_CHECK = login_required(lambda: None).__code__
+_ROLE_CHECK = _cells(requires(Action.ADMINISTER)(lambda: None))["func"].__code__
+
+
+def _role_gate(view: Callable[..., Any]) -> Action | None:
+    """The action `web.auth.requires` checks before the view's own code runs, or None.
+    Recognised by the wrappers' code: a view wrapped any other way has no gate here."""
+    if view.__code__ is not _SIGN_IN_CHECK:
+        return None
+    inner = _cells(view).get("func")
+    if inner is None or inner.__code__ is not _ROLE_CHECK:
+        return None
+    return _cells(inner).get("action")
 
 
 def test_every_route_with_odd_input_answers_without_a_server_error(
-    app: Any, client: Any, login_as: Any
+    app: Any, client: Any, login_as: Any, runtime: Any
 ) -> None:
+    """Every route with every odd value, and every role on every route, the values shared
+    out among the roles that reach the view's code:
+
+    - each role asks each route with its first path (for a case number, the one case there
+      is, so that the role's own code past the look-up runs);
+    - the other values go to those roles in turn, shifted by one from route to route, so
+      that each route meets each value and each role each value (the routes of a case share
+      its look-up);
+    - a role the route turns away before its code (flask_login's sign-in check, or
+      `web.auth.requires` refusing the role's action: the wrappers recognised by their
+      code) asks it once, with the next odd value in its turn: the refusal reads nothing
+      of the path but for the page's links. Were the answer not that refusal (a redirect
+      to sign in, a 403), the role counts as reaching the view;
+    - a path no route takes (the not-found page, before any view) is asked by one role,
+      each in turn."""
     submit_complaint(client, "明德路路灯坏了三个星期")
     clients = {"anonymous": app.test_client()}
-    clients |= {role: login_as(role) for role in ("supervisor", "urban", "observer", "operator")}
+    clients |= {role: login_as(role) for role in ROLES}
+    tokens = {r: csrf_from(c.get("/complain").get_data(as_text=True)) for r, c in clients.items()}
+    with runtime.sessions() as s:
+        users = {u.username: u for u in s.scalars(select(User).where(User.username.in_(ROLES)))}
+        s.expunge_all()
+    adapter = app.url_map.bind("localhost")
     failures = []
-    for role, c in clients.items():
-        token = csrf_from(c.get("/complain").get_data(as_text=True))
-        for method, url in _urls(app):
-            if url.startswith("/logout"):
-                continue
-            if method == "GET":
-                r = c.get(url, query_string=ODD_ARGS)
-            else:
-                r = c.post(
-                    url,
-                    data={"csrf_token": token, **{k: v for k, v in ODD_ARGS.items()}},
-                    query_string={"back": "queue"},
-                )
-            if r.status_code >= 500:
-                failures.append((role, method, url[:80], r.status_code))
+    turned_away = dict.fromkeys(clients, 0)
+    value_turn = unrouted_turn = 0
+
+    def ask(role: str, method: str, url: str) -> Any:
+        c = clients[role]
+        if method == "GET":
+            r = c.get(url, query_string=ODD_ARGS)
+        else:
+            r = c.post(
+                url, data={"csrf_token": tokens[role], **ODD_ARGS}, query_string={"back": "queue"}
+            )
+        if r.status_code >= 500:
+            failures.append((role, method, url[:80], r.status_code))
+        return r
+
+    def routed(method: str, url: str) -> bool:
+        try:
+            adapter.match(url, method=method)
+        except HTTPException:
+            return False
+        return True
+
+    def turns_away(role: str, view: Callable[..., Any], method: str, paths: list[str]) -> bool:
+        if role == "anonymous":
+            if view.__code__ is not _SIGN_IN_CHECK:
+                return False
+        else:
+            gate = _role_gate(view)
+            if gate is None or can(users[role], gate):
+                return False
+        r = ask(role, method, paths[turned_away[role] % len(paths)])
+        turned_away[role] += 1
+        if role == "anonymous":
+            return r.status_code == 302 and "/login" in r.headers["Location"]
+        return r.status_code == 403
+
+    for method, endpoint, paths in _routes(app):
+        if paths[0].startswith("/logout"):
+            continue
+        for url in [p for p in paths if not routed(method, p)]:
+            ask(list(clients)[unrouted_turn % len(clients)], method, url)
+            unrouted_turn += 1
+        paths = [p for p in paths if routed(method, p)]
+        if not paths:
+            continue
+        view = app.view_functions[endpoint]
+        reaching = [r for r in clients if not turns_away(r, view, method, paths)]
+        for role in reaching:
+            ask(role, method, paths[0])
+        for i, url in enumerate(paths[1:]):
+            if reaching:
+                ask(reaching[(value_turn + i) % len(reaching)], method, url)
+        value_turn += 1
+    # The shortcuts take what they should: each role is turned away somewhere.
+    assert all(turned_away.values()) and unrouted_turn > 0, (turned_away, unrouted_turn)
     assert failures == []
 
 

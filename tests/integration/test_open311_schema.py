@@ -48,6 +48,42 @@ def open311_schema(tmp_path: Path, db_url: str) -> Iterator[tuple[Any, str]]:
     app.extensions["minsheng"].engine.dispose()
 
 
+def _request_of(case: Any) -> str:
+    """What goes to the app for `case`, as a key: the same key is the same request."""
+    parts = (case.path_parameters, case.headers, case.cookies, case.query, case.body)
+    return repr((case.method, case.path, case.media_type, *(_sorted(p) for p in parts)))
+
+
+def _sorted(value: Any) -> Any:
+    return sorted(value.items(), key=repr) if isinstance(value, dict) else value
+
+
+def _answers_as_described(operation: Any, key: str) -> None:
+    """Twelve requests of `operation`, each GET a different one: Hypothesis draws the same
+    request again often (of 25 draws a GET operation, 11 to 19 differed), and the answer
+    to a GET asked again is the answer it had, as only POST writes and each operation runs
+    on its own; so a repeated GET is no example and another is drawn in its place. A POST
+    drawn again is sent again: the second is filed once, a path of its own."""
+    asked: set[str] = set()
+
+    @hypothesis.given(case=operation.as_strategy())
+    @hypothesis.settings(
+        max_examples=12,
+        deadline=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+        derandomize=True,
+        database=None,
+    )
+    def answers_as_described(case: Any) -> None:
+        request = _request_of(case)
+        if case.method.upper() == "GET":
+            hypothesis.assume(request not in asked)
+        asked.add(request)
+        case.call_and_validate(headers={"X-Api-Key": key}, checks=CHECKS)
+
+    answers_as_described()
+
+
 def test_every_operation_answers_as_its_description_says(
     open311_schema: tuple[Any, str],
 ) -> None:
@@ -55,16 +91,4 @@ def test_every_operation_answers_as_its_description_says(
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 7
     for operation in operations:
-
-        @hypothesis.given(case=operation.as_strategy())
-        @hypothesis.settings(
-            max_examples=25,
-            deadline=None,
-            suppress_health_check=list(hypothesis.HealthCheck),
-            derandomize=True,
-            database=None,
-        )
-        def answers_as_described(case: Any) -> None:
-            case.call_and_validate(headers={"X-Api-Key": key}, checks=CHECKS)
-
-        answers_as_described()
+        _answers_as_described(operation, key)

@@ -207,7 +207,9 @@ def test_a_phone_search_costs_what_its_six_digit_grams_hold(runtime: Any) -> Non
     """Six digits in a row are a gram of their own: a phone's search reads its six-digit
     postings, not its trigrams, which every phone and tracking number shares. Cases whose
     text holds every trigram of the phone (139 391 911 111 112 122 222, apart) are added,
-    300 then 1,500: the search still finds the one caller, at the same cost."""
+    100 then 300: the search still finds the one caller, at the same cost. (Were the
+    trigrams read, the cost would grow fourfold: seen 615 -> 2,415 postings on PostgreSQL,
+    6,000 -> 22,300 steps on SQLite.)"""
 
     def case(n: int, body: str, phone: str) -> Case:
         return Case(
@@ -227,7 +229,7 @@ def test_a_phone_search_costs_what_its_six_digit_grams_hold(runtime: Any) -> Non
         s.add(case(0, "楼道灯坏了", "13911112222"))
     costs = []
     n = 1
-    for more in (300, 1500):
+    for more in (100, 300):
         with runtime.sessions() as s, s.begin():
             s.add_all(
                 case(n + i, "编号 139 391 911 111 112 122 222，请回电", "") for i in range(more)
