@@ -529,7 +529,9 @@ def test_shared_data_subsample_reaches_useful_accuracy() -> None:
     examples = load_examples(TEDDY)
     rng = random.Random(0)
     rng.shuffle(examples)
-    report = evaluate(examples[:800], examples[800:1200])
+    # 400 to train on, not 800: a third of the CPU, and a stricter test (macro-F1 0.83 here,
+    # 0.89 with 800; with the body dropped from the text, 0.72 fails where 800 passed 0.78).
+    report = evaluate(examples[:400], examples[400:800])
     assert report["macro_f1"] > 0.75
     assert report["top3_accuracy"] > 0.95
     assert report["predict_per_second"] > 200

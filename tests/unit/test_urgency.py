@@ -350,16 +350,21 @@ def test_skipping_rules_a_text_cannot_match_changes_no_result(
     import triage.urgency as urgency
 
     shared = TEDDY.parent.parent
-    files = [*sorted(TEDDY.parent.glob("*.jsonl")), shared / "cfpb" / "train.jsonl"]
-    files = [f for f in files if f.exists()] or sorted(
-        (Path(__file__).resolve().parents[2] / "web" / "demo").glob("*.jsonl")
-    )
-    texts = [
-        (row.get("subject") or "", row["body"])
-        for f in files
-        for row in map(json.loads, f.read_text(encoding="utf-8").splitlines()[:600])
-        if row.get("body")
+    # (file, rows): 600 of each Chinese file give 128 texts with hazards, over 24 rules (400
+    # lose one rule). The English complaints are long: 600 of them cost half the test's CPU,
+    # and no rule matches any of them, so no choice of rules can tell the runs apart on
+    # them; 100 stay, for English texts taking the skipping path.
+    files = [(f, 600) for f in sorted(TEDDY.parent.glob("*.jsonl"))]
+    files += [(shared / "cfpb" / "train.jsonl", 100)]
+    files = [(f, n) for f, n in files if f.exists()] or [
+        (f, 600)
+        for f in sorted((Path(__file__).resolve().parents[2] / "web" / "demo").glob("*.jsonl"))
     ]
+    texts: list[tuple[str, str]] = []
+    for f, n in files:
+        with f.open(encoding="utf-8") as lines:
+            rows = map(json.loads, itertools.islice(lines, n))
+            texts += [(row.get("subject") or "", row["body"]) for row in rows if row.get("body")]
     texts += [("", "ＧＡＳ LEAK in the ſtairwell"), ("", "KITCHEN GAS LEAK"), ("", "燃气泄漏")]
     skipped = [find_hazards(s, b, ["井盖丢失"]) for s, b in texts]
     assert sum(1 for found in skipped if found) > 3
