@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from alembic import command
 from sqlalchemy import select, text, update
 
-from tests.integration.test_board_lists import _all_pages, _numbers
+from tests.integration.test_board_lists import _all_pages, _listed, _numbers
 from triage.case_list import DEADLINE_KEY, WAITING, ListFilters, unindexed_clauses
 from triage.models import OPEN_STATUSES, Case, Department, Status
 from web.db import alembic_config, make_engine, upgrade
@@ -99,22 +100,44 @@ def _expected(cases: list[Case], keep: Callable[[Case], bool], sort: str) -> lis
     return [c.tracking_number for c in shown]
 
 
-def _check(client: Any, expected: list[str], **params: str) -> None:
+def _walk(client: Any, **params: str) -> tuple[list[str], str]:
+    """Every case of a list, walking its Next links (as `_all_pages`); and its first page."""
+    first = html = client.get("/board/cases", query_string=params).get_data(as_text=True)
+    seen = _listed(html)
+    for _ in range(100):
+        nxt = re.search(r'<a href="([^"]+)" rel="next">', html)
+        if not nxt:
+            return seen, first
+        html = client.get(nxt.group(1).replace("&amp;", "&")).get_data(as_text=True)
+        seen += _listed(html)
+    raise AssertionError("too many pages")
+
+
+def _check(client: Any, expected: list[str], size: int = PAGE, **params: str) -> None:
     """Every page (Next links), the total shown, the last page and a typed page are those of
-    ``expected``, in its order."""
-    assert _all_pages(client, **params) == expected, params
-    html = client.get("/board/cases", query_string=params).get_data(as_text=True)
+    ``expected``, in its order (pages of ``size``)."""
+    walked, html = _walk(client, **params)
+    assert walked == expected, params
     shown = re.search(r"<small>\((\d+)\+?\)</small>", html)
     assert shown and int(shown.group(1)) == len(expected), (params, shown)
-    tail = len(expected) % PAGE or PAGE
+    tail = len(expected) % size or size
     assert _numbers(client, **params, last="1") == expected[-tail:], params
-    if len(expected) > PAGE:
-        assert _numbers(client, **params, page="2") == expected[PAGE : 2 * PAGE], params
+    if len(expected) > size:
+        assert _numbers(client, **params, page="2") == expected[size : 2 * size], params
 
 
-def test_list_pages_are_the_databases_cases_in_order(runtime: Any, login_as: Any) -> None:
+def test_list_pages_are_the_databases_cases_in_order(
+    runtime: Any, login_as: Any, monkeypatch: Any
+) -> None:
+    import web.board
+
+    # Pages of 40 of 300 cases: the overdue lists (47), the windows (55, 71, 247) span pages
+    # as with 50 of 420; a handler's lists are of 8 to 12.
+    size = 40
+    monkeypatch.setattr(web.board, "PAGE_SIZE", size)
+    check = partial(_check, size=size)
     with runtime.engine.begin() as conn:
-        add_volume(conn, 420, months=3, seed=11, label_map=runtime.settings.label_map)
+        add_volume(conn, 300, months=3, seed=11, label_map=runtime.settings.label_map)
         conn.execute(update(Case).where(Case.id % 3 == 0).values(urgent=True))
     odd = _odd_cases(runtime)
     now = datetime.now(UTC)
@@ -134,19 +157,19 @@ def test_list_pages_are_the_databases_cases_in_order(runtime: Any, login_as: Any
     # The odd cases are where they belong: the tick's mark counts only while the case is open.
     assert {odd["replied"], odd["late"]} <= overdue and odd["marked_closed"] not in overdue
     for sort in ("received", "deadline", "updated"):
-        _check(
+        check(
             supervisor,
             _expected(cases, lambda c: _overdue(c, now), sort),
             overdue="1",
             sort=sort,
         )
-        _check(
+        check(
             supervisor,
             _expected(cases, received_since, sort),
             received_from=since,
             sort=sort,
         )
-    _check(
+    check(
         supervisor,
         _expected(
             cases, lambda c: c.urgent and c.channel == "phone" and _overdue(c, now), "received"
@@ -156,7 +179,7 @@ def test_list_pages_are_the_databases_cases_in_order(runtime: Any, login_as: Any
         overdue="1",
     )
     # Open and received since a day, by deadline: pieces of the date range, still only open.
-    _check(
+    check(
         supervisor,
         _expected(cases, lambda c: c.status in OPEN_STATUSES and received_since(c), "deadline"),
         status="open",
@@ -164,7 +187,7 @@ def test_list_pages_are_the_databases_cases_in_order(runtime: Any, login_as: Any
         sort="deadline",
     )
     due_by = (now - timedelta(days=10)).date()
-    _check(
+    check(
         supervisor,
         _expected(cases, lambda c: (_deadline(c) + CHINA).date() <= due_by, "received"),
         due_to=due_by.isoformat(),
@@ -181,19 +204,19 @@ def test_list_pages_are_the_databases_cases_in_order(runtime: Any, login_as: Any
         return c.department_id == urban
 
     for sort in ("deadline", "received"):
-        _check(
+        check(
             handler,
             _expected(cases, lambda c: mine(c) and c.status in OPEN_STATUSES, sort),
             status="open",
             sort=sort,
         )
-    _check(
+    check(
         handler,
         _expected(cases, lambda c: mine(c) and received_since(c), "deadline"),
         received_from=since,
         sort="deadline",
     )
-    _check(
+    check(
         handler,
         _expected(cases, lambda c: mine(c) and _overdue(c, now), "deadline"),
         overdue="1",
