@@ -51,7 +51,7 @@ def test_merged_citizen_follows_and_is_called_back(
     office.goto(f"/board/cases/{x}")
     office.fill("#merge-target", y)
     office.click("#merge-form button[type=submit]")
-    expect(office.locator("h1 .badge")).to_have_class(re.compile("status-merged"))
+    expect(office.locator("h1 [class*=status-]")).to_have_class(re.compile("status-merged"))
     office.goto("/board/queue")
     row = office.locator(f"tr[data-case='{y}']")
     row.locator("select").select_option("urban")
@@ -62,7 +62,7 @@ def test_merged_citizen_follows_and_is_called_back(
     urban.goto(f"/board/cases/{y}")
     urban.fill("#reply-text", "已督促物业更换电梯配件，电梯今日恢复运行。回访电话 13812345678。")
     urban.click("#reply-form button[type=submit]")
-    expect(urban.locator("h1 .badge")).to_have_class(re.compile("status-replied"))
+    expect(urban.locator("h1 [class*=status-]")).to_have_class(re.compile("status-replied"))
 
     # X's citizen sees Y's progress and reply, with Y's complainant's phone masked.
     _track(phone, x, x_code)
@@ -87,7 +87,7 @@ def test_merged_citizen_follows_and_is_called_back(
     office.check("#visit-form input[name='visit-satisfaction'][value='satisfied']")
     office.click("#visit-form button[type=submit]")
     expect(office.locator("p.flash.info")).to_contain_text(x)
-    expect(office.locator("h1 .badge")).to_have_class(re.compile("status-replied"))
+    expect(office.locator("h1 [class*=status-]")).to_have_class(re.compile("status-replied"))
     expect(callers.locator(f"li[data-citizen='{x}']")).to_contain_text("满意")
     board_shot = screenshot(office, tmp_path / "merged-case-board.png")
 

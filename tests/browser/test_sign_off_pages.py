@@ -52,7 +52,7 @@ def test_the_head_signs_the_reply_off(chromium: Any, live_server: str, tmp_path:
     expect(submit).to_have_text("提交负责人签发")
     submit.click()
     expect(urban.locator("p.flash.info")).to_contain_text("负责人签发")
-    expect(urban.locator("h1 .badge")).to_have_class(re.compile("status-in_progress"))
+    expect(urban.locator("h1 [class*=status-]")).to_have_class(re.compile("status-in_progress"))
     expect(urban.locator("#draft-reply")).to_contain_text("疏通下水道")
     expect(urban.locator("#reply-form")).to_have_count(0)
     expect(urban.locator("#sign-off-form")).to_have_count(0)
@@ -73,7 +73,7 @@ def test_the_head_signs_the_reply_off(chromium: Any, live_server: str, tmp_path:
     expect(head.locator("#draft-reply")).to_contain_text("疏通下水道")
     head.click("#sign-off-form button[type=submit]")
     expect(head.locator("p.flash.info")).to_contain_text("签发")
-    expect(head.locator("h1 .badge")).to_have_class(re.compile("status-replied"))
+    expect(head.locator("h1 [class*=status-]")).to_have_class(re.compile("status-replied"))
     expect(head.locator(".signed-off")).to_contain_text("刘局长")
     shot = screenshot(head, tmp_path / "signed-off-board.png")
 

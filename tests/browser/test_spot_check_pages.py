@@ -68,7 +68,7 @@ def test_a_failed_spot_check_reopens_the_case(
     shot = screenshot(office, tmp_path / "spot-checks.png")
 
     office.goto(f"/board/cases/{number}")
-    expect(office.locator("h1 .badge")).to_have_class(re.compile("status-in_progress"))
+    expect(office.locator("h1 [class*=status-]")).to_have_class(re.compile("status-in_progress"))
     expect(office.locator("#spot-checks")).to_contain_text("楼道杂物仍未清理")
     expect(office.locator("ol.timeline")).to_contain_text("抽查")
 
