@@ -1272,8 +1272,6 @@ class _Chosen:
     """Whether a row's values are those of the filters chosen, filter by filter."""
 
     def __init__(self, filters: ListFilters, department_id: int | None) -> None:
-        self.filters = filters
-        self.department_id = department_id
         # A test for each filter chosen only: a list page judges ~1,000 rows of the tallies,
         # and most filters are not chosen (any value passes).
         tests: dict[str, Callable[[Any], bool]] = {}
